@@ -1,0 +1,212 @@
+//! Exact non-negative decimals.
+//!
+//! Every decimal revshare reads (revenue, rates, bounds, uplift, pool, minimum, cap) is
+//! non-negative, so the type has no sign. A value is kept normalised — no trailing fractional
+//! zeros — so that equality is equality of numbers (`1.5 == 1.50`, SPEC §3) and the canonical text
+//! is unique. Limits: at most 28 significant digits and at most 28 decimal places; both make every
+//! value fit a `u128` mantissa below 10^28, which is what lets [`crate::rollup`] sum millions of
+//! them in plain integers without overflow.
+
+use std::fmt;
+
+use num_bigint::BigInt;
+use num_rational::BigRational;
+
+/// The most significant digits (and decimal places) a decimal may have.
+pub const MAX_DIGITS: u32 = 28;
+
+/// A non-negative exact decimal: `mantissa × 10^-scale`, normalised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Decimal {
+    mantissa: u128,
+    scale: u8,
+}
+
+/// Why a text is not a decimal; the message says what would be right.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecimalError {
+    #[error("`{0}` is not a decimal number; write digits with an optional fraction, like \"12.50\"")]
+    Syntax(String),
+    #[error("`{0}` is negative; it must be zero or more")]
+    Negative(String),
+    #[error("`{0}` has more than 28 significant digits")]
+    TooManyDigits(String),
+    #[error("`{0}` has more than 28 decimal places")]
+    TooManyPlaces(String),
+}
+
+impl Decimal {
+    pub const ZERO: Decimal = Decimal { mantissa: 0, scale: 0 };
+    pub const ONE: Decimal = Decimal { mantissa: 1, scale: 0 };
+
+    /// Parses the plain decimal text used in agreement files and decimal strings of usage
+    /// records: `digits[.digits]`, no sign, no exponent, no separators.
+    pub fn parse(text: &str) -> Result<Decimal, DecimalError> {
+        Self::parse_parts(text, text, false)
+    }
+
+    /// Parses the exact text of a JSON number (RFC 8259 grammar, exponent allowed), never
+    /// through a binary float.
+    pub fn parse_json_number(text: &str) -> Result<Decimal, DecimalError> {
+        Self::parse_parts(text, text, true)
+    }
+
+    fn parse_parts(original: &str, text: &str, allow_exponent: bool) -> Result<Decimal, DecimalError> {
+        let syntax = || DecimalError::Syntax(original.to_owned());
+        let bytes = text.as_bytes();
+        if bytes.first() == Some(&b'-') {
+            // Still check the rest is a number, so "-abc" reads as a syntax error.
+            Self::parse_parts(original, &text[1..], allow_exponent)?;
+            return Err(DecimalError::Negative(original.to_owned()));
+        }
+        let (number, exponent) = match text.find(['e', 'E']) {
+            Some(at) if allow_exponent => {
+                let exp_text = &text[at + 1..];
+                let digits = exp_text.strip_prefix(['+', '-']).unwrap_or(exp_text);
+                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(syntax());
+                }
+                // An exponent beyond ±10^6 cannot give a valid decimal anyway.
+                let magnitude: i64 = if digits.len() > 7 { 10_000_000 } else { digits.parse().map_err(|_| syntax())? };
+                let exponent = if exp_text.starts_with('-') { -magnitude } else { magnitude };
+                (&text[..at], exponent)
+            }
+            _ => (text, 0),
+        };
+        let (int_part, frac_part) = match number.split_once('.') {
+            Some((i, f)) => (i, Some(f)),
+            None => (number, None),
+        };
+        let digits_ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits_ok(int_part) || frac_part.is_some_and(|f| !digits_ok(f)) {
+            return Err(syntax());
+        }
+        if allow_exponent && int_part.len() > 1 && int_part.starts_with('0') {
+            return Err(syntax()); // JSON forbids leading zeros
+        }
+        let frac_part = frac_part.unwrap_or("").trim_end_matches('0');
+        // All digits, as one integer, and the power of ten that scales it.
+        let all: String = [int_part, frac_part].concat();
+        let all = all.trim_start_matches('0');
+        let mut scale = i64::try_from(frac_part.len()).map_err(|_| syntax())? - exponent;
+        if all.is_empty() {
+            return Ok(Decimal::ZERO);
+        }
+        // Normalise: strip trailing zeros of the integer digits into a negative scale.
+        let trimmed = all.trim_end_matches('0');
+        let zeros = i64::try_from(all.len() - trimmed.len()).map_err(|_| syntax())?;
+        scale -= zeros;
+        let significant = trimmed.len();
+        // Significant digits include the trailing zeros of an integer (1e30 has 31).
+        let total_digits = i64::try_from(significant).map_err(|_| syntax())? + (-scale).max(0);
+        if total_digits > i64::from(MAX_DIGITS) {
+            return Err(DecimalError::TooManyDigits(original.to_owned()));
+        }
+        if scale > i64::from(MAX_DIGITS) {
+            return Err(DecimalError::TooManyPlaces(original.to_owned()));
+        }
+        let mut mantissa: u128 = trimmed.parse().map_err(|_| syntax())?;
+        while scale < 0 {
+            mantissa *= 10; // cannot overflow: at most 28 digits in all
+            scale += 1;
+        }
+        let scale = u8::try_from(scale).map_err(|_| syntax())?;
+        Ok(Decimal { mantissa, scale })
+    }
+
+    /// Builds a decimal from an integer count (token volumes, bounds).
+    pub fn from_u128(value: u128) -> Result<Decimal, DecimalError> {
+        Decimal::parse(&value.to_string())
+    }
+
+    /// The digits, as an integer; the value is `mantissa() × 10^-scale()`.
+    pub fn mantissa(&self) -> u128 {
+        self.mantissa
+    }
+
+    /// Decimal places of the normalised value (0..=28).
+    pub fn scale(&self) -> u8 {
+        self.scale
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.mantissa == 0
+    }
+
+    /// The exact value as a rational.
+    pub fn to_rational(&self) -> BigRational {
+        BigRational::new(BigInt::from(self.mantissa), pow10(u32::from(self.scale)))
+    }
+}
+
+/// 10^n as a big integer.
+pub fn pow10(n: u32) -> BigInt {
+    num_traits::pow(BigInt::from(10u8), usize::try_from(n).unwrap_or(usize::MAX))
+}
+
+impl fmt::Display for Decimal {
+    /// The canonical text: no exponent, no trailing fractional zeros, `0` for zero.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let digits = self.mantissa.to_string();
+        let scale = usize::from(self.scale);
+        if scale == 0 {
+            return f.write_str(&digits);
+        }
+        if digits.len() > scale {
+            let (int, frac) = digits.split_at(digits.len() - scale);
+            write!(f, "{int}.{frac}")
+        } else {
+            write!(f, "0.{}{digits}", "0".repeat(scale - digits.len()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> String {
+        Decimal::parse(s).map(|d| d.to_string()).unwrap_or_else(|e| e.to_string())
+    }
+
+    #[test]
+    fn parses_and_normalises() {
+        assert_eq!(p("1.50"), "1.5");
+        assert_eq!(p("0"), "0");
+        assert_eq!(p("000.000"), "0");
+        assert_eq!(p("1080.000000"), "1080");
+        assert_eq!(p("0.0015"), "0.0015");
+        assert_eq!(p("100"), "100");
+        assert_eq!(Decimal::parse("1.5"), Decimal::parse("1.50"));
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_plain_decimal() {
+        assert_eq!(p("1e5"), "`1e5` is not a decimal number; write digits with an optional fraction, like \"12.50\"");
+        assert_eq!(p(".5"), "`.5` is not a decimal number; write digits with an optional fraction, like \"12.50\"");
+        assert_eq!(p("5."), "`5.` is not a decimal number; write digits with an optional fraction, like \"12.50\"");
+        assert_eq!(p("-1"), "`-1` is negative; it must be zero or more");
+        assert_eq!(p(""), "`` is not a decimal number; write digits with an optional fraction, like \"12.50\"");
+    }
+
+    #[test]
+    fn limits_digits_and_places() {
+        assert_eq!(p("1234567890123456789012345678"), "1234567890123456789012345678");
+        assert_eq!(p("12345678901234567890123456789"), "`12345678901234567890123456789` has more than 28 significant digits");
+        assert_eq!(p("0.0000000000000000000000000001"), "0.0000000000000000000000000001");
+        assert_eq!(p("0.00000000000000000000000000001"), "`0.00000000000000000000000000001` has more than 28 decimal places");
+        assert_eq!(p("1.000000000000000000000000000000000"), "1");
+    }
+
+    #[test]
+    fn json_numbers_are_read_exactly() {
+        let j = |s: &str| Decimal::parse_json_number(s).map(|d| d.to_string()).unwrap_or_else(|e| e.to_string());
+        assert_eq!(j("1.5e3"), "1500");
+        assert_eq!(j("25E-1"), "2.5");
+        assert_eq!(j("0.1"), "0.1");
+        assert_eq!(j("1e400"), "`1e400` has more than 28 significant digits");
+        assert_eq!(j("1e-400"), "`1e-400` has more than 28 decimal places");
+        assert_eq!(j("01"), "`01` is not a decimal number; write digits with an optional fraction, like \"12.50\"");
+        assert_eq!(j("-0.5"), "`-0.5` is negative; it must be zero or more");
+    }
+}

@@ -1,0 +1,122 @@
+//! The idempotency index: `(host, id)` identifies a record (SPEC §3).
+//!
+//! The index keeps, per key, the first location the record was seen at and a 128-bit fingerprint
+//! of its canonical form (the first half of its SHA-256). A record seen again is a duplicate when
+//! the fingerprints agree and a conflict otherwise. Keys are stored exactly (in one arena, not as
+//! hashes), so two different ids never merge; memory is about 50 bytes a record plus the key text.
+//!
+//! The hasher's seed comes from the caller, which keeps this module free of randomness while
+//! letting the edge pick a random seed against hash flooding.
+
+use hashbrown::HashTable;
+
+/// What the index says about a record offered to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// First time: the record is kept.
+    New,
+    /// The same record was seen first at `first`.
+    Duplicate { first: u64 },
+    /// A different record with the same `(host, id)` was seen first at `first`.
+    Conflict { first: u64 },
+}
+
+#[derive(Clone, Copy)]
+struct Entry {
+    hash: u64,
+    key_start: usize,
+    key_len: u32,
+    fingerprint: [u8; 16],
+    location: u64,
+}
+
+/// Maps `(host, id)` to the first location and fingerprint.
+pub struct DedupIndex {
+    table: HashTable<Entry>,
+    keys: Vec<u8>,
+    hasher: foldhash::quality::FixedState,
+}
+
+impl DedupIndex {
+    pub fn new(seed: u64) -> DedupIndex {
+        DedupIndex { table: HashTable::new(), keys: Vec::new(), hasher: foldhash::quality::FixedState::with_seed(seed) }
+    }
+
+    /// The hash of a key, for callers that shard keys over several indexes.
+    pub fn hash_key(&self, host: &str, id: &str) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = self.hasher.build_hasher();
+        h.write(host.as_bytes());
+        h.write_u8(0xff); // cannot occur in UTF-8, so ("ab","c") and ("a","bc") differ
+        h.write(id.as_bytes());
+        h.finish()
+    }
+
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// Offers a record; `location` is what a later duplicate or conflict will name (a line).
+    pub fn offer(&mut self, host: &str, id: &str, fingerprint: [u8; 16], location: u64) -> Seen {
+        let hash = self.hash_key(host, id);
+        self.offer_hashed(hash, host, id, fingerprint, location)
+    }
+
+    /// [`Self::offer`] with the hash from [`Self::hash_key`] of an index with the same seed.
+    pub fn offer_hashed(&mut self, hash: u64, host: &str, id: &str, fingerprint: [u8; 16], location: u64) -> Seen {
+        let keys = &self.keys;
+        let key_matches = |e: &Entry| {
+            let stored = stored_key(keys, e);
+            stored.len() == host.len() + 1 + id.len()
+                && stored[..host.len()] == *host.as_bytes()
+                && stored[host.len()] == 0xff
+                && stored[host.len() + 1..] == *id.as_bytes()
+        };
+        if let Some(entry) = self.table.find(hash, key_matches) {
+            return if entry.fingerprint == fingerprint {
+                Seen::Duplicate { first: entry.location }
+            } else {
+                Seen::Conflict { first: entry.location }
+            };
+        }
+        let key_start = self.keys.len();
+        self.keys.extend_from_slice(host.as_bytes());
+        self.keys.push(0xff);
+        self.keys.extend_from_slice(id.as_bytes());
+        let key_len = u32::try_from(host.len() + 1 + id.len()).unwrap_or(u32::MAX);
+        self.table.insert_unique(hash, Entry { hash, key_start, key_len, fingerprint, location }, |e| e.hash);
+        Seen::New
+    }
+}
+
+fn stored_key<'k>(keys: &'k [u8], e: &Entry) -> &'k [u8] {
+    let len = usize::try_from(e.key_len).unwrap_or(usize::MAX);
+    keys.get(e.key_start..e.key_start.saturating_add(len)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicates_and_conflicts() {
+        let mut index = DedupIndex::new(7);
+        assert_eq!(index.offer("h1", "a", [1; 16], 1), Seen::New);
+        assert_eq!(index.offer("h2", "a", [2; 16], 2), Seen::New);
+        assert_eq!(index.offer("h1", "a", [1; 16], 3), Seen::Duplicate { first: 1 });
+        assert_eq!(index.offer("h1", "a", [9; 16], 4), Seen::Conflict { first: 1 });
+        assert_eq!(index.offer("h1a", "", [1; 16], 5), Seen::New);
+        assert_eq!(index.len(), 3);
+        // Growth keeps every key findable.
+        for i in 0..10_000u64 {
+            assert_eq!(index.offer("h3", &i.to_string(), [0; 16], i), Seen::New);
+        }
+        for i in 0..10_000u64 {
+            assert_eq!(index.offer("h3", &i.to_string(), [0; 16], 0), Seen::Duplicate { first: i });
+        }
+    }
+}

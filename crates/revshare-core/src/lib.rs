@@ -1,0 +1,33 @@
+//! The pure core of revshare: everything that decides money is here, and nothing here performs IO,
+//! reads the clock, draws random numbers or runs async code. Time, ids and inputs come in as
+//! arguments, so every statement can be recomputed from its inputs by anyone (`revshare verify`,
+//! a dispute, an auditor with a spreadsheet and patience).
+//!
+//! Module map:
+//! - [`decimal`], [`money`], [`time`], [`ids`]: validated value types ("parse, don't validate").
+//! - [`json`]: a small borrowed JSON reader that keeps number literals as text (never `f64`).
+//! - [`canonical`]: RFC 8785 canonical JSON and `sha256:` digests.
+//! - [`agreement`]: agreement files (SPEC §2) with positioned, all-at-once diagnostics.
+//! - [`usage`]: usage records (SPEC §3) from JSON Lines and CloudEvents batches.
+//! - [`dedup`]: the `(host, id)` idempotency index: duplicates and conflicts.
+//! - [`rollup`]: the per-group exact sums that settlement needs (O(groups), not O(records)).
+//! - [`contribution`], [`allocate`]: contribution credits and the largest-remainder split.
+//! - [`settle`]: the SPEC §4 arithmetic, producing a [`statement::Statement`].
+//! - [`statement`]: the statement (SPEC §6) and its canonical encoding.
+
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::as_conversions, clippy::float_arithmetic)]
+
+pub mod agreement;
+pub mod allocate;
+pub mod canonical;
+pub mod contribution;
+pub mod decimal;
+pub mod dedup;
+pub mod ids;
+pub mod json;
+pub mod money;
+pub mod rollup;
+pub mod settle;
+pub mod statement;
+pub mod time;
+pub mod usage;

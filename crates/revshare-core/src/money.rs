@@ -1,0 +1,195 @@
+//! Currencies, minor units and the one rounding rule.
+//!
+//! Amounts are integers of the currency's minor unit (`i128`, signed so that adjustments and
+//! reversals can be negative). The only place an exact value becomes an amount is
+//! [`round_half_even`]: the remainder goes to the nearest minor unit, and an exact half goes to the
+//! even neighbour (banker's rounding), as SPEC §4 requires.
+
+use std::fmt;
+use std::str::FromStr;
+
+use num_bigint::BigInt;
+use num_integer::Integer;
+use num_rational::BigRational;
+use num_traits::{Signed, ToPrimitive};
+
+use crate::decimal::{Decimal, pow10};
+
+/// An ISO 4217 currency with its minor unit (USD 2, JPY 0, BHD 3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Currency {
+    code: [u8; 3],
+    minor_units: u8,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CurrencyError {
+    #[error("`{0}` is not an ISO 4217 currency code; use a code such as \"USD\", \"EUR\" or \"JPY\"")]
+    Unknown(String),
+    #[error("`{0}` has no minor unit (a precious metal or testing code); use a national currency")]
+    NoMinorUnit(String),
+}
+
+impl Currency {
+    pub fn parse(code: &str) -> Result<Currency, CurrencyError> {
+        let iso = iso_currency::Currency::from_code(code).ok_or_else(|| CurrencyError::Unknown(code.to_owned()))?;
+        let minor_units = iso
+            .exponent()
+            .and_then(|e| u8::try_from(e).ok())
+            .ok_or_else(|| CurrencyError::NoMinorUnit(code.to_owned()))?;
+        let bytes = code.as_bytes();
+        let code = [bytes[0], bytes[1], bytes[2]];
+        Ok(Currency { code, minor_units })
+    }
+
+    pub fn code(&self) -> &str {
+        // The code came from a validated ASCII string.
+        std::str::from_utf8(&self.code).unwrap_or("???")
+    }
+
+    /// Digits after the decimal point in this currency's amounts.
+    pub fn minor_units(&self) -> u8 {
+        self.minor_units
+    }
+
+    /// Formats an amount in minor units with exactly the minor-unit digits: `-12.30`, `1500` (JPY).
+    pub fn format(&self, minor: i128) -> String {
+        format_scaled(minor, u32::from(self.minor_units))
+    }
+
+    /// Converts a decimal to minor units when it has no more places than the currency allows.
+    pub fn to_minor(&self, value: &Decimal) -> Option<i128> {
+        if u32::from(value.scale()) > u32::from(self.minor_units) {
+            return None;
+        }
+        let factor = 10i128.checked_pow(u32::from(self.minor_units - value.scale()))?;
+        i128::try_from(value.mantissa()).ok()?.checked_mul(factor)
+    }
+
+    /// Rounds an exact value of this currency to minor units, half to even.
+    pub fn round(&self, exact: &BigRational) -> Result<i128, AmountOverflow> {
+        round_half_even(exact, u32::from(self.minor_units))
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl FromStr for Currency {
+    type Err = CurrencyError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Currency::parse(s)
+    }
+}
+
+/// An amount too large for 38 digits; no real statement reaches it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("an amount exceeds 38 digits")]
+pub struct AmountOverflow;
+
+/// Rounds `exact × 10^places` to the nearest integer, an exact half to the even neighbour.
+pub fn round_half_even(exact: &BigRational, places: u32) -> Result<i128, AmountOverflow> {
+    let scaled = exact * BigRational::from_integer(pow10(places));
+    round_rational_half_even(&scaled).to_i128().ok_or(AmountOverflow)
+}
+
+/// The nearest integer to `value`, an exact half to the even one.
+pub fn round_rational_half_even(value: &BigRational) -> BigInt {
+    let (numer, denom) = (value.numer(), value.denom());
+    // floor division, then decide on the remainder: denominators are always positive here.
+    let (quotient, remainder) = numer.div_mod_floor(denom);
+    let twice = &remainder * 2u8;
+    match twice.cmp(denom) {
+        std::cmp::Ordering::Less => quotient,
+        std::cmp::Ordering::Greater => quotient + 1u8,
+        std::cmp::Ordering::Equal => {
+            if quotient.is_even() {
+                quotient
+            } else {
+                quotient + 1u8
+            }
+        }
+    }
+}
+
+/// Formats `value × 10^-places` with exactly `places` fraction digits.
+pub fn format_scaled(value: i128, places: u32) -> String {
+    with_point(value < 0, value.unsigned_abs().to_string(), places)
+}
+
+/// Formats an exact rational with `places` fraction digits, rounded half to even; used for
+/// information only (blended rates, fractions), never for amounts.
+pub fn format_rational(value: &BigRational, places: u32) -> String {
+    let scaled = value * BigRational::from_integer(pow10(places));
+    let rounded = round_rational_half_even(&scaled);
+    with_point(rounded.is_negative(), rounded.abs().to_string(), places)
+}
+
+fn with_point(negative: bool, digits: String, places: u32) -> String {
+    let sign = if negative { "-" } else { "" };
+    let places = usize::try_from(places).unwrap_or(0);
+    if places == 0 {
+        return format!("{sign}{digits}");
+    }
+    let padded = format!("{digits:0>width$}", width = places + 1);
+    let (int, frac) = padded.split_at(padded.len() - places);
+    format!("{sign}{int}.{frac}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(n: i64, d: i64) -> BigRational {
+        BigRational::new(BigInt::from(n), BigInt::from(d))
+    }
+
+    #[test]
+    fn minor_units_follow_iso_4217() {
+        assert_eq!(Currency::parse("USD").map(|c| c.minor_units()), Ok(2));
+        assert_eq!(Currency::parse("JPY").map(|c| c.minor_units()), Ok(0));
+        assert_eq!(Currency::parse("BHD").map(|c| c.minor_units()), Ok(3));
+        assert_eq!(
+            Currency::parse("USX").map_err(|e| e.to_string()),
+            Err("`USX` is not an ISO 4217 currency code; use a code such as \"USD\", \"EUR\" or \"JPY\"".to_owned())
+        );
+    }
+
+    #[test]
+    fn rounds_half_to_even() {
+        assert_eq!(round_half_even(&r(5, 1000), 2), Ok(0)); // 0.005 -> 0.00
+        assert_eq!(round_half_even(&r(15, 1000), 2), Ok(2)); // 0.015 -> 0.02
+        assert_eq!(round_half_even(&r(25, 1000), 2), Ok(2)); // 0.025 -> 0.02
+        assert_eq!(round_half_even(&r(2501, 100_000), 2), Ok(3));
+        assert_eq!(round_half_even(&r(1, 3), 2), Ok(33));
+        assert_eq!(round_half_even(&r(2, 3), 2), Ok(67));
+        assert_eq!(round_half_even(&r(-5, 1000), 2), Ok(0));
+        assert_eq!(round_half_even(&r(-15, 1000), 2), Ok(-2));
+        assert_eq!(round_half_even(&r(5, 10), 0), Ok(0));
+        assert_eq!(round_half_even(&r(15, 10), 0), Ok(2));
+    }
+
+    #[test]
+    fn formats_exactly_the_minor_digits() {
+        assert_eq!(format_scaled(0, 2), "0.00");
+        assert_eq!(format_scaled(5, 2), "0.05");
+        assert_eq!(format_scaled(-130, 2), "-1.30");
+        assert_eq!(format_scaled(1500, 0), "1500");
+        assert_eq!(format_scaled(1, 3), "0.001");
+        assert_eq!(format_rational(&r(20, 133), 10), "0.1503759398");
+        assert_eq!(format_rational(&r(-1, 3), 2), "-0.33");
+    }
+
+    #[test]
+    fn converts_decimals_to_minor_units_only_when_exact() {
+        let usd = Currency::parse("USD").ok();
+        let d = |s| Decimal::parse(s).ok();
+        let minor = |s| usd.zip(d(s)).and_then(|(c, v)| c.to_minor(&v));
+        assert_eq!(minor("500.00"), Some(50_000));
+        assert_eq!(minor("0.1"), Some(10));
+        assert_eq!(minor("0.001"), None);
+    }
+}
