@@ -359,7 +359,14 @@ impl Walk {
         self.problem(value.span(), format!("`{}` must be {want}, not {found}", key.get_ref()), "wrong type", Some(help));
     }
 
-    fn string<'t>(&mut self, table: &'t DeTable<'_>, at: &Range<usize>, key: &str, context: &str, example: &str) -> Option<(&'t str, Range<usize>)> {
+    fn string<'t>(
+        &mut self,
+        table: &'t DeTable<'_>,
+        at: &Range<usize>,
+        key: &str,
+        context: &str,
+        example: &str,
+    ) -> Option<(&'t str, Range<usize>)> {
         match Self::get(table, key) {
             None => {
                 self.missing(at, key, context, example);
@@ -415,7 +422,12 @@ impl Walk {
             DeValue::Integer(i) => match u64::from_str_radix(&i.as_str().replace('_', ""), i.radix()) {
                 Ok(n) => Some((n, v.span())),
                 Err(_) => {
-                    self.problem(v.span(), format!("`{key}` must be a whole number of zero or more"), "not a non-negative integer", Some(format!("for example {key} = {example}")));
+                    self.problem(
+                        v.span(),
+                        format!("`{key}` must be a whole number of zero or more"),
+                        "not a non-negative integer",
+                        Some(format!("for example {key} = {example}")),
+                    );
                     None
                 }
             },
@@ -431,9 +443,9 @@ impl Walk {
         let (k, v) = Self::get(table, key)?;
         let help = Some("write a date like 2026-10-15 or an RFC 3339 time like 2026-10-15T00:00:00Z".to_owned());
         let parsed = match v.get_ref() {
-            DeValue::Datetime(dt) => datetime_instant(dt).ok_or_else(|| {
-                format!("`{key}` = {dt} is not a UTC date or a time with an offset")
-            }),
+            DeValue::Datetime(dt) => {
+                datetime_instant(dt).ok_or_else(|| format!("`{key}` = {dt} is not a UTC date or a time with an offset"))
+            }
             DeValue::String(s) => parse_date_or_time(s).ok_or_else(|| format!("`{key}` = \"{s}\" is not a date or an RFC 3339 time")),
             _ => {
                 self.wrong_type(k, v, "a date", "2026-10-15");
@@ -444,7 +456,13 @@ impl Walk {
     }
 
     /// A list of ids.
-    fn id_list<T>(&mut self, table: &DeTable<'_>, key: &str, parse: fn(&str) -> Result<T, IdError>, example: &str) -> Option<(Vec<T>, Range<usize>)> {
+    fn id_list<T>(
+        &mut self,
+        table: &DeTable<'_>,
+        key: &str,
+        parse: fn(&str) -> Result<T, IdError>,
+        example: &str,
+    ) -> Option<(Vec<T>, Range<usize>)> {
         let (k, v) = Self::get(table, key)?;
         let DeValue::Array(items) = v.get_ref() else {
             self.wrong_type(k, v, "a list of strings", example);
@@ -463,12 +481,22 @@ impl Walk {
                 },
                 other => {
                     ok = false;
-                    self.problem(item.span(), format!("items of `{key}` must be strings, not {}", type_name(other)), "wrong type", Some(format!("for example {key} = {example}")));
+                    self.problem(
+                        item.span(),
+                        format!("items of `{key}` must be strings, not {}", type_name(other)),
+                        "wrong type",
+                        Some(format!("for example {key} = {example}")),
+                    );
                 }
             }
         }
         if out.is_empty() && ok {
-            self.problem(v.span(), format!("`{key}` is empty"), "empty list", Some(format!("list at least one, or leave `{key}` out to mean all")));
+            self.problem(
+                v.span(),
+                format!("`{key}` is empty"),
+                "empty list",
+                Some(format!("list at least one, or leave `{key}` out to mean all")),
+            );
             return None;
         }
         ok.then_some((out, v.span()))
@@ -476,8 +504,21 @@ impl Walk {
 
     fn agreement(&mut self, root: &Spanned<DeTable<'_>>) -> Option<Agreement> {
         const KEYS: &[&str] = &[
-            "id", "version", "licensor", "host", "currency", "effective_from", "effective_to", "models", "minimum", "cap",
-            "dispute_window_days", "mau_threshold", "pricing", "exclusivity", "contributions",
+            "id",
+            "version",
+            "licensor",
+            "host",
+            "currency",
+            "effective_from",
+            "effective_to",
+            "models",
+            "minimum",
+            "cap",
+            "dispute_window_days",
+            "mau_threshold",
+            "pricing",
+            "exclusivity",
+            "contributions",
         ];
         let at = root.span();
         let table = root.get_ref();
@@ -487,7 +528,12 @@ impl Walk {
         let id = self.string(table, &at, "id", ctx, "\"licensor-host\"").and_then(|(s, sp)| self.id(AgreementId::parse(s), sp));
         let version = match self.integer(table, "version", "1") {
             Some((0, sp)) => {
-                self.problem(sp, "`version` must be 1 or more".to_owned(), "version 0", Some("the first version is 1; each amendment adds one".to_owned()));
+                self.problem(
+                    sp,
+                    "`version` must be 1 or more".to_owned(),
+                    "version 0",
+                    Some("the first version is 1; each amendment adds one".to_owned()),
+                );
                 None
             }
             Some((v, sp)) => u32::try_from(v).map_err(|_| self.problem(sp, "`version` is too large".to_owned(), "too large", None)).ok(),
@@ -502,12 +548,17 @@ impl Walk {
         let host = host_entry.clone().and_then(|(s, sp)| self.id(PartyId::parse(s), sp));
         if let (Some(l), Some(h), Some((_, sp))) = (&licensor, &host, &host_entry) {
             if l == h {
-                self.problem(sp.clone(), "the host and the licensor are the same party".to_owned(), "same as licensor", Some("an agreement is between a licensor and a different host".to_owned()));
+                self.problem(
+                    sp.clone(),
+                    "the host and the licensor are the same party".to_owned(),
+                    "same as licensor",
+                    Some("an agreement is between a licensor and a different host".to_owned()),
+                );
             }
         }
-        let currency = self.string(table, &at, "currency", ctx, "\"USD\"").and_then(|(s, sp)| {
-            Currency::parse(s).map_err(|e| self.problem(sp, e.to_string(), "unknown currency", None)).ok()
-        });
+        let currency = self
+            .string(table, &at, "currency", ctx, "\"USD\"")
+            .and_then(|(s, sp)| Currency::parse(s).map_err(|e| self.problem(sp, e.to_string(), "unknown currency", None)).ok());
         let effective_from = self.instant(table, "effective_from");
         if Self::get(table, "effective_from").is_none() {
             self.missing(&at, "effective_from", ctx, "2026-01-01");
@@ -515,7 +566,15 @@ impl Walk {
         let effective_to = self.instant(table, "effective_to");
         if let (Some((from, _)), Some((to, sp))) = (&effective_from, &effective_to) {
             if to <= from {
-                self.problem(sp.clone(), format!("effective_to ({to}) is not after effective_from ({from})"), "not after effective_from", Some("effective_to is the first instant the agreement no longer applies; it must be later than effective_from".to_owned()));
+                self.problem(
+                    sp.clone(),
+                    format!("effective_to ({to}) is not after effective_from ({from})"),
+                    "not after effective_from",
+                    Some(
+                        "effective_to is the first instant the agreement no longer applies; it must be later than effective_from"
+                            .to_owned(),
+                    ),
+                );
             }
         }
         let models = self.id_list(table, "models", ModelId::parse, "[\"m-8b\", \"m-70b\"]").map(|(m, _)| m);
@@ -527,17 +586,29 @@ impl Walk {
         for (name, value) in [("minimum", &minimum), ("cap", &cap)] {
             if let (Some((d, sp)), Some(c)) = (value, &currency) {
                 if c.to_minor(d).is_none() {
-                    self.problem(sp.clone(), format!("`{name}` {d} has more decimal places than {c} allows ({})", c.minor_units()), "too many decimal places", Some(format!("write {name} in whole minor units of {c}")));
+                    self.problem(
+                        sp.clone(),
+                        format!("`{name}` {d} has more decimal places than {c} allows ({})", c.minor_units()),
+                        "too many decimal places",
+                        Some(format!("write {name} in whole minor units of {c}")),
+                    );
                 }
             }
         }
         if let (Some((min, _)), Some((cap_value, sp))) = (&minimum, &cap) {
             if cap_value < min {
-                self.problem(sp.clone(), format!("cap {cap_value} is below minimum {min}"), "below the minimum", Some("the cap limits what the licensor receives and must be at least the minimum".to_owned()));
+                self.problem(
+                    sp.clone(),
+                    format!("cap {cap_value} is below minimum {min}"),
+                    "below the minimum",
+                    Some("the cap limits what the licensor receives and must be at least the minimum".to_owned()),
+                );
             }
         }
         let dispute_window_days = match self.integer(table, "dispute_window_days", "30") {
-            Some((d, sp)) => u32::try_from(d).map_err(|_| self.problem(sp, "`dispute_window_days` is too large".to_owned(), "too large", None)).ok(),
+            Some((d, sp)) => {
+                u32::try_from(d).map_err(|_| self.problem(sp, "`dispute_window_days` is too large".to_owned(), "too large", None)).ok()
+            }
             None => {
                 if Self::get(table, "dispute_window_days").is_none() {
                     self.missing(&at, "dispute_window_days", ctx, "30");
@@ -551,7 +622,12 @@ impl Walk {
             Some((_, v)) => match v.get_ref() {
                 DeValue::Table(t) => self.pricing(t, v.span()),
                 _ => {
-                    self.problem(v.span(), "`pricing` must be a table".to_owned(), "not a table", Some("write it as a [pricing] section".to_owned()));
+                    self.problem(
+                        v.span(),
+                        "`pricing` must be a table".to_owned(),
+                        "not a table",
+                        Some("write it as a [pricing] section".to_owned()),
+                    );
                     None
                 }
             },
@@ -565,7 +641,12 @@ impl Walk {
             Some((_, v)) => match v.get_ref() {
                 DeValue::Table(t) => self.contributions(t, v.span()),
                 _ => {
-                    self.problem(v.span(), "`contributions` must be a table".to_owned(), "not a table", Some("write it as a [contributions] section".to_owned()));
+                    self.problem(
+                        v.span(),
+                        "`contributions` must be a table".to_owned(),
+                        "not a table",
+                        Some("write it as a [contributions] section".to_owned()),
+                    );
                     None
                 }
             },
@@ -603,7 +684,15 @@ impl Walk {
             "revenue_share" => Some(Basis::RevenueShare),
             "per_unit" => Some(Basis::PerUnit),
             other => {
-                self.problem(sp, format!("unknown basis `{other}`"), "unknown basis", Some("use \"revenue_share\" (rates are fractions of revenue) or \"per_unit\" (money per `unit` of tier_metric)".to_owned()));
+                self.problem(
+                    sp,
+                    format!("unknown basis `{other}`"),
+                    "unknown basis",
+                    Some(
+                        "use \"revenue_share\" (rates are fractions of revenue) or \"per_unit\" (money per `unit` of tier_metric)"
+                            .to_owned(),
+                    ),
+                );
                 None
             }
         });
@@ -614,7 +703,12 @@ impl Walk {
             "output_tokens" => Some(TierMetric::OutputTokens),
             "tokens" => Some(TierMetric::Tokens),
             other => {
-                self.problem(sp, format!("unknown tier_metric `{other}`"), "unknown metric", Some("use one of revenue, requests, input_tokens, output_tokens, tokens".to_owned()));
+                self.problem(
+                    sp,
+                    format!("unknown tier_metric `{other}`"),
+                    "unknown metric",
+                    Some("use one of revenue, requests, input_tokens, output_tokens, tokens".to_owned()),
+                );
                 None
             }
         });
@@ -622,7 +716,15 @@ impl Walk {
             "graduated" => Some(TierMode::Graduated),
             "volume" => Some(TierMode::Volume),
             other => {
-                self.problem(sp, format!("unknown tier_mode `{other}`"), "unknown mode", Some("use \"graduated\" (each tier's rate on the part inside it) or \"volume\" (one tier's rate on everything)".to_owned()));
+                self.problem(
+                    sp,
+                    format!("unknown tier_mode `{other}`"),
+                    "unknown mode",
+                    Some(
+                        "use \"graduated\" (each tier's rate on the part inside it) or \"volume\" (one tier's rate on everything)"
+                            .to_owned(),
+                    ),
+                );
                 None
             }
         });
@@ -635,7 +737,12 @@ impl Walk {
                 Some("add unit = \"1000000\": rates are money per that many units of tier_metric".to_owned()),
             ),
             (Some(Basis::PerUnit), Some((u, sp))) if u.is_zero() => {
-                self.problem(sp.clone(), "`unit` must be more than zero".to_owned(), "zero unit", Some("for example unit = \"1000000\"".to_owned()));
+                self.problem(
+                    sp.clone(),
+                    "`unit` must be more than zero".to_owned(),
+                    "zero unit",
+                    Some("for example unit = \"1000000\"".to_owned()),
+                );
             }
             (Some(Basis::RevenueShare), Some((_, sp))) => self.problem(
                 sp.clone(),
@@ -647,7 +754,12 @@ impl Walk {
         }
         if let (Some(Basis::PerUnit), Some(TierMetric::Revenue)) = (basis, tier_metric) {
             let sp = Self::get(table, "tier_metric").map_or(at.clone(), |(_, v)| v.span());
-            self.problem(sp, "basis = \"per_unit\" cannot use tier_metric = \"revenue\"".to_owned(), "per_unit on revenue", Some("price revenue with basis = \"revenue_share\", or choose requests, input_tokens, output_tokens or tokens".to_owned()));
+            self.problem(
+                sp,
+                "basis = \"per_unit\" cannot use tier_metric = \"revenue\"".to_owned(),
+                "per_unit on revenue",
+                Some("price revenue with basis = \"revenue_share\", or choose requests, input_tokens, output_tokens or tokens".to_owned()),
+            );
         }
 
         // Bounds: strictly increasing, positive.
@@ -661,10 +773,20 @@ impl Walk {
                             Some(b) => {
                                 if b.is_zero() {
                                     bounds_ok = false;
-                                    self.problem(item.span(), format!("tier bound {} is zero; bounds must be positive", i + 1), "zero bound", Some("each bound is the upper end of a tier, so the first must be more than zero".to_owned()));
+                                    self.problem(
+                                        item.span(),
+                                        format!("tier bound {} is zero; bounds must be positive", i + 1),
+                                        "zero bound",
+                                        Some("each bound is the upper end of a tier, so the first must be more than zero".to_owned()),
+                                    );
                                 } else if let Some(prev) = tier_bounds.last().filter(|p| **p >= b) {
                                     bounds_ok = false;
-                                    self.problem(item.span(), format!("tier bound {} ({b}) is not greater than bound {} ({prev})", i + 1, i), "not increasing", Some("tier_bounds must be strictly increasing upper bounds".to_owned()));
+                                    self.problem(
+                                        item.span(),
+                                        format!("tier bound {} ({b}) is not greater than bound {} ({prev})", i + 1, i),
+                                        "not increasing",
+                                        Some("tier_bounds must be strictly increasing upper bounds".to_owned()),
+                                    );
                                 }
                                 tier_bounds.push(b);
                             }
@@ -692,68 +814,105 @@ impl Walk {
                 self.missing(&at, "rates", ctx, "{ customer_service = [\"0.20\"] } (a [pricing.rates] section)");
                 rates_ok = false;
             }
-            Some((_, v)) => match v.get_ref() {
-                DeValue::Table(t) => {
-                    for (key, value) in t.iter() {
-                        let name = key.get_ref().as_ref();
-                        if name != "default" && !is_use_case(name) {
-                            rates_ok = false;
-                            self.problem(key.span(), format!("`{name}` is not a valid use case name"), "invalid use case", Some("use a-z 0-9 _ starting with a letter, like customer_service; or `default` for use cases not listed".to_owned()));
-                            continue;
-                        }
-                        let DeValue::Array(items) = value.get_ref() else {
-                            rates_ok = false;
-                            self.wrong_type(key, value, "a list of rates, one per tier", "[\"0.20\", \"0.17\"]");
-                            continue;
-                        };
-                        let mut list = Vec::new();
-                        for item in items {
-                            match self.decimal_value(key, item, "[\"0.20\"]") {
-                                Some(r) => {
-                                    if basis == Some(Basis::RevenueShare) && r > Decimal::ONE {
-                                        rates_ok = false;
-                                        self.problem(item.span(), format!("rate {r} of `{name}` is outside [0, 1]"), "above 1", Some("a revenue_share rate is a fraction of revenue: \"0.15\" means 15%".to_owned()));
+            Some((_, v)) => {
+                match v.get_ref() {
+                    DeValue::Table(t) => {
+                        for (key, value) in t.iter() {
+                            let name = key.get_ref().as_ref();
+                            if name != "default" && !is_use_case(name) {
+                                rates_ok = false;
+                                self.problem(key.span(), format!("`{name}` is not a valid use case name"), "invalid use case", Some("use a-z 0-9 _ starting with a letter, like customer_service; or `default` for use cases not listed".to_owned()));
+                                continue;
+                            }
+                            let DeValue::Array(items) = value.get_ref() else {
+                                rates_ok = false;
+                                self.wrong_type(key, value, "a list of rates, one per tier", "[\"0.20\", \"0.17\"]");
+                                continue;
+                            };
+                            let mut list = Vec::new();
+                            for item in items {
+                                match self.decimal_value(key, item, "[\"0.20\"]") {
+                                    Some(r) => {
+                                        if basis == Some(Basis::RevenueShare) && r > Decimal::ONE {
+                                            rates_ok = false;
+                                            self.problem(
+                                                item.span(),
+                                                format!("rate {r} of `{name}` is outside [0, 1]"),
+                                                "above 1",
+                                                Some("a revenue_share rate is a fraction of revenue: \"0.15\" means 15%".to_owned()),
+                                            );
+                                        }
+                                        list.push(r);
                                     }
-                                    list.push(r);
+                                    None => rates_ok = false,
                                 }
-                                None => rates_ok = false,
+                            }
+                            if bounds_ok && list.len() != tiers && items.len() == list.len() {
+                                rates_ok = false;
+                                self.problem(
+                                    value.span(),
+                                    format!(
+                                        "`{name}` has {} rate{} but the agreement has {tiers} tier{}",
+                                        list.len(),
+                                        if list.len() == 1 { "" } else { "s" },
+                                        if tiers == 1 { "" } else { "s" }
+                                    ),
+                                    "wrong number of rates",
+                                    Some(format!(
+                                        "give one rate per tier: tier_bounds has {} bound{}, so {tiers} rate{}",
+                                        tiers - 1,
+                                        if tiers == 2 { "" } else { "s" },
+                                        if tiers == 1 { "" } else { "s" }
+                                    )),
+                                );
+                            }
+                            if name == "default" {
+                                default_rates = Some(list);
+                            } else if let Ok(uc) = UseCase::parse(name) {
+                                rates.insert(uc, list);
                             }
                         }
-                        if bounds_ok && list.len() != tiers && items.len() == list.len() {
+                        if t.is_empty() {
                             rates_ok = false;
                             self.problem(
-                                value.span(),
-                                format!("`{name}` has {} rate{} but the agreement has {tiers} tier{}", list.len(), if list.len() == 1 { "" } else { "s" }, if tiers == 1 { "" } else { "s" }),
-                                "wrong number of rates",
-                                Some(format!("give one rate per tier: tier_bounds has {} bound{}, so {tiers} rate{}", tiers - 1, if tiers == 2 { "" } else { "s" }, if tiers == 1 { "" } else { "s" })),
+                                v.span(),
+                                "[pricing.rates] lists no use case".to_owned(),
+                                "no rates",
+                                Some("add at least one, like customer_service = [\"0.20\"], or default = [...]".to_owned()),
                             );
                         }
-                        if name == "default" {
-                            default_rates = Some(list);
-                        } else if let Ok(uc) = UseCase::parse(name) {
-                            rates.insert(uc, list);
-                        }
                     }
-                    if t.is_empty() {
+                    _ => {
                         rates_ok = false;
-                        self.problem(v.span(), "[pricing.rates] lists no use case".to_owned(), "no rates", Some("add at least one, like customer_service = [\"0.20\"], or default = [...]".to_owned()));
+                        self.problem(
+                            v.span(),
+                            "`rates` must be a table".to_owned(),
+                            "not a table",
+                            Some("write it as a [pricing.rates] section".to_owned()),
+                        );
                     }
                 }
-                _ => {
-                    rates_ok = false;
-                    self.problem(v.span(), "`rates` must be a table".to_owned(), "not a table", Some("write it as a [pricing.rates] section".to_owned()));
-                }
-            },
+            }
         }
         if !(bounds_ok && rates_ok) {
             return None;
         }
-        Some(Pricing { basis: basis?, unit: unit.map(|u| u.0), tier_metric: tier_metric?, tier_mode: tier_mode?, tier_bounds, rates, default_rates })
+        Some(Pricing {
+            basis: basis?,
+            unit: unit.map(|u| u.0),
+            tier_metric: tier_metric?,
+            tier_mode: tier_mode?,
+            tier_bounds,
+            rates,
+            default_rates,
+        })
     }
 
     fn exclusivity(&mut self, root: &DeTable<'_>, pricing: Option<&Pricing>) -> Option<Vec<Exclusivity>> {
         const KEYS: &[&str] = &["use_case", "regions", "models", "from", "to", "uplift"];
-        let Some((k, v)) = Self::get(root, "exclusivity") else { return Some(Vec::new()) };
+        let Some((k, v)) = Self::get(root, "exclusivity") else {
+            return Some(Vec::new());
+        };
         let DeValue::Array(items) = v.get_ref() else {
             self.wrong_type(k, v, "a list of [[exclusivity]] tables", "[[exclusivity]]");
             return None;
@@ -763,7 +922,12 @@ impl Walk {
         for (n, item) in items.iter().enumerate() {
             let DeValue::Table(t) = item.get_ref() else {
                 ok = false;
-                self.problem(item.span(), "each exclusivity scope must be a table".to_owned(), "not a table", Some("write each scope as an [[exclusivity]] section".to_owned()));
+                self.problem(
+                    item.span(),
+                    "each exclusivity scope must be a table".to_owned(),
+                    "not a table",
+                    Some("write each scope as an [[exclusivity]] section".to_owned()),
+                );
                 continue;
             };
             let at = item.span();
@@ -773,7 +937,12 @@ impl Walk {
                 let uc = self.id(UseCase::parse(s), sp.clone())?;
                 if let Some(p) = pricing {
                     if !p.rates.contains_key(&uc) && p.default_rates.is_none() {
-                        self.problem(sp, format!("exclusivity for use case `{uc}`, which has no rate and there is no `default`"), "no rate", Some(format!("add `{uc}` to [pricing.rates], or a `default` rate")));
+                        self.problem(
+                            sp,
+                            format!("exclusivity for use case `{uc}`, which has no rate and there is no `default`"),
+                            "no rate",
+                            Some(format!("add `{uc}` to [pricing.rates], or a `default` rate")),
+                        );
                         return None;
                     }
                 }
@@ -797,7 +966,12 @@ impl Walk {
             if let (Some((f, _)), Some((t_, sp))) = (&from, &to) {
                 if t_ <= f {
                     ok = false;
-                    self.problem(sp.clone(), format!("`to` ({t_}) is not after `from` ({f})"), "not after from", Some("a scope is the half-open interval [from, to)".to_owned()));
+                    self.problem(
+                        sp.clone(),
+                        format!("`to` ({t_}) is not after `from` ({f})"),
+                        "not after from",
+                        Some("a scope is the half-open interval [from, to)".to_owned()),
+                    );
                 }
             }
             let uplift = self.decimal(t, "uplift", "\"0.25\"");
@@ -809,7 +983,16 @@ impl Walk {
                     let scope = Exclusivity { use_case, regions, models, from, to, uplift };
                     if let Some(other) = scopes.iter().position(|(s, _)| s.overlaps(&scope)) {
                         ok = false;
-                        self.problem(at.clone(), format!("exclusivity scope {} overlaps scope {} (same use case, and regions, models and time meet)", n + 1, other + 1), "overlapping scope", Some("scopes of one agreement must not overlap: narrow the regions, models or dates".to_owned()));
+                        self.problem(
+                            at.clone(),
+                            format!(
+                                "exclusivity scope {} overlaps scope {} (same use case, and regions, models and time meet)",
+                                n + 1,
+                                other + 1
+                            ),
+                            "overlapping scope",
+                            Some("scopes of one agreement must not overlap: narrow the regions, models or dates".to_owned()),
+                        );
                     }
                     scopes.push((scope, at));
                 }
@@ -825,7 +1008,12 @@ impl Walk {
         let pool = self.decimal(table, "pool", "\"0.02\"");
         if let Some((p, sp)) = &pool {
             if *p > Decimal::ONE {
-                self.problem(sp.clone(), format!("pool {p} is outside [0, 1]"), "above 1", Some("the pool is a fraction of usage_total: \"0.02\" means 2%".to_owned()));
+                self.problem(
+                    sp.clone(),
+                    format!("pool {p} is outside [0, 1]"),
+                    "above 1",
+                    Some("the pool is a fraction of usage_total: \"0.02\" means 2%".to_owned()),
+                );
             }
         } else if Self::get(table, "pool").is_none() {
             self.missing(&at, "pool", ctx, "\"0.02\"");
@@ -843,7 +1031,12 @@ impl Walk {
                         let name = kind.get_ref().as_ref();
                         if !is_use_case(name) {
                             ok = false;
-                            self.problem(kind.span(), format!("`{name}` is not a valid contribution kind"), "invalid kind", Some("use a-z 0-9 _ starting with a letter, like maintenance".to_owned()));
+                            self.problem(
+                                kind.span(),
+                                format!("`{name}` is not a valid contribution kind"),
+                                "invalid kind",
+                                Some("use a-z 0-9 _ starting with a letter, like maintenance".to_owned()),
+                            );
                         }
                         match value.get_ref() {
                             DeValue::Integer(i) => match i.as_str().parse::<u64>() {
@@ -852,7 +1045,12 @@ impl Walk {
                                 }
                                 _ => {
                                     ok = false;
-                                    self.problem(value.span(), format!("points for `{name}` must be a positive integer"), "not positive", Some(format!("for example {name} = 1")));
+                                    self.problem(
+                                        value.span(),
+                                        format!("points for `{name}` must be a positive integer"),
+                                        "not positive",
+                                        Some(format!("for example {name} = 1")),
+                                    );
                                 }
                             },
                             _ => {

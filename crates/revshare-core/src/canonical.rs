@@ -29,9 +29,11 @@ fn write_value(value: &Value, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
         Value::Bool(true) => out.extend_from_slice(b"true"),
         Value::Bool(false) => out.extend_from_slice(b"false"),
         Value::Number(n) => {
-            let safe = n.as_u64().filter(|v| *v <= MAX_SAFE_INTEGER).map(|v| v.to_string()).or_else(|| {
-                n.as_i64().filter(|v| v.unsigned_abs() <= MAX_SAFE_INTEGER).map(|v| v.to_string())
-            });
+            let safe = n
+                .as_u64()
+                .filter(|v| *v <= MAX_SAFE_INTEGER)
+                .map(|v| v.to_string())
+                .or_else(|| n.as_i64().filter(|v| v.unsigned_abs() <= MAX_SAFE_INTEGER).map(|v| v.to_string()));
             out.extend_from_slice(safe.ok_or_else(|| CanonicalError(n.to_string()))?.as_bytes());
         }
         Value::String(s) => write_string(s, out),

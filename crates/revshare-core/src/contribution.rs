@@ -68,7 +68,9 @@ pub fn parse_contribution_line(line: &[u8]) -> Result<Contribution, Vec<RecordPr
             },
             ("id", _) => problem(at, key, "field `id` must be a string of 1-128 of A-Z a-z 0-9 . _ : -".to_owned()),
             ("kind", _) => problem(at, key, "field `kind` must be a string like \"maintenance\" (a-z 0-9 _)".to_owned()),
-            ("party" | "date" | "description" | "evidence", None) => problem(at, key, format!("field `{key}` is {}; it must be a string", m.value.kind())),
+            ("party" | "date" | "description" | "evidence", None) => {
+                problem(at, key, format!("field `{key}` is {}; it must be a string", m.value.kind()))
+            }
             _ => problem(
                 m.key_offset,
                 key,
@@ -76,7 +78,14 @@ pub fn parse_contribution_line(line: &[u8]) -> Result<Contribution, Vec<RecordPr
             ),
         }
     }
-    let missing = [("id", id.is_none()), ("party", party.is_none()), ("kind", kind.is_none()), ("date", date.is_none()), ("description", description.is_none()), ("accepted", accepted.is_none())];
+    let missing = [
+        ("id", id.is_none()),
+        ("party", party.is_none()),
+        ("kind", kind.is_none()),
+        ("date", date.is_none()),
+        ("description", description.is_none()),
+        ("accepted", accepted.is_none()),
+    ];
     for (name, absent) in missing {
         if absent && !seen.iter().any(|s| s == name) {
             problem(0, name, format!("missing field `{name}`"));

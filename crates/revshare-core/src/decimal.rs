@@ -16,7 +16,8 @@ use num_rational::BigRational;
 pub const MAX_DIGITS: u32 = 28;
 
 /// A non-negative exact decimal: `mantissa × 10^-scale`, normalised.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Equality is structural, which is numeric because values are normalised; order is numeric.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Decimal {
     mantissa: u128,
     scale: u8,
@@ -139,6 +140,24 @@ impl Decimal {
     }
 }
 
+impl Ord for Decimal {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // Bring both to the larger scale; fall back to rationals if that overflows u128.
+        let scale = self.scale.max(other.scale);
+        let widen = |d: &Decimal| 10u128.checked_pow(u32::from(scale - d.scale)).and_then(|f| d.mantissa.checked_mul(f));
+        match (widen(self), widen(other)) {
+            (Some(a), Some(b)) => a.cmp(&b),
+            _ => self.to_rational().cmp(&other.to_rational()),
+        }
+    }
+}
+
+impl PartialOrd for Decimal {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 /// 10^n as a big integer.
 pub fn pow10(n: u32) -> BigInt {
     num_traits::pow(BigInt::from(10u8), usize::try_from(n).unwrap_or(usize::MAX))
@@ -178,6 +197,15 @@ mod tests {
         assert_eq!(p("0.0015"), "0.0015");
         assert_eq!(p("100"), "100");
         assert_eq!(Decimal::parse("1.5"), Decimal::parse("1.50"));
+    }
+
+    #[test]
+    fn orders_by_value() {
+        let d = |s| Decimal::parse(s).unwrap_or(Decimal::ZERO);
+        assert!(d("0.20") < d("1"));
+        assert!(d("2") > d("1.999999999999999999999999999"));
+        assert!(d("1234567890123456789012345678") > d("0.0000000000000000000000000001"));
+        assert_eq!(d("0.5").cmp(&d("0.50")), std::cmp::Ordering::Equal);
     }
 
     #[test]

@@ -233,13 +233,14 @@ impl<'a> Reader<'a> {
                 b'"' => {
                     let raw = &self.input[start..self.at];
                     self.at += 1;
-                    return std::str::from_utf8(raw).map(Cow::Borrowed).map_err(|e| JsonError {
-                        offset: start + e.valid_up_to(),
-                        message: "invalid UTF-8 in a string".to_owned(),
-                    });
+                    return std::str::from_utf8(raw)
+                        .map(Cow::Borrowed)
+                        .map_err(|e| JsonError { offset: start + e.valid_up_to(), message: "invalid UTF-8 in a string".to_owned() });
                 }
                 b'\\' => break,
-                0..=0x1f => return Err(self.error("a control character inside a string must be escaped".to_owned())),
+                0..=0x1f => {
+                    return Err(self.error("a control character inside a string must be escaped".to_owned()));
+                }
                 _ => self.at += 1,
             }
         }
@@ -250,7 +251,9 @@ impl<'a> Reader<'a> {
         let mut out: Vec<u8> = self.input[start..self.at].to_vec();
         loop {
             match self.peek() {
-                None => return Err(JsonError { offset: open, message: "unterminated string".to_owned() }),
+                None => {
+                    return Err(JsonError { offset: open, message: "unterminated string".to_owned() });
+                }
                 Some(b'"') => {
                     self.at += 1;
                     return String::from_utf8(out)
@@ -280,7 +283,9 @@ impl<'a> Reader<'a> {
                     out.push(escaped);
                     self.at += 1;
                 }
-                Some(0..=0x1f) => return Err(self.error("a control character inside a string must be escaped".to_owned())),
+                Some(0..=0x1f) => {
+                    return Err(self.error("a control character inside a string must be escaped".to_owned()));
+                }
                 Some(c) => {
                     out.push(c);
                     self.at += 1;
@@ -352,20 +357,28 @@ impl ArraySplitter {
             match self.state {
                 SplitState::BeforeArray if ws => {}
                 SplitState::BeforeArray if c == b'[' => self.state = SplitState::BeforeElement,
-                SplitState::BeforeArray => return Err(error("expected a CloudEvents batch: a JSON array of events")),
+                SplitState::BeforeArray => {
+                    return Err(error("expected a CloudEvents batch: a JSON array of events"));
+                }
                 SplitState::BeforeElement | SplitState::AfterElement if ws => {}
                 SplitState::BeforeElement | SplitState::AfterElement if c == b']' => self.state = SplitState::Done,
                 SplitState::AfterElement if c == b',' => self.state = SplitState::BeforeElement,
-                SplitState::AfterElement => return Err(error("expected `,` or `]` between events")),
+                SplitState::AfterElement => {
+                    return Err(error("expected `,` or `]` between events"));
+                }
                 SplitState::BeforeElement if c == b'{' => {
                     self.state = SplitState::InElement;
                     self.element_start = at;
                     self.depth = 1;
                 }
-                SplitState::BeforeElement => return Err(error("expected an event: a JSON object starting with `{`")),
+                SplitState::BeforeElement => {
+                    return Err(error("expected an event: a JSON object starting with `{`"));
+                }
                 SplitState::InElement => self.step_element(c, at, elements),
                 SplitState::Done if ws => {}
-                SplitState::Done => return Err(error("unexpected text after the end of the batch")),
+                SplitState::Done => {
+                    return Err(error("unexpected text after the end of the batch"));
+                }
             }
         }
         self.consumed += bytes.len();
@@ -394,6 +407,12 @@ impl ArraySplitter {
             }
             _ => {}
         }
+    }
+
+    /// The absolute offset where the element being read started, if one is unfinished: bytes
+    /// before it are no longer needed.
+    pub fn pending_start(&self) -> Option<usize> {
+        (self.state == SplitState::InElement).then_some(self.element_start)
     }
 
     /// Checks the batch was complete when the input ended.

@@ -33,10 +33,7 @@ pub enum CurrencyError {
 impl Currency {
     pub fn parse(code: &str) -> Result<Currency, CurrencyError> {
         let iso = iso_currency::Currency::from_code(code).ok_or_else(|| CurrencyError::Unknown(code.to_owned()))?;
-        let minor_units = iso
-            .exponent()
-            .and_then(|e| u8::try_from(e).ok())
-            .ok_or_else(|| CurrencyError::NoMinorUnit(code.to_owned()))?;
+        let minor_units = iso.exponent().and_then(|e| u8::try_from(e).ok()).ok_or_else(|| CurrencyError::NoMinorUnit(code.to_owned()))?;
         let bytes = code.as_bytes();
         let code = [bytes[0], bytes[1], bytes[2]];
         Ok(Currency { code, minor_units })

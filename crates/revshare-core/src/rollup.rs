@@ -92,7 +92,13 @@ impl GroupSums {
     }
 
     /// Rebuilds sums from stored parts.
-    pub fn from_parts(records: u64, requests: u128, input_tokens: u128, output_tokens: u128, revenue_by_scale: &[u128]) -> Option<GroupSums> {
+    pub fn from_parts(
+        records: u64,
+        requests: u128,
+        input_tokens: u128,
+        output_tokens: u128,
+        revenue_by_scale: &[u128],
+    ) -> Option<GroupSums> {
         let revenue_by_scale = <[u128; SCALES]>::try_from(revenue_by_scale).ok()?;
         Some(GroupSums { records, requests, input_tokens, output_tokens, revenue_by_scale })
     }

@@ -164,7 +164,9 @@ pub fn settle(input: &SettlementInput<'_>) -> Result<Statement, SettleError> {
         }
     }
     let fractions: Vec<BigRational> = match pricing.tier_mode {
-        TierMode::Graduated if total_volume.is_zero() => (0..tier_count).map(|i| if i == 0 { BigRational::one() } else { BigRational::zero() }).collect(),
+        TierMode::Graduated if total_volume.is_zero() => {
+            (0..tier_count).map(|i| if i == 0 { BigRational::one() } else { BigRational::zero() }).collect()
+        }
         TierMode::Graduated => tier_volumes.iter().map(|v| v / &total_volume).collect(),
         TierMode::Volume => {
             let j = bounds.iter().position(|b| total_volume <= *b).unwrap_or(tier_count - 1);
@@ -270,7 +272,10 @@ pub fn settle(input: &SettlementInput<'_>) -> Result<Statement, SettleError> {
     let counted: Vec<&Contribution> = input.contributions.iter().filter(|c| c.counts_in(input.period)).collect();
     let (pool, allocation) = match (&agreement.contributions, counted.is_empty()) {
         (Some(terms), false) => {
-            let pool = currency.round(&(terms.pool.to_rational() * BigRational::from_integer(BigInt::from(usage_total)) / BigRational::from_integer(pow10(u32::from(currency.minor_units())))))?;
+            let pool = currency.round(
+                &(terms.pool.to_rational() * BigRational::from_integer(BigInt::from(usage_total))
+                    / BigRational::from_integer(pow10(u32::from(currency.minor_units())))),
+            )?;
             let mut points: BTreeMap<PartyId, u64> = BTreeMap::new();
             for c in &counted {
                 *points.entry(c.party.clone()).or_default() += terms.points.get(&c.kind).copied().unwrap_or(0);

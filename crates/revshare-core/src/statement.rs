@@ -127,19 +127,14 @@ impl Statement {
                 })
             })
             .collect();
-        let tiers: Vec<Value> = self
-            .tiers
-            .tiers
-            .iter()
-            .map(|t| json!({"from": t.from, "to": t.to, "volume": t.volume, "fraction": t.fraction}))
-            .collect();
+        let tiers: Vec<Value> =
+            self.tiers.tiers.iter().map(|t| json!({"from": t.from, "to": t.to, "volume": t.volume, "fraction": t.fraction})).collect();
         let adjustments: Vec<Value> = self
             .adjustments
             .iter()
             .map(|a| json!({"kind": a.kind, "reference": a.reference, "description": a.description, "amount": money(a.amount)}))
             .collect();
-        let allocation: Map<String, Value> =
-            self.totals.contribution_allocation.iter().map(|(p, a)| (p.to_string(), money(*a))).collect();
+        let allocation: Map<String, Value> = self.totals.contribution_allocation.iter().map(|(p, a)| (p.to_string(), money(*a))).collect();
         let t = &self.totals;
         json!({
             "agreement": {"id": self.agreement_id, "version": self.agreement_version, "digest": self.agreement_digest},

@@ -270,7 +270,10 @@ mod tests {
         let p = Period::parse("2026-12").ok();
         assert_eq!(p.map(|p| p.next().to_string()), Some("2027-01".to_owned()));
         assert_eq!(p.map(|p| p.end_exclusive().to_string()), Some("2027-01-01T00:00:00Z".to_owned()));
-        assert_eq!(Period::parse("2026-13").map_err(|e| e.to_string()), Err("`2026-13` is not a month; write it as YYYY-MM, like \"2026-10\"".to_owned()));
+        assert_eq!(
+            Period::parse("2026-13").map_err(|e| e.to_string()),
+            Err("`2026-13` is not a month; write it as YYYY-MM, like \"2026-10\"".to_owned())
+        );
         let last = Instant::parse_rfc3339("2026-10-31T23:59:59.999Z").ok();
         let oct = Period::parse("2026-10").ok();
         assert_eq!(oct.zip(last).map(|(p, i)| p.contains(i)), Some(true));

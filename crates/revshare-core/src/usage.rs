@@ -91,7 +91,17 @@ impl UsageRecord<'_> {
         let _ = write!(
             out,
             r#"{{"currency":"{}","host":"{}","id":"{}","input_tokens":"{}","model":"{}","output_tokens":"{}","region":"{}","requests":"{}","revenue":"{}","time":"{}","use_case":"{}"}}"#,
-            self.currency, self.host, self.id, self.input_tokens, self.model, self.output_tokens, self.region, self.requests, self.revenue, self.time, self.use_case
+            self.currency,
+            self.host,
+            self.id,
+            self.input_tokens,
+            self.model,
+            self.output_tokens,
+            self.region,
+            self.requests,
+            self.revenue,
+            self.time,
+            self.use_case
         );
     }
 
@@ -125,7 +135,13 @@ pub fn parse_cloudevent(event: &[u8]) -> Result<UsageRecord<'_>, Vec<RecordProbl
             .into_iter()
             .find(|k| *k == key);
         let Some(name) = name else {
-            builder.problem(offset, Some(key), format!("unknown CloudEvents attribute `{key}`: usage events carry counts and money only; put the record's fields in `data`"));
+            builder.problem(
+                offset,
+                Some(key),
+                format!(
+                    "unknown CloudEvents attribute `{key}`: usage events carry counts and money only; put the record's fields in `data`"
+                ),
+            );
             continue;
         };
         if seen_envelope.contains(&name) {
@@ -148,7 +164,11 @@ pub fn parse_cloudevent(event: &[u8]) -> Result<UsageRecord<'_>, Vec<RecordProbl
             }
             "datacontenttype" => {
                 if member.value != JsonValue::String(Cow::Borrowed("application/json")) {
-                    builder.problem(member.value_offset, Some(name), "`datacontenttype` must be \"application/json\" when present".to_owned());
+                    builder.problem(
+                        member.value_offset,
+                        Some(name),
+                        "`datacontenttype` must be \"application/json\" when present".to_owned(),
+                    );
                 }
             }
             "data" => match member.value {
@@ -156,7 +176,11 @@ pub fn parse_cloudevent(event: &[u8]) -> Result<UsageRecord<'_>, Vec<RecordProbl
                     for field in fields {
                         if matches!(field.key.as_ref(), "id" | "time") {
                             let key = field.key.to_string();
-                            builder.problem(field.key_offset, Some(&format!("data.{key}")), format!("`data.{key}` is not allowed: a CloudEvent's `{key}` is the record's"));
+                            builder.problem(
+                                field.key_offset,
+                                Some(&format!("data.{key}")),
+                                format!("`data.{key}` is not allowed: a CloudEvent's `{key}` is the record's"),
+                            );
                         } else {
                             builder.field(field, Some("data."));
                         }
@@ -222,13 +246,15 @@ impl<'a> Builder<'a> {
             return;
         }
         self.seen |= 1 << index;
-        let bad = |this: &mut Self, what: String| this.problem(value_offset, Some(name), format!("field `{name}` {what}; it must be {want}"));
+        let bad =
+            |this: &mut Self, what: String| this.problem(value_offset, Some(name), format!("field `{name}` {what}; it must be {want}"));
         match name {
             "requests" | "input_tokens" | "output_tokens" => {
                 let JsonValue::Number(text) = value else {
                     return bad(self, format!("is {}", value.kind()));
                 };
-                let parsed = if text.bytes().all(|b| b.is_ascii_digit()) { text.parse::<u64>().ok().filter(|n| *n < (1 << 63)) } else { None };
+                let parsed =
+                    if text.bytes().all(|b| b.is_ascii_digit()) { text.parse::<u64>().ok().filter(|n| *n < (1 << 63)) } else { None };
                 match parsed {
                     Some(n) => *self.count_slot(name) = Some(n),
                     None => bad(self, format!("is {text}")),
@@ -269,7 +295,9 @@ impl<'a> Builder<'a> {
                             self.currency = Some(c);
                             return;
                         }
-                        Err(e) => return self.problem(value_offset, Some(name), format!("field `currency`: {e}")),
+                        Err(e) => {
+                            return self.problem(value_offset, Some(name), format!("field `currency`: {e}"));
+                        }
                     },
                     _ => false,
                 };
@@ -320,7 +348,9 @@ impl<'a> Builder<'a> {
                 currency: Some(currency),
                 ref problems,
                 ..
-            } if problems.is_empty() => Ok(UsageRecord { id, host, model, use_case, region, time, requests, input_tokens, output_tokens, revenue, currency }),
+            } if problems.is_empty() => {
+                Ok(UsageRecord { id, host, model, use_case, region, time, requests, input_tokens, output_tokens, revenue, currency })
+            }
             Builder { problems, .. } => Err(problems),
         }
     }
@@ -365,7 +395,12 @@ mod tests {
     #[test]
     fn refuses_unknown_fields_by_name() {
         let line = GOOD.replace("\"currency\":\"USD\"", "\"currency\":\"USD\",\"prompt\":\"hello\"");
-        assert_eq!(problems(&line), vec!["unknown field `prompt`: usage records carry counts and money only, never content or user identifiers; the fields are currency, host, id, input_tokens, model, output_tokens, region, requests, revenue, time, use_case"]);
+        assert_eq!(
+            problems(&line),
+            vec![
+                "unknown field `prompt`: usage records carry counts and money only, never content or user identifiers; the fields are currency, host, id, input_tokens, model, output_tokens, region, requests, revenue, time, use_case"
+            ]
+        );
     }
 
     #[test]

@@ -1,0 +1,436 @@
+//! Reading usage files for settlement: streaming, parallel, deduplicated.
+//!
+//! A JSON Lines file is read in blocks of a few MiB. Each block is cut into pieces at line ends
+//! and the pieces are parsed on all cores (validation, canonical form, SHA-256). Then the
+//! `(host, id)` index, sharded by key hash, takes the records of the block — each shard on its own
+//! core, in line order, so the first occurrence of a record always wins. Records selected for the
+//! agreement and month go into the shard's rollup; the shards' rollups are merged at the end. Memory
+//! is one block plus the index: it does not grow with the file beyond the dedup index.
+//!
+//! A CloudEvents batch is split into events as it streams in ([`ArraySplitter`]), one event at a
+//! time.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use indicatif::ProgressBar;
+use rayon::prelude::*;
+use revshare_core::agreement::Agreement;
+use revshare_core::dedup::{DedupIndex, Seen};
+use revshare_core::json::ArraySplitter;
+use revshare_core::rollup::Rollup;
+use revshare_core::settle::select;
+use revshare_core::time::Period;
+use revshare_core::usage::{RecordProblem, UsageRecord, parse_cloudevent, parse_json_line};
+use sha2::{Digest, Sha256};
+
+/// Bytes read at a time.
+const BLOCK: usize = 8 << 20;
+/// Location = file index << 40 | line number.
+const LINE_BITS: u32 = 40;
+
+/// What settlement needs from the usage files.
+pub struct UsageSummary {
+    pub rollup: Rollup,
+    /// SHA-256 of each selected distinct record's canonical form.
+    pub record_digests: Vec<[u8; 32]>,
+    /// Resends of selected records.
+    pub selected_duplicates: u64,
+    /// Records read, distinct records and duplicates, over all hosts and months.
+    pub records_read: u64,
+    pub duplicates: u64,
+}
+
+/// A problem in a usage file, located by file, line and column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputProblem {
+    pub file: String,
+    pub line: u64,
+    pub column: usize,
+    pub record: Option<String>,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for InputProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        if let Some(id) = &self.record {
+            write!(f, "record {id}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Why reading failed: the files could not be read, or their content is invalid.
+pub enum ReadError {
+    Io(anyhow::Error),
+    Invalid(Vec<InputProblem>),
+}
+
+/// Which records are settled: the agreement's host, in the month and the effective range.
+#[derive(Clone, Copy)]
+pub struct Selection<'a> {
+    pub agreement: &'a Agreement,
+    pub period: Period,
+}
+
+/// One parsed record of a block, ready for the index.
+struct Parsed<'b> {
+    line: u64,
+    hash: u64,
+    digest: [u8; 32],
+    scope: Option<Option<usize>>,
+    record: UsageRecord<'b>,
+}
+
+struct Shard {
+    index: DedupIndex,
+    rollup: Rollup,
+    digests: Vec<[u8; 32]>,
+    selected_duplicates: u64,
+    duplicates: u64,
+    problems: Vec<InputProblem>,
+}
+
+/// Reads and settles-ready every usage file. `-` is standard input.
+pub fn read_usage(paths: &[PathBuf], selection: Selection<'_>, progress: &ProgressBar) -> Result<UsageSummary, ReadError> {
+    let seed = seed();
+    let shard_count = rayon::current_num_threads().max(1) * 2;
+    let mut shards: Vec<Shard> = (0..shard_count)
+        .map(|_| Shard {
+            index: DedupIndex::new(seed),
+            rollup: Rollup::new(),
+            digests: Vec::new(),
+            selected_duplicates: 0,
+            duplicates: 0,
+            problems: Vec::new(),
+        })
+        .collect();
+    let mut problems = Vec::new();
+    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    let mut records_read = 0u64;
+    for (file_index, path) in paths.iter().enumerate() {
+        let mut reader = open(path).map_err(ReadError::Io)?;
+        let mut ctx = FileContext { file_index: u64::try_from(file_index).unwrap_or(0), names: &names, selection, progress };
+        records_read += ctx
+            .read_file(&mut *reader, &mut shards, &mut problems)
+            .map_err(|e| ReadError::Io(anyhow::anyhow!("cannot read {}: {e}", path.display())))?;
+    }
+    progress.finish_and_clear();
+    let mut summary =
+        UsageSummary { rollup: Rollup::new(), record_digests: Vec::new(), selected_duplicates: 0, records_read, duplicates: 0 };
+    for shard in shards {
+        problems.extend(shard.problems);
+        summary.rollup.merge(&shard.rollup).map_err(|e| ReadError::Io(e.into()))?;
+        summary.record_digests.extend(shard.digests);
+        summary.selected_duplicates += shard.selected_duplicates;
+        summary.duplicates += shard.duplicates;
+    }
+    if problems.is_empty() {
+        Ok(summary)
+    } else {
+        problems.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+        Err(ReadError::Invalid(problems))
+    }
+}
+
+fn open(path: &Path) -> anyhow::Result<Box<dyn Read + Send>> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(io::stdin()));
+    }
+    File::open(path).map(|f| Box::new(f) as Box<dyn Read + Send>).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))
+}
+
+/// A random seed for the index's hasher, so crafted ids cannot flood one bucket.
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new().build_hasher().finish()
+}
+
+struct FileContext<'a> {
+    file_index: u64,
+    names: &'a [String],
+    selection: Selection<'a>,
+    progress: &'a ProgressBar,
+}
+
+impl FileContext<'_> {
+    fn file_name(&self) -> String {
+        self.names.get(usize::try_from(self.file_index).unwrap_or(usize::MAX)).cloned().unwrap_or_default()
+    }
+
+    /// Locates a problem at a byte offset of a record's text that starts on `line`.
+    fn problem(&self, line: u64, text: &[u8], record: Option<String>, p: RecordProblem) -> InputProblem {
+        let before = &text[..p.offset.min(text.len())];
+        let line_start = memchr::memrchr(b'\n', before).map_or(0, |i| i + 1);
+        let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+        InputProblem { file: self.file_name(), line: line + count_lines(before), column, record, field: p.field, message: p.message }
+    }
+
+    /// Reads one file; returns the number of records in it.
+    fn read_file(&mut self, reader: &mut dyn Read, shards: &mut [Shard], problems: &mut Vec<InputProblem>) -> io::Result<u64> {
+        let mut buf: Vec<u8> = Vec::with_capacity(BLOCK + (64 << 10));
+        // The first non-blank byte tells JSON Lines (`{`) from a CloudEvents batch (`[`).
+        let mut eof = false;
+        while !eof && buf.iter().all(u8::is_ascii_whitespace) {
+            let target = buf.len() + BLOCK;
+            eof = fill(reader, &mut buf, target)?;
+        }
+        match buf.iter().find(|b| !b.is_ascii_whitespace()) {
+            None => Ok(0),
+            Some(b'[') => self.read_cloudevents(reader, buf, eof, shards, problems),
+            Some(_) => self.read_json_lines(reader, buf, eof, shards, problems),
+        }
+    }
+
+    fn read_json_lines(
+        &mut self,
+        reader: &mut dyn Read,
+        mut buf: Vec<u8>,
+        mut eof: bool,
+        shards: &mut [Shard],
+        problems: &mut Vec<InputProblem>,
+    ) -> io::Result<u64> {
+        let mut next_line = 1u64;
+        let mut records = 0u64;
+        let mut target = BLOCK;
+        loop {
+            if !eof {
+                eof = fill(reader, &mut buf, target)?;
+            }
+            // Up to the last complete line, or everything at the end of the file.
+            let cut = if eof { buf.len() } else { memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1) };
+            if cut == 0 && !eof {
+                target *= 2; // one line longer than a block: read on until it ends
+                continue;
+            }
+            target = BLOCK;
+            let block = &buf[..cut];
+            let pieces = split_pieces(block, rayon::current_num_threads() * 4);
+            let mut starts = Vec::with_capacity(pieces.len());
+            for piece in &pieces {
+                starts.push(next_line);
+                next_line += count_lines(&block[piece.clone()]);
+            }
+            let parsed: Vec<(Vec<Parsed<'_>>, Vec<InputProblem>)> = pieces
+                .par_iter()
+                .zip(starts.par_iter())
+                .map(|(range, &start)| {
+                    let mut out = Vec::with_capacity(range.len() / 200);
+                    let mut bad = Vec::new();
+                    for (i, raw) in block[range.clone()].split(|b| *b == b'\n').enumerate() {
+                        let text = raw.strip_suffix(b"\r").unwrap_or(raw);
+                        if !text.iter().all(u8::is_ascii_whitespace) {
+                            let line = start + u64::try_from(i).unwrap_or(0);
+                            self.accept(line, text, parse_json_line(text), shards, &mut out, &mut bad);
+                        }
+                    }
+                    (out, bad)
+                })
+                .collect();
+            records += self.offer(parsed, shards, problems);
+            self.progress.inc(u64::try_from(cut).unwrap_or(0));
+            buf.drain(..cut);
+            if eof {
+                return Ok(records);
+            }
+        }
+    }
+
+    fn read_cloudevents(
+        &mut self,
+        reader: &mut dyn Read,
+        mut buf: Vec<u8>,
+        mut eof: bool,
+        shards: &mut [Shard],
+        problems: &mut Vec<InputProblem>,
+    ) -> io::Result<u64> {
+        let mut splitter = ArraySplitter::default();
+        let mut base = 0usize; // absolute offset of buf[0]
+        let mut fed = 0usize; // bytes of buf the splitter has seen
+        let mut line_at_base = 1u64;
+        let mut records = 0u64;
+        let mut ranges: Vec<Range<usize>> = Vec::new();
+        loop {
+            let fed_result = splitter.feed(&buf[fed..], &mut ranges);
+            fed = buf.len();
+            let mut out = Vec::with_capacity(ranges.len());
+            let mut bad = Vec::new();
+            let mut line = line_at_base;
+            let mut counted_to = 0;
+            for range in ranges.drain(..) {
+                let (start, end) = (range.start - base, range.end - base);
+                line += count_lines(&buf[counted_to..start]);
+                counted_to = start;
+                let event = &buf[start..end];
+                self.accept(line, event, parse_cloudevent(event), shards, &mut out, &mut bad);
+            }
+            records += self.offer(vec![(out, bad)], shards, problems);
+            if let Err(e) = fed_result.and_then(|()| if eof { splitter.finish() } else { Ok(()) }) {
+                let at = e.offset.saturating_sub(base).min(buf.len());
+                let line = line_at_base + count_lines(&buf[..at]);
+                problems.push(InputProblem {
+                    file: self.file_name(),
+                    line,
+                    column: 1,
+                    record: None,
+                    field: None,
+                    message: format!("not a valid CloudEvents batch: {}", e.message),
+                });
+                return Ok(records);
+            }
+            if eof {
+                return Ok(records);
+            }
+            // Keep only the event still being read.
+            let consumed = splitter.pending_start().map_or(buf.len(), |s| s - base);
+            line_at_base += count_lines(&buf[..consumed]);
+            self.progress.inc(u64::try_from(consumed).unwrap_or(0));
+            buf.drain(..consumed);
+            base += consumed;
+            fed -= consumed;
+            let target = buf.len() + BLOCK;
+            eof = fill(reader, &mut buf, target)?;
+        }
+    }
+
+    /// Checks a parsed record against the selection and queues it for the index.
+    fn accept<'b>(
+        &self,
+        line: u64,
+        text: &'b [u8],
+        parsed: Result<UsageRecord<'b>, Vec<RecordProblem>>,
+        shards: &[Shard],
+        out: &mut Vec<Parsed<'b>>,
+        bad: &mut Vec<InputProblem>,
+    ) {
+        let record = match parsed {
+            Ok(record) => record,
+            Err(found) => {
+                let id = record_id_of(text);
+                bad.extend(found.into_iter().map(|p| self.problem(line, text, id.clone(), p)));
+                return;
+            }
+        };
+        let Selection { agreement, period } = self.selection;
+        let scope = select(agreement, period, &record);
+        if scope.is_some() && record.currency != agreement.currency() {
+            let message =
+                format!("field `currency` is {} but agreement {} is in {}", record.currency, agreement.id(), agreement.currency());
+            let offset = find_field(text, "currency");
+            bad.push(self.problem(
+                line,
+                text,
+                Some(record.id.to_string()),
+                RecordProblem { offset, field: Some("currency".to_owned()), message },
+            ));
+            return;
+        }
+        let mut canonical = Vec::with_capacity(320);
+        record.write_canonical(&mut canonical);
+        let digest: [u8; 32] = Sha256::digest(&canonical).into();
+        let hash = shards[0].index.hash_key(&record.host, &record.id);
+        out.push(Parsed { line, hash, digest, scope, record });
+    }
+
+    /// Offers parsed records to the sharded index, each shard on its own core and in line order.
+    /// Returns how many records were offered.
+    fn offer(&self, parsed: Vec<(Vec<Parsed<'_>>, Vec<InputProblem>)>, shards: &mut [Shard], problems: &mut Vec<InputProblem>) -> u64 {
+        let mut offered = 0u64;
+        for (items, bad) in &parsed {
+            problems.extend(bad.iter().cloned());
+            offered += u64::try_from(items.len()).unwrap_or(0);
+        }
+        let shard_count = u64::try_from(shards.len()).unwrap_or(1);
+        let file_bits = self.file_index << LINE_BITS;
+        shards.par_iter_mut().enumerate().for_each(|(k, shard)| {
+            let k = u64::try_from(k).unwrap_or(0);
+            for item in parsed.iter().flat_map(|(p, _)| p).filter(|p| p.hash % shard_count == k) {
+                let mut fingerprint = [0u8; 16];
+                fingerprint.copy_from_slice(&item.digest[..16]);
+                match shard.index.offer_hashed(item.hash, &item.record.host, &item.record.id, fingerprint, file_bits | item.line) {
+                    Seen::New => {
+                        if let Some(scope) = item.scope {
+                            if let Err(e) = shard.rollup.add(&item.record, scope) {
+                                shard.problems.push(InputProblem { file: self.file_name(), line: item.line, column: 1, record: Some(item.record.id.to_string()), field: None, message: e.to_string() });
+                            }
+                            shard.digests.push(item.digest);
+                        }
+                    }
+                    Seen::Duplicate { .. } => {
+                        shard.duplicates += 1;
+                        shard.selected_duplicates += u64::from(item.scope.is_some());
+                    }
+                    Seen::Conflict { first } => {
+                        let file = self.names.get(usize::try_from(first >> LINE_BITS).unwrap_or(usize::MAX)).cloned().unwrap_or_default();
+                        let first_line = first & ((1 << LINE_BITS) - 1);
+                        let message = format!(
+                            "conflicts with the record of host {} with the same id at {file}:{first_line}: a resend must be identical; correct one of them or give it a new id",
+                            item.record.host
+                        );
+                        shard.problems.push(InputProblem { file: self.file_name(), line: item.line, column: 1, record: Some(item.record.id.to_string()), field: None, message });
+                    }
+                }
+            }
+        });
+        offered
+    }
+}
+
+/// Reads until `buf` holds at least `target` bytes or the input ends; true at the end.
+fn fill(reader: &mut dyn Read, buf: &mut Vec<u8>, target: usize) -> io::Result<bool> {
+    while buf.len() < target {
+        let start = buf.len();
+        buf.resize(target, 0);
+        match reader.read(&mut buf[start..]) {
+            Ok(0) => {
+                buf.truncate(start);
+                return Ok(true);
+            }
+            Ok(n) => buf.truncate(start + n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(start),
+            Err(e) => {
+                buf.truncate(start);
+                return Err(e);
+            }
+        }
+    }
+    Ok(false)
+}
+
+fn count_lines(bytes: &[u8]) -> u64 {
+    u64::try_from(memchr::memchr_iter(b'\n', bytes).count()).unwrap_or(0)
+}
+
+/// Cuts a block of whole lines into about `n` pieces at line ends.
+fn split_pieces(block: &[u8], n: usize) -> Vec<Range<usize>> {
+    let size = (block.len() / n.max(1)).max(1 << 16);
+    let mut pieces = Vec::with_capacity(n + 1);
+    let mut start = 0;
+    while start < block.len() {
+        let target = (start + size).min(block.len());
+        let end =
+            if target == block.len() { target } else { memchr::memchr(b'\n', &block[target..]).map_or(block.len(), |i| target + i + 1) };
+        pieces.push(start..end);
+        start = end;
+    }
+    pieces
+}
+
+/// Where `"name"` first appears in a record's text (for pointing at a field), else 0.
+fn find_field(text: &[u8], name: &str) -> usize {
+    let needle = format!("\"{name}\"");
+    memchr::memmem::find(text, needle.as_bytes()).unwrap_or(0)
+}
+
+/// The record's id, if the text has a readable one, to name it in errors.
+fn record_id_of(text: &[u8]) -> Option<String> {
+    let members = revshare_core::json::parse_object(text).ok()?;
+    members.into_iter().find(|m| m.key == "id").and_then(|m| match m.value {
+        revshare_core::json::JsonValue::String(s) if revshare_core::ids::is_record_id(&s) => Some(s.into_owned()),
+        _ => None,
+    })
+}
