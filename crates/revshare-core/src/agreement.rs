@@ -408,7 +408,12 @@ impl Walk {
                 return None;
             }
         };
-        Decimal::parse(&text).map_err(|e| self.problem(value.span(), e.to_string(), "not a valid decimal", None)).ok()
+        Decimal::parse(&text)
+            .map_err(|e| {
+                let help = Some(format!("for example {} = {example}", key.get_ref()));
+                self.problem(value.span(), format!("`{}`: {e}", key.get_ref()), "not a valid decimal", help)
+            })
+            .ok()
     }
 
     fn decimal(&mut self, table: &DeTable<'_>, key: &str, example: &str) -> Option<(Decimal, Range<usize>)> {

@@ -56,6 +56,10 @@ pub enum SettleError {
     Overflow(#[from] AmountOverflow),
     #[error(transparent)]
     RollupOverflow(#[from] RollupOverflow),
+    #[error("record {id} of host {host} was sent twice with different content; a resend must be identical")]
+    Conflict { host: String, id: String },
+    #[error("record {id} is in {found} but agreement {agreement} is in {expected}")]
+    Currency { id: String, found: String, agreement: String, expected: String },
 }
 
 fn no_rate_message(missing: &[(String, u64)]) -> String {
@@ -108,6 +112,57 @@ fn decimal_text(value: &BigRational) -> String {
         }
     }
     format_rational(value, 2 * crate::decimal::MAX_DIGITS)
+}
+
+/// Settles records held in memory: the idempotency rules, selection, rollup, usage digest and
+/// settlement in one call. For files of any size the CLI streams into a [`Rollup`] instead; both
+/// give the same statement for the same records.
+pub fn settle_records(
+    agreement: &Agreement,
+    period: Period,
+    records: &[UsageRecord<'_>],
+    contributions: &[Contribution],
+    adjustments: Vec<Adjustment>,
+) -> Result<Statement, SettleError> {
+    let mut index = crate::dedup::DedupIndex::new(0);
+    let mut rollup = Rollup::new();
+    let mut digests = Vec::new();
+    let mut duplicates = 0;
+    for (location, record) in (0u64..).zip(records) {
+        let digest = record.digest();
+        let mut fingerprint = [0u8; 16];
+        fingerprint.copy_from_slice(&digest[..16]);
+        let scope = select(agreement, period, record);
+        match index.offer(&record.host, &record.id, fingerprint, location) {
+            crate::dedup::Seen::New => {
+                if let Some(scope) = scope {
+                    if record.currency != agreement.currency {
+                        return Err(SettleError::Currency {
+                            id: record.id.to_string(),
+                            found: record.currency.to_string(),
+                            agreement: agreement.id.to_string(),
+                            expected: agreement.currency.to_string(),
+                        });
+                    }
+                    rollup.add(record, scope)?;
+                    digests.push(digest);
+                }
+            }
+            crate::dedup::Seen::Duplicate { .. } => duplicates += u64::from(scope.is_some()),
+            crate::dedup::Seen::Conflict { .. } => {
+                return Err(SettleError::Conflict { host: record.host.to_string(), id: record.id.to_string() });
+            }
+        }
+    }
+    settle(&SettlementInput {
+        agreement,
+        period,
+        rollup: &rollup,
+        duplicates,
+        usage_digest: usage_digest(&mut digests),
+        contributions,
+        adjustments,
+    })
 }
 
 /// Every contribution must be of a kind the agreement lists and by one of its two parties.
