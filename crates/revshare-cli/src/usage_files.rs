@@ -1,11 +1,12 @@
 //! Reading usage files for settlement: streaming, parallel, deduplicated.
 //!
 //! A JSON Lines file is read in blocks of a few MiB. Each block is cut into pieces at line ends
-//! and the pieces are parsed on all cores (validation, canonical form, SHA-256). Then the
-//! `(host, id)` index, sharded by key hash, takes the records of the block — each shard on its own
-//! core, in line order, so the first occurrence of a record always wins. Records selected for the
-//! agreement and month go into the shard's rollup; the shards' rollups are merged at the end. Memory
-//! is one block plus the index: it does not grow with the file beyond the dedup index.
+//! and the pieces are parsed on all cores (validation, fingerprint, and for selected records the
+//! canonical form and its SHA-256) into compact, reusable [`PieceOut`]s. Then the `(host, id)`
+//! index, sharded by key hash, takes the records of the block — each shard on its own core, in
+//! line order, so the first occurrence of a record always wins. Records selected for the agreement
+//! and month go into the shard's rollup; the shards' rollups are merged at the end. Memory is one
+//! block plus the index: it does not grow with the file beyond the dedup index.
 //!
 //! A CloudEvents batch is split into events as it streams in ([`ArraySplitter`]), one event at a
 //! time.
@@ -18,16 +19,19 @@ use std::path::{Path, PathBuf};
 use indicatif::ProgressBar;
 use rayon::prelude::*;
 use revshare_core::agreement::Agreement;
+use revshare_core::decimal::Decimal;
 use revshare_core::dedup::{DedupIndex, Seen};
 use revshare_core::json::ArraySplitter;
-use revshare_core::rollup::Rollup;
+use revshare_core::rollup::{GroupRef, Rollup};
 use revshare_core::settle::select;
 use revshare_core::time::Period;
 use revshare_core::usage::{RecordProblem, UsageRecord, parse_cloudevent, parse_json_line};
-use sha2::{Digest, Sha256};
 
 /// Bytes read at a time.
 const BLOCK: usize = 8 << 20;
+/// Bytes of a block parsed as one task: small enough that the task's output is reused from the
+/// allocator's free lists rather than mapped (and zeroed) afresh each block.
+const PIECE: usize = 96 << 10;
 /// Location = file index << 40 | line number.
 const LINE_BITS: u32 = 40;
 
@@ -77,13 +81,70 @@ pub struct Selection<'a> {
     pub period: Period,
 }
 
-/// One parsed record of a block, ready for the index.
-struct Parsed<'b> {
+/// What parsing one piece of a block produced, in a compact form without borrows, so the same
+/// buffers serve block after block (fresh buffers cost page faults and zeroing at this rate).
+#[derive(Default)]
+struct PieceOut {
+    /// The text fields the index and the rollup need, back to back.
+    text: String,
+    keys: Vec<Key>,
+    selected: Vec<SelectedRecord>,
+    problems: Vec<InputProblem>,
+}
+
+/// One record, as the index sees it.
+struct Key {
     line: u64,
     hash: u64,
+    fingerprint: [u8; 16],
+    /// host then id, in `PieceOut::text`
+    text_at: usize,
+    host_len: usize,
+    id_len: usize,
+    /// index into `PieceOut::selected`, for records selected for the agreement and month
+    selected: Option<usize>,
+}
+
+/// What the rollup and the usage digest need of a selected record.
+struct SelectedRecord {
+    /// model, use case, region, in `PieceOut::text`
+    text_at: usize,
+    lens: [usize; 3],
+    scope: Option<usize>,
+    counts: [u64; 3],
+    revenue: Decimal,
     digest: [u8; 32],
-    scope: Option<Option<usize>>,
-    record: UsageRecord<'b>,
+}
+
+impl PieceOut {
+    fn clear(&mut self) {
+        self.text.clear();
+        self.keys.clear();
+        self.selected.clear();
+        self.problems.clear();
+    }
+
+    fn push_text(&mut self, parts: &[&str]) -> usize {
+        let at = self.text.len();
+        parts.iter().for_each(|p| self.text.push_str(p));
+        at
+    }
+
+    fn host_id(&self, key: &Key) -> (&str, &str) {
+        let host_end = key.text_at + key.host_len;
+        (&self.text[key.text_at..host_end], &self.text[host_end..host_end + key.id_len])
+    }
+
+    fn group(&self, record: &SelectedRecord) -> GroupRef<'_> {
+        let [m, u, r] = record.lens;
+        let at = record.text_at;
+        GroupRef {
+            model: &self.text[at..at + m],
+            use_case: &self.text[at + m..at + m + u],
+            region: &self.text[at + m + u..at + m + u + r],
+            scope: record.scope,
+        }
+    }
 }
 
 struct Shard {
@@ -99,9 +160,12 @@ struct Shard {
 pub fn read_usage(paths: &[PathBuf], selection: Selection<'_>, progress: &ProgressBar) -> Result<UsageSummary, ReadError> {
     let seed = seed();
     let shard_count = rayon::current_num_threads().max(1) * 2;
+    // Size the index from the input (about 240 bytes a record) so it rarely has to grow.
+    let bytes: u64 = paths.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
+    let expected_records = usize::try_from(bytes / 240).unwrap_or(0);
     let mut shards: Vec<Shard> = (0..shard_count)
         .map(|_| Shard {
-            index: DedupIndex::new(seed),
+            index: DedupIndex::with_capacity(seed, expected_records / shard_count),
             rollup: Rollup::new(),
             digests: Vec::new(),
             selected_duplicates: 0,
@@ -112,9 +176,11 @@ pub fn read_usage(paths: &[PathBuf], selection: Selection<'_>, progress: &Progre
     let mut problems = Vec::new();
     let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     let mut records_read = 0u64;
+    let mut pool: Vec<PieceOut> = Vec::new();
     for (file_index, path) in paths.iter().enumerate() {
         let mut reader = open(path).map_err(ReadError::Io)?;
-        let mut ctx = FileContext { file_index: u64::try_from(file_index).unwrap_or(0), names: &names, selection, progress };
+        let mut ctx =
+            FileContext { file_index: u64::try_from(file_index).unwrap_or(0), names: &names, selection, progress, pool: &mut pool };
         records_read += ctx
             .read_file(&mut *reader, &mut shards, &mut problems)
             .map_err(|e| ReadError::Io(anyhow::anyhow!("cannot read {}: {e}", path.display())))?;
@@ -155,6 +221,8 @@ struct FileContext<'a> {
     names: &'a [String],
     selection: Selection<'a>,
     progress: &'a ProgressBar,
+    /// Piece outputs, reused block after block.
+    pool: &'a mut Vec<PieceOut>,
 }
 
 impl FileContext<'_> {
@@ -209,29 +277,28 @@ impl FileContext<'_> {
             }
             target = BLOCK;
             let block = &buf[..cut];
-            let pieces = split_pieces(block, rayon::current_num_threads() * 4);
+            let pieces = split_pieces(block, PIECE);
             let mut starts = Vec::with_capacity(pieces.len());
             for piece in &pieces {
                 starts.push(next_line);
                 next_line += count_lines(&block[piece.clone()]);
             }
-            let parsed: Vec<(Vec<Parsed<'_>>, Vec<InputProblem>)> = pieces
-                .par_iter()
-                .zip(starts.par_iter())
-                .map(|(range, &start)| {
-                    let mut out = Vec::with_capacity(range.len() / 200);
-                    let mut bad = Vec::new();
-                    for (i, raw) in block[range.clone()].split(|b| *b == b'\n').enumerate() {
-                        let text = raw.strip_suffix(b"\r").unwrap_or(raw);
-                        if !text.iter().all(u8::is_ascii_whitespace) {
-                            let line = start + u64::try_from(i).unwrap_or(0);
-                            self.accept(line, text, parse_json_line(text), shards, &mut out, &mut bad);
-                        }
+            let mut outs = std::mem::take(self.pool);
+            outs.resize_with(outs.len().max(pieces.len()), PieceOut::default);
+            let this = &*self;
+            let index = &shards[0].index;
+            outs[..pieces.len()].par_iter_mut().zip(pieces.par_iter().zip(starts.par_iter())).for_each(|(out, (range, &start))| {
+                out.clear();
+                for (i, raw) in block[range.clone()].split(|b| *b == b'\n').enumerate() {
+                    let text = raw.strip_suffix(b"\r").unwrap_or(raw);
+                    if !text.iter().all(u8::is_ascii_whitespace) {
+                        let line = start + u64::try_from(i).unwrap_or(0);
+                        this.accept(line, text, parse_json_line(text), index, out);
                     }
-                    (out, bad)
-                })
-                .collect();
-            records += self.offer(parsed, shards, problems);
+                }
+            });
+            records += self.offer(&outs[..pieces.len()], shards, problems);
+            *self.pool = outs;
             self.progress.inc(u64::try_from(cut).unwrap_or(0));
             buf.drain(..cut);
             if eof {
@@ -257,8 +324,9 @@ impl FileContext<'_> {
         loop {
             let fed_result = splitter.feed(&buf[fed..], &mut ranges);
             fed = buf.len();
-            let mut out = Vec::with_capacity(ranges.len());
-            let mut bad = Vec::new();
+            let mut outs = std::mem::take(self.pool);
+            outs.resize_with(outs.len().max(1), PieceOut::default);
+            outs[0].clear();
             let mut line = line_at_base;
             let mut counted_to = 0;
             for range in ranges.drain(..) {
@@ -266,9 +334,10 @@ impl FileContext<'_> {
                 line += count_lines(&buf[counted_to..start]);
                 counted_to = start;
                 let event = &buf[start..end];
-                self.accept(line, event, parse_cloudevent(event), shards, &mut out, &mut bad);
+                self.accept(line, event, parse_cloudevent(event), &shards[0].index, &mut outs[0]);
             }
-            records += self.offer(vec![(out, bad)], shards, problems);
+            records += self.offer(&outs[..1], shards, problems);
+            *self.pool = outs;
             if let Err(e) = fed_result.and_then(|()| if eof { splitter.finish() } else { Ok(()) }) {
                 let at = e.offset.saturating_sub(base).min(buf.len());
                 let line = line_at_base + count_lines(&buf[..at]);
@@ -298,20 +367,13 @@ impl FileContext<'_> {
     }
 
     /// Checks a parsed record against the selection and queues it for the index.
-    fn accept<'b>(
-        &self,
-        line: u64,
-        text: &'b [u8],
-        parsed: Result<UsageRecord<'b>, Vec<RecordProblem>>,
-        shards: &[Shard],
-        out: &mut Vec<Parsed<'b>>,
-        bad: &mut Vec<InputProblem>,
-    ) {
+    fn accept(&self, line: u64, text: &[u8], parsed: Result<UsageRecord<'_>, Vec<RecordProblem>>, index: &DedupIndex, out: &mut PieceOut) {
         let record = match parsed {
             Ok(record) => record,
             Err(found) => {
                 let id = record_id_of(text);
-                bad.extend(found.into_iter().map(|p| self.problem(line, text, id.clone(), p)));
+                let problems: Vec<InputProblem> = found.into_iter().map(|p| self.problem(line, text, id.clone(), p)).collect();
+                out.problems.extend(problems);
                 return;
             }
         };
@@ -321,57 +383,76 @@ impl FileContext<'_> {
             let message =
                 format!("field `currency` is {} but agreement {} is in {}", record.currency, agreement.id(), agreement.currency());
             let offset = find_field(text, "currency");
-            bad.push(self.problem(
+            let problem = self.problem(
                 line,
                 text,
                 Some(record.id.to_string()),
                 RecordProblem { offset, field: Some("currency".to_owned()), message },
-            ));
+            );
+            out.problems.push(problem);
             return;
         }
-        let mut canonical = Vec::with_capacity(320);
-        record.write_canonical(&mut canonical);
-        let digest: [u8; 32] = Sha256::digest(&canonical).into();
-        let hash = shards[0].index.hash_key(&record.host, &record.id);
-        out.push(Parsed { line, hash, digest, scope, record });
+        let selected = scope.map(|scope| {
+            let text_at = out.push_text(&[&record.model, &record.use_case, &record.region]);
+            out.selected.push(SelectedRecord {
+                text_at,
+                lens: [record.model.len(), record.use_case.len(), record.region.len()],
+                scope,
+                counts: [record.requests, record.input_tokens, record.output_tokens],
+                revenue: record.revenue,
+                digest: record.digest(),
+            });
+            out.selected.len() - 1
+        });
+        let text_at = out.push_text(&[&record.host, &record.id]);
+        out.keys.push(Key {
+            line,
+            hash: index.hash_key(&record.host, &record.id),
+            fingerprint: index.fingerprint(&record),
+            text_at,
+            host_len: record.host.len(),
+            id_len: record.id.len(),
+            selected,
+        });
     }
 
     /// Offers parsed records to the sharded index, each shard on its own core and in line order.
     /// Returns how many records were offered.
-    fn offer(&self, parsed: Vec<(Vec<Parsed<'_>>, Vec<InputProblem>)>, shards: &mut [Shard], problems: &mut Vec<InputProblem>) -> u64 {
+    fn offer(&self, outs: &[PieceOut], shards: &mut [Shard], problems: &mut Vec<InputProblem>) -> u64 {
         let mut offered = 0u64;
-        for (items, bad) in &parsed {
-            problems.extend(bad.iter().cloned());
-            offered += u64::try_from(items.len()).unwrap_or(0);
+        for out in outs {
+            problems.extend(out.problems.iter().cloned());
+            offered += u64::try_from(out.keys.len()).unwrap_or(0);
         }
         let shard_count = u64::try_from(shards.len()).unwrap_or(1);
         let file_bits = self.file_index << LINE_BITS;
         shards.par_iter_mut().enumerate().for_each(|(k, shard)| {
             let k = u64::try_from(k).unwrap_or(0);
-            for item in parsed.iter().flat_map(|(p, _)| p).filter(|p| p.hash % shard_count == k) {
-                let mut fingerprint = [0u8; 16];
-                fingerprint.copy_from_slice(&item.digest[..16]);
-                match shard.index.offer_hashed(item.hash, &item.record.host, &item.record.id, fingerprint, file_bits | item.line) {
-                    Seen::New => {
-                        if let Some(scope) = item.scope {
-                            if let Err(e) = shard.rollup.add(&item.record, scope) {
-                                shard.problems.push(InputProblem { file: self.file_name(), line: item.line, column: 1, record: Some(item.record.id.to_string()), field: None, message: e.to_string() });
+            for out in outs {
+                for key in out.keys.iter().filter(|key| key.hash % shard_count == k) {
+                    let (host, id) = out.host_id(key);
+                    match shard.index.offer_hashed(key.hash, host, id, key.fingerprint, file_bits | key.line) {
+                        Seen::New => {
+                            if let Some(record) = key.selected.and_then(|i| out.selected.get(i)) {
+                                if let Err(e) = shard.rollup.add_values(out.group(record), record.counts, record.revenue) {
+                                    let problem = InputProblem { file: self.file_name(), line: key.line, column: 1, record: Some(id.to_owned()), field: None, message: e.to_string() };
+                                    shard.problems.push(problem);
+                                }
+                                shard.digests.push(record.digest);
                             }
-                            shard.digests.push(item.digest);
                         }
-                    }
-                    Seen::Duplicate { .. } => {
-                        shard.duplicates += 1;
-                        shard.selected_duplicates += u64::from(item.scope.is_some());
-                    }
-                    Seen::Conflict { first } => {
-                        let file = self.names.get(usize::try_from(first >> LINE_BITS).unwrap_or(usize::MAX)).cloned().unwrap_or_default();
-                        let first_line = first & ((1 << LINE_BITS) - 1);
-                        let message = format!(
-                            "conflicts with the record of host {} with the same id at {file}:{first_line}: a resend must be identical; correct one of them or give it a new id",
-                            item.record.host
-                        );
-                        shard.problems.push(InputProblem { file: self.file_name(), line: item.line, column: 1, record: Some(item.record.id.to_string()), field: None, message });
+                        Seen::Duplicate { .. } => {
+                            shard.duplicates += 1;
+                            shard.selected_duplicates += u64::from(key.selected.is_some());
+                        }
+                        Seen::Conflict { first } => {
+                            let file = self.names.get(usize::try_from(first >> LINE_BITS).unwrap_or(usize::MAX)).cloned().unwrap_or_default();
+                            let first_line = first & ((1 << LINE_BITS) - 1);
+                            let message = format!(
+                                "conflicts with the record of host {host} with the same id at {file}:{first_line}: a resend must be identical; correct one of them or give it a new id"
+                            );
+                            shard.problems.push(InputProblem { file: self.file_name(), line: key.line, column: 1, record: Some(id.to_owned()), field: None, message });
+                        }
                     }
                 }
             }
@@ -405,10 +486,9 @@ fn count_lines(bytes: &[u8]) -> u64 {
     u64::try_from(memchr::memchr_iter(b'\n', bytes).count()).unwrap_or(0)
 }
 
-/// Cuts a block of whole lines into about `n` pieces at line ends.
-fn split_pieces(block: &[u8], n: usize) -> Vec<Range<usize>> {
-    let size = (block.len() / n.max(1)).max(1 << 16);
-    let mut pieces = Vec::with_capacity(n + 1);
+/// Cuts a block of whole lines into pieces of about `size` bytes at line ends.
+fn split_pieces(block: &[u8], size: usize) -> Vec<Range<usize>> {
+    let mut pieces = Vec::with_capacity(block.len() / size + 1);
     let mut start = 0;
     while start < block.len() {
         let target = (start + size).min(block.len());

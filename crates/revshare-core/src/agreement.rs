@@ -551,15 +551,15 @@ impl Walk {
         let licensor = self.string(table, &at, "licensor", ctx, "\"meridian\"").and_then(|(s, sp)| self.id(PartyId::parse(s), sp));
         let host_entry = self.string(table, &at, "host", ctx, "\"northwind\"");
         let host = host_entry.clone().and_then(|(s, sp)| self.id(PartyId::parse(s), sp));
-        if let (Some(l), Some(h), Some((_, sp))) = (&licensor, &host, &host_entry) {
-            if l == h {
-                self.problem(
-                    sp.clone(),
-                    "the host and the licensor are the same party".to_owned(),
-                    "same as licensor",
-                    Some("an agreement is between a licensor and a different host".to_owned()),
-                );
-            }
+        if let (Some(l), Some(h), Some((_, sp))) = (&licensor, &host, &host_entry)
+            && l == h
+        {
+            self.problem(
+                sp.clone(),
+                "the host and the licensor are the same party".to_owned(),
+                "same as licensor",
+                Some("an agreement is between a licensor and a different host".to_owned()),
+            );
         }
         let currency = self
             .string(table, &at, "currency", ctx, "\"USD\"")
@@ -569,18 +569,15 @@ impl Walk {
             self.missing(&at, "effective_from", ctx, "2026-01-01");
         }
         let effective_to = self.instant(table, "effective_to");
-        if let (Some((from, _)), Some((to, sp))) = (&effective_from, &effective_to) {
-            if to <= from {
-                self.problem(
-                    sp.clone(),
-                    format!("effective_to ({to}) is not after effective_from ({from})"),
-                    "not after effective_from",
-                    Some(
-                        "effective_to is the first instant the agreement no longer applies; it must be later than effective_from"
-                            .to_owned(),
-                    ),
-                );
-            }
+        if let (Some((from, _)), Some((to, sp))) = (&effective_from, &effective_to)
+            && to <= from
+        {
+            self.problem(
+                sp.clone(),
+                format!("effective_to ({to}) is not after effective_from ({from})"),
+                "not after effective_from",
+                Some("effective_to is the first instant the agreement no longer applies; it must be later than effective_from".to_owned()),
+            );
         }
         let models = self.id_list(table, "models", ModelId::parse, "[\"m-8b\", \"m-70b\"]").map(|(m, _)| m);
         if Self::get(table, "models").is_none() {
@@ -589,26 +586,26 @@ impl Walk {
         let minimum = self.decimal(table, "minimum", "\"500.00\"");
         let cap = self.decimal(table, "cap", "\"10000.00\"");
         for (name, value) in [("minimum", &minimum), ("cap", &cap)] {
-            if let (Some((d, sp)), Some(c)) = (value, &currency) {
-                if c.to_minor(d).is_none() {
-                    self.problem(
-                        sp.clone(),
-                        format!("`{name}` {d} has more decimal places than {c} allows ({})", c.minor_units()),
-                        "too many decimal places",
-                        Some(format!("write {name} in whole minor units of {c}")),
-                    );
-                }
-            }
-        }
-        if let (Some((min, _)), Some((cap_value, sp))) = (&minimum, &cap) {
-            if cap_value < min {
+            if let (Some((d, sp)), Some(c)) = (value, &currency)
+                && c.to_minor(d).is_none()
+            {
                 self.problem(
                     sp.clone(),
-                    format!("cap {cap_value} is below minimum {min}"),
-                    "below the minimum",
-                    Some("the cap limits what the licensor receives and must be at least the minimum".to_owned()),
+                    format!("`{name}` {d} has more decimal places than {c} allows ({})", c.minor_units()),
+                    "too many decimal places",
+                    Some(format!("write {name} in whole minor units of {c}")),
                 );
             }
+        }
+        if let (Some((min, _)), Some((cap_value, sp))) = (&minimum, &cap)
+            && cap_value < min
+        {
+            self.problem(
+                sp.clone(),
+                format!("cap {cap_value} is below minimum {min}"),
+                "below the minimum",
+                Some("the cap limits what the licensor receives and must be at least the minimum".to_owned()),
+            );
         }
         let dispute_window_days = match self.integer(table, "dispute_window_days", "30") {
             Some((d, sp)) => {
@@ -940,16 +937,17 @@ impl Walk {
             self.known_keys(t, KEYS, &ctx);
             let use_case = self.string(t, &at, "use_case", &ctx, "\"search\"").and_then(|(s, sp)| {
                 let uc = self.id(UseCase::parse(s), sp.clone())?;
-                if let Some(p) = pricing {
-                    if !p.rates.contains_key(&uc) && p.default_rates.is_none() {
-                        self.problem(
-                            sp,
-                            format!("exclusivity for use case `{uc}`, which has no rate and there is no `default`"),
-                            "no rate",
-                            Some(format!("add `{uc}` to [pricing.rates], or a `default` rate")),
-                        );
-                        return None;
-                    }
+                if let Some(p) = pricing
+                    && !p.rates.contains_key(&uc)
+                    && p.default_rates.is_none()
+                {
+                    self.problem(
+                        sp,
+                        format!("exclusivity for use case `{uc}`, which has no rate and there is no `default`"),
+                        "no rate",
+                        Some(format!("add `{uc}` to [pricing.rates], or a `default` rate")),
+                    );
+                    return None;
                 }
                 Some(uc)
             });
@@ -968,16 +966,16 @@ impl Walk {
                     self.missing(&at, key, &ctx, "2026-10-15");
                 }
             }
-            if let (Some((f, _)), Some((t_, sp))) = (&from, &to) {
-                if t_ <= f {
-                    ok = false;
-                    self.problem(
-                        sp.clone(),
-                        format!("`to` ({t_}) is not after `from` ({f})"),
-                        "not after from",
-                        Some("a scope is the half-open interval [from, to)".to_owned()),
-                    );
-                }
+            if let (Some((f, _)), Some((t_, sp))) = (&from, &to)
+                && t_ <= f
+            {
+                ok = false;
+                self.problem(
+                    sp.clone(),
+                    format!("`to` ({t_}) is not after `from` ({f})"),
+                    "not after from",
+                    Some("a scope is the half-open interval [from, to)".to_owned()),
+                );
             }
             let uplift = self.decimal(t, "uplift", "\"0.25\"");
             if uplift.is_none() && Self::get(t, "uplift").is_none() {

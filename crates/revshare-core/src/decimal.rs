@@ -86,18 +86,22 @@ impl Decimal {
             return Err(syntax()); // JSON forbids leading zeros
         }
         let frac_part = frac_part.unwrap_or("").trim_end_matches('0');
-        // All digits, as one integer, and the power of ten that scales it.
-        let all: String = [int_part, frac_part].concat();
-        let all = all.trim_start_matches('0');
+        // All digits as one integer without leading zeros, and the power of ten that scales it.
+        let int_digits = int_part.trim_start_matches('0');
+        let frac_digits = if int_digits.is_empty() { frac_part.trim_start_matches('0') } else { frac_part };
         let mut scale = i64::try_from(frac_part.len()).map_err(|_| syntax())? - exponent;
-        if all.is_empty() {
+        if int_digits.is_empty() && frac_digits.is_empty() {
             return Ok(Decimal::ZERO);
         }
-        // Normalise: strip trailing zeros of the integer digits into a negative scale.
-        let trimmed = all.trim_end_matches('0');
-        let zeros = i64::try_from(all.len() - trimmed.len()).map_err(|_| syntax())?;
-        scale -= zeros;
-        let significant = trimmed.len();
+        // Trailing zeros of the integer digits (only when there is no fraction) go to the scale.
+        let (int_digits, zeros) = if frac_digits.is_empty() {
+            let trimmed = int_digits.trim_end_matches('0');
+            (trimmed, int_digits.len() - trimmed.len())
+        } else {
+            (int_digits, 0)
+        };
+        scale -= i64::try_from(zeros).map_err(|_| syntax())?;
+        let significant = int_digits.len() + frac_digits.len();
         // Significant digits include the trailing zeros of an integer (1e30 has 31).
         let total_digits = i64::try_from(significant).map_err(|_| syntax())? + (-scale).max(0);
         if total_digits > i64::from(MAX_DIGITS) {
@@ -106,9 +110,13 @@ impl Decimal {
         if scale > i64::from(MAX_DIGITS) {
             return Err(DecimalError::TooManyPlaces(original.to_owned()));
         }
-        let mut mantissa: u128 = trimmed.parse().map_err(|_| syntax())?;
+        // At most 28 digits in all, so none of this can overflow a u128.
+        let mut mantissa: u128 = 0;
+        for d in int_digits.bytes().chain(frac_digits.bytes()) {
+            mantissa = mantissa * 10 + u128::from(d - b'0');
+        }
         while scale < 0 {
-            mantissa *= 10; // cannot overflow: at most 28 digits in all
+            mantissa *= 10;
             scale += 1;
         }
         let scale = u8::try_from(scale).map_err(|_| syntax())?;
@@ -163,20 +171,31 @@ pub fn pow10(n: u32) -> BigInt {
     num_traits::pow(BigInt::from(10u8), usize::try_from(n).unwrap_or(usize::MAX))
 }
 
-impl fmt::Display for Decimal {
-    /// The canonical text: no exponent, no trailing fractional zeros, `0` for zero.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let digits = self.mantissa.to_string();
+impl Decimal {
+    /// Appends the canonical text: no exponent, no trailing fractional zeros, `0` for zero.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        crate::canonical::push_uint(out, self.mantissa);
         let scale = usize::from(self.scale);
         if scale == 0 {
-            return f.write_str(&digits);
+            return;
         }
-        if digits.len() > scale {
-            let (int, frac) = digits.split_at(digits.len() - scale);
-            write!(f, "{int}.{frac}")
-        } else {
-            write!(f, "0.{}{digits}", "0".repeat(scale - digits.len()))
+        let digits = out.len() - start;
+        if digits <= scale {
+            // 0.000ddd: pad with zeros in front of the digits.
+            let pad = scale - digits + 1;
+            out.splice(start..start, std::iter::repeat_n(b'0', pad));
         }
+        let point = out.len() - scale;
+        out.insert(point, b'.');
+    }
+}
+
+impl fmt::Display for Decimal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = Vec::with_capacity(32);
+        self.write_to(&mut out);
+        f.write_str(&String::from_utf8_lossy(&out))
     }
 }
 

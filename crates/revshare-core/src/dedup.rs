@@ -1,14 +1,19 @@
 //! The idempotency index: `(host, id)` identifies a record (SPEC §3).
 //!
 //! The index keeps, per key, the first location the record was seen at and a 128-bit fingerprint
-//! of its canonical form (the first half of its SHA-256). A record seen again is a duplicate when
-//! the fingerprints agree and a conflict otherwise. Keys are stored exactly (in one arena, not as
+//! of its content ([`DedupIndex::fingerprint`], a keyed hash of the normalised field values, so
+//! `1.50` and `1.5`, or the same instant at two offsets, agree). A record seen again is a
+//! duplicate when the fingerprints agree and a conflict otherwise. The fingerprint is not a
+//! cryptographic digest: its key is secret to the process, and a stored system of record (which
+//! must never merge two different records) compares the stored fields instead. Keys are stored exactly (in one arena, not as
 //! hashes), so two different ids never merge; memory is about 50 bytes a record plus the key text.
 //!
 //! The hasher's seed comes from the caller, which keeps this module free of randomness while
 //! letting the edge pick a random seed against hash flooding.
 
 use hashbrown::HashTable;
+
+use crate::usage::UsageRecord;
 
 /// What the index says about a record offered to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,7 +44,34 @@ pub struct DedupIndex {
 
 impl DedupIndex {
     pub fn new(seed: u64) -> DedupIndex {
-        DedupIndex { table: HashTable::new(), keys: Vec::new(), hasher: foldhash::quality::FixedState::with_seed(seed) }
+        DedupIndex::with_capacity(seed, 0)
+    }
+
+    /// An index with room for `records` keys before it grows.
+    pub fn with_capacity(seed: u64, records: usize) -> DedupIndex {
+        DedupIndex {
+            table: HashTable::with_capacity(records),
+            keys: Vec::with_capacity(records.saturating_mul(24)),
+            hasher: foldhash::quality::FixedState::with_seed(seed),
+        }
+    }
+
+    /// A 128-bit keyed hash of everything a record says, by value.
+    pub fn fingerprint(&self, record: &UsageRecord<'_>) -> [u8; 16] {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let content = (
+            (&*record.host, &*record.id, &*record.model, &*record.use_case, &*record.region),
+            (record.time, record.requests, record.input_tokens, record.output_tokens),
+            (record.revenue, record.currency),
+        );
+
+        let mut high = self.hasher.build_hasher();
+        high.write_u8(0x5a); // a different stream for the other half
+        content.hash(&mut high);
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.hasher.hash_one(content).to_le_bytes());
+        out[8..].copy_from_slice(&high.finish().to_le_bytes());
+        out
     }
 
     /// The hash of a key, for callers that shard keys over several indexes.

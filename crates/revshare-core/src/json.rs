@@ -56,7 +56,18 @@ pub struct JsonError {
 
 /// Parses a whole input that must be exactly one JSON object (surrounding whitespace allowed).
 pub fn parse_object(input: &[u8]) -> Result<Vec<Member<'_>>, JsonError> {
-    let mut reader = Reader { input, at: 0 };
+    let mut members = Vec::with_capacity(12);
+    visit_object(input, |m| members.push(m))?;
+    Ok(members)
+}
+
+/// Like [`parse_object`], but hands each top-level member to `visit` as it is read, so the hot
+/// path builds no list.
+pub fn visit_object<'a>(input: &'a [u8], mut visit: impl FnMut(Member<'a>)) -> Result<(), JsonError> {
+    // Validating the UTF-8 of the whole input once lets every string be a plain slice.
+    let text = std::str::from_utf8(input)
+        .map_err(|e| JsonError { offset: e.valid_up_to(), message: "invalid UTF-8: a record must be UTF-8 text".to_owned() })?;
+    let mut reader = Reader { text, input, at: 0 };
     reader.skip_ws();
     if reader.peek() != Some(b'{') {
         return Err(reader.error(match reader.peek() {
@@ -64,15 +75,16 @@ pub fn parse_object(input: &[u8]) -> Result<Vec<Member<'_>>, JsonError> {
             Some(_) => "expected a JSON object starting with `{`".to_owned(),
         }));
     }
-    let members = reader.object(0)?;
+    reader.members(0, &mut visit)?;
     reader.skip_ws();
     if reader.at < input.len() {
         return Err(reader.error("unexpected text after the end of the object".to_owned()));
     }
-    Ok(members)
+    Ok(())
 }
 
 struct Reader<'a> {
+    text: &'a str,
     input: &'a [u8],
     at: usize,
 }
@@ -103,35 +115,44 @@ impl<'a> Reader<'a> {
     }
 
     fn object(&mut self, depth: usize) -> Result<Vec<Member<'a>>, JsonError> {
+        let mut members = Vec::new();
+        self.members(depth, &mut |m| members.push(m))?;
+        Ok(members)
+    }
+
+    fn members(&mut self, depth: usize, visit: &mut dyn FnMut(Member<'a>)) -> Result<(), JsonError> {
         if depth >= MAX_DEPTH {
             return Err(self.error("nested too deeply".to_owned()));
         }
         self.at += 1; // the `{`
-        let mut members = Vec::with_capacity(12);
         self.skip_ws();
         if self.peek() == Some(b'}') {
             self.at += 1;
-            return Ok(members);
+            return Ok(());
         }
         loop {
             self.skip_ws();
             let key_offset = self.at;
-            if self.peek() != Some(b'"') {
-                return Err(self.error("expected a quoted field name".to_owned()));
+            match self.peek() {
+                Some(b'"') => {}
+                // A line cut short (a partial write) is the common case; say so plainly.
+                None => return Err(self.error("the input ends where a field name should be".to_owned())),
+                Some(_) => return Err(self.error("expected a quoted field name".to_owned())),
             }
             let key = self.string()?;
             self.expect(b':', "`:` after the field name")?;
             self.skip_ws();
             let value_offset = self.at;
             let value = self.value(depth)?;
-            members.push(Member { key, key_offset, value, value_offset });
+            visit(Member { key, key_offset, value, value_offset });
             self.skip_ws();
             match self.peek() {
                 Some(b',') => self.at += 1,
                 Some(b'}') => {
                     self.at += 1;
-                    return Ok(members);
+                    return Ok(());
                 }
+                None => return Err(self.error("the input ends before the object's closing `}`".to_owned())),
                 _ => return Err(self.error("expected `,` or `}` after a field".to_owned())),
             }
         }
@@ -218,9 +239,7 @@ impl<'a> Reader<'a> {
                 return Err(JsonError { offset: start, message: "malformed number".to_owned() });
             }
         }
-        // Digits, signs, `.` and `e` are ASCII, so the slice is valid UTF-8.
-        let text = std::str::from_utf8(&self.input[start..self.at]).map_err(|_| self.error("malformed number".to_owned()))?;
-        Ok(JsonValue::Number(text))
+        Ok(JsonValue::Number(&self.text[start..self.at]))
     }
 
     fn string(&mut self) -> Result<Cow<'a, str>, JsonError> {
@@ -231,11 +250,9 @@ impl<'a> Reader<'a> {
         while let Some(c) = self.peek() {
             match c {
                 b'"' => {
-                    let raw = &self.input[start..self.at];
+                    let raw = &self.text[start..self.at];
                     self.at += 1;
-                    return std::str::from_utf8(raw)
-                        .map(Cow::Borrowed)
-                        .map_err(|e| JsonError { offset: start + e.valid_up_to(), message: "invalid UTF-8 in a string".to_owned() });
+                    return Ok(Cow::Borrowed(raw));
                 }
                 b'\\' => break,
                 0..=0x1f => {
@@ -248,7 +265,7 @@ impl<'a> Reader<'a> {
             return Err(JsonError { offset: open, message: "unterminated string".to_owned() });
         }
         // Slow path: decode escapes into an owned buffer.
-        let mut out: Vec<u8> = self.input[start..self.at].to_vec();
+        let mut out = String::from(&self.text[start..self.at]);
         loop {
             match self.peek() {
                 None => {
@@ -256,9 +273,7 @@ impl<'a> Reader<'a> {
                 }
                 Some(b'"') => {
                     self.at += 1;
-                    return String::from_utf8(out)
-                        .map(Cow::Owned)
-                        .map_err(|_| JsonError { offset: start, message: "invalid UTF-8 in a string".to_owned() });
+                    return Ok(Cow::Owned(out));
                 }
                 Some(b'\\') => {
                     self.at += 1;
@@ -273,22 +288,22 @@ impl<'a> Reader<'a> {
                         Some(b't') => b'\t',
                         Some(b'u') => {
                             self.at += 1;
-                            let c = self.unicode_escape()?;
-                            let mut buf = [0u8; 4];
-                            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                            out.push(self.unicode_escape()?);
                             continue;
                         }
                         _ => return Err(self.error("invalid escape in a string".to_owned())),
                     };
-                    out.push(escaped);
+                    out.push(char::from(escaped));
                     self.at += 1;
                 }
                 Some(0..=0x1f) => {
                     return Err(self.error("a control character inside a string must be escaped".to_owned()));
                 }
-                Some(c) => {
+                Some(_) => {
+                    // Copy one whole character (the text is valid UTF-8).
+                    let c = self.text[self.at..].chars().next().unwrap_or('\u{fffd}');
                     out.push(c);
-                    self.at += 1;
+                    self.at += c.len_utf8();
                 }
             }
         }
@@ -447,9 +462,11 @@ mod tests {
     #[test]
     fn errors_carry_offsets() {
         let e = |s: &[u8]| parse_object(s).err().map(|e| (e.offset, e.message));
-        assert_eq!(e(br#"{"a":1"#), Some((6, "expected `,` or `}` after a field".to_owned())));
+        assert_eq!(e(br#"{"a":1"#), Some((6, "the input ends before the object's closing `}`".to_owned())));
+        assert_eq!(e(br#"{"a":1 x"#), Some((7, "expected `,` or `}` after a field".to_owned())));
+        assert_eq!(e(br#"{"a":1,"#), Some((7, "the input ends where a field name should be".to_owned())));
         assert_eq!(e(br#"{"a":01}"#), Some((5, "malformed number".to_owned())));
-        assert_eq!(e(b"{\"a\":\"\xff\"}"), Some((6, "invalid UTF-8 in a string".to_owned())));
+        assert_eq!(e(b"{\"a\":\"\xff\"}"), Some((6, "invalid UTF-8: a record must be UTF-8 text".to_owned())));
         assert_eq!(e(br#"{"a":"x"} x"#), Some((10, "unexpected text after the end of the object".to_owned())));
         assert_eq!(e(b""), Some((0, "the line is empty; expected a JSON object".to_owned())));
         assert_eq!(e(br#"{"a":"x}"#), Some((5, "unterminated string".to_owned())));

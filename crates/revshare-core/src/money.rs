@@ -32,11 +32,16 @@ pub enum CurrencyError {
 
 impl Currency {
     pub fn parse(code: &str) -> Result<Currency, CurrencyError> {
-        let iso = iso_currency::Currency::from_code(code).ok_or_else(|| CurrencyError::Unknown(code.to_owned()))?;
-        let minor_units = iso.exponent().and_then(|e| u8::try_from(e).ok()).ok_or_else(|| CurrencyError::NoMinorUnit(code.to_owned()))?;
         let bytes = code.as_bytes();
-        let code = [bytes[0], bytes[1], bytes[2]];
-        Ok(Currency { code, minor_units })
+        let slot = match bytes {
+            [a @ b'A'..=b'Z', b @ b'A'..=b'Z', c @ b'A'..=b'Z'] => table_index(*a, *b, *c),
+            _ => return Err(CurrencyError::Unknown(code.to_owned())),
+        };
+        match minor_unit_table()[slot] {
+            UNKNOWN => Err(CurrencyError::Unknown(code.to_owned())),
+            NO_MINOR_UNIT => Err(CurrencyError::NoMinorUnit(code.to_owned())),
+            units => Ok(Currency { code: [bytes[0], bytes[1], bytes[2]], minor_units: units }),
+        }
     }
 
     pub fn code(&self) -> &str {
@@ -67,6 +72,32 @@ impl Currency {
     pub fn round(&self, exact: &BigRational) -> Result<i128, AmountOverflow> {
         round_half_even(exact, u32::from(self.minor_units))
     }
+}
+
+const UNKNOWN: u8 = u8::MAX;
+const NO_MINOR_UNIT: u8 = u8::MAX - 1;
+
+fn table_index(a: u8, b: u8, c: u8) -> usize {
+    (usize::from(a - b'A') * 26 + usize::from(b - b'A')) * 26 + usize::from(c - b'A')
+}
+
+/// Minor units of every three-letter code, from ISO 4217 (the `iso_currency` crate), looked up
+/// once: usage records name their currency on every line, and a 26³ table answers in one load.
+fn minor_unit_table() -> &'static [u8; 26 * 26 * 26] {
+    static TABLE: std::sync::OnceLock<[u8; 26 * 26 * 26]> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut table = [UNKNOWN; 26 * 26 * 26];
+        for a in b'A'..=b'Z' {
+            for b in b'A'..=b'Z' {
+                for c in b'A'..=b'Z' {
+                    let code = [a, b, c];
+                    let Some(iso) = std::str::from_utf8(&code).ok().and_then(iso_currency::Currency::from_code) else { continue };
+                    table[table_index(a, b, c)] = iso.exponent().and_then(|e| u8::try_from(e).ok()).unwrap_or(NO_MINOR_UNIT);
+                }
+            }
+        }
+        table
+    })
 }
 
 impl fmt::Display for Currency {
@@ -149,6 +180,11 @@ mod tests {
         assert_eq!(Currency::parse("USD").map(|c| c.minor_units()), Ok(2));
         assert_eq!(Currency::parse("JPY").map(|c| c.minor_units()), Ok(0));
         assert_eq!(Currency::parse("BHD").map(|c| c.minor_units()), Ok(3));
+        assert_eq!(
+            Currency::parse("XAU").map_err(|e| e.to_string()),
+            Err("`XAU` has no minor unit (a precious metal or testing code); use a national currency".to_owned())
+        );
+        assert!(Currency::parse("US").is_err() && Currency::parse("usd").is_err() && Currency::parse("USDD").is_err());
         assert_eq!(
             Currency::parse("USX").map_err(|e| e.to_string()),
             Err("`USX` is not an ISO 4217 currency code; use a code such as \"USD\", \"EUR\" or \"JPY\"".to_owned())

@@ -13,7 +13,7 @@ use hashbrown::HashTable;
 use num_bigint::BigInt;
 use num_rational::BigRational;
 
-use crate::decimal::{MAX_DIGITS, pow10};
+use crate::decimal::{Decimal, MAX_DIGITS, pow10};
 use crate::usage::UsageRecord;
 
 /// One sum per possible scale, 0 to [`MAX_DIGITS`].
@@ -27,6 +27,15 @@ pub struct GroupKey {
     pub use_case: String,
     pub region: String,
     /// Index of the agreement's exclusivity scope holding the records, if any.
+    pub scope: Option<usize>,
+}
+
+/// A group named by borrowed parts.
+#[derive(Clone, Copy, Debug)]
+pub struct GroupRef<'a> {
+    pub model: &'a str,
+    pub use_case: &'a str,
+    pub region: &'a str,
     pub scope: Option<usize>,
 }
 
@@ -52,13 +61,14 @@ impl Default for GroupSums {
 pub struct RollupOverflow;
 
 impl GroupSums {
-    fn add(&mut self, record: &UsageRecord<'_>) -> Result<(), RollupOverflow> {
+    fn add(&mut self, counts: [u64; 3], revenue: Decimal) -> Result<(), RollupOverflow> {
+        let [requests, input_tokens, output_tokens] = counts;
         self.records = self.records.checked_add(1).ok_or(RollupOverflow)?;
-        self.requests = self.requests.checked_add(u128::from(record.requests)).ok_or(RollupOverflow)?;
-        self.input_tokens = self.input_tokens.checked_add(u128::from(record.input_tokens)).ok_or(RollupOverflow)?;
-        self.output_tokens = self.output_tokens.checked_add(u128::from(record.output_tokens)).ok_or(RollupOverflow)?;
-        let slot = &mut self.revenue_by_scale[usize::from(record.revenue.scale())];
-        *slot = slot.checked_add(record.revenue.mantissa()).ok_or(RollupOverflow)?;
+        self.requests = self.requests.checked_add(u128::from(requests)).ok_or(RollupOverflow)?;
+        self.input_tokens = self.input_tokens.checked_add(u128::from(input_tokens)).ok_or(RollupOverflow)?;
+        self.output_tokens = self.output_tokens.checked_add(u128::from(output_tokens)).ok_or(RollupOverflow)?;
+        let slot = &mut self.revenue_by_scale[usize::from(revenue.scale())];
+        *slot = slot.checked_add(revenue.mantissa()).ok_or(RollupOverflow)?;
         Ok(())
     }
 
@@ -117,10 +127,9 @@ impl Rollup {
     }
 
     fn hash(model: &str, use_case: &str, region: &str, scope: Option<usize>) -> u64 {
-        use std::hash::{BuildHasher, Hash, Hasher};
-        let mut h = foldhash::quality::FixedState::with_seed(0x5eed).build_hasher();
-        (model, use_case, region, scope).hash(&mut h);
-        h.finish()
+        use std::hash::BuildHasher;
+
+        foldhash::quality::FixedState::with_seed(0x5eed).hash_one((model, use_case, region, scope))
     }
 
     fn slot(&mut self, model: &str, use_case: &str, region: &str, scope: Option<usize>) -> &mut GroupSums {
@@ -149,7 +158,14 @@ impl Rollup {
 
     /// Adds one selected record, in the exclusivity scope `scope`.
     pub fn add(&mut self, record: &UsageRecord<'_>, scope: Option<usize>) -> Result<(), RollupOverflow> {
-        self.slot(&record.model, &record.use_case, &record.region, scope).add(record)
+        let key = GroupRef { model: &record.model, use_case: &record.use_case, region: &record.region, scope };
+        self.add_values(key, [record.requests, record.input_tokens, record.output_tokens], record.revenue)
+    }
+
+    /// Adds one selected record given by its parts: the group, its [requests, input tokens,
+    /// output tokens] and its revenue (for callers that keep records in a compact form).
+    pub fn add_values(&mut self, group: GroupRef<'_>, counts: [u64; 3], revenue: Decimal) -> Result<(), RollupOverflow> {
+        self.slot(group.model, group.use_case, group.region, group.scope).add(counts, revenue)
     }
 
     /// Adds stored sums of a group.

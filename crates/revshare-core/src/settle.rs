@@ -129,11 +129,8 @@ pub fn settle_records(
     let mut digests = Vec::new();
     let mut duplicates = 0;
     for (location, record) in (0u64..).zip(records) {
-        let digest = record.digest();
-        let mut fingerprint = [0u8; 16];
-        fingerprint.copy_from_slice(&digest[..16]);
         let scope = select(agreement, period, record);
-        match index.offer(&record.host, &record.id, fingerprint, location) {
+        match index.offer(&record.host, &record.id, index.fingerprint(record), location) {
             crate::dedup::Seen::New => {
                 if let Some(scope) = scope {
                     if record.currency != agreement.currency {
@@ -145,7 +142,7 @@ pub fn settle_records(
                         });
                     }
                     rollup.add(record, scope)?;
-                    digests.push(digest);
+                    digests.push(record.digest());
                 }
             }
             crate::dedup::Seen::Duplicate { .. } => duplicates += u64::from(scope.is_some()),
@@ -183,6 +180,9 @@ fn check_contributions(agreement: &Agreement, contributions: &[Contribution]) ->
     }
     Ok(())
 }
+
+/// (model, use_case, region, exclusive): what a line is of; tuple order is SPEC line order.
+type LineKey<'a> = (&'a str, &'a str, &'a str, bool);
 
 /// Settles one month. Pure: the same input gives the same statement.
 pub fn settle(input: &SettlementInput<'_>) -> Result<Statement, SettleError> {
@@ -258,7 +258,7 @@ pub fn settle(input: &SettlementInput<'_>) -> Result<Statement, SettleError> {
     let unit = pricing.unit.map_or_else(BigRational::one, |u| u.to_rational());
     // A line gathers the groups of one (model, use_case, region, exclusive): several exclusivity
     // scopes (each with its uplift) may feed one exclusive line. BTreeMap order is SPEC order.
-    let mut line_groups: BTreeMap<(&str, &str, &str, bool), Vec<(Option<usize>, &GroupSums)>> = BTreeMap::new();
+    let mut line_groups: BTreeMap<LineKey<'_>, Vec<(Option<usize>, &GroupSums)>> = BTreeMap::new();
     for (key, sums) in &groups {
         line_groups
             .entry((key.model.as_str(), key.use_case.as_str(), key.region.as_str(), key.scope.is_some()))

@@ -115,20 +115,54 @@ impl Instant {
     }
 }
 
-impl fmt::Display for Instant {
-    /// RFC 3339 in UTC with `Z`, and only as many fraction digits as needed (none, 3, 6 or 9).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Instant {
+    /// Appends RFC 3339 in UTC with `Z`, and only as many fraction digits as needed (none, 3, 6
+    /// or 9). Written by hand: it runs once per selected record.
+    pub fn write_rfc3339(&self, out: &mut Vec<u8>) {
+        fn digits(out: &mut Vec<u8>, value: i64, width: u32) {
+            for i in (0..width).rev() {
+                let d = value.unsigned_abs() / 10u64.pow(i) % 10;
+                out.push(b'0' + u8::try_from(d).unwrap_or(0));
+            }
+        }
         let (y, mo, d) = self.date();
         let in_day = self.secs.rem_euclid(86_400);
-        let (h, mi, s) = (in_day / 3600, in_day % 3600 / 60, in_day % 60);
-        write!(f, "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}")?;
-        match self.nanos {
+        digits(out, i64::from(y), 4);
+        out.push(b'-');
+        digits(out, i64::from(mo), 2);
+        out.push(b'-');
+        digits(out, i64::from(d), 2);
+        out.push(b'T');
+        digits(out, in_day / 3600, 2);
+        out.push(b':');
+        digits(out, in_day % 3600 / 60, 2);
+        out.push(b':');
+        digits(out, in_day % 60, 2);
+        let n = i64::from(self.nanos);
+        match n {
             0 => {}
-            n if n % 1_000_000 == 0 => write!(f, ".{:03}", n / 1_000_000)?,
-            n if n % 1_000 == 0 => write!(f, ".{:06}", n / 1_000)?,
-            n => write!(f, ".{n:09}")?,
+            n if n % 1_000_000 == 0 => {
+                out.push(b'.');
+                digits(out, n / 1_000_000, 3);
+            }
+            n if n % 1_000 == 0 => {
+                out.push(b'.');
+                digits(out, n / 1_000, 6);
+            }
+            n => {
+                out.push(b'.');
+                digits(out, n, 9);
+            }
         }
-        f.write_str("Z")
+        out.push(b'Z');
+    }
+}
+
+impl fmt::Display for Instant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = Vec::with_capacity(32);
+        self.write_rfc3339(&mut out);
+        f.write_str(&String::from_utf8_lossy(&out))
     }
 }
 
