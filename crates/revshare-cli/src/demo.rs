@@ -11,12 +11,20 @@ use crate::Failure;
 use crate::generate::{GenArgs, generate};
 use crate::settle_files::settle_command;
 
-const AGREEMENTS: [(&str, &str); 3] = [
-    ("northwind.toml", include_str!("../demo/northwind.toml")),
-    ("eastwater.toml", include_str!("../demo/eastwater.toml")),
-    ("westfield.toml", include_str!("../demo/westfield.toml")),
+/// (agreement file, its text, its contributions file and their text, if any).
+const AGREEMENTS: [(&str, &str, Option<(&str, &str)>); 3] = [
+    (
+        "northwind.toml",
+        include_str!("../demo/northwind.toml"),
+        Some(("contributions-northwind.jsonl", include_str!("../demo/contributions-northwind.jsonl"))),
+    ),
+    ("eastwater.toml", include_str!("../demo/eastwater.toml"), None),
+    (
+        "westfield.toml",
+        include_str!("../demo/westfield.toml"),
+        Some(("contributions-westfield.jsonl", include_str!("../demo/contributions-westfield.jsonl"))),
+    ),
 ];
-const CONTRIBUTIONS: &str = include_str!("../demo/contributions.jsonl");
 
 pub fn run(records: u64, dir: Option<PathBuf>) -> Result<(), Failure> {
     let dir = match dir {
@@ -27,11 +35,12 @@ pub fn run(records: u64, dir: Option<PathBuf>) -> Result<(), Failure> {
         None => tempfile::Builder::new().prefix("revshare-demo-").tempdir().context("cannot create a temporary folder")?.keep(),
     };
     let period = Period::parse("2026-10").map_err(|e| anyhow::anyhow!(e))?;
-    for (name, text) in AGREEMENTS {
+    for (name, text, contributions) in AGREEMENTS {
         std::fs::write(dir.join(name), text).with_context(|| format!("cannot write {name}"))?;
+        if let Some((name, text)) = contributions {
+            std::fs::write(dir.join(name), text).with_context(|| format!("cannot write {name}"))?;
+        }
     }
-    let contributions = dir.join("contributions.jsonl");
-    std::fs::write(&contributions, CONTRIBUTIONS).context("cannot write contributions.jsonl")?;
     let usage = dir.join("usage.jsonl");
     let args = GenArgs {
         records,
@@ -45,15 +54,14 @@ pub fn run(records: u64, dir: Option<PathBuf>) -> Result<(), Failure> {
     generate(&args, &mut out, &|_| {}).context("cannot write usage.jsonl")?;
     drop(out);
     println!("revshare demo: licensor meridian, hosts northwind, eastwater and westfield, {records} usage lines for {period}");
+    let d = dir.display();
     println!(
-        "files in {} (try: revshare settle --agreement {}/northwind.toml --usage {}/usage.jsonl --contributions {}/contributions.jsonl --period {period})\n",
-        dir.display(),
-        dir.display(),
-        dir.display(),
-        dir.display()
+        "files in {d} (try: revshare settle --agreement {d}/northwind.toml --usage {d}/usage.jsonl --contributions {d}/contributions-northwind.jsonl --period {period})\n"
     );
-    for (name, _) in AGREEMENTS {
-        let (agreement, statement, summary) = settle_command(&dir.join(name), std::slice::from_ref(&usage), Some(&contributions), period)?;
+    for (name, _, contributions) in AGREEMENTS {
+        let contributions = contributions.map(|(file, _)| dir.join(file));
+        let (agreement, statement, summary) =
+            settle_command(&dir.join(name), std::slice::from_ref(&usage), contributions.as_deref(), period)?;
         println!("{}", crate::report::statement_table(&agreement, &statement, &summary));
     }
     Ok(())

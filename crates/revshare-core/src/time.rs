@@ -97,7 +97,10 @@ impl Instant {
             [] => return Err(TimeError::NoOffset(text.to_owned())),
             _ => return Err(syntax()),
         };
+        // The UTC instant must itself be writable in RFC 3339: years 0000 to 9999 (an offset can
+        // push `0000-01-01T00:00:00+00:01` out of them).
         Instant::from_civil((year, month, day), (hour, minute, second, nanos), offset_minutes)
+            .filter(|t| (0..=9999).contains(&t.date().0))
             .ok_or_else(|| TimeError::Range(text.to_owned()))
     }
 
@@ -297,6 +300,11 @@ mod tests {
         assert!(t("2025-02-29T00:00:00Z").starts_with("`2025-02-29T00:00:00Z` is not a real calendar time"));
         assert!(t("2026-10-02T23:59:60Z").starts_with("`2026-10-02T23:59:60Z` is not a real calendar time"));
         assert!(t("2026-10-02T10:00:00.Z").starts_with("`2026-10-02T10:00:00.Z` is not an RFC 3339 time"));
+        // Found by fuzzing: an offset must not move the UTC instant out of years 0000-9999.
+        assert!(t("0000-01-01T00:00:00+00:01").starts_with("`0000-01-01T00:00:00+00:01` is not a real calendar time"));
+        assert!(t("9999-12-31T23:59:59-00:01").starts_with("`9999-12-31T23:59:59-00:01` is not a real calendar time"));
+        assert_eq!(t("0000-01-01T00:00:00Z"), "0000-01-01T00:00:00Z");
+        assert_eq!(t("9999-12-31T23:59:59.999999999Z"), "9999-12-31T23:59:59.999999999Z");
     }
 
     #[test]

@@ -332,6 +332,17 @@ fn syntax_problem(e: json::JsonError) -> RecordProblem {
     RecordProblem { offset: e.offset, field: None, message: format!("not valid JSON: {}", e.message) }
 }
 
+/// A value quoted for a message: escaped, and cut after 40 characters so that a huge bad value
+/// does not make a huge message.
+fn quoted(text: &str) -> String {
+    let count = text.chars().count();
+    if count <= 40 {
+        return format!("\"{}\"", text.escape_debug());
+    }
+    let head: String = text.chars().take(40).collect();
+    format!("\"{}…\" ({count} characters)", head.escape_debug())
+}
+
 /// The position of a field name in [`FIELDS`].
 fn field_index(key: &str) -> Option<usize> {
     Some(match key {
@@ -445,7 +456,7 @@ impl<'a> Builder<'a> {
                     _ => false,
                 };
                 if !ok {
-                    return bad(self, format!("is \"{}\"", text.escape_debug()));
+                    return bad(self, format!("is {}", quoted(&text)));
                 }
                 *self.text_slot(name) = Some(text);
             }

@@ -1,0 +1,212 @@
+//! The real `revshare` binary, run as a user runs it.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/examples")
+}
+
+fn revshare(args: &[&str]) -> Output {
+    Command::cargo_bin("revshare").expect("the revshare binary is built").args(args).output().expect("revshare runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn settle_example(usage: &Path, format: &str) -> Output {
+    let ex = examples();
+    revshare(&[
+        "settle",
+        "--agreement",
+        &ex.join("agreement.toml").display().to_string(),
+        "--usage",
+        &usage.display().to_string(),
+        "--contributions",
+        &ex.join("contributions.jsonl").display().to_string(),
+        "--period",
+        "2026-10",
+        "--format",
+        format,
+    ])
+}
+
+#[test]
+fn settles_the_worked_example() {
+    let out = settle_example(&examples().join("usage.jsonl"), "json");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let statement: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the statement is JSON");
+    let amounts: Vec<&str> = statement["lines"].as_array().into_iter().flatten().filter_map(|l| l["amount"].as_str()).collect();
+    assert_eq!(amounts, ["183.11", "80.12", "106.94", "445.60", "0.00", "52.00"]);
+    assert_eq!(statement["totals"]["net_payable"], "855.37");
+    assert_eq!(statement["inputs"]["records"], 6);
+    assert_eq!(statement["inputs"]["duplicates"], 1);
+    // Quiet when not on a terminal: no progress bar in the output.
+    assert_eq!(text(&out.stderr), "");
+}
+
+#[test]
+fn cloudevents_and_json_lines_give_the_same_bytes() {
+    let lines = settle_example(&examples().join("usage.jsonl"), "json");
+    let events = settle_example(&examples().join("usage.cloudevents.json"), "json");
+    assert!(events.status.success(), "{}", text(&events.stderr));
+    assert_eq!(lines.stdout, events.stdout);
+}
+
+#[test]
+fn reads_standard_input() {
+    let ex = examples();
+    let usage = std::fs::read(ex.join("usage.jsonl")).expect("example usage");
+    let out = Command::cargo_bin("revshare")
+        .expect("binary")
+        .args(["settle", "--agreement", &ex.join("agreement.toml").display().to_string(), "--usage", "-", "--period", "2026-10"])
+        .args(["--contributions", &ex.join("contributions.jsonl").display().to_string(), "--format", "json"])
+        .write_stdin(usage)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(out.stdout, settle_example(&ex.join("usage.jsonl"), "json").stdout);
+}
+
+#[test]
+fn the_table_shows_lines_and_totals() {
+    let out = settle_example(&examples().join("usage.jsonl"), "table");
+    let table = text(&out.stdout);
+    assert!(out.status.success());
+    for expected in ["Statement meridian-northwind v1", "445.60", "net payable", "855.37", "allocated to northwind", "12.40", "0.25"] {
+        assert!(table.contains(expected), "missing {expected} in:\n{table}");
+    }
+}
+
+#[test]
+fn a_bad_agreement_lists_every_problem_with_its_place_and_exits_1() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("bad.toml");
+    let good = std::fs::read_to_string(examples().join("agreement.toml")).expect("example");
+    std::fs::write(&path, good.replace("\"0.02\"", "0.02").replace("currency = \"USD\"", "currency = \"USX\"")).expect("write");
+    let out = revshare(&["agreement", "check", &path.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("2 problems in the agreement"), "{err}");
+    assert!(err.contains("bad.toml:7:12"), "{err}");
+    assert!(err.contains("`USX` is not an ISO 4217 currency code"), "{err}");
+    assert!(err.contains("write it as a string: \"0.02\""), "{err}");
+}
+
+#[test]
+fn agreement_check_accepts_a_good_file() {
+    let out = revshare(&["agreement", "check", &examples().join("agreement.toml").display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("ok:"));
+}
+
+#[test]
+fn wrong_usage_exits_2() {
+    let out = revshare(&["settle", "--agreement", "a.toml", "--usage", "u.jsonl"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--period"));
+}
+
+#[test]
+fn bad_records_are_all_listed_with_line_column_record_and_nothing_is_settled() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let usage = dir.path().join("usage.jsonl");
+    let good = std::fs::read_to_string(examples().join("usage.jsonl")).expect("example");
+    let mut lines: Vec<String> = good.lines().map(str::to_owned).collect();
+    lines[0] = lines[0].replace("\"requests\":120000", "\"requests\":-1");
+    lines[2] = lines[2].replace("\"region\":\"eu\"", "\"region\":\"eu\",\"prompt\":\"hi\"");
+    lines[5] = lines[5].replace("\"revenue\":\"450.000000\"", "\"revenue\":\"451.00\""); // conflicts with nothing yet
+    lines.push(lines[5].replace("\"revenue\":\"451.00\"", "\"revenue\":\"452.00\"")); // a conflicting resend
+    std::fs::write(&usage, lines.join("\n")).expect("write");
+    let out = settle_example(&usage, "json");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = text(&out.stderr);
+    let name = usage.display().to_string();
+    assert!(err.contains(&format!("{name}:1:132: record e1: field `requests` is -1; it must be an integer from 0 to 2^63 - 1")), "{err}");
+    assert!(err.contains(&format!("{name}:3:81: record e3: unknown field `prompt`")), "{err}");
+    assert!(
+        err.contains(&format!("{name}:10:1: record e6: conflicts with the record of host northwind with the same id at {name}:6")),
+        "{err}"
+    );
+    assert!(err.contains("3 problems in the usage; nothing was settled"), "{err}");
+}
+
+#[test]
+fn a_line_longer_than_a_read_block_is_read_whole() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let usage = dir.path().join("usage.jsonl");
+    let good = std::fs::read_to_string(examples().join("usage.jsonl")).expect("example");
+    let huge =
+        good.lines().next().unwrap_or_default().replace("\"currency\"", &format!("\"prompt\":\"{}\",\"currency\"", "x".repeat(10 << 20)));
+    std::fs::write(&usage, format!("{good}{huge}\n")).expect("write");
+    let out = settle_example(&usage, "json");
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains(":10:") && err.contains("unknown field `prompt`"), "{}", &err[..err.len().min(500)]);
+}
+
+#[test]
+fn duplicates_across_files_are_counted_once() {
+    let ex = examples();
+    let one = ex.join("usage.jsonl").display().to_string();
+    let out = revshare(&[
+        "settle",
+        "--agreement",
+        &ex.join("agreement.toml").display().to_string(),
+        "--usage",
+        &one,
+        &one,
+        "--period",
+        "2026-10",
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let statement: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(statement["inputs"]["records"], 6);
+    // e2 twice in the first file, then all seven selected lines of the second file again.
+    assert_eq!(statement["inputs"]["duplicates"], 8);
+}
+
+#[test]
+fn the_generator_is_deterministic() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let generate = |seed: &str, name: &str| {
+        let path = dir.path().join(name);
+        let out = revshare(&["gen", "usage", "--records", "2000", "--seed", seed, "--out", &path.display().to_string()]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        std::fs::read(path).expect("generated file")
+    };
+    let (a, b, c) = (generate("7", "a.jsonl"), generate("7", "b.jsonl"), generate("8", "c.jsonl"));
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    assert_eq!(a.iter().filter(|b| **b == b'\n').count(), 2000);
+    // Every generated line is a valid record.
+    for line in a.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        assert!(revshare_core::usage::parse_json_line(line).is_ok(), "{}", text(line));
+    }
+}
+
+#[test]
+fn the_demo_prints_three_statements() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = revshare(&["demo", "--dir", &dir.path().display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    for host in ["meridian-northwind", "meridian-eastwater", "meridian-westfield"] {
+        assert!(shown.contains(&format!("Statement {host}")), "{shown}");
+    }
+    // eastwater is lifted to its minimum, westfield trimmed to its cap, northwind earns a credit.
+    let totals = |host: &str, row: &str| {
+        let at = shown.find(&format!("Statement meridian-{host}")).expect("statement shown");
+        let line = shown[at..].lines().find(|l| l.contains(row)).expect("row shown").to_owned();
+        line.split('┆').nth(1).map(|v| v.trim_matches(|c: char| c == '│' || c.is_whitespace()).to_owned()).unwrap_or_default()
+    };
+    assert_ne!(totals("eastwater", "minimum true-up"), "0.00");
+    assert_eq!(totals("westfield", "usage total"), "3500.00");
+    assert_ne!(totals("northwind", "host credit"), "0.00");
+}

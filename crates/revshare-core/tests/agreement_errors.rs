@@ -1,0 +1,307 @@
+//! The exact text of agreement diagnostics (SPEC §2): every error names the file, line and
+//! column, says what is wrong and what would be right. Each case starts from the SPEC example
+//! (`examples/agreement.toml`, embedded below) and changes one thing; one case changes three.
+
+use revshare_core::agreement::parse_agreement;
+
+/// `/work/shared/examples/agreement.toml`, verbatim.
+const EXAMPLE: &str = r#"# Revenue-sharing agreement between a model licensor and one host.
+# Every money amount, rate and decimal bound is a string: exact decimals, never binary floats.
+id = "meridian-northwind"
+version = 1
+licensor = "meridian"
+host = "northwind"
+currency = "USD"
+effective_from = 2026-01-01
+effective_to = 2027-01-01          # exclusive; optional
+models = ["m-8b", "m-70b"]
+minimum = "500.00"                 # optional: the licensor receives at least this per period
+dispute_window_days = 30
+mau_threshold = 700000000          # optional: above this many monthly active users, a separate license is needed
+
+[pricing]
+basis = "revenue_share"            # revenue_share: rates are fractions of revenue; per_unit: money per `unit` of tier_metric
+tier_metric = "tokens"             # revenue | requests | input_tokens | output_tokens | tokens (input + output)
+tier_mode = "graduated"            # graduated: each tier's rate on the part of the volume inside it; volume: one tier for all
+tier_bounds = ["1000000000", "5000000000"]   # upper bounds of every tier but the last; 3 tiers here
+
+[pricing.rates]                    # one rate per tier, for each use case
+customer_service   = ["0.20", "0.17", "0.15"]
+content_moderation = ["0.10", "0.10", "0.10"]
+search             = ["0.22", "0.20", "0.18"]
+accessibility      = ["0", "0", "0"]
+default            = ["0.20", "0.18", "0.16"]
+
+[[exclusivity]]                    # the host holds exclusive rights here; the licensor's amount on covered usage is raised by uplift
+use_case = "search"
+regions = ["eu"]
+from = 2026-10-15
+to = 2027-01-01
+uplift = "0.25"
+
+[contributions]                    # in a period with accepted contributions, pool × usage_total is split by points
+pool = "0.02"
+points = { maintenance = 1, update = 2, improvement = 5 }
+"#;
+
+const FILE: &str = "agreement.toml";
+
+/// The example with `edits` applied in turn; each `from` must occur exactly once, so a case
+/// cannot silently stop testing what it says when the example changes.
+fn edited(edits: &[(&str, &str)]) -> String {
+    let mut text = EXAMPLE.to_owned();
+    for (from, to) in edits {
+        assert_eq!(text.matches(from).count(), 1, "`{from}` must occur exactly once in the agreement");
+        text = text.replacen(from, to, 1);
+    }
+    text
+}
+
+/// The plain rendering of every problem of `text`; panics if it parses.
+fn errors(text: &str) -> String {
+    match parse_agreement(FILE, text) {
+        Ok(_) => panic!("the agreement parsed, but an error was expected:\n{text}"),
+        Err(e) => e.render_plain(),
+    }
+}
+
+fn check(edits: &[(&str, &str)], expected: &str) {
+    assert_eq!(errors(&edited(edits)), expected);
+}
+
+#[test]
+fn the_example_parses() {
+    let agreement = parse_agreement(FILE, EXAMPLE).map_err(|e| e.render_plain());
+    let agreement = match agreement {
+        Ok(a) => a,
+        Err(text) => panic!("the SPEC example must parse:\n{text}"),
+    };
+    assert_eq!(agreement.id().as_str(), "meridian-northwind");
+    assert_eq!(agreement.currency().code(), "USD");
+    assert_eq!(agreement.exclusivity().len(), 1);
+}
+
+#[test]
+fn unknown_key_at_the_top_level() {
+    check(
+        &[("version = 1\n", "version = 1\nowner = \"meridian\"\n")],
+        "agreement.toml:5:1: unknown key `owner` in the agreement
+  help: the keys allowed here are: id, version, licensor, host, currency, effective_from, effective_to, models, minimum, cap, \
+dispute_window_days, mau_threshold, pricing, exclusivity, contributions
+",
+    );
+}
+
+#[test]
+fn unknown_key_in_pricing() {
+    check(
+        &[("tier_mode = \"graduated\"", "tiers = 3\ntier_mode = \"graduated\"")],
+        "agreement.toml:18:1: unknown key `tiers` in [pricing]
+  help: the keys allowed here are: basis, unit, tier_metric, tier_mode, tier_bounds, rates
+",
+    );
+}
+
+#[test]
+fn unknown_key_in_an_exclusivity_scope() {
+    check(
+        &[("regions = [\"eu\"]\n", "regions = [\"eu\"]\nhost = \"northwind\"\n")],
+        "agreement.toml:31:1: unknown key `host` in exclusivity scope 1
+  help: the keys allowed here are: use_case, regions, models, from, to, uplift
+",
+    );
+}
+
+#[test]
+fn a_toml_float_rate_is_refused_with_the_string_to_write() {
+    check(
+        &[(r#"["0.20", "0.17", "0.15"]"#, r#"["0.20", "0.17", 0.15]"#)],
+        r#"agreement.toml:22:39: `0.15` is a TOML float; binary floats are never used for money or rates
+  help: write it as a string: "0.15"
+"#,
+    );
+}
+
+#[test]
+fn a_toml_float_amount_keeps_its_written_digits() {
+    check(
+        &[(r#"minimum = "500.00""#, "minimum = 500.00")],
+        r#"agreement.toml:11:11: `500.00` is a TOML float; binary floats are never used for money or rates
+  help: write it as a string: "500.00"
+"#,
+    );
+}
+
+#[test]
+fn tier_bounds_must_increase() {
+    check(
+        &[(r#"["1000000000", "5000000000"]"#, r#"["5000000000", "5000000000"]"#)],
+        "agreement.toml:19:30: tier bound 2 (5000000000) is not greater than bound 1 (5000000000)
+  help: tier_bounds must be strictly increasing upper bounds
+",
+    );
+}
+
+#[test]
+fn a_rate_list_needs_one_rate_per_tier() {
+    check(
+        &[(r#"["0.22", "0.20", "0.18"]"#, r#"["0.22", "0.20"]"#)],
+        "agreement.toml:24:22: `search` has 2 rates but the agreement has 3 tiers
+  help: give one rate per tier: tier_bounds has 2 bounds, so 3 rates
+",
+    );
+}
+
+#[test]
+fn a_revenue_share_rate_above_one() {
+    check(
+        &[(r#"["0.22", "0.20", "0.18"]"#, r#"["0.22", "1.20", "0.18"]"#)],
+        r#"agreement.toml:24:31: rate 1.2 of `search` is outside [0, 1]
+  help: a revenue_share rate is a fraction of revenue: "0.15" means 15%
+"#,
+    );
+}
+
+#[test]
+fn a_negative_rate() {
+    check(
+        &[(r#"["0.22", "0.20", "0.18"]"#, r#"["0.22", "-0.20", "0.18"]"#)],
+        r#"agreement.toml:24:31: `search`: `-0.20` is negative; it must be zero or more
+  help: for example search = ["0.20"]
+"#,
+    );
+}
+
+#[test]
+fn per_unit_needs_a_unit() {
+    // Reported at the [pricing] header: the key is absent, the section is where it belongs.
+    check(
+        &[(r#"basis = "revenue_share""#, r#"basis = "per_unit""#)],
+        r#"agreement.toml:15:1: basis = "per_unit" needs `unit`
+  help: add unit = "1000000": rates are money per that many units of tier_metric
+"#,
+    );
+}
+
+#[test]
+fn per_unit_cannot_be_tiered_on_revenue() {
+    check(
+        &[
+            (r#"basis = "revenue_share""#, "basis = \"per_unit\"\nunit = \"1000000\""),
+            (r#"tier_metric = "tokens""#, r#"tier_metric = "revenue""#),
+        ],
+        r#"agreement.toml:18:15: basis = "per_unit" cannot use tier_metric = "revenue"
+  help: price revenue with basis = "revenue_share", or choose requests, input_tokens, output_tokens or tokens
+"#,
+    );
+}
+
+#[test]
+fn unknown_currency() {
+    check(
+        &[(r#"currency = "USD""#, r#"currency = "USX""#)],
+        r#"agreement.toml:7:12: `USX` is not an ISO 4217 currency code; use a code such as "USD", "EUR" or "JPY"
+"#,
+    );
+}
+
+#[test]
+fn effective_to_must_be_after_effective_from() {
+    check(
+        &[("effective_to = 2027-01-01", "effective_to = 2025-07-01")],
+        "agreement.toml:9:16: effective_to (2025-07-01T00:00:00Z) is not after effective_from (2026-01-01T00:00:00Z)
+  help: effective_to is the first instant the agreement no longer applies; it must be later than effective_from
+",
+    );
+}
+
+#[test]
+fn an_exclusivity_scope_must_end_after_it_starts() {
+    check(
+        &[("\nto = 2027-01-01", "\nto = 2026-10-15")],
+        "agreement.toml:32:6: `to` (2026-10-15T00:00:00Z) is not after `from` (2026-10-15T00:00:00Z)
+  help: a scope is the half-open interval [from, to)
+",
+    );
+}
+
+#[test]
+fn a_string_date_that_is_not_a_date() {
+    check(
+        &[("from = 2026-10-15", r#"from = "2026-02-30""#)],
+        r#"agreement.toml:31:8: `from` = "2026-02-30" is not a date or an RFC 3339 time
+  help: write a date like 2026-10-15 or an RFC 3339 time like 2026-10-15T00:00:00Z
+"#,
+    );
+}
+
+#[test]
+fn cap_below_minimum() {
+    check(
+        &[(r#"minimum = "500.00""#, "minimum = \"500.00\"\ncap = \"100.00\"")],
+        "agreement.toml:12:7: cap 100 is below minimum 500
+  help: the cap limits what the licensor receives and must be at least the minimum
+",
+    );
+}
+
+#[test]
+fn overlapping_exclusivity_scopes() {
+    let second = "uplift = \"0.25\"\n\n[[exclusivity]]\nuse_case = \"search\"\nregions = [\"us\", \"eu\"]\nfrom = 2026-12-01\nto = 2027-01-01\nuplift = \"0.10\"\n";
+    check(
+        &[("uplift = \"0.25\"\n", second)],
+        "agreement.toml:35:1: exclusivity scope 2 overlaps scope 1 (same use case, and regions, models and time meet)
+  help: scopes of one agreement must not overlap: narrow the regions, models or dates
+",
+    );
+}
+
+#[test]
+fn exclusivity_for_a_use_case_without_a_rate() {
+    check(
+        &[("default            = [\"0.20\", \"0.18\", \"0.16\"]\n", ""), (r#"use_case = "search""#, r#"use_case = "translation""#)],
+        "agreement.toml:28:12: exclusivity for use case `translation`, which has no rate and there is no `default`
+  help: add `translation` to [pricing.rates], or a `default` rate
+",
+    );
+}
+
+#[test]
+fn a_missing_required_key() {
+    // A missing key has no place of its own; it is reported at the start of its table.
+    check(
+        &[("host = \"northwind\"\n", "")],
+        r#"agreement.toml:1:1: missing key `host` in the agreement
+  help: add host = "northwind"
+"#,
+    );
+}
+
+#[test]
+fn a_toml_syntax_error() {
+    check(
+        &[(r#"licensor = "meridian""#, r#"licensor = "meridian"#)],
+        "agreement.toml:5:21: invalid basic string, expected `\"`
+  help: fix the TOML syntax
+",
+    );
+}
+
+#[test]
+fn three_problems_are_reported_at_once_in_file_order() {
+    // Listed bottom-up on purpose: the report is in file order, not in the order found.
+    check(
+        &[
+            ("\nto = 2027-01-01", "\nto = 2026-01-01"),
+            (r#"["0.20", "0.17", "0.15"]"#, r#"["0.20", "0.17", 0.15]"#),
+            ("dispute_window_days = 30", "dispute_window_days = 30\ndispute_window = 30"),
+        ],
+        r#"agreement.toml:13:1: unknown key `dispute_window` in the agreement
+  help: the keys allowed here are: id, version, licensor, host, currency, effective_from, effective_to, models, minimum, cap, dispute_window_days, mau_threshold, pricing, exclusivity, contributions
+agreement.toml:23:39: `0.15` is a TOML float; binary floats are never used for money or rates
+  help: write it as a string: "0.15"
+agreement.toml:33:6: `to` (2026-01-01T00:00:00Z) is not after `from` (2026-10-15T00:00:00Z)
+  help: a scope is the half-open interval [from, to)
+"#,
+    );
+}
