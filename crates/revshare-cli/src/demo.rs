@@ -11,19 +11,25 @@ use crate::Failure;
 use crate::generate::{GenArgs, generate};
 use crate::settle_files::settle_command;
 
-/// (agreement file, its text, its contributions file and their text, if any).
-const AGREEMENTS: [(&str, &str, Option<(&str, &str)>); 3] = [
-    (
-        "northwind.toml",
-        include_str!("../demo/northwind.toml"),
-        Some(("contributions-northwind.jsonl", include_str!("../demo/contributions-northwind.jsonl"))),
-    ),
-    ("eastwater.toml", include_str!("../demo/eastwater.toml"), None),
-    (
-        "westfield.toml",
-        include_str!("../demo/westfield.toml"),
-        Some(("contributions-westfield.jsonl", include_str!("../demo/contributions-westfield.jsonl"))),
-    ),
+/// One demo agreement: its file name and text, and its contributions file, if it has one.
+struct DemoAgreement {
+    file: &'static str,
+    text: &'static str,
+    contributions: Option<(&'static str, &'static str)>,
+}
+
+const AGREEMENTS: [DemoAgreement; 3] = [
+    DemoAgreement {
+        file: "northwind.toml",
+        text: include_str!("../demo/northwind.toml"),
+        contributions: Some(("contributions-northwind.jsonl", include_str!("../demo/contributions-northwind.jsonl"))),
+    },
+    DemoAgreement { file: "eastwater.toml", text: include_str!("../demo/eastwater.toml"), contributions: None },
+    DemoAgreement {
+        file: "westfield.toml",
+        text: include_str!("../demo/westfield.toml"),
+        contributions: Some(("contributions-westfield.jsonl", include_str!("../demo/contributions-westfield.jsonl"))),
+    },
 ];
 
 pub fn run(records: u64, dir: Option<PathBuf>) -> Result<(), Failure> {
@@ -35,8 +41,8 @@ pub fn run(records: u64, dir: Option<PathBuf>) -> Result<(), Failure> {
         None => tempfile::Builder::new().prefix("revshare-demo-").tempdir().context("cannot create a temporary folder")?.keep(),
     };
     let period = Period::parse("2026-10").map_err(|e| anyhow::anyhow!(e))?;
-    for (name, text, contributions) in AGREEMENTS {
-        std::fs::write(dir.join(name), text).with_context(|| format!("cannot write {name}"))?;
+    for DemoAgreement { file, text, contributions } in AGREEMENTS {
+        std::fs::write(dir.join(file), text).with_context(|| format!("cannot write {file}"))?;
         if let Some((name, text)) = contributions {
             std::fs::write(dir.join(name), text).with_context(|| format!("cannot write {name}"))?;
         }
@@ -58,7 +64,7 @@ pub fn run(records: u64, dir: Option<PathBuf>) -> Result<(), Failure> {
     println!(
         "files in {d} (try: revshare settle --agreement {d}/northwind.toml --usage {d}/usage.jsonl --contributions {d}/contributions-northwind.jsonl --period {period})\n"
     );
-    for (name, _, contributions) in AGREEMENTS {
+    for DemoAgreement { file: name, contributions, .. } in AGREEMENTS {
         let contributions = contributions.map(|(file, _)| dir.join(file));
         let (agreement, statement, summary) =
             settle_command(&dir.join(name), std::slice::from_ref(&usage), contributions.as_deref(), period)?;
