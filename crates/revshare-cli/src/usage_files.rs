@@ -87,7 +87,8 @@ pub struct Selection<'a> {
 struct PieceOut {
     /// The text fields the index and the rollup need, back to back.
     text: String,
-    keys: Vec<Key>,
+    /// The records, one list per index shard (by key hash), each in line order.
+    keys: Vec<Vec<Key>>,
     selected: Vec<SelectedRecord>,
     problems: Vec<InputProblem>,
 }
@@ -117,9 +118,10 @@ struct SelectedRecord {
 }
 
 impl PieceOut {
-    fn clear(&mut self) {
+    fn clear(&mut self, shards: usize) {
         self.text.clear();
-        self.keys.clear();
+        self.keys.resize_with(shards, Vec::new);
+        self.keys.iter_mut().for_each(Vec::clear);
         self.selected.clear();
         self.problems.clear();
     }
@@ -159,7 +161,7 @@ struct Shard {
 /// Reads and settles-ready every usage file. `-` is standard input.
 pub fn read_usage(paths: &[PathBuf], selection: Selection<'_>, progress: &ProgressBar) -> Result<UsageSummary, ReadError> {
     let seed = seed();
-    let shard_count = rayon::current_num_threads().max(1) * 2;
+    let shard_count = rayon::current_num_threads().max(1);
     // Size the index from the input (about 240 bytes a record) so it rarely has to grow.
     let bytes: u64 = paths.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
     let expected_records = usize::try_from(bytes / 240).unwrap_or(0);
@@ -239,7 +241,7 @@ impl FileContext<'_> {
     }
 
     /// Reads one file; returns the number of records in it.
-    fn read_file(&mut self, reader: &mut dyn Read, shards: &mut [Shard], problems: &mut Vec<InputProblem>) -> io::Result<u64> {
+    fn read_file(&mut self, reader: &mut (dyn Read + Send), shards: &mut [Shard], problems: &mut Vec<InputProblem>) -> io::Result<u64> {
         let mut buf: Vec<u8> = Vec::with_capacity(BLOCK + (64 << 10));
         // The first non-blank byte tells JSON Lines (`{`) from a CloudEvents batch (`[`).
         let mut eof = false;
@@ -254,57 +256,95 @@ impl FileContext<'_> {
         }
     }
 
+    /// Reads JSON Lines block by block. A reader thread fills the next block while this one is
+    /// parsed, so reading from disk or the page cache overlaps the work.
     fn read_json_lines(
         &mut self,
-        reader: &mut dyn Read,
-        mut buf: Vec<u8>,
-        mut eof: bool,
+        reader: &mut (dyn Read + Send),
+        first: Vec<u8>,
+        eof: bool,
         shards: &mut [Shard],
         problems: &mut Vec<InputProblem>,
     ) -> io::Result<u64> {
-        let mut next_line = 1u64;
-        let mut records = 0u64;
-        let mut target = BLOCK;
-        loop {
-            if !eof {
-                eof = fill(reader, &mut buf, target)?;
-            }
-            // Up to the last complete line, or everything at the end of the file.
-            let cut = if eof { buf.len() } else { memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1) };
-            if cut == 0 && !eof {
-                target *= 2; // one line longer than a block: read on until it ends
-                continue;
-            }
-            target = BLOCK;
-            let block = &buf[..cut];
-            let pieces = split_pieces(block, PIECE);
-            let mut starts = Vec::with_capacity(pieces.len());
-            for piece in &pieces {
-                starts.push(next_line);
-                next_line += count_lines(&block[piece.clone()]);
-            }
-            let mut outs = std::mem::take(self.pool);
-            outs.resize_with(outs.len().max(pieces.len()), PieceOut::default);
-            let this = &*self;
-            let index = &shards[0].index;
-            outs[..pieces.len()].par_iter_mut().zip(pieces.par_iter().zip(starts.par_iter())).for_each(|(out, (range, &start))| {
-                out.clear();
-                for (i, raw) in block[range.clone()].split(|b| *b == b'\n').enumerate() {
-                    let text = raw.strip_suffix(b"\r").unwrap_or(raw);
-                    if !text.iter().all(u8::is_ascii_whitespace) {
-                        let line = start + u64::try_from(i).unwrap_or(0);
-                        this.accept(line, text, parse_json_line(text), index, out);
+        std::thread::scope(|scope| {
+            let (to_reader, requests) = std::sync::mpsc::channel::<(Vec<u8>, usize)>();
+            let (to_main, filled) = std::sync::mpsc::channel::<io::Result<(Vec<u8>, bool)>>();
+            scope.spawn(move || {
+                for (mut buf, target) in requests {
+                    let result = fill(reader, &mut buf, target).map(|eof| (buf, eof));
+                    if to_main.send(result).is_err() {
+                        break;
                     }
                 }
             });
-            records += self.offer(&outs[..pieces.len()], shards, problems);
-            *self.pool = outs;
-            self.progress.inc(u64::try_from(cut).unwrap_or(0));
-            buf.drain(..cut);
-            if eof {
-                return Ok(records);
+            let next = || filled.recv().map_err(|_| io::Error::other("the reader thread stopped"))?;
+            let mut current = (first, eof);
+            let mut spare: Vec<u8> = Vec::with_capacity(BLOCK + (64 << 10));
+            let mut next_line = 1u64;
+            let mut records = 0u64;
+            loop {
+                let (buf, eof) = current;
+                // Up to the last complete line, or everything at the end of the file.
+                let cut = if eof { buf.len() } else { memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1) };
+                if cut == 0 && !eof {
+                    // One line longer than a block: read on until it ends.
+                    let target = buf.len() * 2;
+                    let _ = to_reader.send((buf, target));
+                    current = next()?;
+                    continue;
+                }
+                if !eof {
+                    // The reader fills the spare buffer after the unfinished last line.
+                    spare.clear();
+                    spare.extend_from_slice(&buf[cut..]);
+                    let _ = to_reader.send((std::mem::take(&mut spare), BLOCK));
+                }
+                let (lines, offered) = self.process_lines(&buf[..cut], next_line, shards, problems);
+                next_line += lines;
+                records += offered;
+                self.progress.inc(u64::try_from(cut).unwrap_or(0));
+                if eof {
+                    return Ok(records);
+                }
+                spare = buf;
+                current = next()?;
             }
+        })
+    }
+
+    /// Parses a block of whole lines on all cores and offers its records to the index.
+    /// Returns the lines in the block and the records offered.
+    fn process_lines(&mut self, block: &[u8], mut next_line: u64, shards: &mut [Shard], problems: &mut Vec<InputProblem>) -> (u64, u64) {
+        let first_line = next_line;
+        let pieces = split_pieces(block, PIECE);
+        let mut starts = Vec::with_capacity(pieces.len());
+        for piece in &pieces {
+            starts.push(next_line);
+            next_line += count_lines(&block[piece.clone()]);
         }
+        let mut outs = std::mem::take(self.pool);
+        outs.resize_with(outs.len().max(pieces.len()), PieceOut::default);
+        let this = &*self;
+        let index = &shards[0].index;
+        let shard_count = shards.len();
+        outs[..pieces.len()].par_iter_mut().zip(pieces.par_iter().zip(starts.par_iter())).for_each(|(out, (range, &start))| {
+            out.clear(shard_count);
+            let piece = &block[range.clone()];
+            let mut line = start;
+            let mut from = 0;
+            for end in memchr::memchr_iter(b'\n', piece).chain((piece.last() != Some(&b'\n')).then_some(piece.len())) {
+                let raw = &piece[from..end];
+                let text = raw.strip_suffix(b"\r").unwrap_or(raw);
+                if !text.iter().all(u8::is_ascii_whitespace) {
+                    this.accept(line, text, parse_json_line(text), index, out);
+                }
+                line += 1;
+                from = end + 1;
+            }
+        });
+        let records = self.offer(&outs[..pieces.len()], shards, problems);
+        *self.pool = outs;
+        (next_line - first_line, records)
     }
 
     fn read_cloudevents(
@@ -326,7 +366,7 @@ impl FileContext<'_> {
             fed = buf.len();
             let mut outs = std::mem::take(self.pool);
             outs.resize_with(outs.len().max(1), PieceOut::default);
-            outs[0].clear();
+            outs[0].clear(shards.len());
             let mut line = line_at_base;
             let mut counted_to = 0;
             for range in ranges.drain(..) {
@@ -405,9 +445,11 @@ impl FileContext<'_> {
             out.selected.len() - 1
         });
         let text_at = out.push_text(&[&record.host, &record.id]);
-        out.keys.push(Key {
+        let hash = index.hash_key(&record.host, &record.id);
+        let shard = usize::try_from(hash % u64::try_from(out.keys.len()).unwrap_or(1)).unwrap_or(0);
+        out.keys[shard].push(Key {
             line,
-            hash: index.hash_key(&record.host, &record.id),
+            hash,
             fingerprint: index.fingerprint(&record),
             text_at,
             host_len: record.host.len(),
@@ -422,14 +464,12 @@ impl FileContext<'_> {
         let mut offered = 0u64;
         for out in outs {
             problems.extend(out.problems.iter().cloned());
-            offered += u64::try_from(out.keys.len()).unwrap_or(0);
+            offered += out.keys.iter().map(|k| u64::try_from(k.len()).unwrap_or(0)).sum::<u64>();
         }
-        let shard_count = u64::try_from(shards.len()).unwrap_or(1);
         let file_bits = self.file_index << LINE_BITS;
         shards.par_iter_mut().enumerate().for_each(|(k, shard)| {
-            let k = u64::try_from(k).unwrap_or(0);
             for out in outs {
-                for key in out.keys.iter().filter(|key| key.hash % shard_count == k) {
+                for key in &out.keys[k] {
                     let (host, id) = out.host_id(key);
                     match shard.index.offer_hashed(key.hash, host, id, key.fingerprint, file_bits | key.line) {
                         Seen::New => {

@@ -88,16 +88,32 @@ fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
-/// Appends the decimal digits of an unsigned integer (the hot paths avoid `fmt`).
-pub fn push_uint(out: &mut Vec<u8>, mut n: u128) {
+/// Appends the decimal digits of an unsigned integer (the hot paths avoid `fmt`). Values that fit
+/// 64 bits, nearly all of them, skip the slow 128-bit division.
+pub fn push_uint(out: &mut Vec<u8>, n: u128) {
     let mut digits = [0u8; 39];
     let mut at = digits.len();
-    loop {
+    let mut push = |d: u8| {
         at -= 1;
-        digits[at] = b'0' + u8::try_from(n % 10).unwrap_or(0);
-        n /= 10;
-        if n == 0 {
-            break;
+        digits[at] = b'0' + d;
+    };
+    match u64::try_from(n) {
+        Ok(mut small) => loop {
+            push(u8::try_from(small % 10).unwrap_or(0));
+            small /= 10;
+            if small == 0 {
+                break;
+            }
+        },
+        Err(_) => {
+            let mut big = n;
+            loop {
+                push(u8::try_from(big % 10).unwrap_or(0));
+                big /= 10;
+                if big == 0 {
+                    break;
+                }
+            }
         }
     }
     out.extend_from_slice(&digits[at..]);

@@ -101,27 +101,36 @@ impl DedupIndex {
     /// [`Self::offer`] with the hash from [`Self::hash_key`] of an index with the same seed.
     pub fn offer_hashed(&mut self, hash: u64, host: &str, id: &str, fingerprint: [u8; 16], location: u64) -> Seen {
         let keys = &self.keys;
+        // The full hash first: the key text lives elsewhere in memory, so look at it only for a
+        // real candidate. One probe serves both the lookup and the insert.
         let key_matches = |e: &Entry| {
-            let stored = stored_key(keys, e);
-            stored.len() == host.len() + 1 + id.len()
-                && stored[..host.len()] == *host.as_bytes()
-                && stored[host.len()] == 0xff
-                && stored[host.len() + 1..] == *id.as_bytes()
+            e.hash == hash && {
+                let stored = stored_key(keys, e);
+                stored.len() == host.len() + 1 + id.len()
+                    && stored[..host.len()] == *host.as_bytes()
+                    && stored[host.len()] == 0xff
+                    && stored[host.len() + 1..] == *id.as_bytes()
+            }
         };
-        if let Some(entry) = self.table.find(hash, key_matches) {
-            return if entry.fingerprint == fingerprint {
-                Seen::Duplicate { first: entry.location }
-            } else {
-                Seen::Conflict { first: entry.location }
-            };
+        match self.table.entry(hash, key_matches, |e| e.hash) {
+            hashbrown::hash_table::Entry::Occupied(found) => {
+                let entry = found.get();
+                if entry.fingerprint == fingerprint {
+                    Seen::Duplicate { first: entry.location }
+                } else {
+                    Seen::Conflict { first: entry.location }
+                }
+            }
+            hashbrown::hash_table::Entry::Vacant(slot) => {
+                let key_start = self.keys.len();
+                let key_len = u32::try_from(host.len() + 1 + id.len()).unwrap_or(u32::MAX);
+                slot.insert(Entry { hash, key_start, key_len, fingerprint, location });
+                self.keys.extend_from_slice(host.as_bytes());
+                self.keys.push(0xff);
+                self.keys.extend_from_slice(id.as_bytes());
+                Seen::New
+            }
         }
-        let key_start = self.keys.len();
-        self.keys.extend_from_slice(host.as_bytes());
-        self.keys.push(0xff);
-        self.keys.extend_from_slice(id.as_bytes());
-        let key_len = u32::try_from(host.len() + 1 + id.len()).unwrap_or(u32::MAX);
-        self.table.insert_unique(hash, Entry { hash, key_start, key_len, fingerprint, location }, |e| e.hash);
-        Seen::New
     }
 }
 

@@ -62,11 +62,7 @@ impl Instant {
             return Err(syntax());
         }
         let num = |range: std::ops::Range<usize>| -> Result<u32, TimeError> {
-            let part = &b[range];
-            if !part.iter().all(u8::is_ascii_digit) {
-                return Err(syntax());
-            }
-            Ok(part.iter().fold(0, |acc, d| acc * 10 + u32::from(d - b'0')))
+            b[range].iter().try_fold(0u32, |acc, d| if d.is_ascii_digit() { Ok(acc * 10 + u32::from(d - b'0')) } else { Err(syntax()) })
         };
         if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
             return Err(syntax());
@@ -100,7 +96,7 @@ impl Instant {
         // The UTC instant must itself be writable in RFC 3339: years 0000 to 9999 (an offset can
         // push `0000-01-01T00:00:00+00:01` out of them).
         Instant::from_civil((year, month, day), (hour, minute, second, nanos), offset_minutes)
-            .filter(|t| (0..=9999).contains(&t.date().0))
+            .filter(|t| !(year == 0 || year == 9999) || (0..=9999).contains(&t.date().0))
             .ok_or_else(|| TimeError::Range(text.to_owned()))
     }
 
@@ -122,39 +118,37 @@ impl Instant {
     /// Appends RFC 3339 in UTC with `Z`, and only as many fraction digits as needed (none, 3, 6
     /// or 9). Written by hand: it runs once per selected record.
     pub fn write_rfc3339(&self, out: &mut Vec<u8>) {
-        fn digits(out: &mut Vec<u8>, value: i64, width: u32) {
-            for i in (0..width).rev() {
-                let d = value.unsigned_abs() / 10u64.pow(i) % 10;
-                out.push(b'0' + u8::try_from(d).unwrap_or(0));
-            }
+        fn two(out: &mut Vec<u8>, value: u32) {
+            out.extend_from_slice(&[b'0' + digit(value / 10), b'0' + digit(value % 10)]);
+        }
+        fn digit(value: u32) -> u8 {
+            u8::try_from(value % 10).unwrap_or(0)
         }
         let (y, mo, d) = self.date();
-        let in_day = self.secs.rem_euclid(86_400);
-        digits(out, i64::from(y), 4);
+        let year = u32::try_from(y).unwrap_or(0); // parsing keeps years within 0000-9999
+        let in_day = u32::try_from(self.secs.rem_euclid(86_400)).unwrap_or(0);
+        two(out, year / 100);
+        two(out, year % 100);
         out.push(b'-');
-        digits(out, i64::from(mo), 2);
+        two(out, mo);
         out.push(b'-');
-        digits(out, i64::from(d), 2);
+        two(out, d);
         out.push(b'T');
-        digits(out, in_day / 3600, 2);
+        two(out, in_day / 3600);
         out.push(b':');
-        digits(out, in_day % 3600 / 60, 2);
+        two(out, in_day % 3600 / 60);
         out.push(b':');
-        digits(out, in_day % 60, 2);
-        let n = i64::from(self.nanos);
-        match n {
-            0 => {}
-            n if n % 1_000_000 == 0 => {
-                out.push(b'.');
-                digits(out, n / 1_000_000, 3);
-            }
-            n if n % 1_000 == 0 => {
-                out.push(b'.');
-                digits(out, n / 1_000, 6);
-            }
-            n => {
-                out.push(b'.');
-                digits(out, n, 9);
+        two(out, in_day % 60);
+        let (value, width) = match self.nanos {
+            0 => (0, 0),
+            n if n % 1_000_000 == 0 => (n / 1_000_000, 3),
+            n if n % 1_000 == 0 => (n / 1_000, 6),
+            n => (n, 9),
+        };
+        if width > 0 {
+            out.push(b'.');
+            for i in (0..width).rev() {
+                out.push(b'0' + digit(value / 10u32.pow(i)));
             }
         }
         out.push(b'Z');
