@@ -330,15 +330,14 @@ impl FileContext<'_> {
         outs[..pieces.len()].par_iter_mut().zip(pieces.par_iter().zip(starts.par_iter())).for_each(|(out, (range, &start))| {
             out.clear(shard_count);
             let piece = &block[range.clone()];
-            let mut line = start;
+            let ends = memchr::memchr_iter(b'\n', piece).chain((piece.last() != Some(&b'\n')).then_some(piece.len()));
             let mut from = 0;
-            for end in memchr::memchr_iter(b'\n', piece).chain((piece.last() != Some(&b'\n')).then_some(piece.len())) {
+            for (line, end) in (start..).zip(ends) {
                 let raw = &piece[from..end];
                 let text = raw.strip_suffix(b"\r").unwrap_or(raw);
                 if !text.iter().all(u8::is_ascii_whitespace) {
                     this.accept(line, text, parse_json_line(text), index, out);
                 }
-                line += 1;
                 from = end + 1;
             }
         });
