@@ -53,8 +53,14 @@ pub fn statement_table(agreement: &Agreement, s: &Statement, summary: &UsageSumm
     );
     let _ = writeln!(
         out,
-        "records: {} selected, {} duplicates ignored ({} read in all, {} duplicates)\nusage digest: {}\nagreement digest: {}",
-        s.inputs.records, s.inputs.duplicates, summary.records_read, summary.duplicates, s.inputs.usage_digest, s.agreement_digest
+        "records: {} selected, {} duplicates ignored ({} read from all hosts; {} resends of {}'s records in any month)\nusage digest: {}\nagreement digest: {}",
+        s.inputs.records,
+        s.inputs.duplicates,
+        summary.records_read,
+        summary.duplicates,
+        agreement.host(),
+        s.inputs.usage_digest,
+        s.agreement_digest
     );
     let _ = writeln!(out, "\nTiers ({}, {}), V = {}", s.tiers.metric, s.tiers.mode, s.tiers.volume);
     let mut tiers = table(&["tier", "from", "to", "volume", "fraction"]);

@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use rayon::slice::ParallelSliceMut;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use revshare_core::agreement::{Agreement, AgreementErrors, parse_agreement};
 use revshare_core::contribution::{Contribution, parse_contribution_line};
@@ -111,6 +112,8 @@ pub fn settle_command(
             return Err(Failure::Invalid(text));
         }
     };
+    // Sorted on all cores first; the core's own sort then finds the order already made.
+    summary.record_digests.par_sort_unstable();
     let digest = usage_digest(&mut summary.record_digests);
     let input = SettlementInput {
         agreement: &agreement,

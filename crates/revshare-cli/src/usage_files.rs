@@ -42,7 +42,7 @@ pub struct UsageSummary {
     pub record_digests: Vec<[u8; 32]>,
     /// Resends of selected records.
     pub selected_duplicates: u64,
-    /// Records read, distinct records and duplicates, over all hosts and months.
+    /// Records read (all hosts), and resends of the agreement host's records (any month).
     pub records_read: u64,
     pub duplicates: u64,
 }
@@ -89,6 +89,10 @@ struct PieceOut {
     text: String,
     /// The records, one list per index shard (by key hash), each in line order.
     keys: Vec<Vec<Key>>,
+    /// Lines are counted from the piece's start while it is parsed (on any core); the absolute
+    /// number of its first line is known, and added, only when the block's pieces are joined.
+    first_line: u64,
+    lines: u64,
     selected: Vec<SelectedRecord>,
     problems: Vec<InputProblem>,
 }
@@ -119,6 +123,8 @@ struct SelectedRecord {
 
 impl PieceOut {
     fn clear(&mut self, shards: usize) {
+        self.first_line = 0;
+        self.lines = 0;
         self.text.clear();
         self.keys.resize_with(shards, Vec::new);
         self.keys.iter_mut().for_each(Vec::clear);
@@ -314,33 +320,34 @@ impl FileContext<'_> {
 
     /// Parses a block of whole lines on all cores and offers its records to the index.
     /// Returns the lines in the block and the records offered.
-    fn process_lines(&mut self, block: &[u8], mut next_line: u64, shards: &mut [Shard], problems: &mut Vec<InputProblem>) -> (u64, u64) {
-        let first_line = next_line;
+    fn process_lines(&mut self, block: &[u8], first_line: u64, shards: &mut [Shard], problems: &mut Vec<InputProblem>) -> (u64, u64) {
         let pieces = split_pieces(block, PIECE);
-        let mut starts = Vec::with_capacity(pieces.len());
-        for piece in &pieces {
-            starts.push(next_line);
-            next_line += count_lines(&block[piece.clone()]);
-        }
         let mut outs = std::mem::take(self.pool);
         outs.resize_with(outs.len().max(pieces.len()), PieceOut::default);
         let this = &*self;
         let index = &shards[0].index;
         let shard_count = shards.len();
-        outs[..pieces.len()].par_iter_mut().zip(pieces.par_iter().zip(starts.par_iter())).for_each(|(out, (range, &start))| {
+        outs[..pieces.len()].par_iter_mut().zip(pieces.par_iter()).for_each(|(out, range)| {
             out.clear(shard_count);
             let piece = &block[range.clone()];
             let ends = memchr::memchr_iter(b'\n', piece).chain((piece.last() != Some(&b'\n')).then_some(piece.len()));
             let mut from = 0;
-            for (line, end) in (start..).zip(ends) {
+            for (line, end) in (0..).zip(ends) {
                 let raw = &piece[from..end];
                 let text = raw.strip_suffix(b"\r").unwrap_or(raw);
                 if !text.iter().all(u8::is_ascii_whitespace) {
                     this.accept(line, text, parse_json_line(text), index, out);
                 }
                 from = end + 1;
+                out.lines = line + 1;
             }
         });
+        let mut next_line = first_line;
+        for out in &mut outs[..pieces.len()] {
+            out.first_line = next_line;
+            out.problems.iter_mut().for_each(|p| p.line += next_line);
+            next_line += out.lines;
+        }
         let records = self.offer(&outs[..pieces.len()], shards, problems);
         *self.pool = outs;
         (next_line - first_line, records)
@@ -417,6 +424,11 @@ impl FileContext<'_> {
             }
         };
         let Selection { agreement, period } = self.selection;
+        // Records of other hosts are validated, and that is all: this statement does not depend
+        // on them, and their idempotency is their own agreements' (and the store's) business.
+        if record.host != agreement.host().as_str() {
+            return;
+        }
         let scope = select(agreement, period, &record);
         if scope.is_some() && record.currency != agreement.currency() {
             let message =
@@ -431,7 +443,19 @@ impl FileContext<'_> {
             out.problems.push(problem);
             return;
         }
-        let selected = scope.map(|scope| {
+        let digest = scope.map(|_| record.digest());
+        // A selected record's fingerprint is the first half of its SHA-256, already at hand; the
+        // others get the keyed hash. Identical records are selected alike, so a resend always
+        // meets the same kind of fingerprint, and different records differ either way.
+        let fingerprint = match &digest {
+            Some(d) => {
+                let mut f = [0u8; 16];
+                f.copy_from_slice(&d[..16]);
+                f
+            }
+            None => index.fingerprint(&record),
+        };
+        let selected = scope.zip(digest).map(|(scope, digest)| {
             let text_at = out.push_text(&[&record.model, &record.use_case, &record.region]);
             out.selected.push(SelectedRecord {
                 text_at,
@@ -439,7 +463,7 @@ impl FileContext<'_> {
                 scope,
                 counts: [record.requests, record.input_tokens, record.output_tokens],
                 revenue: record.revenue,
-                digest: record.digest(),
+                digest,
             });
             out.selected.len() - 1
         });
@@ -449,7 +473,7 @@ impl FileContext<'_> {
         out.keys[shard].push(Key {
             line,
             hash,
-            fingerprint: index.fingerprint(&record),
+            fingerprint,
             text_at,
             host_len: record.host.len(),
             id_len: record.id.len(),
@@ -470,11 +494,12 @@ impl FileContext<'_> {
             for out in outs {
                 for key in &out.keys[k] {
                     let (host, id) = out.host_id(key);
-                    match shard.index.offer_hashed(key.hash, host, id, key.fingerprint, file_bits | key.line) {
+                    let line = out.first_line + key.line;
+                    match shard.index.offer_hashed(key.hash, host, id, key.fingerprint, file_bits | line) {
                         Seen::New => {
                             if let Some(record) = key.selected.and_then(|i| out.selected.get(i)) {
                                 if let Err(e) = shard.rollup.add_values(out.group(record), record.counts, record.revenue) {
-                                    let problem = InputProblem { file: self.file_name(), line: key.line, column: 1, record: Some(id.to_owned()), field: None, message: e.to_string() };
+                                    let problem = InputProblem { file: self.file_name(), line, column: 1, record: Some(id.to_owned()), field: None, message: e.to_string() };
                                     shard.problems.push(problem);
                                 }
                                 shard.digests.push(record.digest);
@@ -490,7 +515,7 @@ impl FileContext<'_> {
                             let message = format!(
                                 "conflicts with the record of host {host} with the same id at {file}:{first_line}: a resend must be identical; correct one of them or give it a new id"
                             );
-                            shard.problems.push(InputProblem { file: self.file_name(), line: key.line, column: 1, record: Some(id.to_owned()), field: None, message });
+                            shard.problems.push(InputProblem { file: self.file_name(), line, column: 1, record: Some(id.to_owned()), field: None, message });
                         }
                     }
                 }

@@ -173,57 +173,54 @@ fn fast_json_line(line: &[u8]) -> Option<UsageRecord<'_>> {
         }
         &text[start..*at]
     };
-    let count = |digits: &str| -> Option<u64> {
-        if digits.is_empty() || digits.len() > 19 || (digits.len() > 1 && digits.starts_with('0')) {
-            return None;
+    // A JSON integer below 2^63 (no sign, fraction, exponent or leading zero).
+    let count = |at: &mut usize| -> Option<u64> {
+        let start = *at;
+        let mut n: u64 = 0;
+        while let Some(d @ b'0'..=b'9') = b.get(*at) {
+            n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+            *at += 1;
         }
-        digits
-            .bytes()
-            .try_fold(0u64, |n, d| if d.is_ascii_digit() { n.checked_mul(10)?.checked_add(u64::from(d - b'0')) } else { None })
-            .filter(|n| *n < 1 << 63)
+        let len = *at - start;
+        let well_formed = len > 0 && (len == 1 || b[start] != b'0') && !matches!(b.get(*at), Some(b'.' | b'e' | b'E'));
+        (well_formed && n < 1 << 63).then_some(n)
     };
     skip_ws(&mut at);
     if b.get(at) != Some(&b'{') {
         return None;
     }
     at += 1;
-    let mut r = Builder::default();
+    let mut seen = 0u16;
+    let (mut id, mut host, mut model, mut use_case, mut region) = (None, None, None, None, None);
+    let (mut time, mut requests, mut input_tokens, mut output_tokens, mut revenue, mut currency) = (None, None, None, None, None, None);
     loop {
         skip_ws(&mut at);
-        let key = string(&mut at)?;
-        let index = field_index(key)?;
-        if r.seen & (1 << index) != 0 {
+        let index = field_index(string(&mut at)?)?;
+        if seen & (1 << index) != 0 {
             return None;
         }
-        r.seen |= 1 << index;
+        seen |= 1 << index;
         skip_ws(&mut at);
         if b.get(at) != Some(&b':') {
             return None;
         }
         at += 1;
         skip_ws(&mut at);
-        match key {
-            "requests" => r.requests = Some(count(number(&mut at))?),
-            "input_tokens" => r.input_tokens = Some(count(number(&mut at))?),
-            "output_tokens" => r.output_tokens = Some(count(number(&mut at))?),
-            "revenue" if b.get(at) == Some(&b'"') => r.revenue = Some(Decimal::parse(string(&mut at)?).ok()?),
-            "revenue" => r.revenue = Some(Decimal::parse_json_number(number(&mut at)).ok()?),
-            "time" => r.time = Some(Instant::parse_rfc3339(string(&mut at)?).ok()?),
-            "currency" => r.currency = Some(Currency::parse(string(&mut at)?).ok()?),
-            _ => {
-                let value = string(&mut at)?;
-                let valid = match key {
-                    "id" => is_record_id(value),
-                    "host" => is_party_id(value),
-                    "model" => is_model_id(value),
-                    "use_case" => is_use_case(value),
-                    _ => is_region(value),
-                };
-                if !valid {
-                    return None;
-                }
-                *r.text_slot(key) = Some(Cow::Borrowed(value));
-            }
+        // Indexes into FIELDS: currency, host, id, input_tokens, model, output_tokens, region,
+        // requests, revenue, time, use_case.
+        match index {
+            0 => currency = Some(Currency::parse(string(&mut at)?).ok()?),
+            1 => host = Some(string(&mut at).filter(|v| is_party_id(v))?),
+            2 => id = Some(string(&mut at).filter(|v| is_record_id(v))?),
+            3 => input_tokens = Some(count(&mut at)?),
+            4 => model = Some(string(&mut at).filter(|v| is_model_id(v))?),
+            5 => output_tokens = Some(count(&mut at)?),
+            6 => region = Some(string(&mut at).filter(|v| is_region(v))?),
+            7 => requests = Some(count(&mut at)?),
+            8 if b.get(at) == Some(&b'"') => revenue = Some(Decimal::parse(string(&mut at)?).ok()?),
+            8 => revenue = Some(Decimal::parse_json_number(number(&mut at)).ok()?),
+            9 => time = Some(Instant::parse_rfc3339(string(&mut at)?).ok()?),
+            _ => use_case = Some(string(&mut at).filter(|v| is_use_case(v))?),
         }
         skip_ws(&mut at);
         match b.get(at) {
@@ -237,7 +234,19 @@ fn fast_json_line(line: &[u8]) -> Option<UsageRecord<'_>> {
     if at != b.len() {
         return None;
     }
-    r.finish(0).ok()
+    Some(UsageRecord {
+        id: Cow::Borrowed(id?),
+        host: Cow::Borrowed(host?),
+        model: Cow::Borrowed(model?),
+        use_case: Cow::Borrowed(use_case?),
+        region: Cow::Borrowed(region?),
+        time: time?,
+        requests: requests?,
+        input_tokens: input_tokens?,
+        output_tokens: output_tokens?,
+        revenue: revenue?,
+        currency: currency?,
+    })
 }
 
 /// Parses one event of a CloudEvents batch (its bytes, from `{` to `}`).
