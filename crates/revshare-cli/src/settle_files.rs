@@ -5,8 +5,8 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use rayon::slice::ParallelSliceMut;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rayon::slice::ParallelSliceMut;
 use revshare_core::agreement::{Agreement, AgreementErrors, parse_agreement};
 use revshare_core::contribution::{Contribution, parse_contribution_line};
 use revshare_core::settle::{SettlementInput, settle, usage_digest};

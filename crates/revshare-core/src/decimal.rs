@@ -67,7 +67,7 @@ impl Decimal {
             }
         }
         let mut scale = point.map_or(0, |p| b.len() - p - 1);
-        while scale > 0 && mantissa % 10 == 0 {
+        while scale > 0 && mantissa.is_multiple_of(10) {
             mantissa /= 10;
             scale -= 1;
         }
@@ -248,7 +248,22 @@ mod tests {
 
     #[test]
     fn the_short_path_agrees_with_the_general_one() {
-        for text in ["0", "0.0", "00.50", "3.111876", "1080.000000", "1000", "9999999999999999999", "0.0000000000000000001", "12.", ".5", "1..2", "1e5", "-1", "99999999999999999999"] {
+        for text in [
+            "0",
+            "0.0",
+            "00.50",
+            "3.111876",
+            "1080.000000",
+            "1000",
+            "9999999999999999999",
+            "0.0000000000000000001",
+            "12.",
+            ".5",
+            "1..2",
+            "1e5",
+            "-1",
+            "99999999999999999999",
+        ] {
             let general = Decimal::parse_parts(text, text, false).ok();
             assert_eq!(Decimal::parse(text).ok(), general, "{text}");
             if let Some(short) = Decimal::parse_short(text) {

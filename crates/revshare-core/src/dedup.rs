@@ -44,16 +44,7 @@ pub struct DedupIndex {
 
 impl DedupIndex {
     pub fn new(seed: u64) -> DedupIndex {
-        DedupIndex::with_capacity(seed, 0)
-    }
-
-    /// An index with room for `records` keys before it grows.
-    pub fn with_capacity(seed: u64, records: usize) -> DedupIndex {
-        DedupIndex {
-            table: HashTable::with_capacity(records),
-            keys: Vec::with_capacity(records.saturating_mul(24)),
-            hasher: foldhash::quality::FixedState::with_seed(seed),
-        }
+        DedupIndex { table: HashTable::new(), keys: Vec::new(), hasher: foldhash::quality::FixedState::with_seed(seed) }
     }
 
     /// A 128-bit keyed hash of everything a record says, by value.

@@ -191,11 +191,25 @@ fn fast_json_line(line: &[u8]) -> Option<UsageRecord<'_>> {
     }
     at += 1;
     let mut seen = 0u16;
+    let mut fields_read = 0usize;
     let (mut id, mut host, mut model, mut use_case, mut region) = (None, None, None, None, None);
     let (mut time, mut requests, mut input_tokens, mut output_tokens, mut revenue, mut currency) = (None, None, None, None, None, None);
     loop {
         skip_ws(&mut at);
-        let index = field_index(string(&mut at)?)?;
+        // Writers emit fields in one order, nearly always the SPEC's: try the key that order
+        // expects next with one comparison before reading the key in general.
+        // (A short byte loop: a `memcmp` call costs more than these few bytes.)
+        let expected = COMMON_ORDER.get(fields_read);
+        fields_read += 1;
+        let index = match expected {
+            Some(&(index, quoted))
+                if quoted.iter().zip(b.get(at..).unwrap_or_default()).filter(|(x, y)| x == y).count() == quoted.len() =>
+            {
+                at += quoted.len();
+                index
+            }
+            _ => field_index(string(&mut at)?)?,
+        };
         if seen & (1 << index) != 0 {
             return None;
         }
@@ -351,6 +365,22 @@ fn quoted(text: &str) -> String {
     let head: String = text.chars().take(40).collect();
     format!("\"{}…\" ({count} characters)", head.escape_debug())
 }
+
+/// The order of the SPEC's table, which generators and the examples follow: (index into
+/// [`FIELDS`], the quoted key).
+const COMMON_ORDER: [(usize, &[u8]); 11] = [
+    (2, b"\"id\""),
+    (1, b"\"host\""),
+    (4, b"\"model\""),
+    (10, b"\"use_case\""),
+    (6, b"\"region\""),
+    (9, b"\"time\""),
+    (7, b"\"requests\""),
+    (3, b"\"input_tokens\""),
+    (5, b"\"output_tokens\""),
+    (8, b"\"revenue\""),
+    (0, b"\"currency\""),
+];
 
 /// The position of a field name in [`FIELDS`].
 fn field_index(key: &str) -> Option<usize> {
