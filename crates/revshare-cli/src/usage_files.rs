@@ -186,8 +186,15 @@ pub fn read_usage(paths: &[PathBuf], selection: Selection<'_>, progress: &Progre
     let mut pool: Vec<PieceOut> = Vec::new();
     for (file_index, path) in paths.iter().enumerate() {
         let mut reader = open(path).map_err(ReadError::Io)?;
-        let mut ctx =
-            FileContext { file_index: u64::try_from(file_index).unwrap_or(0), names: &names, selection, progress, pool: &mut pool };
+        let file_bytes = std::fs::metadata(path).ok().filter(|m| m.is_file()).map(|m| m.len());
+        let mut ctx = FileContext {
+            file_index: u64::try_from(file_index).unwrap_or(0),
+            file_bytes,
+            names: &names,
+            selection,
+            progress,
+            pool: &mut pool,
+        };
         records_read += ctx
             .read_file(&mut *reader, &mut shards, &mut problems)
             .map_err(|e| ReadError::Io(anyhow::anyhow!("cannot read {}: {e}", path.display())))?;
@@ -225,6 +232,8 @@ fn seed() -> u64 {
 
 struct FileContext<'a> {
     file_index: u64,
+    /// The file's size, when it is a file (not standard input).
+    file_bytes: Option<u64>,
     names: &'a [String],
     selection: Selection<'a>,
     progress: &'a ProgressBar,
@@ -305,6 +314,9 @@ impl FileContext<'_> {
                     let _ = to_reader.send((std::mem::take(&mut spare), BLOCK));
                 }
                 let (lines, offered) = self.process_lines(&buf[..cut], next_line, shards, problems);
+                if next_line == 1 && !eof {
+                    self.reserve_for_file(offered, cut, shards);
+                }
                 next_line += lines;
                 records += offered;
                 self.progress.inc(u64::try_from(cut).unwrap_or(0));
@@ -315,6 +327,18 @@ impl FileContext<'_> {
                 current = next()?;
             }
         })
+    }
+
+    /// After the first block, sizes the index for the whole file at the rate of that block, so
+    /// the tables grow once instead of doubling their way up (each doubling rehashes every key).
+    fn reserve_for_file(&self, offered: u64, block_bytes: usize, shards: &mut [Shard]) {
+        let Some(file_bytes) = self.file_bytes else { return };
+        let expected = u128::from(offered) * u128::from(file_bytes) / u128::try_from(block_bytes.max(1)).unwrap_or(1);
+        let per_shard = usize::try_from(expected / u128::try_from(shards.len().max(1)).unwrap_or(1)).unwrap_or(0);
+        shards.par_iter_mut().for_each(|shard| {
+            shard.index.reserve(per_shard + per_shard / 16);
+            shard.digests.reserve(per_shard + per_shard / 16);
+        });
     }
 
     /// Parses a block of whole lines on all cores and offers its records to the index.
@@ -425,7 +449,7 @@ impl FileContext<'_> {
         let Selection { agreement, period } = self.selection;
         // Records of other hosts are validated, and that is all: this statement does not depend
         // on them, and their idempotency is their own agreements' (and the store's) business.
-        if record.host != agreement.host().as_str() {
+        if !revshare_core::ids::same_id(&record.host, agreement.host().as_str()) {
             return;
         }
         let scope = select(agreement, period, &record);
@@ -518,23 +542,11 @@ impl FileContext<'_> {
 
 /// Reads until `buf` holds at least `target` bytes or the input ends; true at the end.
 fn fill(reader: &mut dyn Read, buf: &mut Vec<u8>, target: usize) -> io::Result<bool> {
-    while buf.len() < target {
-        let start = buf.len();
-        buf.resize(target, 0);
-        match reader.read(&mut buf[start..]) {
-            Ok(0) => {
-                buf.truncate(start);
-                return Ok(true);
-            }
-            Ok(n) => buf.truncate(start + n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(start),
-            Err(e) => {
-                buf.truncate(start);
-                return Err(e);
-            }
-        }
-    }
-    Ok(false)
+    // `read_to_end` on a `take` reads into the spare capacity without zeroing it first.
+    let want = target.saturating_sub(buf.len());
+    buf.reserve(want);
+    let got = reader.take(u64::try_from(want).unwrap_or(u64::MAX)).read_to_end(buf)?;
+    Ok(got < want)
 }
 
 fn count_lines(bytes: &[u8]) -> u64 {

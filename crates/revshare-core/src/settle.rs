@@ -17,7 +17,7 @@ use crate::allocate::largest_remainder;
 use crate::canonical;
 use crate::contribution::Contribution;
 use crate::decimal::{Decimal, pow10};
-use crate::ids::PartyId;
+use crate::ids::{PartyId, same_id};
 use crate::money::{AmountOverflow, format_rational};
 use crate::rollup::{GroupSums, Rollup, RollupOverflow};
 use crate::statement::{Adjustment, Inputs, Line, Statement, TierRow, Tiers, Totals};
@@ -74,7 +74,7 @@ fn no_rate_message(missing: &[(String, u64)]) -> String {
 /// Whether a record is selected for the agreement and month (SPEC §4 step 1), and if so, the
 /// exclusivity scope it lies in.
 pub fn select(agreement: &Agreement, period: Period, record: &UsageRecord<'_>) -> Option<Option<usize>> {
-    (record.host == agreement.host.as_str() && period.contains(record.time) && agreement.in_effect_at(record.time))
+    (same_id(&record.host, agreement.host.as_str()) && period.contains(record.time) && agreement.in_effect_at(record.time))
         .then(|| agreement.exclusive_scope(&record.model, &record.use_case, &record.region, record.time))
 }
 
