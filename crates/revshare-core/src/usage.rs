@@ -166,6 +166,29 @@ fn fast_json_line(line: &[u8]) -> Option<UsageRecord<'_>> {
         *at = start + len + 1;
         Some(&text[start..start + len])
     };
+    // A string of one id class, read and checked in one pass (the same rules as `ids::is_*`:
+    // the class, the length, and for some the first character).
+    let id = |at: &mut usize, class: u8, max: usize, first: fn(u8) -> bool| -> Option<&str> {
+        if b.get(*at) != Some(&b'"') {
+            return None;
+        }
+        let start = *at + 1;
+        let mut end = start;
+        while let Some(&c) = b.get(end) {
+            if CLASS[usize::from(c)] & class == 0 {
+                break;
+            }
+            end += 1;
+        }
+        let len = end - start;
+        if b.get(end) != Some(&b'"') || len == 0 || len > max || !first(b[start]) {
+            return None;
+        }
+        *at = end + 1;
+        Some(&text[start..end])
+    };
+    let any = |_: u8| true;
+    let lower_or_digit = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
     let number = |at: &mut usize| -> &str {
         let start = *at;
         while matches!(b.get(*at), Some(b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')) {
@@ -192,7 +215,7 @@ fn fast_json_line(line: &[u8]) -> Option<UsageRecord<'_>> {
     at += 1;
     let mut seen = 0u16;
     let mut fields_read = 0usize;
-    let (mut id, mut host, mut model, mut use_case, mut region) = (None, None, None, None, None);
+    let (mut record_id, mut host, mut model, mut use_case, mut region) = (None, None, None, None, None);
     let (mut time, mut requests, mut input_tokens, mut output_tokens, mut revenue, mut currency) = (None, None, None, None, None, None);
     loop {
         skip_ws(&mut at);
@@ -224,17 +247,22 @@ fn fast_json_line(line: &[u8]) -> Option<UsageRecord<'_>> {
         // requests, revenue, time, use_case.
         match index {
             0 => currency = Some(Currency::parse(string(&mut at)?).ok()?),
-            1 => host = Some(string(&mut at).filter(|v| is_party_id(v))?),
-            2 => id = Some(string(&mut at).filter(|v| is_record_id(v))?),
+            1 => host = Some(id(&mut at, PARTY_ID, 63, lower_or_digit)?),
+            2 => record_id = Some(id(&mut at, RECORD_ID, 128, any)?),
             3 => input_tokens = Some(count(&mut at)?),
-            4 => model = Some(string(&mut at).filter(|v| is_model_id(v))?),
+            4 => model = Some(id(&mut at, MODEL_ID, 63, lower_or_digit)?),
             5 => output_tokens = Some(count(&mut at)?),
-            6 => region = Some(string(&mut at).filter(|v| is_region(v))?),
+            6 => region = Some(id(&mut at, REGION, 32, any)?),
             7 => requests = Some(count(&mut at)?),
             8 if b.get(at) == Some(&b'"') => revenue = Some(Decimal::parse(string(&mut at)?).ok()?),
             8 => revenue = Some(Decimal::parse_json_number(number(&mut at)).ok()?),
+            // The common `"YYYY-MM-DDTHH:MM:SSZ"` needs no scan for its closing quote.
+            9 if b.get(at) == Some(&b'"') && b.get(at + 21) == Some(&b'"') => {
+                time = Some(Instant::parse_rfc3339(text.get(at + 1..at + 21)?).ok()?);
+                at += 22;
+            }
             9 => time = Some(Instant::parse_rfc3339(string(&mut at)?).ok()?),
-            _ => use_case = Some(string(&mut at).filter(|v| is_use_case(v))?),
+            _ => use_case = Some(id(&mut at, USE_CASE, 64, |c: u8| c.is_ascii_lowercase())?),
         }
         skip_ws(&mut at);
         match b.get(at) {
@@ -249,7 +277,7 @@ fn fast_json_line(line: &[u8]) -> Option<UsageRecord<'_>> {
         return None;
     }
     Some(UsageRecord {
-        id: Cow::Borrowed(id?),
+        id: Cow::Borrowed(record_id?),
         host: Cow::Borrowed(host?),
         model: Cow::Borrowed(model?),
         use_case: Cow::Borrowed(use_case?),
@@ -381,6 +409,41 @@ const COMMON_ORDER: [(usize, &[u8]); 11] = [
     (8, b"\"revenue\""),
     (0, b"\"currency\""),
 ];
+
+/// Byte classes of the id charsets, as bit flags, for the fast path's one-pass scans.
+#[allow(clippy::as_conversions)] // `as u8` of a loop index below 256, in const context
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8; // const context: the index is below 256
+        let lower_digit = b.is_ascii_lowercase() || b.is_ascii_digit();
+        let mut f = 0;
+        if b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b':' || b == b'-' {
+            f |= RECORD_ID;
+        }
+        if lower_digit || b == b'_' || b == b'-' {
+            f |= PARTY_ID;
+        }
+        if lower_digit || b == b'_' || b == b'-' || b == b'.' {
+            f |= MODEL_ID;
+        }
+        if lower_digit || b == b'_' {
+            f |= USE_CASE;
+        }
+        if lower_digit || b == b'-' {
+            f |= REGION;
+        }
+        t[c] = f;
+        c += 1;
+    }
+    t
+};
+const RECORD_ID: u8 = 1;
+const PARTY_ID: u8 = 2;
+const MODEL_ID: u8 = 4;
+const USE_CASE: u8 = 8;
+const REGION: u8 = 16;
 
 /// The position of a field name in [`FIELDS`].
 fn field_index(key: &str) -> Option<usize> {
@@ -600,6 +663,20 @@ mod tests {
             GOOD.replace("\"us\"", "\"US\""),
             GOOD.replace("}", ",\"id\":\"e2\"}"),
             GOOD.replace("}", "} x"),
+            GOOD.replace("\"northwind\"", "\"-northwind\""),
+            GOOD.replace("\"northwind\"", "\"north.wind\""),
+            GOOD.replace("\"m-70b\"", "\".m-70b\""),
+            GOOD.replace("\"m-70b\"", "\"m-7.0b\""),
+            GOOD.replace("\"customer_service\"", "\"1customer\""),
+            GOOD.replace("\"us\"", "\"-us-east-1\""),
+            GOOD.replace("\"us\"", "\"\""),
+            GOOD.replace("\"e1\"", &format!("\"{}\"", "e".repeat(128))),
+            GOOD.replace("\"e1\"", &format!("\"{}\"", "e".repeat(129))),
+            GOOD.replace("\"e1\"", "\"E.1:x_y-z\""),
+            GOOD.replace("\"e1\"", "\"e 1\""),
+            GOOD.replace("2026-10-02T15:30:00+05:30", "2026-10-02T10:00:00Z"),
+            GOOD.replace("2026-10-02T15:30:00+05:30", "2026-10-02T10:00:00X"),
+            GOOD.replace("2026-10-02T15:30:00+05:30", "2026-10-0210:00:00ZZ"),
             format!("  {GOOD}  "),
         ];
         for line in variants {
