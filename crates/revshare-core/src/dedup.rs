@@ -8,11 +8,12 @@
 //! must never merge two different records) compares the stored fields instead.
 //!
 //! Keys are stored exactly, so two different ids never merge. The table is open addressing with
-//! linear probing over 32-byte slots (key hash, fingerprint, arena offset), kept at most 5/8
-//! full: a new key costs one cache miss, where a general-purpose map spends two (control bytes,
-//! then the entry) — at ten million records that miss is most of the work. The first location
-//! and the key text sit in one append-only arena, read only when a slot's full 64-bit hash
-//! matches. Growing rehashes from the stored hashes, never touching the arena.
+//! linear probing over 16-byte slots (key hash, arena offset), kept at most 5/8 full: a new key
+//! costs one cache miss, where a general-purpose map spends two (control bytes, then the entry),
+//! and small slots keep the table's pages few — at ten million records those misses are most of
+//! the work. The fingerprint, the first location and the key text sit in one append-only arena,
+//! read only when a slot's full 64-bit hash matches. Growing rehashes from the stored hashes,
+//! never touching the arena.
 //!
 //! The hasher's seed comes from the caller, which keeps this module free of randomness while
 //! letting the edge pick a random seed against hash flooding.
@@ -34,8 +35,8 @@ pub enum Seen {
 #[derive(Clone, Copy, Default)]
 struct Slot {
     hash: u64,
-    fingerprint: [u8; 16],
-    /// Where this key's `[location: u64 LE][key length: u8][host 0xff id]` starts in the arena.
+    /// Where this key's `[fingerprint: 16][location: u64 LE][key length: u8][host 0xff id]`
+    /// starts in the arena.
     at: usize,
 }
 
@@ -55,7 +56,7 @@ impl DedupIndex {
     /// Makes room for `more` keys, so a caller that can estimate its input avoids regrowing.
     pub fn reserve(&mut self, more: usize) {
         self.grow_to(self.len.saturating_add(more));
-        self.arena.reserve(more.saturating_mul(32));
+        self.arena.reserve(more.saturating_mul(48));
     }
 
     /// Ensures `keys` keys fit under the 5/8 load limit.
@@ -128,15 +129,17 @@ impl DedupIndex {
                 let (stored_host, stored_id) = stored_key(&self.arena, slot.at);
                 if stored_host == host.as_bytes() && stored_id == id.as_bytes() {
                     let first = stored_location(&self.arena, slot.at);
-                    return if slot.fingerprint == fingerprint { Seen::Duplicate { first } } else { Seen::Conflict { first } };
+                    let same = self.arena.get(slot.at..slot.at + 16) == Some(&fingerprint[..]);
+                    return if same { Seen::Duplicate { first } } else { Seen::Conflict { first } };
                 }
             }
             i = (i + 1) & mask;
         }
-        self.slots[i] = Slot { hash, fingerprint, at: self.arena.len() };
+        self.slots[i] = Slot { hash, at: self.arena.len() };
         self.len += 1;
         // Ids are at most 128 bytes and hosts 63, so the length fits a byte.
         let key_len = u8::try_from(host.len() + 1 + id.len()).unwrap_or(u8::MAX);
+        self.arena.extend_from_slice(&fingerprint);
         self.arena.extend_from_slice(&location.to_le_bytes());
         self.arena.push(key_len);
         self.arena.extend_from_slice(host.as_bytes());
@@ -162,8 +165,8 @@ fn hash_parts(hasher: &foldhash::quality::FixedState, host: &[u8], id: &[u8]) ->
 
 /// The host and id stored for an entry.
 fn stored_key(arena: &[u8], at: usize) -> (&[u8], &[u8]) {
-    let len = arena.get(at + 8).map_or(0, |l| usize::from(*l));
-    let key = arena.get(at + 9..at + 9 + len).unwrap_or_default();
+    let len = arena.get(at + 24).map_or(0, |l| usize::from(*l));
+    let key = arena.get(at + 25..at + 25 + len).unwrap_or_default();
     match key.iter().position(|b| *b == 0xff) {
         Some(split) => (&key[..split], &key[split + 1..]),
         None => (key, &[]),
@@ -172,7 +175,7 @@ fn stored_key(arena: &[u8], at: usize) -> (&[u8], &[u8]) {
 
 fn stored_location(arena: &[u8], at: usize) -> u64 {
     let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(arena.get(at..at + 8).unwrap_or(&[0; 8]));
+    bytes.copy_from_slice(arena.get(at + 16..at + 24).unwrap_or(&[0; 8]));
     u64::from_le_bytes(bytes)
 }
 
