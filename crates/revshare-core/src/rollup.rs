@@ -14,6 +14,7 @@ use num_bigint::BigInt;
 use num_rational::BigRational;
 
 use crate::decimal::{Decimal, MAX_DIGITS, pow10};
+use crate::ids::same_id;
 use crate::usage::UsageRecord;
 
 /// One sum per possible scale, 0 to [`MAX_DIGITS`].
@@ -137,7 +138,7 @@ impl Rollup {
         let groups = &self.groups;
         let found = self.index.find(hash, |&i| {
             let k = &groups[i].0;
-            k.scope == scope && k.model == model && k.use_case == use_case && k.region == region
+            k.scope == scope && same_id(&k.model, model) && same_id(&k.use_case, use_case) && same_id(&k.region, region)
         });
         let at = match found {
             Some(&i) => i,
