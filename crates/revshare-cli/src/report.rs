@@ -53,14 +53,15 @@ pub fn statement_table(agreement: &Agreement, s: &Statement, summary: &UsageSumm
     );
     let _ = writeln!(
         out,
-        "records: {} selected, {} duplicates ignored ({} read from all hosts; {} resends of {}'s records in any month)\nusage digest: {}\nagreement digest: {}",
+        "records: {} selected, {} duplicates ignored ({} read from all hosts; {} resends of {}'s records in any month)\nusage digest: {}\nagreement digest: {}\nstatement digest: {}",
         s.inputs.records,
         s.inputs.duplicates,
         summary.records_read,
         summary.duplicates,
         agreement.host(),
         s.inputs.usage_digest,
-        s.agreement_digest
+        s.agreement_digest,
+        s.digest().unwrap_or_else(|e| e.to_string())
     );
     let _ = writeln!(out, "\nTiers ({}, {}), V = {}", s.tiers.metric, s.tiers.mode, s.tiers.volume);
     let mut tiers = table(&["tier", "from", "to", "volume", "fraction"]);

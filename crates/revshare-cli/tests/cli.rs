@@ -13,6 +13,11 @@ fn revshare(args: &[&str]) -> Output {
     Command::cargo_bin("revshare").expect("the revshare binary is built").args(args).output().expect("revshare runs")
 }
 
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -76,9 +81,22 @@ fn the_table_shows_lines_and_totals() {
     let out = settle_example(&examples().join("usage.jsonl"), "table");
     let table = text(&out.stdout);
     assert!(out.status.success());
-    for expected in ["Statement meridian-northwind v1", "445.60", "net payable", "855.37", "allocated to northwind", "12.40", "0.25"] {
+    for expected in [
+        "Statement meridian-northwind v1",
+        "445.60",
+        "net payable",
+        "855.37",
+        "allocated to northwind",
+        "12.40",
+        "0.25",
+        "statement digest: sha256:",
+    ] {
         assert!(table.contains(expected), "missing {expected} in:\n{table}");
     }
+    // The table's statement digest is the digest of the JSON statement's bytes.
+    let json = settle_example(&examples().join("usage.jsonl"), "json").stdout;
+    let digest = format!("sha256:{}", sha256_hex(&json[..json.len() - 1]));
+    assert!(table.contains(&digest), "{digest} not in:\n{table}");
 }
 
 #[test]

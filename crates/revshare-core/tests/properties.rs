@@ -369,32 +369,19 @@ fn the_oracle_agrees_on_an_exact_half() {
         minimum: None,
         cap: None,
     };
-    let recs = [
-        Rec {
-            other_host: false,
-            model: 0,
-            use_case: 0,
-            region: 0,
-            offset: 10,
-            requests: 1,
-            input_tokens: 0,
-            output_tokens: 0,
-            revenue_mantissa: 25,
-            revenue_scale: 2,
-        },
-        Rec {
-            other_host: false,
-            model: 1,
-            use_case: 0,
-            region: 0,
-            offset: 10,
-            requests: 1,
-            input_tokens: 0,
-            output_tokens: 0,
-            revenue_mantissa: 35,
-            revenue_scale: 2,
-        },
-    ];
+    let sale = Rec {
+        other_host: false,
+        model: 0,
+        use_case: 0,
+        region: 0,
+        offset: 10,
+        requests: 1,
+        input_tokens: 0,
+        output_tokens: 0,
+        revenue_mantissa: 25,
+        revenue_scale: 2,
+    };
+    let recs = [sale.clone(), Rec { model: 1, revenue_mantissa: 35, ..sale }];
     let (agreement, records) = setup(&t, &recs);
     let s = settle_records(&agreement, october(), &records, &[], Vec::new()).unwrap_or_else(|e| panic!("{e}"));
     let amounts: Vec<i128> = s.lines.iter().map(|l| l.amount).collect();
