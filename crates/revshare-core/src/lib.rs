@@ -14,6 +14,7 @@
 //! - [`contribution`], [`allocate`]: contribution credits and the largest-remainder split.
 //! - [`settle`]: the SPEC §4 arithmetic, producing a [`statement::Statement`].
 //! - [`statement`]: the statement (SPEC §6) and its canonical encoding.
+//! - [`ledger`]: the double-entry ledger: journal entries, balances, who owes whom.
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::as_conversions, clippy::float_arithmetic)]
 
@@ -25,6 +26,7 @@ pub mod decimal;
 pub mod dedup;
 pub mod ids;
 pub mod json;
+pub mod ledger;
 pub mod money;
 pub mod rollup;
 pub mod settle;
