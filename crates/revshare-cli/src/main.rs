@@ -2,9 +2,10 @@
 
 mod demo;
 mod generate;
+mod reading;
 mod report;
 mod settle_files;
-mod usage_files;
+mod settle_sink;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

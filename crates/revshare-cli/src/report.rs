@@ -8,7 +8,7 @@ use comfy_table::{CellAlignment, Table};
 use revshare_core::agreement::Agreement;
 use revshare_core::statement::Statement;
 
-use crate::usage_files::UsageSummary;
+use crate::settle_sink::UsageSummary;
 
 /// Writes the statement's canonical RFC 8785 bytes and a newline.
 pub fn print_json(statement: &Statement) {

@@ -14,7 +14,8 @@ use revshare_core::statement::Statement;
 use revshare_core::time::Period;
 
 use crate::Failure;
-use crate::usage_files::{ReadError, Selection, UsageSummary, read_usage};
+use crate::reading::ReadError;
+use crate::settle_sink::{UsageSummary, read_usage};
 
 /// Renders agreement problems with snippets and carets (colour only on a terminal).
 fn render_agreement_errors(errors: &AgreementErrors) -> String {
@@ -95,7 +96,7 @@ pub fn settle_command(
     let contributions = contributions.map(load_contributions).transpose()?.unwrap_or_default();
     let total: Option<u64> = usage.iter().map(|p| std::fs::metadata(p).ok().filter(|m| m.is_file()).map(|m| m.len())).sum();
     let progress = progress_bar(total, "reading usage");
-    let mut summary = match read_usage(usage, Selection { agreement: &agreement, period }, &progress) {
+    let mut summary = match read_usage(usage, &agreement, period, &progress) {
         Ok(s) => s,
         Err(ReadError::Io(e)) => return Err(Failure::Other(e)),
         Err(ReadError::Invalid(problems)) => {
