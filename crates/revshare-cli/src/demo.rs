@@ -68,7 +68,7 @@ pub fn run(records: u64, dir: Option<PathBuf>) -> Result<(), Failure> {
         let contributions = contributions.map(|(file, _)| dir.join(file));
         let (agreement, statement, summary) =
             settle_command(&dir.join(name), std::slice::from_ref(&usage), contributions.as_deref(), period)?;
-        println!("{}", crate::report::statement_table(&agreement, &statement, &summary));
+        println!("{}", crate::report::settled_table(&agreement, &statement, &summary));
     }
     Ok(())
 }

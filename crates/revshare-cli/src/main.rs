@@ -2,10 +2,12 @@
 
 mod demo;
 mod generate;
+mod ingest_sink;
 mod reading;
 mod report;
 mod settle_files;
 mod settle_sink;
+mod store_cmds;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,6 +22,8 @@ use revshare_core::time::Period;
     about = "Exact, verifiable revenue-share settlement between a model licensor and the hosts that serve its models"
 )]
 struct Cli {
+    #[command(flatten)]
+    store: store_cmds::StoreArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -36,6 +40,97 @@ enum Command {
     Gen(GenCommand),
     /// Generate a month for a licensor and three hosts, and print each statement.
     Demo(DemoArgs),
+    /// Create the store (the data folder's SQLite file, or the PostgreSQL schema).
+    Init,
+    /// Register parties.
+    #[command(subcommand)]
+    Party(PartyCommand),
+    /// Register models and hosts' aliases for them.
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// Store usage files (JSON Lines or CloudEvents batches; `-` for standard input).
+    Ingest {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Store the good records of a batch and report each bad one, instead of refusing it.
+        #[arg(long)]
+        partial: bool,
+        /// Records per committed batch.
+        #[arg(long, default_value_t = 10_000)]
+        batch_size: usize,
+    },
+    /// Settle a month from the store and finalise its statement.
+    Close {
+        #[arg(long)]
+        agreement: String,
+        #[arg(long, value_parser = parse_period)]
+        period: Period,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Read finalised statements.
+    #[command(subcommand)]
+    Statement(StatementCommand),
+}
+
+#[derive(Subcommand)]
+enum PartyCommand {
+    /// Register a party: a licensor, host, auditor or arbiter.
+    Add {
+        id: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        role: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Register a licensor's model.
+    Add {
+        id: String,
+        #[arg(long)]
+        owner: String,
+        #[arg(long)]
+        derived_from: Option<String>,
+    },
+    /// Map a host's own model id to a licensed model.
+    Alias {
+        #[arg(long)]
+        host: String,
+        #[arg(long)]
+        host_model: String,
+        #[arg(long)]
+        model: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum StatementCommand {
+    /// Show the latest statement of a month.
+    Show {
+        #[arg(long)]
+        agreement: String,
+        #[arg(long, value_parser = parse_period)]
+        period: Period,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// List finalised statements.
+    List {
+        #[arg(long)]
+        agreement: Option<String>,
+    },
+    /// Write the latest statement of a month (its canonical bytes) to a file.
+    Export {
+        #[arg(long)]
+        agreement: String,
+        #[arg(long, value_parser = parse_period)]
+        period: Period,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -45,6 +140,8 @@ enum AgreementCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Register an agreement (a new version of an existing id is an amendment).
+    Add { file: PathBuf },
 }
 
 #[derive(clap::Args)]
@@ -66,7 +163,7 @@ struct SettleArgs {
     format: Format,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
     Table,
     Json,
@@ -108,10 +205,32 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Agreement(AgreementCommand::Check { files }) => settle_files::check_agreements(&files),
+        Command::Agreement(AgreementCommand::Add { file }) => store_cmds::add_agreement(&cli.store, &file),
+        Command::Init => store_cmds::init(&cli.store),
+        Command::Party(PartyCommand::Add { id, name, role }) => store_cmds::add_party(&cli.store, &id, &name, &role),
+        Command::Model(ModelCommand::Add { id, owner, derived_from }) => {
+            store_cmds::add_model(&cli.store, &id, &owner, derived_from.as_deref())
+        }
+        Command::Model(ModelCommand::Alias { host, host_model, model }) => store_cmds::add_alias(&cli.store, &host, &host_model, &model),
+        Command::Ingest { files, partial, batch_size } => store_cmds::ingest(&cli.store, &files, partial, batch_size),
+        Command::Close { agreement, period, format } => store_cmds::close(&cli.store, &agreement, period).map(|statement| match format {
+            Format::Json => report::print_json(&statement),
+            Format::Table => match statement.to_canonical() {
+                Ok(bytes) => print!("{}", report::statement_table(&bytes, "closed and finalised")),
+                Err(e) => eprintln!("error: {e}"),
+            },
+        }),
+        Command::Statement(StatementCommand::Show { agreement, period, format }) => {
+            store_cmds::show_statement(&cli.store, &agreement, period, format == Format::Json)
+        }
+        Command::Statement(StatementCommand::List { agreement }) => store_cmds::list_statements(&cli.store, agreement.as_deref()),
+        Command::Statement(StatementCommand::Export { agreement, period, out }) => {
+            store_cmds::export_statement(&cli.store, &agreement, period, &out)
+        }
         Command::Settle(args) => settle_files::settle_command(&args.agreement, &args.usage, args.contributions.as_deref(), args.period)
             .map(|(agreement, statement, summary)| match args.format {
                 Format::Json => report::print_json(&statement),
-                Format::Table => print!("{}", report::statement_table(&agreement, &statement, &summary)),
+                Format::Table => print!("{}", report::settled_table(&agreement, &statement, &summary)),
             }),
         Command::Gen(GenCommand::Usage(args)) => generate::run(&args).map_err(Failure::from),
         Command::Demo(args) => demo::run(args.records, args.dir),

@@ -7,6 +7,7 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{CellAlignment, Table};
 use revshare_core::agreement::Agreement;
 use revshare_core::statement::Statement;
+use serde_json::Value;
 
 use crate::settle_sink::UsageSummary;
 
@@ -37,85 +38,104 @@ fn right_align(t: &mut Table, from: usize) {
     }
 }
 
-/// The statement as tables: inputs, tiers, lines, totals, flags.
-pub fn statement_table(agreement: &Agreement, s: &Statement, summary: &UsageSummary) -> String {
-    let money = |minor: i128| s.currency.format(minor);
+/// The statement as tables — inputs, tiers, lines, totals, flags — from its canonical bytes, so
+/// a statement settled now and one read back from the store print alike. `context` is printed
+/// under the title (who the parties are, what was read).
+pub fn statement_table(canonical: &[u8], context: &str) -> String {
+    let s: Value = serde_json::from_slice(canonical).unwrap_or_default();
+    let text = |v: &Value| match v {
+        Value::String(t) => t.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let list = |v: &Value| v.as_array().map(|a| a.iter().map(text).collect::<Vec<_>>().join(", ")).unwrap_or_default();
     let mut out = String::new();
+    let agreement = &s["agreement"];
     let _ = writeln!(
         out,
-        "Statement {} v{} · {} and {} · {} · {}",
-        s.agreement_id,
-        s.agreement_version,
-        agreement.licensor(),
-        agreement.host(),
-        s.period,
-        s.currency
+        "Statement {} v{} · {} · {}",
+        text(&agreement["id"]),
+        text(&agreement["version"]),
+        text(&s["period"]),
+        text(&s["currency"])
     );
+    let _ = writeln!(out, "{context}");
     let _ = writeln!(
         out,
-        "records: {} selected, {} duplicates ignored ({} read from all hosts; {} resends of {}'s records in any month)\nusage digest: {}\nagreement digest: {}\nstatement digest: {}",
-        s.inputs.records,
-        s.inputs.duplicates,
-        summary.records_read,
-        summary.duplicates,
-        agreement.host(),
-        s.inputs.usage_digest,
-        s.agreement_digest,
-        s.digest().unwrap_or_else(|e| e.to_string())
+        "records: {} selected, {} duplicates ignored\nusage digest: {}\nagreement digest: {}\nstatement digest: {}",
+        text(&s["inputs"]["records"]),
+        text(&s["inputs"]["duplicates"]),
+        text(&s["inputs"]["usage_digest"]),
+        text(&agreement["digest"]),
+        revshare_core::canonical::digest(canonical)
     );
-    let _ = writeln!(out, "\nTiers ({}, {}), V = {}", s.tiers.metric, s.tiers.mode, s.tiers.volume);
+    let tiers_of = &s["tiers"];
+    let _ = writeln!(out, "\nTiers ({}, {}), V = {}", text(&tiers_of["metric"]), text(&tiers_of["mode"]), text(&tiers_of["volume"]));
     let mut tiers = table(&["tier", "from", "to", "volume", "fraction"]);
-    for (i, t) in s.tiers.tiers.iter().enumerate() {
-        tiers.add_row(vec![
-            (i + 1).to_string(),
-            t.from.clone(),
-            t.to.clone().unwrap_or_else(|| "∞".to_owned()),
-            t.volume.clone(),
-            t.fraction.clone(),
-        ]);
+    for (i, t) in tiers_of["tiers"].as_array().into_iter().flatten().enumerate() {
+        let to = if t["to"].is_null() { "∞".to_owned() } else { text(&t["to"]) };
+        tiers.add_row(vec![(i + 1).to_string(), text(&t["from"]), to, text(&t["volume"]), text(&t["fraction"])]);
     }
     right_align(&mut tiers, 1);
     let _ = writeln!(out, "{tiers}");
     let mut lines = table(&["model", "use case", "region", "excl.", "records", "revenue", "volume", "rate", "uplift", "amount", "flags"]);
-    for l in &s.lines {
+    for l in s["lines"].as_array().into_iter().flatten() {
+        let exclusive = if l["exclusive"] == Value::Bool(true) { "yes" } else { "" };
         lines.add_row(vec![
-            l.model.clone(),
-            l.use_case.clone(),
-            l.region.clone(),
-            if l.exclusive { "yes".to_owned() } else { String::new() },
-            l.records.to_string(),
-            money(l.revenue),
-            l.volume.clone(),
-            l.blended_rate.clone(),
-            l.uplift.clone().unwrap_or_default(),
-            money(l.amount),
-            l.flags.join(", "),
+            text(&l["model"]),
+            text(&l["use_case"]),
+            text(&l["region"]),
+            exclusive.to_owned(),
+            text(&l["records"]),
+            text(&l["revenue"]),
+            text(&l["volume"]),
+            text(&l["blended_rate"]),
+            text(&l["uplift"]),
+            text(&l["amount"]),
+            list(&l["flags"]),
         ]);
     }
     right_align(&mut lines, 4);
     let _ = writeln!(out, "\nLines\n{lines}");
-    let t = &s.totals;
-    let mut totals = table(&["total", s.currency.code()]);
-    let mut row = |name: &str, minor: i128| {
-        totals.add_row(vec![name.to_owned(), money(minor)]);
+    let t = &s["totals"];
+    let mut totals = table(&["total", &text(&s["currency"])]);
+    let mut row = |name: &str, amount: &Value| {
+        totals.add_row(vec![name.to_owned(), text(amount)]);
     };
-    row("gross revenue", t.gross_revenue);
-    row("usage subtotal", t.usage_subtotal);
-    row("minimum true-up", t.minimum_true_up);
-    row("cap reduction", t.cap_reduction);
-    row("usage total", t.usage_total);
-    row("contribution pool", t.contribution_pool);
-    for (party, amount) in &t.contribution_allocation {
-        row(&format!("  allocated to {party}"), *amount);
+    row("gross revenue", &t["gross_revenue"]);
+    row("usage subtotal", &t["usage_subtotal"]);
+    row("minimum true-up", &t["minimum_true_up"]);
+    row("cap reduction", &t["cap_reduction"]);
+    row("usage total", &t["usage_total"]);
+    row("contribution pool", &t["contribution_pool"]);
+    for (party, amount) in t["contribution_allocation"].as_object().into_iter().flatten() {
+        row(&format!("  allocated to {party}"), amount);
     }
-    row("host credit", t.host_credit);
-    for a in &s.adjustments {
-        row(&format!("  adjustment {} {}", a.kind, a.reference), a.amount);
+    row("host credit", &t["host_credit"]);
+    for a in s["adjustments"].as_array().into_iter().flatten() {
+        row(&format!("  adjustment {} {}", text(&a["kind"]), text(&a["reference"])), &a["amount"]);
     }
-    row("adjustments", t.adjustments);
-    row("net payable", t.net_payable);
+    row("adjustments", &t["adjustments"]);
+    row("net payable", &t["net_payable"]);
     right_align(&mut totals, 1);
     let _ = writeln!(out, "\nTotals\n{totals}");
-    let _ = writeln!(out, "flags: {}", if s.flags.is_empty() { "none".to_owned() } else { s.flags.join(", ") });
+    let flags = list(&s["flags"]);
+    let _ = writeln!(out, "flags: {}", if flags.is_empty() { "none" } else { &flags });
     out
+}
+
+/// The table of a statement settled from files.
+pub fn settled_table(agreement: &Agreement, s: &Statement, summary: &UsageSummary) -> String {
+    let context = format!(
+        "{} and {}; {} records read from all hosts, {} resends of {}'s records in any month",
+        agreement.licensor(),
+        agreement.host(),
+        summary.records_read,
+        summary.duplicates,
+        agreement.host()
+    );
+    match s.to_canonical() {
+        Ok(bytes) => statement_table(&bytes, &context),
+        Err(e) => format!("error: {e}\n"),
+    }
 }

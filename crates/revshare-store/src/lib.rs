@@ -1,1 +1,194 @@
-//! The system of record.
+//! The system of record: one storage contract ([`Store`]) and two stores, an embedded SQLite file
+//! ([`SqliteStore`], the default) and PostgreSQL ([`PgStore`], for production).
+//!
+//! What a store keeps: the registry (parties, models, host model aliases), every version of every
+//! agreement, every usage record as sent (deduplicated forever by `(host, id)`), rollups of those
+//! records maintained at ingest so that settling a month reads O(groups) rows, and finalised
+//! statements. It decides nothing about money: settlement is the core's (`revshare_core::settle`),
+//! fed from [`Store::rollup`] and [`Store::record_digests`], and gives the same statement as
+//! settling the same records in memory (the conformance suite holds the stores to that).
+//!
+//! Layout: the logic is written once, in the modules below, against a small SQL seam
+//! (`sql.rs`: run a statement, read rows, commit); `sqlite.rs` and `pg.rs` adapt their drivers to
+//! it, and `schema.rs` holds both dialects' migrations side by side. Every [`Store`] method is one
+//! transaction, committed before it returns; writers are serialised per database.
+//!
+//! - `registry.rs`: parties, models, aliases.
+//! - `agreements.rs`: versions and amendments, the exclusivity rule, which agreement a record
+//!   falls under.
+//! - `ingest.rs`: batches, idempotency, atomic and partial modes.
+//! - `records.rs`: the stored record row shared by both databases.
+//! - `rollups.rs`: the per-group sums and how they are held exactly.
+//! - `statements.rs`: immutable statements, originals and restatements, closed periods.
+//!
+//! The API is synchronous; an async server runs it on a blocking thread.
+
+mod agreements;
+mod error;
+mod ingest;
+mod pg;
+mod records;
+mod registry;
+mod rollups;
+mod schema;
+mod sql;
+mod sqlite;
+mod statements;
+
+use revshare_core::agreement::Agreement;
+use revshare_core::ids::{AgreementId, ModelId, PartyId};
+use revshare_core::rollup::Rollup;
+use revshare_core::time::Period;
+use revshare_core::usage::UsageRecord;
+
+pub use error::StoreError;
+pub use ingest::{IngestMode, IngestProblem, IngestReport, ProblemKind};
+pub use pg::{PgStore, WRITE_LOCK};
+pub use registry::{Model, Party, Role};
+pub use sqlite::{BUSY_TIMEOUT, SqliteStore};
+pub use statements::{NewStatement, StatementKind, StoredStatement};
+
+use sql::{Access, Backend, Sql};
+
+/// The storage contract: what every store does, and the conformance suite checks.
+pub trait Store {
+    /// The schema version of the database.
+    fn schema_version(&mut self) -> Result<i64, StoreError>;
+
+    /// Registers a party; registering the same party again changes nothing.
+    fn add_party(&mut self, party: &Party) -> Result<(), StoreError>;
+    fn party(&mut self, id: &PartyId) -> Result<Option<Party>, StoreError>;
+    /// Registers a model of a licensor; registering the same model again changes nothing.
+    fn add_model(&mut self, model: &Model) -> Result<(), StoreError>;
+    fn model(&mut self, id: &ModelId) -> Result<Option<Model>, StoreError>;
+    /// Maps a host's own model id to a licensed model, for that host's records.
+    fn add_alias(&mut self, host: &PartyId, host_model: &ModelId, model: &ModelId) -> Result<(), StoreError>;
+    /// The licensed model a host means by `model`: through the host's alias, if any.
+    fn resolve_model(&mut self, host: &PartyId, model: &str) -> Result<ModelId, StoreError>;
+
+    /// Registers an agreement version from its TOML text (`name` is how errors name the text):
+    /// version 1 of a new id, or an amendment (latest + 1). Returns the parsed agreement.
+    fn add_agreement(&mut self, name: &str, text: &str) -> Result<Agreement, StoreError>;
+    /// An agreement version, or (`None`) its latest version.
+    fn agreement(&mut self, id: &AgreementId, version: Option<u32>) -> Result<Agreement, StoreError>;
+
+    /// Stores a batch of records in one transaction; see [`IngestReport`] for what it did.
+    fn ingest(&mut self, records: &[UsageRecord<'_>], mode: IngestMode) -> Result<IngestReport, StoreError>;
+
+    /// The rollup of an agreement's month, and the identical resends acknowledged for its records.
+    fn rollup(&mut self, agreement: &AgreementId, period: Period) -> Result<(Rollup, u64), StoreError>;
+    /// The SHA-256 digests of the records of an agreement's month, sorted (for `usage_digest`).
+    fn record_digests(&mut self, agreement: &AgreementId, period: Period) -> Result<Vec<[u8; 32]>, StoreError>;
+    /// The records of an agreement's month as stored (model resolved), by host and id.
+    fn records(&mut self, agreement: &AgreementId, period: Period) -> Result<Vec<UsageRecord<'static>>, StoreError>;
+
+    /// Finalises a statement: the first of a period is the original, later ones restatements.
+    fn save_statement(&mut self, statement: &NewStatement<'_>) -> Result<StoredStatement, StoreError>;
+    /// The latest statement of an agreement's month.
+    fn statement(&mut self, agreement: &AgreementId, period: Period) -> Result<Option<StoredStatement>, StoreError>;
+    /// Every statement (of one agreement, or of all), by agreement, period and sequence.
+    fn statements(&mut self, agreement: Option<&AgreementId>) -> Result<Vec<StoredStatement>, StoreError>;
+    /// The months of an agreement that have a statement.
+    fn closed_periods(&mut self, agreement: &AgreementId) -> Result<Vec<Period>, StoreError>;
+}
+
+/// Runs `f` in one transaction and commits it if `f` succeeds.
+fn transaction<B: Backend, T>(
+    backend: &mut B,
+    access: Access,
+    f: impl FnOnce(&mut B::Tx<'_>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut tx = backend.begin(access)?;
+    let value = f(&mut tx)?;
+    tx.commit()?;
+    Ok(value)
+}
+
+impl<B: Backend> Store for B {
+    fn schema_version(&mut self) -> Result<i64, StoreError> {
+        transaction(self, Access::Read, |sql| schema::version(sql))
+    }
+
+    fn add_party(&mut self, party: &Party) -> Result<(), StoreError> {
+        transaction(self, Access::Write, |sql| registry::add_party(sql, party))
+    }
+
+    fn party(&mut self, id: &PartyId) -> Result<Option<Party>, StoreError> {
+        transaction(self, Access::Read, |sql| registry::party(sql, id.as_str()))
+    }
+
+    fn add_model(&mut self, model: &Model) -> Result<(), StoreError> {
+        transaction(self, Access::Write, |sql| registry::add_model(sql, model))
+    }
+
+    fn model(&mut self, id: &ModelId) -> Result<Option<Model>, StoreError> {
+        transaction(self, Access::Read, |sql| registry::model(sql, id.as_str()))
+    }
+
+    fn add_alias(&mut self, host: &PartyId, host_model: &ModelId, model: &ModelId) -> Result<(), StoreError> {
+        transaction(self, Access::Write, |sql| registry::add_alias(sql, host, host_model, model))
+    }
+
+    fn resolve_model(&mut self, host: &PartyId, model: &str) -> Result<ModelId, StoreError> {
+        transaction(self, Access::Read, |sql| {
+            registry::resolve(sql, host.as_str(), model)?
+                .map(|m| m.id)
+                .ok_or_else(|| StoreError::Unresolved { host: host.to_string(), model: model.to_owned() })
+        })
+    }
+
+    fn add_agreement(&mut self, name: &str, text: &str) -> Result<Agreement, StoreError> {
+        transaction(self, Access::Write, |sql| agreements::add(sql, name, text))
+    }
+
+    fn agreement(&mut self, id: &AgreementId, version: Option<u32>) -> Result<Agreement, StoreError> {
+        transaction(self, Access::Read, |sql| agreements::require(sql, id.as_str(), version))
+    }
+
+    fn ingest(&mut self, records: &[UsageRecord<'_>], mode: IngestMode) -> Result<IngestReport, StoreError> {
+        let mut tx = self.begin(Access::Write)?;
+        let report = ingest::ingest(&mut tx, records, mode)?;
+        // An atomic batch with problems is dropped here, which rolls it back.
+        if report.stored {
+            tx.commit()?;
+        }
+        Ok(report)
+    }
+
+    fn rollup(&mut self, agreement: &AgreementId, period: Period) -> Result<(Rollup, u64), StoreError> {
+        transaction(self, Access::Read, |sql| {
+            agreements::require(sql, agreement.as_str(), None)?;
+            rollups::of_period(sql, agreement.as_str(), &period.to_string())
+        })
+    }
+
+    fn record_digests(&mut self, agreement: &AgreementId, period: Period) -> Result<Vec<[u8; 32]>, StoreError> {
+        transaction(self, Access::Read, |sql| {
+            agreements::require(sql, agreement.as_str(), None)?;
+            records::digests_of_period(sql, agreement.as_str(), &period.to_string())
+        })
+    }
+
+    fn records(&mut self, agreement: &AgreementId, period: Period) -> Result<Vec<UsageRecord<'static>>, StoreError> {
+        transaction(self, Access::Read, |sql| {
+            agreements::require(sql, agreement.as_str(), None)?;
+            records::of_period(sql, agreement.as_str(), &period.to_string())
+        })
+    }
+
+    fn save_statement(&mut self, statement: &NewStatement<'_>) -> Result<StoredStatement, StoreError> {
+        transaction(self, Access::Write, |sql| statements::save(sql, statement))
+    }
+
+    fn statement(&mut self, agreement: &AgreementId, period: Period) -> Result<Option<StoredStatement>, StoreError> {
+        transaction(self, Access::Read, |sql| statements::latest(sql, agreement.as_str(), &period.to_string()))
+    }
+
+    fn statements(&mut self, agreement: Option<&AgreementId>) -> Result<Vec<StoredStatement>, StoreError> {
+        transaction(self, Access::Read, |sql| statements::list(sql, agreement.map(AgreementId::as_str)))
+    }
+
+    fn closed_periods(&mut self, agreement: &AgreementId) -> Result<Vec<Period>, StoreError> {
+        transaction(self, Access::Read, |sql| statements::closed_periods(sql, agreement.as_str()))
+    }
+}

@@ -1,0 +1,308 @@
+//! The commands on the system of record: `init`, `party`, `model`, `agreement add`, `ingest`,
+//! `close` and `statement`. Each opens the store (the data folder's SQLite file, or PostgreSQL
+//! when `--database` / `REVSHARE_DATABASE_URL` is set), does one thing, and says what it did.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use revshare_core::agreement::Agreement;
+use revshare_core::decimal::Decimal;
+use revshare_core::ids::{AgreementId, ModelId, PartyId};
+use revshare_core::money::Currency;
+use revshare_core::settle::{SettlementInput, settle, usage_digest};
+use revshare_core::statement::{Adjustment, Statement};
+use revshare_core::time::Period;
+use revshare_store::{IngestMode, Model, NewStatement, Party, PgStore, Role, SqliteStore, StatementKind, Store, StoreError};
+
+use crate::Failure;
+use crate::ingest_sink::{Ingest, StopReason, Validate};
+use crate::reading::{ReadError, read_files};
+use crate::settle_files::progress_bar;
+
+/// Where the store is.
+#[derive(clap::Args, Clone)]
+pub struct StoreArgs {
+    /// The data folder of the embedded store.
+    #[arg(long, global = true, env = "REVSHARE_DATA", default_value = "revshare-data")]
+    pub data: PathBuf,
+    /// A PostgreSQL URL (`postgres://user@host/db`); when set, it is the store.
+    #[arg(long, global = true, env = "REVSHARE_DATABASE_URL")]
+    pub database: Option<String>,
+}
+
+/// The SQLite file inside a data folder.
+const STORE_FILE: &str = "revshare.db";
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Invalid(format!("error: {e}\n"))
+    }
+}
+
+/// Opens the store; only `init` creates one.
+pub fn open(args: &StoreArgs, create: bool) -> Result<Box<dyn Store + Send>, Failure> {
+    if let Some(url) = &args.database {
+        return Ok(Box::new(PgStore::connect(url)?));
+    }
+    let file = args.data.join(STORE_FILE);
+    if !create && !file.exists() {
+        return Err(Failure::Invalid(format!(
+            "error: there is no store in {}; run `revshare init` there first, or pass --data DIR\n",
+            args.data.display()
+        )));
+    }
+    std::fs::create_dir_all(&args.data).with_context(|| format!("cannot create the data folder {}", args.data.display()))?;
+    Ok(Box::new(SqliteStore::open(&file)?))
+}
+
+pub fn init(args: &StoreArgs) -> Result<(), Failure> {
+    let mut store = open(args, true)?;
+    let version = store.schema_version()?;
+    match &args.database {
+        Some(_) => println!("store ready in PostgreSQL (schema version {version})"),
+        None => println!("store ready in {} (schema version {version})", args.data.join(STORE_FILE).display()),
+    }
+    Ok(())
+}
+
+fn parse<T, E: std::fmt::Display>(parsed: Result<T, E>) -> Result<T, Failure> {
+    parsed.map_err(|e| Failure::Invalid(format!("error: {e}\n")))
+}
+
+pub fn add_party(args: &StoreArgs, id: &str, name: &str, role: &str) -> Result<(), Failure> {
+    let party = Party { id: parse(PartyId::parse(id))?, name: name.to_owned(), role: Role::parse(role)? };
+    open(args, false)?.add_party(&party)?;
+    println!("party {id} ({role}) registered");
+    Ok(())
+}
+
+pub fn add_model(args: &StoreArgs, id: &str, owner: &str, derived_from: Option<&str>) -> Result<(), Failure> {
+    let model = Model {
+        id: parse(ModelId::parse(id))?,
+        owner: parse(PartyId::parse(owner))?,
+        derived_from: derived_from.map(ModelId::parse).transpose().map_err(|e| Failure::Invalid(format!("error: {e}\n")))?,
+    };
+    open(args, false)?.add_model(&model)?;
+    println!("model {id} of {owner} registered");
+    Ok(())
+}
+
+pub fn add_alias(args: &StoreArgs, host: &str, host_model: &str, model: &str) -> Result<(), Failure> {
+    let (host_id, host_model_id, model_id) =
+        (parse(PartyId::parse(host))?, parse(ModelId::parse(host_model))?, parse(ModelId::parse(model))?);
+    open(args, false)?.add_alias(&host_id, &host_model_id, &model_id)?;
+    println!("host {host}'s model {host_model} is licensed model {model}");
+    Ok(())
+}
+
+pub fn add_agreement(args: &StoreArgs, file: &Path) -> Result<(), Failure> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read agreement {}", file.display()))?;
+    let agreement = open(args, false)?.add_agreement(&file.display().to_string(), &text)?;
+    println!("agreement {} version {} registered ({} and {})", agreement.id(), agreement.version(), agreement.licensor(), agreement.host());
+    Ok(())
+}
+
+pub fn ingest(args: &StoreArgs, paths: &[PathBuf], partial: bool, batch_size: usize) -> Result<(), Failure> {
+    // Standard input cannot be read twice: spool it to a file in the data folder first.
+    let spool = tempfile::NamedTempFile::new_in(std::env::temp_dir()).context("cannot create a spool file")?;
+    let paths: Vec<PathBuf> = if paths.iter().any(|p| p.as_os_str() == "-") {
+        let mut out = spool.reopen().context("cannot open the spool file")?;
+        std::io::copy(&mut std::io::stdin().lock(), &mut out).context("cannot read standard input")?;
+        paths.iter().map(|p| if p.as_os_str() == "-" { spool.path().to_path_buf() } else { p.clone() }).collect()
+    } else {
+        paths.to_vec()
+    };
+    let total: Option<u64> = paths.iter().map(|p| std::fs::metadata(p).ok().map(|m| m.len())).sum();
+    // Pass 1: every record valid, or nothing is stored.
+    if let Err(e) = read_files(&paths, &mut Validate, &progress_bar(total, "checking")) {
+        return Err(read_failure(e, partial));
+    }
+    let mut store = open(args, false)?;
+    let mode = if partial { IngestMode::Partial } else { IngestMode::Atomic };
+    let mut sink = Ingest::new(store.as_mut(), mode, batch_size, &paths);
+    let read = read_files(&paths, &mut sink, &progress_bar(total, "ingesting"));
+    sink.flush();
+    if let Err(e) = read {
+        return Err(read_failure(e, partial));
+    }
+    let t = &sink.totals;
+    let summary = format!(
+        "ingested {} batch{}: accepted {}, duplicates {}, conflicts {}, refused {}, late {}, unmatched {}",
+        sink.batches,
+        if sink.batches == 1 { "" } else { "es" },
+        t.accepted,
+        t.duplicates,
+        t.conflicts,
+        t.refused,
+        t.late,
+        t.unmatched
+    );
+    match sink.stopped.take() {
+        None => {
+            println!("{summary}");
+            Ok(())
+        }
+        Some(StopReason::Store(e)) => {
+            Err(Failure::Invalid(format!("{summary}\nerror: the store failed; the batch in progress was not stored: {e}\n")))
+        }
+        Some(StopReason::Refused(problems)) => {
+            let mut text = String::new();
+            for p in &problems {
+                let _ = writeln!(text, "{p}");
+            }
+            let _ = writeln!(
+                text,
+                "{summary}\nthe next batch was refused whole and nothing of it was stored; fix the records above (or pass --partial) and run the command again"
+            );
+            Err(Failure::Invalid(text))
+        }
+    }
+}
+
+fn read_failure(e: ReadError, partial: bool) -> Failure {
+    match e {
+        ReadError::Io(e) => Failure::Other(e),
+        ReadError::Invalid(mut problems) => {
+            problems.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+            let mut text = String::new();
+            for p in &problems {
+                let _ = writeln!(text, "{p}");
+            }
+            let hint = if partial { "" } else { "; nothing was stored" };
+            let _ = writeln!(text, "{} invalid record{}{hint}", problems.len(), if problems.len() == 1 { "" } else { "s" });
+            Failure::Invalid(text)
+        }
+    }
+}
+
+/// Settles a month from the store with the given adjustments.
+fn settle_stored(
+    store: &mut (dyn Store + Send),
+    agreement: &Agreement,
+    period: Period,
+    adjustments: Vec<Adjustment>,
+) -> Result<Statement, Failure> {
+    let (rollup, duplicates) = store.rollup(agreement.id(), period)?;
+    let mut digests = store.record_digests(agreement.id(), period)?;
+    let input = SettlementInput {
+        agreement,
+        period,
+        rollup: &rollup,
+        duplicates,
+        usage_digest: usage_digest(&mut digests),
+        contributions: &[],
+        adjustments,
+    };
+    settle(&input).map_err(|e| Failure::Invalid(format!("error: {e}\n")))
+}
+
+/// `usage_total − host_credit` of a stored statement, in minor units: what a restatement changes.
+/// Both totals are never negative and are written with exactly the currency's minor digits.
+fn usage_net(statement: &[u8], currency: Currency) -> Result<i128, Failure> {
+    let value: serde_json::Value = serde_json::from_slice(statement).context("a stored statement is not JSON")?;
+    let minor = |key: &str| -> Result<i128, Failure> {
+        let text = value["totals"][key].as_str().unwrap_or_default();
+        Decimal::parse(text)
+            .ok()
+            .and_then(|d| currency.to_minor(&d))
+            .ok_or_else(|| Failure::Other(anyhow::anyhow!("a stored statement's totals.{key} is `{text}`, not an amount in {currency}")))
+    };
+    Ok(minor("usage_total")? - minor("host_credit")?)
+}
+
+/// Closes a month: restates earlier closed months that late records changed, carrying each
+/// difference as an adjustment line, then finalises the month's statement.
+pub fn close(args: &StoreArgs, agreement_id: &str, period: Period) -> Result<Statement, Failure> {
+    let id = parse(AgreementId::parse(agreement_id))?;
+    let mut store = open(args, false)?;
+    let store = store.as_mut();
+    let agreement = store.agreement(&id, None)?;
+    if store.statement(&id, period)?.is_some() {
+        return Err(Failure::Invalid(format!(
+            "error: {id} {period} is already closed and its statement is final; late records are carried into the next month's close\n"
+        )));
+    }
+    let currency = agreement.currency();
+    let mut adjustments = Vec::new();
+    for earlier in store.closed_periods(&id)?.into_iter().filter(|p| *p < period) {
+        let Some(stored) = store.statement(&id, earlier)? else { continue };
+        let restated = settle_stored(store, &agreement, earlier, Vec::new())?;
+        let bytes = restated.to_canonical().map_err(|e| Failure::Other(e.into()))?;
+        let (old, new) = (usage_net(&stored.canonical, currency)?, usage_net(&bytes, currency)?);
+        if old == new {
+            continue;
+        }
+        let digest = revshare_core::canonical::digest(&bytes);
+        store.save_statement(&NewStatement {
+            agreement_id: &id,
+            agreement_version: agreement.version(),
+            period: earlier,
+            kind: StatementKind::Restatement,
+            canonical: &bytes,
+            digest: &digest,
+        })?;
+        adjustments.push(Adjustment {
+            kind: "restatement".to_owned(),
+            reference: earlier.to_string(),
+            description: format!("{earlier} restated for records received after it closed"),
+            amount: new - old,
+        });
+    }
+    let statement = settle_stored(store, &agreement, period, adjustments)?;
+    let bytes = statement.to_canonical().map_err(|e| Failure::Other(e.into()))?;
+    let digest = revshare_core::canonical::digest(&bytes);
+    store.save_statement(&NewStatement {
+        agreement_id: &id,
+        agreement_version: agreement.version(),
+        period,
+        kind: StatementKind::Original,
+        canonical: &bytes,
+        digest: &digest,
+    })?;
+    Ok(statement)
+}
+
+pub fn show_statement(args: &StoreArgs, agreement: &str, period: Period, json: bool) -> Result<(), Failure> {
+    let id = parse(AgreementId::parse(agreement))?;
+    let Some(stored) = open(args, false)?.statement(&id, period)? else {
+        return Err(Failure::Invalid(format!("error: {id} has no statement for {period}; close the month first (`revshare close`)\n")));
+    };
+    if json {
+        println!("{}", String::from_utf8_lossy(&stored.canonical));
+    } else {
+        let context = format!("{} statement {} of the month", stored.kind.as_str(), stored.sequence);
+        print!("{}", crate::report::statement_table(&stored.canonical, &context));
+    }
+    Ok(())
+}
+
+pub fn list_statements(args: &StoreArgs, agreement: Option<&str>) -> Result<(), Failure> {
+    let id = agreement.map(AgreementId::parse).transpose().map_err(|e| Failure::Invalid(format!("error: {e}\n")))?;
+    let statements = open(args, false)?.statements(id.as_ref())?;
+    let mut table = comfy_table::Table::new();
+    table.load_style(comfy_table::presets::UTF8_FULL_CONDENSED);
+    table.set_header(["agreement", "version", "period", "#", "kind", "digest"]);
+    for s in &statements {
+        table.add_row(vec![
+            s.agreement_id.to_string(),
+            s.agreement_version.to_string(),
+            s.period.to_string(),
+            s.sequence.to_string(),
+            s.kind.as_str().to_owned(),
+            s.digest.clone(),
+        ]);
+    }
+    println!("{table}");
+    Ok(())
+}
+
+pub fn export_statement(args: &StoreArgs, agreement: &str, period: Period, out: &Path) -> Result<(), Failure> {
+    let id = parse(AgreementId::parse(agreement))?;
+    let Some(stored) = open(args, false)?.statement(&id, period)? else {
+        return Err(Failure::Invalid(format!("error: {id} has no statement for {period}; close the month first (`revshare close`)\n")));
+    };
+    std::fs::write(out, &stored.canonical).with_context(|| format!("cannot write {}", out.display()))?;
+    println!("wrote {} ({})", out.display(), stored.digest);
+    Ok(())
+}

@@ -1,0 +1,325 @@
+//! The system of record through the real binary: registration, ingestion, close and
+//! restatement, crash safety under SIGKILL, and concurrent ingesters — on the embedded SQLite
+//! store, and on PostgreSQL (a fresh database per test; PostgreSQL must be running).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command as Process, Output, Stdio};
+use std::time::Duration;
+
+use assert_cmd::cargo::CommandCargoExt;
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/examples")
+}
+
+/// Where a test's store is: a data folder, or a PostgreSQL database dropped at the end.
+struct TestStore {
+    dir: tempfile::TempDir,
+    pg: Option<(String, String)>, // (url, database name)
+}
+
+impl TestStore {
+    fn sqlite() -> TestStore {
+        TestStore { dir: tempfile::tempdir().expect("temp dir"), pg: None }
+    }
+
+    fn postgres(tag: &str) -> TestStore {
+        let admin = std::env::var("REVSHARE_TEST_PG").unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=postgres".to_owned());
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("PostgreSQL is needed for this test and is not reachable at `{admin}`: {e}"));
+        let name = format!("revshare_cli_{tag}_{}", std::process::id());
+        client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).expect("drop an old test database");
+        client.batch_execute(&format!("CREATE DATABASE {name}")).expect("create the test database");
+        TestStore { dir: tempfile::tempdir().expect("temp dir"), pg: Some((format!("postgres://postgres@127.0.0.1:5432/{name}"), name)) }
+    }
+
+    fn command(&self, args: &[&str]) -> Process {
+        let mut cmd = Process::cargo_bin("revshare").expect("the revshare binary");
+        cmd.env_remove("REVSHARE_DATA").env_remove("REVSHARE_DATABASE_URL").arg("--data").arg(self.dir.path().join("data"));
+        if let Some((url, _)) = &self.pg {
+            cmd.arg("--database").arg(url);
+        }
+        cmd.args(args);
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("revshare runs")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "revshare {args:?} failed:\n{}{}", text(&out.stdout), text(&out.stderr));
+        text(&out.stdout)
+    }
+
+    /// A licensor with three models, hosts h1..h3, and an agreement for h1.
+    fn register(&self) {
+        self.ok(&["init"]);
+        self.ok(&["party", "add", "lic", "--name", "Licensor", "--role", "licensor"]);
+        for host in ["h1", "h2", "h3", "northwind", "southwind"] {
+            self.ok(&["party", "add", host, "--name", host, "--role", "host"]);
+        }
+        for model in ["m-8b", "m-70b", "m-405b"] {
+            self.ok(&["model", "add", model, "--owner", "lic"]);
+        }
+        let agreement = self.dir.path().join("h1.toml");
+        std::fs::write(
+            &agreement,
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/bench/agreement-h1.toml"))
+                .expect("bench agreement"),
+        )
+        .expect("write");
+        self.ok(&["agreement", "add", &agreement.display().to_string()]);
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        if let Some((_, name)) = &self.pg {
+            let admin = std::env::var("REVSHARE_TEST_PG").unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=postgres".to_owned());
+            if let Ok(mut client) = postgres::Client::connect(&admin, postgres::NoTls) {
+                let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            }
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Writes `records` usage lines of host h1 (no resends), deterministically.
+fn usage(store: &TestStore, name: &str, records: u64, seed: u64) -> String {
+    let path = store.path(name);
+    store.ok(&[
+        "gen",
+        "usage",
+        "--records",
+        &records.to_string(),
+        "--seed",
+        &seed.to_string(),
+        "--hosts",
+        "h1",
+        "--dup-rate",
+        "0",
+        "--out",
+        &path,
+    ]);
+    path
+}
+
+fn close_json(store: &TestStore, period: &str) -> String {
+    store.ok(&["close", "--agreement", "bench-h1", "--period", period, "--format", "json"])
+}
+
+#[test]
+fn the_worked_example_through_the_store() {
+    let store = TestStore::sqlite();
+    store.ok(&["init"]);
+    store.ok(&["party", "add", "meridian", "--name", "Meridian", "--role", "licensor"]);
+    for host in ["northwind", "southwind"] {
+        store.ok(&["party", "add", host, "--name", host, "--role", "host"]);
+    }
+    for model in ["m-8b", "m-70b"] {
+        store.ok(&["model", "add", model, "--owner", "meridian"]);
+    }
+    store.ok(&["agreement", "add", &examples().join("agreement.toml").display().to_string()]);
+    let first = store.ok(&["ingest", &examples().join("usage.jsonl").display().to_string()]);
+    assert!(first.contains("accepted 8, duplicates 1, conflicts 0, refused 0"), "{first}");
+    // The same file again changes nothing: every record is a duplicate.
+    let again = store.ok(&["ingest", &examples().join("usage.cloudevents.json").display().to_string()]);
+    assert!(again.contains("accepted 0, duplicates 9"), "{again}");
+    let statement: serde_json::Value =
+        serde_json::from_str(&store.ok(&["close", "--agreement", "meridian-northwind", "--period", "2026-10", "--format", "json"]))
+            .expect("JSON");
+    let amounts: Vec<&str> = statement["lines"].as_array().into_iter().flatten().filter_map(|l| l["amount"].as_str()).collect();
+    assert_eq!(amounts, ["183.11", "80.12", "106.94", "445.60", "0.00", "52.00"]);
+    // Closed is final.
+    let twice = store.run(&["close", "--agreement", "meridian-northwind", "--period", "2026-10"]);
+    assert_eq!(twice.status.code(), Some(1));
+    assert!(text(&twice.stderr).contains("already closed"), "{}", text(&twice.stderr));
+    let shown = store.ok(&["statement", "show", "--agreement", "meridian-northwind", "--period", "2026-10", "--format", "json"]);
+    assert_eq!(shown.trim(), serde_json::to_string(&statement).map(|_| shown.trim().to_owned()).unwrap_or_default());
+}
+
+#[test]
+fn a_conflicting_resend_is_refused_and_the_stored_record_untouched() {
+    let store = TestStore::sqlite();
+    store.register();
+    let file = usage(&store, "u.jsonl", 50, 1);
+    store.ok(&["ingest", &file]);
+    let lines = std::fs::read_to_string(&file).expect("usage");
+    let first = lines.lines().next().expect("a line");
+    let changed = first.replacen("\"requests\":", "\"requests\":1", 1);
+    let conflict = store.path("conflict.jsonl");
+    std::fs::write(&conflict, format!("{changed}\n")).expect("write");
+    let out = store.run(&["ingest", &conflict]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("conflict.jsonl:1:1: record h1-0000000000:") && err.contains("requests"), "{err}");
+    // The month still settles to what the first file says.
+    let expected = {
+        let fresh = TestStore::sqlite();
+        fresh.register();
+        fresh.ok(&["ingest", &file]);
+        close_json(&fresh, "2026-10")
+    };
+    assert_eq!(close_json(&store, "2026-10"), expected);
+}
+
+#[test]
+fn a_late_record_is_carried_into_the_next_month_as_a_restatement() {
+    let store = TestStore::sqlite();
+    store.register();
+    let october = usage(&store, "oct.jsonl", 300, 2);
+    store.ok(&["ingest", &october]);
+    let closed: serde_json::Value = serde_json::from_str(&close_json(&store, "2026-10")).expect("JSON");
+    // A record for October arrives after October closed.
+    let late = store.path("late.jsonl");
+    std::fs::write(&late, r#"{"id":"late-1","host":"h1","model":"m-70b","use_case":"search","region":"us","time":"2026-10-31T12:00:00Z","requests":10,"input_tokens":1000,"output_tokens":1000,"revenue":"100.00","currency":"USD"}"#.to_owned() + "\n").expect("write");
+    let ingested = store.ok(&["ingest", &late]);
+    assert!(ingested.contains("late 1"), "{ingested}");
+    let november: serde_json::Value = serde_json::from_str(&close_json(&store, "2026-11")).expect("JSON");
+    let restated: serde_json::Value =
+        serde_json::from_str(&store.ok(&["statement", "show", "--agreement", "bench-h1", "--period", "2026-10", "--format", "json"]))
+            .expect("JSON");
+    let minor = |v: &serde_json::Value| -> i64 { v.as_str().unwrap_or("0").replace('.', "").parse().unwrap_or(0) };
+    let difference = minor(&restated["totals"]["usage_total"]) - minor(&closed["totals"]["usage_total"]);
+    // 100.00 of search revenue in tier 1 at 0.22: the usage total moves by exactly 22.00.
+    assert_eq!(difference, 2200);
+    let adjustments = november["adjustments"].as_array().cloned().unwrap_or_default();
+    assert_eq!(adjustments.len(), 1, "{november}");
+    assert_eq!(adjustments[0]["reference"], "2026-10");
+    assert_eq!(minor(&adjustments[0]["amount"]), difference);
+    assert_eq!(minor(&november["totals"]["net_payable"]), difference);
+    let listed = store.ok(&["statement", "list", "--agreement", "bench-h1"]);
+    assert!(listed.contains("restatement") && listed.contains("original"), "{listed}");
+}
+
+/// The stored records' ids, through the store API, for the crash test.
+fn stored_ids(store: &TestStore) -> Vec<String> {
+    use revshare_store::Store;
+    let mut db: Box<dyn Store> = match &store.pg {
+        Some((url, _)) => Box::new(revshare_store::PgStore::connect(url).expect("connect")),
+        None => Box::new(revshare_store::SqliteStore::open(store.dir.path().join("data/revshare.db")).expect("open")),
+    };
+    let id = revshare_core::ids::AgreementId::parse("bench-h1").expect("id");
+    let period = revshare_core::time::Period::parse("2026-10").expect("period");
+    let mut ids: Vec<String> = db.records(&id, period).expect("records").into_iter().map(|r| r.id.into_owned()).collect();
+    ids.sort();
+    ids
+}
+
+fn crash_safety(store: &TestStore) {
+    store.register();
+    let total = 60_000u64;
+    let batch = 2_000u64;
+    let file = usage(store, "big.jsonl", total, 3);
+    let all_ids: Vec<String> =
+        std::fs::read_to_string(&file).expect("usage").lines().map(|l| l.split('"').nth(3).unwrap_or_default().to_owned()).collect();
+    // A seeded sequence of kill delays; printed so a failure can be replayed.
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    for round in 0..20 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let delay = Duration::from_millis(20 + state % 400);
+        let mut child = store
+            .command(&["ingest", &file, "--batch-size", &batch.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(delay);
+        let _ = child.kill(); // SIGKILL
+        let out = child.wait_with_output().expect("wait");
+        // Every batch acknowledged before the kill is stored; nothing is stored but whole
+        // batches, which are a prefix of the file (each run starts from its beginning).
+        let acknowledged = text(&out.stdout).lines().filter(|l| l.starts_with("batch ")).count();
+        let stored = stored_ids(store);
+        let count = u64::try_from(stored.len()).unwrap_or(0);
+        assert!(
+            count % batch == 0 || count == total,
+            "round {round} (kill after {delay:?}): {count} records stored, not whole batches of {batch}"
+        );
+        let mut prefix: Vec<String> = all_ids[..stored.len()].to_vec();
+        prefix.sort();
+        assert_eq!(stored, prefix, "round {round}: the stored records are not the file's first {count}");
+        let _ = acknowledged;
+        let acked_new = text(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("batch "))
+            .filter_map(|l| l.split("accepted ").nth(1)?.split(',').next()?.parse::<u64>().ok())
+            .sum::<u64>();
+        assert!(acked_new <= count, "round {round}: {acked_new} records acknowledged as new but only {count} stored");
+    }
+    // A run to the end completes to exactly what one uninterrupted run gives.
+    store.ok(&["ingest", &file, "--batch-size", &batch.to_string()]);
+    assert_eq!(stored_ids(store).len(), all_ids.len());
+    let sequential = {
+        let fresh = TestStore::sqlite();
+        fresh.register();
+        fresh.ok(&["ingest", &file]);
+        close_json(&fresh, "2026-10")
+    };
+    assert!(close_json(store, "2026-10") == sequential, "the interrupted runs settle differently from one uninterrupted run");
+}
+
+#[test]
+fn acknowledged_batches_survive_sigkill_sqlite() {
+    crash_safety(&TestStore::sqlite());
+}
+
+#[test]
+fn acknowledged_batches_survive_sigkill_postgres() {
+    crash_safety(&TestStore::postgres("crash"));
+}
+
+fn concurrent_ingesters(store: &TestStore) {
+    store.register();
+    let file = usage(store, "all.jsonl", 8_000, 4);
+    let lines: Vec<String> = std::fs::read_to_string(&file).expect("usage").lines().map(str::to_owned).collect();
+    // Four overlapping quarters: each ingester also sends half of its neighbour's records.
+    let quarter = lines.len() / 4;
+    let parts: Vec<String> = (0..4)
+        .map(|i| {
+            let end = (quarter * (i + 1) + quarter / 2).min(lines.len());
+            let path = store.path(&format!("part{i}.jsonl"));
+            std::fs::write(&path, lines[quarter * i..end].join("\n") + "\n").expect("write");
+            path
+        })
+        .collect();
+    let children: Vec<_> = parts
+        .iter()
+        .map(|p| store.command(&["ingest", p, "--batch-size", "500"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn"))
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().expect("wait");
+        assert!(out.status.success(), "an ingester failed: {}", text(&out.stderr));
+    }
+    // The same four files one after the other: the same records, the same resends.
+    let sequential = {
+        let fresh = TestStore::sqlite();
+        fresh.register();
+        for part in &parts {
+            fresh.ok(&["ingest", part]);
+        }
+        close_json(&fresh, "2026-10")
+    };
+    assert!(close_json(store, "2026-10") == sequential, "the concurrent run settles differently from the sequential one");
+}
+
+#[test]
+fn four_concurrent_ingesters_end_as_one_sequential_run_sqlite() {
+    concurrent_ingesters(&TestStore::sqlite());
+}
+
+#[test]
+fn four_concurrent_ingesters_end_as_one_sequential_run_postgres() {
+    concurrent_ingesters(&TestStore::postgres("concurrent"));
+}

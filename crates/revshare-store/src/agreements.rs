@@ -1,0 +1,235 @@
+//! Agreements: versions, amendments, the exclusivity rule, and which agreement a record falls
+//! under.
+//!
+//! The TOML text of every version is stored as given, with its version and digest; reading an
+//! agreement parses the stored text again, so the store never holds a second, drifting form of
+//! the terms. Versions of one id form a chain: a new id starts at 1, an amendment is the latest
+//! version + 1 between the same licensor and host, and earlier versions are kept. Registering the
+//! exact same version again is a no-op.
+//!
+//! Decisions where the SPEC is silent:
+//! - The **agreement of a record** is found through the record's (resolved) model: its owner is
+//!   the licensor, and among the *latest* versions of that licensor's agreements with the
+//!   record's host, the one in effect at the record time. An amendment replaces the terms,
+//!   effective range included; a superseded version never applies to new records.
+//! - Two agreements between the same licensor and host may not be in effect at the same instant,
+//!   or a record would belong to both and be billed twice; the second is refused, naming the first.
+//! - Registering an agreement (new or amended) re-places every stored record of its licensor's
+//!   models and its host and rebuilds their rollups, so records that arrived before the agreement,
+//!   or under a version with other exclusivity scopes, are rolled up under the terms now in force.
+//!   This costs one pass over that host's records for the licensor, once per registration.
+//! - An agreement must list only registered models of its licensor.
+
+use revshare_core::agreement::{Agreement, parse_agreement};
+use revshare_core::time::Period;
+use revshare_core::usage::UsageRecord;
+
+use crate::error::StoreError;
+use crate::records;
+use crate::registry::{Role, model, require_role};
+use crate::rollups::{self, Deltas};
+use crate::sql::{Columns, Param, Sql, first, rows};
+use crate::statements::closed;
+
+/// Where a record is rolled up: its agreement, month and exclusivity scope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Match {
+    pub agreement_id: String,
+    pub month: String,
+    pub scope: Option<usize>,
+}
+
+/// The agreement among `agreements` (latest versions of the licensor owning the record's model)
+/// that a record with a resolved model falls under, and its place in the rollups.
+pub(crate) fn place<'a>(agreements: &'a [Agreement], record: &UsageRecord<'_>) -> Option<(&'a Agreement, Match)> {
+    let agreement = agreements.iter().find(|a| a.host().as_str() == record.host && a.in_effect_at(record.time))?;
+    let scope = agreement.exclusive_scope(&record.model, &record.use_case, &record.region, record.time);
+    let month = Period::of(record.time).to_string();
+    Some((agreement, Match { agreement_id: agreement.id().to_string(), month, scope }))
+}
+
+fn read_stored(row: &dyn Columns) -> Result<Agreement, StoreError> {
+    let id = row.text(0)?;
+    let version = row.int(1)?;
+    let source = row.text(2)?;
+    let corrupt = |detail: String| StoreError::Corrupt { what: format!("agreement {id} version {version}"), detail };
+    let agreement = parse_agreement(&format!("agreement {id} version {version} (stored)"), &source)
+        .map_err(|e| corrupt(format!("its stored text no longer parses: {}", e.render_plain().trim_end())))?;
+    if agreement.id().as_str() != id || i64::from(agreement.version()) != version {
+        return Err(corrupt(format!("its text says {} version {}", agreement.id(), agreement.version())));
+    }
+    Ok(agreement)
+}
+
+/// A version of an agreement, or its latest version.
+pub(crate) fn stored(sql: &mut impl Sql, id: &str, version: Option<u32>) -> Result<Option<Agreement>, StoreError> {
+    match version {
+        Some(v) => first(
+            sql,
+            "SELECT id, version, source FROM agreements WHERE id = $1 AND version = $2",
+            &[Param::Text(id), Param::Int(i64::from(v))],
+            read_stored,
+        ),
+        None => first(
+            sql,
+            "SELECT id, version, source FROM agreements WHERE id = $1 ORDER BY version DESC LIMIT 1",
+            &[Param::Text(id)],
+            read_stored,
+        ),
+    }
+}
+
+/// The agreement `id` (a version, or the latest), which must exist.
+pub(crate) fn require(sql: &mut impl Sql, id: &str, version: Option<u32>) -> Result<Agreement, StoreError> {
+    stored(sql, id, version)?.ok_or_else(|| StoreError::UnknownAgreement { id: id.to_owned(), version })
+}
+
+/// The latest version of every agreement of a licensor.
+pub(crate) fn latest_of_licensor(sql: &mut impl Sql, licensor: &str) -> Result<Vec<Agreement>, StoreError> {
+    rows(
+        sql,
+        "SELECT a.id, a.version, a.source FROM agreements a WHERE a.licensor = $1 \
+         AND a.version = (SELECT MAX(b.version) FROM agreements b WHERE b.id = a.id) ORDER BY a.id",
+        &[Param::Text(licensor)],
+        read_stored,
+    )
+}
+
+/// Registers an agreement version (SPEC §2). `name` is how parse errors name the text.
+pub(crate) fn add(sql: &mut impl Sql, name: &str, text: &str) -> Result<Agreement, StoreError> {
+    let agreement = parse_agreement(name, text).map_err(|e| StoreError::Agreement(format!("{e}:\n{}", e.render_plain().trim_end())))?;
+    let id = agreement.id().as_str();
+    let version = agreement.version();
+    let (licensor, host) = (agreement.licensor().as_str(), agreement.host().as_str());
+    if let Some(same) = stored(sql, id, Some(version))? {
+        return if same.digest() == agreement.digest() {
+            Ok(same)
+        } else {
+            let latest = stored(sql, id, None)?.map_or(version, |a| a.version());
+            Err(version_error(
+                &agreement,
+                format!("version {version} is already registered with other terms; an amendment is version {}", latest + 1),
+            ))
+        };
+    }
+    require_role(sql, licensor, Role::Licensor, &format!("the licensor of agreement {id}"))?;
+    require_role(sql, host, Role::Host, &format!("the host of agreement {id}"))?;
+    for listed in agreement.models() {
+        match model(sql, listed.as_str())? {
+            None => return Err(StoreError::UnknownModel { id: listed.to_string(), purpose: format!("a model agreement {id} lists") }),
+            Some(m) if m.owner.as_str() != licensor => {
+                return Err(StoreError::ForeignModel {
+                    id: id.to_owned(),
+                    model: listed.to_string(),
+                    owner: m.owner.to_string(),
+                    licensor: licensor.to_owned(),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    match stored(sql, id, None)? {
+        None if version != 1 => return Err(version_error(&agreement, "a new agreement starts at version 1".to_owned())),
+        None => {}
+        Some(previous) if version != previous.version() + 1 => {
+            return Err(version_error(
+                &agreement,
+                format!("the latest version is {}, so an amendment is version {}", previous.version(), previous.version() + 1),
+            ));
+        }
+        Some(previous) if previous.licensor() != agreement.licensor() || previous.host() != agreement.host() => {
+            return Err(version_error(
+                &agreement,
+                format!(
+                    "an amendment keeps the licensor and host of version {} ({} and {}); a different pair needs a new agreement id",
+                    previous.version(),
+                    previous.licensor(),
+                    previous.host()
+                ),
+            ));
+        }
+        Some(_) => {}
+    }
+    for other in latest_of_licensor(sql, licensor)?.iter().filter(|o| o.id() != agreement.id()) {
+        check_against(&agreement, other)?;
+    }
+    sql.execute(
+        "INSERT INTO agreements (id, version, licensor, host, digest, source) VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            Param::Text(id),
+            Param::Int(i64::from(version)),
+            Param::Text(licensor),
+            Param::Text(host),
+            Param::Text(&agreement.digest()),
+            Param::Text(text),
+        ],
+    )?;
+    replace_records(sql, licensor, host)?;
+    Ok(agreement)
+}
+
+fn version_error(agreement: &Agreement, reason: String) -> StoreError {
+    StoreError::AgreementVersion { id: agreement.id().to_string(), version: agreement.version(), reason }
+}
+
+/// The rules between a new agreement and another agreement of the same licensor: no shared
+/// effective time with the same host, no overlapping exclusivity with another host.
+fn check_against(agreement: &Agreement, other: &Agreement) -> Result<(), StoreError> {
+    let other_id = other.id().to_string();
+    if other.host() == agreement.host() {
+        let starts_before_other_ends = other.effective_to().is_none_or(|to| agreement.effective_from() < to);
+        let other_starts_before_end = agreement.effective_to().is_none_or(|to| other.effective_from() < to);
+        if starts_before_other_ends && other_starts_before_end {
+            return Err(StoreError::EffectiveOverlap { id: agreement.id().to_string(), other: other_id, other_version: other.version() });
+        }
+        return Ok(());
+    }
+    for (i, scope) in agreement.exclusivity().iter().enumerate() {
+        if let Some(j) = other.exclusivity().iter().position(|theirs| scope.overlaps(theirs)) {
+            return Err(StoreError::ExclusivityConflict {
+                id: agreement.id().to_string(),
+                scope: i + 1,
+                other: other_id,
+                other_version: other.version(),
+                other_host: other.host().to_string(),
+                other_scope: j + 1,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Places every stored record of `host` for `licensor`'s models again, under the agreements now
+/// in force, and rebuilds those agreements' rollups from the records.
+fn replace_records(sql: &mut impl Sql, licensor: &str, host: &str) -> Result<(), StoreError> {
+    let agreements: Vec<Agreement> = latest_of_licensor(sql, licensor)?.into_iter().filter(|a| a.host().as_str() == host).collect();
+    for a in &agreements {
+        rollups::delete(sql, a.id().as_str())?;
+    }
+    let mut deltas = Deltas::default();
+    for stored in records::of_pair(sql, licensor, host)? {
+        let record = stored.row.to_record()?;
+        let placed = place(&agreements, &record);
+        if let Some((agreement, _)) = placed
+            && agreement.currency() != record.currency
+        {
+            return Err(StoreError::CurrencyMismatch {
+                id: agreement.id().to_string(),
+                expected: agreement.currency().to_string(),
+                record: record.id.to_string(),
+                host: host.to_owned(),
+                found: record.currency.to_string(),
+            });
+        }
+        let now = placed.map(|(_, m)| m);
+        if now != stored.placed {
+            let late = stored.late || now.as_ref().map(|m| closed(sql, &m.agreement_id, &m.month)).transpose()?.unwrap_or(false);
+            records::set_place(sql, &record, now.as_ref(), late)?;
+        }
+        if let Some(m) = &now {
+            deltas.record(m, &record)?;
+            deltas.duplicates(m, &record, stored.resends)?;
+        }
+    }
+    deltas.write(sql)
+}

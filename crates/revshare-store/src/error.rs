@@ -1,0 +1,90 @@
+//! What can go wrong in a store. Each message says what failed and what would be right; refusals
+//! of single usage records are not errors but entries of an [`crate::IngestReport`].
+
+use revshare_core::rollup::RollupOverflow;
+
+use crate::registry::Role;
+
+/// An error and its causes, `: `-separated: the PostgreSQL driver puts the server's message
+/// (or why a connection failed) in the cause, not in its own text.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the SQLite store failed: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the PostgreSQL store failed: {}", with_causes(.0))]
+    Postgres(#[from] postgres::Error),
+    #[error(
+        "the database holds a {what} that revshare cannot read ({detail}); it was changed outside revshare or is damaged — restore it from a backup"
+    )]
+    Corrupt { what: String, detail: String },
+    #[error("the database schema is at version {found}, but this revshare knows versions up to {known}; use a newer revshare")]
+    NewerSchema { found: i64, known: i64 },
+
+    #[error("`{0}` is not a role; use licensor, host, auditor or arbiter")]
+    BadRole(String),
+    #[error("party `{id}` needs a display name: 1 to 200 characters, no control characters")]
+    BadName { id: String },
+    #[error("party `{id}` is already registered as {existing}; use another id for a different party")]
+    PartyExists { id: String, existing: String },
+    #[error("`{id}`, {purpose}, is not a registered party; register it first")]
+    UnknownParty { id: String, purpose: String },
+    #[error("`{id}`, {purpose}, has role {found}; it must be a {expected}")]
+    WrongRole { id: String, found: Role, expected: Role, purpose: String },
+    #[error("model `{id}` is already registered ({existing}); use another id for a different model")]
+    ModelExists { id: String, existing: String },
+    #[error("`{id}`, {purpose}, is not a registered model; register it first")]
+    UnknownModel { id: String, purpose: String },
+    #[error("host `{host}` already maps its model `{host_model}` to `{existing}`; an alias cannot be changed to point elsewhere")]
+    AliasExists { host: String, host_model: String, existing: String },
+    #[error(
+        "model `{model}` is neither a registered model nor an alias of host `{host}`; register the model, or an alias from the host's model id to the licensed model"
+    )]
+    Unresolved { host: String, model: String },
+
+    #[error("{0}")]
+    Agreement(String),
+    #[error("agreement {id} version {version} cannot be registered: {reason}")]
+    AgreementVersion { id: String, version: u32, reason: String },
+    #[error(
+        "agreement {id} lists model `{model}`, which belongs to `{owner}`, not to the licensor `{licensor}`; list only the licensor's models"
+    )]
+    ForeignModel { id: String, model: String, owner: String, licensor: String },
+    #[error(
+        "agreement {id}: its [[exclusivity]] entry {scope} overlaps entry {other_scope} of agreement {other} (version {other_version}, host {other_host}) in use case, region, model and time; one scope can be exclusive to one host only — narrow one of them"
+    )]
+    ExclusivityConflict { id: String, scope: usize, other: String, other_version: u32, other_host: String, other_scope: usize },
+    #[error(
+        "agreement {id} is in effect at the same time as agreement {other} (version {other_version}) between the same licensor and host, so a record could belong to both; end one before the other starts, or amend {other} instead"
+    )]
+    EffectiveOverlap { id: String, other: String, other_version: u32 },
+    #[error(
+        "agreement {id} is in {expected}, but record {record} of host {host}, already stored, falls under it and is in {found}; an agreement must be in the currency of the usage it covers"
+    )]
+    CurrencyMismatch { id: String, expected: String, record: String, host: String, found: String },
+    #[error("agreement {id}{} is not registered", version.map(|v| format!(" version {v}")).unwrap_or_default())]
+    UnknownAgreement { id: String, version: Option<u32> },
+
+    #[error(
+        "agreement {agreement} already has a finalised statement for {period} (sequence {sequence}); statements are never replaced — save a restatement instead"
+    )]
+    StatementExists { agreement: String, period: String, sequence: u32 },
+    #[error("agreement {agreement} has no statement for {period} to restate; save the first one as an original")]
+    NothingToRestate { agreement: String, period: String },
+    #[error("the statement's digest is {given}, but its bytes hash to {actual}; pass the digest of exactly these bytes")]
+    StatementDigest { given: String, actual: String },
+    #[error("the statement bytes are not the statement being saved: {0}")]
+    StatementMismatch(String),
+    #[error(transparent)]
+    RollupOverflow(#[from] RollupOverflow),
+}

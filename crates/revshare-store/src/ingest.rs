@@ -1,0 +1,251 @@
+//! Ingestion (SPEC §3): one batch, one transaction.
+//!
+//! Each record is checked in order: its host must be a registered host; its model is resolved
+//! through the host's aliases to a registered model, whose owner is the licensor; the agreement
+//! it falls under is the one in force for that licensor and host at the record time (none is
+//! fine: the record is stored and counted as `unmatched`, and rolled up nowhere); a matched record
+//! must be in the agreement's currency. Then the record is inserted with `ON CONFLICT (host, id)
+//! DO NOTHING` — the primary key makes dedup permanent — and only when that changes nothing is
+//! the stored record read and compared by value: equal is a duplicate (counted, its resend count
+//! raised), different is a conflict naming the differing fields, and the stored record stays as
+//! it is. Records earlier in the same batch are already inserted, so duplicates and conflicts
+//! inside one batch follow the same rule: the first occurrence wins.
+//!
+//! Atomic mode stores nothing if any record is refused or conflicts; partial mode stores the good
+//! records. Either way every problem is reported (index in the batch, 0-based; record id; why).
+//! Rollup changes are summed in memory and written once per group at the end of the batch, and
+//! the caller commits before returning: a report with `stored = true` is durable.
+
+use std::collections::HashMap;
+
+use revshare_core::agreement::Agreement;
+use revshare_core::usage::UsageRecord;
+
+use crate::agreements::{Match, latest_of_licensor, place};
+use crate::error::StoreError;
+use crate::records::{self, RecordRow, resolved};
+use crate::registry::{Model, Role, party, resolve};
+use crate::rollups::Deltas;
+use crate::sql::Sql;
+use crate::statements::closed;
+
+/// Whether a batch with a bad record stores its good records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IngestMode {
+    /// All or nothing: a batch with any refused or conflicting record stores nothing.
+    Atomic,
+    /// The good records are stored; each bad one is reported.
+    Partial,
+}
+
+/// Why a record was not stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// The record cannot be accepted (unknown host or model, wrong currency, …).
+    Refused,
+    /// A different record with the same `(host, id)` came first.
+    Conflict,
+}
+
+/// One record that was not stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IngestProblem {
+    /// Position in the batch, from 0.
+    pub index: usize,
+    pub host: String,
+    pub id: String,
+    pub kind: ProblemKind,
+    pub reason: String,
+}
+
+impl std::fmt::Display for IngestProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "record {} of host {} (batch index {}): {}", self.id, self.host, self.index, self.reason)
+    }
+}
+
+/// What a batch did. When `stored` is false (an atomic batch with problems) nothing was stored
+/// and `accepted`, `duplicates`, `unmatched` and `late` are 0; `conflicts`, `refused` and
+/// `problems` say why.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IngestReport {
+    /// Whether the batch's good records were committed.
+    pub stored: bool,
+    /// New records stored.
+    pub accepted: u64,
+    /// Identical resends of stored records (acknowledged, nothing changed).
+    pub duplicates: u64,
+    pub conflicts: u64,
+    pub refused: u64,
+    /// Accepted records that no agreement covers (stored, rolled up nowhere).
+    pub unmatched: u64,
+    /// Accepted records of a month already closed for their agreement (stored, flagged, rolled up).
+    pub late: u64,
+    pub problems: Vec<IngestProblem>,
+}
+
+/// Registry look-ups of one batch, each made once.
+#[derive(Default)]
+struct Lookups {
+    /// Host id → why it cannot report usage, if it cannot.
+    hosts: HashMap<String, Option<String>>,
+    /// Host → reported model → the licensed model, or why there is none.
+    models: HashMap<String, HashMap<String, Result<Model, String>>>,
+    /// Licensor → the latest versions of its agreements.
+    agreements: HashMap<String, Vec<Agreement>>,
+    /// (agreement, month) → closed.
+    closed: HashMap<(String, String), bool>,
+}
+
+/// Where a checked record goes.
+struct Placed {
+    model: String,
+    at: Option<Match>,
+    late: bool,
+}
+
+impl Lookups {
+    /// Checks a record against the registry: `Ok(Err(reason))` refuses it.
+    fn place(&mut self, sql: &mut impl Sql, record: &UsageRecord<'_>) -> Result<Result<Placed, String>, StoreError> {
+        let host = record.host.as_ref();
+        let host_problem = match self.hosts.get(host) {
+            Some(problem) => problem.clone(),
+            None => {
+                let problem = match party(sql, host)? {
+                    None => Some(format!("host `{host}` is not a registered party; register it as a host first")),
+                    Some(p) if p.role != Role::Host => {
+                        Some(format!("party `{host}` has role {}, not host; only hosts report usage", p.role))
+                    }
+                    Some(_) => None,
+                };
+                self.hosts.insert(host.to_owned(), problem.clone());
+                problem
+            }
+        };
+        if let Some(problem) = host_problem {
+            return Ok(Err(problem));
+        }
+        let models = self.models.entry(host.to_owned()).or_default();
+        let model = match models.get(record.model.as_ref()) {
+            Some(found) => found.clone(),
+            None => {
+                let found = resolve(sql, host, &record.model)?.ok_or_else(|| {
+                    format!(
+                        "model `{}` is neither a registered model nor an alias of host `{host}`; register the model, or an alias from the host's model id to the licensed model",
+                        record.model
+                    )
+                });
+                models.insert(record.model.to_string(), found.clone());
+                found
+            }
+        };
+        let model = match model {
+            Ok(model) => model,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        let licensor = model.owner.as_str();
+        if !self.agreements.contains_key(licensor) {
+            let latest = latest_of_licensor(sql, licensor)?;
+            self.agreements.insert(licensor.to_owned(), latest);
+        }
+        let agreements = self.agreements.get(licensor).map_or(&[][..], Vec::as_slice);
+        let placed = match place(agreements, &resolved(record, model.id.as_str())) {
+            None => None,
+            Some((agreement, _)) if agreement.currency() != record.currency => {
+                return Ok(Err(format!(
+                    "the record is in {} but agreement {} (version {}), which covers it, is in {}; report it in {}",
+                    record.currency,
+                    agreement.id(),
+                    agreement.version(),
+                    agreement.currency(),
+                    agreement.currency()
+                )));
+            }
+            Some((_, at)) => Some(at),
+        };
+        let late = match &placed {
+            None => false,
+            Some(at) => {
+                let key = (at.agreement_id.clone(), at.month.clone());
+                match self.closed.get(&key) {
+                    Some(closed) => *closed,
+                    None => {
+                        let is_closed = closed(sql, &at.agreement_id, &at.month)?;
+                        self.closed.insert(key, is_closed);
+                        is_closed
+                    }
+                }
+            }
+        };
+        Ok(Ok(Placed { model: model.id.to_string(), at: placed, late }))
+    }
+}
+
+pub(crate) fn ingest(sql: &mut impl Sql, batch: &[UsageRecord<'_>], mode: IngestMode) -> Result<IngestReport, StoreError> {
+    let mut lookups = Lookups::default();
+    let mut report = IngestReport::default();
+    let mut deltas = Deltas::default();
+    // Where each record stored by this batch sits in it, to name it in a conflict.
+    let mut first_at: HashMap<(&str, &str), usize> = HashMap::new();
+    for (index, record) in batch.iter().enumerate() {
+        let problem = |kind, reason| IngestProblem { index, host: record.host.to_string(), id: record.id.to_string(), kind, reason };
+        let placed = match lookups.place(sql, record)? {
+            Ok(placed) => placed,
+            Err(reason) => {
+                report.refused += 1;
+                report.problems.push(problem(ProblemKind::Refused, reason));
+                continue;
+            }
+        };
+        let settled = resolved(record, &placed.model);
+        let row = match RecordRow::new(&settled, &record.model) {
+            Ok(row) => row,
+            Err(reason) => {
+                report.refused += 1;
+                report.problems.push(problem(ProblemKind::Refused, reason));
+                continue;
+            }
+        };
+        if records::insert(sql, &row, placed.at.as_ref(), placed.late)? {
+            first_at.insert((&record.host, &record.id), index);
+            report.accepted += 1;
+            report.unmatched += u64::from(placed.at.is_none());
+            report.late += u64::from(placed.late);
+            if let Some(at) = &placed.at {
+                deltas.record(at, &settled)?;
+            }
+            continue;
+        }
+        let stored = records::stored(sql, &record.host, &record.id)?.ok_or_else(|| StoreError::Corrupt {
+            what: format!("record {} of host {}", record.id, record.host),
+            detail: "it is there for the primary key but cannot be read".to_owned(),
+        })?;
+        let differences = stored.row.differences(&row);
+        if differences.is_empty() {
+            report.duplicates += 1;
+            records::add_resend(sql, &record.host, &record.id)?;
+            if let Some(at) = &stored.placed {
+                deltas.duplicates(at, &settled, 1)?;
+            }
+        } else {
+            let first = match first_at.get(&(record.host.as_ref(), record.id.as_ref())) {
+                Some(i) => format!("record {i} of this batch"),
+                None => "the stored record".to_owned(),
+            };
+            report.conflicts += 1;
+            report.problems.push(problem(
+                ProblemKind::Conflict,
+                format!(
+                    "conflicts with {first} with the same host and id ({}); a resend must be identical, so the first is kept and this one refused",
+                    differences.join("; ")
+                ),
+            ));
+        }
+    }
+    if mode == IngestMode::Atomic && !report.problems.is_empty() {
+        return Ok(IngestReport { stored: false, accepted: 0, duplicates: 0, unmatched: 0, late: 0, ..report });
+    }
+    deltas.write(sql)?;
+    report.stored = true;
+    Ok(report)
+}

@@ -1,0 +1,200 @@
+//! Parties, models and host model aliases.
+//!
+//! Registering something that is already registered with exactly the same values is a no-op
+//! (scripts can re-run their setup); the same id with anything different is refused, naming what
+//! is stored. Nothing registered is ever changed or removed: records and agreements point at it.
+//!
+//! An alias maps a host's own name for a model (`nw-llama-70b`) to the licensed model id
+//! (`m-70b`); it belongs to that host only. Resolution follows the host's alias first, then the
+//! registered models, so a host can keep reporting under its own names.
+
+use std::fmt;
+
+use revshare_core::ids::{ModelId, PartyId};
+
+use crate::error::StoreError;
+use crate::sql::{Columns, Param, Sql, first};
+
+/// What a party does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    Licensor,
+    Host,
+    Auditor,
+    Arbiter,
+}
+
+impl Role {
+    pub fn parse(text: &str) -> Result<Role, StoreError> {
+        match text {
+            "licensor" => Ok(Role::Licensor),
+            "host" => Ok(Role::Host),
+            "auditor" => Ok(Role::Auditor),
+            "arbiter" => Ok(Role::Arbiter),
+            _ => Err(StoreError::BadRole(text.to_owned())),
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::Licensor => "licensor",
+            Role::Host => "host",
+            Role::Auditor => "auditor",
+            Role::Arbiter => "arbiter",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A licensor, host, auditor or arbiter (SPEC §1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Party {
+    pub id: PartyId,
+    pub name: String,
+    pub role: Role,
+}
+
+/// A model, owned by a licensor, possibly derived from another model (SPEC §1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Model {
+    pub id: ModelId,
+    pub owner: PartyId,
+    pub derived_from: Option<ModelId>,
+}
+
+fn corrupt(what: String, detail: impl fmt::Display) -> StoreError {
+    StoreError::Corrupt { what, detail: detail.to_string() }
+}
+
+fn read_party(row: &dyn Columns) -> Result<Party, StoreError> {
+    let id = row.text(0)?;
+    let what = || format!("party `{id}`");
+    Ok(Party {
+        id: PartyId::parse(&id).map_err(|e| corrupt(what(), e))?,
+        name: row.text(1)?,
+        role: Role::parse(&row.text(2)?).map_err(|e| corrupt(what(), e))?,
+    })
+}
+
+fn read_model(row: &dyn Columns) -> Result<Model, StoreError> {
+    let id = row.text(0)?;
+    let what = || format!("model `{id}`");
+    Ok(Model {
+        id: ModelId::parse(&id).map_err(|e| corrupt(what(), e))?,
+        owner: PartyId::parse(&row.text(1)?).map_err(|e| corrupt(what(), e))?,
+        derived_from: row.opt_text(2)?.map(|d| ModelId::parse(&d)).transpose().map_err(|e| corrupt(what(), e))?,
+    })
+}
+
+pub(crate) fn party(sql: &mut impl Sql, id: &str) -> Result<Option<Party>, StoreError> {
+    first(sql, "SELECT id, name, role FROM parties WHERE id = $1", &[Param::Text(id)], read_party)
+}
+
+/// The party `id`, which must have `role`; `purpose` says what it is needed as, for the message.
+pub(crate) fn require_role(sql: &mut impl Sql, id: &str, role: Role, purpose: &str) -> Result<Party, StoreError> {
+    match party(sql, id)? {
+        None => Err(StoreError::UnknownParty { id: id.to_owned(), purpose: purpose.to_owned() }),
+        Some(p) if p.role != role => {
+            Err(StoreError::WrongRole { id: id.to_owned(), found: p.role, expected: role, purpose: purpose.to_owned() })
+        }
+        Some(p) => Ok(p),
+    }
+}
+
+pub(crate) fn add_party(sql: &mut impl Sql, party: &Party) -> Result<(), StoreError> {
+    let name = &party.name;
+    if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(StoreError::BadName { id: party.id.to_string() });
+    }
+    match self::party(sql, party.id.as_str())? {
+        Some(existing) if existing == *party => Ok(()),
+        Some(existing) => {
+            Err(StoreError::PartyExists { id: party.id.to_string(), existing: format!("{} \"{}\"", existing.role, existing.name) })
+        }
+        None => {
+            sql.execute(
+                "INSERT INTO parties (id, name, role) VALUES ($1, $2, $3)",
+                &[Param::Text(party.id.as_str()), Param::Text(name), Param::Text(party.role.as_str())],
+            )?;
+            Ok(())
+        }
+    }
+}
+
+pub(crate) fn model(sql: &mut impl Sql, id: &str) -> Result<Option<Model>, StoreError> {
+    first(sql, "SELECT id, owner, derived_from FROM models WHERE id = $1", &[Param::Text(id)], read_model)
+}
+
+pub(crate) fn add_model(sql: &mut impl Sql, new: &Model) -> Result<(), StoreError> {
+    require_role(sql, new.owner.as_str(), Role::Licensor, &format!("the owner of model {}", new.id))?;
+    if let Some(base) = &new.derived_from
+        && model(sql, base.as_str())?.is_none()
+    {
+        return Err(StoreError::UnknownModel { id: base.to_string(), purpose: format!("the model {} derives from", new.id) });
+    }
+    match model(sql, new.id.as_str())? {
+        Some(existing) if existing == *new => Ok(()),
+        Some(existing) => Err(StoreError::ModelExists {
+            id: new.id.to_string(),
+            existing: format!(
+                "owned by `{}`{}",
+                existing.owner,
+                existing.derived_from.map(|d| format!(", derived from `{d}`")).unwrap_or_default()
+            ),
+        }),
+        None => {
+            sql.execute(
+                "INSERT INTO models (id, owner, derived_from) VALUES ($1, $2, $3)",
+                &[
+                    Param::Text(new.id.as_str()),
+                    Param::Text(new.owner.as_str()),
+                    Param::OptText(new.derived_from.as_ref().map(ModelId::as_str)),
+                ],
+            )?;
+            Ok(())
+        }
+    }
+}
+
+fn alias(sql: &mut impl Sql, host: &str, host_model: &str) -> Result<Option<String>, StoreError> {
+    first(
+        sql,
+        "SELECT model FROM model_aliases WHERE host = $1 AND host_model = $2",
+        &[Param::Text(host), Param::Text(host_model)],
+        |row| row.text(0),
+    )
+}
+
+pub(crate) fn add_alias(sql: &mut impl Sql, host: &PartyId, host_model: &ModelId, target: &ModelId) -> Result<(), StoreError> {
+    require_role(sql, host.as_str(), Role::Host, "the host of an alias")?;
+    if model(sql, target.as_str())?.is_none() {
+        return Err(StoreError::UnknownModel { id: target.to_string(), purpose: format!("the target of alias {host_model}") });
+    }
+    match alias(sql, host.as_str(), host_model.as_str())? {
+        Some(existing) if existing == target.as_str() => Ok(()),
+        Some(existing) => Err(StoreError::AliasExists { host: host.to_string(), host_model: host_model.to_string(), existing }),
+        None => {
+            sql.execute(
+                "INSERT INTO model_aliases (host, host_model, model) VALUES ($1, $2, $3)",
+                &[Param::Text(host.as_str()), Param::Text(host_model.as_str()), Param::Text(target.as_str())],
+            )?;
+            Ok(())
+        }
+    }
+}
+
+/// The licensed model a host means by `name`: its alias if it has one, else the model itself.
+pub(crate) fn resolve(sql: &mut impl Sql, host: &str, name: &str) -> Result<Option<Model>, StoreError> {
+    match alias(sql, host, name)? {
+        Some(target) => match model(sql, &target)? {
+            Some(m) => Ok(Some(m)),
+            None => Err(corrupt(format!("alias `{name}` of host `{host}`"), format_args!("its target `{target}` is not a model"))),
+        },
+        None => model(sql, name),
+    }
+}

@@ -1,0 +1,245 @@
+//! Rollups maintained at ingest, so closing a month reads O(groups) rows, not O(records).
+//!
+//! One row per (agreement, month `YYYY-MM` in UTC, model, use case, region, exclusivity scope,
+//! revenue scale) holds the number of distinct records, the identical resends acknowledged for
+//! them, and the sums of requests, input tokens, output tokens and revenue. The scale is the
+//! number of decimal places of the normalised revenue (0 to 28): revenue is summed as the integer
+//! mantissas of one scale, exactly as the core's [`GroupSums`] does, so a row's revenue is
+//! `sum × 10^-scale` with no rounding, and a group whose records use one scale (the usual case:
+//! a host writes all its revenue one way) is one row instead of 29 mostly-zero columns. Reading a
+//! month merges the scale rows of a group back into one [`GroupSums`].
+//!
+//! The four sums are `u128` (billions of records of up to 2^63 tokens each). PostgreSQL holds them
+//! as `NUMERIC(39,0)`, which fits every `u128` and stays summable in SQL for ad-hoc reports;
+//! SQLite, whose integers are 64-bit, holds them as decimal `TEXT` in a STRICT table (exact and
+//! readable). Both are read back as text (`CAST(… AS TEXT)`) and parsed, so a damaged value is an
+//! error, never a wrong number. Updates are read-add-write in Rust with overflow checks; writers
+//! are serialised (see [`crate::sql::Access`]), so this needs no retry.
+//!
+//! The exclusivity scope column is the index of the agreement's `[[exclusivity]]` entry, `-1`
+//! for none (a primary key column cannot be NULL in PostgreSQL).
+
+use std::collections::BTreeMap;
+
+use revshare_core::decimal::MAX_DIGITS;
+use revshare_core::rollup::{GroupKey, GroupSums, Rollup, RollupOverflow};
+use revshare_core::usage::UsageRecord;
+
+use crate::agreements::Match;
+use crate::error::StoreError;
+use crate::sql::{Columns, Dialect, Param, Sql, first, rows, unsigned};
+
+/// Revenue scales: 0 to 28 decimal places.
+const SCALES: usize = 29;
+const _: () = assert!(MAX_DIGITS == 28);
+
+/// The scope column of an exclusivity scope index.
+pub(crate) fn scope_column(scope: Option<usize>) -> i64 {
+    // An agreement has a handful of scopes; no index comes near i64::MAX.
+    scope.map_or(-1, |s| i64::try_from(s).unwrap_or(i64::MAX))
+}
+
+pub(crate) fn scope_from_column(value: i64, what: impl FnOnce() -> String) -> Result<Option<usize>, StoreError> {
+    if value == -1 { Ok(None) } else { unsigned(value, what).map(Some) }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct RollupKey {
+    agreement_id: String,
+    month: String,
+    model: String,
+    use_case: String,
+    region: String,
+    scope: i64,
+    scale: i64,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Sums {
+    records: u64,
+    duplicates: u64,
+    requests: u128,
+    input_tokens: u128,
+    output_tokens: u128,
+    revenue: u128,
+}
+
+impl Sums {
+    fn merge(&mut self, other: &Sums) -> Result<(), RollupOverflow> {
+        self.records = self.records.checked_add(other.records).ok_or(RollupOverflow)?;
+        self.duplicates = self.duplicates.checked_add(other.duplicates).ok_or(RollupOverflow)?;
+        self.requests = self.requests.checked_add(other.requests).ok_or(RollupOverflow)?;
+        self.input_tokens = self.input_tokens.checked_add(other.input_tokens).ok_or(RollupOverflow)?;
+        self.output_tokens = self.output_tokens.checked_add(other.output_tokens).ok_or(RollupOverflow)?;
+        self.revenue = self.revenue.checked_add(other.revenue).ok_or(RollupOverflow)?;
+        Ok(())
+    }
+
+    /// Reads the six sum columns starting at `at`.
+    fn read(row: &dyn Columns, at: usize, what: impl Fn() -> String) -> Result<Sums, StoreError> {
+        let big = |i: usize| -> Result<u128, StoreError> {
+            let text = row.text(at + i)?;
+            text.parse().map_err(|_| StoreError::Corrupt { what: what(), detail: format!("`{text}` is not a sum") })
+        };
+        Ok(Sums {
+            records: unsigned(row.int(at)?, &what)?,
+            duplicates: unsigned(row.int(at + 1)?, &what)?,
+            requests: big(2)?,
+            input_tokens: big(3)?,
+            output_tokens: big(4)?,
+            revenue: big(5)?,
+        })
+    }
+}
+
+/// Changes to rollups, gathered in memory and written once per group.
+#[derive(Default)]
+pub(crate) struct Deltas(BTreeMap<RollupKey, Sums>);
+
+impl Deltas {
+    fn add(&mut self, placed: &Match, record: &UsageRecord<'_>, sums: &Sums) -> Result<(), StoreError> {
+        let key = RollupKey {
+            agreement_id: placed.agreement_id.clone(),
+            month: placed.month.clone(),
+            model: record.model.to_string(),
+            use_case: record.use_case.to_string(),
+            region: record.region.to_string(),
+            scope: scope_column(placed.scope),
+            scale: i64::from(record.revenue.scale()),
+        };
+        Ok(self.0.entry(key).or_default().merge(sums)?)
+    }
+
+    /// One more distinct record (with its model resolved) in its place.
+    pub fn record(&mut self, placed: &Match, record: &UsageRecord<'_>) -> Result<(), StoreError> {
+        let sums = Sums {
+            records: 1,
+            duplicates: 0,
+            requests: u128::from(record.requests),
+            input_tokens: u128::from(record.input_tokens),
+            output_tokens: u128::from(record.output_tokens),
+            revenue: record.revenue.mantissa(),
+        };
+        self.add(placed, record, &sums)
+    }
+
+    /// `count` more identical resends of a stored record.
+    pub fn duplicates(&mut self, placed: &Match, record: &UsageRecord<'_>, count: u64) -> Result<(), StoreError> {
+        if count == 0 {
+            return Ok(());
+        }
+        self.add(placed, record, &Sums { duplicates: count, ..Sums::default() })
+    }
+
+    /// Adds the changes to the stored rollups.
+    pub fn write(self, sql: &mut impl Sql) -> Result<(), StoreError> {
+        for (key, delta) in self.0 {
+            let what = || format!("rollup of agreement {} in {}", key.agreement_id, key.month);
+            let stored = first(
+                sql,
+                "SELECT record_count, duplicates, CAST(requests AS TEXT), CAST(input_tokens AS TEXT), \
+                 CAST(output_tokens AS TEXT), CAST(revenue AS TEXT) FROM rollups \
+                 WHERE agreement_id = $1 AND month = $2 AND model = $3 AND use_case = $4 AND region = $5 AND scope = $6 AND scale = $7",
+                &[
+                    Param::Text(&key.agreement_id),
+                    Param::Text(&key.month),
+                    Param::Text(&key.model),
+                    Param::Text(&key.use_case),
+                    Param::Text(&key.region),
+                    Param::Int(key.scope),
+                    Param::Int(key.scale),
+                ],
+                |row| Sums::read(row, 0, what),
+            )?;
+            let mut sums = stored.unwrap_or_default();
+            sums.merge(&delta)?;
+            put(sql, &key, &sums)?;
+        }
+        Ok(())
+    }
+}
+
+fn put(sql: &mut impl Sql, key: &RollupKey, sums: &Sums) -> Result<(), StoreError> {
+    let count = |n: u64| i64::try_from(n).map_err(|_| RollupOverflow);
+    let (requests, input_tokens, output_tokens, revenue) =
+        (sums.requests.to_string(), sums.input_tokens.to_string(), sums.output_tokens.to_string(), sums.revenue.to_string());
+    let statement = match sql.dialect() {
+        Dialect::Sqlite => {
+            "INSERT INTO rollups (agreement_id, month, model, use_case, region, scope, scale, record_count, duplicates, \
+             requests, input_tokens, output_tokens, revenue) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             ON CONFLICT (agreement_id, month, model, use_case, region, scope, scale) DO UPDATE SET \
+             record_count = excluded.record_count, duplicates = excluded.duplicates, requests = excluded.requests, \
+             input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens, revenue = excluded.revenue"
+        }
+        Dialect::Postgres => {
+            "INSERT INTO rollups (agreement_id, month, model, use_case, region, scope, scale, record_count, duplicates, \
+             requests, input_tokens, output_tokens, revenue) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+             CAST(CAST($10 AS TEXT) AS NUMERIC), CAST(CAST($11 AS TEXT) AS NUMERIC), \
+             CAST(CAST($12 AS TEXT) AS NUMERIC), CAST(CAST($13 AS TEXT) AS NUMERIC)) \
+             ON CONFLICT (agreement_id, month, model, use_case, region, scope, scale) DO UPDATE SET \
+             record_count = excluded.record_count, duplicates = excluded.duplicates, requests = excluded.requests, \
+             input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens, revenue = excluded.revenue"
+        }
+    };
+    sql.execute(
+        statement,
+        &[
+            Param::Text(&key.agreement_id),
+            Param::Text(&key.month),
+            Param::Text(&key.model),
+            Param::Text(&key.use_case),
+            Param::Text(&key.region),
+            Param::Int(key.scope),
+            Param::Int(key.scale),
+            Param::Int(count(sums.records)?),
+            Param::Int(count(sums.duplicates)?),
+            Param::Text(&requests),
+            Param::Text(&input_tokens),
+            Param::Text(&output_tokens),
+            Param::Text(&revenue),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Forgets an agreement's rollups (before they are rebuilt from its records).
+pub(crate) fn delete(sql: &mut impl Sql, agreement_id: &str) -> Result<(), StoreError> {
+    sql.execute("DELETE FROM rollups WHERE agreement_id = $1", &[Param::Text(agreement_id)])?;
+    Ok(())
+}
+
+/// The rollup of an agreement's month, and the resends acknowledged for its records.
+pub(crate) fn of_period(sql: &mut impl Sql, agreement_id: &str, month: &str) -> Result<(Rollup, u64), StoreError> {
+    let what = || format!("rollup of agreement {agreement_id} in {month}");
+    let groups = rows(
+        sql,
+        "SELECT model, use_case, region, scope, scale, record_count, duplicates, CAST(requests AS TEXT), \
+         CAST(input_tokens AS TEXT), CAST(output_tokens AS TEXT), CAST(revenue AS TEXT) \
+         FROM rollups WHERE agreement_id = $1 AND month = $2",
+        &[Param::Text(agreement_id), Param::Text(month)],
+        |row| {
+            let key = GroupKey {
+                model: row.text(0)?,
+                use_case: row.text(1)?,
+                region: row.text(2)?,
+                scope: scope_from_column(row.int(3)?, what)?,
+            };
+            let scale: usize = unsigned(row.int(4)?, what)?;
+            Ok((key, scale, Sums::read(row, 5, what)?))
+        },
+    )?;
+    let mut rollup = Rollup::new();
+    let mut duplicates: u64 = 0;
+    for (key, scale, sums) in groups {
+        let mut by_scale = [0u128; SCALES];
+        let slot = by_scale
+            .get_mut(scale)
+            .ok_or_else(|| StoreError::Corrupt { what: what(), detail: format!("revenue scale {scale} is above 28") })?;
+        *slot = sums.revenue;
+        let group = GroupSums::from_parts(sums.records, sums.requests, sums.input_tokens, sums.output_tokens, &by_scale)
+            .ok_or_else(|| StoreError::Corrupt { what: what(), detail: "its revenue sums do not fit the core's scales".to_owned() })?;
+        rollup.add_group(&key, &group)?;
+        duplicates = duplicates.checked_add(sums.duplicates).ok_or(RollupOverflow)?;
+    }
+    Ok((rollup, duplicates))
+}

@@ -1,0 +1,247 @@
+//! Versioned schema migrations, one list per dialect, kept side by side so they stay alike.
+//!
+//! `schema_version` holds one row per applied migration. Opening a store applies, in one write
+//! transaction, every migration after the highest version found (migration `n` of a list is
+//! version `n + 1`), so opening twice, or from two processes at once, applies each exactly once.
+//! A database newer than this build is refused rather than guessed at. Migrations are append-only:
+//! a released one is never edited; a change is a new entry in both lists.
+//!
+//! Dialect differences: integers are `BIGINT` in PostgreSQL and `INTEGER` (64-bit) in SQLite;
+//! the `u128` rollup sums are `NUMERIC(39,0)` in PostgreSQL and decimal `TEXT` in SQLite (see
+//! [`crate::rollups`]); digests and statement bytes are `BYTEA` / `BLOB`; flags are `BOOLEAN` /
+//! `INTEGER` 0 or 1. SQLite tables are `STRICT`, so a value of the wrong type is an error there
+//! as it is in PostgreSQL. Triggers refuse any update or deletion of agreements and statements,
+//! and any change to a stored record's values (only where it is rolled up may change, when an
+//! agreement is registered).
+
+use crate::error::StoreError;
+use crate::sql::{Access, Backend, Dialect, Param, Sql, first};
+
+const SQLITE: &[&str] = &[r#"
+CREATE TABLE parties (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('licensor', 'host', 'auditor', 'arbiter'))
+) STRICT;
+
+CREATE TABLE models (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL REFERENCES parties (id),
+    derived_from TEXT REFERENCES models (id)
+) STRICT;
+
+CREATE TABLE model_aliases (
+    host TEXT NOT NULL REFERENCES parties (id),
+    host_model TEXT NOT NULL,
+    model TEXT NOT NULL REFERENCES models (id),
+    PRIMARY KEY (host, host_model)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE agreements (
+    id TEXT NOT NULL,
+    version INTEGER NOT NULL CHECK (version >= 1),
+    licensor TEXT NOT NULL REFERENCES parties (id),
+    host TEXT NOT NULL REFERENCES parties (id),
+    digest TEXT NOT NULL,
+    source TEXT NOT NULL,
+    PRIMARY KEY (id, version)
+) STRICT;
+CREATE INDEX agreements_by_licensor ON agreements (licensor, host);
+
+CREATE TABLE records (
+    host TEXT NOT NULL REFERENCES parties (id),
+    id TEXT NOT NULL,
+    model TEXT NOT NULL REFERENCES models (id),
+    reported_model TEXT NOT NULL,
+    use_case TEXT NOT NULL,
+    region TEXT NOT NULL,
+    time_secs INTEGER NOT NULL,
+    time_nanos INTEGER NOT NULL CHECK (time_nanos BETWEEN 0 AND 999999999),
+    requests INTEGER NOT NULL CHECK (requests >= 0),
+    input_tokens INTEGER NOT NULL CHECK (input_tokens >= 0),
+    output_tokens INTEGER NOT NULL CHECK (output_tokens >= 0),
+    revenue TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    digest BLOB NOT NULL CHECK (length(digest) = 32),
+    resends INTEGER NOT NULL DEFAULT 0 CHECK (resends >= 0),
+    agreement_id TEXT,
+    month TEXT,
+    scope INTEGER NOT NULL DEFAULT -1,
+    late INTEGER NOT NULL DEFAULT 0 CHECK (late IN (0, 1)),
+    PRIMARY KEY (host, id),
+    CHECK ((agreement_id IS NULL) = (month IS NULL))
+) STRICT, WITHOUT ROWID;
+CREATE INDEX records_by_period ON records (agreement_id, month);
+CREATE TRIGGER records_keep_values BEFORE UPDATE OF host, id, model, reported_model, use_case, region, time_secs,
+    time_nanos, requests, input_tokens, output_tokens, revenue, currency, digest ON records
+BEGIN SELECT RAISE(ABORT, 'a stored usage record is never changed'); END;
+CREATE TRIGGER records_are_kept BEFORE DELETE ON records
+BEGIN SELECT RAISE(ABORT, 'a stored usage record is never deleted'); END;
+
+CREATE TABLE rollups (
+    agreement_id TEXT NOT NULL,
+    month TEXT NOT NULL,
+    model TEXT NOT NULL,
+    use_case TEXT NOT NULL,
+    region TEXT NOT NULL,
+    scope INTEGER NOT NULL,
+    scale INTEGER NOT NULL CHECK (scale BETWEEN 0 AND 28),
+    record_count INTEGER NOT NULL CHECK (record_count >= 0),
+    duplicates INTEGER NOT NULL CHECK (duplicates >= 0),
+    requests TEXT NOT NULL,
+    input_tokens TEXT NOT NULL,
+    output_tokens TEXT NOT NULL,
+    revenue TEXT NOT NULL,
+    PRIMARY KEY (agreement_id, month, model, use_case, region, scope, scale)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE statements (
+    agreement_id TEXT NOT NULL,
+    period TEXT NOT NULL,
+    seq INTEGER NOT NULL CHECK (seq >= 1),
+    kind TEXT NOT NULL CHECK (kind IN ('original', 'restatement')),
+    agreement_version INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    body BLOB NOT NULL,
+    PRIMARY KEY (agreement_id, period, seq),
+    CHECK ((seq = 1) = (kind = 'original')),
+    FOREIGN KEY (agreement_id, agreement_version) REFERENCES agreements (id, version)
+) STRICT;
+CREATE TRIGGER statements_are_final_u BEFORE UPDATE ON statements
+BEGIN SELECT RAISE(ABORT, 'a finalised statement is never changed; save a restatement'); END;
+CREATE TRIGGER statements_are_final_d BEFORE DELETE ON statements
+BEGIN SELECT RAISE(ABORT, 'a finalised statement is never deleted; save a restatement'); END;
+CREATE TRIGGER agreements_are_kept_u BEFORE UPDATE ON agreements
+BEGIN SELECT RAISE(ABORT, 'an agreement version is never changed; register an amendment'); END;
+CREATE TRIGGER agreements_are_kept_d BEFORE DELETE ON agreements
+BEGIN SELECT RAISE(ABORT, 'an agreement version is never deleted; register an amendment'); END;
+"#];
+
+const POSTGRES: &[&str] = &[r#"
+CREATE TABLE parties (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('licensor', 'host', 'auditor', 'arbiter'))
+);
+
+CREATE TABLE models (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL REFERENCES parties (id),
+    derived_from TEXT REFERENCES models (id)
+);
+
+CREATE TABLE model_aliases (
+    host TEXT NOT NULL REFERENCES parties (id),
+    host_model TEXT NOT NULL,
+    model TEXT NOT NULL REFERENCES models (id),
+    PRIMARY KEY (host, host_model)
+);
+
+CREATE TABLE agreements (
+    id TEXT NOT NULL,
+    version BIGINT NOT NULL CHECK (version >= 1),
+    licensor TEXT NOT NULL REFERENCES parties (id),
+    host TEXT NOT NULL REFERENCES parties (id),
+    digest TEXT NOT NULL,
+    source TEXT NOT NULL,
+    PRIMARY KEY (id, version)
+);
+CREATE INDEX agreements_by_licensor ON agreements (licensor, host);
+
+CREATE TABLE records (
+    host TEXT NOT NULL REFERENCES parties (id),
+    id TEXT NOT NULL,
+    model TEXT NOT NULL REFERENCES models (id),
+    reported_model TEXT NOT NULL,
+    use_case TEXT NOT NULL,
+    region TEXT NOT NULL,
+    time_secs BIGINT NOT NULL,
+    time_nanos BIGINT NOT NULL CHECK (time_nanos BETWEEN 0 AND 999999999),
+    requests BIGINT NOT NULL CHECK (requests >= 0),
+    input_tokens BIGINT NOT NULL CHECK (input_tokens >= 0),
+    output_tokens BIGINT NOT NULL CHECK (output_tokens >= 0),
+    revenue TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    digest BYTEA NOT NULL CHECK (length(digest) = 32),
+    resends BIGINT NOT NULL DEFAULT 0 CHECK (resends >= 0),
+    agreement_id TEXT,
+    month TEXT,
+    scope BIGINT NOT NULL DEFAULT -1,
+    late BOOLEAN NOT NULL DEFAULT FALSE,
+    PRIMARY KEY (host, id),
+    CHECK ((agreement_id IS NULL) = (month IS NULL))
+);
+CREATE INDEX records_by_period ON records (agreement_id, month);
+
+CREATE FUNCTION revshare_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION '%', TG_ARGV[0]; END $$;
+CREATE TRIGGER records_keep_values BEFORE UPDATE OF host, id, model, reported_model, use_case, region, time_secs,
+    time_nanos, requests, input_tokens, output_tokens, revenue, currency, digest ON records
+FOR EACH ROW EXECUTE FUNCTION revshare_refuse('a stored usage record is never changed');
+CREATE TRIGGER records_are_kept BEFORE DELETE ON records
+FOR EACH ROW EXECUTE FUNCTION revshare_refuse('a stored usage record is never deleted');
+
+CREATE TABLE rollups (
+    agreement_id TEXT NOT NULL,
+    month TEXT NOT NULL,
+    model TEXT NOT NULL,
+    use_case TEXT NOT NULL,
+    region TEXT NOT NULL,
+    scope BIGINT NOT NULL,
+    scale BIGINT NOT NULL CHECK (scale BETWEEN 0 AND 28),
+    record_count BIGINT NOT NULL CHECK (record_count >= 0),
+    duplicates BIGINT NOT NULL CHECK (duplicates >= 0),
+    requests NUMERIC(39, 0) NOT NULL CHECK (requests >= 0),
+    input_tokens NUMERIC(39, 0) NOT NULL CHECK (input_tokens >= 0),
+    output_tokens NUMERIC(39, 0) NOT NULL CHECK (output_tokens >= 0),
+    revenue NUMERIC(39, 0) NOT NULL CHECK (revenue >= 0),
+    PRIMARY KEY (agreement_id, month, model, use_case, region, scope, scale)
+);
+
+CREATE TABLE statements (
+    agreement_id TEXT NOT NULL,
+    period TEXT NOT NULL,
+    seq BIGINT NOT NULL CHECK (seq >= 1),
+    kind TEXT NOT NULL CHECK (kind IN ('original', 'restatement')),
+    agreement_version BIGINT NOT NULL,
+    digest TEXT NOT NULL,
+    body BYTEA NOT NULL,
+    PRIMARY KEY (agreement_id, period, seq),
+    CHECK ((seq = 1) = (kind = 'original')),
+    FOREIGN KEY (agreement_id, agreement_version) REFERENCES agreements (id, version)
+);
+CREATE TRIGGER statements_are_final BEFORE UPDATE OR DELETE ON statements
+FOR EACH ROW EXECUTE FUNCTION revshare_refuse('a finalised statement is never changed or deleted; save a restatement');
+CREATE TRIGGER agreements_are_kept BEFORE UPDATE OR DELETE ON agreements
+FOR EACH ROW EXECUTE FUNCTION revshare_refuse('an agreement version is never changed or deleted; register an amendment');
+"#];
+
+fn migrations(dialect: Dialect) -> &'static [&'static str] {
+    match dialect {
+        Dialect::Sqlite => SQLITE,
+        Dialect::Postgres => POSTGRES,
+    }
+}
+
+/// The schema version of a database.
+pub(crate) fn version(sql: &mut impl Sql) -> Result<i64, StoreError> {
+    Ok(first(sql, "SELECT COALESCE(MAX(version), 0) FROM schema_version", &[], |row| row.int(0))?.unwrap_or(0))
+}
+
+/// Brings the schema up to date; returns its version.
+pub(crate) fn migrate<B: Backend>(backend: &mut B) -> Result<i64, StoreError> {
+    let mut sql = backend.begin(Access::Write)?;
+    sql.batch("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT PRIMARY KEY)")?;
+    let found = version(&mut sql)?;
+    let all = migrations(sql.dialect());
+    let known = i64::try_from(all.len()).unwrap_or(i64::MAX);
+    if found > known {
+        return Err(StoreError::NewerSchema { found, known });
+    }
+    for (version, script) in (1..).zip(all).skip_while(|(v, _)| *v <= found) {
+        sql.batch(script)?;
+        sql.execute("INSERT INTO schema_version (version) VALUES ($1)", &[Param::Int(version)])?;
+    }
+    sql.commit()?;
+    Ok(known)
+}

@@ -1,0 +1,206 @@
+//! Finalised statements: immutable, numbered per agreement and period.
+//!
+//! The first statement of an agreement's period is the `original` (sequence 1); a period with a
+//! statement is *closed*. Anything saved for a closed period must say it is a `restatement` and
+//! gets the next sequence number; nothing saved is ever updated or deleted (the schema refuses
+//! both with triggers as well). The bytes are stored exactly as given — the RFC 8785 canonical
+//! JSON — with their `sha256:` digest, which is checked against the bytes, and the bytes must be
+//! the statement of the agreement version and period they are saved under.
+
+use std::fmt;
+
+use revshare_core::canonical;
+use revshare_core::ids::AgreementId;
+use revshare_core::time::Period;
+
+use crate::agreements;
+use crate::error::StoreError;
+use crate::sql::{Columns, Param, Sql, first, rows, unsigned};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatementKind {
+    /// The first statement of a period, which closes it.
+    Original,
+    /// A later statement of a closed period (a late record, a correction).
+    Restatement,
+}
+
+impl StatementKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StatementKind::Original => "original",
+            StatementKind::Restatement => "restatement",
+        }
+    }
+}
+
+impl fmt::Display for StatementKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A statement to finalise.
+#[derive(Clone, Copy, Debug)]
+pub struct NewStatement<'a> {
+    pub agreement_id: &'a AgreementId,
+    pub agreement_version: u32,
+    pub period: Period,
+    pub kind: StatementKind,
+    /// The canonical bytes (`Statement::to_canonical`).
+    pub canonical: &'a [u8],
+    /// `sha256:` of `canonical`.
+    pub digest: &'a str,
+}
+
+/// A finalised statement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredStatement {
+    pub agreement_id: AgreementId,
+    pub agreement_version: u32,
+    pub period: Period,
+    /// 1 for the original, then 2, 3, … for restatements.
+    pub sequence: u32,
+    pub kind: StatementKind,
+    pub digest: String,
+    pub canonical: Vec<u8>,
+}
+
+fn read(row: &dyn Columns) -> Result<StoredStatement, StoreError> {
+    let id = row.text(0)?;
+    let period = row.text(1)?;
+    let what = || format!("statement of agreement {id} for {period}");
+    let corrupt = |detail: String| StoreError::Corrupt { what: what(), detail };
+    Ok(StoredStatement {
+        agreement_id: AgreementId::parse(&id).map_err(|e| corrupt(e.to_string()))?,
+        period: Period::parse(&period).map_err(|e| corrupt(e.to_string()))?,
+        sequence: unsigned(row.int(2)?, what)?,
+        kind: match row.text(3)?.as_str() {
+            "original" => StatementKind::Original,
+            "restatement" => StatementKind::Restatement,
+            other => return Err(corrupt(format!("`{other}` is not a statement kind"))),
+        },
+        agreement_version: unsigned(row.int(4)?, what)?,
+        digest: row.text(5)?,
+        canonical: row.bytes(6)?,
+    })
+}
+
+/// Whether a period of an agreement has a finalised statement.
+pub(crate) fn closed(sql: &mut impl Sql, agreement_id: &str, month: &str) -> Result<bool, StoreError> {
+    let found = first(
+        sql,
+        "SELECT seq FROM statements WHERE agreement_id = $1 AND period = $2 LIMIT 1",
+        &[Param::Text(agreement_id), Param::Text(month)],
+        |_| Ok(()),
+    )?;
+    Ok(found.is_some())
+}
+
+/// The bytes must be the statement they are saved as: its agreement, version and period.
+fn check_bytes(new: &NewStatement<'_>) -> Result<(), StoreError> {
+    let actual = canonical::digest(new.canonical);
+    if actual != new.digest {
+        return Err(StoreError::StatementDigest { given: new.digest.to_owned(), actual });
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(new.canonical).map_err(|e| StoreError::StatementMismatch(format!("they are not JSON ({e})")))?;
+    let said = (
+        json.pointer("/agreement/id").and_then(|v| v.as_str()),
+        json.pointer("/agreement/version").and_then(|v| v.as_u64()),
+        json.pointer("/period").and_then(|v| v.as_str()),
+    );
+    let period = new.period.to_string();
+    if said != (Some(new.agreement_id.as_str()), Some(u64::from(new.agreement_version)), Some(period.as_str())) {
+        return Err(StoreError::StatementMismatch(format!(
+            "they are of agreement {} version {} for {}, but were saved as agreement {} version {} for {period}",
+            said.0.unwrap_or("?"),
+            said.1.map_or("?".to_owned(), |v| v.to_string()),
+            said.2.unwrap_or("?"),
+            new.agreement_id,
+            new.agreement_version,
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn save(sql: &mut impl Sql, new: &NewStatement<'_>) -> Result<StoredStatement, StoreError> {
+    check_bytes(new)?;
+    let id = new.agreement_id.as_str();
+    agreements::require(sql, id, Some(new.agreement_version))?;
+    let period = new.period.to_string();
+    let sequence = match (latest(sql, id, &period)?, new.kind) {
+        (None, StatementKind::Original) => 1,
+        (None, StatementKind::Restatement) => return Err(StoreError::NothingToRestate { agreement: id.to_owned(), period }),
+        (Some(last), StatementKind::Original) => {
+            return Err(StoreError::StatementExists { agreement: id.to_owned(), period, sequence: last.sequence });
+        }
+        (Some(last), StatementKind::Restatement) => last.sequence + 1,
+    };
+    sql.execute(
+        "INSERT INTO statements (agreement_id, period, seq, kind, agreement_version, digest, body) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            Param::Text(id),
+            Param::Text(&period),
+            Param::Int(i64::from(sequence)),
+            Param::Text(new.kind.as_str()),
+            Param::Int(i64::from(new.agreement_version)),
+            Param::Text(new.digest),
+            Param::Bytes(new.canonical),
+        ],
+    )?;
+    Ok(StoredStatement {
+        agreement_id: new.agreement_id.clone(),
+        agreement_version: new.agreement_version,
+        period: new.period,
+        sequence,
+        kind: new.kind,
+        digest: new.digest.to_owned(),
+        canonical: new.canonical.to_vec(),
+    })
+}
+
+/// The latest statement of an agreement's period.
+pub(crate) fn latest(sql: &mut impl Sql, agreement_id: &str, period: &str) -> Result<Option<StoredStatement>, StoreError> {
+    first(
+        sql,
+        "SELECT agreement_id, period, seq, kind, agreement_version, digest, body FROM statements \
+         WHERE agreement_id = $1 AND period = $2 ORDER BY seq DESC LIMIT 1",
+        &[Param::Text(agreement_id), Param::Text(period)],
+        read,
+    )
+}
+
+/// Every statement, or every statement of one agreement, by agreement, period and sequence.
+pub(crate) fn list(sql: &mut impl Sql, agreement_id: Option<&str>) -> Result<Vec<StoredStatement>, StoreError> {
+    match agreement_id {
+        Some(id) => rows(
+            sql,
+            "SELECT agreement_id, period, seq, kind, agreement_version, digest, body FROM statements \
+             WHERE agreement_id = $1 ORDER BY agreement_id, period, seq",
+            &[Param::Text(id)],
+            read,
+        ),
+        None => rows(
+            sql,
+            "SELECT agreement_id, period, seq, kind, agreement_version, digest, body FROM statements ORDER BY agreement_id, period, seq",
+            &[],
+            read,
+        ),
+    }
+}
+
+/// The periods of an agreement that have a statement, in order.
+pub(crate) fn closed_periods(sql: &mut impl Sql, agreement_id: &str) -> Result<Vec<Period>, StoreError> {
+    let periods =
+        rows(sql, "SELECT DISTINCT period FROM statements WHERE agreement_id = $1 ORDER BY period", &[Param::Text(agreement_id)], |row| {
+            row.text(0)
+        })?;
+    periods
+        .iter()
+        .map(|p| {
+            Period::parse(p)
+                .map_err(|e| StoreError::Corrupt { what: format!("statement of agreement {agreement_id}"), detail: e.to_string() })
+        })
+        .collect()
+}

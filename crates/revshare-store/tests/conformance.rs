@@ -1,0 +1,896 @@
+//! The conformance suite: every test runs against a fresh SQLite file and against a fresh
+//! PostgreSQL database, through `&mut dyn Store`, so both stores keep one contract.
+//!
+//! PostgreSQL is found at `host=127.0.0.1 user=postgres dbname=postgres`, or wherever
+//! `REVSHARE_TEST_PG` says; each test creates `revshare_test_<pid>_<n>` and drops it afterwards.
+//! A server that cannot be reached fails the PostgreSQL tests with a message saying so: they
+//! never skip silently.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use revshare_core::contribution::{Contribution, parse_contribution_line};
+use revshare_core::ids::{AgreementId, ModelId, PartyId};
+use revshare_core::settle::{SettlementInput, settle, settle_records, usage_digest};
+use revshare_core::time::{Instant, Period};
+use revshare_core::usage::{UsageRecord, parse_json_line};
+use revshare_store::{IngestMode, Model, NewStatement, Party, PgStore, ProblemKind, Role, SqliteStore, StatementKind, Store, StoreError};
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+
+trait TestDb {
+    /// Opens the test database (again): a new connection, migrations applied.
+    fn open(&self) -> Box<dyn Store + Send>;
+}
+
+struct SqliteDb {
+    dir: tempfile::TempDir,
+}
+
+impl SqliteDb {
+    fn new() -> SqliteDb {
+        SqliteDb { dir: tempfile::tempdir().expect("a temporary directory") }
+    }
+}
+
+impl TestDb for SqliteDb {
+    fn open(&self) -> Box<dyn Store + Send> {
+        Box::new(SqliteStore::open(self.dir.path().join("revshare.sqlite")).expect("the SQLite store opens"))
+    }
+}
+
+struct PgDb {
+    admin: String,
+    config: ::postgres::Config,
+    name: String,
+}
+
+static PG_DATABASES: AtomicUsize = AtomicUsize::new(0);
+
+impl PgDb {
+    fn new() -> PgDb {
+        let admin = std::env::var("REVSHARE_TEST_PG").unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=postgres".to_owned());
+        let name = format!("revshare_test_{}_{}", std::process::id(), PG_DATABASES.fetch_add(1, Ordering::Relaxed));
+        let mut client = ::postgres::Client::connect(&admin, ::postgres::NoTls).unwrap_or_else(|e| {
+            let cause = std::error::Error::source(&e).map(|c| format!(": {c}")).unwrap_or_default();
+            panic!(
+                "the PostgreSQL conformance tests need a server, and none answers at `{admin}` ({e}{cause}); \
+                 start it (e.g. `pg_ctlcluster 15 main start`) or set REVSHARE_TEST_PG to one that runs"
+            )
+        });
+        client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).expect("drop a stale test database");
+        client.batch_execute(&format!("CREATE DATABASE {name}")).expect("create the test database");
+        let mut config: ::postgres::Config = admin.parse().expect("REVSHARE_TEST_PG is a valid connection string");
+        config.dbname(&name);
+        PgDb { admin, config, name }
+    }
+}
+
+impl TestDb for PgDb {
+    fn open(&self) -> Box<dyn Store + Send> {
+        Box::new(PgStore::connect_with(&self.config).expect("the PostgreSQL store opens"))
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        let dropped = ::postgres::Client::connect(&self.admin, ::postgres::NoTls)
+            .and_then(|mut c| c.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)));
+        if let Err(e) = dropped {
+            eprintln!("could not drop test database {}: {e}", self.name);
+        }
+    }
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $name() { super::$name(&super::SqliteDb::new()); } )*
+        }
+        mod postgres {
+            $( #[test] fn $name() { super::$name(&super::PgDb::new()); } )*
+        }
+    };
+}
+
+conformance!(
+    migrations_are_idempotent,
+    parties_register_once,
+    models_and_aliases,
+    agreement_versions_and_amendments,
+    agreement_needs_registered_parties_and_models,
+    exclusivity_conflict_names_the_other_agreement,
+    one_agreement_per_pair_at_a_time,
+    atomic_batch_stores_nothing_on_a_problem,
+    partial_batch_stores_the_good_records,
+    duplicates_compare_by_value,
+    conflicts_leave_the_stored_record_untouched,
+    currency_must_match_the_agreement,
+    aliases_roll_up_under_the_licensed_model,
+    store_settles_the_worked_example_like_the_core,
+    store_settles_generated_usage_like_the_core,
+    concurrent_writers_end_as_one_sequential_writer,
+    registering_an_agreement_places_earlier_records,
+    records_of_a_closed_month_are_late,
+    statements_are_immutable,
+);
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+
+const AGREEMENT: &str = include_str!("data/agreement.toml");
+const USAGE: &str = include_str!("data/usage.jsonl");
+const CONTRIBUTIONS: &str = include_str!("data/contributions.jsonl");
+
+fn party(id: &str, role: Role) -> Party {
+    Party { id: PartyId::parse(id).expect("a party id"), name: format!("{id} Ltd"), role }
+}
+
+fn model(id: &str, owner: &str, derived_from: Option<&str>) -> Model {
+    Model {
+        id: ModelId::parse(id).expect("a model id"),
+        owner: PartyId::parse(owner).expect("a party id"),
+        derived_from: derived_from.map(|d| ModelId::parse(d).expect("a model id")),
+    }
+}
+
+fn pid(id: &str) -> PartyId {
+    PartyId::parse(id).expect("a party id")
+}
+
+fn mid(id: &str) -> ModelId {
+    ModelId::parse(id).expect("a model id")
+}
+
+fn aid(id: &str) -> AgreementId {
+    AgreementId::parse(id).expect("an agreement id")
+}
+
+fn month(text: &str) -> Period {
+    Period::parse(text).expect("a month")
+}
+
+fn parse_records(text: &str) -> Vec<UsageRecord<'static>> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| parse_json_line(l.as_bytes()).unwrap_or_else(|e| panic!("{l}: {e:?}")).into_owned())
+        .collect()
+}
+
+/// A USD record of northwind with the given varying fields.
+fn record(id: &str, model: &str, use_case: &str, region: &str, time: &str, revenue: &str) -> UsageRecord<'static> {
+    let line = format!(
+        r#"{{"id":"{id}","host":"northwind","model":"{model}","use_case":"{use_case}","region":"{region}","time":"{time}","requests":10,"input_tokens":1000,"output_tokens":500,"revenue":"{revenue}","currency":"USD"}}"#
+    );
+    parse_records(&line).remove(0)
+}
+
+fn with_host(mut record: UsageRecord<'static>, host: &str) -> UsageRecord<'static> {
+    record.host = host.to_owned().into();
+    record
+}
+
+/// meridian (licensor) with models m-8b and m-70b; hosts northwind and southwind.
+fn register_example_parties(store: &mut dyn Store) {
+    store.add_party(&party("meridian", Role::Licensor)).expect("add meridian");
+    store.add_party(&party("northwind", Role::Host)).expect("add northwind");
+    store.add_party(&party("southwind", Role::Host)).expect("add southwind");
+    store.add_model(&model("m-8b", "meridian", None)).expect("add m-8b");
+    store.add_model(&model("m-70b", "meridian", None)).expect("add m-70b");
+}
+
+fn register_example(store: &mut dyn Store) {
+    register_example_parties(store);
+    store.add_agreement("agreement.toml", AGREEMENT).expect("add the example agreement");
+}
+
+/// The example agreement with some lines replaced.
+fn edited(text: &str, replacements: &[(&str, &str)]) -> String {
+    replacements.iter().fold(text.to_owned(), |t, (from, to)| {
+        assert!(t.contains(from), "the fixture has no `{from}`");
+        t.replacen(from, to, 1)
+    })
+}
+
+/// Settles a month from the store, as `revshare close` will.
+fn settle_from_store(store: &mut dyn Store, id: &str, period: Period, contributions: &[Contribution]) -> Vec<u8> {
+    let agreement = store.agreement(&aid(id), None).expect("the agreement");
+    let (rollup, duplicates) = store.rollup(&aid(id), period).expect("the rollup");
+    let mut digests = store.record_digests(&aid(id), period).expect("the digests");
+    let statement = settle(&SettlementInput {
+        agreement: &agreement,
+        period,
+        rollup: &rollup,
+        duplicates,
+        usage_digest: usage_digest(&mut digests),
+        contributions,
+        adjustments: Vec::new(),
+    })
+    .expect("settles from the store");
+    statement.to_canonical().expect("canonical bytes")
+}
+
+/// Settles a month from records in memory, with the core alone.
+fn settle_in_memory(
+    store: &mut dyn Store,
+    id: &str,
+    period: Period,
+    records: &[UsageRecord<'_>],
+    contributions: &[Contribution],
+) -> Vec<u8> {
+    let agreement = store.agreement(&aid(id), None).expect("the agreement");
+    let statement = settle_records(&agreement, period, records, contributions, Vec::new()).expect("settles in memory");
+    statement.to_canonical().expect("canonical bytes")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schema and registry
+
+fn migrations_are_idempotent(db: &dyn TestDb) {
+    let mut store = db.open();
+    assert_eq!(store.schema_version().expect("version"), 1);
+    store.add_party(&party("meridian", Role::Licensor)).expect("add a party");
+    drop(store);
+    let mut again = db.open();
+    assert_eq!(again.schema_version().expect("version"), 1, "opening again applies nothing twice");
+    assert_eq!(again.party(&pid("meridian")).expect("read"), Some(party("meridian", Role::Licensor)), "data survives reopening");
+    let mut third = db.open();
+    assert_eq!(third.schema_version().expect("version"), 1);
+}
+
+fn parties_register_once(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    store.add_party(&party("northwind", Role::Host)).expect("add");
+    store.add_party(&party("northwind", Role::Host)).expect("the same party again is a no-op");
+    let err = store.add_party(&party("northwind", Role::Licensor)).expect_err("same id, other role");
+    assert!(matches!(err, StoreError::PartyExists { .. }), "{err}");
+    assert!(err.to_string().contains("already registered as host"), "{err}");
+    let err = store.add_party(&Party { name: " ".to_owned(), ..party("acme", Role::Auditor) }).expect_err("blank name");
+    assert!(matches!(err, StoreError::BadName { .. }), "{err}");
+    assert_eq!(store.party(&pid("acme")).expect("read"), None);
+    assert!(matches!(Role::parse("admin"), Err(StoreError::BadRole(_))));
+    assert_eq!(Role::parse("arbiter").expect("a role"), Role::Arbiter);
+}
+
+fn models_and_aliases(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    register_example_parties(store);
+    store.add_model(&model("m-70b", "meridian", None)).expect("the same model again is a no-op");
+    store.add_model(&model("m-70b-ft", "meridian", Some("m-70b"))).expect("a derived model");
+    assert_eq!(store.model(&mid("m-70b-ft")).expect("read"), Some(model("m-70b-ft", "meridian", Some("m-70b"))));
+
+    let err = store.add_model(&model("m-70b", "meridian", Some("m-8b"))).expect_err("same id, other base");
+    assert!(matches!(err, StoreError::ModelExists { .. }), "{err}");
+    let err = store.add_model(&model("x-1", "northwind", None)).expect_err("a host owns no models");
+    assert!(matches!(err, StoreError::WrongRole { found: Role::Host, expected: Role::Licensor, .. }), "{err}");
+    let err = store.add_model(&model("x-1", "nobody", None)).expect_err("unknown owner");
+    assert!(matches!(err, StoreError::UnknownParty { .. }), "{err}");
+    let err = store.add_model(&model("x-1", "meridian", Some("x-0"))).expect_err("unknown base");
+    assert!(matches!(err, StoreError::UnknownModel { .. }), "{err}");
+
+    store.add_alias(&pid("northwind"), &mid("nw-llama"), &mid("m-70b")).expect("an alias");
+    store.add_alias(&pid("northwind"), &mid("nw-llama"), &mid("m-70b")).expect("the same alias again");
+    let err = store.add_alias(&pid("northwind"), &mid("nw-llama"), &mid("m-8b")).expect_err("re-pointing an alias");
+    assert!(matches!(err, StoreError::AliasExists { .. }), "{err}");
+    let err = store.add_alias(&pid("meridian"), &mid("mer-llama"), &mid("m-70b")).expect_err("aliases belong to hosts");
+    assert!(matches!(err, StoreError::WrongRole { .. }), "{err}");
+    let err = store.add_alias(&pid("northwind"), &mid("nw-other"), &mid("m-1t")).expect_err("unknown target");
+    assert!(matches!(err, StoreError::UnknownModel { .. }), "{err}");
+
+    assert_eq!(store.resolve_model(&pid("northwind"), "nw-llama").expect("alias"), mid("m-70b"));
+    assert_eq!(store.resolve_model(&pid("northwind"), "m-8b").expect("plain"), mid("m-8b"));
+    let err = store.resolve_model(&pid("southwind"), "nw-llama").expect_err("another host's alias");
+    assert!(matches!(err, StoreError::Unresolved { .. }), "{err}");
+    assert!(err.to_string().contains("neither a registered model nor an alias of host `southwind`"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agreements
+
+fn agreement_versions_and_amendments(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    register_example_parties(store);
+    let v1 = store.add_agreement("agreement.toml", AGREEMENT).expect("version 1");
+    assert_eq!(v1.version(), 1);
+    store.add_agreement("agreement.toml", AGREEMENT).expect("the same version again is a no-op");
+
+    let other_terms = edited(AGREEMENT, &[("minimum = \"500.00\"", "minimum = \"600.00\"")]);
+    let err = store.add_agreement("a.toml", &other_terms).expect_err("version 1 with other terms");
+    assert!(matches!(err, StoreError::AgreementVersion { .. }), "{err}");
+    assert!(err.to_string().contains("an amendment is version 2"), "{err}");
+
+    let v3 = edited(&other_terms, &[("version = 1", "version = 3")]);
+    let err = store.add_agreement("a.toml", &v3).expect_err("skipping a version");
+    assert!(err.to_string().contains("the latest version is 1, so an amendment is version 2"), "{err}");
+
+    let v2 = edited(&other_terms, &[("version = 1", "version = 2")]);
+    let amended = store.add_agreement("a.toml", &v2).expect("an amendment");
+    assert_eq!(store.agreement(&aid("meridian-northwind"), None).expect("latest"), amended);
+    assert_eq!(store.agreement(&aid("meridian-northwind"), Some(1)).expect("version 1 is kept"), v1);
+    let err = store.agreement(&aid("meridian-northwind"), Some(3)).expect_err("no version 3");
+    assert_eq!(err.to_string(), "agreement meridian-northwind version 3 is not registered");
+
+    let moved = edited(&v2, &[("version = 2", "version = 3"), ("host = \"northwind\"", "host = \"southwind\"")]);
+    let err = store.add_agreement("a.toml", &moved).expect_err("an amendment keeps its parties");
+    assert!(err.to_string().contains("keeps the licensor and host"), "{err}");
+
+    let new_at_2 = edited(AGREEMENT, &[("id = \"meridian-northwind\"", "id = \"other\""), ("version = 1", "version = 2")]);
+    let err = store.add_agreement("a.toml", &new_at_2).expect_err("a new id starts at 1");
+    assert!(err.to_string().contains("a new agreement starts at version 1"), "{err}");
+
+    let err = store.add_agreement("broken.toml", "id = 3").expect_err("not an agreement");
+    assert!(matches!(err, StoreError::Agreement(_)), "{err}");
+    assert!(err.to_string().contains("broken.toml:1:"), "names the file, line and column: {err}");
+}
+
+fn agreement_needs_registered_parties_and_models(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    store.add_party(&party("meridian", Role::Licensor)).expect("add");
+    store.add_model(&model("m-8b", "meridian", None)).expect("add");
+    store.add_model(&model("m-70b", "meridian", None)).expect("add");
+    let err = store.add_agreement("a.toml", AGREEMENT).expect_err("unknown host");
+    assert_eq!(err.to_string(), "`northwind`, the host of agreement meridian-northwind, is not a registered party; register it first");
+
+    store.add_party(&party("northwind", Role::Auditor)).expect("add");
+    let err = store.add_agreement("a.toml", AGREEMENT).expect_err("the host is an auditor");
+    assert!(matches!(err, StoreError::WrongRole { found: Role::Auditor, expected: Role::Host, .. }), "{err}");
+
+    store.add_party(&party("southwind", Role::Host)).expect("add");
+    store.add_party(&party("other-lab", Role::Licensor)).expect("add");
+    store.add_model(&model("o-1", "other-lab", None)).expect("add");
+    let to_southwind = edited(AGREEMENT, &[("host = \"northwind\"", "host = \"southwind\"")]);
+    let foreign = edited(&to_southwind, &[("models = [\"m-8b\", \"m-70b\"]", "models = [\"m-8b\", \"o-1\"]")]);
+    let err = store.add_agreement("a.toml", &foreign).expect_err("another licensor's model");
+    assert!(matches!(err, StoreError::ForeignModel { .. }), "{err}");
+    let unknown = edited(&to_southwind, &[("models = [\"m-8b\", \"m-70b\"]", "models = [\"m-8b\", \"m-9\"]")]);
+    let err = store.add_agreement("a.toml", &unknown).expect_err("unknown model");
+    assert!(matches!(err, StoreError::UnknownModel { .. }), "{err}");
+    store.add_agreement("a.toml", &to_southwind).expect("with a host and the licensor's models");
+}
+
+fn exclusivity_conflict_names_the_other_agreement(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    register_example(store);
+    let southwind = edited(
+        AGREEMENT,
+        &[("id = \"meridian-northwind\"", "id = \"meridian-southwind\""), ("host = \"northwind\"", "host = \"southwind\"")],
+    );
+    let err = store.add_agreement("southwind.toml", &southwind).expect_err("search in the eu is northwind's");
+    match &err {
+        StoreError::ExclusivityConflict { id, scope, other, other_version, other_host, other_scope } => {
+            assert_eq!((id.as_str(), *scope), ("meridian-southwind", 1));
+            assert_eq!((other.as_str(), *other_version, other_host.as_str(), *other_scope), ("meridian-northwind", 1, "northwind", 1));
+        }
+        other => panic!("expected an exclusivity conflict, got {other}"),
+    }
+    assert!(err.to_string().contains("overlaps entry 1 of agreement meridian-northwind (version 1, host northwind)"), "{err}");
+
+    let elsewhere = edited(&southwind, &[("regions = [\"eu\"]", "regions = [\"us\"]")]);
+    store.add_agreement("southwind.toml", &elsewhere).expect("search in the us does not overlap");
+    let later = edited(&southwind, &[("from = 2026-10-15", "from = 2027-01-01"), ("\nto = 2027-01-01", "\nto = 2027-06-01")]);
+    let later = edited(&later, &[("version = 1", "version = 2")]);
+    store.add_agreement("southwind.toml", &later).expect("an amendment to after northwind's scope ends");
+}
+
+fn one_agreement_per_pair_at_a_time(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    register_example(store);
+    // The same host: its exclusivity is its own, but a record could fall under both.
+    let overlapping = edited(AGREEMENT, &[("id = \"meridian-northwind\"", "id = \"meridian-northwind-2\"")]);
+    let err = store.add_agreement("second.toml", &overlapping).expect_err("two agreements for one pair at once");
+    assert!(matches!(err, StoreError::EffectiveOverlap { .. }), "{err}");
+    assert!(err.to_string().contains("agreement meridian-northwind (version 1)"), "{err}");
+    let after = edited(
+        &overlapping,
+        &[("effective_from = 2026-01-01", "effective_from = 2027-01-01"), ("effective_to = 2027-01-01", "effective_to = 2028-01-01")],
+    );
+    store.add_agreement("second.toml", &after).expect("the next agreement starts when the first ends");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ingestion
+
+fn atomic_batch_stores_nothing_on_a_problem(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    register_example(store);
+    store.add_party(&party("auditor-1", Role::Auditor)).expect("add");
+    let batch = vec![
+        record("a1", "m-70b", "search", "eu", "2026-10-02T10:00:00Z", "10"),
+        with_host(record("a2", "m-70b", "search", "eu", "2026-10-02T10:00:00Z", "10"), "eastwind"),
+        record("a3", "m-1t", "search", "eu", "2026-10-02T10:00:00Z", "10"),
+        with_host(record("a4", "m-70b", "search", "eu", "2026-10-02T10:00:00Z", "10"), "auditor-1"),
+        record("a5", "m-8b", "search", "eu", "2026-10-03T10:00:00Z", "10"),
+    ];
+    let report = store.ingest(&batch, IngestMode::Atomic).expect("ingest");
+    assert!(!report.stored);
+    assert_eq!((report.accepted, report.duplicates, report.conflicts, report.refused), (0, 0, 0, 3));
+    let problems: Vec<(usize, &str, ProblemKind)> = report.problems.iter().map(|p| (p.index, p.id.as_str(), p.kind)).collect();
+    assert_eq!(problems, vec![(1, "a2", ProblemKind::Refused), (2, "a3", ProblemKind::Refused), (3, "a4", ProblemKind::Refused)]);
+    assert!(report.problems[0].reason.contains("host `eastwind` is not a registered party"), "{}", report.problems[0]);
+    assert!(report.problems[1].reason.contains("model `m-1t` is neither a registered model nor an alias"), "{}", report.problems[1]);
+    assert!(report.problems[2].reason.contains("party `auditor-1` has role auditor, not host"), "{}", report.problems[2]);
+
+    let october = month("2026-10");
+    assert!(store.records(&aid("meridian-northwind"), october).expect("records").is_empty(), "nothing was stored");
+    let (rollup, duplicates) = store.rollup(&aid("meridian-northwind"), october).expect("rollup");
+    assert_eq!((rollup.records(), duplicates), (0, 0));
+
+    let good: Vec<_> = [0, 4].iter().map(|&i| batch[i].clone()).collect();
+    let report = store.ingest(&good, IngestMode::Atomic).expect("ingest");
+    assert!(report.stored);
+    assert_eq!((report.accepted, report.refused, report.problems.len()), (2, 0, 0));
+    assert_eq!(
+        store.records(&aid("meridian-northwind"), october).expect("records"),
+        good,
+        "a1 and a5 were not stored by the refused batch"
+    );
+}
+
+fn partial_batch_stores_the_good_records(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    register_example(store);
+    let batch = vec![
+        record("p1", "m-70b", "search", "eu", "2026-10-02T10:00:00Z", "10"),
+        with_host(record("p2", "m-70b", "search", "eu", "2026-10-02T10:00:00Z", "10"), "eastwind"),
+        record("p1", "m-70b", "search", "eu", "2026-10-02T10:00:00Z", "11"),
+        record("p3", "m-8b", "chat", "us", "2025-06-01T00:00:00Z", "3"),
+        record("p1", "m-70b", "search", "eu", "2026-10-02T10:00:00Z", "10.00"),
+    ];
+    let report = store.ingest(&batch, IngestMode::Partial).expect("ingest");
+    assert!(report.stored);
+    assert_eq!(
+        (report.accepted, report.duplicates, report.conflicts, report.refused, report.unmatched),
+        (2, 1, 1, 1, 1),
+        "p3 lies before the agreement's effective range: stored, unmatched"
+    );
+    assert_eq!(
+        report.problems.iter().map(|p| (p.index, p.kind)).collect::<Vec<_>>(),
+        vec![(1, ProblemKind::Refused), (2, ProblemKind::Conflict)]
+    );
+    assert!(report.problems[1].reason.contains("conflicts with record 0 of this batch"), "{}", report.problems[1]);
+    assert!(report.problems[1].reason.contains("revenue: stored `10`, sent `11`"), "{}", report.problems[1]);
+
+    let stored = store.records(&aid("meridian-northwind"), month("2026-10")).expect("records");
+    assert_eq!(stored, vec![batch[0].clone()]);
+    let (rollup, duplicates) = store.rollup(&aid("meridian-northwind"), month("2026-10")).expect("rollup");
+    assert_eq!((rollup.records(), duplicates), (1, 1));
+}
+
+fn duplicates_compare_by_value(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    register_example(store);
+    let first = record("d1", "m-70b", "customer_service", "us", "2026-10-02T15:30:00+05:30", "1.50");
+    let report = store.ingest(std::slice::from_ref(&first), IngestMode::Atomic).expect("ingest");
+    assert_eq!((report.accepted, report.duplicates), (1, 0));
+
+    let same = record("d1", "m-70b", "customer_service", "us", "2026-10-02T10:00:00Z", "1.5");
+    let same_again = record("d1", "m-70b", "customer_service", "us", "2026-10-02T10:00:00.000Z", "1.500000");
+    let report = store.ingest(&[same.clone(), same_again], IngestMode::Atomic).expect("ingest");
+    assert!(report.stored);
+    assert_eq!((report.accepted, report.duplicates, report.conflicts), (0, 2, 0), "{:?}", report.problems);
+
+    let fresh = record("d2", "m-70b", "customer_service", "us", "2026-10-03T00:00:00Z", "2");
+    let report = store.ingest(&[fresh.clone(), fresh.clone()], IngestMode::Atomic).expect("ingest");
+    assert_eq!((report.accepted, report.duplicates), (1, 1), "a resend inside the batch is a duplicate too");
+
+    let (rollup, duplicates) = store.rollup(&aid("meridian-northwind"), month("2026-10")).expect("rollup");
+    assert_eq!((rollup.records(), duplicates), (2, 3));
+    let stored = store.records(&aid("meridian-northwind"), month("2026-10")).expect("records");
+    assert_eq!(stored, vec![same, fresh], "stored by value: the UTC instant and the normalised revenue");
+    assert_eq!(stored[0].time, Instant::parse_rfc3339("2026-10-02T10:00:00Z").expect("time"));
+}
+
+fn conflicts_leave_the_stored_record_untouched(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    register_example(store);
+    let original = record("c1", "m-70b", "search", "eu", "2026-10-20T10:00:00Z", "100");
+    store.ingest(std::slice::from_ref(&original), IngestMode::Atomic).expect("ingest");
+    let digests_before = store.record_digests(&aid("meridian-northwind"), month("2026-10")).expect("digests");
+
+    let changed = record("c1", "m-70b", "search", "eu", "2026-10-20T10:00:01Z", "100.01");
+    let report = store.ingest(std::slice::from_ref(&changed), IngestMode::Partial).expect("ingest");
+    assert_eq!((report.accepted, report.conflicts, report.duplicates), (0, 1, 0));
+    let reason = &report.problems[0].reason;
+    assert!(reason.contains("conflicts with the stored record"), "{reason}");
+    assert!(reason.contains("revenue: stored `100`, sent `100.01`"), "{reason}");
+    assert!(reason.contains("time: stored 2026-10-20T10:00:00Z, sent 2026-10-20T10:00:01Z"), "{reason}");
+
+    assert_eq!(store.records(&aid("meridian-northwind"), month("2026-10")).expect("records"), vec![original]);
+    assert_eq!(store.record_digests(&aid("meridian-northwind"), month("2026-10")).expect("digests"), digests_before);
+    let (rollup, duplicates) = store.rollup(&aid("meridian-northwind"), month("2026-10")).expect("rollup");
+    assert_eq!((rollup.records(), duplicates), (1, 0));
+}
+
+fn currency_must_match_the_agreement(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    register_example(store);
+    let mut euro = record("e1", "m-70b", "search", "eu", "2026-10-20T10:00:00Z", "100");
+    euro.currency = revshare_core::money::Currency::parse("EUR").expect("a currency");
+    let mut euro_elsewhere = with_host(euro.clone(), "southwind");
+    euro_elsewhere.id = "e2".into();
+    let report = store.ingest(&[euro, euro_elsewhere], IngestMode::Partial).expect("ingest");
+    assert_eq!((report.accepted, report.refused, report.unmatched), (1, 1, 1), "southwind has no agreement, so any currency is kept");
+    assert!(
+        report.problems[0].reason.contains("the record is in EUR but agreement meridian-northwind (version 1), which covers it, is in USD"),
+        "{}",
+        report.problems[0]
+    );
+}
+
+fn aliases_roll_up_under_the_licensed_model(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    register_example(store);
+    store.add_alias(&pid("northwind"), &mid("nw-70b"), &mid("m-70b")).expect("alias");
+    let aliased = record("al1", "nw-70b", "search", "us", "2026-10-02T10:00:00Z", "10");
+    let licensed = record("al1", "m-70b", "search", "us", "2026-10-02T10:00:00Z", "10");
+    let report = store.ingest(&[aliased, licensed.clone()], IngestMode::Atomic).expect("ingest");
+    assert_eq!((report.accepted, report.duplicates), (1, 1), "the alias and the licensed id are the same model");
+    assert_eq!(store.records(&aid("meridian-northwind"), month("2026-10")).expect("records"), vec![licensed]);
+    let (rollup, _) = store.rollup(&aid("meridian-northwind"), month("2026-10")).expect("rollup");
+    assert_eq!(rollup.groups().iter().map(|(k, _)| k.model.as_str()).collect::<Vec<_>>(), vec!["m-70b"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Settling from the store
+
+fn store_settles_the_worked_example_like_the_core(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    register_example(store);
+    let records = parse_records(USAGE);
+    let contributions: Vec<Contribution> =
+        CONTRIBUTIONS.lines().map(|l| parse_contribution_line(l.as_bytes()).expect("a contribution")).collect();
+    let report = store.ingest(&records, IngestMode::Atomic).expect("ingest");
+    assert!(report.stored, "{:?}", report.problems);
+    assert_eq!((report.accepted, report.duplicates, report.unmatched), (8, 1, 1));
+
+    let october = month("2026-10");
+    let from_store = settle_from_store(store, "meridian-northwind", october, &contributions);
+    let in_memory = settle_in_memory(store, "meridian-northwind", october, &records, &contributions);
+    assert_eq!(text(&from_store), text(&in_memory));
+    assert!(text(&from_store).contains(r#""net_payable":"855.37""#), "{}", text(&from_store));
+    assert!(text(&from_store).contains(r#""duplicates":1"#), "{}", text(&from_store));
+
+    let november = month("2026-11");
+    assert_eq!(
+        text(&settle_from_store(store, "meridian-northwind", november, &contributions)),
+        text(&settle_in_memory(store, "meridian-northwind", november, &records, &contributions))
+    );
+}
+
+/// A small deterministic generator (xorshift), so a failure names its seed and can be replayed.
+struct Gen(u64);
+
+impl Gen {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[usize::try_from(self.below(items.len() as u64)).expect("small")]
+    }
+}
+
+const GENERATED_V1: &str = r#"
+id = "lab-h1"
+version = 1
+licensor = "lab"
+host = "h1"
+currency = "EUR"
+effective_from = 2026-09-20
+effective_to = "2026-12-10T12:00:00Z"
+models = ["ma", "mb"]
+minimum = "25.00"
+dispute_window_days = 30
+
+[pricing]
+basis = "revenue_share"
+tier_metric = "tokens"
+tier_mode = "graduated"
+tier_bounds = ["2000000000", "9000000000"]
+
+[pricing.rates]
+chat = ["0.20", "0.15", "0.10"]
+search = ["0.30", "0.25", "0.2"]
+default = ["0.1", "0.1", "0.05"]
+
+[[exclusivity]]
+use_case = "search"
+regions = ["eu"]
+from = 2026-10-01
+to = 2026-11-15
+uplift = "0.25"
+
+[[exclusivity]]
+use_case = "chat"
+models = ["mb"]
+from = 2026-09-01
+to = 2027-01-01
+uplift = "0.1"
+"#;
+
+/// A record as generation parameters, so a resend can be written differently.
+#[derive(Clone)]
+struct Draft {
+    id: String,
+    host: &'static str,
+    model: &'static str,
+    use_case: &'static str,
+    region: &'static str,
+    secs: i64,
+    nanos: u32,
+    counts: [u64; 3],
+    mantissa: u64,
+    scale: u32,
+}
+
+impl Draft {
+    fn new(g: &mut Gen, n: usize) -> Draft {
+        let start = Instant::parse_rfc3339("2026-09-10T00:00:00Z").expect("time").secs();
+        let big = g.below(20) == 0;
+        let count = |g: &mut Gen| if big { (1 << 62) / 64 + g.below(1 << 40) } else { g.below(400_000_000) };
+        Draft {
+            id: format!("r{n}"),
+            host: if g.below(10) == 0 { "h2" } else { "h1" },
+            model: g.pick(&["ma", "ma", "mb", "mc"]),
+            use_case: g.pick(&["chat", "search", "search", "translation"]),
+            region: g.pick(&["eu", "us"]),
+            secs: start + i64::try_from(g.below(100 * 86_400)).expect("small"),
+            nanos: [0, 0, 500_000_000, 123_456_789][usize::try_from(g.below(4)).expect("small")],
+            counts: [g.below(10_000), count(g), count(g)],
+            mantissa: g.below(100_000_000),
+            scale: u32::try_from(g.below(7)).expect("small"),
+        }
+    }
+
+    /// The record's JSON line, with the time at an offset and the revenue padded with zeros.
+    fn line(&self, offset_minutes: i64, padding: usize) -> String {
+        let local = Instant::from_parts(self.secs + offset_minutes * 60, self.nanos).to_string();
+        let offset = if offset_minutes == 0 {
+            "Z".to_owned()
+        } else {
+            format!("{}{:02}:{:02}", if offset_minutes < 0 { '-' } else { '+' }, offset_minutes.abs() / 60, offset_minutes.abs() % 60)
+        };
+        let digits = format!("{:0>width$}", self.mantissa, width = usize::try_from(self.scale).expect("small") + 1);
+        let (whole, fraction) = digits.split_at(digits.len() - usize::try_from(self.scale).expect("small"));
+        let revenue = if fraction.is_empty() && padding == 0 {
+            whole.to_owned()
+        } else {
+            format!("{whole}.{fraction}{}", "0".repeat(padding.max(usize::from(fraction.is_empty()))))
+        };
+        let [requests, input_tokens, output_tokens] = self.counts;
+        format!(
+            r#"{{"id":"{}","host":"{}","model":"{}","use_case":"{}","region":"{}","time":"{}{offset}","requests":{requests},"input_tokens":{input_tokens},"output_tokens":{output_tokens},"revenue":"{revenue}","currency":"EUR"}}"#,
+            self.id,
+            self.host,
+            self.model,
+            self.use_case,
+            self.region,
+            local.trim_end_matches('Z'),
+        )
+    }
+}
+
+fn store_settles_generated_usage_like_the_core(db: &dyn TestDb) {
+    // Every record sent, all seeds, in order: what the core settles in memory.
+    let mut sent: Vec<UsageRecord<'static>> = Vec::new();
+    for seed in [0x5eed_0001_u64, 0x5eed_0002, 0x5eed_0003] {
+        let mut store = db.open();
+        let store = store.as_mut();
+        let mut g = Gen(seed);
+        if seed == 0x5eed_0001 {
+            store.add_party(&party("lab", Role::Licensor)).expect("add");
+            store.add_party(&party("h1", Role::Host)).expect("add");
+            store.add_party(&party("h2", Role::Host)).expect("add");
+            for m in ["ma", "mb", "mc"] {
+                store.add_model(&model(m, "lab", None)).expect("add");
+            }
+            store.add_agreement("generated.toml", GENERATED_V1).expect("agreement");
+        }
+        // Records are new per seed (ids carry the seed); the agreement is the same one.
+        let drafts: Vec<Draft> = (0..300)
+            .map(|n| {
+                let mut d = Draft::new(&mut g, n);
+                d.id = format!("s{seed:x}-{}", d.id);
+                d
+            })
+            .collect();
+        let mut lines = Vec::new();
+        for (n, draft) in drafts.iter().enumerate() {
+            lines.push(draft.line(0, 0));
+            if g.below(8) == 0 {
+                // A resend of an earlier record, written another way.
+                let earlier = &drafts[usize::try_from(g.below(n as u64 + 1)).expect("small")];
+                let offset = [-(5 * 60), 330, 14 * 60 - 1][usize::try_from(g.below(3)).expect("small")];
+                lines.push(earlier.line(offset, usize::try_from(g.below(3)).expect("small")));
+            }
+        }
+        let records = parse_records(&lines.join("\n"));
+        for batch in records.chunks(70) {
+            let report = store.ingest(batch, IngestMode::Atomic).expect("ingest");
+            assert!(report.stored, "seed {seed:#x}: {:?}", report.problems);
+        }
+        sent.extend(records);
+        for m in ["2026-09", "2026-10", "2026-11", "2026-12"].map(month) {
+            assert_eq!(
+                text(&settle_from_store(store, "lab-h1", m, &[])),
+                text(&settle_in_memory(store, "lab-h1", m, &sent, &[])),
+                "seed {seed:#x}, {m}"
+            );
+        }
+    }
+    // An amendment moves the scopes and rates: the rollups are rebuilt under the new terms.
+    let mut store = db.open();
+    let store = store.as_mut();
+    let v2 = edited(
+        GENERATED_V1,
+        &[
+            ("version = 1", "version = 2"),
+            ("regions = [\"eu\"]", "regions = [\"us\"]"),
+            ("search = [\"0.30\", \"0.25\", \"0.2\"]", "search = [\"0.31\", \"0.26\", \"0.21\"]"),
+        ],
+    );
+    store.add_agreement("generated-v2.toml", &v2).expect("amendment");
+    for m in ["2026-09", "2026-10", "2026-11", "2026-12"].map(month) {
+        assert_eq!(
+            text(&settle_from_store(store, "lab-h1", m, &[])),
+            text(&settle_in_memory(store, "lab-h1", m, &sent, &[])),
+            "after the amendment, {m}"
+        );
+    }
+}
+
+fn concurrent_writers_end_as_one_sequential_writer(db: &dyn TestDb) {
+    let mut store = db.open();
+    register_example(store.as_mut());
+    let records: Vec<UsageRecord<'static>> = (0..250)
+        .map(|n| {
+            let time = format!("2026-10-{:02}T{:02}:00:00Z", 1 + n % 28, n % 24);
+            record(
+                &format!("cc{n}"),
+                ["m-8b", "m-70b"][n % 2],
+                ["search", "customer_service"][n % 3 % 2],
+                ["eu", "us"][n % 5 % 2],
+                &time,
+                &format!("{n}.{:02}", n % 97),
+            )
+        })
+        .collect();
+    // Four writers at once, each sending 100 records in batches of 10; neighbours share 50.
+    let shares: Vec<&[UsageRecord<'static>]> = (0..4).map(|w| &records[w * 50..w * 50 + 100]).collect();
+    let writers: Vec<Box<dyn Store + Send>> = (0..4).map(|_| db.open()).collect();
+    std::thread::scope(|scope| {
+        for (mut writer, share) in writers.into_iter().zip(&shares) {
+            scope.spawn(move || {
+                for batch in share.chunks(10) {
+                    let report = writer.ingest(batch, IngestMode::Atomic).expect("ingest");
+                    assert!(report.stored && report.problems.is_empty(), "{:?}", report.problems);
+                }
+            });
+        }
+    });
+    let sent: Vec<UsageRecord<'static>> = shares.concat();
+    let october = month("2026-10");
+    let (rollup, duplicates) = store.rollup(&aid("meridian-northwind"), october).expect("rollup");
+    assert_eq!((rollup.records(), duplicates), (250, 150));
+    assert_eq!(
+        text(&settle_from_store(store.as_mut(), "meridian-northwind", october, &[])),
+        text(&settle_in_memory(store.as_mut(), "meridian-northwind", october, &sent, &[]))
+    );
+}
+
+fn registering_an_agreement_places_earlier_records(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    register_example_parties(store);
+    let records = parse_records(USAGE);
+    let report = store.ingest(&records, IngestMode::Atomic).expect("ingest");
+    assert_eq!((report.accepted, report.unmatched), (8, 8), "no agreement yet");
+    store.add_agreement("agreement.toml", AGREEMENT).expect("agreement");
+    let october = month("2026-10");
+    assert_eq!(store.records(&aid("meridian-northwind"), october).expect("records").len(), 6);
+    let (rollup, duplicates) = store.rollup(&aid("meridian-northwind"), october).expect("rollup");
+    assert_eq!((rollup.records(), duplicates), (6, 1), "the resend counted before the agreement still counts");
+    assert_eq!(
+        text(&settle_from_store(store, "meridian-northwind", october, &[])),
+        text(&settle_in_memory(store, "meridian-northwind", october, &records, &[]))
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Periods and statements
+
+fn save_original(store: &mut dyn Store, period: Period) -> Vec<u8> {
+    let bytes = settle_from_store(store, "meridian-northwind", period, &[]);
+    let digest = revshare_core::canonical::digest(&bytes);
+    let id = aid("meridian-northwind");
+    store
+        .save_statement(&NewStatement {
+            agreement_id: &id,
+            agreement_version: 1,
+            period,
+            kind: StatementKind::Original,
+            canonical: &bytes,
+            digest: &digest,
+        })
+        .expect("save the original");
+    bytes
+}
+
+fn records_of_a_closed_month_are_late(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    register_example(store);
+    let october = month("2026-10");
+    store.ingest(&parse_records(USAGE), IngestMode::Atomic).expect("ingest");
+    save_original(store, october);
+    assert_eq!(store.closed_periods(&aid("meridian-northwind")).expect("closed"), vec![october]);
+
+    let late = record("late-1", "m-8b", "content_moderation", "us", "2026-10-31T23:00:00Z", "100");
+    let next = record("next-1", "m-8b", "content_moderation", "us", "2026-11-02T00:00:00Z", "100");
+    let report = store.ingest(&[late, next], IngestMode::Atomic).expect("ingest");
+    assert_eq!((report.accepted, report.late), (2, 1));
+    let (rollup, _) = store.rollup(&aid("meridian-northwind"), october).expect("rollup");
+    assert_eq!(rollup.records(), 7, "a late record is still rolled up, for the restatement");
+}
+
+fn statements_are_immutable(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    register_example(store);
+    let id = aid("meridian-northwind");
+    let october = month("2026-10");
+    store.ingest(&parse_records(USAGE), IngestMode::Atomic).expect("ingest");
+    let bytes = settle_from_store(store, "meridian-northwind", october, &[]);
+    let digest = revshare_core::canonical::digest(&bytes);
+    let new = |kind| NewStatement { agreement_id: &id, agreement_version: 1, period: october, kind, canonical: &bytes, digest: &digest };
+
+    let err = store.save_statement(&new(StatementKind::Restatement)).expect_err("nothing to restate");
+    assert!(matches!(err, StoreError::NothingToRestate { .. }), "{err}");
+    let saved = store.save_statement(&new(StatementKind::Original)).expect("the original");
+    assert_eq!((saved.sequence, saved.kind), (1, StatementKind::Original));
+    let err = store.save_statement(&new(StatementKind::Original)).expect_err("a second original");
+    assert!(matches!(err, StoreError::StatementExists { sequence: 1, .. }), "{err}");
+    assert!(err.to_string().contains("save a restatement instead"), "{err}");
+
+    let bad_digest = NewStatement { digest: "sha256:00", ..new(StatementKind::Restatement) };
+    assert!(matches!(store.save_statement(&bad_digest), Err(StoreError::StatementDigest { .. })));
+    let november = NewStatement { period: month("2026-11"), ..new(StatementKind::Original) };
+    let err = store.save_statement(&november).expect_err("october's bytes saved as november");
+    assert!(matches!(err, StoreError::StatementMismatch(_)), "{err}");
+    let other_version = NewStatement { agreement_version: 2, ..new(StatementKind::Restatement) };
+    assert!(matches!(store.save_statement(&other_version), Err(StoreError::StatementMismatch(_))));
+
+    let restated = store.save_statement(&new(StatementKind::Restatement)).expect("a restatement");
+    assert_eq!((restated.sequence, restated.kind), (2, StatementKind::Restatement));
+    let latest = store.statement(&id, october).expect("read").expect("a statement");
+    assert_eq!(latest, restated);
+    assert_eq!(latest.canonical, bytes);
+    assert_eq!(store.statement(&id, month("2026-11")).expect("read"), None);
+    let all = store.statements(None).expect("list");
+    assert_eq!(all.iter().map(|s| (s.period, s.sequence)).collect::<Vec<_>>(), vec![(october, 1), (october, 2)]);
+    assert_eq!(store.statements(Some(&id)).expect("list"), all);
+    assert_eq!(store.statements(Some(&aid("other"))).expect("list"), vec![]);
+    assert_eq!(store.closed_periods(&id).expect("closed"), vec![october]);
+}
