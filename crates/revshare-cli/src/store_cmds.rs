@@ -153,7 +153,7 @@ pub fn ingest(args: &StoreArgs, paths: &[PathBuf], partial: bool, batch_size: us
             }
             let _ = writeln!(
                 text,
-                "{summary}\nthe next batch was refused whole and nothing of it was stored; fix the records above (or pass --partial) and run the command again"
+                "{summary}\nthe batch holding them was refused whole and nothing of it was stored; fix the records above (or pass --partial) and run the command again"
             );
             Err(Failure::Invalid(text))
         }

@@ -323,3 +323,59 @@ fn four_concurrent_ingesters_end_as_one_sequential_run_sqlite() {
 fn four_concurrent_ingesters_end_as_one_sequential_run_postgres() {
     concurrent_ingesters(&TestStore::postgres("concurrent"));
 }
+
+#[test]
+fn each_bad_input_gets_its_own_clear_error_and_stores_nothing() {
+    let store = TestStore::sqlite();
+    store.register();
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    let huge = store.path("ten_mb_line.jsonl");
+    let good = std::fs::read_to_string(corpus.join("prompt_field.jsonl")).expect("corpus").lines().next().unwrap_or_default().to_owned();
+    let ten_mb =
+        good.replace("\"currency\":\"USD\"", &format!("\"currency\":\"USD\",\"notes\":\"{}\"", "x".repeat(10 << 20))).replace("c-0", "c-1");
+    std::fs::write(&huge, format!("{good}\n{ten_mb}\n")).expect("write");
+    let cases: [(String, &str); 11] = [
+        (
+            corpus.join("truncated.jsonl").display().to_string(),
+            ":2:81: not valid JSON: the input ends where `:` after the field name should be (a truncated line?)",
+        ),
+        (
+            corpus.join("wrong_type.jsonl").display().to_string(),
+            ":2:116: record c-1: field `requests` is a string; it must be an integer from 0 to 2^63 - 1",
+        ),
+        (
+            corpus.join("huge_exponent.jsonl").display().to_string(),
+            ":2:169: record c-1: field `revenue`: `1e400` has more than 28 significant digits",
+        ),
+        (
+            corpus.join("negative_tokens.jsonl").display().to_string(),
+            ":2:134: record c-1: field `input_tokens` is -1; it must be an integer from 0 to 2^63 - 1",
+        ),
+        (
+            corpus.join("two_pow_63.jsonl").display().to_string(),
+            ":2:155: record c-1: field `output_tokens` is 9223372036854775808; it must be an integer from 0 to 2^63 - 1",
+        ),
+        (corpus.join("invalid_utf8.jsonl").display().to_string(), ":2:56: not valid JSON: invalid UTF-8: a record must be UTF-8 text"),
+        (
+            corpus.join("prompt_field.jsonl").display().to_string(),
+            ":2:193: record c-1: unknown field `prompt`: usage records carry counts and money only",
+        ),
+        (huge.clone(), ":2:193: record c-1: unknown field `notes`: usage records carry counts and money only"),
+        (corpus.join("currency_mismatch.jsonl").display().to_string(), ":2:1: record c-1: "),
+        (corpus.join("unknown_host.jsonl").display().to_string(), ":2:1: record c-1: "),
+        (corpus.join("unknown_model.jsonl").display().to_string(), ":2:1: record c-1: "),
+    ];
+    for (file, expected) in &cases {
+        let out = store.run(&["ingest", file]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{file}: {err}");
+        assert!(err.contains(&format!("{file}{expected}")), "{file}: expected `{expected}` in:\n{}", &err[..err.len().min(2000)]);
+        assert!(stored_ids(&store).is_empty(), "{file}: something was stored");
+    }
+    // What the store refuses says which field and why, naming the value it found.
+    let store_refusals = [("currency_mismatch.jsonl", "EUR"), ("unknown_host.jsonl", "h9"), ("unknown_model.jsonl", "m-999b")];
+    for (file, named) in store_refusals {
+        let err = text(&store.run(&["ingest", &corpus.join(file).display().to_string()]).stderr);
+        assert!(err.contains(named) && err.contains("refused whole and nothing of it was stored"), "{file}: {err}");
+    }
+}

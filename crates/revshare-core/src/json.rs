@@ -106,11 +106,13 @@ impl<'a> Reader<'a> {
 
     fn expect(&mut self, byte: u8, what: &str) -> Result<(), JsonError> {
         self.skip_ws();
-        if self.peek() == Some(byte) {
-            self.at += 1;
-            Ok(())
-        } else {
-            Err(self.error(format!("expected {what}")))
+        match self.peek() {
+            Some(b) if b == byte => {
+                self.at += 1;
+                Ok(())
+            }
+            None => Err(self.error(format!("the input ends where {what} should be (a truncated line?)"))),
+            Some(_) => Err(self.error(format!("expected {what}"))),
         }
     }
 
