@@ -18,7 +18,7 @@ use crate::ids::same_id;
 use crate::usage::UsageRecord;
 
 /// One sum per possible scale, 0 to [`MAX_DIGITS`].
-const SCALES: usize = 29;
+pub const SCALES: usize = 29;
 const _: () = assert!(SCALES == 29 && MAX_DIGITS == 28);
 
 /// The group of a record: its line key plus the exclusivity scope it lies in.

@@ -108,7 +108,7 @@ pub(crate) fn add(sql: &mut impl Sql, name: &str, text: &str) -> Result<Agreemen
             let latest = stored(sql, id, None)?.map_or(version, |a| a.version());
             Err(version_error(
                 &agreement,
-                format!("version {version} is already registered with other terms; an amendment is version {}", latest + 1),
+                format!("version {version} is already registered with other terms; an amendment is version {}", latest.saturating_add(1)),
             ))
         };
     }
@@ -131,10 +131,14 @@ pub(crate) fn add(sql: &mut impl Sql, name: &str, text: &str) -> Result<Agreemen
     match stored(sql, id, None)? {
         None if version != 1 => return Err(version_error(&agreement, "a new agreement starts at version 1".to_owned())),
         None => {}
-        Some(previous) if version != previous.version() + 1 => {
+        Some(previous) if version != previous.version().saturating_add(1) => {
             return Err(version_error(
                 &agreement,
-                format!("the latest version is {}, so an amendment is version {}", previous.version(), previous.version() + 1),
+                format!(
+                    "the latest version is {}, so an amendment is version {}",
+                    previous.version(),
+                    previous.version().saturating_add(1)
+                ),
             ));
         }
         Some(previous) if previous.licensor() != agreement.licensor() || previous.host() != agreement.host() => {

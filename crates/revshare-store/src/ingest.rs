@@ -4,12 +4,15 @@
 //! through the host's aliases to a registered model, whose owner is the licensor; the agreement
 //! it falls under is the one in force for that licensor and host at the record time (none is
 //! fine: the record is stored and counted as `unmatched`, and rolled up nowhere); a matched record
-//! must be in the agreement's currency. Then the record is inserted with `ON CONFLICT (host, id)
-//! DO NOTHING` — the primary key makes dedup permanent — and only when that changes nothing is
-//! the stored record read and compared by value: equal is a duplicate (counted, its resend count
-//! raised), different is a conflict naming the differing fields, and the stored record stays as
-//! it is. Records earlier in the same batch are already inserted, so duplicates and conflicts
-//! inside one batch follow the same rule: the first occurrence wins.
+//! must be in the agreement's currency. A model of the licensor that the agreement does not list
+//! is still rolled up under it; the statement flags that line `unlicensed_model`.
+//!
+//! Then the record is inserted with `ON CONFLICT (host, id) DO NOTHING` — the primary key makes
+//! dedup permanent — and only when that changes nothing is the stored record read and compared by
+//! value: equal is a duplicate (counted, its resend count raised), different is a conflict naming
+//! the differing fields, and the stored record stays as it is. Records earlier in the same batch
+//! are already inserted, so duplicates and conflicts inside one batch follow the same rule: the
+//! first occurrence wins.
 //!
 //! Atomic mode stores nothing if any record is refused or conflicts; partial mode stores the good
 //! records. Either way every problem is reported (index in the batch, 0-based; record id; why).
@@ -24,7 +27,7 @@ use revshare_core::usage::UsageRecord;
 use crate::agreements::{Match, latest_of_licensor, place};
 use crate::error::StoreError;
 use crate::records::{self, RecordRow, resolved};
-use crate::registry::{Model, Role, party, resolve};
+use crate::registry::{Model, Role, require_role, resolve};
 use crate::rollups::Deltas;
 use crate::sql::Sql;
 use crate::statements::closed;
@@ -111,12 +114,10 @@ impl Lookups {
         let host_problem = match self.hosts.get(host) {
             Some(problem) => problem.clone(),
             None => {
-                let problem = match party(sql, host)? {
-                    None => Some(format!("host `{host}` is not a registered party; register it as a host first")),
-                    Some(p) if p.role != Role::Host => {
-                        Some(format!("party `{host}` has role {}, not host; only hosts report usage", p.role))
-                    }
-                    Some(_) => None,
+                let problem = match require_role(sql, host, Role::Host, "the host of the record") {
+                    Ok(_) => None,
+                    Err(e @ (StoreError::UnknownParty { .. } | StoreError::WrongRole { .. })) => Some(e.to_string()),
+                    Err(e) => return Err(e),
                 };
                 self.hosts.insert(host.to_owned(), problem.clone());
                 problem
@@ -129,12 +130,8 @@ impl Lookups {
         let model = match models.get(record.model.as_ref()) {
             Some(found) => found.clone(),
             None => {
-                let found = resolve(sql, host, &record.model)?.ok_or_else(|| {
-                    format!(
-                        "model `{}` is neither a registered model nor an alias of host `{host}`; register the model, or an alias from the host's model id to the licensed model",
-                        record.model
-                    )
-                });
+                let found = resolve(sql, host, &record.model)?
+                    .ok_or_else(|| StoreError::Unresolved { host: host.to_owned(), model: record.model.to_string() }.to_string());
                 models.insert(record.model.to_string(), found.clone());
                 found
             }

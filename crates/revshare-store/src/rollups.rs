@@ -21,17 +21,12 @@
 
 use std::collections::BTreeMap;
 
-use revshare_core::decimal::MAX_DIGITS;
-use revshare_core::rollup::{GroupKey, GroupSums, Rollup, RollupOverflow};
+use revshare_core::rollup::{GroupKey, GroupSums, Rollup, RollupOverflow, SCALES};
 use revshare_core::usage::UsageRecord;
 
 use crate::agreements::Match;
 use crate::error::StoreError;
 use crate::sql::{Columns, Dialect, Param, Sql, first, rows, unsigned};
-
-/// Revenue scales: 0 to 28 decimal places.
-const SCALES: usize = 29;
-const _: () = assert!(MAX_DIGITS == 28);
 
 /// The scope column of an exclusivity scope index.
 pub(crate) fn scope_column(scope: Option<usize>) -> i64 {

@@ -417,9 +417,13 @@ fn atomic_batch_stores_nothing_on_a_problem(db: &dyn TestDb) {
     assert_eq!((report.accepted, report.duplicates, report.conflicts, report.refused), (0, 0, 0, 3));
     let problems: Vec<(usize, &str, ProblemKind)> = report.problems.iter().map(|p| (p.index, p.id.as_str(), p.kind)).collect();
     assert_eq!(problems, vec![(1, "a2", ProblemKind::Refused), (2, "a3", ProblemKind::Refused), (3, "a4", ProblemKind::Refused)]);
-    assert!(report.problems[0].reason.contains("host `eastwind` is not a registered party"), "{}", report.problems[0]);
+    assert!(report.problems[0].reason.contains("`eastwind`, the host of the record, is not a registered party"), "{}", report.problems[0]);
     assert!(report.problems[1].reason.contains("model `m-1t` is neither a registered model nor an alias"), "{}", report.problems[1]);
-    assert!(report.problems[2].reason.contains("party `auditor-1` has role auditor, not host"), "{}", report.problems[2]);
+    assert!(
+        report.problems[2].reason.contains("`auditor-1`, the host of the record, has role auditor; it must be a host"),
+        "{}",
+        report.problems[2]
+    );
 
     let october = month("2026-10");
     assert!(store.records(&aid("meridian-northwind"), october).expect("records").is_empty(), "nothing was stored");
