@@ -3,6 +3,7 @@
 mod demo;
 mod generate;
 mod ingest_sink;
+mod ledger_cmds;
 mod reading;
 mod report;
 mod settle_files;
@@ -71,6 +72,42 @@ enum Command {
     /// Read finalised statements.
     #[command(subcommand)]
     Statement(StatementCommand),
+    /// Book payments between the parties of an agreement.
+    #[command(subcommand)]
+    Payment(PaymentCommand),
+    /// Show who owes whom, per currency, from the journal.
+    Balances {
+        /// Only this currency (an ISO 4217 code).
+        #[arg(long)]
+        currency: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PaymentCommand {
+    /// Record a payment under an agreement, in the agreement's currency.
+    Record {
+        #[arg(long)]
+        agreement: String,
+        /// The amount paid, with at most the currency's decimal places (800.00 in USD).
+        #[arg(long)]
+        amount: String,
+        /// The payment's own reference (a bank transfer id, say); unique in the journal.
+        #[arg(long)]
+        reference: String,
+        /// Who paid: the host (paying what it owes) or the licensor (paying back).
+        #[arg(long, value_enum, default_value_t = ledger_cmds::Payer::Host)]
+        from: ledger_cmds::Payer,
+    },
+    /// Undo a recorded payment with a reversing entry; the payment stays in the journal.
+    Reverse {
+        /// The reference the payment was recorded with.
+        #[arg(long)]
+        reference: String,
+        /// The reversal's own reference.
+        #[arg(long = "as", value_name = "NEW_REF")]
+        as_reference: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -227,6 +264,13 @@ fn main() -> ExitCode {
         Command::Statement(StatementCommand::Export { agreement, period, out }) => {
             store_cmds::export_statement(&cli.store, &agreement, period, &out)
         }
+        Command::Payment(PaymentCommand::Record { agreement, amount, reference, from }) => {
+            ledger_cmds::record_payment(&cli.store, &agreement, &amount, &reference, from)
+        }
+        Command::Payment(PaymentCommand::Reverse { reference, as_reference }) => {
+            ledger_cmds::reverse_payment(&cli.store, &reference, &as_reference)
+        }
+        Command::Balances { currency } => ledger_cmds::balances(&cli.store, currency.as_deref()),
         Command::Settle(args) => settle_files::settle_command(&args.agreement, &args.usage, args.contributions.as_deref(), args.period)
             .map(|(agreement, statement, summary)| match args.format {
                 Format::Json => report::print_json(&statement),

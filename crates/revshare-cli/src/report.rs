@@ -23,14 +23,16 @@ pub fn print_json(statement: &Statement) {
     }
 }
 
-fn table(header: &[&str]) -> Table {
+/// A table in the style of every table revshare prints.
+pub fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED);
     t.set_header(header.iter().copied());
     t
 }
 
-fn right_align(t: &mut Table, from: usize) {
+/// Right-aligns the columns from `from` on (amounts and counts).
+pub fn right_align(t: &mut Table, from: usize) {
     for i in from..t.column_count() {
         if let Some(c) = t.column_mut(i) {
             c.set_cell_alignment(CellAlignment::Right);

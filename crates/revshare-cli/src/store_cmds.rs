@@ -1,6 +1,9 @@
 //! The commands on the system of record: `init`, `party`, `model`, `agreement add`, `ingest`,
 //! `close` and `statement`. Each opens the store (the data folder's SQLite file, or PostgreSQL
 //! when `--database` / `REVSHARE_DATABASE_URL` is set), does one thing, and says what it did.
+//! `close` finalises the month's statement and posts its journal entry in one transaction;
+//! restatements it saves on the way post none (their difference is an adjustment line of the
+//! month being closed, so its entry carries it).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -9,6 +12,7 @@ use anyhow::Context;
 use revshare_core::agreement::Agreement;
 use revshare_core::decimal::Decimal;
 use revshare_core::ids::{AgreementId, ModelId, PartyId};
+use revshare_core::ledger::JournalEntry;
 use revshare_core::money::Currency;
 use revshare_core::settle::{SettlementInput, settle, usage_digest};
 use revshare_core::statement::{Adjustment, Statement};
@@ -66,7 +70,8 @@ pub fn init(args: &StoreArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn parse<T, E: std::fmt::Display>(parsed: Result<T, E>) -> Result<T, Failure> {
+/// A parse or validation result, its error as invalid input.
+pub(crate) fn parse<T, E: std::fmt::Display>(parsed: Result<T, E>) -> Result<T, Failure> {
     parsed.map_err(|e| Failure::Invalid(format!("error: {e}\n")))
 }
 
@@ -225,41 +230,49 @@ pub fn close(args: &StoreArgs, agreement_id: &str, period: Period) -> Result<Sta
     }
     let currency = agreement.currency();
     let mut adjustments = Vec::new();
+    // (period, canonical bytes, digest) of each earlier month that late records changed.
+    let mut restated: Vec<(Period, Vec<u8>, String)> = Vec::new();
     for earlier in store.closed_periods(&id)?.into_iter().filter(|p| *p < period) {
         let Some(stored) = store.statement(&id, earlier)? else { continue };
-        let restated = settle_stored(store, &agreement, earlier, Vec::new())?;
-        let bytes = restated.to_canonical().map_err(|e| Failure::Other(e.into()))?;
+        let bytes = settle_stored(store, &agreement, earlier, Vec::new())?.to_canonical().map_err(|e| Failure::Other(e.into()))?;
         let (old, new) = (usage_net(&stored.canonical, currency)?, usage_net(&bytes, currency)?);
         if old == new {
             continue;
         }
-        let digest = revshare_core::canonical::digest(&bytes);
-        store.save_statement(&NewStatement {
-            agreement_id: &id,
-            agreement_version: agreement.version(),
-            period: earlier,
-            kind: StatementKind::Restatement,
-            canonical: &bytes,
-            digest: &digest,
-        })?;
         adjustments.push(Adjustment {
             kind: "restatement".to_owned(),
             reference: earlier.to_string(),
             description: format!("{earlier} restated for records received after it closed"),
             amount: new - old,
         });
+        let digest = revshare_core::canonical::digest(&bytes);
+        restated.push((earlier, bytes, digest));
     }
     let statement = settle_stored(store, &agreement, period, adjustments)?;
     let bytes = statement.to_canonical().map_err(|e| Failure::Other(e.into()))?;
     let digest = revshare_core::canonical::digest(&bytes);
-    store.save_statement(&NewStatement {
+    let entry = parse(JournalEntry::for_statement(&statement, agreement.licensor(), agreement.host()))?;
+    let version = agreement.version();
+    let restatements: Vec<NewStatement<'_>> = restated
+        .iter()
+        .map(|(earlier, canonical, digest)| NewStatement {
+            agreement_id: &id,
+            agreement_version: version,
+            period: *earlier,
+            kind: StatementKind::Restatement,
+            canonical,
+            digest,
+        })
+        .collect();
+    let original = NewStatement {
         agreement_id: &id,
-        agreement_version: agreement.version(),
+        agreement_version: version,
         period,
         kind: StatementKind::Original,
         canonical: &bytes,
         digest: &digest,
-    })?;
+    };
+    store.finalise_close(&restatements, &original, &entry)?;
     Ok(statement)
 }
 

@@ -1,6 +1,7 @@
 //! The system of record through the real binary: registration, ingestion, close and
-//! restatement, crash safety under SIGKILL, and concurrent ingesters — on the embedded SQLite
-//! store, and on PostgreSQL (a fresh database per test; PostgreSQL must be running).
+//! restatement, payments and balances, crash safety under SIGKILL, and concurrent ingesters — on
+//! the embedded SQLite store, and on PostgreSQL (a fresh database per test; PostgreSQL must be
+//! running).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Output, Stdio};
@@ -73,6 +74,22 @@ impl TestStore {
         self.ok(&["agreement", "add", &agreement.display().to_string()]);
     }
 
+    /// The SPEC's worked example: meridian, its hosts and models, the agreement with northwind,
+    /// and the example usage ingested.
+    fn register_worked_example(&self) {
+        self.ok(&["init"]);
+        self.ok(&["party", "add", "meridian", "--name", "Meridian", "--role", "licensor"]);
+        for host in ["northwind", "southwind"] {
+            self.ok(&["party", "add", host, "--name", host, "--role", "host"]);
+        }
+        for model in ["m-8b", "m-70b"] {
+            self.ok(&["model", "add", model, "--owner", "meridian"]);
+        }
+        self.ok(&["agreement", "add", &examples().join("agreement.toml").display().to_string()]);
+        let ingested = self.ok(&["ingest", &examples().join("usage.jsonl").display().to_string()]);
+        assert!(ingested.contains("accepted 8, duplicates 1, conflicts 0, refused 0"), "{ingested}");
+    }
+
     fn path(&self, name: &str) -> String {
         self.dir.path().join(name).display().to_string()
     }
@@ -120,17 +137,7 @@ fn close_json(store: &TestStore, period: &str) -> String {
 #[test]
 fn the_worked_example_through_the_store() {
     let store = TestStore::sqlite();
-    store.ok(&["init"]);
-    store.ok(&["party", "add", "meridian", "--name", "Meridian", "--role", "licensor"]);
-    for host in ["northwind", "southwind"] {
-        store.ok(&["party", "add", host, "--name", host, "--role", "host"]);
-    }
-    for model in ["m-8b", "m-70b"] {
-        store.ok(&["model", "add", model, "--owner", "meridian"]);
-    }
-    store.ok(&["agreement", "add", &examples().join("agreement.toml").display().to_string()]);
-    let first = store.ok(&["ingest", &examples().join("usage.jsonl").display().to_string()]);
-    assert!(first.contains("accepted 8, duplicates 1, conflicts 0, refused 0"), "{first}");
+    store.register_worked_example();
     // The same file again changes nothing: every record is a duplicate.
     let again = store.ok(&["ingest", &examples().join("usage.cloudevents.json").display().to_string()]);
     assert!(again.contains("accepted 0, duplicates 9"), "{again}");
@@ -199,6 +206,59 @@ fn a_late_record_is_carried_into_the_next_month_as_a_restatement() {
     assert_eq!(minor(&november["totals"]["net_payable"]), difference);
     let listed = store.ok(&["statement", "list", "--agreement", "bench-h1"]);
     assert!(listed.contains("restatement") && listed.contains("original"), "{listed}");
+    // The restatement posted nothing; November's entry carries the difference, so the ledger
+    // holds October as first closed plus November.
+    let owed = minor(&closed["totals"]["net_payable"]) + minor(&november["totals"]["net_payable"]);
+    let row = balance_row(&store, "bench-h1");
+    assert!(row.ends_with(&format!("┆ {}.{:02} │", owed / 100, owed % 100)), "{row}");
+}
+
+/// The row of `revshare balances` for an agreement, or what it printed instead.
+fn balance_row(store: &TestStore, agreement: &str) -> String {
+    let out = store.ok(&["balances"]);
+    out.lines().find(|l| l.contains(agreement)).map_or(out.clone(), |l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+fn payments_and_balances(store: &TestStore) {
+    store.register_worked_example();
+    assert_eq!(store.ok(&["balances"]).trim(), "nobody owes anything");
+    // Closing posts the statement's entry: 867.77, the worked example without contributions
+    // (the store keeps none yet, so there is no host credit).
+    let closed = store.ok(&["close", "--agreement", "meridian-northwind", "--period", "2026-10"]);
+    assert!(closed.contains("867.77"), "{closed}");
+    let owes = |amount: &str| format!("│ USD ┆ host northwind ┆ licensor meridian ┆ meridian-northwind ┆ {amount} │");
+    assert_eq!(balance_row(store, "meridian-northwind"), owes("867.77"));
+    assert!(store.ok(&["balances", "--currency", "EUR"]).contains("nobody owes anything in EUR"));
+
+    let paid = store.ok(&["payment", "record", "--agreement", "meridian-northwind", "--amount", "800.00", "--reference", "wire-0042"]);
+    assert!(paid.contains("payment from host northwind to licensor meridian under meridian-northwind: 800.00 USD"), "{paid}");
+    assert_eq!(balance_row(store, "meridian-northwind"), owes("67.77"));
+    let again = store.run(&["payment", "record", "--agreement", "meridian-northwind", "--amount", "800.00", "--reference", "wire-0042"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(text(&again.stderr).contains("entry `wire-0042` is already posted"), "{}", text(&again.stderr));
+
+    store.ok(&["payment", "reverse", "--reference", "wire-0042", "--as", "wire-0042-returned"]);
+    assert_eq!(balance_row(store, "meridian-northwind"), owes("867.77"));
+
+    let cents = store.run(&["payment", "record", "--agreement", "meridian-northwind", "--amount", "800.001", "--reference", "wire-0043"]);
+    assert_eq!(cents.status.code(), Some(1));
+    assert_eq!(
+        text(&cents.stderr),
+        "error: the amount `800.001` has 3 decimal places, but a USD amount has at most 2; write the amount paid with at most 2 decimal places\n"
+    );
+    assert_eq!(balance_row(store, "meridian-northwind"), owes("867.77"), "the refused payment changed nothing");
+    let reversed = store.run(&["payment", "reverse", "--reference", "wire-0043", "--as", "x"]);
+    assert!(text(&reversed.stderr).contains("the journal has no entry `wire-0043`"), "{}", text(&reversed.stderr));
+}
+
+#[test]
+fn payments_and_balances_sqlite() {
+    payments_and_balances(&TestStore::sqlite());
+}
+
+#[test]
+fn payments_and_balances_postgres() {
+    payments_and_balances(&TestStore::postgres("ledger"));
 }
 
 /// The stored records' ids, through the store API, for the crash test.

@@ -1,6 +1,8 @@
 //! What can go wrong in a store. Each message says what failed and what would be right; refusals
 //! of single usage records are not errors but entries of an [`crate::IngestReport`].
 
+use revshare_core::ledger::LedgerError;
+use revshare_core::money::Currency;
 use revshare_core::rollup::RollupOverflow;
 
 use crate::registry::Role;
@@ -87,4 +89,29 @@ pub enum StoreError {
     StatementMismatch(String),
     #[error(transparent)]
     RollupOverflow(#[from] RollupOverflow),
+
+    #[error(
+        "the original statement of agreement {agreement} for {period} posts its journal entry; pass the entry JournalEntry::for_statement builds from it"
+    )]
+    EntryRequired { agreement: String, period: String },
+    #[error(
+        "a restatement of agreement {agreement} for {period} posts no journal entry; its difference is carried as an adjustment line of the next month's statement"
+    )]
+    EntryNotAllowed { agreement: String, period: String },
+    #[error(
+        "journal entry `{reference}` is not the entry of the statement being finalised: {detail}; build it with JournalEntry::for_statement from that statement"
+    )]
+    StatementEntry { reference: String, detail: String },
+    #[error("entry `{reference}` is a statement's entry; it is posted with its statement when the month is closed")]
+    StatementEntryAlone { reference: String },
+    #[error(
+        "entry `{reference}` reverses `{original}`, a statement's entry; a finalised statement is not reversed — late records and corrections are carried into the next month's statement"
+    )]
+    StatementReversal { reference: String, original: String },
+    #[error(
+        "entry `{reference}` posts in {found}, but agreement {agreement} is in {expected}; post its payments and adjustments in {expected}"
+    )]
+    EntryCurrency { reference: String, agreement: String, expected: Currency, found: Currency },
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
 }

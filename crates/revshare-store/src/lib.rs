@@ -3,10 +3,12 @@
 //!
 //! What a store keeps: the registry (parties, models, host model aliases), every version of every
 //! agreement, every usage record as sent (deduplicated forever by `(host, id)`), rollups of those
-//! records maintained at ingest so that settling a month reads O(groups) rows, and finalised
-//! statements. It decides nothing about money: settlement is the core's (`revshare_core::settle`),
-//! fed from [`Store::rollup`] and [`Store::record_digests`], and gives the same statement as
-//! settling the same records in memory (the conformance suite holds the stores to that).
+//! records maintained at ingest so that settling a month reads O(groups) rows, finalised
+//! statements, and the double-entry journal that statements and payments post. It decides nothing
+//! about money: settlement is the core's (`revshare_core::settle`), fed from [`Store::rollup`]
+//! and [`Store::record_digests`], and gives the same statement as settling the same records in
+//! memory (the conformance suite holds the stores to that); entries are built by the core's
+//! ledger (`revshare_core::ledger`) and only checked and kept here.
 //!
 //! Layout: the logic is written once, in the modules below, against a small SQL seam
 //! (`sql.rs`: run a statement, read rows, commit); `sqlite.rs` and `pg.rs` adapt their drivers to
@@ -20,12 +22,14 @@
 //! - `records.rs`: the stored record row shared by both databases.
 //! - `rollups.rs`: the per-group sums and how they are held exactly.
 //! - `statements.rs`: immutable statements, originals and restatements, closed periods.
+//! - `journal.rs`: the ledger's entries, checked when written and again when read.
 //!
 //! The API is synchronous; an async server runs it on a blocking thread.
 
 mod agreements;
 mod error;
 mod ingest;
+mod journal;
 mod pg;
 mod records;
 mod registry;
@@ -37,6 +41,7 @@ mod statements;
 
 use revshare_core::agreement::Agreement;
 use revshare_core::ids::{AgreementId, ModelId, PartyId};
+use revshare_core::ledger::JournalEntry;
 use revshare_core::rollup::Rollup;
 use revshare_core::time::Period;
 use revshare_core::usage::UsageRecord;
@@ -82,14 +87,30 @@ pub trait Store {
     /// The records of an agreement's month as stored (model resolved), by host and id.
     fn records(&mut self, agreement: &AgreementId, period: Period) -> Result<Vec<UsageRecord<'static>>, StoreError>;
 
-    /// Finalises a statement: the first of a period is the original, later ones restatements.
-    fn save_statement(&mut self, statement: &NewStatement<'_>) -> Result<StoredStatement, StoreError>;
+    /// Finalises a statement: the first of a period is the original, later ones restatements. An
+    /// original posts its journal entry (`JournalEntry::for_statement`) in the same transaction; a
+    /// restatement posts none (`None`), its difference being carried by the next statement.
+    fn finalise_statement(&mut self, statement: &NewStatement<'_>, entry: Option<&JournalEntry>) -> Result<StoredStatement, StoreError>;
+    /// Closes a month in one transaction: the restatements of earlier months that late records
+    /// changed, then the month's original with its journal entry. All or nothing, so a close
+    /// that fails half-way leaves no restatement whose difference was never carried.
+    fn finalise_close(
+        &mut self,
+        restatements: &[NewStatement<'_>],
+        original: &NewStatement<'_>,
+        entry: &JournalEntry,
+    ) -> Result<StoredStatement, StoreError>;
     /// The latest statement of an agreement's month.
     fn statement(&mut self, agreement: &AgreementId, period: Period) -> Result<Option<StoredStatement>, StoreError>;
     /// Every statement (of one agreement, or of all), by agreement, period and sequence.
     fn statements(&mut self, agreement: Option<&AgreementId>) -> Result<Vec<StoredStatement>, StoreError>;
     /// The months of an agreement that have a statement.
     fn closed_periods(&mut self, agreement: &AgreementId) -> Result<Vec<Period>, StoreError>;
+
+    /// Posts a payment, adjustment or reversal, checked against its agreement and the journal.
+    fn post_entry(&mut self, entry: &JournalEntry) -> Result<(), StoreError>;
+    /// Every journal entry in posting order, each checked again as it is read.
+    fn journal(&mut self) -> Result<Vec<JournalEntry>, StoreError>;
 }
 
 /// Runs `f` in one transaction and commits it if `f` succeeds.
@@ -176,8 +197,22 @@ impl<B: Backend> Store for B {
         })
     }
 
-    fn save_statement(&mut self, statement: &NewStatement<'_>) -> Result<StoredStatement, StoreError> {
-        transaction(self, Access::Write, |sql| statements::save(sql, statement))
+    fn finalise_statement(&mut self, statement: &NewStatement<'_>, entry: Option<&JournalEntry>) -> Result<StoredStatement, StoreError> {
+        transaction(self, Access::Write, |sql| statements::finalise(sql, statement, entry))
+    }
+
+    fn finalise_close(
+        &mut self,
+        restatements: &[NewStatement<'_>],
+        original: &NewStatement<'_>,
+        entry: &JournalEntry,
+    ) -> Result<StoredStatement, StoreError> {
+        transaction(self, Access::Write, |sql| {
+            for restatement in restatements {
+                statements::finalise(sql, restatement, None)?;
+            }
+            statements::finalise(sql, original, Some(entry))
+        })
     }
 
     fn statement(&mut self, agreement: &AgreementId, period: Period) -> Result<Option<StoredStatement>, StoreError> {
@@ -190,5 +225,13 @@ impl<B: Backend> Store for B {
 
     fn closed_periods(&mut self, agreement: &AgreementId) -> Result<Vec<Period>, StoreError> {
         transaction(self, Access::Read, |sql| statements::closed_periods(sql, agreement.as_str()))
+    }
+
+    fn post_entry(&mut self, entry: &JournalEntry) -> Result<(), StoreError> {
+        transaction(self, Access::Write, |sql| journal::post(sql, entry))
+    }
+
+    fn journal(&mut self) -> Result<Vec<JournalEntry>, StoreError> {
+        transaction(self, Access::Read, |sql| journal::all(sql))
     }
 }

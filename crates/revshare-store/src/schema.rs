@@ -10,14 +10,20 @@
 //! the `u128` rollup sums are `NUMERIC(39,0)` in PostgreSQL and decimal `TEXT` in SQLite (see
 //! [`crate::rollups`]); digests and statement bytes are `BYTEA` / `BLOB`; flags are `BOOLEAN` /
 //! `INTEGER` 0 or 1. SQLite tables are `STRICT`, so a value of the wrong type is an error there
-//! as it is in PostgreSQL. Triggers refuse any update or deletion of agreements and statements,
-//! and any change to a stored record's values (only where it is rolled up may change, when an
-//! agreement is registered).
+//! as it is in PostgreSQL. Triggers refuse any update or deletion of agreements, statements,
+//! journal entries and postings, and any change to a stored record's values (only where it is
+//! rolled up may change, when an agreement is registered).
+//!
+//! Version 2 adds the journal (see [`crate::journal`]): `journal_entries`, numbered by `seq` in
+//! posting order, and their `postings`, whose signed `i128` amounts are `NUMERIC(39,0)` in
+//! PostgreSQL (with a check that keeps them within ±(2^127 − 1)) and decimal `TEXT` in SQLite,
+//! like the rollup sums.
 
 use crate::error::StoreError;
 use crate::sql::{Access, Backend, Dialect, Param, Sql, first};
 
-const SQLITE: &[&str] = &[r#"
+const SQLITE: &[&str] = &[
+    r#"
 CREATE TABLE parties (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -115,9 +121,40 @@ CREATE TRIGGER agreements_are_kept_u BEFORE UPDATE ON agreements
 BEGIN SELECT RAISE(ABORT, 'an agreement version is never changed; register an amendment'); END;
 CREATE TRIGGER agreements_are_kept_d BEFORE DELETE ON agreements
 BEGIN SELECT RAISE(ABORT, 'an agreement version is never deleted; register an amendment'); END;
-"#];
+"#,
+    r#"
+CREATE TABLE journal_entries (
+    seq INTEGER PRIMARY KEY CHECK (seq >= 1),
+    reference TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL CHECK (kind IN ('statement', 'payment', 'adjustment', 'reversal')),
+    reverses TEXT UNIQUE REFERENCES journal_entries (reference),
+    description TEXT NOT NULL,
+    agreement_id TEXT NOT NULL,
+    CHECK ((kind = 'reversal') = (reverses IS NOT NULL))
+) STRICT;
+CREATE INDEX journal_entries_by_agreement ON journal_entries (agreement_id, seq);
 
-const POSTGRES: &[&str] = &[r#"
+CREATE TABLE postings (
+    entry_seq INTEGER NOT NULL REFERENCES journal_entries (seq),
+    line INTEGER NOT NULL CHECK (line >= 0),
+    account TEXT NOT NULL,
+    currency TEXT NOT NULL CHECK (length(currency) = 3),
+    amount_minor TEXT NOT NULL,
+    PRIMARY KEY (entry_seq, line)
+) STRICT, WITHOUT ROWID;
+CREATE TRIGGER journal_entries_are_final_u BEFORE UPDATE ON journal_entries
+BEGIN SELECT RAISE(ABORT, 'a journal entry is never changed; post a reversal'); END;
+CREATE TRIGGER journal_entries_are_final_d BEFORE DELETE ON journal_entries
+BEGIN SELECT RAISE(ABORT, 'a journal entry is never deleted; post a reversal'); END;
+CREATE TRIGGER postings_are_final_u BEFORE UPDATE ON postings
+BEGIN SELECT RAISE(ABORT, 'a posting is never changed; post a reversal'); END;
+CREATE TRIGGER postings_are_final_d BEFORE DELETE ON postings
+BEGIN SELECT RAISE(ABORT, 'a posting is never deleted; post a reversal'); END;
+"#,
+];
+
+const POSTGRES: &[&str] = &[
+    r#"
 CREATE TABLE parties (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -214,7 +251,33 @@ CREATE TRIGGER statements_are_final BEFORE UPDATE OR DELETE ON statements
 FOR EACH ROW EXECUTE FUNCTION revshare_refuse('a finalised statement is never changed or deleted; save a restatement');
 CREATE TRIGGER agreements_are_kept BEFORE UPDATE OR DELETE ON agreements
 FOR EACH ROW EXECUTE FUNCTION revshare_refuse('an agreement version is never changed or deleted; register an amendment');
-"#];
+"#,
+    r#"
+CREATE TABLE journal_entries (
+    seq BIGINT PRIMARY KEY CHECK (seq >= 1),
+    reference TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL CHECK (kind IN ('statement', 'payment', 'adjustment', 'reversal')),
+    reverses TEXT UNIQUE REFERENCES journal_entries (reference),
+    description TEXT NOT NULL,
+    agreement_id TEXT NOT NULL,
+    CHECK ((kind = 'reversal') = (reverses IS NOT NULL))
+);
+CREATE INDEX journal_entries_by_agreement ON journal_entries (agreement_id, seq);
+
+CREATE TABLE postings (
+    entry_seq BIGINT NOT NULL REFERENCES journal_entries (seq),
+    line BIGINT NOT NULL CHECK (line >= 0),
+    account TEXT NOT NULL,
+    currency TEXT NOT NULL CHECK (length(currency) = 3),
+    amount_minor NUMERIC(39, 0) NOT NULL CHECK (abs(amount_minor) <= 170141183460469231731687303715884105727),
+    PRIMARY KEY (entry_seq, line)
+);
+CREATE TRIGGER journal_entries_are_final BEFORE UPDATE OR DELETE ON journal_entries
+FOR EACH ROW EXECUTE FUNCTION revshare_refuse('a journal entry is never changed or deleted; post a reversal');
+CREATE TRIGGER postings_are_final BEFORE UPDATE OR DELETE ON postings
+FOR EACH ROW EXECUTE FUNCTION revshare_refuse('a posting is never changed or deleted; post a reversal');
+"#,
+];
 
 fn migrations(dialect: Dialect) -> &'static [&'static str] {
     match dialect {

@@ -6,16 +6,25 @@
 //! both with triggers as well). The bytes are stored exactly as given — the RFC 8785 canonical
 //! JSON — with their `sha256:` digest, which is checked against the bytes, and the bytes must be
 //! the statement of the agreement version and period they are saved under.
+//!
+//! Finalising an original posts its journal entry in the same transaction ([`finalise`]), and the
+//! entry must be the statement's: the statement entry of its agreement and month, posting exactly
+//! its usage total, host credit, adjustments and net payable in its currency — compared with the
+//! bytes being saved, so a statement and its entry cannot disagree. A restatement posts no entry
+//! (see [`crate::journal`]).
 
 use std::fmt;
 
 use revshare_core::canonical;
 use revshare_core::ids::AgreementId;
+use revshare_core::ledger::{AccountKind, EntryKind, JournalEntry, Role as LedgerRole};
+use revshare_core::money::Currency;
 use revshare_core::time::Period;
+use serde_json::Value;
 
-use crate::agreements;
 use crate::error::StoreError;
 use crate::sql::{Columns, Param, Sql, first, rows, unsigned};
+use crate::{agreements, journal};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StatementKind {
@@ -98,12 +107,13 @@ pub(crate) fn closed(sql: &mut impl Sql, agreement_id: &str, month: &str) -> Res
 }
 
 /// The bytes must be the statement they are saved as: its agreement, version and period.
-fn check_bytes(new: &NewStatement<'_>) -> Result<(), StoreError> {
+/// Returns them parsed.
+fn check_bytes(new: &NewStatement<'_>) -> Result<Value, StoreError> {
     let actual = canonical::digest(new.canonical);
     if actual != new.digest {
         return Err(StoreError::StatementDigest { given: new.digest.to_owned(), actual });
     }
-    let json: serde_json::Value =
+    let json: Value =
         serde_json::from_slice(new.canonical).map_err(|e| StoreError::StatementMismatch(format!("they are not JSON ({e})")))?;
     let said = (
         json.pointer("/agreement/id").and_then(|v| v.as_str()),
@@ -121,11 +131,74 @@ fn check_bytes(new: &NewStatement<'_>) -> Result<(), StoreError> {
             new.agreement_version,
         )));
     }
+    Ok(json)
+}
+
+/// The entry of an original must be its statement's (see the module documentation); `json` is
+/// the statement's bytes, parsed.
+fn check_entry(json: &Value, new: &NewStatement<'_>, entry: &JournalEntry) -> Result<(), StoreError> {
+    let mismatch = |detail: String| StoreError::StatementEntry { reference: entry.reference().to_owned(), detail };
+    // The reference `JournalEntry::for_statement` gives: one statement entry per agreement and month.
+    let expected = format!("statement:{}:{}", new.agreement_id, new.period);
+    if entry.kind() != &EntryKind::Statement || entry.reference() != expected || entry.agreement() != new.agreement_id {
+        return Err(mismatch(format!(
+            "it is a {} entry of agreement {}, not the statement entry `{expected}`",
+            entry.kind(),
+            entry.agreement()
+        )));
+    }
+    let code = json.pointer("/currency").and_then(Value::as_str).unwrap_or_default();
+    let currency = Currency::parse(code).map_err(|e| StoreError::StatementMismatch(e.to_string()))?;
+    if let Some(p) = entry.postings().iter().find(|p| p.currency != currency) {
+        return Err(mismatch(format!("it posts in {}, but the statement is in {currency}", p.currency)));
+    }
+    // On the host's side usage and adjustments are debits, the credit and the payable credits.
+    let totals = [
+        ("usage_total", AccountKind::Usage, 1),
+        ("host_credit", AccountKind::ContributionCredit, -1),
+        ("adjustments", AccountKind::Adjustments, 1),
+        ("net_payable", AccountKind::Payable, -1),
+    ];
+    for (total, kind, sign) in totals {
+        let posted = entry
+            .postings()
+            .iter()
+            .filter(|p| p.account.role() == LedgerRole::Host && p.account.kind() == kind)
+            .try_fold(0i128, |sum, p| sum.checked_add(p.amount_minor))
+            .and_then(|net| net.checked_mul(sign))
+            .map(|net| currency.format(net));
+        let said = json.pointer(&format!("/totals/{total}")).and_then(Value::as_str);
+        if posted.as_deref() != said {
+            return Err(mismatch(format!(
+                "it posts {total} {} {currency}, but the statement says {}",
+                posted.as_deref().unwrap_or("beyond range"),
+                said.unwrap_or("nothing")
+            )));
+        }
+    }
     Ok(())
 }
 
-pub(crate) fn save(sql: &mut impl Sql, new: &NewStatement<'_>) -> Result<StoredStatement, StoreError> {
-    check_bytes(new)?;
+/// Finalises a statement: saves it and, for an original, posts its entry, in the caller's
+/// transaction.
+pub(crate) fn finalise(sql: &mut impl Sql, new: &NewStatement<'_>, entry: Option<&JournalEntry>) -> Result<StoredStatement, StoreError> {
+    let json = check_bytes(new)?;
+    let (agreement, period) = (new.agreement_id.to_string(), new.period.to_string());
+    match (new.kind, entry) {
+        (StatementKind::Original, None) => return Err(StoreError::EntryRequired { agreement, period }),
+        (StatementKind::Restatement, Some(_)) => return Err(StoreError::EntryNotAllowed { agreement, period }),
+        (StatementKind::Original, Some(entry)) => check_entry(&json, new, entry)?,
+        (StatementKind::Restatement, None) => {}
+    }
+    let stored = save(sql, new)?;
+    if let Some(entry) = entry {
+        journal::append(sql, entry)?;
+    }
+    Ok(stored)
+}
+
+/// Saves checked statement bytes with the next sequence number of their period.
+fn save(sql: &mut impl Sql, new: &NewStatement<'_>) -> Result<StoredStatement, StoreError> {
     let id = new.agreement_id.as_str();
     agreements::require(sql, id, Some(new.agreement_version))?;
     let period = new.period.to_string();

@@ -10,7 +10,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use revshare_core::contribution::{Contribution, parse_contribution_line};
 use revshare_core::ids::{AgreementId, ModelId, PartyId};
+use revshare_core::ledger::{Balances, JournalEntry, LedgerError, Party as LedgerParty};
+use revshare_core::money::Currency;
 use revshare_core::settle::{SettlementInput, settle, settle_records, usage_digest};
+use revshare_core::statement::Statement;
 use revshare_core::time::{Instant, Period};
 use revshare_core::usage::{UsageRecord, parse_json_line};
 use revshare_store::{IngestMode, Model, NewStatement, Party, PgStore, ProblemKind, Role, SqliteStore, StatementKind, Store, StoreError};
@@ -21,6 +24,9 @@ use revshare_store::{IngestMode, Model, NewStatement, Party, PgStore, ProblemKin
 trait TestDb {
     /// Opens the test database (again): a new connection, migrations applied.
     fn open(&self) -> Box<dyn Store + Send>;
+    /// Runs SQL on the database behind revshare's back (the script of the database's dialect),
+    /// returning the database's error message.
+    fn raw(&self, sqlite: &str, postgres: &str) -> Result<(), String>;
 }
 
 struct SqliteDb {
@@ -36,6 +42,11 @@ impl SqliteDb {
 impl TestDb for SqliteDb {
     fn open(&self) -> Box<dyn Store + Send> {
         Box::new(SqliteStore::open(self.dir.path().join("revshare.sqlite")).expect("the SQLite store opens"))
+    }
+
+    fn raw(&self, sqlite: &str, _postgres: &str) -> Result<(), String> {
+        let connection = rusqlite::Connection::open(self.dir.path().join("revshare.sqlite")).map_err(|e| e.to_string())?;
+        connection.execute_batch(sqlite).map_err(|e| e.to_string())
     }
 }
 
@@ -69,6 +80,12 @@ impl PgDb {
 impl TestDb for PgDb {
     fn open(&self) -> Box<dyn Store + Send> {
         Box::new(PgStore::connect_with(&self.config).expect("the PostgreSQL store opens"))
+    }
+
+    fn raw(&self, _sqlite: &str, postgres: &str) -> Result<(), String> {
+        let message = |e: ::postgres::Error| e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_owned());
+        let mut client = self.config.connect(::postgres::NoTls).map_err(message)?;
+        client.batch_execute(postgres).map_err(message)
     }
 }
 
@@ -113,6 +130,11 @@ conformance!(
     registering_an_agreement_places_earlier_records,
     records_of_a_closed_month_are_late,
     statements_are_immutable,
+    statement_and_entry_are_one_transaction,
+    payments_are_posted_once,
+    reversals_restore_the_balance,
+    the_journal_read_back_balances_like_memory,
+    a_damaged_posting_is_detected_on_read,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -192,12 +214,17 @@ fn edited(text: &str, replacements: &[(&str, &str)]) -> String {
     })
 }
 
-/// Settles a month from the store, as `revshare close` will.
+/// Settles a month from the store, as `revshare close` does; the canonical bytes.
 fn settle_from_store(store: &mut dyn Store, id: &str, period: Period, contributions: &[Contribution]) -> Vec<u8> {
+    settle_statement(store, id, period, contributions).to_canonical().expect("canonical bytes")
+}
+
+/// Settles a month from the store, as `revshare close` does.
+fn settle_statement(store: &mut dyn Store, id: &str, period: Period, contributions: &[Contribution]) -> Statement {
     let agreement = store.agreement(&aid(id), None).expect("the agreement");
     let (rollup, duplicates) = store.rollup(&aid(id), period).expect("the rollup");
     let mut digests = store.record_digests(&aid(id), period).expect("the digests");
-    let statement = settle(&SettlementInput {
+    settle(&SettlementInput {
         agreement: &agreement,
         period,
         rollup: &rollup,
@@ -206,8 +233,7 @@ fn settle_from_store(store: &mut dyn Store, id: &str, period: Period, contributi
         contributions,
         adjustments: Vec::new(),
     })
-    .expect("settles from the store");
-    statement.to_canonical().expect("canonical bytes")
+    .expect("settles from the store")
 }
 
 /// Settles a month from records in memory, with the core alone.
@@ -232,14 +258,14 @@ fn text(bytes: &[u8]) -> String {
 
 fn migrations_are_idempotent(db: &dyn TestDb) {
     let mut store = db.open();
-    assert_eq!(store.schema_version().expect("version"), 1);
+    assert_eq!(store.schema_version().expect("version"), 2);
     store.add_party(&party("meridian", Role::Licensor)).expect("add a party");
     drop(store);
     let mut again = db.open();
-    assert_eq!(again.schema_version().expect("version"), 1, "opening again applies nothing twice");
+    assert_eq!(again.schema_version().expect("version"), 2, "opening again applies nothing twice");
     assert_eq!(again.party(&pid("meridian")).expect("read"), Some(party("meridian", Role::Licensor)), "data survives reopening");
     let mut third = db.open();
-    assert_eq!(third.schema_version().expect("version"), 1);
+    assert_eq!(third.schema_version().expect("version"), 2);
 }
 
 fn parties_register_once(db: &dyn TestDb) {
@@ -825,21 +851,46 @@ fn registering_an_agreement_places_earlier_records(db: &dyn TestDb) {
 // ---------------------------------------------------------------------------------------------
 // Periods and statements
 
-fn save_original(store: &mut dyn Store, period: Period) -> Vec<u8> {
-    let bytes = settle_from_store(store, "meridian-northwind", period, &[]);
-    let digest = revshare_core::canonical::digest(&bytes);
-    let id = aid("meridian-northwind");
-    store
-        .save_statement(&NewStatement {
-            agreement_id: &id,
+/// The statement of a month, as bytes with their digest.
+struct Settled {
+    statement: Statement,
+    bytes: Vec<u8>,
+    digest: String,
+}
+
+impl Settled {
+    fn of(store: &mut dyn Store, period: Period) -> Settled {
+        let statement = settle_statement(store, "meridian-northwind", period, &[]);
+        let bytes = statement.to_canonical().expect("canonical bytes");
+        let digest = revshare_core::canonical::digest(&bytes);
+        Settled { statement, bytes, digest }
+    }
+
+    fn to_finalise<'a>(&'a self, id: &'a AgreementId, kind: StatementKind) -> NewStatement<'a> {
+        NewStatement {
+            agreement_id: id,
             agreement_version: 1,
-            period,
-            kind: StatementKind::Original,
-            canonical: &bytes,
-            digest: &digest,
-        })
-        .expect("save the original");
-    bytes
+            period: self.statement.period,
+            kind,
+            canonical: &self.bytes,
+            digest: &self.digest,
+        }
+    }
+
+    /// The statement's journal entry, as `revshare close` builds it.
+    fn entry(&self) -> JournalEntry {
+        JournalEntry::for_statement(&self.statement, &pid("meridian"), &pid("northwind")).expect("the statement's entry")
+    }
+}
+
+/// Closes a month of meridian-northwind: its original statement and journal entry.
+fn finalise_original(store: &mut dyn Store, period: Period) -> JournalEntry {
+    let settled = Settled::of(store, period);
+    let entry = settled.entry();
+    store
+        .finalise_statement(&settled.to_finalise(&aid("meridian-northwind"), StatementKind::Original), Some(&entry))
+        .expect("finalise the original");
+    entry
 }
 
 fn records_of_a_closed_month_are_late(db: &dyn TestDb) {
@@ -848,7 +899,7 @@ fn records_of_a_closed_month_are_late(db: &dyn TestDb) {
     register_example(store);
     let october = month("2026-10");
     store.ingest(&parse_records(USAGE), IngestMode::Atomic).expect("ingest");
-    save_original(store, october);
+    finalise_original(store, october);
     assert_eq!(store.closed_periods(&aid("meridian-northwind")).expect("closed"), vec![october]);
 
     let late = record("late-1", "m-8b", "content_moderation", "us", "2026-10-31T23:00:00Z", "100");
@@ -866,35 +917,274 @@ fn statements_are_immutable(db: &dyn TestDb) {
     let id = aid("meridian-northwind");
     let october = month("2026-10");
     store.ingest(&parse_records(USAGE), IngestMode::Atomic).expect("ingest");
-    let bytes = settle_from_store(store, "meridian-northwind", october, &[]);
-    let digest = revshare_core::canonical::digest(&bytes);
-    let new = |kind| NewStatement { agreement_id: &id, agreement_version: 1, period: october, kind, canonical: &bytes, digest: &digest };
+    let settled = Settled::of(store, october);
+    let entry = settled.entry();
+    let new = |kind| settled.to_finalise(&id, kind);
 
-    let err = store.save_statement(&new(StatementKind::Restatement)).expect_err("nothing to restate");
+    let err = store.finalise_statement(&new(StatementKind::Restatement), None).expect_err("nothing to restate");
     assert!(matches!(err, StoreError::NothingToRestate { .. }), "{err}");
-    let saved = store.save_statement(&new(StatementKind::Original)).expect("the original");
+    let saved = store.finalise_statement(&new(StatementKind::Original), Some(&entry)).expect("the original");
     assert_eq!((saved.sequence, saved.kind), (1, StatementKind::Original));
-    let err = store.save_statement(&new(StatementKind::Original)).expect_err("a second original");
+    let err = store.finalise_statement(&new(StatementKind::Original), Some(&entry)).expect_err("a second original");
     assert!(matches!(err, StoreError::StatementExists { sequence: 1, .. }), "{err}");
     assert!(err.to_string().contains("save a restatement instead"), "{err}");
 
     let bad_digest = NewStatement { digest: "sha256:00", ..new(StatementKind::Restatement) };
-    assert!(matches!(store.save_statement(&bad_digest), Err(StoreError::StatementDigest { .. })));
+    assert!(matches!(store.finalise_statement(&bad_digest, None), Err(StoreError::StatementDigest { .. })));
     let november = NewStatement { period: month("2026-11"), ..new(StatementKind::Original) };
-    let err = store.save_statement(&november).expect_err("october's bytes saved as november");
+    let err = store.finalise_statement(&november, Some(&entry)).expect_err("october's bytes saved as november");
     assert!(matches!(err, StoreError::StatementMismatch(_)), "{err}");
     let other_version = NewStatement { agreement_version: 2, ..new(StatementKind::Restatement) };
-    assert!(matches!(store.save_statement(&other_version), Err(StoreError::StatementMismatch(_))));
+    assert!(matches!(store.finalise_statement(&other_version, None), Err(StoreError::StatementMismatch(_))));
 
-    let restated = store.save_statement(&new(StatementKind::Restatement)).expect("a restatement");
+    let restated = store.finalise_statement(&new(StatementKind::Restatement), None).expect("a restatement");
     assert_eq!((restated.sequence, restated.kind), (2, StatementKind::Restatement));
     let latest = store.statement(&id, october).expect("read").expect("a statement");
     assert_eq!(latest, restated);
-    assert_eq!(latest.canonical, bytes);
+    assert_eq!(latest.canonical, settled.bytes);
     assert_eq!(store.statement(&id, month("2026-11")).expect("read"), None);
     let all = store.statements(None).expect("list");
     assert_eq!(all.iter().map(|s| (s.period, s.sequence)).collect::<Vec<_>>(), vec![(october, 1), (october, 2)]);
     assert_eq!(store.statements(Some(&id)).expect("list"), all);
     assert_eq!(store.statements(Some(&aid("other"))).expect("list"), vec![]);
     assert_eq!(store.closed_periods(&id).expect("closed"), vec![october]);
+    assert_eq!(store.journal().expect("journal"), vec![entry.clone()], "the restatement posted nothing");
+
+    // A close is all or nothing: when its original is refused (here, a second original), the
+    // restatement offered with it is not saved either.
+    let err = store.finalise_close(&[new(StatementKind::Restatement)], &new(StatementKind::Original), &entry).expect_err("refused");
+    assert!(matches!(err, StoreError::StatementExists { .. }), "{err}");
+    assert_eq!(store.statement(&id, october).expect("read").map(|s| s.sequence), Some(2), "no third statement");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The journal
+
+fn usd() -> Currency {
+    Currency::parse("USD").expect("a currency")
+}
+
+/// A payment under meridian-northwind, from the host unless `from_licensor`.
+fn payment(amount_minor: i128, reference: &str, from_licensor: bool) -> JournalEntry {
+    let (host, licensor) = (LedgerParty::host(&pid("northwind")), LedgerParty::licensor(&pid("meridian")));
+    let (from, to) = if from_licensor { (&licensor, &host) } else { (&host, &licensor) };
+    JournalEntry::payment(from, to, &aid("meridian-northwind"), usd(), amount_minor, reference).expect("a payment")
+}
+
+/// Who owes whom in USD, summed from the stored journal.
+fn owed(store: &mut dyn Store) -> Vec<String> {
+    let journal = store.journal().expect("the journal");
+    Balances::from_entries(&journal).expect("balances").owed(usd()).iter().map(ToString::to_string).collect()
+}
+
+fn owes(amount: &str) -> Vec<String> {
+    vec![format!("host northwind owes licensor meridian {amount} USD under meridian-northwind")]
+}
+
+/// The example with October ingested and, when `close`, closed.
+fn october_example(db: &dyn TestDb, close: bool) -> Box<dyn Store + Send> {
+    let mut store = db.open();
+    register_example(store.as_mut());
+    store.ingest(&parse_records(USAGE), IngestMode::Atomic).expect("ingest");
+    if close {
+        finalise_original(store.as_mut(), month("2026-10"));
+    }
+    store
+}
+
+fn statement_and_entry_are_one_transaction(db: &dyn TestDb) {
+    let mut store = october_example(db, false);
+    let store = store.as_mut();
+    let id = aid("meridian-northwind");
+    let october = month("2026-10");
+    let settled = Settled::of(store, october);
+    let original = settled.to_finalise(&id, StatementKind::Original);
+
+    // An original without its entry, or with an entry that is not its own, leaves nothing.
+    let err = store.finalise_statement(&original, None).expect_err("an original posts its entry");
+    assert!(matches!(err, StoreError::EntryRequired { .. }), "{err}");
+    let mut other = settled.statement.clone();
+    other.period = month("2026-09");
+    let wrong_month = JournalEntry::for_statement(&other, &pid("meridian"), &pid("northwind")).expect("an entry");
+    let err = store.finalise_statement(&original, Some(&wrong_month)).expect_err("another month's entry");
+    assert!(err.to_string().contains("not the statement entry `statement:meridian-northwind:2026-10`"), "{err}");
+    let mut other = settled.statement.clone();
+    other.totals.usage_total += 1;
+    other.totals.net_payable += 1;
+    let wrong_totals = JournalEntry::for_statement(&other, &pid("meridian"), &pid("northwind")).expect("an entry");
+    let err = store.finalise_statement(&original, Some(&wrong_totals)).expect_err("other totals");
+    assert!(err.to_string().contains("it posts usage_total 867.78 USD, but the statement says 867.77"), "{err}");
+    // This one is refused only when the entry is posted, after the statement row is written:
+    // the transaction takes the statement back with it.
+    let swapped = JournalEntry::for_statement(&settled.statement, &pid("northwind"), &pid("meridian")).expect("an entry");
+    let err = store.finalise_statement(&original, Some(&swapped)).expect_err("the parties are the agreement's");
+    assert!(matches!(err, StoreError::Ledger(LedgerError::PartiesChanged { .. })), "{err}");
+    assert_eq!(store.statement(&id, october).expect("read"), None);
+    assert!(store.closed_periods(&id).expect("closed").is_empty());
+    assert!(store.journal().expect("journal").is_empty());
+
+    let entry = settled.entry();
+    store.finalise_statement(&original, Some(&entry)).expect("the original and its entry");
+    assert!(store.statement(&id, october).expect("read").is_some());
+    assert_eq!(store.journal().expect("journal"), vec![entry.clone()]);
+    assert_eq!(owed(store), owes("867.77"), "the example without contributions");
+
+    // A restatement posts no entry; a statement's entry is never posted alone, nor reversed.
+    let err =
+        store.finalise_statement(&settled.to_finalise(&id, StatementKind::Restatement), Some(&entry)).expect_err("a restatement's entry");
+    assert!(matches!(err, StoreError::EntryNotAllowed { .. }), "{err}");
+    assert_eq!(store.statements(Some(&id)).expect("list").len(), 1);
+    let err = store.post_entry(&entry).expect_err("a statement's entry alone");
+    assert!(matches!(err, StoreError::StatementEntryAlone { .. }), "{err}");
+    let reversal = JournalEntry::reversal(&entry, "undo-october").expect("a reversal");
+    let err = store.post_entry(&reversal).expect_err("reversing a statement");
+    assert!(matches!(err, StoreError::StatementReversal { .. }), "{err}");
+    assert_eq!(store.journal().expect("journal"), vec![entry]);
+}
+
+fn payments_are_posted_once(db: &dyn TestDb) {
+    let mut store = october_example(db, true);
+    let store = store.as_mut();
+    let pay = payment(80_000, "pay-1", false);
+    store.post_entry(&pay).expect("a payment");
+    assert_eq!(owed(store), owes("67.77"));
+    let err = store.post_entry(&pay).expect_err("the same payment again");
+    assert!(matches!(err, StoreError::Ledger(LedgerError::DuplicateReference { .. })), "{err}");
+    assert!(err.to_string().contains("entry `pay-1` is already posted"), "{err}");
+    let err = store.post_entry(&payment(5, "statement:meridian-northwind:2026-10", false)).expect_err("the statement's reference");
+    assert!(matches!(err, StoreError::Ledger(LedgerError::DuplicateReference { .. })), "{err}");
+
+    // A payment is between the agreement's parties, in its currency, under a registered agreement.
+    let southwind = JournalEntry::payment(
+        &LedgerParty::host(&pid("southwind")),
+        &LedgerParty::licensor(&pid("meridian")),
+        &aid("meridian-northwind"),
+        usd(),
+        5,
+        "pay-south",
+    )
+    .expect("a payment");
+    let err = store.post_entry(&southwind).expect_err("another host");
+    assert!(err.to_string().contains("but it is between licensor `meridian` and host `northwind`"), "{err}");
+    let (host, licensor) = (LedgerParty::host(&pid("northwind")), LedgerParty::licensor(&pid("meridian")));
+    let eur = Currency::parse("EUR").expect("a currency");
+    let in_euros = JournalEntry::payment(&host, &licensor, &aid("meridian-northwind"), eur, 5, "pay-eur").expect("a payment");
+    let err = store.post_entry(&in_euros).expect_err("another currency");
+    assert_eq!(
+        err.to_string(),
+        "entry `pay-eur` posts in EUR, but agreement meridian-northwind is in USD; post its payments and adjustments in USD"
+    );
+    let unknown = JournalEntry::payment(&host, &licensor, &aid("other"), usd(), 5, "pay-other").expect("a payment");
+    assert!(matches!(store.post_entry(&unknown), Err(StoreError::UnknownAgreement { .. })));
+
+    // The licensor pays back: the host's debt grows again.
+    let refund = payment(1_000, "refund-1", true);
+    store.post_entry(&refund).expect("a refund");
+    assert_eq!(owed(store), owes("77.77"));
+    let journal = store.journal().expect("journal");
+    assert_eq!(
+        journal.iter().map(JournalEntry::reference).collect::<Vec<_>>(),
+        ["statement:meridian-northwind:2026-10", "pay-1", "refund-1"]
+    );
+    assert_eq!(&journal[1..], [pay, refund]);
+}
+
+fn reversals_restore_the_balance(db: &dyn TestDb) {
+    let mut store = october_example(db, true);
+    let store = store.as_mut();
+    let pay = payment(80_000, "pay-1", false);
+    store.post_entry(&pay).expect("a payment");
+    let reversal = JournalEntry::reversal(&pay, "pay-1-reversed").expect("a reversal");
+    store.post_entry(&reversal).expect("the reversal");
+    assert_eq!(owed(store), owes("867.77"));
+
+    let twice = JournalEntry::reversal(&pay, "pay-1-reversed-again").expect("a reversal");
+    let err = store.post_entry(&twice).expect_err("reversed once only");
+    assert!(matches!(err, StoreError::Ledger(LedgerError::AlreadyReversed { .. })), "{err}");
+    let never_posted = JournalEntry::reversal(&payment(100, "pay-9", false), "pay-9-reversed").expect("a reversal");
+    let err = store.post_entry(&never_posted).expect_err("nothing to reverse");
+    assert!(matches!(err, StoreError::Ledger(LedgerError::UnknownOriginal { .. })), "{err}");
+
+    // Reversing the reversal puts the payment back.
+    store.post_entry(&JournalEntry::reversal(&reversal, "pay-1-restored").expect("a reversal")).expect("post");
+    assert_eq!(owed(store), owes("67.77"));
+    assert_eq!(store.journal().expect("journal").len(), 4);
+}
+
+fn the_journal_read_back_balances_like_memory(db: &dyn TestDb) {
+    let mut store = october_example(db, false);
+    let store = store.as_mut();
+    let mut memory = vec![finalise_original(store, month("2026-10")), finalise_original(store, month("2026-11"))];
+    // Payments both ways, adjustments up and down, and reversals of any of them (reversals
+    // included), in a seeded order.
+    let mut g = Gen(0x1ed6_e5ee_d001);
+    let mut reversible: Vec<JournalEntry> = Vec::new();
+    for n in 0..30 {
+        let amount = i128::from(g.below(90_000)) + 1;
+        let entry = match g.below(6) {
+            0 | 1 => payment(amount, &format!("pay-{n}"), false),
+            2 => payment(amount / 10 + 1, &format!("refund-{n}"), true),
+            3 => JournalEntry::adjustment(
+                &pid("meridian"),
+                &pid("northwind"),
+                &aid("meridian-northwind"),
+                usd(),
+                if g.below(2) == 0 { amount } else { -amount },
+                &format!("adj-{n}"),
+                "dispute settled",
+            )
+            .expect("an adjustment"),
+            _ if !reversible.is_empty() => {
+                let original = reversible.remove(usize::try_from(g.below(reversible.len() as u64)).expect("small"));
+                JournalEntry::reversal(&original, &format!("rev-{n}")).expect("a reversal")
+            }
+            _ => payment(amount, &format!("pay-{n}"), false),
+        };
+        store.post_entry(&entry).expect("post");
+        reversible.push(entry.clone());
+        memory.push(entry);
+    }
+    // Amounts at the far end of the range are kept exactly.
+    let huge = JournalEntry::adjustment(&pid("meridian"), &pid("northwind"), &aid("meridian-northwind"), usd(), i128::MAX / 2, "huge", "")
+        .expect("an adjustment");
+    store.post_entry(&huge).expect("post");
+    memory.push(huge);
+
+    let mut reopened = db.open();
+    for journal in [store.journal().expect("journal"), reopened.journal().expect("journal")] {
+        assert_eq!(journal, memory);
+        let (read_back, in_memory) =
+            (Balances::from_entries(&journal).expect("balances"), Balances::from_entries(&memory).expect("balances"));
+        assert_eq!(read_back.iter().collect::<Vec<_>>(), in_memory.iter().collect::<Vec<_>>());
+        assert_eq!(read_back.owed(usd()), in_memory.owed(usd()));
+        let total: i128 = read_back.iter().map(|(_, _, balance)| balance).fold(0, |sum, b| sum.checked_add(b).expect("in range"));
+        assert_eq!(total, 0, "balances sum to zero");
+    }
+}
+
+fn a_damaged_posting_is_detected_on_read(db: &dyn TestDb) {
+    let mut store = october_example(db, true);
+    let store = store.as_mut();
+    store.post_entry(&payment(80_000, "pay-1", false)).expect("a payment");
+    let change = "UPDATE postings SET amount_minor = '80001' WHERE line = 0 \
+                  AND entry_seq = (SELECT seq FROM journal_entries WHERE reference = 'pay-1')";
+    let err = db.raw(change, change).expect_err("the schema refuses changes");
+    assert!(err.contains("a posting is never changed"), "{err}");
+    let err = db.raw("DELETE FROM journal_entries", "DELETE FROM journal_entries").expect_err("and deletions");
+    assert!(err.contains("a journal entry is never"), "{err}");
+
+    // Behind revshare's back, without the trigger.
+    db.raw(
+        &format!("DROP TRIGGER postings_are_final_u; {change}"),
+        &format!("ALTER TABLE postings DISABLE TRIGGER postings_are_final; {change}"),
+    )
+    .expect("a change behind revshare's back");
+    let err = store.journal().expect_err("a damaged journal");
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    assert!(
+        err.to_string().starts_with("the database holds a journal entry `pay-1` that revshare cannot read (entry `pay-1` does not balance in USD: debits 1600.01, credits 1600.00"),
+        "{err}"
+    );
+    let err = store.post_entry(&payment(100, "pay-2", false)).expect_err("nothing is posted on a damaged journal");
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
 }

@@ -1,0 +1,114 @@
+//! The ledger commands: `payment record`, `payment reverse` and `balances`. Each payment is one
+//! journal entry (`JournalEntry::payment`), which the store checks against its agreement and the
+//! journal before writing it; balances are summed from the whole journal as read back.
+//!
+//! Decisions:
+//! - `payment record` books money that moved under one agreement, in the agreement's currency,
+//!   from the host to the licensor unless `--from licensor` (money paid back). The amount is a
+//!   plain decimal with no more places than the currency's minor unit: what was paid is recorded
+//!   exactly, never rounded. Paying more than is owed is recorded as it happened; the licensor
+//!   then owes the excess.
+//! - The reference is the caller's (a bank transfer id, say) and is posted once in the whole
+//!   journal, so recording the same payment twice is refused rather than counted twice.
+//! - `payment reverse` undoes a recorded payment with a new entry under a new reference; the
+//!   payment stays in the journal. Only payments are reversed here: a statement is final, and
+//!   corrected by a restatement carried into the next month's statement.
+//! - `balances` lists, per currency, each agreement with an open balance: who owes whom, read from
+//!   the host's payable account.
+
+use clap::ValueEnum;
+use revshare_core::decimal::Decimal;
+use revshare_core::ids::AgreementId;
+use revshare_core::ledger::{Balances, EntryKind, JournalEntry, Party};
+use revshare_core::money::Currency;
+
+use crate::Failure;
+use crate::report::{right_align, table};
+use crate::store_cmds::{StoreArgs, open, parse};
+
+/// Who paid.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Payer {
+    /// The host pays the licensor what it owes.
+    Host,
+    /// The licensor pays the host back.
+    Licensor,
+}
+
+/// An amount paid, in minor units of `currency`: refused with more places than the currency has.
+fn minor_units(text: &str, currency: Currency) -> Result<i128, Failure> {
+    let amount = parse(Decimal::parse(text))?;
+    let (places, allowed) = (amount.scale(), currency.minor_units());
+    if places > allowed {
+        let rule = match allowed {
+            0 => "none; write the amount paid as a whole number".to_owned(),
+            n => format!("at most {n}; write the amount paid with at most {n} decimal place{}", if n == 1 { "" } else { "s" }),
+        };
+        return Err(Failure::Invalid(format!(
+            "error: the amount `{text}` has {places} decimal places, but a {currency} amount has {rule}\n"
+        )));
+    }
+    currency.to_minor(&amount).ok_or_else(|| Failure::Invalid(format!("error: the amount `{text}` is too large to record\n")))
+}
+
+pub fn record_payment(args: &StoreArgs, agreement: &str, amount: &str, reference: &str, from: Payer) -> Result<(), Failure> {
+    let id = parse(AgreementId::parse(agreement))?;
+    let mut store = open(args, false)?;
+    let agreement = store.agreement(&id, None)?;
+    let currency = agreement.currency();
+    let amount_minor = minor_units(amount, currency)?;
+    let (host, licensor) = (Party::host(agreement.host()), Party::licensor(agreement.licensor()));
+    let (from, to) = match from {
+        Payer::Host => (&host, &licensor),
+        Payer::Licensor => (&licensor, &host),
+    };
+    let entry = parse(JournalEntry::payment(from, to, &id, currency, amount_minor, reference))?;
+    store.post_entry(&entry)?;
+    println!("recorded `{reference}`: {}", entry.description());
+    Ok(())
+}
+
+pub fn reverse_payment(args: &StoreArgs, reference: &str, new_reference: &str) -> Result<(), Failure> {
+    let mut store = open(args, false)?;
+    let journal = store.journal()?;
+    let Some(payment) = journal.iter().find(|e| e.reference() == reference) else {
+        return Err(Failure::Invalid(format!(
+            "error: the journal has no entry `{reference}`; give the reference the payment was recorded with\n"
+        )));
+    };
+    if payment.kind() != &EntryKind::Payment {
+        return Err(Failure::Invalid(format!(
+            "error: `{reference}` is a {} entry, not a payment; `payment reverse` undoes payments only\n",
+            payment.kind()
+        )));
+    }
+    let reversal = parse(JournalEntry::reversal(payment, new_reference))?;
+    store.post_entry(&reversal)?;
+    println!("reversed `{reference}` with `{new_reference}`: {}", payment.description());
+    Ok(())
+}
+
+pub fn balances(args: &StoreArgs, currency: Option<&str>) -> Result<(), Failure> {
+    let currency = parse(currency.map(Currency::parse).transpose())?;
+    let journal = open(args, false)?.journal()?;
+    let balances = parse(Balances::from_entries(&journal))?;
+    let currencies = currency.map_or_else(|| balances.currencies(), |c| vec![c]);
+    let debts: Vec<_> = currencies.into_iter().flat_map(|c| balances.owed(c)).collect();
+    if debts.is_empty() {
+        println!("nobody owes anything{}", currency.map(|c| format!(" in {c}")).unwrap_or_default());
+        return Ok(());
+    }
+    let mut owed = table(&["currency", "debtor", "creditor", "agreement", "amount"]);
+    for debt in &debts {
+        owed.add_row(vec![
+            debt.currency.to_string(),
+            debt.debtor.to_string(),
+            debt.creditor.to_string(),
+            debt.agreement.to_string(),
+            debt.currency.format(debt.amount_minor),
+        ]);
+    }
+    right_align(&mut owed, 4);
+    println!("{owed}");
+    Ok(())
+}
