@@ -49,6 +49,18 @@ impl std::fmt::Display for InputProblem {
     }
 }
 
+/// Every problem on its own line, in file and line order, then `closing`.
+pub fn report(mut problems: Vec<InputProblem>, closing: &str) -> String {
+    use std::fmt::Write as _;
+    problems.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    let mut text = String::new();
+    for p in &problems {
+        let _ = writeln!(text, "{p}");
+    }
+    let _ = writeln!(text, "{closing}");
+    text
+}
+
 /// Why reading failed: the files could not be read, or their content is invalid.
 pub enum ReadError {
     Io(anyhow::Error),

@@ -14,7 +14,7 @@ use revshare_core::statement::Statement;
 use revshare_core::time::Period;
 
 use crate::Failure;
-use crate::reading::ReadError;
+use crate::reading::{ReadError, report};
 use crate::settle_sink::{UsageSummary, read_usage};
 
 /// Renders agreement problems with snippets and carets (colour only on a terminal).
@@ -100,17 +100,9 @@ pub fn settle_command(
         Ok(s) => s,
         Err(ReadError::Io(e)) => return Err(Failure::Other(e)),
         Err(ReadError::Invalid(problems)) => {
-            let mut text = String::new();
-            for p in &problems {
-                let _ = writeln!(text, "{p}");
-            }
-            let _ = writeln!(
-                text,
-                "{} problem{} in the usage; nothing was settled",
-                problems.len(),
-                if problems.len() == 1 { "" } else { "s" }
-            );
-            return Err(Failure::Invalid(text));
+            let closing =
+                format!("{} problem{} in the usage; nothing was settled", problems.len(), if problems.len() == 1 { "" } else { "s" });
+            return Err(Failure::Invalid(report(problems, &closing)));
         }
     };
     // Sorted on all cores first; the core's own sort then finds the order already made.

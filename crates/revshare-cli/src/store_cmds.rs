@@ -5,7 +5,6 @@
 //! restatements it saves on the way post none (their difference is an adjustment line of the
 //! month being closed, so its entry carries it).
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -21,7 +20,7 @@ use revshare_store::{IngestMode, Model, NewStatement, Party, PgStore, Role, Sqli
 
 use crate::Failure;
 use crate::ingest_sink::{Ingest, StopReason, Validate};
-use crate::reading::{ReadError, read_files};
+use crate::reading::{ReadError, read_files, report};
 use crate::settle_files::progress_bar;
 
 /// Where the store is.
@@ -109,18 +108,21 @@ pub fn add_agreement(args: &StoreArgs, file: &Path) -> Result<(), Failure> {
 }
 
 pub fn ingest(args: &StoreArgs, paths: &[PathBuf], partial: bool, batch_size: usize) -> Result<(), Failure> {
-    // Standard input cannot be read twice: spool it to a file in the data folder first.
-    let spool = tempfile::NamedTempFile::new_in(std::env::temp_dir()).context("cannot create a spool file")?;
-    let paths: Vec<PathBuf> = if paths.iter().any(|p| p.as_os_str() == "-") {
-        let mut out = spool.reopen().context("cannot open the spool file")?;
-        std::io::copy(&mut std::io::stdin().lock(), &mut out).context("cannot read standard input")?;
-        paths.iter().map(|p| if p.as_os_str() == "-" { spool.path().to_path_buf() } else { p.clone() }).collect()
-    } else {
-        paths.to_vec()
+    // Standard input cannot be read twice: spool it to a temporary file first.
+    let stdin = paths.iter().any(|p| p.as_os_str() == "-");
+    let spool = stdin.then(tempfile::NamedTempFile::new).transpose().context("cannot create a spool file for standard input")?;
+    let paths: Vec<PathBuf> = match &spool {
+        Some(spool) => {
+            let mut out = spool.reopen().context("cannot open the spool file")?;
+            std::io::copy(&mut std::io::stdin().lock(), &mut out).context("cannot read standard input")?;
+            paths.iter().map(|p| if p.as_os_str() == "-" { spool.path().to_path_buf() } else { p.clone() }).collect()
+        }
+        None => paths.to_vec(),
     };
     let total: Option<u64> = paths.iter().map(|p| std::fs::metadata(p).ok().map(|m| m.len())).sum();
-    // Pass 1: every record valid, or nothing is stored.
-    if let Err(e) = read_files(&paths, &mut Validate, &progress_bar(total, "checking")) {
+    // Pass 1 (atomic mode): every record valid, or nothing is stored. In partial mode the good
+    // records are stored and every bad one is reported at the end.
+    if !partial && let Err(e) = read_files(&paths, &mut Validate, &progress_bar(total, "checking")) {
         return Err(read_failure(e, partial));
     }
     let mut store = open(args, false)?;
@@ -151,32 +153,22 @@ pub fn ingest(args: &StoreArgs, paths: &[PathBuf], partial: bool, batch_size: us
         Some(StopReason::Store(e)) => {
             Err(Failure::Invalid(format!("{summary}\nerror: the store failed; the batch in progress was not stored: {e}\n")))
         }
-        Some(StopReason::Refused(problems)) => {
-            let mut text = String::new();
-            for p in &problems {
-                let _ = writeln!(text, "{p}");
-            }
-            let _ = writeln!(
-                text,
+        Some(StopReason::Refused(problems)) => Err(Failure::Invalid(report(
+            problems,
+            &format!(
                 "{summary}\nthe batch holding them was refused whole and nothing of it was stored; fix the records above (or pass --partial) and run the command again"
-            );
-            Err(Failure::Invalid(text))
-        }
+            ),
+        ))),
     }
 }
 
 fn read_failure(e: ReadError, partial: bool) -> Failure {
     match e {
         ReadError::Io(e) => Failure::Other(e),
-        ReadError::Invalid(mut problems) => {
-            problems.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
-            let mut text = String::new();
-            for p in &problems {
-                let _ = writeln!(text, "{p}");
-            }
-            let hint = if partial { "" } else { "; nothing was stored" };
-            let _ = writeln!(text, "{} invalid record{}{hint}", problems.len(), if problems.len() == 1 { "" } else { "s" });
-            Failure::Invalid(text)
+        ReadError::Invalid(problems) => {
+            let outcome = if partial { "the valid records were stored" } else { "nothing was stored" };
+            let closing = format!("{} invalid record{}; {outcome}", problems.len(), if problems.len() == 1 { "" } else { "s" });
+            Failure::Invalid(report(problems, &closing))
         }
     }
 }

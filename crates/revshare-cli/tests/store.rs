@@ -439,3 +439,28 @@ fn each_bad_input_gets_its_own_clear_error_and_stores_nothing() {
         assert!(err.contains(named) && err.contains("refused whole and nothing of it was stored"), "{file}: {err}");
     }
 }
+
+#[test]
+fn partial_mode_stores_the_good_records_and_reports_each_bad_one() {
+    let store = TestStore::sqlite();
+    store.register();
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    let mixed = store.path("mixed.jsonl");
+    let lines = [
+        std::fs::read_to_string(corpus.join("negative_tokens.jsonl")).expect("corpus"),
+        std::fs::read_to_string(corpus.join("unknown_host.jsonl"))
+            .expect("corpus")
+            .lines()
+            .nth(1)
+            .unwrap_or_default()
+            .replace("c-1", "c-2"),
+    ];
+    std::fs::write(&mixed, lines.join("") + "\n").expect("write");
+    let out = store.run(&["ingest", "--partial", &mixed]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(":2:134: record c-1: field `input_tokens` is -1"), "{err}");
+    assert!(err.contains(":3:1: record c-2: `h9`, the host of the record, is not a registered party"), "{err}");
+    assert!(err.contains("1 invalid record; the valid records were stored"), "{err}");
+    assert_eq!(stored_ids(&store), vec!["c-0".to_owned()]);
+}
