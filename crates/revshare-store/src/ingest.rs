@@ -7,12 +7,15 @@
 //! must be in the agreement's currency. A model of the licensor that the agreement does not list
 //! is still rolled up under it; the statement flags that line `unlicensed_model`.
 //!
-//! Then the record is inserted with `ON CONFLICT (host, id) DO NOTHING` — the primary key makes
-//! dedup permanent — and only when that changes nothing is the stored record read and compared by
-//! value: equal is a duplicate (counted, its resend count raised), different is a conflict naming
-//! the differing fields, and the stored record stays as it is. Records earlier in the same batch
-//! are already inserted, so duplicates and conflicts inside one batch follow the same rule: the
-//! first occurrence wins.
+//! Then the records are inserted with `ON CONFLICT (host, id) DO NOTHING` — the primary key makes
+//! dedup permanent — and only for those where that changes nothing is the stored record read and
+//! compared by value: equal is a duplicate (counted, its resend count raised), different is a
+//! conflict naming the differing fields, and the stored record stays as it is. Duplicates and
+//! conflicts inside one batch follow the same rule, the first occurrence wins: only the first
+//! good occurrence of each `(host, id)` is sent, and a later one is compared with it if it was
+//! inserted, or with the stored record if not. The inserts and the reads are each one statement
+//! per batch on PostgreSQL (`records::insert_many`, `records::stored_many`), where a statement is
+//! a network round trip, and one per record on SQLite.
 //!
 //! Atomic mode stores nothing if any record is refused or conflicts; partial mode stores the good
 //! records. Either way every problem is reported (index in the batch, 0-based; record id; why).
@@ -26,7 +29,7 @@ use revshare_core::usage::UsageRecord;
 
 use crate::agreements::{Match, latest_of_licensor, place};
 use crate::error::StoreError;
-use crate::records::{self, RecordRow, resolved};
+use crate::records::{self, NewRecord, RecordRow, resolved};
 use crate::registry::{Model, Role, require_role, resolve};
 use crate::rollups::Deltas;
 use crate::sql::Sql;
@@ -179,61 +182,98 @@ impl Lookups {
 }
 
 pub(crate) fn ingest(sql: &mut impl Sql, batch: &[UsageRecord<'_>], mode: IngestMode) -> Result<IngestReport, StoreError> {
+    // Check every record against the registry (the look-ups only read it, so checking them all
+    // before storing any decides the same), and make the rows of the good ones.
     let mut lookups = Lookups::default();
+    let placed = batch.iter().map(|record| lookups.place(sql, record)).collect::<Result<Vec<_>, _>>()?;
+    let settled: Vec<Option<UsageRecord<'_>>> =
+        batch.iter().zip(&placed).map(|(record, placed)| placed.as_ref().ok().map(|placed| resolved(record, &placed.model))).collect();
+    let checked: Vec<Result<(&Placed, &UsageRecord<'_>, RecordRow<'_>), String>> = batch
+        .iter()
+        .zip(&placed)
+        .zip(&settled)
+        .map(|((record, placed), settled)| match (placed, settled) {
+            (Ok(placed), Some(settled)) => RecordRow::new(settled, &record.model).map(|row| (placed, settled, row)),
+            (Err(reason), _) => Err(reason.clone()),
+            (Ok(_), None) => unreachable!("a placed record is settled"),
+        })
+        .collect();
+
+    // The first good occurrence of each (host, id) in the batch is sent to be inserted; later
+    // ones are classified against it below, as if it had been inserted before them.
+    let mut first_of: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut candidates = Vec::new();
+    for (index, record) in batch.iter().enumerate() {
+        if checked[index].is_ok() {
+            first_of.entry((&record.host, &record.id)).or_insert_with(|| {
+                candidates.push(index);
+                index
+            });
+        }
+    }
+    let new: Vec<NewRecord<'_>> = candidates
+        .iter()
+        .filter_map(|&i| checked[i].as_ref().ok())
+        .map(|(placed, _, row)| NewRecord { row, placed: placed.at.as_ref(), late: placed.late })
+        .collect();
+    let mut inserted = vec![false; batch.len()];
+    for (&index, stored) in candidates.iter().zip(records::insert_many(sql, &new)?) {
+        inserted[index] = stored;
+    }
+    // The stored records that the batch's records with a (host, id) already stored meet.
+    let present: Vec<(&str, &str)> =
+        candidates.iter().filter(|&&i| !inserted[i]).map(|&i| (batch[i].host.as_ref(), batch[i].id.as_ref())).collect();
+    let stored = records::stored_many(sql, &present)?;
+
     let mut report = IngestReport::default();
     let mut deltas = Deltas::default();
-    // Where each record stored by this batch sits in it, to name it in a conflict.
-    let mut first_at: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut resends: HashMap<(&str, &str), i64> = HashMap::new();
     for (index, record) in batch.iter().enumerate() {
         let problem = |kind, reason| IngestProblem { index, host: record.host.to_string(), id: record.id.to_string(), kind, reason };
-        let placed = match lookups.place(sql, record)? {
-            Ok(placed) => placed,
+        let (placed, settled, row) = match &checked[index] {
+            Ok(checked) => checked,
             Err(reason) => {
                 report.refused += 1;
-                report.problems.push(problem(ProblemKind::Refused, reason));
+                report.problems.push(problem(ProblemKind::Refused, reason.clone()));
                 continue;
             }
         };
-        let settled = resolved(record, &placed.model);
-        let row = match RecordRow::new(&settled, &record.model) {
-            Ok(row) => row,
-            Err(reason) => {
-                report.refused += 1;
-                report.problems.push(problem(ProblemKind::Refused, reason));
-                continue;
-            }
-        };
-        if records::insert(sql, &row, placed.at.as_ref(), placed.late)? {
-            first_at.insert((&record.host, &record.id), index);
+        if inserted[index] {
             report.accepted += 1;
             report.unmatched += u64::from(placed.at.is_none());
             report.late += u64::from(placed.late);
             if let Some(at) = &placed.at {
-                deltas.record(at, &settled)?;
+                deltas.record(at, settled)?;
             }
             continue;
         }
-        let stored = records::stored(sql, &record.host, &record.id)?.ok_or_else(|| StoreError::Corrupt {
-            what: format!("record {} of host {}", record.id, record.host),
-            detail: "it is there for the primary key but cannot be read".to_owned(),
-        })?;
-        let differences = stored.row.differences(&row);
+        let key = (record.host.as_ref(), record.id.as_ref());
+        // What this record meets: an earlier record of this batch that was inserted, or the
+        // record stored before the batch.
+        let first = first_of[&key];
+        let (first_row, first_placed, first_name) = match &checked[first] {
+            Ok((placed, _, row)) if inserted[first] => (row, placed.at.as_ref(), format!("record {first} of this batch")),
+            _ => {
+                let stored = stored.get(&(key.0.to_owned(), key.1.to_owned())).ok_or_else(|| StoreError::Corrupt {
+                    what: format!("record {} of host {}", record.id, record.host),
+                    detail: "it is there for the primary key but cannot be read".to_owned(),
+                })?;
+                (&stored.row, stored.placed.as_ref(), "the stored record".to_owned())
+            }
+        };
+        let differences = first_row.differences(row);
         if differences.is_empty() {
             report.duplicates += 1;
-            records::add_resend(sql, &record.host, &record.id)?;
-            if let Some(at) = &stored.placed {
-                deltas.duplicates(at, &settled, 1)?;
+            *resends.entry(key).or_default() += 1;
+            if let Some(at) = first_placed {
+                deltas.duplicates(at, settled, 1)?;
             }
         } else {
-            let first = match first_at.get(&(record.host.as_ref(), record.id.as_ref())) {
-                Some(i) => format!("record {i} of this batch"),
-                None => "the stored record".to_owned(),
-            };
             report.conflicts += 1;
             report.problems.push(problem(
                 ProblemKind::Conflict,
                 format!(
-                    "conflicts with {first} with the same host and id ({}); a resend must be identical, so the first is kept and this one refused",
+                    "conflicts with {first_name} with the same host and id ({}); a resend must be identical, so the first is kept and this one refused",
                     differences.join("; ")
                 ),
             ));
@@ -242,6 +282,8 @@ pub(crate) fn ingest(sql: &mut impl Sql, batch: &[UsageRecord<'_>], mode: Ingest
     if mode == IngestMode::Atomic && !report.problems.is_empty() {
         return Ok(IngestReport { stored: false, accepted: 0, duplicates: 0, unmatched: 0, late: 0, ..report });
     }
+    let resends: Vec<(&str, &str, i64)> = resends.into_iter().map(|((host, id), count)| (host, id, count)).collect();
+    records::add_resends(sql, &resends)?;
     deltas.write(sql)?;
     report.stored = true;
     Ok(report)

@@ -81,6 +81,11 @@ fn bind<'a>(params: &'a [Param<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
                 Param::Int(n) => n,
                 Param::Bytes(bytes) => bytes,
                 Param::Bool(flag) => flag,
+                Param::TextArray(texts) => texts,
+                Param::OptTextArray(texts) => texts,
+                Param::IntArray(ns) => ns,
+                Param::BytesArray(bytes) => bytes,
+                Param::BoolArray(flags) => flags,
             }
         })
         .collect()

@@ -13,6 +13,7 @@
 //! rebuilt from records alone.
 
 use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 
 use revshare_core::decimal::Decimal;
 use revshare_core::money::Currency;
@@ -22,7 +23,7 @@ use revshare_core::usage::UsageRecord;
 use crate::agreements::Match;
 use crate::error::StoreError;
 use crate::rollups::{scope_column, scope_from_column};
-use crate::sql::{Columns, Param, Sql, first, rows, unsigned};
+use crate::sql::{Columns, Dialect, Param, Sql, first, rows, unsigned};
 
 /// The value columns of `records`, in [`RecordRow`] order.
 macro_rules! value_columns {
@@ -192,8 +193,76 @@ fn read_stored(row: &dyn Columns) -> Result<StoredRecord, StoreError> {
     Ok(StoredRecord { row: record, resends, placed, late: row.flag(18)? })
 }
 
+/// A record to store, with where it goes.
+pub(crate) struct NewRecord<'r> {
+    pub row: &'r RecordRow<'r>,
+    pub placed: Option<&'r Match>,
+    pub late: bool,
+}
+
+/// A record's primary key, owned.
+type Key = (String, String);
+
+/// Stores new records, whose `(host, id)` are distinct, with `ON CONFLICT (host, id) DO NOTHING`:
+/// returns, for each, whether it was stored (`false` when its `(host, id)` was already stored;
+/// nothing is changed then). SQLite runs one statement per record; PostgreSQL one for all.
+pub(crate) fn insert_many(sql: &mut impl Sql, new: &[NewRecord<'_>]) -> Result<Vec<bool>, StoreError> {
+    if sql.dialect() == Dialect::Sqlite || new.len() <= 1 {
+        return new.iter().map(|r| insert(sql, r.row, r.placed, r.late)).collect();
+    }
+    let text = |f: for<'a> fn(&'a RecordRow<'a>) -> &'a str| new.iter().map(|r| f(r.row)).collect::<Vec<&str>>();
+    let int = |f: fn(&RecordRow<'_>) -> i64| new.iter().map(|r| f(r.row)).collect::<Vec<i64>>();
+    let (hosts, ids, models, reported) = (text(|r| &r.host), text(|r| &r.id), text(|r| &r.model), text(|r| &r.reported_model));
+    let (use_cases, regions, revenues, currencies) =
+        (text(|r| &r.use_case), text(|r| &r.region), text(|r| &r.revenue), text(|r| &r.currency));
+    let (secs, nanos, requests) = (int(|r| r.time_secs), int(|r| r.time_nanos), int(|r| r.requests));
+    let (input, output) = (int(|r| r.input_tokens), int(|r| r.output_tokens));
+    let digests: Vec<&[u8]> = new.iter().map(|r| &r.row.digest[..]).collect();
+    let agreements: Vec<Option<&str>> = new.iter().map(|r| r.placed.map(|m| m.agreement_id.as_str())).collect();
+    let months: Vec<Option<&str>> = new.iter().map(|r| r.placed.map(|m| m.month.as_str())).collect();
+    let scopes: Vec<i64> = new.iter().map(|r| scope_column(r.placed.and_then(|m| m.scope))).collect();
+    let lates: Vec<bool> = new.iter().map(|r| r.late).collect();
+    let mut stored: HashSet<Key> = HashSet::with_capacity(new.len());
+    sql.query(
+        concat!(
+            "INSERT INTO records (",
+            value_columns!(),
+            ", agreement_id, month, scope, late) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], \
+             $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::text[], $13::text[], $14::bytea[], $15::text[], \
+             $16::text[], $17::bigint[], $18::boolean[]) \
+             ON CONFLICT (host, id) DO NOTHING RETURNING host, id"
+        ),
+        &[
+            Param::TextArray(&hosts),
+            Param::TextArray(&ids),
+            Param::TextArray(&models),
+            Param::TextArray(&reported),
+            Param::TextArray(&use_cases),
+            Param::TextArray(&regions),
+            Param::IntArray(&secs),
+            Param::IntArray(&nanos),
+            Param::IntArray(&requests),
+            Param::IntArray(&input),
+            Param::IntArray(&output),
+            Param::TextArray(&revenues),
+            Param::TextArray(&currencies),
+            Param::BytesArray(&digests),
+            Param::OptTextArray(&agreements),
+            Param::OptTextArray(&months),
+            Param::IntArray(&scopes),
+            Param::BoolArray(&lates),
+        ],
+        &mut |row| {
+            stored.insert((row.text(0)?, row.text(1)?));
+            Ok(())
+        },
+    )?;
+    Ok(new.iter().map(|r| stored.contains(&(r.row.host.to_string(), r.row.id.to_string()))).collect())
+}
+
 /// Stores a new record; `false` when `(host, id)` is already stored (nothing is changed then).
-pub(crate) fn insert(sql: &mut impl Sql, row: &RecordRow<'_>, placed: Option<&Match>, late: bool) -> Result<bool, StoreError> {
+fn insert(sql: &mut impl Sql, row: &RecordRow<'_>, placed: Option<&Match>, late: bool) -> Result<bool, StoreError> {
     let changed = sql.execute(
         concat!(
             "INSERT INTO records (",
@@ -226,7 +295,7 @@ pub(crate) fn insert(sql: &mut impl Sql, row: &RecordRow<'_>, placed: Option<&Ma
     Ok(changed == 1)
 }
 
-pub(crate) fn stored(sql: &mut impl Sql, host: &str, id: &str) -> Result<Option<StoredRecord>, StoreError> {
+fn stored(sql: &mut impl Sql, host: &str, id: &str) -> Result<Option<StoredRecord>, StoreError> {
     first(
         sql,
         concat!("SELECT ", value_columns!(), ", ", place_columns!(), " FROM records WHERE host = $1 AND id = $2"),
@@ -235,9 +304,58 @@ pub(crate) fn stored(sql: &mut impl Sql, host: &str, id: &str) -> Result<Option<
     )
 }
 
-/// Counts one more identical resend of a stored record.
-pub(crate) fn add_resend(sql: &mut impl Sql, host: &str, id: &str) -> Result<(), StoreError> {
-    sql.execute("UPDATE records SET resends = resends + 1 WHERE host = $1 AND id = $2", &[Param::Text(host), Param::Text(id)])?;
+/// The stored records of `keys` (`(host, id)` pairs), by key; a key not stored is absent.
+/// SQLite reads them one by one; PostgreSQL in one query.
+pub(crate) fn stored_many(sql: &mut impl Sql, keys: &[(&str, &str)]) -> Result<HashMap<Key, StoredRecord>, StoreError> {
+    let mut out = HashMap::with_capacity(keys.len());
+    if sql.dialect() == Dialect::Sqlite || keys.len() <= 1 {
+        for &(host, id) in keys {
+            if let Some(record) = stored(sql, host, id)? {
+                out.insert((host.to_owned(), id.to_owned()), record);
+            }
+        }
+        return Ok(out);
+    }
+    let hosts: Vec<&str> = keys.iter().map(|k| k.0).collect();
+    let ids: Vec<&str> = keys.iter().map(|k| k.1).collect();
+    sql.query(
+        concat!(
+            "SELECT ",
+            value_columns!(),
+            ", ",
+            place_columns!(),
+            " FROM records WHERE (host, id) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))"
+        ),
+        &[Param::TextArray(&hosts), Param::TextArray(&ids)],
+        &mut |row| {
+            let record = read_stored(row)?;
+            out.insert((record.row.host.to_string(), record.row.id.to_string()), record);
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}
+
+/// Counts identical resends of stored records: `(host, id, how many more)`, keys distinct.
+pub(crate) fn add_resends(sql: &mut impl Sql, resends: &[(&str, &str, i64)]) -> Result<(), StoreError> {
+    if sql.dialect() == Dialect::Sqlite || resends.len() <= 1 {
+        for &(host, id, count) in resends {
+            sql.execute(
+                "UPDATE records SET resends = resends + $1 WHERE host = $2 AND id = $3",
+                &[Param::Int(count), Param::Text(host), Param::Text(id)],
+            )?;
+        }
+        return Ok(());
+    }
+    let hosts: Vec<&str> = resends.iter().map(|r| r.0).collect();
+    let ids: Vec<&str> = resends.iter().map(|r| r.1).collect();
+    let counts: Vec<i64> = resends.iter().map(|r| r.2).collect();
+    sql.execute(
+        "UPDATE records SET resends = records.resends + more.count \
+         FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS more (host, id, count) \
+         WHERE records.host = more.host AND records.id = more.id",
+        &[Param::TextArray(&hosts), Param::TextArray(&ids), Param::IntArray(&counts)],
+    )?;
     Ok(())
 }
 

@@ -9,6 +9,11 @@
 //! places where the dialects differ (the DDL, and writing the `u128` rollup sums, which are
 //! `NUMERIC` in PostgreSQL and `TEXT` in SQLite) branch on [`Dialect`].
 //!
+//! Bulk statements are the other place: PostgreSQL is a network round trip away, so ingestion
+//! sends a batch's records in one statement, each column bound as an array (`Param::*Array`,
+//! unpacked by `UNNEST`), where SQLite, in-process, runs the one-row statement per record. Only
+//! PostgreSQL binds array parameters; SQLite refuses them.
+//!
 //! [`Backend`] opens a transaction; dropping one without [`Sql::commit`] rolls it back, which is
 //! how a refused batch leaves nothing behind.
 
@@ -37,6 +42,12 @@ pub enum Param<'a> {
     Int(i64),
     Bytes(&'a [u8]),
     Bool(bool),
+    /// Arrays, one element per row of a bulk statement (PostgreSQL only).
+    TextArray(&'a [&'a str]),
+    OptTextArray(&'a [Option<&'a str>]),
+    IntArray(&'a [i64]),
+    BytesArray(&'a [&'a [u8]]),
+    BoolArray(&'a [bool]),
 }
 
 /// One result row, read by column index.

@@ -62,6 +62,9 @@ impl rusqlite::ToSql for Param<'_> {
             Param::Int(n) => n.to_sql(),
             Param::Bytes(bytes) => bytes.to_sql(),
             Param::Bool(flag) => flag.to_sql(),
+            Param::TextArray(_) | Param::OptTextArray(_) | Param::IntArray(_) | Param::BytesArray(_) | Param::BoolArray(_) => {
+                Err(rusqlite::Error::ToSqlConversionFailure("array parameters are for PostgreSQL bulk statements only".into()))
+            }
         }
     }
 }

@@ -121,6 +121,7 @@ conformance!(
     atomic_batch_stores_nothing_on_a_problem,
     partial_batch_stores_the_good_records,
     duplicates_compare_by_value,
+    mixed_batch_classifies_each_record_in_order,
     conflicts_leave_the_stored_record_untouched,
     currency_must_match_the_agreement,
     aliases_roll_up_under_the_licensed_model,
@@ -521,6 +522,58 @@ fn duplicates_compare_by_value(db: &dyn TestDb) {
     let stored = store.records(&aid("meridian-northwind"), month("2026-10")).expect("records");
     assert_eq!(stored, vec![same, fresh], "stored by value: the UTC instant and the normalised revenue");
     assert_eq!(stored[0].time, Instant::parse_rfc3339("2026-10-02T10:00:00Z").expect("time"));
+}
+
+/// A batch mixing new records, resends and conflicts of stored records and of earlier records of
+/// the batch, and refused records: each is classified as if the batch were stored one record at a
+/// time, in order (PostgreSQL sends the batch in bulk statements).
+fn mixed_batch_classifies_each_record_in_order(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    register_example(store);
+    let s1 = record("s1", "m-70b", "search", "us", "2026-10-02T10:00:00Z", "1");
+    let s2 = record("s2", "m-70b", "search", "us", "2026-10-02T11:00:00Z", "2");
+    let s3 = record("s3", "m-70b", "search", "us", "2026-10-02T12:00:00Z", "3");
+    let report = store.ingest(&[s1.clone(), s2.clone(), s3.clone()], IngestMode::Atomic).expect("ingest");
+    assert_eq!(report.accepted, 3);
+
+    let n1 = record("n1", "m-70b", "search", "eu", "2026-10-03T10:00:00Z", "4");
+    let n1_changed = record("n1", "m-70b", "search", "eu", "2026-10-03T10:00:00Z", "4.5");
+    let unknown = record("n2", "m-unknown", "search", "eu", "2026-10-03T10:00:00Z", "5");
+    let n2 = record("n2", "m-70b", "search", "eu", "2026-10-03T11:00:00Z", "5");
+    let s2_changed = record("s2", "m-70b", "search", "us", "2026-10-02T11:00:00Z", "2.5");
+    let batch = [
+        s1.clone(), // 0: duplicate of a stored record
+        n1.clone(), // 1: new
+        s2_changed, // 2: conflicts with the stored record
+        unknown,    // 3: refused, so it is not the first n2
+        n1.clone(), // 4: duplicate of record 1
+        n1_changed, // 5: conflicts with record 1
+        n2.clone(), // 6: new
+        s3.clone(), // 7: duplicate of a stored record
+        s1.clone(), // 8: duplicate of a stored record, again
+        s2.clone(), // 9: duplicate of a stored record
+    ];
+    let report = store.ingest(&batch, IngestMode::Partial).expect("ingest");
+    assert!(report.stored);
+    assert_eq!((report.accepted, report.duplicates, report.conflicts, report.refused), (2, 5, 2, 1), "{:?}", report.problems);
+    let problems: Vec<(usize, ProblemKind)> = report.problems.iter().map(|p| (p.index, p.kind)).collect();
+    assert_eq!(problems, vec![(2, ProblemKind::Conflict), (3, ProblemKind::Refused), (5, ProblemKind::Conflict)]);
+    assert!(report.problems[0].reason.contains("conflicts with the stored record"), "{}", report.problems[0]);
+    assert!(report.problems[0].reason.contains("revenue: stored `2`, sent `2.5`"), "{}", report.problems[0]);
+    assert!(report.problems[2].reason.contains("conflicts with record 1 of this batch"), "{}", report.problems[2]);
+    assert!(report.problems[2].reason.contains("revenue: stored `4`, sent `4.5`"), "{}", report.problems[2]);
+
+    let stored = store.records(&aid("meridian-northwind"), month("2026-10")).expect("records");
+    assert_eq!(stored, vec![n1, n2, s1, s2, s3]);
+    let (rollup, duplicates) = store.rollup(&aid("meridian-northwind"), month("2026-10")).expect("rollup");
+    assert_eq!((rollup.records(), duplicates), (5, 5));
+
+    let again = store.ingest(&batch, IngestMode::Atomic).expect("ingest");
+    assert!(!again.stored);
+    assert_eq!((again.accepted, again.duplicates, again.conflicts, again.refused), (0, 0, 2, 1));
+    let (_, duplicates) = store.rollup(&aid("meridian-northwind"), month("2026-10")).expect("rollup");
+    assert_eq!(duplicates, 5, "a refused atomic batch counts no resend");
 }
 
 fn conflicts_leave_the_stored_record_untouched(db: &dyn TestDb) {
