@@ -7,11 +7,9 @@
 //! host or model) stores nothing and stops the run; batches acknowledged before stay stored, and
 //! running the same command again completes the ingestion exactly (resends are duplicates).
 
-use std::io::Write as _;
-use std::path::PathBuf;
-
 use revshare_core::usage::{RecordProblem, UsageRecord};
 use revshare_store::{IngestMode, IngestReport, Store, StoreError};
+use std::io::Write as _;
 
 use crate::reading::{InputProblem, LINE_BITS, Piece, RecordSink, place};
 
@@ -54,12 +52,12 @@ pub enum StopReason {
 }
 
 impl<'a> Ingest<'a> {
-    pub fn new(store: &'a mut (dyn Store + Send), mode: IngestMode, batch_size: usize, paths: &[PathBuf]) -> Ingest<'a> {
+    pub fn new(store: &'a mut (dyn Store + Send), mode: IngestMode, batch_size: usize, names: Vec<String>) -> Ingest<'a> {
         Ingest {
             store: std::sync::Mutex::new(store),
             mode,
             batch_size: batch_size.max(1),
-            names: paths.iter().map(|p| p.display().to_string()).collect(),
+            names,
             pending: Vec::new(),
             locations: Vec::new(),
             totals: IngestReport::default(),

@@ -96,18 +96,22 @@ pub struct Piece<P> {
     problems: Vec<InputProblem>,
 }
 
-/// Reads every file into the sink; `-` is standard input. Returns the records read, or every
-/// problem found (in no particular order).
-pub fn read_files<S: RecordSink>(paths: &[PathBuf], sink: &mut S, progress: &ProgressBar) -> Result<u64, ReadError> {
-    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+/// How problems name the files given on the command line (`-` is standard input).
+pub fn display_names(paths: &[PathBuf]) -> Vec<String> {
+    paths.iter().map(|p| if p.as_os_str() == "-" { "<standard input>".to_owned() } else { p.display().to_string() }).collect()
+}
+
+/// Reads every file into the sink; `-` is standard input. `names` are how problems name the
+/// files ([`display_names`]). Returns the records read, or every problem found (in no
+/// particular order).
+pub fn read_files<S: RecordSink>(paths: &[PathBuf], names: &[String], sink: &mut S, progress: &ProgressBar) -> Result<u64, ReadError> {
     let mut problems = Vec::new();
     let mut records = 0u64;
     let mut pool: Vec<Piece<S::Piece>> = Vec::new();
     for (file_index, path) in paths.iter().enumerate() {
         let mut reader = open(path).map_err(ReadError::Io)?;
         let file_bytes = std::fs::metadata(path).ok().filter(|m| m.is_file()).map(|m| m.len());
-        let mut file =
-            FileReader { file_index: u64::try_from(file_index).unwrap_or(0), file_bytes, names: &names, progress, pool: &mut pool };
+        let mut file = FileReader { file_index: u64::try_from(file_index).unwrap_or(0), file_bytes, names, progress, pool: &mut pool };
         records += file
             .read(&mut *reader, sink, &mut problems)
             .map_err(|e| ReadError::Io(anyhow::anyhow!("cannot read {}: {e}", path.display())))?;

@@ -20,7 +20,7 @@ use revshare_core::settle::select;
 use revshare_core::time::Period;
 use revshare_core::usage::{RecordProblem, UsageRecord};
 
-use crate::reading::{InputProblem, LINE_BITS, Piece, ReadError, RecordSink, place, read_files};
+use crate::reading::{InputProblem, LINE_BITS, Piece, ReadError, RecordSink, display_names, place, read_files};
 
 /// What settlement needs from the usage files.
 pub struct UsageSummary {
@@ -48,9 +48,9 @@ pub fn read_usage(paths: &[PathBuf], agreement: &Agreement, period: Period, prog
             problems: Vec::new(),
         })
         .collect();
-    let names = paths.iter().map(|p| p.display().to_string()).collect();
-    let mut sink = SettleSink { agreement, period, hasher: DedupIndex::new(seed), shards, names };
-    let read = read_files(paths, &mut sink, progress);
+    let names = display_names(paths);
+    let mut sink = SettleSink { agreement, period, hasher: DedupIndex::new(seed), shards, names: names.clone() };
+    let read = read_files(paths, &names, &mut sink, progress);
     // Conflicts are found by the shards: they join the problems the reader found, if any.
     let mut problems: Vec<InputProblem> = sink.shards.iter_mut().flat_map(|s| s.problems.drain(..)).collect();
     let records_read = match read {

@@ -20,7 +20,7 @@ use revshare_store::{IngestMode, Model, NewStatement, Party, PgStore, Role, Sqli
 
 use crate::Failure;
 use crate::ingest_sink::{Ingest, StopReason, Validate};
-use crate::reading::{ReadError, read_files, report};
+use crate::reading::{ReadError, display_names, read_files, report};
 use crate::settle_files::progress_bar;
 
 /// Where the store is.
@@ -108,7 +108,9 @@ pub fn add_agreement(args: &StoreArgs, file: &Path) -> Result<(), Failure> {
 }
 
 pub fn ingest(args: &StoreArgs, paths: &[PathBuf], partial: bool, batch_size: usize) -> Result<(), Failure> {
-    // Standard input cannot be read twice: spool it to a temporary file first.
+    // Standard input cannot be read twice: spool it to a temporary file first. Problems still
+    // name it as standard input.
+    let names = display_names(paths);
     let stdin = paths.iter().any(|p| p.as_os_str() == "-");
     let spool = stdin.then(tempfile::NamedTempFile::new).transpose().context("cannot create a spool file for standard input")?;
     let paths: Vec<PathBuf> = match &spool {
@@ -122,13 +124,13 @@ pub fn ingest(args: &StoreArgs, paths: &[PathBuf], partial: bool, batch_size: us
     let total: Option<u64> = paths.iter().map(|p| std::fs::metadata(p).ok().map(|m| m.len())).sum();
     // Pass 1 (atomic mode): every record valid, or nothing is stored. In partial mode the good
     // records are stored and every bad one is reported at the end.
-    if !partial && let Err(e) = read_files(&paths, &mut Validate, &progress_bar(total, "checking")) {
+    if !partial && let Err(e) = read_files(&paths, &names, &mut Validate, &progress_bar(total, "checking")) {
         return Err(read_failure(e, partial));
     }
     let mut store = open(args, false)?;
     let mode = if partial { IngestMode::Partial } else { IngestMode::Atomic };
-    let mut sink = Ingest::new(store.as_mut(), mode, batch_size, &paths);
-    let read = read_files(&paths, &mut sink, &progress_bar(total, "ingesting"));
+    let mut sink = Ingest::new(store.as_mut(), mode, batch_size, names.clone());
+    let read = read_files(&paths, &names, &mut sink, &progress_bar(total, "ingesting"));
     sink.flush();
     if let Err(e) = read {
         return Err(read_failure(e, partial));

@@ -464,3 +464,20 @@ fn partial_mode_stores_the_good_records_and_reports_each_bad_one() {
     assert!(err.contains("1 invalid record; the valid records were stored"), "{err}");
     assert_eq!(stored_ids(&store), vec!["c-0".to_owned()]);
 }
+
+#[test]
+fn standard_input_is_ingested_and_named_in_problems() {
+    let store = TestStore::sqlite();
+    store.register();
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    let bad = std::fs::read(corpus.join("prompt_field.jsonl")).expect("corpus");
+    let out = assert_cmd::Command::from_std(store.command(&["ingest", "-"])).write_stdin(bad.clone()).output().expect("runs");
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("<standard input>:2:193: record c-1: unknown field `prompt`"), "{err}");
+    assert!(stored_ids(&store).is_empty());
+    let good = bad.split(|b| *b == b'\n').next().unwrap_or_default().to_vec();
+    let out = assert_cmd::Command::from_std(store.command(&["ingest", "-"])).write_stdin(good).output().expect("runs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(stored_ids(&store), vec!["c-0".to_owned()]);
+}
