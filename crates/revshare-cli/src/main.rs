@@ -60,6 +60,9 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         batch_size: usize,
     },
+    /// Record contributions to an agreement in the store.
+    #[command(subcommand)]
+    Contribution(ContributionCommand),
     /// Settle a month from the store and finalise its statement.
     Close {
         #[arg(long)]
@@ -107,6 +110,17 @@ enum PaymentCommand {
         /// The reversal's own reference.
         #[arg(long = "as", value_name = "NEW_REF")]
         as_reference: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ContributionCommand {
+    /// Record contributions (JSON Lines, as in examples/contributions.jsonl); adding one again
+    /// with `"accepted": true` records its acceptance.
+    Add {
+        #[arg(long)]
+        agreement: String,
+        file: PathBuf,
     },
 }
 
@@ -249,6 +263,7 @@ fn main() -> ExitCode {
             store_cmds::add_model(&cli.store, &id, &owner, derived_from.as_deref())
         }
         Command::Model(ModelCommand::Alias { host, host_model, model }) => store_cmds::add_alias(&cli.store, &host, &host_model, &model),
+        Command::Contribution(ContributionCommand::Add { agreement, file }) => store_cmds::add_contributions(&cli.store, &agreement, &file),
         Command::Ingest { files, partial, batch_size } => store_cmds::ingest(&cli.store, &files, partial, batch_size),
         Command::Close { agreement, period, format } => store_cmds::close(&cli.store, &agreement, period).map(|statement| match format {
             Format::Json => report::print_json(&statement),

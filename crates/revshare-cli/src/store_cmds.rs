@@ -1,5 +1,5 @@
 //! The commands on the system of record: `init`, `party`, `model`, `agreement add`, `ingest`,
-//! `close` and `statement`. Each opens the store (the data folder's SQLite file, or PostgreSQL
+//! `contribution add`, `close` and `statement`. Each opens the store (the data folder's SQLite file, or PostgreSQL
 //! when `--database` / `REVSHARE_DATABASE_URL` is set), does one thing, and says what it did.
 //! `close` finalises the month's statement and posts its journal entry in one transaction;
 //! restatements it saves on the way post none (their difference is an adjustment line of the
@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use revshare_core::agreement::Agreement;
+use revshare_core::contribution::Contribution;
 use revshare_core::decimal::Decimal;
 use revshare_core::ids::{AgreementId, ModelId, PartyId};
 use revshare_core::ledger::JournalEntry;
@@ -21,7 +22,7 @@ use revshare_store::{IngestMode, Model, NewStatement, Party, PgStore, Role, Sqli
 use crate::Failure;
 use crate::ingest_sink::{Ingest, StopReason, Validate};
 use crate::reading::{ReadError, display_names, read_files, report};
-use crate::settle_files::progress_bar;
+use crate::settle_files::{load_contributions, progress_bar};
 
 /// Where the store is.
 #[derive(clap::Args, Clone)]
@@ -164,6 +165,27 @@ pub fn ingest(args: &StoreArgs, paths: &[PathBuf], partial: bool, batch_size: us
     }
 }
 
+/// Records a file of contributions to an agreement, one by one, in file order; each is checked
+/// against the agreement as settlement checks it. Adding one again is a no-op, so after a refusal
+/// the corrected file can be added whole.
+pub fn add_contributions(args: &StoreArgs, agreement: &str, file: &Path) -> Result<(), Failure> {
+    let id = parse(AgreementId::parse(agreement))?;
+    let contributions = load_contributions(file)?;
+    let mut store = open(args, false)?;
+    for (done, c) in contributions.iter().enumerate() {
+        store.add_contribution(&id, c).map_err(|e| {
+            Failure::Invalid(format!(
+                "error: {}: {e}\n{done} contribution{} before it recorded; adding them again changes nothing\n",
+                file.display(),
+                if done == 1 { " was" } else { "s were" }
+            ))
+        })?;
+    }
+    let n = contributions.len();
+    println!("recorded {n} contribution{} to agreement {id}", if n == 1 { "" } else { "s" });
+    Ok(())
+}
+
 fn read_failure(e: ReadError, partial: bool) -> Failure {
     match e {
         ReadError::Io(e) => Failure::Other(e),
@@ -175,11 +197,13 @@ fn read_failure(e: ReadError, partial: bool) -> Failure {
     }
 }
 
-/// Settles a month from the store with the given adjustments.
+/// Settles a month from the store with the agreement's stored contributions and the given
+/// adjustments.
 fn settle_stored(
     store: &mut (dyn Store + Send),
     agreement: &Agreement,
     period: Period,
+    contributions: &[Contribution],
     adjustments: Vec<Adjustment>,
 ) -> Result<Statement, Failure> {
     let (rollup, duplicates) = store.rollup(agreement.id(), period)?;
@@ -190,7 +214,7 @@ fn settle_stored(
         rollup: &rollup,
         duplicates,
         usage_digest: usage_digest(&mut digests),
-        contributions: &[],
+        contributions,
         adjustments,
     };
     settle(&input).map_err(|e| Failure::Invalid(format!("error: {e}\n")))
@@ -223,12 +247,14 @@ pub fn close(args: &StoreArgs, agreement_id: &str, period: Period) -> Result<Sta
         )));
     }
     let currency = agreement.currency();
+    let contributions = store.contributions(&id)?;
     let mut adjustments = Vec::new();
     // (period, canonical bytes, digest) of each earlier month that late records changed.
     let mut restated: Vec<(Period, Vec<u8>, String)> = Vec::new();
     for earlier in store.closed_periods(&id)?.into_iter().filter(|p| *p < period) {
         let Some(stored) = store.statement(&id, earlier)? else { continue };
-        let bytes = settle_stored(store, &agreement, earlier, Vec::new())?.to_canonical().map_err(|e| Failure::Other(e.into()))?;
+        let bytes =
+            settle_stored(store, &agreement, earlier, &contributions, Vec::new())?.to_canonical().map_err(|e| Failure::Other(e.into()))?;
         let (old, new) = (usage_net(&stored.canonical, currency)?, usage_net(&bytes, currency)?);
         if old == new {
             continue;
@@ -242,7 +268,7 @@ pub fn close(args: &StoreArgs, agreement_id: &str, period: Period) -> Result<Sta
         let digest = revshare_core::canonical::digest(&bytes);
         restated.push((earlier, bytes, digest));
     }
-    let statement = settle_stored(store, &agreement, period, adjustments)?;
+    let statement = settle_stored(store, &agreement, period, &contributions, adjustments)?;
     let bytes = statement.to_canonical().map_err(|e| Failure::Other(e.into()))?;
     let digest = revshare_core::canonical::digest(&bytes);
     let entry = parse(JournalEntry::for_statement(&statement, agreement.licensor(), agreement.host()))?;

@@ -155,6 +155,57 @@ fn the_worked_example_through_the_store() {
 }
 
 #[test]
+fn the_worked_example_closes_with_its_stored_contributions() {
+    let store = TestStore::sqlite();
+    store.register_worked_example();
+    let contributions = examples().join("contributions.jsonl").display().to_string();
+    let added = store.ok(&["contribution", "add", "--agreement", "meridian-northwind", &contributions]);
+    assert!(added.contains("recorded 3 contributions to agreement meridian-northwind"), "{added}");
+    store.ok(&["contribution", "add", "--agreement", "meridian-northwind", &contributions]);
+    // A bad line is reported with file, line and column; a contribution the agreement does not
+    // admit is refused, naming it.
+    let bad = store.path("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "\n{\"id\":\"c9\",\"party\":\"northwind\",\"kind\":\"update\",\"date\":\"2026-10-40\",\"description\":\"x\",\"accepted\":true}\n",
+    )
+    .expect("write");
+    let out = store.run(&["contribution", "add", "--agreement", "meridian-northwind", &bad]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("bad.jsonl:2:") && text(&out.stderr).contains("field `date`"), "{}", text(&out.stderr));
+    std::fs::write(
+        &bad,
+        "{\"id\":\"c9\",\"party\":\"southwind\",\"kind\":\"update\",\"date\":\"2026-10-20\",\"description\":\"x\",\"accepted\":true}\n",
+    )
+    .expect("write");
+    let out = store.run(&["contribution", "add", "--agreement", "meridian-northwind", &bad]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("contribution c9 is by `southwind`"), "{}", text(&out.stderr));
+
+    let statement: serde_json::Value =
+        serde_json::from_str(&store.ok(&["close", "--agreement", "meridian-northwind", "--period", "2026-10", "--format", "json"]))
+            .expect("JSON");
+    assert_eq!(statement["totals"]["net_payable"], "855.37", "{statement}");
+    assert_eq!(statement["totals"]["host_credit"], "12.40", "{statement}");
+    // The same as settling the files.
+    let from_files = store.ok(&[
+        "settle",
+        "--agreement",
+        &examples().join("agreement.toml").display().to_string(),
+        "--usage",
+        &examples().join("usage.jsonl").display().to_string(),
+        "--contributions",
+        &contributions,
+        "--period",
+        "2026-10",
+        "--format",
+        "json",
+    ]);
+    let from_files: serde_json::Value = serde_json::from_str(&from_files).expect("JSON");
+    assert_eq!(statement, from_files);
+}
+
+#[test]
 fn a_conflicting_resend_is_refused_and_the_stored_record_untouched() {
     let store = TestStore::sqlite();
     store.register();

@@ -136,6 +136,11 @@ impl Agreement {
     pub fn tier_metric(&self) -> TierMetric {
         self.pricing.tier_metric
     }
+    /// The contribution kinds the agreement's `[contributions]` section lists, sorted (none
+    /// without the section).
+    pub fn contribution_kinds(&self) -> impl Iterator<Item = &str> {
+        self.contributions.iter().flat_map(|t| t.points.keys().map(String::as_str))
+    }
 
     /// Whether the agreement is in effect for at least part of the month.
     pub fn covers(&self, period: Period) -> bool {

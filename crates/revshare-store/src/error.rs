@@ -4,6 +4,7 @@
 use revshare_core::ledger::LedgerError;
 use revshare_core::money::Currency;
 use revshare_core::rollup::RollupOverflow;
+use revshare_core::settle::SettleError;
 
 use crate::registry::Role;
 
@@ -114,4 +115,12 @@ pub enum StoreError {
     EntryCurrency { reference: String, agreement: String, expected: Currency, found: Currency },
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+
+    /// A contribution the agreement does not admit (the rules settlement applies).
+    #[error(transparent)]
+    Contribution(#[from] SettleError),
+    #[error(
+        "contribution {id} of agreement {agreement} cannot be recorded: {detail}; a contribution is never changed except to accept it — give a new one another id"
+    )]
+    ContributionConflict { agreement: String, id: String, detail: String },
 }

@@ -23,10 +23,12 @@
 //! - `rollups.rs`: the per-group sums and how they are held exactly.
 //! - `statements.rs`: immutable statements, originals and restatements, closed periods.
 //! - `journal.rs`: the ledger's entries, checked when written and again when read.
+//! - `contributions.rs`: contributions per agreement; only their acceptance changes.
 //!
 //! The API is synchronous; an async server runs it on a blocking thread.
 
 mod agreements;
+mod contributions;
 mod error;
 mod ingest;
 mod journal;
@@ -40,6 +42,7 @@ mod sqlite;
 mod statements;
 
 use revshare_core::agreement::Agreement;
+use revshare_core::contribution::Contribution;
 use revshare_core::ids::{AgreementId, ModelId, PartyId};
 use revshare_core::ledger::JournalEntry;
 use revshare_core::rollup::Rollup;
@@ -111,6 +114,14 @@ pub trait Store {
     fn post_entry(&mut self, entry: &JournalEntry) -> Result<(), StoreError>;
     /// Every journal entry in posting order, each checked again as it is read.
     fn journal(&mut self) -> Result<Vec<JournalEntry>, StoreError>;
+
+    /// Records a contribution to an agreement: its kind must be listed in the latest version's
+    /// `[contributions]` and its party be the licensor or host. The same contribution again is a
+    /// no-op; the same id with `accepted` now true records the acceptance; any other change is
+    /// refused.
+    fn add_contribution(&mut self, agreement: &AgreementId, contribution: &Contribution) -> Result<(), StoreError>;
+    /// An agreement's contributions, by id.
+    fn contributions(&mut self, agreement: &AgreementId) -> Result<Vec<Contribution>, StoreError>;
 }
 
 /// Runs `f` in one transaction and commits it if `f` succeeds.
@@ -233,5 +244,16 @@ impl<B: Backend> Store for B {
 
     fn journal(&mut self) -> Result<Vec<JournalEntry>, StoreError> {
         transaction(self, Access::Read, |sql| journal::all(sql))
+    }
+
+    fn add_contribution(&mut self, agreement: &AgreementId, contribution: &Contribution) -> Result<(), StoreError> {
+        transaction(self, Access::Write, |sql| contributions::add(sql, agreement.as_str(), contribution))
+    }
+
+    fn contributions(&mut self, agreement: &AgreementId) -> Result<Vec<Contribution>, StoreError> {
+        transaction(self, Access::Read, |sql| {
+            agreements::require(sql, agreement.as_str(), None)?;
+            contributions::of_agreement(sql, agreement.as_str())
+        })
     }
 }

@@ -18,6 +18,9 @@
 //! posting order, and their `postings`, whose signed `i128` amounts are `NUMERIC(39,0)` in
 //! PostgreSQL (with a check that keeps them within ±(2^127 − 1)) and decimal `TEXT` in SQLite,
 //! like the rollup sums.
+//!
+//! Version 3 adds `contributions` (see [`crate::contributions`]), per agreement; a trigger refuses
+//! every change but `accepted` going from false to true, and every deletion.
 
 use crate::error::StoreError;
 use crate::sql::{Access, Backend, Dialect, Param, Sql, first};
@@ -151,6 +154,28 @@ BEGIN SELECT RAISE(ABORT, 'a posting is never changed; post a reversal'); END;
 CREATE TRIGGER postings_are_final_d BEFORE DELETE ON postings
 BEGIN SELECT RAISE(ABORT, 'a posting is never deleted; post a reversal'); END;
 "#,
+    r#"
+CREATE TABLE contributions (
+    agreement_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    party TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    date_secs INTEGER NOT NULL,
+    date_nanos INTEGER NOT NULL CHECK (date_nanos BETWEEN 0 AND 999999999),
+    description TEXT NOT NULL,
+    evidence TEXT,
+    accepted INTEGER NOT NULL CHECK (accepted IN (0, 1)),
+    PRIMARY KEY (agreement_id, id)
+) STRICT, WITHOUT ROWID;
+CREATE TRIGGER contributions_only_accepted BEFORE UPDATE ON contributions
+WHEN NEW.agreement_id IS NOT OLD.agreement_id OR NEW.id IS NOT OLD.id OR NEW.party IS NOT OLD.party
+    OR NEW.kind IS NOT OLD.kind OR NEW.date_secs IS NOT OLD.date_secs OR NEW.date_nanos IS NOT OLD.date_nanos
+    OR NEW.description IS NOT OLD.description OR NEW.evidence IS NOT OLD.evidence
+    OR NOT (NEW.accepted = OLD.accepted OR (OLD.accepted = 0 AND NEW.accepted = 1))
+BEGIN SELECT RAISE(ABORT, 'a contribution is never changed, except to accept it'); END;
+CREATE TRIGGER contributions_are_kept BEFORE DELETE ON contributions
+BEGIN SELECT RAISE(ABORT, 'a contribution is never deleted'); END;
+"#,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -276,6 +301,29 @@ CREATE TRIGGER journal_entries_are_final BEFORE UPDATE OR DELETE ON journal_entr
 FOR EACH ROW EXECUTE FUNCTION revshare_refuse('a journal entry is never changed or deleted; post a reversal');
 CREATE TRIGGER postings_are_final BEFORE UPDATE OR DELETE ON postings
 FOR EACH ROW EXECUTE FUNCTION revshare_refuse('a posting is never changed or deleted; post a reversal');
+"#,
+    r#"
+CREATE TABLE contributions (
+    agreement_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    party TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    date_secs BIGINT NOT NULL,
+    date_nanos BIGINT NOT NULL CHECK (date_nanos BETWEEN 0 AND 999999999),
+    description TEXT NOT NULL,
+    evidence TEXT,
+    accepted BOOLEAN NOT NULL,
+    PRIMARY KEY (agreement_id, id)
+);
+CREATE TRIGGER contributions_only_accepted BEFORE UPDATE ON contributions
+FOR EACH ROW WHEN (NEW.agreement_id IS DISTINCT FROM OLD.agreement_id OR NEW.id IS DISTINCT FROM OLD.id
+    OR NEW.party IS DISTINCT FROM OLD.party OR NEW.kind IS DISTINCT FROM OLD.kind
+    OR NEW.date_secs IS DISTINCT FROM OLD.date_secs OR NEW.date_nanos IS DISTINCT FROM OLD.date_nanos
+    OR NEW.description IS DISTINCT FROM OLD.description OR NEW.evidence IS DISTINCT FROM OLD.evidence
+    OR (OLD.accepted AND NOT NEW.accepted))
+EXECUTE FUNCTION revshare_refuse('a contribution is never changed, except to accept it');
+CREATE TRIGGER contributions_are_kept BEFORE DELETE ON contributions
+FOR EACH ROW EXECUTE FUNCTION revshare_refuse('a contribution is never deleted');
 "#,
 ];
 

@@ -136,6 +136,9 @@ conformance!(
     reversals_restore_the_balance,
     the_journal_read_back_balances_like_memory,
     a_damaged_posting_is_detected_on_read,
+    contributions_are_kept_per_agreement,
+    only_acceptance_changes_a_stored_contribution,
+    store_settles_the_worked_example_with_stored_contributions,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -259,14 +262,14 @@ fn text(bytes: &[u8]) -> String {
 
 fn migrations_are_idempotent(db: &dyn TestDb) {
     let mut store = db.open();
-    assert_eq!(store.schema_version().expect("version"), 2);
+    assert_eq!(store.schema_version().expect("version"), 3);
     store.add_party(&party("meridian", Role::Licensor)).expect("add a party");
     drop(store);
     let mut again = db.open();
-    assert_eq!(again.schema_version().expect("version"), 2, "opening again applies nothing twice");
+    assert_eq!(again.schema_version().expect("version"), 3, "opening again applies nothing twice");
     assert_eq!(again.party(&pid("meridian")).expect("read"), Some(party("meridian", Role::Licensor)), "data survives reopening");
     let mut third = db.open();
-    assert_eq!(third.schema_version().expect("version"), 2);
+    assert_eq!(third.schema_version().expect("version"), 3);
 }
 
 fn parties_register_once(db: &dyn TestDb) {
@@ -655,6 +658,109 @@ fn store_settles_the_worked_example_like_the_core(db: &dyn TestDb) {
         text(&settle_from_store(store, "meridian-northwind", november, &contributions)),
         text(&settle_in_memory(store, "meridian-northwind", november, &records, &contributions))
     );
+}
+
+fn example_contributions() -> Vec<Contribution> {
+    CONTRIBUTIONS.lines().map(|l| parse_contribution_line(l.as_bytes()).expect("a contribution")).collect()
+}
+
+fn contributions_are_kept_per_agreement(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    register_example(store);
+    let id = aid("meridian-northwind");
+    let mut given = example_contributions();
+    // Added out of order; read back by id.
+    given.reverse();
+    for c in &given {
+        store.add_contribution(&id, c).expect("add a contribution");
+    }
+    given.reverse();
+    assert_eq!(store.contributions(&id).expect("read"), given);
+    for c in &given {
+        store.add_contribution(&id, c).expect("the same contribution again is a no-op");
+    }
+    assert_eq!(store.contributions(&id).expect("read"), given);
+
+    // The same id with other content is refused, and the stored one is unchanged.
+    let changed = Contribution { description: "something else".to_owned(), ..given[0].clone() };
+    let err = store.add_contribution(&id, &changed).expect_err("same id, other content");
+    assert!(matches!(err, StoreError::ContributionConflict { .. }), "{err}");
+    assert!(err.to_string().contains("contribution c1"), "{err}");
+    let withdrawn = Contribution { accepted: false, ..given[0].clone() };
+    let err = store.add_contribution(&id, &withdrawn).expect_err("an acceptance is not withdrawn");
+    assert!(err.to_string().contains("already accepted"), "{err}");
+    let accepted_and_changed = Contribution { accepted: true, kind: "update".to_owned(), ..given[2].clone() };
+    let err = store.add_contribution(&id, &accepted_and_changed).expect_err("acceptance with another change");
+    assert!(matches!(err, StoreError::ContributionConflict { .. }), "{err}");
+    assert_eq!(store.contributions(&id).expect("read"), given);
+
+    // Acceptance: false → true is recorded.
+    assert!(!given[2].accepted);
+    let accepted = Contribution { accepted: true, ..given[2].clone() };
+    store.add_contribution(&id, &accepted).expect("accept c3");
+    given[2] = accepted;
+    assert_eq!(store.contributions(&id).expect("read"), given);
+
+    // The rules settlement applies: one of the two parties, a listed kind.
+    let stranger = Contribution { id: "c9".to_owned(), party: pid("southwind"), ..given[0].clone() };
+    let err = store.add_contribution(&id, &stranger).expect_err("not a party of the agreement");
+    assert!(matches!(err, StoreError::Contribution(_)), "{err}");
+    assert!(err.to_string().contains("contribution c9 is by `southwind`"), "{err}");
+    let unlisted = Contribution { id: "c8".to_owned(), kind: "marketing".to_owned(), ..given[0].clone() };
+    let err = store.add_contribution(&id, &unlisted).expect_err("a kind the agreement does not list");
+    assert!(err.to_string().contains("contribution c8 is of kind `marketing`"), "{err}");
+    assert!(err.to_string().contains("improvement, maintenance, update"), "{err}");
+    let err = store.add_contribution(&aid("nobody-nowhere"), &given[0]).expect_err("an unknown agreement");
+    assert!(matches!(err, StoreError::UnknownAgreement { .. }), "{err}");
+    assert!(matches!(store.contributions(&aid("nobody-nowhere")), Err(StoreError::UnknownAgreement { .. })));
+    assert_eq!(store.contributions(&id).expect("read"), given, "refusals store nothing");
+}
+
+fn only_acceptance_changes_a_stored_contribution(db: &dyn TestDb) {
+    let mut store = db.open();
+    register_example(store.as_mut());
+    let id = aid("meridian-northwind");
+    for c in example_contributions() {
+        store.add_contribution(&id, &c).expect("add");
+    }
+    drop(store);
+    let sql = "UPDATE contributions SET description = 'edited' WHERE id = 'c1'";
+    let err = db.raw(sql, sql).expect_err("a description is never changed");
+    assert!(err.contains("never changed, except to accept it"), "{err}");
+    let (lite, pg) = ("UPDATE contributions SET accepted = 0 WHERE id = 'c1'", "UPDATE contributions SET accepted = FALSE WHERE id = 'c1'");
+    let err = db.raw(lite, pg).expect_err("an acceptance is never withdrawn");
+    assert!(err.contains("never changed, except to accept it"), "{err}");
+    let sql = "DELETE FROM contributions WHERE id = 'c3'";
+    let err = db.raw(sql, sql).expect_err("a contribution is never deleted");
+    assert!(err.contains("never deleted"), "{err}");
+    let (lite, pg) = ("UPDATE contributions SET accepted = 1 WHERE id = 'c3'", "UPDATE contributions SET accepted = TRUE WHERE id = 'c3'");
+    db.raw(lite, pg).expect("acceptance is the one change allowed");
+    let mut store = db.open();
+    let stored = store.contributions(&id).expect("read");
+    assert_eq!(stored.len(), 3);
+    assert!(stored.iter().all(|c| c.accepted), "{stored:?}");
+    assert_eq!(stored[0].description, "Quantized kernels cut serving latency 30%");
+}
+
+fn store_settles_the_worked_example_with_stored_contributions(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    register_example(store);
+    let id = aid("meridian-northwind");
+    let records = parse_records(USAGE);
+    let contributions = example_contributions();
+    assert!(store.ingest(&records, IngestMode::Atomic).expect("ingest").stored);
+    for c in &contributions {
+        store.add_contribution(&id, c).expect("add a contribution");
+    }
+    let stored = store.contributions(&id).expect("read");
+    let october = month("2026-10");
+    let from_store = settle_from_store(store, "meridian-northwind", october, &stored);
+    let in_memory = settle_in_memory(store, "meridian-northwind", october, &records, &contributions);
+    assert_eq!(text(&from_store), text(&in_memory));
+    assert!(text(&from_store).contains(r#""net_payable":"855.37""#), "{}", text(&from_store));
+    assert!(text(&from_store).contains(r#""host_credit":"12.40""#), "{}", text(&from_store));
 }
 
 /// A small deterministic generator (xorshift), so a failure names its seed and can be replayed.
