@@ -65,10 +65,8 @@ enum Command {
     Contribution(ContributionCommand),
     /// Settle a month from the store and finalise its statement.
     Close {
-        #[arg(long)]
-        agreement: String,
-        #[arg(long, value_parser = parse_period)]
-        period: Period,
+        #[command(flatten)]
+        month: Month,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -161,10 +159,8 @@ enum ModelCommand {
 enum StatementCommand {
     /// Show the latest statement of a month.
     Show {
-        #[arg(long)]
-        agreement: String,
-        #[arg(long, value_parser = parse_period)]
-        period: Period,
+        #[command(flatten)]
+        month: Month,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -175,10 +171,8 @@ enum StatementCommand {
     },
     /// Write the latest statement of a month (its canonical bytes) to a file.
     Export {
-        #[arg(long)]
-        agreement: String,
-        #[arg(long, value_parser = parse_period)]
-        period: Period,
+        #[command(flatten)]
+        month: Month,
         #[arg(long)]
         out: PathBuf,
     },
@@ -212,6 +206,16 @@ struct SettleArgs {
     /// `table` for people, `json` for the canonical statement.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+}
+
+/// One agreement's month in the store.
+#[derive(clap::Args)]
+struct Month {
+    #[arg(long)]
+    agreement: String,
+    /// YYYY-MM (UTC).
+    #[arg(long, value_parser = parse_period)]
+    period: Period,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -265,19 +269,19 @@ fn main() -> ExitCode {
         Command::Model(ModelCommand::Alias { host, host_model, model }) => store_cmds::add_alias(&cli.store, &host, &host_model, &model),
         Command::Contribution(ContributionCommand::Add { agreement, file }) => store_cmds::add_contributions(&cli.store, &agreement, &file),
         Command::Ingest { files, partial, batch_size } => store_cmds::ingest(&cli.store, &files, partial, batch_size),
-        Command::Close { agreement, period, format } => store_cmds::close(&cli.store, &agreement, period).map(|statement| match format {
+        Command::Close { month, format } => store_cmds::close(&cli.store, &month.agreement, month.period).map(|statement| match format {
             Format::Json => report::print_json(&statement),
             Format::Table => match statement.to_canonical() {
                 Ok(bytes) => print!("{}", report::statement_table(&bytes, "closed and finalised")),
                 Err(e) => eprintln!("error: {e}"),
             },
         }),
-        Command::Statement(StatementCommand::Show { agreement, period, format }) => {
-            store_cmds::show_statement(&cli.store, &agreement, period, format == Format::Json)
+        Command::Statement(StatementCommand::Show { month, format }) => {
+            store_cmds::show_statement(&cli.store, &month.agreement, month.period, format == Format::Json)
         }
         Command::Statement(StatementCommand::List { agreement }) => store_cmds::list_statements(&cli.store, agreement.as_deref()),
-        Command::Statement(StatementCommand::Export { agreement, period, out }) => {
-            store_cmds::export_statement(&cli.store, &agreement, period, &out)
+        Command::Statement(StatementCommand::Export { month, out }) => {
+            store_cmds::export_statement(&cli.store, &month.agreement, month.period, &out)
         }
         Command::Payment(PaymentCommand::Record { agreement, amount, reference, from }) => {
             ledger_cmds::record_payment(&cli.store, &agreement, &amount, &reference, from)

@@ -49,6 +49,21 @@ struct RollupKey {
     scale: i64,
 }
 
+impl RollupKey {
+    /// The key as the seven parameters `$1`…`$7` of the rollup statements.
+    fn params(&self) -> [Param<'_>; 7] {
+        [
+            Param::Text(&self.agreement_id),
+            Param::Text(&self.month),
+            Param::Text(&self.model),
+            Param::Text(&self.use_case),
+            Param::Text(&self.region),
+            Param::Int(self.scope),
+            Param::Int(self.scale),
+        ]
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 struct Sums {
     records: u64,
@@ -135,15 +150,7 @@ impl Deltas {
                 "SELECT record_count, duplicates, CAST(requests AS TEXT), CAST(input_tokens AS TEXT), \
                  CAST(output_tokens AS TEXT), CAST(revenue AS TEXT) FROM rollups \
                  WHERE agreement_id = $1 AND month = $2 AND model = $3 AND use_case = $4 AND region = $5 AND scope = $6 AND scale = $7",
-                &[
-                    Param::Text(&key.agreement_id),
-                    Param::Text(&key.month),
-                    Param::Text(&key.model),
-                    Param::Text(&key.use_case),
-                    Param::Text(&key.region),
-                    Param::Int(key.scope),
-                    Param::Int(key.scale),
-                ],
+                &key.params(),
                 |row| Sums::read(row, 0, what),
             )?;
             let mut sums = stored.unwrap_or_default();
@@ -179,20 +186,17 @@ fn put(sql: &mut impl Sql, key: &RollupKey, sums: &Sums) -> Result<(), StoreErro
     sql.execute(
         statement,
         &[
-            Param::Text(&key.agreement_id),
-            Param::Text(&key.month),
-            Param::Text(&key.model),
-            Param::Text(&key.use_case),
-            Param::Text(&key.region),
-            Param::Int(key.scope),
-            Param::Int(key.scale),
-            Param::Int(count(sums.records)?),
-            Param::Int(count(sums.duplicates)?),
-            Param::Text(&requests),
-            Param::Text(&input_tokens),
-            Param::Text(&output_tokens),
-            Param::Text(&revenue),
-        ],
+            key.params().as_slice(),
+            &[
+                Param::Int(count(sums.records)?),
+                Param::Int(count(sums.duplicates)?),
+                Param::Text(&requests),
+                Param::Text(&input_tokens),
+                Param::Text(&output_tokens),
+                Param::Text(&revenue),
+            ],
+        ]
+        .concat(),
     )?;
     Ok(())
 }
