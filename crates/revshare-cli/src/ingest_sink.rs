@@ -7,6 +7,7 @@
 //! host or model) stores nothing and stops the run; batches acknowledged before stay stored, and
 //! running the same command again completes the ingestion exactly (resends are duplicates).
 
+use revshare_core::note::SignerKey;
 use revshare_core::usage::{RecordProblem, UsageRecord};
 use revshare_store::{IngestMode, IngestReport, Store, StoreError};
 use std::io::Write as _;
@@ -44,16 +45,34 @@ pub struct Ingest<'a> {
     pub batches: u64,
     /// Set when a batch was refused or the store failed: nothing more is sent.
     pub stopped: Option<StopReason>,
+    /// Signs each committed batch's checkpoint and receipt.
+    deployment: SignerKey,
+    /// The host's key, when batches are sent signed (`--sign`).
+    host_key: Option<SignerKey>,
+    /// Where each batch's receipt goes (`--receipts`), one JSON object a line.
+    receipts: Option<std::io::BufWriter<std::fs::File>>,
 }
 
 pub enum StopReason {
     Refused(Vec<InputProblem>),
     Store(StoreError),
+    /// The batch was committed but its receipt could not be made or written.
+    Receipt(String),
+}
+
+/// How batches are signed and acknowledged.
+pub struct Signing {
+    pub deployment: SignerKey,
+    pub host_key: Option<SignerKey>,
+    pub receipts: Option<std::fs::File>,
 }
 
 impl<'a> Ingest<'a> {
-    pub fn new(store: &'a mut (dyn Store + Send), mode: IngestMode, batch_size: usize, names: Vec<String>) -> Ingest<'a> {
+    pub fn new(store: &'a mut (dyn Store + Send), mode: IngestMode, batch_size: usize, names: Vec<String>, signing: Signing) -> Ingest<'a> {
         Ingest {
+            deployment: signing.deployment,
+            host_key: signing.host_key,
+            receipts: signing.receipts.map(std::io::BufWriter::new),
             store: std::sync::Mutex::new(store),
             mode,
             batch_size: batch_size.max(1),
@@ -73,10 +92,12 @@ impl<'a> Ingest<'a> {
         }
         let records = std::mem::take(&mut self.pending);
         let locations = std::mem::take(&mut self.locations);
-        let stored = match self.store.get_mut() {
-            Ok(store) => store.ingest(&records, self.mode),
-            Err(poisoned) => poisoned.into_inner().ingest(&records, self.mode),
+        let signed = self.host_key.as_ref().map(|key| crate::log_cmds::sign_batch(key, &records));
+        let store: &mut (dyn Store + Send) = match self.store.get_mut() {
+            Ok(store) => &mut **store,
+            Err(poisoned) => &mut **poisoned.into_inner(),
         };
+        let stored = store.ingest(&records, self.mode, signed.as_ref());
         let report = match stored {
             Ok(report) => report,
             Err(e) => {
@@ -96,11 +117,24 @@ impl<'a> Ingest<'a> {
         let (file, first) = locations.first().map_or_else(|| (String::new(), 0), |l| place(&self.names, *l));
         let last = locations.last().map_or(0, |l| place(&self.names, *l).1);
         if report.stored {
-            // The acknowledgement: printed only now, after the commit.
+            // The receipt, and the acknowledgement: only now, after the commit.
+            let leaf = report.logged.as_ref().map(|b| format!(", log leaf {}", b.leaf)).unwrap_or_default();
+            if let Some(batch) = &report.logged {
+                let receipt = revshare_store::receipts::receipt(store, &self.deployment, crate::log_cmds::now(), batch);
+                let written = match (receipt, self.receipts.as_mut()) {
+                    (Ok(receipt), Some(out)) => writeln!(out, "{receipt}").and_then(|()| out.flush()).map_err(|e| e.to_string()),
+                    (Ok(_), None) => Ok(()),
+                    (Err(e), _) => Err(e.to_string()),
+                };
+                if let Err(e) = written {
+                    self.stopped =
+                        Some(StopReason::Receipt(format!("batch {} was committed{leaf}, but its receipt failed: {e}", self.batches)));
+                }
+            }
             let mut out = std::io::stdout().lock();
             let _ = writeln!(
                 out,
-                "batch {} committed: {}:{}-{}: accepted {}, duplicates {}, conflicts {}, refused {}{}",
+                "batch {} committed: {}:{}-{}: accepted {}, duplicates {}, conflicts {}, refused {}{}{leaf}",
                 self.batches,
                 file,
                 first,

@@ -4,6 +4,7 @@ mod demo;
 mod generate;
 mod ingest_sink;
 mod ledger_cmds;
+mod log_cmds;
 mod reading;
 mod report;
 mod settle_files;
@@ -41,8 +42,31 @@ enum Command {
     Gen(GenCommand),
     /// Generate a month for a licensor and three hosts, and print each statement.
     Demo(DemoArgs),
-    /// Create the store (the data folder's SQLite file, or the PostgreSQL schema).
-    Init,
+    /// Create the store (the data folder's SQLite file, or the PostgreSQL schema) and the
+    /// deployment's signing key.
+    Init {
+        /// The log's origin, which names the deployment key (a new key only).
+        #[arg(long, default_value = log_cmds::DEFAULT_ORIGIN)]
+        origin: String,
+    },
+    /// Ed25519 keys: generate a party's key pair, rotate the deployment's.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// The transparency log: checkpoints and proofs.
+    #[command(subcommand)]
+    Log(LogCommand),
+    /// Check a statement bundle offline (no store): recompute the statement from its agreement
+    /// and records, and check every digest, signature and proof.
+    Verify {
+        /// The bundle folder (`revshare statement export --bundle DIR`).
+        bundle: PathBuf,
+        /// A checkpoint seen earlier: the bundle's log must extend it.
+        #[arg(long, value_name = "CHECKPOINT")]
+        since: Option<PathBuf>,
+        /// The deployment's public key file: only checkpoints it signed are accepted.
+        #[arg(long, value_name = "KEY_FILE")]
+        trust: Option<PathBuf>,
+    },
     /// Register parties.
     #[command(subcommand)]
     Party(PartyCommand),
@@ -59,6 +83,12 @@ enum Command {
         /// Records per committed batch.
         #[arg(long, default_value_t = 10_000)]
         batch_size: usize,
+        /// Sign each batch with this host's private key file (the batch is then stored whole or not at all).
+        #[arg(long, value_name = "KEY_FILE")]
+        sign: Option<PathBuf>,
+        /// Append each committed batch's signed receipt to this file (JSON Lines).
+        #[arg(long, value_name = "FILE")]
+        receipts: Option<PathBuf>,
     },
     /// Record contributions to an agreement in the store.
     #[command(subcommand)]
@@ -112,6 +142,41 @@ enum PaymentCommand {
 }
 
 #[derive(Subcommand)]
+enum KeysCommand {
+    /// Generate an Ed25519 key pair: the private key to FILE (mode 0600), the public key to
+    /// FILE.pub and standard output.
+    Generate {
+        /// The key's name (a party id, say).
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Replace the deployment's signing key with a new one; the rotation is logged.
+    Rotate,
+}
+
+#[derive(Subcommand)]
+enum LogCommand {
+    /// Sign and print a checkpoint of the log as it is now (a C2SP signed note).
+    Checkpoint,
+    /// Print a leaf and its inclusion proof (at SIZE, or at a new checkpoint).
+    Prove {
+        #[arg(long)]
+        leaf: u64,
+        #[arg(long)]
+        size: Option<u64>,
+    },
+    /// Print the consistency proof from an earlier size to a later one (or a new checkpoint).
+    Consistency {
+        #[arg(long)]
+        from: u64,
+        #[arg(long)]
+        to: Option<u64>,
+    },
+}
+
+#[derive(Subcommand)]
 enum ContributionCommand {
     /// Record contributions (JSON Lines, as in examples/contributions.jsonl); adding one again
     /// with `"accepted": true` records its acceptance.
@@ -131,6 +196,12 @@ enum PartyCommand {
         name: String,
         #[arg(long)]
         role: String,
+    },
+    /// Register a party's public key (a `.pub` file from `revshare keys generate`).
+    Key {
+        #[arg(long)]
+        party: String,
+        file: PathBuf,
     },
 }
 
@@ -169,12 +240,27 @@ enum StatementCommand {
         #[arg(long)]
         agreement: Option<String>,
     },
-    /// Write the latest statement of a month (its canonical bytes) to a file.
+    /// Write the latest statement of a month (its canonical bytes) to a file, or (`--bundle`)
+    /// everything needed to verify it offline to a folder.
     Export {
         #[command(flatten)]
         month: Month,
+        /// Which statement of the month (1 is the original; default the latest).
         #[arg(long)]
-        out: PathBuf,
+        sequence: Option<u32>,
+        #[arg(long, required_unless_present = "bundle", conflicts_with = "bundle")]
+        out: Option<PathBuf>,
+        #[arg(long, value_name = "DIR")]
+        bundle: Option<PathBuf>,
+    },
+    /// Sign a finalised statement with a party's private key (the host's countersignature).
+    Sign {
+        #[command(flatten)]
+        month: Month,
+        #[arg(long)]
+        sequence: Option<u32>,
+        #[arg(long, value_name = "KEY_FILE")]
+        key: PathBuf,
     },
 }
 
@@ -261,14 +347,27 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Agreement(AgreementCommand::Check { files }) => settle_files::check_agreements(&files),
         Command::Agreement(AgreementCommand::Add { file }) => store_cmds::add_agreement(&cli.store, &file),
-        Command::Init => store_cmds::init(&cli.store),
+        Command::Init { origin } => store_cmds::init(&cli.store, &origin),
+        Command::Keys(KeysCommand::Generate { name, out }) => log_cmds::generate_key(&name, &out),
+        Command::Keys(KeysCommand::Rotate) => log_cmds::rotate(&cli.store),
+        Command::Party(PartyCommand::Key { party, file }) => log_cmds::add_party_key(&cli.store, &party, &file),
+        Command::Log(LogCommand::Checkpoint) => log_cmds::print_checkpoint(&cli.store),
+        Command::Log(LogCommand::Prove { leaf, size }) => log_cmds::prove(&cli.store, leaf, size),
+        Command::Log(LogCommand::Consistency { from, to }) => log_cmds::consistency(&cli.store, from, to),
+        Command::Verify { bundle, since, trust } => log_cmds::verify_bundle(&bundle, since.as_deref(), trust.as_deref()),
+        Command::Statement(StatementCommand::Sign { month, sequence, key }) => {
+            log_cmds::sign_statement(&cli.store, &month.agreement, month.period, sequence, &key)
+        }
         Command::Party(PartyCommand::Add { id, name, role }) => store_cmds::add_party(&cli.store, &id, &name, &role),
         Command::Model(ModelCommand::Add { id, owner, derived_from }) => {
             store_cmds::add_model(&cli.store, &id, &owner, derived_from.as_deref())
         }
         Command::Model(ModelCommand::Alias { host, host_model, model }) => store_cmds::add_alias(&cli.store, &host, &host_model, &model),
         Command::Contribution(ContributionCommand::Add { agreement, file }) => store_cmds::add_contributions(&cli.store, &agreement, &file),
-        Command::Ingest { files, partial, batch_size } => store_cmds::ingest(&cli.store, &files, partial, batch_size),
+        Command::Ingest { files, partial, batch_size, sign, receipts } => {
+            let signing = store_cmds::IngestSigning { sign: sign.as_deref(), receipts: receipts.as_deref() };
+            store_cmds::ingest(&cli.store, &files, partial, batch_size, &signing)
+        }
         Command::Close { month, format } => store_cmds::close(&cli.store, &month.agreement, month.period).map(|statement| match format {
             Format::Json => report::print_json(&statement),
             Format::Table => match statement.to_canonical() {
@@ -280,9 +379,11 @@ fn main() -> ExitCode {
             store_cmds::show_statement(&cli.store, &month.agreement, month.period, format == Format::Json)
         }
         Command::Statement(StatementCommand::List { agreement }) => store_cmds::list_statements(&cli.store, agreement.as_deref()),
-        Command::Statement(StatementCommand::Export { month, out }) => {
-            store_cmds::export_statement(&cli.store, &month.agreement, month.period, &out)
-        }
+        Command::Statement(StatementCommand::Export { month, sequence, out, bundle }) => match (bundle, out) {
+            (Some(dir), _) => log_cmds::export_bundle(&cli.store, &month.agreement, month.period, sequence, &dir),
+            (None, Some(out)) => store_cmds::export_statement(&cli.store, &month.agreement, month.period, sequence, &out),
+            (None, None) => Err(Failure::Invalid("error: pass --out FILE or --bundle DIR\n".to_owned())),
+        },
         Command::Payment(PaymentCommand::Record { agreement, amount, reference, from }) => {
             ledger_cmds::record_payment(&cli.store, &agreement, &amount, &reference, from)
         }

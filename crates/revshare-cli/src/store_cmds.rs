@@ -20,7 +20,7 @@ use revshare_core::time::Period;
 use revshare_store::{IngestMode, Model, NewStatement, Party, PgStore, Role, SqliteStore, StatementKind, Store, StoreError};
 
 use crate::Failure;
-use crate::ingest_sink::{Ingest, StopReason, Validate};
+use crate::ingest_sink::{Ingest, Signing, StopReason, Validate};
 use crate::reading::{ReadError, display_names, read_files, report};
 use crate::settle_files::{load_contributions, progress_bar};
 
@@ -33,6 +33,9 @@ pub struct StoreArgs {
     /// A PostgreSQL URL (`postgres://user@host/db`); when set, it is the store.
     #[arg(long, global = true, env = "REVSHARE_DATABASE_URL")]
     pub database: Option<String>,
+    /// The deployment's private signing key (default: DATA/deployment.key, created by `init`).
+    #[arg(long, global = true, env = "REVSHARE_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
 }
 
 /// The SQLite file inside a data folder.
@@ -60,9 +63,10 @@ pub fn open(args: &StoreArgs, create: bool) -> Result<Box<dyn Store + Send>, Fai
     Ok(Box::new(SqliteStore::open(&file)?))
 }
 
-pub fn init(args: &StoreArgs) -> Result<(), Failure> {
+pub fn init(args: &StoreArgs, origin: &str) -> Result<(), Failure> {
     let mut store = open(args, true)?;
     let version = store.schema_version()?;
+    crate::log_cmds::ensure_deployment_key(args, store.as_mut(), origin)?;
     match &args.database {
         Some(_) => println!("store ready in PostgreSQL (schema version {version})"),
         None => println!("store ready in {} (schema version {version})", args.data.join(STORE_FILE).display()),
@@ -108,7 +112,15 @@ pub fn add_agreement(args: &StoreArgs, file: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-pub fn ingest(args: &StoreArgs, paths: &[PathBuf], partial: bool, batch_size: usize) -> Result<(), Failure> {
+/// How `ingest` signs and acknowledges batches.
+pub struct IngestSigning<'a> {
+    /// The host's private key file: batches are sent signed with it.
+    pub sign: Option<&'a Path>,
+    /// Where to write each batch's signed receipt.
+    pub receipts: Option<&'a Path>,
+}
+
+pub fn ingest(args: &StoreArgs, paths: &[PathBuf], partial: bool, batch_size: usize, signing: &IngestSigning<'_>) -> Result<(), Failure> {
     // Standard input cannot be read twice: spool it to a temporary file first. Problems still
     // name it as standard input.
     let names = display_names(paths);
@@ -130,7 +142,16 @@ pub fn ingest(args: &StoreArgs, paths: &[PathBuf], partial: bool, batch_size: us
     }
     let mut store = open(args, false)?;
     let mode = if partial { IngestMode::Partial } else { IngestMode::Atomic };
-    let mut sink = Ingest::new(store.as_mut(), mode, batch_size, names.clone());
+    let receipts = signing
+        .receipts
+        .map(|p| std::fs::OpenOptions::new().create(true).append(true).open(p).with_context(|| format!("cannot open {}", p.display())))
+        .transpose()?;
+    let signing = Signing {
+        deployment: crate::log_cmds::deployment_key(args)?,
+        host_key: signing.sign.map(crate::log_cmds::read_signer).transpose()?,
+        receipts,
+    };
+    let mut sink = Ingest::new(store.as_mut(), mode, batch_size, names.clone(), signing);
     let read = read_files(&paths, &names, &mut sink, &progress_bar(total, "ingesting"));
     sink.flush();
     if let Err(e) = read {
@@ -153,6 +174,7 @@ pub fn ingest(args: &StoreArgs, paths: &[PathBuf], partial: bool, batch_size: us
             println!("{summary}");
             Ok(())
         }
+        Some(StopReason::Receipt(e)) => Err(Failure::Invalid(format!("{summary}\nerror: {e}\n"))),
         Some(StopReason::Store(e)) => {
             Err(Failure::Invalid(format!("{summary}\nerror: the store failed; the batch in progress was not stored: {e}\n")))
         }
@@ -238,6 +260,7 @@ fn usage_net(statement: &[u8], currency: Currency) -> Result<i128, Failure> {
 /// difference as an adjustment line, then finalises the month's statement.
 pub fn close(args: &StoreArgs, agreement_id: &str, period: Period) -> Result<Statement, Failure> {
     let id = parse(AgreementId::parse(agreement_id))?;
+    let key = crate::log_cmds::deployment_key(args)?;
     let mut store = open(args, false)?;
     let store = store.as_mut();
     let agreement = store.agreement(&id, None)?;
@@ -292,7 +315,15 @@ pub fn close(args: &StoreArgs, agreement_id: &str, period: Period) -> Result<Sta
         canonical: &bytes,
         digest: &digest,
     };
-    store.finalise_close(&restatements, &original, &entry)?;
+    let stored = store.finalise_close(&restatements, &original, &entry)?;
+    // The deployment signs what it finalised. A signature can be added at any time, so a failure
+    // here leaves nothing inconsistent: `revshare statement sign` adds it later.
+    for (earlier, _, _) in &restated {
+        if let Some(restatement) = store.statement(&id, *earlier)? {
+            crate::log_cmds::sign_stored(store, &restatement, &key)?;
+        }
+    }
+    crate::log_cmds::sign_stored(store, &stored, &key)?;
     Ok(statement)
 }
 
@@ -330,11 +361,8 @@ pub fn list_statements(args: &StoreArgs, agreement: Option<&str>) -> Result<(), 
     Ok(())
 }
 
-pub fn export_statement(args: &StoreArgs, agreement: &str, period: Period, out: &Path) -> Result<(), Failure> {
-    let id = parse(AgreementId::parse(agreement))?;
-    let Some(stored) = open(args, false)?.statement(&id, period)? else {
-        return Err(Failure::Invalid(format!("error: {id} has no statement for {period}; close the month first (`revshare close`)\n")));
-    };
+pub fn export_statement(args: &StoreArgs, agreement: &str, period: Period, sequence: Option<u32>, out: &Path) -> Result<(), Failure> {
+    let stored = crate::log_cmds::find_statement(open(args, false)?.as_mut(), agreement, period, sequence)?;
     std::fs::write(out, &stored.canonical).with_context(|| format!("cannot write {}", out.display()))?;
     println!("wrote {} ({})", out.display(), stored.digest);
     Ok(())

@@ -532,3 +532,297 @@ fn standard_input_is_ingested_and_named_in_problems() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(stored_ids(&store), vec!["c-0".to_owned()]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Verifiable statements: keys, signed batches, receipts, bundles and `verify`
+
+const AGREEMENT_ID: &str = "meridian-northwind";
+
+/// The worked example with northwind's records sent signed by northwind's registered key and
+/// their receipts kept, the month closed and countersigned, and its bundle exported to `bundle`.
+fn signed_example(store: &TestStore) -> PathBuf {
+    store.ok(&["init"]);
+    store.ok(&["party", "add", "meridian", "--name", "Meridian", "--role", "licensor"]);
+    for host in ["northwind", "southwind"] {
+        store.ok(&["party", "add", host, "--name", host, "--role", "host"]);
+    }
+    for model in ["m-8b", "m-70b"] {
+        store.ok(&["model", "add", model, "--owner", "meridian"]);
+    }
+    store.ok(&["agreement", "add", &examples().join("agreement.toml").display().to_string()]);
+    let key = store.path("northwind.key");
+    let public = store.ok(&["keys", "generate", "--name", "northwind", "--out", &key]);
+    assert!(public.starts_with("northwind+") && !public.contains("PRIVATE"), "only the public key is printed: {public}");
+    store.ok(&["party", "key", "--party", "northwind", &format!("{key}.pub")]);
+    let usage = std::fs::read_to_string(examples().join("usage.jsonl")).expect("example usage");
+    let (northwind, southwind): (Vec<&str>, Vec<&str>) = usage.lines().partition(|l| l.contains("\"northwind\""));
+    std::fs::write(store.path("northwind.jsonl"), northwind.join("\n") + "\n").expect("write");
+    std::fs::write(store.path("southwind.jsonl"), southwind.join("\n") + "\n").expect("write");
+    let receipts = store.path("receipts.jsonl");
+    let ack = store.ok(&["ingest", &store.path("northwind.jsonl"), "--sign", &key, "--receipts", &receipts]);
+    assert!(ack.contains("accepted 7, duplicates 1") && ack.contains("log leaf"), "{ack}");
+    store.ok(&["ingest", &store.path("southwind.jsonl"), "--receipts", &receipts]);
+    store.ok(&["contribution", "add", "--agreement", AGREEMENT_ID, &examples().join("contributions.jsonl").display().to_string()]);
+    store.ok(&["close", "--agreement", AGREEMENT_ID, "--period", "2026-10"]);
+    store.ok(&["statement", "sign", "--agreement", AGREEMENT_ID, "--period", "2026-10", "--key", &key]);
+    let bundle = store.dir.path().join("bundle");
+    store.ok(&["statement", "export", "--agreement", AGREEMENT_ID, "--period", "2026-10", "--bundle", &bundle.display().to_string()]);
+    bundle
+}
+
+/// Runs `revshare verify` (no store involved) and returns (success, stdout + stderr).
+fn verify(bundle: &Path, extra: &[&str]) -> (bool, String) {
+    let out = Process::cargo_bin("revshare")
+        .expect("the revshare binary")
+        .env_remove("REVSHARE_DATA")
+        .env_remove("REVSHARE_DATABASE_URL")
+        .arg("verify")
+        .arg(bundle)
+        .args(extra)
+        .output()
+        .expect("revshare verify runs");
+    (out.status.success(), text(&out.stdout) + &text(&out.stderr))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create");
+    for entry in std::fs::read_dir(from).expect("list") {
+        let path = entry.expect("entry").path();
+        let target = to.join(path.file_name().expect("a name"));
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).expect("copy");
+        }
+    }
+}
+
+fn bundle_verifies(store: &TestStore) {
+    let bundle = signed_example(store);
+    let (ok, output) = verify(&bundle, &[]);
+    assert!(ok, "{output}");
+    assert!(output.contains("recomputes byte for byte from 6 records in 1 logged batches (1 signed by the host)"), "{output}");
+    assert!(output.contains("countersigned by the host"), "{output}");
+    // The statement in the bundle is the stored one.
+    let stored = store.ok(&["statement", "show", "--agreement", AGREEMENT_ID, "--period", "2026-10", "--format", "json"]);
+    assert_eq!(std::fs::read_to_string(bundle.join("statement.json")).expect("read").trim(), stored.trim());
+}
+
+#[test]
+fn a_bundle_verifies_offline_sqlite() {
+    bundle_verifies(&TestStore::sqlite());
+}
+
+#[test]
+fn a_bundle_verifies_offline_postgres() {
+    bundle_verifies(&TestStore::postgres("bundle"));
+}
+
+#[test]
+fn every_tampered_byte_of_a_bundle_fails_verification_and_is_named() {
+    let store = TestStore::sqlite();
+    let bundle = signed_example(&store);
+    let batch = std::fs::read_dir(bundle.join("batches")).expect("batches").next().expect("one batch").expect("entry").path();
+    let batch = format!("batches/{}", batch.file_name().expect("name").to_string_lossy());
+    // Each file, and what a finding about it is called.
+    let files: [(&str, &[&str]); 9] = [
+        ("statement.json", &["statement"]),
+        ("agreement.toml", &["agreement"]),
+        ("records.jsonl", &["records.jsonl"]),
+        ("aliases.json", &["aliases.json"]),
+        ("log.json", &["log.json", "checkpoint"]),
+        ("keys.json", &["keys.json", "key"]),
+        ("signatures.json", &["signatures.json", "signature"]),
+        (batch.as_str(), &["batches/", "batch"]),
+        ("records.jsonl", &["records.jsonl"]),
+    ];
+    let mut runs = 0;
+    for (name, called) in files {
+        let original = std::fs::read(bundle.join(name)).expect("read");
+        // About 24 positions spread over the file, first and last bytes included.
+        let step = (original.len() / 23).max(1);
+        let positions: Vec<usize> = (0..original.len()).step_by(step).chain([original.len() - 1]).collect();
+        for at in positions {
+            let tampered_dir = store.dir.path().join(format!("tampered-{runs}"));
+            copy_dir(&bundle, &tampered_dir);
+            let mut bytes = original.clone();
+            bytes[at] ^= 0x01;
+            std::fs::write(tampered_dir.join(name), &bytes).expect("write");
+            let (ok, output) = verify(&tampered_dir, &[]);
+            assert!(!ok, "changing byte {at} of {name} went unnoticed:\n{output}");
+            assert!(
+                called.iter().any(|c| output.contains(c)),
+                "changing byte {at} of {name} is reported without naming it ({called:?}):\n{output}"
+            );
+            std::fs::remove_dir_all(&tampered_dir).expect("clean up");
+            runs += 1;
+        }
+    }
+    assert!(runs > 150, "{runs} tampered bundles checked");
+}
+
+#[test]
+fn receipts_prove_what_each_host_reported() {
+    use revshare_core::merkle::{leaf_hash, verify_inclusion};
+    use revshare_core::note::{Checkpoint, VerifierKey, open_note};
+    use revshare_core::transparency::{Signed, hash_from_b64, receipt_message};
+    let store = TestStore::sqlite();
+    let bundle = signed_example(&store);
+    let keys: serde_json::Value = serde_json::from_slice(&std::fs::read(bundle.join("keys.json")).expect("keys")).expect("JSON");
+    let deployment = VerifierKey::parse(keys["deployment"][0].as_str().expect("a key")).expect("the deployment key");
+    let receipts = std::fs::read_to_string(store.path("receipts.jsonl")).expect("receipts");
+    let files = ["northwind.jsonl", "southwind.jsonl"];
+    assert_eq!(receipts.lines().count(), files.len(), "one receipt per committed batch");
+    for (line, file) in receipts.lines().zip(files) {
+        let mut receipt: serde_json::Value = serde_json::from_str(line).expect("a JSON receipt");
+        // The receipt is signed by the deployment over its canonical form without the signature.
+        let signed = Signed::from_json(&receipt["signed"]).expect("signed");
+        receipt.as_object_mut().expect("an object").remove("signed");
+        let unsigned = revshare_core::canonical::to_canonical(&receipt).expect("canonical");
+        deployment.verify(&receipt_message(&unsigned), &signed.signature).expect("the receipt's signature verifies");
+        // Its checkpoint is signed, and its leaf is in the tree the checkpoint commits to.
+        let note = open_note(receipt["checkpoint"].as_str().expect("a note"), std::slice::from_ref(&deployment)).expect("signed note");
+        let checkpoint = Checkpoint::parse(&note.text).expect("a checkpoint");
+        let data = receipt["leaf"]["data"].as_str().expect("leaf data");
+        let proof: Vec<_> = receipt["inclusion_proof"]
+            .as_array()
+            .expect("proof")
+            .iter()
+            .map(|h| hash_from_b64(h.as_str().expect("b64")).expect("hash"))
+            .collect();
+        let index = receipt["leaf"]["index"].as_u64().expect("index");
+        verify_inclusion(&leaf_hash(data.as_bytes()), index, checkpoint.size, &proof, &checkpoint.root)
+            .expect("the inclusion proof verifies");
+        // And the leaf names the digest of exactly what the host sent.
+        let sent = std::fs::read_to_string(store.path(file)).expect("sent");
+        let records: Vec<_> = sent.lines().map(|l| revshare_core::usage::parse_json_line(l.as_bytes()).expect("a record")).collect();
+        let digest = revshare_store::batch_digest(&records);
+        assert_eq!(receipt["batch"]["digest"].as_str(), Some(digest.as_str()));
+        assert!(data.contains(&digest), "{data}");
+    }
+}
+
+#[test]
+fn a_batch_signed_with_an_unregistered_key_is_refused_and_stores_nothing() {
+    let store = TestStore::sqlite();
+    store.register_worked_example();
+    let before = store.ok(&["log", "checkpoint"]);
+    let key = store.path("stranger.key");
+    store.ok(&["keys", "generate", "--name", "northwind", "--out", &key]);
+    let usage = std::fs::read_to_string(examples().join("usage.jsonl")).expect("usage");
+    let mut fresh: Vec<String> =
+        usage.lines().filter(|l| l.contains("\"northwind\"")).map(|l| l.replace("\"id\":\"e", "\"id\":\"x")).collect();
+    fresh.push(String::new());
+    std::fs::write(store.path("fresh.jsonl"), fresh.join("\n")).expect("write");
+    let out = store.run(&["ingest", &store.path("fresh.jsonl"), "--sign", &key]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("is not registered for host northwind"), "{}", text(&out.stderr));
+    let after = store.ok(&["log", "checkpoint"]);
+    assert_eq!(before.lines().nth(1), after.lines().nth(1), "the log did not grow");
+    use revshare_store::Store;
+    let mut db = revshare_store::SqliteStore::open(store.dir.path().join("data/revshare.db")).expect("open");
+    let id = revshare_core::ids::AgreementId::parse(AGREEMENT_ID).expect("id");
+    let records = db.records(&id, revshare_core::time::Period::parse("2026-10").expect("period")).expect("records");
+    assert!(!records.is_empty() && !records.iter().any(|r| r.id.starts_with('x')), "no record of the refused batch was stored");
+}
+
+#[test]
+fn keys_are_private_and_rotation_keeps_old_statements_verifiable() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let store = TestStore::sqlite();
+    let bundle = signed_example(&store);
+    for key in [store.dir.path().join("data/deployment.key"), store.dir.path().join("northwind.key")] {
+        let mode = std::fs::metadata(&key).expect("key file").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{} is readable by its owner only", key.display());
+    }
+    let before = std::fs::read_to_string(store.dir.path().join("data/deployment.key")).expect("key");
+    let rotated = store.ok(&["keys", "rotate"]);
+    assert!(rotated.contains("replaces"), "{rotated}");
+    assert_ne!(std::fs::read_to_string(store.dir.path().join("data/deployment.key")).expect("key"), before);
+    // A bundle exported after the rotation carries both keys and still verifies.
+    let again = store.dir.path().join("bundle-after-rotation");
+    store.ok(&["statement", "export", "--agreement", AGREEMENT_ID, "--period", "2026-10", "--bundle", &again.display().to_string()]);
+    let (ok, output) = verify(&again, &[]);
+    assert!(ok, "{output}");
+    let keys: serde_json::Value = serde_json::from_slice(&std::fs::read(again.join("keys.json")).expect("keys")).expect("JSON");
+    assert_eq!(keys["deployment"].as_array().map(Vec::len), Some(2));
+    // Pinning the old key: the new checkpoint is not signed by it.
+    let old_public = store.path("old.pub");
+    let old_key = revshare_core::note::SignerKey::parse(before.trim()).expect("the old key");
+    std::fs::write(&old_public, old_key.verifier().to_text()).expect("write");
+    let (ok, output) = verify(&again, &["--trust", &old_public]);
+    assert!(!ok && output.contains("checkpoint"), "{output}");
+    let (ok, output) = verify(&bundle, &["--trust", &old_public]);
+    assert!(ok, "the bundle from before the rotation verifies with the old key: {output}");
+}
+
+#[test]
+fn a_log_rewritten_behind_a_checkpoint_fails_the_consistency_check() {
+    let store = TestStore::sqlite();
+    let bundle = signed_example(&store);
+    // A checkpoint the host kept: the last one of its receipts.
+    let receipts = std::fs::read_to_string(store.path("receipts.jsonl")).expect("receipts");
+    let last: serde_json::Value = serde_json::from_str(receipts.lines().last().expect("a receipt")).expect("JSON");
+    let seen = store.path("seen.checkpoint");
+    std::fs::write(&seen, last["checkpoint"].as_str().expect("note")).expect("write");
+    let (ok, output) = verify(&bundle, &["--since", &seen]);
+    assert!(ok, "the honest log extends the checkpoint: {output}");
+
+    // The same deployment key over a different history: the same checkpoint sizes, other roots.
+    let other = TestStore::sqlite();
+    let key = store.dir.path().join("data/deployment.key").display().to_string();
+    let rewritten = {
+        let run = |args: &[&str]| {
+            let mut all = vec!["--signing-key", key.as_str()];
+            all.extend_from_slice(args);
+            other.ok(&all)
+        };
+        run(&["init"]);
+        run(&["party", "add", "meridian", "--name", "Meridian", "--role", "licensor"]);
+        run(&["party", "add", "northwind", "--name", "northwind", "--role", "host"]);
+        run(&["party", "add", "southwind", "--name", "southwind", "--role", "host"]);
+        for model in ["m-8b", "m-70b"] {
+            run(&["model", "add", model, "--owner", "meridian"]);
+        }
+        run(&["agreement", "add", &examples().join("agreement.toml").display().to_string()]);
+        let usage = std::fs::read_to_string(examples().join("usage.jsonl")).expect("usage");
+        let fewer: Vec<&str> = usage.lines().filter(|l| !l.contains("\"e2\"")).collect();
+        std::fs::write(other.path("fewer.jsonl"), fewer.join("\n") + "\n").expect("write");
+        run(&["ingest", &other.path("fewer.jsonl")]);
+        run(&["contribution", "add", "--agreement", AGREEMENT_ID, &examples().join("contributions.jsonl").display().to_string()]);
+        run(&["close", "--agreement", AGREEMENT_ID, "--period", "2026-10"]);
+        let dir = other.dir.path().join("bundle");
+        run(&["statement", "export", "--agreement", AGREEMENT_ID, "--period", "2026-10", "--bundle", &dir.display().to_string()]);
+        dir
+    };
+    let (ok, output) = verify(&rewritten, &[]);
+    assert!(ok, "on its own the rewritten log is well formed: {output}");
+    let (ok, output) = verify(&rewritten, &["--since", &seen]);
+    assert!(!ok && output.contains("since checkpoint"), "{output}");
+}
+
+#[test]
+fn log_proofs_printed_by_the_cli_verify() {
+    use revshare_core::merkle::{leaf_hash, verify_consistency, verify_inclusion};
+    use revshare_core::transparency::hash_from_b64;
+    let store = TestStore::sqlite();
+    store.register_worked_example();
+    let hashes = |v: &serde_json::Value| -> Vec<[u8; 32]> {
+        v.as_array().expect("hashes").iter().map(|h| hash_from_b64(h.as_str().expect("b64")).expect("hash")).collect()
+    };
+    let proved: serde_json::Value = serde_json::from_str(&store.ok(&["log", "prove", "--leaf", "1"])).expect("JSON");
+    let root = hash_from_b64(proved["root"].as_str().expect("root")).expect("hash");
+    let size = proved["tree_size"].as_u64().expect("size");
+    let data = proved["data"].as_str().expect("data");
+    verify_inclusion(&leaf_hash(data.as_bytes()), 1, size, &hashes(&proved["inclusion_proof"]), &root).expect("inclusion");
+    let consistent: serde_json::Value = serde_json::from_str(&store.ok(&["log", "consistency", "--from", "2"])).expect("JSON");
+    let (old, new) = (
+        hash_from_b64(consistent["from_root"].as_str().expect("b64")).expect("hash"),
+        hash_from_b64(consistent["to_root"].as_str().expect("b64")).expect("hash"),
+    );
+    let to = consistent["to"].as_u64().expect("to");
+    verify_consistency(2, to, &old, &new, &hashes(&consistent["consistency_proof"])).expect("consistency");
+    let beyond = store.run(&["log", "prove", "--leaf", "1000"]);
+    assert_eq!(beyond.status.code(), Some(1));
+    assert!(text(&beyond.stderr).contains("no leaf 1000"), "{}", text(&beyond.stderr));
+}

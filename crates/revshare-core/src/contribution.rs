@@ -25,6 +25,23 @@ impl Contribution {
     pub fn counts_in(&self, period: Period) -> bool {
         self.accepted && period.contains(self.date)
     }
+
+    /// The JSON Lines form, which [`parse_contribution_line`] reads back as an equal contribution
+    /// (the date is written as the instant it stands for).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut object = serde_json::json!({
+            "id": self.id,
+            "party": self.party.as_str(),
+            "kind": self.kind,
+            "date": self.date.to_string(),
+            "description": self.description,
+            "accepted": self.accepted,
+        });
+        if let (Some(evidence), Some(map)) = (&self.evidence, object.as_object_mut()) {
+            map.insert("evidence".to_owned(), serde_json::Value::String(evidence.clone()));
+        }
+        object
+    }
 }
 
 /// Parses one JSON Lines contribution.

@@ -15,11 +15,16 @@
 //! - [`settle`]: the SPEC §4 arithmetic, producing a [`statement::Statement`].
 //! - [`statement`]: the statement (SPEC §6) and its canonical encoding.
 //! - [`ledger`]: the double-entry ledger: journal entries, balances, who owes whom.
+//! - [`merkle`]: RFC 6962/9162 Merkle tree maths (roots, inclusion and consistency proofs) over stored cells.
+//! - [`note`]: C2SP signed notes, note key formats, tlog checkpoints, Ed25519 signing and verification.
+//! - [`transparency`]: the log's leaves and the messages parties sign; [`bundle`] checks a
+//!   statement bundle offline (`revshare verify`).
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::as_conversions, clippy::float_arithmetic)]
 
 pub mod agreement;
 pub mod allocate;
+pub mod bundle;
 pub mod canonical;
 pub mod contribution;
 pub mod decimal;
@@ -27,9 +32,12 @@ pub mod dedup;
 pub mod ids;
 pub mod json;
 pub mod ledger;
+pub mod merkle;
 pub mod money;
+pub mod note;
 pub mod rollup;
 pub mod settle;
 pub mod statement;
 pub mod time;
+pub mod transparency;
 pub mod usage;

@@ -25,11 +25,13 @@ use revshare_core::time::Period;
 use revshare_core::usage::UsageRecord;
 
 use crate::error::StoreError;
+use crate::log;
 use crate::records;
 use crate::registry::{Role, model, require_role};
 use crate::rollups::{self, Deltas};
 use crate::sql::{Columns, Param, Sql, first, rows};
 use crate::statements::closed;
+use revshare_core::transparency;
 
 /// Where a record is rolled up: its agreement, month and exclusivity scope.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -168,6 +170,9 @@ pub(crate) fn add(sql: &mut impl Sql, name: &str, text: &str) -> Result<Agreemen
             Param::Text(text),
         ],
     )?;
+    let source = revshare_core::canonical::digest(text.as_bytes());
+    let leaf = transparency::agreement_leaf(id, version, licensor, host, &agreement.digest(), &source);
+    log::record(sql, "agreement", format!("agreement:{id}/{version}"), leaf)?;
     replace_records(sql, licensor, host)?;
     Ok(agreement)
 }
@@ -236,4 +241,12 @@ fn replace_records(sql: &mut impl Sql, licensor: &str, host: &str) -> Result<(),
         }
     }
     deltas.write(sql)
+}
+
+/// The TOML text an agreement version was registered from.
+pub(crate) fn source(sql: &mut impl Sql, id: &str, version: u32) -> Result<String, StoreError> {
+    first(sql, "SELECT source FROM agreements WHERE id = $1 AND version = $2", &[Param::Text(id), Param::Int(i64::from(version))], |row| {
+        row.text(0)
+    })?
+    .ok_or_else(|| StoreError::UnknownAgreement { id: id.to_owned(), version: Some(version) })
 }

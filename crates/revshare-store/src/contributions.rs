@@ -17,7 +17,9 @@ use revshare_core::time::Instant;
 
 use crate::agreements;
 use crate::error::StoreError;
+use crate::log;
 use crate::sql::{Columns, Param, Sql, rows, unsigned};
+use revshare_core::transparency;
 
 /// Whether `agreement` admits `c`: the rules settlement applies, with the core's errors.
 fn check(agreement: &Agreement, c: &Contribution) -> Result<(), StoreError> {
@@ -79,7 +81,7 @@ pub(crate) fn add(sql: &mut impl Sql, agreement_id: &str, c: &Contribution) -> R
                     Param::Bool(c.accepted),
                 ],
             )?;
-            Ok(())
+            log_state(sql, agreement_id, c)
         }
         Some(old) if &old == c => Ok(()),
         Some(old) if !old.accepted && c.accepted && Contribution { accepted: true, ..old.clone() } == *c => {
@@ -87,7 +89,7 @@ pub(crate) fn add(sql: &mut impl Sql, agreement_id: &str, c: &Contribution) -> R
                 "UPDATE contributions SET accepted = $1 WHERE agreement_id = $2 AND id = $3",
                 &[Param::Bool(true), Param::Text(agreement_id), Param::Text(&c.id)],
             )?;
-            Ok(())
+            log_state(sql, agreement_id, c)
         }
         Some(old) => Err(StoreError::ContributionConflict {
             agreement: agreement_id.to_owned(),
@@ -99,4 +101,16 @@ pub(crate) fn add(sql: &mut impl Sql, agreement_id: &str, c: &Contribution) -> R
             },
         }),
     }
+}
+
+/// Logs a contribution's new state (recorded, or accepted).
+fn log_state(sql: &mut impl Sql, agreement_id: &str, c: &Contribution) -> Result<(), StoreError> {
+    let leaf = transparency::contribution_leaf(agreement_id, c);
+    log::record(sql, "contribution", contribution_subject(agreement_id), leaf)?;
+    Ok(())
+}
+
+/// The subject contribution leaves of an agreement are looked up by.
+pub(crate) fn contribution_subject(agreement_id: &str) -> String {
+    format!("contributions:{agreement_id}")
 }

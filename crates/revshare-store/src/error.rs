@@ -57,6 +57,10 @@ pub enum StoreError {
 
     #[error("{0}")]
     Agreement(String),
+    #[error("transparency log: {0}")]
+    Log(String),
+    #[error("signature refused: {0}")]
+    Signature(String),
     #[error("agreement {id} version {version} cannot be registered: {reason}")]
     AgreementVersion { id: String, version: u32, reason: String },
     #[error(

@@ -25,10 +25,14 @@
 use std::collections::HashMap;
 
 use revshare_core::agreement::Agreement;
+use revshare_core::note::VerifierKey;
+use revshare_core::settle::usage_digest;
+use revshare_core::transparency::{Signed, batch_leaf, batch_message};
 use revshare_core::usage::UsageRecord;
 
 use crate::agreements::{Match, latest_of_licensor, place};
 use crate::error::StoreError;
+use crate::log::{self, LogLeaf};
 use crate::records::{self, NewRecord, RecordRow, resolved};
 use crate::registry::{Model, Role, require_role, resolve};
 use crate::rollups::Deltas;
@@ -88,6 +92,19 @@ pub struct IngestReport {
     /// Accepted records of a month already closed for their agreement (stored, flagged, rolled up).
     pub late: u64,
     pub problems: Vec<IngestProblem>,
+    /// The batch's leaf in the transparency log, when it stored or repeated any record.
+    pub logged: Option<LoggedBatch>,
+}
+
+/// A usage batch as the log holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoggedBatch {
+    /// Its leaf index.
+    pub leaf: u64,
+    /// `usage_digest` over the distinct SHA-256 digests of its records as sent.
+    pub digest: String,
+    /// Its distinct records.
+    pub records: u64,
 }
 
 /// Registry look-ups of one batch, each made once.
@@ -181,7 +198,53 @@ impl Lookups {
     }
 }
 
-pub(crate) fn ingest(sql: &mut impl Sql, batch: &[UsageRecord<'_>], mode: IngestMode) -> Result<IngestReport, StoreError> {
+/// The digest of a batch of records as sent: [`usage_digest`] over their distinct SHA-256
+/// digests — what a host signs ([`batch_message`]) and the log's batch leaf names.
+pub fn batch_digest(records: &[UsageRecord<'_>]) -> String {
+    let mut digests: Vec<[u8; 32]> = records.iter().map(UsageRecord::digest).collect();
+    digests.sort_unstable();
+    digests.dedup();
+    usage_digest(&mut digests)
+}
+
+/// A signed batch must be one host's, whole (atomic), and signed by a key registered for that
+/// host over the batch's digest.
+fn check_signed(sql: &mut impl Sql, batch: &[UsageRecord<'_>], mode: IngestMode, signed: &Signed) -> Result<(), StoreError> {
+    let refuse = |reason: String| Err(StoreError::Signature(reason));
+    if mode == IngestMode::Partial {
+        return refuse("a signed batch is stored whole or not at all; ingest it without --partial".to_owned());
+    }
+    let Some(host) = batch.first().map(|r| r.host.as_ref()) else {
+        return refuse("an empty batch has nothing to sign".to_owned());
+    };
+    if let Some(other) = batch.iter().find(|r| r.host != host) {
+        return refuse(format!("a signed batch is one host's, but it holds records of {host} and of {}", other.host));
+    }
+    let key = VerifierKey::parse(&signed.key).map_err(|e| StoreError::Signature(format!("the batch's key: {e}")))?;
+    if !crate::keys::of_party(sql, host)?.iter().any(|k| k == &key) {
+        return refuse(format!("key {} is not registered for host {host}; register it with `revshare party key`", signed.key));
+    }
+    let digest = batch_digest(batch);
+    key.verify(&batch_message(&digest), &signed.signature).map_err(|e| {
+        StoreError::Signature(format!(
+            "the signature by {} does not match the batch (digest {digest}): {e}; the batch was changed after it was signed, or signed by another key",
+            key.name()
+        ))
+    })
+}
+
+pub(crate) fn ingest(
+    sql: &mut impl Sql,
+    batch: &[UsageRecord<'_>],
+    mode: IngestMode,
+    signed: Option<&Signed>,
+) -> Result<IngestReport, StoreError> {
+    if let Some(signed) = signed {
+        check_signed(sql, batch, mode, signed)?;
+    }
+    // Writers are serialised, so the batch's leaf is the next one.
+    let leaf = log::size(sql)?;
+    let leaf_column = i64::try_from(leaf).map_err(|_| StoreError::Log(format!("the log is full at {leaf} leaves")))?;
     // Check every record against the registry (the look-ups only read it, so checking them all
     // before storing any decides the same), and make the rows of the good ones.
     let mut lookups = Lookups::default();
@@ -214,7 +277,7 @@ pub(crate) fn ingest(sql: &mut impl Sql, batch: &[UsageRecord<'_>], mode: Ingest
     let new: Vec<NewRecord<'_>> = candidates
         .iter()
         .filter_map(|&i| checked[i].as_ref().ok())
-        .map(|(placed, _, row)| NewRecord { row, placed: placed.at.as_ref(), late: placed.late })
+        .map(|(placed, _, row)| NewRecord { row, placed: placed.at.as_ref(), late: placed.late, batch: leaf_column })
         .collect();
     let mut inserted = vec![false; batch.len()];
     for (&index, stored) in candidates.iter().zip(records::insert_many(sql, &new)?) {
@@ -228,6 +291,8 @@ pub(crate) fn ingest(sql: &mut impl Sql, batch: &[UsageRecord<'_>], mode: Ingest
     let mut report = IngestReport::default();
     let mut deltas = Deltas::default();
     let mut resends: HashMap<(&str, &str), i64> = HashMap::new();
+    // The SHA-256 digests, as sent, of the records the batch stores or repeats.
+    let mut logged: Vec<[u8; 32]> = Vec::with_capacity(batch.len());
     for (index, record) in batch.iter().enumerate() {
         let problem = |kind, reason| IngestProblem { index, host: record.host.to_string(), id: record.id.to_string(), kind, reason };
         let (placed, settled, row) = match &checked[index] {
@@ -239,6 +304,7 @@ pub(crate) fn ingest(sql: &mut impl Sql, batch: &[UsageRecord<'_>], mode: Ingest
             }
         };
         if inserted[index] {
+            logged.push(row.sent_digest(record));
             report.accepted += 1;
             report.unmatched += u64::from(placed.at.is_none());
             report.late += u64::from(placed.late);
@@ -263,6 +329,7 @@ pub(crate) fn ingest(sql: &mut impl Sql, batch: &[UsageRecord<'_>], mode: Ingest
         };
         let differences = first_row.differences(row);
         if differences.is_empty() {
+            logged.push(row.sent_digest(record));
             report.duplicates += 1;
             *resends.entry(key).or_default() += 1;
             if let Some(at) = first_placed {
@@ -285,6 +352,34 @@ pub(crate) fn ingest(sql: &mut impl Sql, batch: &[UsageRecord<'_>], mode: Ingest
     let resends: Vec<(&str, &str, i64)> = resends.into_iter().map(|((host, id), count)| (host, id, count)).collect();
     records::add_resends(sql, &resends)?;
     deltas.write(sql)?;
+    report.logged = log_batch(sql, batch, leaf, logged, signed)?;
     report.stored = true;
     Ok(report)
+}
+
+/// Appends the batch's leaf (when it stored or repeated anything) and keeps its record digests.
+fn log_batch(
+    sql: &mut impl Sql,
+    batch: &[UsageRecord<'_>],
+    leaf: u64,
+    mut digests: Vec<[u8; 32]>,
+    signed: Option<&Signed>,
+) -> Result<Option<LoggedBatch>, StoreError> {
+    digests.sort_unstable();
+    digests.dedup();
+    if digests.is_empty() {
+        return Ok(None);
+    }
+    let digest = usage_digest(&mut digests);
+    let mut hosts: Vec<&str> = batch.iter().map(|r| r.host.as_ref()).collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    let records = u64::try_from(digests.len()).unwrap_or(u64::MAX);
+    let data = batch_leaf(&digest, records, &hosts, signed).map_err(|e| StoreError::Log(e.to_string()))?;
+    let appended = log::append(sql, &[LogLeaf::new("usage_batch", "batch".to_owned(), data)])?;
+    if appended != leaf {
+        return Err(StoreError::Log(format!("the batch's leaf is {appended}, not {leaf}: another writer appended in between")));
+    }
+    log::store_batch(sql, leaf, &digest, &digests)?;
+    Ok(Some(LoggedBatch { leaf, digest, records }))
 }

@@ -200,5 +200,19 @@ fn write(sql: &mut impl Sql, entry: &JournalEntry) -> Result<(), StoreError> {
             &[Param::Int(seq), Param::Int(line), Param::Text(&account), Param::Text(p.currency.code()), Param::Text(&amount)],
         )?;
     }
+    let postings: Vec<serde_json::Value> = entry
+        .postings()
+        .iter()
+        .map(|p| serde_json::json!({ "account": p.account.key(), "currency": p.currency.code(), "amount_minor": p.amount_minor.to_string() }))
+        .collect();
+    let postings = revshare_core::canonical::to_canonical(&serde_json::Value::Array(postings))
+        .map_err(|e| StoreError::Log(format!("journal entry {} cannot be encoded: {e}", entry.reference())))?;
+    let leaf = revshare_core::transparency::journal_leaf(
+        entry.reference(),
+        entry.kind().as_str(),
+        entry.agreement().as_str(),
+        &revshare_core::canonical::digest(&postings),
+    );
+    crate::log::record(sql, "journal_entry", format!("journal:{}", entry.reference()), leaf)?;
     Ok(())
 }

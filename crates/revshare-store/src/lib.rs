@@ -24,6 +24,9 @@
 //! - `statements.rs`: immutable statements, originals and restatements, closed periods.
 //! - `journal.rs`: the ledger's entries, checked when written and again when read.
 //! - `contributions.rs`: contributions per agreement; only their acceptance changes.
+//! - `log.rs`: the transparency log: leaves, subtree hashes, proofs, checkpoints, batches.
+//! - `keys.rs`: the parties' and the deployment's public keys.
+//! - [`receipts`]: signed checkpoints and batch receipts (the caller brings the key and the time).
 //!
 //! The API is synchronous; an async server runs it on a blocking thread.
 
@@ -32,7 +35,10 @@ mod contributions;
 mod error;
 mod ingest;
 mod journal;
+mod keys;
+mod log;
 mod pg;
+pub mod receipts;
 mod records;
 mod registry;
 mod rollups;
@@ -45,12 +51,17 @@ use revshare_core::agreement::Agreement;
 use revshare_core::contribution::Contribution;
 use revshare_core::ids::{AgreementId, ModelId, PartyId};
 use revshare_core::ledger::JournalEntry;
+use revshare_core::merkle::Hash;
+use revshare_core::note::VerifierKey;
 use revshare_core::rollup::Rollup;
 use revshare_core::time::Period;
+use revshare_core::transparency::Signed;
 use revshare_core::usage::UsageRecord;
 
 pub use error::StoreError;
-pub use ingest::{IngestMode, IngestProblem, IngestReport, ProblemKind};
+pub use ingest::{IngestMode, IngestProblem, IngestReport, LoggedBatch, ProblemKind, batch_digest};
+pub use keys::RegisteredKey;
+pub use log::LogLeaf;
 pub use pg::{PgStore, WRITE_LOCK};
 pub use registry::{Model, Party, Role};
 pub use sqlite::{BUSY_TIMEOUT, SqliteStore};
@@ -79,9 +90,14 @@ pub trait Store {
     fn add_agreement(&mut self, name: &str, text: &str) -> Result<Agreement, StoreError>;
     /// An agreement version, or (`None`) its latest version.
     fn agreement(&mut self, id: &AgreementId, version: Option<u32>) -> Result<Agreement, StoreError>;
+    /// The TOML text an agreement version was registered from.
+    fn agreement_source(&mut self, id: &AgreementId, version: u32) -> Result<String, StoreError>;
 
-    /// Stores a batch of records in one transaction; see [`IngestReport`] for what it did.
-    fn ingest(&mut self, records: &[UsageRecord<'_>], mode: IngestMode) -> Result<IngestReport, StoreError>;
+    /// Stores a batch of records in one transaction, with its leaf in the log; see
+    /// [`IngestReport`] for what it did. A batch signed by its host (`signed`, over
+    /// [`batch_digest`]) is refused whole unless the signature verifies with a key registered for
+    /// that host.
+    fn ingest(&mut self, records: &[UsageRecord<'_>], mode: IngestMode, signed: Option<&Signed>) -> Result<IngestReport, StoreError>;
 
     /// The rollup of an agreement's month, and the identical resends acknowledged for its records.
     fn rollup(&mut self, agreement: &AgreementId, period: Period) -> Result<(Rollup, u64), StoreError>;
@@ -122,6 +138,45 @@ pub trait Store {
     fn add_contribution(&mut self, agreement: &AgreementId, contribution: &Contribution) -> Result<(), StoreError>;
     /// An agreement's contributions, by id.
     fn contributions(&mut self, agreement: &AgreementId) -> Result<Vec<Contribution>, StoreError>;
+
+    /// The number of leaves in the transparency log.
+    fn log_size(&mut self) -> Result<u64, StoreError>;
+    /// The log's root hash at `size` (at most the current size).
+    fn log_root(&mut self, size: u64) -> Result<Hash, StoreError>;
+    fn log_leaf(&mut self, index: u64) -> Result<LogLeaf, StoreError>;
+    /// The leaves logged under a subject (`agreement:ID/VERSION`, `contributions:ID`, …), oldest first.
+    fn log_leaves_of(&mut self, subject: &str) -> Result<Vec<(u64, LogLeaf)>, StoreError>;
+    /// The RFC 6962 inclusion proof of leaf `index` in the tree of `size` leaves.
+    fn inclusion_proof(&mut self, index: u64, size: u64) -> Result<Vec<Hash>, StoreError>;
+    /// The RFC 6962 consistency proof between the trees of `old` and `new` leaves.
+    fn consistency_proof(&mut self, old: u64, new: u64) -> Result<Vec<Hash>, StoreError>;
+    /// Appends leaves in one transaction; returns the index of the first.
+    fn append_leaves(&mut self, leaves: &[LogLeaf]) -> Result<u64, StoreError>;
+    /// Keeps a signed checkpoint (a C2SP signed note) of the log at `size`.
+    fn add_checkpoint(&mut self, size: u64, note: &str) -> Result<(), StoreError>;
+    /// Every kept checkpoint, by size.
+    fn checkpoints(&mut self) -> Result<Vec<(u64, String)>, StoreError>;
+    /// Registers a public key of a party, or (`None`) a signing key of the deployment, which
+    /// replaces the previous one (a rotation); both are logged. Returns the key's leaf.
+    fn add_key(&mut self, party: Option<&PartyId>, key: &VerifierKey) -> Result<u64, StoreError>;
+    /// Every registered key, in the order registered.
+    fn keys(&mut self) -> Result<Vec<RegisteredKey>, StoreError>;
+    /// A logged usage batch: its digest and the sorted digests of its distinct records as sent.
+    fn usage_batch(&mut self, leaf: u64) -> Result<(String, Vec<[u8; 32]>), StoreError>;
+    /// The records of an agreement's month as sent (each host's own model id), by host and id,
+    /// with the leaf of the batch that stored each.
+    fn sent_records(&mut self, agreement: &AgreementId, period: Period) -> Result<Vec<(Option<u64>, UsageRecord<'static>)>, StoreError>;
+    /// One statement of an agreement's month, by sequence (1 is the original).
+    fn statement_by_sequence(
+        &mut self,
+        agreement: &AgreementId,
+        period: Period,
+        sequence: u32,
+    ) -> Result<Option<StoredStatement>, StoreError>;
+    /// Adds the deployment's signature or the host's countersignature to a statement.
+    fn sign_statement(&mut self, statement: &StoredStatement, signed: &Signed) -> Result<(), StoreError>;
+    /// A statement's signatures.
+    fn statement_signatures(&mut self, statement: &StoredStatement) -> Result<Vec<Signed>, StoreError>;
 }
 
 /// Runs `f` in one transaction and commits it if `f` succeeds.
@@ -177,9 +232,13 @@ impl<B: Backend> Store for B {
         transaction(self, Access::Read, |sql| agreements::require(sql, id.as_str(), version))
     }
 
-    fn ingest(&mut self, records: &[UsageRecord<'_>], mode: IngestMode) -> Result<IngestReport, StoreError> {
+    fn agreement_source(&mut self, id: &AgreementId, version: u32) -> Result<String, StoreError> {
+        transaction(self, Access::Read, |sql| agreements::source(sql, id.as_str(), version))
+    }
+
+    fn ingest(&mut self, records: &[UsageRecord<'_>], mode: IngestMode, signed: Option<&Signed>) -> Result<IngestReport, StoreError> {
         let mut tx = self.begin(Access::Write)?;
-        let report = ingest::ingest(&mut tx, records, mode)?;
+        let report = ingest::ingest(&mut tx, records, mode, signed)?;
         // An atomic batch with problems is dropped here, which rolls it back.
         if report.stored {
             tx.commit()?;
@@ -255,5 +314,77 @@ impl<B: Backend> Store for B {
             agreements::require(sql, agreement.as_str(), None)?;
             contributions::of_agreement(sql, agreement.as_str())
         })
+    }
+
+    fn log_size(&mut self) -> Result<u64, StoreError> {
+        transaction(self, Access::Read, |sql| log::size(sql))
+    }
+
+    fn log_root(&mut self, size: u64) -> Result<Hash, StoreError> {
+        transaction(self, Access::Read, |sql| log::root(sql, size))
+    }
+
+    fn log_leaf(&mut self, index: u64) -> Result<LogLeaf, StoreError> {
+        transaction(self, Access::Read, |sql| log::leaf(sql, index))
+    }
+
+    fn log_leaves_of(&mut self, subject: &str) -> Result<Vec<(u64, LogLeaf)>, StoreError> {
+        transaction(self, Access::Read, |sql| log::by_subject(sql, subject))
+    }
+
+    fn inclusion_proof(&mut self, index: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
+        transaction(self, Access::Read, |sql| log::inclusion_proof(sql, index, size))
+    }
+
+    fn consistency_proof(&mut self, old: u64, new: u64) -> Result<Vec<Hash>, StoreError> {
+        transaction(self, Access::Read, |sql| log::consistency_proof(sql, old, new))
+    }
+
+    fn append_leaves(&mut self, leaves: &[LogLeaf]) -> Result<u64, StoreError> {
+        transaction(self, Access::Write, |sql| log::append(sql, leaves))
+    }
+
+    fn add_checkpoint(&mut self, size: u64, note: &str) -> Result<(), StoreError> {
+        transaction(self, Access::Write, |sql| log::add_checkpoint(sql, size, note))
+    }
+
+    fn checkpoints(&mut self) -> Result<Vec<(u64, String)>, StoreError> {
+        transaction(self, Access::Read, |sql| log::checkpoints(sql))
+    }
+
+    fn add_key(&mut self, party: Option<&PartyId>, key: &VerifierKey) -> Result<u64, StoreError> {
+        transaction(self, Access::Write, |sql| keys::add(sql, party.map(PartyId::as_str), key))
+    }
+
+    fn keys(&mut self) -> Result<Vec<RegisteredKey>, StoreError> {
+        transaction(self, Access::Read, |sql| keys::all(sql))
+    }
+
+    fn usage_batch(&mut self, leaf: u64) -> Result<(String, Vec<[u8; 32]>), StoreError> {
+        transaction(self, Access::Read, |sql| log::batch(sql, leaf))
+    }
+
+    fn sent_records(&mut self, agreement: &AgreementId, period: Period) -> Result<Vec<(Option<u64>, UsageRecord<'static>)>, StoreError> {
+        transaction(self, Access::Read, |sql| {
+            agreements::require(sql, agreement.as_str(), None)?;
+            records::sent_of_period(sql, agreement.as_str(), &period.to_string())
+        })
+    }
+
+    fn statement_by_sequence(
+        &mut self,
+        agreement: &AgreementId,
+        period: Period,
+        sequence: u32,
+    ) -> Result<Option<StoredStatement>, StoreError> {
+        transaction(self, Access::Read, |sql| statements::by_sequence(sql, agreement.as_str(), &period.to_string(), sequence))
+    }
+
+    fn sign_statement(&mut self, statement: &StoredStatement, signed: &Signed) -> Result<(), StoreError> {
+        transaction(self, Access::Write, |sql| statements::sign(sql, statement, signed))
+    }
+
+    fn statement_signatures(&mut self, statement: &StoredStatement) -> Result<Vec<Signed>, StoreError> {
+        transaction(self, Access::Read, |sql| statements::signatures(sql, statement))
     }
 }

@@ -148,6 +148,12 @@ impl<'a> RecordRow<'a> {
         })
     }
 
+    /// The SHA-256 digest of the record as its host sent it (`sent`, with the host's model id):
+    /// the row's own digest when the host used the licensed id.
+    pub fn sent_digest(&self, sent: &UsageRecord<'_>) -> [u8; 32] {
+        if sent.model == self.model { self.digest } else { sent.digest() }
+    }
+
     /// The value fields in which `sent` differs from this stored row, each as
     /// `field: stored X, sent Y`. Empty means the same record (SPEC §3 compares by value).
     pub fn differences(&self, sent: &RecordRow<'_>) -> Vec<String> {
@@ -198,6 +204,8 @@ pub(crate) struct NewRecord<'r> {
     pub row: &'r RecordRow<'r>,
     pub placed: Option<&'r Match>,
     pub late: bool,
+    /// The log leaf of the batch that stores it.
+    pub batch: i64,
 }
 
 /// A record's primary key, owned.
@@ -208,7 +216,7 @@ type Key = (String, String);
 /// nothing is changed then). SQLite runs one statement per record; PostgreSQL one for all.
 pub(crate) fn insert_many(sql: &mut impl Sql, new: &[NewRecord<'_>]) -> Result<Vec<bool>, StoreError> {
     if sql.dialect() == Dialect::Sqlite || new.len() <= 1 {
-        return new.iter().map(|r| insert(sql, r.row, r.placed, r.late)).collect();
+        return new.iter().map(|r| insert(sql, r)).collect();
     }
     let text = |f: for<'a> fn(&'a RecordRow<'a>) -> &'a str| new.iter().map(|r| f(r.row)).collect::<Vec<&str>>();
     let int = |f: fn(&RecordRow<'_>) -> i64| new.iter().map(|r| f(r.row)).collect::<Vec<i64>>();
@@ -222,15 +230,16 @@ pub(crate) fn insert_many(sql: &mut impl Sql, new: &[NewRecord<'_>]) -> Result<V
     let months: Vec<Option<&str>> = new.iter().map(|r| r.placed.map(|m| m.month.as_str())).collect();
     let scopes: Vec<i64> = new.iter().map(|r| scope_column(r.placed.and_then(|m| m.scope))).collect();
     let lates: Vec<bool> = new.iter().map(|r| r.late).collect();
+    let batches: Vec<i64> = new.iter().map(|r| r.batch).collect();
     let mut stored: HashSet<Key> = HashSet::with_capacity(new.len());
     sql.query(
         concat!(
             "INSERT INTO records (",
             value_columns!(),
-            ", agreement_id, month, scope, late) \
+            ", agreement_id, month, scope, late, batch) \
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], \
              $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::text[], $13::text[], $14::bytea[], $15::text[], \
-             $16::text[], $17::bigint[], $18::boolean[]) \
+             $16::text[], $17::bigint[], $18::boolean[], $19::bigint[]) \
              ON CONFLICT (host, id) DO NOTHING RETURNING host, id"
         ),
         &[
@@ -252,6 +261,7 @@ pub(crate) fn insert_many(sql: &mut impl Sql, new: &[NewRecord<'_>]) -> Result<V
             Param::OptTextArray(&months),
             Param::IntArray(&scopes),
             Param::BoolArray(&lates),
+            Param::IntArray(&batches),
         ],
         &mut |row| {
             stored.insert((row.text(0)?, row.text(1)?));
@@ -262,13 +272,14 @@ pub(crate) fn insert_many(sql: &mut impl Sql, new: &[NewRecord<'_>]) -> Result<V
 }
 
 /// Stores a new record; `false` when `(host, id)` is already stored (nothing is changed then).
-fn insert(sql: &mut impl Sql, row: &RecordRow<'_>, placed: Option<&Match>, late: bool) -> Result<bool, StoreError> {
+fn insert(sql: &mut impl Sql, new: &NewRecord<'_>) -> Result<bool, StoreError> {
+    let (row, placed) = (new.row, new.placed);
     let changed = sql.execute(
         concat!(
             "INSERT INTO records (",
             value_columns!(),
-            ", agreement_id, month, scope, late) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+            ", agreement_id, month, scope, late, batch) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
              ON CONFLICT (host, id) DO NOTHING"
         ),
         &[
@@ -289,7 +300,8 @@ fn insert(sql: &mut impl Sql, row: &RecordRow<'_>, placed: Option<&Match>, late:
             Param::OptText(placed.map(|m| m.agreement_id.as_str())),
             Param::OptText(placed.map(|m| m.month.as_str())),
             Param::Int(scope_column(placed.and_then(|m| m.scope))),
-            Param::Bool(late),
+            Param::Bool(new.late),
+            Param::Int(new.batch),
         ],
     )?;
     Ok(changed == 1)
@@ -418,4 +430,27 @@ pub(crate) fn digests_of_period(sql: &mut impl Sql, agreement_id: &str, month: &
     )?;
     digests.sort_unstable();
     Ok(digests)
+}
+
+/// The records of an agreement's month as their hosts sent them (each host's own model id), by
+/// host and id, with the log leaf of the batch that stored each (`None` for a record stored
+/// before the log existed).
+pub(crate) fn sent_of_period(
+    sql: &mut impl Sql,
+    agreement_id: &str,
+    month: &str,
+) -> Result<Vec<(Option<u64>, UsageRecord<'static>)>, StoreError> {
+    let rows = rows(
+        sql,
+        concat!("SELECT ", value_columns!(), ", COALESCE(batch, -1) FROM records WHERE agreement_id = $1 AND month = $2 ORDER BY host, id"),
+        &[Param::Text(agreement_id), Param::Text(month)],
+        |row| Ok((u64::try_from(row.int(14)?).ok(), RecordRow::read(row)?)),
+    )?;
+    rows.into_iter()
+        .map(|(batch, row)| {
+            let mut record = row.to_record()?;
+            record.model = Cow::Owned(row.reported_model.to_string());
+            Ok((batch, record))
+        })
+        .collect()
 }

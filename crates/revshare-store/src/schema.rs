@@ -19,6 +19,15 @@
 //! PostgreSQL (with a check that keeps them within ±(2^127 − 1)) and decimal `TEXT` in SQLite,
 //! like the rollup sums.
 //!
+//! Version 4 adds the transparency log (see [`crate::log`]): `log_leaves` (index, kind, the
+//! subject it is looked up by, the canonical data and its leaf hash), `log_nodes` (the hashes of
+//! complete subtrees at every fourth level, all proofs need besides leaf hashes), the signed
+//! `log_checkpoints`, registered `signing_keys`, `batches` (each usage batch's digest and the sorted
+//! digests of its records as sent), the batch that first stored each record, the leaf of each
+//! statement, and `statement_signatures`. Everything in the log is append-only. Usage batches,
+//! by far the most numerous leaves, are found through `batches` and the records, never by
+//! subject, so the subject index leaves them out (appending is the log's hot path).
+//!
 //! Version 3 adds `contributions` (see [`crate::contributions`]), per agreement; a trigger refuses
 //! every change but `accepted` going from false to true, and every deletion.
 
@@ -176,6 +185,61 @@ BEGIN SELECT RAISE(ABORT, 'a contribution is never changed, except to accept it'
 CREATE TRIGGER contributions_are_kept BEFORE DELETE ON contributions
 BEGIN SELECT RAISE(ABORT, 'a contribution is never deleted'); END;
 "#,
+    r#"
+CREATE TABLE log_leaves (
+    idx INTEGER PRIMARY KEY CHECK (idx >= 0),
+    kind TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    data BLOB NOT NULL,
+    hash BLOB NOT NULL CHECK (length(hash) = 32)
+) STRICT;
+CREATE INDEX log_leaves_by_subject ON log_leaves (subject, idx) WHERE kind <> 'usage_batch';
+CREATE TABLE log_nodes (
+    level INTEGER NOT NULL CHECK (level > 0),
+    idx INTEGER NOT NULL CHECK (idx >= 0),
+    hash BLOB NOT NULL CHECK (length(hash) = 32),
+    PRIMARY KEY (level, idx)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE log_checkpoints (
+    size INTEGER PRIMARY KEY CHECK (size >= 0),
+    note TEXT NOT NULL
+) STRICT;
+CREATE TABLE signing_keys (
+    key TEXT PRIMARY KEY,
+    party TEXT REFERENCES parties (id),
+    leaf INTEGER NOT NULL REFERENCES log_leaves (idx)
+) STRICT;
+CREATE TABLE batches (
+    leaf INTEGER PRIMARY KEY REFERENCES log_leaves (idx),
+    digest TEXT NOT NULL,
+    record_digests BLOB NOT NULL
+) STRICT;
+ALTER TABLE records ADD COLUMN batch INTEGER;
+ALTER TABLE statements ADD COLUMN leaf INTEGER;
+CREATE TABLE statement_signatures (
+    agreement_id TEXT NOT NULL,
+    period TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    signature BLOB NOT NULL CHECK (length(signature) = 64),
+    PRIMARY KEY (agreement_id, period, seq, key),
+    FOREIGN KEY (agreement_id, period, seq) REFERENCES statements (agreement_id, period, seq)
+) STRICT;
+CREATE TRIGGER log_leaves_are_kept_u BEFORE UPDATE ON log_leaves
+BEGIN SELECT RAISE(ABORT, 'the log is append-only'); END;
+CREATE TRIGGER log_leaves_are_kept_d BEFORE DELETE ON log_leaves
+BEGIN SELECT RAISE(ABORT, 'the log is append-only'); END;
+CREATE TRIGGER log_nodes_are_kept_u BEFORE UPDATE ON log_nodes
+BEGIN SELECT RAISE(ABORT, 'the log is append-only'); END;
+CREATE TRIGGER log_nodes_are_kept_d BEFORE DELETE ON log_nodes
+BEGIN SELECT RAISE(ABORT, 'the log is append-only'); END;
+CREATE TRIGGER batches_are_kept_u BEFORE UPDATE ON batches
+BEGIN SELECT RAISE(ABORT, 'a logged batch is never changed'); END;
+CREATE TRIGGER batches_are_kept_d BEFORE DELETE ON batches
+BEGIN SELECT RAISE(ABORT, 'a logged batch is never deleted'); END;
+CREATE TRIGGER records_keep_batch BEFORE UPDATE OF batch ON records
+BEGIN SELECT RAISE(ABORT, 'the batch of a stored usage record is never changed'); END;
+"#,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -324,6 +388,55 @@ FOR EACH ROW WHEN (NEW.agreement_id IS DISTINCT FROM OLD.agreement_id OR NEW.id 
 EXECUTE FUNCTION revshare_refuse('a contribution is never changed, except to accept it');
 CREATE TRIGGER contributions_are_kept BEFORE DELETE ON contributions
 FOR EACH ROW EXECUTE FUNCTION revshare_refuse('a contribution is never deleted');
+"#,
+    r#"
+CREATE TABLE log_leaves (
+    idx BIGINT PRIMARY KEY CHECK (idx >= 0),
+    kind TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    data BYTEA NOT NULL,
+    hash BYTEA NOT NULL CHECK (length(hash) = 32)
+);
+CREATE INDEX log_leaves_by_subject ON log_leaves (subject, idx) WHERE kind <> 'usage_batch';
+CREATE TABLE log_nodes (
+    level BIGINT NOT NULL CHECK (level > 0),
+    idx BIGINT NOT NULL CHECK (idx >= 0),
+    hash BYTEA NOT NULL CHECK (length(hash) = 32),
+    PRIMARY KEY (level, idx)
+);
+CREATE TABLE log_checkpoints (
+    size BIGINT PRIMARY KEY CHECK (size >= 0),
+    note TEXT NOT NULL
+);
+CREATE TABLE signing_keys (
+    key TEXT PRIMARY KEY,
+    party TEXT REFERENCES parties (id),
+    leaf BIGINT NOT NULL REFERENCES log_leaves (idx)
+);
+CREATE TABLE batches (
+    leaf BIGINT PRIMARY KEY REFERENCES log_leaves (idx),
+    digest TEXT NOT NULL,
+    record_digests BYTEA NOT NULL
+);
+ALTER TABLE records ADD COLUMN batch BIGINT;
+ALTER TABLE statements ADD COLUMN leaf BIGINT;
+CREATE TABLE statement_signatures (
+    agreement_id TEXT NOT NULL,
+    period TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    key TEXT NOT NULL,
+    signature BYTEA NOT NULL CHECK (length(signature) = 64),
+    PRIMARY KEY (agreement_id, period, seq, key),
+    FOREIGN KEY (agreement_id, period, seq) REFERENCES statements (agreement_id, period, seq)
+);
+CREATE TRIGGER log_leaves_are_kept BEFORE UPDATE OR DELETE ON log_leaves
+FOR EACH ROW EXECUTE FUNCTION revshare_refuse('the log is append-only');
+CREATE TRIGGER log_nodes_are_kept BEFORE UPDATE OR DELETE ON log_nodes
+FOR EACH ROW EXECUTE FUNCTION revshare_refuse('the log is append-only');
+CREATE TRIGGER batches_are_kept BEFORE UPDATE OR DELETE ON batches
+FOR EACH ROW EXECUTE FUNCTION revshare_refuse('a logged batch is never changed or deleted');
+CREATE TRIGGER records_keep_batch BEFORE UPDATE OF batch ON records
+FOR EACH ROW EXECUTE FUNCTION revshare_refuse('the batch of a stored usage record is never changed');
 "#,
 ];
 

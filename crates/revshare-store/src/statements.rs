@@ -23,8 +23,12 @@ use revshare_core::time::Period;
 use serde_json::Value;
 
 use crate::error::StoreError;
+use crate::log;
 use crate::sql::{Columns, Param, Sql, first, rows, unsigned};
-use crate::{agreements, journal};
+use crate::{agreements, journal, keys};
+use revshare_core::note::VerifierKey;
+use revshare_core::transparency;
+use revshare_core::transparency::Signed;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StatementKind {
@@ -73,6 +77,8 @@ pub struct StoredStatement {
     pub kind: StatementKind,
     pub digest: String,
     pub canonical: Vec<u8>,
+    /// Its leaf in the transparency log (`None` if finalised before the log existed).
+    pub leaf: Option<u64>,
 }
 
 fn read(row: &dyn Columns) -> Result<StoredStatement, StoreError> {
@@ -92,6 +98,7 @@ fn read(row: &dyn Columns) -> Result<StoredStatement, StoreError> {
         agreement_version: unsigned(row.int(4)?, what)?,
         digest: row.text(5)?,
         canonical: row.bytes(6)?,
+        leaf: u64::try_from(row.int(7)?).ok(),
     })
 }
 
@@ -210,8 +217,12 @@ fn save(sql: &mut impl Sql, new: &NewStatement<'_>) -> Result<StoredStatement, S
         }
         (Some(last), StatementKind::Restatement) => last.sequence + 1,
     };
+    let leaf = transparency::statement_leaf(id, &period, sequence, new.kind.as_str(), new.digest);
+    let leaf = log::record(sql, "statement", log::statement_subject(id, &period, sequence), leaf)?;
+    let leaf = i64::try_from(leaf).map_err(|_| StoreError::Log(format!("the log is full at {leaf} leaves")))?;
     sql.execute(
-        "INSERT INTO statements (agreement_id, period, seq, kind, agreement_version, digest, body) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO statements (agreement_id, period, seq, kind, agreement_version, digest, body, leaf) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         &[
             Param::Text(id),
             Param::Text(&period),
@@ -220,6 +231,7 @@ fn save(sql: &mut impl Sql, new: &NewStatement<'_>) -> Result<StoredStatement, S
             Param::Int(i64::from(new.agreement_version)),
             Param::Text(new.digest),
             Param::Bytes(new.canonical),
+            Param::Int(leaf),
         ],
     )?;
     Ok(StoredStatement {
@@ -230,6 +242,7 @@ fn save(sql: &mut impl Sql, new: &NewStatement<'_>) -> Result<StoredStatement, S
         kind: new.kind,
         digest: new.digest.to_owned(),
         canonical: new.canonical.to_vec(),
+        leaf: u64::try_from(leaf).ok(),
     })
 }
 
@@ -237,10 +250,79 @@ fn save(sql: &mut impl Sql, new: &NewStatement<'_>) -> Result<StoredStatement, S
 pub(crate) fn latest(sql: &mut impl Sql, agreement_id: &str, period: &str) -> Result<Option<StoredStatement>, StoreError> {
     first(
         sql,
-        "SELECT agreement_id, period, seq, kind, agreement_version, digest, body FROM statements \
+        "SELECT agreement_id, period, seq, kind, agreement_version, digest, body, COALESCE(leaf, -1) FROM statements \
          WHERE agreement_id = $1 AND period = $2 ORDER BY seq DESC LIMIT 1",
         &[Param::Text(agreement_id), Param::Text(period)],
         read,
+    )
+}
+
+/// One statement of an agreement's period, by sequence.
+pub(crate) fn by_sequence(
+    sql: &mut impl Sql,
+    agreement_id: &str,
+    period: &str,
+    sequence: u32,
+) -> Result<Option<StoredStatement>, StoreError> {
+    first(
+        sql,
+        "SELECT agreement_id, period, seq, kind, agreement_version, digest, body, COALESCE(leaf, -1) FROM statements \
+         WHERE agreement_id = $1 AND period = $2 AND seq = $3",
+        &[Param::Text(agreement_id), Param::Text(period), Param::Int(i64::from(sequence))],
+        read,
+    )
+}
+
+/// Adds a signature to a statement: the deployment's, or its host's countersignature. The key
+/// must be registered to one of them and the signature must verify over the statement's digest;
+/// the same signature again is a no-op.
+pub(crate) fn sign(sql: &mut impl Sql, statement: &StoredStatement, signed: &Signed) -> Result<(), StoreError> {
+    let what = format!("statement {} {} #{}", statement.agreement_id, statement.period, statement.sequence);
+    let key = VerifierKey::parse(&signed.key).map_err(|e| StoreError::Signature(format!("the key signing {what}: {e}")))?;
+    let agreement = agreements::require(sql, statement.agreement_id.as_str(), Some(statement.agreement_version))?;
+    let deployment = keys::deployment(sql)?.into_iter().map(|k| k.key);
+    let host = keys::of_party(sql, agreement.host().as_str())?;
+    if !deployment.chain(host).any(|k| k == key) {
+        return Err(StoreError::Signature(format!(
+            "key {} is neither the deployment's nor registered for host {}, so it cannot sign {what}",
+            signed.key,
+            agreement.host()
+        )));
+    }
+    key.verify(&transparency::statement_message(&statement.digest), &signed.signature).map_err(|e| {
+        StoreError::Signature(format!("the signature by {} is not a signature of {what} (digest {}): {e}", key.name(), statement.digest))
+    })?;
+    let period = statement.period.to_string();
+    sql.execute(
+        "INSERT INTO statement_signatures (agreement_id, period, seq, key, signature) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (agreement_id, period, seq, key) DO NOTHING",
+        &[
+            Param::Text(statement.agreement_id.as_str()),
+            Param::Text(&period),
+            Param::Int(i64::from(statement.sequence)),
+            Param::Text(&signed.key),
+            Param::Bytes(&signed.signature),
+        ],
+    )?;
+    Ok(())
+}
+
+/// A statement's signatures, by key.
+pub(crate) fn signatures(sql: &mut impl Sql, statement: &StoredStatement) -> Result<Vec<Signed>, StoreError> {
+    let period = statement.period.to_string();
+    rows(
+        sql,
+        "SELECT key, signature FROM statement_signatures WHERE agreement_id = $1 AND period = $2 AND seq = $3 ORDER BY key",
+        &[Param::Text(statement.agreement_id.as_str()), Param::Text(&period), Param::Int(i64::from(statement.sequence))],
+        |row| {
+            let key = row.text(0)?;
+            let bytes = row.bytes(1)?;
+            let signature = <[u8; 64]>::try_from(bytes.as_slice()).map_err(|_| StoreError::Corrupt {
+                what: format!("signature by {key}"),
+                detail: format!("it has {} bytes", bytes.len()),
+            })?;
+            Ok(Signed { key, signature })
+        },
     )
 }
 
@@ -249,14 +331,14 @@ pub(crate) fn list(sql: &mut impl Sql, agreement_id: Option<&str>) -> Result<Vec
     match agreement_id {
         Some(id) => rows(
             sql,
-            "SELECT agreement_id, period, seq, kind, agreement_version, digest, body FROM statements \
+            "SELECT agreement_id, period, seq, kind, agreement_version, digest, body, COALESCE(leaf, -1) FROM statements \
              WHERE agreement_id = $1 ORDER BY agreement_id, period, seq",
             &[Param::Text(id)],
             read,
         ),
         None => rows(
             sql,
-            "SELECT agreement_id, period, seq, kind, agreement_version, digest, body FROM statements ORDER BY agreement_id, period, seq",
+            "SELECT agreement_id, period, seq, kind, agreement_version, digest, body, COALESCE(leaf, -1) FROM statements ORDER BY agreement_id, period, seq",
             &[],
             read,
         ),

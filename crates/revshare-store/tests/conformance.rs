@@ -11,12 +11,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use revshare_core::contribution::{Contribution, parse_contribution_line};
 use revshare_core::ids::{AgreementId, ModelId, PartyId};
 use revshare_core::ledger::{Balances, JournalEntry, LedgerError, Party as LedgerParty};
+use revshare_core::merkle::{self, MemoryCells};
 use revshare_core::money::Currency;
+use revshare_core::note::SignerKey;
 use revshare_core::settle::{SettlementInput, settle, settle_records, usage_digest};
 use revshare_core::statement::Statement;
 use revshare_core::time::{Instant, Period};
+use revshare_core::transparency::{self, Signed};
 use revshare_core::usage::{UsageRecord, parse_json_line};
 use revshare_store::{IngestMode, Model, NewStatement, Party, PgStore, ProblemKind, Role, SqliteStore, StatementKind, Store, StoreError};
+use revshare_store::{LogLeaf, batch_digest};
 
 // ---------------------------------------------------------------------------------------------
 // Harness
@@ -139,6 +143,12 @@ conformance!(
     contributions_are_kept_per_agreement,
     only_acceptance_changes_a_stored_contribution,
     store_settles_the_worked_example_with_stored_contributions,
+    log_proofs_match_the_core,
+    events_are_logged,
+    signed_batches_are_checked,
+    statements_are_signed_by_known_keys,
+    the_log_is_append_only,
+    checkpoints_are_kept_once_per_size,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -262,14 +272,14 @@ fn text(bytes: &[u8]) -> String {
 
 fn migrations_are_idempotent(db: &dyn TestDb) {
     let mut store = db.open();
-    assert_eq!(store.schema_version().expect("version"), 3);
+    assert_eq!(store.schema_version().expect("version"), 4);
     store.add_party(&party("meridian", Role::Licensor)).expect("add a party");
     drop(store);
     let mut again = db.open();
-    assert_eq!(again.schema_version().expect("version"), 3, "opening again applies nothing twice");
+    assert_eq!(again.schema_version().expect("version"), 4, "opening again applies nothing twice");
     assert_eq!(again.party(&pid("meridian")).expect("read"), Some(party("meridian", Role::Licensor)), "data survives reopening");
     let mut third = db.open();
-    assert_eq!(third.schema_version().expect("version"), 3);
+    assert_eq!(third.schema_version().expect("version"), 4);
 }
 
 fn parties_register_once(db: &dyn TestDb) {
@@ -442,7 +452,7 @@ fn atomic_batch_stores_nothing_on_a_problem(db: &dyn TestDb) {
         with_host(record("a4", "m-70b", "search", "eu", "2026-10-02T10:00:00Z", "10"), "auditor-1"),
         record("a5", "m-8b", "search", "eu", "2026-10-03T10:00:00Z", "10"),
     ];
-    let report = store.ingest(&batch, IngestMode::Atomic).expect("ingest");
+    let report = store.ingest(&batch, IngestMode::Atomic, None).expect("ingest");
     assert!(!report.stored);
     assert_eq!((report.accepted, report.duplicates, report.conflicts, report.refused), (0, 0, 0, 3));
     let problems: Vec<(usize, &str, ProblemKind)> = report.problems.iter().map(|p| (p.index, p.id.as_str(), p.kind)).collect();
@@ -461,7 +471,7 @@ fn atomic_batch_stores_nothing_on_a_problem(db: &dyn TestDb) {
     assert_eq!((rollup.records(), duplicates), (0, 0));
 
     let good: Vec<_> = [0, 4].iter().map(|&i| batch[i].clone()).collect();
-    let report = store.ingest(&good, IngestMode::Atomic).expect("ingest");
+    let report = store.ingest(&good, IngestMode::Atomic, None).expect("ingest");
     assert!(report.stored);
     assert_eq!((report.accepted, report.refused, report.problems.len()), (2, 0, 0));
     assert_eq!(
@@ -482,7 +492,7 @@ fn partial_batch_stores_the_good_records(db: &dyn TestDb) {
         record("p3", "m-8b", "chat", "us", "2025-06-01T00:00:00Z", "3"),
         record("p1", "m-70b", "search", "eu", "2026-10-02T10:00:00Z", "10.00"),
     ];
-    let report = store.ingest(&batch, IngestMode::Partial).expect("ingest");
+    let report = store.ingest(&batch, IngestMode::Partial, None).expect("ingest");
     assert!(report.stored);
     assert_eq!(
         (report.accepted, report.duplicates, report.conflicts, report.refused, report.unmatched),
@@ -507,17 +517,17 @@ fn duplicates_compare_by_value(db: &dyn TestDb) {
     let store = store.as_mut();
     register_example(store);
     let first = record("d1", "m-70b", "customer_service", "us", "2026-10-02T15:30:00+05:30", "1.50");
-    let report = store.ingest(std::slice::from_ref(&first), IngestMode::Atomic).expect("ingest");
+    let report = store.ingest(std::slice::from_ref(&first), IngestMode::Atomic, None).expect("ingest");
     assert_eq!((report.accepted, report.duplicates), (1, 0));
 
     let same = record("d1", "m-70b", "customer_service", "us", "2026-10-02T10:00:00Z", "1.5");
     let same_again = record("d1", "m-70b", "customer_service", "us", "2026-10-02T10:00:00.000Z", "1.500000");
-    let report = store.ingest(&[same.clone(), same_again], IngestMode::Atomic).expect("ingest");
+    let report = store.ingest(&[same.clone(), same_again], IngestMode::Atomic, None).expect("ingest");
     assert!(report.stored);
     assert_eq!((report.accepted, report.duplicates, report.conflicts), (0, 2, 0), "{:?}", report.problems);
 
     let fresh = record("d2", "m-70b", "customer_service", "us", "2026-10-03T00:00:00Z", "2");
-    let report = store.ingest(&[fresh.clone(), fresh.clone()], IngestMode::Atomic).expect("ingest");
+    let report = store.ingest(&[fresh.clone(), fresh.clone()], IngestMode::Atomic, None).expect("ingest");
     assert_eq!((report.accepted, report.duplicates), (1, 1), "a resend inside the batch is a duplicate too");
 
     let (rollup, duplicates) = store.rollup(&aid("meridian-northwind"), month("2026-10")).expect("rollup");
@@ -537,7 +547,7 @@ fn mixed_batch_classifies_each_record_in_order(db: &dyn TestDb) {
     let s1 = record("s1", "m-70b", "search", "us", "2026-10-02T10:00:00Z", "1");
     let s2 = record("s2", "m-70b", "search", "us", "2026-10-02T11:00:00Z", "2");
     let s3 = record("s3", "m-70b", "search", "us", "2026-10-02T12:00:00Z", "3");
-    let report = store.ingest(&[s1.clone(), s2.clone(), s3.clone()], IngestMode::Atomic).expect("ingest");
+    let report = store.ingest(&[s1.clone(), s2.clone(), s3.clone()], IngestMode::Atomic, None).expect("ingest");
     assert_eq!(report.accepted, 3);
 
     let n1 = record("n1", "m-70b", "search", "eu", "2026-10-03T10:00:00Z", "4");
@@ -557,7 +567,7 @@ fn mixed_batch_classifies_each_record_in_order(db: &dyn TestDb) {
         s1.clone(), // 8: duplicate of a stored record, again
         s2.clone(), // 9: duplicate of a stored record
     ];
-    let report = store.ingest(&batch, IngestMode::Partial).expect("ingest");
+    let report = store.ingest(&batch, IngestMode::Partial, None).expect("ingest");
     assert!(report.stored);
     assert_eq!((report.accepted, report.duplicates, report.conflicts, report.refused), (2, 5, 2, 1), "{:?}", report.problems);
     let problems: Vec<(usize, ProblemKind)> = report.problems.iter().map(|p| (p.index, p.kind)).collect();
@@ -572,7 +582,7 @@ fn mixed_batch_classifies_each_record_in_order(db: &dyn TestDb) {
     let (rollup, duplicates) = store.rollup(&aid("meridian-northwind"), month("2026-10")).expect("rollup");
     assert_eq!((rollup.records(), duplicates), (5, 5));
 
-    let again = store.ingest(&batch, IngestMode::Atomic).expect("ingest");
+    let again = store.ingest(&batch, IngestMode::Atomic, None).expect("ingest");
     assert!(!again.stored);
     assert_eq!((again.accepted, again.duplicates, again.conflicts, again.refused), (0, 0, 2, 1));
     let (_, duplicates) = store.rollup(&aid("meridian-northwind"), month("2026-10")).expect("rollup");
@@ -584,11 +594,11 @@ fn conflicts_leave_the_stored_record_untouched(db: &dyn TestDb) {
     let store = store.as_mut();
     register_example(store);
     let original = record("c1", "m-70b", "search", "eu", "2026-10-20T10:00:00Z", "100");
-    store.ingest(std::slice::from_ref(&original), IngestMode::Atomic).expect("ingest");
+    store.ingest(std::slice::from_ref(&original), IngestMode::Atomic, None).expect("ingest");
     let digests_before = store.record_digests(&aid("meridian-northwind"), month("2026-10")).expect("digests");
 
     let changed = record("c1", "m-70b", "search", "eu", "2026-10-20T10:00:01Z", "100.01");
-    let report = store.ingest(std::slice::from_ref(&changed), IngestMode::Partial).expect("ingest");
+    let report = store.ingest(std::slice::from_ref(&changed), IngestMode::Partial, None).expect("ingest");
     assert_eq!((report.accepted, report.conflicts, report.duplicates), (0, 1, 0));
     let reason = &report.problems[0].reason;
     assert!(reason.contains("conflicts with the stored record"), "{reason}");
@@ -609,7 +619,7 @@ fn currency_must_match_the_agreement(db: &dyn TestDb) {
     euro.currency = revshare_core::money::Currency::parse("EUR").expect("a currency");
     let mut euro_elsewhere = with_host(euro.clone(), "southwind");
     euro_elsewhere.id = "e2".into();
-    let report = store.ingest(&[euro, euro_elsewhere], IngestMode::Partial).expect("ingest");
+    let report = store.ingest(&[euro, euro_elsewhere], IngestMode::Partial, None).expect("ingest");
     assert_eq!((report.accepted, report.refused, report.unmatched), (1, 1, 1), "southwind has no agreement, so any currency is kept");
     assert!(
         report.problems[0].reason.contains("the record is in EUR but agreement meridian-northwind (version 1), which covers it, is in USD"),
@@ -625,7 +635,7 @@ fn aliases_roll_up_under_the_licensed_model(db: &dyn TestDb) {
     store.add_alias(&pid("northwind"), &mid("nw-70b"), &mid("m-70b")).expect("alias");
     let aliased = record("al1", "nw-70b", "search", "us", "2026-10-02T10:00:00Z", "10");
     let licensed = record("al1", "m-70b", "search", "us", "2026-10-02T10:00:00Z", "10");
-    let report = store.ingest(&[aliased, licensed.clone()], IngestMode::Atomic).expect("ingest");
+    let report = store.ingest(&[aliased, licensed.clone()], IngestMode::Atomic, None).expect("ingest");
     assert_eq!((report.accepted, report.duplicates), (1, 1), "the alias and the licensed id are the same model");
     assert_eq!(store.records(&aid("meridian-northwind"), month("2026-10")).expect("records"), vec![licensed]);
     let (rollup, _) = store.rollup(&aid("meridian-northwind"), month("2026-10")).expect("rollup");
@@ -642,7 +652,7 @@ fn store_settles_the_worked_example_like_the_core(db: &dyn TestDb) {
     let records = parse_records(USAGE);
     let contributions: Vec<Contribution> =
         CONTRIBUTIONS.lines().map(|l| parse_contribution_line(l.as_bytes()).expect("a contribution")).collect();
-    let report = store.ingest(&records, IngestMode::Atomic).expect("ingest");
+    let report = store.ingest(&records, IngestMode::Atomic, None).expect("ingest");
     assert!(report.stored, "{:?}", report.problems);
     assert_eq!((report.accepted, report.duplicates, report.unmatched), (8, 1, 1));
 
@@ -750,7 +760,7 @@ fn store_settles_the_worked_example_with_stored_contributions(db: &dyn TestDb) {
     let id = aid("meridian-northwind");
     let records = parse_records(USAGE);
     let contributions = example_contributions();
-    assert!(store.ingest(&records, IngestMode::Atomic).expect("ingest").stored);
+    assert!(store.ingest(&records, IngestMode::Atomic, None).expect("ingest").stored);
     for c in &contributions {
         store.add_contribution(&id, c).expect("add a contribution");
     }
@@ -917,7 +927,7 @@ fn store_settles_generated_usage_like_the_core(db: &dyn TestDb) {
         }
         let records = parse_records(&lines.join("\n"));
         for batch in records.chunks(70) {
-            let report = store.ingest(batch, IngestMode::Atomic).expect("ingest");
+            let report = store.ingest(batch, IngestMode::Atomic, None).expect("ingest");
             assert!(report.stored, "seed {seed:#x}: {:?}", report.problems);
         }
         sent.extend(records);
@@ -973,7 +983,7 @@ fn concurrent_writers_end_as_one_sequential_writer(db: &dyn TestDb) {
         for (mut writer, share) in writers.into_iter().zip(&shares) {
             scope.spawn(move || {
                 for batch in share.chunks(10) {
-                    let report = writer.ingest(batch, IngestMode::Atomic).expect("ingest");
+                    let report = writer.ingest(batch, IngestMode::Atomic, None).expect("ingest");
                     assert!(report.stored && report.problems.is_empty(), "{:?}", report.problems);
                 }
             });
@@ -994,7 +1004,7 @@ fn registering_an_agreement_places_earlier_records(db: &dyn TestDb) {
     let store = store.as_mut();
     register_example_parties(store);
     let records = parse_records(USAGE);
-    let report = store.ingest(&records, IngestMode::Atomic).expect("ingest");
+    let report = store.ingest(&records, IngestMode::Atomic, None).expect("ingest");
     assert_eq!((report.accepted, report.unmatched), (8, 8), "no agreement yet");
     store.add_agreement("agreement.toml", AGREEMENT).expect("agreement");
     let october = month("2026-10");
@@ -1057,13 +1067,13 @@ fn records_of_a_closed_month_are_late(db: &dyn TestDb) {
     let store = store.as_mut();
     register_example(store);
     let october = month("2026-10");
-    store.ingest(&parse_records(USAGE), IngestMode::Atomic).expect("ingest");
+    store.ingest(&parse_records(USAGE), IngestMode::Atomic, None).expect("ingest");
     finalise_original(store, october);
     assert_eq!(store.closed_periods(&aid("meridian-northwind")).expect("closed"), vec![october]);
 
     let late = record("late-1", "m-8b", "content_moderation", "us", "2026-10-31T23:00:00Z", "100");
     let next = record("next-1", "m-8b", "content_moderation", "us", "2026-11-02T00:00:00Z", "100");
-    let report = store.ingest(&[late, next], IngestMode::Atomic).expect("ingest");
+    let report = store.ingest(&[late, next], IngestMode::Atomic, None).expect("ingest");
     assert_eq!((report.accepted, report.late), (2, 1));
     let (rollup, _) = store.rollup(&aid("meridian-northwind"), october).expect("rollup");
     assert_eq!(rollup.records(), 7, "a late record is still rolled up, for the restatement");
@@ -1075,7 +1085,7 @@ fn statements_are_immutable(db: &dyn TestDb) {
     register_example(store);
     let id = aid("meridian-northwind");
     let october = month("2026-10");
-    store.ingest(&parse_records(USAGE), IngestMode::Atomic).expect("ingest");
+    store.ingest(&parse_records(USAGE), IngestMode::Atomic, None).expect("ingest");
     let settled = Settled::of(store, october);
     let entry = settled.entry();
     let new = |kind| settled.to_finalise(&id, kind);
@@ -1144,7 +1154,7 @@ fn owes(amount: &str) -> Vec<String> {
 fn october_example(db: &dyn TestDb, close: bool) -> Box<dyn Store + Send> {
     let mut store = db.open();
     register_example(store.as_mut());
-    store.ingest(&parse_records(USAGE), IngestMode::Atomic).expect("ingest");
+    store.ingest(&parse_records(USAGE), IngestMode::Atomic, None).expect("ingest");
     if close {
         finalise_original(store.as_mut(), month("2026-10"));
     }
@@ -1346,4 +1356,198 @@ fn a_damaged_posting_is_detected_on_read(db: &dyn TestDb) {
     );
     let err = store.post_entry(&payment(100, "pay-2", false)).expect_err("nothing is posted on a damaged journal");
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The transparency log
+
+fn signer(name: &str, seed: u8) -> SignerKey {
+    SignerKey::from_seed(name, [seed; 32]).expect("a valid key name")
+}
+
+fn leaf(i: usize) -> LogLeaf {
+    LogLeaf::new("test", format!("test:{i}"), format!("{{\"n\":{i}}}").into_bytes())
+}
+
+fn log_proofs_match_the_core(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    let mut memory = MemoryCells::new();
+    let mut appended = 0usize;
+    // Batches of uneven sizes, so subtrees complete inside and across batches.
+    for batch in [1usize, 2, 13, 16, 17, 100, 151] {
+        let leaves: Vec<LogLeaf> = (appended..appended + batch).map(leaf).collect();
+        let first = store.append_leaves(&leaves).expect("append");
+        assert_eq!(first, u64::try_from(appended).expect("small"));
+        for l in &leaves {
+            memory.push(merkle::leaf_hash(&l.data));
+        }
+        appended += batch;
+    }
+    let size = store.log_size().expect("size");
+    assert_eq!(size, 300);
+    for n in [1u64, 2, 3, 16, 17, 255, 256, 257, 300] {
+        let root = store.log_root(n).expect("root");
+        assert_eq!(root, merkle::root(&mut memory, n).expect("memory root"), "root at {n}");
+        for index in [0, n / 2, n - 1] {
+            let proof = store.inclusion_proof(index, n).expect("inclusion proof");
+            assert_eq!(proof, merkle::inclusion_proof(&mut memory, index, n).expect("memory proof"));
+            let hash = merkle::leaf_hash(&store.log_leaf(index).expect("leaf").data);
+            merkle::verify_inclusion(&hash, index, n, &proof, &root).expect("the stored proof verifies");
+        }
+        for m in [1u64, n / 3 + 1, n] {
+            let proof = store.consistency_proof(m, n).expect("consistency proof");
+            let old = store.log_root(m).expect("old root");
+            merkle::verify_consistency(m, n, &old, &root, &proof).expect("the stored consistency proof verifies");
+        }
+    }
+    let future = store.inclusion_proof(0, 301).expect_err("a size beyond the log");
+    assert!(future.to_string().contains("has 300 leaves"), "{future}");
+    // A second connection extends the same tree.
+    let mut again = db.open();
+    again.append_leaves(&[leaf(300)]).expect("append again");
+    memory.push(merkle::leaf_hash(&leaf(300).data));
+    assert_eq!(again.log_root(301).expect("root"), memory.root());
+}
+
+fn events_are_logged(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    register_example(store);
+    let agreement = store.log_leaves_of("agreement:meridian-northwind/1").expect("agreement leaves");
+    assert_eq!(agreement.len(), 1);
+    let (kind, value) = transparency::read_leaf(&agreement[0].1.data).expect("a typed leaf");
+    assert_eq!(kind, "agreement");
+    assert_eq!(value["digest"], store.agreement(&aid("meridian-northwind"), Some(1)).expect("agreement").digest());
+
+    let records = parse_records(USAGE);
+    let before = store.log_size().expect("size");
+    let report = store.ingest(&records, IngestMode::Atomic, None).expect("ingest");
+    let logged = report.logged.expect("the batch is logged");
+    assert_eq!(logged.leaf, before);
+    assert_eq!(logged.digest, batch_digest(&records), "the leaf names the digest of the batch as sent");
+    let (kind, value) = transparency::read_leaf(&store.log_leaf(logged.leaf).expect("leaf").data).expect("typed");
+    assert_eq!((kind.as_str(), value["digest"].as_str()), ("usage_batch", Some(logged.digest.as_str())));
+    let (digest, mut digests) = store.usage_batch(logged.leaf).expect("the batch");
+    assert_eq!(digest, logged.digest);
+    assert!(digests.windows(2).all(|w| w[0] < w[1]), "the batch's digests are sorted and distinct");
+    assert_eq!(usage_digest(&mut digests), logged.digest);
+    assert_eq!(u64::try_from(digests.len()).expect("small"), logged.records);
+
+    // A resend is logged as a batch of its own; a batch refused whole is not logged at all.
+    let again = store.ingest(&records[..2], IngestMode::Atomic, None).expect("resend");
+    assert!(again.logged.is_some());
+    let size = store.log_size().expect("size");
+    let mut conflicting = records[0].clone();
+    conflicting.requests += 1;
+    let refused = store.ingest(&[conflicting], IngestMode::Atomic, None).expect("ingest");
+    assert!(!refused.stored && refused.logged.is_none());
+    assert_eq!(store.log_size().expect("size"), size, "a refused batch appends nothing");
+
+    // The records as sent carry the batch that stored them.
+    let sent = store.sent_records(&aid("meridian-northwind"), month("2026-10")).expect("records");
+    assert!(sent.iter().all(|(batch, _)| *batch == Some(logged.leaf)));
+    assert!(sent.iter().all(|(_, r)| digests.contains(&r.digest())), "every counted record is in its batch's digests");
+}
+
+fn signed_batches_are_checked(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    register_example(store);
+    let host = signer("northwind", 7);
+    let stranger = signer("northwind", 8);
+    store.add_key(Some(&pid("northwind")), &host.verifier()).expect("register the host's key");
+    let records: Vec<_> = parse_records(USAGE).into_iter().filter(|r| r.host == "northwind").collect();
+    let sign = |key: &SignerKey, records: &[UsageRecord<'_>]| Signed {
+        key: key.verifier().to_text(),
+        signature: key.sign(&transparency::batch_message(&batch_digest(records))),
+    };
+    let size = store.log_size().expect("size");
+    let refusals = [
+        (sign(&stranger, &records), IngestMode::Atomic, "is not registered for host northwind"),
+        (
+            Signed {
+                signature: {
+                    let mut s = sign(&host, &records).signature;
+                    s[5] ^= 1;
+                    s
+                },
+                ..sign(&host, &records)
+            },
+            IngestMode::Atomic,
+            "does not match the batch",
+        ),
+        (sign(&host, &records[1..]), IngestMode::Atomic, "does not match the batch"),
+        (sign(&host, &records), IngestMode::Partial, "stored whole or not at all"),
+    ];
+    for (signed, mode, message) in refusals {
+        let e = store.ingest(&records, mode, Some(&signed)).expect_err("refused");
+        assert!(e.to_string().contains(message), "{e}");
+        assert_eq!(store.log_size().expect("size"), size, "a refused batch changes nothing");
+        assert!(store.sent_records(&aid("meridian-northwind"), month("2026-10")).expect("records").is_empty());
+    }
+    let all = parse_records(USAGE);
+    let e = store.ingest(&all, IngestMode::Atomic, Some(&sign(&host, &all))).expect_err("two hosts");
+    assert!(e.to_string().contains("one host's"), "{e}");
+
+    let report = store.ingest(&records, IngestMode::Atomic, Some(&sign(&host, &records))).expect("a signed batch");
+    let logged = report.logged.expect("logged");
+    let (_, value) = transparency::read_leaf(&store.log_leaf(logged.leaf).expect("leaf").data).expect("typed");
+    let signed = Signed::from_json(&value["signed"]).expect("the leaf holds the host's signature");
+    host.verifier().verify(&transparency::batch_message(&logged.digest), &signed.signature).expect("it verifies");
+}
+
+fn statements_are_signed_by_known_keys(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    register_example(store);
+    let deployment = signer("revshare.test/log", 1);
+    let host = signer("northwind", 2);
+    let licensor = signer("meridian", 3);
+    store.add_key(None, &deployment.verifier()).expect("deployment key");
+    store.add_key(Some(&pid("northwind")), &host.verifier()).expect("host key");
+    store.add_key(Some(&pid("meridian")), &licensor.verifier()).expect("licensor key");
+    store.ingest(&parse_records(USAGE), IngestMode::Atomic, None).expect("ingest");
+    finalise_original(store, month("2026-10"));
+    let statement = store.statement(&aid("meridian-northwind"), month("2026-10")).expect("read").expect("the statement");
+    let leaf = statement.leaf.expect("a statement has a leaf");
+    let (_, value) = transparency::read_leaf(&store.log_leaf(leaf).expect("leaf").data).expect("typed");
+    assert_eq!(value["digest"], statement.digest.as_str());
+
+    let sign = |key: &SignerKey, digest: &str| Signed {
+        key: key.verifier().to_text(),
+        signature: key.sign(&transparency::statement_message(digest)),
+    };
+    let e = store.sign_statement(&statement, &sign(&licensor, &statement.digest)).expect_err("not the deployment's nor the host's");
+    assert!(e.to_string().contains("neither the deployment's nor registered for host northwind"), "{e}");
+    let e = store.sign_statement(&statement, &sign(&host, "sha256:00")).expect_err("another statement's signature");
+    assert!(e.to_string().contains("is not a signature of"), "{e}");
+    assert!(store.statement_signatures(&statement).expect("signatures").is_empty());
+    store.sign_statement(&statement, &sign(&deployment, &statement.digest)).expect("the deployment signs");
+    store.sign_statement(&statement, &sign(&host, &statement.digest)).expect("the host countersigns");
+    store.sign_statement(&statement, &sign(&host, &statement.digest)).expect("again: a no-op");
+    let signatures = store.statement_signatures(&statement).expect("signatures");
+    assert_eq!(signatures.len(), 2);
+}
+
+fn the_log_is_append_only(db: &dyn TestDb) {
+    let mut store = db.open();
+    store.append_leaves(&[leaf(0), leaf(1)]).expect("append");
+    for (sqlite, postgres) in [
+        ("UPDATE log_leaves SET data = x'00' WHERE idx = 0", "UPDATE log_leaves SET data = '\\x00' WHERE idx = 0"),
+        ("DELETE FROM log_leaves WHERE idx = 1", "DELETE FROM log_leaves WHERE idx = 1"),
+    ] {
+        let e = db.raw(sqlite, postgres).expect_err("the database refuses");
+        assert!(e.contains("append-only"), "{e}");
+    }
+}
+
+fn checkpoints_are_kept_once_per_size(db: &dyn TestDb) {
+    let mut store = db.open();
+    store.append_leaves(&[leaf(0)]).expect("append");
+    store.add_checkpoint(1, "first\n").expect("keep");
+    store.add_checkpoint(1, "second\n").expect("a second one of the same size is ignored");
+    assert_eq!(store.checkpoints().expect("read"), vec![(1, "first\n".to_owned())]);
+    let e = store.add_checkpoint(2, "future\n").expect_err("a size the log has not reached");
+    assert!(e.to_string().contains("in its future"), "{e}");
 }

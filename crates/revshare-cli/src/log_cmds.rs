@@ -1,0 +1,425 @@
+//! The transparency commands (SPEC §7): keys, the log's checkpoints and proofs, receipts,
+//! statement signatures, statement bundles and `revshare verify`.
+//!
+//! The deployment's signing key is a file (`--signing-key`, default `DATA/deployment.key`, mode
+//! 0600) that `init` creates; its name is the log's origin. Keys are generated from the operating
+//! system's random source and only their public halves are printed or stored. The clock is read
+//! here, never in the core: a checkpoint's `time` line is the only wall-clock value the log holds.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use revshare_core::bundle::{Bundle, VerifyOptions, verify};
+use revshare_core::merkle::Hash;
+use revshare_core::note::{SignerKey, VerifierKey};
+use revshare_core::time::{Instant, Period};
+use revshare_core::transparency::{Signed, b64, statement_message};
+use revshare_core::usage::UsageRecord;
+use revshare_store::receipts::hashes;
+use revshare_store::{Store, StoredStatement};
+use serde_json::{Value, json};
+
+use crate::Failure;
+use crate::store_cmds::{StoreArgs, open, parse};
+
+/// The default name of the deployment key, and so the log's origin.
+pub const DEFAULT_ORIGIN: &str = "revshare.local/log";
+
+/// Where the deployment's signing key is.
+pub fn deployment_key_path(args: &StoreArgs) -> PathBuf {
+    args.signing_key.clone().unwrap_or_else(|| args.data.join("deployment.key"))
+}
+
+/// A new key from the operating system's random source.
+fn generate(name: &str) -> Result<SignerKey, Failure> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("the operating system's random source failed: {e}"))?;
+    parse(SignerKey::from_seed(name, seed))
+}
+
+/// Writes a private key to a new file readable by its owner only (0600); never overwrites.
+fn write_private(path: &Path, key: &SignerKey) -> Result<(), Failure> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create the key file {} (an existing key is never overwritten)", path.display()))?;
+    writeln!(file, "{}", key.to_text()).and_then(|()| file.sync_all()).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Reads a private key file.
+pub fn read_signer(path: &Path) -> Result<SignerKey, Failure> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the key file {}", path.display()))?;
+    SignerKey::parse(text.trim()).map_err(|e| Failure::Invalid(format!("error: {}: {e}\n", path.display())))
+}
+
+/// Reads a public (verifier) key file.
+fn read_verifier(path: &Path) -> Result<VerifierKey, Failure> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the key file {}", path.display()))?;
+    VerifierKey::parse(text.trim()).map_err(|e| Failure::Invalid(format!("error: {}: {e}\n", path.display())))
+}
+
+/// The deployment's signing key.
+pub fn deployment_key(args: &StoreArgs) -> Result<SignerKey, Failure> {
+    let path = deployment_key_path(args);
+    if !path.exists() {
+        return Err(Failure::Invalid(format!(
+            "error: there is no deployment signing key at {}; run `revshare init` (it creates one), or pass --signing-key FILE\n",
+            path.display()
+        )));
+    }
+    read_signer(&path)
+}
+
+/// Creates the deployment key if there is none, and registers it in the store (again: a no-op).
+pub fn ensure_deployment_key(args: &StoreArgs, store: &mut (dyn Store + Send), origin: &str) -> Result<SignerKey, Failure> {
+    let path = deployment_key_path(args);
+    let key = if path.exists() {
+        read_signer(&path)?
+    } else {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let key = generate(origin)?;
+        write_private(&path, &key)?;
+        println!("created the deployment signing key {} ({})", path.display(), key.verifier().to_text());
+        key
+    };
+    store.add_key(None, &key.verifier())?;
+    Ok(key)
+}
+
+/// `revshare keys generate`: a key pair for a party; the private half to `out` (0600), the
+/// public half to `out.pub` and standard output.
+pub fn generate_key(name: &str, out: &Path) -> Result<(), Failure> {
+    let key = generate(name)?;
+    write_private(out, &key)?;
+    let public = key.verifier().to_text();
+    let pub_path = PathBuf::from(format!("{}.pub", out.display()));
+    std::fs::write(&pub_path, format!("{public}\n")).with_context(|| format!("cannot write {}", pub_path.display()))?;
+    println!("{public}");
+    eprintln!("private key written to {} (mode 0600); public key to {}", out.display(), pub_path.display());
+    Ok(())
+}
+
+/// `revshare keys rotate`: a new deployment key replaces the current one; the rotation is a
+/// leaf of the log and the old key file is kept, renamed, so old signatures stay checkable.
+pub fn rotate(args: &StoreArgs) -> Result<(), Failure> {
+    let mut store = open(args, false)?;
+    let old = deployment_key(args)?;
+    let new = generate(old.name())?;
+    let path = deployment_key_path(args);
+    let retired = PathBuf::from(format!("{}.{:08x}.retired", path.display(), old.key_id()));
+    let staged = PathBuf::from(format!("{}.new", path.display()));
+    write_private(&staged, &new)?;
+    let leaf = store.add_key(None, &new.verifier())?;
+    std::fs::rename(&path, &retired).with_context(|| format!("cannot move {} aside", path.display()))?;
+    std::fs::rename(&staged, &path).with_context(|| format!("cannot install {}", path.display()))?;
+    println!("deployment key rotated (log leaf {leaf}): {} replaces {}", new.verifier().to_text(), old.verifier().to_text());
+    Ok(())
+}
+
+/// `revshare party key`: registers a party's public key.
+pub fn add_party_key(args: &StoreArgs, party: &str, file: &Path) -> Result<(), Failure> {
+    let id = parse(revshare_core::ids::PartyId::parse(party))?;
+    let key = read_verifier(file)?;
+    let leaf = open(args, false)?.add_key(Some(&id), &key)?;
+    println!("key {} registered for {party} (log leaf {leaf})", key.to_text());
+    Ok(())
+}
+
+/// The current UTC time, to the second.
+pub fn now() -> Instant {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    Instant::from_parts(i64::try_from(secs).unwrap_or(i64::MAX), 0)
+}
+
+/// Signs and keeps a checkpoint of the log as it is now: (size, root, signed note).
+fn checkpoint(store: &mut (dyn Store + Send), key: &SignerKey) -> Result<(u64, Hash, String), Failure> {
+    Ok(revshare_store::receipts::checkpoint(store, key, now())?)
+}
+
+/// `revshare log checkpoint`.
+pub fn print_checkpoint(args: &StoreArgs) -> Result<(), Failure> {
+    let key = deployment_key(args)?;
+    let (_, _, note) = checkpoint(open(args, false)?.as_mut(), &key)?;
+    print!("{note}");
+    Ok(())
+}
+
+/// `revshare log prove`: a leaf's inclusion proof at `size` (default: a fresh checkpoint's).
+pub fn prove(args: &StoreArgs, index: u64, size: Option<u64>) -> Result<(), Failure> {
+    let mut store = open(args, false)?;
+    let key = deployment_key(args)?;
+    let (size, note) = match size {
+        Some(size) => (size, None),
+        None => {
+            let (size, _, note) = checkpoint(store.as_mut(), &key)?;
+            (size, Some(note))
+        }
+    };
+    let leaf = store.log_leaf(index)?;
+    let proof = store.inclusion_proof(index, size)?;
+    let root = store.log_root(size)?;
+    let out = json!({
+        "index": index,
+        "tree_size": size,
+        "root": b64(&root),
+        "kind": leaf.kind,
+        "data": String::from_utf8_lossy(&leaf.data),
+        "inclusion_proof": hashes(&proof),
+        "checkpoint": note,
+    });
+    println!("{}", serde_json::to_string_pretty(&out).map_err(anyhow::Error::from)?);
+    Ok(())
+}
+
+/// `revshare log consistency`: the proof that the log at `to` (default: now) extends the log at `from`.
+pub fn consistency(args: &StoreArgs, from: u64, to: Option<u64>) -> Result<(), Failure> {
+    let mut store = open(args, false)?;
+    let key = deployment_key(args)?;
+    let (to, note) = match to {
+        Some(to) => (to, None),
+        None => {
+            let (size, _, note) = checkpoint(store.as_mut(), &key)?;
+            (size, Some(note))
+        }
+    };
+    let proof = store.consistency_proof(from, to)?;
+    let out = json!({
+        "from": from,
+        "to": to,
+        "from_root": b64(&store.log_root(from)?),
+        "to_root": b64(&store.log_root(to)?),
+        "consistency_proof": hashes(&proof),
+        "checkpoint": note,
+    });
+    println!("{}", serde_json::to_string_pretty(&out).map_err(anyhow::Error::from)?);
+    Ok(())
+}
+
+/// Signs a finalised statement with a key (the deployment's, or the host's countersignature).
+pub fn sign_stored(store: &mut (dyn Store + Send), statement: &StoredStatement, key: &SignerKey) -> Result<(), Failure> {
+    let signature = key.sign(&statement_message(&statement.digest));
+    store.sign_statement(statement, &Signed { key: key.verifier().to_text(), signature })?;
+    Ok(())
+}
+
+pub fn find_statement(
+    store: &mut (dyn Store + Send),
+    agreement: &str,
+    period: Period,
+    sequence: Option<u32>,
+) -> Result<StoredStatement, Failure> {
+    let id = parse(revshare_core::ids::AgreementId::parse(agreement))?;
+    let found = match sequence {
+        Some(n) => store.statement_by_sequence(&id, period, n)?,
+        None => store.statement(&id, period)?,
+    };
+    found.ok_or_else(|| {
+        Failure::Invalid(format!(
+            "error: {id} has no statement {}for {period}; close the month first (`revshare close`)\n",
+            sequence.map(|n| format!("#{n} ")).unwrap_or_default()
+        ))
+    })
+}
+
+/// `revshare statement sign`: countersigns a statement with a party's key file.
+pub fn sign_statement(args: &StoreArgs, agreement: &str, period: Period, sequence: Option<u32>, key_file: &Path) -> Result<(), Failure> {
+    let key = read_signer(key_file)?;
+    let mut store = open(args, false)?;
+    let statement = find_statement(store.as_mut(), agreement, period, sequence)?;
+    sign_stored(store.as_mut(), &statement, &key)?;
+    println!("statement {agreement} {period} #{} ({}) signed by {}", statement.sequence, statement.digest, key.verifier().to_text());
+    Ok(())
+}
+
+/// Writes a file of a bundle.
+fn put(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Failure> {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn pretty(value: &Value) -> Result<Vec<u8>, Failure> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(anyhow::Error::from)?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// `revshare statement export --bundle DIR`: everything needed to check a statement offline.
+pub fn export_bundle(args: &StoreArgs, agreement: &str, period: Period, sequence: Option<u32>, dir: &Path) -> Result<(), Failure> {
+    let mut store = open(args, false)?;
+    let store = store.as_mut();
+    let key = deployment_key(args)?;
+    let statement = find_statement(store, agreement, period, sequence)?;
+    let Some(statement_leaf) = statement.leaf else {
+        return Err(Failure::Invalid(format!(
+            "error: statement {agreement} {period} #{} was finalised before this store kept a transparency log, so it has no proofs\n",
+            statement.sequence
+        )));
+    };
+    let id = statement.agreement_id.clone();
+    let version = statement.agreement_version;
+    std::fs::create_dir_all(dir.join("batches")).with_context(|| format!("cannot create {}", dir.display()))?;
+    let (size, _, note) = checkpoint(store, &key)?;
+
+    // The leaves the bundle proves: the statement, its agreement version, the contributions
+    // logged before it, the batches of its records and the keys.
+    let mut leaves: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+    leaves.insert(statement_leaf, store.log_leaf(statement_leaf)?.data);
+    let agreement_leaves = store.log_leaves_of(&format!("agreement:{id}/{version}"))?;
+    let Some((agreement_leaf, leaf)) = agreement_leaves.into_iter().next() else {
+        return Err(Failure::Invalid(format!(
+            "error: agreement {id} version {version} is not in the log; it was registered before the log\n"
+        )));
+    };
+    leaves.insert(agreement_leaf, leaf.data);
+    for (index, leaf) in store.log_leaves_of(&format!("contributions:{id}"))? {
+        if index < statement_leaf {
+            leaves.insert(index, leaf.data);
+        }
+    }
+    let agreement_text = store.agreement_source(&id, version)?;
+
+    let records = store.sent_records(&id, period)?;
+    let mut lines = Vec::with_capacity(records.len() * 200);
+    let mut batches: Vec<u64> = Vec::new();
+    let mut unlogged = 0u64;
+    let mut aliases: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let resolved = store.records(&id, period)?;
+    for ((batch, sent), settled) in records.iter().zip(&resolved) {
+        sent.write_json_line(&mut lines);
+        lines.push(b'\n');
+        match batch {
+            Some(batch) => batches.push(*batch),
+            None => unlogged += 1,
+        }
+        if sent.model != settled.model {
+            aliases.entry(sent.host.to_string()).or_default().insert(sent.model.to_string(), settled.model.to_string());
+        }
+    }
+    batches.sort_unstable();
+    batches.dedup();
+    for &batch in &batches {
+        let (_, digests) = store.usage_batch(batch)?;
+        put(&dir.join("batches"), &format!("{batch}.digests"), &digests.concat())?;
+        leaves.insert(batch, store.log_leaf(batch)?.data);
+    }
+
+    let host = store.agreement(&id, Some(version))?.host().clone();
+    let mut deployment_keys = Vec::new();
+    let mut host_keys = Vec::new();
+    for registered in store.keys()? {
+        match registered.party.as_deref() {
+            None => deployment_keys.push(registered.key.to_text()),
+            Some(party) if party == host.as_str() => host_keys.push(registered.key.to_text()),
+            Some(_) => continue,
+        }
+        leaves.insert(registered.leaf, store.log_leaf(registered.leaf)?.data);
+    }
+
+    let mut proven = Vec::with_capacity(leaves.len());
+    for (index, data) in &leaves {
+        let proof = store.inclusion_proof(*index, size)?;
+        proven.push(json!({ "index": index, "data": String::from_utf8_lossy(data), "proof": hashes(&proof) }));
+    }
+    let mut consistency = Vec::new();
+    for (from, from_note) in store.checkpoints()? {
+        if from > 0 && from < size {
+            consistency.push(json!({ "from": from_note, "proof": hashes(&store.consistency_proof(from, size)?) }));
+        }
+    }
+    let signatures: Vec<Value> = store.statement_signatures(&statement)?.iter().map(Signed::to_json).collect();
+
+    put(dir, "statement.json", &statement.canonical)?;
+    put(dir, "agreement.toml", agreement_text.as_bytes())?;
+    put(dir, "records.jsonl", &lines)?;
+    put(dir, "aliases.json", &pretty(&json!(aliases))?)?;
+    put(dir, "log.json", &pretty(&json!({ "checkpoint": note, "leaves": proven, "consistency": consistency }))?)?;
+    put(dir, "keys.json", &pretty(&json!({ "deployment": deployment_keys, "host": host_keys }))?)?;
+    put(dir, "signatures.json", &pretty(&Value::Array(signatures))?)?;
+    println!(
+        "wrote bundle {} for {id} {period} #{}: {} records in {} batches, {} proven leaves, checkpoint at size {size}",
+        dir.display(),
+        statement.sequence,
+        records.len(),
+        batches.len(),
+        leaves.len()
+    );
+    if unlogged > 0 {
+        eprintln!("warning: {unlogged} records were stored before the log existed; `verify` will report them as in no batch");
+    }
+    Ok(())
+}
+
+/// Reads a bundle directory.
+fn read_bundle(dir: &Path) -> Result<Bundle, Failure> {
+    let read = |name: &str| std::fs::read(dir.join(name)).with_context(|| format!("cannot read {} in the bundle {}", name, dir.display()));
+    let mut batches = Vec::new();
+    let batch_dir = dir.join("batches");
+    if batch_dir.exists() {
+        for entry in std::fs::read_dir(&batch_dir).with_context(|| format!("cannot list {}", batch_dir.display()))? {
+            let path = entry.context("cannot list the bundle's batches")?.path();
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let leaf = name.strip_suffix(".digests").and_then(|n| n.parse::<u64>().ok()).ok_or_else(|| {
+                Failure::Invalid(format!("error: {} is not a batch file; batches/ holds LEAF.digests files only\n", path.display()))
+            })?;
+            batches.push((leaf, std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?));
+        }
+    }
+    batches.sort_by_key(|(leaf, _)| *leaf);
+    let agreement = String::from_utf8(read("agreement.toml")?)
+        .map_err(|e| Failure::Invalid(format!("error: agreement.toml in the bundle is not UTF-8 ({e})\n")))?;
+    Ok(Bundle {
+        statement: read("statement.json")?,
+        agreement,
+        records: read("records.jsonl")?,
+        aliases: read("aliases.json")?,
+        log: read("log.json")?,
+        keys: read("keys.json")?,
+        signatures: read("signatures.json")?,
+        batches,
+    })
+}
+
+/// `revshare verify BUNDLE`: offline; exit 0 when everything checks, 1 with every finding.
+pub fn verify_bundle(dir: &Path, since: Option<&Path>, trust: Option<&Path>) -> Result<(), Failure> {
+    let bundle = read_bundle(dir)?;
+    let since =
+        since.map(|p| std::fs::read_to_string(p).with_context(|| format!("cannot read the checkpoint {}", p.display()))).transpose()?;
+    let trusted = trust.map(read_verifier).transpose()?;
+    let report = verify(&bundle, &VerifyOptions { since: since.as_deref(), trusted: trusted.as_ref() });
+    if report.ok() {
+        let c = &report.checked;
+        println!(
+            "verified {}: the statement recomputes byte for byte from {} records in {} logged batches ({} signed by the host); \
+             {} log leaves proven under the checkpoint; {} statement signature(s){}",
+            dir.display(),
+            c.records,
+            c.batches,
+            c.signed_batches,
+            c.leaves,
+            c.signatures,
+            if c.countersigned { ", countersigned by the host" } else { ", not countersigned by the host" }
+        );
+        return Ok(());
+    }
+    let mut text = String::new();
+    for finding in &report.findings {
+        text.push_str(&format!("mismatch: {finding}\n"));
+    }
+    text.push_str(&format!("error: {} does not verify: {} finding(s)\n", dir.display(), report.findings.len()));
+    Err(Failure::Invalid(text))
+}
+
+/// The records of a batch as the host would sign them: used by `ingest --sign`.
+pub fn sign_batch(key: &SignerKey, records: &[UsageRecord<'_>]) -> Signed {
+    let digest = revshare_store::batch_digest(records);
+    Signed { key: key.verifier().to_text(), signature: key.sign(&revshare_core::transparency::batch_message(&digest)) }
+}

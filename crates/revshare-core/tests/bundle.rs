@@ -1,0 +1,691 @@
+//! Offline verification of statement bundles (`revshare_core::bundle`): a bundle built with the
+//! real builders verifies clean, and flipping one byte of any part of it is reported, naming the
+//! part.
+
+use revshare_core::agreement::parse_agreement;
+use revshare_core::bundle::{Bundle, Finding, Report, VerifyOptions, verify};
+use revshare_core::contribution::{Contribution, parse_contribution_line};
+use revshare_core::merkle::{self, Hash, MemoryCells, leaf_hash};
+use revshare_core::note::{Checkpoint, SignerKey, VerifierKey, sign_note};
+use revshare_core::settle::{settle_records, usage_digest};
+use revshare_core::statement::{Adjustment, Statement};
+use revshare_core::time::Period;
+use revshare_core::transparency::{self, Signed, b64, batch_message, statement_message};
+use revshare_core::usage::{UsageRecord, parse_json_line};
+use serde_json::{Value, json};
+
+const AGREEMENT: &str = r#"
+id = "meridian-northwind"
+version = 2
+licensor = "meridian"
+host = "northwind"
+currency = "USD"
+effective_from = 2026-01-01
+models = ["m-8b", "m-70b"]
+minimum = "10.00"
+dispute_window_days = 30
+
+[pricing]
+basis = "revenue_share"
+tier_metric = "revenue"
+tier_mode = "graduated"
+tier_bounds = ["1000"]
+
+[pricing.rates]
+customer_service = ["0.20", "0.15"]
+search           = ["0.10", "0.08"]
+default          = ["0.05", "0.04"]
+
+[[exclusivity]]
+use_case = "search"
+regions = ["eu"]
+from = 2026-10-15
+to = 2027-01-01
+uplift = "0.25"
+
+[contributions]
+pool = "0.02"
+points = { maintenance = 1, improvement = 5 }
+"#;
+
+const AGREEMENT_ID: &str = "meridian-northwind";
+const PERIOD: &str = "2026-10";
+const ORIGIN: &str = "log.example";
+
+/// The records the statement counts, as the host sent them (r-2 names the host's own model id).
+const RECORDS: [&str; 5] = [
+    r#"{"id":"r-1","host":"northwind","model":"m-70b","use_case":"customer_service","region":"us","time":"2026-10-02T10:00:00Z","requests":100,"input_tokens":1000,"output_tokens":500,"revenue":"600.00","currency":"USD"}"#,
+    r#"{"id":"r-2","host":"northwind","model":"nw-llama-70b","use_case":"customer_service","region":"us","time":"2026-10-05T08:00:00Z","requests":40,"input_tokens":400,"output_tokens":100,"revenue":"250.5","currency":"USD"}"#,
+    r#"{"id":"r-3","host":"northwind","model":"m-70b","use_case":"search","region":"eu","time":"2026-10-20T23:59:59Z","requests":75,"input_tokens":700,"output_tokens":300,"revenue":"300","currency":"USD"}"#,
+    r#"{"id":"r-4","host":"northwind","model":"m-8b","use_case":"search","region":"us","time":"2026-10-11T00:00:00.250Z","requests":9,"input_tokens":90,"output_tokens":10,"revenue":"99.99","currency":"USD"}"#,
+    r#"{"id":"r-5","host":"northwind","model":"m-8b","use_case":"translation","region":"apac","time":"2026-10-15T12:00:00+02:00","requests":4,"input_tokens":40,"output_tokens":4,"revenue":"40","currency":"USD"}"#,
+];
+
+/// A record of September, in the first batch but not counted by October's statement.
+const SEPTEMBER: &str = r#"{"id":"r-0","host":"northwind","model":"m-70b","use_case":"search","region":"us","time":"2026-09-30T23:00:00Z","requests":1,"input_tokens":1,"output_tokens":1,"revenue":"1","currency":"USD"}"#;
+
+const ALIASES: &str = r#"{"northwind":{"nw-llama-70b":"m-70b"}}"#;
+
+fn contribution(line: &str) -> Contribution {
+    parse_contribution_line(line.as_bytes()).unwrap()
+}
+
+/// Everything a bundle is made of, kept in typed form so a test can change one part and write
+/// the bundle again.
+struct Fixture {
+    deployment: SignerKey,
+    host: SignerKey,
+    statement: Vec<u8>,
+    agreement: String,
+    records: Vec<u8>,
+    aliases: Vec<u8>,
+    /// Every leaf of the log, in order.
+    leaves: Vec<Vec<u8>>,
+    /// The leaves log.json lists, with their inclusion proofs at the checkpoint's size.
+    listed: Vec<(u64, Vec<Hash>)>,
+    checkpoint: String,
+    /// A checkpoint of the log at [`EARLIER`] leaves, and the consistency proof from it.
+    earlier: String,
+    consistency: Vec<Hash>,
+    keys: Value,
+    signatures: Vec<Signed>,
+    batches: Vec<(u64, Vec<u8>)>,
+}
+
+/// The size of the earlier checkpoint.
+const EARLIER: u64 = 6;
+/// The leaf indexes of the two batches and the statement.
+const BATCH_A: u64 = 3;
+const BATCH_B: u64 = 8;
+const STATEMENT_LEAF: u64 = 9;
+
+fn signer(name: &str, seed: u8) -> SignerKey {
+    SignerKey::from_seed(name, [seed; 32]).unwrap()
+}
+
+fn checkpoint_note(signer: &SignerKey, cells: &MemoryCells) -> String {
+    let body = Checkpoint {
+        origin: ORIGIN.to_owned(),
+        size: cells.size(),
+        root: cells.root(),
+        extensions: vec!["time 2026-11-01T00:00:00Z".to_owned()],
+    }
+    .body();
+    sign_note(&body, &[signer]).unwrap()
+}
+
+/// Canonical lines sorted by (host, id), and the batch digest files' sorted digests as sent.
+fn canonical_lines(records: &[UsageRecord<'_>]) -> Vec<u8> {
+    let mut sorted: Vec<&UsageRecord<'_>> = records.iter().collect();
+    sorted.sort_by(|a, b| (a.host.as_ref(), a.id.as_ref()).cmp(&(b.host.as_ref(), b.id.as_ref())));
+    let mut out = Vec::new();
+    for record in sorted {
+        record.write_canonical(&mut out);
+        out.push(b'\n');
+    }
+    out
+}
+
+fn batch(records: &[&UsageRecord<'_>]) -> (String, u64, Vec<u8>) {
+    let mut digests: Vec<[u8; 32]> = records.iter().map(|r| r.digest()).collect();
+    digests.sort_unstable();
+    digests.dedup();
+    let digest = usage_digest(&mut digests);
+    (digest, u64::try_from(digests.len()).unwrap(), digests.concat())
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        Fixture::build(&RECORDS.iter().map(|l| parse_json_line(l.as_bytes()).unwrap()).collect::<Vec<_>>(), |_| {})
+    }
+
+    /// Builds the bundle of October's statement over `sent` (split into two batches, the second
+    /// signed by the host); `tweak` changes the statement before it is logged and signed.
+    fn build(sent: &[UsageRecord<'_>], tweak: impl FnOnce(&mut Statement)) -> Fixture {
+        let deployment = signer(ORIGIN, 1);
+        let host = signer("northwind", 2);
+        let agreement = parse_agreement("agreement.toml", AGREEMENT).unwrap();
+        let period = Period::parse(PERIOD).unwrap();
+
+        // The records as counted: the host's model ids mapped to licensed ones.
+        let counted: Vec<UsageRecord<'_>> = sent
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                if r.model == "nw-llama-70b" {
+                    r.model = "m-70b".into();
+                }
+                r
+            })
+            .collect();
+
+        let c1_recorded = contribution(
+            r#"{"id":"c1","party":"northwind","kind":"improvement","date":"2026-10-12","description":"faster kernels","accepted":false}"#,
+        );
+        let c1 = Contribution { accepted: true, ..c1_recorded.clone() };
+        let c2 = contribution(
+            r#"{"id":"c2","party":"meridian","kind":"maintenance","date":"2026-10-20","description":"safety fix","accepted":true}"#,
+        );
+        let other =
+            contribution(r#"{"id":"c9","party":"meridian","kind":"update","date":"2026-10-20","description":"other","accepted":true}"#);
+        let late =
+            contribution(r#"{"id":"c3","party":"meridian","kind":"improvement","date":"2026-10-21","description":"late","accepted":true}"#);
+        let adjustments = vec![Adjustment {
+            kind: "restatement".to_owned(),
+            reference: "meridian-northwind/2026-09/2".to_owned(),
+            description: "late records of September".to_owned(),
+            amount: -500,
+        }];
+        let mut statement = settle_records(&agreement, period, &counted, &[c1.clone(), c2.clone()], adjustments).unwrap();
+        // The deployment counted one resend; the bundle holds each record once, so this is given.
+        statement.inputs.duplicates = 1;
+        tweak(&mut statement);
+        let statement = statement.to_canonical().unwrap();
+        let digest = revshare_core::canonical::digest(&statement);
+
+        // Two batches: the first also holds a September record, the second is signed by the host.
+        let september = parse_json_line(SEPTEMBER.as_bytes()).unwrap();
+        let half = sent.len().div_ceil(2);
+        let first: Vec<&UsageRecord<'_>> = sent[..half].iter().chain([&september]).collect();
+        let second: Vec<&UsageRecord<'_>> = sent[half..].iter().collect();
+        let (digest_a, count_a, file_a) = batch(&first);
+        let (digest_b, count_b, file_b) = batch(&second);
+        let signed_b = Signed { key: host.verifier().to_text(), signature: host.sign(&batch_message(&digest_b)) };
+
+        let leaves: Vec<Vec<u8>> = vec![
+            transparency::key_leaf(None, &deployment.verifier().to_text(), None).unwrap(),
+            transparency::key_leaf(Some("northwind"), &host.verifier().to_text(), None).unwrap(),
+            transparency::agreement_leaf(
+                AGREEMENT_ID,
+                2,
+                "meridian",
+                "northwind",
+                &agreement.digest(),
+                &revshare_core::canonical::digest(AGREEMENT.as_bytes()),
+            )
+            .unwrap(),
+            transparency::batch_leaf(&digest_a, count_a, &["northwind"], None).unwrap(),
+            transparency::contribution_leaf(AGREEMENT_ID, &c1_recorded).unwrap(),
+            transparency::contribution_leaf(AGREEMENT_ID, &c1).unwrap(),
+            transparency::contribution_leaf(AGREEMENT_ID, &c2).unwrap(),
+            transparency::contribution_leaf("meridian-westwind", &other).unwrap(),
+            transparency::batch_leaf(&digest_b, count_b, &["northwind"], Some(&signed_b)).unwrap(),
+            transparency::statement_leaf(AGREEMENT_ID, PERIOD, 1, "original", &digest).unwrap(),
+            transparency::contribution_leaf(AGREEMENT_ID, &late).unwrap(),
+            transparency::journal_leaf("statement:meridian-northwind/2026-10/1", "statement", AGREEMENT_ID, "sha256:00").unwrap(),
+        ];
+        let mut cells = MemoryCells::new();
+        let mut earlier = String::new();
+        for data in &leaves {
+            cells.push(leaf_hash(data));
+            if cells.size() == EARLIER {
+                earlier = checkpoint_note(&deployment, &cells);
+            }
+        }
+        let size = cells.size();
+        let checkpoint = checkpoint_note(&deployment, &cells);
+        // Every leaf but the journal entry is listed.
+        let listed = (0..size - 1).map(|i| (i, merkle::inclusion_proof(&mut cells, i, size).unwrap())).collect();
+        let consistency = merkle::consistency_proof(&mut cells, EARLIER, size).unwrap();
+
+        let message = statement_message(&digest);
+        let signatures = vec![
+            Signed { key: deployment.verifier().to_text(), signature: deployment.sign(&message) },
+            Signed { key: host.verifier().to_text(), signature: host.sign(&message) },
+        ];
+        let keys = json!({ "deployment": [deployment.verifier().to_text()], "host": [host.verifier().to_text()] });
+        Fixture {
+            statement,
+            agreement: AGREEMENT.to_owned(),
+            records: canonical_lines(sent),
+            aliases: ALIASES.as_bytes().to_vec(),
+            leaves,
+            listed,
+            checkpoint,
+            earlier,
+            consistency,
+            keys,
+            signatures,
+            batches: vec![(BATCH_A, file_a), (BATCH_B, file_b)],
+            deployment,
+            host,
+        }
+    }
+
+    fn log_json(&self) -> Vec<u8> {
+        let leaves: Vec<Value> = self
+            .listed
+            .iter()
+            .map(|(i, proof)| {
+                let data = String::from_utf8(self.leaves[usize::try_from(*i).unwrap()].clone()).unwrap();
+                json!({ "index": i, "data": data, "proof": proof.iter().map(|h| b64(h)).collect::<Vec<_>>() })
+            })
+            .collect();
+        let consistency = json!([{ "from": self.earlier, "proof": self.consistency.iter().map(|h| b64(h)).collect::<Vec<_>>() }]);
+        serde_json::to_vec(&json!({ "checkpoint": self.checkpoint, "leaves": leaves, "consistency": consistency })).unwrap()
+    }
+
+    fn bundle(&self) -> Bundle {
+        Bundle {
+            statement: self.statement.clone(),
+            agreement: self.agreement.clone(),
+            records: self.records.clone(),
+            aliases: self.aliases.clone(),
+            log: self.log_json(),
+            keys: serde_json::to_vec(&self.keys).unwrap(),
+            signatures: serde_json::to_vec(&self.signatures.iter().map(Signed::to_json).collect::<Vec<_>>()).unwrap(),
+            batches: self.batches.clone(),
+        }
+    }
+
+    fn verify(&self) -> Report {
+        verify(&self.bundle(), &VerifyOptions::default())
+    }
+}
+
+fn whats(report: &Report) -> Vec<&str> {
+    report.findings.iter().map(|f| f.what.as_str()).collect()
+}
+
+/// Asserts that some finding's `what` starts with `prefix`.
+#[track_caller]
+fn assert_names(report: &Report, prefix: &str) {
+    assert!(report.findings.iter().any(|f| f.what.starts_with(prefix)), "no finding on `{prefix}` among:\n{:#?}", report.findings);
+}
+
+/// Flips the lowest bit of the byte right after the first occurrence of `after`.
+fn flip_after(bytes: &mut [u8], after: &str) {
+    let at = bytes.windows(after.len()).position(|w| w == after.as_bytes()).unwrap() + after.len();
+    bytes[at] ^= 1;
+}
+
+#[test]
+fn a_built_bundle_verifies_clean() {
+    let fixture = Fixture::new();
+    let report = fixture.verify();
+    assert!(report.ok(), "{:#?}", report.findings);
+    let checked = &report.checked;
+    assert_eq!(checked.records, 5);
+    assert_eq!(checked.batches, 2);
+    assert_eq!(checked.signed_batches, 1);
+    assert_eq!(checked.leaves, 11);
+    assert_eq!(checked.signatures, 2);
+    assert!(checked.countersigned);
+    // c1 (its accepted state) and c2; the other agreement's and the later one are not counted.
+    assert_eq!(checked.contributions, 2);
+    assert_eq!(checked.consistency, 1);
+    assert_eq!(checked.log_size, Some(12));
+    assert!(checked.recomputed);
+}
+
+#[test]
+fn pinning_the_deployment_key() {
+    let fixture = Fixture::new();
+    let trusted = fixture.deployment.verifier();
+    let report = verify(&fixture.bundle(), &VerifyOptions { since: None, trusted: Some(&trusted) });
+    assert!(report.ok(), "{:#?}", report.findings);
+
+    let stranger = signer(ORIGIN, 9).verifier();
+    let report = verify(&fixture.bundle(), &VerifyOptions { since: None, trusted: Some(&stranger) });
+    assert_names(&report, "keys.json deployment");
+    assert_names(&report, "log.json checkpoint");
+}
+
+#[test]
+fn a_changed_statement_is_named() {
+    let fixture = Fixture::new();
+    let mut bundle = fixture.bundle();
+    flip_after(&mut bundle.statement, r#""net_payable":""#);
+    let report = verify(&bundle, &VerifyOptions::default());
+    assert_names(&report, "statement.json");
+    assert_names(&report, "signatures.json[0]");
+    assert_names(&report, "totals.net_payable");
+}
+
+#[test]
+fn a_changed_agreement_is_named() {
+    let fixture = Fixture::new();
+    let mut bundle = fixture.bundle();
+    let mut text = bundle.agreement.into_bytes();
+    flip_after(&mut text, r#"customer_service = ["0."#);
+    bundle.agreement = String::from_utf8(text).unwrap();
+    let report = verify(&bundle, &VerifyOptions::default());
+    assert_names(&report, "agreement.toml");
+    assert_names(&report, "statement.json agreement.digest");
+}
+
+#[test]
+fn a_changed_comment_in_the_agreement_is_named() {
+    let fixture = Fixture::new();
+    let mut bundle = fixture.bundle();
+    // Whitespace changes nothing the agreement means, but the text is not the one registered.
+    bundle.agreement = bundle.agreement.replacen("version = 2", "version  = 2", 1);
+    let report = verify(&bundle, &VerifyOptions::default());
+    assert_names(&report, "agreement.toml");
+    assert!(report.findings.iter().all(|f| f.what == "agreement.toml"), "only the text differs: {:?}", report.findings);
+}
+
+#[test]
+fn a_changed_record_is_named() {
+    let fixture = Fixture::new();
+    let mut bundle = fixture.bundle();
+    flip_after(&mut bundle.records, r#""revenue":""#);
+    let report = verify(&bundle, &VerifyOptions::default());
+    // r-1's digest is in no batch now, and its line's amount changes.
+    assert_names(&report, "records.jsonl:1");
+    assert_names(&report, "line 1 (m-70b customer_service us)");
+    assert_names(&report, "inputs.usage_digest");
+    assert_eq!(report.checked.records, 4);
+}
+
+#[test]
+fn changed_aliases_are_named() {
+    let fixture = Fixture::new();
+    let mut bundle = fixture.bundle();
+    bundle.aliases[0] ^= 1;
+    let report = verify(&bundle, &VerifyOptions::default());
+    assert_names(&report, "aliases.json");
+
+    // A valid alias to another model moves r-2 into a line of its own.
+    let mut bundle = fixture.bundle();
+    flip_after(&mut bundle.aliases, r#""nw-llama-70b":"m-"#);
+    let report = verify(&bundle, &VerifyOptions::default());
+    assert_names(&report, "line (m-60b customer_service us)");
+    assert_names(&report, "line 1 (m-70b customer_service us) records");
+}
+
+#[test]
+fn a_changed_proof_hash_is_named() {
+    let mut fixture = Fixture::new();
+    let (_, proof) = fixture.listed.iter_mut().find(|(i, _)| *i == BATCH_B).unwrap();
+    proof[0][0] ^= 1;
+    let report = fixture.verify();
+    assert_eq!(whats(&report), ["log.json leaf 8 (usage_batch)"], "{:#?}", report.findings);
+    assert!(report.findings[0].expected.contains("inclusion proof"));
+}
+
+#[test]
+fn a_changed_checkpoint_is_named() {
+    let mut fixture = Fixture::new();
+    let mut note = fixture.checkpoint.clone().into_bytes();
+    flip_after(&mut note, "log.example\n");
+    fixture.checkpoint = String::from_utf8(note).unwrap();
+    let report = fixture.verify();
+    assert_names(&report, "log.json checkpoint");
+    // Without a checkpoint no proof can be checked, and nothing else is wrong.
+    assert_eq!(whats(&report), ["log.json checkpoint"], "{:#?}", report.findings);
+    assert_eq!(report.checked.leaves, 0);
+}
+
+#[test]
+fn a_changed_signature_is_named() {
+    let mut fixture = Fixture::new();
+    fixture.signatures[0].signature[0] ^= 1;
+    let report = fixture.verify();
+    assert_eq!(whats(&report), ["signatures.json[0]", "signatures.json"], "{:#?}", report.findings);
+    assert!(report.checked.countersigned);
+
+    // A host signature alone is not enough.
+    let mut fixture = Fixture::new();
+    fixture.signatures.remove(0);
+    let report = fixture.verify();
+    assert_eq!(whats(&report), ["signatures.json"], "{:#?}", report.findings);
+}
+
+#[test]
+fn a_changed_batch_file_is_named() {
+    let mut fixture = Fixture::new();
+    // The second digest of the second batch.
+    fixture.batches[1].1[32] ^= 1;
+    let report = fixture.verify();
+    assert_names(&report, "batches/8.digests");
+    // The record of that digest is now in no batch.
+    assert_names(&report, "records.jsonl:");
+
+    let mut fixture = Fixture::new();
+    fixture.batches.remove(0);
+    let report = fixture.verify();
+    assert_names(&report, "log.json leaf 3 (usage_batch)");
+    assert_names(&report, "records.jsonl:1");
+}
+
+#[test]
+fn a_changed_batch_signature_is_named() {
+    let mut fixture = Fixture::new();
+    let leaf = &mut fixture.leaves[usize::try_from(BATCH_B).unwrap()];
+    let mut value: Value = serde_json::from_slice(leaf).unwrap();
+    value["signed"]["key"] = json!(fixture.deployment.verifier().to_text());
+    *leaf = revshare_core::canonical::to_canonical(&value).unwrap();
+    let report = fixture.verify();
+    // The leaf no longer has its logged hash, and the signature is not by a host key.
+    assert_names(&report, "log.json leaf 8 (usage_batch)");
+    assert_names(&report, "log.json leaf 8 (usage_batch) signed");
+}
+
+#[test]
+fn changed_keys_are_named() {
+    let mut fixture = Fixture::new();
+    let mut text = fixture.host.verifier().to_text().into_bytes();
+    flip_after(&mut text, "northwind+");
+    fixture.keys["host"][0] = json!(String::from_utf8(text).unwrap());
+    let report = fixture.verify();
+    assert_names(&report, "keys.json host[0]");
+    // The host's countersignature is by a key not in keys.json now.
+    assert_names(&report, "signatures.json[1]");
+
+    let mut fixture = Fixture::new();
+    let mut text = fixture.deployment.verifier().to_text().into_bytes();
+    flip_after(&mut text, "log.example+");
+    fixture.keys["deployment"][0] = json!(String::from_utf8(text).unwrap());
+    let report = fixture.verify();
+    assert_names(&report, "keys.json deployment[0]");
+    assert_names(&report, "keys.json deployment");
+    assert_names(&report, "log.json checkpoint");
+
+    // A key that parses but was never logged.
+    let mut fixture = Fixture::new();
+    fixture.keys["host"] = json!([fixture.host.verifier().to_text(), signer("northwind", 7).verifier().to_text()]);
+    let report = fixture.verify();
+    assert_eq!(whats(&report), ["keys.json host[1]"], "{:#?}", report.findings);
+}
+
+#[test]
+fn records_out_of_order_are_named() {
+    let fixture = Fixture::new();
+    let mut bundle = fixture.bundle();
+    let mut lines: Vec<&[u8]> = bundle.records.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+    lines.swap(1, 2);
+    let records = lines.join(&b'\n');
+    bundle.records = records;
+    let report = verify(&bundle, &VerifyOptions::default());
+    assert_eq!(whats(&report), ["records.jsonl:3"], "{:#?}", report.findings);
+
+    // A record sent twice is a resend the bundle must not hold.
+    let mut bundle = fixture.bundle();
+    let first = bundle.records.split(|&b| b == b'\n').next().unwrap().to_vec();
+    bundle.records.extend_from_slice(&first);
+    let report = verify(&bundle, &VerifyOptions::default());
+    assert_names(&report, "records.jsonl:6");
+    assert_names(&report, "inputs.records");
+}
+
+#[test]
+fn a_wrong_amount_signed_and_logged_is_found_by_recomputation() {
+    let fixture = Fixture::build(&RECORDS.iter().map(|l| parse_json_line(l.as_bytes()).unwrap()).collect::<Vec<_>>(), |s| {
+        s.lines[0].amount -= 1;
+    });
+    let report = fixture.verify();
+    let expected = Fixture::new();
+    let right: Value = serde_json::from_slice(&expected.statement).unwrap();
+    let amount = right["lines"][0]["amount"].as_str().unwrap().to_owned();
+    let wrong: Value = serde_json::from_slice(&fixture.statement).unwrap();
+    let found = wrong["lines"][0]["amount"].as_str().unwrap().to_owned();
+    assert_eq!(
+        report.findings,
+        [Finding {
+            what: "line 1 (m-70b customer_service us) amount".to_owned(),
+            expected: format!("{amount} (recomputed)"),
+            found: format!("{found} (statement)"),
+        }]
+    );
+    assert_eq!(
+        report.findings[0].to_string(),
+        format!("line 1 (m-70b customer_service us) amount: expected {amount} (recomputed), found {found} (statement)")
+    );
+    assert!(!report.checked.recomputed);
+}
+
+#[test]
+fn adjustments_are_taken_as_given() {
+    // An adjustment the statement carries changes its totals; the recomputation takes it as given.
+    let fixture = Fixture::build(&RECORDS.iter().map(|l| parse_json_line(l.as_bytes()).unwrap()).collect::<Vec<_>>(), |s| {
+        s.adjustments[0].amount = -1234;
+        s.totals.adjustments = -1234;
+        s.totals.net_payable = s.totals.usage_total - s.totals.host_credit - 1234;
+    });
+    let report = fixture.verify();
+    assert!(report.ok(), "{:#?}", report.findings);
+
+    // But totals must follow from it.
+    let fixture = Fixture::build(&RECORDS.iter().map(|l| parse_json_line(l.as_bytes()).unwrap()).collect::<Vec<_>>(), |s| {
+        s.adjustments[0].amount = -1234;
+    });
+    let report = fixture.verify();
+    assert_eq!(whats(&report), ["totals.adjustments", "totals.net_payable"], "{:#?}", report.findings);
+}
+
+#[test]
+fn since_an_earlier_checkpoint() {
+    let fixture = Fixture::new();
+    let bundle = fixture.bundle();
+    let report = verify(&bundle, &VerifyOptions { since: Some(&fixture.earlier), trusted: None });
+    assert!(report.ok(), "{:#?}", report.findings);
+    // The bundle's own checkpoint is trivially consistent with itself.
+    let report = verify(&bundle, &VerifyOptions { since: Some(&fixture.checkpoint), trusted: None });
+    assert!(report.ok(), "{:#?}", report.findings);
+
+    // A checkpoint of a size the bundle has no proof from.
+    let mut cells = MemoryCells::from_leaves(&fixture.leaves[..4].iter().map(|d| leaf_hash(d)).collect::<Vec<_>>());
+    let four = checkpoint_note(&fixture.deployment, &cells);
+    let report = verify(&bundle, &VerifyOptions { since: Some(&four), trusted: None });
+    assert_eq!(report.findings.len(), 1, "{:#?}", report.findings);
+    assert_eq!(report.findings[0].found, "no consistency proof from size 4 in the bundle");
+
+    // A checkpoint of a log that was rewritten: same size as the earlier one, another leaf.
+    cells.push(leaf_hash(&fixture.leaves[4]));
+    cells.push(leaf_hash(b"{\"type\":\"contribution\",\"rewritten\":true}"));
+    assert_eq!(cells.size(), EARLIER);
+    let rewritten = checkpoint_note(&fixture.deployment, &cells);
+    let report = verify(&bundle, &VerifyOptions { since: Some(&rewritten), trusted: None });
+    assert_eq!(whats(&report), ["since checkpoint"], "{:#?}", report.findings);
+    assert!(report.findings[0].found.contains("does not extend"), "{}", report.findings[0]);
+
+    // A since checkpoint signed by a key that is not the deployment's.
+    let stranger = signer(ORIGIN, 9);
+    let foreign = checkpoint_note(&stranger, &cells);
+    let report = verify(&bundle, &VerifyOptions { since: Some(&foreign), trusted: None });
+    assert_eq!(whats(&report), ["since checkpoint"], "{:#?}", report.findings);
+}
+
+#[test]
+fn a_bad_consistency_proof_in_the_bundle_is_named() {
+    let mut fixture = Fixture::new();
+    fixture.consistency[0][31] ^= 1;
+    let report = verify(&fixture.bundle(), &VerifyOptions { since: Some(&fixture.earlier), trusted: None });
+    assert_names(&report, "log.json consistency[0]");
+    assert_names(&report, "since checkpoint");
+}
+
+#[test]
+fn missing_leaves_are_named() {
+    let mut fixture = Fixture::new();
+    fixture.listed.retain(|(i, _)| *i != STATEMENT_LEAF && *i != 2);
+    let report = fixture.verify();
+    let findings: Vec<String> = report.findings.iter().map(Finding::to_string).collect();
+    assert!(findings.contains(&"log.json: expected exactly one statement leaf, found none".to_owned()), "{findings:#?}");
+    assert!(findings.contains(&"log.json: expected exactly one agreement leaf, found none".to_owned()), "{findings:#?}");
+    // The host key's leaf cannot be matched to the agreement's host without the agreement leaf,
+    // but it is still found.
+    assert!(!whats(&report).contains(&"keys.json host[0]"), "{findings:#?}");
+}
+
+#[test]
+fn many_bad_records_are_listed_up_to_a_limit() {
+    let fixture = Fixture::new();
+    let mut bundle = fixture.bundle();
+    bundle.records = b"{}\n".repeat(150);
+    let report = verify(&bundle, &VerifyOptions::default());
+    let records = report.findings.iter().filter(|f| f.what.starts_with("records.jsonl:")).count();
+    assert_eq!(records, revshare_core::bundle::MAX_RECORD_FINDINGS);
+    let last = report.findings.iter().find(|f| f.what == "records.jsonl").unwrap();
+    assert!(last.found.starts_with("50 more problems"), "{last}");
+}
+
+#[test]
+fn a_secret_key_in_keys_json_is_refused_without_repeating_it() {
+    // keys.json never needs secrets: a signer key there is refused, and not repeated.
+    let mut fixture = Fixture::new();
+    fixture.keys["host"][0] = json!(fixture.host.to_text());
+    let report = fixture.verify();
+    let finding = report.findings.iter().find(|f| f.what == "keys.json host[0]").unwrap();
+    assert!(!finding.found.contains(&fixture.host.to_text()), "{finding}");
+    assert!(VerifierKey::parse(&fixture.host.verifier().to_text()).is_ok());
+}
+
+/// Records of equal length: `n` of them, in canonical form (`p-00000000` …).
+fn equal_length_records(n: u64) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"id":"p-{i:08}","host":"northwind","model":"m-70b","use_case":"{}","region":"us","time":"2026-10-{:02}T{:02}:00:00Z","requests":{},"input_tokens":{},"output_tokens":{},"revenue":"{}.{}{}","currency":"USD"}}"#,
+                if i % 2 == 0 { "search" } else { "coding" },
+                1 + i % 28,
+                10 + i % 14,
+                1000 + i % 9000,
+                100_000 + i % 900_000,
+                10_000 + i % 90_000,
+                1 + i % 9,
+                i / 9 % 10,
+                1 + i / 90 % 9
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_bundle_read_in_parts() {
+    // Enough records for records.jsonl to be read in two parts.
+    let lines = equal_length_records(40_000);
+    let sent: Vec<UsageRecord<'_>> = lines.iter().map(|l| parse_json_line(l.as_bytes()).unwrap()).collect();
+    let fixture = Fixture::build(&sent, |_| {});
+    let bundle = fixture.bundle();
+    let report = verify(&bundle, &VerifyOptions::default());
+    assert!(report.ok(), "{:#?}", report.findings);
+    assert_eq!(report.checked.records, 40_000);
+    assert!(report.checked.recomputed);
+
+    // Where the second part starts, by the rule records.jsonl is cut by.
+    let len = bundle.records.len();
+    assert_eq!(len / revshare_core::bundle::PART_BYTES, 2, "the test needs two parts");
+    let line_len = bundle.records.iter().position(|&b| b == b'\n').unwrap() + 1;
+    assert_eq!(len % line_len, 0, "the lines must all have one length");
+    let cut = len / 2 + bundle.records[len / 2..].iter().position(|&b| b == b'\n').unwrap() + 1;
+    let first_part_lines = cut / line_len;
+
+    // Swap the last line of the first part with the first line of the second: the order is
+    // broken across the parts, at the second part's first line.
+    let mut swapped = bundle.clone();
+    let (a, b) = ((first_part_lines - 1) * line_len, first_part_lines * line_len);
+    let (left, right) = swapped.records.split_at_mut(b);
+    left[a..].swap_with_slice(&mut right[..line_len]);
+    let report = verify(&swapped, &VerifyOptions::default());
+    assert_eq!(whats(&report), [format!("records.jsonl:{}", first_part_lines + 1)], "{:#?}", report.findings);
+    assert_eq!(report.checked.records, 39_999);
+
+    // A bad line in the second part is named by its line in the whole file.
+    let mut broken = bundle.clone();
+    let at = (39_000 * line_len) + 2;
+    broken.records[at] = b'X';
+    let report = verify(&broken, &VerifyOptions::default());
+    assert_names(&report, "records.jsonl:39001");
+}

@@ -1,0 +1,308 @@
+//! The transparency log, persisted (SPEC §7).
+//!
+//! One append-only Merkle tree per database, hashed as RFC 6962 by the core
+//! (`revshare_core::merkle`). A leaf is appended in the same transaction as the event it logs (a
+//! usage batch, an agreement version, a statement, …), so an event is never durable without its
+//! leaf, nor a leaf without its event.
+//!
+//! What is kept: each leaf (`log_leaves`: its data, the subject it is looked up by, and its leaf
+//! hash, the tree's level 0) and the hashes of complete subtrees at every level that is a
+//! multiple of `merkle::STRIDE` (`log_nodes`). Those never change once written, and any subtree
+//! hash a proof needs is folded from at most 2^STRIDE of them, so a proof at 10M leaves reads a
+//! few hundred small rows, in one round trip per table. Appending reloads the right edge of the
+//! tree (`Frontier::load`) from the same rows; nothing else holds state, so two processes
+//! appending in turn (writers are serialised) extend the same tree.
+//!
+//! Checkpoints are signed by the caller (the key and the clock are the CLI's or server's) and
+//! kept in `log_checkpoints`, one per size.
+
+use revshare_core::merkle::{self, Cell, CellSource, Frontier, Hash, ProofError};
+
+use crate::error::StoreError;
+use crate::sql::{Columns, Dialect, Param, Sql, first, rows, unsigned};
+
+/// One leaf to append: what it is, what it is looked up by, and its canonical bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLeaf {
+    pub kind: String,
+    pub subject: String,
+    pub data: Vec<u8>,
+}
+
+impl LogLeaf {
+    pub fn new(kind: &str, subject: String, data: Vec<u8>) -> LogLeaf {
+        LogLeaf { kind: kind.to_owned(), subject, data }
+    }
+}
+
+/// The stored cells of the tree, read through one transaction.
+struct Cells<'a, S>(&'a mut S);
+
+fn hash_of(row: &dyn Columns, i: usize, what: impl FnOnce() -> String) -> Result<Hash, StoreError> {
+    let bytes = row.bytes(i)?;
+    Hash::try_from(bytes.as_slice())
+        .map_err(|_| StoreError::Corrupt { what: what(), detail: format!("its hash has {} bytes, not 32", bytes.len()) })
+}
+
+fn int(n: u64) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| StoreError::Corrupt { what: "log index".to_owned(), detail: format!("{n} is beyond 2^63") })
+}
+
+impl<S: Sql> CellSource for Cells<'_, S> {
+    type Error = StoreError;
+
+    fn cells(&mut self, wanted: &[Cell]) -> Result<Vec<Hash>, StoreError> {
+        let missing = |cell: &Cell| StoreError::Corrupt {
+            what: "transparency log".to_owned(),
+            detail: format!("the hash of the subtree at level {} index {} is missing", cell.level, cell.index),
+        };
+        if self.0.dialect() == Dialect::Sqlite {
+            return wanted
+                .iter()
+                .map(|cell| {
+                    let index = int(cell.index)?;
+                    let found = if cell.level == 0 {
+                        first(self.0, "SELECT hash FROM log_leaves WHERE idx = $1", &[Param::Int(index)], |row| {
+                            hash_of(row, 0, || format!("log leaf {index}"))
+                        })?
+                    } else {
+                        let level = i64::from(cell.level);
+                        first(
+                            self.0,
+                            "SELECT hash FROM log_nodes WHERE level = $1 AND idx = $2",
+                            &[Param::Int(level), Param::Int(index)],
+                            |row| hash_of(row, 0, || format!("log node {level}/{index}")),
+                        )?
+                    };
+                    found.ok_or_else(|| missing(cell))
+                })
+                .collect();
+        }
+        // PostgreSQL: one query per table for the whole proof.
+        let mut found: std::collections::HashMap<Cell, Hash> = std::collections::HashMap::with_capacity(wanted.len());
+        let leaves = wanted.iter().filter(|c| c.level == 0).map(|c| int(c.index)).collect::<Result<Vec<_>, _>>()?;
+        if !leaves.is_empty() {
+            self.0.query("SELECT idx, hash FROM log_leaves WHERE idx = ANY($1)", &[Param::IntArray(&leaves)], &mut |row| {
+                let index: u64 = unsigned(row.int(0)?, || "log leaf index".to_owned())?;
+                found.insert(Cell { level: 0, index }, hash_of(row, 1, || format!("log leaf {index}"))?);
+                Ok(())
+            })?;
+        }
+        let nodes: Vec<&Cell> = wanted.iter().filter(|c| c.level > 0).collect();
+        if !nodes.is_empty() {
+            let levels: Vec<i64> = nodes.iter().map(|c| i64::from(c.level)).collect();
+            let indexes = nodes.iter().map(|c| int(c.index)).collect::<Result<Vec<_>, _>>()?;
+            self.0.query(
+                "SELECT n.level, n.idx, n.hash FROM log_nodes n JOIN UNNEST($1::bigint[], $2::bigint[]) AS w (level, idx) \
+                 ON n.level = w.level AND n.idx = w.idx",
+                &[Param::IntArray(&levels), Param::IntArray(&indexes)],
+                &mut |row| {
+                    let level: u32 = unsigned(row.int(0)?, || "log node level".to_owned())?;
+                    let index: u64 = unsigned(row.int(1)?, || "log node index".to_owned())?;
+                    found.insert(Cell { level, index }, hash_of(row, 2, || format!("log node {level}/{index}"))?);
+                    Ok(())
+                },
+            )?;
+        }
+        wanted.iter().map(|cell| found.get(cell).copied().ok_or_else(|| missing(cell))).collect()
+    }
+}
+
+fn proof_error(e: ProofError<StoreError>) -> StoreError {
+    match e {
+        ProofError::Source(e) => e,
+        other => StoreError::Log(other.to_string()),
+    }
+}
+
+/// The number of leaves.
+pub(crate) fn size(sql: &mut impl Sql) -> Result<u64, StoreError> {
+    let n = first(sql, "SELECT COALESCE(MAX(idx) + 1, 0) FROM log_leaves", &[], |row| row.int(0))?.unwrap_or(0);
+    unsigned(n, || "log size".to_owned())
+}
+
+/// The root hash of the tree at `size` (at most the current size).
+pub(crate) fn root(sql: &mut impl Sql, size: u64) -> Result<Hash, StoreError> {
+    check_size(sql, size)?;
+    merkle::root(&mut Cells(sql), size).map_err(proof_error)
+}
+
+fn check_size(sql: &mut impl Sql, asked: u64) -> Result<u64, StoreError> {
+    let current = size(sql)?;
+    if asked > current {
+        return Err(StoreError::Log(format!("the log has {current} leaves; a size of {asked} is in its future")));
+    }
+    Ok(current)
+}
+
+pub(crate) fn inclusion_proof(sql: &mut impl Sql, index: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
+    check_size(sql, size)?;
+    merkle::inclusion_proof(&mut Cells(sql), index, size).map_err(proof_error)
+}
+
+pub(crate) fn consistency_proof(sql: &mut impl Sql, old: u64, new: u64) -> Result<Vec<Hash>, StoreError> {
+    check_size(sql, new)?;
+    merkle::consistency_proof(&mut Cells(sql), old, new).map_err(proof_error)
+}
+
+/// Leaves per multi-row insert on SQLite.
+const ROWS: usize = 64;
+
+/// `INSERT INTO log_leaves … VALUES (…), (…), …` with [`ROWS`] rows of `$n` parameters.
+static INSERT_ROWS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let rows: Vec<String> =
+        (0..ROWS).map(|r| format!("(${}, ${}, ${}, ${}, ${})", 5 * r + 1, 5 * r + 2, 5 * r + 3, 5 * r + 4, 5 * r + 5)).collect();
+    format!("INSERT INTO log_leaves (idx, kind, subject, data, hash) VALUES {}", rows.join(", "))
+});
+
+/// Appends leaves in order; returns the index of the first.
+pub(crate) fn append(sql: &mut impl Sql, leaves: &[LogLeaf]) -> Result<u64, StoreError> {
+    let start = size(sql)?;
+    let mut frontier = Frontier::load(&mut Cells(sql), start).map_err(proof_error)?;
+    let mut nodes: Vec<(Cell, Hash)> = Vec::new();
+    let hashes: Vec<Hash> = leaves
+        .iter()
+        .map(|leaf| {
+            let hash = merkle::leaf_hash(&leaf.data);
+            frontier.push(hash, |cell, hash| nodes.push((cell, hash)));
+            hash
+        })
+        .collect();
+    let first_index = int(start)?;
+    if sql.dialect() == Dialect::Sqlite {
+        // Rows go in statements of ROWS rows (and one row at a time for the rest): SQLite's cost
+        // per statement is larger than its cost per row.
+        let indexes: Vec<i64> = (first_index..).take(leaves.len()).collect();
+        let rows = leaves.chunks_exact(ROWS).zip(hashes.chunks_exact(ROWS)).zip(indexes.chunks_exact(ROWS));
+        for ((leaves, hashes), indexes) in rows {
+            let params: Vec<Param<'_>> = leaves
+                .iter()
+                .zip(hashes)
+                .zip(indexes)
+                .flat_map(|((leaf, hash), index)| {
+                    [Param::Int(*index), Param::Text(&leaf.kind), Param::Text(&leaf.subject), Param::Bytes(&leaf.data), Param::Bytes(hash)]
+                })
+                .collect();
+            sql.execute(std::sync::LazyLock::force(&INSERT_ROWS).as_str(), &params)?;
+        }
+        let done = leaves.len() - leaves.len() % ROWS;
+        for ((index, leaf), hash) in indexes[done..].iter().zip(&leaves[done..]).zip(&hashes[done..]) {
+            sql.execute(
+                "INSERT INTO log_leaves (idx, kind, subject, data, hash) VALUES ($1, $2, $3, $4, $5)",
+                &[Param::Int(*index), Param::Text(&leaf.kind), Param::Text(&leaf.subject), Param::Bytes(&leaf.data), Param::Bytes(hash)],
+            )?;
+        }
+        for (cell, hash) in &nodes {
+            sql.execute(
+                "INSERT INTO log_nodes (level, idx, hash) VALUES ($1, $2, $3)",
+                &[Param::Int(i64::from(cell.level)), Param::Int(int(cell.index)?), Param::Bytes(hash)],
+            )?;
+        }
+    } else {
+        let indexes: Vec<i64> = (first_index..).take(leaves.len()).collect();
+        let kinds: Vec<&str> = leaves.iter().map(|l| l.kind.as_str()).collect();
+        let subjects: Vec<&str> = leaves.iter().map(|l| l.subject.as_str()).collect();
+        let data: Vec<&[u8]> = leaves.iter().map(|l| l.data.as_slice()).collect();
+        let leaf_hashes: Vec<&[u8]> = hashes.iter().map(|h| &h[..]).collect();
+        sql.execute(
+            "INSERT INTO log_leaves (idx, kind, subject, data, hash) \
+             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::bytea[])",
+            &[
+                Param::IntArray(&indexes),
+                Param::TextArray(&kinds),
+                Param::TextArray(&subjects),
+                Param::BytesArray(&data),
+                Param::BytesArray(&leaf_hashes),
+            ],
+        )?;
+        if !nodes.is_empty() {
+            let levels: Vec<i64> = nodes.iter().map(|(c, _)| i64::from(c.level)).collect();
+            let indexes = nodes.iter().map(|(c, _)| int(c.index)).collect::<Result<Vec<_>, _>>()?;
+            let node_hashes: Vec<&[u8]> = nodes.iter().map(|(_, h)| &h[..]).collect();
+            sql.execute(
+                "INSERT INTO log_nodes (level, idx, hash) SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bytea[])",
+                &[Param::IntArray(&levels), Param::IntArray(&indexes), Param::BytesArray(&node_hashes)],
+            )?;
+        }
+    }
+    Ok(start)
+}
+
+/// One leaf by index.
+pub(crate) fn leaf(sql: &mut impl Sql, index: u64) -> Result<LogLeaf, StoreError> {
+    let at = int(index)?;
+    first(sql, "SELECT kind, subject, data FROM log_leaves WHERE idx = $1", &[Param::Int(at)], |row| {
+        Ok(LogLeaf { kind: row.text(0)?, subject: row.text(1)?, data: row.bytes(2)? })
+    })?
+    .ok_or_else(|| StoreError::Log(format!("the log has no leaf {index}; it has {} leaves", size(sql).unwrap_or(0))))
+}
+
+/// The leaves logged under a subject, oldest first: (index, leaf).
+pub(crate) fn by_subject(sql: &mut impl Sql, subject: &str) -> Result<Vec<(u64, LogLeaf)>, StoreError> {
+    rows(sql, "SELECT idx, kind, subject, data FROM log_leaves WHERE subject = $1 ORDER BY idx", &[Param::Text(subject)], |row| {
+        Ok((
+            unsigned(row.int(0)?, || "log leaf index".to_owned())?,
+            LogLeaf { kind: row.text(1)?, subject: row.text(2)?, data: row.bytes(3)? },
+        ))
+    })
+}
+
+/// Keeps a signed checkpoint; the first one kept for a size stays.
+pub(crate) fn add_checkpoint(sql: &mut impl Sql, size: u64, note: &str) -> Result<(), StoreError> {
+    check_size(sql, size)?;
+    sql.execute(
+        "INSERT INTO log_checkpoints (size, note) VALUES ($1, $2) ON CONFLICT (size) DO NOTHING",
+        &[Param::Int(int(size)?), Param::Text(note)],
+    )?;
+    Ok(())
+}
+
+/// Every kept checkpoint, by size.
+pub(crate) fn checkpoints(sql: &mut impl Sql) -> Result<Vec<(u64, String)>, StoreError> {
+    rows(sql, "SELECT size, note FROM log_checkpoints ORDER BY size", &[], |row| {
+        Ok((unsigned(row.int(0)?, || "checkpoint size".to_owned())?, row.text(1)?))
+    })
+}
+
+/// Keeps a logged usage batch's digest and the sorted digests of its records as sent, which a
+/// bundle needs to show that a record is in the batch.
+pub(crate) fn store_batch(sql: &mut impl Sql, leaf: u64, digest: &str, records: &[[u8; 32]]) -> Result<(), StoreError> {
+    let blob = records.concat();
+    sql.execute(
+        "INSERT INTO batches (leaf, digest, record_digests) VALUES ($1, $2, $3)",
+        &[Param::Int(int(leaf)?), Param::Text(digest), Param::Bytes(&blob)],
+    )?;
+    Ok(())
+}
+
+/// A logged usage batch: its digest and the sorted digests of its records as sent.
+pub(crate) fn batch(sql: &mut impl Sql, leaf: u64) -> Result<(String, Vec<[u8; 32]>), StoreError> {
+    let found = first(sql, "SELECT digest, record_digests FROM batches WHERE leaf = $1", &[Param::Int(int(leaf)?)], |row| {
+        Ok((row.text(0)?, row.bytes(1)?))
+    })?;
+    let (digest, blob) = found.ok_or_else(|| StoreError::Log(format!("log leaf {leaf} is not a usage batch")))?;
+    let digests = blob.chunks_exact(32).filter_map(|c| <[u8; 32]>::try_from(c).ok()).collect::<Vec<_>>();
+    if blob.len() % 32 != 0 {
+        return Err(StoreError::Corrupt {
+            what: format!("usage batch {leaf}"),
+            detail: format!("its record digests are {} bytes", blob.len()),
+        });
+    }
+    Ok((digest, digests))
+}
+
+/// Appends one leaf built by a `revshare_core::transparency` builder; returns its index.
+pub(crate) fn record(
+    sql: &mut impl Sql,
+    kind: &str,
+    subject: String,
+    data: Result<Vec<u8>, revshare_core::canonical::CanonicalError>,
+) -> Result<u64, StoreError> {
+    let data = data.map_err(|e| StoreError::Log(format!("a {kind} leaf cannot be encoded: {e}")))?;
+    append(sql, &[LogLeaf::new(kind, subject, data)])
+}
+
+/// The subject a statement's leaf is looked up by.
+pub(crate) fn statement_subject(agreement: &str, period: &str, sequence: u32) -> String {
+    format!("statement:{agreement}/{period}/{sequence}")
+}
