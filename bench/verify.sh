@@ -3,8 +3,8 @@
 # usage: bench/verify.sh WORK_DIR [RECORDS]   (default 1000000)
 # Generates RECORDS usage records of host h1 (no resends), ingests them into a fresh SQLite store
 # under ../shared/bench/agreement-h1.toml, closes 2026-10, exports the statement's bundle, then
-# runs `verify BUNDLE` and `settle` of the bundle's records.jsonl three times each, alternating,
-# files in the page cache, printing wall time and peak RSS.
+# runs `verify BUNDLE` and `settle` of the same records (the generated file) three times each,
+# alternating, files in the page cache, printing wall time and peak RSS.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 shared="$root/../shared/bench"
@@ -26,9 +26,9 @@ r gen usage --records "$n" --seed 42 --hosts h1 --dup-rate 0 --out "$work/usage.
 echo "ingest: $(t "$bin" --data "$data" ingest "$work/usage.jsonl" --batch-size 50000)"
 r close --agreement bench-h1 --period 2026-10 >/dev/null
 r statement export --agreement bench-h1 --period 2026-10 --bundle "$work/bundle"
-cat "$work/bundle/records.jsonl" "$work"/bundle/batches/* >/dev/null
+cat "$work/usage.jsonl" "$work/bundle/records.jsonl" "$work"/bundle/batches/* >/dev/null
 for i in 1 2 3; do
   echo "revshare verify: $(t "$bin" verify "$work/bundle")"
-  echo "revshare settle: $(t "$bin" settle --agreement "$work/bundle/agreement.toml" --usage "$work/bundle/records.jsonl" --period 2026-10 --format json)"
+  echo "revshare settle: $(t "$bin" settle --agreement "$work/bundle/agreement.toml" --usage "$work/usage.jsonl" --period 2026-10 --format json)"
 done
 "$bin" verify "$work/bundle"

@@ -294,7 +294,7 @@ pub fn export_bundle(args: &StoreArgs, agreement: &str, period: Period, sequence
     let mut aliases: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     let resolved = store.records(&id, period)?;
     for ((batch, sent), settled) in records.iter().zip(&resolved) {
-        sent.write_json_line(&mut lines);
+        sent.write_canonical(&mut lines);
         lines.push(b'\n');
         match batch {
             Some(batch) => batches.push(*batch),

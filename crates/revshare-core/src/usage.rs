@@ -115,34 +115,6 @@ impl UsageRecord<'_> {
         out.push(b'}');
     }
 
-    /// The record as a SPEC §3 JSON Lines line (no newline): counts as numbers, fields in the
-    /// order hosts usually send them, which the parser reads fastest. It parses back to an equal
-    /// record.
-    pub fn write_json_line(&self, out: &mut Vec<u8>) {
-        let text = |out: &mut Vec<u8>, key: &str, value: &[u8]| {
-            out.extend_from_slice(key.as_bytes());
-            out.extend_from_slice(value);
-            out.push(b'"');
-        };
-        text(out, "{\"id\":\"", self.id.as_bytes());
-        text(out, ",\"host\":\"", self.host.as_bytes());
-        text(out, ",\"model\":\"", self.model.as_bytes());
-        text(out, ",\"use_case\":\"", self.use_case.as_bytes());
-        text(out, ",\"region\":\"", self.region.as_bytes());
-        out.extend_from_slice(b",\"time\":\"");
-        self.time.write_rfc3339(out);
-        for (key, value) in
-            [("\",\"requests\":", self.requests), (",\"input_tokens\":", self.input_tokens), (",\"output_tokens\":", self.output_tokens)]
-        {
-            out.extend_from_slice(key.as_bytes());
-            push_uint(out, u128::from(value));
-        }
-        out.extend_from_slice(b",\"revenue\":\"");
-        self.revenue.write_to(out);
-        text(out, "\",\"currency\":\"", self.currency.code().as_bytes());
-        out.push(b'}');
-    }
-
     /// SHA-256 of the canonical JSON.
     pub fn digest(&self) -> [u8; 32] {
         let mut buf = Vec::with_capacity(320);
