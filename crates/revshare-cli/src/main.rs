@@ -7,6 +7,7 @@ mod ledger_cmds;
 mod log_cmds;
 mod reading;
 mod report;
+mod server_cmds;
 mod settle_files;
 mod settle_sink;
 mod store_cmds;
@@ -112,6 +113,41 @@ enum Command {
         #[arg(long)]
         currency: Option<String>,
     },
+    /// Bearer tokens for the HTTP API.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Serve the authenticated HTTP API over the store until ctrl-c or SIGTERM.
+    Serve {
+        /// The address to listen on (port 0: any free port; the address is printed).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// The largest request body accepted, in bytes (a larger one is answered 413).
+        #[arg(long, default_value_t = revshare_server::DEFAULT_MAX_BODY_BYTES)]
+        max_body: usize,
+        /// Store calls running at once (and so database connections at most).
+        #[arg(long, default_value_t = 16)]
+        max_connections: usize,
+        /// Requests a second each token may make (and burst); more are answered 429. 0: no limit.
+        #[arg(long, default_value_t = 100)]
+        rate_limit: u32,
+        /// Log JSON objects instead of compact lines (standard error; RUST_LOG filters).
+        #[arg(long)]
+        log_json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token acting for a party in its registered role; it is printed once, and only
+    /// its SHA-256 is stored.
+    Create {
+        #[arg(long)]
+        party: String,
+        #[arg(long)]
+        role: String,
+    },
+    /// Revoke a token for good, by the id `token create` printed.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -391,6 +427,18 @@ fn main() -> ExitCode {
             ledger_cmds::reverse_payment(&cli.store, &reference, &as_reference)
         }
         Command::Balances { currency } => ledger_cmds::balances(&cli.store, currency.as_deref()),
+        Command::Token(TokenCommand::Create { party, role }) => server_cmds::create_token(&cli.store, &party, &role),
+        Command::Token(TokenCommand::Revoke { id }) => server_cmds::revoke_token(&cli.store, &id),
+        Command::Serve { listen, max_body, max_connections, rate_limit, log_json } => {
+            let options = server_cmds::ServeOptions {
+                listen,
+                max_body_bytes: max_body,
+                max_connections,
+                rate_limit_per_second: rate_limit,
+                log_json,
+            };
+            server_cmds::serve(&cli.store, &options)
+        }
         Command::Settle(args) => settle_files::settle_command(&args.agreement, &args.usage, args.contributions.as_deref(), args.period)
             .map(|(agreement, statement, summary)| match args.format {
                 Format::Json => report::print_json(&statement),

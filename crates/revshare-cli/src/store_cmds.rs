@@ -39,7 +39,7 @@ pub struct StoreArgs {
 }
 
 /// The SQLite file inside a data folder.
-const STORE_FILE: &str = "revshare.db";
+pub const STORE_FILE: &str = "revshare.db";
 
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {

@@ -55,6 +55,13 @@ pub enum StoreError {
     )]
     Unresolved { host: String, model: String },
 
+    #[error("`{0}` is not a token id; use 1 to 64 of a-z 0-9 _ -")]
+    BadTokenId(String),
+    #[error("a token with id `{id}` or with the same hash is already registered; create a new token")]
+    TokenExists { id: String },
+    #[error("there is no token `{id}`; a token's id is printed when it is created")]
+    UnknownToken { id: String },
+
     #[error("{0}")]
     Agreement(String),
     #[error("transparency log: {0}")]

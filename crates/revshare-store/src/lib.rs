@@ -27,6 +27,7 @@
 //! - `log.rs`: the transparency log: leaves, subtree hashes, proofs, checkpoints, batches.
 //! - `keys.rs`: the parties' and the deployment's public keys.
 //! - [`receipts`]: signed checkpoints and batch receipts (the caller brings the key and the time).
+//! - `tokens.rs`: the API's bearer tokens, kept as SHA-256 hashes, revocable.
 //!
 //! The API is synchronous; an async server runs it on a blocking thread.
 
@@ -46,6 +47,7 @@ mod schema;
 mod sql;
 mod sqlite;
 mod statements;
+mod tokens;
 
 use revshare_core::agreement::Agreement;
 use revshare_core::contribution::Contribution;
@@ -66,6 +68,7 @@ pub use pg::{PgStore, WRITE_LOCK};
 pub use registry::{Model, Party, Role};
 pub use sqlite::{BUSY_TIMEOUT, SqliteStore};
 pub use statements::{NewStatement, StatementKind, StoredStatement};
+pub use tokens::StoredToken;
 
 use sql::{Access, Backend, Sql};
 
@@ -177,6 +180,14 @@ pub trait Store {
     fn sign_statement(&mut self, statement: &StoredStatement, signed: &Signed) -> Result<(), StoreError>;
     /// A statement's signatures.
     fn statement_signatures(&mut self, statement: &StoredStatement) -> Result<Vec<Signed>, StoreError>;
+
+    /// Registers an API bearer token by its SHA-256: it acts for `party`, whose registered role
+    /// must be `role`. The id and the hash must both be new.
+    fn add_token(&mut self, id: &str, party: &PartyId, role: Role, hash: &[u8; 32]) -> Result<(), StoreError>;
+    /// The token whose SHA-256 is `hash`, revoked or not.
+    fn token_by_hash(&mut self, hash: &[u8; 32]) -> Result<Option<StoredToken>, StoreError>;
+    /// Revokes a token for good (again: a no-op); returns it.
+    fn revoke_token(&mut self, id: &str) -> Result<StoredToken, StoreError>;
 }
 
 /// Runs `f` in one transaction and commits it if `f` succeeds.
@@ -386,5 +397,17 @@ impl<B: Backend> Store for B {
 
     fn statement_signatures(&mut self, statement: &StoredStatement) -> Result<Vec<Signed>, StoreError> {
         transaction(self, Access::Read, |sql| statements::signatures(sql, statement))
+    }
+
+    fn add_token(&mut self, id: &str, party: &PartyId, role: Role, hash: &[u8; 32]) -> Result<(), StoreError> {
+        transaction(self, Access::Write, |sql| tokens::add(sql, id, party, role, hash))
+    }
+
+    fn token_by_hash(&mut self, hash: &[u8; 32]) -> Result<Option<StoredToken>, StoreError> {
+        transaction(self, Access::Read, |sql| tokens::by_hash(sql, hash))
+    }
+
+    fn revoke_token(&mut self, id: &str) -> Result<StoredToken, StoreError> {
+        transaction(self, Access::Write, |sql| tokens::revoke(sql, id))
     }
 }

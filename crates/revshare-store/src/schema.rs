@@ -30,6 +30,11 @@
 //!
 //! Version 3 adds `contributions` (see [`crate::contributions`]), per agreement; a trigger refuses
 //! every change but `accepted` going from false to true, and every deletion.
+//!
+//! Version 5 adds the API's bearer `tokens` (see [`crate::tokens`]): an id, the party and role it
+//! acts as, the SHA-256 of the token (never the token itself; unique, 32 bytes) and whether it is
+//! revoked. A trigger refuses every change but `revoked` going from false to true, and every
+//! deletion, so a revoked token stays revoked.
 
 use crate::error::StoreError;
 use crate::sql::{Access, Backend, Dialect, Param, Sql, first};
@@ -240,6 +245,21 @@ BEGIN SELECT RAISE(ABORT, 'a logged batch is never deleted'); END;
 CREATE TRIGGER records_keep_batch BEFORE UPDATE OF batch ON records
 BEGIN SELECT RAISE(ABORT, 'the batch of a stored usage record is never changed'); END;
 "#,
+    r#"
+CREATE TABLE tokens (
+    id TEXT PRIMARY KEY,
+    party TEXT NOT NULL REFERENCES parties (id),
+    role TEXT NOT NULL CHECK (role IN ('licensor', 'host', 'auditor', 'arbiter')),
+    hash BLOB NOT NULL UNIQUE CHECK (length(hash) = 32),
+    revoked INTEGER NOT NULL DEFAULT 0 CHECK (revoked IN (0, 1))
+) STRICT;
+CREATE TRIGGER tokens_only_revoked BEFORE UPDATE ON tokens
+WHEN NEW.id IS NOT OLD.id OR NEW.party IS NOT OLD.party OR NEW.role IS NOT OLD.role OR NEW.hash IS NOT OLD.hash
+    OR NOT (NEW.revoked = OLD.revoked OR (OLD.revoked = 0 AND NEW.revoked = 1))
+BEGIN SELECT RAISE(ABORT, 'a token is never changed, except to revoke it'); END;
+CREATE TRIGGER tokens_are_kept BEFORE DELETE ON tokens
+BEGIN SELECT RAISE(ABORT, 'a token is never deleted; revoke it'); END;
+"#,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -437,6 +457,22 @@ CREATE TRIGGER batches_are_kept BEFORE UPDATE OR DELETE ON batches
 FOR EACH ROW EXECUTE FUNCTION revshare_refuse('a logged batch is never changed or deleted');
 CREATE TRIGGER records_keep_batch BEFORE UPDATE OF batch ON records
 FOR EACH ROW EXECUTE FUNCTION revshare_refuse('the batch of a stored usage record is never changed');
+"#,
+    r#"
+CREATE TABLE tokens (
+    id TEXT PRIMARY KEY,
+    party TEXT NOT NULL REFERENCES parties (id),
+    role TEXT NOT NULL CHECK (role IN ('licensor', 'host', 'auditor', 'arbiter')),
+    hash BYTEA NOT NULL UNIQUE CHECK (length(hash) = 32),
+    revoked BOOLEAN NOT NULL DEFAULT false
+);
+CREATE TRIGGER tokens_only_revoked BEFORE UPDATE ON tokens
+FOR EACH ROW WHEN (NEW.id IS DISTINCT FROM OLD.id OR NEW.party IS DISTINCT FROM OLD.party
+    OR NEW.role IS DISTINCT FROM OLD.role OR NEW.hash IS DISTINCT FROM OLD.hash
+    OR (OLD.revoked AND NOT NEW.revoked))
+EXECUTE FUNCTION revshare_refuse('a token is never changed, except to revoke it');
+CREATE TRIGGER tokens_are_kept BEFORE DELETE ON tokens
+FOR EACH ROW EXECUTE FUNCTION revshare_refuse('a token is never deleted; revoke it');
 "#,
 ];
 

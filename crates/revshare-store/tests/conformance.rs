@@ -149,6 +149,7 @@ conformance!(
     statements_are_signed_by_known_keys,
     the_log_is_append_only,
     checkpoints_are_kept_once_per_size,
+    tokens_are_found_by_hash_and_revoked,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -272,14 +273,14 @@ fn text(bytes: &[u8]) -> String {
 
 fn migrations_are_idempotent(db: &dyn TestDb) {
     let mut store = db.open();
-    assert_eq!(store.schema_version().expect("version"), 4);
+    assert_eq!(store.schema_version().expect("version"), 5);
     store.add_party(&party("meridian", Role::Licensor)).expect("add a party");
     drop(store);
     let mut again = db.open();
-    assert_eq!(again.schema_version().expect("version"), 4, "opening again applies nothing twice");
+    assert_eq!(again.schema_version().expect("version"), 5, "opening again applies nothing twice");
     assert_eq!(again.party(&pid("meridian")).expect("read"), Some(party("meridian", Role::Licensor)), "data survives reopening");
     let mut third = db.open();
-    assert_eq!(third.schema_version().expect("version"), 4);
+    assert_eq!(third.schema_version().expect("version"), 5);
 }
 
 fn parties_register_once(db: &dyn TestDb) {
@@ -1550,4 +1551,49 @@ fn checkpoints_are_kept_once_per_size(db: &dyn TestDb) {
     assert_eq!(store.checkpoints().expect("read"), vec![(1, "first\n".to_owned())]);
     let e = store.add_checkpoint(2, "future\n").expect_err("a size the log has not reached");
     assert!(e.to_string().contains("in its future"), "{e}");
+}
+
+fn tokens_are_found_by_hash_and_revoked(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    register_example_parties(store);
+    store.add_party(&party("ledgerwise", Role::Auditor)).expect("add an auditor");
+    let hash = [7u8; 32];
+    assert_eq!(store.token_by_hash(&hash).expect("look up"), None, "no token yet");
+
+    let wrong = store.add_token("t1", &pid("northwind"), Role::Auditor, &hash);
+    assert!(matches!(wrong, Err(StoreError::WrongRole { .. })), "a host's token cannot be an auditor's: {wrong:?}");
+    let unknown = store.add_token("t1", &pid("nobody"), Role::Host, &hash);
+    assert!(matches!(unknown, Err(StoreError::UnknownParty { .. })), "{unknown:?}");
+    let bad_id = store.add_token("T 1", &pid("northwind"), Role::Host, &hash);
+    assert!(matches!(bad_id, Err(StoreError::BadTokenId(_))), "{bad_id:?}");
+    assert_eq!(store.token_by_hash(&hash).expect("look up"), None, "refused tokens leave nothing behind");
+
+    store.add_token("t1", &pid("northwind"), Role::Host, &hash).expect("add a host token");
+    store.add_token("t2", &pid("ledgerwise"), Role::Auditor, &[8u8; 32]).expect("add an auditor token");
+    let found = store.token_by_hash(&hash).expect("look up").expect("the token is found by its hash");
+    assert_eq!(
+        (found.id.as_str(), found.party.as_str(), found.role, found.hash, found.revoked),
+        ("t1", "northwind", Role::Host, hash, false)
+    );
+    assert!(
+        matches!(store.add_token("t1", &pid("northwind"), Role::Host, &[9u8; 32]), Err(StoreError::TokenExists { .. })),
+        "ids are unique"
+    );
+    assert!(
+        matches!(store.add_token("t3", &pid("northwind"), Role::Host, &hash), Err(StoreError::TokenExists { .. })),
+        "hashes are unique"
+    );
+
+    let revoked = store.revoke_token("t1").expect("revoke");
+    assert!(revoked.revoked);
+    assert!(store.token_by_hash(&hash).expect("look up").expect("still there").revoked, "a revoked token is kept, revoked");
+    assert!(store.revoke_token("t1").expect("revoke again").revoked, "revoking again is a no-op");
+    assert!(!store.token_by_hash(&[8u8; 32]).expect("look up").expect("t2").revoked, "other tokens are untouched");
+    assert!(matches!(store.revoke_token("t9"), Err(StoreError::UnknownToken { .. })));
+
+    let unrevoke = db.raw("UPDATE tokens SET revoked = 0 WHERE id = 't1'", "UPDATE tokens SET revoked = false WHERE id = 't1'");
+    assert!(unrevoke.is_err_and(|e| e.contains("never changed")), "a revoked token stays revoked");
+    let delete = db.raw("DELETE FROM tokens WHERE id = 't2'", "DELETE FROM tokens WHERE id = 't2'");
+    assert!(delete.is_err_and(|e| e.contains("never deleted")), "tokens are never deleted");
 }

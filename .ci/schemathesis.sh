@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# schemathesis (PyPI) against a real `revshare serve` on a fresh SQLite store, bounded in examples:
+# every documented operation, called as a host and as an auditor, must never answer 5xx and every
+# response must match the OpenAPI document the server serves.
+# usage: .ci/schemathesis.sh REVSHARE_BINARY [MAX_EXAMPLES]
+set -euo pipefail
+bin=$(realpath "${1:?usage: .ci/schemathesis.sh REVSHARE_BINARY [MAX_EXAMPLES]}")
+examples=${2:-25}
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d)
+server=""
+cleanup() {
+  if [ -n "$server" ]; then kill -TERM "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+r() { "$bin" --data "$work/data" "$@"; }
+r init >/dev/null
+r party add meridian --name Meridian --role licensor >/dev/null
+r party add northwind --name Northwind --role host >/dev/null
+r party add southwind --name Southwind --role host >/dev/null
+r party add audit --name Audit --role auditor >/dev/null
+for m in m-8b m-70b; do r model add "$m" --owner meridian >/dev/null; done
+r agreement add "$root/crates/revshare-store/tests/data/agreement.toml" >/dev/null
+r ingest "$root/crates/revshare-store/tests/data/usage.jsonl" >/dev/null
+r close --agreement meridian-northwind --period 2026-10 >/dev/null
+host=$(r token create --party northwind --role host 2>/dev/null)
+auditor=$(r token create --party audit --role auditor 2>/dev/null)
+r serve --listen 127.0.0.1:0 --rate-limit 0 >"$work/serve.out" 2>"$work/serve.err" &
+server=$!
+for _ in $(seq 100); do grep -q 'listening on' "$work/serve.out" && break; sleep 0.1; done
+url=$(grep -o 'http://[0-9.:]*' "$work/serve.out" | head -1)
+[ -n "$url" ] || { cat "$work/serve.err"; echo "the server did not start" >&2; exit 1; }
+cd "$work" # schemathesis keeps a cache in the working directory
+for token in "$host" "$auditor"; do
+  python3 -m schemathesis.cli run "$url/openapi.json" --url "$url" -H "Authorization: Bearer $token" \
+    --max-examples "$examples" --generation-deterministic \
+    --checks not_a_server_error,response_schema_conformance,content_type_conformance
+done

@@ -1,0 +1,91 @@
+//! The API's commands: `token create`, `token revoke` and `serve`.
+//!
+//! A token is made here from the operating system's random source and printed once, to standard
+//! output alone (so a script can capture it); the store keeps only its SHA-256. Its format, hash
+//! and id are `revshare_server::auth`'s, the same code the server checks tokens with. `serve`
+//! opens the same store as every other command (`--data` or `--database`) and signs with the same
+//! deployment key; the server crate does the rest.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use revshare_core::ids::PartyId;
+use revshare_server::auth;
+use revshare_store::{PgStore, Role, SqliteStore, Store};
+
+use crate::Failure;
+use crate::log_cmds::{deployment_key, now};
+use crate::store_cmds::{STORE_FILE, StoreArgs, open, parse};
+
+/// `revshare token create`: prints a new token once; stores its hash.
+pub fn create_token(args: &StoreArgs, party: &str, role: &str) -> Result<(), Failure> {
+    let party_id = parse(PartyId::parse(party))?;
+    let role = Role::parse(role)?;
+    let mut random = [0u8; 32];
+    getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("the operating system's random source failed: {e}"))?;
+    let token = auth::encode(&random);
+    let hash = auth::hash(&token);
+    let id = auth::id_of(&hash);
+    open(args, false)?.add_token(&id, &party_id, role, &hash)?;
+    println!("{token}");
+    eprintln!(
+        "token {id} for {party} ({role}) created; it is shown only this once — keep it secret, revoke it with `revshare token revoke {id}`"
+    );
+    Ok(())
+}
+
+/// `revshare token revoke`.
+pub fn revoke_token(args: &StoreArgs, id: &str) -> Result<(), Failure> {
+    let token = open(args, false)?.revoke_token(id)?;
+    println!("token {} of {} ({}) revoked", token.id, token.party, token.role);
+    Ok(())
+}
+
+/// How `serve` listens and logs.
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub max_connections: usize,
+    pub rate_limit_per_second: u32,
+    pub log_json: bool,
+}
+
+/// `revshare serve`: the HTTP API until ctrl-c or SIGTERM; requests in flight finish first.
+pub fn serve(args: &StoreArgs, options: &ServeOptions) -> Result<(), Failure> {
+    // Fail now, with the CLI's messages, if there is no store or no key.
+    open(args, false)?;
+    let key = deployment_key(args)?;
+    let opener: revshare_server::OpenStore = match &args.database {
+        Some(url) => {
+            let url = url.clone();
+            Arc::new(move || Ok(Box::new(PgStore::connect(&url).map_err(Box::new)?) as Box<dyn Store + Send>))
+        }
+        None => {
+            let file = args.data.join(STORE_FILE);
+            Arc::new(move || Ok(Box::new(SqliteStore::open(&file).map_err(Box::new)?) as Box<dyn Store + Send>))
+        }
+    };
+    let config = revshare_server::Config {
+        open: opener,
+        key,
+        clock: now,
+        max_body_bytes: options.max_body_bytes,
+        max_connections: options.max_connections,
+        rate_limit_per_second: options.rate_limit_per_second,
+    };
+    revshare_server::init_tracing(options.log_json);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let listener =
+            tokio::net::TcpListener::bind(options.listen).await.with_context(|| format!("cannot listen on {}", options.listen))?;
+        let address = listener.local_addr().context("cannot read the address listened on")?;
+        println!("listening on http://{address}");
+        std::io::stdout().flush().context("cannot write to standard output")?;
+        revshare_server::serve(listener, config, revshare_server::shutdown_signal()).await.context("the server failed")?;
+        Ok::<(), anyhow::Error>(())
+    })?;
+    println!("stopped");
+    Ok(())
+}

@@ -1,0 +1,116 @@
+//! `revshare token` and `revshare serve` as a user runs them: the real binary, a real port, a
+//! raw HTTP/1.1 client, and SIGTERM to stop it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command as Process, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+
+fn revshare(data: &Path, args: &[&str]) -> Output {
+    Process::cargo_bin("revshare")
+        .expect("the revshare binary")
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .env_remove("REVSHARE_DATABASE_URL")
+        .env_remove("REVSHARE_SIGNING_KEY")
+        .output()
+        .expect("revshare runs")
+}
+
+fn ok(output: &Output) -> String {
+    assert!(output.status.success(), "revshare failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout.clone()).expect("UTF-8 output")
+}
+
+/// One HTTP/1.1 request; the status code and the body.
+fn request(address: &str, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut stream = TcpStream::connect(address).expect("the server accepts connections");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("a read timeout");
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n").expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read the response");
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+/// Stops the server with SIGTERM if a test fails half-way.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn tokens_are_printed_once_and_the_server_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let data = dir.path().join("data");
+    ok(&revshare(&data, &["init"]));
+    ok(&revshare(&data, &["party", "add", "northwind", "--name", "Northwind Cloud", "--role", "host"]));
+
+    let created = revshare(&data, &["token", "create", "--party", "northwind", "--role", "host"]);
+    let token = ok(&created).trim().to_owned();
+    assert!(token.starts_with("rs_") && token.len() == 3 + 43, "the token alone is printed: {token}");
+    let notice = String::from_utf8_lossy(&created.stderr).into_owned();
+    let id = notice.split_whitespace().nth(1).expect("the token's id").to_owned();
+    assert!(id.starts_with("tok-") && !notice.contains(&token), "the notice names the id, never the token: {notice}");
+    let db = std::fs::read(data.join("revshare.db")).expect("the store file");
+    assert!(!db.windows(token.len()).any(|w| w == token.as_bytes()), "the token itself is not stored");
+
+    let wrong = revshare(&data, &["token", "create", "--party", "northwind", "--role", "auditor"]);
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("has role host"), "{}", String::from_utf8_lossy(&wrong.stderr));
+
+    let mut child = Process::cargo_bin("revshare")
+        .expect("the revshare binary")
+        .arg("--data")
+        .arg(&data)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("REVSHARE_DATABASE_URL")
+        .env_remove("REVSHARE_SIGNING_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("revshare serve starts");
+    let mut stdout = BufReader::new(child.stdout.take().expect("standard output"));
+    let mut server = Server(child);
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("the first line");
+    let address = first.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("the address is printed: {first}")).to_owned();
+    assert!(!address.ends_with(":0"), "the real port is printed: {address}");
+
+    assert_eq!(request(&address, "GET", "/healthz", None).0, 200);
+    let (status, note) = request(&address, "GET", "/v1/log/checkpoint", Some(&token));
+    assert_eq!(status, 200, "{note}");
+    assert!(note.starts_with("revshare.local/log\n"), "a checkpoint of the deployment's log: {note}");
+    assert_eq!(request(&address, "GET", "/v1/log/checkpoint", None).0, 401);
+
+    ok(&revshare(&data, &["token", "revoke", &id]));
+    let (status, problem) = request(&address, "GET", "/v1/balances", Some(&token));
+    assert_eq!(status, 401);
+    assert!(problem.contains("revoked"), "{problem}");
+
+    let child = &mut server.0;
+    let pid = child.id().to_string();
+    assert!(Process::new("kill").args(["-TERM", &pid]).status().expect("kill runs").success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the server stops within 30 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "a graceful stop exits 0: {status}");
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).expect("the rest of the output");
+    assert_eq!(rest.trim(), "stopped");
+}

@@ -1,0 +1,116 @@
+//! Bearer tokens and who a request comes from (SPEC §9).
+//!
+//! A token is `rs_` followed by 32 random bytes in unpadded base64url: 256 bits, so it needs no
+//! slow hash; the store keeps its SHA-256 only ([`hash`]). A request's token is hashed, the row
+//! with that hash is fetched, and the stored hash is compared with the computed one in constant
+//! time (`subtle`), so the comparison itself tells a timing observer nothing. A missing, malformed,
+//! unknown or revoked token is refused with 401 saying which of those it was; nothing else about
+//! the stored tokens is revealed. The token's id is derived from its hash (`tok-` and 12 hex
+//! digits), so it can be printed, logged and revoked without the token itself.
+//!
+//! What a caller may see is [`may_read`]: a host its own agreements, a licensor its own, an
+//! auditor and an arbiter every one. Only a host writes usage, and only its own.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use revshare_core::ids::PartyId;
+use revshare_store::Role;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq as _;
+
+use crate::AppState;
+use crate::problem::Problem;
+
+/// What every token starts with.
+pub const TOKEN_PREFIX: &str = "rs_";
+
+/// A new token's text from 32 random bytes.
+pub fn encode(random: &[u8; 32]) -> String {
+    format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(random))
+}
+
+/// The SHA-256 of a token's text: what the store keeps.
+pub fn hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// The id a token is stored, listed and revoked under, derived from its hash.
+pub fn id_of(hash: &[u8; 32]) -> String {
+    let hex: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("tok-{hex}")
+}
+
+/// Who is calling: the token's party and role.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub token: String,
+    pub party: PartyId,
+    pub role: Role,
+}
+
+impl Caller {
+    /// Refuses the call unless the caller has `role`; `action` says what was refused.
+    pub fn require(&self, role: Role, action: &str) -> Result<(), Problem> {
+        if self.role == role {
+            Ok(())
+        } else {
+            Err(Problem::forbidden(format!("only a {role} may {action}; this token acts for {} {}", self.role, self.party)))
+        }
+    }
+}
+
+/// Whether a caller may read what belongs to an agreement between `licensor` and `host`.
+pub fn may_read(caller: &Caller, licensor: &PartyId, host: &PartyId) -> bool {
+    match caller.role {
+        Role::Auditor | Role::Arbiter => true,
+        Role::Host => host == &caller.party,
+        Role::Licensor => licensor == &caller.party,
+    }
+}
+
+/// The middleware in front of every `/v1` route: finds the caller, or answers 401.
+pub(crate) async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    match caller(&state, request.headers()).await {
+        Ok(caller) => {
+            if let Err(wait) = state.limiter().take(&caller.token, std::time::Instant::now()) {
+                return Problem::too_many_requests(&caller.token, wait).into_response();
+            }
+            tracing::debug!(party = %caller.party, role = %caller.role, token = %caller.token, "authenticated");
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(problem) => problem.into_response(),
+    }
+}
+
+async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, Problem> {
+    let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
+        Problem::unauthorized(
+            "the request has no Authorization header; send `Authorization: Bearer rs_…` with a token from `revshare token create`",
+        )
+    })?;
+    let text = value.to_str().map_err(|_| Problem::unauthorized("the Authorization header is not ASCII text"))?;
+    let token = match text.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+        _ => return Err(Problem::unauthorized("the Authorization header is not `Bearer <token>`")),
+    };
+    if !token.starts_with(TOKEN_PREFIX) {
+        return Err(Problem::unauthorized(format!("the bearer token is not a revshare token (they start with `{TOKEN_PREFIX}`)")));
+    }
+    let computed = hash(token);
+    let stored = state.run(move |store, _| Ok(store.token_by_hash(&computed)?)).await?;
+    match stored {
+        Some(stored) if bool::from(stored.hash.ct_eq(&computed)) => {
+            if stored.revoked {
+                Err(Problem::unauthorized(format!("token {} is revoked; ask for a new one", stored.id)))
+            } else {
+                Ok(Caller { token: stored.id, party: stored.party, role: stored.role })
+            }
+        }
+        _ => Err(Problem::unauthorized("the bearer token is not known here")),
+    }
+}

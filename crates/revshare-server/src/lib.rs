@@ -1,0 +1,245 @@
+//! `revshare serve`: the authenticated HTTP API over the system of record.
+//!
+//! What it serves (all JSON unless said otherwise; every error is an RFC 9457 problem, see
+//! [`problem`]):
+//!
+//! | route | who | what |
+//! |---|---|---|
+//! | `GET /healthz` | anyone | 200 when the store answers |
+//! | `GET /openapi.json` | anyone | the OpenAPI 3.1 document, generated from the handlers |
+//! | `GET /metrics` | anyone | Prometheus counters and latencies (no party data), see `metrics.rs` |
+//! | `POST /v1/usage` | a host, its own records | stores a batch (JSON Lines, a JSON array, or a CloudEvents batch) in one transaction; a signed receipt |
+//! | `GET /v1/agreements/{agreement}` | readers of the agreement | its latest version and TOML source |
+//! | `GET /v1/statements[?agreement=ID]` | readers of the agreement | the finalised statements |
+//! | `GET /v1/statements/{agreement}/{period}` | readers of the agreement | the latest statement's canonical bytes |
+//! | `GET /v1/balances` | readers of each agreement | who owes whom, from the journal |
+//! | `GET /v1/log/checkpoint` | any token | a fresh signed checkpoint (`text/plain`, a C2SP note) |
+//! | `GET /v1/log/inclusion?leaf=N[&size=M]` | any token | a leaf's inclusion proof |
+//! | `GET /v1/log/consistency?from=M[&to=N]` | any token | the proof that the log only grew |
+//!
+//! Authentication and scope ([`auth`]): every `/v1` route is behind a middleware that turns
+//! `Authorization: Bearer rs_…` into the token's party and role, or answers 401. A host reads
+//! and writes only its own records, agreements and statements; a licensor reads its own
+//! agreements; an auditor and an arbiter read everything and write nothing. Something that exists
+//! but belongs to others answers 404 exactly as something that does not exist, so a refusal
+//! does not reveal what is there; a write of another party's records is 403 naming each record.
+//! A refused call changes nothing: it is refused before the store is written. Each token may make
+//! [`Config::rate_limit_per_second`] requests a second (a burst of as many); more are answered
+//! 429 with `Retry-After`, before anything is read.
+//!
+//! The boundary: this crate only translates HTTP into the same `Store` and core calls the CLI
+//! makes (`Store::ingest` in atomic mode, `receipts::receipt`, `receipts::checkpoint`, the core's
+//! `Balances`, the store's proofs) and their results back. The store is synchronous, so each call
+//! runs on a blocking thread with a connection from a small pool ([`Config::open`] makes them),
+//! at most [`Config::max_connections`] at once. A batch is acknowledged only after the store has
+//! committed it, and a request whose client goes away still runs to its end (the blocking call is
+//! not cancelled), so nothing is half-applied. Graceful shutdown stops accepting connections and
+//! lets the requests in flight finish. The clock is the edge's: it is [`Config::clock`].
+
+pub mod auth;
+pub mod body;
+mod limit;
+mod metrics;
+mod openapi;
+pub mod problem;
+mod routes;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use revshare_core::note::SignerKey;
+use revshare_core::time::Instant;
+use revshare_store::{Store, StoreError};
+use tokio::sync::Semaphore;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+
+use crate::problem::Problem;
+
+/// Opens a new connection to the store (the CLI's `--data` / `--database`). The error is boxed:
+/// `StoreError` is large, and opening is rare.
+pub type OpenStore = Arc<dyn Fn() -> Result<Box<dyn Store + Send>, Box<StoreError>> + Send + Sync>;
+
+/// The default limit of a request body: 64 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 << 20;
+
+/// What a server needs.
+pub struct Config {
+    /// Opens a store connection; called when the pool has no idle one.
+    pub open: OpenStore,
+    /// The deployment's signing key: checkpoints and receipts.
+    pub key: SignerKey,
+    /// The wall clock, for the `time` line of checkpoints.
+    pub clock: fn() -> Instant,
+    /// The largest request body accepted; a larger one is 413.
+    pub max_body_bytes: usize,
+    /// Store calls running at once (and so connections open at most).
+    pub max_connections: usize,
+    /// Requests a second per token (also the burst); more are answered 429. 0: no limit.
+    pub rate_limit_per_second: u32,
+}
+
+/// The shared state of the handlers.
+#[derive(Clone)]
+pub(crate) struct AppState(Arc<Shared>);
+
+pub(crate) struct Shared {
+    open: OpenStore,
+    idle: Mutex<Vec<Box<dyn Store + Send>>>,
+    permits: Semaphore,
+    key: SignerKey,
+    clock: fn() -> Instant,
+    max_body_bytes: usize,
+    pub(crate) limiter: limit::RateLimiter,
+}
+
+impl Shared {
+    pub(crate) fn key(&self) -> &SignerKey {
+        &self.key
+    }
+
+    pub(crate) fn now(&self) -> Instant {
+        (self.clock)()
+    }
+
+    fn checkout(&self) -> Result<Box<dyn Store + Send>, Problem> {
+        let idle = self.idle.lock().map_err(|_| Problem::internal("the connection pool failed", &"a thread panicked holding it"))?.pop();
+        match idle {
+            Some(store) => Ok(store),
+            None => (self.open)().map_err(|e| Problem::from(*e)),
+        }
+    }
+
+    fn checkin(&self, store: Box<dyn Store + Send>) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(store);
+        }
+    }
+}
+
+impl Drop for Shared {
+    /// Closes the idle connections on a thread of their own: a synchronous PostgreSQL client
+    /// blocks on its own runtime when closed, which must not happen on the server's.
+    fn drop(&mut self) {
+        let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner));
+        if !idle.is_empty() {
+            let _ = std::thread::spawn(move || drop(idle)).join();
+        }
+    }
+}
+
+impl AppState {
+    /// Runs `f` with a store connection on a blocking thread. A connection whose call failed in
+    /// the database (a 500) is dropped rather than reused.
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Store, &Shared) -> Result<T, Problem> + Send + 'static,
+    ) -> Result<T, Problem> {
+        let _permit = self.0.permits.acquire().await.map_err(|e| Problem::internal("the connection pool is closed", &e))?;
+        let shared = Arc::clone(&self.0);
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut store = shared.checkout()?;
+            let result = f(store.as_mut(), &shared);
+            if !matches!(&result, Err(p) if p.status.is_server_error()) {
+                shared.checkin(store);
+            }
+            result
+        })
+        .await;
+        joined.map_err(|e| Problem::internal("a store call panicked", &e))?
+    }
+
+    pub(crate) fn max_body_bytes(&self) -> usize {
+        self.0.max_body_bytes
+    }
+
+    pub(crate) fn limiter(&self) -> &limit::RateLimiter {
+        &self.0.limiter
+    }
+}
+
+/// The API's routes, ready to serve.
+pub fn router(config: Config) -> Router {
+    metrics::install();
+    let state = AppState(Arc::new(Shared {
+        open: config.open,
+        idle: Mutex::new(Vec::new()),
+        permits: Semaphore::new(config.max_connections.max(1)),
+        key: config.key,
+        clock: config.clock,
+        max_body_bytes: config.max_body_bytes,
+        limiter: limit::RateLimiter::new(config.rate_limit_per_second),
+    }));
+    let (api, document) = routes::api(Some(state.clone()));
+    let document = Arc::new(document.to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")));
+    api.route("/metrics", get(metrics::render))
+        .route(
+            "/openapi.json",
+            get(move || {
+                let document = Arc::clone(&document);
+                async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], document.to_string()) }
+            }),
+        )
+        .fallback(routes::no_route)
+        .layer(axum::middleware::from_fn(metrics::track))
+        // Bodies are read by `body::read`, which answers 413 as a problem.
+        .layer(DefaultBodyLimit::disable())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO))
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .with_state(state)
+}
+
+/// The OpenAPI 3.1 document of the API, as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes::api(None).1
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then lets the requests in flight
+/// finish before returning.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(config)).with_graceful_shutdown(shutdown).await
+}
+
+/// Completes on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(%e, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(%e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: finishing the requests in flight");
+}
+
+/// Structured logs to standard error: JSON objects, or compact lines; `RUST_LOG` filters them
+/// (default `info`).
+pub fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A second initialisation (tests) keeps the first subscriber.
+    let _ = if json { builder.json().try_init() } else { builder.compact().try_init() };
+}

@@ -1,0 +1,180 @@
+//! RFC 9457 problem details: every refused or failed call answers with one.
+//!
+//! The body is `application/problem+json` with `type` (a `urn:revshare:problem:` name that stays
+//! the same across messages, for programs), `title` (the same for every problem of a type),
+//! `status`, `detail` (what failed here and what would be right) and, where single records or
+//! fields are at fault, `errors`: each with the `line` (and `column`) of the body, the `record`
+//! id and the `field` it is about, and a `message`. Store errors map to a status in one
+//! exhaustive `match`, so a new error variant has to be given one. A failure of the database
+//! itself is logged here, once, and answered as 500 without its text (which may name internals).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use revshare_store::StoreError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// One record or field at fault.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ProblemItem {
+    /// The line of the body (1-based) the record starts on, or the problem is at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    /// The column (in bytes, 1-based) of the problem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<u64>,
+    /// The record's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<String>,
+    /// The field at fault.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    pub message: String,
+}
+
+/// An RFC 9457 problem details object, as sent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProblemDetails {
+    /// `urn:revshare:problem:<name>`: stable, for programs.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    /// What failed and what would be right.
+    pub detail: String,
+    /// The records or fields at fault, where there are any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<ProblemItem>,
+}
+
+/// A refused or failed call.
+#[derive(Clone, Debug)]
+pub struct Problem {
+    pub status: StatusCode,
+    /// The last part of the `type` URN, e.g. `conflict`.
+    pub kind: &'static str,
+    pub title: &'static str,
+    pub detail: String,
+    pub errors: Vec<ProblemItem>,
+    /// Seconds for a `Retry-After` header (429).
+    pub retry_after: Option<u64>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, kind: &'static str, title: &'static str, detail: impl Into<String>) -> Problem {
+        Problem { status, kind, title, detail: detail.into(), errors: Vec::new(), retry_after: None }
+    }
+
+    pub fn with_errors(mut self, errors: Vec<ProblemItem>) -> Problem {
+        self.errors = errors;
+        self
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "no valid bearer token", detail)
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::FORBIDDEN, "forbidden", "not allowed for this token", detail)
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::NOT_FOUND, "not-found", "not found", detail)
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::BAD_REQUEST, "bad-request", "the request is not valid", detail)
+    }
+
+    pub fn too_many_requests(token: &str, wait: std::time::Duration) -> Problem {
+        let detail = format!("token {token} is over its rate limit; retry in {} s", wait.as_secs());
+        Problem {
+            retry_after: Some(wait.as_secs()),
+            ..Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "too many requests", detail)
+        }
+    }
+
+    /// A failure of the server or its store: logged here, answered without internals.
+    pub fn internal(what: &str, error: &dyn std::fmt::Display) -> Problem {
+        tracing::error!(%error, "{what}");
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the server failed",
+            format!("{what}; the error is in the server's log"),
+        )
+    }
+
+    pub fn details(&self) -> ProblemDetails {
+        ProblemDetails {
+            kind: format!("urn:revshare:problem:{}", self.kind),
+            title: self.title.to_owned(),
+            status: self.status.as_u16(),
+            detail: self.detail.clone(),
+            errors: self.errors.clone(),
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&self.details()).unwrap_or_else(|_| b"{}".to_vec());
+        let mut response = (self.status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"revshare\""));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for Problem {
+    fn from(error: StoreError) -> Problem {
+        use StatusCode as S;
+        let (status, kind, title) = match &error {
+            StoreError::Sqlite(_) | StoreError::Postgres(_) | StoreError::Corrupt { .. } | StoreError::NewerSchema { .. } => {
+                return Problem::internal("the store failed", &error);
+            }
+            // The server checks proof ranges before asking; what is left is the log failing.
+            StoreError::Log(_) => return Problem::internal("the transparency log failed", &error),
+            StoreError::BadRole(_) | StoreError::BadName { .. } | StoreError::BadTokenId(_) => {
+                (S::BAD_REQUEST, "bad-request", "the request is not valid")
+            }
+            StoreError::PartyExists { .. }
+            | StoreError::ModelExists { .. }
+            | StoreError::AliasExists { .. }
+            | StoreError::TokenExists { .. }
+            | StoreError::StatementExists { .. }
+            | StoreError::ContributionConflict { .. } => (S::CONFLICT, "conflict", "conflicts with what is stored"),
+            StoreError::UnknownAgreement { .. } | StoreError::UnknownToken { .. } => (S::NOT_FOUND, "not-found", "not found"),
+            StoreError::Signature(_) => (S::UNPROCESSABLE_ENTITY, "signature-refused", "the signature is refused"),
+            StoreError::UnknownParty { .. }
+            | StoreError::WrongRole { .. }
+            | StoreError::UnknownModel { .. }
+            | StoreError::Unresolved { .. }
+            | StoreError::Agreement(_)
+            | StoreError::AgreementVersion { .. }
+            | StoreError::ForeignModel { .. }
+            | StoreError::ExclusivityConflict { .. }
+            | StoreError::EffectiveOverlap { .. }
+            | StoreError::CurrencyMismatch { .. }
+            | StoreError::NothingToRestate { .. }
+            | StoreError::StatementDigest { .. }
+            | StoreError::StatementMismatch(_)
+            | StoreError::RollupOverflow(_)
+            | StoreError::EntryRequired { .. }
+            | StoreError::EntryNotAllowed { .. }
+            | StoreError::StatementEntry { .. }
+            | StoreError::StatementEntryAlone { .. }
+            | StoreError::StatementReversal { .. }
+            | StoreError::EntryCurrency { .. }
+            | StoreError::Ledger(_)
+            | StoreError::Contribution(_) => (S::UNPROCESSABLE_ENTITY, "unprocessable", "the request cannot be applied"),
+        };
+        Problem::new(status, kind, title, error.to_string())
+    }
+}

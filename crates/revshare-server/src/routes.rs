@@ -1,0 +1,642 @@
+//! The handlers: each checks who may call it, reads its input, makes the CLI's store and core
+//! calls on a blocking thread, and turns the result into JSON (or a problem).
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use revshare_core::agreement::Agreement;
+use revshare_core::ids::AgreementId;
+use revshare_core::ledger::Balances;
+use revshare_core::time::Period;
+use revshare_core::transparency::{Signed, b64, from_b64};
+use revshare_store::receipts::{self, hashes};
+use revshare_store::{IngestMode, Role, Store, StoreError, StoredStatement};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::{OpenApi as _, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::auth::{Caller, may_read};
+use crate::body::{self, Format, Parsed};
+use crate::problem::{Problem, ProblemDetails, ProblemItem};
+
+/// `GET /healthz`.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+    pub schema_version: i64,
+}
+
+/// What a stored batch did (SPEC §3), and its signed receipt.
+#[derive(Serialize, ToSchema)]
+pub struct IngestResult {
+    /// New records stored.
+    pub accepted: u64,
+    /// Identical resends of stored records: acknowledged, nothing changed.
+    pub duplicates: u64,
+    pub conflicts: u64,
+    pub refused: u64,
+    /// Accepted records that no agreement covers.
+    pub unmatched: u64,
+    /// Accepted records of a month already closed.
+    pub late: u64,
+    /// The deployment's signed receipt: the batch digest, its leaf, a checkpoint and the leaf's
+    /// inclusion proof (as `revshare ingest --receipts` writes).
+    #[schema(value_type = Option<Object>)]
+    pub receipt: Option<Value>,
+}
+
+/// A usage record (SPEC §3), as one element of a JSON array or one line of JSON Lines. Only
+/// documents the wire form: records are read by the core's parser, which refuses any other field.
+#[derive(ToSchema)]
+#[allow(dead_code, reason = "a schema for the OpenAPI document; the core parses records")]
+pub struct UsageRecordSchema {
+    /// 1–128 of `A-Z a-z 0-9 . _ : -`; unique per host.
+    #[schema(example = "e1")]
+    id: String,
+    /// The reporting host: the token's party.
+    #[schema(example = "northwind")]
+    host: String,
+    #[schema(example = "m-70b")]
+    model: String,
+    #[schema(example = "customer_service")]
+    use_case: String,
+    #[schema(example = "us")]
+    region: String,
+    /// RFC 3339 with an offset.
+    #[schema(example = "2026-10-02T10:00:00Z")]
+    time: String,
+    requests: u64,
+    input_tokens: u64,
+    output_tokens: u64,
+    /// A decimal string (or a JSON number, read from its exact text).
+    #[schema(example = "1080.00")]
+    revenue: String,
+    /// ISO 4217; the agreement's currency.
+    #[schema(example = "USD")]
+    currency: String,
+}
+
+/// A CloudEvents 1.0 event carrying a usage record: its `id` and `time` are the record's.
+#[derive(ToSchema)]
+#[allow(dead_code, reason = "a schema for the OpenAPI document; the core parses events")]
+pub struct UsageEventSchema {
+    #[schema(example = "1.0")]
+    specversion: String,
+    id: String,
+    source: String,
+    /// `revshare.usage.v1`.
+    #[schema(rename = "type", example = "revshare.usage.v1")]
+    kind: String,
+    time: String,
+    /// The record's other fields.
+    #[schema(value_type = Object)]
+    data: (),
+}
+
+/// The latest version of an agreement, with the TOML it was registered from.
+#[derive(Serialize, ToSchema)]
+pub struct AgreementView {
+    pub id: String,
+    pub version: u32,
+    pub licensor: String,
+    pub host: String,
+    pub currency: String,
+    /// `sha256:` of the validated agreement's canonical form.
+    pub digest: String,
+    /// The agreement file (SPEC §2) as registered.
+    pub source: String,
+}
+
+/// A finalised statement, without its bytes.
+#[derive(Serialize, ToSchema)]
+pub struct StatementSummary {
+    pub agreement: String,
+    pub agreement_version: u32,
+    /// YYYY-MM.
+    pub period: String,
+    /// 1 for the original, then 2, 3, … for restatements.
+    pub sequence: u32,
+    /// `original` or `restatement`.
+    pub kind: String,
+    /// `sha256:` of the canonical bytes.
+    pub digest: String,
+    /// Its leaf in the transparency log.
+    pub leaf: Option<u64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StatementList {
+    pub statements: Vec<StatementSummary>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PartyRef {
+    pub party: String,
+    /// `licensor` or `host`.
+    pub role: String,
+}
+
+/// `debtor` owes `creditor` `amount` under `agreement`.
+#[derive(Serialize, ToSchema)]
+pub struct Debt {
+    pub agreement: String,
+    pub currency: String,
+    pub debtor: PartyRef,
+    pub creditor: PartyRef,
+    /// A decimal string with the currency's minor-unit places.
+    pub amount: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BalanceList {
+    pub balances: Vec<Debt>,
+}
+
+/// A leaf and its RFC 6962 inclusion proof (hashes in base64).
+#[derive(Serialize, ToSchema)]
+pub struct InclusionProof {
+    pub index: u64,
+    pub tree_size: u64,
+    pub root: String,
+    pub kind: String,
+    pub data: String,
+    pub inclusion_proof: Vec<String>,
+    /// The fresh checkpoint signed for this proof, when `size` was not given.
+    pub checkpoint: Option<String>,
+}
+
+/// The RFC 6962 consistency proof between two tree sizes (hashes in base64).
+#[derive(Serialize, ToSchema)]
+pub struct ConsistencyProof {
+    pub from: u64,
+    pub to: u64,
+    pub from_root: String,
+    pub to_root: String,
+    pub consistency_proof: Vec<String>,
+    /// The fresh checkpoint signed for this proof, when `to` was not given.
+    pub checkpoint: Option<String>,
+}
+
+/// The API's routes, and the OpenAPI document generated from the same annotations. Without
+/// `auth` the routes are unauthenticated: that router is only for reading the document.
+pub(crate) fn api(auth: Option<AppState>) -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+    let mut v1 = OpenApiRouter::new()
+        .routes(routes!(post_usage))
+        .routes(routes!(get_agreement))
+        .routes(routes!(list_statements))
+        .routes(routes!(get_statement))
+        .routes(routes!(balances))
+        .routes(routes!(checkpoint))
+        .routes(routes!(inclusion))
+        .routes(routes!(consistency));
+    if let Some(state) = auth {
+        v1 = v1.route_layer(axum::middleware::from_fn_with_state(state, crate::auth::authenticate));
+    }
+    OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi()).routes(routes!(healthz)).nest("/v1", v1).split_for_parts()
+}
+
+/// Whether the server and its store answer.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
+pub(crate) async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, Problem> {
+    let version = state.run(|store, _| Ok(store.schema_version()?)).await?;
+    Ok(Json(Health { status: "ok".to_owned(), schema_version: version }))
+}
+
+pub(crate) async fn no_route() -> Problem {
+    Problem::not_found("there is no such route; the API is /healthz and /v1/…")
+}
+
+type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
+
+/// The query parameters, or 400.
+fn params(query: Params) -> Result<HashMap<String, String>, Problem> {
+    query.map(|Query(map)| map).map_err(|e| Problem::bad_request(format!("the query string cannot be read: {e}")))
+}
+
+/// A non-negative integer parameter; `None` when absent.
+fn number(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, Problem> {
+    params
+        .get(name)
+        .map(|text| text.parse::<u64>().map_err(|_| Problem::bad_request(format!("`{name}` must be a non-negative integer, not `{text}`"))))
+        .transpose()
+}
+
+fn required(params: &HashMap<String, String>, name: &str) -> Result<u64, Problem> {
+    number(params, name)?.ok_or_else(|| Problem::bad_request(format!("the query needs `{name}`")))
+}
+
+/// `Revshare-Signature: <verifier key> <base64 signature>`: the host's signature of the batch.
+fn signature(headers: &HeaderMap) -> Result<Option<Signed>, Problem> {
+    let Some(value) = headers.get("revshare-signature") else { return Ok(None) };
+    let bad = |why: &str| Problem::bad_request(format!("the Revshare-Signature header {why}; send `<verifier key> <base64 signature>`"));
+    let text = value.to_str().map_err(|_| bad("is not ASCII text"))?;
+    let (key, signature) = text.trim().rsplit_once(' ').ok_or_else(|| bad("has no space between the key and the signature"))?;
+    let signature = from_b64(signature.trim())
+        .and_then(|bytes| <[u8; 64]>::try_from(bytes).ok())
+        .ok_or_else(|| bad("does not end in a 64-byte signature in base64"))?;
+    Ok(Some(Signed { key: key.trim().to_owned(), signature }))
+}
+
+/// Stores a batch of usage records (SPEC §3) in one transaction, whole or not at all, and
+/// answers with a signed receipt once it is committed.
+#[utoipa::path(
+    post,
+    path = "/usage",
+    tag = "usage",
+    request_body(
+        description = "a JSON array of records, JSON Lines (`application/x-ndjson` or `application/jsonl`: one record a line) or a CloudEvents batch",
+        content(
+            (Vec<UsageRecordSchema> = "application/json"),
+            (String = "application/x-ndjson"),
+            (Vec<UsageEventSchema> = "application/cloudevents-batch+json")
+        )
+    ),
+    params(("Revshare-Signature" = Option<String>, Header, description = "`<verifier key> <base64 signature>`: the host's signature over the batch digest")),
+    responses(
+        (status = 200, description = "stored (or all duplicates); a signed receipt", body = IngestResult),
+        (status = 400, description = "records that do not parse: every one, with line, column, record and field", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "not a host token, or records of another host", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "records conflict with stored ones; nothing stored", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "the body is over the limit", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "another content type", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "records the registry refuses, or a signature that does not verify", body = ProblemDetails, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn post_usage(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    request_body: Body,
+) -> Result<Json<IngestResult>, Problem> {
+    caller.require(Role::Host, "report usage")?;
+    let format = Format::of(&headers)?;
+    let signed = signature(&headers)?;
+    let bytes = body::read(&headers, request_body, state.max_body_bytes()).await?;
+    let parsed = tokio::task::spawn_blocking(move || body::parse(format, &bytes))
+        .await
+        .map_err(|e| Problem::internal("reading a batch panicked", &e))?
+        .map_err(|errors| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-records",
+                "the batch has invalid records",
+                format!("{} problem(s) in the batch; nothing was stored", errors.len()),
+            )
+            .with_errors(errors)
+        })?;
+    let foreign: Vec<ProblemItem> = parsed
+        .records
+        .iter()
+        .zip(&parsed.lines)
+        .filter(|(record, _)| record.host != caller.party.as_str())
+        .map(|(record, line)| ProblemItem {
+            line: Some(*line),
+            record: Some(record.id.to_string()),
+            field: Some("host".to_owned()),
+            message: format!("record {} is host {}'s; a token of {} reports only its own usage", record.id, record.host, caller.party),
+            ..ProblemItem::default()
+        })
+        .collect();
+    if !foreign.is_empty() {
+        let detail = format!("{} record(s) belong to another host; nothing was stored", foreign.len());
+        return Err(Problem::forbidden(detail).with_errors(foreign));
+    }
+    let Parsed { records, lines } = parsed;
+    let (report, receipt) = state
+        .run(move |store, shared| {
+            let report = store.ingest(&records, IngestMode::Atomic, signed.as_ref())?;
+            // The batch is committed here; the receipt signs what was committed.
+            let receipt = match (&report.logged, report.stored) {
+                (Some(batch), true) => Some(receipts::receipt(store, shared.key(), shared.now(), batch)?),
+                _ => None,
+            };
+            Ok((report, receipt))
+        })
+        .await?;
+    if !report.stored {
+        let errors: Vec<ProblemItem> = report
+            .problems
+            .iter()
+            .map(|p| ProblemItem {
+                line: lines.get(p.index).copied(),
+                record: Some(p.id.clone()),
+                message: p.reason.clone(),
+                ..ProblemItem::default()
+            })
+            .collect();
+        let detail = format!(
+            "{} record(s) conflict with records stored under the same id and {} are refused; nothing was stored",
+            report.conflicts, report.refused
+        );
+        let problem = if report.conflicts > 0 {
+            Problem::new(StatusCode::CONFLICT, "conflict", "records conflict with stored records", detail)
+        } else {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "refused", "records refused", detail)
+        };
+        crate::metrics::records("conflict", report.conflicts);
+        crate::metrics::records("refused", report.refused);
+        return Err(problem.with_errors(errors));
+    }
+    crate::metrics::records("accepted", report.accepted);
+    crate::metrics::records("duplicate", report.duplicates);
+    tracing::info!(host = %caller.party, accepted = report.accepted, duplicates = report.duplicates, "usage batch stored");
+    Ok(Json(IngestResult {
+        accepted: report.accepted,
+        duplicates: report.duplicates,
+        conflicts: report.conflicts,
+        refused: report.refused,
+        unmatched: report.unmatched,
+        late: report.late,
+        receipt,
+    }))
+}
+
+fn agreement_id(text: &str) -> Result<AgreementId, Problem> {
+    AgreementId::parse(text).map_err(|e| Problem::bad_request(format!("`{text}` is not an agreement id: {e}")))
+}
+
+/// The agreement, if the caller may read it: unknown and someone else's are the same 404.
+fn readable(store: &mut dyn Store, caller: &Caller, id: &AgreementId) -> Result<Agreement, Problem> {
+    match store.agreement(id, None) {
+        Ok(agreement) if may_read(caller, agreement.licensor(), agreement.host()) => Ok(agreement),
+        Ok(_) | Err(StoreError::UnknownAgreement { .. }) => {
+            Err(Problem::not_found(format!("there is no agreement {id} that this token can read")))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The latest version of an agreement this token may read.
+#[utoipa::path(
+    get,
+    path = "/agreements/{agreement}",
+    tag = "agreements",
+    params(("agreement" = String, Path, description = "the agreement id")),
+    responses((status = 200, body = AgreementView), (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"), (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json"), (status = 404, description = "no such agreement or statement that this token can read", body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
+pub(crate) async fn get_agreement(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(agreement): Path<String>,
+) -> Result<Json<AgreementView>, Problem> {
+    let id = agreement_id(&agreement)?;
+    let view = state
+        .run(move |store, _| {
+            let agreement = readable(store, &caller, &id)?;
+            let source = store.agreement_source(&id, agreement.version())?;
+            Ok(AgreementView {
+                id: id.to_string(),
+                version: agreement.version(),
+                licensor: agreement.licensor().to_string(),
+                host: agreement.host().to_string(),
+                currency: agreement.currency().to_string(),
+                digest: agreement.digest(),
+                source,
+            })
+        })
+        .await?;
+    Ok(Json(view))
+}
+
+fn summary(statement: &StoredStatement) -> StatementSummary {
+    StatementSummary {
+        agreement: statement.agreement_id.to_string(),
+        agreement_version: statement.agreement_version,
+        period: statement.period.to_string(),
+        sequence: statement.sequence,
+        kind: statement.kind.as_str().to_owned(),
+        digest: statement.digest.clone(),
+        leaf: statement.leaf,
+    }
+}
+
+/// The finalised statements of the agreements this token may read (of one, with `agreement`).
+#[utoipa::path(
+    get,
+    path = "/statements",
+    tag = "statements",
+    params(("agreement" = Option<String>, Query, description = "only this agreement's")),
+    responses((status = 200, body = StatementList), (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"), (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json"), (status = 404, description = "no such agreement or statement that this token can read", body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
+pub(crate) async fn list_statements(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    query: Params,
+) -> Result<Json<StatementList>, Problem> {
+    let agreement = params(query)?.get("agreement").map(|text| agreement_id(text)).transpose()?;
+    let listed = state
+        .run(move |store, _| {
+            let statements = match &agreement {
+                Some(id) => {
+                    readable(store, &caller, id)?;
+                    store.statements(Some(id))?
+                }
+                None => {
+                    let mut visible: HashMap<AgreementId, bool> = HashMap::new();
+                    let mut kept = Vec::new();
+                    for statement in store.statements(None)? {
+                        let id = statement.agreement_id.clone();
+                        let may = match visible.get(&id) {
+                            Some(may) => *may,
+                            None => {
+                                let agreement = store.agreement(&id, None)?;
+                                let may = may_read(&caller, agreement.licensor(), agreement.host());
+                                visible.insert(id, may);
+                                may
+                            }
+                        };
+                        if may {
+                            kept.push(statement);
+                        }
+                    }
+                    kept
+                }
+            };
+            Ok(statements.iter().map(summary).collect::<Vec<_>>())
+        })
+        .await?;
+    Ok(Json(StatementList { statements: listed }))
+}
+
+/// The latest statement of an agreement's month: its canonical bytes (RFC 8785), with its digest
+/// and sequence in the `Revshare-Statement-Digest` and `Revshare-Statement-Sequence` headers.
+#[utoipa::path(
+    get,
+    path = "/statements/{agreement}/{period}",
+    tag = "statements",
+    params(("agreement" = String, Path, description = "the agreement id"), ("period" = String, Path, description = "the month, YYYY-MM")),
+    responses(
+        (status = 200, description = "the statement's canonical JSON", body = Object, content_type = "application/json"),
+        (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"), (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json"), (status = 404, description = "no such agreement or statement that this token can read", body = ProblemDetails, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn get_statement(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((agreement, period)): Path<(String, String)>,
+) -> Result<Response, Problem> {
+    let id = agreement_id(&agreement)?;
+    let period = Period::parse(&period).map_err(|e| Problem::bad_request(format!("`{period}` is not a month (YYYY-MM): {e}")))?;
+    let statement = state
+        .run(move |store, _| {
+            readable(store, &caller, &id)?;
+            store.statement(&id, period)?.ok_or_else(|| Problem::not_found(format!("agreement {id} has no statement for {period}")))
+        })
+        .await?;
+    let header_value =
+        |text: String| HeaderValue::from_str(&text).map_err(|e| Problem::internal("a statement header cannot be written", &e));
+    let headers = [
+        (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+        (HeaderName::from_static("revshare-statement-digest"), header_value(statement.digest.clone())?),
+        (HeaderName::from_static("revshare-statement-sequence"), header_value(statement.sequence.to_string())?),
+    ];
+    Ok((headers, statement.canonical).into_response())
+}
+
+/// Who owes whom, per currency, under the agreements this token may read, from the journal.
+#[utoipa::path(get, path = "/balances", tag = "ledger", responses((status = 200, body = BalanceList), (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(crate) async fn balances(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<Json<BalanceList>, Problem> {
+    let debts = state
+        .run(move |store, _| {
+            let journal = store.journal()?;
+            let visible = journal.iter().filter(|entry| may_read(&caller, entry.licensor(), entry.host()));
+            let balances = Balances::from_entries(visible).map_err(|e| Problem::internal("the journal does not balance", &e))?;
+            let debts: Vec<Debt> = balances
+                .currencies()
+                .into_iter()
+                .flat_map(|currency| balances.owed(currency))
+                .map(|debt| Debt {
+                    agreement: debt.agreement.to_string(),
+                    currency: debt.currency.to_string(),
+                    debtor: PartyRef { party: debt.debtor.id.to_string(), role: debt.debtor.role.as_str().to_owned() },
+                    creditor: PartyRef { party: debt.creditor.id.to_string(), role: debt.creditor.role.as_str().to_owned() },
+                    amount: debt.currency.format(debt.amount_minor),
+                })
+                .collect();
+            Ok(debts)
+        })
+        .await?;
+    Ok(Json(BalanceList { balances: debts }))
+}
+
+/// A fresh checkpoint of the log (a C2SP signed note), signed by the deployment key and kept.
+#[utoipa::path(
+    get,
+    path = "/log/checkpoint",
+    tag = "log",
+    responses((status = 200, description = "the signed note", body = String, content_type = "text/plain"), (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
+pub(crate) async fn checkpoint(State(state): State<AppState>) -> Result<Response, Problem> {
+    let (_, _, note) = state.run(|store, shared| Ok(receipts::checkpoint(store, shared.key(), shared.now())?)).await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response())
+}
+
+/// A leaf and its inclusion proof in the tree of `size` leaves, or of a fresh checkpoint's
+/// (included) when `size` is not given.
+#[utoipa::path(
+    get,
+    path = "/log/inclusion",
+    tag = "log",
+    params(("leaf" = u64, Query, description = "the leaf index"), ("size" = Option<u64>, Query, description = "the tree size")),
+    responses((status = 200, body = InclusionProof), (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"), (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
+pub(crate) async fn inclusion(State(state): State<AppState>, query: Params) -> Result<Json<InclusionProof>, Problem> {
+    let params = params(query)?;
+    let (index, size) = (required(&params, "leaf")?, number(&params, "size")?);
+    let proof = state
+        .run(move |store, shared| {
+            let current = store.log_size()?;
+            let (size, note) = match size {
+                Some(size) if size > current => {
+                    return Err(Problem::bad_request(format!("the log has {current} leaves; there is no tree of {size}")));
+                }
+                Some(size) => (size, None),
+                None => {
+                    let (size, _, note) = receipts::checkpoint(store, shared.key(), shared.now())?;
+                    (size, Some(note))
+                }
+            };
+            if index >= size {
+                return Err(Problem::bad_request(format!("leaf {index} is not in the tree of {size} leaves")));
+            }
+            let leaf = store.log_leaf(index)?;
+            let proof = store.inclusion_proof(index, size)?;
+            Ok(InclusionProof {
+                index,
+                tree_size: size,
+                root: b64(&store.log_root(size)?),
+                kind: leaf.kind,
+                data: String::from_utf8_lossy(&leaf.data).into_owned(),
+                inclusion_proof: hashes(&proof),
+                checkpoint: note,
+            })
+        })
+        .await?;
+    Ok(Json(proof))
+}
+
+/// The proof that the tree of `to` leaves (default: a fresh checkpoint's, included) extends the
+/// tree of `from` leaves: the log was only appended to.
+#[utoipa::path(
+    get,
+    path = "/log/consistency",
+    tag = "log",
+    params(("from" = u64, Query, description = "the earlier tree size (at least 1)"), ("to" = Option<u64>, Query, description = "the later tree size")),
+    responses((status = 200, body = ConsistencyProof), (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"), (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
+pub(crate) async fn consistency(State(state): State<AppState>, query: Params) -> Result<Json<ConsistencyProof>, Problem> {
+    let params = params(query)?;
+    let (from, to) = (required(&params, "from")?, number(&params, "to")?);
+    let proof = state
+        .run(move |store, shared| {
+            let current = store.log_size()?;
+            let (to, note) = match to {
+                Some(to) if to > current => {
+                    return Err(Problem::bad_request(format!("the log has {current} leaves; there is no tree of {to}")));
+                }
+                Some(to) => (to, None),
+                None => {
+                    let (size, _, note) = receipts::checkpoint(store, shared.key(), shared.now())?;
+                    (size, Some(note))
+                }
+            };
+            if from == 0 || from > to {
+                return Err(Problem::bad_request(format!("`from` must be between 1 and {to}, not {from}")));
+            }
+            let proof = store.consistency_proof(from, to)?;
+            Ok(ConsistencyProof {
+                from,
+                to,
+                from_root: b64(&store.log_root(from)?),
+                to_root: b64(&store.log_root(to)?),
+                consistency_proof: hashes(&proof),
+                checkpoint: note,
+            })
+        })
+        .await?;
+    Ok(Json(proof))
+}

@@ -1,0 +1,773 @@
+//! The HTTP API end to end: a real server on port 0 over a fresh store, a real HTTP client.
+//! Every test runs on a fresh SQLite file and on a fresh PostgreSQL database (at
+//! `host=127.0.0.1 user=postgres`, or `REVSHARE_TEST_PG`; each test creates and drops its own,
+//! and fails, never skips, when there is no server).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use revshare_core::canonical;
+use revshare_core::ids::{AgreementId, ModelId, PartyId};
+use revshare_core::ledger::JournalEntry;
+use revshare_core::merkle::{self, Hash};
+use revshare_core::note::{Checkpoint, SignerKey, open_note};
+use revshare_core::settle::{SettlementInput, settle, usage_digest};
+use revshare_core::time::{Instant, Period};
+use revshare_core::transparency::{Signed, batch_message, from_b64, receipt_message};
+use revshare_core::usage::{UsageRecord, parse_json_line};
+use revshare_server::{Config, OpenStore, auth};
+use revshare_store::{IngestMode, Model, NewStatement, Party, PgStore, Role, SqliteStore, StatementKind, Store, batch_digest};
+use serde_json::{Value, json};
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+
+trait TestDb {
+    fn opener(&self) -> OpenStore;
+}
+
+fn open(db: &dyn TestDb) -> Box<dyn Store + Send> {
+    (db.opener())().expect("the store opens")
+}
+
+struct SqliteDb {
+    dir: tempfile::TempDir,
+}
+
+impl SqliteDb {
+    fn new() -> SqliteDb {
+        SqliteDb { dir: tempfile::tempdir().expect("a temporary directory") }
+    }
+}
+
+impl TestDb for SqliteDb {
+    fn opener(&self) -> OpenStore {
+        let file = self.dir.path().join("revshare.db");
+        Arc::new(move || Ok(Box::new(SqliteStore::open(&file).map_err(Box::new)?) as Box<dyn Store + Send>))
+    }
+}
+
+struct PgDb {
+    admin: String,
+    config: ::postgres::Config,
+    name: String,
+}
+
+static PG_DATABASES: AtomicUsize = AtomicUsize::new(0);
+
+impl PgDb {
+    fn new() -> PgDb {
+        let admin = std::env::var("REVSHARE_TEST_PG").unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=postgres".to_owned());
+        let name = format!("revshare_api_test_{}_{}", std::process::id(), PG_DATABASES.fetch_add(1, Ordering::Relaxed));
+        let mut client = ::postgres::Client::connect(&admin, ::postgres::NoTls)
+            .unwrap_or_else(|e| panic!("the PostgreSQL API tests need a server at `{admin}` ({e}); start one or set REVSHARE_TEST_PG"));
+        client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).expect("drop a stale test database");
+        client.batch_execute(&format!("CREATE DATABASE {name}")).expect("create the test database");
+        let mut config: ::postgres::Config = admin.parse().expect("REVSHARE_TEST_PG is a valid connection string");
+        config.dbname(&name);
+        PgDb { admin, config, name }
+    }
+}
+
+impl TestDb for PgDb {
+    fn opener(&self) -> OpenStore {
+        let config = self.config.clone();
+        Arc::new(move || Ok(Box::new(PgStore::connect_with(&config).map_err(Box::new)?) as Box<dyn Store + Send>))
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        let dropped = ::postgres::Client::connect(&self.admin, ::postgres::NoTls)
+            .and_then(|mut c| c.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)));
+        if let Err(e) = dropped {
+            eprintln!("could not drop test database {}: {e}", self.name);
+        }
+    }
+}
+
+macro_rules! api_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $name() { super::$name(&super::SqliteDb::new()); } )*
+        }
+        mod postgres {
+            $( #[test] fn $name() { super::$name(&super::PgDb::new()); } )*
+        }
+    };
+}
+
+api_tests!(
+    a_batch_gets_a_receipt_that_verifies,
+    every_format_is_read_and_resends_are_duplicates,
+    refused_calls_change_nothing,
+    concurrent_identical_batches_are_stored_once,
+    a_conflicting_resend_names_the_stored_record,
+    bad_records_are_listed_with_line_field_and_record,
+    an_oversized_body_is_413,
+    tokens_must_be_known_and_unrevoked,
+    signed_batches_are_checked,
+    requests_over_the_rate_limit_are_429,
+    shutdown_finishes_the_request_in_flight,
+);
+
+/// A fixed clock: checkpoints are reproducible.
+fn clock() -> Instant {
+    Instant::from_parts(1_793_000_000, 0)
+}
+
+fn deployment_key() -> SignerKey {
+    SignerKey::from_seed("revshare.test/log", [42; 32]).expect("a deployment key")
+}
+
+/// Runs async test code on a runtime of its own (store calls of the sync PostgreSQL client must
+/// not run on it: they go through `spawn_blocking`).
+fn run<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime").block_on(future)
+}
+
+/// A server on 127.0.0.1 port 0.
+struct Api {
+    base: String,
+    client: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    open: OpenStore,
+}
+
+impl Api {
+    async fn start(db: &dyn TestDb, max_body_bytes: usize) -> Api {
+        Api::start_limited(db, max_body_bytes, 0).await
+    }
+
+    async fn start_limited(db: &dyn TestDb, max_body_bytes: usize, rate_limit_per_second: u32) -> Api {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let base = format!("http://{}", listener.local_addr().expect("the bound address"));
+        let config = Config { open: db.opener(), key: deployment_key(), clock, max_body_bytes, max_connections: 8, rate_limit_per_second };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let done = tokio::spawn(revshare_server::serve(listener, config, async {
+            let _ = stopped.await;
+        }));
+        Api { base, client: reqwest::Client::new(), stop: Some(stop), done: Some(done), open: db.opener() }
+    }
+
+    /// Stops the server gracefully and waits for it.
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(done) = self.done.take() {
+            done.await.expect("the server task").expect("the server stops cleanly");
+        }
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str, token: Option<&str>, content_type: Option<&str>, body: Vec<u8>) -> Reply {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let response = request.body(body).send().await.expect("the server answers");
+        let status = response.status().as_u16();
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let (content_type, retry_after) = (header("content-type").unwrap_or_default(), header("retry-after"));
+        let bytes = response.bytes().await.expect("the body").to_vec();
+        Reply { status, content_type, retry_after, bytes }
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.send(reqwest::Method::GET, path, token, None, Vec::new()).await
+    }
+
+    async fn post_usage(&self, token: &str, content_type: &str, body: &str) -> Reply {
+        self.send(reqwest::Method::POST, "/v1/usage", Some(token), Some(content_type), body.as_bytes().to_vec()).await
+    }
+
+    /// Runs `f` on the store from a blocking thread.
+    async fn with_store<T: Send + 'static>(&self, f: impl FnOnce(&mut dyn Store) -> T + Send + 'static) -> T {
+        let open = Arc::clone(&self.open);
+        tokio::task::spawn_blocking(move || f(open().expect("the store opens").as_mut())).await.expect("the store call")
+    }
+}
+
+struct Reply {
+    status: u16,
+    content_type: String,
+    retry_after: Option<String>,
+    bytes: Vec<u8>,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.bytes)))
+    }
+
+    /// The body as a problem, checking its form.
+    fn problem(&self, status: u16) -> Value {
+        assert_eq!(self.status, status, "{}", String::from_utf8_lossy(&self.bytes));
+        assert_eq!(self.content_type, "application/problem+json");
+        let problem = self.json();
+        assert_eq!(problem["status"], status);
+        assert!(problem["type"].as_str().is_some_and(|t| t.starts_with("urn:revshare:problem:")), "{problem}");
+        assert!(problem["title"].is_string() && problem["detail"].is_string(), "{problem}");
+        problem
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+
+const AGREEMENT: &str = include_str!("../../revshare-store/tests/data/agreement.toml");
+const USAGE: &str = include_str!("../../revshare-store/tests/data/usage.jsonl");
+
+fn pid(id: &str) -> PartyId {
+    PartyId::parse(id).expect("a party id")
+}
+
+fn agreement_id() -> AgreementId {
+    AgreementId::parse("meridian-northwind").expect("an agreement id")
+}
+
+fn october() -> Period {
+    Period::parse("2026-10").expect("a month")
+}
+
+/// The worked example's northwind lines, as JSON Lines.
+fn northwind_lines() -> String {
+    USAGE.lines().filter(|l| l.contains("\"host\":\"northwind\"")).map(|l| format!("{l}\n")).collect()
+}
+
+fn parse_lines(text: &str) -> Vec<UsageRecord<'static>> {
+    text.lines().map(|l| parse_json_line(l.as_bytes()).expect("a record").into_owned()).collect()
+}
+
+/// A northwind record like the example's, with its own id.
+fn northwind_record(id: &str) -> String {
+    format!(
+        r#"{{"id":"{id}","host":"northwind","model":"m-8b","use_case":"search","region":"us","time":"2026-10-12T10:00:00Z","requests":10,"input_tokens":1000,"output_tokens":500,"revenue":"1.50","currency":"USD"}}"#
+    )
+}
+
+/// Tokens of every kind of caller.
+struct Tokens {
+    northwind: String,
+    southwind: String,
+    meridian: String,
+    aurora: String,
+    auditor: String,
+    arbiter: String,
+}
+
+/// A token for `party`, made from `label` (a different label, a different token).
+fn add_token(store: &mut dyn Store, party: &str, role: Role, label: &str) -> String {
+    let seed: [u8; 32] = seed_of(label);
+    let token = auth::encode(&seed);
+    let hash = auth::hash(&token);
+    store.add_token(&auth::id_of(&hash), &pid(party), role, &hash).expect("add a token");
+    token
+}
+
+fn seed_of(text: &str) -> [u8; 32] {
+    // Any fixed bytes per party will do; the token's hash is what is stored.
+    let mut seed = [0u8; 32];
+    for (i, b) in text.bytes().enumerate() {
+        seed[i % 32] ^= b.wrapping_add(u8::try_from(i).unwrap_or(0));
+    }
+    seed[31] ^= 0x5a;
+    seed
+}
+
+/// meridian (licensor) and its agreement with northwind; southwind (another host), aurora
+/// (another licensor), an auditor and an arbiter; a token for each.
+fn register(store: &mut dyn Store) -> Tokens {
+    for (id, role) in [
+        ("meridian", Role::Licensor),
+        ("aurora", Role::Licensor),
+        ("northwind", Role::Host),
+        ("southwind", Role::Host),
+        ("ledgerwise", Role::Auditor),
+        ("judge", Role::Arbiter),
+    ] {
+        store.add_party(&Party { id: pid(id), name: format!("{id} Ltd"), role }).expect("add a party");
+    }
+    for id in ["m-8b", "m-70b"] {
+        store
+            .add_model(&Model { id: ModelId::parse(id).expect("a model id"), owner: pid("meridian"), derived_from: None })
+            .expect("add a model");
+    }
+    store.add_key(None, &deployment_key().verifier()).expect("register the deployment key");
+    store.add_agreement("agreement.toml", AGREEMENT).expect("add the agreement");
+    Tokens {
+        northwind: add_token(store, "northwind", Role::Host, "northwind"),
+        southwind: add_token(store, "southwind", Role::Host, "southwind"),
+        meridian: add_token(store, "meridian", Role::Licensor, "meridian"),
+        aurora: add_token(store, "aurora", Role::Licensor, "aurora"),
+        auditor: add_token(store, "ledgerwise", Role::Auditor, "ledgerwise"),
+        arbiter: add_token(store, "judge", Role::Arbiter, "judge"),
+    }
+}
+
+/// Closes October of meridian-northwind as `revshare close` does: settle with the core, finalise
+/// the statement with its journal entry.
+fn close_october(store: &mut dyn Store) -> Vec<u8> {
+    let id = agreement_id();
+    let agreement = store.agreement(&id, None).expect("the agreement");
+    let (rollup, duplicates) = store.rollup(&id, october()).expect("the rollup");
+    let mut digests = store.record_digests(&id, october()).expect("the digests");
+    let statement = settle(&SettlementInput {
+        agreement: &agreement,
+        period: october(),
+        rollup: &rollup,
+        duplicates,
+        usage_digest: usage_digest(&mut digests),
+        contributions: &[],
+        adjustments: Vec::new(),
+    })
+    .expect("settles");
+    let bytes = statement.to_canonical().expect("canonical bytes");
+    let digest = canonical::digest(&bytes);
+    let entry = JournalEntry::for_statement(&statement, &pid("meridian"), &pid("northwind")).expect("the entry");
+    let new = NewStatement {
+        agreement_id: &id,
+        agreement_version: 1,
+        period: october(),
+        kind: StatementKind::Original,
+        canonical: &bytes,
+        digest: &digest,
+    };
+    store.finalise_statement(&new, Some(&entry)).expect("finalise");
+    bytes
+}
+
+/// What a refused call must leave as it was.
+#[derive(Debug, PartialEq)]
+struct Snapshot {
+    log_size: u64,
+    root: Hash,
+    records: Vec<UsageRecord<'static>>,
+    statements: Vec<(String, u32, String)>,
+    journal: usize,
+    checkpoints: Vec<(u64, String)>,
+}
+
+fn snapshot(store: &mut dyn Store) -> Snapshot {
+    let log_size = store.log_size().expect("log size");
+    Snapshot {
+        log_size,
+        root: store.log_root(log_size).expect("log root"),
+        records: store.records(&agreement_id(), october()).expect("records"),
+        statements: store.statements(None).expect("statements").into_iter().map(|s| (s.period.to_string(), s.sequence, s.digest)).collect(),
+        journal: store.journal().expect("journal").len(),
+        checkpoints: store.checkpoints().expect("checkpoints"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+
+fn a_batch_gets_a_receipt_that_verifies(db: &dyn TestDb) {
+    let tokens = register(open(db).as_mut());
+    run(async {
+        let api = Api::start(db, 1 << 20).await;
+        assert_eq!(api.get("/healthz", None).await.json()["status"], "ok");
+        let served = api.get("/openapi.json", None).await.json();
+        let generated: Value = serde_json::from_str(&revshare_server::openapi().to_json().expect("JSON")).expect("the document");
+        assert_eq!(served, generated, "the served OpenAPI document is the generated one");
+        let reply = api.post_usage(&tokens.northwind, "application/x-ndjson", &northwind_lines()).await;
+        assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.bytes));
+        let body = reply.json();
+        // The example repeats one record: 7 are new, the repeat is acknowledged as a duplicate.
+        assert_eq!((body["accepted"].as_u64(), body["duplicates"].as_u64()), (Some(7), Some(1)), "{body}");
+
+        // The receipt's checkpoint is signed by the deployment key, and its proof puts the
+        // batch's leaf in that tree.
+        let receipt = &body["receipt"];
+        let note = receipt["checkpoint"].as_str().expect("a checkpoint");
+        let opened = open_note(note, &[deployment_key().verifier()]).expect("the checkpoint verifies with the deployment key");
+        let checkpoint = Checkpoint::parse(&opened.text).expect("a checkpoint");
+        assert_eq!(checkpoint.extensions, vec![format!("time {}", clock())]);
+        assert_eq!(receipt["tree_size"].as_u64(), Some(checkpoint.size));
+        let index = receipt["leaf"]["index"].as_u64().expect("the leaf index");
+        let data = receipt["leaf"]["data"].as_str().expect("the leaf data");
+        let proof: Vec<Hash> = receipt["inclusion_proof"]
+            .as_array()
+            .expect("a proof")
+            .iter()
+            .map(|h| from_b64(h.as_str().expect("base64")).and_then(|b| Hash::try_from(b).ok()).expect("a hash"))
+            .collect();
+        merkle::verify_inclusion(&merkle::leaf_hash(data.as_bytes()), index, checkpoint.size, &proof, &checkpoint.root)
+            .expect("the inclusion proof verifies");
+        // The receipt itself is signed by the deployment over its canonical bytes.
+        let mut unsigned = receipt.clone();
+        let signed = unsigned.as_object_mut().and_then(|m| m.remove("signed")).expect("a signature");
+        let signed = Signed::from_json(&signed).expect("a signature object");
+        let message = receipt_message(&canonical::to_canonical(&unsigned).expect("canonical"));
+        deployment_key().verifier().verify(&message, &signed.signature).expect("the receipt's signature verifies");
+        assert_eq!(receipt["batch"]["digest"], batch_digest(&parse_lines(&northwind_lines())), "the batch digest is the store's");
+
+        // The log serves the same proof, and the consistency of the tree with an earlier one.
+        let proved = api.get(&format!("/v1/log/inclusion?leaf={index}&size={}", checkpoint.size), Some(&tokens.auditor)).await.json();
+        assert_eq!(proved["inclusion_proof"], receipt["inclusion_proof"]);
+        let fresh = api.get("/v1/log/checkpoint", Some(&tokens.southwind)).await;
+        assert_eq!((fresh.status, fresh.content_type.as_str()), (200, "text/plain; charset=utf-8"));
+        let fresh = String::from_utf8(fresh.bytes).expect("text");
+        open_note(&fresh, &[deployment_key().verifier()]).expect("a fresh checkpoint verifies");
+        let consistency = api.get(&format!("/v1/log/consistency?from=1&to={}", checkpoint.size), Some(&tokens.meridian)).await;
+        assert_eq!(consistency.status, 200);
+        assert_eq!(consistency.json()["to_root"].as_str(), Some(revshare_core::transparency::b64(&checkpoint.root).as_str()));
+        let beyond = api.get(&format!("/v1/log/inclusion?leaf={}", checkpoint.size + 5), Some(&tokens.auditor)).await.problem(400);
+        assert!(beyond["detail"].as_str().is_some_and(|d| d.contains("is not in the tree")), "{beyond}");
+
+        // Metrics count the records and time the routes by pattern (the recorder is the process's:
+        // other tests add to the counts).
+        let metrics = String::from_utf8(api.get("/metrics", None).await.bytes).expect("text");
+        let accepted = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("revshare_usage_records_total{outcome=\"accepted\"} "))
+            .and_then(|n| n.trim().parse::<u64>().ok());
+        assert!(accepted.is_some_and(|n| n >= 7), "accepted records are counted: {metrics}");
+        assert!(metrics.contains("route=\"/v1/usage\""), "{metrics}");
+        assert!(metrics.contains("route=\"/v1/log/inclusion\""), "{metrics}");
+        assert!(!metrics.contains("northwind"), "no party in the metrics");
+        api.stop().await;
+    });
+    let mut store = open(db);
+    assert_eq!(store.records(&agreement_id(), october()).expect("records").len(), 6, "the batch is in the store (e7 is November's)");
+}
+
+fn every_format_is_read_and_resends_are_duplicates(db: &dyn TestDb) {
+    let tokens = register(open(db).as_mut());
+    run(async {
+        let api = Api::start(db, 1 << 20).await;
+        let lines = northwind_lines();
+        let first = api.post_usage(&tokens.northwind, "application/jsonl", &lines).await.json();
+        assert_eq!(first["accepted"], 7);
+        let array = format!("[{}]", lines.lines().collect::<Vec<_>>().join(",\n"));
+        let again = api.post_usage(&tokens.northwind, "application/json; charset=utf-8", &array).await;
+        assert_eq!(again.status, 200, "{}", String::from_utf8_lossy(&again.bytes));
+        assert_eq!(
+            (again.json()["accepted"].as_u64(), again.json()["duplicates"].as_u64()),
+            (Some(0), Some(8)),
+            "a resend is acknowledged and counted"
+        );
+        let events = json!([{
+            "specversion": "1.0", "id": "ce-1", "source": "//northwind/billing", "type": "revshare.usage.v1",
+            "time": "2026-10-03T10:00:00Z",
+            "data": {"host": "northwind", "model": "m-8b", "use_case": "search", "region": "us", "requests": 1,
+                     "input_tokens": 10, "output_tokens": 5, "revenue": "0.10", "currency": "USD"}
+        }]);
+        let cloud = api.post_usage(&tokens.northwind, "application/cloudevents-batch+json", &events.to_string()).await.json();
+        assert_eq!(cloud["accepted"], 1, "{cloud}");
+        let southwind: String = USAGE.lines().filter(|l| l.contains("\"host\":\"southwind\"")).collect();
+        let theirs = api.post_usage(&tokens.southwind, "application/x-ndjson", &southwind).await.json();
+        assert_eq!(
+            (theirs["accepted"].as_u64(), theirs["unmatched"].as_u64()),
+            (Some(1), Some(1)),
+            "a host reports its own usage: {theirs}"
+        );
+        let text = api.post_usage(&tokens.northwind, "text/plain", &lines).await.problem(415);
+        assert!(text["detail"].as_str().is_some_and(|d| d.contains("application/x-ndjson")), "{text}");
+        api.stop().await;
+    });
+    assert_eq!(open(db).records(&agreement_id(), october()).expect("records").len(), 7, "October: six of the example and one event");
+}
+
+fn refused_calls_change_nothing(db: &dyn TestDb) {
+    let (tokens, canonical, revoked) = {
+        let mut store = open(db);
+        let tokens = register(store.as_mut());
+        store.ingest(&parse_lines(&northwind_lines()), IngestMode::Atomic, None).expect("ingest");
+        let revoked = add_token(store.as_mut(), "ledgerwise", Role::Auditor, "revoked");
+        store.revoke_token(&auth::id_of(&auth::hash(&revoked))).expect("revoke");
+        (tokens, close_october(store.as_mut()), revoked)
+    };
+    run(async {
+        let api = Api::start(db, 1 << 20).await;
+        let before = api.with_store(|store| snapshot(store)).await;
+        let new_record = northwind_record("e99");
+
+        // Only the host writes its usage: every other token is refused, naming the record.
+        for token in [&tokens.southwind, &tokens.meridian, &tokens.aurora, &tokens.auditor, &tokens.arbiter] {
+            let reply = api.post_usage(token, "application/x-ndjson", &new_record).await;
+            let problem = reply.problem(403);
+            if token == &tokens.southwind {
+                assert_eq!(problem["errors"][0]["record"], "e99", "{problem}");
+                assert_eq!(problem["errors"][0]["line"], 1);
+                assert_eq!(problem["errors"][0]["field"], "host");
+            } else {
+                assert!(problem["detail"].as_str().is_some_and(|d| d.contains("only a host may report usage")), "{problem}");
+            }
+        }
+
+        // Another party's agreement is not found, exactly like one that does not exist.
+        let missing = api.get("/v1/statements/meridian-nowhere/2026-10", Some(&tokens.southwind)).await.problem(404);
+        for token in [&tokens.southwind, &tokens.aurora] {
+            let theirs = api.get("/v1/statements/meridian-northwind/2026-10", Some(token)).await.problem(404);
+            assert_eq!(
+                theirs["detail"].as_str().map(|d| d.replace("meridian-northwind", "X")),
+                missing["detail"].as_str().map(|d| d.replace("meridian-nowhere", "X")),
+                "a refusal does not reveal that the agreement exists"
+            );
+            api.get("/v1/statements?agreement=meridian-northwind", Some(token)).await.problem(404);
+            api.get("/v1/agreements/meridian-northwind", Some(token)).await.problem(404);
+            let listed = api.get("/v1/statements", Some(token)).await.json();
+            assert_eq!(listed["statements"], json!([]), "no statement of others is listed");
+            let balances = api.get("/v1/balances", Some(token)).await.json();
+            assert_eq!(balances["balances"], json!([]), "no balance of others is shown");
+        }
+
+        // Without a valid token, every route is refused (the checkpoint would write).
+        let unknown = auth::encode(&[1; 32]);
+        for path in [
+            "/v1/statements",
+            "/v1/statements/meridian-northwind/2026-10",
+            "/v1/agreements/meridian-northwind",
+            "/v1/balances",
+            "/v1/log/checkpoint",
+            "/v1/log/inclusion?leaf=0",
+            "/v1/log/consistency?from=1",
+        ] {
+            for token in [None, Some(unknown.as_str()), Some(revoked.as_str())] {
+                api.get(path, token).await.problem(401);
+            }
+        }
+        for token in [None, Some(unknown.as_str()), Some(revoked.as_str())] {
+            let reply =
+                api.send(reqwest::Method::POST, "/v1/usage", token, Some("application/x-ndjson"), new_record.clone().into_bytes()).await;
+            reply.problem(401);
+        }
+
+        let after = api.with_store(|store| snapshot(store)).await;
+        assert_eq!(before, after, "refused calls change nothing");
+
+        // The parties of the agreement, the auditor and the arbiter read the statement's bytes.
+        for token in [&tokens.northwind, &tokens.meridian, &tokens.auditor, &tokens.arbiter] {
+            let reply = api.get("/v1/statements/meridian-northwind/2026-10", Some(token)).await;
+            assert_eq!((reply.status, reply.content_type.as_str()), (200, "application/json"));
+            assert_eq!(reply.bytes, canonical, "the statement's canonical bytes");
+            let listed = api.get("/v1/statements?agreement=meridian-northwind", Some(token)).await.json();
+            assert_eq!(listed["statements"][0]["period"], "2026-10", "{listed}");
+            let balances = api.get("/v1/balances", Some(token)).await.json();
+            assert_eq!(balances["balances"][0]["debtor"]["party"], "northwind", "{balances}");
+            let agreement = api.get("/v1/agreements/meridian-northwind", Some(token)).await.json();
+            assert_eq!((agreement["version"].as_u64(), agreement["source"].as_str()), (Some(1), Some(AGREEMENT)), "{agreement}");
+        }
+        api.stop().await;
+    });
+}
+
+fn concurrent_identical_batches_are_stored_once(db: &dyn TestDb) {
+    let tokens = register(open(db).as_mut());
+    let batch: String = (0..50).map(|i| format!("{}\n", northwind_record(&format!("c{i}")))).collect();
+    run(async {
+        let api = Arc::new(Api::start(db, 1 << 20).await);
+        let mut clients = Vec::new();
+        for _ in 0..8 {
+            let (api, token, batch) = (Arc::clone(&api), tokens.northwind.clone(), batch.clone());
+            clients.push(tokio::spawn(async move { api.post_usage(&token, "application/x-ndjson", &batch).await.json() }));
+        }
+        let mut accepted = Vec::new();
+        for client in clients {
+            let body = client.await.expect("a client");
+            assert!(body["receipt"].is_object(), "every client is acknowledged with a receipt: {body}");
+            accepted.push((body["accepted"].as_u64().expect("accepted"), body["duplicates"].as_u64().expect("duplicates")));
+        }
+        accepted.sort_unstable();
+        assert_eq!(accepted, [vec![(0, 50); 7], vec![(50, 0)]].concat(), "one client stores the batch, the others are told it was there");
+        let api = Arc::into_inner(api).expect("the clients are done");
+        api.stop().await;
+    });
+    assert_eq!(open(db).records(&agreement_id(), october()).expect("records").len(), 50, "each record is stored once");
+}
+
+fn a_conflicting_resend_names_the_stored_record(db: &dyn TestDb) {
+    let tokens = register(open(db).as_mut());
+    run(async {
+        let api = Api::start(db, 1 << 20).await;
+        let lines = northwind_lines();
+        assert_eq!(api.post_usage(&tokens.northwind, "application/x-ndjson", &lines).await.status, 200);
+        let before = api.with_store(|store| snapshot(store)).await;
+        let changed = format!("{}{}", northwind_record("new-1"), "\n") + &lines.replacen("\"1080.000000\"", "\"1080.50\"", 1);
+        let problem = api.post_usage(&tokens.northwind, "application/x-ndjson", &changed).await.problem(409);
+        let errors = problem["errors"].as_array().expect("errors");
+        assert_eq!(errors.len(), 1, "{problem}");
+        assert_eq!((errors[0]["record"].as_str(), errors[0]["line"].as_u64()), (Some("e1"), Some(2)), "{problem}");
+        assert!(errors[0]["message"].as_str().is_some_and(|m| m.contains("revenue")), "the differing field is named: {problem}");
+        let after = api.with_store(|store| snapshot(store)).await;
+        assert_eq!(before, after, "a conflicting batch stores nothing, not even its good records");
+        api.stop().await;
+    });
+}
+
+fn bad_records_are_listed_with_line_field_and_record(db: &dyn TestDb) {
+    let tokens = register(open(db).as_mut());
+    run(async {
+        let api = Api::start(db, 1 << 20).await;
+        let before = api.with_store(|store| snapshot(store)).await;
+        let body = format!(
+            "{}\n\n{}\n{}\n",
+            northwind_record("ok-1"),
+            northwind_record("bad-1").replace("\"1.50\"", "\"lots\""),
+            northwind_record("bad-2").replace("\"currency\"", "\"prompt\":\"hello\",\"currency\"")
+        );
+        let problem = api.post_usage(&tokens.northwind, "application/x-ndjson", &body).await.problem(400);
+        let errors = problem["errors"].as_array().expect("errors");
+        let found: Vec<(u64, &str, &str)> = errors
+            .iter()
+            .map(|e| (e["line"].as_u64().unwrap_or(0), e["record"].as_str().unwrap_or(""), e["field"].as_str().unwrap_or("")))
+            .collect();
+        assert_eq!(found, vec![(3, "bad-1", "revenue"), (4, "bad-2", "prompt")], "{problem}");
+        let array = api.post_usage(&tokens.northwind, "application/json", "{\"not\": \"an array\"}").await.problem(400);
+        assert!(array["errors"][0]["message"].as_str().is_some_and(|m| m.contains("JSON array")), "{array}");
+        let empty = api.post_usage(&tokens.northwind, "application/x-ndjson", "\n").await.problem(400);
+        assert!(empty["errors"][0]["message"].as_str().is_some_and(|m| m.contains("no records")), "{empty}");
+        let after = api.with_store(|store| snapshot(store)).await;
+        assert_eq!(before, after);
+        api.stop().await;
+    });
+}
+
+fn an_oversized_body_is_413(db: &dyn TestDb) {
+    let tokens = register(open(db).as_mut());
+    run(async {
+        let api = Api::start(db, 1024).await;
+        let before = api.with_store(|store| snapshot(store)).await;
+        let batch: String = (0..10).map(|i| format!("{}\n", northwind_record(&format!("big-{i}")))).collect();
+        assert!(batch.len() > 1024);
+        let problem = api.post_usage(&tokens.northwind, "application/x-ndjson", &batch).await.problem(413);
+        assert!(problem["detail"].as_str().is_some_and(|d| d.contains("1024 bytes")), "{problem}");
+
+        // Without a Content-Length (chunked), the limit holds while the body is read.
+        {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let address = api.base.trim_start_matches("http://").to_owned();
+            let mut stream = tokio::net::TcpStream::connect(&address).await.expect("connect");
+            let head = format!(
+                "POST /v1/usage HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\nContent-Type: application/x-ndjson\r\n\
+                 Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{batch}\r\n0\r\n\r\n",
+                tokens.northwind,
+                batch.len()
+            );
+            stream.write_all(head.as_bytes()).await.expect("send");
+            let mut response = String::new();
+            stream.read_to_string(&mut response).await.expect("the response");
+            assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+            assert!(response.contains("application/problem+json"), "{response}");
+        }
+        assert_eq!(api.post_usage(&tokens.northwind, "application/x-ndjson", &northwind_record("small")).await.status, 200);
+        let after = api.with_store(|store| snapshot(store)).await;
+        assert_eq!(after.records.len(), before.records.len() + 1, "only the small batch is stored");
+        api.stop().await;
+    });
+}
+
+fn tokens_must_be_known_and_unrevoked(db: &dyn TestDb) {
+    let tokens = register(open(db).as_mut());
+    run(async {
+        let api = Api::start(db, 1 << 20).await;
+        let none = api.get("/v1/balances", None).await.problem(401);
+        assert!(none["detail"].as_str().is_some_and(|d| d.contains("no Authorization header")), "{none}");
+        let basic = api.send(reqwest::Method::GET, "/v1/balances", None, None, Vec::new()).await;
+        assert_eq!(basic.status, 401);
+        let foreign = api.get("/v1/balances", Some("abc")).await.problem(401);
+        assert!(foreign["detail"].as_str().is_some_and(|d| d.contains("not a revshare token")), "{foreign}");
+        let unknown = api.get("/v1/balances", Some(&auth::encode(&[9; 32]))).await.problem(401);
+        assert!(unknown["detail"].as_str().is_some_and(|d| d.contains("not known")), "{unknown}");
+        assert_eq!(api.get("/v1/balances", Some(&tokens.meridian)).await.status, 200);
+        let id = auth::id_of(&auth::hash(&tokens.meridian));
+        api.with_store(move |store| store.revoke_token(&id).expect("revoke")).await;
+        let revoked = api.get("/v1/balances", Some(&tokens.meridian)).await.problem(401);
+        assert!(revoked["detail"].as_str().is_some_and(|d| d.contains("revoked")), "{revoked}");
+        assert_eq!(api.get("/v1/balances", Some(&tokens.auditor)).await.status, 200, "other tokens still work");
+        api.stop().await;
+    });
+}
+
+fn signed_batches_are_checked(db: &dyn TestDb) {
+    let tokens = register(open(db).as_mut());
+    let host_key = SignerKey::from_seed("northwind", [7; 32]).expect("a host key");
+    open(db).add_key(Some(&pid("northwind")), &host_key.verifier()).expect("register the host's key");
+    let lines = northwind_lines();
+    let digest = batch_digest(&parse_lines(&lines));
+    let signature = revshare_core::transparency::b64(&host_key.sign(&batch_message(&digest)));
+    run(async {
+        let api = Api::start(db, 1 << 20).await;
+        let send = |signature: String| {
+            let request = api
+                .client
+                .post(format!("{}/v1/usage", api.base))
+                .header("authorization", format!("Bearer {}", tokens.northwind))
+                .header("content-type", "application/x-ndjson")
+                .header("revshare-signature", format!("{} {signature}", host_key.verifier().to_text()))
+                .body(lines.clone());
+            async move { request.send().await.expect("an answer") }
+        };
+        let forged = send(revshare_core::transparency::b64(&host_key.sign(b"something else"))).await;
+        assert_eq!(forged.status(), 422, "a wrong signature is refused");
+        let good = send(signature).await;
+        assert_eq!(good.status(), 200);
+        api.stop().await;
+    });
+    assert_eq!(open(db).records(&agreement_id(), october()).expect("records").len(), 6);
+}
+
+fn requests_over_the_rate_limit_are_429(db: &dyn TestDb) {
+    let tokens = register(open(db).as_mut());
+    run(async {
+        // 1 a second: a burst of 1, then one a second. Two requests in a row take far less than
+        // a second, so the second is over.
+        let api = Api::start_limited(db, 1 << 20, 1).await;
+        let before = api.with_store(|store| snapshot(store)).await;
+        assert_eq!(api.get("/v1/balances", Some(&tokens.northwind)).await.status, 200);
+        let over = api.post_usage(&tokens.northwind, "application/x-ndjson", &northwind_record("limited")).await;
+        let problem = over.problem(429);
+        assert_eq!(over.retry_after.as_deref(), Some("1"), "{problem}");
+        assert!(problem["detail"].as_str().is_some_and(|d| d.contains("rate limit")), "{problem}");
+        assert_eq!(api.get("/v1/balances", Some(&tokens.auditor)).await.status, 200, "other tokens have their own limit");
+        let after = api.with_store(|store| snapshot(store)).await;
+        assert_eq!(before, after, "a refused request stores nothing");
+        api.stop().await;
+    });
+}
+
+fn shutdown_finishes_the_request_in_flight(db: &dyn TestDb) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+    let tokens = register(open(db).as_mut());
+    let body = northwind_lines();
+    run(async {
+        let Api { base, stop, done, .. } = Api::start(db, 1 << 20).await;
+        let address = base.trim_start_matches("http://").to_owned();
+        let stream = tokio::net::TcpStream::connect(&address).await.expect("connect");
+        let mut stream = BufReader::new(stream);
+        // `Expect: 100-continue`: the server says `100 Continue` when the handler starts reading
+        // the body, so the request is known to be in flight before the shutdown begins.
+        let head = format!(
+            "POST /v1/usage HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\nContent-Type: application/x-ndjson\r\n\
+             Content-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+            tokens.northwind,
+            body.len()
+        );
+        stream.get_mut().write_all(head.as_bytes()).await.expect("send the head");
+        let mut line = String::new();
+        stream.read_line(&mut line).await.expect("read");
+        assert!(line.starts_with("HTTP/1.1 100"), "the handler reads the body: {line}");
+        stream.read_line(&mut line).await.expect("the blank line after 100 Continue");
+
+        if let Some(stop) = stop {
+            let _ = stop.send(());
+        }
+        stream.get_mut().write_all(body.as_bytes()).await.expect("send the body after the shutdown began");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.expect("the response");
+        assert!(response.starts_with("HTTP/1.1 200"), "the request in flight is finished: {response}");
+        assert!(response.contains("\"accepted\":7"), "{response}");
+        if let Some(done) = done {
+            done.await.expect("the server task").expect("the server stops cleanly after the request");
+        }
+        assert!(tokio::net::TcpStream::connect(&address).await.is_err(), "no new connections after the shutdown");
+    });
+    assert_eq!(open(db).records(&agreement_id(), october()).expect("records").len(), 6, "what was acknowledged is stored");
+}

@@ -1,0 +1,42 @@
+//! The committed OpenAPI document (`docs/openapi.json`) is what the code generates: a change of
+//! a route, parameter or answer type that is not committed there fails here. To accept a change,
+//! regenerate it: `REVSHARE_WRITE_OPENAPI=1 cargo test -p revshare-server --test openapi`.
+
+use std::path::Path;
+
+#[test]
+fn the_committed_openapi_document_is_the_generated_one() {
+    let generated = format!("{}\n", revshare_server::openapi().to_pretty_json().expect("the document serialises"));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json");
+    if std::env::var_os("REVSHARE_WRITE_OPENAPI").is_some() {
+        std::fs::write(&path, &generated).expect("write docs/openapi.json");
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "docs/openapi.json differs from the generated document; if the change is meant, run \
+         `REVSHARE_WRITE_OPENAPI=1 cargo test -p revshare-server --test openapi` and commit it"
+    );
+}
+
+#[test]
+fn the_document_is_openapi_3_1_and_covers_every_route() {
+    let document: serde_json::Value = serde_json::from_str(&revshare_server::openapi().to_json().expect("JSON")).expect("a JSON document");
+    assert!(document["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")), "{}", document["openapi"]);
+    let paths: Vec<&str> = document["paths"].as_object().expect("paths").keys().map(String::as_str).collect();
+    for route in [
+        "/healthz",
+        "/v1/usage",
+        "/v1/agreements/{agreement}",
+        "/v1/statements",
+        "/v1/statements/{agreement}/{period}",
+        "/v1/balances",
+        "/v1/log/checkpoint",
+        "/v1/log/inclusion",
+        "/v1/log/consistency",
+    ] {
+        assert!(paths.contains(&route), "{route} is documented: {paths:?}");
+    }
+    assert_eq!(document["paths"]["/v1/usage"]["post"]["security"], serde_json::json!([{ "bearer": [] }]));
+    assert!(document["components"]["schemas"]["ProblemDetails"]["properties"]["type"].is_object(), "problem details have `type`");
+}
