@@ -205,9 +205,7 @@ pub fn consistency(args: &StoreArgs, from: u64, to: Option<u64>) -> Result<(), F
 
 /// Signs a finalised statement with a key (the deployment's, or the host's countersignature).
 pub fn sign_stored(store: &mut (dyn Store + Send), statement: &StoredStatement, key: &SignerKey) -> Result<(), Failure> {
-    let signature = key.sign(&statement_message(&statement.digest));
-    store.sign_statement(statement, &Signed { key: key.verifier().to_text(), signature })?;
-    Ok(())
+    Ok(revshare_store::close::sign_stored(store, statement, key)?)
 }
 
 pub fn find_statement(
@@ -287,13 +285,19 @@ pub fn export_bundle(args: &StoreArgs, agreement: &str, period: Period, sequence
     }
     let agreement_text = store.agreement_source(&id, version)?;
 
-    let records = store.sent_records(&id, period)?;
-    let mut lines = Vec::with_capacity(records.len() * 200);
+    // The records the statement counted: those of the month stored before it was finalised (a
+    // record's batch leaf comes before the statement's leaf; the log orders every write). Later
+    // ones are late records, which a restatement counts.
+    let sent = store.sent_records(&id, period)?;
+    let resolved = store.records(&id, period)?;
+    let counted = |batch: &Option<u64>| batch.is_none_or(|b| b < statement_leaf);
+    let records: Vec<_> = sent.iter().zip(&resolved).filter(|((batch, _), _)| counted(batch)).collect();
+    let count = records.len();
+    let mut lines = Vec::with_capacity(count * 200);
     let mut batches: Vec<u64> = Vec::new();
     let mut unlogged = 0u64;
     let mut aliases: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    let resolved = store.records(&id, period)?;
-    for ((batch, sent), settled) in records.iter().zip(&resolved) {
+    for ((batch, sent), settled) in records {
         sent.write_canonical(&mut lines);
         lines.push(b'\n');
         match batch {
@@ -348,7 +352,7 @@ pub fn export_bundle(args: &StoreArgs, agreement: &str, period: Period, sequence
         "wrote bundle {} for {id} {period} #{}: {} records in {} batches, {} proven leaves, checkpoint at size {size}",
         dir.display(),
         statement.sequence,
-        records.len(),
+        count,
         batches.len(),
         leaves.len()
     );

@@ -257,6 +257,16 @@ fn a_late_record_is_carried_into_the_next_month_as_a_restatement() {
     assert_eq!(minor(&november["totals"]["net_payable"]), difference);
     let listed = store.ok(&["statement", "list", "--agreement", "bench-h1"]);
     assert!(listed.contains("restatement") && listed.contains("original"), "{listed}");
+    // Each statement's bundle holds the records it counted: the original not the late record,
+    // the restatement with it; both verify.
+    for (sequence, records) in [("1", "300 records"), ("2", "301 records")] {
+        let dir = store.path(&format!("bundle-{sequence}"));
+        let args = ["statement", "export", "--agreement", "bench-h1", "--period", "2026-10", "--sequence", sequence, "--bundle", &dir];
+        let wrote = store.ok(&args);
+        assert!(wrote.contains(records), "{wrote}");
+        let (ok, output) = verify(Path::new(&dir), &[]);
+        assert!(ok, "statement #{sequence}: {output}");
+    }
     // The restatement posted nothing; November's entry carries the difference, so the ledger
     // holds October as first closed plus November.
     let owed = minor(&closed["totals"]["net_payable"]) + minor(&november["totals"]["net_payable"]);

@@ -293,6 +293,7 @@ pub(crate) fn ingest(
     let mut resends: HashMap<(&str, &str), i64> = HashMap::new();
     // The SHA-256 digests, as sent, of the records the batch stores or repeats.
     let mut logged: Vec<[u8; 32]> = Vec::with_capacity(batch.len());
+    let mut hosts: Vec<&str> = Vec::new();
     for (index, record) in batch.iter().enumerate() {
         let problem = |kind, reason| IngestProblem { index, host: record.host.to_string(), id: record.id.to_string(), kind, reason };
         let (placed, settled, row) = match &checked[index] {
@@ -305,6 +306,7 @@ pub(crate) fn ingest(
         };
         if inserted[index] {
             logged.push(row.sent_digest(record));
+            hosts.push(&record.host);
             report.accepted += 1;
             report.unmatched += u64::from(placed.at.is_none());
             report.late += u64::from(placed.late);
@@ -330,6 +332,7 @@ pub(crate) fn ingest(
         let differences = first_row.differences(row);
         if differences.is_empty() {
             logged.push(row.sent_digest(record));
+            hosts.push(&record.host);
             report.duplicates += 1;
             *resends.entry(key).or_default() += 1;
             if let Some(at) = first_placed {
@@ -352,15 +355,16 @@ pub(crate) fn ingest(
     let resends: Vec<(&str, &str, i64)> = resends.into_iter().map(|((host, id), count)| (host, id, count)).collect();
     records::add_resends(sql, &resends)?;
     deltas.write(sql)?;
-    report.logged = log_batch(sql, batch, leaf, logged, signed)?;
+    report.logged = log_batch(sql, hosts, leaf, logged, signed)?;
     report.stored = true;
     Ok(report)
 }
 
-/// Appends the batch's leaf (when it stored or repeated anything) and keeps its record digests.
+/// Appends the batch's leaf (when it stored or repeated anything: `digests` and `hosts` are of
+/// those records) and keeps its record digests.
 fn log_batch(
     sql: &mut impl Sql,
-    batch: &[UsageRecord<'_>],
+    mut hosts: Vec<&str>,
     leaf: u64,
     mut digests: Vec<[u8; 32]>,
     signed: Option<&Signed>,
@@ -371,7 +375,6 @@ fn log_batch(
         return Ok(None);
     }
     let digest = usage_digest(&mut digests);
-    let mut hosts: Vec<&str> = batch.iter().map(|r| r.host.as_ref()).collect();
     hosts.sort_unstable();
     hosts.dedup();
     let records = u64::try_from(digests.len()).unwrap_or(u64::MAX);
