@@ -32,6 +32,7 @@ for _ in $(seq 100); do grep -q 'listening on' "$work/serve.out" && break; sleep
 url=$(grep -o 'http://[0-9.:]*' "$work/serve.out" | head -1)
 [ -n "$url" ] || { cat "$work/serve.err"; echo "the server did not start" >&2; exit 1; }
 cd "$work" # schemathesis keeps a cache in the working directory
+export PYTHONPATH="$root/.ci${PYTHONPATH:+:$PYTHONPATH}" SCHEMATHESIS_HOOKS=schemathesis_hooks
 for token in "$host" "$auditor"; do
   python3 -m schemathesis.cli run "$url/openapi.json" --url "$url" -H "Authorization: Bearer $token" \
     --max-examples "$examples" --generation-deterministic \

@@ -17,10 +17,10 @@
 //!   the host's payable account.
 
 use clap::ValueEnum;
-use revshare_core::decimal::Decimal;
 use revshare_core::ids::AgreementId;
-use revshare_core::ledger::{Balances, EntryKind, JournalEntry, Party};
+use revshare_core::ledger::{Balances, EntryKind, JournalEntry};
 use revshare_core::money::Currency;
+use revshare_store::payments;
 
 use crate::Failure;
 use crate::report::{right_align, table};
@@ -35,34 +35,15 @@ pub enum Payer {
     Licensor,
 }
 
-/// An amount paid, in minor units of `currency`: refused with more places than the currency has.
-fn minor_units(text: &str, currency: Currency) -> Result<i128, Failure> {
-    let amount = parse(Decimal::parse(text))?;
-    let (places, allowed) = (amount.scale(), currency.minor_units());
-    if places > allowed {
-        let rule = match allowed {
-            0 => "none; write the amount paid as a whole number".to_owned(),
-            n => format!("at most {n}; write the amount paid with at most {n} decimal place{}", if n == 1 { "" } else { "s" }),
-        };
-        return Err(Failure::Invalid(format!(
-            "error: the amount `{text}` has {places} decimal places, but a {currency} amount has {rule}\n"
-        )));
-    }
-    currency.to_minor(&amount).ok_or_else(|| Failure::Invalid(format!("error: the amount `{text}` is too large to record\n")))
-}
-
 pub fn record_payment(args: &StoreArgs, agreement: &str, amount: &str, reference: &str, from: Payer) -> Result<(), Failure> {
     let id = parse(AgreementId::parse(agreement))?;
     let mut store = open(args, false)?;
     let agreement = store.agreement(&id, None)?;
-    let currency = agreement.currency();
-    let amount_minor = minor_units(amount, currency)?;
-    let (host, licensor) = (Party::host(agreement.host()), Party::licensor(agreement.licensor()));
-    let (from, to) = match from {
-        Payer::Host => (&host, &licensor),
-        Payer::Licensor => (&licensor, &host),
+    let from = match from {
+        Payer::Host => payments::Payer::Host,
+        Payer::Licensor => payments::Payer::Licensor,
     };
-    let entry = parse(JournalEntry::payment(from, to, &id, currency, amount_minor, reference))?;
+    let entry = parse(payments::payment_entry(&agreement, amount, reference, from))?;
     store.post_entry(&entry)?;
     println!("recorded `{reference}`: {}", entry.description());
     Ok(())

@@ -15,7 +15,7 @@ use revshare_core::bundle::{Bundle, VerifyOptions, verify};
 use revshare_core::merkle::Hash;
 use revshare_core::note::{SignerKey, VerifierKey};
 use revshare_core::time::{Instant, Period};
-use revshare_core::transparency::{Signed, b64, statement_message};
+use revshare_core::transparency::{Signed, b64};
 use revshare_core::usage::UsageRecord;
 use revshare_store::receipts::hashes;
 use revshare_store::{Store, StoredStatement};
@@ -333,11 +333,17 @@ pub fn export_bundle(args: &StoreArgs, agreement: &str, period: Period, sequence
         let proof = store.inclusion_proof(*index, size)?;
         proven.push(json!({ "index": index, "data": String::from_utf8_lossy(data), "proof": hashes(&proof) }));
     }
-    let mut consistency = Vec::new();
-    for (from, from_note) in store.checkpoints()? {
-        if from > 0 && from < size {
-            consistency.push(json!({ "from": from_note, "proof": hashes(&store.consistency_proof(from, size)?) }));
+    // Consistency from the checkpoints the host holds: each batch's receipt carries the first
+    // checkpoint that includes the batch. (Every checkpoint ever kept would grow without bound.)
+    let mut held: BTreeMap<u64, String> = BTreeMap::new();
+    for &batch in &batches {
+        if let Some((from, note)) = store.checkpoint_including(batch)?.filter(|(from, _)| *from < size) {
+            held.insert(from, note);
         }
+    }
+    let mut consistency = Vec::new();
+    for (from, from_note) in held {
+        consistency.push(json!({ "from": from_note, "proof": hashes(&store.consistency_proof(from, size)?) }));
     }
     let signatures: Vec<Value> = store.statement_signatures(&statement)?.iter().map(Signed::to_json).collect();
 

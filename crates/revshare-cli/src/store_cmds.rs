@@ -8,16 +8,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use revshare_core::agreement::Agreement;
-use revshare_core::contribution::Contribution;
-use revshare_core::decimal::Decimal;
 use revshare_core::ids::{AgreementId, ModelId, PartyId};
-use revshare_core::ledger::JournalEntry;
-use revshare_core::money::Currency;
-use revshare_core::settle::{SettlementInput, settle, usage_digest};
-use revshare_core::statement::{Adjustment, Statement};
+use revshare_core::statement::Statement;
 use revshare_core::time::Period;
-use revshare_store::{IngestMode, Model, NewStatement, Party, PgStore, Role, SqliteStore, StatementKind, Store, StoreError};
+use revshare_store::close::{CloseError, close_month};
+use revshare_store::{IngestMode, Model, Party, PgStore, Role, SqliteStore, Store, StoreError};
 
 use crate::Failure;
 use crate::ingest_sink::{Ingest, Signing, StopReason, Validate};
@@ -219,112 +214,18 @@ fn read_failure(e: ReadError, partial: bool) -> Failure {
     }
 }
 
-/// Settles a month from the store with the agreement's stored contributions and the given
-/// adjustments.
-fn settle_stored(
-    store: &mut (dyn Store + Send),
-    agreement: &Agreement,
-    period: Period,
-    contributions: &[Contribution],
-    adjustments: Vec<Adjustment>,
-) -> Result<Statement, Failure> {
-    let (rollup, duplicates) = store.rollup(agreement.id(), period)?;
-    let mut digests = store.record_digests(agreement.id(), period)?;
-    let input = SettlementInput {
-        agreement,
-        period,
-        rollup: &rollup,
-        duplicates,
-        usage_digest: usage_digest(&mut digests),
-        contributions,
-        adjustments,
-    };
-    settle(&input).map_err(|e| Failure::Invalid(format!("error: {e}\n")))
-}
-
-/// `usage_total − host_credit` of a stored statement, in minor units: what a restatement changes.
-/// Both totals are never negative and are written with exactly the currency's minor digits.
-fn usage_net(statement: &[u8], currency: Currency) -> Result<i128, Failure> {
-    let value: serde_json::Value = serde_json::from_slice(statement).context("a stored statement is not JSON")?;
-    let minor = |key: &str| -> Result<i128, Failure> {
-        let text = value["totals"][key].as_str().unwrap_or_default();
-        Decimal::parse(text)
-            .ok()
-            .and_then(|d| currency.to_minor(&d))
-            .ok_or_else(|| Failure::Other(anyhow::anyhow!("a stored statement's totals.{key} is `{text}`, not an amount in {currency}")))
-    };
-    Ok(minor("usage_total")? - minor("host_credit")?)
-}
-
-/// Closes a month: restates earlier closed months that late records changed, carrying each
-/// difference as an adjustment line, then finalises the month's statement.
+/// Closes a month with the store's [`close_month`]: restates earlier closed months that late
+/// records changed, carrying each difference as an adjustment line, then finalises the month's
+/// statement and signs it with the deployment key.
 pub fn close(args: &StoreArgs, agreement_id: &str, period: Period) -> Result<Statement, Failure> {
     let id = parse(AgreementId::parse(agreement_id))?;
     let key = crate::log_cmds::deployment_key(args)?;
     let mut store = open(args, false)?;
-    let store = store.as_mut();
-    let agreement = store.agreement(&id, None)?;
-    if store.statement(&id, period)?.is_some() {
-        return Err(Failure::Invalid(format!(
-            "error: {id} {period} is already closed and its statement is final; late records are carried into the next month's close\n"
-        )));
+    match close_month(store.as_mut(), &id, period, &key) {
+        Ok((_, statement)) => Ok(statement),
+        Err(e @ (CloseError::Canonical(_) | CloseError::Corrupt(_))) => Err(Failure::Other(e.into())),
+        Err(e) => Err(Failure::Invalid(format!("error: {e}\n"))),
     }
-    let currency = agreement.currency();
-    let contributions = store.contributions(&id)?;
-    let mut adjustments = Vec::new();
-    // (period, canonical bytes, digest) of each earlier month that late records changed.
-    let mut restated: Vec<(Period, Vec<u8>, String)> = Vec::new();
-    for earlier in store.closed_periods(&id)?.into_iter().filter(|p| *p < period) {
-        let Some(stored) = store.statement(&id, earlier)? else { continue };
-        let bytes =
-            settle_stored(store, &agreement, earlier, &contributions, Vec::new())?.to_canonical().map_err(|e| Failure::Other(e.into()))?;
-        let (old, new) = (usage_net(&stored.canonical, currency)?, usage_net(&bytes, currency)?);
-        if old == new {
-            continue;
-        }
-        adjustments.push(Adjustment {
-            kind: "restatement".to_owned(),
-            reference: earlier.to_string(),
-            description: format!("{earlier} restated for records received after it closed"),
-            amount: new - old,
-        });
-        let digest = revshare_core::canonical::digest(&bytes);
-        restated.push((earlier, bytes, digest));
-    }
-    let statement = settle_stored(store, &agreement, period, &contributions, adjustments)?;
-    let bytes = statement.to_canonical().map_err(|e| Failure::Other(e.into()))?;
-    let digest = revshare_core::canonical::digest(&bytes);
-    let entry = parse(JournalEntry::for_statement(&statement, agreement.licensor(), agreement.host()))?;
-    let version = agreement.version();
-    let restatements: Vec<NewStatement<'_>> = restated
-        .iter()
-        .map(|(earlier, canonical, digest)| NewStatement {
-            agreement_id: &id,
-            agreement_version: version,
-            period: *earlier,
-            kind: StatementKind::Restatement,
-            canonical,
-            digest,
-        })
-        .collect();
-    let original = NewStatement {
-        agreement_id: &id,
-        agreement_version: version,
-        period,
-        kind: StatementKind::Original,
-        canonical: &bytes,
-        digest: &digest,
-    };
-    let stored = store.finalise_close(&restatements, &original, &entry)?;
-    // The deployment signs what it finalised. A signature can be added at any time, so a failure
-    // here leaves nothing inconsistent: `revshare statement sign` adds it later.
-    for (earlier, _, _) in &restated {
-        if let Some(restatement) = store.statement(&id, *earlier)? {
-            crate::log_cmds::sign_stored(store, &restatement, &key)?;
-        }
-    }
-    crate::log_cmds::sign_stored(store, &stored, &key)?;
-    Ok(statement)
 }
 
 pub fn show_statement(args: &StoreArgs, agreement: &str, period: Period, json: bool) -> Result<(), Failure> {

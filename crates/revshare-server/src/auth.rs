@@ -9,7 +9,8 @@
 //! digits), so it can be printed, logged and revoked without the token itself.
 //!
 //! What a caller may see is [`may_read`]: a host its own agreements, a licensor its own, an
-//! auditor and an arbiter every one. Only a host writes usage, and only its own.
+//! auditor and an arbiter every one. Only a host writes usage, and only its own; the other writes
+//! (agreements, closes, countersignatures, payments) are checked by their handlers.
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};

@@ -13,23 +13,29 @@
 //! | `GET /v1/statements[?agreement=ID]` | readers of the agreement | the finalised statements |
 //! | `GET /v1/statements/{agreement}/{period}` | readers of the agreement | the latest statement's canonical bytes |
 //! | `GET /v1/balances` | readers of each agreement | who owes whom, from the journal |
+//! | `POST /v1/agreements` | the agreement's licensor | registers a version from its TOML (`revshare agreement add`) |
+//! | `POST /v1/close` | the agreement's licensor | closes a month (`revshare close`, the store's `close::close_month`) |
+//! | `POST /v1/statements/{agreement}/{period}/signatures` | the agreement's host | countersigns the statement |
+//! | `POST /v1/payments` | the paying side | records a payment (`revshare payment record`) |
 //! | `GET /v1/log/checkpoint` | any token | a fresh signed checkpoint (`text/plain`, a C2SP note) |
 //! | `GET /v1/log/inclusion?leaf=N[&size=M]` | any token | a leaf's inclusion proof |
 //! | `GET /v1/log/consistency?from=M[&to=N]` | any token | the proof that the log only grew |
 //!
 //! Authentication and scope ([`auth`]): every `/v1` route is behind a middleware that turns
 //! `Authorization: Bearer rs_…` into the token's party and role, or answers 401. A host reads
-//! and writes only its own records, agreements and statements; a licensor reads its own
-//! agreements; an auditor and an arbiter read everything and write nothing. Something that exists
-//! but belongs to others answers 404 exactly as something that does not exist, so a refusal
-//! does not reveal what is there; a write of another party's records is 403 naming each record.
-//! A refused call changes nothing: it is refused before the store is written. Each token may make
-//! [`Config::rate_limit_per_second`] requests a second (a burst of as many); more are answered
-//! 429 with `Retry-After`, before anything is read.
+//! and writes only its own records, agreements and statements (it countersigns its statements);
+//! a licensor reads its own agreements, registers them and closes their months; a payment is
+//! recorded by its paying side only; an auditor and an arbiter read everything and write
+//! nothing. Something that exists but belongs to others answers 404 exactly as something that
+//! does not exist, so a refusal does not reveal what is there; a write of another party's
+//! records is 403 naming each record. A refused call changes nothing: it is refused before the
+//! store is written. Each token may make [`Config::rate_limit_per_second`] requests a second
+//! (a burst of as many); more are answered 429 with `Retry-After`, before anything is read.
 //!
 //! The boundary: this crate only translates HTTP into the same `Store` and core calls the CLI
-//! makes (`Store::ingest` in atomic mode, `receipts::receipt`, `receipts::checkpoint`, the core's
-//! `Balances`, the store's proofs) and their results back. The store is synchronous, so each call
+//! makes (`Store::ingest` in atomic mode, `Store::add_agreement`, `close::close_month`,
+//! `Store::sign_statement`, `payments::payment_entry`, `receipts::receipt`,
+//! `receipts::checkpoint`, the core's `Balances`, the store's proofs) and their results back. The store is synchronous, so each call
 //! runs on a blocking thread with a connection from a small pool ([`Config::open`] makes them),
 //! at most [`Config::max_connections`] at once. A batch is acknowledged only after the store has
 //! committed it, and a request whose client goes away still runs to its end (the blocking call is

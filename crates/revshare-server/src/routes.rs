@@ -9,14 +9,16 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use revshare_core::agreement::Agreement;
+use revshare_core::agreement::{Agreement, line_column, parse_agreement};
 use revshare_core::ids::AgreementId;
 use revshare_core::ledger::Balances;
 use revshare_core::time::Period;
 use revshare_core::transparency::{Signed, b64, from_b64};
+use revshare_store::close::{CloseError, close_month};
+use revshare_store::payments::{self, PaymentError};
 use revshare_store::receipts::{self, hashes};
 use revshare_store::{IngestMode, Role, Store, StoreError, StoredStatement};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{OpenApi as _, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -193,6 +195,10 @@ pub(crate) fn api(auth: Option<AppState>) -> (axum::Router<AppState>, utoipa::op
         .routes(routes!(get_agreement))
         .routes(routes!(list_statements))
         .routes(routes!(get_statement))
+        .routes(routes!(sign_statement))
+        .routes(routes!(post_agreement))
+        .routes(routes!(post_close))
+        .routes(routes!(post_payment))
         .routes(routes!(balances))
         .routes(routes!(checkpoint))
         .routes(routes!(inclusion))
@@ -639,4 +645,324 @@ pub(crate) async fn consistency(State(state): State<AppState>, query: Params) ->
         })
         .await?;
     Ok(Json(proof))
+}
+
+/// A signature added to a statement.
+#[derive(Serialize, ToSchema)]
+pub struct StatementSignature {
+    pub agreement: String,
+    /// YYYY-MM.
+    pub period: String,
+    pub sequence: u32,
+    /// `sha256:` of the canonical bytes: what was signed (`revshare statement v1\n<digest>\n`).
+    pub digest: String,
+    /// The verifier key that signed.
+    pub key: String,
+}
+
+/// A countersignature of a statement by its host (`revshare statement sign`).
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code, reason = "documents the body; it is read by the core's `Signed::from_json`")]
+pub struct SignatureBody {
+    /// The host's verifier key text, registered for it (`revshare keys add`).
+    #[schema(example = "northwind+1a2b3c4d+AbCd…")]
+    key: String,
+    /// The 64-byte Ed25519 signature of `revshare statement v1\n<digest>\n`, in base64.
+    signature: String,
+}
+
+/// Closes an agreement's month (`revshare close`).
+#[derive(Deserialize, ToSchema)]
+pub struct CloseBody {
+    #[schema(example = "meridian-northwind")]
+    pub agreement: String,
+    /// YYYY-MM.
+    #[schema(example = "2026-10")]
+    pub period: String,
+}
+
+/// Who paid: the host pays the licensor, or the licensor pays the host back.
+#[derive(Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PayerBody {
+    Host,
+    Licensor,
+}
+
+/// A payment under an agreement (`revshare payment record`).
+#[derive(Deserialize, ToSchema)]
+pub struct PaymentBody {
+    #[schema(example = "meridian-northwind")]
+    pub agreement: String,
+    /// A decimal in the agreement's currency, with at most its minor-unit places.
+    #[schema(example = "1200.00")]
+    pub amount: String,
+    /// The payer's reference (a bank transfer id, say); posted once in the whole journal.
+    #[schema(example = "wire-2026-11-04")]
+    pub reference: String,
+    pub from: PayerBody,
+}
+
+/// A recorded payment.
+#[derive(Serialize, ToSchema)]
+pub struct PaymentRecorded {
+    pub reference: String,
+    pub description: String,
+}
+
+/// A JSON request body of type `T`, or 400.
+async fn json_body<T: serde::de::DeserializeOwned>(state: &AppState, headers: &HeaderMap, request_body: Body) -> Result<T, Problem> {
+    let bytes = body::read(headers, request_body, state.max_body_bytes()).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Problem::bad_request("the body is not the JSON object this route takes").with_errors(vec![ProblemItem {
+            line: u64::try_from(e.line()).ok(),
+            column: u64::try_from(e.column()).ok(),
+            message: e.to_string(),
+            ..ProblemItem::default()
+        }])
+    })
+}
+
+fn period_of(text: &str) -> Result<Period, Problem> {
+    Period::parse(text).map_err(|e| Problem::bad_request(format!("`{text}` is not a month (YYYY-MM): {e}")))
+}
+
+/// Countersigns the latest statement of an agreement's month with the host's registered key, as
+/// `revshare statement sign` does. Only the agreement's host; signing again changes nothing.
+#[utoipa::path(
+    post,
+    path = "/statements/{agreement}/{period}/signatures",
+    tag = "statements",
+    params(("agreement" = String, Path, description = "the agreement id"), ("period" = String, Path, description = "the month, YYYY-MM")),
+    request_body(content = SignatureBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "the signature is kept", body = StatementSignature),
+        (status = 400, description = "invalid parameters or body", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "not a host token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "no such agreement or statement that this token can read", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "the body is over the limit", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "a key not registered for the host, or a signature that does not verify", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn sign_statement(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((agreement, period)): Path<(String, String)>,
+    headers: HeaderMap,
+    request_body: Body,
+) -> Result<Json<StatementSignature>, Problem> {
+    caller.require(Role::Host, "countersign a statement")?;
+    let id = agreement_id(&agreement)?;
+    let period = period_of(&period)?;
+    let value: Value = json_body(&state, &headers, request_body).await?;
+    let signed = Signed::from_json(&value)
+        .ok_or_else(|| Problem::bad_request("the body must be `{\"key\": \"<verifier key>\", \"signature\": \"<64 bytes in base64>\"}`"))?;
+    let signature = state
+        .run(move |store, _| {
+            // The caller is a host: it reads only its own agreements.
+            readable(store, &caller, &id)?;
+            let statement =
+                store.statement(&id, period)?.ok_or_else(|| Problem::not_found(format!("agreement {id} has no statement for {period}")))?;
+            store.sign_statement(&statement, &signed)?;
+            Ok(StatementSignature {
+                agreement: id.to_string(),
+                period: period.to_string(),
+                sequence: statement.sequence,
+                digest: statement.digest,
+                key: signed.key,
+            })
+        })
+        .await?;
+    tracing::info!(agreement = %signature.agreement, period = %signature.period, "statement countersigned");
+    Ok(Json(signature))
+}
+
+/// Registers an agreement version from its TOML (SPEC §2), as `revshare agreement add` does:
+/// version 1 of a new id, or an amendment. Only its licensor.
+#[utoipa::path(
+    post,
+    path = "/agreements",
+    tag = "agreements",
+    request_body(content = String, content_type = "application/toml", description = "the agreement file"),
+    responses(
+        (status = 200, description = "registered", body = AgreementView),
+        (status = 400, description = "the agreement does not parse or validate: every problem, with line and column", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "not the agreement's licensor", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "the body is over the limit", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "another content type", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "the registry or the agreements stored refuse it", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn post_agreement(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    request_body: Body,
+) -> Result<Json<AgreementView>, Problem> {
+    caller.require(Role::Licensor, "register an agreement")?;
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !content_type.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/toml") {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "unsupported content type",
+            format!("an agreement is sent as application/toml, not `{content_type}`"),
+        ));
+    }
+    let bytes = body::read(&headers, request_body, state.max_body_bytes()).await?;
+    let text = String::from_utf8(bytes.to_vec()).map_err(|e| Problem::bad_request(format!("the agreement is not UTF-8: {e}")))?;
+    const NAME: &str = "agreement.toml";
+    let parsed = parse_agreement(NAME, &text).map_err(|e| {
+        let errors = e
+            .problems
+            .iter()
+            .map(|p| {
+                let (line, column) = line_column(&text, p.span.offset());
+                ProblemItem {
+                    line: u64::try_from(line).ok(),
+                    column: u64::try_from(column).ok(),
+                    message: match &p.help {
+                        Some(help) => format!("{} ({help})", p.message),
+                        None => p.message.clone(),
+                    },
+                    ..ProblemItem::default()
+                }
+            })
+            .collect();
+        Problem::new(StatusCode::BAD_REQUEST, "invalid-agreement", "the agreement is not valid", format!("{e}; nothing was stored"))
+            .with_errors(errors)
+    })?;
+    if parsed.licensor() != &caller.party {
+        return Err(Problem::forbidden(format!(
+            "agreement {} is licensor {}'s; a token of {} registers only its own agreements",
+            parsed.id(),
+            parsed.licensor(),
+            caller.party
+        )));
+    }
+    let view = state
+        .run(move |store, _| {
+            let agreement = store.add_agreement(NAME, &text)?;
+            Ok(AgreementView {
+                id: agreement.id().to_string(),
+                version: agreement.version(),
+                licensor: agreement.licensor().to_string(),
+                host: agreement.host().to_string(),
+                currency: agreement.currency().to_string(),
+                digest: agreement.digest(),
+                source: text,
+            })
+        })
+        .await?;
+    tracing::info!(agreement = %view.id, version = view.version, "agreement registered");
+    Ok(Json(view))
+}
+
+impl From<CloseError> for Problem {
+    fn from(error: CloseError) -> Problem {
+        match error {
+            CloseError::Store(e) => (*e).into(),
+            e @ CloseError::AlreadyClosed { .. } => {
+                Problem::new(StatusCode::CONFLICT, "already-closed", "the month is already closed", e.to_string())
+            }
+            e @ (CloseError::Settle(_) | CloseError::Entry(_)) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", "the request cannot be applied", e.to_string())
+            }
+            e @ (CloseError::Canonical(_) | CloseError::Corrupt(_)) => Problem::internal("closing the month failed", &e),
+        }
+    }
+}
+
+/// Closes an agreement's month as `revshare close` does: restates earlier months that late
+/// records changed, finalises the month's statement with its journal entry, and signs them with
+/// the deployment key. Only the agreement's licensor.
+#[utoipa::path(
+    post,
+    path = "/close",
+    tag = "statements",
+    request_body(content = CloseBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "the month's statement, finalised and signed", body = StatementSummary),
+        (status = 400, description = "invalid body", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "not a licensor token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "no such agreement that this token can read", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "the month is already closed", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "the body is over the limit", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "the month cannot be settled", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn post_close(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    request_body: Body,
+) -> Result<Json<StatementSummary>, Problem> {
+    caller.require(Role::Licensor, "close a month")?;
+    let request: CloseBody = json_body(&state, &headers, request_body).await?;
+    let id = agreement_id(&request.agreement)?;
+    let period = period_of(&request.period)?;
+    let stored = state
+        .run(move |store, shared| {
+            readable(store, &caller, &id)?;
+            Ok(close_month(store, &id, period, shared.key())?.0)
+        })
+        .await?;
+    tracing::info!(agreement = %stored.agreement_id, period = %stored.period, "month closed");
+    Ok(Json(summary(&stored)))
+}
+
+/// Records a payment under an agreement as `revshare payment record` does. The paying side must
+/// be the token's party.
+#[utoipa::path(
+    post,
+    path = "/payments",
+    tag = "ledger",
+    request_body(content = PaymentBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "recorded in the journal", body = PaymentRecorded),
+        (status = 400, description = "invalid body or amount", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "the token's party is not the paying side", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "no such agreement that this token can read", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "the body is over the limit", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "the journal refuses it (a reference already posted, say)", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn post_payment(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    request_body: Body,
+) -> Result<Json<PaymentRecorded>, Problem> {
+    let request: PaymentBody = json_body(&state, &headers, request_body).await?;
+    let (role, from) = match request.from {
+        PayerBody::Host => (Role::Host, payments::Payer::Host),
+        PayerBody::Licensor => (Role::Licensor, payments::Payer::Licensor),
+    };
+    caller.require(role, &format!("record a payment from the {role}"))?;
+    let id = agreement_id(&request.agreement)?;
+    let recorded = state
+        .run(move |store, _| {
+            let agreement = readable(store, &caller, &id)?;
+            let entry = payments::payment_entry(&agreement, &request.amount, &request.reference, from).map_err(|e| match e {
+                PaymentError::Amount(detail) => Problem::bad_request(detail),
+                PaymentError::Entry(e) => StoreError::from(e).into(),
+            })?;
+            store.post_entry(&entry)?;
+            Ok(PaymentRecorded { reference: request.reference, description: entry.description().to_owned() })
+        })
+        .await?;
+    tracing::info!(reference = %recorded.reference, "payment recorded");
+    Ok(Json(recorded))
 }

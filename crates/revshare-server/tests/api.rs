@@ -109,6 +109,9 @@ api_tests!(
     signed_batches_are_checked,
     requests_over_the_rate_limit_are_429,
     shutdown_finishes_the_request_in_flight,
+    a_licensor_closes_a_month_once_and_its_host_countersigns,
+    a_licensor_registers_its_agreements_and_problems_are_located,
+    each_side_records_its_own_payments,
 );
 
 /// A fixed clock: checkpoints are reproducible.
@@ -221,6 +224,10 @@ impl Reply {
 
 const AGREEMENT: &str = include_str!("../../revshare-store/tests/data/agreement.toml");
 const USAGE: &str = include_str!("../../revshare-store/tests/data/usage.jsonl");
+
+fn unknown_token() -> String {
+    auth::encode(&[1; 32])
+}
 
 fn pid(id: &str) -> PartyId {
     PartyId::parse(id).expect("a party id")
@@ -350,6 +357,8 @@ struct Snapshot {
     statements: Vec<(String, u32, String)>,
     journal: usize,
     checkpoints: Vec<(u64, String)>,
+    signatures: Vec<Vec<String>>,
+    agreement_version: u32,
 }
 
 fn snapshot(store: &mut dyn Store) -> Snapshot {
@@ -361,7 +370,36 @@ fn snapshot(store: &mut dyn Store) -> Snapshot {
         statements: store.statements(None).expect("statements").into_iter().map(|s| (s.period.to_string(), s.sequence, s.digest)).collect(),
         journal: store.journal().expect("journal").len(),
         checkpoints: store.checkpoints().expect("checkpoints"),
+        signatures: store
+            .statements(None)
+            .expect("statements")
+            .iter()
+            .map(|s| store.statement_signatures(s).expect("signatures").into_iter().map(|signed| signed.key).collect())
+            .collect(),
+        agreement_version: store.agreement(&agreement_id(), None).expect("the agreement").version(),
     }
+}
+
+/// The example agreement amended: version 2, a higher minimum.
+fn amendment() -> String {
+    AGREEMENT.replace("version = 1", "version = 2").replace("minimum = \"500.00\"", "minimum = \"600.00\"")
+}
+
+impl Api {
+    async fn post_json(&self, path: &str, token: &str, body: &Value) -> Reply {
+        self.send(reqwest::Method::POST, path, Some(token), Some("application/json"), body.to_string().into_bytes()).await
+    }
+}
+
+/// A host key registered for northwind, and its signature of a statement digest, as the body of
+/// `POST /v1/statements/{agreement}/{period}/signatures`.
+fn host_key() -> SignerKey {
+    SignerKey::from_seed("northwind", [7; 32]).expect("a host key")
+}
+
+fn countersignature(key: &SignerKey, digest: &str) -> Value {
+    let signature = key.sign(&revshare_core::transparency::statement_message(digest));
+    json!({"key": key.verifier().to_text(), "signature": revshare_core::transparency::b64(&signature)})
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -516,6 +554,44 @@ fn refused_calls_change_nothing(db: &dyn TestDb) {
             assert_eq!(listed["statements"], json!([]), "no statement of others is listed");
             let balances = api.get("/v1/balances", Some(token)).await.json();
             assert_eq!(balances["balances"], json!([]), "no balance of others is shown");
+        }
+
+        // The writes of the CLI: each refused for every role but the one party allowed, on another
+        // party's agreement (a foreign agreement is not found, as for the reads).
+        let digest = api.with_store(|store| store.statement(&agreement_id(), october()).expect("read").expect("closed").digest).await;
+        let foreign_key = SignerKey::from_seed("southwind", [8; 32]).expect("a key");
+        let signature = countersignature(&foreign_key, &digest);
+        let signatures = "/v1/statements/meridian-northwind/2026-10/signatures";
+        api.post_json(signatures, &tokens.southwind, &signature).await.problem(404);
+        for token in [&tokens.meridian, &tokens.aurora, &tokens.auditor, &tokens.arbiter] {
+            api.post_json(signatures, token, &signature).await.problem(403);
+        }
+        for token in [&tokens.aurora, &tokens.northwind, &tokens.southwind, &tokens.auditor, &tokens.arbiter] {
+            let reply =
+                api.send(reqwest::Method::POST, "/v1/agreements", Some(token), Some("application/toml"), amendment().into_bytes()).await;
+            reply.problem(403);
+        }
+        let close = json!({"agreement": "meridian-northwind", "period": "2026-11"});
+        api.post_json("/v1/close", &tokens.aurora, &close).await.problem(404);
+        for token in [&tokens.northwind, &tokens.southwind, &tokens.auditor, &tokens.arbiter] {
+            api.post_json("/v1/close", token, &close).await.problem(403);
+        }
+        let from_host = json!({"agreement": "meridian-northwind", "amount": "10.00", "reference": "refused-1", "from": "host"});
+        api.post_json("/v1/payments", &tokens.southwind, &from_host).await.problem(404);
+        for token in [&tokens.meridian, &tokens.aurora, &tokens.auditor, &tokens.arbiter] {
+            api.post_json("/v1/payments", token, &from_host).await.problem(403);
+        }
+        let from_licensor = json!({"agreement": "meridian-northwind", "amount": "10.00", "reference": "refused-2", "from": "licensor"});
+        api.post_json("/v1/payments", &tokens.aurora, &from_licensor).await.problem(404);
+        for token in [&tokens.northwind, &tokens.southwind, &tokens.auditor, &tokens.arbiter] {
+            api.post_json("/v1/payments", token, &from_licensor).await.problem(403);
+        }
+        for (path, body) in [(signatures, &signature), ("/v1/close", &close), ("/v1/payments", &from_host)] {
+            for token in [None, Some(unknown_token()), Some(revoked.clone())] {
+                let reply =
+                    api.send(reqwest::Method::POST, path, token.as_deref(), Some("application/json"), body.to_string().into_bytes()).await;
+                reply.problem(401);
+            }
         }
 
         // Without a valid token, every route is refused (the checkpoint would write).
@@ -770,4 +846,96 @@ fn shutdown_finishes_the_request_in_flight(db: &dyn TestDb) {
         assert!(tokio::net::TcpStream::connect(&address).await.is_err(), "no new connections after the shutdown");
     });
     assert_eq!(open(db).records(&agreement_id(), october()).expect("records").len(), 6, "what was acknowledged is stored");
+}
+
+fn a_licensor_closes_a_month_once_and_its_host_countersigns(db: &dyn TestDb) {
+    let tokens = {
+        let mut store = open(db);
+        let tokens = register(store.as_mut());
+        store.ingest(&parse_lines(&northwind_lines()), IngestMode::Atomic, None).expect("ingest");
+        store.add_key(Some(&pid("northwind")), &host_key().verifier()).expect("register the host's key");
+        tokens
+    };
+    run(async {
+        let api = Api::start(db, 1 << 20).await;
+        let close = json!({"agreement": "meridian-northwind", "period": "2026-10"});
+        let reply = api.post_json("/v1/close", &tokens.meridian, &close).await;
+        assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.bytes));
+        let closed = reply.json();
+        assert_eq!(
+            (closed["period"].as_str(), closed["sequence"].as_u64(), closed["kind"].as_str()),
+            (Some("2026-10"), Some(1), Some("original"))
+        );
+        let digest = closed["digest"].as_str().expect("a digest").to_owned();
+        let again = api.post_json("/v1/close", &tokens.meridian, &close).await.problem(409);
+        assert!(again["detail"].as_str().is_some_and(|d| d.contains("already closed")), "{again}");
+        let bad_month =
+            api.post_json("/v1/close", &tokens.meridian, &json!({"agreement": "meridian-northwind", "period": "October"})).await;
+        bad_month.problem(400);
+
+        let signatures = "/v1/statements/meridian-northwind/2026-10/signatures";
+        let forged = countersignature(&host_key(), "sha256:0000");
+        let refused = api.post_json(signatures, &tokens.northwind, &forged).await.problem(422);
+        assert_eq!(refused["type"], "urn:revshare:problem:signature-refused", "{refused}");
+        api.post_json(signatures, &tokens.northwind, &json!({"key": "k"})).await.problem(400);
+        let signed = api.post_json(signatures, &tokens.northwind, &countersignature(&host_key(), &digest)).await;
+        assert_eq!(signed.status, 200, "{}", String::from_utf8_lossy(&signed.bytes));
+        assert_eq!(signed.json()["key"].as_str(), Some(host_key().verifier().to_text().as_str()));
+        api.stop().await;
+    });
+    let mut store = open(db);
+    let stored = store.statement(&agreement_id(), october()).expect("read").expect("the month is closed");
+    let keys: Vec<String> = store.statement_signatures(&stored).expect("signatures").into_iter().map(|s| s.key).collect();
+    let mut expected = vec![deployment_key().verifier().to_text(), host_key().verifier().to_text()];
+    expected.sort();
+    assert_eq!(keys, expected, "signed by the deployment on close and countersigned by the host");
+    assert_eq!(store.journal().expect("journal").len(), 1, "the statement's entry is posted once");
+}
+
+fn a_licensor_registers_its_agreements_and_problems_are_located(db: &dyn TestDb) {
+    let tokens = register(open(db).as_mut());
+    run(async {
+        let api = Api::start(db, 1 << 20).await;
+        let post = |text: String, content_type: &'static str| {
+            api.send(reqwest::Method::POST, "/v1/agreements", Some(&tokens.meridian), Some(content_type), text.into_bytes())
+        };
+        let registered = post(amendment(), "application/toml").await;
+        assert_eq!(registered.status, 200, "{}", String::from_utf8_lossy(&registered.bytes));
+        let view = registered.json();
+        assert_eq!((view["id"].as_str(), view["version"].as_u64()), (Some("meridian-northwind"), Some(2)), "{view}");
+        assert_eq!(view["source"].as_str(), Some(amendment().as_str()));
+
+        let broken = AGREEMENT.replace("version = 1", "version = 3").replace("currency = \"USD\"", "currency = 12");
+        let problem = post(broken, "application/toml").await.problem(400);
+        let errors = problem["errors"].as_array().expect("errors");
+        assert!(!errors.is_empty(), "{problem}");
+        assert!(errors.iter().all(|e| e["line"].is_u64() && e["column"].is_u64()), "each problem is located: {problem}");
+        assert!(errors.iter().any(|e| e["line"] == 7), "the currency's line: {problem}");
+        post(amendment(), "text/plain").await.problem(415);
+        api.stop().await;
+    });
+    assert_eq!(open(db).agreement(&agreement_id(), None).expect("the agreement").version(), 2, "only the amendment is stored");
+}
+
+fn each_side_records_its_own_payments(db: &dyn TestDb) {
+    let tokens = register(open(db).as_mut());
+    run(async {
+        let api = Api::start(db, 1 << 20).await;
+        let payment = |amount: &str, reference: &str, from: &str| json!({"agreement": "meridian-northwind", "amount": amount, "reference": reference, "from": from});
+        let paid = api.post_json("/v1/payments", &tokens.northwind, &payment("100.00", "wire-1", "host")).await;
+        assert_eq!(paid.status, 200, "{}", String::from_utf8_lossy(&paid.bytes));
+        assert_eq!(paid.json()["reference"], "wire-1");
+        let back = api.post_json("/v1/payments", &tokens.meridian, &payment("40.00", "wire-2", "licensor")).await;
+        assert_eq!(back.status, 200, "{}", String::from_utf8_lossy(&back.bytes));
+        let twice = api.post_json("/v1/payments", &tokens.northwind, &payment("100.00", "wire-1", "host")).await;
+        assert_eq!(twice.status, 422, "a reference is posted once: {}", String::from_utf8_lossy(&twice.bytes));
+        let places = api.post_json("/v1/payments", &tokens.northwind, &payment("1.001", "wire-3", "host")).await.problem(400);
+        assert!(places["detail"].as_str().is_some_and(|d| d.contains("decimal places")), "{places}");
+        api.post_json("/v1/payments", &tokens.northwind, &json!({"agreement": "meridian-northwind"})).await.problem(400);
+        let balances = api.get("/v1/balances", Some(&tokens.auditor)).await.json();
+        assert_eq!(balances["balances"][0]["debtor"]["party"], "meridian", "{balances}");
+        assert_eq!(balances["balances"][0]["amount"], "60.00", "{balances}");
+        api.stop().await;
+    });
+    assert_eq!(open(db).journal().expect("journal").len(), 2);
 }

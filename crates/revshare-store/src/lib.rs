@@ -26,18 +26,22 @@
 //! - `contributions.rs`: contributions per agreement; only their acceptance changes.
 //! - `log.rs`: the transparency log: leaves, subtree hashes, proofs, checkpoints, batches.
 //! - `keys.rs`: the parties' and the deployment's public keys.
+//! - [`close`]: closing a month (restatements, the statement, its entry, the signatures).
+//! - [`payments`]: a payment's journal entry from its amount text and payer.
 //! - [`receipts`]: signed checkpoints and batch receipts (the caller brings the key and the time).
 //! - `tokens.rs`: the API's bearer tokens, kept as SHA-256 hashes, revocable.
 //!
 //! The API is synchronous; an async server runs it on a blocking thread.
 
 mod agreements;
+pub mod close;
 mod contributions;
 mod error;
 mod ingest;
 mod journal;
 mod keys;
 mod log;
+pub mod payments;
 mod pg;
 pub mod receipts;
 mod records;
@@ -159,6 +163,9 @@ pub trait Store {
     fn add_checkpoint(&mut self, size: u64, note: &str) -> Result<(), StoreError>;
     /// Every kept checkpoint, by size.
     fn checkpoints(&mut self) -> Result<Vec<(u64, String)>, StoreError>;
+    /// The first kept checkpoint that includes leaf `index` (the one a batch's receipt carries,
+    /// as receipts are signed right after their batch commits).
+    fn checkpoint_including(&mut self, index: u64) -> Result<Option<(u64, String)>, StoreError>;
     /// Registers a public key of a party, or (`None`) a signing key of the deployment, which
     /// replaces the previous one (a rotation); both are logged. Returns the key's leaf.
     fn add_key(&mut self, party: Option<&PartyId>, key: &VerifierKey) -> Result<u64, StoreError>;
@@ -357,6 +364,10 @@ impl<B: Backend> Store for B {
 
     fn add_checkpoint(&mut self, size: u64, note: &str) -> Result<(), StoreError> {
         transaction(self, Access::Write, |sql| log::add_checkpoint(sql, size, note))
+    }
+
+    fn checkpoint_including(&mut self, index: u64) -> Result<Option<(u64, String)>, StoreError> {
+        transaction(self, Access::Read, |sql| log::checkpoint_including(sql, index))
     }
 
     fn checkpoints(&mut self) -> Result<Vec<(u64, String)>, StoreError> {

@@ -306,3 +306,10 @@ pub(crate) fn record(
 pub(crate) fn statement_subject(agreement: &str, period: &str, sequence: u32) -> String {
     format!("statement:{agreement}/{period}/{sequence}")
 }
+
+/// The smallest kept checkpoint whose tree includes leaf `index`.
+pub(crate) fn checkpoint_including(sql: &mut impl Sql, index: u64) -> Result<Option<(u64, String)>, StoreError> {
+    first(sql, "SELECT size, note FROM log_checkpoints WHERE size > $1 ORDER BY size LIMIT 1", &[Param::Int(int(index)?)], |row| {
+        Ok((unsigned(row.int(0)?, || "checkpoint size".to_owned())?, row.text(1)?))
+    })
+}

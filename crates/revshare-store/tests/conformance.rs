@@ -1549,6 +1549,8 @@ fn checkpoints_are_kept_once_per_size(db: &dyn TestDb) {
     store.add_checkpoint(1, "first\n").expect("keep");
     store.add_checkpoint(1, "second\n").expect("a second one of the same size is ignored");
     assert_eq!(store.checkpoints().expect("read"), vec![(1, "first\n".to_owned())]);
+    assert_eq!(store.checkpoint_including(0).expect("read"), Some((1, "first\n".to_owned())));
+    assert_eq!(store.checkpoint_including(1).expect("read"), None, "no kept checkpoint has leaf 1 yet");
     let e = store.add_checkpoint(2, "future\n").expect_err("a size the log has not reached");
     assert!(e.to_string().contains("in its future"), "{e}");
 }

@@ -1,0 +1,164 @@
+//! Closing a month: the one copy of what `revshare close` and `POST /v1/close` do.
+//!
+//! [`close_month`] restates the earlier closed months that late records changed (each
+//! difference becomes an adjustment line of the month being closed), settles the month with the
+//! core from the store's rollups and the agreement's stored contributions, finalises the
+//! restatements and the original with its journal entry in one transaction
+//! ([`Store::finalise_close`]), then signs what it finalised with the deployment key. A signature
+//! can be added at any time, so a failure to sign leaves nothing inconsistent. A month already
+//! closed is refused ([`CloseError::AlreadyClosed`]): its statement is final, and late records
+//! are carried into the next month's close.
+
+use revshare_core::agreement::Agreement;
+use revshare_core::canonical::{self, CanonicalError};
+use revshare_core::contribution::Contribution;
+use revshare_core::decimal::Decimal;
+use revshare_core::ids::AgreementId;
+use revshare_core::ledger::{JournalEntry, LedgerError};
+use revshare_core::money::Currency;
+use revshare_core::note::SignerKey;
+use revshare_core::settle::{SettleError, SettlementInput, settle, usage_digest};
+use revshare_core::statement::{Adjustment, Statement};
+use revshare_core::time::Period;
+use revshare_core::transparency::{Signed, statement_message};
+
+use crate::{NewStatement, StatementKind, Store, StoreError, StoredStatement};
+
+/// Why a month could not be closed.
+#[derive(Debug, thiserror::Error)]
+pub enum CloseError {
+    /// Boxed: a store error is large, and closing is rare.
+    #[error(transparent)]
+    Store(Box<StoreError>),
+    #[error("{agreement} {period} is already closed and its statement is final; late records are carried into the next month's close")]
+    AlreadyClosed { agreement: AgreementId, period: Period },
+    #[error(transparent)]
+    Settle(#[from] SettleError),
+    #[error(transparent)]
+    Entry(LedgerError),
+    #[error(transparent)]
+    Canonical(#[from] CanonicalError),
+    /// A stored statement that cannot be read back.
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+impl From<StoreError> for CloseError {
+    fn from(error: StoreError) -> CloseError {
+        CloseError::Store(Box::new(error))
+    }
+}
+
+/// Settles a month from the store with the agreement's stored contributions and the given
+/// adjustments.
+pub fn settle_stored<S: Store + ?Sized>(
+    store: &mut S,
+    agreement: &Agreement,
+    period: Period,
+    contributions: &[Contribution],
+    adjustments: Vec<Adjustment>,
+) -> Result<Statement, CloseError> {
+    let (rollup, duplicates) = store.rollup(agreement.id(), period)?;
+    let mut digests = store.record_digests(agreement.id(), period)?;
+    let input = SettlementInput {
+        agreement,
+        period,
+        rollup: &rollup,
+        duplicates,
+        usage_digest: usage_digest(&mut digests),
+        contributions,
+        adjustments,
+    };
+    Ok(settle(&input)?)
+}
+
+/// `usage_total − host_credit` of a stored statement, in minor units: what a restatement changes.
+/// Both totals are never negative and are written with exactly the currency's minor digits.
+fn usage_net(statement: &[u8], currency: Currency) -> Result<i128, CloseError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(statement).map_err(|e| CloseError::Corrupt(format!("a stored statement is not JSON: {e}")))?;
+    let minor = |key: &str| -> Result<i128, CloseError> {
+        let text = value["totals"][key].as_str().unwrap_or_default();
+        Decimal::parse(text)
+            .ok()
+            .and_then(|d| currency.to_minor(&d))
+            .ok_or_else(|| CloseError::Corrupt(format!("a stored statement's totals.{key} is `{text}`, not an amount in {currency}")))
+    };
+    Ok(minor("usage_total")? - minor("host_credit")?)
+}
+
+/// Signs a stored statement with `key` (the deployment's, or a host's countersignature).
+pub fn sign_stored<S: Store + ?Sized>(store: &mut S, statement: &StoredStatement, key: &SignerKey) -> Result<(), StoreError> {
+    let signature = key.sign(&statement_message(&statement.digest));
+    store.sign_statement(statement, &Signed { key: key.verifier().to_text(), signature })
+}
+
+/// Closes a month: restates earlier closed months that late records changed, carrying each
+/// difference as an adjustment line, then finalises the month's statement and signs what it
+/// finalised with `key`. Returns the stored original and the statement.
+pub fn close_month<S: Store + ?Sized>(
+    store: &mut S,
+    id: &AgreementId,
+    period: Period,
+    key: &SignerKey,
+) -> Result<(StoredStatement, Statement), CloseError> {
+    let agreement = store.agreement(id, None)?;
+    if store.statement(id, period)?.is_some() {
+        return Err(CloseError::AlreadyClosed { agreement: id.clone(), period });
+    }
+    let currency = agreement.currency();
+    let contributions = store.contributions(id)?;
+    let mut adjustments = Vec::new();
+    // (period, canonical bytes, digest) of each earlier month that late records changed.
+    let mut restated: Vec<(Period, Vec<u8>, String)> = Vec::new();
+    for earlier in store.closed_periods(id)?.into_iter().filter(|p| *p < period) {
+        let Some(stored) = store.statement(id, earlier)? else { continue };
+        let bytes = settle_stored(store, &agreement, earlier, &contributions, Vec::new())?.to_canonical()?;
+        let (old, new) = (usage_net(&stored.canonical, currency)?, usage_net(&bytes, currency)?);
+        if old == new {
+            continue;
+        }
+        adjustments.push(Adjustment {
+            kind: "restatement".to_owned(),
+            reference: earlier.to_string(),
+            description: format!("{earlier} restated for records received after it closed"),
+            amount: new - old,
+        });
+        let digest = canonical::digest(&bytes);
+        restated.push((earlier, bytes, digest));
+    }
+    let statement = settle_stored(store, &agreement, period, &contributions, adjustments)?;
+    let bytes = statement.to_canonical()?;
+    let digest = canonical::digest(&bytes);
+    let entry = JournalEntry::for_statement(&statement, agreement.licensor(), agreement.host()).map_err(CloseError::Entry)?;
+    let version = agreement.version();
+    let restatements: Vec<NewStatement<'_>> = restated
+        .iter()
+        .map(|(earlier, canonical, digest)| NewStatement {
+            agreement_id: id,
+            agreement_version: version,
+            period: *earlier,
+            kind: StatementKind::Restatement,
+            canonical,
+            digest,
+        })
+        .collect();
+    let original = NewStatement {
+        agreement_id: id,
+        agreement_version: version,
+        period,
+        kind: StatementKind::Original,
+        canonical: &bytes,
+        digest: &digest,
+    };
+    let stored = store.finalise_close(&restatements, &original, &entry)?;
+    // The deployment signs what it finalised. A signature can be added at any time, so a failure
+    // here leaves nothing inconsistent: `revshare statement sign` adds it later.
+    for (earlier, _, _) in &restated {
+        if let Some(restatement) = store.statement(id, *earlier)? {
+            sign_stored(store, &restatement, key)?;
+        }
+    }
+    sign_stored(store, &stored, key)?;
+    Ok((stored, statement))
+}
