@@ -18,7 +18,7 @@ use revshare_core::time::{Instant, Period};
 use revshare_core::transparency::{Signed, b64};
 use revshare_core::usage::UsageRecord;
 use revshare_store::receipts::hashes;
-use revshare_store::{Store, StoredStatement};
+use revshare_store::{SentRecord, Store, StoredStatement};
 use serde_json::{Value, json};
 
 use crate::Failure;
@@ -288,24 +288,22 @@ pub fn export_bundle(args: &StoreArgs, agreement: &str, period: Period, sequence
     // The records the statement counted: those of the month stored before it was finalised (a
     // record's batch leaf comes before the statement's leaf; the log orders every write). Later
     // ones are late records, which a restatement counts.
-    let sent = store.sent_records(&id, period)?;
-    let resolved = store.records(&id, period)?;
-    let counted = |batch: &Option<u64>| batch.is_none_or(|b| b < statement_leaf);
-    let records: Vec<_> = sent.iter().zip(&resolved).filter(|((batch, _), _)| counted(batch)).collect();
+    let mut records = store.sent_records(&id, period)?;
+    records.retain(|r| r.batch.is_none_or(|b| b < statement_leaf));
     let count = records.len();
     let mut lines = Vec::with_capacity(count * 200);
     let mut batches: Vec<u64> = Vec::new();
     let mut unlogged = 0u64;
     let mut aliases: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    for ((batch, sent), settled) in records {
-        sent.write_canonical(&mut lines);
+    for SentRecord { batch, record, model } in &records {
+        record.write_canonical(&mut lines);
         lines.push(b'\n');
         match batch {
             Some(batch) => batches.push(*batch),
             None => unlogged += 1,
         }
-        if sent.model != settled.model {
-            aliases.entry(sent.host.to_string()).or_default().insert(sent.model.to_string(), settled.model.to_string());
+        if record.model != model.as_str() {
+            aliases.entry(record.host.to_string()).or_default().insert(record.model.to_string(), model.clone());
         }
     }
     batches.sort_unstable();

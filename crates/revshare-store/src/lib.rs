@@ -69,6 +69,7 @@ pub use ingest::{IngestMode, IngestProblem, IngestReport, LoggedBatch, ProblemKi
 pub use keys::RegisteredKey;
 pub use log::LogLeaf;
 pub use pg::{PgStore, WRITE_LOCK};
+pub use records::SentRecord;
 pub use registry::{Model, Party, Role};
 pub use sqlite::{BUSY_TIMEOUT, SqliteStore};
 pub use statements::{NewStatement, StatementKind, StoredStatement};
@@ -174,8 +175,8 @@ pub trait Store {
     /// A logged usage batch: its digest and the sorted digests of its distinct records as sent.
     fn usage_batch(&mut self, leaf: u64) -> Result<(String, Vec<[u8; 32]>), StoreError>;
     /// The records of an agreement's month as sent (each host's own model id), by host and id,
-    /// with the leaf of the batch that stored each.
-    fn sent_records(&mut self, agreement: &AgreementId, period: Period) -> Result<Vec<(Option<u64>, UsageRecord<'static>)>, StoreError>;
+    /// with the licensed model each resolved to and the leaf of the batch that stored it.
+    fn sent_records(&mut self, agreement: &AgreementId, period: Period) -> Result<Vec<SentRecord>, StoreError>;
     /// One statement of an agreement's month, by sequence (1 is the original).
     fn statement_by_sequence(
         &mut self,
@@ -386,7 +387,7 @@ impl<B: Backend> Store for B {
         transaction(self, Access::Read, |sql| log::batch(sql, leaf))
     }
 
-    fn sent_records(&mut self, agreement: &AgreementId, period: Period) -> Result<Vec<(Option<u64>, UsageRecord<'static>)>, StoreError> {
+    fn sent_records(&mut self, agreement: &AgreementId, period: Period) -> Result<Vec<SentRecord>, StoreError> {
         transaction(self, Access::Read, |sql| {
             agreements::require(sql, agreement.as_str(), None)?;
             records::sent_of_period(sql, agreement.as_str(), &period.to_string())

@@ -432,14 +432,19 @@ pub(crate) fn digests_of_period(sql: &mut impl Sql, agreement_id: &str, month: &
     Ok(digests)
 }
 
-/// The records of an agreement's month as their hosts sent them (each host's own model id), by
-/// host and id, with the log leaf of the batch that stored each (`None` for a record stored
-/// before the log existed).
-pub(crate) fn sent_of_period(
-    sql: &mut impl Sql,
-    agreement_id: &str,
-    month: &str,
-) -> Result<Vec<(Option<u64>, UsageRecord<'static>)>, StoreError> {
+/// A stored record as its host sent it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SentRecord {
+    /// The log leaf of the batch that stored it (`None`: stored before the log existed).
+    pub batch: Option<u64>,
+    /// The record with the host's own model id.
+    pub record: UsageRecord<'static>,
+    /// The licensed model that id resolved to.
+    pub model: String,
+}
+
+/// The records of an agreement's month as their hosts sent them, by host and id.
+pub(crate) fn sent_of_period(sql: &mut impl Sql, agreement_id: &str, month: &str) -> Result<Vec<SentRecord>, StoreError> {
     let rows = rows(
         sql,
         concat!("SELECT ", value_columns!(), ", COALESCE(batch, -1) FROM records WHERE agreement_id = $1 AND month = $2 ORDER BY host, id"),
@@ -449,8 +454,8 @@ pub(crate) fn sent_of_period(
     rows.into_iter()
         .map(|(batch, row)| {
             let mut record = row.to_record()?;
-            record.model = Cow::Owned(row.reported_model.to_string());
-            Ok((batch, record))
+            let model = std::mem::replace(&mut record.model, Cow::Owned(row.reported_model.to_string())).into_owned();
+            Ok(SentRecord { batch, record, model })
         })
         .collect()
 }

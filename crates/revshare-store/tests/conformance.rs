@@ -641,6 +641,10 @@ fn aliases_roll_up_under_the_licensed_model(db: &dyn TestDb) {
     assert_eq!(store.records(&aid("meridian-northwind"), month("2026-10")).expect("records"), vec![licensed]);
     let (rollup, _) = store.rollup(&aid("meridian-northwind"), month("2026-10")).expect("rollup");
     assert_eq!(rollup.groups().iter().map(|(k, _)| k.model.as_str()).collect::<Vec<_>>(), vec!["m-70b"]);
+    // As sent, the record keeps the host's own id, with the licensed model beside it.
+    let sent = store.sent_records(&aid("meridian-northwind"), month("2026-10")).expect("sent records");
+    let models: Vec<(&str, &str)> = sent.iter().map(|s| (s.record.model.as_ref(), s.model.as_str())).collect();
+    assert_eq!(models, vec![("nw-70b", "m-70b")]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1447,8 +1451,9 @@ fn events_are_logged(db: &dyn TestDb) {
 
     // The records as sent carry the batch that stored them.
     let sent = store.sent_records(&aid("meridian-northwind"), month("2026-10")).expect("records");
-    assert!(sent.iter().all(|(batch, _)| *batch == Some(logged.leaf)));
-    assert!(sent.iter().all(|(_, r)| digests.contains(&r.digest())), "every counted record is in its batch's digests");
+    assert!(sent.iter().all(|s| s.batch == Some(logged.leaf)));
+    assert!(sent.iter().all(|s| digests.contains(&s.record.digest())), "every counted record is in its batch's digests");
+    assert!(sent.iter().all(|s| s.model == s.record.model), "the example's hosts use the licensed ids");
 }
 
 fn signed_batches_are_checked(db: &dyn TestDb) {
