@@ -1,6 +1,7 @@
 //! `revshare`: the command line. Thin glue: it reads files, calls the core, prints results.
 
 mod demo;
+mod dispute_cmds;
 mod generate;
 mod ingest_sink;
 mod ledger_cmds;
@@ -107,6 +108,9 @@ enum Command {
     /// Book payments between the parties of an agreement.
     #[command(subcommand)]
     Payment(PaymentCommand),
+    /// Dispute a finalised statement, answer, escalate and decide disputes (SPEC §8).
+    #[command(subcommand)]
+    Dispute(DisputeCommand),
     /// Show who owes whom, per currency, from the journal.
     Balances {
         /// Only this currency (an ISO 4217 code).
@@ -148,6 +152,103 @@ enum TokenCommand {
     },
     /// Revoke a token for good, by the id `token create` printed.
     Revoke { id: String },
+}
+
+/// What every dispute transition says.
+#[derive(clap::Args)]
+struct Said {
+    /// The party acting; its registered role is the capacity it acts in.
+    #[arg(long)]
+    by: String,
+    /// Why, in a sentence or more.
+    #[arg(long)]
+    reason: String,
+    /// A link or digest supporting it (repeatable).
+    #[arg(long)]
+    evidence: Vec<String>,
+}
+
+/// A transition that carries an amount, in the agreement's currency.
+#[derive(clap::Args)]
+struct SaidWithAmount {
+    #[command(flatten)]
+    said: Said,
+    /// The amount, with at most the currency's decimal places (120.50 in USD).
+    #[arg(long)]
+    amount: String,
+}
+
+#[derive(Subcommand)]
+enum DisputeCommand {
+    /// Dispute a finalised statement, or one of its lines, claiming an amount: a licensor's claim
+    /// is owed by the host, a host's is credited to it.
+    Open {
+        #[command(flatten)]
+        month: Month,
+        /// Which statement of the month (1 is the original; default the latest).
+        #[arg(long)]
+        sequence: Option<u32>,
+        /// One line of the statement, by its index from 0 (default: the whole statement).
+        #[arg(long)]
+        line: Option<u32>,
+        #[command(flatten)]
+        said: SaidWithAmount,
+    },
+    /// Accept the amount on the table: the claim, or the counter-offer.
+    Accept {
+        id: u64,
+        #[command(flatten)]
+        said: Said,
+    },
+    /// Reject the claim, or the counter-offer.
+    Reject {
+        id: u64,
+        #[command(flatten)]
+        said: Said,
+    },
+    /// Offer a smaller amount than claimed.
+    Counter {
+        id: u64,
+        #[command(flatten)]
+        said: SaidWithAmount,
+    },
+    /// Take a rejected dispute to an arbiter.
+    Escalate {
+        id: u64,
+        #[command(flatten)]
+        said: Said,
+    },
+    /// Decide an escalated dispute (an arbiter), from 0 to the amount claimed.
+    Decide {
+        id: u64,
+        #[command(flatten)]
+        said: SaidWithAmount,
+    },
+    /// List disputes.
+    List {
+        #[arg(long)]
+        agreement: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Show a dispute and its history.
+    Show {
+        id: u64,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+impl Said {
+    fn with(self, amount: Option<String>) -> dispute_cmds::Said {
+        dispute_cmds::Said { by: self.by, reason: self.reason, amount, evidence: self.evidence }
+    }
+}
+
+impl SaidWithAmount {
+    fn said(self) -> dispute_cmds::Said {
+        self.said.with(Some(self.amount))
+    }
 }
 
 #[derive(Subcommand)]
@@ -378,6 +479,23 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
+fn dispute(store: &store_cmds::StoreArgs, command: DisputeCommand) -> Result<(), Failure> {
+    use revshare_core::dispute::State;
+    match command {
+        DisputeCommand::Open { month, sequence, line, said } => {
+            let questioned = dispute_cmds::Questioned { agreement: &month.agreement, period: month.period, sequence, line };
+            dispute_cmds::open_dispute(store, &questioned, said.said())
+        }
+        DisputeCommand::Accept { id, said } => dispute_cmds::move_dispute(store, id, State::Accepted, said.with(None)),
+        DisputeCommand::Reject { id, said } => dispute_cmds::move_dispute(store, id, State::Rejected, said.with(None)),
+        DisputeCommand::Escalate { id, said } => dispute_cmds::move_dispute(store, id, State::Escalated, said.with(None)),
+        DisputeCommand::Counter { id, said } => dispute_cmds::move_dispute(store, id, State::Countered, said.said()),
+        DisputeCommand::Decide { id, said } => dispute_cmds::move_dispute(store, id, State::Decided, said.said()),
+        DisputeCommand::List { agreement, format } => dispute_cmds::list(store, agreement.as_deref(), format == Format::Json),
+        DisputeCommand::Show { id, format } => dispute_cmds::show(store, id, format == Format::Json),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -426,6 +544,7 @@ fn main() -> ExitCode {
         Command::Payment(PaymentCommand::Reverse { reference, as_reference }) => {
             ledger_cmds::reverse_payment(&cli.store, &reference, &as_reference)
         }
+        Command::Dispute(command) => dispute(&cli.store, command),
         Command::Balances { currency } => ledger_cmds::balances(&cli.store, currency.as_deref()),
         Command::Token(TokenCommand::Create { party, role }) => server_cmds::create_token(&cli.store, &party, &role),
         Command::Token(TokenCommand::Revoke { id }) => server_cmds::revoke_token(&cli.store, &id),

@@ -221,7 +221,7 @@ pub fn close(args: &StoreArgs, agreement_id: &str, period: Period) -> Result<Sta
     let id = parse(AgreementId::parse(agreement_id))?;
     let key = crate::log_cmds::deployment_key(args)?;
     let mut store = open(args, false)?;
-    match close_month(store.as_mut(), &id, period, &key) {
+    match close_month(store.as_mut(), &id, period, &key, crate::log_cmds::now()) {
         Ok((_, statement)) => Ok(statement),
         Err(e @ (CloseError::Canonical(_) | CloseError::Corrupt(_))) => Err(Failure::Other(e.into())),
         Err(e) => Err(Failure::Invalid(format!("error: {e}\n"))),

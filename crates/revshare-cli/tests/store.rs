@@ -836,3 +836,82 @@ fn log_proofs_printed_by_the_cli_verify() {
     assert_eq!(beyond.status.code(), Some(1));
     assert!(text(&beyond.stderr).contains("no leaf 1000"), "{}", text(&beyond.stderr));
 }
+
+#[test]
+fn disputes_are_answered_decided_and_carried_into_the_next_statement() {
+    let store = TestStore::sqlite();
+    store.register_worked_example();
+    store.ok(&["party", "add", "judge", "--name", "Arbitration Ltd", "--role", "arbiter"]);
+    store.ok(&["party", "add", "audit", "--name", "Audit LLP", "--role", "auditor"]);
+    store.ok(&["close", "--agreement", "meridian-northwind", "--period", "2026-10"]);
+    let month = ["--agreement", "meridian-northwind", "--period", "2026-10"];
+    let open = |by: &str, amount: &str, extra: &[&str]| {
+        let mut args = vec!["dispute", "open"];
+        args.extend(month);
+        args.extend(["--by", by, "--amount", amount, "--reason", "the line counts a test tenant", "--evidence", "sha256:ab"]);
+        args.extend(extra);
+        store.run(&args)
+    };
+    // Refused: an auditor, an amount with too many places, a line that is not there.
+    for (by, amount, extra, says) in [
+        ("audit", "1.00", &[][..], "`audit` is an auditor; disputes are opened and answered by the licensor or the host"),
+        ("northwind", "1.001", &[][..], "the amount `1.001` has 3 decimal places, but a USD amount has at most 2"),
+        ("northwind", "1.00", &["--line", "40"][..], "has 6 lines, so there is no line 40; lines are numbered from 0"),
+    ] {
+        let out = open(by, amount, extra);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(text(&out.stderr).contains(says), "{}", text(&out.stderr));
+    }
+    let opened = open("northwind", "10.00", &["--line", "0"]);
+    assert!(
+        opened.status.success()
+            && text(&opened.stdout).contains("dispute 1 of statement meridian-northwind 2026-10 #1 line 0: opened, claiming 10.00 USD"),
+        "{}{}",
+        text(&opened.stdout),
+        text(&opened.stderr)
+    );
+    store.ok(&["dispute", "counter", "1", "--by", "meridian", "--amount", "4.00", "--reason", "only part of it was a test tenant"]);
+    let accepted = store.ok(&["dispute", "accept", "1", "--by", "northwind", "--reason", "fair"]);
+    assert!(accepted.contains("adjustment of -4.00 USD in the next statement closed"), "{accepted}");
+    assert!(open("meridian", "2.50", &[]).status.success());
+    let wrong = store.run(&["dispute", "decide", "2", "--by", "judge", "--amount", "1.00", "--reason", "x"]);
+    assert!(
+        text(&wrong.stderr)
+            .contains("dispute 2 is open, so it cannot be decided; an open dispute can be accepted or rejected or countered or escalated"),
+        "{}",
+        text(&wrong.stderr)
+    );
+    store.ok(&["dispute", "reject", "2", "--by", "northwind", "--reason", "the records are right"]);
+    store.ok(&["dispute", "escalate", "2", "--by", "meridian", "--reason", "we disagree"]);
+    store.ok(&[
+        "dispute",
+        "decide",
+        "2",
+        "--by",
+        "judge",
+        "--amount",
+        "1.00",
+        "--reason",
+        "half-way, rounded down",
+        "--evidence",
+        "https://arb.example/d2",
+    ]);
+    let listed = store.ok(&["dispute", "list"]);
+    assert!(listed.contains("accepted") && listed.contains("decided") && listed.contains("2 disputes"), "{listed}");
+    let shown: serde_json::Value = serde_json::from_str(&store.ok(&["dispute", "show", "2", "--format", "json"])).expect("JSON");
+    let states: Vec<&str> = shown["history"].as_array().expect("history").iter().filter_map(|t| t["state"].as_str()).collect();
+    assert_eq!(states, ["open", "rejected", "escalated", "decided"]);
+    assert_eq!((shown["adjustment"].as_str(), shown["history"][3]["party"].as_str()), (Some("1.00"), Some("judge")));
+
+    let november: serde_json::Value =
+        serde_json::from_str(&store.ok(&["close", "--agreement", "meridian-northwind", "--period", "2026-11", "--format", "json"]))
+            .expect("JSON");
+    let carried: Vec<(&str, &str)> = november["adjustments"]
+        .as_array()
+        .expect("adjustments")
+        .iter()
+        .filter_map(|a| Some((a["reference"].as_str()?, a["amount"].as_str()?)))
+        .collect();
+    assert_eq!(carried, [("dispute:1", "-4.00"), ("dispute:2", "1.00")]);
+    assert_eq!(november["totals"]["adjustments"], "-3.00");
+}

@@ -22,6 +22,9 @@ use crate::ids::{AgreementId, IdError, ModelId, PartyId, Region, UseCase, is_use
 use crate::money::Currency;
 use crate::time::{Instant, Period};
 
+/// Days to answer a dispute when the agreement does not say (`dispute_response_days`).
+pub const DEFAULT_DISPUTE_RESPONSE_DAYS: u32 = 14;
+
 /// A validated agreement between one licensor and one host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Agreement {
@@ -36,6 +39,9 @@ pub struct Agreement {
     pub(crate) minimum: Option<Decimal>,
     pub(crate) cap: Option<Decimal>,
     pub(crate) dispute_window_days: u32,
+    /// Days a party has to answer a dispute before it escalates by itself (SPEC §8); `None`
+    /// when the file does not say, which means [`DEFAULT_DISPUTE_RESPONSE_DAYS`].
+    pub(crate) dispute_response_days: Option<u32>,
     pub(crate) mau_threshold: Option<u64>,
     pub(crate) pricing: Pricing,
     pub(crate) exclusivity: Vec<Exclusivity>,
@@ -118,6 +124,16 @@ impl Agreement {
     pub fn host(&self) -> &PartyId {
         &self.host
     }
+    /// Days after a statement is finalised during which either party may dispute it.
+    pub fn dispute_window_days(&self) -> u32 {
+        self.dispute_window_days
+    }
+
+    /// Days a party has to answer a dispute (or a counter-offer) before it escalates by itself.
+    pub fn dispute_response_days(&self) -> u32 {
+        self.dispute_response_days.unwrap_or(DEFAULT_DISPUTE_RESPONSE_DAYS)
+    }
+
     pub fn currency(&self) -> Currency {
         self.currency
     }
@@ -182,7 +198,7 @@ impl Agreement {
                 })
             })
             .collect();
-        json!({
+        let mut form = json!({
             "id": self.id.as_str(),
             "version": self.version,
             "licensor": self.licensor.as_str(),
@@ -208,7 +224,12 @@ impl Agreement {
                 "pool": c.pool.to_string(),
                 "points": c.points.iter().map(|(k, v)| (k.clone(), Value::String(v.to_string()))).collect::<serde_json::Map<_, _>>(),
             })),
-        })
+        });
+        // Only when written: an agreement that does not say keeps the digest it always had.
+        if let (Some(days), Some(map)) = (self.dispute_response_days, form.as_object_mut()) {
+            map.insert("dispute_response_days".to_owned(), Value::from(days));
+        }
+        form
     }
 
     /// `sha256:` of the canonical JSON form.
@@ -525,6 +546,7 @@ impl Walk {
             "minimum",
             "cap",
             "dispute_window_days",
+            "dispute_response_days",
             "mau_threshold",
             "pricing",
             "exclusivity",
@@ -623,6 +645,18 @@ impl Walk {
                 None
             }
         };
+        let dispute_response_days = self.integer(table, "dispute_response_days", "14").and_then(|(d, sp)| match u32::try_from(d) {
+            Ok(d) if d >= 1 => Some(d),
+            _ => {
+                self.problem(
+                    sp,
+                    format!("`dispute_response_days` is {d}"),
+                    "out of range",
+                    Some("write a whole number of days from 1".to_owned()),
+                );
+                None
+            }
+        });
         let mau_threshold = self.integer(table, "mau_threshold", "700000000").map(|(m, _)| m);
 
         let pricing = match Self::get(table, "pricing") {
@@ -676,6 +710,7 @@ impl Walk {
             minimum: minimum.map(|m| m.0),
             cap: cap.map(|c| c.0),
             dispute_window_days: dispute_window_days?,
+            dispute_response_days,
             mau_threshold,
             pricing: pricing?,
             exclusivity: exclusivity?,

@@ -12,6 +12,8 @@
 //! - [`dedup`]: the `(host, id)` idempotency index: duplicates and conflicts.
 //! - [`rollup`]: the per-group exact sums that settlement needs (O(groups), not O(records)).
 //! - [`contribution`], [`allocate`]: contribution credits and the largest-remainder split.
+//! - [`dispute`]: the dispute process (SPEC §8): which transitions are allowed, deadlines, and
+//!   the adjustment a resolved dispute carries into the next statement.
 //! - [`settle`]: the SPEC §4 arithmetic, producing a [`statement::Statement`].
 //! - [`statement`]: the statement (SPEC §6) and its canonical encoding.
 //! - [`ledger`]: the double-entry ledger: journal entries, balances, who owes whom.
@@ -29,6 +31,7 @@ pub mod canonical;
 pub mod contribution;
 pub mod decimal;
 pub mod dedup;
+pub mod dispute;
 pub mod ids;
 pub mod json;
 pub mod ledger;

@@ -68,6 +68,22 @@ impl Currency {
         i128::try_from(value.mantissa()).ok()?.checked_mul(factor)
     }
 
+    /// Reads an amount written in this currency (`800.00`; `1500` in JPY) as minor units, exactly:
+    /// more places than the currency has are refused, never rounded. `what` names the amount in
+    /// the message (`the amount paid`).
+    pub fn parse_amount(&self, text: &str, what: &str) -> Result<i128, String> {
+        let amount = Decimal::parse(text).map_err(|e| e.to_string())?;
+        let (places, allowed) = (amount.scale(), self.minor_units);
+        if places > allowed {
+            let rule = match allowed {
+                0 => format!("none; write {what} as a whole number"),
+                n => format!("at most {n}; write {what} with at most {n} decimal place{}", if n == 1 { "" } else { "s" }),
+            };
+            return Err(format!("the amount `{text}` has {places} decimal places, but a {self} amount has {rule}"));
+        }
+        self.to_minor(&amount).ok_or_else(|| format!("the amount `{text}` is too large to record"))
+    }
+
     /// Rounds an exact value of this currency to minor units, half to even.
     pub fn round(&self, exact: &BigRational) -> Result<i128, AmountOverflow> {
         round_half_even(exact, u32::from(self.minor_units))

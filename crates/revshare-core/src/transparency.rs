@@ -2,7 +2,7 @@
 //!
 //! Every leaf is the RFC 8785 canonical JSON of one event, with a `type` member saying what it is:
 //! an accepted usage batch, an agreement version, a finalised statement, a contribution's state, a
-//! journal entry, a registered public key. The builders here are the only way leaves are made,
+//! dispute transition, a journal entry, a registered public key. The builders here are the only way leaves are made,
 //! by the store when it records an event and by `verify` when it checks one, so both read the
 //! same bytes. A leaf names what it logs by digest (`sha256:`), never by copying it, except a
 //! contribution, which is small and whose state at a given moment settlement needs.
@@ -16,7 +16,9 @@ use serde_json::{Value, json};
 
 use crate::canonical::{self, CanonicalError};
 use crate::contribution::Contribution;
+use crate::dispute::{Subject, Transition, transition_json};
 use crate::merkle::Hash;
+use crate::money::Currency;
 
 /// Base64 (standard alphabet, padded), the encoding of hashes and signatures in checkpoints,
 /// proofs and receipts.
@@ -102,6 +104,21 @@ pub fn statement_leaf(agreement: &str, period: &str, sequence: u32, kind: &str, 
 /// A contribution to an agreement as recorded, or as accepted: the whole contribution.
 pub fn contribution_leaf(agreement: &str, contribution: &Contribution) -> Result<Vec<u8>, CanonicalError> {
     canonical::to_canonical(&json!({ "type": "contribution", "agreement": agreement, "contribution": contribution.to_json() }))
+}
+
+/// A dispute transition (SPEC §8): the dispute, what it questions, and the transition whole
+/// (who, when, why, amount, evidence).
+pub fn dispute_leaf(dispute: u64, subject: &Subject, transition: &Transition, currency: Currency) -> Result<Vec<u8>, CanonicalError> {
+    canonical::to_canonical(&json!({
+        "type": "dispute",
+        "dispute": dispute,
+        "agreement": subject.agreement.as_str(),
+        "period": subject.period.to_string(),
+        "sequence": subject.sequence,
+        "statement": subject.digest,
+        "line": subject.line,
+        "transition": transition_json(transition, currency),
+    }))
 }
 
 /// A journal entry (statement, payment, adjustment, reversal): its reference, kind and the

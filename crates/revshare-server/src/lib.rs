@@ -17,6 +17,9 @@
 //! | `POST /v1/close` | the agreement's licensor | closes a month (`revshare close`, the store's `close::close_month`) |
 //! | `POST /v1/statements/{agreement}/{period}/signatures` | the agreement's host | countersigns the statement |
 //! | `POST /v1/payments` | the paying side | records a payment (`revshare payment record`) |
+//! | `POST /v1/disputes` | the agreement's licensor or host | opens a dispute of a statement or a line (`revshare dispute open`) |
+//! | `POST /v1/disputes/{id}/transitions` | the side whose turn it is; an arbiter decides | accept, reject, counter, escalate, decide |
+//! | `GET /v1/disputes[?agreement=ID]`, `GET /v1/disputes/{id}` | readers of the agreement | disputes, their state, deadlines and history |
 //! | `GET /v1/log/checkpoint` | any token | a fresh signed checkpoint (`text/plain`, a C2SP note) |
 //! | `GET /v1/log/inclusion?leaf=N[&size=M]` | any token | a leaf's inclusion proof |
 //! | `GET /v1/log/consistency?from=M[&to=N]` | any token | the proof that the log only grew |
@@ -25,8 +28,9 @@
 //! `Authorization: Bearer rs_…` into the token's party and role, or answers 401. A host reads
 //! and writes only its own records, agreements and statements (it countersigns its statements);
 //! a licensor reads its own agreements, registers them and closes their months; a payment is
-//! recorded by its paying side only; an auditor and an arbiter read everything and write
-//! nothing. Something that exists but belongs to others answers 404 exactly as something that
+//! recorded by its paying side only; an auditor and an arbiter read everything, and only an
+//! arbiter writes: it decides escalated disputes (`disputes.rs`; the core decides which side
+//! answers what). Something that exists but belongs to others answers 404 exactly as something that
 //! does not exist, so a refusal does not reveal what is there; a write of another party's
 //! records is 403 naming each record. A refused call changes nothing: it is refused before the
 //! store is written. Each token may make [`Config::rate_limit_per_second`] requests a second
@@ -44,6 +48,7 @@
 
 pub mod auth;
 pub mod body;
+mod disputes;
 mod limit;
 mod metrics;
 mod openapi;

@@ -10,6 +10,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use revshare_core::dispute::DisputeError;
 use revshare_store::StoreError;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -150,7 +151,14 @@ impl From<StoreError> for Problem {
             | StoreError::TokenExists { .. }
             | StoreError::StatementExists { .. }
             | StoreError::ContributionConflict { .. } => (S::CONFLICT, "conflict", "conflicts with what is stored"),
-            StoreError::UnknownAgreement { .. } | StoreError::UnknownToken { .. } => (S::NOT_FOUND, "not-found", "not found"),
+            StoreError::UnknownAgreement { .. }
+            | StoreError::UnknownToken { .. }
+            | StoreError::NoStatement { .. }
+            | StoreError::UnknownDispute { .. } => (S::NOT_FOUND, "not-found", "not found"),
+            StoreError::Dispute(DisputeError::NotAllowed { .. }) => (S::FORBIDDEN, "forbidden", "not allowed to do that"),
+            StoreError::Dispute(DisputeError::Transition { .. } | DisputeError::Late { .. } | DisputeError::OutOfOrder { .. }) => {
+                (S::CONFLICT, "dispute-state", "the dispute is not in a state that allows it")
+            }
             StoreError::Signature(_) => (S::UNPROCESSABLE_ENTITY, "signature-refused", "the signature is refused"),
             StoreError::UnknownParty { .. }
             | StoreError::WrongRole { .. }
@@ -173,7 +181,8 @@ impl From<StoreError> for Problem {
             | StoreError::StatementReversal { .. }
             | StoreError::EntryCurrency { .. }
             | StoreError::Ledger(_)
-            | StoreError::Contribution(_) => (S::UNPROCESSABLE_ENTITY, "unprocessable", "the request cannot be applied"),
+            | StoreError::Contribution(_)
+            | StoreError::Dispute(_) => (S::UNPROCESSABLE_ENTITY, "unprocessable", "the request cannot be applied"),
         };
         Problem::new(status, kind, title, error.to_string())
     }

@@ -202,7 +202,11 @@ pub(crate) fn api(auth: Option<AppState>) -> (axum::Router<AppState>, utoipa::op
         .routes(routes!(balances))
         .routes(routes!(checkpoint))
         .routes(routes!(inclusion))
-        .routes(routes!(consistency));
+        .routes(routes!(consistency))
+        // Disputes (`disputes.rs`).
+        .routes(routes!(crate::disputes::open_dispute, crate::disputes::list_disputes))
+        .routes(routes!(crate::disputes::get_dispute))
+        .routes(routes!(crate::disputes::move_dispute));
     if let Some(state) = auth {
         v1 = v1.route_layer(axum::middleware::from_fn_with_state(state, crate::auth::authenticate));
     }
@@ -220,10 +224,10 @@ pub(crate) async fn no_route() -> Problem {
     Problem::not_found("there is no such route; the API is /healthz and /v1/…")
 }
 
-type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
+pub(crate) type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
 
 /// The query parameters, or 400.
-fn params(query: Params) -> Result<HashMap<String, String>, Problem> {
+pub(crate) fn params(query: Params) -> Result<HashMap<String, String>, Problem> {
     query.map(|Query(map)| map).map_err(|e| Problem::bad_request(format!("the query string cannot be read: {e}")))
 }
 
@@ -368,12 +372,12 @@ pub(crate) async fn post_usage(
     }))
 }
 
-fn agreement_id(text: &str) -> Result<AgreementId, Problem> {
+pub(crate) fn agreement_id(text: &str) -> Result<AgreementId, Problem> {
     AgreementId::parse(text).map_err(|e| Problem::bad_request(format!("`{text}` is not an agreement id: {e}")))
 }
 
 /// The agreement, if the caller may read it: unknown and someone else's are the same 404.
-fn readable(store: &mut dyn Store, caller: &Caller, id: &AgreementId) -> Result<Agreement, Problem> {
+pub(crate) fn readable(store: &mut dyn Store, caller: &Caller, id: &AgreementId) -> Result<Agreement, Problem> {
     match store.agreement(id, None) {
         Ok(agreement) if may_read(caller, agreement.licensor(), agreement.host()) => Ok(agreement),
         Ok(_) | Err(StoreError::UnknownAgreement { .. }) => {
@@ -711,7 +715,11 @@ pub struct PaymentRecorded {
 }
 
 /// A JSON request body of type `T`, or 400.
-async fn json_body<T: serde::de::DeserializeOwned>(state: &AppState, headers: &HeaderMap, request_body: Body) -> Result<T, Problem> {
+pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    headers: &HeaderMap,
+    request_body: Body,
+) -> Result<T, Problem> {
     let bytes = body::read(headers, request_body, state.max_body_bytes()).await?;
     serde_json::from_slice(&bytes).map_err(|e| {
         Problem::bad_request("the body is not the JSON object this route takes").with_errors(vec![ProblemItem {
@@ -723,7 +731,7 @@ async fn json_body<T: serde::de::DeserializeOwned>(state: &AppState, headers: &H
     })
 }
 
-fn period_of(text: &str) -> Result<Period, Problem> {
+pub(crate) fn period_of(text: &str) -> Result<Period, Problem> {
     Period::parse(text).map_err(|e| Problem::bad_request(format!("`{text}` is not a month (YYYY-MM): {e}")))
 }
 
@@ -913,7 +921,7 @@ pub(crate) async fn post_close(
     let stored = state
         .run(move |store, shared| {
             readable(store, &caller, &id)?;
-            Ok(close_month(store, &id, period, shared.key())?.0)
+            Ok(close_month(store, &id, period, shared.key(), shared.now())?.0)
         })
         .await?;
     tracing::info!(agreement = %stored.agreement_id, period = %stored.period, "month closed");

@@ -112,6 +112,7 @@ api_tests!(
     a_licensor_closes_a_month_once_and_its_host_countersigns,
     a_licensor_registers_its_agreements_and_problems_are_located,
     each_side_records_its_own_payments,
+    disputes_move_by_their_parties_and_others_see_nothing,
 );
 
 /// A fixed clock: checkpoints are reproducible.
@@ -343,6 +344,7 @@ fn close_october(store: &mut dyn Store) -> Vec<u8> {
         kind: StatementKind::Original,
         canonical: &bytes,
         digest: &digest,
+        finalised_at: Instant::from_date(2026, 11, 2).expect("a date"),
     };
     store.finalise_statement(&new, Some(&entry)).expect("finalise");
     bytes
@@ -938,4 +940,85 @@ fn each_side_records_its_own_payments(db: &dyn TestDb) {
         api.stop().await;
     });
     assert_eq!(open(db).journal().expect("journal").len(), 2);
+}
+
+fn disputes_move_by_their_parties_and_others_see_nothing(db: &dyn TestDb) {
+    let tokens = {
+        let mut store = open(db);
+        let tokens = register(store.as_mut());
+        store.ingest(&parse_lines(&northwind_lines()), IngestMode::Atomic, None).expect("ingest");
+        tokens
+    };
+    run(async {
+        let api = Api::start(db, 1 << 20).await;
+        let close = json!({"agreement": "meridian-northwind", "period": "2026-10"});
+        assert_eq!(api.post_json("/v1/close", &tokens.meridian, &close).await.status, 200);
+        let claim = json!({"agreement": "meridian-northwind", "period": "2026-10", "line": 0, "amount": "10.00", "reason": "a test tenant", "evidence": ["sha256:ab"]});
+
+        // Refused, and nothing changes: another host or licensor finds nothing; an auditor or an
+        // arbiter does not open disputes; a body with an unknown field or a bad amount.
+        let before = api.with_store(|store| store.log_size().expect("size")).await;
+        api.post_json("/v1/disputes", &tokens.southwind, &claim).await.problem(404);
+        api.post_json("/v1/disputes", &tokens.aurora, &claim).await.problem(404);
+        api.post_json("/v1/disputes", &tokens.auditor, &claim).await.problem(403);
+        api.post_json("/v1/disputes", &tokens.arbiter, &claim).await.problem(403);
+        let mut unknown = claim.clone();
+        unknown["prompt"] = json!("hi");
+        let problem = api.post_json("/v1/disputes", &tokens.northwind, &unknown).await.problem(400);
+        assert!(problem["errors"][0]["message"].as_str().is_some_and(|m| m.contains("unknown field `prompt`")), "{problem}");
+        let mut cents = claim.clone();
+        cents["amount"] = json!("1.001");
+        let problem = api.post_json("/v1/disputes", &tokens.northwind, &cents).await.problem(422);
+        assert!(
+            problem["detail"].as_str().is_some_and(|d| d.contains("`amount` cannot be read; the amount `1.001` has 3 decimal places")),
+            "{problem}"
+        );
+        assert_eq!(api.with_store(|store| store.log_size().expect("size")).await, before, "refusals log nothing");
+
+        // The host opens; the licensor counters; the host takes the offer.
+        let opened = api.post_json("/v1/disputes", &tokens.northwind, &claim).await;
+        assert_eq!(opened.status, 201, "{}", String::from_utf8_lossy(&opened.bytes));
+        assert_eq!((opened.json()["id"].as_u64(), opened.json()["state"].as_str()), (Some(1), Some("open")));
+        api.get("/v1/disputes/1", Some(&tokens.southwind)).await.problem(404);
+        api.get("/v1/disputes/1", Some(&tokens.aurora)).await.problem(404);
+        assert_eq!(api.get("/v1/disputes/1", Some(&tokens.auditor)).await.status, 200);
+        assert_eq!(api.get("/v1/disputes", Some(&tokens.southwind)).await.json(), json!([]));
+        api.get("/v1/disputes?agreement=meridian-northwind", Some(&tokens.southwind)).await.problem(404);
+        let moves = "/v1/disputes/1/transitions";
+        let own = api.post_json(moves, &tokens.northwind, &json!({"action": "accept", "reason": "mine"})).await.problem(403);
+        assert!(own["detail"].as_str().is_some_and(|d| d.contains("only the licensor answers a dispute the host opened")), "{own}");
+        api.post_json(moves, &tokens.southwind, &json!({"action": "reject", "reason": "x"})).await.problem(404);
+        let countered =
+            api.post_json(moves, &tokens.meridian, &json!({"action": "counter", "amount": "4.00", "reason": "part of it"})).await;
+        assert_eq!(countered.json()["state"], "countered", "{}", String::from_utf8_lossy(&countered.bytes));
+        let accepted = api.post_json(moves, &tokens.northwind, &json!({"action": "accept", "reason": "fair"})).await.json();
+        assert_eq!((accepted["state"].as_str(), accepted["adjustment"].as_str()), (Some("accepted"), Some("-4.00")));
+        api.post_json(moves, &tokens.meridian, &json!({"action": "reject", "reason": "changed my mind"})).await.problem(409);
+
+        // The licensor's claim is rejected, escalated and decided by the arbiter.
+        let mut licensor_claim = claim.clone();
+        licensor_claim["amount"] = json!("2.50");
+        assert_eq!(api.post_json("/v1/disputes", &tokens.meridian, &licensor_claim).await.status, 201);
+        let moves = "/v1/disputes/2/transitions";
+        api.post_json(moves, &tokens.northwind, &json!({"action": "reject", "reason": "the records are right"})).await;
+        api.post_json(moves, &tokens.meridian, &json!({"action": "escalate", "reason": "we disagree"})).await;
+        api.post_json(moves, &tokens.auditor, &json!({"action": "decide", "amount": "1.00", "reason": "x"})).await.problem(403);
+        let decided =
+            api.post_json(moves, &tokens.arbiter, &json!({"action": "decide", "amount": "1.00", "reason": "half-way"})).await.json();
+        assert_eq!((decided["state"].as_str(), decided["adjustment"].as_str()), (Some("decided"), Some("1.00")));
+        assert_eq!(api.get("/v1/disputes", Some(&tokens.meridian)).await.json().as_array().map(Vec::len), Some(2));
+
+        // Both resolutions are carried into November's statement.
+        let november = json!({"agreement": "meridian-northwind", "period": "2026-11"});
+        assert_eq!(api.post_json("/v1/close", &tokens.meridian, &november).await.status, 200);
+        let statement = api.get("/v1/statements/meridian-northwind/2026-11", Some(&tokens.northwind)).await.json();
+        let carried: Vec<(&str, &str)> = statement["adjustments"]
+            .as_array()
+            .expect("adjustments")
+            .iter()
+            .filter_map(|a| Some((a["reference"].as_str()?, a["amount"].as_str()?)))
+            .collect();
+        assert_eq!(carried, [("dispute:1", "-4.00"), ("dispute:2", "1.00")]);
+        api.stop().await;
+    });
 }

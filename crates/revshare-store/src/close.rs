@@ -8,6 +8,14 @@
 //! can be added at any time, so a failure to sign leaves nothing inconsistent. A month already
 //! closed is refused ([`CloseError::AlreadyClosed`]): its statement is final, and late records
 //! are carried into the next month's close.
+//!
+//! Disputes (SPEC §8): the escalations due at the closing time are applied first; then every
+//! dispute of the agreement accepted or decided with an amount, and not yet carried by an
+//! earlier original statement, becomes an adjustment line (`kind` `dispute`, `reference`
+//! `dispute:<id>`). Whether a dispute was carried is read from the finalised statements
+//! themselves, so nothing about a dispute changes when it is carried.
+
+use std::collections::BTreeSet;
 
 use revshare_core::agreement::Agreement;
 use revshare_core::canonical::{self, CanonicalError};
@@ -19,7 +27,7 @@ use revshare_core::money::Currency;
 use revshare_core::note::SignerKey;
 use revshare_core::settle::{SettleError, SettlementInput, settle, usage_digest};
 use revshare_core::statement::{Adjustment, Statement};
-use revshare_core::time::Period;
+use revshare_core::time::{Instant, Period};
 use revshare_core::transparency::{Signed, statement_message};
 
 use crate::{NewStatement, StatementKind, Store, StoreError, StoredStatement};
@@ -93,19 +101,36 @@ pub fn sign_stored<S: Store + ?Sized>(store: &mut S, statement: &StoredStatement
     store.sign_statement(statement, &Signed { key: key.verifier().to_text(), signature })
 }
 
-/// Closes a month: restates earlier closed months that late records changed, carrying each
-/// difference as an adjustment line, then finalises the month's statement and signs what it
-/// finalised with `key`. Returns the stored original and the statement.
+/// The references of the dispute adjustments the agreement's original statements carry.
+fn carried_disputes<S: Store + ?Sized>(store: &mut S, id: &AgreementId) -> Result<BTreeSet<String>, CloseError> {
+    let mut carried = BTreeSet::new();
+    for stored in store.statements(Some(id))?.into_iter().filter(|s| s.kind == StatementKind::Original) {
+        let value: serde_json::Value =
+            serde_json::from_slice(&stored.canonical).map_err(|e| CloseError::Corrupt(format!("a stored statement is not JSON: {e}")))?;
+        let adjustments = value.get("adjustments").and_then(serde_json::Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        for adjustment in adjustments.iter().filter(|a| a["kind"] == "dispute") {
+            carried.insert(adjustment["reference"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    Ok(carried)
+}
+
+/// Closes a month at `now` (the edge's clock): restates earlier closed months that late records
+/// changed and carries resolved disputes, each as an adjustment line, then finalises the month's
+/// statement and signs what it finalised with `key`. Returns the stored original and the
+/// statement.
 pub fn close_month<S: Store + ?Sized>(
     store: &mut S,
     id: &AgreementId,
     period: Period,
     key: &SignerKey,
+    now: Instant,
 ) -> Result<(StoredStatement, Statement), CloseError> {
     let agreement = store.agreement(id, None)?;
     if store.statement(id, period)?.is_some() {
         return Err(CloseError::AlreadyClosed { agreement: id.clone(), period });
     }
+    store.escalate_disputes(now)?;
     let currency = agreement.currency();
     let contributions = store.contributions(id)?;
     let mut adjustments = Vec::new();
@@ -127,6 +152,12 @@ pub fn close_month<S: Store + ?Sized>(
         let digest = canonical::digest(&bytes);
         restated.push((earlier, bytes, digest));
     }
+    let carried = carried_disputes(store, id)?;
+    for stored in store.disputes(Some(id))? {
+        if let Some(adjustment) = stored.dispute.adjustment().filter(|a| !carried.contains(&a.reference)) {
+            adjustments.push(adjustment);
+        }
+    }
     let statement = settle_stored(store, &agreement, period, &contributions, adjustments)?;
     let bytes = statement.to_canonical()?;
     let digest = canonical::digest(&bytes);
@@ -141,6 +172,7 @@ pub fn close_month<S: Store + ?Sized>(
             kind: StatementKind::Restatement,
             canonical,
             digest,
+            finalised_at: now,
         })
         .collect();
     let original = NewStatement {
@@ -150,6 +182,7 @@ pub fn close_month<S: Store + ?Sized>(
         kind: StatementKind::Original,
         canonical: &bytes,
         digest: &digest,
+        finalised_at: now,
     };
     let stored = store.finalise_close(&restatements, &original, &entry)?;
     // The deployment signs what it finalised. A signature can be added at any time, so a failure

@@ -1,6 +1,7 @@
 //! What can go wrong in a store. Each message says what failed and what would be right; refusals
 //! of single usage records are not errors but entries of an [`crate::IngestReport`].
 
+use revshare_core::dispute::DisputeError;
 use revshare_core::ledger::LedgerError;
 use revshare_core::money::Currency;
 use revshare_core::rollup::RollupOverflow;
@@ -130,6 +131,17 @@ pub enum StoreError {
     /// A contribution the agreement does not admit (the rules settlement applies).
     #[error(transparent)]
     Contribution(#[from] SettleError),
+    #[error(
+        "agreement {agreement} has no statement {}for {period}; a dispute questions a finalised statement — close the month first",
+        sequence.map(|n| format!("#{n} ")).unwrap_or_default()
+    )]
+    NoStatement { agreement: String, period: String, sequence: Option<u32> },
+    #[error("there is no dispute {id}; `revshare dispute list` shows the disputes")]
+    UnknownDispute { id: u64 },
+    /// A transition the dispute process refuses.
+    #[error(transparent)]
+    Dispute(#[from] DisputeError),
+
     #[error(
         "contribution {id} of agreement {agreement} cannot be recorded: {detail}; a contribution is never changed except to accept it — give a new one another id"
     )]

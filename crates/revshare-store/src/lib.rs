@@ -24,6 +24,7 @@
 //! - `statements.rs`: immutable statements, originals and restatements, closed periods.
 //! - `journal.rs`: the ledger's entries, checked when written and again when read.
 //! - `contributions.rs`: contributions per agreement; only their acceptance changes.
+//! - `disputes.rs`: disputes as their append-only transitions, checked by the core's rules.
 //! - `log.rs`: the transparency log: leaves, subtree hashes, proofs, checkpoints, batches.
 //! - `keys.rs`: the parties' and the deployment's public keys.
 //! - [`close`]: closing a month (restatements, the statement, its entry, the signatures).
@@ -36,6 +37,7 @@
 mod agreements;
 pub mod close;
 mod contributions;
+mod disputes;
 mod error;
 mod ingest;
 mod journal;
@@ -55,15 +57,17 @@ mod tokens;
 
 use revshare_core::agreement::Agreement;
 use revshare_core::contribution::Contribution;
+use revshare_core::dispute::Transition;
 use revshare_core::ids::{AgreementId, ModelId, PartyId};
 use revshare_core::ledger::JournalEntry;
 use revshare_core::merkle::Hash;
 use revshare_core::note::VerifierKey;
 use revshare_core::rollup::Rollup;
-use revshare_core::time::Period;
+use revshare_core::time::{Instant, Period};
 use revshare_core::transparency::Signed;
 use revshare_core::usage::UsageRecord;
 
+pub use disputes::StoredDispute;
 pub use error::StoreError;
 pub use ingest::{IngestMode, IngestProblem, IngestReport, LoggedBatch, ProblemKind, batch_digest};
 pub use keys::RegisteredKey;
@@ -196,6 +200,24 @@ pub trait Store {
     fn token_by_hash(&mut self, hash: &[u8; 32]) -> Result<Option<StoredToken>, StoreError>;
     /// Revokes a token for good (again: a no-op); returns it.
     fn revoke_token(&mut self, id: &str) -> Result<StoredToken, StoreError>;
+
+    /// Opens a dispute of a statement (the latest of the period unless `sequence` says), or of
+    /// one of its lines, with the core's rules (`revshare_core::dispute`); logs it.
+    fn open_dispute(
+        &mut self,
+        agreement: &AgreementId,
+        period: Period,
+        sequence: Option<u32>,
+        line: Option<u32>,
+        opening: Transition,
+    ) -> Result<StoredDispute, StoreError>;
+    /// Moves a dispute on, after the escalations due by the transition's time; logs each step.
+    fn dispute_transition(&mut self, id: u64, transition: Transition) -> Result<StoredDispute, StoreError>;
+    /// Applies every escalation whose deadline is at or before `now`; returns how many.
+    fn escalate_disputes(&mut self, now: Instant) -> Result<u64, StoreError>;
+    fn dispute(&mut self, id: u64) -> Result<Option<StoredDispute>, StoreError>;
+    /// Every dispute, or those of one agreement, by id.
+    fn disputes(&mut self, agreement: Option<&AgreementId>) -> Result<Vec<StoredDispute>, StoreError>;
 }
 
 /// Runs `f` in one transaction and commits it if `f` succeeds.
@@ -326,6 +348,33 @@ impl<B: Backend> Store for B {
 
     fn add_contribution(&mut self, agreement: &AgreementId, contribution: &Contribution) -> Result<(), StoreError> {
         transaction(self, Access::Write, |sql| contributions::add(sql, agreement.as_str(), contribution))
+    }
+
+    fn open_dispute(
+        &mut self,
+        agreement: &AgreementId,
+        period: Period,
+        sequence: Option<u32>,
+        line: Option<u32>,
+        opening: Transition,
+    ) -> Result<StoredDispute, StoreError> {
+        transaction(self, Access::Write, |sql| disputes::open(sql, agreement, period, sequence, line, opening))
+    }
+
+    fn dispute_transition(&mut self, id: u64, transition: Transition) -> Result<StoredDispute, StoreError> {
+        transaction(self, Access::Write, |sql| disputes::transition(sql, id, transition))
+    }
+
+    fn escalate_disputes(&mut self, now: Instant) -> Result<u64, StoreError> {
+        transaction(self, Access::Write, |sql| disputes::escalate_due(sql, now))
+    }
+
+    fn dispute(&mut self, id: u64) -> Result<Option<StoredDispute>, StoreError> {
+        transaction(self, Access::Read, |sql| disputes::one(sql, id))
+    }
+
+    fn disputes(&mut self, agreement: Option<&AgreementId>) -> Result<Vec<StoredDispute>, StoreError> {
+        transaction(self, Access::Read, |sql| disputes::list(sql, agreement.map(AgreementId::as_str)))
     }
 
     fn contributions(&mut self, agreement: &AgreementId) -> Result<Vec<Contribution>, StoreError> {

@@ -7,9 +7,7 @@
 //! pays the host back.
 
 use revshare_core::agreement::Agreement;
-use revshare_core::decimal::Decimal;
 use revshare_core::ledger::{JournalEntry, LedgerError, Party};
-use revshare_core::money::Currency;
 
 /// Who paid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,25 +28,11 @@ pub enum PaymentError {
     Entry(#[from] LedgerError),
 }
 
-/// An amount paid, in minor units of `currency`: refused with more places than the currency has.
-pub fn minor_units(text: &str, currency: Currency) -> Result<i128, PaymentError> {
-    let amount = Decimal::parse(text).map_err(|e| PaymentError::Amount(e.to_string()))?;
-    let (places, allowed) = (amount.scale(), currency.minor_units());
-    if places > allowed {
-        let rule = match allowed {
-            0 => "none; write the amount paid as a whole number".to_owned(),
-            n => format!("at most {n}; write the amount paid with at most {n} decimal place{}", if n == 1 { "" } else { "s" }),
-        };
-        return Err(PaymentError::Amount(format!("the amount `{text}` has {places} decimal places, but a {currency} amount has {rule}")));
-    }
-    currency.to_minor(&amount).ok_or_else(|| PaymentError::Amount(format!("the amount `{text}` is too large to record")))
-}
-
 /// The journal entry of a payment of `amount` (in the agreement's currency) by `from` under
 /// `agreement`, posted once under `reference`.
 pub fn payment_entry(agreement: &Agreement, amount: &str, reference: &str, from: Payer) -> Result<JournalEntry, PaymentError> {
     let currency = agreement.currency();
-    let amount_minor = minor_units(amount, currency)?;
+    let amount_minor = currency.parse_amount(amount, "the amount paid").map_err(PaymentError::Amount)?;
     let (host, licensor) = (Party::host(agreement.host()), Party::licensor(agreement.licensor()));
     let (from, to) = match from {
         Payer::Host => (&host, &licensor),

@@ -79,6 +79,7 @@ fn bind<'a>(params: &'a [Param<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
                 Param::Text(text) => text,
                 Param::OptText(text) => text,
                 Param::Int(n) => n,
+                Param::OptInt(n) => n,
                 Param::Bytes(bytes) => bytes,
                 Param::Bool(flag) => flag,
                 Param::TextArray(texts) => texts,
@@ -101,6 +102,9 @@ impl Columns for Row<'_> {
         Ok(self.0.try_get(i)?)
     }
     fn int(&self, i: usize) -> Result<i64, StoreError> {
+        Ok(self.0.try_get(i)?)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
         Ok(self.0.try_get(i)?)
     }
     fn bytes(&self, i: usize) -> Result<Vec<u8>, StoreError> {

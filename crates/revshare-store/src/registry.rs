@@ -8,6 +8,7 @@
 //! (`m-70b`); it belongs to that host only. Resolution follows the host's alias first, then the
 //! registered models, so a host can keep reporting under its own names.
 
+use revshare_core::dispute::ActorRole;
 use std::fmt;
 
 use revshare_core::ids::{ModelId, PartyId};
@@ -41,6 +42,16 @@ impl Role {
             Role::Host => "host",
             Role::Auditor => "auditor",
             Role::Arbiter => "arbiter",
+        }
+    }
+
+    /// The capacity a party of this role acts on disputes in; an auditor does not act.
+    pub fn dispute_role(&self) -> Option<ActorRole> {
+        match self {
+            Role::Licensor => Some(ActorRole::Licensor),
+            Role::Host => Some(ActorRole::Host),
+            Role::Arbiter => Some(ActorRole::Arbiter),
+            Role::Auditor => None,
         }
     }
 }

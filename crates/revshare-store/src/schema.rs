@@ -35,6 +35,12 @@
 //! acts as, the SHA-256 of the token (never the token itself; unique, 32 bytes) and whether it is
 //! revoked. A trigger refuses every change but `revoked` going from false to true, and every
 //! deletion, so a revoked token stays revoked.
+//!
+//! Version 6 adds disputes (see [`crate::disputes`]): `disputes` (what each questions: a
+//! statement, or one of its lines) and their append-only `dispute_transitions` (state, who,
+//! when, why, amount in minor units, evidence as a JSON array, its log leaf); a dispute's state is
+//! its last transition. Statements gain `finalised_secs`, when they were finalised, which a
+//! dispute window runs from (empty for statements finalised before version 6).
 
 use crate::error::StoreError;
 use crate::sql::{Access, Backend, Dialect, Param, Sql, first};
@@ -260,6 +266,41 @@ BEGIN SELECT RAISE(ABORT, 'a token is never changed, except to revoke it'); END;
 CREATE TRIGGER tokens_are_kept BEFORE DELETE ON tokens
 BEGIN SELECT RAISE(ABORT, 'a token is never deleted; revoke it'); END;
 "#,
+    r#"
+ALTER TABLE statements ADD COLUMN finalised_secs INTEGER;
+CREATE TABLE disputes (
+    id INTEGER PRIMARY KEY CHECK (id >= 1),
+    agreement_id TEXT NOT NULL,
+    period TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    line INTEGER CHECK (line >= 0),
+    FOREIGN KEY (agreement_id, period, seq) REFERENCES statements (agreement_id, period, seq)
+) STRICT;
+CREATE INDEX disputes_of_agreement ON disputes (agreement_id, id);
+CREATE TABLE dispute_transitions (
+    dispute_id INTEGER NOT NULL REFERENCES disputes (id),
+    n INTEGER NOT NULL CHECK (n >= 0),
+    state TEXT NOT NULL CHECK (state IN ('open', 'countered', 'accepted', 'rejected', 'escalated', 'decided')),
+    party TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('licensor', 'host', 'arbiter', 'deployment')),
+    at_secs INTEGER NOT NULL,
+    at_nanos INTEGER NOT NULL CHECK (at_nanos BETWEEN 0 AND 999999999),
+    reason TEXT NOT NULL,
+    amount INTEGER CHECK (amount >= 0),
+    evidence TEXT NOT NULL,
+    leaf INTEGER NOT NULL,
+    PRIMARY KEY (dispute_id, n)
+) STRICT;
+CREATE TRIGGER disputes_are_kept_u BEFORE UPDATE ON disputes
+BEGIN SELECT RAISE(ABORT, 'a dispute is never changed; it moves by new transitions'); END;
+CREATE TRIGGER disputes_are_kept_d BEFORE DELETE ON disputes
+BEGIN SELECT RAISE(ABORT, 'a dispute is never deleted'); END;
+CREATE TRIGGER dispute_transitions_are_kept_u BEFORE UPDATE ON dispute_transitions
+BEGIN SELECT RAISE(ABORT, 'a dispute transition is never changed'); END;
+CREATE TRIGGER dispute_transitions_are_kept_d BEFORE DELETE ON dispute_transitions
+BEGIN SELECT RAISE(ABORT, 'a dispute transition is never deleted'); END;
+"#,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -473,6 +514,37 @@ FOR EACH ROW WHEN (NEW.id IS DISTINCT FROM OLD.id OR NEW.party IS DISTINCT FROM 
 EXECUTE FUNCTION revshare_refuse('a token is never changed, except to revoke it');
 CREATE TRIGGER tokens_are_kept BEFORE DELETE ON tokens
 FOR EACH ROW EXECUTE FUNCTION revshare_refuse('a token is never deleted; revoke it');
+"#,
+    r#"
+ALTER TABLE statements ADD COLUMN finalised_secs BIGINT;
+CREATE TABLE disputes (
+    id BIGINT PRIMARY KEY CHECK (id >= 1),
+    agreement_id TEXT NOT NULL,
+    period TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    digest TEXT NOT NULL,
+    line BIGINT CHECK (line >= 0),
+    FOREIGN KEY (agreement_id, period, seq) REFERENCES statements (agreement_id, period, seq)
+);
+CREATE INDEX disputes_of_agreement ON disputes (agreement_id, id);
+CREATE TABLE dispute_transitions (
+    dispute_id BIGINT NOT NULL REFERENCES disputes (id),
+    n BIGINT NOT NULL CHECK (n >= 0),
+    state TEXT NOT NULL CHECK (state IN ('open', 'countered', 'accepted', 'rejected', 'escalated', 'decided')),
+    party TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('licensor', 'host', 'arbiter', 'deployment')),
+    at_secs BIGINT NOT NULL,
+    at_nanos BIGINT NOT NULL CHECK (at_nanos BETWEEN 0 AND 999999999),
+    reason TEXT NOT NULL,
+    amount BIGINT CHECK (amount >= 0),
+    evidence TEXT NOT NULL,
+    leaf BIGINT NOT NULL,
+    PRIMARY KEY (dispute_id, n)
+);
+CREATE TRIGGER disputes_are_kept BEFORE UPDATE OR DELETE ON disputes
+FOR EACH ROW EXECUTE FUNCTION revshare_refuse('a dispute is never changed or deleted; it moves by new transitions');
+CREATE TRIGGER dispute_transitions_are_kept BEFORE UPDATE OR DELETE ON dispute_transitions
+FOR EACH ROW EXECUTE FUNCTION revshare_refuse('a dispute transition is never changed or deleted');
 "#,
 ];
 

@@ -40,6 +40,7 @@ pub enum Param<'a> {
     Text(&'a str),
     OptText(Option<&'a str>),
     Int(i64),
+    OptInt(Option<i64>),
     Bytes(&'a [u8]),
     Bool(bool),
     /// Arrays, one element per row of a bulk statement (PostgreSQL only).
@@ -55,6 +56,7 @@ pub trait Columns {
     fn text(&self, i: usize) -> Result<String, StoreError>;
     fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError>;
     fn int(&self, i: usize) -> Result<i64, StoreError>;
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError>;
     fn bytes(&self, i: usize) -> Result<Vec<u8>, StoreError>;
     fn flag(&self, i: usize) -> Result<bool, StoreError>;
 }

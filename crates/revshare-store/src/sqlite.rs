@@ -60,6 +60,7 @@ impl rusqlite::ToSql for Param<'_> {
             Param::Text(text) => text.to_sql(),
             Param::OptText(text) => text.to_sql(),
             Param::Int(n) => n.to_sql(),
+            Param::OptInt(n) => n.to_sql(),
             Param::Bytes(bytes) => bytes.to_sql(),
             Param::Bool(flag) => flag.to_sql(),
             Param::TextArray(_) | Param::OptTextArray(_) | Param::IntArray(_) | Param::BytesArray(_) | Param::BoolArray(_) => {
@@ -79,6 +80,9 @@ impl Columns for Row<'_, '_> {
         Ok(self.0.get(i)?)
     }
     fn int(&self, i: usize) -> Result<i64, StoreError> {
+        Ok(self.0.get(i)?)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
         Ok(self.0.get(i)?)
     }
     fn bytes(&self, i: usize) -> Result<Vec<u8>, StoreError> {

@@ -19,7 +19,7 @@ use revshare_core::canonical;
 use revshare_core::ids::AgreementId;
 use revshare_core::ledger::{AccountKind, EntryKind, JournalEntry, Role as LedgerRole};
 use revshare_core::money::Currency;
-use revshare_core::time::Period;
+use revshare_core::time::{Instant, Period};
 use serde_json::Value;
 
 use crate::error::StoreError;
@@ -64,6 +64,8 @@ pub struct NewStatement<'a> {
     pub canonical: &'a [u8],
     /// `sha256:` of `canonical`.
     pub digest: &'a str,
+    /// When it is finalised (the edge's clock): a dispute window runs from it.
+    pub finalised_at: Instant,
 }
 
 /// A finalised statement.
@@ -79,6 +81,8 @@ pub struct StoredStatement {
     pub canonical: Vec<u8>,
     /// Its leaf in the transparency log (`None` if finalised before the log existed).
     pub leaf: Option<u64>,
+    /// When it was finalised, to the second (`None` if finalised before the store kept it).
+    pub finalised_at: Option<Instant>,
 }
 
 fn read(row: &dyn Columns) -> Result<StoredStatement, StoreError> {
@@ -99,6 +103,7 @@ fn read(row: &dyn Columns) -> Result<StoredStatement, StoreError> {
         digest: row.text(5)?,
         canonical: row.bytes(6)?,
         leaf: u64::try_from(row.int(7)?).ok(),
+        finalised_at: row.opt_int(8)?.map(|secs| Instant::from_parts(secs, 0)),
     })
 }
 
@@ -221,8 +226,8 @@ fn save(sql: &mut impl Sql, new: &NewStatement<'_>) -> Result<StoredStatement, S
     let leaf = log::record(sql, "statement", log::statement_subject(id, &period, sequence), leaf)?;
     let leaf = i64::try_from(leaf).map_err(|_| StoreError::Log(format!("the log is full at {leaf} leaves")))?;
     sql.execute(
-        "INSERT INTO statements (agreement_id, period, seq, kind, agreement_version, digest, body, leaf) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO statements (agreement_id, period, seq, kind, agreement_version, digest, body, leaf, finalised_secs) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         &[
             Param::Text(id),
             Param::Text(&period),
@@ -232,6 +237,7 @@ fn save(sql: &mut impl Sql, new: &NewStatement<'_>) -> Result<StoredStatement, S
             Param::Text(new.digest),
             Param::Bytes(new.canonical),
             Param::Int(leaf),
+            Param::Int(new.finalised_at.secs()),
         ],
     )?;
     Ok(StoredStatement {
@@ -243,6 +249,7 @@ fn save(sql: &mut impl Sql, new: &NewStatement<'_>) -> Result<StoredStatement, S
         digest: new.digest.to_owned(),
         canonical: new.canonical.to_vec(),
         leaf: u64::try_from(leaf).ok(),
+        finalised_at: Some(Instant::from_parts(new.finalised_at.secs(), 0)),
     })
 }
 
@@ -250,7 +257,7 @@ fn save(sql: &mut impl Sql, new: &NewStatement<'_>) -> Result<StoredStatement, S
 pub(crate) fn latest(sql: &mut impl Sql, agreement_id: &str, period: &str) -> Result<Option<StoredStatement>, StoreError> {
     first(
         sql,
-        "SELECT agreement_id, period, seq, kind, agreement_version, digest, body, COALESCE(leaf, -1) FROM statements \
+        "SELECT agreement_id, period, seq, kind, agreement_version, digest, body, COALESCE(leaf, -1), finalised_secs FROM statements \
          WHERE agreement_id = $1 AND period = $2 ORDER BY seq DESC LIMIT 1",
         &[Param::Text(agreement_id), Param::Text(period)],
         read,
@@ -266,7 +273,7 @@ pub(crate) fn by_sequence(
 ) -> Result<Option<StoredStatement>, StoreError> {
     first(
         sql,
-        "SELECT agreement_id, period, seq, kind, agreement_version, digest, body, COALESCE(leaf, -1) FROM statements \
+        "SELECT agreement_id, period, seq, kind, agreement_version, digest, body, COALESCE(leaf, -1), finalised_secs FROM statements \
          WHERE agreement_id = $1 AND period = $2 AND seq = $3",
         &[Param::Text(agreement_id), Param::Text(period), Param::Int(i64::from(sequence))],
         read,
@@ -331,14 +338,14 @@ pub(crate) fn list(sql: &mut impl Sql, agreement_id: Option<&str>) -> Result<Vec
     match agreement_id {
         Some(id) => rows(
             sql,
-            "SELECT agreement_id, period, seq, kind, agreement_version, digest, body, COALESCE(leaf, -1) FROM statements \
+            "SELECT agreement_id, period, seq, kind, agreement_version, digest, body, COALESCE(leaf, -1), finalised_secs FROM statements \
              WHERE agreement_id = $1 ORDER BY agreement_id, period, seq",
             &[Param::Text(id)],
             read,
         ),
         None => rows(
             sql,
-            "SELECT agreement_id, period, seq, kind, agreement_version, digest, body, COALESCE(leaf, -1) FROM statements ORDER BY agreement_id, period, seq",
+            "SELECT agreement_id, period, seq, kind, agreement_version, digest, body, COALESCE(leaf, -1), finalised_secs FROM statements ORDER BY agreement_id, period, seq",
             &[],
             read,
         ),

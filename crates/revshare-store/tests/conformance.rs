@@ -9,6 +9,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use revshare_core::contribution::{Contribution, parse_contribution_line};
+use revshare_core::dispute::{Actor, ActorRole, DisputeError, State, Transition};
 use revshare_core::ids::{AgreementId, ModelId, PartyId};
 use revshare_core::ledger::{Balances, JournalEntry, LedgerError, Party as LedgerParty};
 use revshare_core::merkle::{self, MemoryCells};
@@ -19,6 +20,7 @@ use revshare_core::statement::Statement;
 use revshare_core::time::{Instant, Period};
 use revshare_core::transparency::{self, Signed};
 use revshare_core::usage::{UsageRecord, parse_json_line};
+use revshare_store::close::close_month;
 use revshare_store::{IngestMode, Model, NewStatement, Party, PgStore, ProblemKind, Role, SqliteStore, StatementKind, Store, StoreError};
 use revshare_store::{LogLeaf, batch_digest};
 
@@ -150,6 +152,8 @@ conformance!(
     the_log_is_append_only,
     checkpoints_are_kept_once_per_size,
     tokens_are_found_by_hash_and_revoked,
+    disputes_follow_the_process_and_carry_into_the_next_statement,
+    unanswered_disputes_escalate_by_themselves,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -273,14 +277,14 @@ fn text(bytes: &[u8]) -> String {
 
 fn migrations_are_idempotent(db: &dyn TestDb) {
     let mut store = db.open();
-    assert_eq!(store.schema_version().expect("version"), 5);
+    assert_eq!(store.schema_version().expect("version"), 6);
     store.add_party(&party("meridian", Role::Licensor)).expect("add a party");
     drop(store);
     let mut again = db.open();
-    assert_eq!(again.schema_version().expect("version"), 5, "opening again applies nothing twice");
+    assert_eq!(again.schema_version().expect("version"), 6, "opening again applies nothing twice");
     assert_eq!(again.party(&pid("meridian")).expect("read"), Some(party("meridian", Role::Licensor)), "data survives reopening");
     let mut third = db.open();
-    assert_eq!(third.schema_version().expect("version"), 5);
+    assert_eq!(third.schema_version().expect("version"), 6);
 }
 
 fn parties_register_once(db: &dyn TestDb) {
@@ -1048,6 +1052,7 @@ impl Settled {
             kind,
             canonical: &self.bytes,
             digest: &self.digest,
+            finalised_at: Instant::from_date(2026, 11, 2).expect("a date"),
         }
     }
 
@@ -1603,4 +1608,125 @@ fn tokens_are_found_by_hash_and_revoked(db: &dyn TestDb) {
     assert!(unrevoke.is_err_and(|e| e.contains("never changed")), "a revoked token stays revoked");
     let delete = db.raw("DELETE FROM tokens WHERE id = 't2'", "DELETE FROM tokens WHERE id = 't2'");
     assert!(delete.is_err_and(|e| e.contains("never deleted")), "tokens are never deleted");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Disputes
+
+fn day(month: u32, day: u32) -> Instant {
+    Instant::from_date(2026, month, day).expect("a date")
+}
+
+fn step(state: State, party: &str, role: ActorRole, at: Instant, amount: Option<i128>) -> Transition {
+    Transition { state, actor: Actor { party: party.to_owned(), role }, at, reason: format!("{party} says so"), amount, evidence: vec![] }
+}
+
+/// The example's October, closed on November 2nd.
+fn closed_october(store: &mut dyn Store) -> SignerKey {
+    register_example(store);
+    store.ingest(&parse_records(USAGE), IngestMode::Atomic, None).expect("ingest");
+    let key = signer("revshare.example", 9);
+    store.add_key(None, &key.verifier()).expect("the deployment key");
+    close_month(store, &aid("meridian-northwind"), month("2026-10"), &key, day(11, 2)).expect("close october");
+    key
+}
+
+fn disputes_follow_the_process_and_carry_into_the_next_statement(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    let key = closed_october(store);
+    let id = aid("meridian-northwind");
+    let october = month("2026-10");
+
+    // Refusals change nothing.
+    let size = store.log_size().expect("size");
+    let outsider = store.open_dispute(&id, october, None, None, step(State::Open, "southwind", ActorRole::Host, day(11, 3), Some(100)));
+    assert!(matches!(outsider, Err(StoreError::Dispute(DisputeError::NotAllowed { .. }))), "{outsider:?}");
+    let late = store.open_dispute(&id, october, None, None, step(State::Open, "northwind", ActorRole::Host, day(12, 2), Some(100)));
+    assert_eq!(
+        late.map(|_| ()).map_err(|e| e.to_string()),
+        Err("statement meridian-northwind 2026-10 #1 can no longer be disputed: its dispute window of 30 days closed at 2026-12-02T00:00:00Z".to_owned())
+    );
+    let no_line = store.open_dispute(&id, october, None, Some(99), step(State::Open, "northwind", ActorRole::Host, day(11, 3), Some(100)));
+    assert!(matches!(no_line, Err(StoreError::Dispute(DisputeError::NoSuchLine { line: 99, .. }))), "{no_line:?}");
+    let no_statement =
+        store.open_dispute(&id, month("2026-09"), None, None, step(State::Open, "northwind", ActorRole::Host, day(11, 3), Some(1)));
+    assert!(matches!(no_statement, Err(StoreError::NoStatement { .. })), "{no_statement:?}");
+    assert_eq!(store.log_size().expect("size"), size, "refused disputes log nothing");
+    assert!(store.disputes(None).expect("disputes").is_empty());
+
+    // The host disputes a line and the licensor accepts; the licensor disputes the whole
+    // statement, the host counters and the licensor takes the offer; a third is rejected,
+    // escalated and decided by an arbiter.
+    let host_claim = store
+        .open_dispute(&id, october, None, Some(0), step(State::Open, "northwind", ActorRole::Host, day(11, 3), Some(1_500)))
+        .expect("open");
+    assert_eq!((host_claim.dispute.id, host_claim.dispute.state()), (1, State::Open));
+    let accepted =
+        store.dispute_transition(1, step(State::Accepted, "meridian", ActorRole::Licensor, day(11, 4), Some(1_500))).expect("accept");
+    assert_eq!(accepted.dispute.resolution(), Some(-1_500), "a host's claim is credited to the host");
+    store
+        .open_dispute(&id, october, Some(1), None, step(State::Open, "meridian", ActorRole::Licensor, day(11, 3), Some(10_000)))
+        .expect("open");
+    let wrong_side = store.dispute_transition(2, step(State::Countered, "meridian", ActorRole::Licensor, day(11, 4), Some(5_000)));
+    assert!(matches!(wrong_side, Err(StoreError::Dispute(DisputeError::NotAllowed { .. }))), "the opener does not counter itself");
+    store.dispute_transition(2, step(State::Countered, "northwind", ActorRole::Host, day(11, 4), Some(4_000))).expect("counter");
+    store.dispute_transition(2, step(State::Accepted, "meridian", ActorRole::Licensor, day(11, 5), Some(4_000))).expect("take the offer");
+    store.open_dispute(&id, october, None, None, step(State::Open, "northwind", ActorRole::Host, day(11, 6), Some(900))).expect("open");
+    store.dispute_transition(3, step(State::Rejected, "meridian", ActorRole::Licensor, day(11, 7), None)).expect("reject");
+    store.dispute_transition(3, step(State::Escalated, "northwind", ActorRole::Host, day(11, 8), None)).expect("escalate");
+    let decided = store.dispute_transition(3, step(State::Decided, "judge", ActorRole::Arbiter, day(11, 9), Some(300))).expect("decide");
+    assert_eq!(
+        decided.dispute.history.iter().map(|t| t.state).collect::<Vec<_>>(),
+        [State::Open, State::Rejected, State::Escalated, State::Decided]
+    );
+    let unknown = store.dispute_transition(9, step(State::Accepted, "meridian", ActorRole::Licensor, day(11, 9), Some(1)));
+    assert!(matches!(unknown, Err(StoreError::UnknownDispute { id: 9 })));
+    assert_eq!(store.dispute(u64::MAX).expect("an id beyond any stored one is simply unknown"), None);
+
+    // Every transition is a leaf, and the stored history reads back as it was given.
+    assert_eq!(store.log_leaves_of("dispute:3").expect("leaves").len(), 4);
+    let (kind, leaf) = transparency::read_leaf(&store.log_leaves_of("dispute:2").expect("leaves")[1].1.data).expect("typed");
+    assert_eq!(
+        (kind.as_str(), leaf["transition"]["state"].as_str(), leaf["transition"]["amount"].as_str()),
+        ("dispute", Some("countered"), Some("40.00"))
+    );
+    let again = db.open().dispute(3).expect("read").expect("dispute 3");
+    assert_eq!(again, decided);
+
+    // November's statement carries the three resolutions; December's none of them again.
+    let (_, november) = close_month(store, &id, month("2026-11"), &key, day(12, 1)).expect("close november");
+    let carried: Vec<(String, i128)> = november.adjustments.iter().map(|a| (a.reference.clone(), a.amount)).collect();
+    assert_eq!(carried, [("dispute:1".to_owned(), -1_500), ("dispute:2".to_owned(), 4_000), ("dispute:3".to_owned(), -300)]);
+    assert_eq!(november.totals.adjustments, 2_200);
+    let (_, december) = close_month(store, &id, month("2026-12"), &key, day(12, 31)).expect("close december");
+    assert!(december.adjustments.is_empty(), "a dispute is carried once");
+
+    let change = db.raw(
+        "UPDATE dispute_transitions SET amount = 1 WHERE dispute_id = 1",
+        "UPDATE dispute_transitions SET amount = 1 WHERE dispute_id = 1",
+    );
+    assert!(change.is_err_and(|e| e.contains("never changed")), "transitions are append-only");
+}
+
+fn unanswered_disputes_escalate_by_themselves(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    closed_october(store);
+    let id = aid("meridian-northwind");
+    store
+        .open_dispute(&id, month("2026-10"), None, None, step(State::Open, "northwind", ActorRole::Host, day(11, 3), Some(500)))
+        .expect("open");
+    assert_eq!(store.escalate_disputes(day(11, 16)).expect("escalate"), 0, "not yet: 14 days run to the 17th");
+    // A late answer is refused, and changes nothing.
+    let late = store.dispute_transition(1, step(State::Accepted, "meridian", ActorRole::Licensor, day(11, 18), Some(500)));
+    assert!(matches!(late, Err(StoreError::Dispute(DisputeError::Late { .. }))), "{late:?}");
+    assert_eq!(store.log_leaves_of("dispute:1").expect("leaves").len(), 1);
+    assert_eq!(store.escalate_disputes(day(11, 20)).expect("escalate"), 1);
+    assert_eq!(store.escalate_disputes(day(11, 21)).expect("escalate"), 0, "once");
+    let stored = store.dispute(1).expect("read").expect("dispute 1");
+    let last = stored.dispute.history.last().expect("a transition");
+    assert_eq!((last.state, last.actor.role, last.at), (State::Escalated, ActorRole::Deployment, day(11, 17)), "dated at the deadline");
+    assert_eq!(store.log_leaves_of("dispute:1").expect("leaves").len(), 2);
+    store.dispute_transition(1, step(State::Decided, "judge", ActorRole::Arbiter, day(11, 25), Some(500))).expect("decide");
 }

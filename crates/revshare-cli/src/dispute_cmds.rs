@@ -1,0 +1,145 @@
+//! `revshare dispute`: open a dispute of a finalised statement, answer it, escalate it, decide
+//! it, and read disputes (SPEC §8). The rules are the core's (`revshare_core::dispute`); this
+//! module names the acting party (`--by`, whose registered role is the capacity it acts in),
+//! reads the clock, and prints what the store recorded.
+//!
+//! Before anything is read or moved, the escalations whose deadlines have passed are applied
+//! (`Store::escalate_disputes`), so what is printed is the process as it stands now.
+
+use revshare_core::dispute::{Actor, Request, State};
+use revshare_core::ids::{AgreementId, PartyId};
+use revshare_core::time::Period;
+use revshare_store::{Store, StoredDispute};
+
+use crate::Failure;
+use crate::log_cmds::now;
+use crate::report::{right_align, table};
+use crate::store_cmds::{StoreArgs, open, parse};
+
+/// What every transition says: who, why, with what evidence, and an amount where one belongs.
+pub struct Said {
+    pub by: String,
+    pub reason: String,
+    pub amount: Option<String>,
+    pub evidence: Vec<String>,
+}
+
+/// The disputed statement: an agreement's month, which statement of it, which line.
+pub struct Questioned<'a> {
+    pub agreement: &'a str,
+    pub period: Period,
+    pub sequence: Option<u32>,
+    pub line: Option<u32>,
+}
+
+/// The request `said` makes: the party's registered role is the capacity it acts in.
+fn request(store: &mut (dyn Store + Send), state: State, said: Said) -> Result<Request, Failure> {
+    let id = parse(PartyId::parse(&said.by))?;
+    let Some(party) = store.party(&id)? else {
+        return Err(Failure::Invalid(format!("error: `{id}` is not a registered party; `--by` names the party acting\n")));
+    };
+    let Some(role) = party.role.dispute_role() else {
+        return Err(Failure::Invalid(format!(
+            "error: `{id}` is an {}; disputes are opened and answered by the licensor or the host, and decided by an arbiter\n",
+            party.role
+        )));
+    };
+    Ok(Request { state, actor: Actor { party: id.to_string(), role }, reason: said.reason, amount: said.amount, evidence: said.evidence })
+}
+
+fn print(stored: &StoredDispute, what: &str) {
+    let d = &stored.dispute;
+    let currency = stored.terms.currency;
+    println!("dispute {} of {}: {what}; it is {}", d.id, d.subject, d.state());
+    if let Some(by) = d.respond_by(&stored.terms) {
+        println!("  to be answered by {by}");
+    }
+    if let Some(amount) = d.resolution() {
+        println!("  adjustment of {} {currency} in the next statement closed", currency.format(amount));
+    }
+}
+
+/// `revshare dispute open`.
+pub fn open_dispute(args: &StoreArgs, questioned: &Questioned<'_>, said: Said) -> Result<(), Failure> {
+    let agreement = parse(AgreementId::parse(questioned.agreement))?;
+    let mut store = open(args, false)?;
+    let currency = store.agreement(&agreement, None)?.currency();
+    let opening = parse(request(store.as_mut(), State::Open, said)?.transition(now(), currency, None))?;
+    let stored = store.open_dispute(&agreement, questioned.period, questioned.sequence, questioned.line, opening)?;
+    print(&stored, &format!("opened, claiming {} {currency}", currency.format(stored.dispute.claimed())));
+    Ok(())
+}
+
+/// `revshare dispute accept|reject|counter|escalate|decide ID`.
+pub fn move_dispute(args: &StoreArgs, id: u64, state: State, said: Said) -> Result<(), Failure> {
+    let mut store = open(args, false)?;
+    let at = now();
+    store.escalate_disputes(at)?;
+    let Some(stored) = store.dispute(id)? else {
+        return Err(Failure::Invalid(format!("error: there is no dispute {id}; `revshare dispute list` shows the disputes\n")));
+    };
+    let transition = parse(request(store.as_mut(), state, said)?.transition(at, stored.terms.currency, Some(&stored.dispute)))?;
+    let stored = store.dispute_transition(id, transition)?;
+    print(&stored, state.as_str());
+    Ok(())
+}
+
+/// `revshare dispute list`: one row per dispute.
+pub fn list(args: &StoreArgs, agreement: Option<&str>, json: bool) -> Result<(), Failure> {
+    let agreement = agreement.map(|a| parse(AgreementId::parse(a))).transpose()?;
+    let mut store = open(args, false)?;
+    store.escalate_disputes(now())?;
+    let disputes = store.disputes(agreement.as_ref())?;
+    if json {
+        let all: Vec<_> = disputes.iter().map(StoredDispute::to_json).collect();
+        println!("{}", serde_json::to_string_pretty(&all).map_err(anyhow::Error::from)?);
+        return Ok(());
+    }
+    let mut t = table(&["id", "statement", "line", "opened by", "state", "respond by", "claimed", "adjustment"]);
+    for stored in &disputes {
+        let (d, currency) = (&stored.dispute, stored.terms.currency);
+        let s = &d.subject;
+        t.add_row(vec![
+            d.id.to_string(),
+            format!("{} {} #{}", s.agreement, s.period, s.sequence),
+            s.line.map(|l| l.to_string()).unwrap_or_default(),
+            d.opener().to_string(),
+            d.state().to_string(),
+            d.respond_by(&stored.terms).map(|t| t.to_string()).unwrap_or_default(),
+            format!("{} {currency}", currency.format(d.claimed())),
+            d.resolution().map(|a| format!("{} {currency}", currency.format(a))).unwrap_or_default(),
+        ]);
+    }
+    right_align(&mut t, 6);
+    println!("{t}");
+    println!("{} dispute{}", disputes.len(), if disputes.len() == 1 { "" } else { "s" });
+    Ok(())
+}
+
+/// `revshare dispute show ID`: the dispute and its history.
+pub fn show(args: &StoreArgs, id: u64, json: bool) -> Result<(), Failure> {
+    let mut store = open(args, false)?;
+    store.escalate_disputes(now())?;
+    let Some(stored) = store.dispute(id)? else {
+        return Err(Failure::Invalid(format!("error: there is no dispute {id}; `revshare dispute list` shows the disputes\n")));
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&stored.to_json()).map_err(anyhow::Error::from)?);
+        return Ok(());
+    }
+    let currency = stored.terms.currency;
+    print(&stored, &format!("claims {} {currency}", currency.format(stored.dispute.claimed())));
+    let mut t = table(&["when", "state", "by", "amount", "reason", "evidence"]);
+    for step in &stored.dispute.history {
+        t.add_row(vec![
+            step.at.to_string(),
+            step.state.to_string(),
+            format!("{} ({})", step.actor.party, step.actor.role),
+            step.amount.map(|a| currency.format(a)).unwrap_or_default(),
+            step.reason.clone(),
+            step.evidence.join("\n"),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}

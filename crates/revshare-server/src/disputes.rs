@@ -1,0 +1,309 @@
+//! Disputes over HTTP (SPEC §8), as `revshare dispute` moves them: the same core rules
+//! (`revshare_core::dispute`) through the same store calls (`Store::open_dispute`,
+//! `dispute_transition`, `escalate_disputes`).
+//!
+//! Who may do what: the token's party acts in its role. The licensor and the host of the
+//! disputed statement's agreement open disputes and answer them (the core decides which side
+//! answers what); an arbiter decides escalated disputes; an auditor reads and does not act. A
+//! dispute is read by whoever may read its agreement; for anyone else it is not found, exactly as
+//! one that does not exist. Before anything is read or moved, the escalations whose deadlines
+//! have passed are applied, so every answer shows the process as it stands.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::{Extension, Json};
+use revshare_core::dispute::{Actor, ActorRole, Request, State as DisputeState};
+use revshare_store::{Store, StoreError, StoredDispute};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::auth::{Caller, may_read};
+use crate::problem::{Problem, ProblemDetails};
+use crate::routes::{Params, agreement_id, json_body, params, period_of, readable};
+
+/// One step of a dispute.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct TransitionView {
+    /// `open`, `countered`, `accepted`, `rejected`, `escalated` or `decided`.
+    #[schema(example = "countered")]
+    pub state: String,
+    #[schema(example = "meridian")]
+    pub party: String,
+    /// `licensor`, `host`, `arbiter`, or `deployment` for an escalation when a deadline passed.
+    #[schema(example = "licensor")]
+    pub role: String,
+    #[schema(example = "2026-11-04T09:30:00Z")]
+    pub at: String,
+    pub reason: String,
+    /// The claim when opened, the offer when countered, the amount accepted or decided.
+    #[schema(example = "40.00")]
+    pub amount: Option<String>,
+    /// Links or digests.
+    pub evidence: Vec<String>,
+}
+
+/// A dispute of a finalised statement (or one of its lines) and its history.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct DisputeView {
+    pub id: u64,
+    #[schema(example = "meridian-northwind")]
+    pub agreement: String,
+    #[schema(example = "2026-10")]
+    pub period: String,
+    /// Which statement of the month (1 is the original).
+    pub sequence: u32,
+    pub statement_digest: String,
+    /// The disputed line's index in the statement's `lines`; none for the whole statement.
+    pub line: Option<u32>,
+    #[schema(example = "USD")]
+    pub currency: String,
+    /// `licensor` or `host`.
+    pub opened_by: String,
+    #[schema(example = "100.00")]
+    pub claimed: String,
+    #[schema(example = "open")]
+    pub state: String,
+    /// Until when the last step may be answered (or a rejection escalated).
+    pub respond_by: Option<String>,
+    /// Once accepted or decided: what it changes in what the host owes (negative: credited to
+    /// the host), carried as an adjustment line of the next statement closed.
+    pub adjustment: Option<String>,
+    pub history: Vec<TransitionView>,
+}
+
+impl DisputeView {
+    /// The core's JSON view, typed: one mapping for the CLI and the API.
+    fn of(stored: &StoredDispute) -> Result<DisputeView, Problem> {
+        serde_json::from_value(stored.to_json()).map_err(|e| Problem::internal("a dispute view cannot be built", &e))
+    }
+}
+
+/// A dispute to open.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenDispute {
+    #[schema(example = "meridian-northwind")]
+    pub agreement: String,
+    #[schema(example = "2026-10")]
+    pub period: String,
+    /// Which statement of the month; default the latest.
+    pub sequence: Option<u32>,
+    /// One line of it, by index from 0; default the whole statement.
+    pub line: Option<u32>,
+    /// The amount claimed, in the agreement's currency, with at most its decimal places.
+    #[schema(example = "100.00")]
+    pub amount: String,
+    pub reason: String,
+    #[serde(default)]
+    pub evidence: Vec<String>,
+}
+
+/// What to do with a dispute.
+#[derive(Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// The other side takes the amount on the table (the claim, or the counter-offer).
+    Accept,
+    Reject,
+    /// The answering side offers less than claimed (`amount`).
+    Counter,
+    /// Either side takes a rejected dispute to an arbiter.
+    Escalate,
+    /// An arbiter decides an escalated dispute (`amount`, from 0 to the claim).
+    Decide,
+}
+
+/// A step asked for.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoveDispute {
+    pub action: Action,
+    pub reason: String,
+    /// For `counter` and `decide`, in the agreement's currency.
+    #[schema(example = "40.00")]
+    pub amount: Option<String>,
+    #[serde(default)]
+    pub evidence: Vec<String>,
+}
+
+fn dispute_id(text: &str) -> Result<u64, Problem> {
+    text.parse().map_err(|_| Problem::bad_request(format!("`{text}` is not a dispute id; dispute ids are whole numbers from 1")))
+}
+
+/// The capacity the caller acts in, or 403 for an auditor.
+fn actor(caller: &Caller) -> Result<Actor, Problem> {
+    let role = caller.role.dispute_role().ok_or_else(|| {
+        Problem::forbidden(format!("{} is an {}: auditors read disputes and do not act on them", caller.party, caller.role))
+    })?;
+    Ok(Actor { party: caller.party.to_string(), role })
+}
+
+/// A dispute this caller may read, after the escalations due.
+fn readable_dispute(store: &mut dyn Store, caller: &Caller, id: u64, now: revshare_core::time::Instant) -> Result<StoredDispute, Problem> {
+    store.escalate_disputes(now)?;
+    match store.dispute(id)? {
+        Some(stored) if may_read(caller, &stored.terms.licensor, &stored.terms.host) => Ok(stored),
+        _ => Err(Problem::not_found(format!("there is no dispute {id} that this token can read"))),
+    }
+}
+
+/// Opens a dispute of a finalised statement, as `revshare dispute open` does: the agreement's
+/// licensor or host, within its dispute window.
+#[utoipa::path(
+    post,
+    path = "/disputes",
+    tag = "disputes",
+    request_body(content = OpenDispute, content_type = "application/json"),
+    responses(
+        (status = 201, description = "opened and logged", body = DisputeView),
+        (status = 400, description = "a body that is not valid", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "an auditor or arbiter token, which do not open disputes", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "no such agreement or statement that this token can read", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "the body is over the limit", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "the window closed, no such line, or an amount, reason or evidence that is not valid", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn open_dispute(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    request_body: Body,
+) -> Result<(StatusCode, Json<DisputeView>), Problem> {
+    let body: OpenDispute = json_body(&state, &headers, request_body).await?;
+    let id = agreement_id(&body.agreement)?;
+    let period = period_of(&body.period)?;
+    let actor = actor(&caller)?;
+    if actor.role == ActorRole::Arbiter {
+        return Err(Problem::forbidden(format!("{} is an arbiter: arbiters decide escalated disputes and do not open them", caller.party)));
+    }
+    let view = state
+        .run(move |store, shared| {
+            let currency = readable(store, &caller, &id)?.currency();
+            let request =
+                Request { state: DisputeState::Open, actor, reason: body.reason, amount: Some(body.amount), evidence: body.evidence };
+            let opening = request.transition(shared.now(), currency, None).map_err(StoreError::from)?;
+            DisputeView::of(&store.open_dispute(&id, period, body.sequence, body.line, opening)?)
+        })
+        .await?;
+    tracing::info!(dispute = view.id, agreement = %view.agreement, period = %view.period, "dispute opened");
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Answers, escalates or decides a dispute, as `revshare dispute accept|reject|counter|escalate|decide` do.
+#[utoipa::path(
+    post,
+    path = "/disputes/{id}/transitions",
+    tag = "disputes",
+    params(("id" = u64, Path, description = "the dispute id")),
+    request_body(content = MoveDispute, content_type = "application/json"),
+    responses(
+        (status = 200, description = "the step is recorded and logged", body = DisputeView),
+        (status = 400, description = "a body that is not valid", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "not the side (or an arbiter) that takes this step", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "no such dispute that this token can read", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "the dispute's state does not allow the step, or its deadline passed", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "the body is over the limit", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "an amount, reason or evidence that is not valid", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn move_dispute(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    request_body: Body,
+) -> Result<Json<DisputeView>, Problem> {
+    let id = dispute_id(&id)?;
+    let body: MoveDispute = json_body(&state, &headers, request_body).await?;
+    let actor = actor(&caller)?;
+    let to = match body.action {
+        Action::Accept => DisputeState::Accepted,
+        Action::Reject => DisputeState::Rejected,
+        Action::Counter => DisputeState::Countered,
+        Action::Escalate => DisputeState::Escalated,
+        Action::Decide => DisputeState::Decided,
+    };
+    let view = state
+        .run(move |store, shared| {
+            let now = shared.now();
+            let stored = readable_dispute(store, &caller, id, now)?;
+            let request = Request { state: to, actor, reason: body.reason, amount: body.amount, evidence: body.evidence };
+            let transition = request.transition(now, stored.terms.currency, Some(&stored.dispute)).map_err(StoreError::from)?;
+            DisputeView::of(&store.dispute_transition(id, transition)?)
+        })
+        .await?;
+    tracing::info!(dispute = view.id, state = %view.state, "dispute moved");
+    Ok(Json(view))
+}
+
+/// The disputes this token may read, by id; `agreement` narrows them to one agreement.
+#[utoipa::path(
+    get,
+    path = "/disputes",
+    tag = "disputes",
+    params(("agreement" = Option<String>, Query, description = "only this agreement's disputes")),
+    responses(
+        (status = 200, body = Vec<DisputeView>),
+        (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "no such agreement that this token can read", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn list_disputes(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    query: Params,
+) -> Result<Json<Vec<DisputeView>>, Problem> {
+    let params = params(query)?;
+    let agreement = params.get("agreement").map(|a| agreement_id(a)).transpose()?;
+    let views = state
+        .run(move |store, shared| {
+            store.escalate_disputes(shared.now())?;
+            if let Some(id) = &agreement {
+                readable(store, &caller, id)?;
+            }
+            store
+                .disputes(agreement.as_ref())?
+                .iter()
+                .filter(|d| may_read(&caller, &d.terms.licensor, &d.terms.host))
+                .map(DisputeView::of)
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
+    Ok(Json(views))
+}
+
+/// One dispute and its history.
+#[utoipa::path(
+    get,
+    path = "/disputes/{id}",
+    tag = "disputes",
+    params(("id" = u64, Path, description = "the dispute id")),
+    responses(
+        (status = 200, body = DisputeView),
+        (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "no such dispute that this token can read", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn get_dispute(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<DisputeView>, Problem> {
+    let id = dispute_id(&id)?;
+    let view = state.run(move |store, shared| DisputeView::of(&readable_dispute(store, &caller, id, shared.now())?)).await?;
+    Ok(Json(view))
+}
