@@ -6,20 +6,20 @@
 //! system's random source and only their public halves are printed or stored. The clock is read
 //! here, never in the core: a checkpoint's `time` line is the only wall-clock value the log holds.
 
-use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use revshare_core::bundle::{Bundle, VerifyOptions, verify};
+use revshare_core::bundle::{BATCHES_DIR, Bundle, VerifyOptions, verify};
 use revshare_core::merkle::Hash;
 use revshare_core::note::{SignerKey, VerifierKey};
 use revshare_core::time::{Instant, Period};
 use revshare_core::transparency::{Signed, b64};
 use revshare_core::usage::UsageRecord;
+use revshare_store::export::{self, ExportError};
 use revshare_store::receipts::hashes;
-use revshare_store::{SentRecord, Store, StoredStatement};
-use serde_json::{Value, json};
+use revshare_store::{Store, StoredStatement};
+use serde_json::json;
 
 use crate::Failure;
 use crate::store_cmds::{StoreArgs, open, parse};
@@ -237,131 +237,35 @@ pub fn sign_statement(args: &StoreArgs, agreement: &str, period: Period, sequenc
     Ok(())
 }
 
-/// Writes a file of a bundle.
-fn put(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Failure> {
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
-}
-
-fn pretty(value: &Value) -> Result<Vec<u8>, Failure> {
-    let mut bytes = serde_json::to_vec_pretty(value).map_err(anyhow::Error::from)?;
-    bytes.push(b'\n');
-    Ok(bytes)
-}
-
-/// `revshare statement export --bundle DIR`: everything needed to check a statement offline.
+/// `revshare statement export --bundle DIR`: everything needed to check a statement offline,
+/// assembled by the store's `export::bundle` (the API's bundle is the same files, as a tar).
 pub fn export_bundle(args: &StoreArgs, agreement: &str, period: Period, sequence: Option<u32>, dir: &Path) -> Result<(), Failure> {
+    let id = parse(revshare_core::ids::AgreementId::parse(agreement))?;
     let mut store = open(args, false)?;
-    let store = store.as_mut();
     let key = deployment_key(args)?;
-    let statement = find_statement(store, agreement, period, sequence)?;
-    let Some(statement_leaf) = statement.leaf else {
-        return Err(Failure::Invalid(format!(
-            "error: statement {agreement} {period} #{} was finalised before this store kept a transparency log, so it has no proofs\n",
-            statement.sequence
-        )));
-    };
-    let id = statement.agreement_id.clone();
-    let version = statement.agreement_version;
-    std::fs::create_dir_all(dir.join("batches")).with_context(|| format!("cannot create {}", dir.display()))?;
-    let (size, _, note) = checkpoint(store, &key)?;
-
-    // The leaves the bundle proves: the statement, its agreement version, the contributions
-    // logged before it, the batches of its records and the keys.
-    let mut leaves: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
-    leaves.insert(statement_leaf, store.log_leaf(statement_leaf)?.data);
-    let agreement_leaves = store.log_leaves_of(&format!("agreement:{id}/{version}"))?;
-    let Some((agreement_leaf, leaf)) = agreement_leaves.into_iter().next() else {
-        return Err(Failure::Invalid(format!(
-            "error: agreement {id} version {version} is not in the log; it was registered before the log\n"
-        )));
-    };
-    leaves.insert(agreement_leaf, leaf.data);
-    for (index, leaf) in store.log_leaves_of(&format!("contributions:{id}"))? {
-        if index < statement_leaf {
-            leaves.insert(index, leaf.data);
+    let (bundle, summary) = export::bundle(store.as_mut(), &key, &id, period, sequence, now()).map_err(|e| match e {
+        ExportError::Store(e) => Failure::from(*e),
+        ExportError::Encode(e) => Failure::from(anyhow::Error::from(e)),
+        e @ (ExportError::NoStatement { .. } | ExportError::StatementNotLogged { .. } | ExportError::AgreementNotLogged { .. }) => {
+            Failure::Invalid(format!("error: {e}\n"))
         }
+    })?;
+    std::fs::create_dir_all(dir.join(BATCHES_DIR)).with_context(|| format!("cannot create {}", dir.display()))?;
+    for (name, bytes) in bundle.files() {
+        let path = dir.join(&name);
+        std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
     }
-    let agreement_text = store.agreement_source(&id, version)?;
-
-    // The records the statement counted: those of the month stored before it was finalised (a
-    // record's batch leaf comes before the statement's leaf; the log orders every write). Later
-    // ones are late records, which a restatement counts.
-    let mut records = store.sent_records(&id, period)?;
-    records.retain(|r| r.batch.is_none_or(|b| b < statement_leaf));
-    let count = records.len();
-    let mut lines = Vec::with_capacity(count * 200);
-    let mut batches: Vec<u64> = Vec::new();
-    let mut unlogged = 0u64;
-    let mut aliases: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    for SentRecord { batch, record, model } in &records {
-        record.write_canonical(&mut lines);
-        lines.push(b'\n');
-        match batch {
-            Some(batch) => batches.push(*batch),
-            None => unlogged += 1,
-        }
-        if record.model != model.as_str() {
-            aliases.entry(record.host.to_string()).or_default().insert(record.model.to_string(), model.clone());
-        }
-    }
-    batches.sort_unstable();
-    batches.dedup();
-    for &batch in &batches {
-        let (_, digests) = store.usage_batch(batch)?;
-        put(&dir.join("batches"), &format!("{batch}.digests"), &digests.concat())?;
-        leaves.insert(batch, store.log_leaf(batch)?.data);
-    }
-
-    let host = store.agreement(&id, Some(version))?.host().clone();
-    let mut deployment_keys = Vec::new();
-    let mut host_keys = Vec::new();
-    for registered in store.keys()? {
-        match registered.party.as_deref() {
-            None => deployment_keys.push(registered.key.to_text()),
-            Some(party) if party == host.as_str() => host_keys.push(registered.key.to_text()),
-            Some(_) => continue,
-        }
-        leaves.insert(registered.leaf, store.log_leaf(registered.leaf)?.data);
-    }
-
-    let mut proven = Vec::with_capacity(leaves.len());
-    for (index, data) in &leaves {
-        let proof = store.inclusion_proof(*index, size)?;
-        proven.push(json!({ "index": index, "data": String::from_utf8_lossy(data), "proof": hashes(&proof) }));
-    }
-    // Consistency from the checkpoints the host holds: each batch's receipt carries the first
-    // checkpoint that includes the batch. (Every checkpoint ever kept would grow without bound.)
-    let mut held: BTreeMap<u64, String> = BTreeMap::new();
-    for &batch in &batches {
-        if let Some((from, note)) = store.checkpoint_including(batch)?.filter(|(from, _)| *from < size) {
-            held.insert(from, note);
-        }
-    }
-    let mut consistency = Vec::new();
-    for (from, from_note) in held {
-        consistency.push(json!({ "from": from_note, "proof": hashes(&store.consistency_proof(from, size)?) }));
-    }
-    let signatures: Vec<Value> = store.statement_signatures(&statement)?.iter().map(Signed::to_json).collect();
-
-    put(dir, "statement.json", &statement.canonical)?;
-    put(dir, "agreement.toml", agreement_text.as_bytes())?;
-    put(dir, "records.jsonl", &lines)?;
-    put(dir, "aliases.json", &pretty(&json!(aliases))?)?;
-    put(dir, "log.json", &pretty(&json!({ "checkpoint": note, "leaves": proven, "consistency": consistency }))?)?;
-    put(dir, "keys.json", &pretty(&json!({ "deployment": deployment_keys, "host": host_keys }))?)?;
-    put(dir, "signatures.json", &pretty(&Value::Array(signatures))?)?;
     println!(
-        "wrote bundle {} for {id} {period} #{}: {} records in {} batches, {} proven leaves, checkpoint at size {size}",
+        "wrote bundle {} for {id} {period} #{}: {} records in {} batches, {} proven leaves, checkpoint at size {}",
         dir.display(),
-        statement.sequence,
-        count,
-        batches.len(),
-        leaves.len()
+        summary.sequence,
+        summary.records,
+        summary.batches,
+        summary.leaves,
+        summary.tree_size
     );
-    if unlogged > 0 {
-        eprintln!("warning: {unlogged} records were stored before the log existed; `verify` will report them as in no batch");
+    if summary.unlogged > 0 {
+        eprintln!("warning: {} records were stored before the log existed; `verify` will report them as in no batch", summary.unlogged);
     }
     Ok(())
 }
@@ -370,7 +274,7 @@ pub fn export_bundle(args: &StoreArgs, agreement: &str, period: Period, sequence
 fn read_bundle(dir: &Path) -> Result<Bundle, Failure> {
     let read = |name: &str| std::fs::read(dir.join(name)).with_context(|| format!("cannot read {} in the bundle {}", name, dir.display()));
     let mut batches = Vec::new();
-    let batch_dir = dir.join("batches");
+    let batch_dir = dir.join(BATCHES_DIR);
     if batch_dir.exists() {
         for entry in std::fs::read_dir(&batch_dir).with_context(|| format!("cannot list {}", batch_dir.display()))? {
             let path = entry.context("cannot list the bundle's batches")?.path();

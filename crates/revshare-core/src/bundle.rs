@@ -87,6 +87,28 @@ pub struct Bundle {
     pub batches: Vec<(u64, Vec<u8>)>,
 }
 
+impl Bundle {
+    /// The bundle's files as (path relative to the bundle's directory, bytes), in a fixed order:
+    /// the one list of names that `revshare statement export --bundle` writes to a directory and
+    /// `GET /v1/statements/{agreement}/{period}/bundle` puts in a tar archive. Paths use `/`.
+    pub fn files(&self) -> Vec<(String, &[u8])> {
+        let mut files: Vec<(String, &[u8])> = vec![
+            ("statement.json".to_owned(), &self.statement),
+            ("agreement.toml".to_owned(), self.agreement.as_bytes()),
+            ("records.jsonl".to_owned(), &self.records),
+            ("aliases.json".to_owned(), &self.aliases),
+            ("log.json".to_owned(), &self.log),
+            ("keys.json".to_owned(), &self.keys),
+            ("signatures.json".to_owned(), &self.signatures),
+        ];
+        files.extend(self.batches.iter().map(|(leaf, digests)| (format!("{BATCHES_DIR}/{leaf}.digests"), digests.as_slice())));
+        files
+    }
+}
+
+/// The folder of a bundle that holds `<leaf>.digests` files.
+pub const BATCHES_DIR: &str = "batches";
+
 /// What [`verify`] is told besides the bundle.
 ///
 /// Without either option a bundle can only show that it agrees with itself: its keys come from

@@ -7,16 +7,23 @@
 //! |---|---|---|
 //! | `GET /healthz` | anyone | 200 when the store answers |
 //! | `GET /openapi.json` | anyone | the OpenAPI 3.1 document, generated from the handlers |
+//! | `GET /docs/` | anyone | Swagger UI over `/openapi.json`, built into the binary (no network needed) |
 //! | `GET /metrics` | anyone | Prometheus counters and latencies (no party data), see `metrics.rs` |
 //! | `POST /v1/usage` | a host, its own records | stores a batch (JSON Lines, a JSON array, or a CloudEvents batch) in one transaction; a signed receipt |
 //! | `GET /v1/agreements/{agreement}` | readers of the agreement | its latest version and TOML source |
 //! | `GET /v1/statements[?agreement=ID]` | readers of the agreement | the finalised statements |
 //! | `GET /v1/statements/{agreement}/{period}` | readers of the agreement | the latest statement's canonical bytes |
 //! | `GET /v1/balances` | readers of each agreement | who owes whom, from the journal |
-//! | `POST /v1/agreements` | the agreement's licensor | registers a version from its TOML (`revshare agreement add`) |
+//! | `POST /v1/agreements` | the agreement's licensor | registers a version from its TOML (`revshare agreement add`), or from the same structure in JSON, stored as its TOML conversion |
 //! | `POST /v1/close` | the agreement's licensor | closes a month (`revshare close`, the store's `close::close_month`) |
 //! | `POST /v1/statements/{agreement}/{period}/signatures` | the agreement's host | countersigns the statement |
 //! | `POST /v1/payments` | the paying side | records a payment (`revshare payment record`) |
+//! | `GET /v1/statements/{agreement}/{period}/bundle[?sequence=N]` | readers of the agreement | the statement's bundle as a tar archive (`revshare statement export --bundle`), for `revshare verify` |
+//! | `POST /v1/parties` | a licensor | registers a host, an auditor or an arbiter (`revshare party add`); licensors are the operator's |
+//! | `GET /v1/parties/{party}` | the party itself, licensors, auditors, arbiters | the party and its public keys |
+//! | `POST /v1/models` | a licensor, its own models | registers a model, optionally `derived_from` another (`revshare model add`) |
+//! | `GET /v1/models/{model}` | any token | the model, its owner and what it derives from |
+//! | `POST /v1/aliases` | a host, for itself | maps the host's own model id to a licensed model (`revshare model alias`) |
 //! | `POST /v1/disputes` | the agreement's licensor or host | opens a dispute of a statement or a line (`revshare dispute open`) |
 //! | `POST /v1/disputes/{id}/transitions` | the side whose turn it is; an arbiter decides | accept, reject, counter, escalate, decide |
 //! | `GET /v1/disputes[?agreement=ID]`, `GET /v1/disputes/{id}` | readers of the agreement | disputes, their state, deadlines and history |
@@ -30,15 +37,19 @@
 //! a licensor reads its own agreements, registers them and closes their months; a payment is
 //! recorded by its paying side only; an auditor and an arbiter read everything, and only an
 //! arbiter writes: it decides escalated disputes (`disputes.rs`; the core decides which side
-//! answers what). Something that exists but belongs to others answers 404 exactly as something that
-//! does not exist, so a refusal does not reveal what is there; a write of another party's
-//! records is 403 naming each record. A refused call changes nothing: it is refused before the
+//! answers what). The registry ([`registry`]): a licensor registers its counterparties (hosts,
+//! auditors, arbiters) and its own models, a host its own model aliases; any token reads a model,
+//! and a party is read by itself, licensors, auditors and arbiters. Something that exists but
+//! belongs to others answers 404 exactly as something that does not exist, so a refusal does not
+//! reveal what is there; a write of another party's records (or registry entries) is 403 naming
+//! each record (or field). A refused call changes nothing: it is refused before the
 //! store is written. Each token may make [`Config::rate_limit_per_second`] requests a second
 //! (a burst of as many); more are answered 429 with `Retry-After`, before anything is read.
 //!
 //! The boundary: this crate only translates HTTP into the same `Store` and core calls the CLI
 //! makes (`Store::ingest` in atomic mode, `Store::add_agreement`, `close::close_month`,
-//! `Store::sign_statement`, `payments::payment_entry`, `receipts::receipt`,
+//! `Store::sign_statement`, `payments::payment_entry`, `receipts::receipt`, `export::bundle`,
+//! `Store::add_party` / `add_model` / `add_alias`,
 //! `receipts::checkpoint`, the core's `Balances`, the store's proofs) and their results back. The store is synchronous, so each call
 //! runs on a blocking thread with a connection from a small pool ([`Config::open`] makes them),
 //! at most [`Config::max_connections`] at once. A batch is acknowledged only after the store has
@@ -46,13 +57,16 @@
 //! not cancelled), so nothing is half-applied. Graceful shutdown stops accepting connections and
 //! lets the requests in flight finish. The clock is the edge's: it is [`Config::clock`].
 
+mod agreement_json;
 pub mod auth;
 pub mod body;
 mod disputes;
+pub mod export;
 mod limit;
 mod metrics;
 mod openapi;
 pub mod problem;
+pub mod registry;
 mod routes;
 
 use std::future::Future;
@@ -185,7 +199,12 @@ pub fn router(config: Config) -> Router {
     }));
     let (api, document) = routes::api(Some(state.clone()));
     let document = Arc::new(document.to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")));
-    api.route("/metrics", get(metrics::render))
+    // Swagger UI's files are in the binary (the `vendored` feature); it reads the document
+    // served below, so the page and the API cannot disagree.
+    let docs: Router<AppState> =
+        utoipa_swagger_ui::SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::new(["/openapi.json"])).into();
+    api.merge(docs)
+        .route("/metrics", get(metrics::render))
         .route(
             "/openapi.json",
             get(move || {

@@ -203,6 +203,13 @@ pub(crate) fn api(auth: Option<AppState>) -> (axum::Router<AppState>, utoipa::op
         .routes(routes!(checkpoint))
         .routes(routes!(inclusion))
         .routes(routes!(consistency))
+        // The registry (`registry.rs`) and statement bundles (`export.rs`).
+        .routes(routes!(crate::registry::post_party))
+        .routes(routes!(crate::registry::get_party))
+        .routes(routes!(crate::registry::post_model))
+        .routes(routes!(crate::registry::get_model))
+        .routes(routes!(crate::registry::post_alias))
+        .routes(routes!(crate::export::get_bundle))
         // Disputes (`disputes.rs`).
         .routes(routes!(crate::disputes::open_dispute, crate::disputes::list_disputes))
         .routes(routes!(crate::disputes::get_dispute))
@@ -232,7 +239,7 @@ pub(crate) fn params(query: Params) -> Result<HashMap<String, String>, Problem> 
 }
 
 /// A non-negative integer parameter; `None` when absent.
-fn number(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, Problem> {
+pub(crate) fn number(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, Problem> {
     params
         .get(name)
         .map(|text| text.parse::<u64>().map_err(|_| Problem::bad_request(format!("`{name}` must be a non-negative integer, not `{text}`"))))
@@ -788,16 +795,28 @@ pub(crate) async fn sign_statement(
     Ok(Json(signature))
 }
 
-/// Registers an agreement version from its TOML (SPEC §2), as `revshare agreement add` does:
-/// version 1 of a new id, or an amendment. Only its licensor.
+/// How an agreement is sent: its TOML file, or the same structure as a JSON object.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AgreementFormat {
+    Toml,
+    Json,
+}
+
+/// Registers an agreement version from its TOML (SPEC §2), or the same structure in JSON, as
+/// `revshare agreement add` does: version 1 of a new id, or an amendment. Only its licensor.
+/// JSON is converted to TOML (`agreement_json.rs`) and takes the same path, so what is stored is
+/// TOML either way.
 #[utoipa::path(
     post,
     path = "/agreements",
     tag = "agreements",
-    request_body(content = String, content_type = "application/toml", description = "the agreement file"),
+    request_body(
+        description = "the agreement file (`application/toml`), or a JSON object with the same keys and structure (decimals as strings; a number with a fraction or exponent is refused as a TOML float is); a JSON agreement is stored as its conversion to TOML",
+        content((String = "application/toml"), (Object = "application/json"))
+    ),
     responses(
         (status = 200, description = "registered", body = AgreementView),
-        (status = 400, description = "the agreement does not parse or validate: every problem, with line and column", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 400, description = "the agreement does not parse or validate: every problem, with line and column (and, for JSON, the field)", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 403, description = "not the agreement's licensor", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 413, description = "the body is over the limit", body = ProblemDetails, content_type = "application/problem+json"),
@@ -815,36 +834,59 @@ pub(crate) async fn post_agreement(
 ) -> Result<Json<AgreementView>, Problem> {
     caller.require(Role::Licensor, "register an agreement")?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !content_type.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/toml") {
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    let format = if media.eq_ignore_ascii_case("application/toml") {
+        AgreementFormat::Toml
+    } else if media.eq_ignore_ascii_case("application/json") {
+        AgreementFormat::Json
+    } else {
         return Err(Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",
             "unsupported content type",
-            format!("an agreement is sent as application/toml, not `{content_type}`"),
+            format!("an agreement is sent as application/toml (its file) or application/json (the same structure), not `{content_type}`"),
         ));
-    }
+    };
     let bytes = body::read(&headers, request_body, state.max_body_bytes()).await?;
-    let text = String::from_utf8(bytes.to_vec()).map_err(|e| Problem::bad_request(format!("the agreement is not UTF-8: {e}")))?;
+    let body = String::from_utf8(bytes.to_vec()).map_err(|e| Problem::bad_request(format!("the agreement is not UTF-8: {e}")))?;
+    let invalid = |detail: String, errors: Vec<ProblemItem>| {
+        Problem::new(StatusCode::BAD_REQUEST, "invalid-agreement", "the agreement is not valid", format!("{detail}; nothing was stored"))
+            .with_errors(errors)
+    };
+    let converted = match format {
+        AgreementFormat::Toml => None,
+        AgreementFormat::Json => Some(
+            crate::agreement_json::to_toml(&body)
+                .map_err(|errors| invalid(format!("{} problem(s) in the JSON agreement", errors.len()), errors))?,
+        ),
+    };
+    let text = converted.as_ref().map_or_else(|| body.clone(), |c| c.toml.clone());
     const NAME: &str = "agreement.toml";
     let parsed = parse_agreement(NAME, &text).map_err(|e| {
         let errors = e
             .problems
             .iter()
             .map(|p| {
-                let (line, column) = line_column(&text, p.span.offset());
-                ProblemItem {
-                    line: u64::try_from(line).ok(),
-                    column: u64::try_from(column).ok(),
-                    message: match &p.help {
-                        Some(help) => format!("{} ({help})", p.message),
-                        None => p.message.clone(),
-                    },
-                    ..ProblemItem::default()
+                let message = match &p.help {
+                    Some(help) => format!("{} ({help})", p.message),
+                    None => p.message.clone(),
+                };
+                match &converted {
+                    // Located in the JSON body, with the field the problem is about.
+                    Some(converted) => converted.locate(&body, p.span.offset(), &message),
+                    None => {
+                        let (line, column) = line_column(&text, p.span.offset());
+                        ProblemItem {
+                            line: u64::try_from(line).ok(),
+                            column: u64::try_from(column).ok(),
+                            message,
+                            ..ProblemItem::default()
+                        }
+                    }
                 }
             })
             .collect();
-        Problem::new(StatusCode::BAD_REQUEST, "invalid-agreement", "the agreement is not valid", format!("{e}; nothing was stored"))
-            .with_errors(errors)
+        invalid(e.to_string(), errors)
     })?;
     if parsed.licensor() != &caller.party {
         return Err(Problem::forbidden(format!(

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use revshare_core::canonical;
+use revshare_core::dispute::{Actor, ActorRole, State, Transition};
 use revshare_core::ids::{AgreementId, ModelId, PartyId};
 use revshare_core::ledger::JournalEntry;
 use revshare_core::merkle::{self, Hash};
@@ -112,6 +113,10 @@ api_tests!(
     a_licensor_closes_a_month_once_and_its_host_countersigns,
     a_licensor_registers_its_agreements_and_problems_are_located,
     each_side_records_its_own_payments,
+    the_registry_is_written_by_its_owners_and_read_in_scope,
+    a_licensor_registers_agreements_as_json_and_problems_name_the_field,
+    a_bundle_fetched_over_http_verifies_offline,
+    the_docs_page_and_its_assets_are_served_offline,
     disputes_move_by_their_parties_and_others_see_nothing,
 );
 
@@ -361,6 +366,34 @@ struct Snapshot {
     checkpoints: Vec<(u64, String)>,
     signatures: Vec<Vec<String>>,
     agreement_version: u32,
+    registry: Registry,
+}
+
+/// The registry entries the refused calls try to write or change.
+#[derive(Debug, PartialEq)]
+struct Registry {
+    parties: Vec<Option<Party>>,
+    models: Vec<Option<Model>>,
+    aliases: Vec<Option<ModelId>>,
+}
+
+/// Parties, models and aliases that the refused calls of `refused_calls_change_nothing` name.
+const REFUSED_PARTIES: [&str; 4] = ["northwind", "meridian", "intruder", "newlicensor"];
+const REFUSED_MODELS: [&str; 3] = ["m-8b", "m-foreign", "m-8b-ft"];
+const REFUSED_ALIASES: [(&str, &str); 3] = [("northwind", "nw-8b"), ("southwind", "nw-8b"), ("northwind", "nw-70b")];
+
+fn registry(store: &mut dyn Store) -> Registry {
+    Registry {
+        parties: REFUSED_PARTIES.iter().map(|id| store.party(&pid(id)).expect("a party")).collect(),
+        models: REFUSED_MODELS.iter().map(|id| store.model(&ModelId::parse(id).expect("a model id")).expect("a model")).collect(),
+        aliases: REFUSED_ALIASES
+            .iter()
+            .map(|(host, name)| {
+                let alias = store.resolve_model(&pid(host), name).ok();
+                alias.filter(|model| model.as_str() != *name)
+            })
+            .collect(),
+    }
 }
 
 fn snapshot(store: &mut dyn Store) -> Snapshot {
@@ -379,6 +412,7 @@ fn snapshot(store: &mut dyn Store) -> Snapshot {
             .map(|s| store.statement_signatures(s).expect("signatures").into_iter().map(|signed| signed.key).collect())
             .collect(),
         agreement_version: store.agreement(&agreement_id(), None).expect("the agreement").version(),
+        registry: registry(store),
     }
 }
 
@@ -521,7 +555,17 @@ fn refused_calls_change_nothing(db: &dyn TestDb) {
         store.ingest(&parse_lines(&northwind_lines()), IngestMode::Atomic, None).expect("ingest");
         let revoked = add_token(store.as_mut(), "ledgerwise", Role::Auditor, "revoked");
         store.revoke_token(&auth::id_of(&auth::hash(&revoked))).expect("revoke");
-        (tokens, close_october(store.as_mut()), revoked)
+        let canonical = close_october(store.as_mut());
+        let claim = Transition {
+            state: State::Open,
+            actor: Actor { party: "northwind".to_owned(), role: ActorRole::Host },
+            at: clock(),
+            reason: "a test tenant".to_owned(),
+            amount: Some(500),
+            evidence: vec![],
+        };
+        store.open_dispute(&agreement_id(), october(), None, None, claim).expect("dispute 1");
+        (tokens, canonical, revoked)
     };
     run(async {
         let api = Api::start(db, 1 << 20).await;
@@ -588,7 +632,87 @@ fn refused_calls_change_nothing(db: &dyn TestDb) {
         for token in [&tokens.northwind, &tokens.southwind, &tokens.auditor, &tokens.arbiter] {
             api.post_json("/v1/payments", token, &from_licensor).await.problem(403);
         }
-        for (path, body) in [(signatures, &signature), ("/v1/close", &close), ("/v1/payments", &from_host)] {
+
+        // The registry: parties and models are the licensor's to register (licensors are the
+        // operator's), aliases each host's own; another party's is refused, naming the field.
+        let party = json!({"id": "intruder", "name": "Intruder", "role": "host"});
+        for token in [&tokens.northwind, &tokens.southwind, &tokens.auditor, &tokens.arbiter] {
+            api.post_json("/v1/parties", token, &party).await.problem(403);
+        }
+        let licensor = json!({"id": "newlicensor", "name": "New Licensor", "role": "licensor"});
+        for token in [&tokens.meridian, &tokens.aurora] {
+            let refused = api.post_json("/v1/parties", token, &licensor).await.problem(403);
+            assert_eq!(refused["errors"][0]["field"], "role", "{refused}");
+            // Another party's record, registered with other values.
+            let changed = json!({"id": "northwind", "name": "Not Northwind", "role": "host"});
+            let conflict = api.post_json("/v1/parties", token, &changed).await.problem(409);
+            assert_eq!(conflict["errors"][0]["field"], "id", "{conflict}");
+        }
+        let model = json!({"id": "m-foreign", "owner": "meridian"});
+        for token in [&tokens.northwind, &tokens.southwind, &tokens.auditor, &tokens.arbiter] {
+            api.post_json("/v1/models", token, &model).await.problem(403);
+        }
+        let foreign = api.post_json("/v1/models", &tokens.aurora, &model).await.problem(403);
+        assert_eq!(foreign["errors"][0]["field"], "owner", "{foreign}");
+        let changed = api.post_json("/v1/models", &tokens.aurora, &json!({"id": "m-8b", "derived_from": "m-70b"})).await.problem(409);
+        assert_eq!(changed["errors"][0]["field"], "id", "another licensor's model is not changed: {changed}");
+        let derived = api.post_json("/v1/models", &tokens.meridian, &json!({"id": "m-8b-ft", "derived_from": "m-nowhere"})).await;
+        assert_eq!(derived.problem(422)["errors"][0]["field"], "derived_from");
+        let alias = json!({"host": "northwind", "host_model": "nw-8b", "model": "m-8b"});
+        for token in [&tokens.meridian, &tokens.aurora, &tokens.auditor, &tokens.arbiter] {
+            api.post_json("/v1/aliases", token, &alias).await.problem(403);
+        }
+        let theirs = api.post_json("/v1/aliases", &tokens.southwind, &alias).await.problem(403);
+        assert_eq!(theirs["errors"][0]["field"], "host", "{theirs}");
+        let unknown = api.post_json("/v1/aliases", &tokens.northwind, &json!({"host_model": "nw-70b", "model": "m-nowhere"})).await;
+        assert_eq!(unknown.problem(422)["errors"][0]["field"], "model");
+        // A party record: another host's is not found, exactly as one that does not exist.
+        let nowhere = api.get("/v1/parties/nowhere", Some(&tokens.southwind)).await.problem(404);
+        let hidden = api.get("/v1/parties/northwind", Some(&tokens.southwind)).await.problem(404);
+        assert_eq!(
+            hidden["detail"].as_str().map(|d| d.replace("northwind", "X")),
+            nowhere["detail"].as_str().map(|d| d.replace("nowhere", "X")),
+            "a refusal does not reveal that the party exists"
+        );
+        // An agreement as JSON, of another licensor or by another role.
+        let as_json = serde_json::to_vec(&agreement_json(2)).expect("JSON");
+        for token in [&tokens.aurora, &tokens.northwind, &tokens.southwind, &tokens.auditor, &tokens.arbiter] {
+            api.send(reqwest::Method::POST, "/v1/agreements", Some(token), Some("application/json"), as_json.clone()).await.problem(403);
+        }
+        // The bundle: not found for others, before a checkpoint is written.
+        for token in [&tokens.southwind, &tokens.aurora] {
+            api.get("/v1/statements/meridian-northwind/2026-10/bundle", Some(token)).await.problem(404);
+        }
+
+        // Disputes: another party's is not found; an auditor or an arbiter opens none; only the
+        // side whose turn it is answers (here the licensor, which is not asked).
+        let claim = json!({"agreement": "meridian-northwind", "period": "2026-10", "amount": "1.00", "reason": "x"});
+        let answer = json!({"action": "accept", "reason": "x"});
+        let moves = "/v1/disputes/1/transitions";
+        for token in [&tokens.southwind, &tokens.aurora] {
+            api.post_json("/v1/disputes", token, &claim).await.problem(404);
+            api.post_json(moves, token, &answer).await.problem(404);
+            api.get("/v1/disputes/1", Some(token)).await.problem(404);
+            api.get("/v1/disputes?agreement=meridian-northwind", Some(token)).await.problem(404);
+            assert_eq!(api.get("/v1/disputes", Some(token)).await.json(), json!([]), "no dispute of others is listed");
+        }
+        for token in [&tokens.auditor, &tokens.arbiter] {
+            api.post_json("/v1/disputes", token, &claim).await.problem(403);
+        }
+        for token in [&tokens.northwind, &tokens.auditor, &tokens.arbiter] {
+            api.post_json(moves, token, &answer).await.problem(403);
+        }
+
+        for (path, body) in [
+            ("/v1/disputes", &claim),
+            (moves, &answer),
+            (signatures, &signature),
+            ("/v1/close", &close),
+            ("/v1/payments", &from_host),
+            ("/v1/parties", &party),
+            ("/v1/models", &model),
+            ("/v1/aliases", &alias),
+        ] {
             for token in [None, Some(unknown_token()), Some(revoked.clone())] {
                 let reply =
                     api.send(reqwest::Method::POST, path, token.as_deref(), Some("application/json"), body.to_string().into_bytes()).await;
@@ -606,6 +730,11 @@ fn refused_calls_change_nothing(db: &dyn TestDb) {
             "/v1/log/checkpoint",
             "/v1/log/inclusion?leaf=0",
             "/v1/log/consistency?from=1",
+            "/v1/statements/meridian-northwind/2026-10/bundle",
+            "/v1/parties/northwind",
+            "/v1/models/m-8b",
+            "/v1/disputes",
+            "/v1/disputes/1",
         ] {
             for token in [None, Some(unknown.as_str()), Some(revoked.as_str())] {
                 api.get(path, token).await.problem(401);
@@ -940,6 +1069,223 @@ fn each_side_records_its_own_payments(db: &dyn TestDb) {
         api.stop().await;
     });
     assert_eq!(open(db).journal().expect("journal").len(), 2);
+}
+
+/// The example agreement (`AGREEMENT`) as JSON, at `version` (2: the amendment's minimum).
+fn agreement_json(version: u32) -> Value {
+    json!({
+        "id": "meridian-northwind", "version": version, "licensor": "meridian", "host": "northwind", "currency": "USD",
+        "effective_from": "2026-01-01", "effective_to": "2027-01-01", "models": ["m-8b", "m-70b"],
+        "minimum": if version == 1 { "500.00" } else { "600.00" }, "dispute_window_days": 30, "mau_threshold": 700_000_000,
+        "pricing": {
+            "basis": "revenue_share", "tier_metric": "tokens", "tier_mode": "graduated", "tier_bounds": ["1000000000", "5000000000"],
+            "rates": {
+                "customer_service": ["0.20", "0.17", "0.15"], "content_moderation": ["0.10", "0.10", "0.10"],
+                "search": ["0.22", "0.20", "0.18"], "accessibility": ["0", "0", "0"], "default": ["0.20", "0.18", "0.16"]
+            }
+        },
+        "exclusivity": [{"use_case": "search", "regions": ["eu"], "from": "2026-10-15", "to": "2027-01-01", "uplift": "0.25"}],
+        "contributions": {"pool": "0.02", "points": {"maintenance": 1, "update": 2, "improvement": 5}}
+    })
+}
+
+fn the_registry_is_written_by_its_owners_and_read_in_scope(db: &dyn TestDb) {
+    let tokens = register(open(db).as_mut());
+    run(async {
+        let api = Api::start(db, 1 << 20).await;
+        // A licensor registers a host; again with the same values is a no-op.
+        let eastwind = json!({"id": "eastwind", "name": "Eastwind Cloud", "role": "host"});
+        for _ in 0..2 {
+            let reply = api.post_json("/v1/parties", &tokens.meridian, &eastwind).await;
+            assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.bytes));
+            assert_eq!(reply.json(), json!({"id": "eastwind", "name": "Eastwind Cloud", "role": "host", "keys": []}));
+        }
+        // Every field at fault is named at once.
+        let bad = json!({"id": "Not An Id", "role": "king", "colour": "red"});
+        let problem = api.post_json("/v1/parties", &tokens.meridian, &bad).await.problem(400);
+        let mut fields: Vec<&str> = problem["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
+        fields.sort_unstable();
+        assert_eq!(fields, ["colour", "id", "name", "role"], "{problem}");
+        let name = api.post_json("/v1/parties", &tokens.meridian, &json!({"id": "westwind", "name": " ", "role": "auditor"})).await;
+        assert_eq!(name.problem(400)["errors"][0]["field"], "name");
+        api.post_json("/v1/parties", &tokens.meridian, &json!(["not", "an", "object"])).await.problem(400);
+
+        // A party is read by itself, licensors, auditors and arbiters, with its keys.
+        api.with_store(|store| store.add_key(Some(&pid("northwind")), &host_key().verifier()).expect("a key")).await;
+        for token in [&tokens.northwind, &tokens.meridian, &tokens.aurora, &tokens.auditor, &tokens.arbiter] {
+            let party = api.get("/v1/parties/northwind", Some(token)).await;
+            assert_eq!(party.status, 200, "{}", String::from_utf8_lossy(&party.bytes));
+            assert_eq!(party.json()["keys"], json!([host_key().verifier().to_text()]));
+        }
+        api.get("/v1/parties/eastwind", Some(&tokens.northwind)).await.problem(404);
+        api.get("/v1/parties/Not%20An%20Id", Some(&tokens.auditor)).await.problem(400);
+
+        // A licensor registers its own models, derived or not; any token reads them.
+        let model = json!({"id": "m-8b-chat", "derived_from": "m-8b"});
+        let registered = api.post_json("/v1/models", &tokens.meridian, &model).await;
+        assert_eq!(registered.status, 200, "{}", String::from_utf8_lossy(&registered.bytes));
+        let expected = json!({"id": "m-8b-chat", "owner": "meridian", "derived_from": "m-8b"});
+        assert_eq!(registered.json(), expected);
+        for token in [&tokens.southwind, &tokens.aurora, &tokens.auditor] {
+            assert_eq!(api.get("/v1/models/m-8b-chat", Some(token)).await.json(), expected);
+        }
+        api.get("/v1/models/m-nowhere", Some(&tokens.northwind)).await.problem(404);
+        let owner = api.post_json("/v1/models", &tokens.meridian, &json!({"id": "m-1", "owner": 7})).await.problem(400);
+        assert_eq!(owner["errors"][0]["field"], "owner", "{owner}");
+
+        // A host maps its own model id to a licensed model, and reports usage under it.
+        let alias = json!({"host_model": "nw-chat", "model": "m-8b-chat"});
+        let reply = api.post_json("/v1/aliases", &tokens.northwind, &alias).await;
+        assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.bytes));
+        assert_eq!(reply.json(), json!({"host": "northwind", "host_model": "nw-chat", "model": "m-8b-chat"}));
+        let moved = api.post_json("/v1/aliases", &tokens.northwind, &json!({"host_model": "nw-chat", "model": "m-70b"})).await;
+        assert_eq!(moved.problem(409)["errors"][0]["field"], "host_model", "an alias never changes");
+        let missing = api.post_json("/v1/aliases", &tokens.northwind, &json!({"model": "m-70b"})).await.problem(400);
+        assert_eq!(missing["errors"][0]["field"], "host_model", "{missing}");
+        api.stop().await;
+    });
+    let mut store = open(db);
+    assert_eq!(store.resolve_model(&pid("northwind"), "nw-chat").expect("resolved").as_str(), "m-8b-chat");
+    assert_eq!(store.party(&pid("eastwind")).expect("read").map(|p| p.role), Some(Role::Host));
+}
+
+fn a_licensor_registers_agreements_as_json_and_problems_name_the_field(db: &dyn TestDb) {
+    let tokens = register(open(db).as_mut());
+    run(async {
+        let api = Api::start(db, 1 << 20).await;
+        let post = |body: Value| {
+            api.send(
+                reqwest::Method::POST,
+                "/v1/agreements",
+                Some(&tokens.meridian),
+                Some("application/json"),
+                body.to_string().into_bytes(),
+            )
+        };
+        // A float is refused as in TOML, naming the field and what would be right.
+        let mut floats = agreement_json(2);
+        floats["pricing"]["rates"]["search"][1] = json!(0.2);
+        floats["contributions"]["pool"] = json!(2e-2);
+        let problem = post(floats).await.problem(400);
+        let errors = problem["errors"].as_array().expect("errors");
+        let fields: Vec<&str> = errors.iter().filter_map(|e| e["field"].as_str()).collect();
+        assert_eq!(fields, ["contributions.pool", "pricing.rates.search[1]"], "{problem}");
+        assert!(errors.iter().all(|e| e["message"].as_str().is_some_and(|m| m.contains("write it as a string"))), "{problem}");
+        // The core's own problems name the field too, and where it is in the body.
+        let mut invalid = agreement_json(2);
+        invalid["pricing"]["tier_mode"] = json!("sideways");
+        invalid["colour"] = json!("red");
+        let problem = post(invalid).await.problem(400);
+        let fields: Vec<&str> = problem["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
+        assert!(fields.contains(&"colour") && fields.contains(&"pricing.tier_mode"), "{problem}");
+        assert!(problem["errors"].as_array().expect("errors").iter().all(|e| e["line"].is_u64()), "{problem}");
+
+        // The amendment as JSON is the amendment as TOML: same digest; what is stored is TOML.
+        let registered = post(agreement_json(2)).await;
+        assert_eq!(registered.status, 200, "{}", String::from_utf8_lossy(&registered.bytes));
+        let view = registered.json();
+        let toml = revshare_core::agreement::parse_agreement("amendment.toml", &amendment()).expect("the amendment parses");
+        assert_eq!((view["version"].as_u64(), view["digest"].as_str()), (Some(2), Some(toml.digest().as_str())), "{view}");
+        let source = view["source"].as_str().expect("the source");
+        assert!(source.starts_with("# registered as application/json"), "{source}");
+        let served = api.get("/v1/agreements/meridian-northwind", Some(&tokens.northwind)).await.json();
+        assert_eq!(served["source"].as_str(), Some(source), "the stored source is the TOML conversion");
+        api.stop().await;
+    });
+    assert_eq!(open(db).agreement(&agreement_id(), None).expect("the agreement").version(), 2, "only the valid amendment is stored");
+}
+
+/// Unpacks a tar archive into `dir` and reads it back as a bundle, as `revshare verify` does.
+fn unpack_bundle(archive: &[u8], dir: &std::path::Path) -> revshare_core::bundle::Bundle {
+    let mut entries = tar::Archive::new(archive);
+    for entry in entries.entries().expect("a tar archive") {
+        let entry = entry.expect("an entry");
+        let header = entry.header();
+        let mode = header.mode().expect("a mode");
+        assert_eq!(header.mtime().expect("an mtime"), 0, "deterministic headers");
+        assert!(mode == 0o644 || (mode == 0o755 && header.entry_type().is_dir()), "mode {mode:o}");
+    }
+    tar::Archive::new(archive).unpack(dir).expect("unpacks");
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let mut batches: Vec<(u64, Vec<u8>)> = std::fs::read_dir(dir.join("batches"))
+        .expect("batches/")
+        .map(|entry| {
+            let path = entry.expect("an entry").path();
+            let leaf = path.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse().ok()).expect("LEAF.digests");
+            (leaf, std::fs::read(&path).expect("read"))
+        })
+        .collect();
+    batches.sort_by_key(|(leaf, _)| *leaf);
+    revshare_core::bundle::Bundle {
+        statement: read("statement.json"),
+        agreement: String::from_utf8(read("agreement.toml")).expect("UTF-8"),
+        records: read("records.jsonl"),
+        aliases: read("aliases.json"),
+        log: read("log.json"),
+        keys: read("keys.json"),
+        signatures: read("signatures.json"),
+        batches,
+    }
+}
+
+fn a_bundle_fetched_over_http_verifies_offline(db: &dyn TestDb) {
+    let tokens = register(open(db).as_mut());
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    run(async {
+        let api = Api::start(db, 1 << 20).await;
+        assert_eq!(api.post_usage(&tokens.northwind, "application/x-ndjson", &northwind_lines()).await.status, 200);
+        let close = json!({"agreement": "meridian-northwind", "period": "2026-10"});
+        assert_eq!(api.post_json("/v1/close", &tokens.meridian, &close).await.status, 200);
+        let path = "/v1/statements/meridian-northwind/2026-10/bundle";
+
+        let reply = api.get(path, Some(&tokens.northwind)).await;
+        assert_eq!((reply.status, reply.content_type.as_str()), (200, "application/x-tar"), "{}", String::from_utf8_lossy(&reply.bytes));
+        let bundle = unpack_bundle(&reply.bytes, dir.path());
+        let trusted = deployment_key().verifier();
+        let report = revshare_core::bundle::verify(&bundle, &revshare_core::bundle::VerifyOptions { since: None, trusted: Some(&trusted) });
+        assert!(report.ok(), "the bundle verifies: {:?}", report.findings);
+        assert_eq!(report.checked.records, 6, "October's records");
+        let stored = api.with_store(|store| store.statement(&agreement_id(), october()).expect("read").expect("closed")).await;
+        assert_eq!(bundle.statement, stored.canonical, "the stored statement");
+        // The same archive for every reader of the agreement, and by sequence.
+        for token in [&tokens.meridian, &tokens.auditor, &tokens.arbiter] {
+            assert_eq!(api.get(&format!("{path}?sequence=1"), Some(token)).await.status, 200);
+        }
+        api.get(&format!("{path}?sequence=2"), Some(&tokens.northwind)).await.problem(404);
+        api.get(&format!("{path}?sequence=first"), Some(&tokens.northwind)).await.problem(400);
+        api.get("/v1/statements/meridian-northwind/2026-11/bundle", Some(&tokens.northwind)).await.problem(404);
+        // A host of another agreement: not found, as the statement is.
+        api.get(path, Some(&tokens.southwind)).await.problem(404);
+        api.stop().await;
+    });
+}
+
+fn the_docs_page_and_its_assets_are_served_offline(db: &dyn TestDb) {
+    register(open(db).as_mut());
+    run(async {
+        let api = Api::start(db, 1 << 20).await;
+        let page = api.get("/docs/", None).await;
+        assert_eq!(page.status, 200);
+        assert!(page.content_type.starts_with("text/html"), "{}", page.content_type);
+        let html = String::from_utf8(page.bytes).expect("text");
+        assert!(html.contains("swagger-ui"), "{html}");
+        assert_eq!(api.get("/docs", None).await.status, 200, "/docs redirects to /docs/");
+        // Every script and stylesheet the page names is served from the binary.
+        let assets: Vec<&str> = html
+            .split(['"', '\''])
+            .filter(|s| s.starts_with("./") && (s.ends_with(".js") || s.ends_with(".css")))
+            .map(|s| s.trim_start_matches("./"))
+            .collect();
+        assert!(assets.len() >= 3, "{html}");
+        for asset in &assets {
+            let reply = api.get(&format!("/docs/{asset}"), None).await;
+            assert_eq!(reply.status, 200, "{asset}");
+            assert!(!reply.bytes.is_empty(), "{asset}");
+        }
+        let initializer = api.get("/docs/swagger-initializer.js", None).await;
+        assert!(String::from_utf8_lossy(&initializer.bytes).contains("/openapi.json"), "the UI reads the served document");
+        api.stop().await;
+    });
 }
 
 fn disputes_move_by_their_parties_and_others_see_nothing(db: &dyn TestDb) {

@@ -38,6 +38,12 @@ fn the_document_is_openapi_3_1_and_covers_every_route() {
         "/v1/agreements",
         "/v1/close",
         "/v1/payments",
+        "/v1/statements/{agreement}/{period}/bundle",
+        "/v1/parties",
+        "/v1/parties/{party}",
+        "/v1/models",
+        "/v1/models/{model}",
+        "/v1/aliases",
     ] {
         assert!(paths.contains(&route), "{route} is documented: {paths:?}");
     }

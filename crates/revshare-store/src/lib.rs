@@ -30,6 +30,7 @@
 //! - [`close`]: closing a month (restatements, the statement, its entry, the signatures).
 //! - [`payments`]: a payment's journal entry from its amount text and payer.
 //! - [`receipts`]: signed checkpoints and batch receipts (the caller brings the key and the time).
+//! - [`export`]: a statement's bundle for offline verification (`statement export --bundle`, the API's bundle).
 //! - `tokens.rs`: the API's bearer tokens, kept as SHA-256 hashes, revocable.
 //!
 //! The API is synchronous; an async server runs it on a blocking thread.
@@ -39,6 +40,7 @@ pub mod close;
 mod contributions;
 mod disputes;
 mod error;
+pub mod export;
 mod ingest;
 mod journal;
 mod keys;

@@ -1,0 +1,190 @@
+//! Statement bundles: the one copy of how `revshare statement export --bundle DIR` and
+//! `GET /v1/statements/{agreement}/{period}/bundle` assemble everything needed to check a
+//! statement offline (SPEC §7; the files are described on `revshare_core::bundle::Bundle`).
+//!
+//! [`bundle`] signs and keeps a fresh checkpoint (the caller brings the key and the time, as for
+//! [`crate::receipts`]) and proves every leaf the bundle relies on under it: the statement, its
+//! agreement version, the contributions logged before it, the usage batches of the records it
+//! counted, and the keys. The records are those of the month stored before the statement was
+//! finalised (a record's batch leaf comes before the statement's leaf; the log orders every
+//! write); later ones are late records, which a restatement counts. Consistency is proven from
+//! the checkpoints the host holds: each batch's receipt carries the first checkpoint that includes
+//! the batch (every checkpoint ever kept would grow without bound). Writing the files is the
+//! caller's: a directory for the CLI, a tar archive for the server (`Bundle::files`).
+
+use std::collections::BTreeMap;
+
+use revshare_core::bundle::Bundle;
+use revshare_core::ids::AgreementId;
+use revshare_core::note::SignerKey;
+use revshare_core::time::{Instant, Period};
+use revshare_core::transparency::Signed;
+use serde_json::{Value, json};
+
+use crate::receipts::{checkpoint, hashes};
+use crate::{SentRecord, Store, StoreError};
+
+/// Why a bundle could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Boxed: a store error is large, and exports are rare.
+    #[error(transparent)]
+    Store(Box<StoreError>),
+    #[error("{agreement} has no statement {}for {period}; close the month first (`revshare close`)", sequence.map(|n| format!("#{n} ")).unwrap_or_default())]
+    NoStatement { agreement: AgreementId, period: Period, sequence: Option<u32> },
+    #[error("statement {agreement} {period} #{sequence} was finalised before this store kept a transparency log, so it has no proofs")]
+    StatementNotLogged { agreement: AgreementId, period: Period, sequence: u32 },
+    #[error("agreement {agreement} version {version} is not in the log; it was registered before the log")]
+    AgreementNotLogged { agreement: AgreementId, version: u32 },
+    #[error("a bundle file cannot be encoded: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+impl From<StoreError> for ExportError {
+    fn from(error: StoreError) -> ExportError {
+        ExportError::Store(Box::new(error))
+    }
+}
+
+/// What a bundle holds, for the caller's message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BundleSummary {
+    pub agreement: AgreementId,
+    pub period: Period,
+    pub sequence: u32,
+    /// `sha256:` of the statement's canonical bytes.
+    pub digest: String,
+    /// Records counted (`records.jsonl` lines).
+    pub records: usize,
+    /// Usage batches of those records (`batches/*.digests`).
+    pub batches: usize,
+    /// Log leaves proven in `log.json`.
+    pub leaves: usize,
+    /// The size of the checkpoint the leaves are proven under.
+    pub tree_size: u64,
+    /// Records stored before the log existed: `verify` reports them as in no batch.
+    pub unlogged: u64,
+}
+
+fn pretty(value: &Value) -> Result<Vec<u8>, ExportError> {
+    let mut bytes = serde_json::to_vec_pretty(value)?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// Assembles the bundle of an agreement's month: its latest statement, or statement `sequence`
+/// (1 the original, then its restatements). Signs and keeps a checkpoint at `now` with `key`.
+pub fn bundle<S: Store + ?Sized>(
+    store: &mut S,
+    key: &SignerKey,
+    agreement: &AgreementId,
+    period: Period,
+    sequence: Option<u32>,
+    now: Instant,
+) -> Result<(Bundle, BundleSummary), ExportError> {
+    let found = match sequence {
+        Some(n) => store.statement_by_sequence(agreement, period, n)?,
+        None => store.statement(agreement, period)?,
+    };
+    let statement = found.ok_or_else(|| ExportError::NoStatement { agreement: agreement.clone(), period, sequence })?;
+    let Some(statement_leaf) = statement.leaf else {
+        return Err(ExportError::StatementNotLogged { agreement: agreement.clone(), period, sequence: statement.sequence });
+    };
+    let id = statement.agreement_id.clone();
+    let version = statement.agreement_version;
+    let (size, _, note) = checkpoint(store, key, now)?;
+
+    // The leaves the bundle proves: the statement, its agreement version, the contributions
+    // logged before it, the batches of its records and the keys.
+    let mut leaves: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+    leaves.insert(statement_leaf, store.log_leaf(statement_leaf)?.data);
+    let agreement_leaves = store.log_leaves_of(&format!("agreement:{id}/{version}"))?;
+    let Some((agreement_leaf, leaf)) = agreement_leaves.into_iter().next() else {
+        return Err(ExportError::AgreementNotLogged { agreement: id, version });
+    };
+    leaves.insert(agreement_leaf, leaf.data);
+    for (index, leaf) in store.log_leaves_of(&format!("contributions:{id}"))? {
+        if index < statement_leaf {
+            leaves.insert(index, leaf.data);
+        }
+    }
+    let agreement_text = store.agreement_source(&id, version)?;
+
+    let mut records = store.sent_records(&id, period)?;
+    records.retain(|r| r.batch.is_none_or(|b| b < statement_leaf));
+    let mut lines = Vec::with_capacity(records.len() * 200);
+    let mut batches: Vec<u64> = Vec::new();
+    let mut unlogged = 0u64;
+    let mut aliases: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for SentRecord { batch, record, model } in &records {
+        record.write_canonical(&mut lines);
+        lines.push(b'\n');
+        match batch {
+            Some(batch) => batches.push(*batch),
+            None => unlogged += 1,
+        }
+        if record.model != model.as_str() {
+            aliases.entry(record.host.to_string()).or_default().insert(record.model.to_string(), model.clone());
+        }
+    }
+    batches.sort_unstable();
+    batches.dedup();
+    let mut batch_files = Vec::with_capacity(batches.len());
+    for &batch in &batches {
+        let (_, digests) = store.usage_batch(batch)?;
+        batch_files.push((batch, digests.concat()));
+        leaves.insert(batch, store.log_leaf(batch)?.data);
+    }
+
+    let host = store.agreement(&id, Some(version))?.host().clone();
+    let mut deployment_keys = Vec::new();
+    let mut host_keys = Vec::new();
+    for registered in store.keys()? {
+        match registered.party.as_deref() {
+            None => deployment_keys.push(registered.key.to_text()),
+            Some(party) if party == host.as_str() => host_keys.push(registered.key.to_text()),
+            Some(_) => continue,
+        }
+        leaves.insert(registered.leaf, store.log_leaf(registered.leaf)?.data);
+    }
+
+    let mut proven = Vec::with_capacity(leaves.len());
+    for (index, data) in &leaves {
+        let proof = store.inclusion_proof(*index, size)?;
+        proven.push(json!({ "index": index, "data": String::from_utf8_lossy(data), "proof": hashes(&proof) }));
+    }
+    let mut held: BTreeMap<u64, String> = BTreeMap::new();
+    for &batch in &batches {
+        if let Some((from, note)) = store.checkpoint_including(batch)?.filter(|(from, _)| *from < size) {
+            held.insert(from, note);
+        }
+    }
+    let mut consistency = Vec::new();
+    for (from, from_note) in held {
+        consistency.push(json!({ "from": from_note, "proof": hashes(&store.consistency_proof(from, size)?) }));
+    }
+    let signatures: Vec<Value> = store.statement_signatures(&statement)?.iter().map(Signed::to_json).collect();
+
+    let summary = BundleSummary {
+        agreement: id,
+        period,
+        sequence: statement.sequence,
+        digest: statement.digest.clone(),
+        records: records.len(),
+        batches: batches.len(),
+        leaves: leaves.len(),
+        tree_size: size,
+        unlogged,
+    };
+    let bundle = Bundle {
+        statement: statement.canonical,
+        agreement: agreement_text,
+        records: lines,
+        aliases: pretty(&json!(aliases))?,
+        log: pretty(&json!({ "checkpoint": note, "leaves": proven, "consistency": consistency }))?,
+        keys: pretty(&json!({ "deployment": deployment_keys, "host": host_keys }))?,
+        signatures: pretty(&Value::Array(signatures))?,
+        batches: batch_files,
+    };
+    Ok((bundle, summary))
+}
