@@ -311,12 +311,13 @@ pub fn verify_bundle(dir: &Path, since: Option<&Path>, trust: Option<&Path>) -> 
         let c = &report.checked;
         println!(
             "verified {}: the statement recomputes byte for byte from {} records in {} logged batches ({} signed by the host); \
-             {} log leaves proven under the checkpoint; {} statement signature(s){}",
+             {} log leaves proven under the checkpoint; {} dispute adjustment(s) resolved as logged; {} statement signature(s){}",
             dir.display(),
             c.records,
             c.batches,
             c.signed_batches,
             c.leaves,
+            c.disputes,
             c.signatures,
             if c.countersigned { ", countersigned by the host" } else { ", not countersigned by the host" }
         );

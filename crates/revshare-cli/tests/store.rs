@@ -914,4 +914,28 @@ fn disputes_are_answered_decided_and_carried_into_the_next_statement() {
         .collect();
     assert_eq!(carried, [("dispute:1", "-4.00"), ("dispute:2", "1.00")]);
     assert_eq!(november["totals"]["adjustments"], "-3.00");
+
+    // November's bundle proves how each amount came about; without a dispute's logged steps it
+    // does not verify, naming the adjustment.
+    let dir = store.path("november");
+    store.ok(&["statement", "export", "--agreement", "meridian-northwind", "--period", "2026-11", "--bundle", &dir]);
+    let (ok, output) = verify(Path::new(&dir), &[]);
+    assert!(ok && output.contains("2 dispute adjustment(s) resolved as logged"), "{output}");
+    let log_file = Path::new(&dir).join("log.json");
+    let mut log: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&log_file).expect("log.json")).expect("JSON");
+    let leaves = log["leaves"].as_array_mut().expect("leaves");
+    let decision = leaves
+        .iter()
+        .position(|l| l["data"].as_str().is_some_and(|d| d.contains(r#""state":"decided""#)))
+        .expect("the decision is bundled");
+    leaves.remove(decision);
+    std::fs::write(&log_file, serde_json::to_vec_pretty(&log).expect("JSON")).expect("write");
+    let (ok, output) = verify(Path::new(&dir), &[]);
+    assert!(!ok, "{output}");
+    assert!(
+        output.contains(
+            "mismatch: statement.json adjustments[1] (dispute:2): expected no adjustment: dispute 2 is escalated in the log, found 1.00 USD"
+        ),
+        "{output}"
+    );
 }

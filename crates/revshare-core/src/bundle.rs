@@ -13,11 +13,13 @@
 //! found. Checks whose input is missing (no checkpoint, an agreement that does not parse) are
 //! skipped, their cause already reported.
 //!
-//! What is taken as given, because the bundle cannot prove it: the statement's adjustments
-//! (restatements and resolved disputes decided elsewhere, each with its own log entries) with their
-//! amounts, and `inputs.duplicates` (resends the deployment ignored; the bundle holds each record
-//! once). Both are read back from `statement.json` and fed into the recomputation, so a changed
-//! amount still changes the totals it feeds — and every other member must then agree.
+//! What is taken as given, because the bundle cannot prove it: the amounts of restatement
+//! adjustments (the restated month has a bundle of its own) and `inputs.duplicates` (resends
+//! the deployment ignored; the bundle holds each record once). Both are read back from
+//! `statement.json` and fed into the recomputation, so a changed amount still changes the totals
+//! it feeds — and every other member must then agree. A dispute adjustment is not taken as
+//! given: the bundle holds the dispute's logged transitions, which must follow the rules of
+//! [`crate::dispute`] and resolve to exactly the amount carried.
 //!
 //! Records are read once. `records.jsonl` is cut at line ends into parts of a few megabytes,
 //! each read on its own scoped thread: every line is parsed (its canonical form directly, any
@@ -44,6 +46,7 @@ use crate::agreement::{Agreement, parse_agreement};
 use crate::canonical;
 use crate::contribution::{Contribution, parse_contribution_line};
 use crate::decimal::Decimal;
+use crate::dispute::{Dispute, State, Subject, Terms, transition_from_json};
 use crate::ids::{is_model_id, is_party_id, is_record_id, is_region, is_use_case};
 use crate::merkle::{Hash, leaf_hash, verify_consistency, verify_inclusion};
 use crate::money::Currency;
@@ -155,6 +158,8 @@ pub struct Checked {
     pub countersigned: bool,
     /// Contributions the recomputation counted with (their last logged state before the statement).
     pub contributions: u64,
+    /// Dispute adjustments whose logged transitions follow the rules and resolve to the amount carried.
+    pub disputes: u64,
     /// Consistency proofs in `log.json` that verified.
     pub consistency: u64,
     /// The checkpoint's tree size, when the checkpoint opened.
@@ -211,6 +216,10 @@ pub fn verify(bundle: &Bundle, options: &VerifyOptions<'_>) -> Report {
     let aliases = run.aliases(&bundle.aliases);
     let contributions = run.contributions(&leaves);
     run.records_and_recompute(bundle, &batches, &aliases, agreement.as_ref(), &statement, &contributions);
+    // 8b. Each dispute adjustment against the dispute's logged transitions.
+    if let (Some(value), Some(agreement)) = (&statement.value, &agreement) {
+        run.disputes(value, &leaves, agreement);
+    }
     // 9. Consistency with an earlier checkpoint.
     if let Some(log) = &log {
         run.consistency(log, checkpoint.as_ref(), &keys, options.since);
@@ -527,6 +536,7 @@ struct Leaves {
     agreement: Option<Leaf>,
     batches: BTreeMap<u64, Leaf>,
     contributions: Vec<Leaf>,
+    disputes: Vec<Leaf>,
     keys: Vec<Leaf>,
     /// Every leaf's index and type, to name a leaf of the wrong type.
     kinds: BTreeMap<u64, String>,
@@ -564,6 +574,7 @@ impl Run {
                     leaves.batches.insert(leaf.index, leaf);
                 }
                 "contribution" => leaves.contributions.push(leaf),
+                "dispute" => leaves.disputes.push(leaf),
                 "key" => leaves.keys.push(leaf),
                 _ => {}
             }
@@ -1073,6 +1084,89 @@ impl Run {
         }
         self.checked.contributions = u64::try_from(latest.len()).unwrap_or(u64::MAX);
         latest.into_values().collect()
+    }
+
+    /// A dispute adjustment must be what the dispute's transitions, logged before the statement,
+    /// resolve to under the rules (`crate::dispute`): every step after the opening allowed, the
+    /// last an acceptance or a decision, and its amount the one carried. (Whether the opening was
+    /// within the window needs the disputed statement's finalisation time, which the bundle does
+    /// not hold; the deployment checked it when it logged the opening.)
+    fn disputes(&mut self, statement: &Value, leaves: &Leaves, agreement: &Agreement) {
+        let Some(statement_leaf) = leaves.statement.as_ref().map(|l| l.index) else { return };
+        let terms = Terms::of(agreement);
+        let items = statement.get("adjustments").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        for (i, item) in items.iter().enumerate().filter(|(_, a)| str_member(a, "kind") == Some("dispute")) {
+            let reference = str_member(item, "reference").unwrap_or_default();
+            let what = format!("statement.json adjustments[{i}] ({reference})");
+            let Some(id) = reference.strip_prefix("dispute:").and_then(|n| n.parse::<u64>().ok()) else {
+                self.find(what, "a reference `dispute:<id>`", reference);
+                continue;
+            };
+            let Some(carried) = str_member(item, "amount").and_then(|a| parse_money(a, terms.currency)) else { continue };
+            let mut logged: Vec<&Leaf> = leaves
+                .disputes
+                .iter()
+                .filter(|l| l.index < statement_leaf && l.value.get("dispute").and_then(Value::as_u64) == Some(id))
+                .collect();
+            logged.sort_by_key(|l| l.index);
+            let Some(first) = logged.first() else {
+                self.find(what, format!("the transitions of dispute {id} in log.json, logged before the statement"), "none");
+                continue;
+            };
+            let subject = Subject {
+                agreement: agreement.id().clone(),
+                period: Period::parse(first.str("period").unwrap_or_default()).unwrap_or(Period::of(Instant::from_parts(0, 0))),
+                sequence: first.value.get("sequence").and_then(Value::as_u64).and_then(|s| u32::try_from(s).ok()).unwrap_or(0),
+                digest: first.str("statement").unwrap_or_default().to_owned(),
+                line: first.value.get("line").and_then(Value::as_u64).and_then(|l| u32::try_from(l).ok()),
+            };
+            let mut dispute = Dispute { id, subject, history: Vec::new() };
+            let mut good = true;
+            for leaf in &logged {
+                let leaf_what = leaf.what("dispute");
+                if leaf.str("agreement") != Some(agreement.id().as_str()) {
+                    self.find(leaf_what, format!("a dispute of agreement {}", agreement.id()), leaf.str("agreement").unwrap_or("none"));
+                    good = false;
+                    break;
+                }
+                let Some(transition) = leaf.value.get("transition").and_then(|t| transition_from_json(t, terms.currency)) else {
+                    self.find(
+                        leaf_what,
+                        "a transition {state, party, role, at, reason, amount, evidence}",
+                        shorten(&leaf.value.to_string(), 160),
+                    );
+                    good = false;
+                    break;
+                };
+                let allowed = if dispute.history.is_empty() {
+                    (transition.state == State::Open).then_some(()).ok_or_else(|| "a first transition that is not `open`".to_owned())
+                } else {
+                    dispute.check(&terms, &transition).map_err(|e| e.to_string())
+                };
+                if let Err(e) = allowed {
+                    self.find(leaf_what, format!("a step of dispute {id} that the rules allow"), e);
+                    good = false;
+                    break;
+                }
+                dispute.history.push(transition);
+            }
+            if !good {
+                continue;
+            }
+            match dispute.resolution() {
+                Some(amount) if amount == carried => self.checked.disputes += 1,
+                resolved => self.find(
+                    what,
+                    match resolved {
+                        Some(amount) => {
+                            format!("{} {}, what dispute {id} resolved to", terms.currency.format(amount), terms.currency.code())
+                        }
+                        None => format!("no adjustment: dispute {id} is {} in the log", dispute.state()),
+                    },
+                    format!("{} {}", terms.currency.format(carried), terms.currency.code()),
+                ),
+            }
+        }
     }
 
     /// Reads the statement's adjustments back (their amounts are taken as given).

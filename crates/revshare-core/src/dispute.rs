@@ -539,6 +539,25 @@ impl Request {
     }
 }
 
+/// Reads [`transition_json`]'s form back; `None` if any member is missing or not valid.
+pub fn transition_from_json(value: &Value, currency: Currency) -> Option<Transition> {
+    let text = |key: &str| value.get(key).and_then(Value::as_str);
+    let amount = match value.get("amount")? {
+        Value::Null => None,
+        Value::String(a) => Some(currency.parse_amount(a, "the amount").ok()?),
+        _ => return None,
+    };
+    let evidence = value.get("evidence")?.as_array()?.iter().map(|e| e.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>()?;
+    Some(Transition {
+        state: State::parse(text("state")?)?,
+        actor: Actor { party: text("party")?.to_owned(), role: ActorRole::parse(text("role")?)? },
+        at: Instant::parse_rfc3339(text("at")?).ok()?,
+        reason: text("reason")?.to_owned(),
+        amount,
+        evidence,
+    })
+}
+
 /// A transition as JSON: in [`Dispute::to_json`] and in its log leaf.
 pub fn transition_json(t: &Transition, currency: Currency) -> Value {
     json!({
@@ -626,6 +645,17 @@ mod tests {
         assert!(matches!(late, Err(DisputeError::Late { .. })), "{late:?}");
         let early = Transition { at: at(10), ..due };
         assert!(d.check(&t, &early).is_err(), "the deployment escalates only at the deadline");
+    }
+
+    #[test]
+    fn transitions_read_back_from_their_json() {
+        let t = terms();
+        let mut step = step(State::Countered, "lic", ActorRole::Licensor, 3, Some(1_234));
+        step.evidence = vec!["sha256:ab".to_owned()];
+        assert_eq!(transition_from_json(&transition_json(&step, t.currency), t.currency), Some(step.clone()));
+        let mut value = transition_json(&step, t.currency);
+        value["amount"] = Value::from(12.34);
+        assert_eq!(transition_from_json(&value, t.currency), None, "an amount is a string");
     }
 
     #[test]

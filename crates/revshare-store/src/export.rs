@@ -108,6 +108,16 @@ pub fn bundle<S: Store + ?Sized>(
             leaves.insert(index, leaf.data);
         }
     }
+    // The transitions of each dispute the statement carries, as logged before it.
+    let carried: serde_json::Value = serde_json::from_slice(&statement.canonical)?;
+    let references = carried["adjustments"].as_array().map(Vec::as_slice).unwrap_or_default().iter().filter(|a| a["kind"] == "dispute");
+    for reference in references.filter_map(|a| a["reference"].as_str()) {
+        for (index, leaf) in store.log_leaves_of(reference)? {
+            if index < statement_leaf {
+                leaves.insert(index, leaf.data);
+            }
+        }
+    }
     let agreement_text = store.agreement_source(&id, version)?;
 
     let mut records = store.sent_records(&id, period)?;
