@@ -26,7 +26,9 @@ r ingest "$root/crates/revshare-store/tests/data/usage.jsonl" >/dev/null
 r close --agreement meridian-northwind --period 2026-10 >/dev/null
 host=$(r token create --party northwind --role host 2>/dev/null)
 auditor=$(r token create --party audit --role auditor 2>/dev/null)
-r serve --listen 127.0.0.1:0 --rate-limit 0 >"$work/serve.out" 2>"$work/serve.err" &
+# The binary itself in the background (not the `r` function, whose subshell would take the
+# SIGTERM and leave the server running).
+"$bin" --data "$work/data" serve --listen 127.0.0.1:0 --rate-limit 0 >"$work/serve.out" 2>"$work/serve.err" &
 server=$!
 for _ in $(seq 100); do grep -q 'listening on' "$work/serve.out" && break; sleep 0.1; done
 url=$(grep -o 'http://[0-9.:]*' "$work/serve.out" | head -1)
