@@ -144,17 +144,6 @@ fn append(sql: &mut impl Sql, stored: &mut StoredDispute, t: Transition) -> Resu
     Ok(())
 }
 
-/// Appends the escalation due by `now`, if one is.
-fn escalate(sql: &mut impl Sql, stored: &mut StoredDispute, now: Instant) -> Result<bool, StoreError> {
-    match stored.dispute.due(&stored.terms, now) {
-        Some(due) => {
-            append(sql, stored, due)?;
-            Ok(true)
-        }
-        None => Ok(false),
-    }
-}
-
 /// Opens a dispute of a statement (the latest of its period unless `sequence` says).
 pub(crate) fn open(
     sql: &mut impl Sql,
@@ -206,11 +195,21 @@ pub(crate) fn transition(sql: &mut impl Sql, id: u64, t: Transition) -> Result<S
     Ok(stored)
 }
 
-/// Applies every escalation due by `now`; returns how many.
+/// Applies every escalation due by `now`; returns how many. Only disputes awaiting an answer
+/// (whose last transition is `open` or `countered`) are read.
 pub(crate) fn escalate_due(sql: &mut impl Sql, now: Instant) -> Result<u64, StoreError> {
+    let awaiting = rows(
+        sql,
+        "SELECT t.dispute_id FROM dispute_transitions t WHERE t.state IN ('open', 'countered') \
+         AND t.n = (SELECT MAX(u.n) FROM dispute_transitions u WHERE u.dispute_id = t.dispute_id) ORDER BY t.dispute_id",
+        &[],
+        |row| unsigned::<u64>(row.int(0)?, || "dispute id".to_owned()),
+    )?;
     let mut applied = 0;
-    for mut stored in list(sql, None)? {
-        if matches!(stored.dispute.state(), State::Open | State::Countered) && escalate(sql, &mut stored, now)? {
+    for id in awaiting {
+        let mut stored = one(sql, id)?.ok_or(StoreError::UnknownDispute { id })?;
+        if let Some(due) = stored.dispute.due(&stored.terms, now) {
+            append(sql, &mut stored, due)?;
             applied += 1;
         }
     }

@@ -1729,4 +1729,14 @@ fn unanswered_disputes_escalate_by_themselves(db: &dyn TestDb) {
     assert_eq!((last.state, last.actor.role, last.at), (State::Escalated, ActorRole::Deployment, day(11, 17)), "dated at the deadline");
     assert_eq!(store.log_leaves_of("dispute:1").expect("leaves").len(), 2);
     store.dispute_transition(1, step(State::Decided, "judge", ActorRole::Arbiter, day(11, 25), Some(500))).expect("decide");
+
+    // A counter-offer not answered in time escalates too; a decided dispute is left alone.
+    store
+        .open_dispute(&id, month("2026-10"), None, None, step(State::Open, "meridian", ActorRole::Licensor, day(11, 19), Some(800)))
+        .expect("open");
+    store.dispute_transition(2, step(State::Countered, "northwind", ActorRole::Host, day(11, 20), Some(300))).expect("counter");
+    assert_eq!(store.escalate_disputes(day(12, 10)).expect("escalate"), 1);
+    let countered = store.dispute(2).expect("read").expect("dispute 2");
+    assert_eq!(countered.dispute.history.last().map(|t| (t.state, t.at)), Some((State::Escalated, day(12, 4))));
+    assert_eq!(store.dispute(1).expect("read").expect("dispute 1").dispute.state(), State::Decided);
 }
