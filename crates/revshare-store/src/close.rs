@@ -101,10 +101,10 @@ pub fn sign_stored<S: Store + ?Sized>(store: &mut S, statement: &StoredStatement
     store.sign_statement(statement, &Signed { key: key.verifier().to_text(), signature })
 }
 
-/// The references of the dispute adjustments the agreement's original statements carry.
-fn carried_disputes<S: Store + ?Sized>(store: &mut S, id: &AgreementId) -> Result<BTreeSet<String>, CloseError> {
+/// The references of the dispute adjustments the original statements carry.
+fn carried_disputes(statements: &[StoredStatement]) -> Result<BTreeSet<String>, CloseError> {
     let mut carried = BTreeSet::new();
-    for stored in store.statements(Some(id))?.into_iter().filter(|s| s.kind == StatementKind::Original) {
+    for stored in statements.iter().filter(|s| s.kind == StatementKind::Original) {
         let value: serde_json::Value =
             serde_json::from_slice(&stored.canonical).map_err(|e| CloseError::Corrupt(format!("a stored statement is not JSON: {e}")))?;
         let adjustments = value.get("adjustments").and_then(serde_json::Value::as_array).map(Vec::as_slice).unwrap_or_default();
@@ -131,6 +131,8 @@ pub fn close_month<S: Store + ?Sized>(
         return Err(CloseError::AlreadyClosed { agreement: id.clone(), period });
     }
     store.escalate_disputes(now)?;
+    // What the close is computed from; finalising refuses it if another close finished since.
+    let statements = store.statements(Some(id))?;
     let currency = agreement.currency();
     let contributions = store.contributions(id)?;
     let mut adjustments = Vec::new();
@@ -152,7 +154,7 @@ pub fn close_month<S: Store + ?Sized>(
         let digest = canonical::digest(&bytes);
         restated.push((earlier, bytes, digest));
     }
-    let carried = carried_disputes(store, id)?;
+    let carried = carried_disputes(&statements)?;
     for stored in store.disputes(Some(id))? {
         if let Some(adjustment) = stored.dispute.adjustment().filter(|a| !carried.contains(&a.reference)) {
             adjustments.push(adjustment);
@@ -184,7 +186,7 @@ pub fn close_month<S: Store + ?Sized>(
         digest: &digest,
         finalised_at: now,
     };
-    let stored = store.finalise_close(&restatements, &original, &entry)?;
+    let stored = store.finalise_close(&restatements, &original, &entry, statements.len())?;
     // The deployment signs what it finalised. A signature can be added at any time, so a failure
     // here leaves nothing inconsistent: `revshare statement sign` adds it later.
     for (earlier, _, _) in &restated {

@@ -126,12 +126,16 @@ pub trait Store {
     fn finalise_statement(&mut self, statement: &NewStatement<'_>, entry: Option<&JournalEntry>) -> Result<StoredStatement, StoreError>;
     /// Closes a month in one transaction: the restatements of earlier months that late records
     /// changed, then the month's original with its journal entry. All or nothing, so a close
-    /// that fails half-way leaves no restatement whose difference was never carried.
+    /// that fails half-way leaves no restatement whose difference was never carried. `seen` is
+    /// how many statements the agreement had when the close was computed: if another close
+    /// finished since, the close is refused ([`StoreError::CloseRaced`]), so no restatement
+    /// difference or dispute is carried twice.
     fn finalise_close(
         &mut self,
         restatements: &[NewStatement<'_>],
         original: &NewStatement<'_>,
         entry: &JournalEntry,
+        seen: usize,
     ) -> Result<StoredStatement, StoreError>;
     /// The latest statement of an agreement's month.
     fn statement(&mut self, agreement: &AgreementId, period: Period) -> Result<Option<StoredStatement>, StoreError>;
@@ -319,8 +323,13 @@ impl<B: Backend> Store for B {
         restatements: &[NewStatement<'_>],
         original: &NewStatement<'_>,
         entry: &JournalEntry,
+        seen: usize,
     ) -> Result<StoredStatement, StoreError> {
         transaction(self, Access::Write, |sql| {
+            let found = statements::list(sql, Some(original.agreement_id.as_str()))?.len();
+            if found != seen {
+                return Err(StoreError::CloseRaced { agreement: original.agreement_id.to_string(), seen, found });
+            }
             for restatement in restatements {
                 statements::finalise(sql, restatement, None)?;
             }

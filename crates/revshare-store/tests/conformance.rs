@@ -1131,9 +1131,17 @@ fn statements_are_immutable(db: &dyn TestDb) {
 
     // A close is all or nothing: when its original is refused (here, a second original), the
     // restatement offered with it is not saved either.
-    let err = store.finalise_close(&[new(StatementKind::Restatement)], &new(StatementKind::Original), &entry).expect_err("refused");
+    let err = store.finalise_close(&[new(StatementKind::Restatement)], &new(StatementKind::Original), &entry, 2).expect_err("refused");
     assert!(matches!(err, StoreError::StatementExists { .. }), "{err}");
     assert_eq!(store.statement(&id, october).expect("read").map(|s| s.sequence), Some(2), "no third statement");
+    // A close computed before another finished is refused whole: it would carry the same
+    // differences again.
+    let november = Settled::of(store, month("2026-11"));
+    let stale = store
+        .finalise_close(&[], &november.to_finalise(&id, StatementKind::Original), &november.entry(), 1)
+        .expect_err("computed from one statement, but there are two");
+    assert!(matches!(stale, StoreError::CloseRaced { seen: 1, found: 2, .. }), "{stale}");
+    assert_eq!(store.statement(&id, month("2026-11")).expect("read"), None, "nothing was saved");
 }
 
 // ---------------------------------------------------------------------------------------------
