@@ -14,12 +14,11 @@ use revshare_core::bundle::{BATCHES_DIR, Bundle, VerifyOptions, verify};
 use revshare_core::merkle::Hash;
 use revshare_core::note::{SignerKey, VerifierKey};
 use revshare_core::time::{Instant, Period};
-use revshare_core::transparency::{Signed, b64};
+use revshare_core::transparency::Signed;
 use revshare_core::usage::UsageRecord;
 use revshare_store::export::{self, ExportError};
-use revshare_store::receipts::hashes;
+use revshare_store::receipts::{self, ProofError};
 use revshare_store::{Store, StoredStatement};
-use serde_json::json;
 
 use crate::Failure;
 use crate::store_cmds::{StoreArgs, open, parse};
@@ -156,26 +155,8 @@ pub fn print_checkpoint(args: &StoreArgs) -> Result<(), Failure> {
 pub fn prove(args: &StoreArgs, index: u64, size: Option<u64>) -> Result<(), Failure> {
     let mut store = open(args, false)?;
     let key = deployment_key(args)?;
-    let (size, note) = match size {
-        Some(size) => (size, None),
-        None => {
-            let (size, _, note) = checkpoint(store.as_mut(), &key)?;
-            (size, Some(note))
-        }
-    };
-    let leaf = store.log_leaf(index)?;
-    let proof = store.inclusion_proof(index, size)?;
-    let root = store.log_root(size)?;
-    let out = json!({
-        "index": index,
-        "tree_size": size,
-        "root": b64(&root),
-        "kind": leaf.kind,
-        "data": String::from_utf8_lossy(&leaf.data),
-        "inclusion_proof": hashes(&proof),
-        "checkpoint": note,
-    });
-    println!("{}", serde_json::to_string_pretty(&out).map_err(anyhow::Error::from)?);
+    let proof = receipts::inclusion(store.as_mut(), &key, now(), index, size).map_err(proof_failure)?;
+    println!("{}", serde_json::to_string_pretty(&proof).map_err(anyhow::Error::from)?);
     Ok(())
 }
 
@@ -183,24 +164,16 @@ pub fn prove(args: &StoreArgs, index: u64, size: Option<u64>) -> Result<(), Fail
 pub fn consistency(args: &StoreArgs, from: u64, to: Option<u64>) -> Result<(), Failure> {
     let mut store = open(args, false)?;
     let key = deployment_key(args)?;
-    let (to, note) = match to {
-        Some(to) => (to, None),
-        None => {
-            let (size, _, note) = checkpoint(store.as_mut(), &key)?;
-            (size, Some(note))
-        }
-    };
-    let proof = store.consistency_proof(from, to)?;
-    let out = json!({
-        "from": from,
-        "to": to,
-        "from_root": b64(&store.log_root(from)?),
-        "to_root": b64(&store.log_root(to)?),
-        "consistency_proof": hashes(&proof),
-        "checkpoint": note,
-    });
-    println!("{}", serde_json::to_string_pretty(&out).map_err(anyhow::Error::from)?);
+    let proof = receipts::consistency(store.as_mut(), &key, now(), from, to).map_err(proof_failure)?;
+    println!("{}", serde_json::to_string_pretty(&proof).map_err(anyhow::Error::from)?);
     Ok(())
+}
+
+fn proof_failure(error: ProofError) -> Failure {
+    match error {
+        ProofError::Range(detail) => Failure::Invalid(format!("error: {detail}\n")),
+        ProofError::Store(e) => (*e).into(),
+    }
 }
 
 /// Signs a finalised statement with a key (the deployment's, or the host's countersignature).

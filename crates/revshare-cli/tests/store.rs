@@ -834,7 +834,7 @@ fn log_proofs_printed_by_the_cli_verify() {
     verify_consistency(2, to, &old, &new, &hashes(&consistent["consistency_proof"])).expect("consistency");
     let beyond = store.run(&["log", "prove", "--leaf", "1000"]);
     assert_eq!(beyond.status.code(), Some(1));
-    assert!(text(&beyond.stderr).contains("no leaf 1000"), "{}", text(&beyond.stderr));
+    assert!(text(&beyond.stderr).contains("leaf 1000 is not in the tree of 3 leaves"), "{}", text(&beyond.stderr));
 }
 
 #[test]

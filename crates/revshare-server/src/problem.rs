@@ -12,6 +12,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use revshare_core::dispute::DisputeError;
 use revshare_store::StoreError;
+use revshare_store::receipts::ProofError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -130,6 +131,15 @@ impl IntoResponse for Problem {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"revshare\""));
         }
         response
+    }
+}
+
+impl From<ProofError> for Problem {
+    fn from(error: ProofError) -> Problem {
+        match error {
+            ProofError::Range(detail) => Problem::bad_request(detail),
+            ProofError::Store(e) => (*e).into(),
+        }
     }
 }
 

@@ -13,10 +13,10 @@ use revshare_core::agreement::{Agreement, line_column, parse_agreement};
 use revshare_core::ids::AgreementId;
 use revshare_core::ledger::Balances;
 use revshare_core::time::Period;
-use revshare_core::transparency::{Signed, b64, from_b64};
+use revshare_core::transparency::{Signed, from_b64};
 use revshare_store::close::{CloseError, close_month};
 use revshare_store::payments::{self, PaymentError};
-use revshare_store::receipts::{self, hashes};
+use revshare_store::receipts::{self, ConsistencyProof, InclusionProof};
 use revshare_store::{IngestMode, Role, Store, StoreError, StoredStatement};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -160,31 +160,6 @@ pub struct Debt {
 #[derive(Serialize, ToSchema)]
 pub struct BalanceList {
     pub balances: Vec<Debt>,
-}
-
-/// A leaf and its RFC 6962 inclusion proof (hashes in base64).
-#[derive(Serialize, ToSchema)]
-pub struct InclusionProof {
-    pub index: u64,
-    pub tree_size: u64,
-    pub root: String,
-    pub kind: String,
-    pub data: String,
-    pub inclusion_proof: Vec<String>,
-    /// The fresh checkpoint signed for this proof, when `size` was not given.
-    pub checkpoint: Option<String>,
-}
-
-/// The RFC 6962 consistency proof between two tree sizes (hashes in base64).
-#[derive(Serialize, ToSchema)]
-pub struct ConsistencyProof {
-    pub from: u64,
-    pub to: u64,
-    pub from_root: String,
-    pub to_root: String,
-    pub consistency_proof: Vec<String>,
-    /// The fresh checkpoint signed for this proof, when `to` was not given.
-    pub checkpoint: Option<String>,
 }
 
 /// The API's routes, and the OpenAPI document generated from the same annotations. Without
@@ -582,35 +557,7 @@ pub(crate) async fn checkpoint(State(state): State<AppState>) -> Result<Response
 pub(crate) async fn inclusion(State(state): State<AppState>, query: Params) -> Result<Json<InclusionProof>, Problem> {
     let params = params(query)?;
     let (index, size) = (required(&params, "leaf")?, number(&params, "size")?);
-    let proof = state
-        .run(move |store, shared| {
-            let current = store.log_size()?;
-            let (size, note) = match size {
-                Some(size) if size > current => {
-                    return Err(Problem::bad_request(format!("the log has {current} leaves; there is no tree of {size}")));
-                }
-                Some(size) => (size, None),
-                None => {
-                    let (size, _, note) = receipts::checkpoint(store, shared.key(), shared.now())?;
-                    (size, Some(note))
-                }
-            };
-            if index >= size {
-                return Err(Problem::bad_request(format!("leaf {index} is not in the tree of {size} leaves")));
-            }
-            let leaf = store.log_leaf(index)?;
-            let proof = store.inclusion_proof(index, size)?;
-            Ok(InclusionProof {
-                index,
-                tree_size: size,
-                root: b64(&store.log_root(size)?),
-                kind: leaf.kind,
-                data: String::from_utf8_lossy(&leaf.data).into_owned(),
-                inclusion_proof: hashes(&proof),
-                checkpoint: note,
-            })
-        })
-        .await?;
+    let proof = state.run(move |store, shared| Ok(receipts::inclusion(store, shared.key(), shared.now(), index, size)?)).await?;
     Ok(Json(proof))
 }
 
@@ -628,33 +575,7 @@ pub(crate) async fn inclusion(State(state): State<AppState>, query: Params) -> R
 pub(crate) async fn consistency(State(state): State<AppState>, query: Params) -> Result<Json<ConsistencyProof>, Problem> {
     let params = params(query)?;
     let (from, to) = (required(&params, "from")?, number(&params, "to")?);
-    let proof = state
-        .run(move |store, shared| {
-            let current = store.log_size()?;
-            let (to, note) = match to {
-                Some(to) if to > current => {
-                    return Err(Problem::bad_request(format!("the log has {current} leaves; there is no tree of {to}")));
-                }
-                Some(to) => (to, None),
-                None => {
-                    let (size, _, note) = receipts::checkpoint(store, shared.key(), shared.now())?;
-                    (size, Some(note))
-                }
-            };
-            if from == 0 || from > to {
-                return Err(Problem::bad_request(format!("`from` must be between 1 and {to}, not {from}")));
-            }
-            let proof = store.consistency_proof(from, to)?;
-            Ok(ConsistencyProof {
-                from,
-                to,
-                from_root: b64(&store.log_root(from)?),
-                to_root: b64(&store.log_root(to)?),
-                consistency_proof: hashes(&proof),
-                checkpoint: note,
-            })
-        })
-        .await?;
+    let proof = state.run(move |store, shared| Ok(receipts::consistency(store, shared.key(), shared.now(), from, to)?)).await?;
     Ok(Json(proof))
 }
 

@@ -1,10 +1,12 @@
-//! Signed checkpoints and receipts: what the deployment signs about its log. The signing key and
-//! the time are the caller's (the CLI's or the server's), so both sign the same way.
+//! Signed checkpoints, receipts and proofs: what the deployment signs and proves about its log,
+//! the one copy `revshare log …` and `GET /v1/log/…` both answer with. The signing key and the
+//! time are the caller's (the CLI's or the server's), so both sign the same way.
 
 use revshare_core::merkle::Hash;
 use revshare_core::note::{Checkpoint, SignerKey, sign_note};
 use revshare_core::time::Instant;
 use revshare_core::transparency::{Signed, b64, receipt_message};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::{LoggedBatch, Store, StoreError};
@@ -47,4 +49,117 @@ pub fn receipt<S: Store + ?Sized>(store: &mut S, key: &SignerKey, now: Instant, 
         map.insert("signed".to_owned(), Signed { key: key.verifier().to_text(), signature }.to_json());
     }
     Ok(receipt)
+}
+
+/// A leaf and its RFC 6962 inclusion proof (hashes in base64).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InclusionProof {
+    pub index: u64,
+    pub tree_size: u64,
+    pub root: String,
+    pub kind: String,
+    pub data: String,
+    pub inclusion_proof: Vec<String>,
+    /// The fresh checkpoint signed for this proof, when `size` was not given.
+    pub checkpoint: Option<String>,
+}
+
+/// The RFC 6962 consistency proof between two tree sizes (hashes in base64).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConsistencyProof {
+    pub from: u64,
+    pub to: u64,
+    pub from_root: String,
+    pub to_root: String,
+    pub consistency_proof: Vec<String>,
+    /// The fresh checkpoint signed for this proof, when `to` was not given.
+    pub checkpoint: Option<String>,
+}
+
+/// Why a proof could not be given.
+#[derive(Debug, thiserror::Error)]
+pub enum ProofError {
+    /// Sizes or indexes outside the log: the caller's mistake, said with what would be right.
+    #[error("{0}")]
+    Range(String),
+    /// Boxed: a store error is large, and proofs are asked for one at a time.
+    #[error(transparent)]
+    Store(Box<StoreError>),
+}
+
+impl From<StoreError> for ProofError {
+    fn from(error: StoreError) -> ProofError {
+        ProofError::Store(Box::new(error))
+    }
+}
+
+/// The tree size a proof is given at: `size`, or (none) a fresh checkpoint's, which is signed
+/// with `key` at `now` and returned.
+fn proof_size<S: Store + ?Sized>(
+    store: &mut S,
+    key: &SignerKey,
+    now: Instant,
+    size: Option<u64>,
+) -> Result<(u64, Option<String>), ProofError> {
+    let current = store.log_size()?;
+    match size {
+        Some(size) if size > current => Err(ProofError::Range(format!("the log has {current} leaves; there is no tree of {size}"))),
+        Some(size) => Ok((size, None)),
+        None => {
+            let (size, _, note) = checkpoint(store, key, now)?;
+            Ok((size, Some(note)))
+        }
+    }
+}
+
+/// Leaf `index` and its inclusion proof in the tree of `size` leaves (default: a fresh
+/// checkpoint's, included).
+pub fn inclusion<S: Store + ?Sized>(
+    store: &mut S,
+    key: &SignerKey,
+    now: Instant,
+    index: u64,
+    size: Option<u64>,
+) -> Result<InclusionProof, ProofError> {
+    let (size, checkpoint) = proof_size(store, key, now, size)?;
+    if index >= size {
+        return Err(ProofError::Range(format!("leaf {index} is not in the tree of {size} leaves")));
+    }
+    let leaf = store.log_leaf(index)?;
+    let proof = store.inclusion_proof(index, size)?;
+    Ok(InclusionProof {
+        index,
+        tree_size: size,
+        root: b64(&store.log_root(size)?),
+        kind: leaf.kind,
+        data: String::from_utf8_lossy(&leaf.data).into_owned(),
+        inclusion_proof: hashes(&proof),
+        checkpoint,
+    })
+}
+
+/// The proof that the tree of `to` leaves (default: a fresh checkpoint's, included) extends the
+/// tree of `from` leaves.
+pub fn consistency<S: Store + ?Sized>(
+    store: &mut S,
+    key: &SignerKey,
+    now: Instant,
+    from: u64,
+    to: Option<u64>,
+) -> Result<ConsistencyProof, ProofError> {
+    let (to, checkpoint) = proof_size(store, key, now, to)?;
+    if from == 0 || from > to {
+        return Err(ProofError::Range(format!("`from` must be between 1 and {to}, not {from}")));
+    }
+    let proof = store.consistency_proof(from, to)?;
+    Ok(ConsistencyProof {
+        from,
+        to,
+        from_root: b64(&store.log_root(from)?),
+        to_root: b64(&store.log_root(to)?),
+        consistency_proof: hashes(&proof),
+        checkpoint,
+    })
 }
