@@ -8,6 +8,7 @@ use std::process::{Command as Process, Output, Stdio};
 use std::time::Duration;
 
 use assert_cmd::cargo::CommandCargoExt;
+use revshare_testdb::PgTestDb;
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/examples")
@@ -16,7 +17,7 @@ fn examples() -> PathBuf {
 /// Where a test's store is: a data folder, or a PostgreSQL database dropped at the end.
 struct TestStore {
     dir: tempfile::TempDir,
-    pg: Option<(String, String)>, // (url, database name)
+    pg: Option<PgTestDb>,
 }
 
 impl TestStore {
@@ -25,20 +26,14 @@ impl TestStore {
     }
 
     fn postgres(tag: &str) -> TestStore {
-        let admin = std::env::var("REVSHARE_TEST_PG").unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=postgres".to_owned());
-        let mut client = postgres::Client::connect(&admin, postgres::NoTls)
-            .unwrap_or_else(|e| panic!("PostgreSQL is needed for this test and is not reachable at `{admin}`: {e}"));
-        let name = format!("revshare_cli_{tag}_{}", std::process::id());
-        client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).expect("drop an old test database");
-        client.batch_execute(&format!("CREATE DATABASE {name}")).expect("create the test database");
-        TestStore { dir: tempfile::tempdir().expect("temp dir"), pg: Some((format!("postgres://postgres@127.0.0.1:5432/{name}"), name)) }
+        TestStore { dir: tempfile::tempdir().expect("temp dir"), pg: Some(PgTestDb::new(&format!("revshare_cli_{tag}"))) }
     }
 
     fn command(&self, args: &[&str]) -> Process {
         let mut cmd = Process::cargo_bin("revshare").expect("the revshare binary");
         cmd.env_remove("REVSHARE_DATA").env_remove("REVSHARE_DATABASE_URL").arg("--data").arg(self.dir.path().join("data"));
-        if let Some((url, _)) = &self.pg {
-            cmd.arg("--database").arg(url);
+        if let Some(db) = &self.pg {
+            cmd.arg("--database").arg(db.url());
         }
         cmd.args(args);
         cmd
@@ -92,17 +87,6 @@ impl TestStore {
 
     fn path(&self, name: &str) -> String {
         self.dir.path().join(name).display().to_string()
-    }
-}
-
-impl Drop for TestStore {
-    fn drop(&mut self) {
-        if let Some((_, name)) = &self.pg {
-            let admin = std::env::var("REVSHARE_TEST_PG").unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=postgres".to_owned());
-            if let Ok(mut client) = postgres::Client::connect(&admin, postgres::NoTls) {
-                let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-            }
-        }
     }
 }
 
@@ -326,7 +310,7 @@ fn payments_and_balances_postgres() {
 fn stored_ids(store: &TestStore) -> Vec<String> {
     use revshare_store::Store;
     let mut db: Box<dyn Store> = match &store.pg {
-        Some((url, _)) => Box::new(revshare_store::PgStore::connect(url).expect("connect")),
+        Some(pg) => Box::new(revshare_store::PgStore::connect_with(&pg.config).expect("connect")),
         None => Box::new(revshare_store::SqliteStore::open(store.dir.path().join("data/revshare.db")).expect("open")),
     };
     let id = revshare_core::ids::AgreementId::parse("bench-h1").expect("id");

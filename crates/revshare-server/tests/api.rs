@@ -4,7 +4,6 @@
 //! and fails, never skips, when there is no server).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use revshare_core::canonical;
 use revshare_core::dispute::{Actor, ActorRole, State, Transition};
@@ -18,6 +17,7 @@ use revshare_core::transparency::{Signed, batch_message, from_b64, receipt_messa
 use revshare_core::usage::{UsageRecord, parse_json_line};
 use revshare_server::{Config, OpenStore, auth};
 use revshare_store::{IngestMode, Model, NewStatement, Party, PgStore, Role, SqliteStore, StatementKind, Store, batch_digest};
+use revshare_testdb::PgTestDb;
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------------------------
@@ -48,42 +48,18 @@ impl TestDb for SqliteDb {
     }
 }
 
-struct PgDb {
-    admin: String,
-    config: ::postgres::Config,
-    name: String,
-}
-
-static PG_DATABASES: AtomicUsize = AtomicUsize::new(0);
+struct PgDb(PgTestDb);
 
 impl PgDb {
     fn new() -> PgDb {
-        let admin = std::env::var("REVSHARE_TEST_PG").unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=postgres".to_owned());
-        let name = format!("revshare_api_test_{}_{}", std::process::id(), PG_DATABASES.fetch_add(1, Ordering::Relaxed));
-        let mut client = ::postgres::Client::connect(&admin, ::postgres::NoTls)
-            .unwrap_or_else(|e| panic!("the PostgreSQL API tests need a server at `{admin}` ({e}); start one or set REVSHARE_TEST_PG"));
-        client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).expect("drop a stale test database");
-        client.batch_execute(&format!("CREATE DATABASE {name}")).expect("create the test database");
-        let mut config: ::postgres::Config = admin.parse().expect("REVSHARE_TEST_PG is a valid connection string");
-        config.dbname(&name);
-        PgDb { admin, config, name }
+        PgDb(PgTestDb::new("revshare_api_test"))
     }
 }
 
 impl TestDb for PgDb {
     fn opener(&self) -> OpenStore {
-        let config = self.config.clone();
+        let config = self.0.config.clone();
         Arc::new(move || Ok(Box::new(PgStore::connect_with(&config).map_err(Box::new)?) as Box<dyn Store + Send>))
-    }
-}
-
-impl Drop for PgDb {
-    fn drop(&mut self) {
-        let dropped = ::postgres::Client::connect(&self.admin, ::postgres::NoTls)
-            .and_then(|mut c| c.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)));
-        if let Err(e) = dropped {
-            eprintln!("could not drop test database {}: {e}", self.name);
-        }
     }
 }
 

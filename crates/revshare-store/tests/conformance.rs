@@ -1,12 +1,8 @@
 //! The conformance suite: every test runs against a fresh SQLite file and against a fresh
 //! PostgreSQL database, through `&mut dyn Store`, so both stores keep one contract.
 //!
-//! PostgreSQL is found at `host=127.0.0.1 user=postgres dbname=postgres`, or wherever
-//! `REVSHARE_TEST_PG` says; each test creates `revshare_test_<pid>_<n>` and drops it afterwards.
-//! A server that cannot be reached fails the PostgreSQL tests with a message saying so: they
-//! never skip silently.
-
-use std::sync::atomic::{AtomicUsize, Ordering};
+//! Each PostgreSQL run gets a database of its own (`revshare_testdb`: the machine's server, or
+//! `REVSHARE_TEST_PG`), dropped afterwards; a server that cannot be reached fails the test.
 
 use revshare_core::contribution::{Contribution, parse_contribution_line};
 use revshare_core::dispute::{Actor, ActorRole, DisputeError, State, Transition};
@@ -23,6 +19,7 @@ use revshare_core::usage::{UsageRecord, parse_json_line};
 use revshare_store::close::close_month;
 use revshare_store::{IngestMode, Model, NewStatement, Party, PgStore, ProblemKind, Role, SqliteStore, StatementKind, Store, StoreError};
 use revshare_store::{LogLeaf, batch_digest};
+use revshare_testdb::PgTestDb;
 
 // ---------------------------------------------------------------------------------------------
 // Harness
@@ -56,52 +53,23 @@ impl TestDb for SqliteDb {
     }
 }
 
-struct PgDb {
-    admin: String,
-    config: ::postgres::Config,
-    name: String,
-}
-
-static PG_DATABASES: AtomicUsize = AtomicUsize::new(0);
+struct PgDb(PgTestDb);
 
 impl PgDb {
     fn new() -> PgDb {
-        let admin = std::env::var("REVSHARE_TEST_PG").unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=postgres".to_owned());
-        let name = format!("revshare_test_{}_{}", std::process::id(), PG_DATABASES.fetch_add(1, Ordering::Relaxed));
-        let mut client = ::postgres::Client::connect(&admin, ::postgres::NoTls).unwrap_or_else(|e| {
-            let cause = std::error::Error::source(&e).map(|c| format!(": {c}")).unwrap_or_default();
-            panic!(
-                "the PostgreSQL conformance tests need a server, and none answers at `{admin}` ({e}{cause}); \
-                 start it (e.g. `pg_ctlcluster 15 main start`) or set REVSHARE_TEST_PG to one that runs"
-            )
-        });
-        client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).expect("drop a stale test database");
-        client.batch_execute(&format!("CREATE DATABASE {name}")).expect("create the test database");
-        let mut config: ::postgres::Config = admin.parse().expect("REVSHARE_TEST_PG is a valid connection string");
-        config.dbname(&name);
-        PgDb { admin, config, name }
+        PgDb(PgTestDb::new("revshare_test"))
     }
 }
 
 impl TestDb for PgDb {
     fn open(&self) -> Box<dyn Store + Send> {
-        Box::new(PgStore::connect_with(&self.config).expect("the PostgreSQL store opens"))
+        Box::new(PgStore::connect_with(&self.0.config).expect("the PostgreSQL store opens"))
     }
 
     fn raw(&self, _sqlite: &str, postgres: &str) -> Result<(), String> {
         let message = |e: ::postgres::Error| e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_owned());
-        let mut client = self.config.connect(::postgres::NoTls).map_err(message)?;
+        let mut client = self.0.config.connect(::postgres::NoTls).map_err(message)?;
         client.batch_execute(postgres).map_err(message)
-    }
-}
-
-impl Drop for PgDb {
-    fn drop(&mut self) {
-        let dropped = ::postgres::Client::connect(&self.admin, ::postgres::NoTls)
-            .and_then(|mut c| c.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)));
-        if let Err(e) = dropped {
-            eprintln!("could not drop test database {}: {e}", self.name);
-        }
     }
 }
 
