@@ -479,9 +479,9 @@ impl Dispute {
         Some(if self.opener() == ActorRole::Licensor { amount } else { -amount })
     }
 
-    /// The reference its adjustment line carries.
+    /// The reference its adjustment line carries: [`reference`] of its id.
     pub fn reference(&self) -> String {
-        format!("dispute:{}", self.id)
+        reference(self.id)
     }
 
     /// The adjustment line of the next statement, once resolved with an amount.
@@ -556,6 +556,12 @@ pub fn transition_from_json(value: &Value, currency: Currency) -> Option<Transit
         amount,
         evidence,
     })
+}
+
+/// `dispute:<id>`: what a dispute's adjustment line refers to it by, and the subject its log
+/// leaves are found by (so a bundle finds a carried dispute's leaves from the adjustment).
+pub fn reference(id: u64) -> String {
+    format!("dispute:{id}")
 }
 
 /// A transition as JSON: in [`Dispute::to_json`] and in its log leaf.

@@ -15,7 +15,7 @@
 //! `dispute:<id>`). Whether a dispute was carried is read from the finalised statements
 //! themselves, so nothing about a dispute changes when it is carried.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use revshare_core::agreement::Agreement;
 use revshare_core::canonical::{self, CanonicalError};
@@ -127,19 +127,24 @@ pub fn close_month<S: Store + ?Sized>(
     now: Instant,
 ) -> Result<(StoredStatement, Statement), CloseError> {
     let agreement = store.agreement(id, None)?;
-    if store.statement(id, period)?.is_some() {
+    // What the close is computed from (by period and sequence); finalising refuses it if another
+    // close finished since.
+    let statements = store.statements(Some(id))?;
+    if statements.iter().any(|s| s.period == period) {
         return Err(CloseError::AlreadyClosed { agreement: id.clone(), period });
     }
     store.escalate_disputes(now)?;
-    // What the close is computed from; finalising refuses it if another close finished since.
-    let statements = store.statements(Some(id))?;
     let currency = agreement.currency();
     let contributions = store.contributions(id)?;
     let mut adjustments = Vec::new();
     // (period, canonical bytes, digest) of each earlier month that late records changed.
     let mut restated: Vec<(Period, Vec<u8>, String)> = Vec::new();
-    for earlier in store.closed_periods(id)?.into_iter().filter(|p| *p < period) {
-        let Some(stored) = store.statement(id, earlier)? else { continue };
+    // The latest statement of each earlier month: the last of its period in the list.
+    let latest = statements.iter().filter(|s| s.period < period).fold(BTreeMap::new(), |mut latest, s| {
+        latest.insert(s.period, s);
+        latest
+    });
+    for (&earlier, stored) in &latest {
         let bytes = settle_stored(store, &agreement, earlier, &contributions, Vec::new())?.to_canonical()?;
         let (old, new) = (usage_net(&stored.canonical, currency)?, usage_net(&bytes, currency)?);
         if old == new {

@@ -41,11 +41,6 @@ fn int(value: u64, what: &str) -> Result<i64, StoreError> {
     i64::try_from(value).map_err(|_| StoreError::Corrupt { what: what.to_owned(), detail: format!("{value} is beyond range") })
 }
 
-/// The subject a dispute's leaves are looked up by.
-pub(crate) fn subject_of(id: u64) -> String {
-    format!("dispute:{id}")
-}
-
 fn read_subject(row: &dyn Columns) -> Result<(u64, Subject, u32), StoreError> {
     let id: u64 = unsigned(row.int(0)?, || "dispute id".to_owned())?;
     let corrupt = |detail: String| StoreError::Corrupt { what: format!("dispute {id}"), detail };
@@ -117,7 +112,7 @@ pub(crate) fn list(sql: &mut impl Sql, agreement: Option<&str>) -> Result<Vec<St
 fn append(sql: &mut impl Sql, stored: &mut StoredDispute, t: Transition) -> Result<(), StoreError> {
     let d = &stored.dispute;
     let leaf = transparency::dispute_leaf(d.id, &d.subject, &t, stored.terms.currency);
-    let leaf = log::record(sql, "dispute", subject_of(d.id), leaf)?;
+    let leaf = log::record(sql, "dispute", dispute::reference(d.id), leaf)?;
     let amount =
         t.amount.map(|a| i64::try_from(a).map_err(|_| StoreError::Corrupt { what: "a dispute amount".to_owned(), detail: a.to_string() }));
     let evidence = serde_json::to_string(&t.evidence)
