@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::slice::ParallelSliceMut;
 use revshare_core::agreement::{Agreement, AgreementErrors, parse_agreement};
 use revshare_core::contribution::{Contribution, parse_contribution_line};
-use revshare_core::settle::{SettlementInput, settle, usage_digest};
+use revshare_core::settle::{SettlementInput, digest_order, settle, usage_digest};
 use revshare_core::statement::Statement;
 use revshare_core::time::Period;
 
@@ -106,7 +106,7 @@ pub fn settle_command(
         }
     };
     // Sorted on all cores first; the core's own sort then finds the order already made.
-    summary.record_digests.par_sort_unstable();
+    summary.record_digests.par_sort_unstable_by(digest_order);
     let digest = usage_digest(&mut summary.record_digests);
     let input = SettlementInput {
         agreement: &agreement,

@@ -84,6 +84,10 @@ fn seed() -> u64 {
     std::collections::hash_map::RandomState::new().build_hasher().finish()
 }
 
+/// How many keys ahead the index's slots are read, in batches of this many (see
+/// [`DedupIndex::warm`]).
+const WARM_AHEAD: usize = 16;
+
 struct SettleSink<'a> {
     agreement: &'a Agreement,
     period: Period,
@@ -224,7 +228,11 @@ impl RecordSink for SettleSink<'_> {
         self.shards.par_iter_mut().enumerate().for_each(|(k, shard)| {
             for piece in pieces {
                 let out = &piece.state;
-                for key in &out.keys[k] {
+                let keys = &out.keys[k];
+                for (n, key) in keys.iter().enumerate() {
+                    if n % WARM_AHEAD == 0 {
+                        shard.index.warm(keys.iter().skip(n + WARM_AHEAD).take(WARM_AHEAD).map(|k| k.hash));
+                    }
                     let (host, id) = out.host_id(key);
                     let line = piece.first_line + key.line;
                     let problem = |message: String| InputProblem { file: file_name.clone(), line, column: 1, record: Some(id.to_owned()), field: None, message };

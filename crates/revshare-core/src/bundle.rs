@@ -52,7 +52,7 @@ use crate::merkle::{Hash, leaf_hash, verify_consistency, verify_inclusion};
 use crate::money::Currency;
 use crate::note::{Checkpoint, VerifierKey, open_note};
 use crate::rollup::Rollup;
-use crate::settle::{SettlementInput, select, settle, usage_digest};
+use crate::settle::{SettlementInput, digest_order, select, settle, usage_digest};
 use crate::statement::Adjustment;
 use crate::time::{Instant, Period};
 use crate::transparency::{Signed, batch_message, hash_from_b64, read_leaf, statement_message};
@@ -777,19 +777,6 @@ impl Run {
 
 // ---------------------------------------------------------------------------------------------
 // 7. Batches.
-
-/// A record digest's first eight bytes, big-endian: sorting by it first and then by the whole
-/// digest is the byte order of digests, with most comparisons made on one integer.
-fn digest_prefix(digest: &[u8; 32]) -> u64 {
-    let mut prefix = [0u8; 8];
-    prefix.copy_from_slice(&digest[..8]);
-    u64::from_be_bytes(prefix)
-}
-
-/// The byte order of digests, fast.
-fn digest_order(a: &[u8; 32], b: &[u8; 32]) -> Ordering {
-    digest_prefix(a).cmp(&digest_prefix(b)).then_with(|| a.cmp(b))
-}
 
 /// Sorts digests ascending (the order [`usage_digest`] hashes them in, which then finds them sorted).
 fn sort_digests(digests: &mut [[u8; 32]]) {

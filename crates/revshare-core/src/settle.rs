@@ -81,12 +81,19 @@ pub fn select(agreement: &Agreement, period: Period, record: &UsageRecord<'_>) -
 /// The usage digest: SHA-256 over the concatenated SHA-256 digests of the selected records'
 /// canonical forms, sorted ascending — so it does not depend on the order records came in.
 pub fn usage_digest(record_digests: &mut [[u8; 32]]) -> String {
-    record_digests.sort_unstable();
+    record_digests.sort_unstable_by(digest_order);
     let mut hasher = Sha256::new();
     for d in record_digests.iter() {
         hasher.update(d);
     }
     format!("sha256:{}", canonical::hex(&hasher.finalize()))
+}
+
+/// The byte order of digests, with most comparisons made on one integer (the first eight bytes,
+/// big-endian) instead of a byte-by-byte compare.
+pub fn digest_order(a: &[u8; 32], b: &[u8; 32]) -> std::cmp::Ordering {
+    let prefix = |d: &[u8; 32]| u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]);
+    prefix(a).cmp(&prefix(b)).then_with(|| a.cmp(b))
 }
 
 fn integer(n: u128) -> BigRational {

@@ -221,15 +221,12 @@ fn fast_json_line(line: &[u8]) -> Option<UsageRecord<'_>> {
         skip_ws(&mut at);
         // Writers emit fields in one order, nearly always the SPEC's: try the key that order
         // expects next with one comparison before reading the key in general.
-        // (A short byte loop: a `memcmp` call costs more than these few bytes.)
         let expected = COMMON_ORDER.get(fields_read);
         fields_read += 1;
         let index = match expected {
-            Some(&(index, quoted))
-                if quoted.iter().zip(b.get(at..).unwrap_or_default()).filter(|(x, y)| x == y).count() == quoted.len() =>
-            {
-                at += quoted.len();
-                index
+            Some(key) if key.is_at(b, at) => {
+                at += key.quoted.len();
+                key.index
             }
             _ => field_index(string(&mut at)?)?,
         };
@@ -394,21 +391,53 @@ fn quoted(text: &str) -> String {
     format!("\"{}…\" ({count} characters)", head.escape_debug())
 }
 
-/// The order of the SPEC's table, which generators and the examples follow: (index into
-/// [`FIELDS`], the quoted key).
-const COMMON_ORDER: [(usize, &[u8]); 11] = [
-    (2, b"\"id\""),
-    (1, b"\"host\""),
-    (4, b"\"model\""),
-    (10, b"\"use_case\""),
-    (6, b"\"region\""),
-    (9, b"\"time\""),
-    (7, b"\"requests\""),
-    (3, b"\"input_tokens\""),
-    (5, b"\"output_tokens\""),
-    (8, b"\"revenue\""),
-    (0, b"\"currency\""),
+/// The order of the SPEC's table, which generators and the examples follow.
+const COMMON_ORDER: [ExpectedKey; 11] = [
+    ExpectedKey::new(2, b"\"id\""),
+    ExpectedKey::new(1, b"\"host\""),
+    ExpectedKey::new(4, b"\"model\""),
+    ExpectedKey::new(10, b"\"use_case\""),
+    ExpectedKey::new(6, b"\"region\""),
+    ExpectedKey::new(9, b"\"time\""),
+    ExpectedKey::new(7, b"\"requests\""),
+    ExpectedKey::new(3, b"\"input_tokens\""),
+    ExpectedKey::new(5, b"\"output_tokens\""),
+    ExpectedKey::new(8, b"\"revenue\""),
+    ExpectedKey::new(0, b"\"currency\""),
 ];
+
+/// A quoted key the fast path expects next, compared as one 16-byte word: every quoted field
+/// name is at most 16 bytes, and a word compare costs less than a `memcmp` call or a byte loop.
+struct ExpectedKey {
+    /// index into [`FIELDS`]
+    index: usize,
+    quoted: &'static [u8],
+    /// the quoted key's bytes, little-endian, and the mask of the bytes it covers
+    word: u128,
+    mask: u128,
+}
+
+impl ExpectedKey {
+    #[allow(clippy::as_conversions)] // widening a byte in const context, where `From` is not available
+    const fn new(index: usize, quoted: &'static [u8]) -> ExpectedKey {
+        assert!(quoted.len() <= 16);
+        let (mut word, mut mask, mut i) = (0u128, 0u128, 0);
+        while i < quoted.len() {
+            word |= (quoted[i] as u128) << (8 * i);
+            mask |= 0xff << (8 * i);
+            i += 1;
+        }
+        ExpectedKey { index, quoted, word, mask }
+    }
+
+    /// Whether `b` holds this key at `at`.
+    fn is_at(&self, b: &[u8], at: usize) -> bool {
+        match b.get(at..at + 16).and_then(|w| <[u8; 16]>::try_from(w).ok()) {
+            Some(window) => (u128::from_le_bytes(window) ^ self.word) & self.mask == 0,
+            None => b.get(at..at + self.quoted.len()) == Some(self.quoted),
+        }
+    }
+}
 
 /// Byte classes of the id charsets, as bit flags, for the fast path's one-pass scans.
 #[allow(clippy::as_conversions)] // `as u8` of a loop index below 256, in const context
@@ -678,6 +707,13 @@ mod tests {
             GOOD.replace("2026-10-02T15:30:00+05:30", "2026-10-02T10:00:00X"),
             GOOD.replace("2026-10-02T15:30:00+05:30", "2026-10-0210:00:00ZZ"),
             format!("  {GOOD}  "),
+            // Keys that share a prefix with the expected one, and an expected key within the
+            // last 16 bytes of the line (compared byte by byte).
+            GOOD.replace("\"id\"", "\"i\""),
+            GOOD.replace("\"host\"", "\"hostname\""),
+            GOOD.replace("\"currency\":\"USD\"", "\"currency\":\"USD\",\"id\":\"e2\""),
+            GOOD.replace("\"currency\":\"USD\"}", "\"currenc\":1}"),
+            GOOD.replace("\"currency\":\"USD\"}", "\"currency\":\"EUR\"}"),
         ];
         for line in variants {
             let fast = fast_json_line(line.as_bytes());
@@ -688,6 +724,19 @@ mod tests {
             assert_eq!(parse_json_line(line.as_bytes()).ok(), generic, "{line}");
         }
         assert!(fast_json_line(GOOD.as_bytes()).is_some());
+    }
+
+    #[test]
+    fn an_expected_key_is_found_by_word_or_near_the_end_by_bytes() {
+        let key = ExpectedKey::new(2, b"\"id\"");
+        assert!(key.is_at(br#"{"id":"e1","host":"h1"}"#, 1));
+        assert!(key.is_at(br#"{"id":1}"#, 1)); // fewer than 16 bytes left
+        assert!(!key.is_at(br#"{"idx":"e1","host":"h1"}"#, 1));
+        assert!(!key.is_at(br#"{"idx":1}"#, 1));
+        assert!(!key.is_at(br#"{"i"#, 1));
+        let longest = ExpectedKey::new(5, b"\"output_tokens\"");
+        assert!(longest.is_at(br#""output_tokens":1}"#, 0));
+        assert!(!longest.is_at(br#""output_tokenz":1}"#, 0));
     }
 
     #[test]
