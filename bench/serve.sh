@@ -3,16 +3,18 @@
 # usage: bench/serve.sh WORK_DIR [RECORDS] [CLIENTS]   (defaults 1000000, 8)
 # Generates RECORDS usage records of hosts h1..h4, then (1) ingests them with the CLI into one
 # fresh SQLite store, (2) starts `revshare serve` on another fresh store and posts them in
-# 1,000-record batches from CLIENTS concurrent clients (bench/load.py, on the same machine), then
-# (3) reads h1's October statement and its balances at 1,000 requests/s for 10 s.
+# 1,000-record batches from CLIENTS concurrent clients (the compiled load generator
+# crates/revshare-server/examples/load.rs, on the same machine), then (3) reads h1's October
+# statement and its balances at 1,000 requests/s for 10 s.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 shared="$root/../shared/bench"
 work=${1:?usage: bench/serve.sh WORK_DIR [RECORDS] [CLIENTS]}
 n=${2:-1000000}
 clients=${3:-8}
-(cd "$root" && cargo build --release --locked -p revshare-cli >/dev/null)
+(cd "$root" && cargo build --release --locked -p revshare-cli -p revshare-server --example load >/dev/null)
 bin="$root/target/release/revshare"
+load="$root/target/release/examples/load"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u +%Y-%m-%d)"
 rm -rf "$work" && mkdir -p "$work"
 register() {
@@ -39,6 +41,6 @@ server=$!
 trap 'kill -TERM $server 2>/dev/null || true' EXIT
 for _ in $(seq 100); do grep -q 'listening on' "$work/serve.out" && break; sleep 0.1; done
 url=$(grep -o 'http://[0-9.:]*' "$work/serve.out" | head -1)
-python3 "$root/bench/load.py" "$url" "$work/usage.jsonl" "$work/tokens.json" "$clients" 1000 "$(python3 -c "import json;print(json.load(open('$work/tokens.json'))['h1'])")" 0 1000 | head -1
+"$load" ingest "$url" "$work/usage.jsonl" "$work/tokens.json" "$clients" 1000
 "$bin" --data "$work/srv" close --agreement bench-h1 --period 2026-10 >/dev/null
-python3 "$root/bench/load.py" "$url" /dev/null "$work/tokens.json" 1 1000 "$(python3 -c "import json;print(json.load(open('$work/tokens.json'))['h1'])")" 10 1000 | tail -2
+"$load" read "$url" "$(python3 -c "import json;print(json.load(open('$work/tokens.json'))['h1'])")" 10 1000 /v1/statements/bench-h1/2026-10 /v1/balances

@@ -73,6 +73,8 @@ pub fn serve(args: &StoreArgs, options: &ServeOptions) -> Result<(), Failure> {
         clock: now,
         max_body_bytes: options.max_body_bytes,
         max_connections: options.max_connections,
+        // SQLite has one writer at a time: they queue in the server, in order (see `Config`).
+        max_writers: if args.database.is_some() { options.max_connections } else { 1 },
         rate_limit_per_second: options.rate_limit_per_second,
     };
     revshare_server::init_tracing(options.log_json);

@@ -182,7 +182,7 @@ pub(crate) async fn open_dispute(
         return Err(Problem::forbidden(format!("{} is an arbiter: arbiters decide escalated disputes and do not open them", caller.party)));
     }
     let view = state
-        .run(move |store, shared| {
+        .write(move |store, shared| {
             let currency = readable(store, &caller, &id)?.currency();
             let request =
                 Request { state: DisputeState::Open, actor, reason: body.reason, amount: Some(body.amount), evidence: body.evidence };
@@ -232,7 +232,7 @@ pub(crate) async fn move_dispute(
         Action::Decide => DisputeState::Decided,
     };
     let view = state
-        .run(move |store, shared| {
+        .write(move |store, shared| {
             let now = shared.now();
             let stored = readable_dispute(store, &caller, id, now)?;
             let request = Request { state: to, actor, reason: body.reason, amount: body.amount, evidence: body.evidence };

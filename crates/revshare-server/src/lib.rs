@@ -52,7 +52,8 @@
 //! `Store::add_party` / `add_model` / `add_alias`,
 //! `receipts::checkpoint`, the core's `Balances`, the store's proofs) and their results back. The store is synchronous, so each call
 //! runs on a blocking thread with a connection from a small pool ([`Config::open`] makes them),
-//! at most [`Config::max_connections`] at once. A batch is acknowledged only after the store has
+//! at most [`Config::max_connections`] at once; calls that write also queue, first come first
+//! served, for one of [`Config::max_writers`] turns. A batch is acknowledged only after the store has
 //! committed it, and a request whose client goes away still runs to its end (the blocking call is
 //! not cancelled), so nothing is half-applied. Graceful shutdown stops accepting connections and
 //! lets the requests in flight finish. The clock is the edge's: it is [`Config::clock`].
@@ -102,6 +103,11 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Store calls running at once (and so connections open at most).
     pub max_connections: usize,
+    /// Writing store calls running at once; the others wait their turn in arrival order. 1 for
+    /// SQLite, which has one writer at a time anyway: writers queued here are served first come,
+    /// first served, where SQLite's own busy handler has them sleep and retry, and the unlucky
+    /// ones wait for seconds.
+    pub max_writers: usize,
     /// Requests a second per token (also the burst); more are answered 429. 0: no limit.
     pub rate_limit_per_second: u32,
 }
@@ -114,6 +120,8 @@ pub(crate) struct Shared {
     open: OpenStore,
     idle: Mutex<Vec<Box<dyn Store + Send>>>,
     permits: Semaphore,
+    /// Fair (FIFO) turns for writing calls, taken before a connection.
+    writers: Semaphore,
     key: SignerKey,
     clock: fn() -> Instant,
     max_body_bytes: usize,
@@ -176,6 +184,15 @@ impl AppState {
         joined.map_err(|e| Problem::internal("a store call panicked", &e))?
     }
 
+    /// [`Self::run`] for a call that writes: it first waits for a writer's turn.
+    pub(crate) async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Store, &Shared) -> Result<T, Problem> + Send + 'static,
+    ) -> Result<T, Problem> {
+        let _turn = self.0.writers.acquire().await.map_err(|e| Problem::internal("the writers' queue is closed", &e))?;
+        self.run(f).await
+    }
+
     pub(crate) fn max_body_bytes(&self) -> usize {
         self.0.max_body_bytes
     }
@@ -192,6 +209,7 @@ pub fn router(config: Config) -> Router {
         open: config.open,
         idle: Mutex::new(Vec::new()),
         permits: Semaphore::new(config.max_connections.max(1)),
+        writers: Semaphore::new(config.max_writers.max(1)),
         key: config.key,
         clock: config.clock,
         max_body_bytes: config.max_body_bytes,

@@ -269,7 +269,7 @@ pub(crate) async fn post_party(
     }
     let party = Party { id, name, role };
     let view = state
-        .run(move |store, _| {
+        .write(move |store, _| {
             store.add_party(&party).map_err(|e| {
                 refused(e, |e| match e {
                     StoreError::BadName { .. } => Some("name"),
@@ -361,7 +361,7 @@ pub(crate) async fn post_model(
     }
     let model = Model { id, owner: caller.party.clone(), derived_from: base };
     let view = state
-        .run(move |store, _| {
+        .write(move |store, _| {
             store.add_model(&model).map_err(|e| {
                 refused(e, |e| match e {
                     StoreError::ModelExists { .. } => Some("id"),
@@ -442,7 +442,7 @@ pub(crate) async fn post_alias(
     }
     let host = caller.party.clone();
     let view = state
-        .run(move |store, _| {
+        .write(move |store, _| {
             store.add_alias(&host, &host_model, &model).map_err(|e| {
                 refused(e, |e| match e {
                     StoreError::AliasExists { .. } => Some("host_model"),

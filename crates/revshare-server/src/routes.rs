@@ -306,7 +306,7 @@ pub(crate) async fn post_usage(
     }
     let Parsed { records, lines } = parsed;
     let (report, receipt) = state
-        .run(move |store, shared| {
+        .write(move |store, shared| {
             let report = store.ingest(&records, IngestMode::Atomic, signed.as_ref())?;
             // The batch is committed here; the receipt signs what was committed.
             let receipt = match (&report.logged, report.stored) {
@@ -697,7 +697,7 @@ pub(crate) async fn sign_statement(
     let signed = Signed::from_json(&value)
         .ok_or_else(|| Problem::bad_request("the body must be `{\"key\": \"<verifier key>\", \"signature\": \"<64 bytes in base64>\"}`"))?;
     let signature = state
-        .run(move |store, _| {
+        .write(move |store, _| {
             // The caller is a host: it reads only its own agreements.
             readable(store, &caller, &id)?;
             let statement =
@@ -818,7 +818,7 @@ pub(crate) async fn post_agreement(
         )));
     }
     let view = state
-        .run(move |store, _| {
+        .write(move |store, _| {
             let agreement = store.add_agreement(NAME, &text)?;
             Ok(AgreementView {
                 id: agreement.id().to_string(),
@@ -882,7 +882,7 @@ pub(crate) async fn post_close(
     let id = agreement_id(&request.agreement)?;
     let period = period_of(&request.period)?;
     let stored = state
-        .run(move |store, shared| {
+        .write(move |store, shared| {
             readable(store, &caller, &id)?;
             Ok(close_month(store, &id, period, shared.key(), shared.now())?.0)
         })
@@ -924,7 +924,7 @@ pub(crate) async fn post_payment(
     caller.require(role, &format!("record a payment from the {role}"))?;
     let id = agreement_id(&request.agreement)?;
     let recorded = state
-        .run(move |store, _| {
+        .write(move |store, _| {
             let agreement = readable(store, &caller, &id)?;
             let entry = payments::payment_entry(&agreement, &request.amount, &request.reference, from).map_err(|e| match e {
                 PaymentError::Amount(detail) => Problem::bad_request(detail),

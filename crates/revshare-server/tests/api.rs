@@ -25,11 +25,15 @@ use serde_json::{Value, json};
 
 trait TestDb {
     fn opener(&self) -> OpenStore;
+    /// Writers at once, as `revshare serve` configures them for this database.
+    fn max_writers(&self) -> usize;
 }
 
 fn open(db: &dyn TestDb) -> Box<dyn Store + Send> {
     (db.opener())().expect("the store opens")
 }
+
+const MAX_CONNECTIONS: usize = 8;
 
 struct SqliteDb {
     dir: tempfile::TempDir,
@@ -46,6 +50,10 @@ impl TestDb for SqliteDb {
         let file = self.dir.path().join("revshare.db");
         Arc::new(move || Ok(Box::new(SqliteStore::open(&file).map_err(Box::new)?) as Box<dyn Store + Send>))
     }
+
+    fn max_writers(&self) -> usize {
+        1
+    }
 }
 
 struct PgDb(PgTestDb);
@@ -60,6 +68,10 @@ impl TestDb for PgDb {
     fn opener(&self) -> OpenStore {
         let config = self.0.config.clone();
         Arc::new(move || Ok(Box::new(PgStore::connect_with(&config).map_err(Box::new)?) as Box<dyn Store + Send>))
+    }
+
+    fn max_writers(&self) -> usize {
+        MAX_CONNECTIONS
     }
 }
 
@@ -128,7 +140,15 @@ impl Api {
     async fn start_limited(db: &dyn TestDb, max_body_bytes: usize, rate_limit_per_second: u32) -> Api {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let base = format!("http://{}", listener.local_addr().expect("the bound address"));
-        let config = Config { open: db.opener(), key: deployment_key(), clock, max_body_bytes, max_connections: 8, rate_limit_per_second };
+        let config = Config {
+            open: db.opener(),
+            key: deployment_key(),
+            clock,
+            max_body_bytes,
+            max_connections: MAX_CONNECTIONS,
+            max_writers: db.max_writers(),
+            rate_limit_per_second,
+        };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let done = tokio::spawn(revshare_server::serve(listener, config, async {
             let _ = stopped.await;
