@@ -79,7 +79,7 @@ use axum::routing::get;
 use revshare_core::note::SignerKey;
 use revshare_core::time::Instant;
 use revshare_store::{Store, StoreError};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 
 use crate::problem::Problem;
@@ -119,9 +119,9 @@ pub(crate) struct AppState(Arc<Shared>);
 pub(crate) struct Shared {
     open: OpenStore,
     idle: Mutex<Vec<Box<dyn Store + Send>>>,
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
     /// Fair (FIFO) turns for writing calls, taken before a connection.
-    writers: Semaphore,
+    writers: Arc<Semaphore>,
     key: SignerKey,
     clock: fn() -> Instant,
     max_body_bytes: usize,
@@ -170,9 +170,31 @@ impl AppState {
         &self,
         f: impl FnOnce(&mut dyn Store, &Shared) -> Result<T, Problem> + Send + 'static,
     ) -> Result<T, Problem> {
-        let _permit = self.0.permits.acquire().await.map_err(|e| Problem::internal("the connection pool is closed", &e))?;
+        self.run_holding(None, f).await
+    }
+
+    /// [`Self::run`] for a call that writes: it first waits for a writer's turn.
+    pub(crate) async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Store, &Shared) -> Result<T, Problem> + Send + 'static,
+    ) -> Result<T, Problem> {
+        let turn = Arc::clone(&self.0.writers).acquire_owned().await.map_err(|e| Problem::internal("the writers' queue is closed", &e))?;
+        self.run_holding(Some(turn), f).await
+    }
+
+    /// Runs `f` on a blocking thread holding a connection permit, and the writer's `turn` if
+    /// given, until `f` returns: a request dropped while `f` runs (its client went away) does
+    /// not hand its turn or its connection to another call before `f` is done.
+    async fn run_holding<T: Send + 'static>(
+        &self,
+        turn: Option<OwnedSemaphorePermit>,
+        f: impl FnOnce(&mut dyn Store, &Shared) -> Result<T, Problem> + Send + 'static,
+    ) -> Result<T, Problem> {
+        let permit =
+            Arc::clone(&self.0.permits).acquire_owned().await.map_err(|e| Problem::internal("the connection pool is closed", &e))?;
         let shared = Arc::clone(&self.0);
         let joined = tokio::task::spawn_blocking(move || {
+            let _held = (turn, permit);
             let mut store = shared.checkout()?;
             let result = f(store.as_mut(), &shared);
             if !matches!(&result, Err(p) if p.status.is_server_error()) {
@@ -182,15 +204,6 @@ impl AppState {
         })
         .await;
         joined.map_err(|e| Problem::internal("a store call panicked", &e))?
-    }
-
-    /// [`Self::run`] for a call that writes: it first waits for a writer's turn.
-    pub(crate) async fn write<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut dyn Store, &Shared) -> Result<T, Problem> + Send + 'static,
-    ) -> Result<T, Problem> {
-        let _turn = self.0.writers.acquire().await.map_err(|e| Problem::internal("the writers' queue is closed", &e))?;
-        self.run(f).await
     }
 
     pub(crate) fn max_body_bytes(&self) -> usize {
@@ -208,8 +221,8 @@ pub fn router(config: Config) -> Router {
     let state = AppState(Arc::new(Shared {
         open: config.open,
         idle: Mutex::new(Vec::new()),
-        permits: Semaphore::new(config.max_connections.max(1)),
-        writers: Semaphore::new(config.max_writers.max(1)),
+        permits: Arc::new(Semaphore::new(config.max_connections.max(1))),
+        writers: Arc::new(Semaphore::new(config.max_writers.max(1))),
         key: config.key,
         clock: config.clock,
         max_body_bytes: config.max_body_bytes,
