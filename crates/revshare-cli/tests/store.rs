@@ -320,6 +320,15 @@ fn stored_ids(store: &TestStore) -> Vec<String> {
     ids
 }
 
+/// The records acknowledged as new and as duplicates by the `batch N committed` lines of an
+/// ingest's output.
+fn acknowledged(stdout: &str) -> (u64, u64) {
+    let count = |line: &str, what: &str| line.split(what).nth(1)?.split(',').next()?.trim().parse::<u64>().ok();
+    stdout.lines().filter(|l| l.starts_with("batch ")).fold((0, 0), |(new, duplicates), line| {
+        (new + count(line, "accepted ").unwrap_or(0), duplicates + count(line, "duplicates ").unwrap_or(0))
+    })
+}
+
 fn crash_safety(store: &TestStore) {
     store.register();
     let total = 60_000u64;
@@ -327,13 +336,25 @@ fn crash_safety(store: &TestStore) {
     let file = usage(store, "big.jsonl", total, 3);
     let all_ids: Vec<String> =
         std::fs::read_to_string(&file).expect("usage").lines().map(|l| l.split('"').nth(3).unwrap_or_default().to_owned()).collect();
+    // One uninterrupted run, timed: the kills below fall anywhere within that time, so they hit
+    // the validation pass, the commits and everything between, however fast this machine is.
+    let (sequential, duration) = {
+        let fresh = TestStore::sqlite();
+        fresh.register();
+        let started = std::time::Instant::now();
+        fresh.ok(&["ingest", &file, "--batch-size", &batch.to_string()]);
+        let duration = started.elapsed();
+        (close_json(&fresh, "2026-10"), duration)
+    };
+    let span = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).max(50);
     // A seeded sequence of kill delays; printed so a failure can be replayed.
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let (mut acknowledged_duplicates, mut killed_while_storing) = (0u64, 0u32);
     for round in 0..20 {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
-        let delay = Duration::from_millis(20 + state % 400);
+        let delay = Duration::from_millis(10 + state % span);
         let mut child = store
             .command(&["ingest", &file, "--batch-size", &batch.to_string()])
             .stdout(Stdio::piped())
@@ -345,7 +366,6 @@ fn crash_safety(store: &TestStore) {
         let out = child.wait_with_output().expect("wait");
         // Every batch acknowledged before the kill is stored; nothing is stored but whole
         // batches, which are a prefix of the file (each run starts from its beginning).
-        let acknowledged = text(&out.stdout).lines().filter(|l| l.starts_with("batch ")).count();
         let stored = stored_ids(store);
         let count = u64::try_from(stored.len()).unwrap_or(0);
         assert!(
@@ -355,24 +375,31 @@ fn crash_safety(store: &TestStore) {
         let mut prefix: Vec<String> = all_ids[..stored.len()].to_vec();
         prefix.sort();
         assert_eq!(stored, prefix, "round {round}: the stored records are not the file's first {count}");
-        let _ = acknowledged;
-        let acked_new = text(&out.stdout)
-            .lines()
-            .filter(|l| l.starts_with("batch "))
-            .filter_map(|l| l.split("accepted ").nth(1)?.split(',').next()?.parse::<u64>().ok())
-            .sum::<u64>();
+        let (acked_new, acked_duplicates) = acknowledged(&text(&out.stdout));
         assert!(acked_new <= count, "round {round}: {acked_new} records acknowledged as new but only {count} stored");
+        acknowledged_duplicates += acked_duplicates;
+        killed_while_storing += u32::from(count > 0 && count < total);
     }
-    // A run to the end completes to exactly what one uninterrupted run gives.
-    store.ok(&["ingest", &file, "--batch-size", &batch.to_string()]);
+    assert!(killed_while_storing > 0, "no kill fell between the first commit and the last (kills spread over {span} ms)");
+    // A run to the end completes to exactly what one uninterrupted run gives: the same records
+    // and the same money. Only the count of identical resends differs, as the interrupted runs
+    // resent what earlier ones had stored: at least every resend acknowledged, and at most one
+    // more batch per kill (committed, then killed before its line was printed).
+    acknowledged_duplicates += acknowledged(&store.ok(&["ingest", &file, "--batch-size", &batch.to_string()])).1;
     assert_eq!(stored_ids(store).len(), all_ids.len());
-    let sequential = {
-        let fresh = TestStore::sqlite();
-        fresh.register();
-        fresh.ok(&["ingest", &file]);
-        close_json(&fresh, "2026-10")
+    let without_duplicates = |json: &str| {
+        let mut value: serde_json::Value = serde_json::from_str(json).expect("a statement");
+        let duplicates = value["inputs"]["duplicates"].take().as_u64().expect("inputs.duplicates");
+        (value, duplicates)
     };
-    assert!(close_json(store, "2026-10") == sequential, "the interrupted runs settle differently from one uninterrupted run");
+    let (interrupted, duplicates) = without_duplicates(&close_json(store, "2026-10"));
+    let (uninterrupted, none) = without_duplicates(&sequential);
+    assert_eq!(none, 0);
+    assert!(interrupted == uninterrupted, "the interrupted runs settle differently from one uninterrupted run");
+    assert!(
+        (acknowledged_duplicates..=acknowledged_duplicates + 20 * batch).contains(&duplicates),
+        "{duplicates} resends counted, but {acknowledged_duplicates} were acknowledged"
+    );
 }
 
 #[test]
