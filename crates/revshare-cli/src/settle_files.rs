@@ -6,10 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rayon::slice::ParallelSliceMut;
 use revshare_core::agreement::{Agreement, AgreementErrors, parse_agreement};
 use revshare_core::contribution::{Contribution, parse_contribution_line};
-use revshare_core::settle::{SettlementInput, digest_order, settle, usage_digest};
+use revshare_core::settle::{SettlementInput, settle};
 use revshare_core::statement::Statement;
 use revshare_core::time::Period;
 
@@ -96,7 +95,7 @@ pub fn settle_command(
     let contributions = contributions.map(load_contributions).transpose()?.unwrap_or_default();
     let total: Option<u64> = usage.iter().map(|p| std::fs::metadata(p).ok().filter(|m| m.is_file()).map(|m| m.len())).sum();
     let progress = progress_bar(total, "reading usage");
-    let mut summary = match read_usage(usage, &agreement, period, &progress) {
+    let summary = match read_usage(usage, &agreement, period, &progress) {
         Ok(s) => s,
         Err(ReadError::Io(e)) => return Err(Failure::Other(e)),
         Err(ReadError::Invalid(problems)) => {
@@ -105,15 +104,12 @@ pub fn settle_command(
             return Err(Failure::Invalid(report(problems, &closing)));
         }
     };
-    // Sorted on all cores first; the core's own sort then finds the order already made.
-    summary.record_digests.par_sort_unstable_by(digest_order);
-    let digest = usage_digest(&mut summary.record_digests);
     let input = SettlementInput {
         agreement: &agreement,
         period,
         rollup: &summary.rollup,
         duplicates: summary.selected_duplicates,
-        usage_digest: digest,
+        usage_digest: summary.counted.digest(),
         contributions: &contributions,
         adjustments: Vec::new(),
     };

@@ -19,14 +19,15 @@ use revshare_core::rollup::{GroupRef, Rollup};
 use revshare_core::settle::select;
 use revshare_core::time::Period;
 use revshare_core::usage::{RecordProblem, UsageRecord};
+use revshare_core::usage_set::UsageSet;
 
 use crate::reading::{InputProblem, LINE_BITS, Piece, ReadError, RecordSink, display_names, place, read_files};
 
 /// What settlement needs from the usage files.
 pub struct UsageSummary {
     pub rollup: Rollup,
-    /// SHA-256 of each selected distinct record's canonical form.
-    pub record_digests: Vec<[u8; 32]>,
+    /// The usage set of the selected distinct records.
+    pub counted: UsageSet,
     /// Resends of selected records.
     pub selected_duplicates: u64,
     /// Records read (all hosts), and resends of the agreement host's records (any month).
@@ -42,7 +43,7 @@ pub fn read_usage(paths: &[PathBuf], agreement: &Agreement, period: Period, prog
         .map(|_| Shard {
             index: DedupIndex::new(seed),
             rollup: Rollup::new(),
-            digests: Vec::new(),
+            counted: UsageSet::new(),
             selected_duplicates: 0,
             duplicates: 0,
             problems: Vec::new(),
@@ -62,11 +63,10 @@ pub fn read_usage(paths: &[PathBuf], agreement: &Agreement, period: Period, prog
         }
         Err(other) => return Err(other),
     };
-    let mut summary =
-        UsageSummary { rollup: Rollup::new(), record_digests: Vec::new(), selected_duplicates: 0, records_read, duplicates: 0 };
+    let mut summary = UsageSummary { rollup: Rollup::new(), counted: UsageSet::new(), selected_duplicates: 0, records_read, duplicates: 0 };
     for shard in sink.shards {
         summary.rollup.merge(&shard.rollup).map_err(|e| ReadError::Io(e.into()))?;
-        summary.record_digests.extend(shard.digests);
+        summary.counted.union(&shard.counted);
         summary.selected_duplicates += shard.selected_duplicates;
         summary.duplicates += shard.duplicates;
     }
@@ -100,7 +100,7 @@ struct SettleSink<'a> {
 struct Shard {
     index: DedupIndex,
     rollup: Rollup,
-    digests: Vec<[u8; 32]>,
+    counted: UsageSet,
     selected_duplicates: u64,
     duplicates: u64,
     problems: Vec<InputProblem>,
@@ -242,7 +242,7 @@ impl RecordSink for SettleSink<'_> {
                                 if let Err(e) = shard.rollup.add_values(out.group(record), record.counts, record.revenue) {
                                     shard.problems.push(problem(e.to_string()));
                                 }
-                                shard.digests.push(record.digest);
+                                shard.counted.insert(&record.digest);
                             }
                         }
                         Seen::Duplicate { .. } => {
@@ -269,7 +269,6 @@ impl RecordSink for SettleSink<'_> {
         let per_shard = usize::try_from(expected / u128::try_from(self.shards.len().max(1)).unwrap_or(1)).unwrap_or(0);
         self.shards.par_iter_mut().for_each(|shard| {
             shard.index.reserve(per_shard + per_shard / 16);
-            shard.digests.reserve(per_shard + per_shard / 16);
         });
     }
 }

@@ -52,11 +52,12 @@ use crate::merkle::{Hash, leaf_hash, verify_consistency, verify_inclusion};
 use crate::money::Currency;
 use crate::note::{Checkpoint, VerifierKey, open_note};
 use crate::rollup::Rollup;
-use crate::settle::{SettlementInput, digest_order, select, settle, usage_digest};
+use crate::settle::{SettlementInput, digest_order, select, settle, sorted_digest};
 use crate::statement::Adjustment;
 use crate::time::{Instant, Period};
 use crate::transparency::{Signed, batch_message, hash_from_b64, read_leaf, statement_message};
 use crate::usage::{RecordProblem, UsageRecord, parse_json_line};
+use crate::usage_set::UsageSet;
 
 /// How many problems of single records are listed; the rest are counted in one last finding.
 pub const MAX_RECORD_FINDINGS: usize = 100;
@@ -778,7 +779,7 @@ impl Run {
 // ---------------------------------------------------------------------------------------------
 // 7. Batches.
 
-/// Sorts digests ascending (the order [`usage_digest`] hashes them in, which then finds them sorted).
+/// Sorts digests ascending (the order [`sorted_digest`] hashes them in, which then finds them sorted).
 fn sort_digests(digests: &mut [[u8; 32]]) {
     digests.sort_unstable_by(digest_order);
 }
@@ -879,7 +880,7 @@ fn read_batch_file(bytes: &[u8]) -> BatchFile {
     if unordered.is_some() {
         sort_digests(&mut digests);
     }
-    let digest = usage_digest(&mut digests);
+    let digest = sorted_digest(&mut digests);
     BatchFile { digests, unordered, digest }
 }
 
@@ -1206,21 +1207,14 @@ impl Run {
             (Some(agreement), Some(period)) => Some((agreement, period)),
             _ => None,
         };
-        let (rollup, mut counted) = self.records(&bundle.records, &PartContext { batches, aliases, settling });
+        let (rollup, counted) = self.records(&bundle.records, &PartContext { batches, aliases, settling });
 
         let (Some((agreement, period)), Some(value)) = (settling, statement.value.as_ref()) else { return };
         let Some(adjustments) = self.adjustments(value, agreement.currency()) else { return };
         let duplicates = value.get("inputs").and_then(|i| i.get("duplicates")).and_then(Value::as_u64).unwrap_or(0);
 
-        let input = SettlementInput {
-            agreement,
-            period,
-            rollup: &rollup,
-            duplicates,
-            usage_digest: usage_digest(&mut counted),
-            contributions,
-            adjustments,
-        };
+        let input =
+            SettlementInput { agreement, period, rollup: &rollup, duplicates, usage_digest: counted.digest(), contributions, adjustments };
         let recomputed = match settle(&input) {
             Ok(recomputed) => recomputed,
             Err(e) => {
@@ -1245,7 +1239,7 @@ impl Run {
     /// order: the findings (with their line numbers), the order across part boundaries, the
     /// rollups and the counted digests. The parts are cut at line ends every [`PART_BYTES`]
     /// bytes, whatever the machine, and the merged result does not depend on the cut.
-    fn records<'a>(&mut self, bytes: &'a [u8], cx: &PartContext<'a>) -> (Rollup, Vec<[u8; 32]>) {
+    fn records<'a>(&mut self, bytes: &'a [u8], cx: &PartContext<'a>) -> (Rollup, UsageSet) {
         let parts = split_parts(bytes);
         let outcomes: Vec<Option<PartOutcome<'a>>> = if parts.len() == 1 {
             parts.iter().map(|part| Some(read_part(part, cx))).collect()
@@ -1256,7 +1250,7 @@ impl Run {
             })
         };
         let mut rollup = Rollup::new();
-        let mut counted_runs: Vec<Vec<[u8; 32]>> = Vec::with_capacity(outcomes.len());
+        let mut counted = UsageSet::new();
         let mut lines_before = 0u64;
         let mut last: Option<RecordKey<'a>> = None;
         for outcome in outcomes {
@@ -1289,7 +1283,7 @@ impl Run {
             if let Err(e) = rollup.merge(&outcome.rollup) {
                 self.find("records.jsonl", "sums that fit", e.to_string());
             }
-            counted_runs.push(outcome.counted);
+            counted.union(&outcome.counted);
             lines_before += outcome.lines;
             if outcome.last.is_some() {
                 last = outcome.last;
@@ -1303,8 +1297,7 @@ impl Run {
                 format!("{more} more problems, not listed (the first {MAX_RECORD_FINDINGS} are)"),
             );
         }
-        // Each part sorted its own digests: merge the runs.
-        (rollup, merge_runs(&counted_runs.iter().map(Vec::as_slice).collect::<Vec<_>>()))
+        (rollup, counted)
     }
 }
 
@@ -1347,8 +1340,8 @@ struct PartOutcome<'a> {
     /// Every problem, listed or not.
     problems: usize,
     rollup: Rollup,
-    /// SHA-256 digests of the counted records' canonical forms (with the licensed model), sorted.
-    counted: Vec<[u8; 32]>,
+    /// The usage set of the counted records (their canonical forms with the licensed model).
+    counted: UsageSet,
     /// The first record that parsed: its line and (host, id).
     first: Option<(u64, RecordKey<'a>)>,
     /// The last record that parsed: (host, id).
@@ -1396,14 +1389,13 @@ fn read_part<'a>(bytes: &'a [u8], cx: &PartContext<'a>) -> PartOutcome<'a> {
             findings: Vec::new(),
             problems: 0,
             rollup: Rollup::new(),
-            counted: Vec::with_capacity(expected_records),
+            counted: UsageSet::new(),
             first: None,
             last: None,
         },
         sent: Vec::with_capacity(expected_records),
         canonical_form: Vec::with_capacity(512),
         host_aliases: None,
-        all_counted_as_sent: true,
     };
     match std::str::from_utf8(bytes) {
         // The usual case: the whole part is text, read record after record.
@@ -1438,8 +1430,6 @@ struct PartReader<'a, 'c> {
     canonical_form: Vec<u8>,
     /// The aliases of the current host (records come sorted by host).
     host_aliases: Option<(Cow<'a, str>, Option<&'a ModelAliases>)>,
-    /// Whether every record so far was counted with its digest as sent (no alias applied).
-    all_counted_as_sent: bool,
 }
 
 impl<'a> PartReader<'a, '_> {
@@ -1481,7 +1471,6 @@ impl<'a> PartReader<'a, '_> {
             if let Some(licensed) = self.host_aliases.as_ref().and_then(|(_, map)| map.and_then(|m| m.get(record.model.as_ref()))) {
                 record.model = Cow::Borrowed(licensed.as_str());
                 mapped = true;
-                self.all_counted_as_sent = false;
             }
         }
         if let Some((agreement, period)) = self.cx.settling {
@@ -1501,7 +1490,7 @@ impl<'a> PartReader<'a, '_> {
                         out.problem(line, "sums that fit".to_owned(), e.to_string());
                     }
                     // The statement's usage digest is over the records as counted: with the licensed model.
-                    out.counted.push(if mapped {
+                    out.counted.insert(&if mapped {
                         self.canonical_form.clear();
                         record.write_canonical(&mut self.canonical_form);
                         Sha256::digest(&self.canonical_form).into()
@@ -1518,17 +1507,10 @@ impl<'a> PartReader<'a, '_> {
         out.last = Some(key);
     }
 
-    /// Sorts the counted digests and reports the records in no batch.
+    /// Reports the records in no batch.
     fn finish(mut self) -> PartOutcome<'a> {
         let out = &mut self.out;
         self.sent.sort_unstable_by(|a, b| digest_order(&a.0, &b.0));
-        if self.all_counted_as_sent && out.counted.len() == self.sent.len() {
-            // Every record was counted as sent: the counted digests are the sent ones, sorted.
-            out.counted.clear();
-            out.counted.extend(self.sent.iter().map(|(digest, _)| *digest));
-        } else {
-            sort_digests(&mut out.counted);
-        }
         let mut missing = self.cx.batches.missing(&self.sent);
         if !missing.is_empty() {
             missing.sort_unstable_by_key(|(_, line)| *line);

@@ -156,6 +156,15 @@ impl Decimal {
         Decimal::parse(&value.to_string())
     }
 
+    /// The decimal `mantissa × 10^-scale` as [`Decimal::mantissa`] and [`Decimal::scale`] give
+    /// it: `None` unless it is normalised (no trailing fractional zero; zero has scale 0) and
+    /// within 28 digits and places. For values read back from storage.
+    pub fn from_parts(mantissa: u128, scale: u8) -> Option<Decimal> {
+        let normalised = if mantissa == 0 { scale == 0 } else { scale == 0 || !mantissa.is_multiple_of(10) };
+        let fits = u32::from(scale) <= MAX_DIGITS && mantissa < 10u128.pow(MAX_DIGITS);
+        (normalised && fits).then_some(Decimal { mantissa, scale })
+    }
+
     /// The digits, as an integer; the value is `mantissa() × 10^-scale()`.
     pub fn mantissa(&self) -> u128 {
         self.mantissa
@@ -230,6 +239,17 @@ impl fmt::Display for Decimal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn from_parts_takes_only_normalised_values() {
+        assert_eq!(Decimal::from_parts(15, 1), Decimal::parse("1.5").ok());
+        assert_eq!(Decimal::from_parts(0, 0), Some(Decimal::ZERO));
+        assert_eq!(Decimal::from_parts(150, 2), None, "1.50 is written 1.5");
+        assert_eq!(Decimal::from_parts(0, 3), None, "zero has scale 0");
+        assert_eq!(Decimal::from_parts(1, 29), None, "at most 28 places");
+        assert_eq!(Decimal::from_parts(10u128.pow(28), 0), None, "at most 28 digits");
+        assert_eq!(Decimal::from_parts(10u128.pow(28) - 1, 0).map(|d| d.mantissa()), Some(10u128.pow(28) - 1));
+    }
 
     fn p(s: &str) -> String {
         Decimal::parse(s).map(|d| d.to_string()).unwrap_or_else(|e| e.to_string())

@@ -131,23 +131,14 @@ impl DedupIndex {
     pub fn offer_hashed(&mut self, hash: u64, host: &str, id: &str, fingerprint: [u8; 16], location: u64) -> Seen {
         let hash = hash.max(1);
         self.grow_to(self.len + 1);
-        let mask = self.slots.len() - 1;
-        let mut i = bucket(hash, mask);
-        loop {
-            let slot = self.slots[i];
-            if slot.hash == 0 {
-                break;
+        let i = match self.probe(hash, host, id) {
+            Ok(at) => {
+                let first = stored_location(&self.arena, at);
+                let same = self.arena.get(at..at + 16) == Some(&fingerprint[..]);
+                return if same { Seen::Duplicate { first } } else { Seen::Conflict { first } };
             }
-            if slot.hash == hash {
-                let (stored_host, stored_id) = stored_key(&self.arena, slot.at);
-                if stored_host == host.as_bytes() && stored_id == id.as_bytes() {
-                    let first = stored_location(&self.arena, slot.at);
-                    let same = self.arena.get(slot.at..slot.at + 16) == Some(&fingerprint[..]);
-                    return if same { Seen::Duplicate { first } } else { Seen::Conflict { first } };
-                }
-            }
-            i = (i + 1) & mask;
-        }
+            Err(empty) => empty,
+        };
         self.slots[i] = Slot { hash, at: self.arena.len() };
         self.len += 1;
         // Ids are at most 128 bytes and hosts 63, so the length fits a byte.
@@ -159,6 +150,37 @@ impl DedupIndex {
         self.arena.push(0xff);
         self.arena.extend_from_slice(id.as_bytes());
         Seen::New
+    }
+
+    /// The fingerprint and first location of a key, without offering it.
+    pub fn get(&self, host: &str, id: &str) -> Option<([u8; 16], u64)> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let at = self.probe(self.hash_key(host, id).max(1), host, id).ok()?;
+        let mut fingerprint = [0u8; 16];
+        fingerprint.copy_from_slice(self.arena.get(at..at + 16)?);
+        Some((fingerprint, stored_location(&self.arena, at)))
+    }
+
+    /// Where a key's entry starts in the arena (`Ok`), or the empty slot it would take (`Err`).
+    /// The table must have a slot (it is never full: at most 5/8 of it is used).
+    fn probe(&self, hash: u64, host: &str, id: &str) -> Result<usize, usize> {
+        let mask = self.slots.len() - 1;
+        let mut i = bucket(hash, mask);
+        loop {
+            let slot = self.slots[i];
+            if slot.hash == 0 {
+                return Err(i);
+            }
+            if slot.hash == hash {
+                let (stored_host, stored_id) = stored_key(&self.arena, slot.at);
+                if stored_host == host.as_bytes() && stored_id == id.as_bytes() {
+                    return Ok(slot.at);
+                }
+            }
+            i = (i + 1) & mask;
+        }
     }
 }
 
@@ -199,6 +221,7 @@ mod tests {
     #[test]
     fn duplicates_and_conflicts() {
         let mut index = DedupIndex::new(7);
+        assert_eq!(index.get("h1", "a"), None, "an empty index finds nothing");
         // Warming reads only, and an empty table has nothing to read.
         index.warm([0, 1, u64::MAX].into_iter());
         assert_eq!(index.offer("h1", "a", [1; 16], 1), Seen::New);
@@ -226,7 +249,9 @@ mod tests {
             let mut model: std::collections::HashMap<(u8, u16), ([u8; 16], u64)> = std::collections::HashMap::new();
             for (location, (host, id, content)) in (0u64..).zip(offers) {
                 let fingerprint = [content; 16];
-                let got = index.offer(&format!("h{host}"), &format!("r{id}"), fingerprint, location);
+                let (h, r) = (format!("h{host}"), format!("r{id}"));
+                proptest::prop_assert_eq!(index.get(&h, &r), model.get(&(host, id)).copied());
+                let got = index.offer(&h, &r, fingerprint, location);
                 let want = match model.get(&(host, id)) {
                     None => {
                         model.insert((host, id), (fingerprint, location));

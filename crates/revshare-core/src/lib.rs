@@ -44,3 +44,4 @@ pub mod statement;
 pub mod time;
 pub mod transparency;
 pub mod usage;
+pub mod usage_set;

@@ -23,6 +23,7 @@ use crate::rollup::{GroupSums, Rollup, RollupOverflow};
 use crate::statement::{Adjustment, Inputs, Line, Statement, TierRow, Tiers, Totals};
 use crate::time::{Instant, Period};
 use crate::usage::UsageRecord;
+use crate::usage_set::UsageSet;
 
 /// Places shown for informational rates and fractions.
 const INFO_PLACES: u32 = 10;
@@ -36,7 +37,7 @@ pub struct SettlementInput<'a> {
     pub rollup: &'a Rollup,
     /// Ignored resends of selected records.
     pub duplicates: u64,
-    /// From [`usage_digest`] over the selected records.
+    /// [`UsageSet::digest`] of the selected records.
     pub usage_digest: String,
     pub contributions: &'a [Contribution],
     pub adjustments: Vec<Adjustment>,
@@ -78,9 +79,11 @@ pub fn select(agreement: &Agreement, period: Period, record: &UsageRecord<'_>) -
         .then(|| agreement.exclusive_scope(&record.model, &record.use_case, &record.region, record.time))
 }
 
-/// The usage digest: SHA-256 over the concatenated SHA-256 digests of the selected records'
-/// canonical forms, sorted ascending — so it does not depend on the order records came in.
-pub fn usage_digest(record_digests: &mut [[u8; 32]]) -> String {
+/// The digest of a batch of records (what a host signs and a batch leaf names): SHA-256 over
+/// their concatenated SHA-256 digests, sorted ascending, so it does not depend on their order.
+/// A statement's `usage_digest` is [`UsageSet::digest`] instead, which the store keeps current as
+/// records arrive.
+pub fn sorted_digest(record_digests: &mut [[u8; 32]]) -> String {
     record_digests.sort_unstable_by(digest_order);
     let mut hasher = Sha256::new();
     for d in record_digests.iter() {
@@ -133,7 +136,7 @@ pub fn settle_records(
 ) -> Result<Statement, SettleError> {
     let mut index = crate::dedup::DedupIndex::new(0);
     let mut rollup = Rollup::new();
-    let mut digests = Vec::new();
+    let mut counted = UsageSet::new();
     let mut duplicates = 0;
     for (location, record) in (0u64..).zip(records) {
         let scope = select(agreement, period, record);
@@ -149,7 +152,7 @@ pub fn settle_records(
                         });
                     }
                     rollup.add(record, scope)?;
-                    digests.push(record.digest());
+                    counted.insert(&record.digest());
                 }
             }
             crate::dedup::Seen::Duplicate { .. } => duplicates += u64::from(scope.is_some()),
@@ -158,15 +161,7 @@ pub fn settle_records(
             }
         }
     }
-    settle(&SettlementInput {
-        agreement,
-        period,
-        rollup: &rollup,
-        duplicates,
-        usage_digest: usage_digest(&mut digests),
-        contributions,
-        adjustments,
-    })
+    settle(&SettlementInput { agreement, period, rollup: &rollup, duplicates, usage_digest: counted.digest(), contributions, adjustments })
 }
 
 /// Every contribution must be of a kind the agreement lists and by one of its two parties.

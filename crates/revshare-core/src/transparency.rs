@@ -57,7 +57,7 @@ impl Signed {
     }
 }
 
-/// What a host signs for a usage batch: its digest ([`crate::settle::usage_digest`] over the
+/// What a host signs for a usage batch: its digest ([`crate::settle::sorted_digest`] over the
 /// SHA-256 digests of the distinct records as sent).
 pub fn batch_message(digest: &str) -> Vec<u8> {
     format!("revshare usage batch v1\n{digest}\n").into_bytes()

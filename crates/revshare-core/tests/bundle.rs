@@ -7,7 +7,7 @@ use revshare_core::bundle::{Bundle, Finding, Report, VerifyOptions, verify};
 use revshare_core::contribution::{Contribution, parse_contribution_line};
 use revshare_core::merkle::{self, Hash, MemoryCells, leaf_hash};
 use revshare_core::note::{Checkpoint, SignerKey, VerifierKey, sign_note};
-use revshare_core::settle::{settle_records, usage_digest};
+use revshare_core::settle::{settle_records, sorted_digest};
 use revshare_core::statement::{Adjustment, Statement};
 use revshare_core::time::Period;
 use revshare_core::transparency::{self, Signed, b64, batch_message, statement_message};
@@ -130,7 +130,7 @@ fn batch(records: &[&UsageRecord<'_>]) -> (String, u64, Vec<u8>) {
     let mut digests: Vec<[u8; 32]> = records.iter().map(|r| r.digest()).collect();
     digests.sort_unstable();
     digests.dedup();
-    let digest = usage_digest(&mut digests);
+    let digest = sorted_digest(&mut digests);
     (digest, u64::try_from(digests.len()).unwrap(), digests.concat())
 }
 

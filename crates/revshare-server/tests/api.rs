@@ -11,7 +11,7 @@ use revshare_core::ids::{AgreementId, ModelId, PartyId};
 use revshare_core::ledger::JournalEntry;
 use revshare_core::merkle::{self, Hash};
 use revshare_core::note::{Checkpoint, SignerKey, open_note};
-use revshare_core::settle::{SettlementInput, settle, usage_digest};
+use revshare_core::settle::{SettlementInput, settle};
 use revshare_core::time::{Instant, Period};
 use revshare_core::transparency::{Signed, batch_message, from_b64, receipt_message};
 use revshare_core::usage::{UsageRecord, parse_json_line};
@@ -324,13 +324,13 @@ fn close_october(store: &mut dyn Store) -> Vec<u8> {
     let id = agreement_id();
     let agreement = store.agreement(&id, None).expect("the agreement");
     let (rollup, duplicates) = store.rollup(&id, october()).expect("the rollup");
-    let mut digests = store.record_digests(&id, october()).expect("the digests");
+    let usage_set = store.usage_set(&id, october()).expect("the usage set");
     let statement = settle(&SettlementInput {
         agreement: &agreement,
         period: october(),
         rollup: &rollup,
         duplicates,
-        usage_digest: usage_digest(&mut digests),
+        usage_digest: usage_set.digest(),
         contributions: &[],
         adjustments: Vec::new(),
     })

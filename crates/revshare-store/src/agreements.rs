@@ -236,7 +236,7 @@ fn replace_records(sql: &mut impl Sql, licensor: &str, host: &str) -> Result<(),
             records::set_place(sql, &record, now.as_ref(), late)?;
         }
         if let Some(m) = &now {
-            deltas.record(m, &record)?;
+            deltas.record(m, &record, stored.row.digest())?;
             deltas.duplicates(m, &record, stored.resends)?;
         }
     }

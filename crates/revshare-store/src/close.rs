@@ -25,7 +25,7 @@ use revshare_core::ids::AgreementId;
 use revshare_core::ledger::{JournalEntry, LedgerError};
 use revshare_core::money::Currency;
 use revshare_core::note::SignerKey;
-use revshare_core::settle::{SettleError, SettlementInput, settle, usage_digest};
+use revshare_core::settle::{SettleError, SettlementInput, settle};
 use revshare_core::statement::{Adjustment, Statement};
 use revshare_core::time::{Instant, Period};
 use revshare_core::transparency::{Signed, statement_message};
@@ -67,16 +67,9 @@ pub fn settle_stored<S: Store + ?Sized>(
     adjustments: Vec<Adjustment>,
 ) -> Result<Statement, CloseError> {
     let (rollup, duplicates) = store.rollup(agreement.id(), period)?;
-    let mut digests = store.record_digests(agreement.id(), period)?;
-    let input = SettlementInput {
-        agreement,
-        period,
-        rollup: &rollup,
-        duplicates,
-        usage_digest: usage_digest(&mut digests),
-        contributions,
-        adjustments,
-    };
+    let usage_set = store.usage_set(agreement.id(), period)?;
+    let input =
+        SettlementInput { agreement, period, rollup: &rollup, duplicates, usage_digest: usage_set.digest(), contributions, adjustments };
     Ok(settle(&input)?)
 }
 

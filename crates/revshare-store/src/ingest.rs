@@ -26,7 +26,7 @@ use std::collections::HashMap;
 
 use revshare_core::agreement::Agreement;
 use revshare_core::note::VerifierKey;
-use revshare_core::settle::usage_digest;
+use revshare_core::settle::sorted_digest;
 use revshare_core::transparency::{Signed, batch_leaf, batch_message};
 use revshare_core::usage::UsageRecord;
 
@@ -101,7 +101,7 @@ pub struct IngestReport {
 pub struct LoggedBatch {
     /// Its leaf index.
     pub leaf: u64,
-    /// `usage_digest` over the distinct SHA-256 digests of its records as sent.
+    /// [`sorted_digest`] over the distinct SHA-256 digests of its records as sent.
     pub digest: String,
     /// Its distinct records.
     pub records: u64,
@@ -198,13 +198,13 @@ impl Lookups {
     }
 }
 
-/// The digest of a batch of records as sent: [`usage_digest`] over their distinct SHA-256
+/// The digest of a batch of records as sent: [`sorted_digest`] over their distinct SHA-256
 /// digests — what a host signs ([`batch_message`]) and the log's batch leaf names.
 pub fn batch_digest(records: &[UsageRecord<'_>]) -> String {
     let mut digests: Vec<[u8; 32]> = records.iter().map(UsageRecord::digest).collect();
     digests.sort_unstable();
     digests.dedup();
-    usage_digest(&mut digests)
+    sorted_digest(&mut digests)
 }
 
 /// A signed batch must be one host's, whole (atomic), and signed by a key registered for that
@@ -311,7 +311,7 @@ pub(crate) fn ingest(
             report.unmatched += u64::from(placed.at.is_none());
             report.late += u64::from(placed.late);
             if let Some(at) = &placed.at {
-                deltas.record(at, settled)?;
+                deltas.record(at, settled, row.digest())?;
             }
             continue;
         }
@@ -374,7 +374,7 @@ fn log_batch(
     if digests.is_empty() {
         return Ok(None);
     }
-    let digest = usage_digest(&mut digests);
+    let digest = sorted_digest(&mut digests);
     hosts.sort_unstable();
     hosts.dedup();
     let records = u64::try_from(digests.len()).unwrap_or(u64::MAX);

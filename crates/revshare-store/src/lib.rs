@@ -6,7 +6,7 @@
 //! records maintained at ingest so that settling a month reads O(groups) rows, finalised
 //! statements, and the double-entry journal that statements and payments post. It decides nothing
 //! about money: settlement is the core's (`revshare_core::settle`), fed from [`Store::rollup`]
-//! and [`Store::record_digests`], and gives the same statement as settling the same records in
+//! and [`Store::usage_set`], and gives the same statement as settling the same records in
 //! memory (the conformance suite holds the stores to that); entries are built by the core's
 //! ledger (`revshare_core::ledger`) and only checked and kept here.
 //!
@@ -68,6 +68,7 @@ use revshare_core::rollup::Rollup;
 use revshare_core::time::{Instant, Period};
 use revshare_core::transparency::Signed;
 use revshare_core::usage::UsageRecord;
+use revshare_core::usage_set::UsageSet;
 
 pub use disputes::StoredDispute;
 pub use error::StoreError;
@@ -115,8 +116,9 @@ pub trait Store {
 
     /// The rollup of an agreement's month, and the identical resends acknowledged for its records.
     fn rollup(&mut self, agreement: &AgreementId, period: Period) -> Result<(Rollup, u64), StoreError>;
-    /// The SHA-256 digests of the records of an agreement's month, sorted (for `usage_digest`).
-    fn record_digests(&mut self, agreement: &AgreementId, period: Period) -> Result<Vec<[u8; 32]>, StoreError>;
+    /// The usage set of the records of an agreement's month (its digest is the statement's
+    /// `usage_digest`), kept current at ingest.
+    fn usage_set(&mut self, agreement: &AgreementId, period: Period) -> Result<UsageSet, StoreError>;
     /// The records of an agreement's month as stored (model resolved), by host and id.
     fn records(&mut self, agreement: &AgreementId, period: Period) -> Result<Vec<UsageRecord<'static>>, StoreError>;
 
@@ -300,10 +302,10 @@ impl<B: Backend> Store for B {
         })
     }
 
-    fn record_digests(&mut self, agreement: &AgreementId, period: Period) -> Result<Vec<[u8; 32]>, StoreError> {
+    fn usage_set(&mut self, agreement: &AgreementId, period: Period) -> Result<UsageSet, StoreError> {
         transaction(self, Access::Read, |sql| {
             agreements::require(sql, agreement.as_str(), None)?;
-            records::digests_of_period(sql, agreement.as_str(), &period.to_string())
+            rollups::usage_set(sql, agreement.as_str(), &period.to_string())
         })
     }
 

@@ -148,6 +148,11 @@ impl<'a> RecordRow<'a> {
         })
     }
 
+    /// The SHA-256 digest of the stored (resolved) record.
+    pub fn digest(&self) -> &[u8; 32] {
+        &self.digest
+    }
+
     /// The SHA-256 digest of the record as its host sent it (`sent`, with the host's model id):
     /// the row's own digest when the host used the licensed id.
     pub fn sent_digest(&self, sent: &UsageRecord<'_>) -> [u8; 32] {
@@ -412,24 +417,6 @@ pub(crate) fn of_period(sql: &mut impl Sql, agreement_id: &str, month: &str) -> 
         RecordRow::read,
     )?;
     rows.iter().map(RecordRow::to_record).collect()
-}
-
-/// The digests of an agreement's month, sorted ascending (the order `usage_digest` hashes them in).
-pub(crate) fn digests_of_period(sql: &mut impl Sql, agreement_id: &str, month: &str) -> Result<Vec<[u8; 32]>, StoreError> {
-    let mut digests = rows(
-        sql,
-        "SELECT digest FROM records WHERE agreement_id = $1 AND month = $2",
-        &[Param::Text(agreement_id), Param::Text(month)],
-        |row| {
-            let bytes = row.bytes(0)?;
-            <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| StoreError::Corrupt {
-                what: format!("record of agreement {agreement_id} in {month}"),
-                detail: format!("its digest has {} bytes, not 32", bytes.len()),
-            })
-        },
-    )?;
-    digests.sort_unstable();
-    Ok(digests)
 }
 
 /// A stored record as its host sent it.

@@ -18,11 +18,17 @@
 //!
 //! The exclusivity scope column is the index of the agreement's `[[exclusivity]]` entry, `-1`
 //! for none (a primary key column cannot be NULL in PostgreSQL).
+//!
+//! Beside the sums, `usage_sets` holds one row per (agreement, month): the lattice-hash state
+//! ([`UsageSet`], 2,048 bytes) of the distinct records rolled up there, which is what the
+//! statement's `usage_digest` is taken from. A batch adds its new records' digests to it once,
+//! so a close reads one row for the digest, as it reads O(groups) rows for the sums.
 
 use std::collections::BTreeMap;
 
 use revshare_core::rollup::{GroupKey, GroupSums, Rollup, RollupOverflow, SCALES};
 use revshare_core::usage::UsageRecord;
+use revshare_core::usage_set::UsageSet;
 
 use crate::agreements::Match;
 use crate::error::StoreError;
@@ -102,9 +108,13 @@ impl Sums {
     }
 }
 
-/// Changes to rollups, gathered in memory and written once per group.
+/// Changes to rollups, gathered in memory and written once per group, and to the usage sets,
+/// written once per (agreement, month).
 #[derive(Default)]
-pub(crate) struct Deltas(BTreeMap<RollupKey, Sums>);
+pub(crate) struct Deltas {
+    sums: BTreeMap<RollupKey, Sums>,
+    sets: BTreeMap<(String, String), UsageSet>,
+}
 
 impl Deltas {
     fn add(&mut self, placed: &Match, record: &UsageRecord<'_>, sums: &Sums) -> Result<(), StoreError> {
@@ -117,11 +127,13 @@ impl Deltas {
             scope: scope_column(placed.scope),
             scale: i64::from(record.revenue.scale()),
         };
-        Ok(self.0.entry(key).or_default().merge(sums)?)
+        Ok(self.sums.entry(key).or_default().merge(sums)?)
     }
 
-    /// One more distinct record (with its model resolved) in its place.
-    pub fn record(&mut self, placed: &Match, record: &UsageRecord<'_>) -> Result<(), StoreError> {
+    /// One more distinct record (with its model resolved) in its place; `digest` is its SHA-256
+    /// ([`UsageRecord::digest`], which the caller has at hand).
+    pub fn record(&mut self, placed: &Match, record: &UsageRecord<'_>, digest: &[u8; 32]) -> Result<(), StoreError> {
+        self.sets.entry((placed.agreement_id.clone(), placed.month.clone())).or_default().insert(digest);
         let sums = Sums {
             records: 1,
             duplicates: 0,
@@ -141,9 +153,18 @@ impl Deltas {
         self.add(placed, record, &Sums { duplicates: count, ..Sums::default() })
     }
 
-    /// Adds the changes to the stored rollups.
+    /// Adds the changes to the stored rollups and usage sets.
     pub fn write(self, sql: &mut impl Sql) -> Result<(), StoreError> {
-        for (key, delta) in self.0 {
+        for ((agreement_id, month), delta) in self.sets {
+            let mut set = usage_set(sql, &agreement_id, &month)?;
+            set.union(&delta);
+            sql.execute(
+                "INSERT INTO usage_sets (agreement_id, month, state) VALUES ($1, $2, $3) \
+                 ON CONFLICT (agreement_id, month) DO UPDATE SET state = excluded.state",
+                &[Param::Text(&agreement_id), Param::Text(&month), Param::Bytes(&set.to_bytes())],
+            )?;
+        }
+        for (key, delta) in self.sums {
             let what = || format!("rollup of agreement {} in {}", key.agreement_id, key.month);
             let stored = first(
                 sql,
@@ -201,10 +222,43 @@ fn put(sql: &mut impl Sql, key: &RollupKey, sums: &Sums) -> Result<(), StoreErro
     Ok(())
 }
 
-/// Forgets an agreement's rollups (before they are rebuilt from its records).
+/// Forgets an agreement's rollups and usage sets (before they are rebuilt from its records).
 pub(crate) fn delete(sql: &mut impl Sql, agreement_id: &str) -> Result<(), StoreError> {
     sql.execute("DELETE FROM rollups WHERE agreement_id = $1", &[Param::Text(agreement_id)])?;
+    sql.execute("DELETE FROM usage_sets WHERE agreement_id = $1", &[Param::Text(agreement_id)])?;
     Ok(())
+}
+
+/// The usage set of an agreement's month (empty when it has no records).
+pub(crate) fn usage_set(sql: &mut impl Sql, agreement_id: &str, month: &str) -> Result<UsageSet, StoreError> {
+    let state = first(
+        sql,
+        "SELECT state FROM usage_sets WHERE agreement_id = $1 AND month = $2",
+        &[Param::Text(agreement_id), Param::Text(month)],
+        |row| row.bytes(0),
+    )?;
+    match state {
+        None => Ok(UsageSet::new()),
+        Some(bytes) => UsageSet::from_bytes(&bytes).ok_or_else(|| StoreError::Corrupt {
+            what: format!("usage set of agreement {agreement_id} in {month}"),
+            detail: format!("its state has {} bytes, not {}", bytes.len(), revshare_core::usage_set::STATE_BYTES),
+        }),
+    }
+}
+
+/// Fills `usage_sets` from the stored records (schema version 7, which added it).
+pub(crate) fn fill_usage_sets(sql: &mut impl Sql) -> Result<(), StoreError> {
+    let mut deltas = Deltas::default();
+    sql.query("SELECT agreement_id, month, digest FROM records WHERE agreement_id IS NOT NULL AND month IS NOT NULL", &[], &mut |row| {
+        let (agreement_id, month, bytes) = (row.text(0)?, row.text(1)?, row.bytes(2)?);
+        let digest = <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| StoreError::Corrupt {
+            what: format!("a record of agreement {agreement_id} in {month}"),
+            detail: format!("its digest has {} bytes, not 32", bytes.len()),
+        })?;
+        deltas.sets.entry((agreement_id, month)).or_default().insert(&digest);
+        Ok(())
+    })?;
+    deltas.write(sql)
 }
 
 /// The rollup of an agreement's month, and the resends acknowledged for its records.

@@ -41,6 +41,10 @@
 //! when, why, amount in minor units, evidence as a JSON array, its log leaf); a dispute's state is
 //! its last transition. Statements gain `finalised_secs`, when they were finalised, which a
 //! dispute window runs from (empty for statements finalised before version 6).
+//!
+//! Version 7 adds `usage_sets` (see [`crate::rollups`]): per agreement and month, the lattice-hash
+//! state of its records that a statement's `usage_digest` is taken from, computed from the stored
+//! records when the migration is applied (SQL cannot compute it), and kept current at ingest.
 
 use crate::error::StoreError;
 use crate::sql::{Access, Backend, Dialect, Param, Sql, first};
@@ -301,6 +305,14 @@ BEGIN SELECT RAISE(ABORT, 'a dispute transition is never changed'); END;
 CREATE TRIGGER dispute_transitions_are_kept_d BEFORE DELETE ON dispute_transitions
 BEGIN SELECT RAISE(ABORT, 'a dispute transition is never deleted'); END;
 "#,
+    r#"
+CREATE TABLE usage_sets (
+    agreement_id TEXT NOT NULL,
+    month TEXT NOT NULL,
+    state BLOB NOT NULL CHECK (length(state) = 2048),
+    PRIMARY KEY (agreement_id, month)
+) STRICT;
+"#,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -546,7 +558,18 @@ FOR EACH ROW EXECUTE FUNCTION revshare_refuse('a dispute is never changed or del
 CREATE TRIGGER dispute_transitions_are_kept BEFORE UPDATE OR DELETE ON dispute_transitions
 FOR EACH ROW EXECUTE FUNCTION revshare_refuse('a dispute transition is never changed or deleted');
 "#,
+    r#"
+CREATE TABLE usage_sets (
+    agreement_id TEXT NOT NULL,
+    month TEXT NOT NULL,
+    state BYTEA NOT NULL CHECK (length(state) = 2048),
+    PRIMARY KEY (agreement_id, month)
+);
+"#,
 ];
+
+/// The version that added `usage_sets`, which is filled from the stored records when it is applied.
+const USAGE_SETS: i64 = 7;
 
 fn migrations(dialect: Dialect) -> &'static [&'static str] {
     match dialect {
@@ -572,6 +595,9 @@ pub(crate) fn migrate<B: Backend>(backend: &mut B) -> Result<i64, StoreError> {
     }
     for (version, script) in (1..).zip(all).skip_while(|(v, _)| *v <= found) {
         sql.batch(script)?;
+        if version == USAGE_SETS {
+            crate::rollups::fill_usage_sets(&mut sql)?;
+        }
         sql.execute("INSERT INTO schema_version (version) VALUES ($1)", &[Param::Int(version)])?;
     }
     sql.commit()?;

@@ -11,7 +11,7 @@ use revshare_core::ledger::{Balances, JournalEntry, LedgerError, Party as Ledger
 use revshare_core::merkle::{self, MemoryCells};
 use revshare_core::money::Currency;
 use revshare_core::note::SignerKey;
-use revshare_core::settle::{SettlementInput, settle, settle_records, usage_digest};
+use revshare_core::settle::{SettlementInput, settle, settle_records, sorted_digest};
 use revshare_core::statement::Statement;
 use revshare_core::time::{Instant, Period};
 use revshare_core::transparency::{self, Signed};
@@ -210,13 +210,13 @@ fn settle_from_store(store: &mut dyn Store, id: &str, period: Period, contributi
 fn settle_statement(store: &mut dyn Store, id: &str, period: Period, contributions: &[Contribution]) -> Statement {
     let agreement = store.agreement(&aid(id), None).expect("the agreement");
     let (rollup, duplicates) = store.rollup(&aid(id), period).expect("the rollup");
-    let mut digests = store.record_digests(&aid(id), period).expect("the digests");
+    let usage_set = store.usage_set(&aid(id), period).expect("the usage set");
     settle(&SettlementInput {
         agreement: &agreement,
         period,
         rollup: &rollup,
         duplicates,
-        usage_digest: usage_digest(&mut digests),
+        usage_digest: usage_set.digest(),
         contributions,
         adjustments: Vec::new(),
     })
@@ -245,14 +245,14 @@ fn text(bytes: &[u8]) -> String {
 
 fn migrations_are_idempotent(db: &dyn TestDb) {
     let mut store = db.open();
-    assert_eq!(store.schema_version().expect("version"), 6);
+    assert_eq!(store.schema_version().expect("version"), 7);
     store.add_party(&party("meridian", Role::Licensor)).expect("add a party");
     drop(store);
     let mut again = db.open();
-    assert_eq!(again.schema_version().expect("version"), 6, "opening again applies nothing twice");
+    assert_eq!(again.schema_version().expect("version"), 7, "opening again applies nothing twice");
     assert_eq!(again.party(&pid("meridian")).expect("read"), Some(party("meridian", Role::Licensor)), "data survives reopening");
     let mut third = db.open();
-    assert_eq!(third.schema_version().expect("version"), 6);
+    assert_eq!(third.schema_version().expect("version"), 7);
 }
 
 fn parties_register_once(db: &dyn TestDb) {
@@ -568,7 +568,7 @@ fn conflicts_leave_the_stored_record_untouched(db: &dyn TestDb) {
     register_example(store);
     let original = record("c1", "m-70b", "search", "eu", "2026-10-20T10:00:00Z", "100");
     store.ingest(std::slice::from_ref(&original), IngestMode::Atomic, None).expect("ingest");
-    let digests_before = store.record_digests(&aid("meridian-northwind"), month("2026-10")).expect("digests");
+    let set_before = store.usage_set(&aid("meridian-northwind"), month("2026-10")).expect("usage set");
 
     let changed = record("c1", "m-70b", "search", "eu", "2026-10-20T10:00:01Z", "100.01");
     let report = store.ingest(std::slice::from_ref(&changed), IngestMode::Partial, None).expect("ingest");
@@ -579,7 +579,7 @@ fn conflicts_leave_the_stored_record_untouched(db: &dyn TestDb) {
     assert!(reason.contains("time: stored 2026-10-20T10:00:00Z, sent 2026-10-20T10:00:01Z"), "{reason}");
 
     assert_eq!(store.records(&aid("meridian-northwind"), month("2026-10")).expect("records"), vec![original]);
-    assert_eq!(store.record_digests(&aid("meridian-northwind"), month("2026-10")).expect("digests"), digests_before);
+    assert_eq!(store.usage_set(&aid("meridian-northwind"), month("2026-10")).expect("usage set"), set_before);
     let (rollup, duplicates) = store.rollup(&aid("meridian-northwind"), month("2026-10")).expect("rollup");
     assert_eq!((rollup.records(), duplicates), (1, 0));
 }
@@ -1417,7 +1417,7 @@ fn events_are_logged(db: &dyn TestDb) {
     let (digest, mut digests) = store.usage_batch(logged.leaf).expect("the batch");
     assert_eq!(digest, logged.digest);
     assert!(digests.windows(2).all(|w| w[0] < w[1]), "the batch's digests are sorted and distinct");
-    assert_eq!(usage_digest(&mut digests), logged.digest);
+    assert_eq!(sorted_digest(&mut digests), logged.digest);
     assert_eq!(u64::try_from(digests.len()).expect("small"), logged.records);
 
     // A resend is logged as a batch of its own; a batch refused whole is not logged at all.
