@@ -2,8 +2,9 @@
 //!
 //! The files are first read once to validate every record, so a file with a bad line stores
 //! nothing (every problem is listed). Then they are read again and sent to the store in batches
-//! of `--batch-size` records; each batch is one transaction, and its acknowledgement is printed
-//! only after it is committed. A batch the store refuses (in atomic mode, any conflict or unknown
+//! of `--batch-size` records to a committing thread, which stores batch after batch while the
+//! next is read; each batch is one transaction, and its acknowledgement is printed only after it
+//! is committed. A batch the store refuses (in atomic mode, any conflict or unknown
 //! host or model) stores nothing and stops the run; batches acknowledged before stay stored, and
 //! running the same command again completes the ingestion exactly (resends are duplicates).
 
@@ -11,6 +12,8 @@ use revshare_core::note::SignerKey;
 use revshare_core::usage::{RecordProblem, UsageRecord};
 use revshare_store::{IngestMode, IngestReport, Store, StoreError};
 use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
 
 use crate::reading::{InputProblem, LINE_BITS, Piece, RecordSink, place};
 
@@ -26,31 +29,45 @@ impl RecordSink for Validate {
         Ok(())
     }
 
-    fn take_block(&mut self, _file: u64, _pieces: &[Piece<()>], _problems: &mut Vec<InputProblem>) -> u64 {
+    fn take_block(&mut self, _file: u64, _pieces: &mut [Piece<()>], _problems: &mut Vec<InputProblem>) -> u64 {
         0
     }
 }
 
-/// Sends records to the store in batches.
-pub struct Ingest<'a> {
-    /// Behind a mutex only so the sink can be shared with the parsing threads, which never use it.
-    store: std::sync::Mutex<&'a mut (dyn Store + Send)>,
-    pub mode: IngestMode,
-    pub batch_size: usize,
-    pub names: Vec<String>,
-    /// Records waiting for the next batch, and their locations.
+/// A batch on its way to the store: its records, and where each was read.
+pub struct Batch {
+    records: Vec<UsageRecord<'static>>,
+    locations: Vec<u64>,
+}
+
+/// Collects the records read into batches of `batch_size` and hands each to the [`Committer`],
+/// which commits on its own thread while the next batch is read. The hand-over holds one batch,
+/// so reading stays at most two batches ahead of the store.
+pub struct Ingest<'s> {
+    batch_size: usize,
     pending: Vec<UsageRecord<'static>>,
     locations: Vec<u64>,
-    pub totals: IngestReport,
-    pub batches: u64,
-    /// Set when a batch was refused or the store failed: nothing more is sent.
-    pub stopped: Option<StopReason>,
-    /// Signs each committed batch's checkpoint and receipt.
-    deployment: SignerKey,
-    /// The host's key, when batches are sent signed (`--sign`).
-    host_key: Option<SignerKey>,
-    /// Where each batch's receipt goes (`--receipts`), one JSON object a line.
-    receipts: Option<std::io::BufWriter<std::fs::File>>,
+    to_store: SyncSender<Batch>,
+    /// Set by the committer when it stops: nothing more is sent.
+    stopped: &'s AtomicBool,
+}
+
+impl<'s> Ingest<'s> {
+    pub fn new(batch_size: usize, to_store: SyncSender<Batch>, stopped: &'s AtomicBool) -> Ingest<'s> {
+        Ingest { batch_size: batch_size.max(1), pending: Vec::new(), locations: Vec::new(), to_store, stopped }
+    }
+
+    /// Hands the pending records over as one batch.
+    pub fn flush(&mut self) {
+        if self.pending.is_empty() || self.stopped.load(Ordering::Acquire) {
+            self.pending.clear();
+            self.locations.clear();
+            return;
+        }
+        let batch = Batch { records: std::mem::take(&mut self.pending), locations: std::mem::take(&mut self.locations) };
+        // A committer that has stopped no longer receives; what it stopped on is its report.
+        let _ = self.to_store.send(batch);
+    }
 }
 
 pub enum StopReason {
@@ -67,38 +84,65 @@ pub struct Signing {
     pub receipts: Option<std::fs::File>,
 }
 
-impl<'a> Ingest<'a> {
-    pub fn new(store: &'a mut (dyn Store + Send), mode: IngestMode, batch_size: usize, names: Vec<String>, signing: Signing) -> Ingest<'a> {
-        Ingest {
+/// Commits batches in the order read, one transaction each, and acknowledges each only after its
+/// commit. A batch the store refuses (in atomic mode, any conflict or unknown host or model)
+/// stores nothing and stops it; batches acknowledged before stay stored.
+pub struct Committer<'a> {
+    store: &'a mut (dyn Store + Send),
+    mode: IngestMode,
+    names: Vec<String>,
+    pub totals: IngestReport,
+    pub batches: u64,
+    /// Set when a batch was refused or the store failed: nothing more is committed.
+    pub stopped: Option<StopReason>,
+    /// Tells the reader to stop sending.
+    stop: &'a AtomicBool,
+    /// Signs each committed batch's checkpoint and receipt.
+    deployment: SignerKey,
+    /// The host's key, when batches are sent signed (`--sign`).
+    host_key: Option<SignerKey>,
+    /// Where each batch's receipt goes (`--receipts`), one JSON object a line.
+    receipts: Option<std::io::BufWriter<std::fs::File>>,
+}
+
+impl<'a> Committer<'a> {
+    pub fn new(
+        store: &'a mut (dyn Store + Send),
+        mode: IngestMode,
+        names: Vec<String>,
+        signing: Signing,
+        stop: &'a AtomicBool,
+    ) -> Committer<'a> {
+        Committer {
             deployment: signing.deployment,
             host_key: signing.host_key,
             receipts: signing.receipts.map(std::io::BufWriter::new),
-            store: std::sync::Mutex::new(store),
+            store,
             mode,
-            batch_size: batch_size.max(1),
             names,
-            pending: Vec::new(),
-            locations: Vec::new(),
             totals: IngestReport::default(),
             batches: 0,
             stopped: None,
+            stop,
         }
     }
 
-    /// Sends the pending records as one batch and acknowledges it once committed.
-    pub fn flush(&mut self) {
-        if self.pending.is_empty() || self.stopped.is_some() {
-            return;
+    /// Commits every batch received until the reader is done or a batch stops it.
+    pub fn run(mut self, batches: Receiver<Batch>) -> Committer<'a> {
+        for batch in batches {
+            self.commit(batch);
+            if self.stopped.is_some() {
+                self.stop.store(true, Ordering::Release);
+                break;
+            }
         }
-        let records = std::mem::take(&mut self.pending);
-        let locations = std::mem::take(&mut self.locations);
+        self
+    }
+
+    /// Sends one batch to the store and acknowledges it once committed.
+    fn commit(&mut self, Batch { records, locations }: Batch) {
         let signed = self.host_key.as_ref().map(|key| crate::log_cmds::sign_batch(key, &records));
-        let store: &mut (dyn Store + Send) = match self.store.get_mut() {
-            Ok(store) => &mut **store,
-            Err(poisoned) => &mut **poisoned.into_inner(),
-        };
-        let stored = store.ingest(&records, self.mode, signed.as_ref());
-        let report = match stored {
+        let report = match self.store.ingest(&records, self.mode, signed.as_ref()) {
             Ok(report) => report,
             Err(e) => {
                 self.stopped = Some(StopReason::Store(e));
@@ -120,7 +164,7 @@ impl<'a> Ingest<'a> {
             // The receipt, and the acknowledgement: only now, after the commit.
             let leaf = report.logged.as_ref().map(|b| format!(", log leaf {}", b.leaf)).unwrap_or_default();
             if let Some(batch) = &report.logged {
-                let receipt = revshare_store::receipts::receipt(store, &self.deployment, crate::log_cmds::now(), batch);
+                let receipt = revshare_store::receipts::receipt(self.store, &self.deployment, crate::log_cmds::now(), batch);
                 let written = match (receipt, self.receipts.as_mut()) {
                     (Ok(receipt), Some(out)) => writeln!(out, "{receipt}").and_then(|()| out.flush()).map_err(|e| e.to_string()),
                     (Ok(_), None) => Ok(()),
@@ -179,11 +223,11 @@ impl RecordSink for Ingest<'_> {
         Ok(())
     }
 
-    fn take_block(&mut self, file: u64, pieces: &[Piece<Self::Piece>], _problems: &mut Vec<InputProblem>) -> u64 {
+    fn take_block(&mut self, file: u64, pieces: &mut [Piece<Self::Piece>], _problems: &mut Vec<InputProblem>) -> u64 {
         let mut taken = 0;
         for piece in pieces {
-            for (line, record) in &piece.state {
-                self.pending.push(record.clone());
+            for (line, record) in piece.state.drain(..) {
+                self.pending.push(record);
                 self.locations.push(file << LINE_BITS | (piece.first_line + line));
                 taken += 1;
                 if self.pending.len() >= self.batch_size {

@@ -80,8 +80,9 @@ pub trait RecordSink: Sync {
     fn accept(&self, line: u64, record: UsageRecord<'_>, piece: &mut Self::Piece) -> Result<(), RecordProblem>;
 
     /// Takes a block's pieces in order, with the absolute number of each piece's first line and
-    /// the file's index. Returns the records taken and adds any problems.
-    fn take_block(&mut self, file: u64, pieces: &[Piece<Self::Piece>], problems: &mut Vec<InputProblem>) -> u64;
+    /// the file's index (it may move what they collected out). Returns the records taken and adds
+    /// any problems.
+    fn take_block(&mut self, file: u64, pieces: &mut [Piece<Self::Piece>], problems: &mut Vec<InputProblem>) -> u64;
 
     /// Called after the first block of a file whose size is known, to size what the sink keeps.
     fn first_block(&mut self, _records: u64, _block_bytes: usize, _file_bytes: u64) {}
@@ -305,7 +306,7 @@ impl<P: Default + Send + Sync> FileReader<'_, P> {
             }));
             next_line += piece.lines;
         }
-        let taken = sink.take_block(self.file_index, &pieces[..ranges.len()], problems);
+        let taken = sink.take_block(self.file_index, &mut pieces[..ranges.len()], problems);
         *self.pool = pieces;
         (next_line - first_line, taken)
     }
@@ -343,7 +344,7 @@ impl<P: Default + Send + Sync> FileReader<'_, P> {
                 self.accept(&*sink, line, event, parse_cloudevent(event), piece);
             }
             problems.append(&mut piece.problems);
-            records += sink.take_block(self.file_index, &pieces[..1], problems);
+            records += sink.take_block(self.file_index, &mut pieces[..1], problems);
             *self.pool = pieces;
             if let Err(e) = fed_result.and_then(|()| if eof { splitter.finish() } else { Ok(()) }) {
                 let at = e.offset.saturating_sub(base).min(buf.len());

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use revshare_core::ids::PartyId;
 use revshare_server::auth;
-use revshare_store::{PgStore, Role, SqliteStore, Store};
+use revshare_store::{PgStore, RecordIndex, Role, SqliteStore, Store};
 
 use crate::Failure;
 use crate::log_cmds::{deployment_key, now};
@@ -57,14 +57,16 @@ pub fn serve(args: &StoreArgs, options: &ServeOptions) -> Result<(), Failure> {
     // Fail now, with the CLI's messages, if there is no store or no key.
     open(args, false)?;
     let key = deployment_key(args)?;
+    // The server's connections share one index of the stored records, not one copy each.
+    let index = RecordIndex::shared();
     let opener: revshare_server::OpenStore = match &args.database {
         Some(url) => {
             let url = url.clone();
-            Arc::new(move || Ok(Box::new(PgStore::connect(&url).map_err(Box::new)?) as Box<dyn Store + Send>))
+            Arc::new(move || Ok(Box::new(PgStore::connect(&url).map_err(Box::new)?.with_index(index.clone())) as Box<dyn Store + Send>))
         }
         None => {
             let file = args.data.join(STORE_FILE);
-            Arc::new(move || Ok(Box::new(SqliteStore::open(&file).map_err(Box::new)?) as Box<dyn Store + Send>))
+            Arc::new(move || Ok(Box::new(SqliteStore::open(&file).map_err(Box::new)?.with_index(index.clone())) as Box<dyn Store + Send>))
         }
     };
     let config = revshare_server::Config {

@@ -221,7 +221,8 @@ impl RecordSink for SettleSink<'_> {
 
     /// Offers the block's records to the sharded index, each shard on its own core and in line
     /// order.
-    fn take_block(&mut self, file: u64, pieces: &[Piece<PieceOut>], _problems: &mut Vec<InputProblem>) -> u64 {
+    fn take_block(&mut self, file: u64, pieces: &mut [Piece<PieceOut>], _problems: &mut Vec<InputProblem>) -> u64 {
+        let pieces = &*pieces;
         let offered = pieces.iter().flat_map(|p| &p.state.keys).map(|k| u64::try_from(k.len()).unwrap_or(0)).sum();
         let names = &self.names;
         let file_name = names.get(usize::try_from(file).unwrap_or(usize::MAX)).cloned().unwrap_or_default();

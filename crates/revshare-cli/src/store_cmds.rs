@@ -6,6 +6,7 @@
 //! month being closed, so its entry carries it).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use revshare_core::ids::{AgreementId, ModelId, PartyId};
@@ -15,7 +16,7 @@ use revshare_store::close::{CloseError, close_month};
 use revshare_store::{IngestMode, Model, Party, PgStore, Role, SqliteStore, Store, StoreError};
 
 use crate::Failure;
-use crate::ingest_sink::{Ingest, Signing, StopReason, Validate};
+use crate::ingest_sink::{Committer, Ingest, Signing, StopReason, Validate};
 use crate::reading::{ReadError, display_names, read_files, report};
 use crate::settle_files::{load_contributions, progress_bar};
 
@@ -146,9 +147,19 @@ pub fn ingest(args: &StoreArgs, paths: &[PathBuf], partial: bool, batch_size: us
         host_key: signing.sign.map(crate::log_cmds::read_signer).transpose()?,
         receipts,
     };
-    let mut sink = Ingest::new(store.as_mut(), mode, batch_size, names.clone(), signing);
-    let read = read_files(&paths, &names, &mut sink, &progress_bar(total, "ingesting"));
-    sink.flush();
+    let stop = AtomicBool::new(false);
+    let committer = Committer::new(store.as_mut(), mode, names.clone(), signing, &stop);
+    let (to_store, from_reader) = std::sync::mpsc::sync_channel(1);
+    let (read, committed) = std::thread::scope(|scope| {
+        let committing = scope.spawn(move || committer.run(from_reader));
+        let mut sink = Ingest::new(batch_size, to_store, &stop);
+        let read = read_files(&paths, &names, &mut sink, &progress_bar(total, "ingesting"));
+        sink.flush();
+        // Dropping the sink closes the hand-over, so the committer ends after the last batch.
+        drop(sink);
+        (read, committing.join())
+    });
+    let mut sink = committed.map_err(|_| Failure::Other(anyhow::anyhow!("the thread committing batches panicked")))?;
     if let Err(e) = read {
         return Err(read_failure(e, partial));
     }

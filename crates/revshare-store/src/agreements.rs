@@ -20,15 +20,20 @@
 //!   This costs one pass over that host's records for the licensor, once per registration.
 //! - An agreement must list only registered models of its licensor.
 
+use std::collections::BTreeMap;
+
 use revshare_core::agreement::{Agreement, parse_agreement};
 use revshare_core::time::Period;
 use revshare_core::usage::UsageRecord;
 
 use crate::error::StoreError;
 use crate::log;
-use crate::records;
 use crate::registry::{Role, model, require_role};
 use crate::rollups::{self, Deltas};
+use crate::segments::{self, NewRecord, Place, RolledUp};
+
+/// A stored record's place under the agreements now in force, and whether it is late there.
+type NewPlace = (Option<Match>, bool);
 use crate::sql::{Columns, Param, Sql, first, rows};
 use crate::statements::closed;
 use revshare_core::transparency;
@@ -209,35 +214,72 @@ fn check_against(agreement: &Agreement, other: &Agreement) -> Result<(), StoreEr
 }
 
 /// Places every stored record of `host` for `licensor`'s models again, under the agreements now
-/// in force, and rebuilds those agreements' rollups from the records.
+/// in force, and rebuilds those agreements' rollups and usage sets from the records. A segment
+/// whose records all keep their place stays; any other is replaced by segments of the same batch
+/// grouped by the new places, so a record's values and batch never change.
 fn replace_records(sql: &mut impl Sql, licensor: &str, host: &str) -> Result<(), StoreError> {
     let agreements: Vec<Agreement> = latest_of_licensor(sql, licensor)?.into_iter().filter(|a| a.host().as_str() == host).collect();
     for a in &agreements {
         rollups::delete(sql, a.id().as_str())?;
     }
+    let resends = segments::resends_of_host(sql, host)?;
+    let segments = segments::of_pair(sql, licensor, host)?;
+    // Each record's new place and lateness, and whether its segment changes.
+    let mut placements: Vec<(Vec<NewPlace>, bool)> = Vec::with_capacity(segments.len());
+    for segment in &segments {
+        let mut placed_records = Vec::with_capacity(segment.records.len());
+        let mut changed = false;
+        for stored in &segment.records {
+            let record = &stored.record;
+            let placed = place(&agreements, record);
+            if let Some((agreement, _)) = placed
+                && agreement.currency() != record.currency
+            {
+                return Err(StoreError::CurrencyMismatch {
+                    id: agreement.id().to_string(),
+                    expected: agreement.currency().to_string(),
+                    record: record.id.to_string(),
+                    host: host.to_owned(),
+                    found: record.currency.to_string(),
+                });
+            }
+            let now = placed.map(|(_, m)| m);
+            let late = if now == stored.placed(&segment.place) {
+                segment.place.late
+            } else {
+                changed = true;
+                segment.place.late || now.as_ref().map(|m| closed(sql, &m.agreement_id, &m.month)).transpose()?.unwrap_or(false)
+            };
+            placed_records.push((now, late));
+        }
+        placements.push((placed_records, changed));
+    }
     let mut deltas = Deltas::default();
-    for stored in records::of_pair(sql, licensor, host)? {
-        let record = stored.row.to_record()?;
-        let placed = place(&agreements, &record);
-        if let Some((agreement, _)) = placed
-            && agreement.currency() != record.currency
-        {
-            return Err(StoreError::CurrencyMismatch {
-                id: agreement.id().to_string(),
-                expected: agreement.currency().to_string(),
-                record: record.id.to_string(),
-                host: host.to_owned(),
-                found: record.currency.to_string(),
+    for (segment, (placed_records, changed)) in segments.iter().zip(&placements) {
+        // (new place, late) → the segment's records going there.
+        let mut moved: BTreeMap<(RolledUp<'_>, bool), Vec<NewRecord<'_>>> = BTreeMap::new();
+        for (stored, (now, late)) in segment.records.iter().zip(placed_records) {
+            let record = &stored.record;
+            let digest = record.digest();
+            if let Some(m) = now {
+                deltas.record(m, record, &digest)?;
+                deltas.duplicates(m, record, resends.get(record.id.as_ref()).copied().unwrap_or(0))?;
+            }
+            let rolled_up = now.as_ref().map(|m| (m.agreement_id.as_str(), m.month.as_str()));
+            moved.entry((rolled_up, *late)).or_default().push(NewRecord {
+                record,
+                reported_model: &stored.reported_model,
+                scope: now.as_ref().and_then(|m| m.scope),
+                fingerprint: segments::fingerprint(&digest),
             });
         }
-        let now = placed.map(|(_, m)| m);
-        if now != stored.placed {
-            let late = stored.late || now.as_ref().map(|m| closed(sql, &m.agreement_id, &m.month)).transpose()?.unwrap_or(false);
-            records::set_place(sql, &record, now.as_ref(), late)?;
+        if !changed {
+            continue;
         }
-        if let Some(m) = &now {
-            deltas.record(m, &record, stored.row.digest())?;
-            deltas.duplicates(m, &record, stored.resends)?;
+        segments::delete(sql, segment.id)?;
+        for ((rolled_up, late), records) in moved {
+            let rolled_up = rolled_up.map(|(a, m)| (a.to_owned(), m.to_owned()));
+            segments::write(sql, &Place { rolled_up, late, ..segment.place.clone() }, &records)?;
         }
     }
     deltas.write(sql)

@@ -7,22 +7,27 @@
 //! must be in the agreement's currency. A model of the licensor that the agreement does not list
 //! is still rolled up under it; the statement flags that line `unlicensed_model`.
 //!
-//! Then the records are inserted with `ON CONFLICT (host, id) DO NOTHING` — the primary key makes
-//! dedup permanent — and only for those where that changes nothing is the stored record read and
-//! compared by value: equal is a duplicate (counted, its resend count raised), different is a
-//! conflict naming the differing fields, and the stored record stays as it is. Duplicates and
-//! conflicts inside one batch follow the same rule, the first occurrence wins: only the first
-//! good occurrence of each `(host, id)` is sent, and a later one is compared with it if it was
-//! inserted, or with the stored record if not. The inserts and the reads are each one statement
-//! per batch on PostgreSQL (`records::insert_many`, `records::stored_many`), where a statement is
-//! a network round trip, and one per record on SQLite.
+//! Then each good record's `(host, id)` is looked up in the index of stored records
+//! ([`crate::index`], caught up with every committed segment under the write lock): not there,
+//! it is new; there with the same fingerprint (the stored record's values, compared through the
+//! SHA-256 of their canonical form), it is a duplicate — counted, its resend count raised; there
+//! with another fingerprint, it is a conflict, and the stored record is read to name the fields
+//! that differ, and stays as it is. Duplicates and conflicts inside one batch follow the same
+//! rule, the first occurrence wins: a later occurrence is compared with the first if that one is
+//! new, or with the stored record if not.
 //!
 //! Atomic mode stores nothing if any record is refused or conflicts; partial mode stores the good
 //! records. Either way every problem is reported (index in the batch, 0-based; record id; why).
-//! Rollup changes are summed in memory and written once per group at the end of the batch, and
-//! the caller commits before returning: a report with `stored = true` is durable.
+//! The new records are written as one segment per host, licensor, place and lateness
+//! ([`crate::segments`]); rollup and usage-set changes are summed in memory and written once per
+//! group at the end of the batch; the caller commits before returning, and only then adds the new
+//! keys to the index: a report with `stored = true` is durable.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+
+use foldhash::fast::RandomState;
+use rayon::prelude::*;
 
 use revshare_core::agreement::Agreement;
 use revshare_core::note::VerifierKey;
@@ -32,10 +37,15 @@ use revshare_core::usage::UsageRecord;
 
 use crate::agreements::{Match, latest_of_licensor, place};
 use crate::error::StoreError;
+use crate::index::RecordIndex;
 use crate::log::{self, LogLeaf};
-use crate::records::{self, NewRecord, RecordRow, resolved};
+use crate::records::{RecordRow, resolved};
 use crate::registry::{Model, Role, require_role, resolve};
 use crate::rollups::Deltas;
+use crate::segments::{self, NewRecord, Place, RolledUp};
+
+/// What a segment's records share: host, licensor, where they are rolled up, lateness.
+type SegmentKey<'a> = (&'a str, &'a str, RolledUp<'a>, bool);
 use crate::sql::Sql;
 use crate::statements::closed;
 
@@ -107,6 +117,15 @@ pub struct LoggedBatch {
     pub records: u64,
 }
 
+/// What the index learns once the batch has committed: its new records (position in the batch
+/// and fingerprint), the batch's leaf, and the last segment written.
+#[derive(Default)]
+pub(crate) struct Added {
+    pub batch: i64,
+    pub records: Vec<(usize, [u8; 16])>,
+    pub last_segment: i64,
+}
+
 /// Registry look-ups of one batch, each made once.
 #[derive(Default)]
 struct Lookups {
@@ -116,13 +135,14 @@ struct Lookups {
     models: HashMap<String, HashMap<String, Result<Model, String>>>,
     /// Licensor → the latest versions of its agreements.
     agreements: HashMap<String, Vec<Agreement>>,
-    /// (agreement, month) → closed.
-    closed: HashMap<(String, String), bool>,
+    /// (agreement, month, closed): a batch spans a few, so a list is searched without allocating.
+    closed: Vec<(String, String, bool)>,
 }
 
 /// Where a checked record goes.
 struct Placed {
     model: String,
+    licensor: String,
     at: Option<Match>,
     late: bool,
 }
@@ -146,7 +166,10 @@ impl Lookups {
         if let Some(problem) = host_problem {
             return Ok(Err(problem));
         }
-        let models = self.models.entry(host.to_owned()).or_default();
+        if !self.models.contains_key(host) {
+            self.models.insert(host.to_owned(), HashMap::new());
+        }
+        let models = self.models.get_mut(host).ok_or_else(|| StoreError::Log("the host's models were just added".to_owned()))?;
         let model = match models.get(record.model.as_ref()) {
             Some(found) => found.clone(),
             None => {
@@ -182,19 +205,16 @@ impl Lookups {
         };
         let late = match &placed {
             None => false,
-            Some(at) => {
-                let key = (at.agreement_id.clone(), at.month.clone());
-                match self.closed.get(&key) {
-                    Some(closed) => *closed,
-                    None => {
-                        let is_closed = closed(sql, &at.agreement_id, &at.month)?;
-                        self.closed.insert(key, is_closed);
-                        is_closed
-                    }
+            Some(at) => match self.closed.iter().find(|(a, m, _)| *a == at.agreement_id && *m == at.month) {
+                Some((_, _, closed)) => *closed,
+                None => {
+                    let is_closed = closed(sql, &at.agreement_id, &at.month)?;
+                    self.closed.push((at.agreement_id.clone(), at.month.clone(), is_closed));
+                    is_closed
                 }
-            }
+            },
         };
-        Ok(Ok(Placed { model: model.id.to_string(), at: placed, late }))
+        Ok(Ok(Placed { model: model.id.to_string(), licensor: licensor.to_owned(), at: placed, late }))
     }
 }
 
@@ -233,12 +253,31 @@ fn check_signed(sql: &mut impl Sql, batch: &[UsageRecord<'_>], mode: IngestMode,
     })
 }
 
-pub(crate) fn ingest(
+/// A good record of the batch: where it goes, its resolved form and that form's SHA-256.
+struct Checked<'b> {
+    placed: Placed,
+    settled: UsageRecord<'b>,
+    digest: [u8; 32],
+    /// The stored record's fingerprint and batch, when its `(host, id)` is stored.
+    stored: Option<([u8; 16], i64)>,
+}
+
+/// What the first good occurrence of a `(host, id)` in the batch is, for the later ones.
+#[derive(Clone, Copy)]
+enum First {
+    /// New: this batch stores it (its position).
+    New(usize),
+    /// Stored before: its fingerprint and batch.
+    Stored([u8; 16], i64),
+}
+
+pub(crate) fn ingest<'b>(
     sql: &mut impl Sql,
-    batch: &[UsageRecord<'_>],
+    index: &RecordIndex,
+    batch: &'b [UsageRecord<'b>],
     mode: IngestMode,
     signed: Option<&Signed>,
-) -> Result<IngestReport, StoreError> {
+) -> Result<(IngestReport, Added), StoreError> {
     if let Some(signed) = signed {
         check_signed(sql, batch, mode, signed)?;
     }
@@ -246,118 +285,156 @@ pub(crate) fn ingest(
     let leaf = log::size(sql)?;
     let leaf_column = i64::try_from(leaf).map_err(|_| StoreError::Log(format!("the log is full at {leaf} leaves")))?;
     // Check every record against the registry (the look-ups only read it, so checking them all
-    // before storing any decides the same), and make the rows of the good ones.
+    // before storing any decides the same).
     let mut lookups = Lookups::default();
     let placed = batch.iter().map(|record| lookups.place(sql, record)).collect::<Result<Vec<_>, _>>()?;
-    let settled: Vec<Option<UsageRecord<'_>>> =
-        batch.iter().zip(&placed).map(|(record, placed)| placed.as_ref().ok().map(|placed| resolved(record, &placed.model))).collect();
-    let checked: Vec<Result<(&Placed, &UsageRecord<'_>, RecordRow<'_>), String>> = batch
-        .iter()
-        .zip(&placed)
-        .zip(&settled)
-        .map(|((record, placed), settled)| match (placed, settled) {
-            (Ok(placed), Some(settled)) => RecordRow::new(settled, &record.model).map(|row| (placed, settled, row)),
-            (Err(reason), _) => Err(reason.clone()),
-            (Ok(_), None) => unreachable!("a placed record is settled"),
+    // The digests, the batch's main work, on every core.
+    let checked: Vec<Result<Checked<'_>, String>> = batch
+        .par_iter()
+        .zip(placed)
+        .map(|(record, placed)| {
+            placed.map(|placed| {
+                let settled = UsageRecord { model: Cow::Owned(placed.model.clone()), ..resolved(record, "") };
+                let digest = settled.digest();
+                let stored = index.get(&record.host, &record.id);
+                Checked { placed, settled, digest, stored }
+            })
         })
         .collect();
 
-    // The first good occurrence of each (host, id) in the batch is sent to be inserted; later
-    // ones are classified against it below, as if it had been inserted before them.
-    let mut first_of: HashMap<(&str, &str), usize> = HashMap::new();
-    let mut candidates = Vec::new();
-    for (index, record) in batch.iter().enumerate() {
-        if checked[index].is_ok() {
-            first_of.entry((&record.host, &record.id)).or_insert_with(|| {
-                candidates.push(index);
-                index
-            });
-        }
-    }
-    let new: Vec<NewRecord<'_>> = candidates
-        .iter()
-        .filter_map(|&i| checked[i].as_ref().ok())
-        .map(|(placed, _, row)| NewRecord { row, placed: placed.at.as_ref(), late: placed.late, batch: leaf_column })
-        .collect();
-    let mut inserted = vec![false; batch.len()];
-    for (&index, stored) in candidates.iter().zip(records::insert_many(sql, &new)?) {
-        inserted[index] = stored;
-    }
-    // The stored records that the batch's records with a (host, id) already stored meet.
-    let present: Vec<(&str, &str)> =
-        candidates.iter().filter(|&&i| !inserted[i]).map(|&i| (batch[i].host.as_ref(), batch[i].id.as_ref())).collect();
-    let stored = records::stored_many(sql, &present)?;
-
     let mut report = IngestReport::default();
     let mut deltas = Deltas::default();
-    let mut resends: HashMap<(&str, &str), i64> = HashMap::new();
+    // Keys are the hosts' own: a randomly seeded hasher, so crafted ids cannot flood a bucket.
+    let mut firsts: HashMap<(&str, &str), First, RandomState> = HashMap::with_capacity_and_hasher(batch.len(), RandomState::default());
+    let mut new: Vec<usize> = Vec::with_capacity(batch.len());
+    let mut resends: BTreeMap<(&str, &str), i64> = BTreeMap::new();
     // The SHA-256 digests, as sent, of the records the batch stores or repeats.
     let mut logged: Vec<[u8; 32]> = Vec::with_capacity(batch.len());
     let mut hosts: Vec<&str> = Vec::new();
-    for (index, record) in batch.iter().enumerate() {
-        let problem = |kind, reason| IngestProblem { index, host: record.host.to_string(), id: record.id.to_string(), kind, reason };
-        let (placed, settled, row) = match &checked[index] {
-            Ok(checked) => checked,
+    for (i, record) in batch.iter().enumerate() {
+        let problem = |kind, reason| IngestProblem { index: i, host: record.host.to_string(), id: record.id.to_string(), kind, reason };
+        let good = match &checked[i] {
+            Ok(good) => good,
             Err(reason) => {
                 report.refused += 1;
                 report.problems.push(problem(ProblemKind::Refused, reason.clone()));
                 continue;
             }
         };
-        if inserted[index] {
-            logged.push(row.sent_digest(record));
-            hosts.push(&record.host);
-            report.accepted += 1;
-            report.unmatched += u64::from(placed.at.is_none());
-            report.late += u64::from(placed.late);
-            if let Some(at) = &placed.at {
-                deltas.record(at, settled, row.digest())?;
+        let sent_digest = if record.model == good.settled.model { good.digest } else { record.digest() };
+        let mine = segments::fingerprint(&good.digest);
+        let key = (record.host.as_ref(), record.id.as_ref());
+        let first = match firsts.get(&key) {
+            Some(first) => *first,
+            None => {
+                let first = match good.stored {
+                    Some((fingerprint, stored_batch)) => First::Stored(fingerprint, stored_batch),
+                    None => First::New(i),
+                };
+                firsts.insert(key, first);
+                first
+            }
+        };
+        // What this record meets: itself (new), an earlier record of this batch, or the stored one.
+        let same = match first {
+            First::New(at) if at == i => {
+                new.push(i);
+                logged.push(sent_digest);
+                if hosts.last() != Some(&record.host.as_ref()) {
+                    hosts.push(&record.host);
+                }
+                report.accepted += 1;
+                report.unmatched += u64::from(good.placed.at.is_none());
+                report.late += u64::from(good.placed.late);
+                if let Some(at) = &good.placed.at {
+                    deltas.record(at, &good.settled, &good.digest)?;
+                }
+                continue;
+            }
+            First::New(at) => checked[at].as_ref().ok().map(|first| segments::fingerprint(&first.digest)) == Some(mine),
+            First::Stored(fingerprint, _) => fingerprint == mine,
+        };
+        if same {
+            logged.push(sent_digest);
+            if hosts.last() != Some(&record.host.as_ref()) {
+                hosts.push(&record.host);
+            }
+            report.duplicates += 1;
+            *resends.entry(key).or_default() += 1;
+            if let Some(at) = &good.placed.at {
+                deltas.duplicates(at, &good.settled, 1)?;
             }
             continue;
         }
-        let key = (record.host.as_ref(), record.id.as_ref());
-        // What this record meets: an earlier record of this batch that was inserted, or the
-        // record stored before the batch.
-        let first = first_of[&key];
-        let (first_row, first_placed, first_name) = match &checked[first] {
-            Ok((placed, _, row)) if inserted[first] => (row, placed.at.as_ref(), format!("record {first} of this batch")),
-            _ => {
-                let stored = stored.get(&(key.0.to_owned(), key.1.to_owned())).ok_or_else(|| StoreError::Corrupt {
-                    what: format!("record {} of host {}", record.id, record.host),
-                    detail: "it is there for the primary key but cannot be read".to_owned(),
-                })?;
-                (&stored.row, stored.placed.as_ref(), "the stored record".to_owned())
+        let (differences, first_name) = match first {
+            First::New(at) => {
+                let first = checked[at].as_ref().map_err(|_| corrupt_first(record))?;
+                (RecordRow::new(&first.settled).differences(&RecordRow::new(&good.settled)), format!("record {at} of this batch"))
+            }
+            First::Stored(_, stored_batch) => {
+                let (stored, _) = segments::find(sql, key.0, key.1, stored_batch)?.ok_or_else(|| corrupt_first(record))?;
+                (RecordRow::new(&stored.record).differences(&RecordRow::new(&good.settled)), "the stored record".to_owned())
             }
         };
-        let differences = first_row.differences(row);
-        if differences.is_empty() {
-            logged.push(row.sent_digest(record));
-            hosts.push(&record.host);
-            report.duplicates += 1;
-            *resends.entry(key).or_default() += 1;
-            if let Some(at) = first_placed {
-                deltas.duplicates(at, settled, 1)?;
-            }
-        } else {
-            report.conflicts += 1;
-            report.problems.push(problem(
-                ProblemKind::Conflict,
-                format!(
-                    "conflicts with {first_name} with the same host and id ({}); a resend must be identical, so the first is kept and this one refused",
-                    differences.join("; ")
-                ),
-            ));
-        }
+        report.conflicts += 1;
+        report.problems.push(problem(
+            ProblemKind::Conflict,
+            format!(
+                "conflicts with {first_name} with the same host and id ({}); a resend must be identical, so the first is kept and this one refused",
+                differences.join("; ")
+            ),
+        ));
     }
     if mode == IngestMode::Atomic && !report.problems.is_empty() {
-        return Ok(IngestReport { stored: false, accepted: 0, duplicates: 0, unmatched: 0, late: 0, ..report });
+        let refused = IngestReport { stored: false, accepted: 0, duplicates: 0, unmatched: 0, late: 0, ..report };
+        return Ok((refused, Added::default()));
+    }
+
+    // One segment per host, licensor, place and lateness, its records in batch order.
+    let mut groups: HashMap<SegmentKey<'_>, Vec<NewRecord<'_>>, RandomState> = HashMap::default();
+    for &i in &new {
+        let Ok(good) = &checked[i] else { continue };
+        let at = good.placed.at.as_ref();
+        groups
+            .entry((&batch[i].host, &good.placed.licensor, at.map(|m| (m.agreement_id.as_str(), m.month.as_str())), good.placed.late))
+            .or_default()
+            .push(NewRecord {
+                record: &good.settled,
+                reported_model: &batch[i].model,
+                scope: at.and_then(|m| m.scope),
+                fingerprint: segments::fingerprint(&good.digest),
+            });
+    }
+    let mut groups: Vec<_> = groups.into_iter().collect();
+    groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    // Encoded on every core, written in key order.
+    let encoded: Vec<(Vec<u8>, Vec<u8>)> = groups.par_iter().map(|(_, records)| segments::encode(records)).collect();
+    let mut last_segment = 0;
+    for (((host, licensor, rolled_up, late), records), (keys, data)) in groups.iter().zip(&encoded) {
+        let place = Place {
+            host: (*host).to_owned(),
+            licensor: (*licensor).to_owned(),
+            rolled_up: rolled_up.map(|(a, m)| (a.to_owned(), m.to_owned())),
+            late: *late,
+            batch: leaf_column,
+        };
+        last_segment = segments::write_encoded(sql, &place, records.len(), keys, data)?;
     }
     let resends: Vec<(&str, &str, i64)> = resends.into_iter().map(|((host, id), count)| (host, id, count)).collect();
-    records::add_resends(sql, &resends)?;
+    segments::add_resends(sql, &resends)?;
     deltas.write(sql)?;
     report.logged = log_batch(sql, hosts, leaf, logged, signed)?;
     report.stored = true;
-    Ok(report)
+    let added = new.iter().filter_map(|&i| checked[i].as_ref().ok().map(|good| (i, segments::fingerprint(&good.digest)))).collect();
+    Ok((report, Added { batch: leaf_column, records: added, last_segment }))
+}
+
+/// The first occurrence of a record could not be read back: the index and the segments disagree.
+fn corrupt_first(record: &UsageRecord<'_>) -> StoreError {
+    StoreError::Corrupt {
+        what: format!("record {} of host {}", record.id, record.host),
+        detail: "the index has it, but it cannot be read back".to_owned(),
+    }
 }
 
 /// Appends the batch's leaf (when it stored or repeated anything: `digests` and `hosts` are of

@@ -19,7 +19,9 @@
 //! - `agreements.rs`: versions and amendments, the exclusivity rule, which agreement a record
 //!   falls under.
 //! - `ingest.rs`: batches, idempotency, atomic and partial modes.
-//! - `records.rs`: the stored record row shared by both databases.
+//! - `records.rs`: a record's stored values, as a resend is compared with them.
+//! - `segments.rs`: where records are kept: one row per batch and place, records encoded.
+//! - `index.rs`: the `(host, id)` index of stored records, in memory, caught up under the write lock.
 //! - `rollups.rs`: the per-group sums and how they are held exactly.
 //! - `statements.rs`: immutable statements, originals and restatements, closed periods.
 //! - `journal.rs`: the ledger's entries, checked when written and again when read.
@@ -41,6 +43,7 @@ mod contributions;
 mod disputes;
 mod error;
 pub mod export;
+mod index;
 mod ingest;
 mod journal;
 mod keys;
@@ -52,6 +55,7 @@ mod records;
 mod registry;
 mod rollups;
 mod schema;
+mod segments;
 mod sql;
 mod sqlite;
 mod statements;
@@ -72,6 +76,7 @@ use revshare_core::usage_set::UsageSet;
 
 pub use disputes::StoredDispute;
 pub use error::StoreError;
+pub use index::{RecordIndex, SharedIndex};
 pub use ingest::{IngestMode, IngestProblem, IngestReport, LoggedBatch, ProblemKind, batch_digest};
 pub use keys::RegisteredKey;
 pub use log::LogLeaf;
@@ -286,11 +291,24 @@ impl<B: Backend> Store for B {
     }
 
     fn ingest(&mut self, records: &[UsageRecord<'_>], mode: IngestMode, signed: Option<&Signed>) -> Result<IngestReport, StoreError> {
+        let shared = self.index();
+        // A writer that panicked may have left the index half-updated: start it again from the
+        // segments, which are the truth.
+        let mut index = shared.lock().unwrap_or_else(|poisoned| {
+            let mut index = poisoned.into_inner();
+            *index = RecordIndex::new();
+            index
+        });
         let mut tx = self.begin(Access::Write)?;
-        let report = ingest::ingest(&mut tx, records, mode, signed)?;
+        // Holding the write lock: every segment committed so far is read before deciding.
+        index.catch_up(&mut tx)?;
+        let (report, added) = ingest::ingest(&mut tx, &index, records, mode, signed)?;
         // An atomic batch with problems is dropped here, which rolls it back.
         if report.stored {
             tx.commit()?;
+            let keys: Vec<(&str, &str, [u8; 16])> =
+                added.records.iter().map(|&(i, fingerprint)| (records[i].host.as_ref(), records[i].id.as_ref(), fingerprint)).collect();
+            index.added(added.batch, &keys, added.last_segment);
         }
         Ok(report)
     }
@@ -312,7 +330,12 @@ impl<B: Backend> Store for B {
     fn records(&mut self, agreement: &AgreementId, period: Period) -> Result<Vec<UsageRecord<'static>>, StoreError> {
         transaction(self, Access::Read, |sql| {
             agreements::require(sql, agreement.as_str(), None)?;
-            records::of_period(sql, agreement.as_str(), &period.to_string())
+            let mut records: Vec<UsageRecord<'static>> = segments::of_period(sql, agreement.as_str(), &period.to_string())?
+                .into_iter()
+                .flat_map(|segment| segment.records.into_iter().map(|stored| stored.record))
+                .collect();
+            records.sort_unstable_by(|a, b| (&a.host, &a.id).cmp(&(&b.host, &b.id)));
+            Ok(records)
         })
     }
 
@@ -452,7 +475,19 @@ impl<B: Backend> Store for B {
     fn sent_records(&mut self, agreement: &AgreementId, period: Period) -> Result<Vec<SentRecord>, StoreError> {
         transaction(self, Access::Read, |sql| {
             agreements::require(sql, agreement.as_str(), None)?;
-            records::sent_of_period(sql, agreement.as_str(), &period.to_string())
+            let mut sent: Vec<SentRecord> = segments::of_period(sql, agreement.as_str(), &period.to_string())?
+                .into_iter()
+                .flat_map(|segment| {
+                    let batch = u64::try_from(segment.place.batch).ok();
+                    segment.records.into_iter().map(move |stored| {
+                        let mut record = stored.record;
+                        let model = std::mem::replace(&mut record.model, std::borrow::Cow::Owned(stored.reported_model)).into_owned();
+                        SentRecord { batch, record, model }
+                    })
+                })
+                .collect();
+            sent.sort_unstable_by(|a, b| (&a.record.host, &a.record.id).cmp(&(&b.record.host, &b.record.id)));
+            Ok(sent)
         })
     }
 

@@ -15,6 +15,7 @@ use postgres::types::ToSql;
 use postgres::{Client, Config, NoTls, Statement, Transaction};
 
 use crate::error::StoreError;
+use crate::index::{RecordIndex, SharedIndex};
 use crate::schema;
 use crate::sql::{Access, Backend, Columns, Dialect, Param, Sql};
 
@@ -25,6 +26,7 @@ pub const WRITE_LOCK: i64 = 0x7265_7673;
 pub struct PgStore {
     client: Client,
     prepared: HashMap<&'static str, Statement>,
+    index: SharedIndex,
 }
 
 impl PgStore {
@@ -36,9 +38,15 @@ impl PgStore {
 
     /// Connects with parsed settings, and brings the schema up to date.
     pub fn connect_with(config: &Config) -> Result<PgStore, StoreError> {
-        let mut store = PgStore { client: config.connect(NoTls)?, prepared: HashMap::new() };
+        let mut store = PgStore { client: config.connect(NoTls)?, prepared: HashMap::new(), index: RecordIndex::shared() };
         schema::migrate(&mut store)?;
         Ok(store)
+    }
+
+    /// Ingests with `index`, shared with other connections to the same database in this process,
+    /// so the process keeps one copy of the stored keys (each still catches up on its own).
+    pub fn with_index(self, index: SharedIndex) -> PgStore {
+        PgStore { index, ..self }
     }
 }
 
@@ -57,6 +65,10 @@ impl Backend for PgStore {
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
         }
         Ok(PgTx { tx, prepared: &mut self.prepared })
+    }
+
+    fn index(&self) -> SharedIndex {
+        self.index.clone()
     }
 }
 

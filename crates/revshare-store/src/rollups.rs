@@ -24,7 +24,9 @@
 //! statement's `usage_digest` is taken from. A batch adds its new records' digests to it once,
 //! so a close reads one row for the digest, as it reads O(groups) rows for the sums.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+
+use foldhash::fast::FixedState;
 
 use revshare_core::rollup::{GroupKey, GroupSums, Rollup, RollupOverflow, SCALES};
 use revshare_core::usage::UsageRecord;
@@ -44,26 +46,28 @@ pub(crate) fn scope_from_column(value: i64, what: impl FnOnce() -> String) -> Re
     if value == -1 { Ok(None) } else { unsigned(value, what).map(Some) }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct RollupKey {
-    agreement_id: String,
-    month: String,
-    model: String,
-    use_case: String,
-    region: String,
+/// A rollup row's key, borrowed from the records and places a batch holds, so summing a record
+/// allocates nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct RollupKey<'k> {
+    agreement_id: &'k str,
+    month: &'k str,
+    model: &'k str,
+    use_case: &'k str,
+    region: &'k str,
     scope: i64,
     scale: i64,
 }
 
-impl RollupKey {
+impl RollupKey<'_> {
     /// The key as the seven parameters `$1`…`$7` of the rollup statements.
     fn params(&self) -> [Param<'_>; 7] {
         [
-            Param::Text(&self.agreement_id),
-            Param::Text(&self.month),
-            Param::Text(&self.model),
-            Param::Text(&self.use_case),
-            Param::Text(&self.region),
+            Param::Text(self.agreement_id),
+            Param::Text(self.month),
+            Param::Text(self.model),
+            Param::Text(self.use_case),
+            Param::Text(self.region),
             Param::Int(self.scope),
             Param::Int(self.scale),
         ]
@@ -109,21 +113,22 @@ impl Sums {
 }
 
 /// Changes to rollups, gathered in memory and written once per group, and to the usage sets,
-/// written once per (agreement, month).
+/// written once per (agreement, month); keyed by what the caller holds, in hash maps (a batch
+/// sums every record into them), and written in key order, so writers take rows in one order.
 #[derive(Default)]
-pub(crate) struct Deltas {
-    sums: BTreeMap<RollupKey, Sums>,
-    sets: BTreeMap<(String, String), UsageSet>,
+pub(crate) struct Deltas<'k> {
+    sums: HashMap<RollupKey<'k>, Sums, FixedState>,
+    sets: HashMap<(&'k str, &'k str), UsageSet, FixedState>,
 }
 
-impl Deltas {
-    fn add(&mut self, placed: &Match, record: &UsageRecord<'_>, sums: &Sums) -> Result<(), StoreError> {
+impl<'k> Deltas<'k> {
+    fn add(&mut self, placed: &'k Match, record: &'k UsageRecord<'_>, sums: &Sums) -> Result<(), StoreError> {
         let key = RollupKey {
-            agreement_id: placed.agreement_id.clone(),
-            month: placed.month.clone(),
-            model: record.model.to_string(),
-            use_case: record.use_case.to_string(),
-            region: record.region.to_string(),
+            agreement_id: &placed.agreement_id,
+            month: &placed.month,
+            model: &record.model,
+            use_case: &record.use_case,
+            region: &record.region,
             scope: scope_column(placed.scope),
             scale: i64::from(record.revenue.scale()),
         };
@@ -132,8 +137,8 @@ impl Deltas {
 
     /// One more distinct record (with its model resolved) in its place; `digest` is its SHA-256
     /// ([`UsageRecord::digest`], which the caller has at hand).
-    pub fn record(&mut self, placed: &Match, record: &UsageRecord<'_>, digest: &[u8; 32]) -> Result<(), StoreError> {
-        self.sets.entry((placed.agreement_id.clone(), placed.month.clone())).or_default().insert(digest);
+    pub fn record(&mut self, placed: &'k Match, record: &'k UsageRecord<'_>, digest: &[u8; 32]) -> Result<(), StoreError> {
+        self.sets.entry((&placed.agreement_id, &placed.month)).or_default().insert(digest);
         let sums = Sums {
             records: 1,
             duplicates: 0,
@@ -146,7 +151,7 @@ impl Deltas {
     }
 
     /// `count` more identical resends of a stored record.
-    pub fn duplicates(&mut self, placed: &Match, record: &UsageRecord<'_>, count: u64) -> Result<(), StoreError> {
+    pub fn duplicates(&mut self, placed: &'k Match, record: &'k UsageRecord<'_>, count: u64) -> Result<(), StoreError> {
         if count == 0 {
             return Ok(());
         }
@@ -155,16 +160,18 @@ impl Deltas {
 
     /// Adds the changes to the stored rollups and usage sets.
     pub fn write(self, sql: &mut impl Sql) -> Result<(), StoreError> {
-        for ((agreement_id, month), delta) in self.sets {
-            let mut set = usage_set(sql, &agreement_id, &month)?;
+        let sets: BTreeMap<_, _> = self.sets.into_iter().collect();
+        for ((agreement_id, month), delta) in sets {
+            let mut set = usage_set(sql, agreement_id, month)?;
             set.union(&delta);
             sql.execute(
                 "INSERT INTO usage_sets (agreement_id, month, state) VALUES ($1, $2, $3) \
                  ON CONFLICT (agreement_id, month) DO UPDATE SET state = excluded.state",
-                &[Param::Text(&agreement_id), Param::Text(&month), Param::Bytes(&set.to_bytes())],
+                &[Param::Text(agreement_id), Param::Text(month), Param::Bytes(&set.to_bytes())],
             )?;
         }
-        for (key, delta) in self.sums {
+        let sums: BTreeMap<_, _> = self.sums.into_iter().collect();
+        for (key, delta) in sums {
             let what = || format!("rollup of agreement {} in {}", key.agreement_id, key.month);
             let stored = first(
                 sql,
@@ -182,7 +189,7 @@ impl Deltas {
     }
 }
 
-fn put(sql: &mut impl Sql, key: &RollupKey, sums: &Sums) -> Result<(), StoreError> {
+fn put(sql: &mut impl Sql, key: &RollupKey<'_>, sums: &Sums) -> Result<(), StoreError> {
     let count = |n: u64| i64::try_from(n).map_err(|_| RollupOverflow);
     let (requests, input_tokens, output_tokens, revenue) =
         (sums.requests.to_string(), sums.input_tokens.to_string(), sums.output_tokens.to_string(), sums.revenue.to_string());
@@ -248,16 +255,20 @@ pub(crate) fn usage_set(sql: &mut impl Sql, agreement_id: &str, month: &str) -> 
 
 /// Fills `usage_sets` from the stored records (schema version 7, which added it).
 pub(crate) fn fill_usage_sets(sql: &mut impl Sql) -> Result<(), StoreError> {
-    let mut deltas = Deltas::default();
+    let mut sets: BTreeMap<(String, String), UsageSet> = BTreeMap::new();
     sql.query("SELECT agreement_id, month, digest FROM records WHERE agreement_id IS NOT NULL AND month IS NOT NULL", &[], &mut |row| {
         let (agreement_id, month, bytes) = (row.text(0)?, row.text(1)?, row.bytes(2)?);
         let digest = <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| StoreError::Corrupt {
             what: format!("a record of agreement {agreement_id} in {month}"),
             detail: format!("its digest has {} bytes, not 32", bytes.len()),
         })?;
-        deltas.sets.entry((agreement_id, month)).or_default().insert(&digest);
+        sets.entry((agreement_id, month)).or_default().insert(&digest);
         Ok(())
     })?;
+    let mut deltas = Deltas::default();
+    for ((agreement_id, month), set) in &sets {
+        deltas.sets.insert((agreement_id, month), set.clone());
+    }
     deltas.write(sql)
 }
 

@@ -45,6 +45,12 @@
 //! Version 7 adds `usage_sets` (see [`crate::rollups`]): per agreement and month, the lattice-hash
 //! state of its records that a statement's `usage_digest` is taken from, computed from the stored
 //! records when the migration is applied (SQL cannot compute it), and kept current at ingest.
+//!
+//! Version 8 keeps usage records in `record_segments` (see [`crate::segments`]): one row per batch,
+//! host, licensor, place and lateness, its records encoded in two blobs, and `record_resends`
+//! for the identical resends per record. Applying it moves every stored record into segments
+//! (one per group of the old rows, their batch kept) and drops `records`, whose one B-tree row
+//! per record was what bounded ingestion. Segments are never updated (a trigger refuses it).
 
 use crate::error::StoreError;
 use crate::sql::{Access, Backend, Dialect, Param, Sql, first};
@@ -313,6 +319,32 @@ CREATE TABLE usage_sets (
     PRIMARY KEY (agreement_id, month)
 ) STRICT;
 "#,
+    r#"
+CREATE TABLE record_segments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    batch INTEGER NOT NULL,
+    host TEXT NOT NULL REFERENCES parties (id),
+    licensor TEXT NOT NULL REFERENCES parties (id),
+    agreement_id TEXT,
+    month TEXT,
+    late INTEGER NOT NULL CHECK (late IN (0, 1)),
+    records INTEGER NOT NULL CHECK (records >= 1),
+    keys BLOB NOT NULL,
+    data BLOB NOT NULL,
+    CHECK ((agreement_id IS NULL) = (month IS NULL))
+) STRICT;
+CREATE INDEX record_segments_of_period ON record_segments (agreement_id, month);
+CREATE INDEX record_segments_of_pair ON record_segments (host, licensor);
+CREATE INDEX record_segments_of_batch ON record_segments (batch, host);
+CREATE TRIGGER record_segments_are_kept BEFORE UPDATE ON record_segments
+BEGIN SELECT RAISE(ABORT, 'a record segment is never changed; re-placement replaces it by segments of the same records'); END;
+CREATE TABLE record_resends (
+    host TEXT NOT NULL,
+    id TEXT NOT NULL,
+    count INTEGER NOT NULL CHECK (count >= 1),
+    PRIMARY KEY (host, id)
+) STRICT, WITHOUT ROWID;
+"#,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -566,10 +598,43 @@ CREATE TABLE usage_sets (
     PRIMARY KEY (agreement_id, month)
 );
 "#,
+    r#"
+CREATE TABLE record_segments (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    batch BIGINT NOT NULL,
+    host TEXT NOT NULL REFERENCES parties (id),
+    licensor TEXT NOT NULL REFERENCES parties (id),
+    agreement_id TEXT,
+    month TEXT,
+    late BOOLEAN NOT NULL,
+    records BIGINT NOT NULL CHECK (records >= 1),
+    keys BYTEA NOT NULL,
+    data BYTEA NOT NULL,
+    CHECK ((agreement_id IS NULL) = (month IS NULL))
+);
+CREATE INDEX record_segments_of_period ON record_segments (agreement_id, month);
+CREATE INDEX record_segments_of_pair ON record_segments (host, licensor);
+CREATE INDEX record_segments_of_batch ON record_segments (batch, host);
+CREATE TRIGGER record_segments_are_kept BEFORE UPDATE ON record_segments
+FOR EACH ROW EXECUTE FUNCTION revshare_refuse('a record segment is never changed; re-placement replaces it by segments of the same records');
+-- Stored out of line uncompressed: compressing a segment or a batch's random digests costs the
+-- server more time than it saves.
+ALTER TABLE record_segments ALTER COLUMN keys SET STORAGE EXTERNAL, ALTER COLUMN data SET STORAGE EXTERNAL;
+ALTER TABLE batches ALTER COLUMN record_digests SET STORAGE EXTERNAL;
+CREATE TABLE record_resends (
+    host TEXT NOT NULL,
+    id TEXT NOT NULL,
+    count BIGINT NOT NULL CHECK (count >= 1),
+    PRIMARY KEY (host, id)
+);
+"#,
 ];
 
 /// The version that added `usage_sets`, which is filled from the stored records when it is applied.
 const USAGE_SETS: i64 = 7;
+/// The version that keeps records in segments; it moves the stored records into them and drops
+/// the table of one row per record.
+const SEGMENTS: i64 = 8;
 
 fn migrations(dialect: Dialect) -> &'static [&'static str] {
     match dialect {
@@ -585,6 +650,12 @@ pub(crate) fn version(sql: &mut impl Sql) -> Result<i64, StoreError> {
 
 /// Brings the schema up to date; returns its version.
 pub(crate) fn migrate<B: Backend>(backend: &mut B) -> Result<i64, StoreError> {
+    migrate_to(backend, i64::MAX)
+}
+
+/// Applies the migrations up to version `target`; returns the latest version this build knows
+/// (tests stop short of it, to build a database as an older release left it).
+fn migrate_to<B: Backend>(backend: &mut B, target: i64) -> Result<i64, StoreError> {
     let mut sql = backend.begin(Access::Write)?;
     sql.batch("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT PRIMARY KEY)")?;
     let found = version(&mut sql)?;
@@ -593,13 +664,104 @@ pub(crate) fn migrate<B: Backend>(backend: &mut B) -> Result<i64, StoreError> {
     if found > known {
         return Err(StoreError::NewerSchema { found, known });
     }
-    for (version, script) in (1..).zip(all).skip_while(|(v, _)| *v <= found) {
+    for (version, script) in (1..).zip(all).skip_while(|(v, _)| *v <= found).take_while(|(v, _)| *v <= target) {
         sql.batch(script)?;
         if version == USAGE_SETS {
             crate::rollups::fill_usage_sets(&mut sql)?;
+        }
+        if version == SEGMENTS {
+            crate::segments::move_records(&mut sql)?;
         }
         sql.execute("INSERT INTO schema_version (version) VALUES ($1)", &[Param::Int(version)])?;
     }
     sql.commit()?;
     Ok(known)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use revshare_core::decimal::Decimal;
+    use revshare_core::money::Currency;
+    use revshare_core::time::Instant;
+    use revshare_core::usage::UsageRecord;
+    use revshare_core::usage_set::of_digests;
+
+    use super::*;
+    use crate::sqlite::SqliteStore;
+
+    fn record(id: &str, secs: i64, revenue: &str) -> UsageRecord<'static> {
+        UsageRecord {
+            id: Cow::Owned(id.to_owned()),
+            host: Cow::Borrowed("northwind"),
+            model: Cow::Borrowed("m-70b"),
+            use_case: Cow::Borrowed("search"),
+            region: Cow::Borrowed("eu"),
+            time: Instant::from_parts(secs, 250),
+            requests: 3,
+            input_tokens: 1_000,
+            output_tokens: 20,
+            revenue: Decimal::parse(revenue).expect("a decimal"),
+            currency: Currency::parse("USD").expect("USD"),
+        }
+    }
+
+    /// A database as version 6 left it, one row per record, comes out of the migrations with the
+    /// same records in segments (values, scope, batch, resends), its usage sets filled.
+    #[test]
+    fn stored_records_move_into_segments() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let mut store = SqliteStore::unmigrated(dir.path().join("old.db")).expect("opens");
+        migrate_to(&mut store, 6).expect("migrates to version 6");
+        let (r1, r2, r3) = (record("r1", 1_791_000_000, "12.5"), record("r2", 1_791_000_100, "0.25"), record("r3", 1_793_000_000, "7"));
+        let mut sql = store.begin(Access::Write).expect("a transaction");
+        sql.batch(
+            "INSERT INTO parties VALUES ('meridian', 'Meridian', 'licensor'), ('northwind', 'Northwind', 'host');
+             INSERT INTO models VALUES ('m-70b', 'meridian', NULL);",
+        )
+        .expect("the registry");
+        for (record, agreement, scope, resends, batch) in
+            [(&r1, Some("a1"), 0, 2, Some(4)), (&r2, Some("a1"), -1, 0, None), (&r3, None, -1, 0, Some(5))]
+        {
+            let revenue = record.revenue.to_string();
+            sql.execute(
+                "INSERT INTO records (host, id, model, reported_model, use_case, region, time_secs, time_nanos, requests, \
+                 input_tokens, output_tokens, revenue, currency, digest, resends, agreement_id, month, scope, late, batch) \
+                 VALUES ('northwind', $1, 'm-70b', 'nw-70b', 'search', 'eu', $2, 250, 3, 1000, 20, $3, 'USD', $4, $5, $6, $7, $8, 0, $9)",
+                &[
+                    Param::Text(&record.id),
+                    Param::Int(record.time.secs()),
+                    Param::Text(&revenue),
+                    Param::Bytes(&record.digest()),
+                    Param::Int(resends),
+                    Param::OptText(agreement),
+                    Param::OptText(agreement.map(|_| "2026-10")),
+                    Param::Int(scope),
+                    Param::OptInt(batch),
+                ],
+            )
+            .expect("an old record row");
+        }
+        sql.commit().expect("commits");
+
+        assert_eq!(migrate_to(&mut store, i64::MAX).expect("migrates"), 8);
+        let mut sql = store.begin(Access::Read).expect("a transaction");
+        let mut moved: Vec<(UsageRecord<'static>, String, Option<usize>, i64)> = crate::segments::of_period(&mut sql, "a1", "2026-10")
+            .expect("segments")
+            .into_iter()
+            .flat_map(|s| s.records.into_iter().map(move |r| (r.record, r.reported_model, r.scope, s.place.batch)))
+            .collect();
+        moved.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+        assert_eq!(moved, vec![(r1.clone(), "nw-70b".to_owned(), Some(0), 4), (r2.clone(), "nw-70b".to_owned(), None, -1)]);
+        let unmatched = crate::segments::find(&mut sql, "northwind", "r3", 5).expect("reads").expect("r3 is kept");
+        assert_eq!((unmatched.0.record, unmatched.1.rolled_up), (r3, None));
+        assert_eq!(
+            crate::segments::resends_of_host(&mut sql, "northwind").expect("resends").into_iter().collect::<Vec<_>>(),
+            [("r1".to_owned(), 2)]
+        );
+        let set = crate::rollups::usage_set(&mut sql, "a1", "2026-10").expect("the usage set");
+        assert_eq!(set, of_digests(&[r2.digest(), r1.digest()]), "version 7 filled it from the old rows");
+        assert!(sql.query("SELECT 1 FROM records", &[], &mut |_| Ok(())).is_err(), "the old table is gone");
+    }
 }

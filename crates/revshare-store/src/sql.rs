@@ -18,6 +18,7 @@
 //! how a refused batch leaves nothing behind.
 
 use crate::error::StoreError;
+use crate::index::SharedIndex;
 
 /// Which SQL dialect a transaction speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +87,8 @@ pub trait Backend {
     where
         Self: 'a;
     fn begin(&mut self, access: Access) -> Result<Self::Tx<'_>, StoreError>;
+    /// The index of the database's stored records that this connection ingests with.
+    fn index(&self) -> SharedIndex;
 }
 
 /// Every row of a query, each read by `read`.

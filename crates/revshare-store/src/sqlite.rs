@@ -14,6 +14,7 @@ use rusqlite::types::ToSqlOutput;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::error::StoreError;
+use crate::index::{RecordIndex, SharedIndex};
 use crate::schema;
 use crate::sql::{Access, Backend, Columns, Dialect, Param, Sql};
 
@@ -23,6 +24,7 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 /// A store in one SQLite file.
 pub struct SqliteStore {
     connection: Connection,
+    index: SharedIndex,
 }
 
 impl SqliteStore {
@@ -33,9 +35,21 @@ impl SqliteStore {
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "FULL")?;
         connection.pragma_update(None, "foreign_keys", "ON")?;
-        let mut store = SqliteStore { connection };
+        let mut store = SqliteStore { connection, index: RecordIndex::shared() };
         schema::migrate(&mut store)?;
         Ok(store)
+    }
+
+    /// Opens the file without migrating it (tests build older schemas with it).
+    #[cfg(test)]
+    pub(crate) fn unmigrated(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        Ok(SqliteStore { connection: Connection::open(path)?, index: RecordIndex::shared() })
+    }
+
+    /// Ingests with `index`, shared with other stores of the same file in this process, so the
+    /// process keeps one copy of the stored keys (each store still catches up on its own).
+    pub fn with_index(self, index: SharedIndex) -> SqliteStore {
+        SqliteStore { index, ..self }
     }
 }
 
@@ -51,6 +65,10 @@ impl Backend for SqliteStore {
             Access::Write => TransactionBehavior::Immediate,
         };
         Ok(SqliteTx(self.connection.transaction_with_behavior(behavior)?))
+    }
+
+    fn index(&self) -> SharedIndex {
+        self.index.clone()
     }
 }
 
