@@ -53,8 +53,9 @@
 //! `receipts::checkpoint`, the core's `Balances`, the store's proofs) and their results back. The store is synchronous, so each call
 //! runs on a blocking thread with a connection from a small pool ([`Config::open`] makes them),
 //! at most [`Config::max_connections`] at once; calls that write also queue, first come first
-//! served, for one of [`Config::max_writers`] turns. A batch is acknowledged only after the store has
-//! committed it, and a request whose client goes away still runs to its end (the blocking call is
+//! served, for one of [`Config::max_writers`] turns. Usage batches queued by then are stored in
+//! one transaction by whichever request gets a turn (group commit, see `group.rs`). A batch is
+//! acknowledged only after the store has committed it, and a request whose client goes away still runs to its end (the blocking call is
 //! not cancelled), so nothing is half-applied. Graceful shutdown stops accepting connections and
 //! lets the requests in flight finish. The clock is the edge's: it is [`Config::clock`].
 
@@ -63,6 +64,7 @@ pub mod auth;
 pub mod body;
 mod disputes;
 pub mod export;
+mod group;
 mod limit;
 mod metrics;
 mod openapi;
@@ -126,6 +128,8 @@ pub(crate) struct Shared {
     clock: fn() -> Instant,
     max_body_bytes: usize,
     pub(crate) limiter: limit::RateLimiter,
+    /// Usage batches waiting for a group commit.
+    pub(crate) ingests: group::Queue,
 }
 
 impl Shared {
@@ -206,6 +210,11 @@ impl AppState {
         joined.map_err(|e| Problem::internal("a store call panicked", &e))?
     }
 
+    /// Queues a usage batch for the next group commit.
+    pub(crate) fn queue_ingest(&self, job: group::Job) -> Result<(), Problem> {
+        self.0.ingests.push(job)
+    }
+
     pub(crate) fn max_body_bytes(&self) -> usize {
         self.0.max_body_bytes
     }
@@ -227,6 +236,7 @@ pub fn router(config: Config) -> Router {
         clock: config.clock,
         max_body_bytes: config.max_body_bytes,
         limiter: limit::RateLimiter::new(config.rate_limit_per_second),
+        ingests: group::Queue::default(),
     }));
     let (api, document) = routes::api(Some(state.clone()));
     let document = Arc::new(document.to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")));

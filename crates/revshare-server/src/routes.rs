@@ -17,7 +17,7 @@ use revshare_core::transparency::{Signed, from_b64};
 use revshare_store::close::{CloseError, close_month};
 use revshare_store::payments::{self, PaymentError};
 use revshare_store::receipts::{self, ConsistencyProof, InclusionProof};
-use revshare_store::{IngestMode, Role, Store, StoreError, StoredStatement};
+use revshare_store::{Role, Store, StoreError, StoredStatement};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{OpenApi as _, ToSchema};
@@ -27,6 +27,7 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::auth::{Caller, may_read};
 use crate::body::{self, Format, Parsed};
+use crate::group::{self, Committed, Job};
 use crate::problem::{Problem, ProblemDetails, ProblemItem};
 
 /// `GET /healthz`.
@@ -305,17 +306,13 @@ pub(crate) async fn post_usage(
         return Err(Problem::forbidden(detail).with_errors(foreign));
     }
     let Parsed { records, lines } = parsed;
-    let (report, receipt) = state
-        .write(move |store, shared| {
-            let report = store.ingest(&records, IngestMode::Atomic, signed.as_ref())?;
-            // The batch is committed here; the receipt signs what was committed.
-            let receipt = match (&report.logged, report.stored) {
-                (Some(batch), true) => Some(receipts::receipt(store, shared.key(), shared.now(), batch)?),
-                _ => None,
-            };
-            Ok((report, receipt))
-        })
-        .await?;
+    // Queued, then stored with the batches queued with it by whichever request gets a writer's
+    // turn first (this one's, at the latest); the answer comes after that group's commit.
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    state.queue_ingest(Job { records, signed, reply })?;
+    state.write(group::commit_queued).await?;
+    let Committed { report, receipt } =
+        answer.await.map_err(|e| Problem::internal("the batch's group ended without answering it", &e))??;
     if !report.stored {
         let errors: Vec<ProblemItem> = report
             .problems

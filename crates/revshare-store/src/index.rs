@@ -16,13 +16,22 @@
 //! A stored record's location in the index is its batch's log leaf, which re-placement keeps,
 //! so the record can be found again (`segments::find`) to name the fields of a conflict.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+
+use foldhash::fast::RandomState;
 
 use revshare_core::dedup::{DedupIndex, Seen};
 
 use crate::error::StoreError;
 use crate::segments;
 use crate::sql::Sql;
+
+/// How many keys ahead the index's slots are read, in batches of this many.
+const WARM_AHEAD: usize = 16;
+
+/// Keys stored by the earlier batches of a group, not committed yet and so not in the index.
+pub(crate) type Pending<'b> = HashMap<(&'b str, &'b str), ([u8; 16], i64), RandomState>;
 
 /// The index of one database, shared by the stores (connections) of a process that write it.
 pub type SharedIndex = Arc<Mutex<RecordIndex>>;
@@ -81,16 +90,25 @@ impl RecordIndex {
         })
     }
 
-    /// The fingerprint and batch of a stored record.
-    pub(crate) fn get(&self, host: &str, id: &str) -> Option<([u8; 16], i64)> {
+    /// The fingerprint and batch of a stored record: committed, or stored by an earlier batch of
+    /// the group (`pending`).
+    pub(crate) fn get(&self, pending: &Pending<'_>, host: &str, id: &str) -> Option<([u8; 16], i64)> {
+        if let Some(found) = pending.get(&(host, id)) {
+            return Some(*found);
+        }
         self.keys.get(host, id).map(|(fingerprint, at)| (fingerprint, batch_of(at)))
     }
 
     /// Adds a committed batch's new records (host, id, fingerprint), stored in segments up to
     /// `last_segment`.
     pub(crate) fn added(&mut self, batch: i64, records: &[(&str, &str, [u8; 16])], last_segment: i64) {
-        for &(host, id, fingerprint) in records {
-            self.keys.offer(host, id, fingerprint, location(batch));
+        let hashes: Vec<u64> = records.iter().map(|(host, id, _)| self.keys.hash_key(host, id)).collect();
+        for (n, (&(host, id, fingerprint), &hash)) in records.iter().zip(&hashes).enumerate() {
+            // The slots of the next keys are read together, so their cache misses overlap.
+            if n % WARM_AHEAD == 0 {
+                self.keys.warm(hashes.iter().skip(n + WARM_AHEAD).take(WARM_AHEAD).copied());
+            }
+            self.keys.offer_hashed(hash, host, id, fingerprint, location(batch));
         }
         self.seen = self.seen.max(last_segment);
     }

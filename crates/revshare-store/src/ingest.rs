@@ -34,10 +34,11 @@ use revshare_core::note::VerifierKey;
 use revshare_core::settle::sorted_digest;
 use revshare_core::transparency::{Signed, batch_leaf, batch_message};
 use revshare_core::usage::UsageRecord;
+use revshare_core::usage_set::UsageSet;
 
 use crate::agreements::{Match, latest_of_licensor, place};
 use crate::error::StoreError;
-use crate::index::RecordIndex;
+use crate::index::{Pending, RecordIndex};
 use crate::log::{self, LogLeaf};
 use crate::records::{RecordRow, resolved};
 use crate::registry::{Model, Role, require_role, resolve};
@@ -130,11 +131,11 @@ pub(crate) struct Added {
 #[derive(Default)]
 struct Lookups {
     /// Host id → why it cannot report usage, if it cannot.
-    hosts: HashMap<String, Option<String>>,
+    hosts: HashMap<String, Option<String>, RandomState>,
     /// Host → reported model → the licensed model, or why there is none.
-    models: HashMap<String, HashMap<String, Result<Model, String>>>,
+    models: HashMap<String, HashMap<String, Result<Model, String>, RandomState>, RandomState>,
     /// Licensor → the latest versions of its agreements.
-    agreements: HashMap<String, Vec<Agreement>>,
+    agreements: HashMap<String, Vec<Agreement>, RandomState>,
     /// (agreement, month, closed): a batch spans a few, so a list is searched without allocating.
     closed: Vec<(String, String, bool)>,
 }
@@ -167,7 +168,7 @@ impl Lookups {
             return Ok(Err(problem));
         }
         if !self.models.contains_key(host) {
-            self.models.insert(host.to_owned(), HashMap::new());
+            self.models.insert(host.to_owned(), HashMap::default());
         }
         let models = self.models.get_mut(host).ok_or_else(|| StoreError::Log("the host's models were just added".to_owned()))?;
         let model = match models.get(record.model.as_ref()) {
@@ -271,9 +272,19 @@ enum First {
     Stored([u8; 16], i64),
 }
 
+/// One batch of a group ([`crate::Store::ingest_group`]).
+#[derive(Clone, Copy)]
+pub struct Batch<'a> {
+    pub records: &'a [UsageRecord<'a>],
+    pub mode: IngestMode,
+    /// The host's signature over [`batch_digest`], if the batch is signed.
+    pub signed: Option<&'a Signed>,
+}
+
 pub(crate) fn ingest<'b>(
     sql: &mut impl Sql,
     index: &RecordIndex,
+    pending: &Pending<'_>,
     batch: &'b [UsageRecord<'b>],
     mode: IngestMode,
     signed: Option<&Signed>,
@@ -296,7 +307,7 @@ pub(crate) fn ingest<'b>(
             placed.map(|placed| {
                 let settled = UsageRecord { model: Cow::Owned(placed.model.clone()), ..resolved(record, "") };
                 let digest = settled.digest();
-                let stored = index.get(&record.host, &record.id);
+                let stored = index.get(pending, &record.host, &record.id);
                 Checked { placed, settled, digest, stored }
             })
         })
@@ -347,7 +358,7 @@ pub(crate) fn ingest<'b>(
                 report.unmatched += u64::from(good.placed.at.is_none());
                 report.late += u64::from(good.placed.late);
                 if let Some(at) = &good.placed.at {
-                    deltas.record(at, &good.settled, &good.digest)?;
+                    deltas.record(at, &good.settled)?;
                 }
                 continue;
             }
@@ -388,6 +399,26 @@ pub(crate) fn ingest<'b>(
     if mode == IngestMode::Atomic && !report.problems.is_empty() {
         let refused = IngestReport { stored: false, accepted: 0, duplicates: 0, unmatched: 0, late: 0, ..report };
         return Ok((refused, Added::default()));
+    }
+
+    // The new records' usage sets per agreement month, summed on every core.
+    let sets = new
+        .par_iter()
+        .with_min_len(4096)
+        .fold(HashMap::<(&str, &str), UsageSet, RandomState>::default, |mut sets, &i| {
+            if let Ok(Checked { placed: Placed { at: Some(at), .. }, digest, .. }) = &checked[i] {
+                sets.entry((at.agreement_id.as_str(), at.month.as_str())).or_default().insert(digest);
+            }
+            sets
+        })
+        .reduce(HashMap::default, |mut all, part| {
+            for (key, set) in part {
+                all.entry(key).or_default().union(&set);
+            }
+            all
+        });
+    for ((agreement_id, month), set) in &sets {
+        deltas.add_set(agreement_id, month, set);
     }
 
     // One segment per host, licensor, place and lateness, its records in batch order.

@@ -76,8 +76,9 @@ use revshare_core::usage_set::UsageSet;
 
 pub use disputes::StoredDispute;
 pub use error::StoreError;
+use index::Pending;
 pub use index::{RecordIndex, SharedIndex};
-pub use ingest::{IngestMode, IngestProblem, IngestReport, LoggedBatch, ProblemKind, batch_digest};
+pub use ingest::{Batch, IngestMode, IngestProblem, IngestReport, LoggedBatch, ProblemKind, batch_digest};
 pub use keys::RegisteredKey;
 pub use log::LogLeaf;
 pub use pg::{PgStore, WRITE_LOCK};
@@ -118,6 +119,11 @@ pub trait Store {
     /// [`batch_digest`]) is refused whole unless the signature verifies with a key registered for
     /// that host.
     fn ingest(&mut self, records: &[UsageRecord<'_>], mode: IngestMode, signed: Option<&Signed>) -> Result<IngestReport, StoreError>;
+    /// Stores several batches in one transaction (group commit: one commit, one fsync), each as
+    /// [`Store::ingest`] would, in order, each seeing the records of those before it. A batch
+    /// refused or failing alone (its result) leaves nothing of it and the others go on; an error
+    /// of the whole (the commit) stores none. Every `Ok` report with `stored = true` is durable.
+    fn ingest_group(&mut self, batches: &[Batch<'_>]) -> Result<Vec<Result<IngestReport, StoreError>>, StoreError>;
 
     /// The rollup of an agreement's month, and the identical resends acknowledged for its records.
     fn rollup(&mut self, agreement: &AgreementId, period: Period) -> Result<(Rollup, u64), StoreError>;
@@ -291,6 +297,11 @@ impl<B: Backend> Store for B {
     }
 
     fn ingest(&mut self, records: &[UsageRecord<'_>], mode: IngestMode, signed: Option<&Signed>) -> Result<IngestReport, StoreError> {
+        let mut results = self.ingest_group(&[Batch { records, mode, signed }])?;
+        results.pop().unwrap_or_else(|| Err(StoreError::Log("a group of one batch gave no result".to_owned())))
+    }
+
+    fn ingest_group(&mut self, batches: &[Batch<'_>]) -> Result<Vec<Result<IngestReport, StoreError>>, StoreError> {
         let shared = self.index();
         // A writer that panicked may have left the index half-updated: start it again from the
         // segments, which are the truth.
@@ -302,15 +313,41 @@ impl<B: Backend> Store for B {
         let mut tx = self.begin(Access::Write)?;
         // Holding the write lock: every segment committed so far is read before deciding.
         index.catch_up(&mut tx)?;
-        let (report, added) = ingest::ingest(&mut tx, &index, records, mode, signed)?;
-        // An atomic batch with problems is dropped here, which rolls it back.
-        if report.stored {
-            tx.commit()?;
-            let keys: Vec<(&str, &str, [u8; 16])> =
-                added.records.iter().map(|&(i, fingerprint)| (records[i].host.as_ref(), records[i].id.as_ref(), fingerprint)).collect();
-            index.added(added.batch, &keys, added.last_segment);
+        // Each batch runs inside a savepoint, so one that fails or is refused leaves nothing and
+        // the others go on; the keys of the batches stored so far are `pending` for the next.
+        let mut pending = Pending::default();
+        let mut results = Vec::with_capacity(batches.len());
+        let mut stored = Vec::new();
+        for batch in batches {
+            tx.batch("SAVEPOINT revshare_batch")?;
+            match ingest::ingest(&mut tx, &index, &pending, batch.records, batch.mode, batch.signed) {
+                Ok((report, added)) if report.stored => {
+                    tx.batch("RELEASE SAVEPOINT revshare_batch")?;
+                    let keys: Vec<(&str, &str, [u8; 16])> = added
+                        .records
+                        .iter()
+                        .map(|&(i, fingerprint)| (batch.records[i].host.as_ref(), batch.records[i].id.as_ref(), fingerprint))
+                        .collect();
+                    for &(host, id, fingerprint) in &keys {
+                        pending.insert((host, id), (fingerprint, added.batch));
+                    }
+                    stored.push((added, keys));
+                    results.push(Ok(report));
+                }
+                outcome => {
+                    tx.batch("ROLLBACK TO SAVEPOINT revshare_batch; RELEASE SAVEPOINT revshare_batch")?;
+                    results.push(outcome.map(|(report, _)| report));
+                }
+            }
         }
-        Ok(report)
+        // A group that stored nothing is dropped here, which rolls it back.
+        if !stored.is_empty() {
+            tx.commit()?;
+            for (added, keys) in &stored {
+                index.added(added.batch, keys, added.last_segment);
+            }
+        }
+        Ok(results)
     }
 
     fn rollup(&mut self, agreement: &AgreementId, period: Period) -> Result<(Rollup, u64), StoreError> {

@@ -31,7 +31,19 @@ pub fn hashes(proof: &[Hash]) -> Vec<String> {
 /// leaf's inclusion proof at the checkpoint's size, signed by the deployment over
 /// `revshare receipt v1\n` + the receipt's canonical bytes without `signed`.
 pub fn receipt<S: Store + ?Sized>(store: &mut S, key: &SignerKey, now: Instant, batch: &LoggedBatch) -> Result<Value, StoreError> {
-    let (size, _, note) = checkpoint(store, key, now)?;
+    let checkpoint = checkpoint(store, key, now)?;
+    receipt_under(store, key, &checkpoint, batch)
+}
+
+/// [`receipt`] under a checkpoint already signed and kept ([`checkpoint`]) that includes the
+/// batch's leaf: one checkpoint for the batches of a group commit.
+pub fn receipt_under<S: Store + ?Sized>(
+    store: &mut S,
+    key: &SignerKey,
+    (size, _, note): &(u64, Hash, String),
+    batch: &LoggedBatch,
+) -> Result<Value, StoreError> {
+    let size = *size;
     let leaf = store.log_leaf(batch.leaf)?;
     let proof = store.inclusion_proof(batch.leaf, size)?;
     let mut receipt = json!({

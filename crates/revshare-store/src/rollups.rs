@@ -135,10 +135,9 @@ impl<'k> Deltas<'k> {
         Ok(self.sums.entry(key).or_default().merge(sums)?)
     }
 
-    /// One more distinct record (with its model resolved) in its place; `digest` is its SHA-256
-    /// ([`UsageRecord::digest`], which the caller has at hand).
-    pub fn record(&mut self, placed: &'k Match, record: &'k UsageRecord<'_>, digest: &[u8; 32]) -> Result<(), StoreError> {
-        self.sets.entry((&placed.agreement_id, &placed.month)).or_default().insert(digest);
+    /// One more distinct record (with its model resolved) in its place, in the sums; its digest
+    /// goes into the place's usage set through [`Deltas::add_set`].
+    pub fn record(&mut self, placed: &'k Match, record: &'k UsageRecord<'_>) -> Result<(), StoreError> {
         let sums = Sums {
             records: 1,
             duplicates: 0,
@@ -148,6 +147,11 @@ impl<'k> Deltas<'k> {
             revenue: record.revenue.mantissa(),
         };
         self.add(placed, record, &sums)
+    }
+
+    /// Adds a set of new records of an agreement's month to its usage set.
+    pub fn add_set(&mut self, agreement_id: &'k str, month: &'k str, set: &UsageSet) {
+        self.sets.entry((agreement_id, month)).or_default().union(set);
     }
 
     /// `count` more identical resends of a stored record.

@@ -17,8 +17,8 @@ use revshare_core::time::{Instant, Period};
 use revshare_core::transparency::{self, Signed};
 use revshare_core::usage::{UsageRecord, parse_json_line};
 use revshare_store::close::close_month;
+use revshare_store::{Batch, LogLeaf, batch_digest};
 use revshare_store::{IngestMode, Model, NewStatement, Party, PgStore, ProblemKind, Role, SqliteStore, StatementKind, Store, StoreError};
-use revshare_store::{LogLeaf, batch_digest};
 use revshare_testdb::PgTestDb;
 
 // ---------------------------------------------------------------------------------------------
@@ -94,6 +94,7 @@ conformance!(
     one_agreement_per_pair_at_a_time,
     atomic_batch_stores_nothing_on_a_problem,
     partial_batch_stores_the_good_records,
+    a_group_of_batches_ends_as_the_batches_one_by_one,
     duplicates_compare_by_value,
     mixed_batch_classifies_each_record_in_order,
     conflicts_leave_the_stored_record_untouched,
@@ -483,6 +484,65 @@ fn partial_batch_stores_the_good_records(db: &dyn TestDb) {
     assert_eq!(stored, vec![batch[0].clone()]);
     let (rollup, duplicates) = store.rollup(&aid("meridian-northwind"), month("2026-10")).expect("rollup");
     assert_eq!((rollup.records(), duplicates), (1, 1));
+}
+
+/// Group commit: batches stored in one transaction decide and store exactly what they would one
+/// by one — each sees the records of those before it, a refused or failing one leaves nothing.
+fn a_group_of_batches_ends_as_the_batches_one_by_one(db: &dyn TestDb) {
+    let first = vec![
+        record("g1", "m-70b", "search", "eu", "2026-10-02T10:00:00Z", "10"),
+        record("g2", "m-8b", "content_moderation", "us", "2026-10-03T10:00:00Z", "2.5"),
+    ];
+    // Conflicts with g1 of the first batch: refused whole.
+    let conflicting = vec![
+        record("g3", "m-70b", "search", "eu", "2026-10-04T10:00:00Z", "1"),
+        record("g1", "m-70b", "search", "eu", "2026-10-02T10:00:00Z", "11"),
+    ];
+    // A resend of g2 (the first batch's) and a new record.
+    let third = vec![
+        record("g2", "m-8b", "content_moderation", "us", "2026-10-03T15:30:00+05:30", "2.50"),
+        record("g4", "m-70b", "customer_service", "us", "2026-10-05T10:00:00Z", "7"),
+    ];
+    let stranger = signer("northwind", 8);
+    let badly_signed = Signed { key: stranger.verifier().to_text(), signature: stranger.sign(b"something else") };
+
+    let mut grouped = db.open();
+    let grouped = grouped.as_mut();
+    register_example(grouped);
+    let size = grouped.log_size().expect("size");
+    let batches = [
+        Batch { records: &first, mode: IngestMode::Atomic, signed: None },
+        Batch { records: &conflicting, mode: IngestMode::Atomic, signed: None },
+        Batch { records: &first, mode: IngestMode::Atomic, signed: Some(&badly_signed) },
+        Batch { records: &third, mode: IngestMode::Atomic, signed: None },
+    ];
+    let mut results = grouped.ingest_group(&batches).expect("the group commits");
+    assert_eq!(results.len(), 4);
+    let signature = results.remove(2).expect_err("a bad signature fails its batch alone");
+    assert!(signature.to_string().contains("is not registered for host northwind"), "{signature}");
+    let reports: Vec<_> = results.into_iter().map(|r| r.expect("a report")).collect();
+    assert_eq!(
+        reports.iter().map(|r| (r.stored, r.accepted, r.duplicates, r.conflicts)).collect::<Vec<_>>(),
+        vec![(true, 2, 0, 0), (false, 0, 0, 1), (true, 1, 1, 0)],
+        "the third batch sees the first's records as stored"
+    );
+    assert!(reports[1].problems[0].reason.contains("conflicts with the stored record"), "{}", reports[1].problems[0]);
+    assert!(reports[1].problems[0].reason.contains("revenue: stored `10`, sent `11`"), "{}", reports[1].problems[0]);
+    // Leaves in batch order, one per stored batch: as the batches one by one would have them.
+    let leaves: Vec<u64> = reports.iter().filter_map(|r| r.logged.as_ref().map(|b| b.leaf)).collect();
+    assert_eq!(leaves, vec![size, size + 1]);
+    assert_eq!(grouped.log_size().expect("size"), size + 2);
+    let id = aid("meridian-northwind");
+    let october = month("2026-10");
+    let stored = vec![first[0].clone(), first[1].clone(), third[1].clone()];
+    assert_eq!(grouped.records(&id, october).expect("records"), stored, "nothing of the refused or failed batches");
+    let digests: Vec<[u8; 32]> = stored.iter().map(UsageRecord::digest).collect();
+    assert_eq!(grouped.usage_set(&id, october).expect("set"), revshare_core::usage_set::of_digests(&digests));
+    let (rollup, duplicates) = grouped.rollup(&id, october).expect("rollup");
+    assert_eq!((rollup.records(), duplicates), (3, 1));
+    // What the group stored is in the index afterwards: a resend is a duplicate.
+    let again = grouped.ingest(&third, IngestMode::Atomic, None).expect("ingests");
+    assert_eq!((again.accepted, again.duplicates), (0, 2));
 }
 
 fn duplicates_compare_by_value(db: &dyn TestDb) {

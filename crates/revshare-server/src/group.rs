@@ -1,0 +1,114 @@
+//! Group commit of usage batches.
+//!
+//! A usage batch is one durable transaction, and with many hosts posting small batches at once
+//! the fixed cost of each (its commit and fsync, its rollup rows, its log leaf and checkpoint)
+//! decides the throughput. So a batch is queued here before its request waits for a writer's
+//! turn, and whichever request gets a turn stores every batch queued by then as one group
+//! ([`Store::ingest_group`]: one transaction, each batch decided as if alone, in arrival order)
+//! and answers each. A request whose batch someone else stored finds the queue without it and
+//! waits for its answer. Every answer is sent after the group's commit, so a batch is still
+//! acknowledged only once it is durable; a batch refused or failing alone fails alone.
+//!
+//! A request that goes away before its batch is taken has its batch skipped (its answer has
+//! nobody to go to); one that goes away later may still have its batch stored, as a client
+//! that disconnects mid-request can never know: resending it is a duplicate.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use revshare_core::transparency::Signed;
+use revshare_core::usage::UsageRecord;
+use revshare_store::{Batch, IngestMode, IngestReport, Store, receipts};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::Shared;
+use crate::problem::Problem;
+
+/// The most records one group stores: a group is one transaction, whose time the batches in it
+/// all wait for.
+const MAX_GROUP_RECORDS: usize = 64_000;
+
+/// A committed batch's report and signed receipt.
+pub(crate) struct Committed {
+    pub report: IngestReport,
+    pub receipt: Option<Value>,
+}
+
+/// A batch waiting for a group.
+pub(crate) struct Job {
+    pub records: Vec<UsageRecord<'static>>,
+    pub signed: Option<Signed>,
+    pub reply: oneshot::Sender<Result<Committed, Problem>>,
+}
+
+/// The batches waiting, in arrival order.
+#[derive(Default)]
+pub(crate) struct Queue(Mutex<VecDeque<Job>>);
+
+impl Queue {
+    pub(crate) fn push(&self, job: Job) -> Result<(), Problem> {
+        self.0.lock().map_err(|_| Problem::internal("the usage queue failed", &"a thread panicked holding it"))?.push_back(job);
+        Ok(())
+    }
+
+    /// The next group: the batches queued, oldest first, up to [`MAX_GROUP_RECORDS`] (at least
+    /// one), leaving out those whose requests have gone.
+    fn take(&self) -> Vec<Job> {
+        let Ok(mut queue) = self.0.lock() else { return Vec::new() };
+        let mut group = Vec::new();
+        let mut records = 0;
+        while let Some(job) = queue.front() {
+            if !group.is_empty() && records + job.records.len() > MAX_GROUP_RECORDS {
+                break;
+            }
+            let Some(job) = queue.pop_front() else { break };
+            if job.reply.is_closed() {
+                continue;
+            }
+            records += job.records.len();
+            group.push(job);
+        }
+        group
+    }
+}
+
+/// Stores the queued batches as one group and answers each; called holding a writer's turn.
+pub(crate) fn commit_queued(store: &mut dyn Store, shared: &Shared) -> Result<(), Problem> {
+    let jobs = shared.ingests.take();
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    tracing::debug!(batches = jobs.len(), records = jobs.iter().map(|job| job.records.len()).sum::<usize>(), "group commit");
+    let batches: Vec<Batch<'_>> =
+        jobs.iter().map(|job| Batch { records: &job.records, mode: IngestMode::Atomic, signed: job.signed.as_ref() }).collect();
+    let results = match store.ingest_group(&batches) {
+        Ok(results) => results,
+        Err(e) => {
+            let problem = Problem::from(e);
+            for job in jobs {
+                let _ = job.reply.send(Err(problem.clone()));
+            }
+            // The connection is suspect: the caller drops it.
+            return Err(problem);
+        }
+    };
+    drop(batches);
+    // The group is committed here; one checkpoint of the log after it signs every receipt.
+    let stored = results.iter().any(|r| r.as_ref().is_ok_and(|report| report.stored && report.logged.is_some()));
+    let checkpoint = if stored { Some(receipts::checkpoint(store, shared.key(), shared.now())) } else { None };
+    for (job, result) in jobs.into_iter().zip(results) {
+        let answer = result.map_err(Problem::from).and_then(|report| {
+            let receipt = match (&report.logged, report.stored, &checkpoint) {
+                (Some(batch), true, Some(Ok(checkpoint))) => Some(receipts::receipt_under(store, shared.key(), checkpoint, batch)?),
+                (Some(_), true, Some(Err(e))) => {
+                    return Err(Problem::internal("the batch was committed, but its receipt's checkpoint failed", e));
+                }
+                _ => None,
+            };
+            Ok(Committed { report, receipt })
+        });
+        let _ = job.reply.send(answer);
+    }
+    Ok(())
+}
