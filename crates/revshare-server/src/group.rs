@@ -5,8 +5,9 @@
 //! decides the throughput. So a batch is queued here before its request waits for a writer's
 //! turn, and whichever request gets a turn stores every batch queued by then as one group
 //! ([`Store::ingest_group`]: one transaction, each batch decided as if alone, in arrival order)
-//! and answers each. A request whose batch someone else stored finds the queue without it and
-//! waits for its answer. Every answer is sent after the group's commit, so a batch is still
+//! and answers each. A request whose batch another request's turn stored takes its answer and
+//! leaves the writers' queue, so the clients it answers send their next batches while the
+//! store is still busy, and those form the next group. Every answer is sent after the group's commit, so a batch is still
 //! acknowledged only once it is durable; a batch refused or failing alone fails alone.
 //!
 //! A request that goes away before its batch is taken has its batch skipped (its answer has

@@ -307,12 +307,19 @@ pub(crate) async fn post_usage(
     }
     let Parsed { records, lines } = parsed;
     // Queued, then stored with the batches queued with it by whichever request gets a writer's
-    // turn first (this one's, at the latest); the answer comes after that group's commit.
-    let (reply, answer) = tokio::sync::oneshot::channel();
+    // turn first (this one's, at the latest); the answer comes after that group's commit. A
+    // request answered by another's turn leaves the writers' queue at once.
+    let (reply, mut answer) = tokio::sync::oneshot::channel();
     state.queue_ingest(Job { records, signed, reply })?;
-    state.write(group::commit_queued).await?;
-    let Committed { report, receipt } =
-        answer.await.map_err(|e| Problem::internal("the batch's group ended without answering it", &e))??;
+    let answered = tokio::select! {
+        biased;
+        answered = &mut answer => answered,
+        written = state.write(group::commit_queued) => {
+            written?;
+            answer.await
+        }
+    };
+    let Committed { report, receipt } = answered.map_err(|e| Problem::internal("the batch's group ended without answering it", &e))??;
     if !report.stored {
         let errors: Vec<ProblemItem> = report
             .problems
