@@ -27,9 +27,6 @@ use crate::error::StoreError;
 use crate::segments;
 use crate::sql::Sql;
 
-/// How many keys ahead the index's slots are read, in batches of this many.
-const WARM_AHEAD: usize = 16;
-
 /// Keys stored by the earlier batches of a group, not committed yet and so not in the index.
 pub(crate) type Pending<'b> = HashMap<(&'b str, &'b str), ([u8; 16], i64), RandomState>;
 
@@ -55,7 +52,7 @@ fn location(batch: i64) -> u64 {
 }
 
 /// The batch column of an index location.
-pub(crate) fn batch_of(location: u64) -> i64 {
+fn batch_of(location: u64) -> i64 {
     i64::try_from(location).unwrap_or(-1)
 }
 
@@ -102,13 +99,8 @@ impl RecordIndex {
     /// Adds a committed batch's new records (host, id, fingerprint), stored in segments up to
     /// `last_segment`.
     pub(crate) fn added(&mut self, batch: i64, records: &[(&str, &str, [u8; 16])], last_segment: i64) {
-        let hashes: Vec<u64> = records.iter().map(|(host, id, _)| self.keys.hash_key(host, id)).collect();
-        for (n, (&(host, id, fingerprint), &hash)) in records.iter().zip(&hashes).enumerate() {
-            // The slots of the next keys are read together, so their cache misses overlap.
-            if n % WARM_AHEAD == 0 {
-                self.keys.warm(hashes.iter().skip(n + WARM_AHEAD).take(WARM_AHEAD).copied());
-            }
-            self.keys.offer_hashed(hash, host, id, fingerprint, location(batch));
+        for &(host, id, fingerprint) in records {
+            self.keys.offer(host, id, fingerprint, location(batch));
         }
         self.seen = self.seen.max(last_segment);
     }
