@@ -12,8 +12,9 @@ use revshare_core::note::SignerKey;
 use revshare_core::usage::{RecordProblem, UsageRecord};
 use revshare_store::{IngestMode, IngestReport, Store, StoreError};
 use std::io::Write as _;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::mpsc::{Receiver, Sender, SyncSender};
 
 use crate::reading::{InputProblem, LINE_BITS, Piece, RecordSink, place};
 
@@ -42,19 +43,23 @@ pub struct Batch {
 
 /// Collects the records read into batches of `batch_size` and hands each to the [`Committer`],
 /// which commits on its own thread while the next batch is read. The hand-over holds one batch,
-/// so reading stays at most two batches ahead of the store.
+/// so reading stays at most two batches ahead of the store. The committer hands each batch back
+/// once stored, and its records are freed here (this thread mostly waits for the parsing
+/// threads; the committing thread is the one every record waits for) and its buffers reused.
 pub struct Ingest<'s> {
     batch_size: usize,
     pending: Vec<UsageRecord<'static>>,
     locations: Vec<u64>,
     to_store: SyncSender<Batch>,
+    /// Batches stored, coming back (in a mutex only so that the sink is `Sync`; one thread uses it).
+    spent: Mutex<Receiver<Batch>>,
     /// Set by the committer when it stops: nothing more is sent.
     stopped: &'s AtomicBool,
 }
 
 impl<'s> Ingest<'s> {
-    pub fn new(batch_size: usize, to_store: SyncSender<Batch>, stopped: &'s AtomicBool) -> Ingest<'s> {
-        Ingest { batch_size: batch_size.max(1), pending: Vec::new(), locations: Vec::new(), to_store, stopped }
+    pub fn new(batch_size: usize, to_store: SyncSender<Batch>, spent: Receiver<Batch>, stopped: &'s AtomicBool) -> Ingest<'s> {
+        Ingest { batch_size: batch_size.max(1), pending: Vec::new(), locations: Vec::new(), to_store, spent: Mutex::new(spent), stopped }
     }
 
     /// Hands the pending records over as one batch.
@@ -64,9 +69,18 @@ impl<'s> Ingest<'s> {
             self.locations.clear();
             return;
         }
-        let batch = Batch { records: std::mem::take(&mut self.pending), locations: std::mem::take(&mut self.locations) };
+        // The next batch fills the buffers of one already stored, if one is back.
+        let back = self.spent.get_mut().map_or(None, |spent| spent.try_recv().ok());
+        let (mut records, mut locations) = match back {
+            Some(Batch { records, locations }) => (records, locations),
+            None => (Vec::with_capacity(self.batch_size), Vec::with_capacity(self.batch_size)),
+        };
+        records.clear();
+        locations.clear();
+        std::mem::swap(&mut records, &mut self.pending);
+        std::mem::swap(&mut locations, &mut self.locations);
         // A committer that has stopped no longer receives; what it stopped on is its report.
-        let _ = self.to_store.send(batch);
+        let _ = self.to_store.send(Batch { records, locations });
     }
 }
 
@@ -103,6 +117,8 @@ pub struct Committer<'a> {
     host_key: Option<SignerKey>,
     /// Where each batch's receipt goes (`--receipts`), one JSON object a line.
     receipts: Option<std::io::BufWriter<std::fs::File>>,
+    /// Where stored batches go back to, to be freed and reused off this thread.
+    spent: Sender<Batch>,
 }
 
 impl<'a> Committer<'a> {
@@ -112,6 +128,7 @@ impl<'a> Committer<'a> {
         names: Vec<String>,
         signing: Signing,
         stop: &'a AtomicBool,
+        spent: Sender<Batch>,
     ) -> Committer<'a> {
         Committer {
             deployment: signing.deployment,
@@ -124,6 +141,7 @@ impl<'a> Committer<'a> {
             batches: 0,
             stopped: None,
             stop,
+            spent,
         }
     }
 
@@ -140,9 +158,15 @@ impl<'a> Committer<'a> {
     }
 
     /// Sends one batch to the store and acknowledges it once committed.
-    fn commit(&mut self, Batch { records, locations }: Batch) {
-        let signed = self.host_key.as_ref().map(|key| crate::log_cmds::sign_batch(key, &records));
-        let report = match self.store.ingest(&records, self.mode, signed.as_ref()) {
+    fn commit(&mut self, batch: Batch) {
+        self.store_batch(&batch);
+        // The reader may have finished; then the batch is freed here.
+        let _ = self.spent.send(batch);
+    }
+
+    fn store_batch(&mut self, Batch { records, locations }: &Batch) {
+        let signed = self.host_key.as_ref().map(|key| crate::log_cmds::sign_batch(key, records));
+        let report = match self.store.ingest(records, self.mode, signed.as_ref()) {
             Ok(report) => report,
             Err(e) => {
                 self.stopped = Some(StopReason::Store(e));

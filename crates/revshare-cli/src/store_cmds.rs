@@ -148,11 +148,12 @@ pub fn ingest(args: &StoreArgs, paths: &[PathBuf], partial: bool, batch_size: us
         receipts,
     };
     let stop = AtomicBool::new(false);
-    let committer = Committer::new(store.as_mut(), mode, names.clone(), signing, &stop);
     let (to_store, from_reader) = std::sync::mpsc::sync_channel(1);
+    let (spent, back) = std::sync::mpsc::channel();
+    let committer = Committer::new(store.as_mut(), mode, names.clone(), signing, &stop, spent);
     let (read, committed) = std::thread::scope(|scope| {
         let committing = scope.spawn(move || committer.run(from_reader));
-        let mut sink = Ingest::new(batch_size, to_store, &stop);
+        let mut sink = Ingest::new(batch_size, to_store, back, &stop);
         let read = read_files(&paths, &names, &mut sink, &progress_bar(total, "ingesting"));
         sink.flush();
         // Dropping the sink closes the hand-over, so the committer ends after the last batch.

@@ -25,7 +25,6 @@ use std::collections::BTreeMap;
 use revshare_core::agreement::{Agreement, parse_agreement};
 use revshare_core::time::Period;
 use revshare_core::usage::UsageRecord;
-use revshare_core::usage_set::UsageSet;
 
 use crate::error::StoreError;
 use crate::log;
@@ -263,10 +262,7 @@ fn replace_records(sql: &mut impl Sql, licensor: &str, host: &str) -> Result<(),
             let record = &stored.record;
             let digest = record.digest();
             if let Some(m) = now {
-                deltas.record(m, record)?;
-                let mut set = UsageSet::new();
-                set.insert(&digest);
-                deltas.add_set(&m.agreement_id, &m.month, &set);
+                deltas.record(m, record, &digest)?;
                 deltas.duplicates(m, record, resends.get(record.id.as_ref()).copied().unwrap_or(0))?;
             }
             let rolled_up = now.as_ref().map(|m| (m.agreement_id.as_str(), m.month.as_str()));

@@ -24,9 +24,12 @@
 //! keys to the index: a report with `stored = true` is durable.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::BuildHasher as _;
+use std::sync::OnceLock;
 
 use foldhash::fast::RandomState;
+use hashbrown::HashTable;
 use rayon::prelude::*;
 
 use revshare_core::agreement::Agreement;
@@ -34,7 +37,6 @@ use revshare_core::note::VerifierKey;
 use revshare_core::settle::sorted_digest;
 use revshare_core::transparency::{Signed, batch_leaf, batch_message};
 use revshare_core::usage::UsageRecord;
-use revshare_core::usage_set::UsageSet;
 
 use crate::agreements::{Match, latest_of_licensor, place};
 use crate::error::StoreError;
@@ -44,11 +46,11 @@ use crate::records::{RecordRow, resolved};
 use crate::registry::{Model, Role, require_role, resolve};
 use crate::rollups::Deltas;
 use crate::segments::{self, NewRecord, Place, RolledUp};
+use crate::statements::closed_periods;
 
 /// What a segment's records share: host, licensor, where they are rolled up, lateness.
 type SegmentKey<'a> = (&'a str, &'a str, RolledUp<'a>, bool);
 use crate::sql::Sql;
-use crate::statements::closed;
 
 /// Whether a batch with a bad record stores its good records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,70 +129,93 @@ pub(crate) struct Added {
     pub last_segment: i64,
 }
 
-/// Registry look-ups of one batch, each made once.
-#[derive(Default)]
-struct Lookups {
-    /// Host id → why it cannot report usage, if it cannot.
-    hosts: HashMap<String, Option<String>, RandomState>,
-    /// Host → reported model → the licensed model, or why there is none.
-    models: HashMap<String, HashMap<String, Result<Model, String>, RandomState>, RandomState>,
+/// What the registry says about one batch, read before any of its records is placed: per
+/// distinct (host, reported model) pair, the licensed model or why the pair's records are
+/// refused; the latest agreements of each licensor met; the closed months of those agreements.
+/// Placing a record is then pure, so the batch's records are placed on every core.
+struct Registry<'b> {
+    models: HashMap<(&'b str, &'b str), Result<Model, String>, RandomState>,
     /// Licensor → the latest versions of its agreements.
     agreements: HashMap<String, Vec<Agreement>, RandomState>,
-    /// (agreement, month, closed): a batch spans a few, so a list is searched without allocating.
-    closed: Vec<(String, String, bool)>,
+    /// Agreement → its months already closed.
+    closed: HashMap<String, Vec<String>, RandomState>,
 }
 
 /// Where a checked record goes.
-struct Placed {
-    model: String,
-    licensor: String,
+struct Placed<'r> {
+    /// The licensed model.
+    model: &'r str,
+    licensor: &'r str,
     at: Option<Match>,
     late: bool,
 }
 
-impl Lookups {
+impl<'b> Registry<'b> {
+    /// Reads what the batch's distinct (host, reported model) pairs need.
+    fn read(sql: &mut impl Sql, batch: &'b [UsageRecord<'b>]) -> Result<Registry<'b>, StoreError> {
+        let pairs = batch
+            .par_iter()
+            .with_min_len(4096)
+            .fold(HashSet::<(&str, &str), RandomState>::default, |mut pairs, r| {
+                pairs.insert((&r.host, &r.model));
+                pairs
+            })
+            .reduce(HashSet::default, |mut all, part| {
+                all.extend(part);
+                all
+            });
+        let mut pairs: Vec<(&str, &str)> = pairs.into_iter().collect();
+        pairs.sort_unstable();
+        let mut registry = Registry { models: HashMap::default(), agreements: HashMap::default(), closed: HashMap::default() };
+        let mut hosts: HashMap<&str, Option<String>, RandomState> = HashMap::default();
+        for (host, reported) in pairs {
+            let host_problem = match hosts.get(host) {
+                Some(problem) => problem.clone(),
+                None => {
+                    let problem = match require_role(sql, host, Role::Host, "the host of the record") {
+                        Ok(_) => None,
+                        Err(e @ (StoreError::UnknownParty { .. } | StoreError::WrongRole { .. })) => Some(e.to_string()),
+                        Err(e) => return Err(e),
+                    };
+                    hosts.insert(host, problem.clone());
+                    problem
+                }
+            };
+            let model = match host_problem {
+                Some(problem) => Err(problem),
+                None => resolve(sql, host, reported)?
+                    .ok_or_else(|| StoreError::Unresolved { host: host.to_owned(), model: reported.to_owned() }.to_string()),
+            };
+            if let Ok(model) = &model
+                && !registry.agreements.contains_key(model.owner.as_str())
+            {
+                let latest = latest_of_licensor(sql, model.owner.as_str())?;
+                for agreement in &latest {
+                    let months = closed_periods(sql, agreement.id().as_str())?;
+                    registry.closed.insert(agreement.id().to_string(), months.iter().map(ToString::to_string).collect());
+                }
+                registry.agreements.insert(model.owner.to_string(), latest);
+            }
+            registry.models.insert((host, reported), model);
+        }
+        Ok(registry)
+    }
+
     /// Checks a record against the registry: `Ok(Err(reason))` refuses it.
-    fn place(&mut self, sql: &mut impl Sql, record: &UsageRecord<'_>) -> Result<Result<Placed, String>, StoreError> {
-        let host = record.host.as_ref();
-        let host_problem = match self.hosts.get(host) {
-            Some(problem) => problem.clone(),
+    fn place(&self, record: &'b UsageRecord<'b>) -> Result<Result<Placed<'_>, String>, StoreError> {
+        let model = match self.models.get(&(&*record.host, &*record.model)) {
+            Some(Ok(model)) => model,
+            Some(Err(reason)) => return Ok(Err(reason.clone())),
             None => {
-                let problem = match require_role(sql, host, Role::Host, "the host of the record") {
-                    Ok(_) => None,
-                    Err(e @ (StoreError::UnknownParty { .. } | StoreError::WrongRole { .. })) => Some(e.to_string()),
-                    Err(e) => return Err(e),
-                };
-                self.hosts.insert(host.to_owned(), problem.clone());
-                problem
+                return Err(StoreError::Corrupt {
+                    what: format!("record {} of host {}", record.id, record.host),
+                    detail: "its model was not looked up with the rest of its batch".to_owned(),
+                });
             }
-        };
-        if let Some(problem) = host_problem {
-            return Ok(Err(problem));
-        }
-        if !self.models.contains_key(host) {
-            self.models.insert(host.to_owned(), HashMap::default());
-        }
-        let models = self.models.get_mut(host).ok_or_else(|| StoreError::Log("the host's models were just added".to_owned()))?;
-        let model = match models.get(record.model.as_ref()) {
-            Some(found) => found.clone(),
-            None => {
-                let found = resolve(sql, host, &record.model)?
-                    .ok_or_else(|| StoreError::Unresolved { host: host.to_owned(), model: record.model.to_string() }.to_string());
-                models.insert(record.model.to_string(), found.clone());
-                found
-            }
-        };
-        let model = match model {
-            Ok(model) => model,
-            Err(reason) => return Ok(Err(reason)),
         };
         let licensor = model.owner.as_str();
-        if !self.agreements.contains_key(licensor) {
-            let latest = latest_of_licensor(sql, licensor)?;
-            self.agreements.insert(licensor.to_owned(), latest);
-        }
         let agreements = self.agreements.get(licensor).map_or(&[][..], Vec::as_slice);
-        let placed = match place(agreements, &resolved(record, model.id.as_str())) {
+        let at = match place(agreements, &resolved(record, model.id.as_str())) {
             None => None,
             Some((agreement, _)) if agreement.currency() != record.currency => {
                 return Ok(Err(format!(
@@ -204,18 +229,8 @@ impl Lookups {
             }
             Some((_, at)) => Some(at),
         };
-        let late = match &placed {
-            None => false,
-            Some(at) => match self.closed.iter().find(|(a, m, _)| *a == at.agreement_id && *m == at.month) {
-                Some((_, _, closed)) => *closed,
-                None => {
-                    let is_closed = closed(sql, &at.agreement_id, &at.month)?;
-                    self.closed.push((at.agreement_id.clone(), at.month.clone(), is_closed));
-                    is_closed
-                }
-            },
-        };
-        Ok(Ok(Placed { model: model.id.to_string(), licensor: licensor.to_owned(), at: placed, late }))
+        let late = at.as_ref().is_some_and(|at| self.closed.get(at.agreement_id.as_str()).is_some_and(|months| months.contains(&at.month)));
+        Ok(Ok(Placed { model: model.id.as_str(), licensor, at, late }))
     }
 }
 
@@ -256,9 +271,11 @@ fn check_signed(sql: &mut impl Sql, batch: &[UsageRecord<'_>], mode: IngestMode,
 
 /// A good record of the batch: where it goes, its resolved form and that form's SHA-256.
 struct Checked<'b> {
-    placed: Placed,
+    placed: Placed<'b>,
     settled: UsageRecord<'b>,
     digest: [u8; 32],
+    /// The hash of its `(host, id)`, for finding repeats inside the batch.
+    key_hash: u64,
     /// The stored record's fingerprint and batch, when its `(host, id)` is stored.
     stored: Option<([u8; 16], i64)>,
 }
@@ -281,6 +298,46 @@ pub struct Batch<'a> {
     pub signed: Option<&'a Signed>,
 }
 
+/// New records summed as one task ([`NewParts`]).
+const NEW_PER_TASK: usize = 8192;
+
+/// The new records' rollup and usage-set changes and their segments (records in batch order),
+/// summed over a part of the batch.
+#[derive(Default)]
+struct NewParts<'a> {
+    deltas: Deltas<'a>,
+    segments: HashMap<SegmentKey<'a>, Vec<NewRecord<'a>>, RandomState>,
+}
+
+impl<'a> NewParts<'a> {
+    fn add(mut self, batch: &'a [UsageRecord<'a>], i: usize, good: &'a Checked<'a>) -> Result<NewParts<'a>, StoreError> {
+        let at = good.placed.at.as_ref();
+        if let Some(at) = at {
+            self.deltas.record(at, &good.settled, &good.digest)?;
+        }
+        self.segments
+            .entry((&batch[i].host, good.placed.licensor, at.map(|m| (m.agreement_id.as_str(), m.month.as_str())), good.placed.late))
+            .or_default()
+            .push(NewRecord {
+                record: &good.settled,
+                reported_model: &batch[i].model,
+                scope: at.and_then(|m| m.scope),
+                fingerprint: segments::fingerprint(&good.digest),
+            });
+        Ok(self)
+    }
+
+    /// Adds the parts of a later stretch of the batch.
+    fn merge(mut self, later: Result<NewParts<'a>, StoreError>) -> Result<NewParts<'a>, StoreError> {
+        let later = later?;
+        self.deltas.merge(later.deltas)?;
+        for (key, records) in later.segments {
+            self.segments.entry(key).or_default().extend(records);
+        }
+        Ok(self)
+    }
+}
+
 pub(crate) fn ingest<'b>(
     sql: &mut impl Sql,
     index: &RecordIndex,
@@ -295,29 +352,41 @@ pub(crate) fn ingest<'b>(
     // Writers are serialised, so the batch's leaf is the next one.
     let leaf = log::size(sql)?;
     let leaf_column = i64::try_from(leaf).map_err(|_| StoreError::Log(format!("the log is full at {leaf} leaves")))?;
-    // Check every record against the registry (the look-ups only read it, so checking them all
-    // before storing any decides the same).
-    let mut lookups = Lookups::default();
-    let placed = batch.iter().map(|record| lookups.place(sql, record)).collect::<Result<Vec<_>, _>>()?;
-    // The digests, the batch's main work, on every core.
+    // The registry is read once for the batch (it is only read, so reading it before storing
+    // anything decides the same); then every record is placed, digested and looked up in the
+    // index on every core.
+    let registry = Registry::read(sql, batch)?;
+    // Keys are the hosts' own: a randomly seeded hasher, so crafted ids cannot flood a bucket.
+    let keys_hasher = RandomState::default();
+    // A store failure while placing (there is none short of a bug) stops the batch; it is kept
+    // aside so the records are collected straight into place.
+    let failed = OnceLock::new();
     let checked: Vec<Result<Checked<'_>, String>> = batch
         .par_iter()
-        .zip(placed)
-        .map(|(record, placed)| {
-            placed.map(|placed| {
-                let settled = UsageRecord { model: Cow::Owned(placed.model.clone()), ..resolved(record, "") };
+        .map(|record| match registry.place(record) {
+            Ok(placed) => placed.map(|placed| {
+                let settled = UsageRecord { model: Cow::Borrowed(placed.model), ..resolved(record, "") };
                 let digest = settled.digest();
+                let key_hash = keys_hasher.hash_one((&*record.host, &*record.id));
                 let stored = index.get(pending, &record.host, &record.id);
-                Checked { placed, settled, digest, stored }
-            })
+                Checked { placed, settled, digest, key_hash, stored }
+            }),
+            Err(e) => {
+                let _ = failed.set(e);
+                Err(String::new())
+            }
         })
         .collect();
+    if let Some(e) = failed.into_inner() {
+        return Err(e);
+    }
 
     let mut report = IngestReport::default();
-    let mut deltas = Deltas::default();
-    // Keys are the hosts' own: a randomly seeded hasher, so crafted ids cannot flood a bucket.
-    let mut firsts: HashMap<(&str, &str), First, RandomState> = HashMap::with_capacity_and_hasher(batch.len(), RandomState::default());
+    // Per `(host, id)` met in the batch: its hash, the position of its first good occurrence,
+    // and what that one is.
+    let mut firsts: HashTable<(u64, usize, First)> = HashTable::with_capacity(batch.len());
     let mut new: Vec<usize> = Vec::with_capacity(batch.len());
+    let mut duplicates: Vec<usize> = Vec::new();
     let mut resends: BTreeMap<(&str, &str), i64> = BTreeMap::new();
     // The SHA-256 digests, as sent, of the records the batch stores or repeats.
     let mut logged: Vec<[u8; 32]> = Vec::with_capacity(batch.len());
@@ -335,14 +404,16 @@ pub(crate) fn ingest<'b>(
         let sent_digest = if record.model == good.settled.model { good.digest } else { record.digest() };
         let mine = segments::fingerprint(&good.digest);
         let key = (record.host.as_ref(), record.id.as_ref());
-        let first = match firsts.get(&key) {
-            Some(first) => *first,
+        let same_key =
+            |&(hash, at, _): &(u64, usize, First)| hash == good.key_hash && batch[at].host == record.host && batch[at].id == record.id;
+        let first = match firsts.find(good.key_hash, same_key) {
+            Some(&(_, _, first)) => first,
             None => {
                 let first = match good.stored {
                     Some((fingerprint, stored_batch)) => First::Stored(fingerprint, stored_batch),
                     None => First::New(i),
                 };
-                firsts.insert(key, first);
+                firsts.insert_unique(good.key_hash, (good.key_hash, i, first), |&(hash, _, _)| hash);
                 first
             }
         };
@@ -357,9 +428,6 @@ pub(crate) fn ingest<'b>(
                 report.accepted += 1;
                 report.unmatched += u64::from(good.placed.at.is_none());
                 report.late += u64::from(good.placed.late);
-                if let Some(at) = &good.placed.at {
-                    deltas.record(at, &good.settled)?;
-                }
                 continue;
             }
             First::New(at) => checked[at].as_ref().ok().map(|first| segments::fingerprint(&first.digest)) == Some(mine),
@@ -372,9 +440,7 @@ pub(crate) fn ingest<'b>(
             }
             report.duplicates += 1;
             *resends.entry(key).or_default() += 1;
-            if let Some(at) = &good.placed.at {
-                deltas.duplicates(at, &good.settled, 1)?;
-            }
+            duplicates.push(i);
             continue;
         }
         let (differences, first_name) = match first {
@@ -401,40 +467,24 @@ pub(crate) fn ingest<'b>(
         return Ok((refused, Added::default()));
     }
 
-    // The new records' usage sets per agreement month, summed on every core.
-    let sets = new
-        .par_iter()
-        .with_min_len(4096)
-        .fold(HashMap::<(&str, &str), UsageSet, RandomState>::default, |mut sets, &i| {
-            if let Ok(Checked { placed: Placed { at: Some(at), .. }, digest, .. }) = &checked[i] {
-                sets.entry((at.agreement_id.as_str(), at.month.as_str())).or_default().insert(digest);
-            }
-            sets
+    // The new records' rollups, usage sets and segments, summed on every core over stretches
+    // of the batch and merged in batch order; one segment per host, licensor, place and
+    // lateness, its records in batch order.
+    let parts = new
+        .par_chunks(NEW_PER_TASK)
+        .map(|chunk| {
+            chunk.iter().try_fold(NewParts::default(), |parts, &i| match &checked[i] {
+                Ok(good) => parts.add(batch, i, good),
+                Err(_) => Ok(parts),
+            })
         })
-        .reduce(HashMap::default, |mut all, part| {
-            for (key, set) in part {
-                all.entry(key).or_default().union(&set);
-            }
-            all
-        });
-    for ((agreement_id, month), set) in &sets {
-        deltas.add_set(agreement_id, month, set);
-    }
-
-    // One segment per host, licensor, place and lateness, its records in batch order.
-    let mut groups: HashMap<SegmentKey<'_>, Vec<NewRecord<'_>>, RandomState> = HashMap::default();
-    for &i in &new {
-        let Ok(good) = &checked[i] else { continue };
-        let at = good.placed.at.as_ref();
-        groups
-            .entry((&batch[i].host, &good.placed.licensor, at.map(|m| (m.agreement_id.as_str(), m.month.as_str())), good.placed.late))
-            .or_default()
-            .push(NewRecord {
-                record: &good.settled,
-                reported_model: &batch[i].model,
-                scope: at.and_then(|m| m.scope),
-                fingerprint: segments::fingerprint(&good.digest),
-            });
+        .collect::<Vec<_>>();
+    let mut parts = parts.into_iter();
+    let NewParts { mut deltas, segments: groups } = parts.try_fold(NewParts::default(), NewParts::merge)?;
+    for &i in &duplicates {
+        if let Ok(Checked { placed: Placed { at: Some(at), .. }, settled, .. }) = &checked[i] {
+            deltas.duplicates(at, settled, 1)?;
+        }
     }
     let mut groups: Vec<_> = groups.into_iter().collect();
     groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -477,7 +527,7 @@ fn log_batch(
     mut digests: Vec<[u8; 32]>,
     signed: Option<&Signed>,
 ) -> Result<Option<LoggedBatch>, StoreError> {
-    digests.sort_unstable();
+    digests.par_sort_unstable();
     digests.dedup();
     if digests.is_empty() {
         return Ok(None);

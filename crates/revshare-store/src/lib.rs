@@ -318,7 +318,7 @@ impl<B: Backend> Store for B {
         let mut pending = Pending::default();
         let mut results = Vec::with_capacity(batches.len());
         let mut stored = Vec::new();
-        for batch in batches {
+        for (n, batch) in batches.iter().enumerate() {
             tx.batch("SAVEPOINT revshare_batch")?;
             match ingest::ingest(&mut tx, &index, &pending, batch.records, batch.mode, batch.signed) {
                 Ok((report, added)) if report.stored => {
@@ -328,8 +328,8 @@ impl<B: Backend> Store for B {
                         .iter()
                         .map(|&(i, fingerprint)| (batch.records[i].host.as_ref(), batch.records[i].id.as_ref(), fingerprint))
                         .collect();
-                    for &(host, id, fingerprint) in &keys {
-                        pending.insert((host, id), (fingerprint, added.batch));
+                    if n + 1 < batches.len() {
+                        pending.extend(keys.iter().map(|&(host, id, fingerprint)| ((host, id), (fingerprint, added.batch))));
                     }
                     stored.push((added, keys));
                     results.push(Ok(report));

@@ -135,9 +135,9 @@ impl<'k> Deltas<'k> {
         Ok(self.sums.entry(key).or_default().merge(sums)?)
     }
 
-    /// One more distinct record (with its model resolved) in its place, in the sums; its digest
-    /// goes into the place's usage set through [`Deltas::add_set`].
-    pub fn record(&mut self, placed: &'k Match, record: &'k UsageRecord<'_>) -> Result<(), StoreError> {
+    /// One more distinct record (with its model resolved, SHA-256 `digest`) in its place: in the
+    /// sums and in the place's usage set.
+    pub fn record(&mut self, placed: &'k Match, record: &'k UsageRecord<'_>, digest: &[u8; 32]) -> Result<(), StoreError> {
         let sums = Sums {
             records: 1,
             duplicates: 0,
@@ -146,12 +146,19 @@ impl<'k> Deltas<'k> {
             output_tokens: u128::from(record.output_tokens),
             revenue: record.revenue.mantissa(),
         };
+        self.sets.entry((&placed.agreement_id, &placed.month)).or_default().insert(digest);
         self.add(placed, record, &sums)
     }
 
-    /// Adds a set of new records of an agreement's month to its usage set.
-    pub fn add_set(&mut self, agreement_id: &'k str, month: &'k str, set: &UsageSet) {
-        self.sets.entry((agreement_id, month)).or_default().union(set);
+    /// Adds changes gathered apart (over another part of a batch).
+    pub fn merge(&mut self, other: Deltas<'k>) -> Result<(), StoreError> {
+        for (key, sums) in other.sums {
+            self.sums.entry(key).or_default().merge(&sums)?;
+        }
+        for (key, set) in other.sets {
+            self.sets.entry(key).or_default().union(&set);
+        }
+        Ok(())
     }
 
     /// `count` more identical resends of a stored record.
