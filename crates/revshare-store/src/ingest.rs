@@ -46,7 +46,7 @@ use crate::records::{RecordRow, resolved};
 use crate::registry::{Model, Role, require_role, resolve};
 use crate::rollups::Deltas;
 use crate::segments::{self, NewRecord, Place, RolledUp};
-use crate::statements::closed_periods;
+use crate::statements::closed_of_licensor;
 
 /// What a segment's records share: host, licensor, where they are rolled up, lateness.
 type SegmentKey<'a> = (&'a str, &'a str, RolledUp<'a>, bool);
@@ -189,12 +189,10 @@ impl<'b> Registry<'b> {
             if let Ok(model) = &model
                 && !registry.agreements.contains_key(model.owner.as_str())
             {
-                let latest = latest_of_licensor(sql, model.owner.as_str())?;
-                for agreement in &latest {
-                    let months = closed_periods(sql, agreement.id().as_str())?;
-                    registry.closed.insert(agreement.id().to_string(), months.iter().map(ToString::to_string).collect());
+                for (agreement_id, month) in closed_of_licensor(sql, model.owner.as_str())? {
+                    registry.closed.entry(agreement_id).or_default().push(month);
                 }
-                registry.agreements.insert(model.owner.to_string(), latest);
+                registry.agreements.insert(model.owner.to_string(), latest_of_licensor(sql, model.owner.as_str())?);
             }
             registry.models.insert((host, reported), model);
         }
@@ -328,13 +326,12 @@ impl<'a> NewParts<'a> {
     }
 
     /// Adds the parts of a later stretch of the batch.
-    fn merge(mut self, later: Result<NewParts<'a>, StoreError>) -> Result<NewParts<'a>, StoreError> {
-        let later = later?;
+    fn merge(&mut self, later: NewParts<'a>) -> Result<(), StoreError> {
         self.deltas.merge(later.deltas)?;
         for (key, records) in later.segments {
             self.segments.entry(key).or_default().extend(records);
         }
-        Ok(self)
+        Ok(())
     }
 }
 
@@ -479,8 +476,11 @@ pub(crate) fn ingest<'b>(
             })
         })
         .collect::<Vec<_>>();
-    let mut parts = parts.into_iter();
-    let NewParts { mut deltas, segments: groups } = parts.try_fold(NewParts::default(), NewParts::merge)?;
+    let mut all = NewParts::default();
+    for part in parts {
+        all.merge(part?)?;
+    }
+    let NewParts { mut deltas, segments: groups } = all;
     for &i in &duplicates {
         if let Ok(Checked { placed: Placed { at: Some(at), .. }, settled, .. }) = &checked[i] {
             deltas.duplicates(at, settled, 1)?;

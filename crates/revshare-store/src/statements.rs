@@ -352,6 +352,18 @@ pub(crate) fn list(sql: &mut impl Sql, agreement_id: Option<&str>) -> Result<Vec
     }
 }
 
+/// The (agreement, month) pairs closed among `licensor`'s agreements: what an ingest needs to
+/// flag late records, in one query.
+pub(crate) fn closed_of_licensor(sql: &mut impl Sql, licensor: &str) -> Result<Vec<(String, String)>, StoreError> {
+    rows(
+        sql,
+        "SELECT DISTINCT agreement_id, period FROM statements \
+         WHERE agreement_id IN (SELECT id FROM agreements WHERE licensor = $1)",
+        &[Param::Text(licensor)],
+        |row| Ok((row.text(0)?, row.text(1)?)),
+    )
+}
+
 /// The periods of an agreement that have a statement, in order.
 pub(crate) fn closed_periods(sql: &mut impl Sql, agreement_id: &str) -> Result<Vec<Period>, StoreError> {
     let periods =
