@@ -336,17 +336,31 @@ fn crash_safety(store: &TestStore) {
     let file = usage(store, "big.jsonl", total, 3);
     let all_ids: Vec<String> =
         std::fs::read_to_string(&file).expect("usage").lines().map(|l| l.split('"').nth(3).unwrap_or_default().to_owned()).collect();
-    // One uninterrupted run, timed: the kills below fall anywhere within that time, so they hit
-    // the validation pass, the commits and everything between, however fast this machine is.
-    let (sequential, duration) = {
+    // One uninterrupted run, timed to its first commit and to its end: the kills below fall
+    // anywhere within that time (every other one between the first commit and the end), so they
+    // hit the validation pass, the commits and everything between, however fast this machine is
+    // and however short the storing part of a run has become.
+    let (sequential, first_commit, duration) = {
+        use std::io::BufRead as _;
         let fresh = TestStore::sqlite();
         fresh.register();
         let started = std::time::Instant::now();
-        fresh.ok(&["ingest", &file, "--batch-size", &batch.to_string()]);
+        let mut child =
+            fresh.command(&["ingest", &file, "--batch-size", &batch.to_string()]).stdout(Stdio::piped()).spawn().expect("spawn");
+        let lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut first_commit = None;
+        for line in lines {
+            if line.expect("a line").starts_with("batch ") && first_commit.is_none() {
+                first_commit = Some(started.elapsed());
+            }
+        }
+        assert!(child.wait().expect("wait").success(), "the uninterrupted ingest failed");
         let duration = started.elapsed();
-        (close_json(&fresh, "2026-10"), duration)
+        (close_json(&fresh, "2026-10"), first_commit.expect("a batch was committed"), duration)
     };
-    let span = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).max(50);
+    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let span = millis(duration).max(50);
+    let storing_from = millis(first_commit).min(span - 10);
     // A seeded sequence of kill delays; printed so a failure can be replayed.
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
     let (mut acknowledged_duplicates, mut killed_while_storing) = (0u64, 0u32);
@@ -354,7 +368,7 @@ fn crash_safety(store: &TestStore) {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
-        let delay = Duration::from_millis(10 + state % span);
+        let delay = Duration::from_millis(if round % 2 == 0 { 10 + state % span } else { storing_from + state % (span - storing_from) });
         let mut child = store
             .command(&["ingest", &file, "--batch-size", &batch.to_string()])
             .stdout(Stdio::piped())
