@@ -12,7 +12,7 @@ shared="$root/../shared/bench"
 work=${1:?usage: bench/serve.sh WORK_DIR [RECORDS] [CLIENTS]}
 n=${2:-1000000}
 clients=${3:-8}
-(cd "$root" && cargo build --release --locked -p revshare-cli -p revshare-server --example load >/dev/null)
+(cd "$root" && cargo build --release --locked -p revshare-cli -p revshare-server --bin revshare --example load >/dev/null)
 bin="$root/target/release/revshare"
 load="$root/target/release/examples/load"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u +%Y-%m-%d)"

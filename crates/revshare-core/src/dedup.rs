@@ -11,9 +11,21 @@
 //! linear probing over 16-byte slots (key hash, arena offset), kept at most 5/8 full: a new key
 //! costs one cache miss, where a general-purpose map spends two (control bytes, then the entry),
 //! and small slots keep the table's pages few — at ten million records those misses are most of
-//! the work. The fingerprint, the first location and the key text sit in one append-only arena,
-//! read only when a slot's full 64-bit hash matches. Growing rehashes from the stored hashes,
-//! never touching the arena.
+//! the work. The fingerprint, the first location and the key text sit in an append-only arena of
+//! fixed-size chunks, read only when a slot's full 64-bit hash matches. Growing rehashes from the
+//! stored hashes, never touching the arena, and the arena grows by a chunk, never copying.
+//!
+//! Growth is incremental: when the table reaches 5/8 full, a table twice its size is allocated
+//! and every later offer moves the next [`MOVE_PER_OFFER`] slots of the old one across, so no
+//! single offer pays for rehashing the whole index (at ten million keys that took about half a
+//! second, and a server's ingest waited for it). The move runs cyclically from an empty slot and
+//! stops at one, so no probe chain is split between the tables: a key whose home slot in the old
+//! table is already moved is in the new table; one whose home is still to move is in the old table
+//! — and a new key whose chain ends there goes there too, to be moved later. So the new table's
+//! pages are first touched in the order of the move, a few per thousand offers, and not all at
+//! once by keys landing anywhere in it (a fresh page costs a fault, some 7 µs on this machine).
+//! A key whose old chain runs past the end of the part still to move goes to the new table.
+//! [`DedupIndex::reserve`] grows at once.
 //!
 //! The hasher's seed comes from the caller, which keeps this module free of randomness while
 //! letting the edge pick a random seed against hash flooding.
@@ -31,49 +43,167 @@ pub enum Seen {
     Conflict { first: u64 },
 }
 
-/// A slot of the table; `hash == 0` marks it empty (a real hash of 0 is stored as 1).
-#[derive(Clone, Copy, Default)]
-struct Slot {
-    hash: u64,
-    /// Where this key's `[fingerprint: 16][location: u64 LE][key length: u8][host 0xff id]`
-    /// starts in the arena.
-    at: usize,
+/// A slot of the table: (key hash, where the key's entry starts in the [`Arena`]). A hash of 0
+/// marks the slot empty (a real hash of 0 is stored as 1). A tuple rather than a struct, so a new
+/// table is allocated zeroed (pages the system hands over lazily) instead of written slot by slot:
+/// at ten million keys, writing the new table alone took some 50 ms.
+type Slot = (u64, usize);
+
+/// Entries `[fingerprint: 16][location: u64 LE][key length: u16 LE][host 0xff id]`, appended to
+/// chunks of [`CHUNK`] bytes; an entry never straddles two. A key is far shorter than 64 KiB (ids
+/// are at most 128 bytes, party ids 63); a longer one would be cut there.
+#[derive(Default)]
+struct Arena {
+    chunks: Vec<Vec<u8>>,
 }
+
+/// An arena chunk's size: a power of two, so an offset splits into chunk and position by shifts.
+const CHUNK: usize = 1 << 20;
+
+impl Arena {
+    /// Appends an entry and returns where it starts.
+    fn push(&mut self, fingerprint: &[u8; 16], location: u64, host: &str, id: &str) -> usize {
+        let key_len = u16::try_from(host.len() + 1 + id.len()).unwrap_or(u16::MAX);
+        let size = 26 + usize::from(key_len);
+        if self.chunks.last().is_none_or(|chunk| chunk.len() + size > CHUNK) {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        let index = self.chunks.len() - 1;
+        let chunk = &mut self.chunks[index];
+        let at = index * CHUNK + chunk.len();
+        chunk.extend_from_slice(fingerprint);
+        chunk.extend_from_slice(&location.to_le_bytes());
+        chunk.extend_from_slice(&key_len.to_le_bytes());
+        let key = host.bytes().chain([0xff]).chain(id.bytes()).take(usize::from(key_len));
+        chunk.extend(key);
+        at
+    }
+
+    /// The entry at `at`: fingerprint, first location, host and id.
+    fn entry(&self, at: usize) -> ([u8; 16], u64, &[u8], &[u8]) {
+        let chunk = self.chunks.get(at / CHUNK).map_or(&[][..], Vec::as_slice);
+        let entry = chunk.get(at % CHUNK..).unwrap_or_default();
+        let mut fingerprint = [0u8; 16];
+        let mut location = [0u8; 8];
+        if let (Some(f), Some(l)) = (entry.get(..16), entry.get(16..24)) {
+            fingerprint.copy_from_slice(f);
+            location.copy_from_slice(l);
+        }
+        let len = entry.get(24..26).map_or(0, |l| usize::from(u16::from_le_bytes([l[0], l[1]])));
+        let key = entry.get(26..26 + len).unwrap_or_default();
+        let (host, id) = match key.iter().position(|b| *b == 0xff) {
+            Some(split) => (&key[..split], &key[split + 1..]),
+            None => (key, &[][..]),
+        };
+        (fingerprint, u64::from_le_bytes(location), host, id)
+    }
+}
+
+/// Old slots moved to the new table per offer while the index grows: two cache lines of the old
+/// table. So the move ends within an eighth of the old table's size in offers, and with a table
+/// growing at 5/8 full into one twice its size, the new one is then at most 3/8 full and the old
+/// one, which takes the keys whose chains end in its unmoved part, at most 3/4.
+const MOVE_PER_OFFER: usize = 8;
 
 /// Maps `(host, id)` to the first location and fingerprint.
 pub struct DedupIndex {
     slots: Vec<Slot>,
+    /// The smaller table whose keys are being moved into `slots`, while the index grows.
+    growing: Option<Move>,
     len: usize,
-    arena: Vec<u8>,
+    arena: Arena,
     hasher: foldhash::quality::FixedState,
+}
+
+/// An old table and how far its slots have been moved into the new one.
+struct Move {
+    slots: Vec<Slot>,
+    /// An empty slot, where the move started.
+    start: usize,
+    /// How many slots from `start` on (cyclically) have been moved; the slot after them is empty,
+    /// unless all have.
+    moved: usize,
+}
+
+impl Move {
+    /// Whether a key whose home in the old table is `home` may still be found only there.
+    fn holds(&self, home: usize) -> bool {
+        let size = self.slots.len();
+        (home + size - self.start) % size >= self.moved
+    }
 }
 
 impl DedupIndex {
     pub fn new(seed: u64) -> DedupIndex {
-        DedupIndex { slots: Vec::new(), len: 0, arena: Vec::new(), hasher: foldhash::quality::FixedState::with_seed(seed) }
-    }
-
-    /// Makes room for `more` keys, so a caller that can estimate its input avoids regrowing.
-    pub fn reserve(&mut self, more: usize) {
-        self.grow_to(self.len.saturating_add(more));
-        self.arena.reserve(more.saturating_mul(48));
-    }
-
-    /// Ensures `keys` keys fit under the 5/8 load limit.
-    fn grow_to(&mut self, keys: usize) {
-        let needed = keys.saturating_mul(8) / 5 + 1;
-        if needed <= self.slots.len() {
-            return;
+        DedupIndex {
+            slots: Vec::new(),
+            growing: None,
+            len: 0,
+            arena: Arena::default(),
+            hasher: foldhash::quality::FixedState::with_seed(seed),
         }
-        let size = needed.next_power_of_two().max(64);
-        let old = std::mem::replace(&mut self.slots, vec![Slot::default(); size]);
-        let mask = size - 1;
-        for slot in old.into_iter().filter(|s| s.hash != 0) {
-            let mut i = bucket(slot.hash, mask);
-            while self.slots[i].hash != 0 {
-                i = (i + 1) & mask;
+    }
+
+    /// Makes room for `more` keys at once, so a caller that can estimate its input avoids growing
+    /// while it offers.
+    pub fn reserve(&mut self, more: usize) {
+        self.move_slots(usize::MAX);
+        let keys = self.len.saturating_add(more);
+        if capacity(self.slots.len()) < keys {
+            self.start_growing(keys.saturating_mul(8) / 5 + 1);
+            self.move_slots(usize::MAX);
+        }
+    }
+
+    /// Makes room for one more key: moves the next slots of a growing index, or starts growing
+    /// when the table is full.
+    fn make_room(&mut self) {
+        if self.growing.is_some() {
+            self.move_slots(MOVE_PER_OFFER);
+        }
+        if capacity(self.slots.len()) <= self.len {
+            // Only an index that was not growing gets here (a move ends well before the new table
+            // fills); finishing one first keeps that true whatever the constants.
+            self.move_slots(usize::MAX);
+            self.start_growing(self.slots.len() * 2);
+        }
+    }
+
+    /// Puts a table of at least `slots` slots in place; the current one becomes the one to move.
+    fn start_growing(&mut self, slots: usize) {
+        let size = slots.next_power_of_two().max(64);
+        let old = std::mem::replace(&mut self.slots, vec![(0, 0); size]);
+        // A table is never full, so an empty slot exists; an empty table has nothing to move.
+        if let Some(start) = old.iter().position(|s| s.0 == 0) {
+            self.growing = Some(Move { slots: old, start, moved: 0 });
+        }
+    }
+
+    /// Moves at least `count` slots of the old table (or all that are left) into the new one, and
+    /// on to the next empty slot.
+    fn move_slots(&mut self, count: usize) {
+        let Some(growing) = &mut self.growing else {
+            return;
+        };
+        let (size, mask) = (growing.slots.len(), self.slots.len() - 1);
+        let mut done = 0;
+        while growing.moved < size {
+            let slot = growing.slots[(growing.start + growing.moved) % size];
+            if slot.0 == 0 && done >= count {
+                break;
             }
-            self.slots[i] = slot;
+            if slot.0 != 0 {
+                let mut i = bucket(slot.0, mask);
+                while self.slots[i].0 != 0 {
+                    i = (i + 1) & mask;
+                }
+                self.slots[i] = slot;
+            }
+            growing.moved += 1;
+            done += 1;
+        }
+        if growing.moved == size {
+            self.growing = None;
         }
     }
 
@@ -123,32 +253,34 @@ impl DedupIndex {
         let Some(mask) = self.slots.len().checked_sub(1) else {
             return;
         };
-        let touched = hashes.fold(0u64, |acc, hash| acc ^ self.slots[bucket(hash.max(1), mask)].hash);
+        let touched = hashes.fold(0u64, |acc, hash| {
+            let hash = hash.max(1);
+            let old = self.growing.as_ref().map_or(0, |growing| {
+                let home = bucket(hash, growing.slots.len() - 1);
+                if growing.holds(home) { growing.slots[home].0 } else { 0 }
+            });
+            acc ^ old ^ self.slots[bucket(hash, mask)].0
+        });
         std::hint::black_box(touched);
     }
 
     /// [`Self::offer`] with the hash from [`Self::hash_key`] of an index with the same seed.
     pub fn offer_hashed(&mut self, hash: u64, host: &str, id: &str, fingerprint: [u8; 16], location: u64) -> Seen {
         let hash = hash.max(1);
-        self.grow_to(self.len + 1);
-        let i = match self.probe(hash, host, id) {
+        self.make_room();
+        let vacant = match self.find(hash, host, id) {
             Ok(at) => {
-                let first = stored_location(&self.arena, at);
-                let same = self.arena.get(at..at + 16) == Some(&fingerprint[..]);
-                return if same { Seen::Duplicate { first } } else { Seen::Conflict { first } };
+                let (stored, first, ..) = self.arena.entry(at);
+                return if stored == fingerprint { Seen::Duplicate { first } } else { Seen::Conflict { first } };
             }
-            Err(empty) => empty,
+            Err(vacant) => vacant,
         };
-        self.slots[i] = Slot { hash, at: self.arena.len() };
+        let slot = (hash, self.arena.push(&fingerprint, location, host, id));
+        match (vacant, &mut self.growing) {
+            (Vacant::Old(i), Some(growing)) => growing.slots[i] = slot,
+            (Vacant::New(i), _) | (Vacant::Old(i), None) => self.slots[i] = slot,
+        }
         self.len += 1;
-        // Ids are at most 128 bytes and hosts 63, so the length fits a byte.
-        let key_len = u8::try_from(host.len() + 1 + id.len()).unwrap_or(u8::MAX);
-        self.arena.extend_from_slice(&fingerprint);
-        self.arena.extend_from_slice(&location.to_le_bytes());
-        self.arena.push(key_len);
-        self.arena.extend_from_slice(host.as_bytes());
-        self.arena.push(0xff);
-        self.arena.extend_from_slice(id.as_bytes());
         Seen::New
     }
 
@@ -157,31 +289,57 @@ impl DedupIndex {
         if self.slots.is_empty() {
             return None;
         }
-        let at = self.probe(self.hash_key(host, id).max(1), host, id).ok()?;
-        let mut fingerprint = [0u8; 16];
-        fingerprint.copy_from_slice(self.arena.get(at..at + 16)?);
-        Some((fingerprint, stored_location(&self.arena, at)))
+        let at = self.find(self.hash_key(host, id).max(1), host, id).ok()?;
+        let (fingerprint, first, ..) = self.arena.entry(at);
+        Some((fingerprint, first))
     }
 
     /// Where a key's entry starts in the arena (`Ok`), or the empty slot it would take (`Err`).
-    /// The table must have a slot (it is never full: at most 5/8 of it is used).
-    fn probe(&self, hash: u64, host: &str, id: &str) -> Result<usize, usize> {
-        let mask = self.slots.len() - 1;
-        let mut i = bucket(hash, mask);
-        loop {
-            let slot = self.slots[i];
-            if slot.hash == 0 {
-                return Err(i);
+    /// A table always has an empty slot: the new one is at most 3/8 full, the old one 3/4.
+    fn find(&self, hash: u64, host: &str, id: &str) -> Result<usize, Vacant> {
+        if let Some(growing) = &self.growing
+            && growing.holds(bucket(hash, growing.slots.len() - 1))
+        {
+            match probe(&growing.slots, &self.arena, hash, host, id) {
+                Ok(at) => return Ok(at),
+                // The key would go into the old table, so it was never put into the new one.
+                Err(i) if growing.holds(i) => return Err(Vacant::Old(i)),
+                Err(_) => {}
             }
-            if slot.hash == hash {
-                let (stored_host, stored_id) = stored_key(&self.arena, slot.at);
-                if stored_host == host.as_bytes() && stored_id == id.as_bytes() {
-                    return Ok(slot.at);
-                }
-            }
-            i = (i + 1) & mask;
         }
+        probe(&self.slots, &self.arena, hash, host, id).map_err(Vacant::New)
     }
+}
+
+/// Where a new key goes: an empty slot of the old table (growing) or of the current one.
+#[derive(Clone, Copy)]
+enum Vacant {
+    Old(usize),
+    New(usize),
+}
+
+/// [`DedupIndex::find`] in one table.
+fn probe(slots: &[Slot], arena: &Arena, hash: u64, host: &str, id: &str) -> Result<usize, usize> {
+    let mask = slots.len() - 1;
+    let mut i = bucket(hash, mask);
+    loop {
+        let (slot_hash, at) = slots[i];
+        if slot_hash == 0 {
+            return Err(i);
+        }
+        if slot_hash == hash {
+            let (_, _, stored_host, stored_id) = arena.entry(at);
+            if stored_host == host.as_bytes() && stored_id == id.as_bytes() {
+                return Ok(at);
+            }
+        }
+        i = (i + 1) & mask;
+    }
+}
+
+/// How many keys a table of `slots` slots holds under the 5/8 load limit.
+fn capacity(slots: usize) -> usize {
+    slots / 8 * 5
 }
 
 /// The first slot to probe: the hash's low bits (foldhash mixes every bit into them).
@@ -196,22 +354,6 @@ fn hash_parts(hasher: &foldhash::quality::FixedState, host: &[u8], id: &[u8]) ->
     h.write_u8(0xff); // cannot occur in UTF-8, so ("ab","c") and ("a","bc") differ
     h.write(id);
     h.finish()
-}
-
-/// The host and id stored for an entry.
-fn stored_key(arena: &[u8], at: usize) -> (&[u8], &[u8]) {
-    let len = arena.get(at + 24).map_or(0, |l| usize::from(*l));
-    let key = arena.get(at + 25..at + 25 + len).unwrap_or_default();
-    match key.iter().position(|b| *b == 0xff) {
-        Some(split) => (&key[..split], &key[split + 1..]),
-        None => (key, &[]),
-    }
-}
-
-fn stored_location(arena: &[u8], at: usize) -> u64 {
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(arena.get(at + 16..at + 24).unwrap_or(&[0; 8]));
-    u64::from_le_bytes(bytes)
 }
 
 #[cfg(test)]
@@ -237,6 +379,29 @@ mod tests {
         }
         for i in 0..10_000u64 {
             assert_eq!(index.offer("h3", &i.to_string(), [0; 16], 0), Seen::Duplicate { first: i });
+        }
+    }
+
+    #[test]
+    fn keys_stay_findable_while_the_table_grows() {
+        let mut index = DedupIndex::new(3);
+        let mut moves = 0;
+        for i in 0..50_000u64 {
+            assert_eq!(index.offer("h", &i.to_string(), [1; 16], i), Seen::New);
+            if let Some(growing) = &index.growing {
+                moves += usize::from(growing.moved == 0);
+                // Mid-move, old keys, new keys and absent keys are all answered right.
+                for j in [0, i / 3, i / 2, i] {
+                    assert_eq!(index.get("h", &j.to_string()), Some(([1; 16], j)), "key {j} after {i}");
+                }
+                assert_eq!(index.get("h", &(i + 1).to_string()), None);
+            }
+            // A growth moves a few slots per offer, so it ends long before the next one begins.
+            assert!(index.len() <= capacity(index.slots.len()));
+        }
+        assert!(moves >= 8, "50,000 keys grow the table from 64 slots several times ({moves})");
+        for i in (0..50_000u64).step_by(7) {
+            assert_eq!(index.offer("h", &i.to_string(), [2; 16], 0), Seen::Conflict { first: i });
         }
     }
 
