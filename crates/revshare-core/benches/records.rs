@@ -5,6 +5,7 @@ use revshare_core::decimal::Decimal;
 use revshare_core::dedup::DedupIndex;
 use revshare_core::time::Instant;
 use revshare_core::usage::{parse_json_line, parse_json_line_generic};
+use revshare_core::usage_set::UsageSet;
 
 const LINE: &[u8] = br#"{"id":"evt-h1-0000123456","host":"h1","model":"m-70b","use_case":"customer_service","region":"eu","time":"2026-10-17T08:21:45Z","requests":412,"input_tokens":2405911,"output_tokens":1051722,"revenue":"3.111876","currency":"USD"}"#;
 
@@ -26,6 +27,10 @@ fn records(c: &mut Criterion) {
         })
     });
     c.bench_function("digest (canonical + sha256)", |b| b.iter(|| std::hint::black_box(&record).digest()));
+    c.bench_function("usage set insert (LtHash16 element)", |b| {
+        let (digest, mut set) = (record.digest(), UsageSet::new());
+        b.iter(|| set.insert(std::hint::black_box(&digest)))
+    });
 }
 
 criterion_group!(benches, records);
