@@ -17,15 +17,15 @@
 //!
 //! Growth is incremental: when the table reaches 5/8 full, a table twice its size is allocated
 //! and every later offer moves the next [`MOVE_PER_OFFER`] slots of the old one across, so no
-//! single offer pays for rehashing the whole index (at ten million keys that took about half a
-//! second, and a server's ingest waited for it). The move runs cyclically from an empty slot and
-//! stops at one, so no probe chain is split between the tables: a key whose home slot in the old
-//! table is already moved is in the new table; one whose home is still to move is in the old table
-//! — and a new key whose chain ends there goes there too, to be moved later. So the new table's
-//! pages are first touched in the order of the move, a few per thousand offers, and not all at
-//! once by keys landing anywhere in it (a fresh page costs a fault, some 7 µs on this machine).
-//! A key whose old chain runs past the end of the part still to move goes to the new table.
-//! [`DedupIndex::reserve`] grows at once.
+//! single offer pays for rehashing the whole index (growing all at once paused a server's ingest
+//! for up to a quarter of a second at three million keys, `docs/BENCHMARKS.md`). The move runs
+//! cyclically from an empty slot and stops at one, so no probe chain is split between the tables:
+//! a key whose home slot in the old table has moved is in the new table; one whose home is still
+//! to move is looked for in the old table first. A new key whose probe in the old table ends in
+//! the part still to move goes there, to be moved later (one whose probe runs past that part goes
+//! to the new table), so the new table's pages are first touched in the order of the move, a few
+//! per thousand offers, rather than all at once by keys landing anywhere in it (each fresh page
+//! costs the system a fault and zeroing). [`DedupIndex::reserve`] grows at once.
 //!
 //! The hasher's seed comes from the caller, which keeps this module free of randomness while
 //! letting the edge pick a random seed against hash flooding.
@@ -45,8 +45,8 @@ pub enum Seen {
 
 /// A slot of the table: (key hash, where the key's entry starts in the [`Arena`]). A hash of 0
 /// marks the slot empty (a real hash of 0 is stored as 1). A tuple rather than a struct, so a new
-/// table is allocated zeroed (pages the system hands over lazily) instead of written slot by slot:
-/// at ten million keys, writing the new table alone took some 50 ms.
+/// table is allocated zeroed (pages the system hands over lazily) instead of written slot by slot,
+/// which took 45–65 ms for a 128 MiB table under mimalloc.
 type Slot = (u64, usize);
 
 /// Entries `[fingerprint: 16][location: u64 LE][key length: u16 LE][host 0xff id]`, appended to
@@ -126,10 +126,10 @@ struct Move {
 }
 
 impl Move {
-    /// Whether a key whose home in the old table is `home` may still be found only there.
-    fn holds(&self, home: usize) -> bool {
+    /// Whether slot `at` of the old table is in the part still to move.
+    fn holds(&self, at: usize) -> bool {
         let size = self.slots.len();
-        (home + size - self.start) % size >= self.moved
+        (at + size - self.start) % size >= self.moved
     }
 }
 
