@@ -498,7 +498,7 @@ fn dispute(store: &store_cmds::StoreArgs, command: DisputeCommand) -> Result<(),
 
 /// Batches of tens of thousands of records allocate and free large buffers all the time; glibc
 /// returns them to the kernel and faults them back in zeroed (measured at a tenth of an ingest's
-/// CPU), where mimalloc keeps and reuses them.
+/// CPU), where mimalloc keeps more of them (docs/DECISIONS.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

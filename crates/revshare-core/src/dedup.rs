@@ -74,8 +74,10 @@ impl Arena {
         chunk.extend_from_slice(fingerprint);
         chunk.extend_from_slice(&location.to_le_bytes());
         chunk.extend_from_slice(&key_len.to_le_bytes());
-        let key = host.bytes().chain([0xff]).chain(id.bytes()).take(usize::from(key_len));
-        chunk.extend(key);
+        chunk.extend_from_slice(host.as_bytes());
+        chunk.push(0xff);
+        chunk.extend_from_slice(id.as_bytes());
+        chunk.truncate(at % CHUNK + size);
         at
     }
 
