@@ -35,9 +35,11 @@ impl RecordSink for Validate {
     }
 }
 
-/// A batch on its way to the store: its records, and where each was read.
+/// A batch on its way to the store: its records, their digests as sent (taken on the parsing
+/// threads, so the committing thread does not), and where each was read.
 pub struct Batch {
     records: Vec<UsageRecord<'static>>,
+    digests: Vec<[u8; 32]>,
     locations: Vec<u64>,
 }
 
@@ -49,6 +51,7 @@ pub struct Batch {
 pub struct Ingest<'s> {
     batch_size: usize,
     pending: Vec<UsageRecord<'static>>,
+    digests: Vec<[u8; 32]>,
     locations: Vec<u64>,
     to_store: SyncSender<Batch>,
     /// Batches stored, coming back (in a mutex only so that the sink is `Sync`; one thread uses it).
@@ -59,28 +62,40 @@ pub struct Ingest<'s> {
 
 impl<'s> Ingest<'s> {
     pub fn new(batch_size: usize, to_store: SyncSender<Batch>, spent: Receiver<Batch>, stopped: &'s AtomicBool) -> Ingest<'s> {
-        Ingest { batch_size: batch_size.max(1), pending: Vec::new(), locations: Vec::new(), to_store, spent: Mutex::new(spent), stopped }
+        Ingest {
+            batch_size: batch_size.max(1),
+            pending: Vec::new(),
+            digests: Vec::new(),
+            locations: Vec::new(),
+            to_store,
+            spent: Mutex::new(spent),
+            stopped,
+        }
     }
 
     /// Hands the pending records over as one batch.
     pub fn flush(&mut self) {
         if self.pending.is_empty() || self.stopped.load(Ordering::Acquire) {
             self.pending.clear();
+            self.digests.clear();
             self.locations.clear();
             return;
         }
         // The next batch fills the buffers of one already stored, if one is back.
         let back = self.spent.get_mut().map_or(None, |spent| spent.try_recv().ok());
-        let (mut records, mut locations) = match back {
-            Some(Batch { records, locations }) => (records, locations),
-            None => (Vec::with_capacity(self.batch_size), Vec::with_capacity(self.batch_size)),
-        };
+        let Batch { mut records, mut digests, mut locations } = back.unwrap_or_else(|| Batch {
+            records: Vec::with_capacity(self.batch_size),
+            digests: Vec::with_capacity(self.batch_size),
+            locations: Vec::with_capacity(self.batch_size),
+        });
         records.clear();
+        digests.clear();
         locations.clear();
         std::mem::swap(&mut records, &mut self.pending);
+        std::mem::swap(&mut digests, &mut self.digests);
         std::mem::swap(&mut locations, &mut self.locations);
         // A committer that has stopped no longer receives; what it stopped on is its report.
-        let _ = self.to_store.send(Batch { records, locations });
+        let _ = self.to_store.send(Batch { records, digests, locations });
     }
 }
 
@@ -164,9 +179,10 @@ impl<'a> Committer<'a> {
         let _ = self.spent.send(batch);
     }
 
-    fn store_batch(&mut self, Batch { records, locations }: &Batch) {
+    fn store_batch(&mut self, Batch { records, digests, locations }: &Batch) {
         let signed = self.host_key.as_ref().map(|key| crate::log_cmds::sign_batch(key, records));
-        let report = match self.store.ingest(records, self.mode, signed.as_ref()) {
+        let batch = revshare_store::Batch { records, digests: Some(digests), mode: self.mode, signed: signed.as_ref() };
+        let report = match self.store.ingest_batch(batch) {
             Ok(report) => report,
             Err(e) => {
                 self.stopped = Some(StopReason::Store(e));
@@ -236,22 +252,24 @@ fn add(totals: &mut IngestReport, report: &IngestReport) {
 }
 
 impl RecordSink for Ingest<'_> {
-    type Piece = Vec<(u64, UsageRecord<'static>)>;
+    type Piece = Vec<(u64, UsageRecord<'static>, [u8; 32])>;
 
     fn reset(&self, piece: &mut Self::Piece) {
         piece.clear();
     }
 
     fn accept(&self, line: u64, record: UsageRecord<'_>, piece: &mut Self::Piece) -> Result<(), RecordProblem> {
-        piece.push((line, record.into_owned()));
+        let digest = record.digest();
+        piece.push((line, record.into_owned(), digest));
         Ok(())
     }
 
     fn take_block(&mut self, file: u64, pieces: &mut [Piece<Self::Piece>], _problems: &mut Vec<InputProblem>) -> u64 {
         let mut taken = 0;
         for piece in pieces {
-            for (line, record) in piece.state.drain(..) {
+            for (line, record, digest) in piece.state.drain(..) {
                 self.pending.push(record);
+                self.digests.push(digest);
                 self.locations.push(file << LINE_BITS | (piece.first_line + line));
                 taken += 1;
                 if self.pending.len() >= self.batch_size {

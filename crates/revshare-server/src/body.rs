@@ -73,9 +73,12 @@ pub async fn read(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, 
     })
 }
 
-/// A parsed usage body: its records, and the line each starts on.
+/// A parsed usage body: its records, their digests, and the line each starts on.
 pub struct Parsed {
     pub records: Vec<UsageRecord<'static>>,
+    /// Each record's SHA-256 as sent, taken here on the request's own thread, so the writer
+    /// storing the batch does not.
+    pub digests: Vec<[u8; 32]>,
     pub lines: Vec<u64>,
 }
 
@@ -121,10 +124,11 @@ fn record_id_of(text: &[u8]) -> Option<String> {
 /// Parses a usage body; every problem, located, if any record is bad.
 pub fn parse(format: Format, body: &[u8]) -> Result<Parsed, Vec<ProblemItem>> {
     let mut lines = Lines::new(body);
-    let mut parsed = Parsed { records: Vec::new(), lines: Vec::new() };
+    let mut parsed = Parsed { records: Vec::new(), digests: Vec::new(), lines: Vec::new() };
     let mut problems = Vec::new();
     let mut take = |start: usize, text: &[u8], result: Result<UsageRecord<'_>, Vec<RecordProblem>>| match result {
         Ok(record) => {
+            parsed.digests.push(record.digest());
             parsed.records.push(record.into_owned());
             parsed.lines.push(lines.locate(start).0);
         }

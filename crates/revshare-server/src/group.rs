@@ -40,6 +40,8 @@ pub(crate) struct Committed {
 /// A batch waiting for a group.
 pub(crate) struct Job {
     pub records: Vec<UsageRecord<'static>>,
+    /// Their digests as sent ([`crate::body::Parsed::digests`]).
+    pub digests: Vec<[u8; 32]>,
     pub signed: Option<Signed>,
     pub reply: oneshot::Sender<Result<Committed, Problem>>,
 }
@@ -82,8 +84,10 @@ pub(crate) fn commit_queued(store: &mut dyn Store, shared: &Shared) -> Result<()
         return Ok(());
     }
     tracing::debug!(batches = jobs.len(), records = jobs.iter().map(|job| job.records.len()).sum::<usize>(), "group commit");
-    let batches: Vec<Batch<'_>> =
-        jobs.iter().map(|job| Batch { records: &job.records, mode: IngestMode::Atomic, signed: job.signed.as_ref() }).collect();
+    let batches: Vec<Batch<'_>> = jobs
+        .iter()
+        .map(|job| Batch { records: &job.records, digests: Some(&job.digests), mode: IngestMode::Atomic, signed: job.signed.as_ref() })
+        .collect();
     let results = match store.ingest_group(&batches) {
         Ok(results) => results,
         Err(e) => {

@@ -147,7 +147,11 @@ impl From<StoreError> for Problem {
     fn from(error: StoreError) -> Problem {
         use StatusCode as S;
         let (status, kind, title) = match &error {
-            StoreError::Sqlite(_) | StoreError::Postgres(_) | StoreError::Corrupt { .. } | StoreError::NewerSchema { .. } => {
+            StoreError::Sqlite(_)
+            | StoreError::Postgres(_)
+            | StoreError::Corrupt { .. }
+            | StoreError::Internal { .. }
+            | StoreError::NewerSchema { .. } => {
                 return Problem::internal("the store failed", &error);
             }
             // The server checks proof ranges before asking; what is left is the log failing.

@@ -305,12 +305,12 @@ pub(crate) async fn post_usage(
         let detail = format!("{} record(s) belong to another host; nothing was stored", foreign.len());
         return Err(Problem::forbidden(detail).with_errors(foreign));
     }
-    let Parsed { records, lines } = parsed;
+    let Parsed { records, digests, lines } = parsed;
     // Queued, then stored with the batches queued with it by whichever request gets a writer's
     // turn first (this one's, at the latest); the answer comes after that group's commit. A
     // request answered by another's turn leaves the writers' queue at once.
     let (reply, mut answer) = tokio::sync::oneshot::channel();
-    state.queue_ingest(Job { records, signed, reply })?;
+    state.queue_ingest(Job { records, digests, signed, reply })?;
     let answered = tokio::select! {
         biased;
         answered = &mut answer => answered,

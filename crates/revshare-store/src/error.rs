@@ -32,6 +32,9 @@ pub enum StoreError {
         "the database holds a {what} that revshare cannot read ({detail}); it was changed outside revshare or is damaged — restore it from a backup"
     )]
     Corrupt { what: String, detail: String },
+    /// A failure outside the data: a thread that cannot start, a caller breaking the contract.
+    #[error("the store could not {action}: {detail}")]
+    Internal { action: String, detail: String },
     #[error("the database schema is at version {found}, but this revshare knows versions up to {known}; use a newer revshare")]
     NewerSchema { found: i64, known: i64 },
 

@@ -235,7 +235,11 @@ impl<'b> Registry<'b> {
 /// The digest of a batch of records as sent: [`sorted_digest`] over their distinct SHA-256
 /// digests — what a host signs ([`batch_message`]) and the log's batch leaf names.
 pub fn batch_digest(records: &[UsageRecord<'_>]) -> String {
-    let mut digests: Vec<[u8; 32]> = records.iter().map(UsageRecord::digest).collect();
+    digest_of_sent(records.iter().map(UsageRecord::digest).collect())
+}
+
+/// [`batch_digest`] from the records' digests as sent.
+fn digest_of_sent(mut digests: Vec<[u8; 32]>) -> String {
     digests.sort_unstable();
     digests.dedup();
     sorted_digest(&mut digests)
@@ -243,7 +247,13 @@ pub fn batch_digest(records: &[UsageRecord<'_>]) -> String {
 
 /// A signed batch must be one host's, whole (atomic), and signed by a key registered for that
 /// host over the batch's digest.
-fn check_signed(sql: &mut impl Sql, batch: &[UsageRecord<'_>], mode: IngestMode, signed: &Signed) -> Result<(), StoreError> {
+fn check_signed(
+    sql: &mut impl Sql,
+    batch: &[UsageRecord<'_>],
+    sent: &[[u8; 32]],
+    mode: IngestMode,
+    signed: &Signed,
+) -> Result<(), StoreError> {
     let refuse = |reason: String| Err(StoreError::Signature(reason));
     if mode == IngestMode::Partial {
         return refuse("a signed batch is stored whole or not at all; ingest it without --partial".to_owned());
@@ -258,7 +268,7 @@ fn check_signed(sql: &mut impl Sql, batch: &[UsageRecord<'_>], mode: IngestMode,
     if !crate::keys::of_party(sql, host)?.iter().any(|k| k == &key) {
         return refuse(format!("key {} is not registered for host {host}; register it with `revshare party key`", signed.key));
     }
-    let digest = batch_digest(batch);
+    let digest = digest_of_sent(sent.to_vec());
     key.verify(&batch_message(&digest), &signed.signature).map_err(|e| {
         StoreError::Signature(format!(
             "the signature by {} does not match the batch (digest {digest}): {e}; the batch was changed after it was signed, or signed by another key",
@@ -291,6 +301,10 @@ enum First {
 #[derive(Clone, Copy)]
 pub struct Batch<'a> {
     pub records: &'a [UsageRecord<'a>],
+    /// Each record's SHA-256 as sent ([`UsageRecord::digest`]), in the order of `records`, when
+    /// the caller took them where it parsed the records, off the writer's path; `None`, and the
+    /// store takes them.
+    pub digests: Option<&'a [[u8; 32]]>,
     pub mode: IngestMode,
     /// The host's signature over [`batch_digest`], if the batch is signed.
     pub signed: Option<&'a Signed>,
@@ -339,12 +353,21 @@ pub(crate) fn ingest<'b>(
     sql: &mut impl Sql,
     index: &RecordIndex,
     pending: &Pending<'_>,
-    batch: &'b [UsageRecord<'b>],
-    mode: IngestMode,
-    signed: Option<&Signed>,
+    Batch { records: batch, digests, mode, signed }: Batch<'b>,
 ) -> Result<(IngestReport, Added), StoreError> {
+    let sent: Cow<'_, [[u8; 32]]> = match digests {
+        Some(digests) if digests.len() == batch.len() => Cow::Borrowed(digests),
+        Some(digests) => {
+            return Err(StoreError::Internal {
+                action: "take a batch".to_owned(),
+                detail: format!("it holds {} records but {} digests", batch.len(), digests.len()),
+            });
+        }
+        None => Cow::Owned(batch.par_iter().map(UsageRecord::digest).collect()),
+    };
+    debug_assert!(batch.iter().zip(sent.iter()).all(|(record, digest)| record.digest() == *digest), "a digest given is not its record's");
     if let Some(signed) = signed {
-        check_signed(sql, batch, mode, signed)?;
+        check_signed(sql, batch, &sent, mode, signed)?;
     }
     // Writers are serialised, so the batch's leaf is the next one.
     let leaf = log::size(sql)?;
@@ -360,10 +383,12 @@ pub(crate) fn ingest<'b>(
     let failed = OnceLock::new();
     let checked: Vec<Result<Checked<'_>, String>> = batch
         .par_iter()
-        .map(|record| match registry.place(record) {
+        .zip(sent.par_iter())
+        .map(|(record, sent)| match registry.place(record) {
             Ok(placed) => placed.map(|placed| {
                 let settled = UsageRecord { model: Cow::Borrowed(placed.model), ..resolved(record, "") };
-                let digest = settled.digest();
+                // The licensed model is the one sent unless the host named it by an alias.
+                let digest = if settled.model == record.model { *sent } else { settled.digest() };
                 let key_hash = keys_hasher.hash_one((&*record.host, &*record.id));
                 let stored = index.get(pending, &record.host, &record.id);
                 Checked { placed, settled, digest, key_hash, stored }
@@ -398,7 +423,7 @@ pub(crate) fn ingest<'b>(
                 continue;
             }
         };
-        let sent_digest = if record.model == good.settled.model { good.digest } else { record.digest() };
+        let sent_digest = sent[i];
         let mine = segments::fingerprint(&good.digest);
         let key = (record.host.as_ref(), record.id.as_ref());
         let same_key =

@@ -119,6 +119,8 @@ pub trait Store {
     /// [`batch_digest`]) is refused whole unless the signature verifies with a key registered for
     /// that host.
     fn ingest(&mut self, records: &[UsageRecord<'_>], mode: IngestMode, signed: Option<&Signed>) -> Result<IngestReport, StoreError>;
+    /// [`Store::ingest`] of a [`Batch`], which may carry its records' digests.
+    fn ingest_batch(&mut self, batch: Batch<'_>) -> Result<IngestReport, StoreError>;
     /// Stores several batches in one transaction (group commit: one commit, one fsync), each as
     /// [`Store::ingest`] would, in order, each seeing the records of those before it. A batch
     /// refused or failing alone (its result) leaves nothing of it and the others go on; an error
@@ -297,7 +299,11 @@ impl<B: Backend> Store for B {
     }
 
     fn ingest(&mut self, records: &[UsageRecord<'_>], mode: IngestMode, signed: Option<&Signed>) -> Result<IngestReport, StoreError> {
-        let mut results = self.ingest_group(&[Batch { records, mode, signed }])?;
+        self.ingest_batch(Batch { records, digests: None, mode, signed })
+    }
+
+    fn ingest_batch(&mut self, batch: Batch<'_>) -> Result<IngestReport, StoreError> {
+        let mut results = self.ingest_group(&[batch])?;
         results.pop().unwrap_or_else(|| Err(StoreError::Log("a group of one batch gave no result".to_owned())))
     }
 
@@ -320,7 +326,7 @@ impl<B: Backend> Store for B {
         let mut stored = Vec::new();
         for (n, batch) in batches.iter().enumerate() {
             tx.batch("SAVEPOINT revshare_batch")?;
-            match ingest::ingest(&mut tx, &index, &pending, batch.records, batch.mode, batch.signed) {
+            match ingest::ingest(&mut tx, &index, &pending, *batch) {
                 Ok((report, added)) if report.stored => {
                     tx.batch("RELEASE SAVEPOINT revshare_batch")?;
                     let keys: Vec<(&str, &str, [u8; 16])> = added

@@ -511,10 +511,10 @@ fn a_group_of_batches_ends_as_the_batches_one_by_one(db: &dyn TestDb) {
     register_example(grouped);
     let size = grouped.log_size().expect("size");
     let batches = [
-        Batch { records: &first, mode: IngestMode::Atomic, signed: None },
-        Batch { records: &conflicting, mode: IngestMode::Atomic, signed: None },
-        Batch { records: &first, mode: IngestMode::Atomic, signed: Some(&badly_signed) },
-        Batch { records: &third, mode: IngestMode::Atomic, signed: None },
+        Batch { records: &first, digests: None, mode: IngestMode::Atomic, signed: None },
+        Batch { records: &conflicting, digests: None, mode: IngestMode::Atomic, signed: None },
+        Batch { records: &first, digests: None, mode: IngestMode::Atomic, signed: Some(&badly_signed) },
+        Batch { records: &third, digests: None, mode: IngestMode::Atomic, signed: None },
     ];
     let mut results = grouped.ingest_group(&batches).expect("the group commits");
     assert_eq!(results.len(), 4);
