@@ -6,8 +6,19 @@
 //! a second process waits for the first (up to [`BUSY_TIMEOUT`]) instead of failing half-way
 //! through a read-check-write sequence. Foreign keys are enforced. Statements are prepared once
 //! per connection (`prepare_cached`).
+//!
+//! A commit never copies the write-ahead log into the database file itself: each store has a
+//! checkpointer, a thread with its own connection that runs `PRAGMA wal_checkpoint(PASSIVE)`
+//! after the store's write commits (a passive checkpoint never waits for, and never blocks, a
+//! reader or the writer), and the writer's automatic checkpoints are off. With SQLite's default,
+//! the commit that took the log past 1,000 pages copied them all and synced the file before it
+//! returned, so every few megabytes one batch waited for that, and every batch queued behind
+//! it. Dropping the store stops its checkpointer after its connection has closed, so the last
+//! one to close checkpoints what is left and removes the log, as SQLite does.
 
 use std::path::Path;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::types::ToSqlOutput;
@@ -21,21 +32,25 @@ use crate::sql::{Access, Backend, Columns, Dialect, Param, Sql};
 /// How long a writer waits for another process's write transaction to finish.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A store in one SQLite file.
+/// A store in one SQLite file. Fields drop in order: the connection closes before the
+/// checkpointer stops.
 pub struct SqliteStore {
     connection: Connection,
     index: SharedIndex,
+    checkpointer: Option<Checkpointer>,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the store at `path` and brings its schema up to date.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
-        let connection = Connection::open(path)?;
+        let connection = Connection::open(&path)?;
         connection.busy_timeout(BUSY_TIMEOUT)?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "FULL")?;
         connection.pragma_update(None, "foreign_keys", "ON")?;
-        let mut store = SqliteStore { connection, index: RecordIndex::shared() };
+        connection.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpointer = Checkpointer::start(path.as_ref())?;
+        let mut store = SqliteStore { connection, index: RecordIndex::shared(), checkpointer: Some(checkpointer) };
         schema::migrate(&mut store)?;
         Ok(store)
     }
@@ -43,7 +58,7 @@ impl SqliteStore {
     /// Opens the file without migrating it (tests build older schemas with it).
     #[cfg(test)]
     pub(crate) fn unmigrated(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
-        Ok(SqliteStore { connection: Connection::open(path)?, index: RecordIndex::shared() })
+        Ok(SqliteStore { connection: Connection::open(path)?, index: RecordIndex::shared(), checkpointer: None })
     }
 
     /// Ingests with `index`, shared with other stores of the same file in this process, so the
@@ -53,8 +68,52 @@ impl SqliteStore {
     }
 }
 
-/// An open SQLite transaction.
-pub struct SqliteTx<'a>(Transaction<'a>);
+/// Runs passive checkpoints of one database on its own thread, each time it is woken.
+struct Checkpointer {
+    /// Holds at most one wake-up: a checkpoint asked for while one is pending is the same one.
+    wake: Option<SyncSender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Checkpointer, StoreError> {
+        let connection = Connection::open(path)?;
+        let (wake, woken) = sync_channel(1);
+        let thread = std::thread::Builder::new()
+            .name("sqlite-checkpoint".to_owned())
+            .spawn(move || checkpoint_when_woken(&connection, &woken))
+            .map_err(|e| StoreError::Internal { action: "start its checkpoint thread".to_owned(), detail: e.to_string() })?;
+        Ok(Checkpointer { wake: Some(wake), thread: Some(thread) })
+    }
+
+    /// Asks for a checkpoint after a write commit; never waits.
+    fn nudge(&self) {
+        if let Some(wake) = &self.wake {
+            let _ = wake.try_send(());
+        }
+    }
+}
+
+/// A checkpoint that fails (the file is gone, the disk is full) leaves the log as it is, still
+/// complete and read by every connection; the next commit asks again.
+fn checkpoint_when_woken(connection: &Connection, woken: &Receiver<()>) {
+    for () in woken {
+        let _ = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread after the checkpoint in hand.
+        drop(self.wake.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// An open SQLite transaction, and the checkpointer to wake when it commits a write.
+pub struct SqliteTx<'a>(Transaction<'a>, Option<&'a Checkpointer>);
 
 impl Backend for SqliteStore {
     type Tx<'a> = SqliteTx<'a>;
@@ -64,7 +123,8 @@ impl Backend for SqliteStore {
             Access::Read => TransactionBehavior::Deferred,
             Access::Write => TransactionBehavior::Immediate,
         };
-        Ok(SqliteTx(self.connection.transaction_with_behavior(behavior)?))
+        let checkpointer = if access == Access::Write { self.checkpointer.as_ref() } else { None };
+        Ok(SqliteTx(self.connection.transaction_with_behavior(behavior)?, checkpointer))
     }
 
     fn index(&self) -> SharedIndex {
@@ -140,6 +200,64 @@ impl Sql for SqliteTx<'_> {
     }
 
     fn commit(self) -> Result<(), StoreError> {
-        Ok(self.0.commit()?)
+        self.0.commit()?;
+        if let Some(checkpointer) = self.1 {
+            checkpointer.nudge();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// Writes one transaction of `bytes` bytes.
+    fn write(store: &mut SqliteStore, bytes: usize) {
+        let mut sql = store.begin(Access::Write).expect("a write transaction");
+        sql.batch("CREATE TABLE IF NOT EXISTS scratch (b BLOB)").expect("a table");
+        sql.execute("INSERT INTO scratch (b) VALUES ($1)", &[Param::Bytes(&vec![7u8; bytes])]).expect("a row");
+        sql.commit().expect("the commit");
+    }
+
+    /// A commit leaves its pages in the log (the writer does not checkpoint); the checkpointer
+    /// copies them into the database file while the store stays open.
+    #[test]
+    fn the_checkpointer_copies_committed_pages_into_the_file() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let file = dir.path().join("revshare.db");
+        let mut store = SqliteStore::open(&file).expect("opens");
+        let autocheckpoint: i64 = store.connection.pragma_query_value(None, "wal_autocheckpoint", |row| row.get(0)).expect("reads");
+        assert_eq!(autocheckpoint, 0, "the writer's own checkpoints are off");
+        let before = std::fs::metadata(&file).expect("the file").len();
+        write(&mut store, 8 << 20);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::fs::metadata(&file).expect("the file").len() < before + (8 << 20) {
+            assert!(Instant::now() < deadline, "no checkpoint copied the 8 MiB committed into the file");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // The store goes on writing, and reading what it wrote.
+        write(&mut store, 1 << 10);
+        let rows: i64 = store.connection.query_row("SELECT count(*) FROM scratch", [], |row| row.get(0)).expect("reads");
+        assert_eq!(rows, 2);
+    }
+
+    /// Dropping a store stops its checkpointer after the store's connection has closed, so the
+    /// last connection to close checkpoints everything and removes the log.
+    #[test]
+    fn a_dropped_store_leaves_no_log() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let file = dir.path().join("revshare.db");
+        let mut store = SqliteStore::open(&file).expect("opens");
+        for _ in 0..20 {
+            write(&mut store, 256 << 10);
+        }
+        assert!(dir.path().join("revshare.db-wal").exists(), "an open store writes through its log");
+        drop(store);
+        assert!(!dir.path().join("revshare.db-wal").exists(), "the log outlived the store");
+        let reopened = Connection::open(&file).expect("opens");
+        let rows: i64 = reopened.query_row("SELECT count(*) FROM scratch", [], |row| row.get(0)).expect("reads");
+        assert_eq!(rows, 20);
     }
 }
