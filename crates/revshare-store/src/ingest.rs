@@ -43,7 +43,7 @@ use crate::error::StoreError;
 use crate::index::{Pending, RecordIndex};
 use crate::log::{self, LogLeaf};
 use crate::records::{RecordRow, resolved};
-use crate::registry::{Model, Role, require_role, resolve};
+use crate::registry::{Model, Resolver, Role, require_role};
 use crate::rollups::Deltas;
 use crate::segments::{self, NewRecord, Place, RolledUp};
 use crate::statements::closed_of_licensor;
@@ -168,6 +168,7 @@ impl<'b> Registry<'b> {
         pairs.sort_unstable();
         let mut registry = Registry { models: HashMap::default(), agreements: HashMap::default(), closed: HashMap::default() };
         let mut hosts: HashMap<&str, Option<String>, RandomState> = HashMap::default();
+        let mut resolver = Resolver::default();
         for (host, reported) in pairs {
             let host_problem = match hosts.get(host) {
                 Some(problem) => problem.clone(),
@@ -183,7 +184,8 @@ impl<'b> Registry<'b> {
             };
             let model = match host_problem {
                 Some(problem) => Err(problem),
-                None => resolve(sql, host, reported)?
+                None => resolver
+                    .resolve(sql, host, reported)?
                     .ok_or_else(|| StoreError::Unresolved { host: host.to_owned(), model: reported.to_owned() }.to_string()),
             };
             if let Ok(model) = &model

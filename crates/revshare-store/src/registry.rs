@@ -9,12 +9,13 @@
 //! registered models, so a host can keep reporting under its own names.
 
 use revshare_core::dispute::ActorRole;
+use std::collections::HashMap;
 use std::fmt;
 
 use revshare_core::ids::{ModelId, PartyId};
 
 use crate::error::StoreError;
-use crate::sql::{Columns, Param, Sql, first};
+use crate::sql::{Columns, Param, Sql, first, rows};
 
 /// What a party does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -201,11 +202,42 @@ pub(crate) fn add_alias(sql: &mut impl Sql, host: &PartyId, host_model: &ModelId
 
 /// The licensed model a host means by `name`: its alias if it has one, else the model itself.
 pub(crate) fn resolve(sql: &mut impl Sql, host: &str, name: &str) -> Result<Option<Model>, StoreError> {
-    match alias(sql, host, name)? {
-        Some(target) => match model(sql, &target)? {
-            Some(m) => Ok(Some(m)),
-            None => Err(corrupt(format!("alias `{name}` of host `{host}`"), format_args!("its target `{target}` is not a model"))),
-        },
-        None => model(sql, name),
+    Resolver::default().resolve(sql, host, name)
+}
+
+/// [`resolve`] for many (host, name) pairs, reading each host's aliases and each model once: a
+/// batch meets a few hosts and models in many combinations, and on PostgreSQL each read is a
+/// round trip.
+#[derive(Default)]
+pub(crate) struct Resolver {
+    aliases: HashMap<String, HashMap<String, String>>,
+    models: HashMap<String, Option<Model>>,
+}
+
+impl Resolver {
+    pub(crate) fn resolve(&mut self, sql: &mut impl Sql, host: &str, name: &str) -> Result<Option<Model>, StoreError> {
+        if !self.aliases.contains_key(host) {
+            let of_host = rows(sql, "SELECT host_model, model FROM model_aliases WHERE host = $1", &[Param::Text(host)], |row| {
+                Ok((row.text(0)?, row.text(1)?))
+            })?;
+            self.aliases.insert(host.to_owned(), of_host.into_iter().collect());
+        }
+        let target = self.aliases.get(host).and_then(|of_host| of_host.get(name)).cloned();
+        let id = target.as_deref().unwrap_or(name);
+        let found = match self.models.get(id) {
+            Some(found) => found.clone(),
+            None => {
+                let found = model(sql, id)?;
+                self.models.insert(id.to_owned(), found.clone());
+                found
+            }
+        };
+        match (found, target) {
+            (Some(m), _) => Ok(Some(m)),
+            (None, Some(target)) => {
+                Err(corrupt(format!("alias `{name}` of host `{host}`"), format_args!("its target `{target}` is not a model")))
+            }
+            (None, None) => Ok(None),
+        }
     }
 }
