@@ -9,10 +9,11 @@
 //!
 //! A commit never copies the write-ahead log into the database file itself: each store has a
 //! checkpointer, a thread with its own connection that runs `PRAGMA wal_checkpoint(PASSIVE)`
-//! after the store's write commits (a passive checkpoint never waits for, and never blocks, a
-//! reader or the writer), and the writer's automatic checkpoints are off. With SQLite's default,
-//! the commit that took the log past 1,000 pages copied them all and synced the file before it
-//! returned, so every few megabytes one batch waited for that, and every batch queued behind
+//! when a commit leaves the log at [`CHECKPOINT_PAGES`] or more (a passive checkpoint never
+//! waits for, and never blocks, a reader or the writer). The store's connection wakes it from
+//! SQLite's log hook, which replaces SQLite's automatic checkpoints: those ran inside the
+//! commit that took the log past the same length, copying and syncing several megabytes before
+//! it returned, so every few megabytes one batch waited for that, and every batch queued behind
 //! it. Dropping the store stops its checkpointer after its connection has closed, so the last
 //! one to close checkpoints what is left and removes the log, as SQLite does.
 
@@ -32,25 +33,40 @@ use crate::sql::{Access, Backend, Columns, Dialect, Param, Sql};
 /// How long a writer waits for another process's write transaction to finish.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The length of the log, in pages, from which a commit wakes the checkpointer: SQLite's own
+/// threshold for its automatic checkpoints (4 MiB of 4 KiB pages). Waking it after every commit
+/// added a sync of the database file to every small batch.
+pub const CHECKPOINT_PAGES: i32 = 1000;
+
 /// A store in one SQLite file. Fields drop in order: the connection closes before the
 /// checkpointer stops.
 pub struct SqliteStore {
     connection: Connection,
     index: SharedIndex,
-    checkpointer: Option<Checkpointer>,
+    /// Held for its drop, which stops the thread once the connection above has closed.
+    _checkpointer: Option<Checkpointer>,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the store at `path` and brings its schema up to date.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
-        let connection = Connection::open(&path)?;
+        let mut connection = Connection::open(&path)?;
         connection.busy_timeout(BUSY_TIMEOUT)?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "FULL")?;
         connection.pragma_update(None, "foreign_keys", "ON")?;
-        connection.pragma_update(None, "wal_autocheckpoint", 0)?;
         let checkpointer = Checkpointer::start(path.as_ref())?;
-        let mut store = SqliteStore { connection, index: RecordIndex::shared(), checkpointer: Some(checkpointer) };
+        let wake = checkpointer.wake.clone();
+        // Called after each commit with the log's length; it replaces the automatic checkpoints.
+        connection.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages: i32| {
+            if pages >= CHECKPOINT_PAGES
+                && let Some(wake) = &wake
+            {
+                let _ = wake.try_send(());
+            }
+            Ok(())
+        }))?;
+        let mut store = SqliteStore { connection, index: RecordIndex::shared(), _checkpointer: Some(checkpointer) };
         schema::migrate(&mut store)?;
         Ok(store)
     }
@@ -58,7 +74,7 @@ impl SqliteStore {
     /// Opens the file without migrating it (tests build older schemas with it).
     #[cfg(test)]
     pub(crate) fn unmigrated(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
-        Ok(SqliteStore { connection: Connection::open(path)?, index: RecordIndex::shared(), checkpointer: None })
+        Ok(SqliteStore { connection: Connection::open(path)?, index: RecordIndex::shared(), _checkpointer: None })
     }
 
     /// Ingests with `index`, shared with other stores of the same file in this process, so the
@@ -85,13 +101,6 @@ impl Checkpointer {
             .map_err(|e| StoreError::Internal { action: "start its checkpoint thread".to_owned(), detail: e.to_string() })?;
         Ok(Checkpointer { wake: Some(wake), thread: Some(thread) })
     }
-
-    /// Asks for a checkpoint after a write commit; never waits.
-    fn nudge(&self) {
-        if let Some(wake) = &self.wake {
-            let _ = wake.try_send(());
-        }
-    }
 }
 
 /// A checkpoint that fails (the file is gone, the disk is full) leaves the log as it is, still
@@ -112,8 +121,8 @@ impl Drop for Checkpointer {
     }
 }
 
-/// An open SQLite transaction, and the checkpointer to wake when it commits a write.
-pub struct SqliteTx<'a>(Transaction<'a>, Option<&'a Checkpointer>);
+/// An open SQLite transaction.
+pub struct SqliteTx<'a>(Transaction<'a>);
 
 impl Backend for SqliteStore {
     type Tx<'a> = SqliteTx<'a>;
@@ -123,8 +132,7 @@ impl Backend for SqliteStore {
             Access::Read => TransactionBehavior::Deferred,
             Access::Write => TransactionBehavior::Immediate,
         };
-        let checkpointer = if access == Access::Write { self.checkpointer.as_ref() } else { None };
-        Ok(SqliteTx(self.connection.transaction_with_behavior(behavior)?, checkpointer))
+        Ok(SqliteTx(self.connection.transaction_with_behavior(behavior)?))
     }
 
     fn index(&self) -> SharedIndex {
@@ -200,11 +208,7 @@ impl Sql for SqliteTx<'_> {
     }
 
     fn commit(self) -> Result<(), StoreError> {
-        self.0.commit()?;
-        if let Some(checkpointer) = self.1 {
-            checkpointer.nudge();
-        }
-        Ok(())
+        Ok(self.0.commit()?)
     }
 }
 
@@ -221,16 +225,18 @@ mod tests {
         sql.commit().expect("the commit");
     }
 
-    /// A commit leaves its pages in the log (the writer does not checkpoint); the checkpointer
-    /// copies them into the database file while the store stays open.
+    /// A commit that leaves the log shorter than [`CHECKPOINT_PAGES`] wakes nothing: its pages
+    /// stay in the log. One that leaves it longer wakes the checkpointer, which copies them into
+    /// the database file while the store stays open.
     #[test]
     fn the_checkpointer_copies_committed_pages_into_the_file() {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let file = dir.path().join("revshare.db");
         let mut store = SqliteStore::open(&file).expect("opens");
-        let autocheckpoint: i64 = store.connection.pragma_query_value(None, "wal_autocheckpoint", |row| row.get(0)).expect("reads");
-        assert_eq!(autocheckpoint, 0, "the writer's own checkpoints are off");
         let before = std::fs::metadata(&file).expect("the file").len();
+        write(&mut store, 1 << 20);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(std::fs::metadata(&file).expect("the file").len(), before, "a short log was checkpointed");
         write(&mut store, 8 << 20);
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::fs::metadata(&file).expect("the file").len() < before + (8 << 20) {
@@ -240,7 +246,7 @@ mod tests {
         // The store goes on writing, and reading what it wrote.
         write(&mut store, 1 << 10);
         let rows: i64 = store.connection.query_row("SELECT count(*) FROM scratch", [], |row| row.get(0)).expect("reads");
-        assert_eq!(rows, 2);
+        assert_eq!(rows, 3);
     }
 
     /// Dropping a store stops its checkpointer after the store's connection has closed, so the
