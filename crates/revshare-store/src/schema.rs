@@ -656,6 +656,17 @@ pub(crate) fn migrate<B: Backend>(backend: &mut B) -> Result<i64, StoreError> {
 /// Applies the migrations up to version `target`; returns the latest version this build knows
 /// (tests stop short of it, to build a database as an older release left it).
 fn migrate_to<B: Backend>(backend: &mut B, target: i64) -> Result<i64, StoreError> {
+    // A connection opened while others write (the server opens them as load grows) reads the
+    // version first and takes the write lock only to migrate: waiting for the lock in SQLite's
+    // busy handler behind back-to-back writers held requests for over a second. A version that
+    // cannot be read (a new database) is settled under the lock below.
+    {
+        let mut sql = backend.begin(Access::Read)?;
+        let known = i64::try_from(migrations(sql.dialect()).len()).unwrap_or(i64::MAX);
+        if known <= target && version(&mut sql).is_ok_and(|found| found == known) {
+            return Ok(known);
+        }
+    }
     let mut sql = backend.begin(Access::Write)?;
     sql.batch("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT PRIMARY KEY)")?;
     let found = version(&mut sql)?;

@@ -249,6 +249,25 @@ mod tests {
         assert_eq!(rows, 3);
     }
 
+    /// A store opened while another connection holds the write lock opens at once: a current
+    /// schema is read, not migrated under the lock.
+    #[test]
+    fn a_store_opens_while_another_writes() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let file = dir.path().join("revshare.db");
+        let mut writer = SqliteStore::open(&file).expect("opens");
+        let writing = writer.begin(Access::Write).expect("the write lock");
+        let (opened, opening) = std::sync::mpsc::channel();
+        let path = file.clone();
+        let thread = std::thread::spawn(move || {
+            let _ = opened.send(SqliteStore::open(&path).map(drop));
+        });
+        let outcome = opening.recv_timeout(Duration::from_secs(10));
+        drop(writing);
+        thread.join().expect("the opening thread");
+        assert!(matches!(outcome, Ok(Ok(()))), "the store did not open while another held the write lock: {outcome:?}");
+    }
+
     /// Dropping a store stops its checkpointer after the store's connection has closed, so the
     /// last connection to close checkpoints everything and removes the log.
     #[test]
