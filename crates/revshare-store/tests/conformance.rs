@@ -94,6 +94,7 @@ conformance!(
     one_agreement_per_pair_at_a_time,
     atomic_batch_stores_nothing_on_a_problem,
     partial_batch_stores_the_good_records,
+    digests_given_with_a_batch,
     a_group_of_batches_ends_as_the_batches_one_by_one,
     duplicates_compare_by_value,
     mixed_batch_classifies_each_record_in_order,
@@ -453,6 +454,37 @@ fn atomic_batch_stores_nothing_on_a_problem(db: &dyn TestDb) {
         good,
         "a1 and a5 were not stored by the refused batch"
     );
+}
+
+/// Digests taken by the caller where it parsed the records store exactly what the store's own
+/// would, an aliased model included (the stored record's digest is of the licensed model); a
+/// batch whose digests do not match its records in number is refused and stores nothing.
+fn digests_given_with_a_batch(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    register_example(store);
+    store.add_alias(&pid("northwind"), &mid("nw-llama"), &mid("m-70b")).expect("an alias");
+    let batch = vec![
+        record("d1", "m-70b", "search", "eu", "2026-10-02T10:00:00Z", "10"),
+        record("d2", "nw-llama", "search", "eu", "2026-10-02T11:00:00Z", "12.5"),
+    ];
+    let digests: Vec<[u8; 32]> = batch.iter().map(UsageRecord::digest).collect();
+    let short = Batch { records: &batch, digests: Some(&digests[..1]), mode: IngestMode::Atomic, signed: None };
+    let err = store.ingest_batch(short).expect_err("one digest for two records");
+    assert!(matches!(err, StoreError::Internal { .. }), "{err}");
+    assert!(err.to_string().contains("it holds 2 records but 1 digests"), "{err}");
+    let october = month("2026-10");
+    assert!(store.records(&aid("meridian-northwind"), october).expect("records").is_empty(), "nothing was stored");
+
+    let report =
+        store.ingest_batch(Batch { records: &batch, digests: Some(&digests), mode: IngestMode::Atomic, signed: None }).expect("ingest");
+    assert!(report.stored && report.accepted == 2, "{report:?}");
+    let mut licensed = batch[1].clone();
+    licensed.model = "m-70b".into();
+    let expected = revshare_core::usage_set::of_digests(&[batch[0].digest(), licensed.digest()]);
+    assert_eq!(store.usage_set(&aid("meridian-northwind"), october).expect("usage set"), expected);
+    let logged = report.logged.expect("a log leaf");
+    assert_eq!(logged.digest, batch_digest(&batch), "the leaf names the records as sent");
 }
 
 fn partial_batch_stores_the_good_records(db: &dyn TestDb) {
