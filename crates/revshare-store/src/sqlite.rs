@@ -104,7 +104,7 @@ impl Checkpointer {
 }
 
 /// A checkpoint that fails (the file is gone, the disk is full) leaves the log as it is, still
-/// complete and read by every connection; the next commit asks again.
+/// complete and read by every connection; the next commit that leaves it long asks again.
 fn checkpoint_when_woken(connection: &Connection, woken: &Receiver<()>) {
     for () in woken {
         let _ = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
