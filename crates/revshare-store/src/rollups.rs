@@ -220,18 +220,9 @@ fn add_stored(sql: &mut impl Sql, sums: &mut [(RollupKey<'_>, Sums)]) -> Result<
     let mut months: Vec<(&str, &str)> = sums.iter().map(|(key, _)| (key.agreement_id, key.month)).collect();
     months.dedup();
     for (agreement_id, month) in months {
-        let what = || format!("rollup of agreement {agreement_id} in {month}");
-        sql.query(
-            "SELECT model, use_case, region, scope, scale, record_count, duplicates, CAST(requests AS TEXT), \
-             CAST(input_tokens AS TEXT), CAST(output_tokens AS TEXT), CAST(revenue AS TEXT) \
-             FROM rollups WHERE agreement_id = $1 AND month = $2",
-            &[Param::Text(agreement_id), Param::Text(month)],
-            &mut |row| {
-                let key = (agreement_id.to_owned(), month.to_owned(), row.text(0)?, row.text(1)?, row.text(2)?, row.int(3)?, row.int(4)?);
-                stored.insert(key, Sums::read(row, 5, what)?);
-                Ok(())
-            },
-        )?;
+        for ((model, use_case, region, scope, scale), sums) in month_rows(sql, agreement_id, month)? {
+            stored.insert((agreement_id.to_owned(), month.to_owned(), model, use_case, region, scope, scale), sums);
+        }
     }
     for (key, delta) in sums {
         let key = (
@@ -253,6 +244,22 @@ fn add_stored(sql: &mut impl Sql, sums: &mut [(RollupKey<'_>, Sums)]) -> Result<
 
 /// A rollup row's key as read back: agreement, month, model, use case, region, scope, scale.
 type StoredKey = (String, String, String, String, String, i64, i64);
+
+/// A rollup row's key within its month, as stored: model, use case, region, scope, scale.
+type MonthKey = (String, String, String, i64, i64);
+
+/// The rollup rows of an agreement's month, as stored.
+fn month_rows(sql: &mut impl Sql, agreement_id: &str, month: &str) -> Result<Vec<(MonthKey, Sums)>, StoreError> {
+    let what = || format!("rollup of agreement {agreement_id} in {month}");
+    rows(
+        sql,
+        "SELECT model, use_case, region, scope, scale, record_count, duplicates, CAST(requests AS TEXT), \
+         CAST(input_tokens AS TEXT), CAST(output_tokens AS TEXT), CAST(revenue AS TEXT) \
+         FROM rollups WHERE agreement_id = $1 AND month = $2",
+        &[Param::Text(agreement_id), Param::Text(month)],
+        |row| Ok(((row.text(0)?, row.text(1)?, row.text(2)?, row.int(3)?, row.int(4)?), Sums::read(row, 5, what)?)),
+    )
+}
 
 fn count(n: u64) -> Result<i64, RollupOverflow> {
     i64::try_from(n).map_err(|_| RollupOverflow)
@@ -377,26 +384,11 @@ pub(crate) fn fill_usage_sets(sql: &mut impl Sql) -> Result<(), StoreError> {
 /// The rollup of an agreement's month, and the resends acknowledged for its records.
 pub(crate) fn of_period(sql: &mut impl Sql, agreement_id: &str, month: &str) -> Result<(Rollup, u64), StoreError> {
     let what = || format!("rollup of agreement {agreement_id} in {month}");
-    let groups = rows(
-        sql,
-        "SELECT model, use_case, region, scope, scale, record_count, duplicates, CAST(requests AS TEXT), \
-         CAST(input_tokens AS TEXT), CAST(output_tokens AS TEXT), CAST(revenue AS TEXT) \
-         FROM rollups WHERE agreement_id = $1 AND month = $2",
-        &[Param::Text(agreement_id), Param::Text(month)],
-        |row| {
-            let key = GroupKey {
-                model: row.text(0)?,
-                use_case: row.text(1)?,
-                region: row.text(2)?,
-                scope: scope_from_column(row.int(3)?, what)?,
-            };
-            let scale: usize = unsigned(row.int(4)?, what)?;
-            Ok((key, scale, Sums::read(row, 5, what)?))
-        },
-    )?;
     let mut rollup = Rollup::new();
     let mut duplicates: u64 = 0;
-    for (key, scale, sums) in groups {
+    for ((model, use_case, region, scope, scale), sums) in month_rows(sql, agreement_id, month)? {
+        let key = GroupKey { model, use_case, region, scope: scope_from_column(scope, what)? };
+        let scale: usize = unsigned(scale, what)?;
         let mut by_scale = [0u128; SCALES];
         let slot = by_scale
             .get_mut(scale)
