@@ -288,10 +288,15 @@ impl DedupIndex {
 
     /// The fingerprint and first location of a key, without offering it.
     pub fn get(&self, host: &str, id: &str) -> Option<([u8; 16], u64)> {
+        self.get_hashed(self.hash_key(host, id), host, id)
+    }
+
+    /// [`Self::get`] with the hash from [`Self::hash_key`] of an index with the same seed.
+    pub fn get_hashed(&self, hash: u64, host: &str, id: &str) -> Option<([u8; 16], u64)> {
         if self.slots.is_empty() {
             return None;
         }
-        let at = self.find(self.hash_key(host, id).max(1), host, id).ok()?;
+        let at = self.find(hash.max(1), host, id).ok()?;
         let (fingerprint, first, ..) = self.arena.entry(at);
         Some((fingerprint, first))
     }

@@ -13,6 +13,12 @@
 //! so a refused or failed batch leaves no trace here either. A key offered again with the same
 //! fingerprint (a segment replaced by re-placement) changes nothing.
 //!
+//! The keys are spread over [`SHARDS`] tables by their hash, so a committed batch's keys are
+//! added on every core, each table taking its own keys in batch order; a key is only ever in its
+//! hash's table, so the answer for each key is the one a single table would give. Adding runs
+//! after the commit, with the write lock held, so it is on every writer's path; with the tables
+//! growing one at a time, no single addition pays for rehashing the whole index either.
+//!
 //! A stored record's location in the index is its batch's log leaf, which re-placement keeps,
 //! so the record can be found again (`segments::find`) to name the fields of a conflict.
 
@@ -20,6 +26,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use foldhash::fast::RandomState;
+use rayon::prelude::*;
 
 use revshare_core::dedup::{DedupIndex, Seen};
 
@@ -33,9 +40,20 @@ pub(crate) type Pending<'b> = HashMap<(&'b str, &'b str), ([u8; 16], i64), Rando
 /// The index of one database, shared by the stores (connections) of a process that write it.
 pub type SharedIndex = Arc<Mutex<RecordIndex>>;
 
+/// How many tables the keys are spread over: enough that every core has tables to fill and that
+/// one table's growth is a small part of the whole.
+const SHARDS: usize = 16;
+
+/// Keys whose first slots are read together before they are added ([`DedupIndex::warm`]).
+const WARM_AHEAD: usize = 16;
+
+/// A new key for [`RecordIndex::added`]: its hash ([`RecordIndex::hash`]), host, id and fingerprint.
+pub(crate) type NewKey<'a> = (u64, &'a str, &'a str, [u8; 16]);
+
 /// Stored keys, and how far into the segments they go.
 pub struct RecordIndex {
-    keys: DedupIndex,
+    /// Key `k` is in table `shard(hash(k))`; every table has the same hasher.
+    shards: Vec<DedupIndex>,
     /// The last segment id read into `keys`.
     seen: i64,
 }
@@ -56,13 +74,18 @@ fn batch_of(location: u64) -> i64 {
     i64::try_from(location).unwrap_or(-1)
 }
 
+/// The table of a key's hash: its high bits, as the tables use the low ones to place the key.
+fn shard(hash: u64) -> usize {
+    usize::try_from(hash >> 60).unwrap_or(0) % SHARDS
+}
+
 impl RecordIndex {
     /// An index that has read nothing yet; the first ingest loads it.
     pub fn new() -> RecordIndex {
         // A random seed (the std library's per-process keys) against crafted ids flooding a bucket.
         use std::hash::{BuildHasher, Hasher};
         let seed = std::collections::hash_map::RandomState::new().build_hasher().finish();
-        RecordIndex { keys: DedupIndex::new(seed), seen: 0 }
+        RecordIndex { shards: (0..SHARDS).map(|_| DedupIndex::new(seed)).collect(), seen: 0 }
     }
 
     /// A new index to share between stores of one database.
@@ -70,12 +93,19 @@ impl RecordIndex {
         Arc::new(Mutex::new(RecordIndex::new()))
     }
 
+    /// The hash of a key, randomly seeded: what [`Self::get`] and [`Self::added`] take, and good
+    /// for any table of the keys of a batch.
+    pub(crate) fn hash(&self, host: &str, id: &str) -> u64 {
+        self.shards[0].hash_key(host, id)
+    }
+
     /// Reads the segments committed since the last one seen. Called with the write lock held.
     pub(crate) fn catch_up(&mut self, sql: &mut impl Sql) -> Result<(), StoreError> {
-        let (keys, seen) = (&mut self.keys, &mut self.seen);
+        let (shards, seen) = (&mut self.shards, &mut self.seen);
         segments::keys_after(sql, *seen, &mut |segment, host, batch, bytes| {
             for (id, fingerprint) in segments::keys(segment, bytes)? {
-                if let Seen::Conflict { .. } = keys.offer(host, id, fingerprint, location(batch)) {
+                let hash = shards[0].hash_key(host, id);
+                if let Seen::Conflict { .. } = shards[shard(hash)].offer_hashed(hash, host, id, fingerprint, location(batch)) {
                     return Err(StoreError::Corrupt {
                         what: format!("record {id} of host {host}"),
                         detail: format!("segment {segment} holds it with values other than those stored before"),
@@ -87,21 +117,60 @@ impl RecordIndex {
         })
     }
 
-    /// The fingerprint and batch of a stored record: committed, or stored by an earlier batch of
-    /// the group (`pending`).
-    pub(crate) fn get(&self, pending: &Pending<'_>, host: &str, id: &str) -> Option<([u8; 16], i64)> {
+    /// The fingerprint and batch of a stored record, by the key's [`Self::hash`]: committed, or
+    /// stored by an earlier batch of the group (`pending`).
+    pub(crate) fn get(&self, pending: &Pending<'_>, hash: u64, host: &str, id: &str) -> Option<([u8; 16], i64)> {
         if let Some(found) = pending.get(&(host, id)) {
             return Some(*found);
         }
-        self.keys.get(host, id).map(|(fingerprint, at)| (fingerprint, batch_of(at)))
+        self.shards[shard(hash)].get_hashed(hash, host, id).map(|(fingerprint, at)| (fingerprint, batch_of(at)))
     }
 
-    /// Adds a committed batch's new records (host, id, fingerprint), stored in segments up to
-    /// `last_segment`.
-    pub(crate) fn added(&mut self, batch: i64, records: &[(&str, &str, [u8; 16])], last_segment: i64) {
-        for &(host, id, fingerprint) in records {
-            self.keys.offer(host, id, fingerprint, location(batch));
+    /// Adds a committed batch's new records, stored in segments up to `last_segment`: each table
+    /// its own keys, in batch order, the tables on every core.
+    pub(crate) fn added(&mut self, batch: i64, records: &[NewKey<'_>], last_segment: i64) {
+        let mut by_shard: Vec<Vec<&NewKey<'_>>> = vec![Vec::new(); SHARDS];
+        for key in records {
+            by_shard[shard(key.0)].push(key);
         }
+        self.shards.par_iter_mut().zip(by_shard).for_each(|(table, keys)| {
+            for (n, &&(hash, host, id, fingerprint)) in keys.iter().enumerate() {
+                if n % WARM_AHEAD == 0 {
+                    table.warm(keys.iter().skip(n + WARM_AHEAD).take(WARM_AHEAD).map(|k| k.0));
+                }
+                table.offer_hashed(hash, host, id, fingerprint, location(batch));
+            }
+        });
         self.seen = self.seen.max(last_segment);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_added_over_the_tables_are_found_with_their_batch() {
+        let mut index = RecordIndex::new();
+        let ids: Vec<String> = (0..20_000).map(|i| format!("r{i}")).collect();
+        let keys: Vec<NewKey<'_>> = ids.iter().map(|id| (index.hash("h1", id), "h1", id.as_str(), [1; 16])).collect();
+        let pending = Pending::default();
+        assert_eq!(index.get(&pending, keys[0].0, "h1", "r0"), None);
+        index.added(7, &keys[..10_000], 3);
+        index.added(8, &keys[10_000..], 5);
+        assert_eq!(index.seen, 5);
+        // Every table took some of the keys, and each key is found, with the batch that stored it.
+        assert!(index.shards.iter().all(|table| !table.is_empty()), "keys are spread over every table");
+        assert_eq!(index.shards.iter().map(DedupIndex::len).sum::<usize>(), 20_000);
+        for (n, &(hash, host, id, _)) in keys.iter().enumerate() {
+            assert_eq!(index.get(&pending, hash, host, id), Some(([1; 16], if n < 10_000 { 7 } else { 8 })), "{id}");
+        }
+        // Another host's record with the same id is another key.
+        assert_eq!(index.get(&pending, index.hash("h2", "r0"), "h2", "r0"), None);
+        // A key added again (a segment re-placed) keeps its first batch; a pending key wins.
+        index.added(9, &keys[..1], 6);
+        assert_eq!(index.get(&pending, keys[0].0, "h1", "r0"), Some(([1; 16], 7)));
+        let pending: Pending<'_> = [(("h1", "r0"), ([2; 16], 10))].into_iter().collect();
+        assert_eq!(index.get(&pending, keys[0].0, "h1", "r0"), Some(([2; 16], 10)));
     }
 }

@@ -24,8 +24,7 @@
 //! keys to the index: a report with `stored = true` is durable.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::BuildHasher as _;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::OnceLock;
 
 use foldhash::fast::RandomState;
@@ -120,12 +119,12 @@ pub struct LoggedBatch {
     pub records: u64,
 }
 
-/// What the index learns once the batch has committed: its new records (position in the batch
-/// and fingerprint), the batch's leaf, and the last segment written.
+/// What the index learns once the batch has committed: its new records (position in the batch,
+/// key hash and fingerprint), the batch's leaf, and the last segment written.
 #[derive(Default)]
 pub(crate) struct Added {
     pub batch: i64,
-    pub records: Vec<(usize, [u8; 16])>,
+    pub records: Vec<(usize, u64, [u8; 16])>,
     pub last_segment: i64,
 }
 
@@ -284,7 +283,8 @@ struct Checked<'b> {
     placed: Placed<'b>,
     settled: UsageRecord<'b>,
     digest: [u8; 32],
-    /// The hash of its `(host, id)`, for finding repeats inside the batch.
+    /// The hash of its `(host, id)` ([`RecordIndex::hash`]), for the index and for finding
+    /// repeats inside the batch.
     key_hash: u64,
     /// The stored record's fingerprint and batch, when its `(host, id)` is stored.
     stored: Option<([u8; 16], i64)>,
@@ -381,8 +381,6 @@ pub(crate) fn ingest<'b>(
     // anything decides the same); then every record is placed, digested and looked up in the
     // index on every core.
     let registry = Registry::read(sql, batch)?;
-    // Keys are the hosts' own: a randomly seeded hasher, so crafted ids cannot flood a bucket.
-    let keys_hasher = RandomState::default();
     // A store failure while placing (there is none short of a bug) stops the batch; it is kept
     // aside so the records are collected straight into place.
     let failed = OnceLock::new();
@@ -394,8 +392,10 @@ pub(crate) fn ingest<'b>(
                 let settled = UsageRecord { model: Cow::Borrowed(placed.model), ..resolved(record, "") };
                 // The licensed model is the one sent unless the host named it by an alias.
                 let digest = if settled.model == record.model { *sent } else { settled.digest() };
-                let key_hash = keys_hasher.hash_one((&*record.host, &*record.id));
-                let stored = index.get(pending, &record.host, &record.id);
+                // Keys are the hosts' own: the index's hasher is randomly seeded, so crafted ids
+                // cannot flood a bucket, here or there.
+                let key_hash = index.hash(&record.host, &record.id);
+                let stored = index.get(pending, key_hash, &record.host, &record.id);
                 Checked { placed, settled, digest, key_hash, stored }
             }),
             Err(e) => {
@@ -417,7 +417,7 @@ pub(crate) fn ingest<'b>(
     let mut resends: BTreeMap<(&str, &str), i64> = BTreeMap::new();
     // The SHA-256 digests, as sent, of the records the batch stores or repeats.
     let mut logged: Vec<[u8; 32]> = Vec::with_capacity(batch.len());
-    let mut hosts: Vec<&str> = Vec::new();
+    let mut hosts: BTreeSet<&str> = BTreeSet::new();
     for (i, record) in batch.iter().enumerate() {
         let problem = |kind, reason| IngestProblem { index: i, host: record.host.to_string(), id: record.id.to_string(), kind, reason };
         let good = match &checked[i] {
@@ -449,9 +449,7 @@ pub(crate) fn ingest<'b>(
             First::New(at) if at == i => {
                 new.push(i);
                 logged.push(sent_digest);
-                if hosts.last() != Some(&record.host.as_ref()) {
-                    hosts.push(&record.host);
-                }
+                hosts.insert(&record.host);
                 report.accepted += 1;
                 report.unmatched += u64::from(good.placed.at.is_none());
                 report.late += u64::from(good.placed.late);
@@ -462,9 +460,7 @@ pub(crate) fn ingest<'b>(
         };
         if same {
             logged.push(sent_digest);
-            if hosts.last() != Some(&record.host.as_ref()) {
-                hosts.push(&record.host);
-            }
+            hosts.insert(&record.host);
             report.duplicates += 1;
             *resends.entry(key).or_default() += 1;
             duplicates.push(i);
@@ -536,7 +532,8 @@ pub(crate) fn ingest<'b>(
     deltas.write(sql)?;
     report.logged = log_batch(sql, hosts, leaf, logged, signed)?;
     report.stored = true;
-    let added = new.iter().filter_map(|&i| checked[i].as_ref().ok().map(|good| (i, segments::fingerprint(&good.digest)))).collect();
+    let added =
+        new.iter().filter_map(|&i| checked[i].as_ref().ok().map(|good| (i, good.key_hash, segments::fingerprint(&good.digest)))).collect();
     Ok((report, Added { batch: leaf_column, records: added, last_segment }))
 }
 
@@ -552,7 +549,7 @@ fn corrupt_first(record: &UsageRecord<'_>) -> StoreError {
 /// those records) and keeps its record digests.
 fn log_batch(
     sql: &mut impl Sql,
-    mut hosts: Vec<&str>,
+    hosts: BTreeSet<&str>,
     leaf: u64,
     mut digests: Vec<[u8; 32]>,
     signed: Option<&Signed>,
@@ -563,8 +560,7 @@ fn log_batch(
         return Ok(None);
     }
     let digest = sorted_digest(&mut digests);
-    hosts.sort_unstable();
-    hosts.dedup();
+    let hosts: Vec<&str> = hosts.into_iter().collect();
     let records = u64::try_from(digests.len()).unwrap_or(u64::MAX);
     let data = batch_leaf(&digest, records, &hosts, signed).map_err(|e| StoreError::Log(e.to_string()))?;
     let appended = log::append(sql, &[LogLeaf::new("usage_batch", "batch".to_owned(), data)])?;

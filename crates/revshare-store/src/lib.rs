@@ -329,13 +329,13 @@ impl<B: Backend> Store for B {
             match ingest::ingest(&mut tx, &index, &pending, *batch) {
                 Ok((report, added)) if report.stored => {
                     tx.batch("RELEASE SAVEPOINT revshare_batch")?;
-                    let keys: Vec<(&str, &str, [u8; 16])> = added
+                    let keys: Vec<index::NewKey<'_>> = added
                         .records
                         .iter()
-                        .map(|&(i, fingerprint)| (batch.records[i].host.as_ref(), batch.records[i].id.as_ref(), fingerprint))
+                        .map(|&(i, hash, fingerprint)| (hash, batch.records[i].host.as_ref(), batch.records[i].id.as_ref(), fingerprint))
                         .collect();
                     if n + 1 < batches.len() {
-                        pending.extend(keys.iter().map(|&(host, id, fingerprint)| ((host, id), (fingerprint, added.batch))));
+                        pending.extend(keys.iter().map(|&(_, host, id, fingerprint)| ((host, id), (fingerprint, added.batch))));
                     }
                     stored.push((added, keys));
                     results.push(Ok(report));
