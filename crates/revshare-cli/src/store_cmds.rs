@@ -151,8 +151,13 @@ pub fn ingest(args: &StoreArgs, paths: &[PathBuf], partial: bool, batch_size: us
     let (to_store, from_reader) = std::sync::mpsc::sync_channel(1);
     let (spent, back) = std::sync::mpsc::channel();
     let committer = Committer::new(store.as_mut(), mode, names.clone(), signing, &stop, spent);
+    // The store's parallel steps run on threads of their own. On the parsing threads' pool they
+    // would wait behind the parsing of the next block at every step, and the committing thread is
+    // the one every record waits for; parsing only has to stay a batch ahead.
+    let store_threads =
+        rayon::ThreadPoolBuilder::new().thread_name(|n| format!("store-{n}")).build().context("cannot start the store's threads")?;
     let (read, committed) = std::thread::scope(|scope| {
-        let committing = scope.spawn(move || committer.run(from_reader));
+        let committing = scope.spawn(move || store_threads.install(|| committer.run(from_reader)));
         let mut sink = Ingest::new(batch_size, to_store, back, &stop);
         let read = read_files(&paths, &names, &mut sink, &progress_bar(total, "ingesting"));
         sink.flush();

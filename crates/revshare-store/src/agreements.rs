@@ -262,12 +262,13 @@ fn replace_records(sql: &mut impl Sql, licensor: &str, host: &str) -> Result<(),
             let record = &stored.record;
             let digest = record.digest();
             if let Some(m) = now {
-                deltas.record(m, record, &digest)?;
-                deltas.duplicates(m, record, resends.get(record.id.as_ref()).copied().unwrap_or(0))?;
+                deltas.record(m, &record.model, record, &digest)?;
+                deltas.duplicates(m, &record.model, record, resends.get(record.id.as_ref()).copied().unwrap_or(0))?;
             }
             let rolled_up = now.as_ref().map(|m| (m.agreement_id.as_str(), m.month.as_str()));
             moved.entry((rolled_up, *late)).or_default().push(NewRecord {
                 record,
+                model: &record.model,
                 reported_model: &stored.reported_model,
                 scope: now.as_ref().and_then(|m| m.scope),
                 fingerprint: segments::fingerprint(&digest),

@@ -278,10 +278,10 @@ fn check_signed(
     })
 }
 
-/// A good record of the batch: where it goes, its resolved form and that form's SHA-256.
+/// A good record of the batch: where it goes (the licensed model among it) and the SHA-256 of
+/// its resolved form (the record with the licensed model).
 struct Checked<'b> {
     placed: Placed<'b>,
-    settled: UsageRecord<'b>,
     digest: [u8; 32],
     /// The hash of its `(host, id)` ([`RecordIndex::hash`]), for the index and for finding
     /// repeats inside the batch.
@@ -327,13 +327,14 @@ impl<'a> NewParts<'a> {
     fn add(mut self, batch: &'a [UsageRecord<'a>], i: usize, good: &'a Checked<'a>) -> Result<NewParts<'a>, StoreError> {
         let at = good.placed.at.as_ref();
         if let Some(at) = at {
-            self.deltas.record(at, &good.settled, &good.digest)?;
+            self.deltas.record(at, good.placed.model, &batch[i], &good.digest)?;
         }
         self.segments
             .entry((&batch[i].host, good.placed.licensor, at.map(|m| (m.agreement_id.as_str(), m.month.as_str())), good.placed.late))
             .or_default()
             .push(NewRecord {
-                record: &good.settled,
+                record: &batch[i],
+                model: good.placed.model,
                 reported_model: &batch[i].model,
                 scope: at.and_then(|m| m.scope),
                 fingerprint: segments::fingerprint(&good.digest),
@@ -389,14 +390,13 @@ pub(crate) fn ingest<'b>(
         .zip(sent.par_iter())
         .map(|(record, sent)| match registry.place(record) {
             Ok(placed) => placed.map(|placed| {
-                let settled = UsageRecord { model: Cow::Borrowed(placed.model), ..resolved(record, "") };
                 // The licensed model is the one sent unless the host named it by an alias.
-                let digest = if settled.model == record.model { *sent } else { settled.digest() };
+                let digest = if placed.model == record.model { *sent } else { resolved(record, placed.model).digest() };
                 // Keys are the hosts' own: the index's hasher is randomly seeded, so crafted ids
                 // cannot flood a bucket, here or there.
                 let key_hash = index.hash(&record.host, &record.id);
                 let stored = index.get(pending, key_hash, &record.host, &record.id);
-                Checked { placed, settled, digest, key_hash, stored }
+                Checked { placed, digest, key_hash, stored }
             }),
             Err(e) => {
                 let _ = failed.set(e);
@@ -469,11 +469,15 @@ pub(crate) fn ingest<'b>(
         let (differences, first_name) = match first {
             First::New(at) => {
                 let first = checked[at].as_ref().map_err(|_| corrupt_first(record))?;
-                (RecordRow::new(&first.settled).differences(&RecordRow::new(&good.settled)), format!("record {at} of this batch"))
+                let (first_record, this) = (resolved(&batch[at], first.placed.model), resolved(record, good.placed.model));
+                (RecordRow::new(&first_record).differences(&RecordRow::new(&this)), format!("record {at} of this batch"))
             }
             First::Stored(_, stored_batch) => {
                 let (stored, _) = segments::find(sql, key.0, key.1, stored_batch)?.ok_or_else(|| corrupt_first(record))?;
-                (RecordRow::new(&stored.record).differences(&RecordRow::new(&good.settled)), "the stored record".to_owned())
+                (
+                    RecordRow::new(&stored.record).differences(&RecordRow::new(&resolved(record, good.placed.model))),
+                    "the stored record".to_owned(),
+                )
             }
         };
         report.conflicts += 1;
@@ -508,8 +512,8 @@ pub(crate) fn ingest<'b>(
     }
     let NewParts { mut deltas, segments: groups } = all;
     for &i in &duplicates {
-        if let Ok(Checked { placed: Placed { at: Some(at), .. }, settled, .. }) = &checked[i] {
-            deltas.duplicates(at, settled, 1)?;
+        if let Ok(Checked { placed: Placed { at: Some(at), model, .. }, .. }) = &checked[i] {
+            deltas.duplicates(at, model, &batch[i], 1)?;
         }
     }
     let mut groups: Vec<_> = groups.into_iter().collect();

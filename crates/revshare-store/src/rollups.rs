@@ -122,11 +122,11 @@ pub(crate) struct Deltas<'k> {
 }
 
 impl<'k> Deltas<'k> {
-    fn add(&mut self, placed: &'k Match, record: &'k UsageRecord<'_>, sums: &Sums) -> Result<(), StoreError> {
+    fn add(&mut self, placed: &'k Match, model: &'k str, record: &'k UsageRecord<'_>, sums: &Sums) -> Result<(), StoreError> {
         let key = RollupKey {
             agreement_id: &placed.agreement_id,
             month: &placed.month,
-            model: &record.model,
+            model,
             use_case: &record.use_case,
             region: &record.region,
             scope: scope_column(placed.scope),
@@ -135,9 +135,10 @@ impl<'k> Deltas<'k> {
         Ok(self.sums.entry(key).or_default().merge(sums)?)
     }
 
-    /// One more distinct record (with its model resolved, SHA-256 `digest`) in its place: in the
-    /// sums and in the place's usage set.
-    pub fn record(&mut self, placed: &'k Match, record: &'k UsageRecord<'_>, digest: &[u8; 32]) -> Result<(), StoreError> {
+    /// One more distinct record in its place, under the licensed `model` it resolved to (its own
+    /// `model` is not read), with the SHA-256 `digest` of its resolved form: in the sums and in
+    /// the place's usage set.
+    pub fn record(&mut self, placed: &'k Match, model: &'k str, record: &'k UsageRecord<'_>, digest: &[u8; 32]) -> Result<(), StoreError> {
         let sums = Sums {
             records: 1,
             duplicates: 0,
@@ -147,7 +148,7 @@ impl<'k> Deltas<'k> {
             revenue: record.revenue.mantissa(),
         };
         self.sets.entry((&placed.agreement_id, &placed.month)).or_default().insert(digest);
-        self.add(placed, record, &sums)
+        self.add(placed, model, record, &sums)
     }
 
     /// Adds changes gathered apart (over another part of a batch).
@@ -161,12 +162,12 @@ impl<'k> Deltas<'k> {
         Ok(())
     }
 
-    /// `count` more identical resends of a stored record.
-    pub fn duplicates(&mut self, placed: &'k Match, record: &'k UsageRecord<'_>, count: u64) -> Result<(), StoreError> {
+    /// `count` more identical resends of a stored record, under its licensed `model`.
+    pub fn duplicates(&mut self, placed: &'k Match, model: &'k str, record: &'k UsageRecord<'_>, count: u64) -> Result<(), StoreError> {
         if count == 0 {
             return Ok(());
         }
-        self.add(placed, record, &Sums { duplicates: count, ..Sums::default() })
+        self.add(placed, model, record, &Sums { duplicates: count, ..Sums::default() })
     }
 
     /// Adds the changes to the stored rollups and usage sets; the sums are added here, with

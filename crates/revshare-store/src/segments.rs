@@ -72,10 +72,11 @@ impl StoredRecord {
     }
 }
 
-/// One record to write: the record with its model resolved, what its host called the model, its
-/// scope and fingerprint.
+/// One record to write: the record (its `model` is not read), the licensed model it resolved to,
+/// what its host called the model, its scope and fingerprint.
 pub(crate) struct NewRecord<'r> {
     pub record: &'r UsageRecord<'r>,
+    pub model: &'r str,
     pub reported_model: &'r str,
     pub scope: Option<usize>,
     pub fingerprint: [u8; 16],
@@ -124,7 +125,7 @@ pub(crate) fn encode(records: &[NewRecord<'_>]) -> (Vec<u8>, Vec<u8>) {
         // Ids are validated to at most 128 bytes.
         keys.push(u8::try_from(r.id.len()).unwrap_or(u8::MAX));
         keys.extend_from_slice(r.id.as_bytes());
-        for text in [&*r.model, new.reported_model, &*r.use_case, &*r.region, r.currency.code()] {
+        for text in [new.model, new.reported_model, &*r.use_case, &*r.region, r.currency.code()] {
             put_varint(&mut body, strings.of(text));
         }
         let secs = r.time.secs();
@@ -466,6 +467,7 @@ pub(crate) fn move_records(sql: &mut impl Sql) -> Result<(), StoreError> {
                 .iter()
                 .map(|old| NewRecord {
                     record: &old.stored.record,
+                    model: &old.stored.record.model,
                     reported_model: &old.stored.reported_model,
                     scope: old.stored.scope,
                     fingerprint: fingerprint(&old.stored.record.digest()),
@@ -508,6 +510,7 @@ mod tests {
             .zip([(Some(3), "nw-70b"), (None, "m-8b")])
             .map(|(record, (scope, reported))| NewRecord {
                 record,
+                model: &record.model,
                 reported_model: reported,
                 scope,
                 fingerprint: fingerprint(&record.digest()),
@@ -525,7 +528,7 @@ mod tests {
     #[test]
     fn damaged_segments_are_errors() {
         let records = [record("a", "m-70b", 5, "1.25")];
-        let new = [NewRecord { record: &records[0], reported_model: "m-70b", scope: None, fingerprint: [0; 16] }];
+        let new = [NewRecord { record: &records[0], model: "m-70b", reported_model: "m-70b", scope: None, fingerprint: [0; 16] }];
         let (key_bytes, data) = encode(&new);
         for cut in 0..data.len() {
             assert!(decode(9, "northwind", &key_bytes, &data[..cut]).is_err(), "cut at {cut}");
