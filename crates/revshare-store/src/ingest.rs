@@ -33,7 +33,7 @@ use rayon::prelude::*;
 
 use revshare_core::agreement::Agreement;
 use revshare_core::note::VerifierKey;
-use revshare_core::settle::sorted_digest;
+use revshare_core::settle::{digest_order, sorted_digest};
 use revshare_core::transparency::{Signed, batch_leaf, batch_message};
 use revshare_core::usage::UsageRecord;
 
@@ -241,7 +241,7 @@ pub fn batch_digest(records: &[UsageRecord<'_>]) -> String {
 
 /// [`batch_digest`] from the records' digests as sent.
 fn digest_of_sent(mut digests: Vec<[u8; 32]>) -> String {
-    digests.sort_unstable();
+    digests.sort_unstable_by(digest_order);
     digests.dedup();
     sorted_digest(&mut digests)
 }
@@ -558,7 +558,9 @@ fn log_batch(
     mut digests: Vec<[u8; 32]>,
     signed: Option<&Signed>,
 ) -> Result<Option<LoggedBatch>, StoreError> {
-    digests.par_sort_unstable();
+    // In the order `sorted_digest` hashes them, which then finds them sorted; most comparisons
+    // are of one integer, not bytes.
+    digests.par_sort_unstable_by(digest_order);
     digests.dedup();
     if digests.is_empty() {
         return Ok(None);
