@@ -54,7 +54,7 @@ pub(crate) type NewKey<'a> = (u64, &'a str, &'a str, [u8; 16]);
 pub struct RecordIndex {
     /// Key `k` is in table `shard(hash(k))`; every table has the same hasher.
     shards: Vec<DedupIndex>,
-    /// The last segment id read into `keys`.
+    /// The last segment id read into the tables.
     seen: i64,
 }
 
