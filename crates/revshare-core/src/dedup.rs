@@ -157,6 +157,19 @@ impl DedupIndex {
         }
     }
 
+    /// Starts growing now if the table is past 7/8 of the fill at which it would (and is not
+    /// growing already); whether it did. A caller holding many tables, which fill at the same
+    /// rate and so would all grow at once, grows them one at a time ahead of that moment: each
+    /// growth allocates a table (zeroing its memory when the allocator hands back used pages),
+    /// and paid all at once that is one long pause.
+    pub fn grow_early(&mut self) -> bool {
+        if self.growing.is_some() || self.slots.is_empty() || self.len < capacity(self.slots.len()) / 8 * 7 {
+            return false;
+        }
+        self.start_growing(self.slots.len() * 2);
+        true
+    }
+
     /// Makes room for one more key: moves the next slots of a growing index, or starts growing
     /// when the table is full.
     fn make_room(&mut self) {
@@ -407,6 +420,21 @@ mod tests {
             assert!(index.len() <= capacity(index.slots.len()));
         }
         assert!(moves >= 8, "50,000 keys grow the table from 64 slots several times ({moves})");
+        // Grown early, at 7/8 of the usual fill, it keeps every key and is not grown again mid-move.
+        let mut index = DedupIndex::new(5);
+        let mut early = 0;
+        for i in 0..50_000u64 {
+            assert_eq!(index.offer("h", &i.to_string(), [1; 16], i), Seen::New);
+            let (slots, was_growing) = (index.slots.len(), index.growing.is_some());
+            if index.grow_early() {
+                early += 1;
+                assert!(!was_growing && index.len() >= capacity(slots) / 8 * 7 && index.len() < capacity(slots));
+                assert_eq!(index.slots.len(), slots * 2);
+            }
+            assert_eq!(index.get("h", &(i / 2).to_string()), Some(([1; 16], i / 2)));
+        }
+        assert!(early >= 8, "every growth past 64 slots came early ({early})");
+        assert!((0..50_000u64).all(|i| index.get("h", &i.to_string()) == Some(([1; 16], i))));
         for i in (0..50_000u64).step_by(7) {
             assert_eq!(index.offer("h", &i.to_string(), [2; 16], 0), Seen::Conflict { first: i });
         }

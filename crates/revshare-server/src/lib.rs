@@ -130,6 +130,8 @@ pub(crate) struct Shared {
     pub(crate) limiter: limit::RateLimiter,
     /// Usage batches waiting for a group commit.
     pub(crate) ingests: group::Queue,
+    /// Thread pools of writers, idle: a writing call runs on one of its own ([`Shared::writer_threads`]).
+    writer_threads: Mutex<Vec<rayon::ThreadPool>>,
 }
 
 impl Shared {
@@ -152,6 +154,33 @@ impl Shared {
     fn checkin(&self, store: Box<dyn Store + Send>) {
         if let Ok(mut idle) = self.idle.lock() {
             idle.push(store);
+        }
+    }
+
+    /// A thread pool for one writing call, which runs on it with its parallel steps (a usage
+    /// batch's placing, summing, encoding): small steps then run on the writer's own thread
+    /// instead of being handed to another and waited for, and none queues behind the parsing
+    /// of other requests' bodies. Each writer has a pool of its own while it writes: on a shared
+    /// one, a writer waiting for its parallel step could take up another writer's call on the
+    /// same thread, and if that call waited for a lock the first holds, neither would go on.
+    fn writer_threads(&self) -> Result<rayon::ThreadPool, Problem> {
+        let idle = self
+            .writer_threads
+            .lock()
+            .map_err(|_| Problem::internal("the writers' threads failed", &"a thread panicked holding them"))?
+            .pop();
+        match idle {
+            Some(threads) => Ok(threads),
+            None => rayon::ThreadPoolBuilder::new()
+                .thread_name(|n| format!("writer-{n}"))
+                .build()
+                .map_err(|e| Problem::internal("cannot start a writer's threads", &e)),
+        }
+    }
+
+    fn return_writer_threads(&self, threads: rayon::ThreadPool) {
+        if let Ok(mut idle) = self.writer_threads.lock() {
+            idle.push(threads);
         }
     }
 }
@@ -197,10 +226,18 @@ impl AppState {
         let permit =
             Arc::clone(&self.0.permits).acquire_owned().await.map_err(|e| Problem::internal("the connection pool is closed", &e))?;
         let shared = Arc::clone(&self.0);
+        let writing = turn.is_some();
         let joined = tokio::task::spawn_blocking(move || {
             let _held = (turn, permit);
             let mut store = shared.checkout()?;
-            let result = f(store.as_mut(), &shared);
+            let result = if writing {
+                let threads = shared.writer_threads()?;
+                let result = threads.install(|| f(store.as_mut(), &shared));
+                shared.return_writer_threads(threads);
+                result
+            } else {
+                f(store.as_mut(), &shared)
+            };
             if !matches!(&result, Err(p) if p.status.is_server_error()) {
                 shared.checkin(store);
             }
@@ -237,6 +274,7 @@ pub fn router(config: Config) -> Router {
         max_body_bytes: config.max_body_bytes,
         limiter: limit::RateLimiter::new(config.rate_limit_per_second),
         ingests: group::Queue::default(),
+        writer_threads: Mutex::new(Vec::new()),
     }));
     let (api, document) = routes::api(Some(state.clone()));
     let document = Arc::new(document.to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")));

@@ -47,6 +47,9 @@ const SHARDS: usize = 16;
 /// Keys whose first slots are read together before they are added ([`DedupIndex::warm`]).
 const WARM_AHEAD: usize = 16;
 
+/// Fewer new keys than this are added on one thread.
+const SHARDED_FROM: usize = 16_384;
+
 /// A new key for [`RecordIndex::added`]: its hash ([`RecordIndex::hash`]), host, id and fingerprint.
 pub(crate) type NewKey<'a> = (u64, &'a str, &'a str, [u8; 16]);
 
@@ -133,7 +136,9 @@ impl RecordIndex {
         for key in records {
             by_shard[shard(key.0)].push(key);
         }
-        self.shards.par_iter_mut().zip(by_shard).for_each(|(table, keys)| {
+        // A few thousand keys are added quicker on one thread than handed out.
+        let tables_per_task = if records.len() < SHARDED_FROM { SHARDS } else { 1 };
+        self.shards.par_iter_mut().zip(by_shard).with_min_len(tables_per_task).for_each(|(table, keys)| {
             for (n, &&(hash, host, id, fingerprint)) in keys.iter().enumerate() {
                 if n % WARM_AHEAD == 0 {
                     table.warm(keys.iter().skip(n + WARM_AHEAD).take(WARM_AHEAD).map(|k| k.0));
@@ -141,6 +146,10 @@ impl RecordIndex {
                 table.offer_hashed(hash, host, id, fingerprint, location(batch));
             }
         });
+        // The tables fill at the same rate; one a batch grows ahead of time, so their growths
+        // (each a fresh table of zeroed memory: 64 MiB for the sixteen at a million keys) come
+        // batch after batch instead of together in one batch that would wait for all of them.
+        let _grown = self.shards.iter_mut().any(DedupIndex::grow_early);
         self.seen = self.seen.max(last_segment);
     }
 }

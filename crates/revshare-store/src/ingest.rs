@@ -19,8 +19,10 @@
 //! Atomic mode stores nothing if any record is refused or conflicts; partial mode stores the good
 //! records. Either way every problem is reported (index in the batch, 0-based; record id; why).
 //! The new records are written as one segment per host, licensor, place and lateness
-//! ([`crate::segments`]); rollup and usage-set changes are summed in memory and written once per
-//! group at the end of the batch; the caller commits before returning, and only then adds the new
+//! ([`crate::segments`]); rollup and usage-set changes are summed in memory over the stored
+//! batches of a group commit ([`crate::Store::ingest_group`]), and each changed row is written
+//! once, before the commit (storing usage changes neither the registry nor what is closed, which
+//! are read once per group too); the caller commits before returning, and only then adds the new
 //! keys to the index: a report with `stored = true` is durable.
 
 use std::borrow::Cow;
@@ -119,20 +121,23 @@ pub struct LoggedBatch {
     pub records: u64,
 }
 
-/// What the index learns once the batch has committed: its new records (position in the batch,
-/// key hash and fingerprint), the batch's leaf, and the last segment written.
+/// What a stored batch leaves for its group: the changes to rollups and usage sets, written once
+/// for the group; and for the index, once the group has committed, its new records (position in
+/// the batch, key hash and fingerprint), the batch's leaf, and the last segment written.
 #[derive(Default)]
 pub(crate) struct Added {
+    pub deltas: Deltas<'static>,
     pub batch: i64,
     pub records: Vec<(usize, u64, [u8; 16])>,
     pub last_segment: i64,
 }
 
-/// What the registry says about one batch, read before any of its records is placed: per
-/// distinct (host, reported model) pair, the licensed model or why the pair's records are
+/// What the registry says about a group's batches, read before any of their records is placed:
+/// per distinct (host, reported model) pair, the licensed model or why the pair's records are
 /// refused; the latest agreements of each licensor met; the closed months of those agreements.
-/// Placing a record is then pure, so the batch's records are placed on every core.
-struct Registry<'b> {
+/// Storing usage changes none of it, so it is read once for the group. Placing a record is then
+/// pure, so a batch's records are placed on every core.
+pub(crate) struct Registry<'b> {
     models: HashMap<(&'b str, &'b str), Result<Model, String>, RandomState>,
     /// Licensor → the latest versions of its agreements.
     agreements: HashMap<String, Vec<Agreement>, RandomState>,
@@ -150,19 +155,24 @@ struct Placed<'r> {
 }
 
 impl<'b> Registry<'b> {
-    /// Reads what the batch's distinct (host, reported model) pairs need.
-    fn read(sql: &mut impl Sql, batch: &'b [UsageRecord<'b>]) -> Result<Registry<'b>, StoreError> {
-        let pairs = batch
-            .par_iter()
-            .with_min_len(4096)
-            .fold(HashSet::<(&str, &str), RandomState>::default, |mut pairs, r| {
-                pairs.insert((&r.host, &r.model));
-                pairs
-            })
-            .reduce(HashSet::default, |mut all, part| {
-                all.extend(part);
-                all
-            });
+    /// Reads what the batches' distinct (host, reported model) pairs need.
+    pub(crate) fn read(sql: &mut impl Sql, batches: &[Batch<'b>]) -> Result<Registry<'b>, StoreError> {
+        let mut pairs = HashSet::<(&str, &str), RandomState>::default();
+        for batch in batches {
+            let of_batch = batch
+                .records
+                .par_iter()
+                .with_min_len(4096)
+                .fold(HashSet::<(&str, &str), RandomState>::default, |mut pairs, r| {
+                    pairs.insert((&r.host, &r.model));
+                    pairs
+                })
+                .reduce(HashSet::default, |mut all, part| {
+                    all.extend(part);
+                    all
+                });
+            pairs.extend(of_batch);
+        }
         let mut pairs: Vec<(&str, &str)> = pairs.into_iter().collect();
         pairs.sort_unstable();
         let mut registry = Registry { models: HashMap::default(), agreements: HashMap::default(), closed: HashMap::default() };
@@ -312,6 +322,10 @@ pub struct Batch<'a> {
     pub signed: Option<&'a Signed>,
 }
 
+/// Records placed and looked up as one task: fewer, and a task handed to another thread costs
+/// more than it saves.
+const PLACED_PER_TASK: usize = 1024;
+
 /// New records summed as one task ([`NewParts`]).
 const NEW_PER_TASK: usize = 8192;
 
@@ -352,10 +366,13 @@ impl<'a> NewParts<'a> {
     }
 }
 
+/// Decides and writes one batch of a group, whose `registry` has been read. Its rollup and
+/// usage-set changes are left to the group to write ([`Added::deltas`]).
 pub(crate) fn ingest<'b>(
     sql: &mut impl Sql,
     index: &RecordIndex,
     pending: &Pending<'_>,
+    registry: &Registry<'b>,
     Batch { records: batch, digests, mode, signed }: Batch<'b>,
 ) -> Result<(IngestReport, Added), StoreError> {
     let sent: Cow<'_, [[u8; 32]]> = match digests {
@@ -378,16 +395,14 @@ pub(crate) fn ingest<'b>(
     // Writers are serialised, so the batch's leaf is the next one.
     let leaf = log::size(sql)?;
     let leaf_column = i64::try_from(leaf).map_err(|_| StoreError::Log(format!("the log is full at {leaf} leaves")))?;
-    // The registry is read once for the batch (it is only read, so reading it before storing
-    // anything decides the same); then every record is placed, digested and looked up in the
-    // index on every core.
-    let registry = Registry::read(sql, batch)?;
-    // A store failure while placing (there is none short of a bug) stops the batch; it is kept
+    // Every record is placed, digested and looked up in the index on every core, a thousand or
+    // more to a task. A store failure while placing (there is none short of a bug) stops the batch; it is kept
     // aside so the records are collected straight into place.
     let failed = OnceLock::new();
     let checked: Vec<Result<Checked<'_>, String>> = batch
         .par_iter()
         .zip(sent.par_iter())
+        .with_min_len(PLACED_PER_TASK)
         .map(|(record, sent)| match registry.place(record) {
             Ok(placed) => placed.map(|placed| {
                 // The licensed model is the one sent unless the host named it by an alias.
@@ -533,12 +548,11 @@ pub(crate) fn ingest<'b>(
     }
     let resends: Vec<(&str, &str, i64)> = resends.into_iter().map(|((host, id), count)| (host, id, count)).collect();
     segments::add_resends(sql, &resends)?;
-    deltas.write(sql)?;
     report.logged = log_batch(sql, hosts, leaf, logged, signed)?;
     report.stored = true;
     let added =
         new.iter().filter_map(|&i| checked[i].as_ref().ok().map(|good| (i, good.key_hash, segments::fingerprint(&good.digest)))).collect();
-    Ok((report, Added { batch: leaf_column, records: added, last_segment }))
+    Ok((report, Added { deltas: deltas.into_owned(), batch: leaf_column, records: added, last_segment }))
 }
 
 /// The first occurrence of a record could not be read back: the index and the segments disagree.

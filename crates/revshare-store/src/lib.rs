@@ -88,6 +88,7 @@ pub use sqlite::{BUSY_TIMEOUT, SqliteStore};
 pub use statements::{NewStatement, StatementKind, StoredStatement};
 pub use tokens::StoredToken;
 
+use rollups::Deltas;
 use sql::{Access, Backend, Sql};
 
 /// The storage contract: what every store does, and the conformance suite checks.
@@ -124,7 +125,8 @@ pub trait Store {
     /// Stores several batches in one transaction (group commit: one commit, one fsync), each as
     /// [`Store::ingest`] would, in order, each seeing the records of those before it. A batch
     /// refused or failing alone (its result) leaves nothing of it and the others go on; an error
-    /// of the whole (the commit) stores none. Every `Ok` report with `stored = true` is durable.
+    /// of the whole (reading the registry, writing the stored batches' rollups, the commit)
+    /// stores none. Every `Ok` report with `stored = true` is durable.
     fn ingest_group(&mut self, batches: &[Batch<'_>]) -> Result<Vec<Result<IngestReport, StoreError>>, StoreError>;
 
     /// The rollup of an agreement's month, and the identical resends acknowledged for its records.
@@ -324,11 +326,17 @@ impl<B: Backend> Store for B {
         let mut pending = Pending::default();
         let mut results = Vec::with_capacity(batches.len());
         let mut stored = Vec::new();
+        // The registry is only read by ingestion, so reading it once before the group's first
+        // batch decides the same as reading it for each.
+        let registry = ingest::Registry::read(&mut tx, batches)?;
+        // The stored batches' changes to rollups and usage sets, written once before the commit.
+        let mut deltas = Deltas::default();
         for (n, batch) in batches.iter().enumerate() {
             tx.batch("SAVEPOINT revshare_batch")?;
-            match ingest::ingest(&mut tx, &index, &pending, *batch) {
-                Ok((report, added)) if report.stored => {
+            match ingest::ingest(&mut tx, &index, &pending, &registry, *batch) {
+                Ok((report, mut added)) if report.stored => {
                     tx.batch("RELEASE SAVEPOINT revshare_batch")?;
+                    deltas.merge(std::mem::take(&mut added.deltas))?;
                     let keys: Vec<index::NewKey<'_>> = added
                         .records
                         .iter()
@@ -348,6 +356,7 @@ impl<B: Backend> Store for B {
         }
         // A group that stored nothing is dropped here, which rolls it back.
         if !stored.is_empty() {
+            deltas.write(&mut tx)?;
             tx.commit()?;
             for (added, keys) in &stored {
                 index.added(added.batch, keys, added.last_segment);

@@ -24,6 +24,7 @@
 //! statement's `usage_digest` is taken from. A batch adds its new records' digests to it once,
 //! so a close reads one row for the digest, as it reads O(groups) rows for the sums.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use foldhash::fast::FixedState;
@@ -47,14 +48,14 @@ pub(crate) fn scope_from_column(value: i64, what: impl FnOnce() -> String) -> Re
 }
 
 /// A rollup row's key, borrowed from the records and places a batch holds, so summing a record
-/// allocates nothing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// allocates nothing; owned once the batch is gone ([`Deltas::into_owned`]).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct RollupKey<'k> {
-    agreement_id: &'k str,
-    month: &'k str,
-    model: &'k str,
-    use_case: &'k str,
-    region: &'k str,
+    agreement_id: Cow<'k, str>,
+    month: Cow<'k, str>,
+    model: Cow<'k, str>,
+    use_case: Cow<'k, str>,
+    region: Cow<'k, str>,
     scope: i64,
     scale: i64,
 }
@@ -63,11 +64,11 @@ impl RollupKey<'_> {
     /// The key as the seven parameters `$1`…`$7` of the rollup statements.
     fn params(&self) -> [Param<'_>; 7] {
         [
-            Param::Text(self.agreement_id),
-            Param::Text(self.month),
-            Param::Text(self.model),
-            Param::Text(self.use_case),
-            Param::Text(self.region),
+            Param::Text(&self.agreement_id),
+            Param::Text(&self.month),
+            Param::Text(&self.model),
+            Param::Text(&self.use_case),
+            Param::Text(&self.region),
             Param::Int(self.scope),
             Param::Int(self.scale),
         ]
@@ -118,17 +119,17 @@ impl Sums {
 #[derive(Default)]
 pub(crate) struct Deltas<'k> {
     sums: HashMap<RollupKey<'k>, Sums, FixedState>,
-    sets: HashMap<(&'k str, &'k str), UsageSet, FixedState>,
+    sets: HashMap<(Cow<'k, str>, Cow<'k, str>), UsageSet, FixedState>,
 }
 
 impl<'k> Deltas<'k> {
     fn add(&mut self, placed: &'k Match, model: &'k str, record: &'k UsageRecord<'_>, sums: &Sums) -> Result<(), StoreError> {
         let key = RollupKey {
-            agreement_id: &placed.agreement_id,
-            month: &placed.month,
-            model,
-            use_case: &record.use_case,
-            region: &record.region,
+            agreement_id: Cow::Borrowed(&placed.agreement_id),
+            month: Cow::Borrowed(&placed.month),
+            model: Cow::Borrowed(model),
+            use_case: Cow::Borrowed(&record.use_case),
+            region: Cow::Borrowed(&record.region),
             scope: scope_column(placed.scope),
             scale: i64::from(record.revenue.scale()),
         };
@@ -147,11 +148,37 @@ impl<'k> Deltas<'k> {
             output_tokens: u128::from(record.output_tokens),
             revenue: record.revenue.mantissa(),
         };
-        self.sets.entry((&placed.agreement_id, &placed.month)).or_default().insert(digest);
+        self.sets.entry((Cow::Borrowed(&placed.agreement_id), Cow::Borrowed(&placed.month))).or_default().insert(digest);
         self.add(placed, model, record, &sums)
     }
 
-    /// Adds changes gathered apart (over another part of a batch).
+    /// The same changes, keyed by text of their own: a group's batches are gathered into one
+    /// (their records are gone by then) and written once.
+    pub fn into_owned(self) -> Deltas<'static> {
+        let owned = |text: Cow<'_, str>| Cow::Owned(text.into_owned());
+        Deltas {
+            sums: self
+                .sums
+                .into_iter()
+                .map(|(key, sums)| {
+                    let RollupKey { agreement_id, month, model, use_case, region, scope, scale } = key;
+                    let key = RollupKey {
+                        agreement_id: owned(agreement_id),
+                        month: owned(month),
+                        model: owned(model),
+                        use_case: owned(use_case),
+                        region: owned(region),
+                        scope,
+                        scale,
+                    };
+                    (key, sums)
+                })
+                .collect(),
+            sets: self.sets.into_iter().map(|((agreement_id, month), set)| ((owned(agreement_id), owned(month)), set)).collect(),
+        }
+    }
+
+    /// Adds changes gathered apart (over another part of a batch, or another batch of a group).
     pub fn merge(&mut self, other: Deltas<'k>) -> Result<(), StoreError> {
         for (key, sums) in other.sums {
             self.sums.entry(key).or_default().merge(&sums)?;
@@ -178,12 +205,12 @@ impl<'k> Deltas<'k> {
     pub fn write(self, sql: &mut impl Sql) -> Result<(), StoreError> {
         let sets: BTreeMap<_, _> = self.sets.into_iter().collect();
         for ((agreement_id, month), delta) in sets {
-            let mut set = usage_set(sql, agreement_id, month)?;
+            let mut set = usage_set(sql, &agreement_id, &month)?;
             set.union(&delta);
             sql.execute(
                 "INSERT INTO usage_sets (agreement_id, month, state) VALUES ($1, $2, $3) \
                  ON CONFLICT (agreement_id, month) DO UPDATE SET state = excluded.state",
-                &[Param::Text(agreement_id), Param::Text(month), Param::Bytes(&set.to_bytes())],
+                &[Param::Text(&agreement_id), Param::Text(&month), Param::Bytes(&set.to_bytes())],
             )?;
         }
         let mut sums: Vec<(RollupKey<'k>, Sums)> = self.sums.into_iter().collect();
@@ -218,7 +245,7 @@ impl<'k> Deltas<'k> {
 /// once.
 fn add_stored(sql: &mut impl Sql, sums: &mut [(RollupKey<'_>, Sums)]) -> Result<(), StoreError> {
     let mut stored = HashMap::<StoredKey, Sums, FixedState>::default();
-    let mut months: Vec<(&str, &str)> = sums.iter().map(|(key, _)| (key.agreement_id, key.month)).collect();
+    let mut months: Vec<(&str, &str)> = sums.iter().map(|(key, _)| (&*key.agreement_id, &*key.month)).collect();
     months.dedup();
     for (agreement_id, month) in months {
         for ((model, use_case, region, scope, scale), sums) in month_rows(sql, agreement_id, month)? {
@@ -227,11 +254,11 @@ fn add_stored(sql: &mut impl Sql, sums: &mut [(RollupKey<'_>, Sums)]) -> Result<
     }
     for (key, delta) in sums {
         let key = (
-            key.agreement_id.to_owned(),
-            key.month.to_owned(),
-            key.model.to_owned(),
-            key.use_case.to_owned(),
-            key.region.to_owned(),
+            key.agreement_id.to_string(),
+            key.month.to_string(),
+            key.model.to_string(),
+            key.use_case.to_string(),
+            key.region.to_string(),
             key.scope,
             key.scale,
         );
@@ -298,9 +325,9 @@ fn put_all<'k>(sql: &mut impl Sql, changed: &[(RollupKey<'k>, Sums)]) -> Result<
     if changed.is_empty() {
         return Ok(());
     }
-    let texts = |f: fn(&RollupKey<'k>) -> &'k str| -> Vec<&'k str> { changed.iter().map(|(key, _)| f(key)).collect() };
+    let texts = |f: for<'a> fn(&'a RollupKey<'k>) -> &'a str| -> Vec<&str> { changed.iter().map(|(key, _)| f(key)).collect() };
     let (agreement_ids, months, models, use_cases, regions) =
-        (texts(|k| k.agreement_id), texts(|k| k.month), texts(|k| k.model), texts(|k| k.use_case), texts(|k| k.region));
+        (texts(|k| &k.agreement_id), texts(|k| &k.month), texts(|k| &k.model), texts(|k| &k.use_case), texts(|k| &k.region));
     let scopes: Vec<i64> = changed.iter().map(|(key, _)| key.scope).collect();
     let scales: Vec<i64> = changed.iter().map(|(key, _)| key.scale).collect();
     let records = changed.iter().map(|(_, sums)| count(sums.records)).collect::<Result<Vec<_>, _>>()?;
@@ -377,7 +404,7 @@ pub(crate) fn fill_usage_sets(sql: &mut impl Sql) -> Result<(), StoreError> {
     })?;
     let mut deltas = Deltas::default();
     for ((agreement_id, month), set) in &sets {
-        deltas.sets.insert((agreement_id, month), set.clone());
+        deltas.sets.insert((Cow::Borrowed(agreement_id), Cow::Borrowed(month)), set.clone());
     }
     deltas.write(sql)
 }
