@@ -396,8 +396,8 @@ pub(crate) fn ingest<'b>(
     let leaf = log::size(sql)?;
     let leaf_column = i64::try_from(leaf).map_err(|_| StoreError::Log(format!("the log is full at {leaf} leaves")))?;
     // Every record is placed, digested and looked up in the index on every core, a thousand or
-    // more to a task. A store failure while placing (there is none short of a bug) stops the batch; it is kept
-    // aside so the records are collected straight into place.
+    // more to a task. A store failure while placing (there is none short of a bug) stops the
+    // batch; it is kept aside so the records are collected straight into place.
     let failed = OnceLock::new();
     let checked: Vec<Result<Checked<'_>, String>> = batch
         .par_iter()

@@ -21,8 +21,8 @@
 //!
 //! Beside the sums, `usage_sets` holds one row per (agreement, month): the lattice-hash state
 //! ([`UsageSet`], 2,048 bytes) of the distinct records rolled up there, which is what the
-//! statement's `usage_digest` is taken from. A batch adds its new records' digests to it once,
-//! so a close reads one row for the digest, as it reads O(groups) rows for the sums.
+//! statement's `usage_digest` is taken from. A group commit adds its new records' digests to it
+//! once, so a close reads one row for the digest, as it reads O(groups) rows for the sums.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
