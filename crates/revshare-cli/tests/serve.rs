@@ -86,6 +86,11 @@ fn tokens_are_printed_once_and_the_server_stops_on_sigterm() {
     stdout.read_line(&mut first).expect("the first line");
     let address = first.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("the address is printed: {first}")).to_owned();
     assert!(!address.ends_with(":0"), "the real port is printed: {address}");
+    // The server runs without transparent huge pages (their zeroing lengthened batch latency).
+    if cfg!(target_os = "linux") {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", server.0.id())).expect("the server's status");
+        assert!(status.lines().any(|l| l.split_whitespace().eq(["THP_enabled:", "0"])), "THP off in the server: {status}");
+    }
 
     assert_eq!(request(&address, "GET", "/healthz", None).0, 200);
     let (status, note) = request(&address, "GET", "/v1/log/checkpoint", Some(&token));
