@@ -29,6 +29,9 @@ cat "$work/usage.jsonl" >/dev/null
 register "$work/cli"
 echo "revshare ingest (CLI, batches of 1,000): $(/usr/bin/time -f '%e s' "$bin" --data "$work/cli" ingest "$work/usage.jsonl" --batch-size 1000 2>&1 >/dev/null | tail -1)"
 echo "revshare ingest (CLI, batches of 50,000): $( rm -rf "$work/cli" && register "$work/cli" && /usr/bin/time -f '%e s' "$bin" --data "$work/cli" ingest "$work/usage.jsonl" --batch-size 50000 2>&1 >/dev/null | tail -1)"
+# The CLI runs leave hundreds of megabytes of dirty pages: written back now, not during the
+# server's run, where the kernel's writeback would hold up its commits' syncs.
+sync
 register "$work/srv"
 python3 - "$bin" "$work" <<'PY'
 import json, subprocess, sys
