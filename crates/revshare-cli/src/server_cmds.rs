@@ -83,7 +83,7 @@ pub fn serve(args: &StoreArgs, options: &ServeOptions) -> Result<(), Failure> {
     // No transparent huge pages for the server: the allocator asks for them, and each first
     // touch of one zeroes 2 MiB on the spot, on whichever request's path it falls; on a virtual
     // machine a few of those in a row held a usage batch for tens of milliseconds (p99 batch
-    // latency 60-95 ms with them, 43-50 ms without, same throughput). Batch jobs (`ingest`) keep
+    // latency 77-95 ms with them, 47-55 ms without, same throughput). Batch jobs (`ingest`) keep
     // them: there they save more in page faults and TLB misses than they cost (docs/DECISIONS.md).
     #[cfg(target_os = "linux")]
     if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {

@@ -8,9 +8,9 @@
 //! and answers each. A request whose batch another request's turn stored takes its answer and
 //! leaves the writers' queue, so the clients it answers send their next batches while the
 //! store is still busy, and those form the next group, which the same turn goes on to store (a
-//! few groups a turn, so other writing calls still get theirs). Every answer is sent after the group's
-//! commit, so a batch is still acknowledged only once it is durable; a batch refused or failing
-//! alone fails alone.
+//! few groups a turn, so other writing calls still get theirs). Every answer is sent after its
+//! group's commit, so a batch is still acknowledged only once it is durable; a batch refused or
+//! failing alone fails alone.
 //!
 //! A request that goes away before its batch is taken has its batch skipped (its answer has
 //! nobody to go to); one that goes away later may still have its batch stored, as a client
