@@ -47,18 +47,19 @@
 //! (a burst of as many); more are answered 429 with `Retry-After`, before anything is read.
 //!
 //! The boundary: this crate only translates HTTP into the same `Store` and core calls the CLI
-//! makes (`Store::ingest` in atomic mode, `Store::add_agreement`, `close::close_month`,
+//! makes (`Store::ingest_group` in atomic mode, `Store::add_agreement`, `close::close_month`,
 //! `Store::sign_statement`, `payments::payment_entry`, `receipts::receipt`, `export::bundle`,
-//! `Store::add_party` / `add_model` / `add_alias`,
-//! `receipts::checkpoint`, the core's `Balances`, the store's proofs) and their results back. The store is synchronous, so each call
-//! runs on a blocking thread with a connection from a small pool ([`Config::open`] makes them),
-//! at most [`Config::max_connections`] at once; calls that write also queue, first come first
-//! served, for one of [`Config::max_writers`] turns, and run on a thread pool of their own.
-//! Usage batches queued by then are stored in one transaction by whichever request gets a turn
-//! (group commit, see `group.rs`). A batch is
-//! acknowledged only after the store has committed it, and a request whose client goes away still runs to its end (the blocking call is
-//! not cancelled), so nothing is half-applied. Graceful shutdown stops accepting connections and
-//! lets the requests in flight finish. The clock is the edge's: it is [`Config::clock`].
+//! `Store::add_party` / `add_model` / `add_alias`, `receipts::checkpoint`, the core's
+//! `Balances`, the store's proofs) and their results back. The store is synchronous, so each
+//! call runs on a blocking thread with a connection from a small pool ([`Config::open`] makes
+//! them), at most [`Config::max_connections`] at once; calls that write also queue, first come
+//! first served, for one of [`Config::max_writers`] turns, and run on a thread pool of their
+//! own. Usage batches queued by then are stored in one transaction by whichever request gets a
+//! turn, and those queued meanwhile by the same turn (group commit, see `group.rs`). A batch is
+//! acknowledged only after the store has committed it, and a request whose client goes away
+//! still runs to its end (the blocking call is not cancelled), so nothing is half-applied.
+//! Graceful shutdown stops accepting connections and lets the requests in flight finish. The
+//! clock is the edge's: it is [`Config::clock`].
 
 mod agreement_json;
 pub mod auth;
