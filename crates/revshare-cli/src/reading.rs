@@ -168,7 +168,8 @@ impl<P: Default + Send + Sync> FileReader<'_, P> {
     ) {
         let found = match parsed {
             Ok(record) => {
-                let id = record.id.to_string();
+                // Kept to name the record if the sink refuses it: borrowed, so no copy per record.
+                let id = record.id.clone();
                 match sink.accept(line, record, &mut piece.state) {
                     Ok(()) => return,
                     Err(mut problem) => {
@@ -176,7 +177,7 @@ impl<P: Default + Send + Sync> FileReader<'_, P> {
                         if let (0, Some(field)) = (problem.offset, &problem.field) {
                             problem.offset = memchr::memmem::find(text, format!("\"{field}\"").as_bytes()).unwrap_or(0);
                         }
-                        return piece.problems.push(self.problem(line, text, Some(id), problem));
+                        return piece.problems.push(self.problem(line, text, Some(id.into_owned()), problem));
                     }
                 }
             }

@@ -44,8 +44,9 @@ pub type SharedIndex = Arc<Mutex<RecordIndex>>;
 /// one table's growth is a small part of the whole.
 const SHARDS: usize = 16;
 
-/// Keys whose first slots are read together before they are added ([`DedupIndex::warm`]).
-const WARM_AHEAD: usize = 16;
+/// Keys whose first slots are read together before they are looked up or added
+/// ([`RecordIndex::warm`]).
+pub(crate) const WARM_AHEAD: usize = 16;
 
 /// Fewer new keys than this are added on one thread.
 const SHARDED_FROM: usize = 16_384;
@@ -127,6 +128,14 @@ impl RecordIndex {
             return Some(*found);
         }
         self.shards[shard(hash)].get_hashed(hash, host, id).map(|(fingerprint, at)| (fingerprint, batch_of(at)))
+    }
+
+    /// Reads the first table slots of keys about to be looked up, by their [`Self::hash`], in
+    /// loads that do not wait for each other ([`DedupIndex::warm`]).
+    pub(crate) fn warm(&self, hashes: impl Iterator<Item = u64>) {
+        for hash in hashes {
+            self.shards[shard(hash)].warm(std::iter::once(hash));
+        }
     }
 
     /// Adds a committed batch's new records, stored in segments up to `last_segment`: each table

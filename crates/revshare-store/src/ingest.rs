@@ -41,7 +41,7 @@ use revshare_core::usage::UsageRecord;
 
 use crate::agreements::{Match, latest_of_licensor, place};
 use crate::error::StoreError;
-use crate::index::{Pending, RecordIndex};
+use crate::index::{Pending, RecordIndex, WARM_AHEAD};
 use crate::log::{self, LogLeaf};
 use crate::records::{RecordRow, resolved};
 use crate::registry::{Model, Resolver, Role, require_role};
@@ -330,7 +330,7 @@ const PLACED_PER_TASK: usize = 1024;
 const NEW_PER_TASK: usize = 8192;
 
 /// The new records' rollup and usage-set changes and their segments (records in batch order),
-/// summed over a part of the batch.
+/// summed over a stretch of the batch.
 #[derive(Default)]
 struct NewParts<'a> {
     deltas: Deltas<'a>,
@@ -354,15 +354,6 @@ impl<'a> NewParts<'a> {
                 fingerprint: segments::fingerprint(&good.digest),
             });
         Ok(self)
-    }
-
-    /// Adds the parts of a later stretch of the batch.
-    fn merge(&mut self, later: NewParts<'a>) -> Result<(), StoreError> {
-        self.deltas.merge(later.deltas)?;
-        for (key, records) in later.segments {
-            self.segments.entry(key).or_default().extend(records);
-        }
-        Ok(())
     }
 }
 
@@ -399,23 +390,31 @@ pub(crate) fn ingest<'b>(
     // more to a task. A store failure while placing (there is none short of a bug) stops the
     // batch; it is kept aside so the records are collected straight into place.
     let failed = OnceLock::new();
+    // Keys are the hosts' own: the index's hasher is randomly seeded, so crafted ids cannot
+    // flood a bucket, here or there. They are hashed first, so that each lookup can have the
+    // table slots of the keys a few places on read while it works: most lookups are a cache miss.
+    let hashes: Vec<u64> = batch.par_iter().with_min_len(PLACED_PER_TASK).map(|r| index.hash(&r.host, &r.id)).collect();
     let checked: Vec<Result<Checked<'_>, String>> = batch
         .par_iter()
         .zip(sent.par_iter())
+        .zip(hashes.par_iter())
+        .enumerate()
         .with_min_len(PLACED_PER_TASK)
-        .map(|(record, sent)| match registry.place(record) {
-            Ok(placed) => placed.map(|placed| {
-                // The licensed model is the one sent unless the host named it by an alias.
-                let digest = if placed.model == record.model { *sent } else { resolved(record, placed.model).digest() };
-                // Keys are the hosts' own: the index's hasher is randomly seeded, so crafted ids
-                // cannot flood a bucket, here or there.
-                let key_hash = index.hash(&record.host, &record.id);
-                let stored = index.get(pending, key_hash, &record.host, &record.id);
-                Checked { placed, digest, key_hash, stored }
-            }),
-            Err(e) => {
-                let _ = failed.set(e);
-                Err(String::new())
+        .map(|(i, ((record, sent), &key_hash))| {
+            if i % WARM_AHEAD == 0 {
+                index.warm(hashes.iter().skip(i + WARM_AHEAD).take(WARM_AHEAD).copied());
+            }
+            match registry.place(record) {
+                Ok(placed) => placed.map(|placed| {
+                    // The licensed model is the one sent unless the host named it by an alias.
+                    let digest = if placed.model == record.model { *sent } else { resolved(record, placed.model).digest() };
+                    let stored = index.get(pending, key_hash, &record.host, &record.id);
+                    Checked { placed, digest, key_hash, stored }
+                }),
+                Err(e) => {
+                    let _ = failed.set(e);
+                    Err(String::new())
+                }
             }
         })
         .collect();
@@ -510,8 +509,8 @@ pub(crate) fn ingest<'b>(
     }
 
     // The new records' rollups, usage sets and segments, summed on every core over stretches
-    // of the batch and merged in batch order; one segment per host, licensor, place and
-    // lateness, its records in batch order.
+    // of the batch; one segment per host, licensor, place and lateness, its records in batch
+    // order.
     let parts = new
         .par_chunks(NEW_PER_TASK)
         .map(|chunk| {
@@ -521,22 +520,28 @@ pub(crate) fn ingest<'b>(
             })
         })
         .collect::<Vec<_>>();
-    let mut all = NewParts::default();
-    for part in parts {
-        all.merge(part?)?;
+    let mut parts = parts.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let mut deltas = Deltas::default();
+    for part in &mut parts {
+        deltas.merge(std::mem::take(&mut part.deltas))?;
     }
-    let NewParts { mut deltas, segments: groups } = all;
     for &i in &duplicates {
         if let Ok(Checked { placed: Placed { at: Some(at), model, .. }, .. }) = &checked[i] {
             deltas.duplicates(at, model, &batch[i], 1)?;
         }
     }
-    let mut groups: Vec<_> = groups.into_iter().collect();
-    groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    // Each segment's records are the stretches' records of its key, in stretch order: read from
+    // where the stretches put them rather than copied into one list.
+    let mut keys: Vec<SegmentKey<'_>> = parts.iter().flat_map(|part| part.segments.keys().copied()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let groups: Vec<(SegmentKey<'_>, Vec<&[NewRecord<'_>]>)> =
+        keys.into_iter().map(|key| (key, parts.iter().filter_map(|part| part.segments.get(&key).map(Vec::as_slice)).collect())).collect();
     // Encoded on every core, written in key order.
     let encoded: Vec<(Vec<u8>, Vec<u8>)> = groups.par_iter().map(|(_, records)| segments::encode(records)).collect();
     let mut last_segment = 0;
     for (((host, licensor, rolled_up, late), records), (keys, data)) in groups.iter().zip(&encoded) {
+        let count = records.iter().map(|part| part.len()).sum();
         let place = Place {
             host: (*host).to_owned(),
             licensor: (*licensor).to_owned(),
@@ -544,7 +549,7 @@ pub(crate) fn ingest<'b>(
             late: *late,
             batch: leaf_column,
         };
-        last_segment = segments::write_encoded(sql, &place, records.len(), keys, data)?;
+        last_segment = segments::write_encoded(sql, &place, count, keys, data)?;
     }
     let resends: Vec<(&str, &str, i64)> = resends.into_iter().map(|((host, id), count)| (host, id, count)).collect();
     segments::add_resends(sql, &resends)?;

@@ -267,10 +267,9 @@ pub(crate) fn checkpoints(sql: &mut impl Sql) -> Result<Vec<(u64, String)>, Stor
 /// Keeps a logged usage batch's digest and the sorted digests of its records as sent, which a
 /// bundle needs to show that a record is in the batch.
 pub(crate) fn store_batch(sql: &mut impl Sql, leaf: u64, digest: &str, records: &[[u8; 32]]) -> Result<(), StoreError> {
-    let blob = records.concat();
     sql.execute(
         "INSERT INTO batches (leaf, digest, record_digests) VALUES ($1, $2, $3)",
-        &[Param::Int(int(leaf)?), Param::Text(digest), Param::Bytes(&blob)],
+        &[Param::Int(int(leaf)?), Param::Text(digest), Param::Bytes(records.as_flattened())],
     )?;
     Ok(())
 }

@@ -114,22 +114,25 @@ impl<'a> Strings<'a> {
     }
 }
 
-/// Encodes records into a segment's `keys` and `data`.
-pub(crate) fn encode(records: &[NewRecord<'_>]) -> (Vec<u8>, Vec<u8>) {
+/// Encodes records into a segment's `keys` and `data`: the records of `parts`, in order (the
+/// stretches of a batch that found them, so they need not be copied into one list first).
+pub(crate) fn encode(parts: &[&[NewRecord<'_>]]) -> (Vec<u8>, Vec<u8>) {
+    let records = || parts.iter().flat_map(|part| part.iter());
+    let count: usize = parts.iter().map(|part| part.len()).sum();
     // A segment's records lie wherever their batch put them, and reading each (its fields, then
     // its strings) is a cache miss. Read them first in a loop of loads that do not depend on each
     // other, which the processor overlaps, so the encoding below finds them in cache.
-    let touched = records.iter().fold(0u8, |acc, new| {
+    let touched = records().fold(0u8, |acc, new| {
         let r = new.record;
         [&*r.id, new.model, new.reported_model, &*r.use_case, &*r.region]
             .iter()
             .fold(acc, |acc, text| acc ^ text.as_bytes().first().copied().unwrap_or(0))
     });
     std::hint::black_box(touched);
-    let mut keys = Vec::with_capacity(records.len() * 40);
-    let mut body = Vec::with_capacity(records.len() * 24);
+    let mut keys = Vec::with_capacity(count * 40);
+    let mut body = Vec::with_capacity(count * 24);
     let mut strings = Strings::default();
-    for new in records {
+    for new in records() {
         let r = new.record;
         keys.extend_from_slice(&new.fingerprint);
         // Ids are validated to at most 128 bytes.
@@ -283,7 +286,7 @@ pub(crate) fn decode(segment: i64, host: &str, key_bytes: &[u8], data: &[u8]) ->
 
 /// Writes a segment; returns its id.
 pub(crate) fn write(sql: &mut impl Sql, place: &Place, records: &[NewRecord<'_>]) -> Result<i64, StoreError> {
-    let (keys, data) = encode(records);
+    let (keys, data) = encode(&[records]);
     write_encoded(sql, place, records.len(), &keys, &data)
 }
 
@@ -544,7 +547,7 @@ mod tests {
                 fingerprint: fingerprint(&record.digest()),
             })
             .collect();
-        let (key_bytes, data) = encode(&new);
+        let (key_bytes, data) = encode(&[&new]);
         let ids: Vec<&str> = keys(1, &key_bytes).expect("keys").into_iter().map(|(id, _)| id).collect();
         assert_eq!(ids, ["a", "b:2"]);
         let decoded = decode(1, "northwind", &key_bytes, &data).expect("decodes");
@@ -557,7 +560,7 @@ mod tests {
     fn damaged_segments_are_errors() {
         let records = [record("a", "m-70b", 5, "1.25")];
         let new = [NewRecord { record: &records[0], model: "m-70b", reported_model: "m-70b", scope: None, fingerprint: [0; 16] }];
-        let (key_bytes, data) = encode(&new);
+        let (key_bytes, data) = encode(&[&new]);
         for cut in 0..data.len() {
             assert!(decode(9, "northwind", &key_bytes, &data[..cut]).is_err(), "cut at {cut}");
         }
