@@ -44,8 +44,8 @@ pub type SharedIndex = Arc<Mutex<RecordIndex>>;
 /// one table's growth is a small part of the whole.
 const SHARDS: usize = 16;
 
-/// Keys whose first slots are read together before they are looked up or added
-/// ([`RecordIndex::warm`]).
+/// Keys whose first slots are read together before they are looked up ([`RecordIndex::warm`]) or
+/// added ([`DedupIndex::warm`]).
 pub(crate) const WARM_AHEAD: usize = 16;
 
 /// Fewer new keys than this are added on one thread.
