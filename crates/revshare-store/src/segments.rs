@@ -557,6 +557,31 @@ mod tests {
     }
 
     #[test]
+    fn a_segment_encoded_from_parts_is_the_one_from_its_records_in_order() {
+        let records: Vec<UsageRecord<'static>> = (0..5)
+            .map(|n| record(&format!("r{n}"), ["m-8b", "m-70b"][n % 2], 1_790_000_000 + 60 * i64::try_from(n).unwrap_or(0), "1.5"))
+            .collect();
+        let new: Vec<NewRecord<'_>> = records
+            .iter()
+            .enumerate()
+            .map(|(n, record)| NewRecord {
+                record,
+                model: &record.model,
+                reported_model: &record.model,
+                scope: (n == 3).then_some(0),
+                fingerprint: fingerprint(&record.digest()),
+            })
+            .collect();
+        let whole = encode(&[&new]);
+        assert_eq!(encode(&[&new[..2], &new[2..3], &[], &new[3..]]), whole);
+        let (key_bytes, data) = whole;
+        let decoded = decode(1, "northwind", &key_bytes, &data).expect("decodes");
+        assert_eq!(decoded.into_iter().map(|r| r.record).collect::<Vec<_>>(), records);
+        // Parts in another order are other bytes: the order of the parts is the records' order.
+        assert_ne!(encode(&[&new[2..], &new[..2]]), encode(&[&new]));
+    }
+
+    #[test]
     fn damaged_segments_are_errors() {
         let records = [record("a", "m-70b", 5, "1.25")];
         let new = [NewRecord { record: &records[0], model: "m-70b", reported_model: "m-70b", scope: None, fingerprint: [0; 16] }];
