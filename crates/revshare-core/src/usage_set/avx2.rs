@@ -1,13 +1,14 @@
-//! The usage-set element on AVX2: the same 2,048 bytes as the `blake3` crate's XOF, computed
-//! eight output blocks at a time.
+//! The usage-set element on AVX2: the same 2,048 bytes as the `blake3` crate's XOF, computed eight
+//! output blocks at a time.
 //!
-//! An element is 32 BLAKE3 output blocks of one root compression: the same chaining value (the
-//! key) and message block (the record digest), only the block counter differs. The `blake3` crate
+//! An element is 32 BLAKE3 output blocks of one root compression: the same chaining value (the key)
+//! and message block (the record digest), only the block counter differs. The `blake3` crate
 //! computes several such blocks at once only with AVX-512 (`xof_many`); elsewhere it runs its
-//! one-block SSE4.1 compression 32 times, the largest single cost of ingesting a record on a
-//! machine without AVX-512. Here each of the 16 state words is a vector of eight counters' copies,
-//! so four passes of the compression produce the 32 blocks. The intrinsics are `pulp`'s safe
-//! wrappers, run under its runtime-checked AVX2 token; the tests hold this to the crate's output.
+//! one-block SSE4.1 compression 32 times, the largest single cost of ingesting a record on a machine
+//! without AVX-512. Here each of the 16 state words is a vector holding that word for eight
+//! counters, so four passes of the compression produce the 32 blocks. The intrinsics are `pulp`'s
+//! safe wrappers, run under its runtime-checked AVX2 token; the tests hold this to the crate's
+//! output.
 
 use core::arch::x86_64::__m256i;
 
@@ -74,6 +75,7 @@ impl pulp::NullaryFnOnce for Element<'_> {
             for (i, iv) in IV.iter().enumerate() {
                 v[8 + i] = splat(s, *iv);
             }
+            // The counter's low word per lane; its high word, v[13], stays 0.
             v[12] = add(s, lanes, splat(s, first));
             v[14] = splat(s, BLOCK_LEN);
             v[15] = splat(s, FLAGS);
@@ -159,40 +161,24 @@ fn g(s: V3, v: &mut [__m256i; 16], [a, b, c, d]: [usize; 4], x: __m256i, y: __m2
 
 /// Eight vectors of word i for lanes 0..8 to eight vectors of lane l's words 0..8.
 #[inline(always)]
-fn transpose(s: V3, r: [__m256i; 8]) -> [__m256i; 8] {
+fn transpose(s: V3, rows: [__m256i; 8]) -> [__m256i; 8] {
     let a = s.avx2;
-    let pairs = [
-        a._mm256_unpacklo_epi32(r[0], r[1]),
-        a._mm256_unpackhi_epi32(r[0], r[1]),
-        a._mm256_unpacklo_epi32(r[2], r[3]),
-        a._mm256_unpackhi_epi32(r[2], r[3]),
-        a._mm256_unpacklo_epi32(r[4], r[5]),
-        a._mm256_unpackhi_epi32(r[4], r[5]),
-        a._mm256_unpacklo_epi32(r[6], r[7]),
-        a._mm256_unpackhi_epi32(r[6], r[7]),
-    ];
-    // Each holds four words of two lanes: lanes (0, 4), (1, 5), (2, 6), (3, 7) for words 0..4,
-    // then the same lanes for words 4..8.
-    let quads = [
-        a._mm256_unpacklo_epi64(pairs[0], pairs[2]),
-        a._mm256_unpackhi_epi64(pairs[0], pairs[2]),
-        a._mm256_unpacklo_epi64(pairs[1], pairs[3]),
-        a._mm256_unpackhi_epi64(pairs[1], pairs[3]),
-        a._mm256_unpacklo_epi64(pairs[4], pairs[6]),
-        a._mm256_unpackhi_epi64(pairs[4], pairs[6]),
-        a._mm256_unpacklo_epi64(pairs[5], pairs[7]),
-        a._mm256_unpackhi_epi64(pairs[5], pairs[7]),
-    ];
-    [
-        a._mm256_permute2x128_si256::<0x20>(quads[0], quads[4]),
-        a._mm256_permute2x128_si256::<0x20>(quads[1], quads[5]),
-        a._mm256_permute2x128_si256::<0x20>(quads[2], quads[6]),
-        a._mm256_permute2x128_si256::<0x20>(quads[3], quads[7]),
-        a._mm256_permute2x128_si256::<0x31>(quads[0], quads[4]),
-        a._mm256_permute2x128_si256::<0x31>(quads[1], quads[5]),
-        a._mm256_permute2x128_si256::<0x31>(quads[2], quads[6]),
-        a._mm256_permute2x128_si256::<0x31>(quads[3], quads[7]),
-    ]
+    // Rows 2k and 2k + 1 interleaved: words 0, 1, 4, 5 of both (even i), words 2, 3, 6, 7 (odd i).
+    let pairs: [__m256i; 8] = std::array::from_fn(|i| {
+        let (x, y) = (rows[i & !1], rows[i | 1]);
+        if i % 2 == 0 { a._mm256_unpacklo_epi32(x, y) } else { a._mm256_unpackhi_epi32(x, y) }
+    });
+    // Four rows' words of lanes l and l + 4 (l = i % 4): rows 0..4 for i < 4, rows 4..8 after.
+    let quads: [__m256i; 8] = std::array::from_fn(|i| {
+        let first = i / 4 * 4 + i % 4 / 2;
+        let (x, y) = (pairs[first], pairs[first + 2]);
+        if i % 2 == 0 { a._mm256_unpacklo_epi64(x, y) } else { a._mm256_unpackhi_epi64(x, y) }
+    });
+    // Lane l: the 128-bit halves of quads l % 4 and l % 4 + 4 holding it (low for l < 4).
+    std::array::from_fn(|l| {
+        let (x, y) = (quads[l % 4], quads[l % 4 + 4]);
+        if l < 4 { a._mm256_permute2x128_si256::<0x20>(x, y) } else { a._mm256_permute2x128_si256::<0x31>(x, y) }
+    })
 }
 
 #[cfg(test)]
