@@ -134,3 +134,41 @@ fn commit_group(store: &mut dyn Store, shared: &Shared, jobs: Vec<Job>) -> Resul
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINE: &str = r#"{"id":"a1","host":"northwind","model":"m-8b","use_case":"search","region":"us","time":"2026-10-02T10:00:00Z","requests":1,"input_tokens":2,"output_tokens":3,"revenue":"1.50","currency":"USD"}"#;
+
+    /// A batch of `records` copies of one record, and where its answer goes.
+    fn job(records: usize) -> (Job, oneshot::Receiver<Result<Committed, Problem>>) {
+        let record = revshare_core::usage::parse_json_line(LINE.as_bytes()).map(UsageRecord::into_owned);
+        assert!(record.is_ok(), "{record:?}");
+        let records = record.map(|record| vec![record; records]).unwrap_or_default();
+        let (reply, answer) = oneshot::channel();
+        (Job { digests: vec![[0; 32]; records.len()], records, signed: None, reply }, answer)
+    }
+
+    #[test]
+    fn a_group_takes_the_oldest_batches_up_to_the_record_cap_and_skips_those_gone() {
+        let queue = Queue::default();
+        let third = MAX_GROUP_RECORDS / 3;
+        let mut answers = Vec::new();
+        for records in [third, third, third, third, MAX_GROUP_RECORDS + 1, 1] {
+            let (job, answer) = job(records);
+            assert!(queue.push(job).is_ok());
+            answers.push(Some(answer));
+        }
+        // The fourth batch's request goes away before a group takes it.
+        answers[3] = None;
+        let sizes = |group: Vec<Job>| group.iter().map(|job| job.records.len()).collect::<Vec<_>>();
+        // Three thirds fit; a fourth would pass the cap.
+        assert_eq!(sizes(queue.take()), [third, third, third]);
+        // The gone batch is skipped, and a batch above the cap is a group by itself.
+        assert_eq!(sizes(queue.take()), [MAX_GROUP_RECORDS + 1]);
+        assert_eq!(sizes(queue.take()), [1]);
+        assert!(queue.take().is_empty());
+        assert!(answers.iter().flatten().all(|answer| answer.is_empty()), "taking a group answers nobody");
+    }
+}
