@@ -200,13 +200,15 @@ mod tests {
         let mut key = *super::super::KEY;
         let mut message = [0u8; 32];
         for n in 0..2_000u32 {
-            // Messages and keys that vary in every word, plus the extremes.
+            // Messages and keys that vary in every word, plus all zeros and all ones.
             let fill = n.wrapping_mul(0x9E37_79B9).to_le_bytes();
             for (i, byte) in message.iter_mut().enumerate() {
                 *byte = fill[i % 4] ^ u8::try_from(i).unwrap_or(0);
             }
-            if n == 1 {
-                message = [0xFF; 32];
+            match n {
+                0 => message = [0; 32],
+                1 => message = [0xFF; 32],
+                _ => {}
             }
             if n % 500 == 499 {
                 key = message;
