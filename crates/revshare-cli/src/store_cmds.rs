@@ -133,10 +133,15 @@ pub fn ingest(args: &StoreArgs, paths: &[PathBuf], partial: bool, batch_size: us
     let total: Option<u64> = paths.iter().map(|p| std::fs::metadata(p).ok().map(|m| m.len())).sum();
     // Pass 1 (atomic mode): every record valid, or nothing is stored. In partial mode the good
     // records are stored and every bad one is reported at the end.
-    if !partial && let Err(e) = read_files(&paths, &names, &mut Validate, &progress_bar(total, "checking")) {
-        return Err(read_failure(e, partial));
-    }
+    let counted = if partial {
+        None
+    } else {
+        Some(read_files(&paths, &names, &mut Validate, &progress_bar(total, "checking")).map_err(|e| read_failure(e, partial))?)
+    };
     let mut store = open(args, false)?;
+    if let Some(records) = counted {
+        store.expect_records(records);
+    }
     let mode = if partial { IngestMode::Partial } else { IngestMode::Atomic };
     let receipts = signing
         .receipts

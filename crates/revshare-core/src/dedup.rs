@@ -157,6 +157,12 @@ impl DedupIndex {
         }
     }
 
+    /// How many more keys the index takes before it next grows (early, [`Self::grow_early`], or
+    /// full).
+    pub fn room(&self) -> usize {
+        (capacity(self.slots.len()) / 8 * 7).saturating_sub(self.len)
+    }
+
     /// Starts growing now if the table is past 7/8 of the fill at which it would (and is not
     /// growing already); whether it did. A caller holding many tables, which fill at the same
     /// rate and so would all grow at once, grows them one at a time ahead of that moment: each

@@ -60,6 +60,8 @@ pub struct RecordIndex {
     shards: Vec<DedupIndex>,
     /// The last segment id read into the tables.
     seen: i64,
+    /// New keys announced by [`Self::expect`], to make room for once the index is caught up.
+    expected: usize,
 }
 
 impl Default for RecordIndex {
@@ -89,7 +91,7 @@ impl RecordIndex {
         // A random seed (the std library's per-process keys) against crafted ids flooding a bucket.
         use std::hash::{BuildHasher, Hasher};
         let seed = std::collections::hash_map::RandomState::new().build_hasher().finish();
-        RecordIndex { shards: (0..SHARDS).map(|_| DedupIndex::new(seed)).collect(), seen: 0 }
+        RecordIndex { shards: (0..SHARDS).map(|_| DedupIndex::new(seed)).collect(), seen: 0, expected: 0 }
     }
 
     /// A new index to share between stores of one database.
@@ -119,6 +121,24 @@ impl RecordIndex {
             *seen = segment;
             Ok(())
         })
+    }
+
+    /// Announces about `keys` new keys to come ([`crate::Store::expect_records`]): the next
+    /// ingest, once caught up, makes room for them at once.
+    pub(crate) fn expect(&mut self, keys: usize) {
+        self.expected = keys;
+    }
+
+    /// Makes room for the keys announced, if any. Called after [`Self::catch_up`], so the room
+    /// is on top of every stored key. Each table is sized so that its share of the keys stays
+    /// below the fill at which it would grow early ([`DedupIndex::grow_early`], 7/8): it is
+    /// allocated once and never rehashed, where growing to the same size by doubling allocates
+    /// and fills every smaller table on the way.
+    pub(crate) fn make_room(&mut self) {
+        let each = std::mem::take(&mut self.expected).div_ceil(SHARDS);
+        if each > 0 {
+            self.shards.par_iter_mut().for_each(|table| table.reserve(each.saturating_mul(8) / 7 + 1));
+        }
     }
 
     /// The fingerprint and batch of a stored record, by the key's [`Self::hash`]: committed, or
@@ -190,5 +210,32 @@ mod tests {
         assert_eq!(index.get(&pending, keys[0].0, "h1", "r0"), Some(([1; 16], 7)));
         let pending: Pending<'_> = [(("h1", "r0"), ([2; 16], 10))].into_iter().collect();
         assert_eq!(index.get(&pending, keys[0].0, "h1", "r0"), Some(([2; 16], 10)));
+    }
+
+    #[test]
+    fn keys_announced_are_taken_without_growing() {
+        let mut index = RecordIndex::new();
+        let ids: Vec<String> = (0..40_000).map(|i| format!("r{i}")).collect();
+        let keys: Vec<NewKey<'_>> = ids.iter().map(|id| (index.hash("h1", id), "h1", id.as_str(), [1; 16])).collect();
+        index.added(1, &keys[..1_000], 1);
+        let room = |index: &RecordIndex| index.shards.iter().map(DedupIndex::room).collect::<Vec<_>>();
+        assert!(room(&index).iter().sum::<usize>() < 39_000, "a small index has no room for the rest yet");
+        index.expect(39_000);
+        index.make_room();
+        let before = room(&index);
+        // Every table can take its share of the keys, and taking them grows none: each table's
+        // room shrinks by exactly the keys it took.
+        index.added(2, &keys[1_000..], 2);
+        let after = room(&index);
+        let mut taken = [0usize; SHARDS];
+        for key in &keys[1_000..] {
+            taken[shard(key.0)] += 1;
+        }
+        for (table, ((before, after), taken)) in before.iter().zip(&after).zip(taken).enumerate() {
+            assert_eq!(*before, after + taken, "table {table} grew");
+        }
+        assert_eq!(index.expected, 0, "the room is made once");
+        let pending = Pending::default();
+        assert!(keys.iter().all(|&(hash, host, id, _)| index.get(&pending, hash, host, id).is_some()));
     }
 }

@@ -128,6 +128,10 @@ pub trait Store {
     /// of the whole (reading the registry, writing the stored batches' rollups, the commit)
     /// stores none. Every `Ok` report with `stored = true` is durable.
     fn ingest_group(&mut self, batches: &[Batch<'_>]) -> Result<Vec<Result<IngestReport, StoreError>>, StoreError>;
+    /// Announces about `records` records to ingest (say, counted while validating a file), so
+    /// the index of stored records makes room for them once instead of growing as they come. A
+    /// hint: it changes no result.
+    fn expect_records(&mut self, records: u64);
 
     /// The rollup of an agreement's month, and the identical resends acknowledged for its records.
     fn rollup(&mut self, agreement: &AgreementId, period: Period) -> Result<(Rollup, u64), StoreError>;
@@ -321,6 +325,7 @@ impl<B: Backend> Store for B {
         let mut tx = self.begin(Access::Write)?;
         // Holding the write lock: every segment committed so far is read before deciding.
         index.catch_up(&mut tx)?;
+        index.make_room();
         // Each batch runs inside a savepoint, so one that fails or is refused leaves nothing and
         // the others go on; the keys of the batches stored so far are `pending` for the next.
         let mut pending = Pending::default();
@@ -363,6 +368,14 @@ impl<B: Backend> Store for B {
             }
         }
         Ok(results)
+    }
+
+    fn expect_records(&mut self, records: u64) {
+        let shared = self.index();
+        // A poisoned index is rebuilt by the next ingest; the hint can be dropped.
+        if let Ok(mut index) = shared.lock() {
+            index.expect(usize::try_from(records).unwrap_or(usize::MAX));
+        }
     }
 
     fn rollup(&mut self, agreement: &AgreementId, period: Period) -> Result<(Rollup, u64), StoreError> {
