@@ -41,7 +41,7 @@ use revshare_core::usage::UsageRecord;
 
 use crate::agreements::{Match, latest_of_licensor, place};
 use crate::error::StoreError;
-use crate::index::{Pending, RecordIndex, WARM_AHEAD};
+use crate::index::{NewKey, Pending, RecordIndex, WARM_AHEAD};
 use crate::log::{self, LogLeaf};
 use crate::records::{RecordRow, resolved};
 use crate::registry::{Model, Resolver, Role, require_role};
@@ -122,13 +122,13 @@ pub struct LoggedBatch {
 }
 
 /// What a stored batch leaves for its group: the changes to rollups and usage sets, written once
-/// for the group; and for the index, once the group has committed, its new records (position in
-/// the batch, key hash and fingerprint), the batch's leaf, and the last segment written.
+/// for the group; and for the index, once the group has committed, the keys of its new records,
+/// the batch's leaf, and the last segment written.
 #[derive(Default)]
-pub(crate) struct Added {
+pub(crate) struct Added<'b> {
     pub deltas: Deltas<'static>,
     pub batch: i64,
-    pub records: Vec<(usize, u64, [u8; 16])>,
+    pub keys: Vec<NewKey<'b>>,
     pub last_segment: i64,
 }
 
@@ -365,7 +365,7 @@ pub(crate) fn ingest<'b>(
     pending: &Pending<'_>,
     registry: &Registry<'b>,
     Batch { records: batch, digests, mode, signed }: Batch<'b>,
-) -> Result<(IngestReport, Added), StoreError> {
+) -> Result<(IngestReport, Added<'b>), StoreError> {
     let sent: Cow<'_, [[u8; 32]]> = match digests {
         Some(digests) if digests.len() == batch.len() => Cow::Borrowed(digests),
         Some(digests) => {
@@ -555,9 +555,12 @@ pub(crate) fn ingest<'b>(
     segments::add_resends(sql, &resends)?;
     report.logged = log_batch(sql, hosts, leaf, logged, signed)?;
     report.stored = true;
-    let added =
-        new.iter().filter_map(|&i| checked[i].as_ref().ok().map(|good| (i, good.key_hash, segments::fingerprint(&good.digest)))).collect();
-    Ok((report, Added { deltas: deltas.into_owned(), batch: leaf_column, records: added, last_segment }))
+    let mut keys = Vec::with_capacity(new.len());
+    keys.extend(new.iter().filter_map(|&i| {
+        let record = &batch[i];
+        checked[i].as_ref().ok().map(|good| (good.key_hash, record.host.as_ref(), record.id.as_ref(), segments::fingerprint(&good.digest)))
+    }));
+    Ok((report, Added { deltas: deltas.into_owned(), batch: leaf_column, keys, last_segment }))
 }
 
 /// The first occurrence of a record could not be read back: the index and the segments disagree.

@@ -342,15 +342,10 @@ impl<B: Backend> Store for B {
                 Ok((report, mut added)) if report.stored => {
                     tx.batch("RELEASE SAVEPOINT revshare_batch")?;
                     deltas.merge(std::mem::take(&mut added.deltas))?;
-                    let keys: Vec<index::NewKey<'_>> = added
-                        .records
-                        .iter()
-                        .map(|&(i, hash, fingerprint)| (hash, batch.records[i].host.as_ref(), batch.records[i].id.as_ref(), fingerprint))
-                        .collect();
                     if n + 1 < batches.len() {
-                        pending.extend(keys.iter().map(|&(_, host, id, fingerprint)| ((host, id), (fingerprint, added.batch))));
+                        pending.extend(added.keys.iter().map(|&(_, host, id, fingerprint)| ((host, id), (fingerprint, added.batch))));
                     }
-                    stored.push((added, keys));
+                    stored.push(added);
                     results.push(Ok(report));
                 }
                 outcome => {
@@ -363,8 +358,8 @@ impl<B: Backend> Store for B {
         if !stored.is_empty() {
             deltas.write(&mut tx)?;
             tx.commit()?;
-            for (added, keys) in &stored {
-                index.added(added.batch, keys, added.last_segment);
+            for added in &stored {
+                index.added(added.batch, &added.keys, added.last_segment);
             }
         }
         Ok(results)
