@@ -161,10 +161,20 @@ pub fn ingest(args: &StoreArgs, paths: &[PathBuf], partial: bool, batch_size: us
     // the one every record waits for; parsing only has to stay a batch ahead.
     let store_threads =
         rayon::ThreadPoolBuilder::new().thread_name(|n| format!("store-{n}")).build().context("cannot start the store's threads")?;
+    // And parsing runs on half the cores. The store is the slower side, so parsing on every core
+    // only keeps the reader further ahead while it takes the cores from the store's parallel
+    // steps: on two cores, one parsing thread made a 10M ingest about 5% faster
+    // (docs/BENCHMARKS.md). One thread parses about 2M records/s, well ahead of the store.
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let reading_threads = rayon::ThreadPoolBuilder::new()
+        .num_threads((cores / 2).max(1))
+        .thread_name(|n| format!("parse-{n}"))
+        .build()
+        .context("cannot start the parsing threads")?;
     let (read, committed) = std::thread::scope(|scope| {
         let committing = scope.spawn(move || store_threads.install(|| committer.run(from_reader)));
         let mut sink = Ingest::new(batch_size, to_store, back, &stop);
-        let read = read_files(&paths, &names, &mut sink, &progress_bar(total, "ingesting"));
+        let read = reading_threads.install(|| read_files(&paths, &names, &mut sink, &progress_bar(total, "ingesting")));
         sink.flush();
         // Dropping the sink closes the hand-over, so the committer ends after the last batch.
         drop(sink);
