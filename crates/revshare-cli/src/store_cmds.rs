@@ -163,8 +163,8 @@ pub fn ingest(args: &StoreArgs, paths: &[PathBuf], partial: bool, batch_size: us
         rayon::ThreadPoolBuilder::new().thread_name(|n| format!("store-{n}")).build().context("cannot start the store's threads")?;
     // And parsing runs on half the cores. The store is the slower side, so parsing on every core
     // only keeps the reader further ahead while it takes the cores from the store's parallel
-    // steps: on two cores, one parsing thread made a 10M ingest about 5% faster
-    // (docs/BENCHMARKS.md). One thread parses about 2M records/s, well ahead of the store.
+    // steps: on two cores, one parsing thread made a 10M ingest about 5% faster and still kept
+    // ahead (the committing thread waited 0.2 s in all for its next batch; docs/BENCHMARKS.md).
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let reading_threads = rayon::ThreadPoolBuilder::new()
         .num_threads((cores / 2).max(1))
