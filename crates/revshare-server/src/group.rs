@@ -51,24 +51,37 @@ pub(crate) struct Job {
     pub reply: oneshot::Sender<Result<Committed, Problem>>,
 }
 
-/// The batches waiting, in arrival order.
-#[derive(Default)]
-pub(crate) struct Queue(Mutex<VecDeque<Job>>);
+/// The batches waiting, in arrival order, and the most records a group takes of them.
+pub(crate) struct Queue {
+    jobs: Mutex<VecDeque<Job>>,
+    max_records: usize,
+}
+
+impl Default for Queue {
+    fn default() -> Queue {
+        Queue::new(MAX_GROUP_RECORDS)
+    }
+}
 
 impl Queue {
+    /// A queue whose groups take up to `max_records` records.
+    fn new(max_records: usize) -> Queue {
+        Queue { jobs: Mutex::default(), max_records }
+    }
+
     pub(crate) fn push(&self, job: Job) -> Result<(), Problem> {
-        self.0.lock().map_err(|_| Problem::internal("the usage queue failed", &"a thread panicked holding it"))?.push_back(job);
+        self.jobs.lock().map_err(|_| Problem::internal("the usage queue failed", &"a thread panicked holding it"))?.push_back(job);
         Ok(())
     }
 
-    /// The next group: the batches queued, oldest first, up to [`MAX_GROUP_RECORDS`] (at least
-    /// one), leaving out those whose requests have gone.
+    /// The next group: the batches queued, oldest first, up to the queue's record cap
+    /// ([`MAX_GROUP_RECORDS`]; at least one batch), leaving out those whose requests have gone.
     fn take(&self) -> Vec<Job> {
-        let Ok(mut queue) = self.0.lock() else { return Vec::new() };
+        let Ok(mut queue) = self.jobs.lock() else { return Vec::new() };
         let mut group = Vec::new();
         let mut records = 0;
         while let Some(job) = queue.front() {
-            if !group.is_empty() && records + job.records.len() > MAX_GROUP_RECORDS {
+            if !group.is_empty() && records + job.records.len() > self.max_records {
                 break;
             }
             let Some(job) = queue.pop_front() else { break };
@@ -170,5 +183,61 @@ mod tests {
         assert_eq!(sizes(queue.take()), [1]);
         assert!(queue.take().is_empty());
         assert!(answers.iter().flatten().all(|answer| answer.is_empty()), "taking a group answers nobody");
+    }
+
+    #[test]
+    fn a_turn_stores_at_most_its_groups_and_leaves_the_rest_queued() {
+        use revshare_core::ids::{ModelId, PartyId};
+        use revshare_store::{Model, Party, Role, SqliteStore};
+        use std::sync::Arc;
+
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let path = dir.path().join("revshare.db");
+        let mut store = SqliteStore::open(&path).expect("a store");
+        let party = |id: &str, role| Party { id: PartyId::parse(id).expect("a party id"), name: id.to_owned(), role };
+        store.add_party(&party("meridian", Role::Licensor)).expect("the licensor");
+        store.add_party(&party("northwind", Role::Host)).expect("the host");
+        let model = ModelId::parse("m-8b").expect("a model id");
+        store
+            .add_model(&Model { id: model, owner: PartyId::parse("meridian").expect("a party id"), derived_from: None })
+            .expect("the model");
+        let open_path = path.clone();
+        let shared = Shared {
+            open: Arc::new(move || Ok(Box::new(SqliteStore::open(&open_path)?) as Box<dyn Store + Send>)),
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(tokio::sync::Semaphore::new(1)),
+            writers: Arc::new(tokio::sync::Semaphore::new(1)),
+            key: revshare_core::note::SignerKey::from_seed("revshare-test", [7; 32]).expect("a key"),
+            clock: || revshare_core::time::Instant::from_parts(1_790_000_000, 0),
+            max_body_bytes: 1 << 20,
+            limiter: crate::limit::RateLimiter::new(1000),
+            // One batch a group, so each batch below is a group of its own.
+            ingests: Queue::new(1),
+            writer_threads: Mutex::new(Vec::new()),
+        };
+        let groups = GROUPS_PER_TURN + 2;
+        let mut answers = Vec::new();
+        for n in 0..groups {
+            let line = LINE.replace(r#""id":"a1""#, &format!(r#""id":"r{n}""#));
+            let record = revshare_core::usage::parse_json_line(line.as_bytes()).map(UsageRecord::into_owned).expect("a record");
+            let (reply, answer) = oneshot::channel();
+            let job = Job { digests: vec![record.digest()], records: vec![record], signed: None, reply };
+            assert!(shared.ingests.push(job).is_ok());
+            answers.push(answer);
+        }
+        let accepted = |answer: &mut oneshot::Receiver<Result<Committed, Problem>>| match answer.try_recv() {
+            Ok(Ok(committed)) => Some(committed.report.accepted),
+            _ => None,
+        };
+        // One turn stores its groups, oldest first, and answers each; the rest wait, unanswered.
+        assert!(commit_queued(&mut store, &shared).is_ok());
+        let answered: Vec<Option<u64>> = answers.iter_mut().map(accepted).collect();
+        assert_eq!(answered[..GROUPS_PER_TURN], vec![Some(1); GROUPS_PER_TURN]);
+        assert_eq!(answered[GROUPS_PER_TURN..], [None, None], "a turn stores at most {GROUPS_PER_TURN} groups");
+        // The next turn stores those, and then the queue is empty.
+        assert!(commit_queued(&mut store, &shared).is_ok());
+        let answered: Vec<Option<u64>> = answers[GROUPS_PER_TURN..].iter_mut().map(accepted).collect();
+        assert_eq!(answered, [Some(1), Some(1)]);
+        assert!(shared.ingests.take().is_empty());
     }
 }
