@@ -163,6 +163,15 @@ impl DedupIndex {
         (capacity(self.slots.len()) / 8 * 7).saturating_sub(self.len)
     }
 
+    /// Makes [`Self::room`] for at least `more` keys at once: a caller that grows early and can
+    /// count what is coming allocates its table once, for every key held and to come.
+    pub fn reserve_room(&mut self, more: usize) {
+        let keys = self.len.saturating_add(more);
+        // A capacity of `keys * 8 / 7` and a little over keeps `keys` below 7/8 of it, whatever
+        // the rounding.
+        self.reserve((keys.saturating_mul(8) / 7).saturating_add(8).saturating_sub(self.len));
+    }
+
     /// Starts growing now if the table is past 7/8 of the fill at which it would (and is not
     /// growing already); whether it did. A caller holding many tables, which fill at the same
     /// rate and so would all grow at once, grows them one at a time ahead of that moment: each
@@ -405,6 +414,26 @@ mod tests {
         }
         for i in 0..10_000u64 {
             assert_eq!(index.offer("h3", &i.to_string(), [0; 16], 0), Seen::Duplicate { first: i });
+        }
+    }
+
+    #[test]
+    fn room_made_is_taken_without_growing_even_early() {
+        // Over small and large indexes, and few or many keys to come: the room is there, and
+        // taking it grows nothing, early or full.
+        for (held, more) in [(0, 1), (0, 5_000), (1_000, 39_000), (30_000, 1_000), (35_000, 5_000), (30_000, 30_000), (100, 0)] {
+            let mut index = DedupIndex::new(11);
+            for i in 0..held {
+                assert_eq!(index.offer("h", &format!("k{i}"), [1; 16], 0), Seen::New);
+            }
+            index.reserve_room(more);
+            assert!(index.room() >= more, "{held} held: room {} for {more}", index.room());
+            let slots = index.slots.len();
+            for i in held..held + more {
+                assert_eq!(index.offer("h", &format!("k{i}"), [1; 16], 0), Seen::New);
+                assert!(!index.grow_early(), "{held} held, {more} to come: grew early at {i}");
+            }
+            assert_eq!((index.slots.len(), index.growing.is_none()), (slots, true), "{held} held, {more} to come");
         }
     }
 

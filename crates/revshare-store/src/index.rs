@@ -132,14 +132,13 @@ impl RecordIndex {
     }
 
     /// Makes room for the keys announced, if any. Called after [`Self::catch_up`], so the room
-    /// is on top of every stored key. Each table is sized so that its share of the keys stays
-    /// below the fill at which it would grow early ([`DedupIndex::grow_early`], 7/8): it is
-    /// allocated once and never rehashed, where growing to the same size by doubling allocates
-    /// and fills every smaller table on the way.
+    /// is on top of every stored key. Each table takes its share without growing, even early
+    /// ([`DedupIndex::reserve_room`]): it is allocated once, where growing to the same size by
+    /// doubling allocates and fills every smaller table on the way.
     pub(crate) fn make_room(&mut self) {
         let each = std::mem::take(&mut self.expected).div_ceil(SHARDS);
         if each > 0 {
-            self.shards.par_iter_mut().for_each(|table| table.reserve(each.saturating_mul(8) / 7 + 1));
+            self.shards.par_iter_mut().for_each(|table| table.reserve_room(each));
         }
     }
 
