@@ -8,16 +8,19 @@
 //! write lock, first reads the segments written since (`catch_up`) — so every decision is made
 //! against every committed record, exactly as a primary key would make it.
 //!
-//! The index is only ever added to after a commit: an ingest looks keys up without changing the
-//! index, and its new keys are added once its transaction has committed ([`RecordIndex::added`]),
-//! so a refused or failed batch leaves no trace here either. A key offered again with the same
-//! fingerprint (a segment replaced by re-placement) changes nothing.
+//! An ingest looks keys up without changing the index, and its new keys are added only while
+//! its transaction commits ([`RecordIndex::added_while`]), with the index's lock held until the
+//! commit has returned: nobody sees them before, and a failed commit empties the index, which the
+//! next ingest reads back from the segments. So a refused or failed batch leaves no trace here
+//! either. A key offered again with the same fingerprint (a segment replaced by re-placement)
+//! changes nothing.
 //!
 //! The keys are spread over [`SHARDS`] tables by their hash, so a committed batch's keys are
 //! added on every core, each table taking its own keys in batch order; a key is only ever in its
 //! hash's table, so the answer for each key is the one a single table would give. Adding runs
-//! after the commit, with the write lock held, so it is on every writer's path; with the tables
-//! growing one at a time, no single addition pays for rehashing the whole index either. A caller
+//! with the write lock held, so it is on every writer's path (beside the commit, which mostly
+//! waits); with the tables growing one at a time, no single addition pays for rehashing the
+//! whole index either. A caller
 //! that knows how many records are coming ([`crate::Store::expect_records`]) has the tables sized
 //! for them once, before the first batch, and they do not grow at all.
 //!
@@ -182,6 +185,31 @@ impl RecordIndex {
         let _grown = self.shards.iter_mut().any(DedupIndex::grow_early);
         self.seen = self.seen.max(last_segment);
     }
+
+    /// Runs `commit`, which commits `batches` (each its batch, new keys and last segment, as
+    /// [`Self::added`] takes them), and adds their keys meanwhile on the other cores: the commit
+    /// mostly waits, for the disk or the server. Nobody sees the keys before this returns, as
+    /// the caller holds the index's lock; if the commit fails, the index starts again empty, and
+    /// the next ingest reads it back from the segments, which are the truth.
+    pub(crate) fn added_while<E>(
+        &mut self,
+        batches: &[(i64, &[NewKey<'_>], i64)],
+        commit: impl FnOnce() -> Result<(), E>,
+    ) -> Result<(), E> {
+        let index = &mut *self;
+        let committed = rayon::in_place_scope(|scope| {
+            scope.spawn(|_| {
+                for &(batch, keys, last_segment) in batches {
+                    index.added(batch, keys, last_segment);
+                }
+            });
+            commit()
+        });
+        if committed.is_err() {
+            *self = RecordIndex::new();
+        }
+        committed
+    }
 }
 
 #[cfg(test)]
@@ -211,6 +239,26 @@ mod tests {
         assert_eq!(index.get(&pending, keys[0].0, "h1", "r0"), Some(([1; 16], 7)));
         let pending: Pending<'_> = [(("h1", "r0"), ([2; 16], 10))].into_iter().collect();
         assert_eq!(index.get(&pending, keys[0].0, "h1", "r0"), Some(([2; 16], 10)));
+    }
+
+    #[test]
+    fn keys_added_while_committing_stay_only_if_the_commit_does() {
+        let mut index = RecordIndex::new();
+        let ids: Vec<String> = (0..20_000).map(|i| format!("r{i}")).collect();
+        let keys: Vec<NewKey<'_>> = ids.iter().map(|id| (index.hash("h1", id), "h1", id.as_str(), [1; 16])).collect();
+        let pending = Pending::default();
+        let committed: Result<(), &str> = index.added_while(&[(3, &keys[..10_000], 4), (5, &keys[10_000..], 6)], || Ok(()));
+        assert_eq!(committed, Ok(()));
+        assert_eq!(index.seen, 6);
+        assert!(keys.iter().all(|&(hash, host, id, _)| index.get(&pending, hash, host, id).is_some()));
+        // A commit that fails leaves an index that knows nothing, not one that knows keys the
+        // database does not hold: the next ingest reads it all back from the segments.
+        let more: Vec<String> = (0..100).map(|i| format!("s{i}")).collect();
+        let lost: Vec<NewKey<'_>> = more.iter().map(|id| (index.hash("h1", id), "h1", id.as_str(), [2; 16])).collect();
+        let failed = index.added_while(&[(7, &lost, 8)], || Err("the disk is full"));
+        assert_eq!(failed, Err("the disk is full"));
+        assert_eq!((index.seen, index.shards.iter().map(DedupIndex::len).sum::<usize>()), (0, 0));
+        assert!(lost.iter().all(|&(_, host, id, _)| index.get(&pending, index.hash(host, id), host, id).is_none()));
     }
 
     #[test]

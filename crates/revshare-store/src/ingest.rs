@@ -26,7 +26,7 @@
 //! keys to the index: a report with `stored = true` is durable.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::OnceLock;
 
 use foldhash::fast::RandomState;
@@ -138,15 +138,23 @@ pub(crate) struct Added<'b> {
 /// Storing usage changes none of it, so it is read once for the group. Placing a record is then
 /// pure, so a batch's records are placed on every core.
 pub(crate) struct Registry<'b> {
-    models: HashMap<(&'b str, &'b str), Result<Model, String>, RandomState>,
+    /// Per pair, the host's place in `hosts` and the model (or why its records are refused).
+    models: HashMap<(&'b str, &'b str), (usize, Resolved), RandomState>,
+    /// The hosts of the pairs, sorted: a placed record names its host by its place here.
+    hosts: Vec<&'b str>,
     /// Licensor → the latest versions of its agreements.
     agreements: HashMap<String, Vec<Agreement>, RandomState>,
     /// Agreement → its months already closed.
     closed: HashMap<String, Vec<String>, RandomState>,
 }
 
+/// The licensed model a (host, reported model) pair resolves to, or why its records are refused.
+type Resolved = Result<Model, String>;
+
 /// Where a checked record goes.
 struct Placed<'r> {
+    /// The host's place in [`Registry::hosts`].
+    host: usize,
     /// The licensed model.
     model: &'r str,
     licensor: &'r str,
@@ -175,20 +183,24 @@ impl<'b> Registry<'b> {
         }
         let mut pairs: Vec<(&str, &str)> = pairs.into_iter().collect();
         pairs.sort_unstable();
-        let mut registry = Registry { models: HashMap::default(), agreements: HashMap::default(), closed: HashMap::default() };
-        let mut hosts: HashMap<&str, Option<String>, RandomState> = HashMap::default();
+        let mut registry =
+            Registry { models: HashMap::default(), hosts: Vec::new(), agreements: HashMap::default(), closed: HashMap::default() };
+        // Per host: its place in `registry.hosts`, and why its records are refused, if they are.
+        let mut hosts: HashMap<&str, (usize, Option<String>), RandomState> = HashMap::default();
         let mut resolver = Resolver::default();
         for (host, reported) in pairs {
-            let host_problem = match hosts.get(host) {
-                Some(problem) => problem.clone(),
+            let (host_at, host_problem) = match hosts.get(host) {
+                Some(known) => known.clone(),
                 None => {
                     let problem = match require_role(sql, host, Role::Host, "the host of the record") {
                         Ok(_) => None,
                         Err(e @ (StoreError::UnknownParty { .. } | StoreError::WrongRole { .. })) => Some(e.to_string()),
                         Err(e) => return Err(e),
                     };
-                    hosts.insert(host, problem.clone());
-                    problem
+                    let known = (registry.hosts.len(), problem);
+                    hosts.insert(host, known.clone());
+                    registry.hosts.push(host);
+                    known
                 }
             };
             let model = match host_problem {
@@ -205,16 +217,16 @@ impl<'b> Registry<'b> {
                 }
                 registry.agreements.insert(model.owner.to_string(), latest_of_licensor(sql, model.owner.as_str())?);
             }
-            registry.models.insert((host, reported), model);
+            registry.models.insert((host, reported), (host_at, model));
         }
         Ok(registry)
     }
 
     /// Checks a record against the registry: `Ok(Err(reason))` refuses it.
     fn place(&self, record: &'b UsageRecord<'b>) -> Result<Result<Placed<'_>, String>, StoreError> {
-        let model = match self.models.get(&(&*record.host, &*record.model)) {
-            Some(Ok(model)) => model,
-            Some(Err(reason)) => return Ok(Err(reason.clone())),
+        let (host, model) = match self.models.get(&(&*record.host, &*record.model)) {
+            Some((host, Ok(model))) => (*host, model),
+            Some((_, Err(reason))) => return Ok(Err(reason.clone())),
             None => {
                 return Err(StoreError::Corrupt {
                     what: format!("record {} of host {}", record.id, record.host),
@@ -239,7 +251,7 @@ impl<'b> Registry<'b> {
             Some((_, at)) => Some(at),
         };
         let late = at.as_ref().is_some_and(|at| self.closed.get(at.agreement_id.as_str()).is_some_and(|months| months.contains(&at.month)));
-        Ok(Ok(Placed { model: model.id.as_str(), licensor, at, late }))
+        Ok(Ok(Placed { host, model: model.id.as_str(), licensor, at, late }))
     }
 }
 
@@ -431,7 +443,8 @@ pub(crate) fn ingest<'b>(
     let mut resends: BTreeMap<(&str, &str), i64> = BTreeMap::new();
     // The SHA-256 digests, as sent, of the records the batch stores or repeats.
     let mut logged: Vec<[u8; 32]> = Vec::with_capacity(batch.len());
-    let mut hosts: BTreeSet<&str> = BTreeSet::new();
+    // The hosts of those records, by their place in the registry's.
+    let mut hosts = vec![false; registry.hosts.len()];
     for (i, record) in batch.iter().enumerate() {
         let problem = |kind, reason| IngestProblem { index: i, host: record.host.to_string(), id: record.id.to_string(), kind, reason };
         let good = match &checked[i] {
@@ -463,7 +476,7 @@ pub(crate) fn ingest<'b>(
             First::New(at) if at == i => {
                 new.push(i);
                 logged.push(sent_digest);
-                hosts.insert(&record.host);
+                hosts[good.placed.host] = true;
                 report.accepted += 1;
                 report.unmatched += u64::from(good.placed.at.is_none());
                 report.late += u64::from(good.placed.late);
@@ -474,7 +487,7 @@ pub(crate) fn ingest<'b>(
         };
         if same {
             logged.push(sent_digest);
-            hosts.insert(&record.host);
+            hosts[good.placed.host] = true;
             report.duplicates += 1;
             *resends.entry(key).or_default() += 1;
             duplicates.push(i);
@@ -553,7 +566,8 @@ pub(crate) fn ingest<'b>(
     }
     let resends: Vec<(&str, &str, i64)> = resends.into_iter().map(|((host, id), count)| (host, id, count)).collect();
     segments::add_resends(sql, &resends)?;
-    report.logged = log_batch(sql, hosts, leaf, logged, signed)?;
+    let hosts: Vec<&str> = registry.hosts.iter().zip(hosts).filter_map(|(&host, met)| met.then_some(host)).collect();
+    report.logged = log_batch(sql, &hosts, leaf, logged, signed)?;
     report.stored = true;
     let mut keys = Vec::with_capacity(new.len());
     keys.extend(new.iter().filter_map(|&i| {
@@ -571,11 +585,11 @@ fn corrupt_first(record: &UsageRecord<'_>) -> StoreError {
     }
 }
 
-/// Appends the batch's leaf (when it stored or repeated anything: `digests` and `hosts` are of
-/// those records) and keeps its record digests.
+/// Appends the batch's leaf (when it stored or repeated anything: `digests` and `hosts`, sorted,
+/// are of those records) and keeps its record digests.
 fn log_batch(
     sql: &mut impl Sql,
-    hosts: BTreeSet<&str>,
+    hosts: &[&str],
     leaf: u64,
     mut digests: Vec<[u8; 32]>,
     signed: Option<&Signed>,
@@ -588,9 +602,8 @@ fn log_batch(
         return Ok(None);
     }
     let digest = sorted_digest(&mut digests);
-    let hosts: Vec<&str> = hosts.into_iter().collect();
     let records = u64::try_from(digests.len()).unwrap_or(u64::MAX);
-    let data = batch_leaf(&digest, records, &hosts, signed).map_err(|e| StoreError::Log(e.to_string()))?;
+    let data = batch_leaf(&digest, records, hosts, signed).map_err(|e| StoreError::Log(e.to_string()))?;
     let appended = log::append(sql, &[LogLeaf::new("usage_batch", "batch".to_owned(), data)])?;
     if appended != leaf {
         return Err(StoreError::Log(format!("the batch's leaf is {appended}, not {leaf}: another writer appended in between")));

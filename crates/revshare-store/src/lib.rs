@@ -357,10 +357,8 @@ impl<B: Backend> Store for B {
         // A group that stored nothing is dropped here, which rolls it back.
         if !stored.is_empty() {
             deltas.write(&mut tx)?;
-            tx.commit()?;
-            for added in &stored {
-                index.added(added.batch, &added.keys, added.last_segment);
-            }
+            let adds: Vec<_> = stored.iter().map(|added| (added.batch, added.keys.as_slice(), added.last_segment)).collect();
+            index.added_while(&adds, || tx.commit())?;
         }
         Ok(results)
     }
