@@ -13,10 +13,10 @@ use revshare_core::usage::{RecordProblem, UsageRecord};
 use revshare_store::{IngestMode, IngestReport, Store, StoreError};
 use std::io::Write as _;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender};
 
-use crate::reading::{InputProblem, LINE_BITS, Piece, RecordSink, place};
+use crate::reading::{InputProblem, LINE_BITS, Piece, RecordSink, estimate, place};
 
 /// Only validates: every record is parsed and checked, and counted; nothing is kept.
 pub struct Validate;
@@ -62,10 +62,19 @@ pub struct Ingest<'s> {
     spent: Mutex<Receiver<Batch>>,
     /// Set by the committer when it stops: nothing more is sent.
     stopped: &'s AtomicBool,
+    /// Where the records each file is estimated to hold are added, from its first block, for
+    /// the committer to announce to the store; `None` when they were counted before (atomic mode).
+    estimates: Option<&'s AtomicU64>,
 }
 
 impl<'s> Ingest<'s> {
-    pub fn new(batch_size: usize, to_store: SyncSender<Batch>, spent: Receiver<Batch>, stopped: &'s AtomicBool) -> Ingest<'s> {
+    pub fn new(
+        batch_size: usize,
+        to_store: SyncSender<Batch>,
+        spent: Receiver<Batch>,
+        stopped: &'s AtomicBool,
+        estimates: Option<&'s AtomicU64>,
+    ) -> Ingest<'s> {
         Ingest {
             batch_size: batch_size.max(1),
             pending: Vec::new(),
@@ -74,6 +83,7 @@ impl<'s> Ingest<'s> {
             to_store,
             spent: Mutex::new(spent),
             stopped,
+            estimates,
         }
     }
 
@@ -130,6 +140,9 @@ pub struct Committer<'a> {
     pub stopped: Option<StopReason>,
     /// Tells the reader to stop sending.
     stop: &'a AtomicBool,
+    /// Records announced and not yet passed on to the store ([`Store::expect_records`]): the
+    /// count of the validation pass, or the reader's estimates.
+    announced: &'a AtomicU64,
     /// Signs each committed batch's checkpoint and receipt.
     deployment: SignerKey,
     /// The host's key, when batches are sent signed (`--sign`).
@@ -147,6 +160,7 @@ impl<'a> Committer<'a> {
         names: Vec<String>,
         signing: Signing,
         stop: &'a AtomicBool,
+        announced: &'a AtomicU64,
         spent: Sender<Batch>,
     ) -> Committer<'a> {
         Committer {
@@ -160,6 +174,7 @@ impl<'a> Committer<'a> {
             batches: 0,
             stopped: None,
             stop,
+            announced,
             spent,
         }
     }
@@ -178,6 +193,10 @@ impl<'a> Committer<'a> {
 
     /// Sends one batch to the store and acknowledges it once committed.
     fn commit(&mut self, batch: Batch) {
+        let records = self.announced.swap(0, Ordering::Relaxed);
+        if records > 0 {
+            self.store.expect_records(records);
+        }
         self.store_batch(&batch);
         // The reader may have finished; then the batch is freed here.
         let _ = self.spent.send(batch);
@@ -282,5 +301,57 @@ impl RecordSink for Ingest<'_> {
             }
         }
         taken
+    }
+
+    fn first_block(&mut self, records: u64, block_bytes: usize, file_bytes: u64) {
+        if let Some(estimates) = self.estimates {
+            estimates.fetch_add(estimate(records, block_bytes, file_bytes), Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reading::read_files;
+
+    /// Reads `path` into an ingest sink, the batches dropped as they come; returns the records read.
+    fn read(path: &std::path::Path, estimates: Option<&AtomicU64>) -> u64 {
+        let stop = AtomicBool::new(false);
+        let (to_store, batches) = std::sync::mpsc::sync_channel(1);
+        let (_spent, back) = std::sync::mpsc::channel();
+        let names = vec![path.display().to_string()];
+        std::thread::scope(|scope| {
+            scope.spawn(move || batches.into_iter().count());
+            let mut sink = Ingest::new(10_000, to_store, back, &stop, estimates);
+            let read = read_files(&[path.to_path_buf()], &names, &mut sink, &indicatif::ProgressBar::hidden());
+            sink.flush();
+            read.ok().expect("the file reads")
+        })
+    }
+
+    #[test]
+    fn partial_mode_announces_what_each_file_is_estimated_to_hold() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let path = dir.path().join("usage.jsonl");
+        let mut text = String::new();
+        // About 20 MiB: a few blocks, so the estimate comes from the first of them.
+        for i in 0..90_000 {
+            text.push_str(&format!(
+                "{{\"id\": \"r-{i}\", \"host\": \"h1\", \"model\": \"m-8b\", \"use_case\": \"search\", \"region\": \"eu\", \"time\": \"2026-10-01T00:00:00Z\", \"requests\": {}, \"input_tokens\": {}, \"output_tokens\": 7, \"revenue\": \"0.{}\", \"currency\": \"USD\"}}\n",
+                i % 1000,
+                i * 37,
+                i % 97
+            ));
+        }
+        std::fs::write(&path, &text).expect("the file is written");
+
+        let announced = AtomicU64::new(0);
+        assert_eq!(read(&path, Some(&announced)), 90_000);
+        let estimated = announced.load(Ordering::Relaxed);
+        assert!((85_500..=94_500).contains(&estimated), "estimated {estimated} records, not about 90,000");
+        // A second file adds its own estimate.
+        assert_eq!(read(&path, Some(&announced)), 90_000);
+        assert_eq!(announced.load(Ordering::Relaxed), 2 * estimated);
     }
 }

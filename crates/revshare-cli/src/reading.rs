@@ -84,8 +84,16 @@ pub trait RecordSink: Sync {
     /// any problems.
     fn take_block(&mut self, file: u64, pieces: &mut [Piece<Self::Piece>], problems: &mut Vec<InputProblem>) -> u64;
 
-    /// Called after the first block of a file whose size is known, to size what the sink keeps.
+    /// Called after the first block of a file whose size is known, to size what the sink keeps
+    /// ([`estimate`]).
     fn first_block(&mut self, _records: u64, _block_bytes: usize, _file_bytes: u64) {}
+}
+
+/// The records a file of `file_bytes` holds at the rate of its first block: a hint for sizing,
+/// never a count.
+pub fn estimate(records: u64, block_bytes: usize, file_bytes: u64) -> u64 {
+    let block_bytes = u128::try_from(block_bytes.max(1)).unwrap_or(1);
+    u64::try_from(u128::from(records) * u128::from(file_bytes) / block_bytes).unwrap_or(u64::MAX)
 }
 
 /// A piece of a block: the sink's state and where its lines start.

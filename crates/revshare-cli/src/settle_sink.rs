@@ -266,8 +266,8 @@ impl RecordSink for SettleSink<'_> {
     /// Sizes the index for the whole file at the rate of the first block, so the tables grow
     /// once instead of doubling their way up (each doubling rehashes every key).
     fn first_block(&mut self, records: u64, block_bytes: usize, file_bytes: u64) {
-        let expected = u128::from(records) * u128::from(file_bytes) / u128::try_from(block_bytes.max(1)).unwrap_or(1);
-        let per_shard = usize::try_from(expected / u128::try_from(self.shards.len().max(1)).unwrap_or(1)).unwrap_or(0);
+        let expected = crate::reading::estimate(records, block_bytes, file_bytes);
+        let per_shard = usize::try_from(expected / u64::try_from(self.shards.len().max(1)).unwrap_or(1)).unwrap_or(0);
         self.shards.par_iter_mut().for_each(|shard| {
             shard.index.reserve(per_shard + per_shard / 16);
         });

@@ -6,7 +6,7 @@
 //! month being closed, so its entry carries it).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use anyhow::Context;
 use revshare_core::ids::{AgreementId, ModelId, PartyId};
@@ -139,9 +139,9 @@ pub fn ingest(args: &StoreArgs, paths: &[PathBuf], partial: bool, batch_size: us
         Some(read_files(&paths, &names, &mut Validate, &progress_bar(total, "checking")).map_err(|e| read_failure(e, partial))?)
     };
     let mut store = open(args, false)?;
-    if let Some(records) = counted {
-        store.expect_records(records);
-    }
+    // What the store's index makes room for before the first batch: the records counted, or (in
+    // partial mode) what the reader estimates from each file's first block.
+    let announced = AtomicU64::new(counted.unwrap_or(0));
     let mode = if partial { IngestMode::Partial } else { IngestMode::Atomic };
     let receipts = signing
         .receipts
@@ -155,7 +155,7 @@ pub fn ingest(args: &StoreArgs, paths: &[PathBuf], partial: bool, batch_size: us
     let stop = AtomicBool::new(false);
     let (to_store, from_reader) = std::sync::mpsc::sync_channel(1);
     let (spent, back) = std::sync::mpsc::channel();
-    let committer = Committer::new(store.as_mut(), mode, names.clone(), signing, &stop, spent);
+    let committer = Committer::new(store.as_mut(), mode, names.clone(), signing, &stop, &announced, spent);
     // The store's parallel steps run on threads of their own. On the parsing threads' pool they
     // would wait behind the parsing of the next block at every step, and the committing thread is
     // the one every record waits for; parsing only has to stay a batch ahead.
@@ -173,7 +173,7 @@ pub fn ingest(args: &StoreArgs, paths: &[PathBuf], partial: bool, batch_size: us
         .context("cannot start the parsing threads")?;
     let (read, committed) = std::thread::scope(|scope| {
         let committing = scope.spawn(move || store_threads.install(|| committer.run(from_reader)));
-        let mut sink = Ingest::new(batch_size, to_store, back, &stop);
+        let mut sink = Ingest::new(batch_size, to_store, back, &stop, partial.then_some(&announced));
         let read = reading_threads.install(|| read_files(&paths, &names, &mut sink, &progress_bar(total, "ingesting")));
         sink.flush();
         // Dropping the sink closes the hand-over, so the committer ends after the last batch.
