@@ -216,11 +216,21 @@ impl RecordIndex {
 mod tests {
     use super::*;
 
+    /// Ids `{prefix}0`, `{prefix}1`, …
+    fn numbered(prefix: &str, count: usize) -> Vec<String> {
+        (0..count).map(|i| format!("{prefix}{i}")).collect()
+    }
+
+    /// Host h1's keys of `ids`, each with the same fingerprint.
+    fn keys_of<'a>(index: &RecordIndex, ids: &'a [String], fingerprint: u8) -> Vec<NewKey<'a>> {
+        ids.iter().map(|id| (index.hash("h1", id), "h1", id.as_str(), [fingerprint; 16])).collect()
+    }
+
     #[test]
     fn keys_added_over_the_tables_are_found_with_their_batch() {
         let mut index = RecordIndex::new();
-        let ids: Vec<String> = (0..20_000).map(|i| format!("r{i}")).collect();
-        let keys: Vec<NewKey<'_>> = ids.iter().map(|id| (index.hash("h1", id), "h1", id.as_str(), [1; 16])).collect();
+        let ids = numbered("r", 20_000);
+        let keys = keys_of(&index, &ids, 1);
         let pending = Pending::default();
         assert_eq!(index.get(&pending, keys[0].0, "h1", "r0"), None);
         index.added(7, &keys[..10_000], 3);
@@ -244,8 +254,8 @@ mod tests {
     #[test]
     fn keys_added_while_committing_stay_only_if_the_commit_does() {
         let mut index = RecordIndex::new();
-        let ids: Vec<String> = (0..20_000).map(|i| format!("r{i}")).collect();
-        let keys: Vec<NewKey<'_>> = ids.iter().map(|id| (index.hash("h1", id), "h1", id.as_str(), [1; 16])).collect();
+        let ids = numbered("r", 20_000);
+        let keys = keys_of(&index, &ids, 1);
         let pending = Pending::default();
         let committed: Result<(), &str> = index.added_while(&[(3, &keys[..10_000], 4), (5, &keys[10_000..], 6)], || Ok(()));
         assert_eq!(committed, Ok(()));
@@ -253,8 +263,8 @@ mod tests {
         assert!(keys.iter().all(|&(hash, host, id, _)| index.get(&pending, hash, host, id).is_some()));
         // A commit that fails leaves an index that knows nothing, not one that knows keys the
         // database does not hold: the next ingest reads it all back from the segments.
-        let more: Vec<String> = (0..100).map(|i| format!("s{i}")).collect();
-        let lost: Vec<NewKey<'_>> = more.iter().map(|id| (index.hash("h1", id), "h1", id.as_str(), [2; 16])).collect();
+        let more = numbered("s", 100);
+        let lost = keys_of(&index, &more, 2);
         let failed = index.added_while(&[(7, &lost, 8)], || Err("the disk is full"));
         assert_eq!(failed, Err("the disk is full"));
         assert_eq!((index.seen, index.shards.iter().map(DedupIndex::len).sum::<usize>()), (0, 0));
@@ -264,8 +274,8 @@ mod tests {
     #[test]
     fn keys_announced_are_taken_without_growing() {
         let mut index = RecordIndex::new();
-        let ids: Vec<String> = (0..40_000).map(|i| format!("r{i}")).collect();
-        let keys: Vec<NewKey<'_>> = ids.iter().map(|id| (index.hash("h1", id), "h1", id.as_str(), [1; 16])).collect();
+        let ids = numbered("r", 40_000);
+        let keys = keys_of(&index, &ids, 1);
         index.added(1, &keys[..1_000], 1);
         let room = |index: &RecordIndex| index.shards.iter().map(DedupIndex::room).collect::<Vec<_>>();
         assert!(room(&index).iter().sum::<usize>() < 39_000, "a small index has no room for the rest yet");
