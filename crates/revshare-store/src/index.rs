@@ -20,9 +20,9 @@
 //! hash's table, so the answer for each key is the one a single table would give. Adding runs
 //! with the write lock held, so it is on every writer's path (beside the commit, which mostly
 //! waits); with the tables growing one at a time, no single addition pays for rehashing the
-//! whole index either. A caller
-//! that knows how many records are coming ([`crate::Store::expect_records`]) has the tables sized
-//! for them once, before the first batch, and they do not grow at all.
+//! whole index either. A caller that knows how many records are coming
+//! ([`crate::Store::expect_records`]) has the tables sized for them once, before the first
+//! batch, and they do not grow at all.
 //!
 //! A stored record's location in the index is its batch's log leaf, which re-placement keeps,
 //! so the record can be found again (`segments::find`) to name the fields of a conflict.

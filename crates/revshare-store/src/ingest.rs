@@ -22,8 +22,9 @@
 //! ([`crate::segments`]); rollup and usage-set changes are summed in memory over the stored
 //! batches of a group commit ([`crate::Store::ingest_group`]), and each changed row is written
 //! once, before the commit (storing usage changes neither the registry nor what is closed, which
-//! are read once per group too); the caller commits before returning, and only then adds the new
-//! keys to the index: a report with `stored = true` is durable.
+//! are read once per group too); the caller commits before returning, adding the new keys to the
+//! index as the commit runs ([`RecordIndex::added_while`]): a report with `stored = true` is
+//! durable.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -602,6 +603,7 @@ fn log_batch(
         return Ok(None);
     }
     let digest = sorted_digest(&mut digests);
+    debug_assert!(hosts.is_sorted(), "a batch leaf names its hosts in order");
     let records = u64::try_from(digests.len()).unwrap_or(u64::MAX);
     let data = batch_leaf(&digest, records, hosts, signed).map_err(|e| StoreError::Log(e.to_string()))?;
     let appended = log::append(sql, &[LogLeaf::new("usage_batch", "batch".to_owned(), data)])?;
