@@ -33,26 +33,76 @@ use crate::rollups::{self, Deltas};
 use crate::segments::{self, NewRecord, Place, RolledUp};
 
 /// A stored record's place under the agreements now in force, and whether it is late there.
-type NewPlace = (Option<Match>, bool);
+type NewPlace<'a> = (Option<Match<'a>>, bool);
 use crate::sql::{Columns, Param, Sql, first, rows};
 use crate::statements::closed;
 use revshare_core::transparency;
 
-/// Where a record is rolled up: its agreement, month and exclusivity scope.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Match {
-    pub agreement_id: String,
-    pub month: String,
+/// Where a record is rolled up: its agreement, month and exclusivity scope. Borrowed and held
+/// inline, so placing a record (every record of every batch) allocates nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Match<'a> {
+    pub agreement_id: &'a str,
+    pub month: MonthText,
     pub scope: Option<usize>,
+}
+
+/// A month's text as the store keeps it (`YYYY-MM`, as [`Period`] writes it), held inline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MonthText {
+    len: u8,
+    text: [u8; MonthText::MAX],
+}
+
+impl MonthText {
+    /// The longest text held: any `i32` year, its sign and the month.
+    const MAX: usize = 16;
+
+    pub fn of(period: Period) -> MonthText {
+        let mut month = MonthText { len: 0, text: [0; MonthText::MAX] };
+        match u16::try_from(period.year()) {
+            // Every record's year (RFC 3339 allows 0000–9999), without the formatter.
+            Ok(year @ 0..=9999) => {
+                let digits = [year / 1000, year / 100 % 10, year / 10 % 10, year % 10];
+                for (at, digit) in digits.into_iter().enumerate() {
+                    month.text[at] = b'0' + u8::try_from(digit).unwrap_or(0);
+                }
+                let m = u8::try_from(period.month()).unwrap_or(0);
+                month.text[4..7].copy_from_slice(&[b'-', b'0' + m / 10, b'0' + m % 10]);
+                month.len = 7;
+            }
+            _ => month.put(&period.to_string()),
+        }
+        month
+    }
+
+    /// A month's text as stored, if it is no longer than any the store writes.
+    pub fn stored(text: &str) -> Option<MonthText> {
+        let mut month = MonthText { len: 0, text: [0; MonthText::MAX] };
+        (text.len() <= MonthText::MAX).then(|| {
+            month.put(text);
+            month
+        })
+    }
+
+    fn put(&mut self, text: &str) {
+        let len = text.len().min(MonthText::MAX);
+        self.text[..len].copy_from_slice(&text.as_bytes()[..len]);
+        self.len = u8::try_from(len).unwrap_or(0);
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.text[..usize::from(self.len)]).unwrap_or_default()
+    }
 }
 
 /// The agreement among `agreements` (latest versions of the licensor owning the record's model)
 /// that a record with a resolved model falls under, and its place in the rollups.
-pub(crate) fn place<'a>(agreements: &'a [Agreement], record: &UsageRecord<'_>) -> Option<(&'a Agreement, Match)> {
+pub(crate) fn place<'a>(agreements: &'a [Agreement], record: &UsageRecord<'_>) -> Option<(&'a Agreement, Match<'a>)> {
     let agreement = agreements.iter().find(|a| a.host().as_str() == record.host && a.in_effect_at(record.time))?;
     let scope = agreement.exclusive_scope(&record.model, &record.use_case, &record.region, record.time);
-    let month = Period::of(record.time).to_string();
-    Some((agreement, Match { agreement_id: agreement.id().to_string(), month, scope }))
+    let month = MonthText::of(Period::of(record.time));
+    Some((agreement, Match { agreement_id: agreement.id().as_str(), month, scope }))
 }
 
 fn read_stored(row: &dyn Columns) -> Result<Agreement, StoreError> {
@@ -244,11 +294,11 @@ fn replace_records(sql: &mut impl Sql, licensor: &str, host: &str) -> Result<(),
                 });
             }
             let now = placed.map(|(_, m)| m);
-            let late = if now == stored.placed(&segment.place) {
+            let late = if now == stored.placed(&segment.place)? {
                 segment.place.late
             } else {
                 changed = true;
-                segment.place.late || now.as_ref().map(|m| closed(sql, &m.agreement_id, &m.month)).transpose()?.unwrap_or(false)
+                segment.place.late || now.as_ref().map(|m| closed(sql, m.agreement_id, m.month.as_str())).transpose()?.unwrap_or(false)
             };
             placed_records.push((now, late));
         }
@@ -265,7 +315,7 @@ fn replace_records(sql: &mut impl Sql, licensor: &str, host: &str) -> Result<(),
                 deltas.record(m, &record.model, record, &digest)?;
                 deltas.duplicates(m, &record.model, record, resends.get(record.id.as_ref()).copied().unwrap_or(0))?;
             }
-            let rolled_up = now.as_ref().map(|m| (m.agreement_id.as_str(), m.month.as_str()));
+            let rolled_up = now.as_ref().map(|m| (m.agreement_id, m.month.as_str()));
             moved.entry((rolled_up, *late)).or_default().push(NewRecord {
                 record,
                 model: &record.model,
@@ -292,4 +342,22 @@ pub(crate) fn source(sql: &mut impl Sql, id: &str, version: u32) -> Result<Strin
         row.text(0)
     })?
     .ok_or_else(|| StoreError::UnknownAgreement { id: id.to_owned(), version: Some(version) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use revshare_core::time::Instant;
+
+    #[test]
+    fn a_month_text_is_the_period_as_it_displays() {
+        for (year, month) in [(0, 1), (7, 2), (999, 12), (2026, 10), (9999, 12), (10_000, 1), (123_456, 7), (-5, 3)] {
+            let period = Period::of(Instant::from_date(year, month, 1).expect("a date"));
+            let text = MonthText::of(period);
+            assert_eq!(text.as_str(), period.to_string());
+            // As the store reads it back from a segment.
+            assert_eq!(MonthText::stored(&period.to_string()), Some(text));
+        }
+        assert_eq!(MonthText::stored("2026-10 and then some"), None);
+    }
 }

@@ -159,7 +159,7 @@ struct Placed<'r> {
     /// The licensed model.
     model: &'r str,
     licensor: &'r str,
-    at: Option<Match>,
+    at: Option<Match<'r>>,
     late: bool,
 }
 
@@ -251,7 +251,8 @@ impl<'b> Registry<'b> {
             }
             Some((_, at)) => Some(at),
         };
-        let late = at.as_ref().is_some_and(|at| self.closed.get(at.agreement_id.as_str()).is_some_and(|months| months.contains(&at.month)));
+        let late =
+            at.is_some_and(|at| self.closed.get(at.agreement_id).is_some_and(|months| months.iter().any(|m| m == at.month.as_str())));
         Ok(Ok(Placed { host, model: model.id.as_str(), licensor, at, late }))
     }
 }
@@ -357,7 +358,7 @@ impl<'a> NewParts<'a> {
             self.deltas.record(at, good.placed.model, &batch[i], &good.digest)?;
         }
         self.segments
-            .entry((&batch[i].host, good.placed.licensor, at.map(|m| (m.agreement_id.as_str(), m.month.as_str())), good.placed.late))
+            .entry((&batch[i].host, good.placed.licensor, at.map(|m| (m.agreement_id, m.month.as_str())), good.placed.late))
             .or_default()
             .push(NewRecord {
                 record: &batch[i],

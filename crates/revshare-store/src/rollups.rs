@@ -123,10 +123,10 @@ pub(crate) struct Deltas<'k> {
 }
 
 impl<'k> Deltas<'k> {
-    fn add(&mut self, placed: &'k Match, model: &'k str, record: &'k UsageRecord<'_>, sums: &Sums) -> Result<(), StoreError> {
+    fn add(&mut self, placed: &'k Match<'k>, model: &'k str, record: &'k UsageRecord<'_>, sums: &Sums) -> Result<(), StoreError> {
         let key = RollupKey {
-            agreement_id: Cow::Borrowed(&placed.agreement_id),
-            month: Cow::Borrowed(&placed.month),
+            agreement_id: Cow::Borrowed(placed.agreement_id),
+            month: Cow::Borrowed(placed.month.as_str()),
             model: Cow::Borrowed(model),
             use_case: Cow::Borrowed(&record.use_case),
             region: Cow::Borrowed(&record.region),
@@ -139,7 +139,13 @@ impl<'k> Deltas<'k> {
     /// One more distinct record in its place, under the licensed `model` it resolved to (its own
     /// `model` is not read), with the SHA-256 `digest` of its resolved form: in the sums and in
     /// the place's usage set.
-    pub fn record(&mut self, placed: &'k Match, model: &'k str, record: &'k UsageRecord<'_>, digest: &[u8; 32]) -> Result<(), StoreError> {
+    pub fn record(
+        &mut self,
+        placed: &'k Match<'k>,
+        model: &'k str,
+        record: &'k UsageRecord<'_>,
+        digest: &[u8; 32],
+    ) -> Result<(), StoreError> {
         let sums = Sums {
             records: 1,
             duplicates: 0,
@@ -148,7 +154,7 @@ impl<'k> Deltas<'k> {
             output_tokens: u128::from(record.output_tokens),
             revenue: record.revenue.mantissa(),
         };
-        self.sets.entry((Cow::Borrowed(&placed.agreement_id), Cow::Borrowed(&placed.month))).or_default().insert(digest);
+        self.sets.entry((Cow::Borrowed(placed.agreement_id), Cow::Borrowed(placed.month.as_str()))).or_default().insert(digest);
         self.add(placed, model, record, &sums)
     }
 
@@ -190,7 +196,7 @@ impl<'k> Deltas<'k> {
     }
 
     /// `count` more identical resends of a stored record, under its licensed `model`.
-    pub fn duplicates(&mut self, placed: &'k Match, model: &'k str, record: &'k UsageRecord<'_>, count: u64) -> Result<(), StoreError> {
+    pub fn duplicates(&mut self, placed: &'k Match<'k>, model: &'k str, record: &'k UsageRecord<'_>, count: u64) -> Result<(), StoreError> {
         if count == 0 {
             return Ok(());
         }

@@ -29,7 +29,7 @@ use revshare_core::money::Currency;
 use revshare_core::time::Instant;
 use revshare_core::usage::UsageRecord;
 
-use crate::agreements::Match;
+use crate::agreements::{Match, MonthText};
 use crate::error::StoreError;
 use crate::sql::{Columns, Dialect, Param, Sql, first, rows};
 
@@ -63,12 +63,13 @@ pub(crate) struct StoredRecord {
 
 impl StoredRecord {
     /// Where it is rolled up, given its segment's place.
-    pub fn placed(&self, place: &Place) -> Option<Match> {
-        place.rolled_up.as_ref().map(|(agreement_id, month)| Match {
-            agreement_id: agreement_id.clone(),
-            month: month.clone(),
-            scope: self.scope,
-        })
+    pub fn placed<'p>(&self, place: &'p Place) -> Result<Option<Match<'p>>, StoreError> {
+        let Some((agreement_id, month)) = &place.rolled_up else { return Ok(None) };
+        let month = MonthText::stored(month).ok_or_else(|| StoreError::Corrupt {
+            what: format!("record {} of host {}", self.record.id, self.record.host),
+            detail: format!("its segment's month `{month}` is not a month"),
+        })?;
+        Ok(Some(Match { agreement_id, month, scope: self.scope }))
     }
 }
 
