@@ -67,7 +67,7 @@ impl StoredRecord {
         let Some((agreement_id, month)) = &place.rolled_up else { return Ok(None) };
         let month = MonthText::stored(month).ok_or_else(|| StoreError::Corrupt {
             what: format!("record {} of host {}", self.record.id, self.record.host),
-            detail: format!("its segment's month `{month}` is not a month"),
+            detail: format!("its segment's month `{month}` is longer than any month the store writes"),
         })?;
         Ok(Some(Match { agreement_id, month, scope: self.scope }))
     }
