@@ -123,7 +123,7 @@ pub struct LoggedBatch {
 }
 
 /// What a stored batch leaves for its group: the changes to rollups and usage sets, written once
-/// for the group; and for the index, once the group has committed, the keys of its new records,
+/// for the group; and for the index, added as the group commits, the keys of its new records,
 /// the batch's leaf, and the last segment written.
 #[derive(Default)]
 pub(crate) struct Added<'b> {
