@@ -16,9 +16,20 @@
 //! it returned, so every few megabytes one batch waited for that, and every batch queued behind
 //! it. Dropping the store stops its checkpointer after its connection has closed, so the last
 //! one to close checkpoints what is left and removes the log, as SQLite does.
+//!
+//! SQLite writes the log from its start again only when a write transaction begins with every
+//! committed page already copied into the file. A writer that commits batch after batch never
+//! finds it so: the checkpointer is always copying the last commit when the next begins, and the
+//! log grew to 715 MB over a 10M-record ingest, every page of it fresh memory for the system's
+//! file cache (on a virtual machine, memory never touched since boot costs several times the
+//! copy). So a commit that leaves the log at [`RESTART_PAGES`] or more has the next write
+//! transaction wait, before it begins, for a checkpoint that covers the whole log; it then
+//! starts the log again, over pages the cache already holds. The wait is for the copy of what
+//! the checkpointer had not reached yet, mostly the last commit.
 
 use std::path::Path;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -38,13 +49,18 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 /// added a sync of the database file to every small batch.
 pub const CHECKPOINT_PAGES: i32 = 1000;
 
+/// The length of the log, in pages, from which the next write transaction first waits for a
+/// checkpoint of the whole log, so that it writes the log from its start again (64 MiB of 4 KiB
+/// pages: a wait every dozen or so batches of 50,000 records).
+pub const RESTART_PAGES: i32 = 16_384;
+
 /// A store in one SQLite file. Fields drop in order: the connection closes before the
 /// checkpointer stops.
 pub struct SqliteStore {
     connection: Connection,
     index: SharedIndex,
-    /// Held for its drop, which stops the thread once the connection above has closed.
-    _checkpointer: Option<Checkpointer>,
+    /// Stopped on drop, once the connection above has closed.
+    checkpointer: Option<Checkpointer>,
 }
 
 impl SqliteStore {
@@ -56,17 +72,18 @@ impl SqliteStore {
         connection.pragma_update(None, "synchronous", "FULL")?;
         connection.pragma_update(None, "foreign_keys", "ON")?;
         let checkpointer = Checkpointer::start(path.as_ref())?;
-        let wake = checkpointer.wake.clone();
+        let (passes, long) = (checkpointer.passes.clone(), checkpointer.long.clone());
         // Called after each commit with the log's length; it replaces the automatic checkpoints.
         connection.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages: i32| {
-            if pages >= CHECKPOINT_PAGES
-                && let Some(wake) = &wake
-            {
-                let _ = wake.try_send(());
+            if pages >= CHECKPOINT_PAGES {
+                passes.ask();
+            }
+            if pages >= RESTART_PAGES {
+                long.store(true, Ordering::Relaxed);
             }
             Ok(())
         }))?;
-        let mut store = SqliteStore { connection, index: RecordIndex::shared(), _checkpointer: Some(checkpointer) };
+        let mut store = SqliteStore { connection, index: RecordIndex::shared(), checkpointer: Some(checkpointer) };
         schema::migrate(&mut store)?;
         Ok(store)
     }
@@ -74,7 +91,7 @@ impl SqliteStore {
     /// Opens the file without migrating it (tests build older schemas with it).
     #[cfg(test)]
     pub(crate) fn unmigrated(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
-        Ok(SqliteStore { connection: Connection::open(path)?, index: RecordIndex::shared(), _checkpointer: None })
+        Ok(SqliteStore { connection: Connection::open(path)?, index: RecordIndex::shared(), checkpointer: None })
     }
 
     /// Ingests with `index`, shared with other stores of the same file in this process, so the
@@ -84,37 +101,110 @@ impl SqliteStore {
     }
 }
 
-/// Runs passive checkpoints of one database on its own thread, each time it is woken.
+/// Runs passive checkpoints of one database on its own thread, each time it is asked.
 struct Checkpointer {
-    /// Holds at most one wake-up: a checkpoint asked for while one is pending is the same one.
-    wake: Option<SyncSender<()>>,
+    passes: Arc<Passes>,
+    /// Set by a commit that leaves the log at [`RESTART_PAGES`] or more; taken by the next write
+    /// transaction, which first waits for a checkpoint of the whole log.
+    long: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// Checkpoints asked for and done, counted: a checkpoint takes every request made before it
+/// starts, so one asked for while another runs is the next one, and several are one.
+#[derive(Default)]
+struct Passes {
+    count: Mutex<Count>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Count {
+    asked: u64,
+    done: u64,
+    /// The store is gone: the thread ends once it has done what was asked.
+    closed: bool,
+}
+
+impl Passes {
+    fn count(&self) -> std::sync::MutexGuard<'_, Count> {
+        self.count.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Asks for a checkpoint that starts from now on, and returns its number.
+    fn ask(&self) -> u64 {
+        let mut count = self.count();
+        count.asked += 1;
+        self.changed.notify_all();
+        count.asked
+    }
+
+    /// Waits until checkpoint `pass` is done (or the thread has ended).
+    fn wait(&self, pass: u64) {
+        let mut count = self.count();
+        while count.done < pass && !count.closed {
+            count = self.changed.wait(count).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Waits for a request, and returns the number of the last one made; `None` once closed
+    /// with nothing left to do.
+    fn next(&self) -> Option<u64> {
+        let mut count = self.count();
+        while count.asked == count.done {
+            if count.closed {
+                return None;
+            }
+            count = self.changed.wait(count).unwrap_or_else(PoisonError::into_inner);
+        }
+        Some(count.asked)
+    }
+
+    fn done(&self, pass: u64) {
+        self.count().done = pass;
+        self.changed.notify_all();
+    }
+
+    fn close(&self) {
+        self.count().closed = true;
+        self.changed.notify_all();
+    }
 }
 
 impl Checkpointer {
     fn start(path: &Path) -> Result<Checkpointer, StoreError> {
         let connection = Connection::open(path)?;
-        let (wake, woken) = sync_channel(1);
+        let passes = Arc::new(Passes::default());
+        let asked = passes.clone();
         let thread = std::thread::Builder::new()
             .name("sqlite-checkpoint".to_owned())
-            .spawn(move || checkpoint_when_woken(&connection, &woken))
+            .spawn(move || checkpoint_when_asked(&connection, &asked))
             .map_err(|e| StoreError::Internal { action: "start its checkpoint thread".to_owned(), detail: e.to_string() })?;
-        Ok(Checkpointer { wake: Some(wake), thread: Some(thread) })
+        Ok(Checkpointer { passes, long: Arc::new(AtomicBool::new(false)), thread: Some(thread) })
+    }
+
+    /// Before a write transaction: if the log has grown long, waits for a checkpoint of all of
+    /// it, so the transaction writes the log from its start again.
+    fn before_writing(&self) {
+        if self.long.swap(false, Ordering::Relaxed) {
+            self.passes.wait(self.passes.ask());
+        }
     }
 }
 
 /// A checkpoint that fails (the file is gone, the disk is full) leaves the log as it is, still
 /// complete and read by every connection; the next commit that leaves it long asks again.
-fn checkpoint_when_woken(connection: &Connection, woken: &Receiver<()>) {
-    for () in woken {
+fn checkpoint_when_asked(connection: &Connection, passes: &Passes) {
+    while let Some(pass) = passes.next() {
         let _ = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        passes.done(pass);
     }
 }
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        // Closing the channel ends the thread after the checkpoint in hand.
-        drop(self.wake.take());
+        // The thread ends after the checkpoints asked for.
+        self.passes.close();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -130,7 +220,12 @@ impl Backend for SqliteStore {
     fn begin(&mut self, access: Access) -> Result<SqliteTx<'_>, StoreError> {
         let behavior = match access {
             Access::Read => TransactionBehavior::Deferred,
-            Access::Write => TransactionBehavior::Immediate,
+            Access::Write => {
+                if let Some(checkpointer) = &self.checkpointer {
+                    checkpointer.before_writing();
+                }
+                TransactionBehavior::Immediate
+            }
         };
         Ok(SqliteTx(self.connection.transaction_with_behavior(behavior)?))
     }
@@ -247,6 +342,28 @@ mod tests {
         write(&mut store, 1 << 10);
         let rows: i64 = store.connection.query_row("SELECT count(*) FROM scratch", [], |row| row.get(0)).expect("reads");
         assert_eq!(rows, 3);
+    }
+
+    /// A store that commits batch after batch writes its log from the start again once it has
+    /// grown past [`RESTART_PAGES`]: the log's file stays near that length, where without the
+    /// wait before the next write transaction it held everything written (the checkpointer is
+    /// still copying the last commit when the next begins).
+    #[test]
+    fn a_long_log_is_written_from_its_start_again() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let file = dir.path().join("revshare.db");
+        let log = dir.path().join("revshare.db-wal");
+        let mut store = SqliteStore::open(&file).expect("opens");
+        let restart = u64::try_from(RESTART_PAGES).expect("a page count") * 4096;
+        let mut written = 0;
+        while written < 2 * restart {
+            write(&mut store, 4 << 20);
+            written += 4 << 20;
+        }
+        let length = std::fs::metadata(&log).expect("the log").len();
+        assert!(length < restart + (12 << 20), "the log is {length} bytes after {written} bytes were committed");
+        let rows: i64 = store.connection.query_row("SELECT count(*) FROM scratch", [], |row| row.get(0)).expect("reads");
+        assert_eq!(rows, i64::try_from(written >> 22).expect("a count"));
     }
 
     /// A store opened while another connection holds the write lock opens at once: a current
