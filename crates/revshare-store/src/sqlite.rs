@@ -25,7 +25,9 @@
 //! copy). So a commit that leaves the log at [`RESTART_PAGES`] or more has the next write
 //! transaction wait, before it begins, for a checkpoint that covers the whole log; it then
 //! starts the log again, over pages the cache already holds. The wait is for the copy of what
-//! the checkpointer had not reached yet, mostly the last commit.
+//! the checkpointer had not reached yet, mostly the last commit. A reader still using the log
+//! (another connection's read transaction) keeps it from starting again; the next wait then
+//! comes only after another [`RESTART_PAGES`], so a long reader does not make every commit wait.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -73,13 +75,19 @@ impl SqliteStore {
         connection.pragma_update(None, "foreign_keys", "ON")?;
         let checkpointer = Checkpointer::start(path.as_ref())?;
         let (passes, long) = (checkpointer.passes.clone(), checkpointer.long.clone());
+        // The log's length from which the next write transaction waits: RESTART_PAGES, or, when
+        // a wait did not start the log again (a reader still used it), RESTART_PAGES more.
+        let mut wait_from = RESTART_PAGES;
         // Called after each commit with the log's length; it replaces the automatic checkpoints.
         connection.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages: i32| {
             if pages >= CHECKPOINT_PAGES {
                 passes.ask();
             }
-            if pages >= RESTART_PAGES {
+            if pages < RESTART_PAGES {
+                wait_from = RESTART_PAGES;
+            } else if pages >= wait_from {
                 long.store(true, Ordering::Relaxed);
+                wait_from = pages.saturating_add(RESTART_PAGES);
             }
             Ok(())
         }))?;
@@ -364,6 +372,40 @@ mod tests {
         assert!(length < restart + (12 << 20), "the log is {length} bytes after {written} bytes were committed");
         let rows: i64 = store.connection.query_row("SELECT count(*) FROM scratch", [], |row| row.get(0)).expect("reads");
         assert_eq!(rows, i64::try_from(written >> 22).expect("a count"));
+    }
+
+    /// A reader still using the log keeps it from starting again. The writer then waits for a
+    /// checkpoint once every [`RESTART_PAGES`], not before every commit, and starts the log
+    /// again once the reader is done.
+    #[test]
+    fn a_reader_on_the_log_does_not_make_every_commit_wait() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let file = dir.path().join("revshare.db");
+        let log = dir.path().join("revshare.db-wal");
+        let mut store = SqliteStore::open(&file).expect("opens");
+        write(&mut store, 1 << 20);
+        let reader = Connection::open(&file).expect("opens");
+        reader.execute_batch("BEGIN").expect("a read transaction");
+        let rows: i64 = reader.query_row("SELECT count(*) FROM scratch", [], |row| row.get(0)).expect("reads");
+        assert_eq!(rows, 1);
+        let asked = |store: &SqliteStore| store.checkpointer.as_ref().expect("a checkpointer").passes.count().asked;
+        let restart = u64::try_from(RESTART_PAGES).expect("a page count") * 4096;
+        let (before, commits) = (asked(&store), (2 * restart) >> 22);
+        for _ in 0..commits {
+            write(&mut store, 4 << 20);
+        }
+        // Each commit asks for a checkpoint (the log is longer than CHECKPOINT_PAGES); each
+        // wait asks for one more.
+        let waits = asked(&store) - before - commits;
+        assert!((1..=2).contains(&waits), "{waits} of {commits} write transactions waited for a checkpoint");
+        let grown = std::fs::metadata(&log).expect("the log").len();
+        assert!(grown > 2 * restart, "the log started again while a reader used it: {grown} bytes");
+        reader.execute_batch("COMMIT").expect("the reader is done");
+        for _ in 0..commits {
+            write(&mut store, 4 << 20);
+        }
+        let length = std::fs::metadata(&log).expect("the log").len();
+        assert!(length < grown + restart + (12 << 20), "the log is {length} bytes, {grown} when the reader was done");
     }
 
     /// A store opened while another connection holds the write lock opens at once: a current
