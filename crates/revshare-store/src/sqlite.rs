@@ -320,6 +320,29 @@ mod tests {
     use super::*;
     use std::time::Instant;
 
+    /// A new store in a temporary folder (kept while the folder is), and its file.
+    fn opened() -> (tempfile::TempDir, std::path::PathBuf, SqliteStore) {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let file = dir.path().join("revshare.db");
+        let store = SqliteStore::open(&file).expect("opens");
+        (dir, file, store)
+    }
+
+    /// The length of a file.
+    fn length(path: &Path) -> u64 {
+        std::fs::metadata(path).expect("the file").len()
+    }
+
+    /// The log's length, in bytes, from which it is written from its start again.
+    fn restart_bytes() -> u64 {
+        u64::try_from(RESTART_PAGES).expect("a page count") * 4096
+    }
+
+    /// How many rows the writes made.
+    fn rows(connection: &Connection) -> i64 {
+        connection.query_row("SELECT count(*) FROM scratch", [], |row| row.get(0)).expect("reads")
+    }
+
     /// Writes one transaction of `bytes` bytes.
     fn write(store: &mut SqliteStore, bytes: usize) {
         let mut sql = store.begin(Access::Write).expect("a write transaction");
@@ -333,23 +356,20 @@ mod tests {
     /// the database file while the store stays open.
     #[test]
     fn the_checkpointer_copies_committed_pages_into_the_file() {
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let file = dir.path().join("revshare.db");
-        let mut store = SqliteStore::open(&file).expect("opens");
-        let before = std::fs::metadata(&file).expect("the file").len();
+        let (_dir, file, mut store) = opened();
+        let before = length(&file);
         write(&mut store, 1 << 20);
         std::thread::sleep(Duration::from_millis(300));
-        assert_eq!(std::fs::metadata(&file).expect("the file").len(), before, "a short log was checkpointed");
+        assert_eq!(length(&file), before, "a short log was checkpointed");
         write(&mut store, 8 << 20);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::fs::metadata(&file).expect("the file").len() < before + (8 << 20) {
+        while length(&file) < before + (8 << 20) {
             assert!(Instant::now() < deadline, "no checkpoint copied the 8 MiB committed into the file");
             std::thread::sleep(Duration::from_millis(10));
         }
         // The store goes on writing, and reading what it wrote.
         write(&mut store, 1 << 10);
-        let rows: i64 = store.connection.query_row("SELECT count(*) FROM scratch", [], |row| row.get(0)).expect("reads");
-        assert_eq!(rows, 3);
+        assert_eq!(rows(&store.connection), 3);
     }
 
     /// A store that commits batch after batch writes its log from the start again once it has
@@ -358,20 +378,14 @@ mod tests {
     /// still copying the last commit when the next begins).
     #[test]
     fn a_long_log_is_written_from_its_start_again() {
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let file = dir.path().join("revshare.db");
-        let log = dir.path().join("revshare.db-wal");
-        let mut store = SqliteStore::open(&file).expect("opens");
-        let restart = u64::try_from(RESTART_PAGES).expect("a page count") * 4096;
-        let mut written = 0;
-        while written < 2 * restart {
+        let (dir, _file, mut store) = opened();
+        let commits = (2 * restart_bytes()) >> 22;
+        for _ in 0..commits {
             write(&mut store, 4 << 20);
-            written += 4 << 20;
         }
-        let length = std::fs::metadata(&log).expect("the log").len();
-        assert!(length < restart + (12 << 20), "the log is {length} bytes after {written} bytes were committed");
-        let rows: i64 = store.connection.query_row("SELECT count(*) FROM scratch", [], |row| row.get(0)).expect("reads");
-        assert_eq!(rows, i64::try_from(written >> 22).expect("a count"));
+        let log = length(&dir.path().join("revshare.db-wal"));
+        assert!(log < restart_bytes() + (12 << 20), "the log is {log} bytes after {commits} commits of 4 MiB");
+        assert_eq!(rows(&store.connection), i64::try_from(commits).expect("a count"));
     }
 
     /// A reader still using the log keeps it from starting again. The writer then waits for a
@@ -379,17 +393,14 @@ mod tests {
     /// again once the reader is done.
     #[test]
     fn a_reader_on_the_log_does_not_make_every_commit_wait() {
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let file = dir.path().join("revshare.db");
+        let (dir, file, mut store) = opened();
         let log = dir.path().join("revshare.db-wal");
-        let mut store = SqliteStore::open(&file).expect("opens");
         write(&mut store, 1 << 20);
         let reader = Connection::open(&file).expect("opens");
         reader.execute_batch("BEGIN").expect("a read transaction");
-        let rows: i64 = reader.query_row("SELECT count(*) FROM scratch", [], |row| row.get(0)).expect("reads");
-        assert_eq!(rows, 1);
+        assert_eq!(rows(&reader), 1);
         let asked = |store: &SqliteStore| store.checkpointer.as_ref().expect("a checkpointer").passes.count().asked;
-        let restart = u64::try_from(RESTART_PAGES).expect("a page count") * 4096;
+        let restart = restart_bytes();
         let (before, commits) = (asked(&store), (2 * restart) >> 22);
         for _ in 0..commits {
             write(&mut store, 4 << 20);
@@ -398,23 +409,21 @@ mod tests {
         // wait asks for one more.
         let waits = asked(&store) - before - commits;
         assert!((1..=2).contains(&waits), "{waits} of {commits} write transactions waited for a checkpoint");
-        let grown = std::fs::metadata(&log).expect("the log").len();
+        let grown = length(&log);
         assert!(grown > 2 * restart, "the log started again while a reader used it: {grown} bytes");
         reader.execute_batch("COMMIT").expect("the reader is done");
         for _ in 0..commits {
             write(&mut store, 4 << 20);
         }
-        let length = std::fs::metadata(&log).expect("the log").len();
-        assert!(length < grown + restart + (12 << 20), "the log is {length} bytes, {grown} when the reader was done");
+        let after = length(&log);
+        assert!(after < grown + restart + (12 << 20), "the log is {after} bytes, {grown} when the reader was done");
     }
 
     /// A store opened while another connection holds the write lock opens at once: a current
     /// schema is read, not migrated under the lock.
     #[test]
     fn a_store_opens_while_another_writes() {
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let file = dir.path().join("revshare.db");
-        let mut writer = SqliteStore::open(&file).expect("opens");
+        let (_dir, file, mut writer) = opened();
         let writing = writer.begin(Access::Write).expect("the write lock");
         let (opened, opening) = std::sync::mpsc::channel();
         let path = file.clone();
@@ -431,17 +440,13 @@ mod tests {
     /// last connection to close checkpoints everything and removes the log.
     #[test]
     fn a_dropped_store_leaves_no_log() {
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let file = dir.path().join("revshare.db");
-        let mut store = SqliteStore::open(&file).expect("opens");
+        let (dir, file, mut store) = opened();
         for _ in 0..20 {
             write(&mut store, 256 << 10);
         }
         assert!(dir.path().join("revshare.db-wal").exists(), "an open store writes through its log");
         drop(store);
         assert!(!dir.path().join("revshare.db-wal").exists(), "the log outlived the store");
-        let reopened = Connection::open(&file).expect("opens");
-        let rows: i64 = reopened.query_row("SELECT count(*) FROM scratch", [], |row| row.get(0)).expect("reads");
-        assert_eq!(rows, 20);
+        assert_eq!(rows(&Connection::open(&file).expect("opens")), 20);
     }
 }
