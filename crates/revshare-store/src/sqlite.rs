@@ -21,8 +21,8 @@
 //! committed page already copied into the file. A writer that commits batch after batch never
 //! finds it so: the checkpointer is always copying the last commit when the next begins, and the
 //! log grew to 715 MB over a 10M-record ingest, every page of it fresh memory for the system's
-//! file cache (on a virtual machine, memory never touched since boot costs several times the
-//! copy). So a commit that leaves the log at [`RESTART_PAGES`] or more has the next write
+//! file cache (on a virtual machine that hands free memory back to its host, a page touched
+//! for the first time costs several times its copy). So a commit that leaves the log at [`RESTART_PAGES`] or more has the next write
 //! transaction wait, before it begins, for a checkpoint that covers the whole log; it then
 //! starts the log again, over pages the cache already holds. The wait is for the copy of what
 //! the checkpointer had not reached yet, mostly the last commit. A reader still using the log
