@@ -164,7 +164,6 @@ impl From<StoreError> for Problem {
             | StoreError::AliasExists { .. }
             | StoreError::TokenExists { .. }
             | StoreError::StatementExists { .. }
-            | StoreError::CloseRaced { .. }
             | StoreError::ContributionConflict { .. } => (S::CONFLICT, "conflict", "conflicts with what is stored"),
             StoreError::UnknownAgreement { .. }
             | StoreError::UnknownToken { .. }

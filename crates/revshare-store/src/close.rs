@@ -1,13 +1,16 @@
 //! Closing a month: the one copy of what `revshare close` and `POST /v1/close` do.
 //!
-//! [`close_month`] restates the earlier closed months that late records changed (each
+//! [`close_month`] closes the month in one write transaction ([`Store::close`], computed by
+//! `close_in`): it restates the earlier closed months that late records changed (each
 //! difference becomes an adjustment line of the month being closed), settles the month with the
-//! core from the store's rollups and the agreement's stored contributions, finalises the
-//! restatements and the original with its journal entry in one transaction
-//! ([`Store::finalise_close`]), then signs what it finalised with the deployment key. A signature
-//! can be added at any time, so a failure to sign leaves nothing inconsistent. A month already
-//! closed is refused ([`CloseError::AlreadyClosed`]): its statement is final, and late records
-//! are carried into the next month's close.
+//! core from the store's rollups and the agreement's stored contributions, and finalises the
+//! restatements and the original with its journal entry. Everything it reads and writes is one
+//! snapshot under the write lock, so a record stored while a month is being closed is either in
+//! the statement or, committed after it, late — never neither (the statement's bundle holds every
+//! record logged before the statement). Then it signs what it finalised with the deployment key. A
+//! signature can be added at any time, so a failure to sign leaves nothing inconsistent. A month
+//! already closed is refused ([`CloseError::AlreadyClosed`]): its statement is final, and late
+//! records are carried into the next month's close.
 //!
 //! Disputes (SPEC §8): the escalations due at the closing time are applied first; then every
 //! dispute of the agreement accepted or decided with an amount, and not yet carried by an
@@ -30,7 +33,8 @@ use revshare_core::statement::{Adjustment, Statement};
 use revshare_core::time::{Instant, Period};
 use revshare_core::transparency::{Signed, statement_message};
 
-use crate::{NewStatement, StatementKind, Store, StoreError, StoredStatement};
+use crate::sql::Sql;
+use crate::{NewStatement, StatementKind, Store, StoreError, StoredStatement, agreements, contributions, disputes, rollups, statements};
 
 /// Why a month could not be closed.
 #[derive(Debug, thiserror::Error)]
@@ -57,17 +61,18 @@ impl From<StoreError> for CloseError {
     }
 }
 
-/// Settles a month from the store with the agreement's stored contributions and the given
-/// adjustments.
-pub fn settle_stored<S: Store + ?Sized>(
-    store: &mut S,
+/// Settles a month from the store's rollups with the agreement's stored contributions and the
+/// given adjustments.
+fn settle_stored(
+    sql: &mut impl Sql,
     agreement: &Agreement,
     period: Period,
     contributions: &[Contribution],
     adjustments: Vec<Adjustment>,
 ) -> Result<Statement, CloseError> {
-    let (rollup, duplicates) = store.rollup(agreement.id(), period)?;
-    let usage_set = store.usage_set(agreement.id(), period)?;
+    let month = period.to_string();
+    let (rollup, duplicates) = rollups::of_period(sql, agreement.id().as_str(), &month)?;
+    let usage_set = rollups::usage_set(sql, agreement.id().as_str(), &month)?;
     let input =
         SettlementInput { agreement, period, rollup: &rollup, duplicates, usage_digest: usage_set.digest(), contributions, adjustments };
     Ok(settle(&input)?)
@@ -108,10 +113,19 @@ fn carried_disputes(statements: &[StoredStatement]) -> Result<BTreeSet<String>, 
     Ok(carried)
 }
 
-/// Closes a month at `now` (the edge's clock): restates earlier closed months that late records
-/// changed and carries resolved disputes, each as an adjustment line, then finalises the month's
-/// statement and signs what it finalised with `key`. Returns the stored original and the
-/// statement.
+/// A month closed by [`Store::close`]: the original statement as stored and as settled, and the
+/// restatements of earlier months finalised with it.
+#[derive(Debug)]
+pub struct Closed {
+    pub original: StoredStatement,
+    pub statement: Statement,
+    pub restated: Vec<StoredStatement>,
+}
+
+/// Closes a month at `now` (the edge's clock) in one write transaction ([`Store::close`]):
+/// restates earlier closed months that late records changed and carries resolved disputes, each
+/// as an adjustment line, and finalises the month's statement; then signs what it finalised with
+/// `key`. Returns the stored original and the statement.
 pub fn close_month<S: Store + ?Sized>(
     store: &mut S,
     id: &AgreementId,
@@ -119,16 +133,26 @@ pub fn close_month<S: Store + ?Sized>(
     key: &SignerKey,
     now: Instant,
 ) -> Result<(StoredStatement, Statement), CloseError> {
-    let agreement = store.agreement(id, None)?;
-    // What the close is computed from (by period and sequence); finalising refuses it if another
-    // close finished since.
-    let statements = store.statements(Some(id))?;
+    let Closed { original, statement, restated } = store.close(id, period, now)?;
+    // The deployment signs what it finalised. A signature can be added at any time, so a failure
+    // here leaves nothing inconsistent: `revshare statement sign` adds it later.
+    for restatement in &restated {
+        sign_stored(store, restatement, key)?;
+    }
+    sign_stored(store, &original, key)?;
+    Ok((original, statement))
+}
+
+/// What [`Store::close`] does inside its write transaction.
+pub(crate) fn close_in(sql: &mut impl Sql, id: &AgreementId, period: Period, now: Instant) -> Result<Closed, CloseError> {
+    let agreement = agreements::require(sql, id.as_str(), None)?;
+    let statements = statements::list(sql, Some(id.as_str()))?;
     if statements.iter().any(|s| s.period == period) {
         return Err(CloseError::AlreadyClosed { agreement: id.clone(), period });
     }
-    store.escalate_disputes(now)?;
+    disputes::escalate_due(sql, now)?;
     let currency = agreement.currency();
-    let contributions = store.contributions(id)?;
+    let contributions = contributions::of_agreement(sql, id.as_str())?;
     let mut adjustments = Vec::new();
     // (period, canonical bytes, digest) of each earlier month that late records changed.
     let mut restated: Vec<(Period, Vec<u8>, String)> = Vec::new();
@@ -138,7 +162,7 @@ pub fn close_month<S: Store + ?Sized>(
         latest
     });
     for (&earlier, stored) in &latest {
-        let bytes = settle_stored(store, &agreement, earlier, &contributions, Vec::new())?.to_canonical()?;
+        let bytes = settle_stored(sql, &agreement, earlier, &contributions, Vec::new())?.to_canonical()?;
         let (old, new) = (usage_net(&stored.canonical, currency)?, usage_net(&bytes, currency)?);
         if old == new {
             continue;
@@ -153,28 +177,33 @@ pub fn close_month<S: Store + ?Sized>(
         restated.push((earlier, bytes, digest));
     }
     let carried = carried_disputes(&statements)?;
-    for stored in store.disputes(Some(id))? {
+    for stored in disputes::list(sql, Some(id.as_str()))? {
         if let Some(adjustment) = stored.dispute.adjustment().filter(|a| !carried.contains(&a.reference)) {
             adjustments.push(adjustment);
         }
     }
-    let statement = settle_stored(store, &agreement, period, &contributions, adjustments)?;
+    let statement = settle_stored(sql, &agreement, period, &contributions, adjustments)?;
     let bytes = statement.to_canonical()?;
     let digest = canonical::digest(&bytes);
     let entry = JournalEntry::for_statement(&statement, agreement.licensor(), agreement.host()).map_err(CloseError::Entry)?;
     let version = agreement.version();
-    let restatements: Vec<NewStatement<'_>> = restated
+    // The restatements first, posting nothing (their differences are the original's adjustment
+    // lines), then the original with its journal entry.
+    let restated = restated
         .iter()
-        .map(|(earlier, canonical, digest)| NewStatement {
-            agreement_id: id,
-            agreement_version: version,
-            period: *earlier,
-            kind: StatementKind::Restatement,
-            canonical,
-            digest,
-            finalised_at: now,
+        .map(|(earlier, canonical, digest)| {
+            let restatement = NewStatement {
+                agreement_id: id,
+                agreement_version: version,
+                period: *earlier,
+                kind: StatementKind::Restatement,
+                canonical,
+                digest,
+                finalised_at: now,
+            };
+            statements::finalise(sql, &restatement, None)
         })
-        .collect();
+        .collect::<Result<Vec<_>, _>>()?;
     let original = NewStatement {
         agreement_id: id,
         agreement_version: version,
@@ -184,14 +213,6 @@ pub fn close_month<S: Store + ?Sized>(
         digest: &digest,
         finalised_at: now,
     };
-    let stored = store.finalise_close(&restatements, &original, &entry, statements.len())?;
-    // The deployment signs what it finalised. A signature can be added at any time, so a failure
-    // here leaves nothing inconsistent: `revshare statement sign` adds it later.
-    for (earlier, _, _) in &restated {
-        if let Some(restatement) = store.statement(id, *earlier)? {
-            sign_stored(store, &restatement, key)?;
-        }
-    }
-    sign_stored(store, &stored, key)?;
-    Ok((stored, statement))
+    let original = statements::finalise(sql, &original, Some(&entry))?;
+    Ok(Closed { original, statement, restated })
 }

@@ -97,10 +97,6 @@ pub enum StoreError {
         "agreement {agreement} already has a finalised statement for {period} (sequence {sequence}); statements are never replaced — save a restatement instead"
     )]
     StatementExists { agreement: String, period: String, sequence: u32 },
-    #[error(
-        "agreement {agreement} had {seen} statements when this close was computed and has {found} now: another close finished meanwhile; nothing was saved — close again"
-    )]
-    CloseRaced { agreement: String, seen: usize, found: usize },
     #[error("agreement {agreement} has no statement for {period} to restate; save the first one as an original")]
     NothingToRestate { agreement: String, period: String },
     #[error("the statement's digest is {given}, but its bytes hash to {actual}; pass the digest of exactly these bytes")]

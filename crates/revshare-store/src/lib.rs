@@ -145,19 +145,13 @@ pub trait Store {
     /// original posts its journal entry (`JournalEntry::for_statement`) in the same transaction; a
     /// restatement posts none (`None`), its difference being carried by the next statement.
     fn finalise_statement(&mut self, statement: &NewStatement<'_>, entry: Option<&JournalEntry>) -> Result<StoredStatement, StoreError>;
-    /// Closes a month in one transaction: the restatements of earlier months that late records
-    /// changed, then the month's original with its journal entry. All or nothing, so a close
-    /// that fails half-way leaves no restatement whose difference was never carried. `seen` is
-    /// how many statements the agreement had when the close was computed: if another close
-    /// finished since, the close is refused ([`StoreError::CloseRaced`]), so no restatement
-    /// difference or dispute is carried twice.
-    fn finalise_close(
-        &mut self,
-        restatements: &[NewStatement<'_>],
-        original: &NewStatement<'_>,
-        entry: &JournalEntry,
-        seen: usize,
-    ) -> Result<StoredStatement, StoreError>;
+    /// Closes an agreement's month at `now` in one write transaction (`close::close_in`): the
+    /// restatements of earlier months that late records changed, then the month's original with
+    /// its journal entry, all computed from what the transaction reads. All or nothing, and one
+    /// snapshot under the write lock: no restatement whose difference was never carried, no
+    /// difference or dispute carried twice, and every record stored before the statement counted
+    /// by it. [`close::close_month`] is this and the deployment's signatures.
+    fn close(&mut self, agreement: &AgreementId, period: Period, now: Instant) -> Result<close::Closed, close::CloseError>;
     /// The latest statement of an agreement's month.
     fn statement(&mut self, agreement: &AgreementId, period: Period) -> Result<Option<StoredStatement>, StoreError>;
     /// Every statement (of one agreement, or of all), by agreement, period and sequence.
@@ -401,23 +395,11 @@ impl<B: Backend> Store for B {
         transaction(self, Access::Write, |sql| statements::finalise(sql, statement, entry))
     }
 
-    fn finalise_close(
-        &mut self,
-        restatements: &[NewStatement<'_>],
-        original: &NewStatement<'_>,
-        entry: &JournalEntry,
-        seen: usize,
-    ) -> Result<StoredStatement, StoreError> {
-        transaction(self, Access::Write, |sql| {
-            let found = statements::list(sql, Some(original.agreement_id.as_str()))?.len();
-            if found != seen {
-                return Err(StoreError::CloseRaced { agreement: original.agreement_id.to_string(), seen, found });
-            }
-            for restatement in restatements {
-                statements::finalise(sql, restatement, None)?;
-            }
-            statements::finalise(sql, original, Some(entry))
-        })
+    fn close(&mut self, agreement: &AgreementId, period: Period, now: Instant) -> Result<close::Closed, close::CloseError> {
+        let mut tx = self.begin(Access::Write)?;
+        let closed = close::close_in(&mut tx, agreement, period, now)?;
+        tx.commit()?;
+        Ok(closed)
     }
 
     fn statement(&mut self, agreement: &AgreementId, period: Period) -> Result<Option<StoredStatement>, StoreError> {

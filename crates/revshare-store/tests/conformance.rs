@@ -16,7 +16,7 @@ use revshare_core::statement::Statement;
 use revshare_core::time::{Instant, Period};
 use revshare_core::transparency::{self, Signed};
 use revshare_core::usage::{UsageRecord, parse_json_line};
-use revshare_store::close::close_month;
+use revshare_store::close::{CloseError, close_month};
 use revshare_store::{Batch, LogLeaf, batch_digest};
 use revshare_store::{IngestMode, Model, NewStatement, Party, PgStore, ProblemKind, Role, SqliteStore, StatementKind, Store, StoreError};
 use revshare_testdb::PgTestDb;
@@ -106,6 +106,7 @@ conformance!(
     concurrent_writers_end_as_one_sequential_writer,
     registering_an_agreement_places_earlier_records,
     records_of_a_closed_month_are_late,
+    a_close_counts_every_record_stored_before_it,
     statements_are_immutable,
     statement_and_entry_are_one_transaction,
     payments_are_posted_once,
@@ -1149,6 +1150,62 @@ fn records_of_a_closed_month_are_late(db: &dyn TestDb) {
     assert_eq!(rollup.records(), 7, "a late record is still rolled up, for the restatement");
 }
 
+/// A month closed while a host keeps sending its records: each record is either in the statement
+/// or late (stored after the statement, for the next close's restatement), never neither — the
+/// statement's bundle counts every record logged before the statement, so one counted by
+/// neither would make the bundle fail to verify. Eight months, each closed mid-stream.
+fn a_close_counts_every_record_stored_before_it(db: &dyn TestDb) {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let mut store = db.open();
+    register_example(store.as_mut());
+    let key = signer("revshare.example", 9);
+    store.add_key(None, &key.verifier()).expect("the deployment key");
+    let mut writer = db.open();
+    for m in 1..=8u32 {
+        let period = month(&format!("2026-{m:02}"));
+        let (sent, closed) = (AtomicU64::new(0), AtomicBool::new(false));
+        let (late, statement) = std::thread::scope(|scope| {
+            let (sent, closed, writer) = (&sent, &closed, &mut writer);
+            let writing = scope.spawn(move || {
+                let (mut late, mut after) = (0, 0);
+                for n in 0.. {
+                    let time = format!("2026-{m:02}-{:02}T10:00:00Z", 1 + n % 28);
+                    let one = record(&format!("w{m}-{n}"), "m-8b", "search", "us", &time, "1.00");
+                    let report = writer.ingest(&[one], IngestMode::Atomic, None).expect("ingest");
+                    assert_eq!(report.accepted, 1, "{:?}", report.problems);
+                    late += report.late;
+                    sent.fetch_add(1, Ordering::Release);
+                    // A pause, so that the close gets SQLite's write lock between two records.
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                    // A few more once the month is closed, so some are late.
+                    if closed.load(Ordering::Acquire) {
+                        after += 1;
+                        if after == 3 {
+                            break;
+                        }
+                    }
+                }
+                late
+            });
+            while sent.load(Ordering::Acquire) < 3 && !writing.is_finished() {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            let closing = close_month(store.as_mut(), &aid("meridian-northwind"), period, &key, day(m + 1, 1));
+            closed.store(true, Ordering::Release);
+            let late = writing.join().expect("the writer");
+            (late, closing.expect("close").1)
+        });
+        let sent = sent.into_inner();
+        assert!(late >= 3, "{period}: the records sent after the close are late ({late})");
+        assert_eq!(
+            statement.inputs.records + late,
+            sent,
+            "{period}: {} in the statement, {late} late, {sent} sent",
+            statement.inputs.records
+        );
+    }
+}
+
 fn statements_are_immutable(db: &dyn TestDb) {
     let mut store = db.open();
     let store = store.as_mut();
@@ -1189,19 +1246,17 @@ fn statements_are_immutable(db: &dyn TestDb) {
     assert_eq!(store.closed_periods(&id).expect("closed"), vec![october]);
     assert_eq!(store.journal().expect("journal"), vec![entry.clone()], "the restatement posted nothing");
 
-    // A close is all or nothing: when its original is refused (here, a second original), the
-    // restatement offered with it is not saved either.
-    let err = store.finalise_close(&[new(StatementKind::Restatement)], &new(StatementKind::Original), &entry, 2).expect_err("refused");
-    assert!(matches!(err, StoreError::StatementExists { .. }), "{err}");
-    assert_eq!(store.statement(&id, october).expect("read").map(|s| s.sequence), Some(2), "no third statement");
-    // A close computed before another finished is refused whole: it would carry the same
-    // differences again.
-    let november = Settled::of(store, month("2026-11"));
-    let stale = store
-        .finalise_close(&[], &november.to_finalise(&id, StatementKind::Original), &november.entry(), 1)
-        .expect_err("computed from one statement, but there are two");
-    assert!(matches!(stale, StoreError::CloseRaced { seen: 1, found: 2, .. }), "{stale}");
-    assert_eq!(store.statement(&id, month("2026-11")).expect("read"), None, "nothing was saved");
+    // A close of a month already closed is refused and saves nothing; a close of the next month
+    // saves its original with its entry, and restates nothing that did not change.
+    let err = store.close(&id, october, day(11, 3)).expect_err("october is closed");
+    assert!(matches!(err, CloseError::AlreadyClosed { .. }), "{err}");
+    assert_eq!(store.statements(Some(&id)).expect("list"), all, "nothing was saved");
+    let november = store.close(&id, month("2026-11"), day(12, 1)).expect("close november");
+    assert_eq!((november.original.sequence, november.original.kind), (1, StatementKind::Original));
+    assert!(november.restated.is_empty(), "october did not change");
+    assert_eq!(november.original.canonical, Settled::of(store, month("2026-11")).bytes);
+    let november_entry = JournalEntry::for_statement(&november.statement, &pid("meridian"), &pid("northwind")).expect("an entry");
+    assert_eq!(store.journal().expect("journal"), vec![entry, november_entry], "the original posted its entry");
 }
 
 // ---------------------------------------------------------------------------------------------
