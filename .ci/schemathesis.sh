@@ -21,8 +21,8 @@ r party add northwind --name Northwind --role host >/dev/null
 r party add southwind --name Southwind --role host >/dev/null
 r party add audit --name Audit --role auditor >/dev/null
 for m in m-8b m-70b; do r model add "$m" --owner meridian >/dev/null; done
-r agreement add "$root/crates/revshare-store/tests/data/agreement.toml" >/dev/null
-r ingest "$root/crates/revshare-store/tests/data/usage.jsonl" >/dev/null
+r agreement add "$root/examples/agreement.toml" >/dev/null
+r ingest "$root/examples/usage.jsonl" >/dev/null
 r close --agreement meridian-northwind --period 2026-10 >/dev/null
 host=$(r token create --party northwind --role host 2>/dev/null)
 auditor=$(r token create --party audit --role auditor 2>/dev/null)

@@ -7,6 +7,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 shared="$root/../shared/bench"
+[ -d "$shared" ] || { echo "$0: the baselines are in the product team's shared folder, expected at $shared (beside the clone)" >&2; exit 2; }
 file=${1:?usage: bench/ingest.sh USAGE.jsonl}
 (cd "$root" && cargo build --release --locked -p revshare-cli >/dev/null 2>&1)
 bin="$root/target/release/revshare"

@@ -9,6 +9,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 shared="$root/../shared/bench"
+[ -d "$shared" ] || { echo "$0: the baselines are in the product team's shared folder, expected at $shared (beside the clone)" >&2; exit 2; }
 work=${1:?usage: bench/serve.sh WORK_DIR [RECORDS] [CLIENTS]}
 n=${2:-1000000}
 clients=${3:-8}

@@ -7,6 +7,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 shared="$root/../shared/bench"
+[ -d "$shared" ] || { echo "$0: the baselines are in the product team's shared folder, expected at $shared (beside the clone)" >&2; exit 2; }
 data=${1:?usage: bench/settle.sh DATA_DIR [RECORDS...]}
 shift
 sizes=("${@:-1000000 10000000}")

@@ -8,6 +8,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 shared="$root/../shared/bench"
+[ -d "$shared" ] || { echo "$0: the baselines are in the product team's shared folder, expected at $shared (beside the clone)" >&2; exit 2; }
 work=${1:?usage: bench/verify.sh WORK_DIR [RECORDS]}
 n=${2:-1000000}
 (cd "$root" && cargo build --release --locked -p revshare-cli >/dev/null)

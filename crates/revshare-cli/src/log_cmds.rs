@@ -51,6 +51,14 @@ fn write_private(path: &Path, key: &SignerKey) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Writes a key's public half beside its private key file, to `<private>.pub`: the file a
+/// verifier is handed (`revshare verify --trust`, `revshare party key`). Returns its path.
+fn write_public(private: &Path, key: &SignerKey) -> Result<PathBuf, Failure> {
+    let pub_path = PathBuf::from(format!("{}.pub", private.display()));
+    std::fs::write(&pub_path, format!("{}\n", key.verifier().to_text())).with_context(|| format!("cannot write {}", pub_path.display()))?;
+    Ok(pub_path)
+}
+
 /// Reads a private key file.
 pub fn read_signer(path: &Path) -> Result<SignerKey, Failure> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the key file {}", path.display()))?;
@@ -89,6 +97,9 @@ pub fn ensure_deployment_key(args: &StoreArgs, store: &mut (dyn Store + Send), o
         println!("created the deployment signing key {} ({})", path.display(), key.verifier().to_text());
         key
     };
+    // Written again on every `init`, so a data folder made before `.pub` files existed gets one.
+    let public = write_public(&path, &key)?;
+    println!("the deployment's public key, for verifiers: {}", public.display());
     store.add_key(None, &key.verifier())?;
     Ok(key)
 }
@@ -98,10 +109,8 @@ pub fn ensure_deployment_key(args: &StoreArgs, store: &mut (dyn Store + Send), o
 pub fn generate_key(name: &str, out: &Path) -> Result<(), Failure> {
     let key = generate(name)?;
     write_private(out, &key)?;
-    let public = key.verifier().to_text();
-    let pub_path = PathBuf::from(format!("{}.pub", out.display()));
-    std::fs::write(&pub_path, format!("{public}\n")).with_context(|| format!("cannot write {}", pub_path.display()))?;
-    println!("{public}");
+    let pub_path = write_public(out, &key)?;
+    println!("{}", key.verifier().to_text());
     eprintln!("private key written to {} (mode 0600); public key to {}", out.display(), pub_path.display());
     Ok(())
 }
@@ -119,6 +128,7 @@ pub fn rotate(args: &StoreArgs) -> Result<(), Failure> {
     let leaf = store.add_key(None, &new.verifier())?;
     std::fs::rename(&path, &retired).with_context(|| format!("cannot move {} aside", path.display()))?;
     std::fs::rename(&staged, &path).with_context(|| format!("cannot install {}", path.display()))?;
+    write_public(&path, &new)?;
     println!("deployment key rotated (log leaf {leaf}): {} replaces {}", new.verifier().to_text(), old.verifier().to_text());
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::process::Output;
 use assert_cmd::Command;
 
 fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/examples")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }
 
 fn revshare(args: &[&str]) -> Output {

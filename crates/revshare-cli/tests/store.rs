@@ -11,7 +11,7 @@ use assert_cmd::cargo::CommandCargoExt;
 use revshare_testdb::PgTestDb;
 
 fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/examples")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }
 
 /// Where a test's store is: a data folder, or a PostgreSQL database dropped at the end.
@@ -62,8 +62,7 @@ impl TestStore {
         let agreement = self.dir.path().join("h1.toml");
         std::fs::write(
             &agreement,
-            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/bench/agreement-h1.toml"))
-                .expect("bench agreement"),
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/agreement-h1.toml")).expect("bench agreement"),
         )
         .expect("write");
         self.ok(&["agreement", "add", &agreement.display().to_string()]);

@@ -4,45 +4,8 @@
 
 use revshare_core::agreement::parse_agreement;
 
-/// `/work/shared/examples/agreement.toml`, verbatim.
-const EXAMPLE: &str = r#"# Revenue-sharing agreement between a model licensor and one host.
-# Every money amount, rate and decimal bound is a string: exact decimals, never binary floats.
-id = "meridian-northwind"
-version = 1
-licensor = "meridian"
-host = "northwind"
-currency = "USD"
-effective_from = 2026-01-01
-effective_to = 2027-01-01          # exclusive; optional
-models = ["m-8b", "m-70b"]
-minimum = "500.00"                 # optional: the licensor receives at least this per period
-dispute_window_days = 30
-mau_threshold = 700000000          # optional: above this many monthly active users, a separate license is needed
-
-[pricing]
-basis = "revenue_share"            # revenue_share: rates are fractions of revenue; per_unit: money per `unit` of tier_metric
-tier_metric = "tokens"             # revenue | requests | input_tokens | output_tokens | tokens (input + output)
-tier_mode = "graduated"            # graduated: each tier's rate on the part of the volume inside it; volume: one tier for all
-tier_bounds = ["1000000000", "5000000000"]   # upper bounds of every tier but the last; 3 tiers here
-
-[pricing.rates]                    # one rate per tier, for each use case
-customer_service   = ["0.20", "0.17", "0.15"]
-content_moderation = ["0.10", "0.10", "0.10"]
-search             = ["0.22", "0.20", "0.18"]
-accessibility      = ["0", "0", "0"]
-default            = ["0.20", "0.18", "0.16"]
-
-[[exclusivity]]                    # the host holds exclusive rights here; the licensor's amount on covered usage is raised by uplift
-use_case = "search"
-regions = ["eu"]
-from = 2026-10-15
-to = 2027-01-01
-uplift = "0.25"
-
-[contributions]                    # in a period with accepted contributions, pool × usage_total is split by points
-pool = "0.02"
-points = { maintenance = 1, update = 2, improvement = 5 }
-"#;
+/// The repository's `examples/agreement.toml`, the SPEC's worked example.
+const EXAMPLE: &str = include_str!("../../../examples/agreement.toml");
 
 const FILE: &str = "agreement.toml";
 

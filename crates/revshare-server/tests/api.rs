@@ -224,8 +224,8 @@ impl Reply {
 // ---------------------------------------------------------------------------------------------
 // Fixtures
 
-const AGREEMENT: &str = include_str!("../../revshare-store/tests/data/agreement.toml");
-const USAGE: &str = include_str!("../../revshare-store/tests/data/usage.jsonl");
+const AGREEMENT: &str = include_str!("../../../examples/agreement.toml");
+const USAGE: &str = include_str!("../../../examples/usage.jsonl");
 
 fn unknown_token() -> String {
     auth::encode(&[1; 32])

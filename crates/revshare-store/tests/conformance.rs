@@ -130,9 +130,9 @@ conformance!(
 // ---------------------------------------------------------------------------------------------
 // Fixtures
 
-const AGREEMENT: &str = include_str!("data/agreement.toml");
-const USAGE: &str = include_str!("data/usage.jsonl");
-const CONTRIBUTIONS: &str = include_str!("data/contributions.jsonl");
+const AGREEMENT: &str = include_str!("../../../examples/agreement.toml");
+const USAGE: &str = include_str!("../../../examples/usage.jsonl");
+const CONTRIBUTIONS: &str = include_str!("../../../examples/contributions.jsonl");
 
 fn party(id: &str, role: Role) -> Party {
     Party { id: PartyId::parse(id).expect("a party id"), name: format!("{id} Ltd"), role }
