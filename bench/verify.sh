@@ -29,7 +29,7 @@ r close --agreement bench-h1 --period 2026-10 >/dev/null
 r statement export --agreement bench-h1 --period 2026-10 --bundle "$work/bundle"
 cat "$work/usage.jsonl" "$work/bundle/records.jsonl" "$work"/bundle/batches/* >/dev/null
 for i in 1 2 3; do
-  echo "revshare verify: $(t "$bin" verify "$work/bundle")"
+  echo "revshare verify: $(t "$bin" verify "$work/bundle" --trust "$data/deployment.key.pub")"
   echo "revshare settle: $(t "$bin" settle --agreement "$work/bundle/agreement.toml" --usage "$work/usage.jsonl" --period 2026-10 --format json)"
 done
-"$bin" verify "$work/bundle"
+"$bin" verify "$work/bundle" --trust "$data/deployment.key.pub"

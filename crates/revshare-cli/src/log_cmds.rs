@@ -10,7 +10,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use revshare_core::bundle::{BATCHES_DIR, Bundle, VerifyOptions, verify};
+use revshare_core::bundle::{Anchor, BATCHES_DIR, Bundle, VerifyOptions, verify};
 use revshare_core::merkle::Hash;
 use revshare_core::note::{SignerKey, VerifierKey};
 use revshare_core::time::{Instant, Period};
@@ -125,7 +125,10 @@ pub fn rotate(args: &StoreArgs) -> Result<(), Failure> {
     let retired = PathBuf::from(format!("{}.{:08x}.retired", path.display(), old.key_id()));
     let staged = PathBuf::from(format!("{}.new", path.display()));
     write_private(&staged, &new)?;
-    let leaf = store.add_key(None, &new.verifier())?;
+    let new_text = new.verifier().to_text();
+    let endorsement =
+        Signed { key: old.verifier().to_text(), signature: old.sign(&revshare_core::transparency::rotation_message(None, &new_text)) };
+    let leaf = store.rotate_deployment_key(&new.verifier(), &endorsement)?;
     std::fs::rename(&path, &retired).with_context(|| format!("cannot move {} aside", path.display()))?;
     std::fs::rename(&staged, &path).with_context(|| format!("cannot install {}", path.display()))?;
     write_public(&path, &new)?;
@@ -283,35 +286,50 @@ fn read_bundle(dir: &Path) -> Result<Bundle, Failure> {
     })
 }
 
-/// `revshare verify BUNDLE`: offline; exit 0 when everything checks, 1 with every finding.
-pub fn verify_bundle(dir: &Path, since: Option<&Path>, trust: Option<&Path>) -> Result<(), Failure> {
+/// `revshare verify BUNDLE`: offline; exit 0 when everything checks and the checkpoint is signed
+/// by a key the caller's own trust reaches, 1 otherwise, with every finding.
+pub fn verify_bundle(dir: &Path, since: Option<&Path>, trust: &[PathBuf], consistency: Option<&Path>) -> Result<(), Failure> {
     let bundle = read_bundle(dir)?;
-    let since =
-        since.map(|p| std::fs::read_to_string(p).with_context(|| format!("cannot read the checkpoint {}", p.display()))).transpose()?;
-    let trusted = trust.map(read_verifier).transpose()?;
-    let report = verify(&bundle, &VerifyOptions { since: since.as_deref(), trusted: trusted.as_ref() });
-    if report.ok() {
-        let c = &report.checked;
-        println!(
-            "verified {}: the statement recomputes byte for byte from {} records in {} logged batches ({} signed by the host); \
-             {} log leaves proven under the checkpoint; {} dispute adjustment(s) resolved as logged; {} statement signature(s){}",
-            dir.display(),
-            c.records,
-            c.batches,
-            c.signed_batches,
-            c.leaves,
-            c.disputes,
-            c.signatures,
-            if c.countersigned { ", countersigned by the host" } else { ", not countersigned by the host" }
-        );
-        return Ok(());
+    let read = |p: &Path, what: &str| std::fs::read_to_string(p).with_context(|| format!("cannot read the {what} {}", p.display()));
+    let since = since.map(|p| read(p, "checkpoint")).transpose()?;
+    let consistency = consistency.map(|p| read(p, "consistency proof")).transpose()?;
+    let trusted = trust.iter().map(|p| read_verifier(p)).collect::<Result<Vec<_>, _>>()?;
+    let options = VerifyOptions { since: since.as_deref(), trusted: &trusted, consistency: consistency.as_deref() };
+    let report = verify(&bundle, &options);
+    let c = &report.checked;
+    let summary = format!(
+        "the statement recomputes byte for byte from {} records in {} logged batches ({} signed by the host); \
+         {} log leaves proven under the checkpoint; {} dispute adjustment(s) resolved as logged; {} statement signature(s){}",
+        c.records,
+        c.batches,
+        c.signed_batches,
+        c.leaves,
+        c.disputes,
+        c.signatures,
+        if c.countersigned { ", countersigned by the host" } else { ", not countersigned by the host" }
+    );
+    match (&report.anchor, report.findings.is_empty()) {
+        (Anchor::Anchored { key, how }, true) => {
+            println!("verified {}: {summary}; anchored to {key} ({how})", dir.display());
+            Ok(())
+        }
+        (Anchor::NotAnchored, true) => Err(Failure::Invalid(format!(
+            "{}: everything in the bundle agrees with itself ({summary}), but it is not anchored: its keys are the bundle's own, \
+             and a forged bundle brings its own keys too.\n\
+             error: not anchored; pass --trust with the deployment's public key obtained on your own (the operator's \
+             deployment.key.pub, or GET /v1/keys), or --since with a checkpoint you kept (an earlier bundle's, \
+             `revshare log checkpoint`)\n",
+            dir.display()
+        ))),
+        (_, false) => {
+            let mut text = String::new();
+            for finding in &report.findings {
+                text.push_str(&format!("mismatch: {finding}\n"));
+            }
+            text.push_str(&format!("error: {} does not verify: {} finding(s)\n", dir.display(), report.findings.len()));
+            Err(Failure::Invalid(text))
+        }
     }
-    let mut text = String::new();
-    for finding in &report.findings {
-        text.push_str(&format!("mismatch: {finding}\n"));
-    }
-    text.push_str(&format!("error: {} does not verify: {} finding(s)\n", dir.display(), report.findings.len()));
-    Err(Failure::Invalid(text))
 }
 
 /// The records of a batch as the host would sign them: used by `ingest --sign`.

@@ -58,16 +58,25 @@ enum Command {
     #[command(subcommand)]
     Log(LogCommand),
     /// Check a statement bundle offline (no store): recompute the statement from its agreement
-    /// and records, and check every digest, signature and proof.
+    /// and records, and check every digest, signature and proof. It passes only when anchored to
+    /// something you hold (--trust or --since), never to keys the bundle brings.
     Verify {
         /// The bundle folder (`revshare statement export --bundle DIR`).
         bundle: PathBuf,
-        /// A checkpoint seen earlier: the bundle's log must extend it.
+        /// A checkpoint you kept (from an earlier bundle, `revshare log checkpoint` or GET
+        /// /v1/log/checkpoint): the bundle's log must extend it, and the deployment keys logged
+        /// before it are trusted.
         #[arg(long, value_name = "CHECKPOINT")]
         since: Option<PathBuf>,
-        /// The deployment's public key file: only checkpoints it signed are accepted.
+        /// A deployment public key file you obtained on your own (`DATA/deployment.key.pub`, GET
+        /// /v1/keys); repeatable. Keys it rotated to, by signed rotation leaves, are trusted too.
         #[arg(long, value_name = "KEY_FILE")]
-        trust: Option<PathBuf>,
+        trust: Vec<PathBuf>,
+        /// A consistency proof from the --since checkpoint to the bundle's checkpoint
+        /// (`revshare log consistency --from M --to N` or GET /v1/log/consistency), when the
+        /// bundle carries none from that size.
+        #[arg(long, value_name = "PROOF_FILE", requires = "since")]
+        consistency: Option<PathBuf>,
     },
     /// Register parties.
     #[command(subcommand)]
@@ -514,7 +523,9 @@ fn main() -> ExitCode {
         Command::Log(LogCommand::Checkpoint) => log_cmds::print_checkpoint(&cli.store),
         Command::Log(LogCommand::Prove { leaf, size }) => log_cmds::prove(&cli.store, leaf, size),
         Command::Log(LogCommand::Consistency { from, to }) => log_cmds::consistency(&cli.store, from, to),
-        Command::Verify { bundle, since, trust } => log_cmds::verify_bundle(&bundle, since.as_deref(), trust.as_deref()),
+        Command::Verify { bundle, since, trust, consistency } => {
+            log_cmds::verify_bundle(&bundle, since.as_deref(), &trust, consistency.as_deref())
+        }
         Command::Statement(StatementCommand::Sign { month, sequence, key }) => {
             log_cmds::sign_statement(&cli.store, &month.agreement, month.period, sequence, &key)
         }

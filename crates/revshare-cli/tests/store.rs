@@ -247,7 +247,7 @@ fn a_late_record_is_carried_into_the_next_month_as_a_restatement() {
         let args = ["statement", "export", "--agreement", "bench-h1", "--period", "2026-10", "--sequence", sequence, "--bundle", &dir];
         let wrote = store.ok(&args);
         assert!(wrote.contains(records), "{wrote}");
-        let (ok, output) = verify(Path::new(&dir), &[]);
+        let (ok, output) = verify(Path::new(&dir), &["--trust", &deployment_public(&store)]);
         assert!(ok, "statement #{sequence}: {output}");
     }
     // The restatement posted nothing; November's entry carries the difference, so the ledger
@@ -328,7 +328,10 @@ fn acknowledged(stdout: &str) -> (u64, u64) {
     })
 }
 
-fn crash_safety(store: &TestStore) {
+/// `fresh` makes a store of the kind under test: the uninterrupted run that times the kills runs
+/// on one of the same kind, so the kills fall within that store's own timing.
+fn crash_safety(fresh: impl Fn() -> TestStore) {
+    let store = &fresh();
     store.register();
     let total = 60_000u64;
     let batch = 2_000u64;
@@ -341,7 +344,7 @@ fn crash_safety(store: &TestStore) {
     // and however short the storing part of a run has become.
     let (sequential, first_commit, duration) = {
         use std::io::BufRead as _;
-        let fresh = TestStore::sqlite();
+        let fresh = fresh();
         fresh.register();
         let started = std::time::Instant::now();
         let mut child =
@@ -420,12 +423,12 @@ fn crash_safety(store: &TestStore) {
 
 #[test]
 fn acknowledged_batches_survive_sigkill_sqlite() {
-    crash_safety(&TestStore::sqlite());
+    crash_safety(TestStore::sqlite);
 }
 
 #[test]
 fn acknowledged_batches_survive_sigkill_postgres() {
-    crash_safety(&TestStore::postgres("crash"));
+    crash_safety(|| TestStore::postgres("crash"));
 }
 
 fn concurrent_ingesters(store: &TestStore) {
@@ -634,10 +637,19 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The deployment's public key file `init` wrote: what a verifier is handed.
+fn deployment_public(store: &TestStore) -> String {
+    store.dir.path().join("data/deployment.key.pub").display().to_string()
+}
+
 fn bundle_verifies(store: &TestStore) {
     let bundle = signed_example(store);
+    // Checked against its own keys only, a bundle is not anchored: not a pass.
     let (ok, output) = verify(&bundle, &[]);
+    assert!(!ok && output.contains("not anchored") && !output.contains("mismatch"), "{output}");
+    let (ok, output) = verify(&bundle, &["--trust", &deployment_public(store)]);
     assert!(ok, "{output}");
+    assert!(output.contains("anchored to") && output.contains("(named with --trust)"), "{output}");
     assert!(output.contains("recomputes byte for byte from 6 records in 1 logged batches (1 signed by the host)"), "{output}");
     assert!(output.contains("countersigned by the host"), "{output}");
     // The statement in the bundle is the stored one.
@@ -685,7 +697,7 @@ fn every_tampered_byte_of_a_bundle_fails_verification_and_is_named() {
             let mut bytes = original.clone();
             bytes[at] ^= 0x01;
             std::fs::write(tampered_dir.join(name), &bytes).expect("write");
-            let (ok, output) = verify(&tampered_dir, &[]);
+            let (ok, output) = verify(&tampered_dir, &["--trust", &deployment_public(&store)]);
             assert!(!ok, "changing byte {at} of {name} went unnoticed:\n{output}");
             assert!(
                 called.iter().any(|c| output.contains(c)),
@@ -779,16 +791,18 @@ fn keys_are_private_and_rotation_keeps_old_statements_verifiable() {
     // A bundle exported after the rotation carries both keys and still verifies.
     let again = store.dir.path().join("bundle-after-rotation");
     store.ok(&["statement", "export", "--agreement", AGREEMENT_ID, "--period", "2026-10", "--bundle", &again.display().to_string()]);
-    let (ok, output) = verify(&again, &[]);
-    assert!(ok, "{output}");
+    // Trust follows rotations forward: the new key alone does not vouch for the statement the
+    // old key signed before the rotation.
+    let (ok, output) = verify(&again, &["--trust", &deployment_public(&store)]);
+    assert!(!ok && output.contains("signatures.json: expected a valid signature of the statement by a trusted deployment key"), "{output}");
     let keys: serde_json::Value = serde_json::from_slice(&std::fs::read(again.join("keys.json")).expect("keys")).expect("JSON");
     assert_eq!(keys["deployment"].as_array().map(Vec::len), Some(2));
-    // Pinning the old key: the new checkpoint is not signed by it.
+    // Trusting the old key: the new checkpoint's key is reached by the rotation it signed.
     let old_public = store.path("old.pub");
     let old_key = revshare_core::note::SignerKey::parse(before.trim()).expect("the old key");
     std::fs::write(&old_public, old_key.verifier().to_text()).expect("write");
     let (ok, output) = verify(&again, &["--trust", &old_public]);
-    assert!(!ok && output.contains("checkpoint"), "{output}");
+    assert!(ok && output.contains("rotated to at leaf"), "{output}");
     let (ok, output) = verify(&bundle, &["--trust", &old_public]);
     assert!(ok, "the bundle from before the rotation verifies with the old key: {output}");
 }
@@ -833,7 +847,10 @@ fn a_log_rewritten_behind_a_checkpoint_fails_the_consistency_check() {
         dir
     };
     let (ok, output) = verify(&rewritten, &[]);
-    assert!(ok, "on its own the rewritten log is well formed: {output}");
+    assert!(
+        !ok && output.contains("not anchored") && !output.contains("mismatch"),
+        "on its own the rewritten log is well formed: {output}"
+    );
     let (ok, output) = verify(&rewritten, &["--since", &seen]);
     assert!(!ok && output.contains("since checkpoint"), "{output}");
 }
@@ -930,6 +947,14 @@ fn disputes_are_answered_decided_and_carried_into_the_next_statement() {
     assert_eq!(states, ["open", "rejected", "escalated", "decided"]);
     assert_eq!((shown["adjustment"].as_str(), shown["history"][3]["party"].as_str()), (Some("1.00"), Some("judge")));
 
+    // October's bundle, whose checkpoint the host keeps.
+    let october = store.path("october");
+    store.ok(&["statement", "export", "--agreement", "meridian-northwind", "--period", "2026-10", "--bundle", &october]);
+    let log: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(Path::new(&october).join("log.json")).expect("log.json")).expect("JSON");
+    let kept = store.path("october.checkpoint");
+    std::fs::write(&kept, log["checkpoint"].as_str().expect("a checkpoint")).expect("write");
+
     let november: serde_json::Value =
         serde_json::from_str(&store.ok(&["close", "--agreement", "meridian-northwind", "--period", "2026-11", "--format", "json"]))
             .expect("JSON");
@@ -946,8 +971,11 @@ fn disputes_are_answered_decided_and_carried_into_the_next_statement() {
     // does not verify, naming the adjustment.
     let dir = store.path("november");
     store.ok(&["statement", "export", "--agreement", "meridian-northwind", "--period", "2026-11", "--bundle", &dir]);
-    let (ok, output) = verify(Path::new(&dir), &[]);
+    let (ok, output) = verify(Path::new(&dir), &["--trust", &deployment_public(&store)]);
     assert!(ok && output.contains("2 dispute adjustment(s) resolved as logged"), "{output}");
+    // What the host kept from last month anchors this month's bundle on its own.
+    let (ok, output) = verify(Path::new(&dir), &["--since", &kept]);
+    assert!(ok && output.contains("before the kept checkpoint"), "{output}");
     let log_file = Path::new(&dir).join("log.json");
     let mut log: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&log_file).expect("log.json")).expect("JSON");
     let leaves = log["leaves"].as_array_mut().expect("leaves");
@@ -957,7 +985,7 @@ fn disputes_are_answered_decided_and_carried_into_the_next_statement() {
         .expect("the decision is bundled");
     leaves.remove(decision);
     std::fs::write(&log_file, serde_json::to_vec_pretty(&log).expect("JSON")).expect("write");
-    let (ok, output) = verify(Path::new(&dir), &[]);
+    let (ok, output) = verify(Path::new(&dir), &["--trust", &deployment_public(&store)]);
     assert!(!ok, "{output}");
     assert!(
         output.contains(

@@ -129,10 +129,24 @@ pub fn journal_leaf(reference: &str, kind: &str, agreement: &str, postings_diges
     }))
 }
 
-/// A public key registered for a party, or (`party` none) a signing key of the deployment, with
-/// the key it replaces when it is a rotation.
-pub fn key_leaf(party: Option<&str>, key: &str, replaces: Option<&str>) -> Result<Vec<u8>, CanonicalError> {
-    canonical::to_canonical(&json!({ "type": "key", "party": party, "key": key, "replaces": replaces }))
+/// What the key being replaced signs when a key is rotated: whose key (empty for the
+/// deployment's) and the new key's text. A rotation leaf carries this signature, so a verifier
+/// who trusts the old key can follow the chain to the new one, and no one without the old private
+/// key can add a key that a verifier would follow.
+pub fn rotation_message(party: Option<&str>, new_key: &str) -> Vec<u8> {
+    format!("revshare key rotation v1\n{}\n{new_key}\n", party.unwrap_or("")).into_bytes()
+}
+
+/// A public key registered for a party, or (`party` none) a signing key of the deployment. A
+/// rotation names the key it replaces and carries that key's signature of
+/// [`rotation_message`] (`rotation`: the replaced key's text and signature); a first key has
+/// `replaces` and `signature` null.
+pub fn key_leaf(party: Option<&str>, key: &str, rotation: Option<&Signed>) -> Result<Vec<u8>, CanonicalError> {
+    let (replaces, signature) = match rotation {
+        Some(signed) => (Some(signed.key.as_str()), Some(b64(&signed.signature))),
+        None => (None, None),
+    };
+    canonical::to_canonical(&json!({ "type": "key", "party": party, "key": key, "replaces": replaces, "signature": signature }))
 }
 
 /// Reads a leaf back as JSON, with its `type`.

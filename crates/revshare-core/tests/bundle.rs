@@ -1,9 +1,10 @@
 //! Offline verification of statement bundles (`revshare_core::bundle`): a bundle built with the
-//! real builders verifies clean, and flipping one byte of any part of it is reported, naming the
-//! part.
+//! real builders verifies clean, flipping one byte of any part of it is reported, naming the
+//! part, and nothing a bundle brings (keys, key leaves, checkpoints) stands in for what the
+//! verifier holds: forged bundles that agree with themselves are refused, each saying why.
 
 use revshare_core::agreement::parse_agreement;
-use revshare_core::bundle::{Bundle, Finding, Report, VerifyOptions, verify};
+use revshare_core::bundle::{Anchor, Bundle, Finding, Report, VerifyOptions, verify};
 use revshare_core::contribution::{Contribution, parse_contribution_line};
 use revshare_core::merkle::{self, Hash, MemoryCells, leaf_hash};
 use revshare_core::note::{Checkpoint, SignerKey, VerifierKey, sign_note};
@@ -74,6 +75,8 @@ fn contribution(line: &str) -> Contribution {
 /// the bundle again.
 struct Fixture {
     deployment: SignerKey,
+    /// The deployment key's public half, as a verifier obtained it.
+    trusted: VerifierKey,
     host: SignerKey,
     statement: Vec<u8>,
     agreement: String,
@@ -247,6 +250,7 @@ impl Fixture {
             keys,
             signatures,
             batches: vec![(BATCH_A, file_a), (BATCH_B, file_b)],
+            trusted: deployment.verifier(),
             deployment,
             host,
         }
@@ -278,8 +282,14 @@ impl Fixture {
         }
     }
 
+    /// Verifies the bundle trusting the deployment's first key, as a verifier handed it would.
     fn verify(&self) -> Report {
-        verify(&self.bundle(), &VerifyOptions::default())
+        verify(&self.bundle(), &self.trusting())
+    }
+
+    /// Options naming the deployment's first key with `--trust`.
+    fn trusting(&self) -> VerifyOptions<'_> {
+        VerifyOptions { trusted: std::slice::from_ref(&self.trusted), ..VerifyOptions::default() }
     }
 }
 
@@ -321,14 +331,17 @@ fn a_built_bundle_verifies_clean() {
 #[test]
 fn pinning_the_deployment_key() {
     let fixture = Fixture::new();
-    let trusted = fixture.deployment.verifier();
-    let report = verify(&fixture.bundle(), &VerifyOptions { since: None, trusted: Some(&trusted) });
+    let report = fixture.verify();
     assert!(report.ok(), "{:#?}", report.findings);
+    assert_eq!(report.anchor, Anchor::Anchored { key: fixture.trusted.to_text(), how: "named with --trust".to_owned() });
 
+    // A key that signed nothing here: the deployment's key in the log is a first key the
+    // verifier's trust does not reach.
     let stranger = signer(ORIGIN, 9).verifier();
-    let report = verify(&fixture.bundle(), &VerifyOptions { since: None, trusted: Some(&stranger) });
-    assert_names(&report, "keys.json deployment");
-    assert_names(&report, "log.json checkpoint");
+    let report = verify(&fixture.bundle(), &VerifyOptions { trusted: std::slice::from_ref(&stranger), ..VerifyOptions::default() });
+    assert!(!report.anchored());
+    assert_eq!(whats(&report), ["log.json checkpoint", "signatures.json[0]", "signatures.json"], "{:#?}", report.findings);
+    assert!(report.findings[0].found.contains("leaf 0 registers it as a first key"), "{}", report.findings[0]);
 }
 
 #[test]
@@ -336,7 +349,7 @@ fn a_changed_statement_is_named() {
     let fixture = Fixture::new();
     let mut bundle = fixture.bundle();
     flip_after(&mut bundle.statement, r#""net_payable":""#);
-    let report = verify(&bundle, &VerifyOptions::default());
+    let report = verify(&bundle, &fixture.trusting());
     assert_names(&report, "statement.json");
     assert_names(&report, "signatures.json[0]");
     assert_names(&report, "totals.net_payable");
@@ -349,7 +362,7 @@ fn a_changed_agreement_is_named() {
     let mut text = bundle.agreement.into_bytes();
     flip_after(&mut text, r#"customer_service = ["0."#);
     bundle.agreement = String::from_utf8(text).unwrap();
-    let report = verify(&bundle, &VerifyOptions::default());
+    let report = verify(&bundle, &fixture.trusting());
     assert_names(&report, "agreement.toml");
     assert_names(&report, "statement.json agreement.digest");
 }
@@ -360,7 +373,7 @@ fn a_changed_comment_in_the_agreement_is_named() {
     let mut bundle = fixture.bundle();
     // Whitespace changes nothing the agreement means, but the text is not the one registered.
     bundle.agreement = bundle.agreement.replacen("version = 2", "version  = 2", 1);
-    let report = verify(&bundle, &VerifyOptions::default());
+    let report = verify(&bundle, &fixture.trusting());
     assert_names(&report, "agreement.toml");
     assert!(report.findings.iter().all(|f| f.what == "agreement.toml"), "only the text differs: {:?}", report.findings);
 }
@@ -370,7 +383,7 @@ fn a_changed_record_is_named() {
     let fixture = Fixture::new();
     let mut bundle = fixture.bundle();
     flip_after(&mut bundle.records, r#""revenue":""#);
-    let report = verify(&bundle, &VerifyOptions::default());
+    let report = verify(&bundle, &fixture.trusting());
     // r-1's digest is in no batch now, and its line's amount changes.
     assert_names(&report, "records.jsonl:1");
     assert_names(&report, "line 1 (m-70b customer_service us)");
@@ -383,13 +396,13 @@ fn changed_aliases_are_named() {
     let fixture = Fixture::new();
     let mut bundle = fixture.bundle();
     bundle.aliases[0] ^= 1;
-    let report = verify(&bundle, &VerifyOptions::default());
+    let report = verify(&bundle, &fixture.trusting());
     assert_names(&report, "aliases.json");
 
     // A valid alias to another model moves r-2 into a line of its own.
     let mut bundle = fixture.bundle();
     flip_after(&mut bundle.aliases, r#""nw-llama-70b":"m-"#);
-    let report = verify(&bundle, &VerifyOptions::default());
+    let report = verify(&bundle, &fixture.trusting());
     assert_names(&report, "line (m-60b customer_service us)");
     assert_names(&report, "line 1 (m-70b customer_service us) records");
 }
@@ -477,9 +490,12 @@ fn changed_keys_are_named() {
     let mut text = fixture.deployment.verifier().to_text().into_bytes();
     flip_after(&mut text, "log.example+");
     fixture.keys["deployment"][0] = json!(String::from_utf8(text).unwrap());
+    // Trusting the key, the checkpoint still opens; checked against the bundle's keys only, it
+    // has no key left to open with.
     let report = fixture.verify();
     assert_names(&report, "keys.json deployment[0]");
     assert_names(&report, "keys.json deployment");
+    let report = verify(&fixture.bundle(), &VerifyOptions::default());
     assert_names(&report, "log.json checkpoint");
 
     // A key that parses but was never logged.
@@ -497,14 +513,14 @@ fn records_out_of_order_are_named() {
     lines.swap(1, 2);
     let records = lines.join(&b'\n');
     bundle.records = records;
-    let report = verify(&bundle, &VerifyOptions::default());
+    let report = verify(&bundle, &fixture.trusting());
     assert_eq!(whats(&report), ["records.jsonl:3"], "{:#?}", report.findings);
 
     // A record sent twice is a resend the bundle must not hold.
     let mut bundle = fixture.bundle();
     let first = bundle.records.split(|&b| b == b'\n').next().unwrap().to_vec();
     bundle.records.extend_from_slice(&first);
-    let report = verify(&bundle, &VerifyOptions::default());
+    let report = verify(&bundle, &fixture.trusting());
     assert_names(&report, "records.jsonl:6");
     assert_names(&report, "inputs.records");
 }
@@ -558,40 +574,42 @@ fn adjustments_are_taken_as_given() {
 fn since_an_earlier_checkpoint() {
     let fixture = Fixture::new();
     let bundle = fixture.bundle();
-    let report = verify(&bundle, &VerifyOptions { since: Some(&fixture.earlier), trusted: None });
+    let report = verify(&bundle, &VerifyOptions { since: Some(&fixture.earlier), ..VerifyOptions::default() });
     assert!(report.ok(), "{:#?}", report.findings);
     // The bundle's own checkpoint is trivially consistent with itself.
-    let report = verify(&bundle, &VerifyOptions { since: Some(&fixture.checkpoint), trusted: None });
+    let report = verify(&bundle, &VerifyOptions { since: Some(&fixture.checkpoint), ..VerifyOptions::default() });
     assert!(report.ok(), "{:#?}", report.findings);
 
     // A checkpoint of a size the bundle has no proof from.
     let mut cells = MemoryCells::from_leaves(&fixture.leaves[..4].iter().map(|d| leaf_hash(d)).collect::<Vec<_>>());
     let four = checkpoint_note(&fixture.deployment, &cells);
-    let report = verify(&bundle, &VerifyOptions { since: Some(&four), trusted: None });
-    assert_eq!(report.findings.len(), 1, "{:#?}", report.findings);
-    assert_eq!(report.findings[0].found, "no consistency proof from size 4 in the bundle");
+    let report = verify(&bundle, &VerifyOptions { since: Some(&four), ..VerifyOptions::default() });
+    assert_eq!(whats(&report)[0], "log.json consistency", "{:#?}", report.findings);
+    assert!(report.findings[0].found.starts_with("no consistency proof from size 4 in the bundle; fetch one"), "{}", report.findings[0]);
+    assert!(!report.anchored(), "an unproven kept checkpoint anchors nothing");
 
     // A checkpoint of a log that was rewritten: same size as the earlier one, another leaf.
     cells.push(leaf_hash(&fixture.leaves[4]));
     cells.push(leaf_hash(b"{\"type\":\"contribution\",\"rewritten\":true}"));
     assert_eq!(cells.size(), EARLIER);
     let rewritten = checkpoint_note(&fixture.deployment, &cells);
-    let report = verify(&bundle, &VerifyOptions { since: Some(&rewritten), trusted: None });
-    assert_eq!(whats(&report), ["since checkpoint"], "{:#?}", report.findings);
+    let report = verify(&bundle, &VerifyOptions { since: Some(&rewritten), ..VerifyOptions::default() });
+    assert_eq!(whats(&report)[0], "since checkpoint", "{:#?}", report.findings);
     assert!(report.findings[0].found.contains("does not extend"), "{}", report.findings[0]);
 
     // A since checkpoint signed by a key that is not the deployment's.
     let stranger = signer(ORIGIN, 9);
     let foreign = checkpoint_note(&stranger, &cells);
-    let report = verify(&bundle, &VerifyOptions { since: Some(&foreign), trusted: None });
-    assert_eq!(whats(&report), ["since checkpoint"], "{:#?}", report.findings);
+    let report = verify(&bundle, &VerifyOptions { since: Some(&foreign), ..VerifyOptions::default() });
+    assert_eq!(whats(&report)[0], "since checkpoint", "{:#?}", report.findings);
+    assert!(!report.anchored());
 }
 
 #[test]
 fn a_bad_consistency_proof_in_the_bundle_is_named() {
     let mut fixture = Fixture::new();
     fixture.consistency[0][31] ^= 1;
-    let report = verify(&fixture.bundle(), &VerifyOptions { since: Some(&fixture.earlier), trusted: None });
+    let report = verify(&fixture.bundle(), &VerifyOptions { since: Some(&fixture.earlier), ..VerifyOptions::default() });
     assert_names(&report, "log.json consistency[0]");
     assert_names(&report, "since checkpoint");
 }
@@ -614,11 +632,58 @@ fn many_bad_records_are_listed_up_to_a_limit() {
     let fixture = Fixture::new();
     let mut bundle = fixture.bundle();
     bundle.records = b"{}\n".repeat(150);
-    let report = verify(&bundle, &VerifyOptions::default());
+    let report = verify(&bundle, &fixture.trusting());
     let records = report.findings.iter().filter(|f| f.what.starts_with("records.jsonl:")).count();
-    assert_eq!(records, revshare_core::bundle::MAX_RECORD_FINDINGS);
+    assert_eq!(records, revshare_core::bundle::MAX_FINDINGS_PER_CATEGORY);
     let last = report.findings.iter().find(|f| f.what == "records.jsonl").unwrap();
     assert!(last.found.starts_with("50 more problems"), "{last}");
+}
+
+#[test]
+fn every_category_of_finding_is_capped() {
+    // 150 bad keys and 150 bad log leaves: each category lists 100 and counts the rest.
+    let mut fixture = Fixture::new();
+    fixture.keys["host"] = json!(vec!["not a key"; 150]);
+    let mut bundle = fixture.bundle();
+    let mut log: Value = serde_json::from_slice(&bundle.log).unwrap();
+    log["leaves"].as_array_mut().unwrap().extend(std::iter::repeat_n(json!({"index": "x"}), 150));
+    bundle.log = serde_json::to_vec(&log).unwrap();
+    let report = verify(&bundle, &fixture.trusting());
+    let max = revshare_core::bundle::MAX_FINDINGS_PER_CATEGORY;
+    for category in ["keys.json", "log.json"] {
+        let listed = report.findings.iter().filter(|f| f.what.starts_with(category) && !f.found.contains("more problems")).count();
+        assert_eq!(listed, max, "{category}");
+        let rest = report.findings.iter().find(|f| f.what == category && f.found.contains("more problems"));
+        // keys.json: the 150 keys; log.json: the 150 leaves, and the agreement and statement leaves
+        // that cannot be matched as the only ones of their kind are still found.
+        assert!(
+            rest.is_some_and(|f| f.found.ends_with(&format!("more problems, not listed (the first {max} are)"))),
+            "{category}: {rest:?}"
+        );
+        let more: usize = rest.unwrap().found.split(' ').next().unwrap().parse().unwrap();
+        assert!(more >= 150 - max, "{category}: {more}");
+    }
+}
+
+#[test]
+fn untrusted_text_is_escaped_and_shortened() {
+    // A record id that would clear a terminal and print a green "verified", and a very long one.
+    let fixture = Fixture::new();
+    let mut bundle = fixture.bundle();
+    let clearing = concat!(r#"{"id":"\u001b[2J\u001b[1;32m verified \u202e","host":"northwind"}"#, "\n");
+    let long = format!("{{\"id\":\"{}\"}}\n", "x".repeat(5000));
+    bundle.records = format!("{clearing}{long}").into_bytes();
+    let report = verify(&bundle, &fixture.trusting());
+    assert!(!report.ok());
+    for finding in &report.findings {
+        let text = finding.to_string();
+        assert!(!text.contains(['\u{1b}', '\u{202e}']), "raw control text in {text:?}");
+        for part in [&finding.what, &finding.expected, &finding.found] {
+            assert!(part.chars().count() <= revshare_core::bundle::MAX_FINDING_CHARS + 1, "{part:?}");
+        }
+    }
+    let first = report.findings.iter().find(|f| f.what == "records.jsonl:1").expect("a finding on line 1");
+    assert!(first.found.contains("\\u{1b}[2J") || first.expected.contains("\\u{1b}[2J"), "{first:?}");
 }
 
 #[test]
@@ -659,7 +724,7 @@ fn a_bundle_read_in_parts() {
     let sent: Vec<UsageRecord<'_>> = lines.iter().map(|l| parse_json_line(l.as_bytes()).unwrap()).collect();
     let fixture = Fixture::build(&sent, |_| {});
     let bundle = fixture.bundle();
-    let report = verify(&bundle, &VerifyOptions::default());
+    let report = verify(&bundle, &fixture.trusting());
     assert!(report.ok(), "{:#?}", report.findings);
     assert_eq!(report.checked.records, 40_000);
     assert!(report.checked.recomputed);
@@ -678,7 +743,7 @@ fn a_bundle_read_in_parts() {
     let (a, b) = ((first_part_lines - 1) * line_len, first_part_lines * line_len);
     let (left, right) = swapped.records.split_at_mut(b);
     left[a..].swap_with_slice(&mut right[..line_len]);
-    let report = verify(&swapped, &VerifyOptions::default());
+    let report = verify(&swapped, &fixture.trusting());
     assert_eq!(whats(&report), [format!("records.jsonl:{}", first_part_lines + 1)], "{:#?}", report.findings);
     assert_eq!(report.checked.records, 39_999);
 
@@ -686,6 +751,192 @@ fn a_bundle_read_in_parts() {
     let mut broken = bundle.clone();
     let at = (39_000 * line_len) + 2;
     broken.records[at] = b'X';
-    let report = verify(&broken, &VerifyOptions::default());
+    let report = verify(&broken, &fixture.trusting());
     assert_names(&report, "records.jsonl:39001");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trust anchors (SPEC §7): nothing the bundle brings stands in for what the verifier holds.
+
+impl Fixture {
+    /// The log extended by `extra` leaves, as a forger (or an honest rotation) would: every leaf
+    /// listed with its proof at the new size, the checkpoint signed by `signer`, and the old
+    /// checkpoint carried with its consistency proof to the new one. Returns the old checkpoint.
+    fn extend(&mut self, extra: Vec<Vec<u8>>, signer: &SignerKey) -> String {
+        let old = std::mem::take(&mut self.checkpoint);
+        let old_size = u64::try_from(self.leaves.len()).unwrap();
+        self.leaves.extend(extra);
+        let mut cells = MemoryCells::from_leaves(&self.leaves.iter().map(|d| leaf_hash(d)).collect::<Vec<_>>());
+        let size = cells.size();
+        self.checkpoint = checkpoint_note(signer, &cells);
+        self.listed = (0..size).map(|i| (i, merkle::inclusion_proof(&mut cells, i, size).unwrap())).collect();
+        self.consistency = merkle::consistency_proof(&mut cells, old_size, size).unwrap();
+        self.earlier = old.clone();
+        old
+    }
+
+    /// Lists a deployment key in keys.json and signs the statement with it.
+    fn sign_as_deployment(&mut self, key: &SignerKey) {
+        self.keys["deployment"].as_array_mut().unwrap().push(json!(key.verifier().to_text()));
+        let digest = revshare_core::canonical::digest(&self.statement);
+        self.signatures.push(Signed { key: key.verifier().to_text(), signature: key.sign(&statement_message(&digest)) });
+    }
+}
+
+/// A deployment key leaf that rotates `from` to `to`, signed by `by`.
+fn rotation_leaf(from: &SignerKey, to: &SignerKey, by: &SignerKey) -> Vec<u8> {
+    let new = to.verifier().to_text();
+    let endorsement = Signed { key: from.verifier().to_text(), signature: by.sign(&transparency::rotation_message(None, &new)) };
+    transparency::key_leaf(None, &new, Some(&endorsement)).unwrap()
+}
+
+/// The finding on the bundle's checkpoint, which must be there.
+#[track_caller]
+fn checkpoint_finding(report: &Report) -> &Finding {
+    assert!(!report.anchored());
+    report
+        .findings
+        .iter()
+        .find(|f| f.what == "log.json checkpoint")
+        .unwrap_or_else(|| panic!("no checkpoint finding in {:#?}", report.findings))
+}
+
+#[test]
+fn a_bundle_checked_only_against_its_own_keys_is_not_anchored() {
+    let fixture = Fixture::new();
+    let report = verify(&fixture.bundle(), &VerifyOptions::default());
+    assert!(report.findings.is_empty(), "{:#?}", report.findings);
+    assert_eq!(report.anchor, Anchor::NotAnchored);
+    assert!(!report.ok(), "agreeing with itself is not a pass");
+    assert!(report.checked.recomputed);
+}
+
+#[test]
+fn a_self_registered_deployment_key_is_refused() {
+    // The forgery of the issue: the genuine log up to a real checkpoint, then a key leaf
+    // registering a new "deployment" key, and a checkpoint and statement signature by that key,
+    // with a consistency proof from the genuine checkpoint.
+    let mut fixture = Fixture::new();
+    let forger = signer(ORIGIN, 66);
+    let leaf = transparency::key_leaf(None, &forger.verifier().to_text(), None).unwrap();
+    let genuine = fixture.extend(vec![leaf], &forger);
+    fixture.sign_as_deployment(&forger);
+    let bundle = fixture.bundle();
+
+    // Kept checkpoint: the key leaf is after it.
+    let report = verify(&bundle, &VerifyOptions { since: Some(&genuine), ..VerifyOptions::default() });
+    let finding = checkpoint_finding(&report);
+    assert!(finding.found.starts_with(&format!("signed by {}", forger.verifier().to_text())), "{finding}");
+    assert!(finding.found.contains("leaf 12 registers it as a first key"), "{finding}");
+    // A trusted key: the forger's key is no rotation of it.
+    let report = verify(&bundle, &fixture.trusting());
+    assert!(checkpoint_finding(&report).found.contains("leaf 12 registers it as a first key"), "{:#?}", report.findings);
+    // Without either, the forgery agrees with itself, and that is all that is said for it.
+    let report = verify(&bundle, &VerifyOptions::default());
+    assert!(report.findings.is_empty() && !report.ok(), "{:#?}", report.findings);
+}
+
+#[test]
+fn a_rotation_not_signed_by_its_predecessor_is_refused() {
+    let mut fixture = Fixture::new();
+    let forger = signer(ORIGIN, 66);
+    // Names the genuine key as the one replaced, but signs the rotation with the new key itself.
+    let leaf = rotation_leaf(&fixture.deployment, &forger, &forger);
+    fixture.extend(vec![leaf], &forger);
+    fixture.sign_as_deployment(&forger);
+    let report = fixture.verify();
+    let finding = checkpoint_finding(&report);
+    assert!(finding.found.contains("its signature does not verify with that key"), "{finding}");
+
+    // A rotation from a key nobody trusts: the chain does not reach it.
+    let mut fixture = Fixture::new();
+    let (other, forger) = (signer(ORIGIN, 65), signer(ORIGIN, 66));
+    fixture.extend(vec![rotation_leaf(&other, &forger, &other)], &forger);
+    fixture.sign_as_deployment(&forger);
+    let report = fixture.verify();
+    assert!(checkpoint_finding(&report).found.contains("a key the verifier's trust does not reach"), "{:#?}", report.findings);
+}
+
+#[test]
+fn a_chain_of_signed_rotations_is_followed() {
+    let mut fixture = Fixture::new();
+    let (second, third) = (signer(ORIGIN, 21), signer(ORIGIN, 22));
+    let leaves = vec![rotation_leaf(&fixture.deployment, &second, &fixture.deployment), rotation_leaf(&second, &third, &second)];
+    let genuine = fixture.extend(leaves, &third);
+    for key in [&second, &third] {
+        fixture.keys["deployment"].as_array_mut().unwrap().push(json!(key.verifier().to_text()));
+    }
+    let report = fixture.verify();
+    assert!(report.ok(), "{:#?}", report.findings);
+    let how = format!("rotated to at leaf 13, signed by {}", second.verifier().to_text());
+    assert_eq!(report.anchor, Anchor::Anchored { key: third.verifier().to_text(), how });
+    // From a kept checkpoint: the first key is in the log before it, and the chain follows.
+    let report = verify(&fixture.bundle(), &VerifyOptions { since: Some(&genuine), ..VerifyOptions::default() });
+    assert!(report.ok(), "{:#?}", report.findings);
+    // Trust follows rotations forward only: trusting the last key anchors the checkpoint, but the
+    // statement, signed before the rotations, is by a key that trust does not reach.
+    let third_public = third.verifier();
+    let report = verify(&fixture.bundle(), &VerifyOptions { trusted: std::slice::from_ref(&third_public), ..VerifyOptions::default() });
+    assert!(report.anchored());
+    assert_eq!(whats(&report), ["signatures.json[0]", "signatures.json"], "{:#?}", report.findings);
+}
+
+#[test]
+fn a_checkpoint_of_another_log_or_a_split_view_anchors_nothing() {
+    let fixture = Fixture::new();
+    let bundle = fixture.bundle();
+    let cells = MemoryCells::from_leaves(&fixture.leaves.iter().map(|d| leaf_hash(d)).collect::<Vec<_>>());
+    // Another log's checkpoint, signed by the same key.
+    let body = Checkpoint { origin: "other.example".to_owned(), size: cells.size(), root: cells.root(), extensions: Vec::new() }.body();
+    let other = sign_note(&body, &[&fixture.deployment]).unwrap();
+    let report = verify(&bundle, &VerifyOptions { since: Some(&other), ..VerifyOptions::default() });
+    assert_eq!(whats(&report)[0], "since checkpoint origin", "{:#?}", report.findings);
+    checkpoint_finding(&report);
+    // A split view: a checkpoint of the same size as the bundle's, over another last leaf.
+    let mut leaves: Vec<Hash> = fixture.leaves.iter().map(|d| leaf_hash(d)).collect();
+    *leaves.last_mut().unwrap() = leaf_hash(b"{\"type\":\"journal_entry\",\"other\":true}");
+    let split = checkpoint_note(&fixture.deployment, &MemoryCells::from_leaves(&leaves));
+    let report = verify(&bundle, &VerifyOptions { since: Some(&split), ..VerifyOptions::default() });
+    assert_eq!(whats(&report)[0], "since checkpoint", "{:#?}", report.findings);
+    assert!(report.findings[0].expected.contains("at the same size 12"), "{}", report.findings[0]);
+    checkpoint_finding(&report);
+}
+
+#[test]
+fn swapped_keys_are_named() {
+    let mut fixture = Fixture::new();
+    fixture.keys = json!({ "deployment": [fixture.host.verifier().to_text()], "host": [fixture.deployment.verifier().to_text()] });
+    let report = fixture.verify();
+    assert!(!report.ok());
+    assert_names(&report, "keys.json deployment[0]");
+    assert_names(&report, "keys.json host[0]");
+}
+
+#[test]
+fn a_kept_checkpoint_with_a_fetched_consistency_proof() {
+    let fixture = Fixture::new();
+    let bundle = fixture.bundle();
+    let mut cells = MemoryCells::from_leaves(&fixture.leaves.iter().map(|d| leaf_hash(d)).collect::<Vec<_>>());
+    let size = cells.size();
+    let four = checkpoint_note(
+        &fixture.deployment,
+        &MemoryCells::from_leaves(&fixture.leaves[..4].iter().map(|d| leaf_hash(d)).collect::<Vec<_>>()),
+    );
+    let proof = |from: u64, to: u64, cells: &mut MemoryCells| {
+        let hashes: Vec<String> = merkle::consistency_proof(cells, from, to).unwrap().iter().map(|h| b64(h)).collect();
+        let root = |n: u64| {
+            b64(&MemoryCells::from_leaves(&fixture.leaves[..usize::try_from(n).unwrap()].iter().map(|d| leaf_hash(d)).collect::<Vec<_>>())
+                .root())
+        };
+        json!({ "from": from, "to": to, "from_root": root(from), "to_root": root(to), "consistency_proof": hashes }).to_string()
+    };
+    // What `revshare log consistency --from 4 --to 12` prints.
+    let fetched = proof(4, size, &mut cells);
+    let report = verify(&bundle, &VerifyOptions { since: Some(&four), consistency: Some(&fetched), ..VerifyOptions::default() });
+    assert!(report.ok(), "{:#?}", report.findings);
+    // A proof to another size is named, and anchors nothing.
+    let wrong = proof(4, size - 1, &mut cells);
+    let report = verify(&bundle, &VerifyOptions { since: Some(&four), consistency: Some(&wrong), ..VerifyOptions::default() });
+    assert_eq!(whats(&report)[0], "--consistency to", "{:#?}", report.findings);
+    checkpoint_finding(&report);
 }

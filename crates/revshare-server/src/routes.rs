@@ -179,6 +179,7 @@ pub(crate) fn api(auth: Option<AppState>) -> (axum::Router<AppState>, utoipa::op
         .routes(routes!(checkpoint))
         .routes(routes!(inclusion))
         .routes(routes!(consistency))
+        .routes(routes!(keys))
         // The registry (`registry.rs`) and statement bundles (`export.rs`).
         .routes(routes!(crate::registry::post_party))
         .routes(routes!(crate::registry::get_party))
@@ -531,6 +532,56 @@ pub(crate) async fn balances(State(state): State<AppState>, Extension(caller): E
         })
         .await?;
     Ok(Json(BalanceList { balances: debts }))
+}
+
+/// A registered public key: the deployment's (`party` null) or a party's, with its log leaf.
+#[derive(Serialize, ToSchema)]
+pub struct KeyEntry {
+    /// The owner; null for the deployment's signing keys.
+    pub party: Option<String>,
+    /// The verifier key (`<name>+<key id>+<base64>`), as `revshare verify --trust` reads it.
+    pub key: String,
+    /// The key's leaf in the log: a rotation's leaf carries the replaced key's signature.
+    pub leaf: u64,
+    /// The deployment key it replaced, for a rotation.
+    pub replaces: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyList {
+    /// The deployment's keys oldest first (the last signs now), then the caller's own keys.
+    pub keys: Vec<KeyEntry>,
+}
+
+/// The deployment's key history and the caller's own keys. Other parties' keys are theirs to
+/// show. A verifier should still obtain its first trusted key by a channel of its own.
+#[utoipa::path(get, path = "/keys", tag = "log", responses((status = 200, body = KeyList), (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(crate) async fn keys(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<Json<KeyList>, Problem> {
+    let keys = state
+        .run(move |store, _| {
+            let registered = store.keys()?;
+            let mut previous: Option<String> = None;
+            let mut deployment = Vec::new();
+            let mut own = Vec::new();
+            for key in registered {
+                let text = key.key.to_text();
+                match key.party {
+                    None => {
+                        let replaces = previous.replace(text.clone());
+                        deployment.push(KeyEntry { party: None, key: text, leaf: key.leaf, replaces });
+                    }
+                    Some(party) if party == caller.party.as_str() => {
+                        own.push(KeyEntry { party: Some(party), key: text, leaf: key.leaf, replaces: None })
+                    }
+                    Some(_) => {}
+                }
+            }
+            deployment.extend(own);
+            Ok(deployment)
+        })
+        .await?;
+    Ok(Json(KeyList { keys }))
 }
 
 /// A fresh checkpoint of the log (a C2SP signed note), signed by the deployment key and kept.

@@ -1113,6 +1113,17 @@ fn the_registry_is_written_by_its_owners_and_read_in_scope(db: &dyn TestDb) {
             assert_eq!(party.status, 200, "{}", String::from_utf8_lossy(&party.bytes));
             assert_eq!(party.json()["keys"], json!([host_key().verifier().to_text()]));
         }
+        // The key history: the deployment's keys for everyone, each party's own keys to itself.
+        let keys_of = |listed: Value| -> Vec<String> {
+            listed["keys"].as_array().expect("keys").iter().map(|k| k["key"].as_str().expect("a key").to_owned()).collect()
+        };
+        let deployment = deployment_key().verifier().to_text();
+        let own = api.get("/v1/keys", Some(&tokens.northwind)).await.json();
+        assert_eq!(keys_of(own.clone()), [deployment.clone(), host_key().verifier().to_text()], "{own}");
+        assert_eq!(own["keys"][0]["party"], Value::Null);
+        let other = api.get("/v1/keys", Some(&tokens.southwind)).await;
+        assert_eq!(keys_of(other.json()), [deployment]);
+        assert!(!String::from_utf8_lossy(&other.bytes).contains("northwind"), "another host's key is not shown");
         api.get("/v1/parties/eastwind", Some(&tokens.northwind)).await.problem(404);
         api.get("/v1/parties/Not%20An%20Id", Some(&tokens.auditor)).await.problem(400);
 
@@ -1238,7 +1249,8 @@ fn a_bundle_fetched_over_http_verifies_offline(db: &dyn TestDb) {
         assert_eq!((reply.status, reply.content_type.as_str()), (200, "application/x-tar"), "{}", String::from_utf8_lossy(&reply.bytes));
         let bundle = unpack_bundle(&reply.bytes, dir.path());
         let trusted = deployment_key().verifier();
-        let report = revshare_core::bundle::verify(&bundle, &revshare_core::bundle::VerifyOptions { since: None, trusted: Some(&trusted) });
+        let options = revshare_core::bundle::VerifyOptions { trusted: std::slice::from_ref(&trusted), ..Default::default() };
+        let report = revshare_core::bundle::verify(&bundle, &options);
         assert!(report.ok(), "the bundle verifies: {:?}", report.findings);
         assert_eq!(report.checked.records, 6, "October's records");
         let stored = api.with_store(|store| store.statement(&agreement_id(), october()).expect("read").expect("closed")).await;

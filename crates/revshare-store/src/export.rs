@@ -8,9 +8,12 @@
 //! counted, and the keys. The records are those of the month stored before the statement was
 //! finalised (a record's batch leaf comes before the statement's leaf; the log orders every
 //! write); later ones are late records, which a restatement counts. Consistency is proven from
-//! the checkpoints the host holds: each batch's receipt carries the first checkpoint that includes
-//! the batch (every checkpoint ever kept would grow without bound). Writing the files is the
-//! caller's: a directory for the CLI, a tar archive for the server (`Bundle::files`).
+//! the checkpoints its parties may hold: each batch's receipt carries the first checkpoint that
+//! includes the batch, and every bundle of the agreement is exported under a checkpoint recorded
+//! for it (`bundle_checkpoints`), from which every later bundle of the agreement carries a proof,
+//! so last month's bundle's checkpoint works with `verify --since` (every checkpoint ever kept
+//! would grow without bound). Writing the files is the caller's: a directory for the CLI, a tar
+//! archive for the server (`Bundle::files`).
 
 use std::collections::BTreeMap;
 
@@ -93,6 +96,7 @@ pub fn bundle<S: Store + ?Sized>(
     let id = statement.agreement_id.clone();
     let version = statement.agreement_version;
     let (size, _, note) = checkpoint(store, key, now)?;
+    store.add_bundle_checkpoint(&id, size)?;
 
     // The leaves the bundle proves: the statement, its agreement version, the contributions
     // logged before it, the batches of its records and the keys.
@@ -163,12 +167,15 @@ pub fn bundle<S: Store + ?Sized>(
         let proof = store.inclusion_proof(*index, size)?;
         proven.push(json!({ "index": index, "data": String::from_utf8_lossy(data), "proof": hashes(&proof) }));
     }
+    // The checkpoints its parties may hold: each batch's receipt's, and every earlier bundle's of
+    // the agreement (last month's, say).
     let mut held: BTreeMap<u64, String> = BTreeMap::new();
     for &batch in &batches {
         if let Some((from, note)) = store.checkpoint_including(batch)?.filter(|(from, _)| *from < size) {
             held.insert(from, note);
         }
     }
+    held.extend(store.bundle_checkpoints(&id)?.into_iter().filter(|(from, _)| *from > 0 && *from < size));
     let mut consistency = Vec::new();
     for (from, from_note) in held {
         consistency.push(json!({ "from": from_note, "proof": hashes(&store.consistency_proof(from, size)?) }));

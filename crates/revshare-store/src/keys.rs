@@ -1,10 +1,13 @@
 //! Public keys: the parties' (a host signs its usage batches and countersigns statements) and the
 //! deployment's (it signs checkpoints, receipts and statements). Registering one appends a `key`
-//! leaf to the log; a deployment key registered after another is a rotation and its leaf names the
-//! key it replaces. Keys are never removed, so every signature ever made can still be checked.
+//! leaf to the log. The deployment's first key is registered by whoever holds the store (the
+//! operator); every later one is a rotation, accepted only with the current key's signature of
+//! the new one, which its leaf carries: that chain is what lets a verifier who trusts one key
+//! trust its successors, and nothing else (SPEC §7). Keys are never removed, so every signature
+//! ever made can still be checked.
 
 use revshare_core::note::VerifierKey;
-use revshare_core::transparency::key_leaf;
+use revshare_core::transparency::{Signed, key_leaf, rotation_message};
 
 use crate::error::StoreError;
 use crate::log::{self, LogLeaf};
@@ -40,11 +43,45 @@ pub(crate) fn add(sql: &mut impl Sql, party: Option<&str>, key: &VerifierKey) ->
         let owner = owner.map_or_else(|| "the deployment".to_owned(), |p| format!("party {p}"));
         return Err(StoreError::Signature(format!("key {text} is already registered for {owner}; a key belongs to one owner")));
     }
-    let replaces = match party {
-        Some(_) => None,
-        None => deployment(sql)?.last().map(|k| k.key.to_text()),
-    };
-    let data = key_leaf(party, &text, replaces.as_deref()).map_err(|e| StoreError::Log(e.to_string()))?;
+    if party.is_none()
+        && let Some(current) = deployment(sql)?.last()
+    {
+        return Err(StoreError::Signature(format!(
+            "the deployment already has the signing key {}; a new one replaces it by a rotation signed with it (`revshare keys rotate`)",
+            current.key.to_text()
+        )));
+    }
+    append(sql, party, key, None)
+}
+
+/// Replaces the deployment's current key with `key`, endorsed by the current key's signature.
+pub(crate) fn rotate(sql: &mut impl Sql, key: &VerifierKey, endorsement: &Signed) -> Result<u64, StoreError> {
+    let text = key.to_text();
+    let current = deployment(sql)?.pop().ok_or_else(|| {
+        StoreError::Signature("the deployment has no signing key to rotate; `revshare init` registers the first".to_owned())
+    })?;
+    if current.key == *key {
+        return Err(StoreError::Signature(format!("{text} is already the deployment's current key")));
+    }
+    let endorsed =
+        endorsement.key == current.key.to_text() && current.key.verify(&rotation_message(None, &text), &endorsement.signature).is_ok();
+    if !endorsed {
+        return Err(StoreError::Signature(format!(
+            "a rotation to {text} must be signed by the current deployment key {}; the signature given is by {} and does not verify with it",
+            current.key.to_text(),
+            endorsement.key
+        )));
+    }
+    if first(sql, "SELECT leaf FROM signing_keys WHERE key = $1", &[Param::Text(&text)], |row| row.int(0))?.is_some() {
+        return Err(StoreError::Signature(format!("key {text} is already registered; a rotation brings a new key")));
+    }
+    append(sql, None, key, Some(endorsement))
+}
+
+/// Logs a key's leaf and records it.
+fn append(sql: &mut impl Sql, party: Option<&str>, key: &VerifierKey, rotation: Option<&Signed>) -> Result<u64, StoreError> {
+    let text = key.to_text();
+    let data = key_leaf(party, &text, rotation).map_err(|e| StoreError::Log(e.to_string()))?;
     let subject = format!("key:{}", party.unwrap_or(""));
     let leaf = log::append(sql, &[LogLeaf::new("key", subject, data)])?;
     let leaf_column = i64::try_from(leaf).map_err(|_| StoreError::Log(format!("the log is full at {leaf} leaves")))?;

@@ -192,9 +192,18 @@ pub trait Store {
     /// The first kept checkpoint that includes leaf `index` (the one a batch's receipt carries,
     /// as receipts are signed right after their batch commits).
     fn checkpoint_including(&mut self, index: u64) -> Result<Option<(u64, String)>, StoreError>;
-    /// Registers a public key of a party, or (`None`) a signing key of the deployment, which
-    /// replaces the previous one (a rotation); both are logged. Returns the key's leaf.
+    /// Records that a bundle of `agreement` was exported under the kept checkpoint of `size`.
+    fn add_bundle_checkpoint(&mut self, agreement: &AgreementId, size: u64) -> Result<(), StoreError>;
+    /// The kept checkpoints (size, note) that bundles of `agreement` were exported under, by size.
+    fn bundle_checkpoints(&mut self, agreement: &AgreementId) -> Result<Vec<(u64, String)>, StoreError>;
+    /// Registers a public key of a party, or (`None`) the deployment's first signing key; logged.
+    /// A deployment key when another is registered is refused: that is a rotation
+    /// ([`Store::rotate_deployment_key`]). Returns the key's leaf.
     fn add_key(&mut self, party: Option<&PartyId>, key: &VerifierKey) -> Result<u64, StoreError>;
+    /// Replaces the deployment's signing key: `endorsement` is the current key's signature of
+    /// [`revshare_core::transparency::rotation_message`] for `key`, checked here and logged with
+    /// it, so a verifier who trusts the old key can follow it to the new one. Returns the leaf.
+    fn rotate_deployment_key(&mut self, key: &VerifierKey, endorsement: &Signed) -> Result<u64, StoreError>;
     /// Every registered key, in the order registered.
     fn keys(&mut self) -> Result<Vec<RegisteredKey>, StoreError>;
     /// A logged usage batch: its digest and the sorted digests of its distinct records as sent.
@@ -496,12 +505,24 @@ impl<B: Backend> Store for B {
         transaction(self, Access::Read, |sql| log::checkpoint_including(sql, index))
     }
 
+    fn add_bundle_checkpoint(&mut self, agreement: &AgreementId, size: u64) -> Result<(), StoreError> {
+        transaction(self, Access::Write, |sql| log::add_bundle_checkpoint(sql, agreement.as_str(), size))
+    }
+
+    fn bundle_checkpoints(&mut self, agreement: &AgreementId) -> Result<Vec<(u64, String)>, StoreError> {
+        transaction(self, Access::Read, |sql| log::bundle_checkpoints(sql, agreement.as_str()))
+    }
+
     fn checkpoints(&mut self) -> Result<Vec<(u64, String)>, StoreError> {
         transaction(self, Access::Read, |sql| log::checkpoints(sql))
     }
 
     fn add_key(&mut self, party: Option<&PartyId>, key: &VerifierKey) -> Result<u64, StoreError> {
         transaction(self, Access::Write, |sql| keys::add(sql, party.map(PartyId::as_str), key))
+    }
+
+    fn rotate_deployment_key(&mut self, key: &VerifierKey, endorsement: &Signed) -> Result<u64, StoreError> {
+        transaction(self, Access::Write, |sql| keys::rotate(sql, key, endorsement))
     }
 
     fn keys(&mut self) -> Result<Vec<RegisteredKey>, StoreError> {

@@ -257,6 +257,26 @@ pub(crate) fn add_checkpoint(sql: &mut impl Sql, size: u64, note: &str) -> Resul
     Ok(())
 }
 
+/// Records that a bundle of `agreement` was exported under the kept checkpoint of `size`.
+pub(crate) fn add_bundle_checkpoint(sql: &mut impl Sql, agreement: &str, size: u64) -> Result<(), StoreError> {
+    sql.execute(
+        "INSERT INTO bundle_checkpoints (agreement_id, size) VALUES ($1, $2) ON CONFLICT (agreement_id, size) DO NOTHING",
+        &[Param::Text(agreement), Param::Int(int(size)?)],
+    )?;
+    Ok(())
+}
+
+/// The kept checkpoints the bundles of `agreement` were exported under, by size.
+pub(crate) fn bundle_checkpoints(sql: &mut impl Sql, agreement: &str) -> Result<Vec<(u64, String)>, StoreError> {
+    rows(
+        sql,
+        "SELECT c.size, c.note FROM bundle_checkpoints b JOIN log_checkpoints c ON c.size = b.size \
+         WHERE b.agreement_id = $1 ORDER BY c.size",
+        &[Param::Text(agreement)],
+        |row| Ok((unsigned(row.int(0)?, || "checkpoint size".to_owned())?, row.text(1)?)),
+    )
+}
+
 /// Every kept checkpoint, by size.
 pub(crate) fn checkpoints(sql: &mut impl Sql) -> Result<Vec<(u64, String)>, StoreError> {
     rows(sql, "SELECT size, note FROM log_checkpoints ORDER BY size", &[], |row| {

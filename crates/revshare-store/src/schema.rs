@@ -51,6 +51,10 @@
 //! for the identical resends per record. Applying it moves every stored record into segments
 //! (one per group of the old rows, their batch kept) and drops `records`, whose one B-tree row
 //! per record was what bounded ingestion. Segments are never updated (a trigger refuses it).
+//!
+//! Version 9 adds `bundle_checkpoints` (see [`crate::export`]): the size of every checkpoint a
+//! bundle of an agreement was exported under, so that each later bundle of the agreement carries
+//! a consistency proof from it — the checkpoints its parties kept stay usable with `verify --since`.
 
 use crate::error::StoreError;
 use crate::sql::{Access, Backend, Dialect, Param, Sql, first};
@@ -345,6 +349,13 @@ CREATE TABLE record_resends (
     PRIMARY KEY (host, id)
 ) STRICT, WITHOUT ROWID;
 "#,
+    r#"
+CREATE TABLE bundle_checkpoints (
+    agreement_id TEXT NOT NULL,
+    size INTEGER NOT NULL REFERENCES log_checkpoints (size),
+    PRIMARY KEY (agreement_id, size)
+) STRICT, WITHOUT ROWID;
+"#,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -628,6 +639,13 @@ CREATE TABLE record_resends (
     PRIMARY KEY (host, id)
 );
 "#,
+    r#"
+CREATE TABLE bundle_checkpoints (
+    agreement_id TEXT NOT NULL,
+    size BIGINT NOT NULL REFERENCES log_checkpoints (size),
+    PRIMARY KEY (agreement_id, size)
+);
+"#,
 ];
 
 /// The version that added `usage_sets`, which is filled from the stored records when it is applied.
@@ -756,7 +774,7 @@ mod tests {
         }
         sql.commit().expect("commits");
 
-        assert_eq!(migrate_to(&mut store, i64::MAX).expect("migrates"), 8);
+        assert_eq!(migrate_to(&mut store, i64::MAX).expect("migrates"), 9);
         let mut sql = store.begin(Access::Read).expect("a transaction");
         let mut moved: Vec<(UsageRecord<'static>, String, Option<usize>, i64)> = crate::segments::of_period(&mut sql, "a1", "2026-10")
             .expect("segments")

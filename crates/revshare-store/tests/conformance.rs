@@ -120,6 +120,7 @@ conformance!(
     events_are_logged,
     signed_batches_are_checked,
     statements_are_signed_by_known_keys,
+    a_deployment_key_is_rotated_only_by_its_predecessor,
     the_log_is_append_only,
     checkpoints_are_kept_once_per_size,
     tokens_are_found_by_hash_and_revoked,
@@ -248,14 +249,14 @@ fn text(bytes: &[u8]) -> String {
 
 fn migrations_are_idempotent(db: &dyn TestDb) {
     let mut store = db.open();
-    assert_eq!(store.schema_version().expect("version"), 8);
+    assert_eq!(store.schema_version().expect("version"), 9);
     store.add_party(&party("meridian", Role::Licensor)).expect("add a party");
     drop(store);
     let mut again = db.open();
-    assert_eq!(again.schema_version().expect("version"), 8, "opening again applies nothing twice");
+    assert_eq!(again.schema_version().expect("version"), 9, "opening again applies nothing twice");
     assert_eq!(again.party(&pid("meridian")).expect("read"), Some(party("meridian", Role::Licensor)), "data survives reopening");
     let mut third = db.open();
-    assert_eq!(third.schema_version().expect("version"), 8);
+    assert_eq!(third.schema_version().expect("version"), 9);
 }
 
 fn parties_register_once(db: &dyn TestDb) {
@@ -1662,6 +1663,40 @@ fn statements_are_signed_by_known_keys(db: &dyn TestDb) {
     store.sign_statement(&statement, &sign(&host, &statement.digest)).expect("again: a no-op");
     let signatures = store.statement_signatures(&statement).expect("signatures");
     assert_eq!(signatures.len(), 2);
+}
+
+/// The deployment's first key is the operator's to register; every later one only by a rotation
+/// the current key signs, logged with that signature. A refused key changes nothing.
+fn a_deployment_key_is_rotated_only_by_its_predecessor(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    let (first, second, stranger) = (signer("revshare.test/log", 1), signer("revshare.test/log", 4), signer("revshare.test/log", 5));
+    let leaf = store.add_key(None, &first.verifier()).expect("the first key");
+    assert_eq!(store.add_key(None, &first.verifier()).expect("again: a no-op"), leaf);
+    let size = store.log_size().expect("size");
+    let e = store.add_key(None, &second.verifier()).expect_err("a second key without a rotation");
+    assert!(e.to_string().contains("by a rotation signed with it"), "{e}");
+    let endorse = |by: &SignerKey, named: &SignerKey, new: &SignerKey| Signed {
+        key: named.verifier().to_text(),
+        signature: by.sign(&transparency::rotation_message(None, &new.verifier().to_text())),
+    };
+    for (bad, why) in [
+        (endorse(&stranger, &first, &second), "does not verify"),
+        (endorse(&stranger, &stranger, &second), "must be signed by the current deployment key"),
+        (endorse(&first, &first, &stranger), "does not verify"),
+    ] {
+        let e = store.rotate_deployment_key(&second.verifier(), &bad).expect_err("a bad endorsement");
+        assert!(e.to_string().contains(why), "{e}");
+    }
+    assert_eq!(store.log_size().expect("size"), size, "nothing refused was logged");
+    let rotation = endorse(&first, &first, &second);
+    let leaf = store.rotate_deployment_key(&second.verifier(), &rotation).expect("the current key signs");
+    let (_, value) = transparency::read_leaf(&store.log_leaf(leaf).expect("leaf").data).expect("typed");
+    assert_eq!(value["replaces"], first.verifier().to_text().as_str());
+    assert_eq!(value["signature"], transparency::b64(&rotation.signature).as_str());
+    // The next rotation is the new key's to sign.
+    let e = store.rotate_deployment_key(&stranger.verifier(), &endorse(&first, &first, &stranger)).expect_err("the old key");
+    assert!(e.to_string().contains("must be signed by the current deployment key"), "{e}");
 }
 
 fn the_log_is_append_only(db: &dyn TestDb) {
