@@ -9,8 +9,9 @@
 //! digits), so it can be printed, logged and revoked without the token itself.
 //!
 //! What a caller may see is [`may_read`]: a host its own agreements, a licensor its own, an
-//! auditor and an arbiter every one. Only a host writes usage, and only its own; the other writes
-//! (agreements, closes, countersignatures, payments) are checked by their handlers.
+//! auditor and an arbiter every one; a log leaf's content is [`may_read_leaf`]. Only a host
+//! writes usage, and only its own; the other writes (agreements, closes, countersignatures,
+//! payments) are checked by their handlers.
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
@@ -18,8 +19,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use revshare_core::ids::PartyId;
-use revshare_store::Role;
+use revshare_core::ids::{AgreementId, PartyId};
+use revshare_core::transparency::read_leaf;
+use revshare_store::{Role, Store, StoreError};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
 
@@ -71,6 +74,39 @@ pub fn may_read(caller: &Caller, licensor: &PartyId, host: &PartyId) -> bool {
         Role::Host => host == &caller.party,
         Role::Licensor => licensor == &caller.party,
     }
+}
+
+/// Whether a log leaf's content is the caller's to read (SPEC §9): the deployment's keys are
+/// everyone's, a party's key is its own; a usage batch is the hosts' it names; an agreement's
+/// events (its versions, statements, contributions, dispute transitions, journal entries) are
+/// theirs who may read the agreement ([`may_read`]). Anything else, or a leaf that does not read
+/// as one of these, is no one's.
+pub(crate) fn may_read_leaf(store: &mut dyn Store, caller: &Caller, data: &[u8]) -> Result<bool, Problem> {
+    let Some((kind, value)) = read_leaf(data) else { return Ok(false) };
+    let text = |key: &str| value.get(key).and_then(Value::as_str);
+    Ok(match kind.as_str() {
+        "key" => text("party").is_none_or(|party| party == caller.party.as_str()),
+        "usage_batch" => {
+            caller.role == Role::Host
+                && value
+                    .get("hosts")
+                    .and_then(Value::as_array)
+                    .is_some_and(|hosts| hosts.iter().any(|h| h.as_str() == Some(caller.party.as_str())))
+        }
+        "agreement" => match (text("licensor").map(PartyId::parse), text("host").map(PartyId::parse)) {
+            (Some(Ok(licensor)), Some(Ok(host))) => may_read(caller, &licensor, &host),
+            _ => false,
+        },
+        "statement" | "contribution" | "dispute" | "journal_entry" => {
+            let Some(Ok(id)) = text("agreement").map(AgreementId::parse) else { return Ok(false) };
+            match store.agreement(&id, None) {
+                Ok(agreement) => may_read(caller, agreement.licensor(), agreement.host()),
+                Err(StoreError::UnknownAgreement { .. }) => false,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        _ => false,
+    })
 }
 
 /// The middleware in front of every `/v1` route: finds the caller, or answers 401.

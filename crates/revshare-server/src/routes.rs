@@ -25,7 +25,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::auth::{Caller, may_read};
+use crate::auth::{Caller, may_read, may_read_leaf};
 use crate::body::{self, Format, Parsed};
 use crate::group::{self, Committed, Job};
 use crate::problem::{Problem, ProblemDetails, ProblemItem};
@@ -605,14 +605,32 @@ pub(crate) async fn checkpoint(State(state): State<AppState>) -> Result<Response
     path = "/log/inclusion",
     tag = "log",
     params(("leaf" = u64, Query, description = "the leaf index"), ("size" = Option<u64>, Query, description = "the tree size")),
-    responses((status = 200, body = InclusionProof), (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"), (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+    responses((status = 200, body = InclusionProof), (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "no leaf of that index that this token may read", body = ProblemDetails, content_type = "application/problem+json"), (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")),
     security(("bearer" = []))
 )]
-pub(crate) async fn inclusion(State(state): State<AppState>, query: Params) -> Result<Json<InclusionProof>, Problem> {
+pub(crate) async fn inclusion(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    query: Params,
+) -> Result<Json<InclusionProof>, Problem> {
     let params = params(query)?;
     let (index, size) = (required(&params, "leaf")?, number(&params, "size")?);
-    let proof = state.run(move |store, shared| Ok(receipts::inclusion(store, shared.key(), shared.now(), index, size)?)).await?;
+    let proof = state
+        .run(move |store, shared| {
+            // A leaf the caller may not read is answered as if it were not there, before a
+            // checkpoint is signed for it. Leaves past the log's end get the range error: the
+            // log's size is public.
+            if index < store.log_size()? {
+                let leaf = store.log_leaf(index)?;
+                if !may_read_leaf(store, &caller, &leaf.data)? {
+                    return Err(Problem::not_found(format!("there is no log leaf {index} that this token may read")));
+                }
+            }
+            Ok(receipts::inclusion(store, shared.key(), shared.now(), index, size)?)
+        })
+        .await?;
     Ok(Json(proof))
 }
 

@@ -478,7 +478,7 @@ fn a_batch_gets_a_receipt_that_verifies(db: &dyn TestDb) {
         assert_eq!(receipt["batch"]["digest"], batch_digest(&parse_lines(&northwind_lines())), "the batch digest is the store's");
 
         // The log serves the same proof, and the consistency of the tree with an earlier one.
-        let proved = api.get(&format!("/v1/log/inclusion?leaf={index}&size={}", checkpoint.size), Some(&tokens.auditor)).await.json();
+        let proved = api.get(&format!("/v1/log/inclusion?leaf={index}&size={}", checkpoint.size), Some(&tokens.northwind)).await.json();
         assert_eq!(proved["inclusion_proof"], receipt["inclusion_proof"]);
         let fresh = api.get("/v1/log/checkpoint", Some(&tokens.southwind)).await;
         assert_eq!((fresh.status, fresh.content_type.as_str()), (200, "text/plain; charset=utf-8"));
@@ -489,6 +489,31 @@ fn a_batch_gets_a_receipt_that_verifies(db: &dyn TestDb) {
         assert_eq!(consistency.json()["to_root"].as_str(), Some(revshare_core::transparency::b64(&checkpoint.root).as_str()));
         let beyond = api.get(&format!("/v1/log/inclusion?leaf={}", checkpoint.size + 5), Some(&tokens.auditor)).await.problem(400);
         assert!(beyond["detail"].as_str().is_some_and(|d| d.contains("is not in the tree")), "{beyond}");
+
+        // A leaf's content only to those it concerns: the batch to its host, the agreement to its
+        // parties, the deployment's key to everyone. To anyone else the leaf is not there, and the
+        // answer names nothing of it.
+        for (leaf, token, readable) in [
+            (index, &tokens.northwind, true),
+            (index, &tokens.southwind, false),
+            (index, &tokens.meridian, false),
+            (index, &tokens.auditor, false),
+            (1, &tokens.meridian, true),
+            (1, &tokens.northwind, true),
+            (1, &tokens.aurora, false),
+            (1, &tokens.southwind, false),
+            (0, &tokens.southwind, true),
+        ] {
+            let reply = api.get(&format!("/v1/log/inclusion?leaf={leaf}"), Some(token)).await;
+            if readable {
+                assert_eq!(reply.status, 200, "leaf {leaf}: {}", String::from_utf8_lossy(&reply.bytes));
+                continue;
+            }
+            let text = String::from_utf8_lossy(&reply.bytes).into_owned();
+            let problem = reply.problem(404);
+            assert_eq!(problem["detail"], format!("there is no log leaf {leaf} that this token may read"), "{problem}");
+            assert!(!text.contains("northwind") && !text.contains("meridian"), "leaf {leaf}: {text}");
+        }
 
         // Metrics count the records and time the routes by pattern (the recorder is the process's:
         // other tests add to the counts).
