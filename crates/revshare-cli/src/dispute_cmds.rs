@@ -8,6 +8,7 @@
 
 use revshare_core::dispute::{Actor, Request, State};
 use revshare_core::ids::{AgreementId, PartyId};
+use revshare_core::text::printable;
 use revshare_core::time::Period;
 use revshare_store::{Store, StoredDispute};
 
@@ -15,6 +16,9 @@ use crate::Failure;
 use crate::log_cmds::now;
 use crate::report::{right_align, table};
 use crate::store_cmds::{StoreArgs, open, parse};
+
+/// The most characters of another party's reason or evidence a table shows.
+const MAX_SHOWN_CHARS: usize = 500;
 
 /// What every transition says: who, why, with what evidence, and an amount where one belongs.
 pub struct Said {
@@ -136,8 +140,9 @@ pub fn show(args: &StoreArgs, id: u64, json: bool) -> Result<(), Failure> {
             step.state.to_string(),
             format!("{} ({})", step.actor.party, step.actor.role),
             step.amount.map(|a| currency.format(a)).unwrap_or_default(),
-            step.reason.clone(),
-            step.evidence.join("\n"),
+            // Another party's words: shown, never obeyed by the terminal.
+            printable(&step.reason, MAX_SHOWN_CHARS),
+            step.evidence.iter().map(|e| printable(e, MAX_SHOWN_CHARS)).collect::<Vec<_>>().join("\n"),
         ]);
     }
     println!("{t}");

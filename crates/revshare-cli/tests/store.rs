@@ -994,3 +994,29 @@ fn disputes_are_answered_decided_and_carried_into_the_next_statement() {
         "{output}"
     );
 }
+
+#[test]
+fn another_partys_words_are_shown_escaped() {
+    // A host's dispute reason that would clear the licensor's terminal and print a green line.
+    let store = TestStore::sqlite();
+    store.register_worked_example();
+    store.ok(&["close", "--agreement", AGREEMENT_ID, "--period", "2026-10"]);
+    let reason = "\u{1b}[2J\u{1b}[1;32m all settled \u{202e}";
+    store.ok(&[
+        "dispute",
+        "open",
+        "--agreement",
+        AGREEMENT_ID,
+        "--period",
+        "2026-10",
+        "--by",
+        "northwind",
+        "--amount",
+        "1.00",
+        "--reason",
+        reason,
+    ]);
+    let shown = store.ok(&["dispute", "show", "1"]);
+    assert!(!shown.contains('\u{1b}') && !shown.contains('\u{202e}'), "{shown:?}");
+    assert!(shown.contains("\\u{1b}[2J\\u{1b}[1;32m all settled \\u{202e}"), "{shown}");
+}

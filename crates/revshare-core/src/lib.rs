@@ -41,6 +41,7 @@ pub mod note;
 pub mod rollup;
 pub mod settle;
 pub mod statement;
+pub mod text;
 pub mod time;
 pub mod transparency;
 pub mod usage;

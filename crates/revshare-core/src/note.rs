@@ -262,13 +262,9 @@ pub enum NoteError {
     },
 }
 
-/// The first 60 characters of untrusted text, for error messages.
+/// The first 60 characters of untrusted text, printable, for error messages.
 fn shorten(text: &str) -> String {
-    const KEEP: usize = 60;
-    match text.char_indices().nth(KEEP) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_string(),
-    }
+    crate::text::printable(text, 60)
 }
 
 /// C2SP key name rules: non-empty, no `+`, no (Unicode) whitespace.

@@ -56,6 +56,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::note::VerifierKey;
+use crate::text::printable;
+pub(crate) use crate::text::shorten;
 use crate::usage::RecordProblem;
 
 pub use self::anchor::Anchor;
@@ -304,34 +306,10 @@ fn category(what: &str) -> &str {
     what.split([' ', ':', '[', '/']).next().unwrap_or(what)
 }
 
-/// Text from a bundle made safe to show: control characters (C0, DEL, C1) and the Unicode
-/// controls that reorder or hide text (bidirectional overrides and isolates, zero-width marks)
-/// written as `\u{…}` escapes, so that no bundle can move a terminal's cursor, clear it, colour
-/// it or make text read otherwise than it is; and at most [`MAX_FINDING_CHARS`] characters.
-pub fn safe_text(text: &str) -> String {
-    let unsafe_char =
-        |c: char| c.is_control() || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}');
-    let short = shorten(text, MAX_FINDING_CHARS);
-    if !short.contains(unsafe_char) {
-        return short;
-    }
-    let mut out = String::with_capacity(short.len() + 16);
-    for c in short.chars() {
-        if unsafe_char(c) {
-            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Shortens text shown in a finding to at most `max` characters.
-fn shorten(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_owned(),
-    }
+/// Text from a bundle as a finding shows it: [`printable`], at most [`MAX_FINDING_CHARS`]
+/// characters, so that no bundle can take over the verifier's terminal or page.
+fn safe_text(text: &str) -> String {
+    printable(text, MAX_FINDING_CHARS)
 }
 
 /// A JSON value as a finding shows it: strings bare, anything else as compact JSON.
