@@ -294,6 +294,7 @@ pub fn router(config: Config) -> Router {
             }),
         )
         .fallback(routes::no_route)
+        .layer(axum::middleware::from_fn(protect))
         .layer(axum::middleware::from_fn(metrics::track))
         // Bodies are read by `body::read`, which answers 413 as a problem.
         .layer(DefaultBodyLimit::disable())
@@ -303,6 +304,18 @@ pub fn router(config: Config) -> Router {
                 .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
         .with_state(state)
+}
+
+/// Headers on every answer: nothing is stored by a cache on the way (answers are per token,
+/// and a shared proxy must not hand one party's to another), and browsers take each answer as its
+/// declared type, never sniffing a JSON or text answer into something they would run.
+async fn protect(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
 }
 
 /// The OpenAPI 3.1 document of the API, as served at `/openapi.json`.

@@ -178,8 +178,9 @@ impl Api {
         let status = response.status().as_u16();
         let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let (content_type, retry_after) = (header("content-type").unwrap_or_default(), header("retry-after"));
+        let protections = (header("cache-control"), header("x-content-type-options"));
         let bytes = response.bytes().await.expect("the body").to_vec();
-        Reply { status, content_type, retry_after, bytes }
+        Reply { status, content_type, retry_after, protections, bytes }
     }
 
     async fn get(&self, path: &str, token: Option<&str>) -> Reply {
@@ -201,6 +202,8 @@ struct Reply {
     status: u16,
     content_type: String,
     retry_after: Option<String>,
+    /// `Cache-Control` and `X-Content-Type-Options`.
+    protections: (Option<String>, Option<String>),
     bytes: Vec<u8>,
 }
 
@@ -513,6 +516,18 @@ fn a_batch_gets_a_receipt_that_verifies(db: &dyn TestDb) {
             let problem = reply.problem(404);
             assert_eq!(problem["detail"], format!("there is no log leaf {leaf} that this token may read"), "{problem}");
             assert!(!text.contains("northwind") && !text.contains("meridian"), "leaf {leaf}: {text}");
+        }
+
+        // Every answer, authenticated or refused, a problem or not, is neither cached nor sniffed.
+        let protected = (Some("no-store".to_owned()), Some("nosniff".to_owned()));
+        for (path, token) in [
+            ("/v1/balances", Some(tokens.meridian.as_str())),
+            ("/v1/balances", None),
+            ("/v1/log/inclusion?leaf=1", Some(tokens.aurora.as_str())),
+            ("/no/such/route", None),
+            ("/healthz", None),
+        ] {
+            assert_eq!(api.get(path, token).await.protections, protected, "{path}");
         }
 
         // Metrics count the records and time the routes by pattern (the recorder is the process's:
