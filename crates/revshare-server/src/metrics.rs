@@ -4,7 +4,9 @@
 //! - `revshare_usage_records_total{outcome}`: records of usage batches by outcome — `accepted`,
 //!   `duplicate` (stored batches), `conflict` and `refused` (batches refused whole).
 //! - `revshare_http_request_duration_seconds{method, route, status}`: request latency, a histogram
-//!   by the route's pattern (`/v1/statements/{agreement}/{period}`, never the ids in it).
+//!   by the route's pattern (`/v1/statements/{agreement}/{period}`, never the ids in it; `unmatched`
+//!   for any other path) and method (`other` for any but the nine standard ones): every label has
+//!   a bounded set of values, whatever clients send.
 //!
 //! The recorder is process-wide (the `metrics` facade has one), installed by the first server.
 
@@ -54,13 +56,31 @@ pub(crate) fn records(outcome: &'static str, count: u64) {
 /// The middleware timing every request.
 pub(crate) async fn track(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let route = request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
     metrics::histogram!("revshare_http_request_duration_seconds", "method" => method, "route" => route, "status" => status)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// A request's method as a label: the standard methods by name, any other as `other`, so that
+/// made-up methods (anyone may send them, with no token) cannot add series without bound.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    const KNOWN: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::HEAD, "HEAD"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::DELETE, "DELETE"),
+        (Method::PATCH, "PATCH"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
+    ];
+    KNOWN.iter().find(|(known, _)| known == method).map_or("other", |(_, name)| name)
 }
 
 /// `GET /metrics`.

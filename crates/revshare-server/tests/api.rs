@@ -540,6 +540,12 @@ fn a_batch_gets_a_receipt_that_verifies(db: &dyn TestDb) {
         assert!(accepted.is_some_and(|n| n >= 7), "accepted records are counted: {metrics}");
         assert!(metrics.contains("route=\"/v1/usage\""), "{metrics}");
         assert!(metrics.contains("route=\"/v1/log/inclusion\""), "{metrics}");
+        // Made-up methods and paths fold into one label each: no client adds series at will.
+        let probe = reqwest::Method::from_bytes(b"PROBEXXXX").expect("a method token");
+        assert_eq!(api.send(probe, "/no/such/route-123", None, None, Vec::new()).await.status, 404);
+        let metrics = String::from_utf8(api.get("/metrics", None).await.bytes).expect("text");
+        assert!(!metrics.contains("PROBEXXXX") && !metrics.contains("route-123"), "{metrics}");
+        assert!(metrics.contains("method=\"other\""), "{metrics}");
         assert!(!metrics.contains("northwind"), "no party in the metrics");
         api.stop().await;
     });
