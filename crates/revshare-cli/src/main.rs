@@ -140,7 +140,8 @@ enum Command {
         /// Store calls running at once (and so database connections at most).
         #[arg(long, default_value_t = 16)]
         max_connections: usize,
-        /// Requests a second each token may make (and burst); more are answered 429. 0: no limit.
+        /// Requests a second each token may make (and burst), and failed authentications a second
+        /// per client address; more are answered 429. 0: no limit.
         #[arg(long, default_value_t = 100)]
         rate_limit: u32,
         /// Log JSON objects instead of compact lines (standard error; RUST_LOG filters).

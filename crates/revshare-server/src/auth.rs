@@ -111,6 +111,16 @@ pub(crate) fn may_read_leaf(store: &mut dyn Store, caller: &Caller, data: &[u8])
 
 /// The middleware in front of every `/v1` route: finds the caller, or answers 401.
 pub(crate) async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    // Failed authentications are limited per client address, and checked before the store is
+    // asked: guessing tokens, or replaying revoked ones, costs the server nothing past the limit.
+    let address = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |info| info.0.ip().to_string());
+    let now = std::time::Instant::now();
+    if let Err(wait) = state.failures().check(&address, now) {
+        return Problem::too_many_failures(wait).into_response();
+    }
     match caller(&state, request.headers()).await {
         Ok(caller) => {
             if let Err(wait) = state.limiter().take(&caller.token, std::time::Instant::now()) {
@@ -120,7 +130,13 @@ pub(crate) async fn authenticate(State(state): State<AppState>, mut request: Req
             request.extensions_mut().insert(caller);
             next.run(request).await
         }
-        Err(problem) => problem.into_response(),
+        Err(problem) => {
+            if problem.status == axum::http::StatusCode::UNAUTHORIZED {
+                // Over the limit now or not, this answer stands; the next one waits.
+                let _ = state.failures().take(&address, now);
+            }
+            problem.into_response()
+        }
     }
 }
 

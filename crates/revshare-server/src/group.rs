@@ -211,6 +211,7 @@ mod tests {
             clock: || revshare_core::time::Instant::from_parts(1_790_000_000, 0),
             max_body_bytes: 1 << 20,
             limiter: crate::limit::RateLimiter::new(1000),
+            failures: crate::limit::RateLimiter::new(1000),
             // One batch a group, so each batch below is a group of its own.
             ingests: Queue::new(1),
             writer_threads: Mutex::new(Vec::new()),

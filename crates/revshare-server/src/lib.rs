@@ -130,6 +130,8 @@ pub(crate) struct Shared {
     clock: fn() -> Instant,
     max_body_bytes: usize,
     pub(crate) limiter: limit::RateLimiter,
+    /// Failed authentications per client address, counted before the store is asked.
+    pub(crate) failures: limit::RateLimiter,
     /// Usage batches waiting for a group commit.
     pub(crate) ingests: group::Queue,
     /// Thread pools of writers, idle: a writing call runs on one of its own ([`Shared::writer_threads`]).
@@ -261,6 +263,10 @@ impl AppState {
     pub(crate) fn limiter(&self) -> &limit::RateLimiter {
         &self.0.limiter
     }
+
+    pub(crate) fn failures(&self) -> &limit::RateLimiter {
+        &self.0.failures
+    }
 }
 
 /// The API's routes, ready to serve.
@@ -275,6 +281,7 @@ pub fn router(config: Config) -> Router {
         clock: config.clock,
         max_body_bytes: config.max_body_bytes,
         limiter: limit::RateLimiter::new(config.rate_limit_per_second),
+        failures: limit::RateLimiter::new(config.rate_limit_per_second),
         ingests: group::Queue::default(),
         writer_threads: Mutex::new(Vec::new()),
     }));
@@ -330,7 +337,10 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(config)).with_graceful_shutdown(shutdown).await
+    // Each request knows its client's address: failed authentications are limited by it.
+    axum::serve(listener, router(config).into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Completes on ctrl-c or SIGTERM.

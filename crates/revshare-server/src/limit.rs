@@ -1,4 +1,5 @@
-//! Per-token rate limits: a token bucket for each token that holds `per_second` requests and
+//! Rate limits: a token bucket per key (a token's id, or a client address for failed
+//! authentications) that holds `per_second` requests and
 //! refills at `per_second` a second, so a client may burst one second's worth and then keeps to
 //! the rate. A request over it is refused with 429 and `Retry-After` (whole seconds, at least 1)
 //! before it does anything. Buckets are in memory, per server process; counting is in integer
@@ -28,20 +29,32 @@ impl RateLimiter {
         RateLimiter { per_second: u128::from(per_second), buckets: Mutex::new(HashMap::new()) }
     }
 
-    /// Takes one request from `token`'s bucket, or says how long until one is there.
-    pub(crate) fn take(&self, token: &str, now: Instant) -> Result<(), Duration> {
+    /// Takes one request from `key`'s bucket, or says how long until one is there.
+    pub(crate) fn take(&self, key: &str, now: Instant) -> Result<(), Duration> {
+        self.bucket(key, now, true)
+    }
+
+    /// Whether `key`'s bucket holds a request, without taking it: for limits counted only on
+    /// failure (a failed authentication takes one afterwards).
+    pub(crate) fn check(&self, key: &str, now: Instant) -> Result<(), Duration> {
+        self.bucket(key, now, false)
+    }
+
+    fn bucket(&self, key: &str, now: Instant, take: bool) -> Result<(), Duration> {
         if self.per_second == 0 {
             return Ok(());
         }
         let capacity = self.per_second * REQUEST;
         let Ok(mut buckets) = self.buckets.lock() else { return Ok(()) };
-        let bucket = buckets.entry(token.to_owned()).or_insert(Bucket { milli: capacity, at: now });
+        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket { milli: capacity, at: now });
         // micros × per_second / 1000 thousandths of a request have come back since.
         let refill = now.saturating_duration_since(bucket.at).as_micros() * self.per_second / 1000;
         bucket.milli = bucket.milli.saturating_add(refill).min(capacity);
         bucket.at = now;
         if bucket.milli >= REQUEST {
-            bucket.milli -= REQUEST;
+            if take {
+                bucket.milli -= REQUEST;
+            }
             Ok(())
         } else {
             let missing = REQUEST - bucket.milli;

@@ -96,6 +96,15 @@ impl Problem {
         }
     }
 
+    /// Too many failed authentications from the client's address.
+    pub fn too_many_failures(wait: std::time::Duration) -> Problem {
+        let detail = format!("too many requests with a missing, unknown or revoked token from this address; retry in {} s", wait.as_secs());
+        Problem {
+            retry_after: Some(wait.as_secs()),
+            ..Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "too many requests", detail)
+        }
+    }
+
     /// A failure of the server or its store: logged here, answered without internals.
     pub fn internal(what: &str, error: &dyn std::fmt::Display) -> Problem {
         tracing::error!(%error, "{what}");

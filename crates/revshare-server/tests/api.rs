@@ -975,6 +975,17 @@ fn requests_over_the_rate_limit_are_429(db: &dyn TestDb) {
         assert_eq!(over.retry_after.as_deref(), Some("1"), "{problem}");
         assert!(problem["detail"].as_str().is_some_and(|d| d.contains("rate limit")), "{problem}");
         assert_eq!(api.get("/v1/balances", Some(&tokens.auditor)).await.status, 200, "other tokens have their own limit");
+        // Unknown tokens are limited by the client's address: the second in a row is refused
+        // before the store is asked. Telling a good token from a bad one needs that lookup, so
+        // the address waits out its Retry-After whatever it sends.
+        let unknown = "rs_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        api.get("/v1/balances", Some(unknown)).await.problem(401);
+        for token in [unknown, tokens.southwind.as_str()] {
+            let refused = api.get("/v1/balances", Some(token)).await;
+            assert_eq!(refused.retry_after.as_deref(), Some("1"));
+            let problem = refused.problem(429);
+            assert!(problem["detail"].as_str().is_some_and(|d| d.contains("unknown or revoked token from this address")), "{problem}");
+        }
         let after = api.with_store(|store| snapshot(store)).await;
         assert_eq!(before, after, "a refused request stores nothing");
         api.stop().await;
