@@ -74,6 +74,7 @@ pub mod problem;
 pub mod registry;
 mod routes;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
@@ -286,6 +287,7 @@ pub fn router(config: Config) -> Router {
         writer_threads: Mutex::new(Vec::new()),
     }));
     let (api, document) = routes::api(Some(state.clone()));
+    let allowed = Arc::new(allowed_methods(&document));
     let document = Arc::new(document.to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")));
     // Swagger UI's files are in the binary (the `vendored` feature); it reads the document
     // served below, so the page and the API cannot disagree.
@@ -301,7 +303,7 @@ pub fn router(config: Config) -> Router {
             }),
         )
         .fallback(routes::no_route)
-        .layer(axum::middleware::from_fn(protect))
+        .layer(axum::middleware::from_fn_with_state(allowed, protect))
         .layer(axum::middleware::from_fn(metrics::track))
         // Bodies are read by `body::read`, which answers 413 as a problem.
         .layer(DefaultBodyLimit::disable())
@@ -313,16 +315,58 @@ pub fn router(config: Config) -> Router {
         .with_state(state)
 }
 
-/// Headers on every answer: nothing is stored by a cache on the way (answers are per token,
-/// and a shared proxy must not hand one party's to another), and browsers take each answer as its
-/// declared type, never sniffing a JSON or text answer into something they would run.
-async fn protect(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
-    use axum::http::{HeaderValue, header};
+/// What every answer has: nothing is stored by a cache on the way (answers are per token, and a
+/// shared proxy must not hand one party's to another), browsers take each answer as its declared
+/// type, never sniffing a JSON or text answer into something they would run; and a method a route
+/// does not answer is a problem like any other (axum's own 405 has an empty body), keeping `Allow`.
+async fn protect(
+    axum::extract::State(allowed): axum::extract::State<Arc<HashMap<String, String>>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::{HeaderValue, StatusCode, header};
+    use axum::response::IntoResponse as _;
+    let method = request.method().clone();
+    let route = request.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_owned());
     let mut response = next.run(request).await;
+    let bare = response.headers().get(header::CONTENT_TYPE).is_none();
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED && bare {
+        let allow = route.and_then(|route| allowed.get(&route).cloned()).unwrap_or_default();
+        let detail = format!("this route does not answer {method}; it answers {allow}");
+        response =
+            problem::Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "method not allowed", detail).into_response();
+        if let Ok(value) = HeaderValue::from_str(&allow) {
+            response.headers_mut().insert(header::ALLOW, value);
+        }
+    }
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     response
+}
+
+/// Each documented route's methods, as an `Allow` header lists them (a GET route answers HEAD
+/// too), from the OpenAPI document the routes are generated with.
+fn allowed_methods(document: &utoipa::openapi::OpenApi) -> HashMap<String, String> {
+    document
+        .paths
+        .paths
+        .iter()
+        .map(|(path, item)| {
+            let methods: Vec<&str> = [
+                (item.get.is_some(), "GET"),
+                (item.get.is_some() || item.head.is_some(), "HEAD"),
+                (item.post.is_some(), "POST"),
+                (item.put.is_some(), "PUT"),
+                (item.patch.is_some(), "PATCH"),
+                (item.delete.is_some(), "DELETE"),
+            ]
+            .into_iter()
+            .filter_map(|(answered, name)| answered.then_some(name))
+            .collect();
+            (path.clone(), methods.join(", "))
+        })
+        .collect()
 }
 
 /// The OpenAPI 3.1 document of the API, as served at `/openapi.json`.

@@ -529,6 +529,12 @@ fn a_batch_gets_a_receipt_that_verifies(db: &dyn TestDb) {
         ] {
             assert_eq!(api.get(path, token).await.protections, protected, "{path}");
         }
+        // A method a route does not answer is a problem, naming what the route answers.
+        let wrong = api.send(reqwest::Method::DELETE, "/v1/balances", Some(&tokens.meridian), None, Vec::new()).await;
+        assert_eq!(wrong.content_type, "application/problem+json");
+        assert_eq!(wrong.protections, protected);
+        let problem = wrong.problem(405);
+        assert_eq!(problem["detail"], "this route does not answer DELETE; it answers GET, HEAD", "{problem}");
 
         // Metrics count the records and time the routes by pattern (the recorder is the process's:
         // other tests add to the counts).
