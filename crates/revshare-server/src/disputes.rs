@@ -156,7 +156,7 @@ fn readable_dispute(store: &mut dyn Store, caller: &Caller, id: u64, now: revsha
     path = "/disputes",
     tag = "disputes",
     request_body(content = OpenDispute, content_type = "application/json"),
-    responses(
+    responses((status = 415, description = "the body is not sent as application/json", body = ProblemDetails, content_type = "application/problem+json"), 
         (status = 201, description = "opened and logged", body = DisputeView),
         (status = 400, description = "a body that is not valid", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
@@ -201,7 +201,7 @@ pub(crate) async fn open_dispute(
     tag = "disputes",
     params(("id" = u64, Path, description = "the dispute id")),
     request_body(content = MoveDispute, content_type = "application/json"),
-    responses(
+    responses((status = 415, description = "the body is not sent as application/json", body = ProblemDetails, content_type = "application/problem+json"), 
         (status = 200, description = "the step is recorded and logged", body = DisputeView),
         (status = 400, description = "a body that is not valid", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),

@@ -27,7 +27,6 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::body;
 use crate::problem::{Problem, ProblemDetails, ProblemItem};
 
 /// A party (SPEC §1) and its registered public keys.
@@ -129,15 +128,7 @@ struct Fields {
 
 impl Fields {
     async fn read(state: &AppState, headers: &HeaderMap, request_body: Body, allowed: &[&str]) -> Result<Fields, Problem> {
-        let bytes = body::read(headers, request_body, state.max_body_bytes()).await?;
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            Problem::bad_request("the body is not the JSON object this route takes").with_errors(vec![ProblemItem {
-                line: u64::try_from(e.line()).ok(),
-                column: u64::try_from(e.column()).ok(),
-                message: e.to_string(),
-                ..ProblemItem::default()
-            }])
-        })?;
+        let value: Value = crate::routes::json_body(state, headers, request_body).await?;
         let Value::Object(map) = value else {
             return Err(Problem::bad_request(format!("the body must be a JSON object with the fields {}", allowed.join(", "))));
         };
@@ -230,7 +221,7 @@ fn model_view(model: Model) -> ModelView {
     path = "/parties",
     tag = "registry",
     request_body(content = PartyBody, content_type = "application/json"),
-    responses(
+    responses((status = 415, description = "the body is not sent as application/json", body = ProblemDetails, content_type = "application/problem+json"), 
         (status = 200, description = "registered (or already registered with these values)", body = PartyView),
         (status = 400, description = "fields that are missing, unknown or not valid: each named", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
@@ -324,7 +315,7 @@ pub(crate) async fn get_party(
     path = "/models",
     tag = "registry",
     request_body(content = ModelBody, content_type = "application/json"),
-    responses(
+    responses((status = 415, description = "the body is not sent as application/json", body = ProblemDetails, content_type = "application/problem+json"), 
         (status = 200, description = "registered (or already registered with these values)", body = ModelView),
         (status = 400, description = "fields that are missing, unknown or not valid: each named", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
@@ -405,7 +396,7 @@ pub(crate) async fn get_model(State(state): State<AppState>, Path(model): Path<S
     path = "/aliases",
     tag = "registry",
     request_body(content = AliasBody, content_type = "application/json"),
-    responses(
+    responses((status = 415, description = "the body is not sent as application/json", body = ProblemDetails, content_type = "application/problem+json"), 
         (status = 200, description = "registered (or already registered with this target)", body = AliasView),
         (status = 400, description = "fields that are missing, unknown or not valid: each named", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),

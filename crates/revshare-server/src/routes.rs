@@ -715,13 +715,14 @@ pub struct PaymentRecorded {
     pub description: String,
 }
 
-/// A JSON request body of type `T`, or 400.
+/// A JSON request body of type `T`: 415 unless it is sent as JSON ([`json_bytes`]), 400 with
+/// the line and column when it does not parse as `T`.
 pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(
     state: &AppState,
     headers: &HeaderMap,
     request_body: Body,
 ) -> Result<T, Problem> {
-    let bytes = body::read(headers, request_body, state.max_body_bytes()).await?;
+    let bytes = json_bytes(state, headers, request_body).await?;
     serde_json::from_slice(&bytes).map_err(|e| {
         Problem::bad_request("the body is not the JSON object this route takes").with_errors(vec![ProblemItem {
             line: u64::try_from(e.line()).ok(),
@@ -730,6 +731,24 @@ pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(
             ..ProblemItem::default()
         }])
     })
+}
+
+/// The body of a route that takes JSON, read under the size limit, once its `Content-Type` says
+/// JSON (`application/json`, or a `+json` type, parameters aside); anything else, or none, is 415
+/// before the body is read.
+pub(crate) async fn json_bytes(state: &AppState, headers: &HeaderMap, request_body: Body) -> Result<axum::body::Bytes, Problem> {
+    let content_type = headers.get(header::CONTENT_TYPE).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let media = content_type.as_deref().and_then(|t| t.split(';').next()).map(str::trim).unwrap_or_default().to_ascii_lowercase();
+    if media != "application/json" && !(media.starts_with("application/") && media.ends_with("+json")) {
+        let sent = content_type.map_or_else(|| "no Content-Type".to_owned(), |t| format!("`{}`", revshare_core::text::printable(&t, 100)));
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "unsupported media type",
+            format!("this route takes a JSON body sent as `Content-Type: application/json`, not {sent}"),
+        ));
+    }
+    body::read(headers, request_body, state.max_body_bytes()).await
 }
 
 pub(crate) fn period_of(text: &str) -> Result<Period, Problem> {
@@ -744,7 +763,7 @@ pub(crate) fn period_of(text: &str) -> Result<Period, Problem> {
     tag = "statements",
     params(("agreement" = String, Path, description = "the agreement id"), ("period" = String, Path, description = "the month, YYYY-MM")),
     request_body(content = SignatureBody, content_type = "application/json"),
-    responses(
+    responses((status = 415, description = "the body is not sent as application/json", body = ProblemDetails, content_type = "application/problem+json"), 
         (status = 200, description = "the signature is kept", body = StatementSignature),
         (status = 400, description = "invalid parameters or body", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
@@ -931,7 +950,7 @@ impl From<CloseError> for Problem {
     path = "/close",
     tag = "statements",
     request_body(content = CloseBody, content_type = "application/json"),
-    responses(
+    responses((status = 415, description = "the body is not sent as application/json", body = ProblemDetails, content_type = "application/problem+json"), 
         (status = 200, description = "the month's statement, finalised and signed", body = StatementSummary),
         (status = 400, description = "invalid body", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
@@ -971,7 +990,7 @@ pub(crate) async fn post_close(
     path = "/payments",
     tag = "ledger",
     request_body(content = PaymentBody, content_type = "application/json"),
-    responses(
+    responses((status = 415, description = "the body is not sent as application/json", body = ProblemDetails, content_type = "application/problem+json"), 
         (status = 200, description = "recorded in the journal", body = PaymentRecorded),
         (status = 400, description = "invalid body or amount", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),

@@ -633,6 +633,17 @@ fn refused_calls_change_nothing(db: &dyn TestDb) {
             }
         }
 
+        // A JSON route takes JSON only: text, a form or no Content-Type is 415, before the body
+        // is read, and names what to send.
+        let payment = json!({"agreement": "meridian-northwind", "amount": "1.00", "reference": "wire-415"}).to_string().into_bytes();
+        for content_type in [Some("text/plain"), Some("application/x-www-form-urlencoded"), None] {
+            let reply = api.send(reqwest::Method::POST, "/v1/payments", Some(&tokens.northwind), content_type, payment.clone()).await;
+            let problem = reply.problem(415);
+            assert!(problem["detail"].as_str().is_some_and(|d| d.contains("`Content-Type: application/json`")), "{problem}");
+        }
+        let party = json!({"id": "westwind", "name": "W", "role": "host"}).to_string().into_bytes();
+        api.send(reqwest::Method::POST, "/v1/parties", Some(&tokens.meridian), Some("text/plain"), party).await.problem(415);
+
         // Another party's agreement is not found, exactly like one that does not exist.
         let missing = api.get("/v1/statements/meridian-nowhere/2026-10", Some(&tokens.southwind)).await.problem(404);
         for token in [&tokens.southwind, &tokens.aurora] {
