@@ -317,8 +317,9 @@ pub fn router(config: Config) -> Router {
 
 /// What every answer has: nothing is stored by a cache on the way (answers are per token, and a
 /// shared proxy must not hand one party's to another), browsers take each answer as its declared
-/// type, never sniffing a JSON or text answer into something they would run; and a method a route
-/// does not answer is a problem like any other (axum's own 405 has an empty body), keeping `Allow`.
+/// type, never sniffing a JSON or text answer into something they would run; and every refusal is
+/// a problem (RFC 9457): a method a route does not answer names the ones it does (axum's own 405
+/// has an empty body) and keeps `Allow`, and an extractor's plain-text refusal becomes the detail.
 async fn protect(
     axum::extract::State(allowed): axum::extract::State<Arc<HashMap<String, String>>>,
     request: axum::extract::Request,
@@ -329,15 +330,27 @@ async fn protect(
     let method = request.method().clone();
     let route = request.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_owned());
     let mut response = next.run(request).await;
-    let bare = response.headers().get(header::CONTENT_TYPE).is_none();
-    if response.status() == StatusCode::METHOD_NOT_ALLOWED && bare {
+    let problem_json = response.headers().get(header::CONTENT_TYPE).is_some_and(|t| t.as_bytes().starts_with(b"application/problem+json"));
+    let status = response.status();
+    if status == StatusCode::METHOD_NOT_ALLOWED && !problem_json {
         let allow = route.and_then(|route| allowed.get(&route).cloned()).unwrap_or_default();
         let detail = format!("this route does not answer {method}; it answers {allow}");
-        response =
-            problem::Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "method not allowed", detail).into_response();
+        response = problem::Problem::new(status, "method-not-allowed", "method not allowed", detail).into_response();
         if let Ok(value) = HeaderValue::from_str(&allow) {
             response.headers_mut().insert(header::ALLOW, value);
         }
+    } else if status.is_client_error() && !problem_json {
+        // An extractor's own refusal (a path or query that does not decode): its plain text,
+        // escaped, as the detail of a problem like every other.
+        let text = axum::body::to_bytes(response.into_body(), 4096).await.unwrap_or_default();
+        let detail = revshare_core::text::printable(String::from_utf8_lossy(&text).trim(), 400);
+        let kind = match status {
+            StatusCode::NOT_FOUND => "not-found",
+            StatusCode::PAYLOAD_TOO_LARGE => "too-large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
+            _ => "bad-request",
+        };
+        response = problem::Problem::new(status, kind, status.canonical_reason().unwrap_or("refused"), detail).into_response();
     }
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -529,6 +529,11 @@ fn a_batch_gets_a_receipt_that_verifies(db: &dyn TestDb) {
         ] {
             assert_eq!(api.get(path, token).await.protections, protected, "{path}");
         }
+        // A path that does not decode is a problem too, never plain text.
+        let undecodable = api.get("/v1/statements/%FF/2026-10", Some(&tokens.meridian)).await;
+        assert_eq!((undecodable.content_type.as_str(), undecodable.protections.clone()), ("application/problem+json", protected.clone()));
+        let problem = undecodable.problem(400);
+        assert!(problem["detail"].as_str().is_some_and(|d| !d.is_empty()), "{problem}");
         // A method a route does not answer is a problem, naming what the route answers.
         let wrong = api.send(reqwest::Method::DELETE, "/v1/balances", Some(&tokens.meridian), None, Vec::new()).await;
         assert_eq!(wrong.content_type, "application/problem+json");
