@@ -11,8 +11,8 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use revshare_core::dispute::DisputeError;
-use revshare_store::StoreError;
 use revshare_store::receipts::ProofError;
+use revshare_store::{Fault, StoreError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -105,6 +105,22 @@ impl Problem {
         }
     }
 
+    /// The store failing in a way that passes (down, busy, full): logged, answered with what
+    /// failed (the store, not a party's data) and `Retry-After`; nothing of the call was stored.
+    pub fn unavailable(status: StatusCode, kind: &'static str, error: &StoreError) -> Problem {
+        tracing::warn!(%error, "the store is unavailable");
+        let what = if status == StatusCode::INSUFFICIENT_STORAGE { "the store has no room left" } else { "the store does not answer" };
+        Problem {
+            retry_after: Some(RETRY_AFTER_SECONDS),
+            ..Problem::new(
+                status,
+                kind,
+                "the store is unavailable",
+                format!("{what}; nothing was stored; retry in {RETRY_AFTER_SECONDS} s"),
+            )
+        }
+    }
+
     /// A failure of the server or its store: logged here, answered without internals.
     pub fn internal(what: &str, error: &dyn std::fmt::Display) -> Problem {
         tracing::error!(%error, "{what}");
@@ -126,6 +142,9 @@ impl Problem {
         }
     }
 }
+
+/// How long a client is asked to wait before retrying after the store failed in passing.
+const RETRY_AFTER_SECONDS: u64 = 5;
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
@@ -155,6 +174,11 @@ impl From<ProofError> for Problem {
 impl From<StoreError> for Problem {
     fn from(error: StoreError) -> Problem {
         use StatusCode as S;
+        match error.fault() {
+            Some(Fault::Unavailable) => return Problem::unavailable(StatusCode::SERVICE_UNAVAILABLE, "unavailable", &error),
+            Some(Fault::Full) => return Problem::unavailable(StatusCode::INSUFFICIENT_STORAGE, "storage-full", &error),
+            None => {}
+        }
         let (status, kind, title) = match &error {
             StoreError::Sqlite(_)
             | StoreError::Postgres(_)

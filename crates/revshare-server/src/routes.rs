@@ -33,8 +33,11 @@ use crate::problem::{Problem, ProblemDetails, ProblemItem};
 /// `GET /healthz`.
 #[derive(Serialize, ToSchema)]
 pub struct Health {
+    /// `ok` (the store answers) or `alive` (the process answers: `/livez`).
     pub status: String,
-    pub schema_version: i64,
+    /// The store's schema version; absent from `/livez`, which does not ask the store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<i64>,
 }
 
 /// What a stored batch did (SPEC §3), and its signed receipt.
@@ -194,14 +197,27 @@ pub(crate) fn api(auth: Option<AppState>) -> (axum::Router<AppState>, utoipa::op
     if let Some(state) = auth {
         v1 = v1.route_layer(axum::middleware::from_fn_with_state(state, crate::auth::authenticate));
     }
-    OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi()).routes(routes!(healthz)).nest("/v1", v1).split_for_parts()
+    OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(livez))
+        .nest("/v1", v1)
+        .split_for_parts()
 }
 
-/// Whether the server and its store answer.
-#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
+/// Whether the server and its store answer: 503 (or 507, full) naming the store when it does not.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health),
+    (status = 503, description = "the store does not answer; see Retry-After", body = ProblemDetails, content_type = "application/problem+json"),
+    (status = 507, description = "the store has no room left; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")))]
 pub(crate) async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, Problem> {
     let version = state.run(|store, _| Ok(store.schema_version()?)).await?;
-    Ok(Json(Health { status: "ok".to_owned(), schema_version: version }))
+    Ok(Json(Health { status: "ok".to_owned(), schema_version: Some(version) }))
+}
+
+/// Whether the server process answers, store or not: for a supervisor deciding to restart it
+/// (a store that is down is not cured by a restart; `/healthz` says that one).
+#[utoipa::path(get, path = "/livez", tag = "health", responses((status = 200, body = Health)))]
+pub(crate) async fn livez() -> Json<Health> {
+    Json(Health { status: "alive".to_owned(), schema_version: None })
 }
 
 pub(crate) async fn no_route() -> Problem {

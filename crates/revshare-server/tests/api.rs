@@ -1455,3 +1455,41 @@ fn disputes_move_by_their_parties_and_others_see_nothing(db: &dyn TestDb) {
         api.stop().await;
     });
 }
+
+/// A store that does not answer (PostgreSQL on a port nothing listens on): `/healthz` says so
+/// with 503 and `Retry-After`, as does every call that needs the store — a fault, not a bug —
+/// while `/livez` still answers for the process.
+#[test]
+fn a_store_that_does_not_answer_is_503_and_the_process_lives() {
+    run(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let base = format!("http://{}", listener.local_addr().expect("the bound address"));
+        let open: OpenStore = Arc::new(|| {
+            let store = PgStore::connect("postgres://postgres@127.0.0.1:1/nowhere?connect_timeout=2").map_err(Box::new)?;
+            Ok(Box::new(store) as Box<dyn Store + Send>)
+        });
+        let config = Config {
+            open,
+            key: deployment_key(),
+            clock,
+            max_body_bytes: 1 << 20,
+            max_connections: MAX_CONNECTIONS,
+            max_writers: 1,
+            rate_limit_per_second: 0,
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let done = tokio::spawn(revshare_server::serve(listener, config, async {
+            let _ = stopped.await;
+        }));
+        let api = Api { base, client: reqwest::Client::new(), stop: Some(stop), done: Some(done), open: SqliteDb::new().opener() };
+        for (path, token) in [("/healthz", None), ("/v1/balances", Some("rs_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"))] {
+            let reply = api.get(path, token).await;
+            assert_eq!(reply.retry_after.as_deref(), Some("5"), "{path}");
+            let problem = reply.problem(503);
+            assert_eq!(problem["detail"], "the store does not answer; nothing was stored; retry in 5 s", "{path}: {problem}");
+        }
+        let alive = api.get("/livez", None).await;
+        assert_eq!((alive.status, alive.json()), (200, json!({"status": "alive"})));
+        api.stop().await;
+    });
+}

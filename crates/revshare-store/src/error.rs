@@ -150,3 +150,57 @@ pub enum StoreError {
     )]
     ContributionConflict { agreement: String, id: String, detail: String },
 }
+
+/// A failure of the database itself that passes, as opposed to a refusal or a bug: the caller
+/// may try again later, and nothing of the call was stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The database does not answer, is starting or shutting down, or is busy past the wait.
+    Unavailable,
+    /// The database has no room left (a full disk, or the server's own limit).
+    Full,
+}
+
+impl StoreError {
+    /// The passing fault this error is, if it is one.
+    pub fn fault(&self) -> Option<Fault> {
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => match e.code {
+                rusqlite::ErrorCode::DiskFull => Some(Fault::Full),
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked | rusqlite::ErrorCode::CannotOpen => {
+                    Some(Fault::Unavailable)
+                }
+                _ => None,
+            },
+            StoreError::Postgres(e) => match e.code().map(|state| state.code()) {
+                // Class 53: insufficient resources (53100 disk full, 53200 out of memory, …).
+                Some(code) if code.starts_with("53") => Some(Fault::Full),
+                // Class 08: connection exceptions; 57P01–57P03: shut down or not accepting yet.
+                Some(code) if code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03") => Some(Fault::Unavailable),
+                Some(_) => None,
+                // No SQLSTATE: the connection itself failed or was closed.
+                None => Some(Fault::Unavailable),
+            },
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passing_faults_are_told_from_refusals() {
+        let sqlite = |code: i32| StoreError::Sqlite(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None));
+        assert_eq!(sqlite(rusqlite::ffi::SQLITE_FULL).fault(), Some(Fault::Full));
+        assert_eq!(sqlite(rusqlite::ffi::SQLITE_BUSY).fault(), Some(Fault::Unavailable));
+        assert_eq!(sqlite(rusqlite::ffi::SQLITE_CONSTRAINT).fault(), None);
+        // Nothing listens on port 1: the connection fails without an SQLSTATE.
+        let refused = postgres::Client::connect("host=127.0.0.1 port=1 user=postgres connect_timeout=2", postgres::NoTls)
+            .err()
+            .expect("nothing listens on port 1");
+        assert_eq!(StoreError::Postgres(refused).fault(), Some(Fault::Unavailable));
+        assert_eq!(StoreError::BadRole("king".to_owned()).fault(), None);
+    }
+}

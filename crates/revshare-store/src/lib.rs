@@ -75,7 +75,7 @@ use revshare_core::usage::UsageRecord;
 use revshare_core::usage_set::UsageSet;
 
 pub use disputes::StoredDispute;
-pub use error::StoreError;
+pub use error::{Fault, StoreError};
 use index::Pending;
 pub use index::{RecordIndex, SharedIndex};
 pub use ingest::{Batch, IngestMode, IngestProblem, IngestReport, LoggedBatch, ProblemKind, batch_digest};
