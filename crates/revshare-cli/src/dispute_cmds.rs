@@ -3,8 +3,9 @@
 //! module names the acting party (`--by`, whose registered role is the capacity it acts in),
 //! reads the clock, and prints what the store recorded.
 //!
-//! Before anything is read or moved, the escalations whose deadlines have passed are applied
-//! (`Store::escalate_disputes`), so what is printed is the process as it stands now.
+//! Before a dispute is moved, the escalations whose deadlines have passed are logged
+//! (`Store::escalate_disputes`); `list` and `show` only read, and show each dispute as it stands
+//! now (`StoredDispute::effective`), an escalation due included, without writing it.
 
 use revshare_core::dispute::{Actor, Request, State};
 use revshare_core::ids::{AgreementId, PartyId};
@@ -92,8 +93,8 @@ pub fn move_dispute(args: &StoreArgs, id: u64, state: State, said: Said) -> Resu
 pub fn list(args: &StoreArgs, agreement: Option<&str>, json: bool) -> Result<(), Failure> {
     let agreement = agreement.map(|a| parse(AgreementId::parse(a))).transpose()?;
     let mut store = open(args, false)?;
-    store.escalate_disputes(now())?;
-    let disputes = store.disputes(agreement.as_ref())?;
+    let at = now();
+    let disputes: Vec<StoredDispute> = store.disputes(agreement.as_ref())?.into_iter().map(|d| d.effective(at)).collect();
     if json {
         let all: Vec<_> = disputes.iter().map(StoredDispute::to_json).collect();
         println!("{}", serde_json::to_string_pretty(&all).map_err(anyhow::Error::from)?);
@@ -123,8 +124,7 @@ pub fn list(args: &StoreArgs, agreement: Option<&str>, json: bool) -> Result<(),
 /// `revshare dispute show ID`: the dispute and its history.
 pub fn show(args: &StoreArgs, id: u64, json: bool) -> Result<(), Failure> {
     let mut store = open(args, false)?;
-    store.escalate_disputes(now())?;
-    let Some(stored) = store.dispute(id)? else {
+    let Some(stored) = store.dispute(id)?.map(|d| d.effective(now())) else {
         return Err(Failure::Invalid(format!("error: there is no dispute {id}; `revshare dispute list` shows the disputes\n")));
     };
     if json {

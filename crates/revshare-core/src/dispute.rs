@@ -386,6 +386,16 @@ impl Dispute {
         })
     }
 
+    /// The dispute as it stands at `now`: with the escalation [`Dispute::due`] by then, if any,
+    /// as the writer will log it. What a read shows, so that reading never has to write.
+    pub fn effective(&self, terms: &Terms, now: Instant) -> Dispute {
+        let mut dispute = self.clone();
+        if let Some(due) = self.due(terms, now) {
+            dispute.history.push(due);
+        }
+        dispute
+    }
+
     /// Checks a transition a party asks for. (Escalations [`Dispute::due`] are applied first.)
     pub fn check(&self, terms: &Terms, t: &Transition) -> Result<(), DisputeError> {
         let state = self.state();
@@ -662,6 +672,18 @@ mod tests {
         let mut value = transition_json(&step, t.currency);
         value["amount"] = Value::from(12.34);
         assert_eq!(transition_from_json(&value, t.currency), None, "an amount is a string");
+    }
+
+    #[test]
+    fn the_effective_dispute_shows_an_escalation_due_without_changing_the_dispute() {
+        let t = terms();
+        let d = opened(ActorRole::Host, 1_000);
+        // Opened on the 2nd, 14 days to answer: due on the 16th.
+        assert_eq!(d.effective(&t, at(15)), d, "nothing due yet");
+        let seen = d.effective(&t, at(20));
+        assert_eq!((seen.state(), d.state()), (State::Escalated, State::Open));
+        assert_eq!(seen.history.last().map(|e| e.at), Some(at(16)), "dated at the deadline");
+        assert_eq!(seen.effective(&t, at(25)), seen, "an escalated dispute waits for its arbiter");
     }
 
     #[test]

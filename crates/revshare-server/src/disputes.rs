@@ -140,11 +140,11 @@ fn actor(caller: &Caller) -> Result<Actor, Problem> {
     Ok(Actor { party: caller.party.to_string(), role })
 }
 
-/// A dispute this caller may read, after the escalations due.
+/// A dispute this caller may read, as it stands at `now` (an escalation due is shown, not
+/// written: reads never write; the writer logs it).
 fn readable_dispute(store: &mut dyn Store, caller: &Caller, id: u64, now: revshare_core::time::Instant) -> Result<StoredDispute, Problem> {
-    store.escalate_disputes(now)?;
     match store.dispute(id)? {
-        Some(stored) if may_read(caller, &stored.terms.licensor, &stored.terms.host) => Ok(stored),
+        Some(stored) if may_read(caller, &stored.terms.licensor, &stored.terms.host) => Ok(stored.effective(now)),
         _ => Err(Problem::not_found(format!("there is no dispute {id} that this token can read"))),
     }
 }
@@ -268,15 +268,15 @@ pub(crate) async fn list_disputes(
     let agreement = params.get("agreement").map(|a| agreement_id(a)).transpose()?;
     let views = state
         .run(move |store, shared| {
-            store.escalate_disputes(shared.now())?;
             if let Some(id) = &agreement {
                 readable(store, &caller, id)?;
             }
+            let now = shared.now();
             store
                 .disputes(agreement.as_ref())?
-                .iter()
+                .into_iter()
                 .filter(|d| may_read(&caller, &d.terms.licensor, &d.terms.host))
-                .map(DisputeView::of)
+                .map(|d| DisputeView::of(&d.effective(now)))
                 .collect::<Result<Vec<_>, _>>()
         })
         .await?;

@@ -272,6 +272,11 @@ impl AppState {
 
 /// The API's routes, ready to serve.
 pub fn router(config: Config) -> Router {
+    app(config).0
+}
+
+/// The routes and the state they share (the scheduled passes of [`serve`] write through it).
+fn app(config: Config) -> (Router, AppState) {
     metrics::install();
     let state = AppState(Arc::new(Shared {
         open: config.open,
@@ -293,7 +298,8 @@ pub fn router(config: Config) -> Router {
     // served below, so the page and the API cannot disagree.
     let docs: Router<AppState> =
         utoipa_swagger_ui::SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::new(["/openapi.json"])).into();
-    api.merge(docs)
+    let router = api
+        .merge(docs)
         .route("/metrics", get(metrics::render))
         .route(
             "/openapi.json",
@@ -312,7 +318,8 @@ pub fn router(config: Config) -> Router {
                 .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO))
                 .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
-        .with_state(state)
+        .with_state(state.clone());
+    (router, state)
 }
 
 /// What every answer has: nothing is stored by a cache on the way (answers are per token, and a
@@ -394,10 +401,31 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let (router, state) = app(config);
+    let passes = tokio::spawn(escalation_passes(state));
     // Each request knows its client's address: failed authentications are limited by it.
-    axum::serve(listener, router(config).into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    let served =
+        axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(shutdown).await;
+    passes.abort();
+    served
+}
+
+/// How often the writer logs the dispute escalations that deadlines have made due.
+const ESCALATION_PASS: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The writer's scheduled pass: every [`ESCALATION_PASS`] from the start, the escalations due are logged in a
+/// writer's turn, so reads, which only show them ([`revshare_store::StoredDispute::effective`]),
+/// never write. A failed pass is logged and tried again at the next.
+async fn escalation_passes(state: AppState) {
+    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + ESCALATION_PASS, ESCALATION_PASS);
+    loop {
+        every.tick().await;
+        match state.write(|store, shared| Ok(store.escalate_disputes(shared.now())?)).await {
+            Ok(0) => {}
+            Ok(applied) => tracing::info!(applied, "dispute escalations logged"),
+            Err(problem) => tracing::warn!(detail = %problem.detail, "the escalation pass failed"),
+        }
+    }
 }
 
 /// Completes on ctrl-c or SIGTERM.

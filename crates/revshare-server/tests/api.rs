@@ -106,6 +106,7 @@ api_tests!(
     a_bundle_fetched_over_http_verifies_offline,
     the_docs_page_and_its_assets_are_served_offline,
     disputes_move_by_their_parties_and_others_see_nothing,
+    reading_an_overdue_dispute_writes_nothing,
 );
 
 /// A fixed clock: checkpoints are reproducible.
@@ -1490,6 +1491,54 @@ fn a_store_that_does_not_answer_is_503_and_the_process_lives() {
         }
         let alive = api.get("/livez", None).await;
         assert_eq!((alive.status, alive.json()), (200, json!({"status": "alive"})));
+        api.stop().await;
+    });
+}
+
+/// A dispute whose answer is overdue reads as escalated, to its parties, and reading it — by
+/// them or by anyone else — writes nothing: the writer logs the escalation, before the next move.
+fn reading_an_overdue_dispute_writes_nothing(db: &dyn TestDb) {
+    let tokens = {
+        let mut store = open(db);
+        let tokens = register(store.as_mut());
+        store.ingest(&parse_lines(&northwind_lines()), IngestMode::Atomic, None).expect("ingest");
+        close_october(store.as_mut());
+        let month_ago = Instant::from_parts(clock().secs() - 30 * 86_400, 0);
+        let claim = Transition {
+            state: State::Open,
+            actor: Actor { party: "northwind".to_owned(), role: ActorRole::Host },
+            at: month_ago,
+            reason: "a test tenant".to_owned(),
+            amount: Some(500),
+            evidence: vec![],
+        };
+        store.open_dispute(&agreement_id(), october(), None, None, claim).expect("dispute 1");
+        tokens
+    };
+    run(async {
+        let api = Api::start(db, 1 << 20).await;
+        let before = api.with_store(|store| snapshot(store)).await;
+        for token in [&tokens.southwind, &tokens.aurora] {
+            api.get("/v1/disputes/1", Some(token)).await.problem(404);
+            assert_eq!(api.get("/v1/disputes", Some(token)).await.json(), json!([]));
+        }
+        for token in [&tokens.northwind, &tokens.meridian] {
+            assert_eq!(api.get("/v1/disputes/1", Some(token)).await.json()["state"], "escalated");
+            assert_eq!(api.get("/v1/disputes", Some(token)).await.json()[0]["state"], "escalated");
+        }
+        assert_eq!(api.with_store(|store| snapshot(store)).await, before, "no read wrote anything");
+        assert_eq!(api.with_store(|store| store.dispute(1).expect("read").expect("dispute").dispute.state()).await, State::Open);
+        // The arbiter decides: the move logs the escalation first, then the decision.
+        let decide = json!({"action": "decide", "amount": "2.00", "reason": "half of it"});
+        let decided = api.post_json("/v1/disputes/1/transitions", &tokens.arbiter, &decide).await;
+        assert_eq!(decided.status, 200, "{}", String::from_utf8_lossy(&decided.bytes));
+        let states: Vec<String> = decided.json()["history"]
+            .as_array()
+            .expect("history")
+            .iter()
+            .map(|t| t["state"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(states, ["open", "escalated", "decided"]);
         api.stop().await;
     });
 }

@@ -35,6 +35,12 @@ impl StoredDispute {
     pub fn to_json(&self) -> serde_json::Value {
         self.dispute.to_json(&self.terms)
     }
+
+    /// The dispute as it stands at `now`, with an escalation due by then shown though not yet
+    /// logged ([`Dispute::effective`]): what reads show.
+    pub fn effective(self, now: Instant) -> StoredDispute {
+        StoredDispute { dispute: self.dispute.effective(&self.terms, now), terms: self.terms }
+    }
 }
 
 fn int(value: u64, what: &str) -> Result<i64, StoreError> {
@@ -185,7 +191,15 @@ pub(crate) fn open(
 /// so no escalation is ever due before a transition that is accepted.)
 pub(crate) fn transition(sql: &mut impl Sql, id: u64, t: Transition) -> Result<StoredDispute, StoreError> {
     let mut stored = one(sql, id)?.ok_or(StoreError::UnknownDispute { id })?;
-    stored.dispute.check(&stored.terms, &t)?;
+    // A transition that follows only once the escalation due by its time is logged (an arbiter
+    // deciding an overdue dispute) logs that escalation first, in the same transaction; any other
+    // is checked as the dispute stands, so a late answer is refused as late.
+    if let Err(refused) = stored.dispute.check(&stored.terms, &t) {
+        let due = stored.dispute.due(&stored.terms, t.at).ok_or(refused.clone())?;
+        let escalated = stored.dispute.effective(&stored.terms, t.at);
+        escalated.check(&stored.terms, &t).map_err(|_| refused)?;
+        append(sql, &mut stored, due)?;
+    }
     append(sql, &mut stored, t)?;
     Ok(stored)
 }
