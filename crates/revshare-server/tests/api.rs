@@ -602,6 +602,18 @@ fn every_format_is_read_and_resends_are_duplicates(db: &dyn TestDb) {
     assert_eq!(open(db).records(&agreement_id(), october()).expect("records").len(), 7, "October: six of the example and one event");
 }
 
+/// Northwind's claim of 5.00 on October's statement, made at `at`.
+fn host_claim(at: Instant) -> Transition {
+    Transition {
+        state: State::Open,
+        actor: Actor { party: "northwind".to_owned(), role: ActorRole::Host },
+        at,
+        reason: "a test tenant".to_owned(),
+        amount: Some(500),
+        evidence: vec![],
+    }
+}
+
 fn refused_calls_change_nothing(db: &dyn TestDb) {
     let (tokens, canonical, revoked) = {
         let mut store = open(db);
@@ -610,15 +622,7 @@ fn refused_calls_change_nothing(db: &dyn TestDb) {
         let revoked = add_token(store.as_mut(), "ledgerwise", Role::Auditor, "revoked");
         store.revoke_token(&auth::id_of(&auth::hash(&revoked))).expect("revoke");
         let canonical = close_october(store.as_mut());
-        let claim = Transition {
-            state: State::Open,
-            actor: Actor { party: "northwind".to_owned(), role: ActorRole::Host },
-            at: clock(),
-            reason: "a test tenant".to_owned(),
-            amount: Some(500),
-            evidence: vec![],
-        };
-        store.open_dispute(&agreement_id(), october(), None, None, claim).expect("dispute 1");
+        store.open_dispute(&agreement_id(), october(), None, None, host_claim(clock())).expect("dispute 1");
         (tokens, canonical, revoked)
     };
     run(async {
@@ -1504,15 +1508,7 @@ fn reading_an_overdue_dispute_writes_nothing(db: &dyn TestDb) {
         store.ingest(&parse_lines(&northwind_lines()), IngestMode::Atomic, None).expect("ingest");
         close_october(store.as_mut());
         let month_ago = Instant::from_parts(clock().secs() - 30 * 86_400, 0);
-        let claim = Transition {
-            state: State::Open,
-            actor: Actor { party: "northwind".to_owned(), role: ActorRole::Host },
-            at: month_ago,
-            reason: "a test tenant".to_owned(),
-            amount: Some(500),
-            evidence: vec![],
-        };
-        store.open_dispute(&agreement_id(), october(), None, None, claim).expect("dispute 1");
+        store.open_dispute(&agreement_id(), october(), None, None, host_claim(month_ago)).expect("dispute 1");
         tokens
     };
     run(async {
