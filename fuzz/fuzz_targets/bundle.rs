@@ -10,18 +10,20 @@ use revshare_core::note::SignerKey;
 
 fuzz_target!(|data: &[u8]| {
     // The files, separated by 0xFF (which UTF-8 never holds): statement, agreement, records,
-    // aliases, log, keys, signatures, then batch digest files.
+    // the records' salts in hex, aliases, log, keys, signatures, then two batch files in hex
+    // (binary salts and commitments would hold the separator).
     let mut parts = data.split(|&b| b == 0xFF);
     let mut next = || parts.next().unwrap_or_default().to_vec();
     let bundle = Bundle {
         statement: next(),
         agreement: String::from_utf8_lossy(&next()).into_owned(),
         records: next(),
+        salts: from_hex(&next()),
         aliases: next(),
         log: next(),
         keys: next(),
         signatures: next(),
-        batches: (0u64..).zip(std::iter::from_fn(|| Some(next())).take(2)).collect(),
+        batches: (0u64..).zip(std::iter::from_fn(|| Some(from_hex(&next()))).take(2)).collect(),
     };
     let alone = verify(&bundle, &VerifyOptions::default());
     assert!(!alone.ok(), "nothing held, nothing anchored");
@@ -39,3 +41,9 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// Pairs of hex digits as bytes; anything else is skipped.
+fn from_hex(text: &[u8]) -> Vec<u8> {
+    let digit = |c: u8| char::from(c).to_digit(16).and_then(|d| u8::try_from(d).ok());
+    text.chunks_exact(2).filter_map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?)).collect()
+}

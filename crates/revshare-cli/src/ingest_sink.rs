@@ -203,7 +203,13 @@ impl<'a> Committer<'a> {
     }
 
     fn store_batch(&mut self, Batch { records, digests, locations }: &Batch) {
-        let signed = self.host_key.as_ref().map(|key| crate::log_cmds::sign_batch(key, records));
+        let signed = match self.host_key.as_ref().map(|key| crate::log_cmds::sign_batch(key, records)).transpose() {
+            Ok(signed) => signed,
+            Err(e) => {
+                self.stopped = Some(StopReason::Store(StoreError::Signature(e)));
+                return;
+            }
+        };
         let batch = revshare_store::Batch { records, digests: Some(digests), mode: self.mode, signed: signed.as_ref() };
         let report = match self.store.ingest_batch(batch) {
             Ok(report) => report,

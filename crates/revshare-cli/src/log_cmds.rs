@@ -14,7 +14,7 @@ use revshare_core::bundle::{Anchor, BATCHES_DIR, Bundle, VerifyOptions, verify};
 use revshare_core::merkle::Hash;
 use revshare_core::note::{SignerKey, VerifierKey};
 use revshare_core::time::{Instant, Period};
-use revshare_core::transparency::Signed;
+use revshare_core::transparency::{Signed, SignedBatch};
 use revshare_core::usage::UsageRecord;
 use revshare_store::export::{self, ExportError};
 use revshare_store::receipts::{self, ProofError};
@@ -278,6 +278,7 @@ fn read_bundle(dir: &Path) -> Result<Bundle, Failure> {
         statement: read("statement.json")?,
         agreement,
         records: read("records.jsonl")?,
+        salts: read(revshare_core::bundle::SALTS_FILE)?,
         aliases: read("aliases.json")?,
         log: read("log.json")?,
         keys: read("keys.json")?,
@@ -332,8 +333,12 @@ pub fn verify_bundle(dir: &Path, since: Option<&Path>, trust: &[PathBuf], consis
     }
 }
 
-/// The records of a batch as the host would sign them: used by `ingest --sign`.
-pub fn sign_batch(key: &SignerKey, records: &[UsageRecord<'_>]) -> Signed {
-    let digest = revshare_store::batch_digest(records);
-    Signed { key: key.verifier().to_text(), signature: key.sign(&revshare_core::transparency::batch_message(&digest)) }
+/// The records of a batch as the host would sign them, under a fresh record-salt key: used by
+/// `ingest --sign`.
+pub fn sign_batch(key: &SignerKey, records: &[UsageRecord<'_>]) -> Result<SignedBatch, String> {
+    let mut record_key = [0u8; revshare_core::transparency::RECORD_KEY_BYTES];
+    getrandom::fill(&mut record_key).map_err(|e| format!("the operating system's random source failed: {e}"))?;
+    let digest = revshare_store::batch_digest(records, &record_key);
+    let signed = Signed { key: key.verifier().to_text(), signature: key.sign(&revshare_core::transparency::batch_message(&digest)) };
+    Ok(SignedBatch { signed, record_key })
 }

@@ -714,7 +714,7 @@ fn every_tampered_byte_of_a_bundle_fails_verification_and_is_named() {
 fn receipts_prove_what_each_host_reported() {
     use revshare_core::merkle::{leaf_hash, verify_inclusion};
     use revshare_core::note::{Checkpoint, VerifierKey, open_note};
-    use revshare_core::transparency::{Signed, hash_from_b64, receipt_message};
+    use revshare_core::transparency::{Salt, Signed, commitment, from_b64, hash_from_b64, receipt_message};
     let store = TestStore::sqlite();
     let bundle = signed_example(&store);
     let keys: serde_json::Value = serde_json::from_slice(&std::fs::read(bundle.join("keys.json")).expect("keys")).expect("JSON");
@@ -732,7 +732,8 @@ fn receipts_prove_what_each_host_reported() {
         // Its checkpoint is signed, and its leaf is in the tree the checkpoint commits to.
         let note = open_note(receipt["checkpoint"].as_str().expect("a note"), std::slice::from_ref(&deployment)).expect("signed note");
         let checkpoint = Checkpoint::parse(&note.text).expect("a checkpoint");
-        let data = receipt["leaf"]["data"].as_str().expect("leaf data");
+        let event = receipt["leaf"]["event"].as_str().expect("the leaf's event");
+        let salt: Salt = from_b64(receipt["leaf"]["salt"].as_str().expect("its salt")).expect("b64").try_into().expect("32 bytes");
         let proof: Vec<_> = receipt["inclusion_proof"]
             .as_array()
             .expect("proof")
@@ -740,14 +741,16 @@ fn receipts_prove_what_each_host_reported() {
             .map(|h| hash_from_b64(h.as_str().expect("b64")).expect("hash"))
             .collect();
         let index = receipt["leaf"]["index"].as_u64().expect("index");
-        verify_inclusion(&leaf_hash(data.as_bytes()), index, checkpoint.size, &proof, &checkpoint.root)
+        verify_inclusion(&leaf_hash(&commitment(&salt, event.as_bytes())), index, checkpoint.size, &proof, &checkpoint.root)
             .expect("the inclusion proof verifies");
-        // And the leaf names the digest of exactly what the host sent.
+        // And the leaf names the digest of exactly what the host sent, under the batch's
+        // record-salt key, which the receipt gives the host.
         let sent = std::fs::read_to_string(store.path(file)).expect("sent");
         let records: Vec<_> = sent.lines().map(|l| revshare_core::usage::parse_json_line(l.as_bytes()).expect("a record")).collect();
-        let digest = revshare_store::batch_digest(&records);
+        let key = from_b64(receipt["batch"]["record_key"].as_str().expect("the record key")).expect("b64");
+        let digest = revshare_store::batch_digest(&records, &key.try_into().expect("16 bytes"));
         assert_eq!(receipt["batch"]["digest"].as_str(), Some(digest.as_str()));
-        assert!(data.contains(&digest), "{data}");
+        assert!(event.contains(&digest), "{event}");
     }
 }
 
@@ -858,7 +861,7 @@ fn a_log_rewritten_behind_a_checkpoint_fails_the_consistency_check() {
 #[test]
 fn log_proofs_printed_by_the_cli_verify() {
     use revshare_core::merkle::{leaf_hash, verify_consistency, verify_inclusion};
-    use revshare_core::transparency::hash_from_b64;
+    use revshare_core::transparency::{Salt, b64, commitment, from_b64, hash_from_b64};
     let store = TestStore::sqlite();
     store.register_worked_example();
     let hashes = |v: &serde_json::Value| -> Vec<[u8; 32]> {
@@ -867,8 +870,11 @@ fn log_proofs_printed_by_the_cli_verify() {
     let proved: serde_json::Value = serde_json::from_str(&store.ok(&["log", "prove", "--leaf", "1"])).expect("JSON");
     let root = hash_from_b64(proved["root"].as_str().expect("root")).expect("hash");
     let size = proved["tree_size"].as_u64().expect("size");
-    let data = proved["data"].as_str().expect("data");
-    verify_inclusion(&leaf_hash(data.as_bytes()), 1, size, &hashes(&proved["inclusion_proof"]), &root).expect("inclusion");
+    let event = proved["event"].as_str().expect("the event");
+    let salt: Salt = from_b64(proved["salt"].as_str().expect("salt")).expect("b64").try_into().expect("32 bytes");
+    let data = commitment(&salt, event.as_bytes());
+    assert_eq!(proved["commitment"].as_str(), Some(b64(&data).as_str()));
+    verify_inclusion(&leaf_hash(&data), 1, size, &hashes(&proved["inclusion_proof"]), &root).expect("inclusion");
     let consistent: serde_json::Value = serde_json::from_str(&store.ok(&["log", "consistency", "--from", "2"])).expect("JSON");
     let (old, new) = (
         hash_from_b64(consistent["from_root"].as_str().expect("b64")).expect("hash"),
@@ -981,7 +987,7 @@ fn disputes_are_answered_decided_and_carried_into_the_next_statement() {
     let leaves = log["leaves"].as_array_mut().expect("leaves");
     let decision = leaves
         .iter()
-        .position(|l| l["data"].as_str().is_some_and(|d| d.contains(r#""state":"decided""#)))
+        .position(|l| l["event"].as_str().is_some_and(|d| d.contains(r#""state":"decided""#)))
         .expect("the decision is bundled");
     leaves.remove(decision);
     std::fs::write(&log_file, serde_json::to_vec_pretty(&log).expect("JSON")).expect("write");

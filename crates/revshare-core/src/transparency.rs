@@ -1,18 +1,29 @@
 //! What the transparency log holds (SPEC §7), and the messages parties sign.
 //!
-//! Every leaf is the RFC 8785 canonical JSON of one event, with a `type` member saying what it is:
-//! an accepted usage batch, an agreement version, a finalised statement, a contribution's state, a
-//! dispute transition, a journal entry, a registered public key. The builders here are the only way leaves are made,
-//! by the store when it records an event and by `verify` when it checks one, so both read the
-//! same bytes. A leaf names what it logs by digest (`sha256:`), never by copying it, except a
-//! contribution, which is small and whose state at a given moment settlement needs.
+//! Every event is the RFC 8785 canonical JSON of one thing that happened, with a `type` member
+//! saying what it is: an accepted usage batch, an agreement version, a finalised statement, a
+//! contribution's state, a dispute transition, a journal entry, a registered public key. The
+//! builders here are the only way events are made, by the store when it records one and by
+//! `verify` when it checks one, so both read the same bytes. An event names what it logs by
+//! digest (`sha256:`), never by copying it, except a contribution, which is small and whose state
+//! at a given moment settlement needs.
 //!
-//! Signed messages carry a first line naming what they are (`revshare usage batch v1`, …), so a
+//! **The log commits; it does not disclose.** A leaf's data is not the event but
+//! [`commitment`]: SHA-256 over a domain tag, a fresh random salt of [`SALT_BYTES`] and the event.
+//! The tree, its checkpoints and proofs then say how many events there are and nothing else; the
+//! event and its salt are handed only to the parties entitled to it, who recompute the
+//! commitment and check it against the tree. The records of a usage batch are committed the same
+//! way, one by one ([`record_commitment`]), with salts derived from a key per batch
+//! ([`record_salt`]): a bundle shows the commitments of a mixed batch's other records, which
+//! confirm no guess, and the salts of its own agreement's records only.
+//!
+//! Signed messages carry a first line naming what they are (`revshare usage batch v2`, …), so a
 //! signature made for one purpose can never be presented as another.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::canonical::{self, CanonicalError};
 use crate::contribution::Contribution;
@@ -57,10 +68,76 @@ impl Signed {
     }
 }
 
+/// The bytes of an event's salt: 256 random bits, drawn afresh for every event.
+pub const SALT_BYTES: usize = 32;
+
+/// An event's salt.
+pub type Salt = [u8; SALT_BYTES];
+
+/// The leaf data that commits to an event: SHA-256 of `revshare event v1\n`, the salt and the
+/// event's canonical bytes. Without the salt it confirms no guess of the event; with it, anyone
+/// holding the event checks it against the log.
+pub fn commitment(salt: &Salt, event: &[u8]) -> Hash {
+    let mut hasher = Sha256::new();
+    hasher.update(b"revshare event v1\n");
+    hasher.update(salt);
+    hasher.update(event);
+    hasher.finalize().into()
+}
+
+/// The bytes of a batch's record-salt key (128 bits).
+pub const RECORD_KEY_BYTES: usize = 16;
+
+/// The bytes of one record's salt (128 bits).
+pub const RECORD_SALT_BYTES: usize = 16;
+
+/// A record's salt in its batch: the first 16 bytes of SHA-256 of `rs-salt`, the batch's key and
+/// the record's digest as sent. One input block: deriving costs one compression per record. The
+/// salt of one record says nothing of the key, so handing it out opens that record only.
+pub fn record_salt(key: &[u8; RECORD_KEY_BYTES], digest: &[u8; 32]) -> [u8; RECORD_SALT_BYTES] {
+    let mut input = [0u8; 7 + RECORD_KEY_BYTES + 32];
+    input[..7].copy_from_slice(b"rs-salt");
+    input[7..7 + RECORD_KEY_BYTES].copy_from_slice(key);
+    input[7 + RECORD_KEY_BYTES..].copy_from_slice(digest);
+    let hash: [u8; 32] = Sha256::digest(input).into();
+    let mut salt = [0u8; RECORD_SALT_BYTES];
+    salt.copy_from_slice(&hash[..RECORD_SALT_BYTES]);
+    salt
+}
+
+/// A record's commitment in its batch: SHA-256 of `rs-rec1`, its salt and its digest as sent
+/// (one input block). A batch's digest is [`crate::settle::sorted_digest`] over these.
+pub fn record_commitment(salt: &[u8; RECORD_SALT_BYTES], digest: &[u8; 32]) -> [u8; 32] {
+    let mut input = [0u8; 7 + RECORD_SALT_BYTES + 32];
+    input[..7].copy_from_slice(b"rs-rec1");
+    input[7..7 + RECORD_SALT_BYTES].copy_from_slice(salt);
+    input[7 + RECORD_SALT_BYTES..].copy_from_slice(digest);
+    Sha256::digest(input).into()
+}
+
+/// The digest of a usage batch under its record-salt key: [`crate::settle::sorted_digest`] over
+/// the [`record_commitment`]s of its distinct records' digests as sent. What a host signs
+/// ([`batch_message`]) and the batch's event names.
+pub fn batch_digest(key: &[u8; RECORD_KEY_BYTES], sent: &[[u8; 32]]) -> String {
+    let mut commitments: Vec<[u8; 32]> = sent.iter().map(|digest| record_commitment(&record_salt(key, digest), digest)).collect();
+    commitments.sort_unstable_by(crate::settle::digest_order);
+    commitments.dedup();
+    crate::settle::sorted_digest(&mut commitments)
+}
+
+/// A host's signature of a usage batch ([`batch_message`] of [`batch_digest`]) and the
+/// record-salt key it chose for the batch, which the signature covers through the digest. The
+/// key is a secret between the host and the deployment: it opens every record of the batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedBatch {
+    pub signed: Signed,
+    pub record_key: [u8; RECORD_KEY_BYTES],
+}
+
 /// What a host signs for a usage batch: its digest ([`crate::settle::sorted_digest`] over the
-/// SHA-256 digests of the distinct records as sent).
+/// [`record_commitment`]s of the distinct records as sent, under the batch's record-salt key).
 pub fn batch_message(digest: &str) -> Vec<u8> {
-    format!("revshare usage batch v1\n{digest}\n").into_bytes()
+    format!("revshare usage batch v2\n{digest}\n").into_bytes()
 }
 
 /// What the deployment signs, and a host countersigns, for a finalised statement.
@@ -75,10 +152,11 @@ pub fn receipt_message(unsigned_canonical: &[u8]) -> Vec<u8> {
     out
 }
 
-/// An accepted usage batch: its digest, how many distinct records it holds, their hosts, and the
-/// host's signature when it signed it.
-pub fn batch_leaf(digest: &str, records: u64, hosts: &[&str], signed: Option<&Signed>) -> Result<Vec<u8>, CanonicalError> {
-    let mut leaf = json!({ "type": "usage_batch", "digest": digest, "records": records, "hosts": hosts });
+/// An accepted usage batch: its digest, how many distinct records it holds, and the host's
+/// signature when it signed it. Not its hosts: a bundle shows the batch to the parties of every
+/// agreement with a record in it.
+pub fn batch_event(digest: &str, records: u64, signed: Option<&Signed>) -> Result<Vec<u8>, CanonicalError> {
+    let mut leaf = json!({ "type": "usage_batch", "digest": digest, "records": records });
     if let (Some(signed), Some(map)) = (signed, leaf.as_object_mut()) {
         map.insert("signed".to_owned(), signed.to_json());
     }
@@ -88,27 +166,27 @@ pub fn batch_leaf(digest: &str, records: u64, hosts: &[&str], signed: Option<&Si
 /// An agreement version: its parties, the digest of its meaning (`Agreement::digest`, which
 /// statements name) and `source`, the digest of the TOML text as registered, so that not one byte
 /// of the text (a comment included) can change unnoticed.
-pub fn agreement_leaf(id: &str, version: u32, licensor: &str, host: &str, digest: &str, source: &str) -> Result<Vec<u8>, CanonicalError> {
+pub fn agreement_event(id: &str, version: u32, licensor: &str, host: &str, digest: &str, source: &str) -> Result<Vec<u8>, CanonicalError> {
     canonical::to_canonical(&json!({
         "type": "agreement", "id": id, "version": version, "licensor": licensor, "host": host, "digest": digest, "source": source,
     }))
 }
 
 /// A finalised statement (`kind` original or restatement; `sequence` from 1).
-pub fn statement_leaf(agreement: &str, period: &str, sequence: u32, kind: &str, digest: &str) -> Result<Vec<u8>, CanonicalError> {
+pub fn statement_event(agreement: &str, period: &str, sequence: u32, kind: &str, digest: &str) -> Result<Vec<u8>, CanonicalError> {
     canonical::to_canonical(&json!({
         "type": "statement", "agreement": agreement, "period": period, "sequence": sequence, "kind": kind, "digest": digest,
     }))
 }
 
 /// A contribution to an agreement as recorded, or as accepted: the whole contribution.
-pub fn contribution_leaf(agreement: &str, contribution: &Contribution) -> Result<Vec<u8>, CanonicalError> {
+pub fn contribution_event(agreement: &str, contribution: &Contribution) -> Result<Vec<u8>, CanonicalError> {
     canonical::to_canonical(&json!({ "type": "contribution", "agreement": agreement, "contribution": contribution.to_json() }))
 }
 
 /// A dispute transition (SPEC §8): the dispute, what it questions, and the transition whole
 /// (who, when, why, amount, evidence).
-pub fn dispute_leaf(dispute: u64, subject: &Subject, transition: &Transition, currency: Currency) -> Result<Vec<u8>, CanonicalError> {
+pub fn dispute_event(dispute: u64, subject: &Subject, transition: &Transition, currency: Currency) -> Result<Vec<u8>, CanonicalError> {
     canonical::to_canonical(&json!({
         "type": "dispute",
         "dispute": dispute,
@@ -123,7 +201,7 @@ pub fn dispute_leaf(dispute: u64, subject: &Subject, transition: &Transition, cu
 
 /// A journal entry (statement, payment, adjustment, reversal): its reference, kind and the
 /// digest of its postings' canonical form.
-pub fn journal_leaf(reference: &str, kind: &str, agreement: &str, postings_digest: &str) -> Result<Vec<u8>, CanonicalError> {
+pub fn journal_event(reference: &str, kind: &str, agreement: &str, postings_digest: &str) -> Result<Vec<u8>, CanonicalError> {
     canonical::to_canonical(&json!({
         "type": "journal_entry", "reference": reference, "kind": kind, "agreement": agreement, "postings": postings_digest,
     }))
@@ -141,7 +219,7 @@ pub fn rotation_message(party: Option<&str>, new_key: &str) -> Vec<u8> {
 /// rotation names the key it replaces and carries that key's signature of
 /// [`rotation_message`] (`rotation`: the replaced key's text and signature); a first key has
 /// `replaces` and `signature` null.
-pub fn key_leaf(party: Option<&str>, key: &str, rotation: Option<&Signed>) -> Result<Vec<u8>, CanonicalError> {
+pub fn key_event(party: Option<&str>, key: &str, rotation: Option<&Signed>) -> Result<Vec<u8>, CanonicalError> {
     let (replaces, signature) = match rotation {
         Some(signed) => (Some(signed.key.as_str()), Some(b64(&signed.signature))),
         None => (None, None),
@@ -149,8 +227,8 @@ pub fn key_leaf(party: Option<&str>, key: &str, rotation: Option<&Signed>) -> Re
     canonical::to_canonical(&json!({ "type": "key", "party": party, "key": key, "replaces": replaces, "signature": signature }))
 }
 
-/// Reads a leaf back as JSON, with its `type`.
-pub fn read_leaf(data: &[u8]) -> Option<(String, Value)> {
+/// Reads an event back as JSON, with its `type`.
+pub fn read_event(data: &[u8]) -> Option<(String, Value)> {
     let value: Value = serde_json::from_slice(data).ok()?;
     let kind = value.get("type")?.as_str()?.to_owned();
     Some((kind, value))
@@ -162,9 +240,26 @@ mod tests {
 
     #[test]
     fn leaves_are_canonical_and_typed() {
-        let leaf = batch_leaf("sha256:ab", 3, &["northwind"], None).unwrap_or_default();
-        assert_eq!(String::from_utf8_lossy(&leaf), r#"{"digest":"sha256:ab","hosts":["northwind"],"records":3,"type":"usage_batch"}"#);
-        assert_eq!(read_leaf(&leaf).map(|(kind, _)| kind).as_deref(), Some("usage_batch"));
+        let event = batch_event("sha256:ab", 3, None).unwrap_or_default();
+        assert_eq!(String::from_utf8_lossy(&event), r#"{"digest":"sha256:ab","records":3,"type":"usage_batch"}"#);
+        assert_eq!(read_event(&event).map(|(kind, _)| kind).as_deref(), Some("usage_batch"));
+    }
+
+    #[test]
+    fn commitments_depend_on_salt_and_event() {
+        let event = br#"{"type":"key"}"#;
+        let (a, b) = ([1u8; SALT_BYTES], [2u8; SALT_BYTES]);
+        assert_ne!(commitment(&a, event), commitment(&b, event));
+        assert_ne!(commitment(&a, event), commitment(&a, br#"{"type":"kez"}"#));
+        assert_eq!(commitment(&a, event), commitment(&a, event));
+        let digest = [7u8; 32];
+        let (k1, k2) = ([1u8; RECORD_KEY_BYTES], [2u8; RECORD_KEY_BYTES]);
+        assert_ne!(record_salt(&k1, &digest), record_salt(&k2, &digest));
+        assert_ne!(record_salt(&k1, &digest), record_salt(&k1, &[8u8; 32]));
+        let salt = record_salt(&k1, &digest);
+        assert_ne!(record_commitment(&salt, &digest), record_commitment(&salt, &[8u8; 32]));
+        // The commitment is not the record's bare digest, nor its salted hash under another tag.
+        assert_ne!(record_commitment(&salt, &digest), digest);
     }
 
     #[test]

@@ -11,7 +11,9 @@ use revshare_core::note::{Checkpoint, SignerKey, VerifierKey, sign_note};
 use revshare_core::settle::{settle_records, sorted_digest};
 use revshare_core::statement::{Adjustment, Statement};
 use revshare_core::time::Period;
-use revshare_core::transparency::{self, Signed, b64, batch_message, statement_message};
+use revshare_core::transparency::{
+    self, RECORD_KEY_BYTES, SALT_BYTES, Salt, Signed, b64, batch_message, commitment, record_commitment, record_salt, statement_message,
+};
 use revshare_core::usage::{UsageRecord, parse_json_line};
 use serde_json::{Value, json};
 
@@ -81,8 +83,10 @@ struct Fixture {
     statement: Vec<u8>,
     agreement: String,
     records: Vec<u8>,
+    /// records.salts.
+    salts: Vec<u8>,
     aliases: Vec<u8>,
-    /// Every leaf of the log, in order.
+    /// Every leaf's event, in order (each committed under [`salt_of`] its index).
     leaves: Vec<Vec<u8>>,
     /// The leaves log.json lists, with their inclusion proofs at the checkpoint's size.
     listed: Vec<(u64, Vec<Hash>)>,
@@ -129,12 +133,34 @@ fn canonical_lines(records: &[UsageRecord<'_>]) -> Vec<u8> {
     out
 }
 
-fn batch(records: &[&UsageRecord<'_>]) -> (String, u64, Vec<u8>) {
-    let mut digests: Vec<[u8; 32]> = records.iter().map(|r| r.digest()).collect();
-    digests.sort_unstable();
-    digests.dedup();
-    let digest = sorted_digest(&mut digests);
-    (digest, u64::try_from(digests.len()).unwrap(), digests.concat())
+/// A batch under its record-salt key: its digest, its count and its file of sorted commitments.
+fn batch(records: &[&UsageRecord<'_>], key: &[u8; RECORD_KEY_BYTES]) -> (String, u64, Vec<u8>) {
+    let mut commitments: Vec<[u8; 32]> = records.iter().map(|r| commit(key, r)).collect();
+    commitments.sort_unstable();
+    commitments.dedup();
+    let digest = sorted_digest(&mut commitments);
+    (digest, u64::try_from(commitments.len()).unwrap(), commitments.concat())
+}
+
+fn commit(key: &[u8; RECORD_KEY_BYTES], record: &UsageRecord<'_>) -> [u8; 32] {
+    let digest = record.digest();
+    record_commitment(&record_salt(key, &digest), &digest)
+}
+
+/// The record-salt keys of the two batches.
+const KEY_A: [u8; RECORD_KEY_BYTES] = [0xa1; RECORD_KEY_BYTES];
+const KEY_B: [u8; RECORD_KEY_BYTES] = [0xb2; RECORD_KEY_BYTES];
+
+/// The salt of leaf `index`'s event: fixed, so that a test can rebuild the tree.
+fn salt_of(index: usize) -> Salt {
+    let mut salt = [0x5a; SALT_BYTES];
+    salt[..8].copy_from_slice(&u64::try_from(index).unwrap().to_le_bytes());
+    salt
+}
+
+/// The leaf hashes of a log's events, each committed under [`salt_of`] its index.
+fn hashed(events: &[Vec<u8>]) -> Vec<Hash> {
+    events.iter().enumerate().map(|(i, event)| leaf_hash(&commitment(&salt_of(i), event))).collect()
 }
 
 impl Fixture {
@@ -191,14 +217,19 @@ impl Fixture {
         let half = sent.len().div_ceil(2);
         let first: Vec<&UsageRecord<'_>> = sent[..half].iter().chain([&september]).collect();
         let second: Vec<&UsageRecord<'_>> = sent[half..].iter().collect();
-        let (digest_a, count_a, file_a) = batch(&first);
-        let (digest_b, count_b, file_b) = batch(&second);
+        let (digest_a, count_a, file_a) = batch(&first, &KEY_A);
+        let (digest_b, count_b, file_b) = batch(&second, &KEY_B);
+        // Each record's salt, in the order of records.jsonl.
+        let mut keyed: Vec<(&UsageRecord<'_>, &[u8; RECORD_KEY_BYTES])> =
+            sent[..half].iter().map(|r| (r, &KEY_A)).chain(sent[half..].iter().map(|r| (r, &KEY_B))).collect();
+        keyed.sort_by(|(a, _), (b, _)| (a.host.as_ref(), a.id.as_ref()).cmp(&(b.host.as_ref(), b.id.as_ref())));
+        let salts: Vec<u8> = keyed.iter().flat_map(|(r, key)| record_salt(key, &r.digest())).collect();
         let signed_b = Signed { key: host.verifier().to_text(), signature: host.sign(&batch_message(&digest_b)) };
 
         let leaves: Vec<Vec<u8>> = vec![
-            transparency::key_leaf(None, &deployment.verifier().to_text(), None).unwrap(),
-            transparency::key_leaf(Some("northwind"), &host.verifier().to_text(), None).unwrap(),
-            transparency::agreement_leaf(
+            transparency::key_event(None, &deployment.verifier().to_text(), None).unwrap(),
+            transparency::key_event(Some("northwind"), &host.verifier().to_text(), None).unwrap(),
+            transparency::agreement_event(
                 AGREEMENT_ID,
                 2,
                 "meridian",
@@ -207,20 +238,20 @@ impl Fixture {
                 &revshare_core::canonical::digest(AGREEMENT.as_bytes()),
             )
             .unwrap(),
-            transparency::batch_leaf(&digest_a, count_a, &["northwind"], None).unwrap(),
-            transparency::contribution_leaf(AGREEMENT_ID, &c1_recorded).unwrap(),
-            transparency::contribution_leaf(AGREEMENT_ID, &c1).unwrap(),
-            transparency::contribution_leaf(AGREEMENT_ID, &c2).unwrap(),
-            transparency::contribution_leaf("meridian-westwind", &other).unwrap(),
-            transparency::batch_leaf(&digest_b, count_b, &["northwind"], Some(&signed_b)).unwrap(),
-            transparency::statement_leaf(AGREEMENT_ID, PERIOD, 1, "original", &digest).unwrap(),
-            transparency::contribution_leaf(AGREEMENT_ID, &late).unwrap(),
-            transparency::journal_leaf("statement:meridian-northwind/2026-10/1", "statement", AGREEMENT_ID, "sha256:00").unwrap(),
+            transparency::batch_event(&digest_a, count_a, None).unwrap(),
+            transparency::contribution_event(AGREEMENT_ID, &c1_recorded).unwrap(),
+            transparency::contribution_event(AGREEMENT_ID, &c1).unwrap(),
+            transparency::contribution_event(AGREEMENT_ID, &c2).unwrap(),
+            transparency::contribution_event("meridian-westwind", &other).unwrap(),
+            transparency::batch_event(&digest_b, count_b, Some(&signed_b)).unwrap(),
+            transparency::statement_event(AGREEMENT_ID, PERIOD, 1, "original", &digest).unwrap(),
+            transparency::contribution_event(AGREEMENT_ID, &late).unwrap(),
+            transparency::journal_event("statement:meridian-northwind/2026-10/1", "statement", AGREEMENT_ID, "sha256:00").unwrap(),
         ];
         let mut cells = MemoryCells::new();
         let mut earlier = String::new();
-        for data in &leaves {
-            cells.push(leaf_hash(data));
+        for hash in hashed(&leaves) {
+            cells.push(hash);
             if cells.size() == EARLIER {
                 earlier = checkpoint_note(&deployment, &cells);
             }
@@ -241,6 +272,7 @@ impl Fixture {
             statement,
             agreement: AGREEMENT.to_owned(),
             records: canonical_lines(sent),
+            salts,
             aliases: ALIASES.as_bytes().to_vec(),
             leaves,
             listed,
@@ -261,8 +293,10 @@ impl Fixture {
             .listed
             .iter()
             .map(|(i, proof)| {
-                let data = String::from_utf8(self.leaves[usize::try_from(*i).unwrap()].clone()).unwrap();
-                json!({ "index": i, "data": data, "proof": proof.iter().map(|h| b64(h)).collect::<Vec<_>>() })
+                let at = usize::try_from(*i).unwrap();
+                let event = String::from_utf8(self.leaves[at].clone()).unwrap();
+                let proof: Vec<String> = proof.iter().map(|h| b64(h)).collect();
+                json!({ "index": i, "event": event, "salt": b64(&salt_of(at)), "proof": proof })
             })
             .collect();
         let consistency = json!([{ "from": self.earlier, "proof": self.consistency.iter().map(|h| b64(h)).collect::<Vec<_>>() }]);
@@ -274,6 +308,7 @@ impl Fixture {
             statement: self.statement.clone(),
             agreement: self.agreement.clone(),
             records: self.records.clone(),
+            salts: self.salts.clone(),
             aliases: self.aliases.clone(),
             log: self.log_json(),
             keys: serde_json::to_vec(&self.keys).unwrap(),
@@ -513,13 +548,26 @@ fn records_out_of_order_are_named() {
     lines.swap(1, 2);
     let records = lines.join(&b'\n');
     bundle.records = records;
+    // Their salts go with them.
+    let salt = transparency::RECORD_SALT_BYTES;
+    let (left, right) = bundle.salts.split_at_mut(2 * salt);
+    left[salt..].swap_with_slice(&mut right[..salt]);
     let report = verify(&bundle, &fixture.trusting());
     assert_eq!(whats(&report), ["records.jsonl:3"], "{:#?}", report.findings);
+
+    // Lines that moved without their salts are in no batch.
+    let mut moved = bundle.clone();
+    moved.salts = fixture.salts.clone();
+    let report = verify(&moved, &fixture.trusting());
+    assert_eq!(whats(&report), ["records.jsonl:2", "records.jsonl:3", "records.jsonl:3"], "{:#?}", report.findings);
+    assert_eq!(report.findings[0].found, "a record in no batch");
 
     // A record sent twice is a resend the bundle must not hold.
     let mut bundle = fixture.bundle();
     let first = bundle.records.split(|&b| b == b'\n').next().unwrap().to_vec();
     bundle.records.extend_from_slice(&first);
+    bundle.records.push(b'\n');
+    bundle.salts.extend_from_slice(&fixture.salts[..transparency::RECORD_SALT_BYTES]);
     let report = verify(&bundle, &fixture.trusting());
     assert_names(&report, "records.jsonl:6");
     assert_names(&report, "inputs.records");
@@ -581,7 +629,7 @@ fn since_an_earlier_checkpoint() {
     assert!(report.ok(), "{:#?}", report.findings);
 
     // A checkpoint of a size the bundle has no proof from.
-    let mut cells = MemoryCells::from_leaves(&fixture.leaves[..4].iter().map(|d| leaf_hash(d)).collect::<Vec<_>>());
+    let mut cells = MemoryCells::from_leaves(&hashed(&fixture.leaves[..4]));
     let four = checkpoint_note(&fixture.deployment, &cells);
     let report = verify(&bundle, &VerifyOptions { since: Some(&four), ..VerifyOptions::default() });
     assert_eq!(whats(&report)[0], "log.json consistency", "{:#?}", report.findings);
@@ -589,7 +637,7 @@ fn since_an_earlier_checkpoint() {
     assert!(!report.anchored(), "an unproven kept checkpoint anchors nothing");
 
     // A checkpoint of a log that was rewritten: same size as the earlier one, another leaf.
-    cells.push(leaf_hash(&fixture.leaves[4]));
+    cells.push(hashed(&fixture.leaves[..5])[4]);
     cells.push(leaf_hash(b"{\"type\":\"contribution\",\"rewritten\":true}"));
     assert_eq!(cells.size(), EARLIER);
     let rewritten = checkpoint_note(&fixture.deployment, &cells);
@@ -743,6 +791,10 @@ fn a_bundle_read_in_parts() {
     let (a, b) = ((first_part_lines - 1) * line_len, first_part_lines * line_len);
     let (left, right) = swapped.records.split_at_mut(b);
     left[a..].swap_with_slice(&mut right[..line_len]);
+    // Their salts go with them.
+    let salt = transparency::RECORD_SALT_BYTES;
+    let (left, right) = swapped.salts.split_at_mut(first_part_lines * salt);
+    left[(first_part_lines - 1) * salt..].swap_with_slice(&mut right[..salt]);
     let report = verify(&swapped, &fixture.trusting());
     assert_eq!(whats(&report), [format!("records.jsonl:{}", first_part_lines + 1)], "{:#?}", report.findings);
     assert_eq!(report.checked.records, 39_999);
@@ -766,7 +818,7 @@ impl Fixture {
         let old = std::mem::take(&mut self.checkpoint);
         let old_size = u64::try_from(self.leaves.len()).unwrap();
         self.leaves.extend(extra);
-        let mut cells = MemoryCells::from_leaves(&self.leaves.iter().map(|d| leaf_hash(d)).collect::<Vec<_>>());
+        let mut cells = MemoryCells::from_leaves(&hashed(&self.leaves));
         let size = cells.size();
         self.checkpoint = checkpoint_note(signer, &cells);
         self.listed = (0..size).map(|i| (i, merkle::inclusion_proof(&mut cells, i, size).unwrap())).collect();
@@ -787,7 +839,7 @@ impl Fixture {
 fn rotation_leaf(from: &SignerKey, to: &SignerKey, by: &SignerKey) -> Vec<u8> {
     let new = to.verifier().to_text();
     let endorsement = Signed { key: from.verifier().to_text(), signature: by.sign(&transparency::rotation_message(None, &new)) };
-    transparency::key_leaf(None, &new, Some(&endorsement)).unwrap()
+    transparency::key_event(None, &new, Some(&endorsement)).unwrap()
 }
 
 /// The finding on the bundle's checkpoint, which must be there.
@@ -818,7 +870,7 @@ fn a_self_registered_deployment_key_is_refused() {
     // with a consistency proof from the genuine checkpoint.
     let mut fixture = Fixture::new();
     let forger = signer(ORIGIN, 66);
-    let leaf = transparency::key_leaf(None, &forger.verifier().to_text(), None).unwrap();
+    let leaf = transparency::key_event(None, &forger.verifier().to_text(), None).unwrap();
     let genuine = fixture.extend(vec![leaf], &forger);
     fixture.sign_as_deployment(&forger);
     let bundle = fixture.bundle();
@@ -885,7 +937,7 @@ fn a_chain_of_signed_rotations_is_followed() {
 fn a_checkpoint_of_another_log_or_a_split_view_anchors_nothing() {
     let fixture = Fixture::new();
     let bundle = fixture.bundle();
-    let cells = MemoryCells::from_leaves(&fixture.leaves.iter().map(|d| leaf_hash(d)).collect::<Vec<_>>());
+    let cells = MemoryCells::from_leaves(&hashed(&fixture.leaves));
     // Another log's checkpoint, signed by the same key.
     let body = Checkpoint { origin: "other.example".to_owned(), size: cells.size(), root: cells.root(), extensions: Vec::new() }.body();
     let other = sign_note(&body, &[&fixture.deployment]).unwrap();
@@ -893,7 +945,7 @@ fn a_checkpoint_of_another_log_or_a_split_view_anchors_nothing() {
     assert_eq!(whats(&report)[0], "since checkpoint origin", "{:#?}", report.findings);
     checkpoint_finding(&report);
     // A split view: a checkpoint of the same size as the bundle's, over another last leaf.
-    let mut leaves: Vec<Hash> = fixture.leaves.iter().map(|d| leaf_hash(d)).collect();
+    let mut leaves: Vec<Hash> = hashed(&fixture.leaves);
     *leaves.last_mut().unwrap() = leaf_hash(b"{\"type\":\"journal_entry\",\"other\":true}");
     let split = checkpoint_note(&fixture.deployment, &MemoryCells::from_leaves(&leaves));
     let report = verify(&bundle, &VerifyOptions { since: Some(&split), ..VerifyOptions::default() });
@@ -916,18 +968,12 @@ fn swapped_keys_are_named() {
 fn a_kept_checkpoint_with_a_fetched_consistency_proof() {
     let fixture = Fixture::new();
     let bundle = fixture.bundle();
-    let mut cells = MemoryCells::from_leaves(&fixture.leaves.iter().map(|d| leaf_hash(d)).collect::<Vec<_>>());
+    let mut cells = MemoryCells::from_leaves(&hashed(&fixture.leaves));
     let size = cells.size();
-    let four = checkpoint_note(
-        &fixture.deployment,
-        &MemoryCells::from_leaves(&fixture.leaves[..4].iter().map(|d| leaf_hash(d)).collect::<Vec<_>>()),
-    );
+    let four = checkpoint_note(&fixture.deployment, &MemoryCells::from_leaves(&hashed(&fixture.leaves[..4])));
     let proof = |from: u64, to: u64, cells: &mut MemoryCells| {
         let hashes: Vec<String> = merkle::consistency_proof(cells, from, to).unwrap().iter().map(|h| b64(h)).collect();
-        let root = |n: u64| {
-            b64(&MemoryCells::from_leaves(&fixture.leaves[..usize::try_from(n).unwrap()].iter().map(|d| leaf_hash(d)).collect::<Vec<_>>())
-                .root())
-        };
+        let root = |n: u64| b64(&MemoryCells::from_leaves(&hashed(&fixture.leaves[..usize::try_from(n).unwrap()])).root());
         json!({ "from": from, "to": to, "from_root": root(from), "to_root": root(to), "consistency_proof": hashes }).to_string()
     };
     // What `revshare log consistency --from 4 --to 12` prints.

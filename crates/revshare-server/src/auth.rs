@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use revshare_core::ids::{AgreementId, PartyId};
-use revshare_core::transparency::read_leaf;
+use revshare_core::transparency::read_event;
 use revshare_store::{Role, Store, StoreError};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -76,23 +76,22 @@ pub fn may_read(caller: &Caller, licensor: &PartyId, host: &PartyId) -> bool {
     }
 }
 
-/// Whether a log leaf's content is the caller's to read (SPEC §9): the deployment's keys are
-/// everyone's, a party's key is its own; a usage batch is the hosts' it names; an agreement's
+/// Whether a log leaf's event is the caller's to read (SPEC §9): the deployment's keys are
+/// everyone's, a party's key is its own; a usage batch is theirs who may read an agreement
+/// between a host and a licensor it stored records for (its event names no one: its digest is
+/// over salted commitments, so a licensor of part of a mixed batch learns nothing of the rest);
+/// an agreement's
 /// events (its versions, statements, contributions, dispute transitions, journal entries) are
 /// theirs who may read the agreement ([`may_read`]). Anything else, or a leaf that does not read
 /// as one of these, is no one's.
-pub(crate) fn may_read_leaf(store: &mut dyn Store, caller: &Caller, data: &[u8]) -> Result<bool, Problem> {
-    let Some((kind, value)) = read_leaf(data) else { return Ok(false) };
+pub(crate) fn may_read_leaf(store: &mut dyn Store, caller: &Caller, index: u64, event: &[u8]) -> Result<bool, Problem> {
+    let Some((kind, value)) = read_event(event) else { return Ok(false) };
     let text = |key: &str| value.get(key).and_then(Value::as_str);
     Ok(match kind.as_str() {
         "key" => text("party").is_none_or(|party| party == caller.party.as_str()),
-        "usage_batch" => {
-            caller.role == Role::Host
-                && value
-                    .get("hosts")
-                    .and_then(Value::as_array)
-                    .is_some_and(|hosts| hosts.iter().any(|h| h.as_str() == Some(caller.party.as_str())))
-        }
+        "usage_batch" => store.batch_parties(index)?.iter().any(|(host, licensor)| {
+            matches!((PartyId::parse(licensor), PartyId::parse(host)), (Ok(licensor), Ok(host)) if may_read(caller, &licensor, &host))
+        }),
         "agreement" => match (text("licensor").map(PartyId::parse), text("host").map(PartyId::parse)) {
             (Some(Ok(licensor)), Some(Ok(host))) => may_read(caller, &licensor, &host),
             _ => false,

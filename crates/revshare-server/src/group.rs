@@ -19,7 +19,7 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use revshare_core::transparency::Signed;
+use revshare_core::transparency::SignedBatch;
 use revshare_core::usage::UsageRecord;
 use revshare_store::{Batch, IngestMode, IngestReport, Store, receipts};
 use serde_json::Value;
@@ -47,7 +47,7 @@ pub(crate) struct Job {
     pub records: Vec<UsageRecord<'static>>,
     /// Their digests as sent ([`crate::body::Parsed::digests`]).
     pub digests: Vec<[u8; 32]>,
-    pub signed: Option<Signed>,
+    pub signed: Option<SignedBatch>,
     pub reply: oneshot::Sender<Result<Committed, Problem>>,
 }
 

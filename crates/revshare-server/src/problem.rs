@@ -184,7 +184,8 @@ impl From<StoreError> for Problem {
             | StoreError::Postgres(_)
             | StoreError::Corrupt { .. }
             | StoreError::Internal { .. }
-            | StoreError::NewerSchema { .. } => {
+            | StoreError::NewerSchema { .. }
+            | StoreError::DisclosingLog { .. } => {
                 return Problem::internal("the store failed", &error);
             }
             // The server checks proof ranges before asking; what is left is the log failing.

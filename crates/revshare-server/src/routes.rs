@@ -13,7 +13,7 @@ use revshare_core::agreement::{Agreement, line_column, parse_agreement};
 use revshare_core::ids::AgreementId;
 use revshare_core::ledger::Balances;
 use revshare_core::time::Period;
-use revshare_core::transparency::{Signed, from_b64};
+use revshare_core::transparency::{RECORD_KEY_BYTES, Signed, SignedBatch, from_b64};
 use revshare_store::close::{CloseError, close_month};
 use revshare_store::payments::{self, PaymentError};
 use revshare_store::receipts::{self, ConsistencyProof, InclusionProof};
@@ -243,8 +243,9 @@ fn required(params: &HashMap<String, String>, name: &str) -> Result<u64, Problem
     number(params, name)?.ok_or_else(|| Problem::bad_request(format!("the query needs `{name}`")))
 }
 
-/// `Revshare-Signature: <verifier key> <base64 signature>`: the host's signature of the batch.
-fn signature(headers: &HeaderMap) -> Result<Option<Signed>, Problem> {
+/// `Revshare-Signature: <verifier key> <base64 signature>`: the host's signature of the batch,
+/// with `Revshare-Record-Key: <base64 of 16 bytes>`, the record-salt key it signed the batch under.
+fn signature(headers: &HeaderMap) -> Result<Option<SignedBatch>, Problem> {
     let Some(value) = headers.get("revshare-signature") else { return Ok(None) };
     let bad = |why: &str| Problem::bad_request(format!("the Revshare-Signature header {why}; send `<verifier key> <base64 signature>`"));
     let text = value.to_str().map_err(|_| bad("is not ASCII text"))?;
@@ -252,7 +253,18 @@ fn signature(headers: &HeaderMap) -> Result<Option<Signed>, Problem> {
     let signature = from_b64(signature.trim())
         .and_then(|bytes| <[u8; 64]>::try_from(bytes).ok())
         .ok_or_else(|| bad("does not end in a 64-byte signature in base64"))?;
-    Ok(Some(Signed { key: key.trim().to_owned(), signature }))
+    let record_key = headers
+        .get("revshare-record-key")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| from_b64(text.trim()))
+        .and_then(|bytes| <[u8; RECORD_KEY_BYTES]>::try_from(bytes).ok())
+        .ok_or_else(|| {
+            Problem::bad_request(format!(
+                "a signed batch needs the Revshare-Record-Key header: the {RECORD_KEY_BYTES}-byte record-salt key the batch was signed \
+                 under, in base64 (draw it at random for each batch; see `revshare_core::transparency::batch_digest`)"
+            ))
+        })?;
+    Ok(Some(SignedBatch { signed: Signed { key: key.trim().to_owned(), signature }, record_key }))
 }
 
 /// Stores a batch of usage records (SPEC §3) in one transaction, whole or not at all, and
@@ -269,7 +281,10 @@ fn signature(headers: &HeaderMap) -> Result<Option<Signed>, Problem> {
             (Vec<UsageEventSchema> = "application/cloudevents-batch+json")
         )
     ),
-    params(("Revshare-Signature" = Option<String>, Header, description = "`<verifier key> <base64 signature>`: the host's signature over the batch digest")),
+    params(
+        ("Revshare-Signature" = Option<String>, Header, description = "`<verifier key> <base64 signature>`: the host's signature of `revshare usage batch v2\\n<batch digest>\\n`"),
+        ("Revshare-Record-Key" = Option<String>, Header, description = "with a signature: the 16 random bytes (base64) the batch's record salts derive from; the batch digest is over the records' salted commitments under it")
+    ),
     responses(
         (status = 200, description = "stored (or all duplicates); a signed receipt", body = IngestResult),
         (status = 400, description = "records that do not parse: every one, with line, column, record and field", body = ProblemDetails, content_type = "application/problem+json"),
@@ -640,7 +655,7 @@ pub(crate) async fn inclusion(
             // log's size is public.
             if index < store.log_size()? {
                 let leaf = store.log_leaf(index)?;
-                if !may_read_leaf(store, &caller, &leaf.data)? {
+                if !may_read_leaf(store, &caller, index, &leaf.event)? {
                     return Err(Problem::not_found(format!("there is no log leaf {index} that this token may read")));
                 }
             }

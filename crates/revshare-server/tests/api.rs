@@ -13,7 +13,7 @@ use revshare_core::merkle::{self, Hash};
 use revshare_core::note::{Checkpoint, SignerKey, open_note};
 use revshare_core::settle::{SettlementInput, settle};
 use revshare_core::time::{Instant, Period};
-use revshare_core::transparency::{Signed, batch_message, from_b64, receipt_message};
+use revshare_core::transparency::{Salt, Signed, b64, batch_message, commitment, from_b64, receipt_message};
 use revshare_core::usage::{UsageRecord, parse_json_line};
 use revshare_server::{Config, OpenStore, auth};
 use revshare_store::{IngestMode, Model, NewStatement, Party, PgStore, Role, SqliteStore, StatementKind, Store, batch_digest};
@@ -464,22 +464,31 @@ fn a_batch_gets_a_receipt_that_verifies(db: &dyn TestDb) {
         assert_eq!(checkpoint.extensions, vec![format!("time {}", clock())]);
         assert_eq!(receipt["tree_size"].as_u64(), Some(checkpoint.size));
         let index = receipt["leaf"]["index"].as_u64().expect("the leaf index");
-        let data = receipt["leaf"]["data"].as_str().expect("the leaf data");
+        let event = receipt["leaf"]["event"].as_str().expect("the leaf's event");
+        let salt: Salt = b64_bytes(&receipt["leaf"]["salt"]).try_into().expect("a 32-byte salt");
         let proof: Vec<Hash> = receipt["inclusion_proof"]
             .as_array()
             .expect("a proof")
             .iter()
             .map(|h| from_b64(h.as_str().expect("base64")).and_then(|b| Hash::try_from(b).ok()).expect("a hash"))
             .collect();
-        merkle::verify_inclusion(&merkle::leaf_hash(data.as_bytes()), index, checkpoint.size, &proof, &checkpoint.root)
-            .expect("the inclusion proof verifies");
+        merkle::verify_inclusion(
+            &merkle::leaf_hash(&commitment(&salt, event.as_bytes())),
+            index,
+            checkpoint.size,
+            &proof,
+            &checkpoint.root,
+        )
+        .expect("the inclusion proof verifies");
         // The receipt itself is signed by the deployment over its canonical bytes.
         let mut unsigned = receipt.clone();
         let signed = unsigned.as_object_mut().and_then(|m| m.remove("signed")).expect("a signature");
         let signed = Signed::from_json(&signed).expect("a signature object");
         let message = receipt_message(&canonical::to_canonical(&unsigned).expect("canonical"));
         deployment_key().verifier().verify(&message, &signed.signature).expect("the receipt's signature verifies");
-        assert_eq!(receipt["batch"]["digest"], batch_digest(&parse_lines(&northwind_lines())), "the batch digest is the store's");
+        let record_key = b64_bytes(&receipt["batch"]["record_key"]).try_into().expect("a 16-byte key");
+        let digest = batch_digest(&parse_lines(&northwind_lines()), &record_key);
+        assert_eq!(receipt["batch"]["digest"], digest, "the batch digest is the store's, under the key the receipt gives the host");
 
         // The log serves the same proof, and the consistency of the tree with an earlier one.
         let proved = api.get(&format!("/v1/log/inclusion?leaf={index}&size={}", checkpoint.size), Some(&tokens.northwind)).await.json();
@@ -494,14 +503,14 @@ fn a_batch_gets_a_receipt_that_verifies(db: &dyn TestDb) {
         let beyond = api.get(&format!("/v1/log/inclusion?leaf={}", checkpoint.size + 5), Some(&tokens.auditor)).await.problem(400);
         assert!(beyond["detail"].as_str().is_some_and(|d| d.contains("is not in the tree")), "{beyond}");
 
-        // A leaf's content only to those it concerns: the batch to its host, the agreement to its
-        // parties, the deployment's key to everyone. To anyone else the leaf is not there, and the
-        // answer names nothing of it.
+        // A leaf's event only to those it concerns: the batch to its host and to the licensor of
+        // its records, the agreement to its parties, the deployment's key to everyone. To anyone
+        // else the leaf is not there, and the answer names nothing of it.
         for (leaf, token, readable) in [
             (index, &tokens.northwind, true),
             (index, &tokens.southwind, false),
-            (index, &tokens.meridian, false),
-            (index, &tokens.auditor, false),
+            (index, &tokens.meridian, true),
+            (index, &tokens.aurora, false),
             (1, &tokens.meridian, true),
             (1, &tokens.northwind, true),
             (1, &tokens.aurora, false),
@@ -511,6 +520,19 @@ fn a_batch_gets_a_receipt_that_verifies(db: &dyn TestDb) {
             let reply = api.get(&format!("/v1/log/inclusion?leaf={leaf}"), Some(token)).await;
             if readable {
                 assert_eq!(reply.status, 200, "leaf {leaf}: {}", String::from_utf8_lossy(&reply.bytes));
+                // The event and its salt are what the tree commits to.
+                let answer = reply.json();
+                let salt: Salt = b64_bytes(&answer["salt"]).try_into().expect("a 32-byte salt");
+                let committed = commitment(&salt, answer["event"].as_str().expect("the event").as_bytes());
+                assert_eq!(b64_bytes(&answer["commitment"]), committed);
+                let proof: Vec<Hash> = answer["inclusion_proof"]
+                    .as_array()
+                    .expect("a proof")
+                    .iter()
+                    .map(|h| b64_bytes(h).try_into().expect("a hash"))
+                    .collect();
+                let (size, root) = (answer["tree_size"].as_u64().expect("size"), b64_bytes(&answer["root"]).try_into().expect("root"));
+                merkle::verify_inclusion(&merkle::leaf_hash(&committed), leaf, size, &proof, &root).expect("the event is in the tree");
                 continue;
             }
             let text = String::from_utf8_lossy(&reply.bytes).into_owned();
@@ -961,28 +983,44 @@ fn tokens_must_be_known_and_unrevoked(db: &dyn TestDb) {
     });
 }
 
+/// The bytes of a base64 JSON string.
+#[track_caller]
+fn b64_bytes(value: &Value) -> Vec<u8> {
+    value.as_str().and_then(from_b64).unwrap_or_else(|| panic!("base64 text, not {value}"))
+}
+
 fn signed_batches_are_checked(db: &dyn TestDb) {
     let tokens = register(open(db).as_mut());
     let host_key = SignerKey::from_seed("northwind", [7; 32]).expect("a host key");
     open(db).add_key(Some(&pid("northwind")), &host_key.verifier()).expect("register the host's key");
     let lines = northwind_lines();
-    let digest = batch_digest(&parse_lines(&lines));
-    let signature = revshare_core::transparency::b64(&host_key.sign(&batch_message(&digest)));
+    let record_key = [3u8; 16];
+    let digest = batch_digest(&parse_lines(&lines), &record_key);
+    let signature = b64(&host_key.sign(&batch_message(&digest)));
     run(async {
         let api = Api::start(db, 1 << 20).await;
-        let send = |signature: String| {
-            let request = api
+        let send = |signature: String, key: Option<[u8; 16]>| {
+            let mut request = api
                 .client
                 .post(format!("{}/v1/usage", api.base))
                 .header("authorization", format!("Bearer {}", tokens.northwind))
                 .header("content-type", "application/x-ndjson")
                 .header("revshare-signature", format!("{} {signature}", host_key.verifier().to_text()))
                 .body(lines.clone());
+            if let Some(key) = key {
+                request = request.header("revshare-record-key", b64(&key));
+            }
             async move { request.send().await.expect("an answer") }
         };
-        let forged = send(revshare_core::transparency::b64(&host_key.sign(b"something else"))).await;
+        let forged = send(b64(&host_key.sign(b"something else")), Some(record_key)).await;
         assert_eq!(forged.status(), 422, "a wrong signature is refused");
-        let good = send(signature).await;
+        let other_key = send(signature.clone(), Some([4u8; 16])).await;
+        assert_eq!(other_key.status(), 422, "a signature under another record-salt key is refused");
+        let keyless = send(signature.clone(), None).await;
+        assert_eq!(keyless.status(), 400, "a signature needs its record-salt key");
+        let text = keyless.text().await.expect("a body");
+        assert!(text.contains("Revshare-Record-Key"), "{text}");
+        let good = send(signature, Some(record_key)).await;
         assert_eq!(good.status(), 200);
         api.stop().await;
     });
@@ -1311,6 +1349,7 @@ fn unpack_bundle(archive: &[u8], dir: &std::path::Path) -> revshare_core::bundle
         statement: read("statement.json"),
         agreement: String::from_utf8(read("agreement.toml")).expect("UTF-8"),
         records: read("records.jsonl"),
+        salts: read("records.salts"),
         aliases: read("aliases.json"),
         log: read("log.json"),
         keys: read("keys.json"),

@@ -226,7 +226,7 @@ pub(crate) fn add(sql: &mut impl Sql, name: &str, text: &str) -> Result<Agreemen
         ],
     )?;
     let source = revshare_core::canonical::digest(text.as_bytes());
-    let leaf = transparency::agreement_leaf(id, version, licensor, host, &agreement.digest(), &source);
+    let leaf = transparency::agreement_event(id, version, licensor, host, &agreement.digest(), &source);
     log::record(sql, "agreement", format!("agreement:{id}/{version}"), leaf)?;
     replace_records(sql, licensor, host)?;
     Ok(agreement)

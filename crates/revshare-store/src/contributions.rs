@@ -105,7 +105,7 @@ pub(crate) fn add(sql: &mut impl Sql, agreement_id: &str, c: &Contribution) -> R
 
 /// Logs a contribution's new state (recorded, or accepted).
 fn log_state(sql: &mut impl Sql, agreement_id: &str, c: &Contribution) -> Result<(), StoreError> {
-    let leaf = transparency::contribution_leaf(agreement_id, c);
+    let leaf = transparency::contribution_event(agreement_id, c);
     log::record(sql, "contribution", contribution_subject(agreement_id), leaf)?;
     Ok(())
 }

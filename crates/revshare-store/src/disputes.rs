@@ -117,7 +117,7 @@ pub(crate) fn list(sql: &mut impl Sql, agreement: Option<&str>) -> Result<Vec<St
 /// Appends a checked transition and its log leaf.
 fn append(sql: &mut impl Sql, stored: &mut StoredDispute, t: Transition) -> Result<(), StoreError> {
     let d = &stored.dispute;
-    let leaf = transparency::dispute_leaf(d.id, &d.subject, &t, stored.terms.currency);
+    let leaf = transparency::dispute_event(d.id, &d.subject, &t, stored.terms.currency);
     let leaf = log::record(sql, "dispute", dispute::reference(d.id), leaf)?;
     let amount =
         t.amount.map(|a| i64::try_from(a).map_err(|_| StoreError::Corrupt { what: "a dispute amount".to_owned(), detail: a.to_string() }));

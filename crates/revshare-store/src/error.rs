@@ -8,6 +8,7 @@ use revshare_core::rollup::RollupOverflow;
 use revshare_core::settle::SettleError;
 
 use crate::registry::Role;
+use crate::schema::COMMITTED_LOG;
 
 /// An error and its causes, `: `-separated: the PostgreSQL driver puts the server's message
 /// (or why a connection failed) in the cause, not in its own text.
@@ -37,6 +38,12 @@ pub enum StoreError {
     Internal { action: String, detail: String },
     #[error("the database schema is at version {found}, but this revshare knows versions up to {known}; use a newer revshare")]
     NewerSchema { found: i64, known: i64 },
+    #[error(
+        "this store's transparency log ({leaves} leaves) was written by an earlier revshare (schema version {found}), whose \
+         leaves disclose their events; this revshare commits to every event with a salt (schema version {COMMITTED_LOG}) and \
+         cannot rewrite a signed log. Keep this store with the revshare that wrote it, and start a new one with `revshare init`"
+    )]
+    DisclosingLog { found: i64, leaves: u64 },
 
     #[error("`{0}` is not a role; use licensor, host, auditor or arbiter")]
     BadRole(String),

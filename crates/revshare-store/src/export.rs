@@ -5,7 +5,10 @@
 //! [`bundle`] signs and keeps a fresh checkpoint (the caller brings the key and the time, as for
 //! [`crate::receipts`]) and proves every leaf the bundle relies on under it: the statement, its
 //! agreement version, the contributions logged before it, the usage batches of the records it
-//! counted, and the keys. The records are those of the month stored before the statement was
+//! counted, and the keys. Every leaf is shown as its event and salt, from which the verifier
+//! recomputes its commitment; each record comes with its salt in its batch, and each batch's file
+//! holds its records' commitments, never their bare digests (SPEC §7: the log commits, it does
+//! not disclose). The records are those of the month stored before the statement was
 //! finalised (a record's batch leaf comes before the statement's leaf; the log orders every
 //! write); later ones are late records, which a restatement counts. Consistency is proven from
 //! the checkpoints its parties may hold: each batch's receipt carries the first checkpoint that
@@ -21,11 +24,12 @@ use revshare_core::bundle::Bundle;
 use revshare_core::ids::AgreementId;
 use revshare_core::note::SignerKey;
 use revshare_core::time::{Instant, Period};
-use revshare_core::transparency::Signed;
+use revshare_core::transparency::{RECORD_SALT_BYTES, Signed, b64, record_salt};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::receipts::{checkpoint, hashes};
-use crate::{SentRecord, Store, StoreError};
+use crate::{LogLeaf, SentRecord, Store, StoreError};
 
 /// Why a bundle could not be assembled.
 #[derive(Debug, thiserror::Error)]
@@ -100,16 +104,16 @@ pub fn bundle<S: Store + ?Sized>(
 
     // The leaves the bundle proves: the statement, its agreement version, the contributions
     // logged before it, the batches of its records and the keys.
-    let mut leaves: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
-    leaves.insert(statement_leaf, store.log_leaf(statement_leaf)?.data);
+    let mut leaves: BTreeMap<u64, LogLeaf> = BTreeMap::new();
+    leaves.insert(statement_leaf, store.log_leaf(statement_leaf)?);
     let agreement_leaves = store.log_leaves_of(&format!("agreement:{id}/{version}"))?;
     let Some((agreement_leaf, leaf)) = agreement_leaves.into_iter().next() else {
         return Err(ExportError::AgreementNotLogged { agreement: id, version });
     };
-    leaves.insert(agreement_leaf, leaf.data);
+    leaves.insert(agreement_leaf, leaf);
     for (index, leaf) in store.log_leaves_of(&format!("contributions:{id}"))? {
         if index < statement_leaf {
-            leaves.insert(index, leaf.data);
+            leaves.insert(index, leaf);
         }
     }
     // The transitions of each dispute the statement carries, as logged before it.
@@ -118,7 +122,7 @@ pub fn bundle<S: Store + ?Sized>(
     for reference in references.filter_map(|a| a["reference"].as_str()) {
         for (index, leaf) in store.log_leaves_of(reference)? {
             if index < statement_leaf {
-                leaves.insert(index, leaf.data);
+                leaves.insert(index, leaf);
             }
         }
     }
@@ -126,28 +130,39 @@ pub fn bundle<S: Store + ?Sized>(
 
     let mut records = store.sent_records(&id, period)?;
     records.retain(|r| r.batch.is_none_or(|b| b < statement_leaf));
+    let mut batches: Vec<u64> = records.iter().filter_map(|r| r.batch).collect();
+    batches.sort_unstable();
+    batches.dedup();
+    // Each batch's file of record commitments (the other records of a mixed batch are there only
+    // as commitments), and its record-salt key, which stays here: the bundle gets the salts of
+    // its own records only.
+    let mut batch_files = Vec::with_capacity(batches.len());
+    let mut record_keys = BTreeMap::new();
+    for &batch in &batches {
+        let stored = store.usage_batch(batch)?;
+        batch_files.push((batch, stored.commitments.concat()));
+        record_keys.insert(batch, stored.record_key);
+        leaves.insert(batch, store.log_leaf(batch)?);
+    }
     let mut lines = Vec::with_capacity(records.len() * 200);
-    let mut batches: Vec<u64> = Vec::new();
+    let mut salts = Vec::with_capacity(records.len() * RECORD_SALT_BYTES);
     let mut unlogged = 0u64;
     let mut aliases: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for SentRecord { batch, record, model } in &records {
+        let start = lines.len();
         record.write_canonical(&mut lines);
+        let digest: [u8; 32] = Sha256::digest(&lines[start..]).into();
         lines.push(b'\n');
-        match batch {
-            Some(batch) => batches.push(*batch),
-            None => unlogged += 1,
+        match batch.and_then(|b| record_keys.get(&b)) {
+            Some(key) => salts.extend_from_slice(&record_salt(key, &digest)),
+            None => {
+                unlogged += 1;
+                salts.extend_from_slice(&[0; RECORD_SALT_BYTES]);
+            }
         }
         if record.model != model.as_str() {
             aliases.entry(record.host.to_string()).or_default().insert(record.model.to_string(), model.clone());
         }
-    }
-    batches.sort_unstable();
-    batches.dedup();
-    let mut batch_files = Vec::with_capacity(batches.len());
-    for &batch in &batches {
-        let (_, digests) = store.usage_batch(batch)?;
-        batch_files.push((batch, digests.concat()));
-        leaves.insert(batch, store.log_leaf(batch)?.data);
     }
 
     let host = store.agreement(&id, Some(version))?.host().clone();
@@ -159,13 +174,14 @@ pub fn bundle<S: Store + ?Sized>(
             Some(party) if party == host.as_str() => host_keys.push(registered.key.to_text()),
             Some(_) => continue,
         }
-        leaves.insert(registered.leaf, store.log_leaf(registered.leaf)?.data);
+        leaves.insert(registered.leaf, store.log_leaf(registered.leaf)?);
     }
 
     let mut proven = Vec::with_capacity(leaves.len());
-    for (index, data) in &leaves {
+    for (index, leaf) in &leaves {
         let proof = store.inclusion_proof(*index, size)?;
-        proven.push(json!({ "index": index, "data": String::from_utf8_lossy(data), "proof": hashes(&proof) }));
+        let (event, salt) = (String::from_utf8_lossy(&leaf.event), b64(&leaf.salt));
+        proven.push(json!({ "index": index, "event": event, "salt": salt, "proof": hashes(&proof) }));
     }
     // The checkpoints its parties may hold: each batch's receipt's, and every earlier bundle's of
     // the agreement (last month's, say).
@@ -197,6 +213,7 @@ pub fn bundle<S: Store + ?Sized>(
         statement: statement.canonical,
         agreement: agreement_text,
         records: lines,
+        salts,
         aliases: pretty(&json!(aliases))?,
         log: pretty(&json!({ "checkpoint": note, "leaves": proven, "consistency": consistency }))?,
         keys: pretty(&json!({ "deployment": deployment_keys, "host": host_keys }))?,

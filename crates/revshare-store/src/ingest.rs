@@ -37,7 +37,7 @@ use rayon::prelude::*;
 use revshare_core::agreement::Agreement;
 use revshare_core::note::VerifierKey;
 use revshare_core::settle::{digest_order, sorted_digest};
-use revshare_core::transparency::{Signed, batch_leaf, batch_message};
+use revshare_core::transparency::{RECORD_KEY_BYTES, SignedBatch, batch_event, batch_message, record_commitment, record_salt};
 use revshare_core::usage::UsageRecord;
 
 use crate::agreements::{Match, latest_of_licensor, place};
@@ -116,7 +116,7 @@ pub struct IngestReport {
 pub struct LoggedBatch {
     /// Its leaf index.
     pub leaf: u64,
-    /// [`sorted_digest`] over the distinct SHA-256 digests of its records as sent.
+    /// [`batch_digest`]: over the commitments of its distinct records as sent.
     pub digest: String,
     /// Its distinct records.
     pub records: u64,
@@ -139,10 +139,8 @@ pub(crate) struct Added<'b> {
 /// Storing usage changes none of it, so it is read once for the group. Placing a record is then
 /// pure, so a batch's records are placed on every core.
 pub(crate) struct Registry<'b> {
-    /// Per pair, the host's place in `hosts` and the model (or why its records are refused).
-    models: HashMap<(&'b str, &'b str), (usize, Resolved), RandomState>,
-    /// The hosts of the pairs, sorted: a placed record names its host by its place here.
-    hosts: Vec<&'b str>,
+    /// Per pair, the model (or why its records are refused).
+    models: HashMap<(&'b str, &'b str), Resolved, RandomState>,
     /// Licensor → the latest versions of its agreements.
     agreements: HashMap<String, Vec<Agreement>, RandomState>,
     /// Agreement → its months already closed.
@@ -154,8 +152,6 @@ type Resolved = Result<Model, String>;
 
 /// Where a checked record goes.
 struct Placed<'r> {
-    /// The host's place in [`Registry::hosts`].
-    host: usize,
     /// The licensed model.
     model: &'r str,
     licensor: &'r str,
@@ -184,13 +180,12 @@ impl<'b> Registry<'b> {
         }
         let mut pairs: Vec<(&str, &str)> = pairs.into_iter().collect();
         pairs.sort_unstable();
-        let mut registry =
-            Registry { models: HashMap::default(), hosts: Vec::new(), agreements: HashMap::default(), closed: HashMap::default() };
-        // Per host: its place in `registry.hosts`, and why its records are refused, if they are.
-        let mut hosts: HashMap<&str, (usize, Option<String>), RandomState> = HashMap::default();
+        let mut registry = Registry { models: HashMap::default(), agreements: HashMap::default(), closed: HashMap::default() };
+        // Per host: why its records are refused, if they are.
+        let mut hosts: HashMap<&str, Option<String>, RandomState> = HashMap::default();
         let mut resolver = Resolver::default();
         for (host, reported) in pairs {
-            let (host_at, host_problem) = match hosts.get(host) {
+            let host_problem = match hosts.get(host) {
                 Some(known) => known.clone(),
                 None => {
                     let problem = match require_role(sql, host, Role::Host, "the host of the record") {
@@ -198,10 +193,8 @@ impl<'b> Registry<'b> {
                         Err(e @ (StoreError::UnknownParty { .. } | StoreError::WrongRole { .. })) => Some(e.to_string()),
                         Err(e) => return Err(e),
                     };
-                    let known = (registry.hosts.len(), problem);
-                    hosts.insert(host, known.clone());
-                    registry.hosts.push(host);
-                    known
+                    hosts.insert(host, problem.clone());
+                    problem
                 }
             };
             let model = match host_problem {
@@ -218,16 +211,16 @@ impl<'b> Registry<'b> {
                 }
                 registry.agreements.insert(model.owner.to_string(), latest_of_licensor(sql, model.owner.as_str())?);
             }
-            registry.models.insert((host, reported), (host_at, model));
+            registry.models.insert((host, reported), model);
         }
         Ok(registry)
     }
 
     /// Checks a record against the registry: `Ok(Err(reason))` refuses it.
     fn place(&self, record: &'b UsageRecord<'b>) -> Result<Result<Placed<'_>, String>, StoreError> {
-        let (host, model) = match self.models.get(&(&*record.host, &*record.model)) {
-            Some((host, Ok(model))) => (*host, model),
-            Some((_, Err(reason))) => return Ok(Err(reason.clone())),
+        let model = match self.models.get(&(&*record.host, &*record.model)) {
+            Some(Ok(model)) => model,
+            Some(Err(reason)) => return Ok(Err(reason.clone())),
             None => {
                 return Err(StoreError::Corrupt {
                     what: format!("record {} of host {}", record.id, record.host),
@@ -253,21 +246,15 @@ impl<'b> Registry<'b> {
         };
         let late =
             at.is_some_and(|at| self.closed.get(at.agreement_id).is_some_and(|months| months.iter().any(|m| m == at.month.as_str())));
-        Ok(Ok(Placed { host, model: model.id.as_str(), licensor, at, late }))
+        Ok(Ok(Placed { model: model.id.as_str(), licensor, at, late }))
     }
 }
 
-/// The digest of a batch of records as sent: [`sorted_digest`] over their distinct SHA-256
-/// digests — what a host signs ([`batch_message`]) and the log's batch leaf names.
-pub fn batch_digest(records: &[UsageRecord<'_>]) -> String {
-    digest_of_sent(records.iter().map(UsageRecord::digest).collect())
-}
-
-/// [`batch_digest`] from the records' digests as sent.
-fn digest_of_sent(mut digests: Vec<[u8; 32]>) -> String {
-    digests.sort_unstable_by(digest_order);
-    digests.dedup();
-    sorted_digest(&mut digests)
+/// The digest of a batch of records as sent under its record-salt key
+/// ([`revshare_core::transparency::batch_digest`]): what a host signs ([`batch_message`]) and the
+/// log's batch event names.
+pub fn batch_digest(records: &[UsageRecord<'_>], key: &[u8; RECORD_KEY_BYTES]) -> String {
+    revshare_core::transparency::batch_digest(key, &records.iter().map(UsageRecord::digest).collect::<Vec<_>>())
 }
 
 /// A signed batch must be one host's, whole (atomic), and signed by a key registered for that
@@ -277,7 +264,7 @@ fn check_signed(
     batch: &[UsageRecord<'_>],
     sent: &[[u8; 32]],
     mode: IngestMode,
-    signed: &Signed,
+    SignedBatch { signed, record_key }: &SignedBatch,
 ) -> Result<(), StoreError> {
     let refuse = |reason: String| Err(StoreError::Signature(reason));
     if mode == IngestMode::Partial {
@@ -293,10 +280,11 @@ fn check_signed(
     if !crate::keys::of_party(sql, host)?.iter().any(|k| k == &key) {
         return refuse(format!("key {} is not registered for host {host}; register it with `revshare party key`", signed.key));
     }
-    let digest = digest_of_sent(sent.to_vec());
+    let digest = revshare_core::transparency::batch_digest(record_key, sent);
     key.verify(&batch_message(&digest), &signed.signature).map_err(|e| {
         StoreError::Signature(format!(
-            "the signature by {} does not match the batch (digest {digest}): {e}; the batch was changed after it was signed, or signed by another key",
+            "the signature by {} does not match the batch (digest {digest} under the record-salt key sent with it): {e}; the batch \
+             was changed after it was signed, signed under another record-salt key, or signed by another key",
             key.name()
         ))
     })
@@ -332,8 +320,9 @@ pub struct Batch<'a> {
     /// store takes them.
     pub digests: Option<&'a [[u8; 32]]>,
     pub mode: IngestMode,
-    /// The host's signature over [`batch_digest`], if the batch is signed.
-    pub signed: Option<&'a Signed>,
+    /// The host's signature over [`batch_digest`] and the record-salt key it chose, if the batch
+    /// is signed; an unsigned batch's key is drawn fresh.
+    pub signed: Option<&'a SignedBatch>,
 }
 
 /// Records placed and looked up as one task: fewer, and a task handed to another thread costs
@@ -397,6 +386,11 @@ pub(crate) fn ingest<'b>(
     if let Some(signed) = signed {
         check_signed(sql, batch, &sent, mode, signed)?;
     }
+    // The key the batch's record salts derive from: the host's, which its signature covers, or fresh.
+    let record_key = match signed {
+        Some(signed) => signed.record_key,
+        None => log::fresh()?,
+    };
     // Writers are serialised, so the batch's leaf is the next one.
     let leaf = log::size(sql)?;
     let leaf_column = i64::try_from(leaf).map_err(|_| StoreError::Log(format!("the log is full at {leaf} leaves")))?;
@@ -446,7 +440,6 @@ pub(crate) fn ingest<'b>(
     // The SHA-256 digests, as sent, of the records the batch stores or repeats.
     let mut logged: Vec<[u8; 32]> = Vec::with_capacity(batch.len());
     // The hosts of those records, by their place in the registry's.
-    let mut hosts = vec![false; registry.hosts.len()];
     for (i, record) in batch.iter().enumerate() {
         let problem = |kind, reason| IngestProblem { index: i, host: record.host.to_string(), id: record.id.to_string(), kind, reason };
         let good = match &checked[i] {
@@ -478,7 +471,6 @@ pub(crate) fn ingest<'b>(
             First::New(at) if at == i => {
                 new.push(i);
                 logged.push(sent_digest);
-                hosts[good.placed.host] = true;
                 report.accepted += 1;
                 report.unmatched += u64::from(good.placed.at.is_none());
                 report.late += u64::from(good.placed.late);
@@ -489,7 +481,6 @@ pub(crate) fn ingest<'b>(
         };
         if same {
             logged.push(sent_digest);
-            hosts[good.placed.host] = true;
             report.duplicates += 1;
             *resends.entry(key).or_default() += 1;
             duplicates.push(i);
@@ -568,8 +559,7 @@ pub(crate) fn ingest<'b>(
     }
     let resends: Vec<(&str, &str, i64)> = resends.into_iter().map(|((host, id), count)| (host, id, count)).collect();
     segments::add_resends(sql, &resends)?;
-    let hosts: Vec<&str> = registry.hosts.iter().zip(hosts).filter_map(|(&host, met)| met.then_some(host)).collect();
-    report.logged = log_batch(sql, &hosts, leaf, logged, signed)?;
+    report.logged = log_batch(sql, leaf, logged, record_key, signed)?;
     report.stored = true;
     let mut keys = Vec::with_capacity(new.len());
     keys.extend(new.iter().filter_map(|&i| {
@@ -587,30 +577,31 @@ fn corrupt_first(record: &UsageRecord<'_>) -> StoreError {
     }
 }
 
-/// Appends the batch's leaf (when it stored or repeated anything: `digests` and `hosts`, sorted,
-/// are of those records) and keeps its record digests.
+/// Appends the batch's leaf (when it stored or repeated anything: `digests` are of those
+/// records, as sent) and keeps its record commitments under `key`.
 fn log_batch(
     sql: &mut impl Sql,
-    hosts: &[&str],
     leaf: u64,
-    mut digests: Vec<[u8; 32]>,
-    signed: Option<&Signed>,
+    digests: Vec<[u8; 32]>,
+    key: [u8; RECORD_KEY_BYTES],
+    signed: Option<&SignedBatch>,
 ) -> Result<Option<LoggedBatch>, StoreError> {
+    let mut commitments: Vec<[u8; 32]> =
+        digests.par_iter().with_min_len(4096).map(|digest| record_commitment(&record_salt(&key, digest), digest)).collect();
     // In the order `sorted_digest` hashes them, which then finds them sorted; most comparisons
     // are of one integer, not bytes.
-    digests.par_sort_unstable_by(digest_order);
-    digests.dedup();
-    if digests.is_empty() {
+    commitments.par_sort_unstable_by(digest_order);
+    commitments.dedup();
+    if commitments.is_empty() {
         return Ok(None);
     }
-    let digest = sorted_digest(&mut digests);
-    debug_assert!(hosts.is_sorted(), "a batch leaf names its hosts in order");
-    let records = u64::try_from(digests.len()).unwrap_or(u64::MAX);
-    let data = batch_leaf(&digest, records, hosts, signed).map_err(|e| StoreError::Log(e.to_string()))?;
-    let appended = log::append(sql, &[LogLeaf::new("usage_batch", "batch".to_owned(), data)])?;
+    let digest = sorted_digest(&mut commitments);
+    let records = u64::try_from(commitments.len()).unwrap_or(u64::MAX);
+    let event = batch_event(&digest, records, signed.map(|s| &s.signed)).map_err(|e| StoreError::Log(e.to_string()))?;
+    let appended = log::append(sql, &[LogLeaf::new("usage_batch", "batch".to_owned(), event)?])?;
     if appended != leaf {
         return Err(StoreError::Log(format!("the batch's leaf is {appended}, not {leaf}: another writer appended in between")));
     }
-    log::store_batch(sql, leaf, &digest, &digests)?;
+    log::store_batch(sql, leaf, &digest, &commitments, &key)?;
     Ok(Some(LoggedBatch { leaf, digest, records }))
 }

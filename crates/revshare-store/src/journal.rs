@@ -207,7 +207,7 @@ fn write(sql: &mut impl Sql, entry: &JournalEntry) -> Result<(), StoreError> {
         .collect();
     let postings = revshare_core::canonical::to_canonical(&serde_json::Value::Array(postings))
         .map_err(|e| StoreError::Log(format!("journal entry {} cannot be encoded: {e}", entry.reference())))?;
-    let leaf = revshare_core::transparency::journal_leaf(
+    let leaf = revshare_core::transparency::journal_event(
         entry.reference(),
         entry.kind().as_str(),
         entry.agreement().as_str(),

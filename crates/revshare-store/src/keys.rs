@@ -7,7 +7,7 @@
 //! ever made can still be checked.
 
 use revshare_core::note::VerifierKey;
-use revshare_core::transparency::{Signed, key_leaf, rotation_message};
+use revshare_core::transparency::{Signed, key_event, rotation_message};
 
 use crate::error::StoreError;
 use crate::log::{self, LogLeaf};
@@ -81,9 +81,9 @@ pub(crate) fn rotate(sql: &mut impl Sql, key: &VerifierKey, endorsement: &Signed
 /// Logs a key's leaf and records it.
 fn append(sql: &mut impl Sql, party: Option<&str>, key: &VerifierKey, rotation: Option<&Signed>) -> Result<u64, StoreError> {
     let text = key.to_text();
-    let data = key_leaf(party, &text, rotation).map_err(|e| StoreError::Log(e.to_string()))?;
+    let data = key_event(party, &text, rotation).map_err(|e| StoreError::Log(e.to_string()))?;
     let subject = format!("key:{}", party.unwrap_or(""));
-    let leaf = log::append(sql, &[LogLeaf::new("key", subject, data)])?;
+    let leaf = log::append(sql, &[LogLeaf::new("key", subject, data)?])?;
     let leaf_column = i64::try_from(leaf).map_err(|_| StoreError::Log(format!("the log is full at {leaf} leaves")))?;
     sql.execute(
         "INSERT INTO signing_keys (key, party, leaf) VALUES ($1, $2, $3)",

@@ -70,7 +70,7 @@ use revshare_core::merkle::Hash;
 use revshare_core::note::VerifierKey;
 use revshare_core::rollup::Rollup;
 use revshare_core::time::{Instant, Period};
-use revshare_core::transparency::Signed;
+use revshare_core::transparency::{Signed, SignedBatch};
 use revshare_core::usage::UsageRecord;
 use revshare_core::usage_set::UsageSet;
 
@@ -80,7 +80,7 @@ use index::Pending;
 pub use index::{RecordIndex, SharedIndex};
 pub use ingest::{Batch, IngestMode, IngestProblem, IngestReport, LoggedBatch, ProblemKind, batch_digest};
 pub use keys::RegisteredKey;
-pub use log::LogLeaf;
+pub use log::{LogLeaf, StoredBatch};
 pub use pg::{PgStore, WRITE_LOCK};
 pub use records::SentRecord;
 pub use registry::{Model, Party, Role};
@@ -119,7 +119,7 @@ pub trait Store {
     /// [`IngestReport`] for what it did. A batch signed by its host (`signed`, over
     /// [`batch_digest`]) is refused whole unless the signature verifies with a key registered for
     /// that host.
-    fn ingest(&mut self, records: &[UsageRecord<'_>], mode: IngestMode, signed: Option<&Signed>) -> Result<IngestReport, StoreError>;
+    fn ingest(&mut self, records: &[UsageRecord<'_>], mode: IngestMode, signed: Option<&SignedBatch>) -> Result<IngestReport, StoreError>;
     /// [`Store::ingest`] of a [`Batch`], which may carry its records' digests.
     fn ingest_batch(&mut self, batch: Batch<'_>) -> Result<IngestReport, StoreError>;
     /// Stores several batches in one transaction (group commit: one commit, one fsync), each as
@@ -206,8 +206,12 @@ pub trait Store {
     fn rotate_deployment_key(&mut self, key: &VerifierKey, endorsement: &Signed) -> Result<u64, StoreError>;
     /// Every registered key, in the order registered.
     fn keys(&mut self) -> Result<Vec<RegisteredKey>, StoreError>;
-    /// A logged usage batch: its digest and the sorted digests of its distinct records as sent.
-    fn usage_batch(&mut self, leaf: u64) -> Result<(String, Vec<[u8; 32]>), StoreError>;
+    /// A logged usage batch: its digest, the sorted commitments of its distinct records as sent,
+    /// and its record-salt key.
+    fn usage_batch(&mut self, leaf: u64) -> Result<StoredBatch, StoreError>;
+    /// The (host, licensor) pairs of the records a usage batch stored (none for a batch of
+    /// resends only), by host then licensor: whose the batch is to read.
+    fn batch_parties(&mut self, leaf: u64) -> Result<Vec<(String, String)>, StoreError>;
     /// The records of an agreement's month as sent (each host's own model id), by host and id,
     /// with the licensed model each resolved to and the leaf of the batch that stored it.
     fn sent_records(&mut self, agreement: &AgreementId, period: Period) -> Result<Vec<SentRecord>, StoreError>;
@@ -307,7 +311,7 @@ impl<B: Backend> Store for B {
         transaction(self, Access::Read, |sql| agreements::source(sql, id.as_str(), version))
     }
 
-    fn ingest(&mut self, records: &[UsageRecord<'_>], mode: IngestMode, signed: Option<&Signed>) -> Result<IngestReport, StoreError> {
+    fn ingest(&mut self, records: &[UsageRecord<'_>], mode: IngestMode, signed: Option<&SignedBatch>) -> Result<IngestReport, StoreError> {
         self.ingest_batch(Batch { records, digests: None, mode, signed })
     }
 
@@ -529,8 +533,13 @@ impl<B: Backend> Store for B {
         transaction(self, Access::Read, |sql| keys::all(sql))
     }
 
-    fn usage_batch(&mut self, leaf: u64) -> Result<(String, Vec<[u8; 32]>), StoreError> {
+    fn usage_batch(&mut self, leaf: u64) -> Result<StoredBatch, StoreError> {
         transaction(self, Access::Read, |sql| log::batch(sql, leaf))
+    }
+
+    fn batch_parties(&mut self, leaf: u64) -> Result<Vec<(String, String)>, StoreError> {
+        let batch = i64::try_from(leaf).map_err(|_| StoreError::Log(format!("there is no log leaf {leaf}")))?;
+        transaction(self, Access::Read, |sql| segments::parties_of_batch(sql, batch))
     }
 
     fn sent_records(&mut self, agreement: &AgreementId, period: Period) -> Result<Vec<SentRecord>, StoreError> {

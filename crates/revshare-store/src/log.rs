@@ -5,8 +5,9 @@
 //! usage batch, an agreement version, a statement, …), so an event is never durable without its
 //! leaf, nor a leaf without its event.
 //!
-//! What is kept: each leaf (`log_leaves`: its data, the subject it is looked up by, and its leaf
-//! hash, the tree's level 0) and the hashes of complete subtrees at every level that is a
+//! What is kept: each leaf (`log_leaves`: its event and salt, its data — the commitment to the
+//! event under the salt, `revshare_core::transparency::commitment` — the subject it is looked up
+//! by, and its leaf hash, the tree's level 0) and the hashes of complete subtrees at every level that is a
 //! multiple of `merkle::STRIDE` (`log_nodes`). Those never change once written, and any subtree
 //! hash a proof needs is folded from at most 2^STRIDE of them, so a proof at 10M leaves reads a
 //! few hundred small rows, in one round trip per table. Appending reloads the right edge of the
@@ -17,22 +18,45 @@
 //! kept in `log_checkpoints`, one per size.
 
 use revshare_core::merkle::{self, Cell, CellSource, Frontier, Hash, ProofError};
+use revshare_core::transparency::{RECORD_KEY_BYTES, SALT_BYTES, Salt, commitment};
 
 use crate::error::StoreError;
 use crate::sql::{Columns, Dialect, Param, Sql, first, rows, unsigned};
 
-/// One leaf to append: what it is, what it is looked up by, and its canonical bytes.
+/// One leaf: what it is, what it is looked up by, its event's canonical bytes and the event's
+/// salt. The tree holds only [`LogLeaf::data`], the commitment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogLeaf {
     pub kind: String,
     pub subject: String,
-    pub data: Vec<u8>,
+    pub event: Vec<u8>,
+    pub salt: Salt,
 }
 
 impl LogLeaf {
-    pub fn new(kind: &str, subject: String, data: Vec<u8>) -> LogLeaf {
-        LogLeaf { kind: kind.to_owned(), subject, data }
+    /// A leaf to append, its salt fresh from the operating system's random source.
+    pub fn new(kind: &str, subject: String, event: Vec<u8>) -> Result<LogLeaf, StoreError> {
+        Ok(LogLeaf { kind: kind.to_owned(), subject, event, salt: fresh()? })
     }
+
+    /// The leaf's data in the tree: the commitment to its event under its salt.
+    pub fn data(&self) -> Hash {
+        commitment(&self.salt, &self.event)
+    }
+}
+
+/// Fresh random bytes from the operating system, for salts and record-salt keys.
+pub(crate) fn fresh<const N: usize>() -> Result<[u8; N], StoreError> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|e| StoreError::Log(format!("the operating system's random source failed: {e}")))?;
+    Ok(bytes)
+}
+
+fn salt_of(bytes: Vec<u8>, index: impl std::fmt::Display) -> Result<Salt, StoreError> {
+    Salt::try_from(bytes.as_slice()).map_err(|_| StoreError::Corrupt {
+        what: format!("log leaf {index}"),
+        detail: format!("its salt has {} bytes, not {SALT_BYTES}", bytes.len()),
+    })
 }
 
 /// The stored cells of the tree, read through one transaction.
@@ -150,9 +174,12 @@ const ROWS: usize = 64;
 
 /// `INSERT INTO log_leaves … VALUES (…), (…), …` with [`ROWS`] rows of `$n` parameters.
 static INSERT_ROWS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let rows: Vec<String> =
-        (0..ROWS).map(|r| format!("(${}, ${}, ${}, ${}, ${})", 5 * r + 1, 5 * r + 2, 5 * r + 3, 5 * r + 4, 5 * r + 5)).collect();
-    format!("INSERT INTO log_leaves (idx, kind, subject, data, hash) VALUES {}", rows.join(", "))
+    let rows: Vec<String> = (0..ROWS)
+        .map(|r| {
+            format!("(${}, ${}, ${}, ${}, ${}, ${}, ${})", 7 * r + 1, 7 * r + 2, 7 * r + 3, 7 * r + 4, 7 * r + 5, 7 * r + 6, 7 * r + 7)
+        })
+        .collect();
+    format!("INSERT INTO log_leaves (idx, kind, subject, data, hash, event, salt) VALUES {}", rows.join(", "))
 });
 
 /// Appends leaves in order; returns the index of the first.
@@ -160,10 +187,11 @@ pub(crate) fn append(sql: &mut impl Sql, leaves: &[LogLeaf]) -> Result<u64, Stor
     let start = size(sql)?;
     let mut frontier = Frontier::load(&mut Cells(sql), start).map_err(proof_error)?;
     let mut nodes: Vec<(Cell, Hash)> = Vec::new();
-    let hashes: Vec<Hash> = leaves
+    let data: Vec<Hash> = leaves.iter().map(LogLeaf::data).collect();
+    let hashes: Vec<Hash> = data
         .iter()
-        .map(|leaf| {
-            let hash = merkle::leaf_hash(&leaf.data);
+        .map(|data| {
+            let hash = merkle::leaf_hash(data);
             frontier.push(hash, |cell, hash| nodes.push((cell, hash)));
             hash
         })
@@ -173,23 +201,28 @@ pub(crate) fn append(sql: &mut impl Sql, leaves: &[LogLeaf]) -> Result<u64, Stor
         // Rows go in statements of ROWS rows (and one row at a time for the rest): SQLite's cost
         // per statement is larger than its cost per row.
         let indexes: Vec<i64> = (first_index..).take(leaves.len()).collect();
-        let rows = leaves.chunks_exact(ROWS).zip(hashes.chunks_exact(ROWS)).zip(indexes.chunks_exact(ROWS));
-        for ((leaves, hashes), indexes) in rows {
-            let params: Vec<Param<'_>> = leaves
-                .iter()
-                .zip(hashes)
-                .zip(indexes)
-                .flat_map(|((leaf, hash), index)| {
-                    [Param::Int(*index), Param::Text(&leaf.kind), Param::Text(&leaf.subject), Param::Bytes(&leaf.data), Param::Bytes(hash)]
-                })
-                .collect();
+        fn row<'a>(((leaf, data), (hash, index)): ((&'a LogLeaf, &'a Hash), (&'a Hash, &'a i64))) -> [Param<'a>; 7] {
+            [
+                Param::Int(*index),
+                Param::Text(&leaf.kind),
+                Param::Text(&leaf.subject),
+                Param::Bytes(data),
+                Param::Bytes(hash),
+                Param::Bytes(&leaf.event),
+                Param::Bytes(&leaf.salt),
+            ]
+        }
+        let rows = leaves.chunks_exact(ROWS).zip(data.chunks_exact(ROWS)).zip(hashes.chunks_exact(ROWS).zip(indexes.chunks_exact(ROWS)));
+        for ((leaves, data), (hashes, indexes)) in rows {
+            let params: Vec<Param<'_>> = leaves.iter().zip(data).zip(hashes.iter().zip(indexes)).flat_map(row).collect();
             sql.execute(std::sync::LazyLock::force(&INSERT_ROWS).as_str(), &params)?;
         }
         let done = leaves.len() - leaves.len() % ROWS;
-        for ((index, leaf), hash) in indexes[done..].iter().zip(&leaves[done..]).zip(&hashes[done..]) {
+        let rest = leaves[done..].iter().zip(&data[done..]).zip(hashes[done..].iter().zip(&indexes[done..]));
+        for params in rest.map(row) {
             sql.execute(
-                "INSERT INTO log_leaves (idx, kind, subject, data, hash) VALUES ($1, $2, $3, $4, $5)",
-                &[Param::Int(*index), Param::Text(&leaf.kind), Param::Text(&leaf.subject), Param::Bytes(&leaf.data), Param::Bytes(hash)],
+                "INSERT INTO log_leaves (idx, kind, subject, data, hash, event, salt) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &params,
             )?;
         }
         for (cell, hash) in &nodes {
@@ -202,17 +235,21 @@ pub(crate) fn append(sql: &mut impl Sql, leaves: &[LogLeaf]) -> Result<u64, Stor
         let indexes: Vec<i64> = (first_index..).take(leaves.len()).collect();
         let kinds: Vec<&str> = leaves.iter().map(|l| l.kind.as_str()).collect();
         let subjects: Vec<&str> = leaves.iter().map(|l| l.subject.as_str()).collect();
-        let data: Vec<&[u8]> = leaves.iter().map(|l| l.data.as_slice()).collect();
+        let data: Vec<&[u8]> = data.iter().map(|d| &d[..]).collect();
         let leaf_hashes: Vec<&[u8]> = hashes.iter().map(|h| &h[..]).collect();
+        let events: Vec<&[u8]> = leaves.iter().map(|l| l.event.as_slice()).collect();
+        let salts: Vec<&[u8]> = leaves.iter().map(|l| &l.salt[..]).collect();
         sql.execute(
-            "INSERT INTO log_leaves (idx, kind, subject, data, hash) \
-             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::bytea[])",
+            "INSERT INTO log_leaves (idx, kind, subject, data, hash, event, salt) \
+             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::bytea[], $6::bytea[], $7::bytea[])",
             &[
                 Param::IntArray(&indexes),
                 Param::TextArray(&kinds),
                 Param::TextArray(&subjects),
                 Param::BytesArray(&data),
                 Param::BytesArray(&leaf_hashes),
+                Param::BytesArray(&events),
+                Param::BytesArray(&salts),
             ],
         )?;
         if !nodes.is_empty() {
@@ -231,19 +268,17 @@ pub(crate) fn append(sql: &mut impl Sql, leaves: &[LogLeaf]) -> Result<u64, Stor
 /// One leaf by index.
 pub(crate) fn leaf(sql: &mut impl Sql, index: u64) -> Result<LogLeaf, StoreError> {
     let at = int(index)?;
-    first(sql, "SELECT kind, subject, data FROM log_leaves WHERE idx = $1", &[Param::Int(at)], |row| {
-        Ok(LogLeaf { kind: row.text(0)?, subject: row.text(1)?, data: row.bytes(2)? })
+    first(sql, "SELECT kind, subject, event, salt FROM log_leaves WHERE idx = $1", &[Param::Int(at)], |row| {
+        Ok(LogLeaf { kind: row.text(0)?, subject: row.text(1)?, event: row.bytes(2)?, salt: salt_of(row.bytes(3)?, index)? })
     })?
     .ok_or_else(|| StoreError::Log(format!("the log has no leaf {index}; it has {} leaves", size(sql).unwrap_or(0))))
 }
 
 /// The leaves logged under a subject, oldest first: (index, leaf).
 pub(crate) fn by_subject(sql: &mut impl Sql, subject: &str) -> Result<Vec<(u64, LogLeaf)>, StoreError> {
-    rows(sql, "SELECT idx, kind, subject, data FROM log_leaves WHERE subject = $1 ORDER BY idx", &[Param::Text(subject)], |row| {
-        Ok((
-            unsigned(row.int(0)?, || "log leaf index".to_owned())?,
-            LogLeaf { kind: row.text(1)?, subject: row.text(2)?, data: row.bytes(3)? },
-        ))
+    rows(sql, "SELECT idx, kind, subject, event, salt FROM log_leaves WHERE subject = $1 ORDER BY idx", &[Param::Text(subject)], |row| {
+        let index: u64 = unsigned(row.int(0)?, || "log leaf index".to_owned())?;
+        Ok((index, LogLeaf { kind: row.text(1)?, subject: row.text(2)?, event: row.bytes(3)?, salt: salt_of(row.bytes(4)?, index)? }))
     })
 }
 
@@ -284,30 +319,46 @@ pub(crate) fn checkpoints(sql: &mut impl Sql) -> Result<Vec<(u64, String)>, Stor
     })
 }
 
-/// Keeps a logged usage batch's digest and the sorted digests of its records as sent, which a
-/// bundle needs to show that a record is in the batch.
-pub(crate) fn store_batch(sql: &mut impl Sql, leaf: u64, digest: &str, records: &[[u8; 32]]) -> Result<(), StoreError> {
+/// Keeps a logged usage batch's digest, the sorted commitments of its records as sent and its
+/// record-salt key, which a bundle needs to show that a record is in the batch.
+pub(crate) fn store_batch(
+    sql: &mut impl Sql,
+    leaf: u64,
+    digest: &str,
+    commitments: &[[u8; 32]],
+    key: &[u8; RECORD_KEY_BYTES],
+) -> Result<(), StoreError> {
     sql.execute(
-        "INSERT INTO batches (leaf, digest, record_digests) VALUES ($1, $2, $3)",
-        &[Param::Int(int(leaf)?), Param::Text(digest), Param::Bytes(records.as_flattened())],
+        "INSERT INTO batches (leaf, digest, record_digests, record_key) VALUES ($1, $2, $3, $4)",
+        &[Param::Int(int(leaf)?), Param::Text(digest), Param::Bytes(commitments.as_flattened()), Param::Bytes(key)],
     )?;
     Ok(())
 }
 
-/// A logged usage batch: its digest and the sorted digests of its records as sent.
-pub(crate) fn batch(sql: &mut impl Sql, leaf: u64) -> Result<(String, Vec<[u8; 32]>), StoreError> {
-    let found = first(sql, "SELECT digest, record_digests FROM batches WHERE leaf = $1", &[Param::Int(int(leaf)?)], |row| {
-        Ok((row.text(0)?, row.bytes(1)?))
+/// A logged usage batch, as [`store_batch`] kept it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredBatch {
+    pub digest: String,
+    /// The sorted [`revshare_core::transparency::record_commitment`]s of its distinct records.
+    pub commitments: Vec<[u8; 32]>,
+    /// Its record-salt key: a secret that opens every record of the batch.
+    pub record_key: [u8; RECORD_KEY_BYTES],
+}
+
+/// A logged usage batch.
+pub(crate) fn batch(sql: &mut impl Sql, leaf: u64) -> Result<StoredBatch, StoreError> {
+    let found = first(sql, "SELECT digest, record_digests, record_key FROM batches WHERE leaf = $1", &[Param::Int(int(leaf)?)], |row| {
+        Ok((row.text(0)?, row.bytes(1)?, row.bytes(2)?))
     })?;
-    let (digest, blob) = found.ok_or_else(|| StoreError::Log(format!("log leaf {leaf} is not a usage batch")))?;
-    let digests = blob.chunks_exact(32).filter_map(|c| <[u8; 32]>::try_from(c).ok()).collect::<Vec<_>>();
+    let (digest, blob, key) = found.ok_or_else(|| StoreError::Log(format!("log leaf {leaf} is not a usage batch")))?;
+    let corrupt = |detail: String| StoreError::Corrupt { what: format!("usage batch {leaf}"), detail };
     if blob.len() % 32 != 0 {
-        return Err(StoreError::Corrupt {
-            what: format!("usage batch {leaf}"),
-            detail: format!("its record digests are {} bytes", blob.len()),
-        });
+        return Err(corrupt(format!("its record commitments are {} bytes", blob.len())));
     }
-    Ok((digest, digests))
+    let record_key = <[u8; RECORD_KEY_BYTES]>::try_from(key.as_slice())
+        .map_err(|_| corrupt(format!("its record-salt key has {} bytes, not {RECORD_KEY_BYTES}", key.len())))?;
+    let commitments = blob.chunks_exact(32).filter_map(|c| <[u8; 32]>::try_from(c).ok()).collect();
+    Ok(StoredBatch { digest, commitments, record_key })
 }
 
 /// Appends one leaf built by a `revshare_core::transparency` builder; returns its index.
@@ -315,10 +366,10 @@ pub(crate) fn record(
     sql: &mut impl Sql,
     kind: &str,
     subject: String,
-    data: Result<Vec<u8>, revshare_core::canonical::CanonicalError>,
+    event: Result<Vec<u8>, revshare_core::canonical::CanonicalError>,
 ) -> Result<u64, StoreError> {
-    let data = data.map_err(|e| StoreError::Log(format!("a {kind} leaf cannot be encoded: {e}")))?;
-    append(sql, &[LogLeaf::new(kind, subject, data)])
+    let event = event.map_err(|e| StoreError::Log(format!("a {kind} event cannot be encoded: {e}")))?;
+    append(sql, &[LogLeaf::new(kind, subject, event)?])
 }
 
 /// The subject a statement's leaf is looked up by.

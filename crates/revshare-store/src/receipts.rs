@@ -27,8 +27,9 @@ pub fn hashes(proof: &[Hash]) -> Vec<String> {
     proof.iter().map(|h| b64(h)).collect()
 }
 
-/// A signed receipt for a committed usage batch: the batch, its leaf, a fresh checkpoint and the
-/// leaf's inclusion proof at the checkpoint's size, signed by the deployment over
+/// A signed receipt for a committed usage batch, for whoever sent it: the batch (with its
+/// record-salt key, which opens every record of it: the sender's own), its leaf's event and salt,
+/// a fresh checkpoint and the leaf's inclusion proof at the checkpoint's size, signed by the deployment over
 /// `revshare receipt v1\n` + the receipt's canonical bytes without `signed`.
 pub fn receipt<S: Store + ?Sized>(store: &mut S, key: &SignerKey, now: Instant, batch: &LoggedBatch) -> Result<Value, StoreError> {
     let checkpoint = checkpoint(store, key, now)?;
@@ -46,10 +47,11 @@ pub fn receipt_under<S: Store + ?Sized>(
     let size = *size;
     let leaf = store.log_leaf(batch.leaf)?;
     let proof = store.inclusion_proof(batch.leaf, size)?;
+    let record_key = b64(&store.usage_batch(batch.leaf)?.record_key);
     let mut receipt = json!({
         "type": "receipt",
-        "batch": { "digest": batch.digest, "records": batch.records },
-        "leaf": { "index": batch.leaf, "data": String::from_utf8_lossy(&leaf.data) },
+        "batch": { "digest": batch.digest, "records": batch.records, "record_key": record_key },
+        "leaf": { "index": batch.leaf, "event": String::from_utf8_lossy(&leaf.event), "salt": b64(&leaf.salt) },
         "tree_size": size,
         "inclusion_proof": hashes(&proof),
         "checkpoint": note,
@@ -71,7 +73,13 @@ pub struct InclusionProof {
     pub tree_size: u64,
     pub root: String,
     pub kind: String,
-    pub data: String,
+    /// The event's canonical JSON text.
+    pub event: String,
+    /// The event's salt, in base64: the leaf's data is `revshare_core::transparency::commitment`
+    /// of the two.
+    pub salt: String,
+    /// The leaf's data, in base64.
+    pub commitment: String,
     pub inclusion_proof: Vec<String>,
     /// The fresh checkpoint signed for this proof, when `size` was not given.
     pub checkpoint: Option<String>,
@@ -145,8 +153,10 @@ pub fn inclusion<S: Store + ?Sized>(
         index,
         tree_size: size,
         root: b64(&store.log_root(size)?),
+        commitment: b64(&leaf.data()),
         kind: leaf.kind,
-        data: String::from_utf8_lossy(&leaf.data).into_owned(),
+        event: String::from_utf8_lossy(&leaf.event).into_owned(),
+        salt: b64(&leaf.salt),
         inclusion_proof: hashes(&proof),
         checkpoint,
     })

@@ -55,6 +55,12 @@
 //! Version 9 adds `bundle_checkpoints` (see [`crate::export`]): the size of every checkpoint a
 //! bundle of an agreement was exported under, so that each later bundle of the agreement carries
 //! a consistency proof from it — the checkpoints its parties kept stay usable with `verify --since`.
+//!
+//! Version 10 makes the log commit rather than disclose (SPEC §7, DECISIONS): each leaf keeps its
+//! `event` and `salt`, and its `data` is the commitment to them; each batch keeps its
+//! `record_key`, and `record_digests` holds its records' salted commitments. A store whose log
+//! already has leaves of the old form is refused ([`StoreError::DisclosingLog`]): a signed log
+//! cannot be rewritten, and old leaves cannot be salted after the fact.
 
 use crate::error::StoreError;
 use crate::sql::{Access, Backend, Dialect, Param, Sql, first};
@@ -356,6 +362,11 @@ CREATE TABLE bundle_checkpoints (
     PRIMARY KEY (agreement_id, size)
 ) STRICT, WITHOUT ROWID;
 "#,
+    r#"
+ALTER TABLE log_leaves ADD COLUMN event BLOB;
+ALTER TABLE log_leaves ADD COLUMN salt BLOB CHECK (length(salt) = 32);
+ALTER TABLE batches ADD COLUMN record_key BLOB CHECK (length(record_key) = 16);
+"#,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -646,10 +657,17 @@ CREATE TABLE bundle_checkpoints (
     PRIMARY KEY (agreement_id, size)
 );
 "#,
+    r#"
+ALTER TABLE log_leaves ADD COLUMN event BYTEA, ADD COLUMN salt BYTEA CHECK (length(salt) = 32);
+ALTER TABLE batches ADD COLUMN record_key BYTEA CHECK (length(record_key) = 16);
+"#,
 ];
 
 /// The version that added `usage_sets`, which is filled from the stored records when it is applied.
 const USAGE_SETS: i64 = 7;
+/// The version whose log commits to its events (salted): a log of an earlier version that has
+/// leaves is refused.
+pub(crate) const COMMITTED_LOG: i64 = 10;
 /// The version that keeps records in segments; it moves the stored records into them and drops
 /// the table of one row per record.
 const SEGMENTS: i64 = 8;
@@ -694,6 +712,12 @@ fn migrate_to<B: Backend>(backend: &mut B, target: i64) -> Result<i64, StoreErro
         return Err(StoreError::NewerSchema { found, known });
     }
     for (version, script) in (1..).zip(all).skip_while(|(v, _)| *v <= found).take_while(|(v, _)| *v <= target) {
+        if version == COMMITTED_LOG {
+            let leaves = crate::log::size(&mut sql)?;
+            if leaves > 0 {
+                return Err(StoreError::DisclosingLog { found, leaves });
+            }
+        }
         sql.batch(script)?;
         if version == USAGE_SETS {
             crate::rollups::fill_usage_sets(&mut sql)?;
@@ -774,7 +798,8 @@ mod tests {
         }
         sql.commit().expect("commits");
 
-        assert_eq!(migrate_to(&mut store, i64::MAX).expect("migrates"), 9);
+        let latest = i64::try_from(SQLITE.len()).expect("few");
+        assert_eq!(migrate_to(&mut store, i64::MAX).expect("migrates"), latest);
         let mut sql = store.begin(Access::Read).expect("a transaction");
         let mut moved: Vec<(UsageRecord<'static>, String, Option<usize>, i64)> = crate::segments::of_period(&mut sql, "a1", "2026-10")
             .expect("segments")
@@ -792,5 +817,32 @@ mod tests {
         let set = crate::rollups::usage_set(&mut sql, "a1", "2026-10").expect("the usage set");
         assert_eq!(set, of_digests(&[r2.digest(), r1.digest()]), "version 7 filled it from the old rows");
         assert!(sql.query("SELECT 1 FROM records", &[], &mut |_| Ok(())).is_err(), "the old table is gone");
+    }
+
+    /// A store whose log holds leaves of the form that disclosed events is refused, saying why
+    /// and what to do, and left as it was; one with no leaves yet takes the new form.
+    #[test]
+    fn a_log_that_discloses_its_events_is_refused() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let mut store = SqliteStore::unmigrated(dir.path().join("old.db")).expect("opens");
+        migrate_to(&mut store, COMMITTED_LOG - 1).expect("migrates to the version before");
+        let mut sql = store.begin(Access::Write).expect("a transaction");
+        sql.execute(
+            "INSERT INTO log_leaves (idx, kind, subject, data, hash) VALUES (0, 'key', 'key:', $1, $2)",
+            &[Param::Bytes(br#"{"type":"key"}"#), Param::Bytes(&[0u8; 32])],
+        )
+        .expect("an old leaf");
+        sql.commit().expect("commits");
+        let e = migrate_to(&mut store, i64::MAX).expect_err("refused");
+        let text = e.to_string();
+        assert!(matches!(e, StoreError::DisclosingLog { found: 9, leaves: 1 }), "{text}");
+        assert!(text.contains("whose leaves disclose their events") && text.contains("`revshare init`"), "{text}");
+        let mut sql = store.begin(Access::Read).expect("a transaction");
+        assert_eq!(version(&mut sql).expect("version"), COMMITTED_LOG - 1, "nothing was applied");
+
+        let empty = tempfile::tempdir().expect("a temporary folder");
+        let mut store = SqliteStore::unmigrated(empty.path().join("empty.db")).expect("opens");
+        migrate_to(&mut store, COMMITTED_LOG - 1).expect("migrates to the version before");
+        assert!(migrate_to(&mut store, i64::MAX).expect("an empty log takes the new form") >= COMMITTED_LOG);
     }
 }

@@ -381,6 +381,13 @@ pub(crate) fn find(sql: &mut impl Sql, host: &str, id: &str, batch: i64) -> Resu
 }
 
 /// Replaces a segment by others holding the same records (re-placement).
+/// The (host, licensor) pairs of the records a batch stored, in order.
+pub(crate) fn parties_of_batch(sql: &mut impl Sql, batch: i64) -> Result<Vec<(String, String)>, StoreError> {
+    rows(sql, "SELECT DISTINCT host, licensor FROM record_segments WHERE batch = $1 ORDER BY host, licensor", &[Param::Int(batch)], |row| {
+        Ok((row.text(0)?, row.text(1)?))
+    })
+}
+
 pub(crate) fn delete(sql: &mut impl Sql, segment: i64) -> Result<(), StoreError> {
     sql.execute("DELETE FROM record_segments WHERE id = $1", &[Param::Int(segment)])?;
     Ok(())

@@ -222,7 +222,7 @@ fn save(sql: &mut impl Sql, new: &NewStatement<'_>) -> Result<StoredStatement, S
         }
         (Some(last), StatementKind::Restatement) => last.sequence + 1,
     };
-    let leaf = transparency::statement_leaf(id, &period, sequence, new.kind.as_str(), new.digest);
+    let leaf = transparency::statement_event(id, &period, sequence, new.kind.as_str(), new.digest);
     let leaf = log::record(sql, "statement", log::statement_subject(id, &period, sequence), leaf)?;
     let leaf = i64::try_from(leaf).map_err(|_| StoreError::Log(format!("the log is full at {leaf} leaves")))?;
     sql.execute(

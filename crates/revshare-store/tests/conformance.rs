@@ -14,7 +14,7 @@ use revshare_core::note::SignerKey;
 use revshare_core::settle::{SettlementInput, settle, settle_records, sorted_digest};
 use revshare_core::statement::Statement;
 use revshare_core::time::{Instant, Period};
-use revshare_core::transparency::{self, Signed};
+use revshare_core::transparency::{self, Signed, SignedBatch};
 use revshare_core::usage::{UsageRecord, parse_json_line};
 use revshare_store::close::{CloseError, close_month};
 use revshare_store::{Batch, LogLeaf, batch_digest};
@@ -249,14 +249,14 @@ fn text(bytes: &[u8]) -> String {
 
 fn migrations_are_idempotent(db: &dyn TestDb) {
     let mut store = db.open();
-    assert_eq!(store.schema_version().expect("version"), 9);
+    assert_eq!(store.schema_version().expect("version"), 10);
     store.add_party(&party("meridian", Role::Licensor)).expect("add a party");
     drop(store);
     let mut again = db.open();
-    assert_eq!(again.schema_version().expect("version"), 9, "opening again applies nothing twice");
+    assert_eq!(again.schema_version().expect("version"), 10, "opening again applies nothing twice");
     assert_eq!(again.party(&pid("meridian")).expect("read"), Some(party("meridian", Role::Licensor)), "data survives reopening");
     let mut third = db.open();
-    assert_eq!(third.schema_version().expect("version"), 9);
+    assert_eq!(third.schema_version().expect("version"), 10);
 }
 
 fn parties_register_once(db: &dyn TestDb) {
@@ -486,7 +486,8 @@ fn digests_given_with_a_batch(db: &dyn TestDb) {
     let expected = revshare_core::usage_set::of_digests(&[batch[0].digest(), licensed.digest()]);
     assert_eq!(store.usage_set(&aid("meridian-northwind"), october).expect("usage set"), expected);
     let logged = report.logged.expect("a log leaf");
-    assert_eq!(logged.digest, batch_digest(&batch), "the leaf names the records as sent");
+    let key = store.usage_batch(logged.leaf).expect("the batch").record_key;
+    assert_eq!(logged.digest, batch_digest(&batch, &key), "the leaf names the records as sent");
 }
 
 fn partial_batch_stores_the_good_records(db: &dyn TestDb) {
@@ -538,7 +539,10 @@ fn a_group_of_batches_ends_as_the_batches_one_by_one(db: &dyn TestDb) {
         record("g4", "m-70b", "customer_service", "us", "2026-10-05T10:00:00Z", "7"),
     ];
     let stranger = signer("northwind", 8);
-    let badly_signed = Signed { key: stranger.verifier().to_text(), signature: stranger.sign(b"something else") };
+    let badly_signed = SignedBatch {
+        signed: Signed { key: stranger.verifier().to_text(), signature: stranger.sign(b"something else") },
+        record_key: [0; 16],
+    };
 
     let mut grouped = db.open();
     let grouped = grouped.as_mut();
@@ -1500,7 +1504,7 @@ fn signer(name: &str, seed: u8) -> SignerKey {
 }
 
 fn leaf(i: usize) -> LogLeaf {
-    LogLeaf::new("test", format!("test:{i}"), format!("{{\"n\":{i}}}").into_bytes())
+    LogLeaf::new("test", format!("test:{i}"), format!("{{\"n\":{i}}}").into_bytes()).expect("a fresh salt")
 }
 
 fn log_proofs_match_the_core(db: &dyn TestDb) {
@@ -1514,7 +1518,7 @@ fn log_proofs_match_the_core(db: &dyn TestDb) {
         let first = store.append_leaves(&leaves).expect("append");
         assert_eq!(first, u64::try_from(appended).expect("small"));
         for l in &leaves {
-            memory.push(merkle::leaf_hash(&l.data));
+            memory.push(merkle::leaf_hash(&l.data()));
         }
         appended += batch;
     }
@@ -1526,7 +1530,7 @@ fn log_proofs_match_the_core(db: &dyn TestDb) {
         for index in [0, n / 2, n - 1] {
             let proof = store.inclusion_proof(index, n).expect("inclusion proof");
             assert_eq!(proof, merkle::inclusion_proof(&mut memory, index, n).expect("memory proof"));
-            let hash = merkle::leaf_hash(&store.log_leaf(index).expect("leaf").data);
+            let hash = merkle::leaf_hash(&store.log_leaf(index).expect("leaf").data());
             merkle::verify_inclusion(&hash, index, n, &proof, &root).expect("the stored proof verifies");
         }
         for m in [1u64, n / 3 + 1, n] {
@@ -1539,8 +1543,9 @@ fn log_proofs_match_the_core(db: &dyn TestDb) {
     assert!(future.to_string().contains("has 300 leaves"), "{future}");
     // A second connection extends the same tree.
     let mut again = db.open();
-    again.append_leaves(&[leaf(300)]).expect("append again");
-    memory.push(merkle::leaf_hash(&leaf(300).data));
+    let last = leaf(300);
+    again.append_leaves(std::slice::from_ref(&last)).expect("append again");
+    memory.push(merkle::leaf_hash(&last.data()));
     assert_eq!(again.log_root(301).expect("root"), memory.root());
 }
 
@@ -1550,7 +1555,7 @@ fn events_are_logged(db: &dyn TestDb) {
     register_example(store);
     let agreement = store.log_leaves_of("agreement:meridian-northwind/1").expect("agreement leaves");
     assert_eq!(agreement.len(), 1);
-    let (kind, value) = transparency::read_leaf(&agreement[0].1.data).expect("a typed leaf");
+    let (kind, value) = transparency::read_event(&agreement[0].1.event).expect("a typed leaf");
     assert_eq!(kind, "agreement");
     assert_eq!(value["digest"], store.agreement(&aid("meridian-northwind"), Some(1)).expect("agreement").digest());
 
@@ -1559,14 +1564,27 @@ fn events_are_logged(db: &dyn TestDb) {
     let report = store.ingest(&records, IngestMode::Atomic, None).expect("ingest");
     let logged = report.logged.expect("the batch is logged");
     assert_eq!(logged.leaf, before);
-    assert_eq!(logged.digest, batch_digest(&records), "the leaf names the digest of the batch as sent");
-    let (kind, value) = transparency::read_leaf(&store.log_leaf(logged.leaf).expect("leaf").data).expect("typed");
+    let stored = store.usage_batch(logged.leaf).expect("the batch");
+    assert_eq!(logged.digest, batch_digest(&records, &stored.record_key), "the leaf names the digest of the batch as sent");
+    let leaf = store.log_leaf(logged.leaf).expect("leaf");
+    let (kind, value) = transparency::read_event(&leaf.event).expect("typed");
     assert_eq!((kind.as_str(), value["digest"].as_str()), ("usage_batch", Some(logged.digest.as_str())));
-    let (digest, mut digests) = store.usage_batch(logged.leaf).expect("the batch");
-    assert_eq!(digest, logged.digest);
-    assert!(digests.windows(2).all(|w| w[0] < w[1]), "the batch's digests are sorted and distinct");
+    // The tree holds the commitment to the event under its salt, not the event.
+    assert_eq!(leaf.data(), transparency::commitment(&leaf.salt, &leaf.event));
+    let root = store.log_root(logged.leaf + 1).expect("root");
+    let proof = store.inclusion_proof(logged.leaf, logged.leaf + 1).expect("proof");
+    merkle::verify_inclusion(&merkle::leaf_hash(&leaf.data()), logged.leaf, logged.leaf + 1, &proof, &root).expect("included");
+    assert!(merkle::verify_inclusion(&merkle::leaf_hash(&leaf.event), logged.leaf, logged.leaf + 1, &proof, &root).is_err());
+    // Salts are fresh for every event.
+    let again = LogLeaf::new(&leaf.kind, leaf.subject.clone(), leaf.event.clone()).expect("a salt");
+    assert_ne!(again.salt, leaf.salt);
+    let mut digests = stored.commitments.clone();
+    assert_eq!(stored.digest, logged.digest);
+    assert!(digests.windows(2).all(|w| w[0] < w[1]), "the batch's commitments are sorted and distinct");
     assert_eq!(sorted_digest(&mut digests), logged.digest);
     assert_eq!(u64::try_from(digests.len()).expect("small"), logged.records);
+    // No record's bare digest is kept: only its commitment under the batch's key.
+    assert!(records.iter().all(|r| !digests.contains(&r.digest())));
 
     // A resend is logged as a batch of its own; a batch refused whole is not logged at all.
     let again = store.ingest(&records[..2], IngestMode::Atomic, None).expect("resend");
@@ -1581,7 +1599,8 @@ fn events_are_logged(db: &dyn TestDb) {
     // The records as sent carry the batch that stored them.
     let sent = store.sent_records(&aid("meridian-northwind"), month("2026-10")).expect("records");
     assert!(sent.iter().all(|s| s.batch == Some(logged.leaf)));
-    assert!(sent.iter().all(|s| digests.contains(&s.record.digest())), "every counted record is in its batch's digests");
+    let committed = |d: [u8; 32]| transparency::record_commitment(&transparency::record_salt(&stored.record_key, &d), &d);
+    assert!(sent.iter().all(|s| digests.contains(&committed(s.record.digest()))), "every counted record is in its batch");
     assert!(sent.iter().all(|s| s.model == s.record.model), "the example's hosts use the licensed ids");
 }
 
@@ -1593,25 +1612,28 @@ fn signed_batches_are_checked(db: &dyn TestDb) {
     let stranger = signer("northwind", 8);
     store.add_key(Some(&pid("northwind")), &host.verifier()).expect("register the host's key");
     let records: Vec<_> = parse_records(USAGE).into_iter().filter(|r| r.host == "northwind").collect();
-    let sign = |key: &SignerKey, records: &[UsageRecord<'_>]| Signed {
-        key: key.verifier().to_text(),
-        signature: key.sign(&transparency::batch_message(&batch_digest(records))),
+    let record_key = [9u8; 16];
+    let sign_under = |key: &SignerKey, records: &[UsageRecord<'_>], record_key: [u8; 16]| SignedBatch {
+        signed: Signed {
+            key: key.verifier().to_text(),
+            signature: key.sign(&transparency::batch_message(&batch_digest(records, &record_key))),
+        },
+        record_key,
     };
+    let sign = |key: &SignerKey, records: &[UsageRecord<'_>]| sign_under(key, records, record_key);
     let size = store.log_size().expect("size");
     let refusals = [
         (sign(&stranger, &records), IngestMode::Atomic, "is not registered for host northwind"),
         (
-            Signed {
-                signature: {
-                    let mut s = sign(&host, &records).signature;
-                    s[5] ^= 1;
-                    s
-                },
-                ..sign(&host, &records)
+            {
+                let mut signed = sign(&host, &records);
+                signed.signed.signature[5] ^= 1;
+                signed
             },
             IngestMode::Atomic,
             "does not match the batch",
         ),
+        (SignedBatch { record_key: [8; 16], ..sign(&host, &records) }, IngestMode::Atomic, "under another record-salt key"),
         (sign(&host, &records[1..]), IngestMode::Atomic, "does not match the batch"),
         (sign(&host, &records), IngestMode::Partial, "stored whole or not at all"),
     ];
@@ -1627,8 +1649,10 @@ fn signed_batches_are_checked(db: &dyn TestDb) {
 
     let report = store.ingest(&records, IngestMode::Atomic, Some(&sign(&host, &records))).expect("a signed batch");
     let logged = report.logged.expect("logged");
-    let (_, value) = transparency::read_leaf(&store.log_leaf(logged.leaf).expect("leaf").data).expect("typed");
+    let (_, value) = transparency::read_event(&store.log_leaf(logged.leaf).expect("leaf").event).expect("typed");
     let signed = Signed::from_json(&value["signed"]).expect("the leaf holds the host's signature");
+    assert!(value.get("record_key").is_none(), "the key that opens the batch's records is not in its event");
+    assert_eq!(store.usage_batch(logged.leaf).expect("batch").record_key, record_key, "the batch keeps the host's key");
     host.verifier().verify(&transparency::batch_message(&logged.digest), &signed.signature).expect("it verifies");
 }
 
@@ -1646,7 +1670,7 @@ fn statements_are_signed_by_known_keys(db: &dyn TestDb) {
     finalise_original(store, month("2026-10"));
     let statement = store.statement(&aid("meridian-northwind"), month("2026-10")).expect("read").expect("the statement");
     let leaf = statement.leaf.expect("a statement has a leaf");
-    let (_, value) = transparency::read_leaf(&store.log_leaf(leaf).expect("leaf").data).expect("typed");
+    let (_, value) = transparency::read_event(&store.log_leaf(leaf).expect("leaf").event).expect("typed");
     assert_eq!(value["digest"], statement.digest.as_str());
 
     let sign = |key: &SignerKey, digest: &str| Signed {
@@ -1691,7 +1715,7 @@ fn a_deployment_key_is_rotated_only_by_its_predecessor(db: &dyn TestDb) {
     assert_eq!(store.log_size().expect("size"), size, "nothing refused was logged");
     let rotation = endorse(&first, &first, &second);
     let leaf = store.rotate_deployment_key(&second.verifier(), &rotation).expect("the current key signs");
-    let (_, value) = transparency::read_leaf(&store.log_leaf(leaf).expect("leaf").data).expect("typed");
+    let (_, value) = transparency::read_event(&store.log_leaf(leaf).expect("leaf").event).expect("typed");
     assert_eq!(value["replaces"], first.verifier().to_text().as_str());
     assert_eq!(value["signature"], transparency::b64(&rotation.signature).as_str());
     // The next rotation is the new key's to sign.
@@ -1844,7 +1868,7 @@ fn disputes_follow_the_process_and_carry_into_the_next_statement(db: &dyn TestDb
 
     // Every transition is a leaf, and the stored history reads back as it was given.
     assert_eq!(store.log_leaves_of("dispute:3").expect("leaves").len(), 4);
-    let (kind, leaf) = transparency::read_leaf(&store.log_leaves_of("dispute:2").expect("leaves")[1].1.data).expect("typed");
+    let (kind, leaf) = transparency::read_event(&store.log_leaves_of("dispute:2").expect("leaves")[1].1.event).expect("typed");
     assert_eq!(
         (kind.as_str(), leaf["transition"]["state"].as_str(), leaf["transition"]["amount"].as_str()),
         ("dispute", Some("countered"), Some("40.00"))

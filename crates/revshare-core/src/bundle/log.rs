@@ -1,4 +1,5 @@
-//! `log.json`: its shape, the checkpoint, and every leaf's inclusion proof under it.
+//! `log.json`: its shape, the checkpoint, and every leaf's inclusion proof under it: a leaf's
+//! data is the commitment to its event under its salt, both of which the bundle discloses.
 
 use std::collections::BTreeMap;
 
@@ -6,7 +7,7 @@ use serde_json::Value;
 
 use crate::merkle::{Hash, leaf_hash, verify_inclusion};
 use crate::note::{Checkpoint, VerifierKey, open_note};
-use crate::transparency::{hash_from_b64, read_leaf};
+use crate::transparency::{SALT_BYTES, Salt, commitment, from_b64, hash_from_b64, read_event};
 
 use super::keys::Keys;
 use super::{Run, kind_of, shorten, show, str_member};
@@ -20,7 +21,10 @@ pub(super) struct LogJson {
 
 pub(super) struct RawLeaf {
     pub(super) index: u64,
-    pub(super) data: String,
+    /// The event's canonical JSON text.
+    pub(super) event: String,
+    /// `None` when it is not base64 of [`SALT_BYTES`] bytes (already a finding).
+    pub(super) salt: Option<Salt>,
     /// `None` when a proof hash is not base64 of 32 bytes (already a finding).
     pub(super) proof: Option<Vec<Hash>>,
 }
@@ -30,8 +34,7 @@ pub(super) struct RawConsistency {
     pub(super) proof: Option<Vec<Hash>>,
 }
 
-pub(super) const LOG_SHAPE: &str =
-    r#"a JSON object {"checkpoint": "<signed note>", "leaves": [{"index", "data", "proof"}, …], "consistency": [{"from", "proof"}, …]}"#;
+pub(super) const LOG_SHAPE: &str = r#"a JSON object {"checkpoint": "<signed note>", "leaves": [{"index", "event", "salt", "proof"}, …], "consistency": [{"from", "proof"}, …]}"#;
 
 impl Run {
     /// Reads a proof: an array of base64 hashes.
@@ -82,17 +85,22 @@ impl Run {
                 for (i, item) in items.iter().enumerate() {
                     let what = format!("log.json leaves[{i}]");
                     let index = item.get("index").and_then(Value::as_u64);
-                    let data = str_member(item, "data");
-                    let (Some(index), Some(data)) = (index, data) else {
+                    let event = str_member(item, "event");
+                    let (Some(index), Some(event)) = (index, event) else {
                         self.find(
                             what,
-                            r#"{"index": <leaf index>, "data": "<leaf JSON>", "proof": [...]}"#,
+                            r#"{"index": <leaf index>, "event": "<event JSON>", "salt": "<base64>", "proof": [...]}"#,
                             shorten(&item.to_string(), 120),
                         );
                         continue;
                     };
+                    let salt = str_member(item, "salt").and_then(from_b64).and_then(|bytes| Salt::try_from(bytes.as_slice()).ok());
+                    if salt.is_none() {
+                        let found = item.get("salt").map_or_else(|| "no `salt`".to_owned(), |s| shorten(&show(s), 80));
+                        self.find(format!("log.json leaf {index} salt"), format!("the event's salt: {SALT_BYTES} bytes in base64"), found);
+                    }
                     let proof = self.proof(&format!("log.json leaf {index}"), item.get("proof"));
-                    leaves.push(RawLeaf { index, data: data.to_owned(), proof });
+                    leaves.push(RawLeaf { index, event: event.to_owned(), salt, proof });
                 }
             }
             other => self.find("log.json leaves", "an array of leaves", other.map_or("no `leaves`", kind_of)),
@@ -197,7 +205,7 @@ impl Run {
         let mut leaves = Leaves::default();
         let (mut statements, mut agreements) = (Vec::new(), Vec::new());
         for raw in log.map_or(&[][..], |l| l.leaves.as_slice()) {
-            let read = read_leaf(raw.data.as_bytes());
+            let read = read_event(raw.event.as_bytes());
             let kind = read.as_ref().map_or("unreadable", |(kind, _)| kind.as_str()).to_owned();
             let what = format!("log.json leaf {} ({kind})", raw.index);
             if leaves.kinds.contains_key(&raw.index) {
@@ -206,8 +214,8 @@ impl Run {
             }
             leaves.kinds.insert(raw.index, kind.clone());
             let mut proven = false;
-            if let (Some(proof), Some(checkpoint)) = (&raw.proof, checkpoint) {
-                let hash = leaf_hash(raw.data.as_bytes());
+            if let (Some(proof), Some(salt), Some(checkpoint)) = (&raw.proof, &raw.salt, checkpoint) {
+                let hash = leaf_hash(&commitment(salt, raw.event.as_bytes()));
                 match verify_inclusion(&hash, raw.index, checkpoint.size, proof, &checkpoint.root) {
                     Ok(()) => {
                         self.checked.leaves += 1;
@@ -217,7 +225,7 @@ impl Run {
                 }
             }
             let Some((_, value)) = read else {
-                self.find(what, "a leaf's canonical JSON with a `type` member", shorten(&raw.data, 120));
+                self.find(what, "an event's canonical JSON with a `type` member", shorten(&raw.event, 120));
                 continue;
             };
             let leaf = Leaf { index: raw.index, value, proven };

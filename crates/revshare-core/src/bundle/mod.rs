@@ -2,10 +2,10 @@
 //!
 //! A bundle is what `revshare statement export --bundle DIR` writes so that anyone — the host, an
 //! auditor, an arbiter — can check one statement with nothing but the bundle: the statement, the
-//! agreement it applies, the records it counted as their hosts sent them, the host's model
-//! aliases, the log entries that commit the deployment to all of these with their proofs under a
-//! signed checkpoint, the keys, the statement's signatures, and the record digests of every usage
-//! batch a counted record was accepted in. [`verify`] checks every digest, signature and proof and
+//! agreement it applies, the records it counted as their hosts sent them with their salts, the
+//! host's model aliases, the log's events that commit the deployment to all of these (each with
+//! its salt and its proof under a signed checkpoint), the keys, the statement's signatures, and
+//! the record commitments of every usage batch a counted record was accepted in. [`verify`] checks every digest, signature and proof and
 //! recomputes the statement from the records, byte for byte.
 //!
 //! It does not stop at the first problem: every check that can still run on what is left runs,
@@ -25,9 +25,10 @@
 //! each read on its own scoped thread: every line is parsed (its canonical form directly, any
 //! other SPEC §3 line through [`parse_json_line`]), its digest as sent taken once (from the line
 //! itself when the line is the canonical form), its model mapped through the aliases, and the
-//! record selected and added to the part's [`Rollup`]. Batch membership is checked by sorting each
-//! part's digests and walking them along the sorted batch digests (random lookups in a large
-//! table would each miss the cache). The parts' rollups merge into one (sums do not depend on
+//! record selected and added to the part's [`Rollup`]. Batch membership is checked by committing
+//! each record's digest with its salt from records.salts, sorting each part's commitments and
+//! walking them along the sorted batch files (random lookups in a large table would each miss the
+//! cache). The parts' rollups merge into one (sums do not depend on
 //! order) and settlement runs on it exactly as [`crate::settle::settle_records`] does (selection,
 //! rollup, usage digest, [`settle`]) but without its idempotency index: the bundle's records must
 //! be strictly ascending by `(host, id)`, which is checked, across parts too, and rules out
@@ -86,17 +87,23 @@ pub struct Bundle {
     /// `aliases.json`: `{"<host>": {"<host's model id>": "<licensed model id>"}}`, how reported
     /// model ids map to licensed ones (`{}` if none).
     pub aliases: Vec<u8>,
-    /// `log.json`: `{"checkpoint": "<signed note>", "leaves": [{"index", "data", "proof"}],
-    /// "consistency": [{"from": "<signed note>", "proof"}]}`; every leaf's proof is an RFC 6962
-    /// inclusion proof at the checkpoint's size, hashes in base64.
+    /// `records.salts`: each record's salt in its batch ([`crate::transparency::record_salt`]),
+    /// [`crate::transparency::RECORD_SALT_BYTES`] bytes per line of records.jsonl, in its order.
+    pub salts: Vec<u8>,
+    /// `log.json`: `{"checkpoint": "<signed note>", "leaves": [{"index", "event", "salt",
+    /// "proof"}], "consistency": [{"from": "<signed note>", "proof"}]}`: each leaf's event (its
+    /// canonical JSON text) and salt (base64), whose [`crate::transparency::commitment`] is the
+    /// leaf's data; every leaf's proof is an RFC 6962 inclusion proof at the checkpoint's size,
+    /// hashes in base64.
     pub log: Vec<u8>,
     /// `keys.json`: `{"deployment": ["<verifier key>", …], "host": ["<verifier key>", …]}`.
     pub keys: Vec<u8>,
     /// `signatures.json`: `[{"key": "<verifier key>", "signature": "<base64>"}]`, signatures of
     /// [`statement_message`] of the statement's digest ([`Signed::to_json`] form).
     pub signatures: Vec<u8>,
-    /// `batches/<leaf>.digests`: for each usage-batch leaf, the concatenated 32-byte SHA-256
-    /// digests of the batch's distinct records as sent, sorted ascending.
+    /// `batches/<leaf>.digests`: for each usage-batch leaf, the concatenated 32-byte
+    /// [`crate::transparency::record_commitment`]s of the batch's distinct records as sent, sorted
+    /// ascending: the other records of a mixed batch are there only as salted commitments.
     pub batches: Vec<(u64, Vec<u8>)>,
 }
 
@@ -109,6 +116,7 @@ impl Bundle {
             ("statement.json".to_owned(), &self.statement),
             ("agreement.toml".to_owned(), self.agreement.as_bytes()),
             ("records.jsonl".to_owned(), &self.records),
+            (SALTS_FILE.to_owned(), &self.salts),
             ("aliases.json".to_owned(), &self.aliases),
             ("log.json".to_owned(), &self.log),
             ("keys.json".to_owned(), &self.keys),
@@ -118,6 +126,9 @@ impl Bundle {
         files
     }
 }
+
+/// The file of a bundle that holds the records' salts.
+pub const SALTS_FILE: &str = "records.salts";
 
 /// The folder of a bundle that holds `<leaf>.digests` files.
 pub const BATCHES_DIR: &str = "batches";

@@ -14,13 +14,14 @@ use crate::rollup::Rollup;
 use crate::settle::{SettlementInput, settle};
 use crate::statement::Adjustment;
 use crate::time::{Instant, Period};
+use crate::transparency::RECORD_SALT_BYTES;
 use crate::usage_set::UsageSet;
 
 use super::batches::BatchDigests;
 use super::log::{Leaf, Leaves};
-use super::records::{PartContext, PartOutcome, RecordKey, order_expected, read_part, split_parts};
+use super::records::{PartContext, PartOutcome, RecordKey, count_lines, order_expected, read_part, split_parts};
 use super::statement::{StatementFile, diff_statement, parse_money};
-use super::{Bundle, MAX_FINDINGS_PER_CATEGORY, Run, kind_of, problems_text, shorten, show, str_member};
+use super::{Bundle, MAX_FINDINGS_PER_CATEGORY, Run, SALTS_FILE, kind_of, problems_text, shorten, show, str_member};
 
 /// A small map keyed by text, hashed fast (its keys are few: hosts, and their model ids).
 pub(super) type TextMap<V> = HashMap<String, V, foldhash::quality::FixedState>;
@@ -228,7 +229,7 @@ impl Run {
             (Some(agreement), Some(period)) => Some((agreement, period)),
             _ => None,
         };
-        let (rollup, counted) = self.records(&bundle.records, &PartContext { batches, aliases, settling });
+        let (rollup, counted) = self.records(&bundle.records, &PartContext { batches, salts: &bundle.salts, aliases, settling });
 
         let (Some((agreement, period)), Some(value)) = (settling, statement.value.as_ref()) else { return };
         let Some(adjustments) = self.adjustments(value, agreement.currency()) else { return };
@@ -262,11 +263,29 @@ impl Run {
     /// bytes, whatever the machine, and the merged result does not depend on the cut.
     pub(super) fn records<'a>(&mut self, bytes: &'a [u8], cx: &PartContext<'a>) -> (Rollup, UsageSet) {
         let parts = split_parts(bytes);
-        let outcomes: Vec<Option<PartOutcome<'a>>> = if parts.len() == 1 {
-            parts.iter().map(|part| Some(read_part(part, cx))).collect()
+        // Where each part starts, in lines: its records' salts start there in records.salts.
+        let counts: Vec<u64> = if parts.len() == 1 {
+            parts.iter().map(|part| count_lines(part)).collect()
         } else {
             std::thread::scope(|scope| {
-                let handles: Vec<_> = parts.iter().map(|part| scope.spawn(move || read_part(part, cx))).collect();
+                let handles: Vec<_> = parts.iter().map(|part| scope.spawn(move || count_lines(part))).collect();
+                handles.into_iter().zip(&parts).map(|(handle, part)| handle.join().unwrap_or_else(|_| count_lines(part))).collect()
+            })
+        };
+        let lines: u64 = counts.iter().sum();
+        let salts = u64::try_from(cx.salts.len()).unwrap_or(u64::MAX);
+        let wanted = lines.saturating_mul(u64::try_from(RECORD_SALT_BYTES).unwrap_or(u64::MAX));
+        if salts != wanted {
+            let expected = format!("{RECORD_SALT_BYTES} bytes per record of records.jsonl: {wanted} bytes for {lines} records");
+            self.find(SALTS_FILE, expected, format!("{salts} bytes"));
+        }
+        let starts: Vec<u64> = counts.iter().scan(0u64, |before, n| Some(std::mem::replace(before, *before + n))).collect();
+        let outcomes: Vec<Option<PartOutcome<'a>>> = if parts.len() == 1 {
+            parts.iter().zip(&starts).map(|(part, &before)| Some(read_part(part, before, cx))).collect()
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> =
+                    parts.iter().zip(&starts).map(|(part, &before)| scope.spawn(move || read_part(part, before, cx))).collect();
                 handles.into_iter().map(|handle| handle.join().ok()).collect()
             })
         };

@@ -1,5 +1,6 @@
 //! Reading `records.jsonl` in parts on scoped threads: each line parsed (the canonical form
-//! directly), digested once, its model mapped, selected and summed; its order and batch checked.
+//! directly), digested once, its model mapped, selected and summed; its order and batch checked
+//! (its digest committed under its salt from `records.salts`, and found in a batch file).
 
 use std::borrow::Cow;
 
@@ -13,12 +14,13 @@ use crate::money::Currency;
 use crate::rollup::Rollup;
 use crate::settle::{digest_order, select};
 use crate::time::{Instant, Period};
+use crate::transparency::{RECORD_SALT_BYTES, record_commitment};
 use crate::usage::{UsageRecord, parse_json_line};
 use crate::usage_set::UsageSet;
 
 use super::batches::BatchDigests;
 use super::recompute::{Aliases, ModelAliases};
-use super::{MAX_FINDINGS_PER_CATEGORY, problems_text, shorten};
+use super::{MAX_FINDINGS_PER_CATEGORY, SALTS_FILE, problems_text, shorten};
 
 /// How many bytes of records.jsonl one part holds, at least (the last part may be smaller).
 pub const PART_BYTES: usize = 4 << 20;
@@ -43,6 +45,8 @@ pub(super) fn split_parts(bytes: &[u8]) -> Vec<&[u8]> {
 /// What every part of records.jsonl is read against.
 pub(super) struct PartContext<'a> {
     pub(super) batches: &'a BatchDigests,
+    /// records.salts: [`RECORD_SALT_BYTES`] per line of records.jsonl.
+    pub(super) salts: &'a [u8],
     pub(super) aliases: &'a Aliases,
     /// The agreement and period, when both are known: records are then selected and summed.
     pub(super) settling: Option<(&'a Agreement, Period)>,
@@ -95,13 +99,22 @@ pub(super) fn order_expected(host: &str, id: &str) -> String {
     format!("a record after ({host}, {id}): records sorted by (host, id), each once")
 }
 
-/// Reads one part of records.jsonl: each line is parsed and digested once, its model mapped
-/// through the aliases, and the record selected and summed; at the end the part's digests are
-/// sorted and looked up in the batches.
-pub(super) fn read_part<'a>(bytes: &'a [u8], cx: &PartContext<'a>) -> PartOutcome<'a> {
+/// How many lines a part of records.jsonl holds, as [`read_part`] reads them: one per newline,
+/// and one more for text after the last.
+pub(super) fn count_lines(bytes: &[u8]) -> u64 {
+    let newlines = memchr::memchr_iter(b'\n', bytes).count();
+    let tail = usize::from(!bytes.is_empty() && !bytes.ends_with(b"\n"));
+    u64::try_from(newlines + tail).unwrap_or(u64::MAX)
+}
+
+/// Reads one part of records.jsonl, whose first line is line `before + 1` of the file: each line
+/// is parsed and digested once, its model mapped through the aliases, and the record selected
+/// and summed; at the end the part's record commitments are sorted and looked up in the batches.
+pub(super) fn read_part<'a>(bytes: &'a [u8], before: u64, cx: &PartContext<'a>) -> PartOutcome<'a> {
     let expected_records = bytes.len() / 200;
     let mut reader = PartReader {
         cx,
+        before,
         out: PartOutcome {
             lines: 0,
             flagged: Vec::with_capacity(expected_records),
@@ -142,8 +155,11 @@ pub(super) fn read_part<'a>(bytes: &'a [u8], cx: &PartContext<'a>) -> PartOutcom
 /// Reads the records of a part, one after another.
 pub(super) struct PartReader<'a, 'c> {
     pub(super) cx: &'c PartContext<'a>,
+    /// Lines of the file before the part.
+    pub(super) before: u64,
     pub(super) out: PartOutcome<'a>,
-    /// Every record's digest as sent, with its line: looked up in the batches at the end.
+    /// Every record's commitment (its digest as sent under its salt), with its line: looked up
+    /// in the batches at the end.
     pub(super) sent: Vec<([u8; 32], u64)>,
     /// A buffer for canonical forms.
     pub(super) canonical_form: Vec<u8>,
@@ -174,7 +190,8 @@ impl<'a> PartReader<'a, '_> {
             record.write_canonical(&mut self.canonical_form);
             Sha256::digest(&self.canonical_form).into()
         };
-        self.sent.push((sent, line));
+        let salt = salt_of(self.cx.salts, self.before + line);
+        self.sent.push((record_commitment(&salt, &sent), line));
         if let Some((host, id)) = &out.last
             && (record.host.as_bytes(), record.id.as_bytes()) <= (host.as_bytes(), id.as_bytes())
         {
@@ -234,10 +251,13 @@ impl<'a> PartReader<'a, '_> {
         if !missing.is_empty() {
             missing.sort_unstable_by_key(|(_, line)| *line);
             out.problems += missing.len();
-            for (i, (digest, line)) in missing.into_iter().enumerate() {
+            for (i, (commitment, line)) in missing.into_iter().enumerate() {
                 out.flag(line);
                 if i < MAX_FINDINGS_PER_CATEGORY {
-                    let expected = format!("a record whose digest ({}) is in a batch's digest file", canonical::hex(&digest));
+                    let expected = format!(
+                        "a record whose commitment under its salt in {SALTS_FILE} ({}) is in a batch's digest file",
+                        canonical::hex(&commitment)
+                    );
                     out.findings.push((line, expected, "a record in no batch".to_owned()));
                 }
             }
@@ -247,6 +267,15 @@ impl<'a> PartReader<'a, '_> {
         }
         self.out
     }
+}
+
+/// The salt of `line` (from 1) in records.salts; zeros where the file has none (its length is a
+/// finding of its own, and the record's commitment is then in no batch).
+fn salt_of(salts: &[u8], line: u64) -> [u8; RECORD_SALT_BYTES] {
+    let at = usize::try_from(line.saturating_sub(1)).ok().and_then(|i| i.checked_mul(RECORD_SALT_BYTES));
+    at.and_then(|at| salts.get(at..at.checked_add(RECORD_SALT_BYTES)?))
+        .and_then(|salt| <[u8; RECORD_SALT_BYTES]>::try_from(salt).ok())
+        .unwrap_or_default()
 }
 
 /// How a canonical line starts.
