@@ -128,7 +128,7 @@ pub fn rotate(args: &StoreArgs) -> Result<(), Failure> {
     let new_text = new.verifier().to_text();
     let endorsement =
         Signed { key: old.verifier().to_text(), signature: old.sign(&revshare_core::transparency::rotation_message(None, &new_text)) };
-    let leaf = store.rotate_deployment_key(&new.verifier(), &endorsement)?;
+    let leaf = store.rotate_key(None, &new.verifier(), &endorsement)?;
     std::fs::rename(&path, &retired).with_context(|| format!("cannot move {} aside", path.display()))?;
     std::fs::rename(&staged, &path).with_context(|| format!("cannot install {}", path.display()))?;
     write_public(&path, &new)?;
@@ -136,12 +136,25 @@ pub fn rotate(args: &StoreArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `revshare party key`: registers a party's public key.
-pub fn add_party_key(args: &StoreArgs, party: &str, file: &Path) -> Result<(), Failure> {
+/// `revshare party key`: registers a party's first public key, as the operator, or (with
+/// `rotate_with`, the party's current private key) a later one by a rotation that key signs.
+pub fn add_party_key(args: &StoreArgs, party: &str, file: &Path, rotate_with: Option<&Path>) -> Result<(), Failure> {
     let id = parse(revshare_core::ids::PartyId::parse(party))?;
     let key = read_verifier(file)?;
-    let leaf = open(args, false)?.add_key(Some(&id), &key)?;
-    println!("key {} registered for {party} (log leaf {leaf})", key.to_text());
+    let mut store = open(args, false)?;
+    match rotate_with {
+        None => {
+            let leaf = store.add_key(Some(&id), &key)?;
+            println!("key {} registered for {party} (log leaf {leaf})", key.to_text());
+        }
+        Some(current) => {
+            let current = read_signer(current)?;
+            let message = revshare_core::transparency::rotation_message(Some(party), &key.to_text());
+            let endorsement = Signed { key: current.verifier().to_text(), signature: current.sign(&message) };
+            let leaf = store.rotate_key(Some(&id), &key, &endorsement)?;
+            println!("key {} of {party} replaces {} (log leaf {leaf})", key.to_text(), current.verifier().to_text());
+        }
+    }
     Ok(())
 }
 

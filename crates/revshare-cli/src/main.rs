@@ -344,11 +344,15 @@ enum PartyCommand {
         #[arg(long)]
         role: String,
     },
-    /// Register a party's public key (a `.pub` file from `revshare keys generate`).
+    /// Register a party's public key (a `.pub` file from `revshare keys generate`): its first, as
+    /// the operator; a later one only as a rotation signed with its current private key.
     Key {
         #[arg(long)]
         party: String,
         file: PathBuf,
+        /// The party's current private key, which signs the rotation to the new key.
+        #[arg(long, value_name = "KEY")]
+        rotate_with: Option<PathBuf>,
     },
 }
 
@@ -520,7 +524,9 @@ fn main() -> ExitCode {
         Command::Init { origin } => store_cmds::init(&cli.store, &origin),
         Command::Keys(KeysCommand::Generate { name, out }) => log_cmds::generate_key(&name, &out),
         Command::Keys(KeysCommand::Rotate) => log_cmds::rotate(&cli.store),
-        Command::Party(PartyCommand::Key { party, file }) => log_cmds::add_party_key(&cli.store, &party, &file),
+        Command::Party(PartyCommand::Key { party, file, rotate_with }) => {
+            log_cmds::add_party_key(&cli.store, &party, &file, rotate_with.as_deref())
+        }
         Command::Log(LogCommand::Checkpoint) => log_cmds::print_checkpoint(&cli.store),
         Command::Log(LogCommand::Prove { leaf, size }) => log_cmds::prove(&cli.store, leaf, size),
         Command::Log(LogCommand::Consistency { from, to }) => log_cmds::consistency(&cli.store, from, to),

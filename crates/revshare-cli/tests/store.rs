@@ -768,7 +768,7 @@ fn a_batch_signed_with_an_unregistered_key_is_refused_and_stores_nothing() {
     std::fs::write(store.path("fresh.jsonl"), fresh.join("\n")).expect("write");
     let out = store.run(&["ingest", &store.path("fresh.jsonl"), "--sign", &key]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("is not registered for host northwind"), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("is not registered for northwind"), "{}", text(&out.stderr));
     let after = store.ok(&["log", "checkpoint"]);
     assert_eq!(before.lines().nth(1), after.lines().nth(1), "the log did not grow");
     use revshare_store::Store;

@@ -215,16 +215,37 @@ pub fn rotation_message(party: Option<&str>, new_key: &str) -> Vec<u8> {
     format!("revshare key rotation v1\n{}\n{new_key}\n", party.unwrap_or("")).into_bytes()
 }
 
+/// What a party signs with a new key to register it as its first (proof of possession): whose
+/// key and the key's text. No one can register a key as a party's without its private half.
+pub fn registration_message(party: &str, key: &str) -> Vec<u8> {
+    format!("revshare key registration v1\n{party}\n{key}\n").into_bytes()
+}
+
+/// How a key came to be registered, as its event records it.
+#[derive(Clone, Copy, Debug)]
+pub enum KeyOrigin<'a> {
+    /// A first key registered by the operator.
+    Operator,
+    /// A party's first key, registered by the party: the key's signature of
+    /// [`registration_message`].
+    Possession(&'a [u8; 64]),
+    /// A later key: the replaced key's text and its signature of [`rotation_message`].
+    Rotation(&'a Signed),
+}
+
 /// A public key registered for a party, or (`party` none) a signing key of the deployment. A
-/// rotation names the key it replaces and carries that key's signature of
-/// [`rotation_message`] (`rotation`: the replaced key's text and signature); a first key has
-/// `replaces` and `signature` null.
-pub fn key_event(party: Option<&str>, key: &str, rotation: Option<&Signed>) -> Result<Vec<u8>, CanonicalError> {
-    let (replaces, signature) = match rotation {
-        Some(signed) => (Some(signed.key.as_str()), Some(b64(&signed.signature))),
-        None => (None, None),
+/// rotation names the key it replaces and carries that key's signature of [`rotation_message`]; a
+/// first key registered by its party carries its proof of possession (`proof`); a first key
+/// registered by the operator has `replaces`, `signature` and `proof` null.
+pub fn key_event(party: Option<&str>, key: &str, origin: KeyOrigin<'_>) -> Result<Vec<u8>, CanonicalError> {
+    let (replaces, signature, proof) = match origin {
+        KeyOrigin::Operator => (None, None, None),
+        KeyOrigin::Possession(proof) => (None, None, Some(b64(proof))),
+        KeyOrigin::Rotation(signed) => (Some(signed.key.as_str()), Some(b64(&signed.signature)), None),
     };
-    canonical::to_canonical(&json!({ "type": "key", "party": party, "key": key, "replaces": replaces, "signature": signature }))
+    canonical::to_canonical(&json!({
+        "type": "key", "party": party, "key": key, "replaces": replaces, "signature": signature, "proof": proof,
+    }))
 }
 
 /// Reads an event back as JSON, with its `type`.

@@ -12,7 +12,8 @@ use revshare_core::settle::{settle_records, sorted_digest};
 use revshare_core::statement::{Adjustment, Statement};
 use revshare_core::time::Period;
 use revshare_core::transparency::{
-    self, RECORD_KEY_BYTES, SALT_BYTES, Salt, Signed, b64, batch_message, commitment, record_commitment, record_salt, statement_message,
+    self, KeyOrigin, RECORD_KEY_BYTES, SALT_BYTES, Salt, Signed, b64, batch_message, commitment, record_commitment, record_salt,
+    statement_message,
 };
 use revshare_core::usage::{UsageRecord, parse_json_line};
 use serde_json::{Value, json};
@@ -227,8 +228,8 @@ impl Fixture {
         let signed_b = Signed { key: host.verifier().to_text(), signature: host.sign(&batch_message(&digest_b)) };
 
         let leaves: Vec<Vec<u8>> = vec![
-            transparency::key_event(None, &deployment.verifier().to_text(), None).unwrap(),
-            transparency::key_event(Some("northwind"), &host.verifier().to_text(), None).unwrap(),
+            transparency::key_event(None, &deployment.verifier().to_text(), KeyOrigin::Operator).unwrap(),
+            transparency::key_event(Some("northwind"), &host.verifier().to_text(), KeyOrigin::Operator).unwrap(),
             transparency::agreement_event(
                 AGREEMENT_ID,
                 2,
@@ -839,7 +840,7 @@ impl Fixture {
 fn rotation_leaf(from: &SignerKey, to: &SignerKey, by: &SignerKey) -> Vec<u8> {
     let new = to.verifier().to_text();
     let endorsement = Signed { key: from.verifier().to_text(), signature: by.sign(&transparency::rotation_message(None, &new)) };
-    transparency::key_event(None, &new, Some(&endorsement)).unwrap()
+    transparency::key_event(None, &new, KeyOrigin::Rotation(&endorsement)).unwrap()
 }
 
 /// The finding on the bundle's checkpoint, which must be there.
@@ -870,7 +871,7 @@ fn a_self_registered_deployment_key_is_refused() {
     // with a consistency proof from the genuine checkpoint.
     let mut fixture = Fixture::new();
     let forger = signer(ORIGIN, 66);
-    let leaf = transparency::key_event(None, &forger.verifier().to_text(), None).unwrap();
+    let leaf = transparency::key_event(None, &forger.verifier().to_text(), KeyOrigin::Operator).unwrap();
     let genuine = fixture.extend(vec![leaf], &forger);
     fixture.sign_as_deployment(&forger);
     let bundle = fixture.bundle();
@@ -985,4 +986,66 @@ fn a_kept_checkpoint_with_a_fetched_consistency_proof() {
     let report = verify(&bundle, &VerifyOptions { since: Some(&four), consistency: Some(&wrong), ..VerifyOptions::default() });
     assert_eq!(whats(&report)[0], "--consistency to", "{:#?}", report.findings);
     checkpoint_finding(&report);
+}
+
+#[test]
+fn host_keys_follow_their_chain() {
+    let deployment = signer(ORIGIN, 1);
+    // A second host key that no rotation signed (the operator registering a key of its own for
+    // the host) is named.
+    let mut fixture = Fixture::new();
+    let stranger = signer("northwind", 40);
+    let leaf = transparency::key_event(Some("northwind"), &stranger.verifier().to_text(), KeyOrigin::Operator).unwrap();
+    fixture.extend(vec![leaf], &deployment);
+    let report = fixture.verify();
+    let finding = report.findings.iter().find(|f| f.what == "log.json leaf 12 (key)").expect("the unsigned key is named");
+    assert_eq!(finding.found, "a second first key");
+    assert!(finding.expected.contains("signed by the key it replaces"), "{finding}");
+
+    // A rotation signed by the host's key is followed.
+    let mut fixture = Fixture::new();
+    let next = signer("northwind", 41);
+    let message = transparency::rotation_message(Some("northwind"), &next.verifier().to_text());
+    let endorsement = Signed { key: fixture.host.verifier().to_text(), signature: fixture.host.sign(&message) };
+    let leaf = transparency::key_event(Some("northwind"), &next.verifier().to_text(), KeyOrigin::Rotation(&endorsement)).unwrap();
+    fixture.extend(vec![leaf], &deployment);
+    fixture.keys["host"].as_array_mut().unwrap().push(json!(next.verifier().to_text()));
+    let report = fixture.verify();
+    assert!(report.ok(), "{:#?}", report.findings);
+
+    // The same rotation signed by the new key itself is not.
+    let mut fixture = Fixture::new();
+    let forged = Signed { key: fixture.host.verifier().to_text(), signature: next.sign(&message) };
+    let leaf = transparency::key_event(Some("northwind"), &next.verifier().to_text(), KeyOrigin::Rotation(&forged)).unwrap();
+    fixture.extend(vec![leaf], &deployment);
+    let report = fixture.verify();
+    let finding = report.findings.iter().find(|f| f.what == "log.json leaf 12 (key)").expect("the forged rotation is named");
+    assert_eq!(finding.found, "a signature that does not verify with that key");
+}
+
+#[test]
+fn a_first_host_key_with_a_proof_of_possession_is_checked() {
+    let host = signer("northwind", 2);
+    let text = host.verifier().to_text();
+    let proof = host.sign(&transparency::registration_message("northwind", &text));
+    // The fixture's host key, registered by the host itself.
+    let mut fixture = Fixture::new();
+    fixture.leaves[1] = transparency::key_event(Some("northwind"), &text, KeyOrigin::Possession(&proof)).unwrap();
+    let deployment = signer(ORIGIN, 1);
+    // The log re-signed over the changed leaf, with no earlier checkpoint to be consistent with.
+    let resign = |fixture: &mut Fixture| {
+        fixture.extend(Vec::new(), &deployment);
+        fixture.earlier = fixture.checkpoint.clone();
+        fixture.consistency = Vec::new();
+    };
+    resign(&mut fixture);
+    let report = fixture.verify();
+    assert!(report.ok(), "{:#?}", report.findings);
+    // A proof made by another key does not verify.
+    let other = signer("northwind", 9).sign(&transparency::registration_message("northwind", &text));
+    fixture.leaves[1] = transparency::key_event(Some("northwind"), &text, KeyOrigin::Possession(&other)).unwrap();
+    resign(&mut fixture);
+    let report = fixture.verify();
+    let finding = report.findings.iter().find(|f| f.what == "log.json leaf 1 (key)").expect("the bad proof is named");
+    assert_eq!(finding.found, "a proof that does not verify");
 }

@@ -12,6 +12,7 @@ use axum::{Extension, Json};
 use revshare_core::agreement::{Agreement, line_column, parse_agreement};
 use revshare_core::ids::AgreementId;
 use revshare_core::ledger::Balances;
+use revshare_core::note::VerifierKey;
 use revshare_core::time::Period;
 use revshare_core::transparency::{RECORD_KEY_BYTES, Signed, SignedBatch, from_b64};
 use revshare_store::close::{CloseError, close_month};
@@ -182,7 +183,7 @@ pub(crate) fn api(auth: Option<AppState>) -> (axum::Router<AppState>, utoipa::op
         .routes(routes!(checkpoint))
         .routes(routes!(inclusion))
         .routes(routes!(consistency))
-        .routes(routes!(keys))
+        .routes(routes!(keys, post_key))
         // The registry (`registry.rs`) and statement bundles (`export.rs`).
         .routes(routes!(crate::registry::post_party))
         .routes(routes!(crate::registry::get_party))
@@ -574,8 +575,32 @@ pub struct KeyEntry {
     pub key: String,
     /// The key's leaf in the log: a rotation's leaf carries the replaced key's signature.
     pub leaf: u64,
-    /// The deployment key it replaced, for a rotation.
+    /// The key it replaced, for a rotation.
     pub replaces: Option<String>,
+}
+
+/// A key a party registers for itself: its first, with a proof of possession, or a later one,
+/// with the rotation signed by its current key.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    /// The verifier key (`<name>+<key id>+<base64>`, as `revshare keys generate` writes it).
+    pub key: String,
+    /// For the party's first key: the new key's signature, in base64, of
+    /// `revshare key registration v1\n<party>\n<key>\n` (proof that the caller holds it).
+    pub proof: Option<String>,
+    /// For a later key: the current key's signature of `revshare key rotation v1\n<party>\n<key>\n`.
+    pub rotation: Option<RotationSignature>,
+}
+
+/// A signature by the key being replaced.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotationSignature {
+    /// The current key, which signs.
+    pub key: String,
+    /// Its Ed25519 signature, in base64.
+    pub signature: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -592,7 +617,7 @@ pub(crate) async fn keys(State(state): State<AppState>, Extension(caller): Exten
     let keys = state
         .run(move |store, _| {
             let registered = store.keys()?;
-            let mut previous: Option<String> = None;
+            let (mut previous, mut previous_own): (Option<String>, Option<String>) = (None, None);
             let mut deployment = Vec::new();
             let mut own = Vec::new();
             for key in registered {
@@ -603,7 +628,8 @@ pub(crate) async fn keys(State(state): State<AppState>, Extension(caller): Exten
                         deployment.push(KeyEntry { party: None, key: text, leaf: key.leaf, replaces });
                     }
                     Some(party) if party == caller.party.as_str() => {
-                        own.push(KeyEntry { party: Some(party), key: text, leaf: key.leaf, replaces: None })
+                        let replaces = previous_own.replace(text.clone());
+                        own.push(KeyEntry { party: Some(party), key: text, leaf: key.leaf, replaces });
                     }
                     Some(_) => {}
                 }
@@ -613,6 +639,69 @@ pub(crate) async fn keys(State(state): State<AppState>, Extension(caller): Exten
         })
         .await?;
     Ok(Json(KeyList { keys }))
+}
+
+/// Registers a key for the caller's party (SPEC §7): its first with a proof of possession, or a
+/// later one by a rotation its current key signs. Logged; the leaf says which.
+#[utoipa::path(
+    post,
+    path = "/keys",
+    tag = "log",
+    request_body(content = NewKey, content_type = "application/json"),
+    responses(
+        (status = 200, description = "registered (or already registered for the caller)", body = KeyEntry),
+        (status = 400, description = "the body is not a key with exactly one of `proof` and `rotation`", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "the body is over the limit", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "another content type", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "a proof or rotation signature that does not verify, a first key when the party has one, or a key someone else registered", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn post_key(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    request_body: Body,
+) -> Result<Json<KeyEntry>, Problem> {
+    let new: NewKey = json_body(&state, &headers, request_body).await?;
+    let key = VerifierKey::parse(&new.key).map_err(|e| Problem::bad_request(format!("`key`: {e}")))?;
+    let signature = |text: &str, member: &str| {
+        from_b64(text)
+            .and_then(|bytes| <[u8; 64]>::try_from(bytes).ok())
+            .ok_or_else(|| Problem::bad_request(format!("`{member}` must be a 64-byte Ed25519 signature in base64")))
+    };
+    let party = caller.party.clone();
+    let entry = match (new.proof, new.rotation) {
+        (Some(proof), None) => {
+            let proof = signature(&proof, "proof")?;
+            state
+                .write(move |store, _| {
+                    let leaf = store.register_own_key(&party, &key, &proof)?;
+                    Ok(KeyEntry { party: Some(party.to_string()), key: key.to_text(), leaf, replaces: None })
+                })
+                .await?
+        }
+        (None, Some(rotation)) => {
+            let endorsement = Signed { signature: signature(&rotation.signature, "rotation.signature")?, key: rotation.key };
+            state
+                .write(move |store, _| {
+                    let leaf = store.rotate_key(Some(&party), &key, &endorsement)?;
+                    Ok(KeyEntry { party: Some(party.to_string()), key: key.to_text(), leaf, replaces: Some(endorsement.key) })
+                })
+                .await?
+        }
+        _ => {
+            return Err(Problem::bad_request(
+                "send `proof` for the party's first key (the key's signature of `revshare key registration v1\\n<party>\\n<key>\\n`) or \
+                 `rotation` for a later one (`{\"key\": <current key>, \"signature\": <its signature of `revshare key rotation \
+                 v1\\n<party>\\n<key>\\n`>}`), one of the two",
+            ));
+        }
+    };
+    tracing::info!(party = %caller.party, key = %entry.key, leaf = entry.leaf, "key registered");
+    Ok(Json(entry))
 }
 
 /// A fresh checkpoint of the log (a C2SP signed note), signed by the deployment key and kept.

@@ -96,6 +96,7 @@ api_tests!(
     an_oversized_body_is_413,
     tokens_must_be_known_and_unrevoked,
     signed_batches_are_checked,
+    a_party_registers_and_rotates_its_own_keys,
     requests_over_the_rate_limit_are_429,
     shutdown_finishes_the_request_in_flight,
     a_licensor_closes_a_month_once_and_its_host_countersigns,
@@ -1025,6 +1026,83 @@ fn signed_batches_are_checked(db: &dyn TestDb) {
         api.stop().await;
     });
     assert_eq!(open(db).records(&agreement_id(), october()).expect("records").len(), 6);
+}
+
+fn a_party_registers_and_rotates_its_own_keys(db: &dyn TestDb) {
+    let tokens = register(open(db).as_mut());
+    let (first, second) = (SignerKey::from_seed("alpha", [21; 32]).expect("a key"), SignerKey::from_seed("beta", [22; 32]).expect("a key"));
+    let (first_text, second_text) = (first.verifier().to_text(), second.verifier().to_text());
+    let proof =
+        |key: &SignerKey, party: &str| b64(&key.sign(&revshare_core::transparency::registration_message(party, &key.verifier().to_text())));
+    let rotation = |by: &SignerKey, new: &str| json!({ "key": by.verifier().to_text(), "signature": b64(&by.sign(&revshare_core::transparency::rotation_message(Some("northwind"), new))) });
+    run(async {
+        let api = Api::start(db, 1 << 20).await;
+        let before = api.with_store(|store| snapshot(store)).await;
+        // Refused, each changing nothing: a proof by another key, a proof for another party,
+        // both members, neither.
+        for (body, status, says) in [
+            (json!({ "key": first_text, "proof": proof(&second, "northwind") }), 422, "proof of possession does not verify"),
+            (json!({ "key": first_text, "proof": proof(&first, "southwind") }), 422, "proof of possession does not verify"),
+            (
+                json!({ "key": first_text, "proof": proof(&first, "northwind"), "rotation": rotation(&first, &second_text) }),
+                400,
+                "one of the two",
+            ),
+            (json!({ "key": first_text }), 400, "one of the two"),
+        ] {
+            let reply = api.post_json("/v1/keys", &tokens.northwind, &body).await;
+            let problem = reply.problem(status);
+            assert!(problem["detail"].as_str().is_some_and(|d| d.contains(says)), "{problem}");
+        }
+        assert_eq!(api.with_store(|store| snapshot(store)).await, before, "a refused key changes nothing");
+        let registered =
+            api.post_json("/v1/keys", &tokens.northwind, &json!({ "key": first_text, "proof": proof(&first, "northwind") })).await;
+        assert_eq!(registered.status, 200, "{}", String::from_utf8_lossy(&registered.bytes));
+        assert_eq!(registered.json()["key"], first_text.as_str());
+        // A second first key is refused: a later key is a rotation signed by the current one.
+        let again =
+            api.post_json("/v1/keys", &tokens.northwind, &json!({ "key": second_text, "proof": proof(&second, "northwind") })).await;
+        assert!(again.problem(422)["detail"].as_str().is_some_and(|d| d.contains("by a rotation signed with it")));
+        let forged =
+            api.post_json("/v1/keys", &tokens.northwind, &json!({ "key": second_text, "rotation": rotation(&second, &second_text) })).await;
+        forged.problem(422);
+        let rotated =
+            api.post_json("/v1/keys", &tokens.northwind, &json!({ "key": second_text, "rotation": rotation(&first, &second_text) })).await;
+        assert_eq!(rotated.status, 200, "{}", String::from_utf8_lossy(&rotated.bytes));
+        assert_eq!(rotated.json()["replaces"], first_text.as_str());
+        // Another party cannot register the host's key as its own, nor learn whose it is.
+        let taken =
+            api.post_json("/v1/keys", &tokens.southwind, &json!({ "key": second_text, "proof": proof(&second, "southwind") })).await;
+        let text = String::from_utf8_lossy(&taken.bytes).into_owned();
+        taken.problem(422);
+        assert!(!text.contains("northwind"), "{text}");
+        // The host's own key history; the other host sees none of it.
+        let own = api.get("/v1/keys", Some(&tokens.northwind)).await.json();
+        let mine: Vec<&Value> = own["keys"].as_array().expect("keys").iter().filter(|k| k["party"] == "northwind").collect();
+        assert_eq!(mine.len(), 2);
+        assert_eq!(mine[1]["replaces"], first_text.as_str());
+        let theirs = api.get("/v1/keys", Some(&tokens.southwind)).await;
+        assert!(!String::from_utf8_lossy(&theirs.bytes).contains("northwind"), "another party's keys are not shown");
+        // The replaced key signs no new batch.
+        let lines = northwind_record("after-rotation");
+        let record_key = [6u8; 16];
+        let digest = batch_digest(&parse_lines(&lines), &record_key);
+        for (key, status) in [(&first, 422), (&second, 200)] {
+            let reply = api
+                .client
+                .post(format!("{}/v1/usage", api.base))
+                .header("authorization", format!("Bearer {}", tokens.northwind))
+                .header("content-type", "application/x-ndjson")
+                .header("revshare-signature", format!("{} {}", key.verifier().to_text(), b64(&key.sign(&batch_message(&digest)))))
+                .header("revshare-record-key", b64(&record_key))
+                .body(lines.clone())
+                .send()
+                .await
+                .expect("an answer");
+            assert_eq!(reply.status(), status);
+        }
+        api.stop().await;
+    });
 }
 
 fn requests_over_the_rate_limit_are_429(db: &dyn TestDb) {

@@ -277,9 +277,7 @@ fn check_signed(
         return refuse(format!("a signed batch is one host's, but it holds records of {host} and of {}", other.host));
     }
     let key = VerifierKey::parse(&signed.key).map_err(|e| StoreError::Signature(format!("the batch's key: {e}")))?;
-    if !crate::keys::of_party(sql, host)?.iter().any(|k| k == &key) {
-        return refuse(format!("key {} is not registered for host {host}; register it with `revshare party key`", signed.key));
-    }
+    crate::keys::require_current(sql, host, &key, "sign batches")?;
     let digest = revshare_core::transparency::batch_digest(record_key, sent);
     key.verify(&batch_message(&digest), &signed.signature).map_err(|e| {
         StoreError::Signature(format!(

@@ -196,14 +196,18 @@ pub trait Store {
     fn add_bundle_checkpoint(&mut self, agreement: &AgreementId, size: u64) -> Result<(), StoreError>;
     /// The kept checkpoints (size, note) that bundles of `agreement` were exported under, by size.
     fn bundle_checkpoints(&mut self, agreement: &AgreementId) -> Result<Vec<(u64, String)>, StoreError>;
-    /// Registers a public key of a party, or (`None`) the deployment's first signing key; logged.
-    /// A deployment key when another is registered is refused: that is a rotation
-    /// ([`Store::rotate_deployment_key`]). Returns the key's leaf.
+    /// Registers the first public key of a party, or (`None`) the deployment's first signing key,
+    /// as the operator; logged. A key when the owner has one is refused: that is a rotation
+    /// ([`Store::rotate_key`]). Returns the key's leaf.
     fn add_key(&mut self, party: Option<&PartyId>, key: &VerifierKey) -> Result<u64, StoreError>;
-    /// Replaces the deployment's signing key: `endorsement` is the current key's signature of
-    /// [`revshare_core::transparency::rotation_message`] for `key`, checked here and logged with
-    /// it, so a verifier who trusts the old key can follow it to the new one. Returns the leaf.
-    fn rotate_deployment_key(&mut self, key: &VerifierKey, endorsement: &Signed) -> Result<u64, StoreError>;
+    /// Registers a party's first key by the party: `proof` is the key's signature of
+    /// [`revshare_core::transparency::registration_message`], checked here and logged with it.
+    fn register_own_key(&mut self, party: &PartyId, key: &VerifierKey, proof: &[u8; 64]) -> Result<u64, StoreError>;
+    /// Replaces the current key of a party (or, `None`, the deployment's): `endorsement` is the
+    /// current key's signature of [`revshare_core::transparency::rotation_message`] for `key`,
+    /// checked here and logged with it, so a verifier who trusts the old key can follow it to the
+    /// new one. Returns the leaf.
+    fn rotate_key(&mut self, party: Option<&PartyId>, key: &VerifierKey, endorsement: &Signed) -> Result<u64, StoreError>;
     /// Every registered key, in the order registered.
     fn keys(&mut self) -> Result<Vec<RegisteredKey>, StoreError>;
     /// A logged usage batch: its digest, the sorted commitments of its distinct records as sent,
@@ -525,8 +529,12 @@ impl<B: Backend> Store for B {
         transaction(self, Access::Write, |sql| keys::add(sql, party.map(PartyId::as_str), key))
     }
 
-    fn rotate_deployment_key(&mut self, key: &VerifierKey, endorsement: &Signed) -> Result<u64, StoreError> {
-        transaction(self, Access::Write, |sql| keys::rotate(sql, key, endorsement))
+    fn register_own_key(&mut self, party: &PartyId, key: &VerifierKey, proof: &[u8; 64]) -> Result<u64, StoreError> {
+        transaction(self, Access::Write, |sql| keys::register_own(sql, party.as_str(), key, proof))
+    }
+
+    fn rotate_key(&mut self, party: Option<&PartyId>, key: &VerifierKey, endorsement: &Signed) -> Result<u64, StoreError> {
+        transaction(self, Access::Write, |sql| keys::rotate(sql, party.map(PartyId::as_str), key, endorsement))
     }
 
     fn keys(&mut self) -> Result<Vec<RegisteredKey>, StoreError> {

@@ -289,6 +289,10 @@ pub(crate) fn sign(sql: &mut impl Sql, statement: &StoredStatement, signed: &Sig
     let agreement = agreements::require(sql, statement.agreement_id.as_str(), Some(statement.agreement_version))?;
     let deployment = keys::deployment(sql)?.into_iter().map(|k| k.key);
     let host = keys::of_party(sql, agreement.host().as_str())?;
+    if host.contains(&key) {
+        // A countersignature: only by the host's current key.
+        keys::require_current(sql, agreement.host().as_str(), &key, "countersign")?;
+    }
     if !deployment.chain(host).any(|k| k == key) {
         return Err(StoreError::Signature(format!(
             "key {} is neither the deployment's nor registered for host {}, so it cannot sign {what}",

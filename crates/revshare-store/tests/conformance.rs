@@ -121,6 +121,7 @@ conformance!(
     signed_batches_are_checked,
     statements_are_signed_by_known_keys,
     a_deployment_key_is_rotated_only_by_its_predecessor,
+    a_party_key_is_its_own_to_register_and_rotate,
     the_log_is_append_only,
     checkpoints_are_kept_once_per_size,
     tokens_are_found_by_hash_and_revoked,
@@ -557,7 +558,7 @@ fn a_group_of_batches_ends_as_the_batches_one_by_one(db: &dyn TestDb) {
     let mut results = grouped.ingest_group(&batches).expect("the group commits");
     assert_eq!(results.len(), 4);
     let signature = results.remove(2).expect_err("a bad signature fails its batch alone");
-    assert!(signature.to_string().contains("is not registered for host northwind"), "{signature}");
+    assert!(signature.to_string().contains("is not registered for northwind"), "{signature}");
     let reports: Vec<_> = results.into_iter().map(|r| r.expect("a report")).collect();
     assert_eq!(
         reports.iter().map(|r| (r.stored, r.accepted, r.duplicates, r.conflicts)).collect::<Vec<_>>(),
@@ -1623,7 +1624,7 @@ fn signed_batches_are_checked(db: &dyn TestDb) {
     let sign = |key: &SignerKey, records: &[UsageRecord<'_>]| sign_under(key, records, record_key);
     let size = store.log_size().expect("size");
     let refusals = [
-        (sign(&stranger, &records), IngestMode::Atomic, "is not registered for host northwind"),
+        (sign(&stranger, &records), IngestMode::Atomic, "is not registered for northwind"),
         (
             {
                 let mut signed = sign(&host, &records);
@@ -1706,21 +1707,84 @@ fn a_deployment_key_is_rotated_only_by_its_predecessor(db: &dyn TestDb) {
     };
     for (bad, why) in [
         (endorse(&stranger, &first, &second), "does not verify"),
-        (endorse(&stranger, &stranger, &second), "must be signed by the current deployment key"),
+        (endorse(&stranger, &stranger, &second), "must be signed by the current key of the deployment"),
         (endorse(&first, &first, &stranger), "does not verify"),
     ] {
-        let e = store.rotate_deployment_key(&second.verifier(), &bad).expect_err("a bad endorsement");
+        let e = store.rotate_key(None, &second.verifier(), &bad).expect_err("a bad endorsement");
         assert!(e.to_string().contains(why), "{e}");
     }
     assert_eq!(store.log_size().expect("size"), size, "nothing refused was logged");
     let rotation = endorse(&first, &first, &second);
-    let leaf = store.rotate_deployment_key(&second.verifier(), &rotation).expect("the current key signs");
+    let leaf = store.rotate_key(None, &second.verifier(), &rotation).expect("the current key signs");
     let (_, value) = transparency::read_event(&store.log_leaf(leaf).expect("leaf").event).expect("typed");
     assert_eq!(value["replaces"], first.verifier().to_text().as_str());
     assert_eq!(value["signature"], transparency::b64(&rotation.signature).as_str());
     // The next rotation is the new key's to sign.
-    let e = store.rotate_deployment_key(&stranger.verifier(), &endorse(&first, &first, &stranger)).expect_err("the old key");
-    assert!(e.to_string().contains("must be signed by the current deployment key"), "{e}");
+    let e = store.rotate_key(None, &stranger.verifier(), &endorse(&first, &first, &stranger)).expect_err("the old key");
+    assert!(e.to_string().contains("must be signed by the current key of the deployment"), "{e}");
+}
+
+/// A party's first key is registered by the operator, or by the party with a proof that it holds
+/// the private half; every later one only by a rotation its current key signs. A replaced key
+/// signs nothing more. A refused key changes nothing.
+fn a_party_key_is_its_own_to_register_and_rotate(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    register_example(store);
+    let (first, second, stranger) = (signer("northwind", 11), signer("northwind", 12), signer("northwind", 13));
+    let southwind = signer("southwind", 14);
+    store.add_key(Some(&pid("northwind")), &first.verifier()).expect("the operator registers a first key");
+    let size = store.log_size().expect("size");
+    let e = store.add_key(Some(&pid("northwind")), &second.verifier()).expect_err("a second key without a rotation");
+    assert!(e.to_string().contains("by a rotation signed with it"), "{e}");
+    let possession = |key: &SignerKey, party: &str| key.sign(&transparency::registration_message(party, &key.verifier().to_text()));
+    let e = store.register_own_key(&pid("northwind"), &second.verifier(), &possession(&second, "northwind")).expect_err("has one");
+    assert!(e.to_string().contains("by a rotation signed with it"), "{e}");
+    let e = store.register_own_key(&pid("southwind"), &southwind.verifier(), &possession(&stranger, "southwind")).expect_err("no proof");
+    assert!(e.to_string().contains("proof of possession does not verify"), "{e}");
+    let e =
+        store.register_own_key(&pid("southwind"), &southwind.verifier(), &possession(&southwind, "northwind")).expect_err("for another");
+    assert!(e.to_string().contains("proof of possession does not verify"), "{e}");
+    assert_eq!(store.log_size().expect("size"), size, "nothing refused was logged");
+    let proof = possession(&southwind, "southwind");
+    let leaf = store.register_own_key(&pid("southwind"), &southwind.verifier(), &proof).expect("the party registers its own");
+    let (_, value) = transparency::read_event(&store.log_leaf(leaf).expect("leaf").event).expect("typed");
+    assert_eq!(value["proof"], transparency::b64(&proof).as_str(), "the leaf carries the proof");
+
+    let endorse = |by: &SignerKey, named: &SignerKey, new: &SignerKey| Signed {
+        key: named.verifier().to_text(),
+        signature: by.sign(&transparency::rotation_message(Some("northwind"), &new.verifier().to_text())),
+    };
+    let size = store.log_size().expect("size");
+    for bad in [endorse(&stranger, &first, &second), endorse(&second, &second, &second)] {
+        let e = store.rotate_key(Some(&pid("northwind")), &second.verifier(), &bad).expect_err("a bad endorsement");
+        assert!(e.to_string().contains("must be signed by the current key of party northwind"), "{e}");
+    }
+    // A rotation message for the deployment is not one for the party.
+    let deployment_style = Signed {
+        key: first.verifier().to_text(),
+        signature: first.sign(&transparency::rotation_message(None, &second.verifier().to_text())),
+    };
+    assert!(store.rotate_key(Some(&pid("northwind")), &second.verifier(), &deployment_style).is_err());
+    assert_eq!(store.log_size().expect("size"), size, "nothing refused was logged");
+    let rotation = endorse(&first, &first, &second);
+    let leaf = store.rotate_key(Some(&pid("northwind")), &second.verifier(), &rotation).expect("the current key signs");
+    let (_, value) = transparency::read_event(&store.log_leaf(leaf).expect("leaf").event).expect("typed");
+    assert_eq!((value["party"].as_str(), value["replaces"].as_str()), (Some("northwind"), Some(first.verifier().to_text().as_str())));
+
+    // The replaced key signs no new batch; the current one does.
+    let records: Vec<_> = parse_records(USAGE).into_iter().filter(|r| r.host == "northwind").collect();
+    let sign = |key: &SignerKey| {
+        let record_key = [5u8; 16];
+        let digest = batch_digest(&records, &record_key);
+        SignedBatch {
+            signed: Signed { key: key.verifier().to_text(), signature: key.sign(&transparency::batch_message(&digest)) },
+            record_key,
+        }
+    };
+    let e = store.ingest(&records, IngestMode::Atomic, Some(&sign(&first))).expect_err("a replaced key");
+    assert!(e.to_string().contains("was replaced by"), "{e}");
+    store.ingest(&records, IngestMode::Atomic, Some(&sign(&second))).expect("the current key");
 }
 
 fn the_log_is_append_only(db: &dyn TestDb) {

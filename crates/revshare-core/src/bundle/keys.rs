@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::note::VerifierKey;
-use crate::transparency::{Signed, statement_message};
+use crate::transparency::{Signed, from_b64, registration_message, rotation_message, statement_message};
 
 use super::log::{Leaf, Leaves};
 use super::{Run, kind_of, shorten, show};
@@ -107,6 +107,51 @@ impl Run {
                     self.find(format!("keys.json {role}[{i}]"), expected, found);
                 }
             }
+        }
+        if let Some(host) = host {
+            self.host_key_chain(host, leaves);
+        }
+    }
+
+    /// The host's keys in log order: the first registered by the operator, or by the host with a
+    /// proof of possession (which must verify); every later one a rotation naming the key before
+    /// it and signed by it. So no one but the host can add a host key that `verify` counts.
+    fn host_key_chain(&mut self, host: &str, leaves: &Leaves) {
+        let mut chain: Vec<&Leaf> = leaves.keys.iter().filter(|l| l.str("party") == Some(host)).collect();
+        chain.sort_by_key(|l| l.index);
+        let mut previous: Option<VerifierKey> = None;
+        for leaf in chain {
+            let what = leaf.what("key");
+            let Some((text, key)) = leaf.str("key").and_then(|t| VerifierKey::parse(t).ok().map(|k| (t, k))) else {
+                self.find(what, KEY_SHAPE, shorten(&show(leaf.value.get("key").unwrap_or(&Value::Null)), 120));
+                continue;
+            };
+            let signature = |member: &str| leaf.str(member).and_then(from_b64).and_then(|b| <[u8; 64]>::try_from(b).ok());
+            match &previous {
+                None => {
+                    if leaf.value.get("proof").is_some_and(|p| !p.is_null())
+                        && signature("proof").is_none_or(|proof| key.verify(&registration_message(host, text), &proof).is_err())
+                    {
+                        let expected = format!("a proof of possession: {text}'s signature of its registration for {host}");
+                        self.find(what, expected, "a proof that does not verify");
+                    }
+                }
+                Some(before) => {
+                    let replaces = leaf.str("replaces");
+                    let signed = replaces == Some(before.to_text().as_str())
+                        && signature("signature").is_some_and(|sig| before.verify(&rotation_message(Some(host), text), &sig).is_ok());
+                    if !signed {
+                        let expected = format!("a rotation of host {host}'s key signed by the key it replaces, {}", before.to_text());
+                        let found = match replaces {
+                            Some(named) if named == before.to_text() => "a signature that does not verify with that key".to_owned(),
+                            Some(named) => format!("a key that replaces {}", shorten(named, 120)),
+                            None => "a second first key".to_owned(),
+                        };
+                        self.find(what, expected, found);
+                    }
+                }
+            }
+            previous = Some(key);
         }
     }
 }
