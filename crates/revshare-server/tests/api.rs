@@ -86,6 +86,7 @@ struct Tokens {
     arbiter: String,
 }
 
+/// meridian (licensor) and its agreement with northwind; southwind (another host), aurora
 /// (another licensor), an auditor and an arbiter; a token for each.
 fn register(store: &mut dyn Store) -> Tokens {
     for (id, role) in [

@@ -161,9 +161,12 @@ fn transition(state: State, party: &str, role: ActorRole, seconds: i64, reason: 
     Transition { state, actor: Actor { party: party.to_owned(), role }, at: at(seconds), reason: reason.to_owned(), amount, evidence }
 }
 
+/// A dispute's agreement, final state and steps (who, to which state, amount in cents).
+type DisputePlan = (&'static str, &'static str, Vec<(&'static str, State, Option<i128>)>);
+
 /// Disputes in every state, by id (from 1): (agreement, final state, transitions as (who, state,
 /// amount in cents)).
-fn disputes() -> Vec<(&'static str, &'static str, Vec<(&'static str, State, Option<i128>)>)> {
+fn disputes() -> Vec<DisputePlan> {
     vec![
         ("mer-one", "open", vec![("nimbus", State::Open, Some(9101))]),
         ("mer-two", "countered", vec![("stratus", State::Open, Some(9202)), ("meridian", State::Countered, Some(5202))]),
@@ -681,9 +684,12 @@ fn requests(route: &str, parameters: &[Value], log_size: u64) -> Vec<(String, Ve
         .collect()
 }
 
+/// A write attempt: its path, its body, and the hidden ids it names (by parameter).
+type Attempt = (String, Value, Vec<(&'static str, String)>);
+
 /// The write attempts of a route for `caller`: on other parties' things (or things that do not
 /// exist), each as (path, body, the hidden ids it names).
-fn attempts(route: &str, caller: &'static str, knowledge: &Knowledge) -> Vec<(String, Value, Vec<(&'static str, String)>)> {
+fn attempts(route: &str, caller: &'static str, knowledge: &Knowledge) -> Vec<Attempt> {
     let foreign: Vec<&str> =
         AGREEMENTS.iter().map(|a| a.0).filter(|id| !readers_of_agreement(id).contains(caller)).chain([NO_AGREEMENT]).collect();
     let hide = |name: &'static str, value: &str| -> Vec<(&'static str, String)> {

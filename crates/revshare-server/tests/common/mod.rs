@@ -226,8 +226,6 @@ pub fn seed_of(text: &str) -> [u8; 32] {
     seed
 }
 
-/// meridian (licensor) and its agreement with northwind; southwind (another host), aurora
-
 impl Api {
     pub async fn post_json(&self, path: &str, token: &str, body: &Value) -> Reply {
         self.send(reqwest::Method::POST, path, Some(token), Some("application/json"), body.to_string().into_bytes()).await
