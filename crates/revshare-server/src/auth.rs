@@ -21,7 +21,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use revshare_core::ids::{AgreementId, PartyId};
 use revshare_core::transparency::read_event;
-use revshare_store::{Role, Store, StoreError};
+use revshare_store::{Party, Role, Store, StoreError};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
@@ -74,6 +74,22 @@ pub fn may_read(caller: &Caller, licensor: &PartyId, host: &PartyId) -> bool {
         Role::Host => host == &caller.party,
         Role::Licensor => licensor == &caller.party,
     }
+}
+
+/// Whether a caller may read a party's record (SPEC §9: no answer discloses a party the caller is
+/// not entitled to): its own; for a host, the licensors it has an agreement with; for a licensor,
+/// the hosts it has an agreement with; for an auditor or an arbiter, every party (they read every
+/// agreement, [`may_read`]). A party's keys are shown to itself only (`registry.rs`).
+pub(crate) fn may_read_party(store: &mut dyn Store, caller: &Caller, party: &Party) -> Result<bool, Problem> {
+    if caller.party == party.id {
+        return Ok(true);
+    }
+    Ok(match (caller.role, party.role) {
+        (Role::Auditor | Role::Arbiter, _) => true,
+        (Role::Host, Role::Licensor) => store.agreements_of_licensor(&party.id)?.iter().any(|a| a.host() == &caller.party),
+        (Role::Licensor, Role::Host) => store.agreements_of_licensor(&caller.party)?.iter().any(|a| a.host() == &party.id),
+        _ => false,
+    })
 }
 
 /// Whether a log leaf's event is the caller's to read (SPEC §9): the deployment's keys are

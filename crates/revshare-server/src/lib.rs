@@ -20,7 +20,7 @@
 //! | `POST /v1/payments` | the paying side | records a payment (`revshare payment record`) |
 //! | `GET /v1/statements/{agreement}/{period}/bundle[?sequence=N]` | readers of the agreement | the statement's bundle as a tar archive (`revshare statement export --bundle`), for `revshare verify` |
 //! | `POST /v1/parties` | a licensor | registers a host, an auditor or an arbiter (`revshare party add`); licensors are the operator's |
-//! | `GET /v1/parties/{party}` | the party itself, licensors, auditors, arbiters | the party and its public keys |
+//! | `GET /v1/parties/{party}` | the party itself, its counterparties, auditors, arbiters | the party, and its public keys to itself |
 //! | `POST /v1/models` | a licensor, its own models | registers a model, optionally `derived_from` another (`revshare model add`) |
 //! | `GET /v1/models/{model}` | any token | the model, its owner and what it derives from |
 //! | `POST /v1/aliases` | a host, for itself | maps the host's own model id to a licensed model (`revshare model alias`) |
@@ -39,7 +39,7 @@
 //! arbiter writes: it decides escalated disputes (`disputes.rs`; the core decides which side
 //! answers what). The registry ([`registry`]): a licensor registers its counterparties (hosts,
 //! auditors, arbiters) and its own models, a host its own model aliases; any token reads a model,
-//! and a party is read by itself, licensors, auditors and arbiters. Something that exists but
+//! and a party is read by itself, its counterparties, auditors and arbiters (its keys by itself). Something that exists but
 //! belongs to others answers 404 exactly as something that does not exist, so a refusal does not
 //! reveal what is there; a write of another party's records (or registry entries) is 403 naming
 //! each record (or field). A refused call changes nothing: it is refused before the

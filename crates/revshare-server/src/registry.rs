@@ -6,10 +6,12 @@
 //! a new licensor is the operator's, with `revshare party add`, as tokens are) and its own models
 //! (`owner` is the token's party; `derived_from` may be any registered model, as in the CLI); a
 //! host registers aliases for itself only; auditors and arbiters read only. Any token reads a
-//! model (records name them; they are not secret). A party is read by itself, by licensors, by
-//! auditors and by arbiters; for any other host it is not found, exactly as a party that does not
-//! exist. Registering what is registered with the same values is a no-op (the store's rule), so a
-//! setup script may run again; the same id with other values is 409 naming what is stored.
+//! model (records name them; they are not secret). A party is read by itself, by its
+//! counterparties (a licensor and a host with an agreement between them), by auditors and by
+//! arbiters; for anyone else it is not found, exactly as a party that does not exist. Its keys are
+//! shown to itself only. Registering what is registered with the same values is a no-op (the
+//! store's rule), so a setup script may run again; the same id with other values is 409, naming
+//! what is stored only to a caller that may read that party.
 //!
 //! Bodies are read field by field so that every problem names its field: an unknown field, a
 //! missing one, a wrong type and an invalid id are all listed at once (400), before the store is
@@ -17,7 +19,7 @@
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
 use revshare_core::ids::{ModelId, PartyId};
 use revshare_store::{Model, Party, Role, Store, StoreError};
@@ -26,7 +28,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::auth::Caller;
+use crate::auth::{Caller, may_read_party};
 use crate::problem::{Problem, ProblemDetails, ProblemItem};
 
 /// A party (SPEC §1) and its registered public keys.
@@ -205,8 +207,13 @@ fn refused(error: StoreError, field_of: impl FnOnce(&StoreError) -> Option<&'sta
     }
 }
 
-fn party_view(store: &mut dyn Store, party: Party) -> Result<PartyView, Problem> {
-    let keys = store.keys()?.into_iter().filter(|k| k.party.as_deref() == Some(party.id.as_str())).map(|k| k.key.to_text()).collect();
+/// A party as `caller` sees it: its keys are its own to see (SPEC §9), empty for anyone else.
+fn party_view(store: &mut dyn Store, party: Party, caller: &Caller) -> Result<PartyView, Problem> {
+    let keys = if caller.party == party.id {
+        store.keys()?.into_iter().filter(|k| k.party.as_deref() == Some(party.id.as_str())).map(|k| k.key.to_text()).collect()
+    } else {
+        Vec::new()
+    };
     Ok(PartyView { id: party.id.to_string(), name: party.name, role: party.role.as_str().to_owned(), keys })
 }
 
@@ -259,23 +266,36 @@ pub(crate) async fn post_party(
         return Err(about(problem, "role"));
     }
     let party = Party { id, name, role };
+    let by = caller.party.clone();
     let view = state
         .write(move |store, _| {
-            store.add_party(&party).map_err(|e| {
-                refused(e, |e| match e {
-                    StoreError::BadName { .. } => Some("name"),
-                    StoreError::PartyExists { .. } => Some("id"),
-                    _ => None,
-                })
-            })?;
-            party_view(store, party)
+            match store.add_party(&party) {
+                Ok(()) => {}
+                // The stored party's role and name are told only to a caller that may read it.
+                Err(StoreError::PartyExists { id, .. })
+                    if !store.party(&party.id)?.map(|existing| may_read_party(store, &caller, &existing)).transpose()?.unwrap_or(false) =>
+                {
+                    let detail = format!("party `{id}` is already registered; use another id for a different party");
+                    return Err(about(Problem::new(StatusCode::CONFLICT, "conflict", "conflicts with what is stored", detail), "id"));
+                }
+                Err(e) => {
+                    return Err(refused(e, |e| match e {
+                        StoreError::BadName { .. } => Some("name"),
+                        StoreError::PartyExists { .. } => Some("id"),
+                        _ => None,
+                    }));
+                }
+            }
+            party_view(store, party, &caller)
         })
         .await?;
-    tracing::info!(party = %view.id, role = %view.role, by = %caller.party, "party registered");
+    tracing::info!(party = %view.id, role = %view.role, by = %by, "party registered");
     Ok(Json(view))
 }
 
-/// A party: to itself, licensors, auditors and arbiters; another host's is not found.
+/// A party: to itself, its counterparties (the licensors a host has agreements with, the hosts a
+/// licensor has agreements with), auditors and arbiters; its keys to itself only. Any other is
+/// not found, exactly as a party that does not exist.
 #[utoipa::path(
     get,
     path = "/parties/{party}",
@@ -297,12 +317,9 @@ pub(crate) async fn get_party(
 ) -> Result<Json<PartyView>, Problem> {
     let id = PartyId::parse(&party).map_err(|e| Problem::bad_request(format!("`{party}` is not a party id: {e}")))?;
     let view = state
-        .run(move |store, _| {
-            let may = caller.party == id || matches!(caller.role, Role::Licensor | Role::Auditor | Role::Arbiter);
-            match store.party(&id)? {
-                Some(party) if may => party_view(store, party),
-                _ => Err(Problem::not_found(format!("there is no party {id} that this token can read"))),
-            }
+        .run(move |store, _| match store.party(&id)? {
+            Some(party) if may_read_party(store, &caller, &party)? => party_view(store, party, &caller),
+            _ => Err(Problem::not_found(format!("there is no party {id} that this token can read"))),
         })
         .await?;
     Ok(Json(view))

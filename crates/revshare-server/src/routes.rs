@@ -954,6 +954,7 @@ enum AgreementFormat {
         (status = 403, description = "not the agreement's licensor", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 413, description = "the body is over the limit", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 415, description = "another content type", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "the id is another licensor's agreement", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 422, description = "the registry or the agreements stored refuse it", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")
     ),
@@ -1029,8 +1030,19 @@ pub(crate) async fn post_agreement(
             caller.party
         )));
     }
+    let id = parsed.id().clone();
     let view = state
         .write(move |store, _| {
+            // An id another licensor registered: refused without a word of that agreement (its
+            // parties, versions or terms), whatever the body says (SPEC §9).
+            match store.agreement(&id, None) {
+                Ok(existing) if existing.licensor() != &caller.party => {
+                    let detail = format!("agreement id `{id}` is taken; register your agreement under another id; nothing was stored");
+                    return Err(Problem::new(StatusCode::CONFLICT, "conflict", "conflicts with what is stored", detail));
+                }
+                Ok(_) | Err(StoreError::UnknownAgreement { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
             let agreement = store.add_agreement(NAME, &text)?;
             Ok(AgreementView {
                 id: agreement.id().to_string(),

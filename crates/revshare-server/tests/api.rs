@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use revshare_core::canonical;
 use revshare_core::dispute::{Actor, ActorRole, State, Transition};
-use revshare_core::ids::{AgreementId, ModelId, PartyId};
+use revshare_core::ids::{AgreementId, ModelId};
 use revshare_core::ledger::JournalEntry;
 use revshare_core::merkle::{self, Hash};
 use revshare_core::note::{Checkpoint, SignerKey, open_note};
@@ -16,75 +16,12 @@ use revshare_core::time::{Instant, Period};
 use revshare_core::transparency::{Salt, Signed, b64, batch_message, commitment, from_b64, receipt_message};
 use revshare_core::usage::{UsageRecord, parse_json_line};
 use revshare_server::{Config, OpenStore, auth};
-use revshare_store::{IngestMode, Model, NewStatement, Party, PgStore, Role, SqliteStore, StatementKind, Store, batch_digest};
-use revshare_testdb::PgTestDb;
+use revshare_store::{IngestMode, Model, NewStatement, Party, PgStore, Role, StatementKind, Store, batch_digest};
 use serde_json::{Value, json};
 
-// ---------------------------------------------------------------------------------------------
-// Harness
-
-trait TestDb {
-    fn opener(&self) -> OpenStore;
-    /// Writers at once, as `revshare serve` configures them for this database.
-    fn max_writers(&self) -> usize;
-}
-
-fn open(db: &dyn TestDb) -> Box<dyn Store + Send> {
-    (db.opener())().expect("the store opens")
-}
-
-const MAX_CONNECTIONS: usize = 8;
-
-struct SqliteDb {
-    dir: tempfile::TempDir,
-}
-
-impl SqliteDb {
-    fn new() -> SqliteDb {
-        SqliteDb { dir: tempfile::tempdir().expect("a temporary directory") }
-    }
-}
-
-impl TestDb for SqliteDb {
-    fn opener(&self) -> OpenStore {
-        let file = self.dir.path().join("revshare.db");
-        Arc::new(move || Ok(Box::new(SqliteStore::open(&file).map_err(Box::new)?) as Box<dyn Store + Send>))
-    }
-
-    fn max_writers(&self) -> usize {
-        1
-    }
-}
-
-struct PgDb(PgTestDb);
-
-impl PgDb {
-    fn new() -> PgDb {
-        PgDb(PgTestDb::new("revshare_api_test"))
-    }
-}
-
-impl TestDb for PgDb {
-    fn opener(&self) -> OpenStore {
-        let config = self.0.config.clone();
-        Arc::new(move || Ok(Box::new(PgStore::connect_with(&config).map_err(Box::new)?) as Box<dyn Store + Send>))
-    }
-
-    fn max_writers(&self) -> usize {
-        MAX_CONNECTIONS
-    }
-}
-
-macro_rules! api_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[test] fn $name() { super::$name(&super::SqliteDb::new()); } )*
-        }
-        mod postgres {
-            $( #[test] fn $name() { super::$name(&super::PgDb::new()); } )*
-        }
-    };
-}
+#[macro_use]
+mod common;
+use common::*;
 
 api_tests!(
     a_batch_gets_a_receipt_that_verifies,
@@ -110,135 +47,11 @@ api_tests!(
     reading_an_overdue_dispute_writes_nothing,
 );
 
-/// A fixed clock: checkpoints are reproducible.
-fn clock() -> Instant {
-    Instant::from_parts(1_793_000_000, 0)
-}
-
-fn deployment_key() -> SignerKey {
-    SignerKey::from_seed("revshare.test/log", [42; 32]).expect("a deployment key")
-}
-
-/// Runs async test code on a runtime of its own (store calls of the sync PostgreSQL client must
-/// not run on it: they go through `spawn_blocking`).
-fn run<T>(future: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime").block_on(future)
-}
-
-/// A server on 127.0.0.1 port 0.
-struct Api {
-    base: String,
-    client: reqwest::Client,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    done: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    open: OpenStore,
-}
-
-impl Api {
-    async fn start(db: &dyn TestDb, max_body_bytes: usize) -> Api {
-        Api::start_limited(db, max_body_bytes, 0).await
-    }
-
-    async fn start_limited(db: &dyn TestDb, max_body_bytes: usize, rate_limit_per_second: u32) -> Api {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
-        let base = format!("http://{}", listener.local_addr().expect("the bound address"));
-        let config = Config {
-            open: db.opener(),
-            key: deployment_key(),
-            clock,
-            max_body_bytes,
-            max_connections: MAX_CONNECTIONS,
-            max_writers: db.max_writers(),
-            rate_limit_per_second,
-        };
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let done = tokio::spawn(revshare_server::serve(listener, config, async {
-            let _ = stopped.await;
-        }));
-        Api { base, client: reqwest::Client::new(), stop: Some(stop), done: Some(done), open: db.opener() }
-    }
-
-    /// Stops the server gracefully and waits for it.
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(done) = self.done.take() {
-            done.await.expect("the server task").expect("the server stops cleanly");
-        }
-    }
-
-    async fn send(&self, method: reqwest::Method, path: &str, token: Option<&str>, content_type: Option<&str>, body: Vec<u8>) -> Reply {
-        let mut request = self.client.request(method, format!("{}{path}", self.base));
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        if let Some(content_type) = content_type {
-            request = request.header("content-type", content_type);
-        }
-        let response = request.body(body).send().await.expect("the server answers");
-        let status = response.status().as_u16();
-        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let (content_type, retry_after) = (header("content-type").unwrap_or_default(), header("retry-after"));
-        let protections = (header("cache-control"), header("x-content-type-options"));
-        let bytes = response.bytes().await.expect("the body").to_vec();
-        Reply { status, content_type, retry_after, protections, bytes }
-    }
-
-    async fn get(&self, path: &str, token: Option<&str>) -> Reply {
-        self.send(reqwest::Method::GET, path, token, None, Vec::new()).await
-    }
-
-    async fn post_usage(&self, token: &str, content_type: &str, body: &str) -> Reply {
-        self.send(reqwest::Method::POST, "/v1/usage", Some(token), Some(content_type), body.as_bytes().to_vec()).await
-    }
-
-    /// Runs `f` on the store from a blocking thread.
-    async fn with_store<T: Send + 'static>(&self, f: impl FnOnce(&mut dyn Store) -> T + Send + 'static) -> T {
-        let open = Arc::clone(&self.open);
-        tokio::task::spawn_blocking(move || f(open().expect("the store opens").as_mut())).await.expect("the store call")
-    }
-}
-
-struct Reply {
-    status: u16,
-    content_type: String,
-    retry_after: Option<String>,
-    /// `Cache-Control` and `X-Content-Type-Options`.
-    protections: (Option<String>, Option<String>),
-    bytes: Vec<u8>,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.bytes)))
-    }
-
-    /// The body as a problem, checking its form.
-    fn problem(&self, status: u16) -> Value {
-        assert_eq!(self.status, status, "{}", String::from_utf8_lossy(&self.bytes));
-        assert_eq!(self.content_type, "application/problem+json");
-        let problem = self.json();
-        assert_eq!(problem["status"], status);
-        assert!(problem["type"].as_str().is_some_and(|t| t.starts_with("urn:revshare:problem:")), "{problem}");
-        assert!(problem["title"].is_string() && problem["detail"].is_string(), "{problem}");
-        problem
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Fixtures
 
 const AGREEMENT: &str = include_str!("../../../examples/agreement.toml");
 const USAGE: &str = include_str!("../../../examples/usage.jsonl");
-
-fn unknown_token() -> String {
-    auth::encode(&[1; 32])
-}
-
-fn pid(id: &str) -> PartyId {
-    PartyId::parse(id).expect("a party id")
-}
 
 fn agreement_id() -> AgreementId {
     AgreementId::parse("meridian-northwind").expect("an agreement id")
@@ -272,25 +85,6 @@ struct Tokens {
     aurora: String,
     auditor: String,
     arbiter: String,
-}
-
-/// A token for `party`, made from `label` (a different label, a different token).
-fn add_token(store: &mut dyn Store, party: &str, role: Role, label: &str) -> String {
-    let seed: [u8; 32] = seed_of(label);
-    let token = auth::encode(&seed);
-    let hash = auth::hash(&token);
-    store.add_token(&auth::id_of(&hash), &pid(party), role, &hash).expect("add a token");
-    token
-}
-
-fn seed_of(text: &str) -> [u8; 32] {
-    // Any fixed bytes per party will do; the token's hash is what is stored.
-    let mut seed = [0u8; 32];
-    for (i, b) in text.bytes().enumerate() {
-        seed[i % 32] ^= b.wrapping_add(u8::try_from(i).unwrap_or(0));
-    }
-    seed[31] ^= 0x5a;
-    seed
 }
 
 /// meridian (licensor) and its agreement with northwind; southwind (another host), aurora
@@ -420,12 +214,6 @@ fn snapshot(store: &mut dyn Store) -> Snapshot {
 /// The example agreement amended: version 2, a higher minimum.
 fn amendment() -> String {
     AGREEMENT.replace("version = 1", "version = 2").replace("minimum = \"500.00\"", "minimum = \"600.00\"")
-}
-
-impl Api {
-    async fn post_json(&self, path: &str, token: &str, body: &Value) -> Reply {
-        self.send(reqwest::Method::POST, path, Some(token), Some("application/json"), body.to_string().into_bytes()).await
-    }
 }
 
 /// A host key registered for northwind, and its signature of a statement digest, as the body of
@@ -1306,13 +1094,18 @@ fn the_registry_is_written_by_its_owners_and_read_in_scope(db: &dyn TestDb) {
         assert_eq!(name.problem(400)["errors"][0]["field"], "name");
         api.post_json("/v1/parties", &tokens.meridian, &json!(["not", "an", "object"])).await.problem(400);
 
-        // A party is read by itself, licensors, auditors and arbiters, with its keys.
+        // A party is read by itself, its counterparties, auditors and arbiters; its keys by itself.
         api.with_store(|store| store.add_key(Some(&pid("northwind")), &host_key().verifier()).expect("a key")).await;
-        for token in [&tokens.northwind, &tokens.meridian, &tokens.aurora, &tokens.auditor, &tokens.arbiter] {
+        for token in [&tokens.northwind, &tokens.meridian, &tokens.auditor, &tokens.arbiter] {
             let party = api.get("/v1/parties/northwind", Some(token)).await;
             assert_eq!(party.status, 200, "{}", String::from_utf8_lossy(&party.bytes));
-            assert_eq!(party.json()["keys"], json!([host_key().verifier().to_text()]));
+            let keys = if token == &tokens.northwind { json!([host_key().verifier().to_text()]) } else { json!([]) };
+            assert_eq!(party.json()["keys"], keys, "a party's keys are its own to see");
         }
+        assert_eq!(api.get("/v1/parties/meridian", Some(&tokens.northwind)).await.json()["id"], "meridian", "its licensor");
+        // A licensor with no agreement with the host, and a host with none with the licensor.
+        api.get("/v1/parties/northwind", Some(&tokens.aurora)).await.problem(404);
+        api.get("/v1/parties/aurora", Some(&tokens.northwind)).await.problem(404);
         // The key history: the deployment's keys for everyone, each party's own keys to itself.
         let keys_of = |listed: Value| -> Vec<String> {
             listed["keys"].as_array().expect("keys").iter().map(|k| k["key"].as_str().expect("a key").to_owned()).collect()

@@ -114,6 +114,8 @@ pub trait Store {
     fn agreement(&mut self, id: &AgreementId, version: Option<u32>) -> Result<Agreement, StoreError>;
     /// The TOML text an agreement version was registered from.
     fn agreement_source(&mut self, id: &AgreementId, version: u32) -> Result<String, StoreError>;
+    /// The latest version of every agreement of `licensor`, by id.
+    fn agreements_of_licensor(&mut self, licensor: &PartyId) -> Result<Vec<Agreement>, StoreError>;
 
     /// Stores a batch of records in one transaction, with its leaf in the log; see
     /// [`IngestReport`] for what it did. A batch signed by its host (`signed`, over
@@ -313,6 +315,10 @@ impl<B: Backend> Store for B {
 
     fn agreement_source(&mut self, id: &AgreementId, version: u32) -> Result<String, StoreError> {
         transaction(self, Access::Read, |sql| agreements::source(sql, id.as_str(), version))
+    }
+
+    fn agreements_of_licensor(&mut self, licensor: &PartyId) -> Result<Vec<Agreement>, StoreError> {
+        transaction(self, Access::Read, |sql| agreements::latest_of_licensor(sql, licensor.as_str()))
     }
 
     fn ingest(&mut self, records: &[UsageRecord<'_>], mode: IngestMode, signed: Option<&SignedBatch>) -> Result<IngestReport, StoreError> {
