@@ -773,6 +773,21 @@ fn attempts(route: &str, caller: &'static str, knowledge: &Knowledge) -> Vec<Att
                 out.push((format!("/v1/disputes/{id}/transitions"), body, vec![("id", id.to_string())]));
             }
         }
+        "/v1/keys" => {
+            // Another party's key as the caller's own (its proof made with that key), and a
+            // rotation of the caller's key signed by another party's: refused, naming no owner.
+            let fresh = SignerKey::from_seed("fresh", seed_of(&format!("fresh key of {caller}"))).expect("a key");
+            // Licensors and hosts have keys; a key no one registered is anyone's to prove.
+            for party in LICENSORS.iter().chain(HOSTS.iter()).filter(|c| **c != caller) {
+                let theirs = key_of(party);
+                let text = theirs.verifier().to_text();
+                let proof = theirs.sign(&revshare_core::transparency::registration_message(caller, &text));
+                out.push((route.to_owned(), json!({"key": text, "proof": revshare_core::transparency::b64(&proof)}), Vec::new()));
+                let message = revshare_core::transparency::rotation_message(Some(caller), &fresh.verifier().to_text());
+                let rotation = json!({"key": text, "signature": revshare_core::transparency::b64(&theirs.sign(&message))});
+                out.push((route.to_owned(), json!({"key": fresh.verifier().to_text(), "rotation": rotation}), Vec::new()));
+            }
+        }
         other => panic!("route {other} takes writes the suite does not attempt: add them"),
     }
     out
