@@ -20,8 +20,8 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::auth::{Caller, may_read};
+use crate::extract::{Params, agreement_id, json_body, params, period_of, readable};
 use crate::problem::{Problem, ProblemDetails};
-use crate::routes::{Params, agreement_id, json_body, params, period_of, readable};
 
 /// One step of a dispute.
 #[derive(Serialize, Deserialize, ToSchema)]

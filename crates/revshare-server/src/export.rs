@@ -20,8 +20,8 @@ use revshare_store::export::{self, ExportError};
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::extract::{Params, agreement_id, number, params, period_of, readable};
 use crate::problem::{Problem, ProblemDetails};
-use crate::routes::{Params, agreement_id, number, params, period_of, readable};
 
 /// A tar archive (for the OpenAPI document).
 #[derive(utoipa::ToSchema)]

@@ -66,6 +66,7 @@ pub mod auth;
 pub mod body;
 mod disputes;
 pub mod export;
+mod extract;
 mod group;
 mod limit;
 mod metrics;

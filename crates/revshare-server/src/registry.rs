@@ -130,7 +130,7 @@ struct Fields {
 
 impl Fields {
     async fn read(state: &AppState, headers: &HeaderMap, request_body: Body, allowed: &[&str]) -> Result<Fields, Problem> {
-        let value: Value = crate::routes::json_body(state, headers, request_body).await?;
+        let value: Value = crate::extract::json_body(state, headers, request_body).await?;
         let Value::Object(map) = value else {
             return Err(Problem::bad_request(format!("the body must be a JSON object with the fields {}", allowed.join(", "))));
         };

@@ -4,12 +4,11 @@
 use std::collections::HashMap;
 
 use axum::body::Body;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use revshare_core::agreement::{Agreement, line_column, parse_agreement};
+use revshare_core::agreement::{line_column, parse_agreement};
 use revshare_core::ids::AgreementId;
 use revshare_core::ledger::Balances;
 use revshare_core::note::VerifierKey;
@@ -18,7 +17,7 @@ use revshare_core::transparency::{RECORD_KEY_BYTES, Signed, SignedBatch, from_b6
 use revshare_store::close::{CloseError, close_month};
 use revshare_store::payments::{self, PaymentError};
 use revshare_store::receipts::{self, ConsistencyProof, InclusionProof};
-use revshare_store::{Role, Store, StoreError, StoredStatement};
+use revshare_store::{Role, StoreError, StoredStatement};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{OpenApi as _, ToSchema};
@@ -28,6 +27,7 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::auth::{Caller, may_read, may_read_leaf};
 use crate::body::{self, Format, Parsed};
+use crate::extract::{Params, agreement_id, json_body, number, params, period_of, readable, required};
 use crate::group::{self, Committed, Job};
 use crate::problem::{Problem, ProblemDetails, ProblemItem};
 
@@ -225,25 +225,6 @@ pub(crate) async fn no_route() -> Problem {
     Problem::not_found("there is no such route; the API is /healthz and /v1/…")
 }
 
-pub(crate) type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
-
-/// The query parameters, or 400.
-pub(crate) fn params(query: Params) -> Result<HashMap<String, String>, Problem> {
-    query.map(|Query(map)| map).map_err(|e| Problem::bad_request(format!("the query string cannot be read: {e}")))
-}
-
-/// A non-negative integer parameter; `None` when absent.
-pub(crate) fn number(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, Problem> {
-    params
-        .get(name)
-        .map(|text| text.parse::<u64>().map_err(|_| Problem::bad_request(format!("`{name}` must be a non-negative integer, not `{text}`"))))
-        .transpose()
-}
-
-fn required(params: &HashMap<String, String>, name: &str) -> Result<u64, Problem> {
-    number(params, name)?.ok_or_else(|| Problem::bad_request(format!("the query needs `{name}`")))
-}
-
 /// `Revshare-Signature: <verifier key> <base64 signature>`: the host's signature of the batch,
 /// with `Revshare-Record-Key: <base64 of 16 bytes>`, the record-salt key it signed the batch under.
 fn signature(headers: &HeaderMap) -> Result<Option<SignedBatch>, Problem> {
@@ -389,21 +370,6 @@ pub(crate) async fn post_usage(
         late: report.late,
         receipt,
     }))
-}
-
-pub(crate) fn agreement_id(text: &str) -> Result<AgreementId, Problem> {
-    AgreementId::parse(text).map_err(|e| Problem::bad_request(format!("`{text}` is not an agreement id: {e}")))
-}
-
-/// The agreement, if the caller may read it: unknown and someone else's are the same 404.
-pub(crate) fn readable(store: &mut dyn Store, caller: &Caller, id: &AgreementId) -> Result<Agreement, Problem> {
-    match store.agreement(id, None) {
-        Ok(agreement) if may_read(caller, agreement.licensor(), agreement.host()) => Ok(agreement),
-        Ok(_) | Err(StoreError::UnknownAgreement { .. }) => {
-            Err(Problem::not_found(format!("there is no agreement {id} that this token can read")))
-        }
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// The latest version of an agreement this token may read.
@@ -833,46 +799,6 @@ pub struct PaymentBody {
 pub struct PaymentRecorded {
     pub reference: String,
     pub description: String,
-}
-
-/// A JSON request body of type `T`: 415 unless it is sent as JSON ([`json_bytes`]), 400 with
-/// the line and column when it does not parse as `T`.
-pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(
-    state: &AppState,
-    headers: &HeaderMap,
-    request_body: Body,
-) -> Result<T, Problem> {
-    let bytes = json_bytes(state, headers, request_body).await?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        Problem::bad_request("the body is not the JSON object this route takes").with_errors(vec![ProblemItem {
-            line: u64::try_from(e.line()).ok(),
-            column: u64::try_from(e.column()).ok(),
-            message: e.to_string(),
-            ..ProblemItem::default()
-        }])
-    })
-}
-
-/// The body of a route that takes JSON, read under the size limit, once its `Content-Type` says
-/// JSON (`application/json`, or a `+json` type, parameters aside); anything else, or none, is 415
-/// before the body is read.
-pub(crate) async fn json_bytes(state: &AppState, headers: &HeaderMap, request_body: Body) -> Result<axum::body::Bytes, Problem> {
-    let content_type = headers.get(header::CONTENT_TYPE).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    let media = content_type.as_deref().and_then(|t| t.split(';').next()).map(str::trim).unwrap_or_default().to_ascii_lowercase();
-    if media != "application/json" && !(media.starts_with("application/") && media.ends_with("+json")) {
-        let sent = content_type.map_or_else(|| "no Content-Type".to_owned(), |t| format!("`{}`", revshare_core::text::printable(&t, 100)));
-        return Err(Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "unsupported media type",
-            format!("this route takes a JSON body sent as `Content-Type: application/json`, not {sent}"),
-        ));
-    }
-    body::read(headers, request_body, state.max_body_bytes()).await
-}
-
-pub(crate) fn period_of(text: &str) -> Result<Period, Problem> {
-    Period::parse(text).map_err(|e| Problem::bad_request(format!("`{text}` is not a month (YYYY-MM): {e}")))
 }
 
 /// Countersigns the latest statement of an agreement's month with the host's registered key, as

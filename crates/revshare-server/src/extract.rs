@@ -1,0 +1,97 @@
+//! What every route takes from a request before it does anything: query parameters, ids and
+//! periods from the path, a JSON body (its media type checked, its size limited), and whether the
+//! caller may read the agreement named. Shared by the route modules (`routes`, `disputes`,
+//! `export`, `registry`), which depend on it and never on each other for these.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::Query;
+use axum::extract::rejection::QueryRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use revshare_core::agreement::Agreement;
+use revshare_core::ids::AgreementId;
+use revshare_core::time::Period;
+use revshare_store::{Store, StoreError};
+
+use crate::AppState;
+use crate::auth::{Caller, may_read};
+use crate::body;
+use crate::problem::{Problem, ProblemItem};
+
+/// The query string as read, or why it could not be.
+pub(crate) type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
+
+/// The query parameters, or 400.
+pub(crate) fn params(query: Params) -> Result<HashMap<String, String>, Problem> {
+    query.map(|Query(map)| map).map_err(|e| Problem::bad_request(format!("the query string cannot be read: {e}")))
+}
+
+/// A non-negative integer parameter; `None` when absent.
+pub(crate) fn number(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, Problem> {
+    params
+        .get(name)
+        .map(|text| text.parse::<u64>().map_err(|_| Problem::bad_request(format!("`{name}` must be a non-negative integer, not `{text}`"))))
+        .transpose()
+}
+
+/// A non-negative integer parameter that must be there.
+pub(crate) fn required(params: &HashMap<String, String>, name: &str) -> Result<u64, Problem> {
+    number(params, name)?.ok_or_else(|| Problem::bad_request(format!("the query needs `{name}`")))
+}
+
+/// An agreement id from the path or body, or 400.
+pub(crate) fn agreement_id(text: &str) -> Result<AgreementId, Problem> {
+    AgreementId::parse(text).map_err(|e| Problem::bad_request(format!("`{text}` is not an agreement id: {e}")))
+}
+
+/// The agreement, if the caller may read it: unknown and someone else's are the same 404.
+pub(crate) fn readable(store: &mut dyn Store, caller: &Caller, id: &AgreementId) -> Result<Agreement, Problem> {
+    match store.agreement(id, None) {
+        Ok(agreement) if may_read(caller, agreement.licensor(), agreement.host()) => Ok(agreement),
+        Ok(_) | Err(StoreError::UnknownAgreement { .. }) => {
+            Err(Problem::not_found(format!("there is no agreement {id} that this token can read")))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A JSON request body of type `T`: 415 unless it is sent as JSON ([`json_bytes`]), 400 with
+/// the line and column when it does not parse as `T`.
+pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    headers: &HeaderMap,
+    request_body: Body,
+) -> Result<T, Problem> {
+    let bytes = json_bytes(state, headers, request_body).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Problem::bad_request("the body is not the JSON object this route takes").with_errors(vec![ProblemItem {
+            line: u64::try_from(e.line()).ok(),
+            column: u64::try_from(e.column()).ok(),
+            message: e.to_string(),
+            ..ProblemItem::default()
+        }])
+    })
+}
+
+/// The body of a route that takes JSON, read under the size limit, once its `Content-Type` says
+/// JSON (`application/json`, or a `+json` type, parameters aside); anything else, or none, is 415
+/// before the body is read.
+pub(crate) async fn json_bytes(state: &AppState, headers: &HeaderMap, request_body: Body) -> Result<axum::body::Bytes, Problem> {
+    let content_type = headers.get(header::CONTENT_TYPE).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let media = content_type.as_deref().and_then(|t| t.split(';').next()).map(str::trim).unwrap_or_default().to_ascii_lowercase();
+    if media != "application/json" && !(media.starts_with("application/") && media.ends_with("+json")) {
+        let sent = content_type.map_or_else(|| "no Content-Type".to_owned(), |t| format!("`{}`", revshare_core::text::printable(&t, 100)));
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "unsupported media type",
+            format!("this route takes a JSON body sent as `Content-Type: application/json`, not {sent}"),
+        ));
+    }
+    body::read(headers, request_body, state.max_body_bytes()).await
+}
+
+pub(crate) fn period_of(text: &str) -> Result<Period, Problem> {
+    Period::parse(text).map_err(|e| Problem::bad_request(format!("`{text}` is not a month (YYYY-MM): {e}")))
+}
