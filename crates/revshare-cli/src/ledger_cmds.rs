@@ -35,7 +35,14 @@ pub enum Payer {
     Licensor,
 }
 
-pub fn record_payment(args: &StoreArgs, agreement: &str, amount: &str, reference: &str, from: Payer) -> Result<(), Failure> {
+pub fn record_payment(
+    args: &StoreArgs,
+    agreement: &str,
+    amount: &str,
+    reference: &str,
+    from: Payer,
+    by_payee: bool,
+) -> Result<(), Failure> {
     let id = parse(AgreementId::parse(agreement))?;
     let mut store = open(args, false)?;
     let agreement = store.agreement(&id, None)?;
@@ -43,9 +50,25 @@ pub fn record_payment(args: &StoreArgs, agreement: &str, amount: &str, reference
         Payer::Host => payments::Payer::Host,
         Payer::Licensor => payments::Payer::Licensor,
     };
-    let entry = parse(payments::payment_entry(&agreement, amount, reference, from))?;
-    store.post_entry(&entry)?;
-    println!("recorded `{reference}`: {}", entry.description());
+    let amount_minor = parse(payments::parse_amount(agreement.currency(), amount))?;
+    let entry = parse(payments::entry_of(&agreement, amount_minor, reference, from))?;
+    if by_payee {
+        store.post_entry(&entry)?;
+        println!("posted `{reference}`: {}", entry.description());
+    } else {
+        store.record_payment(&entry, from, amount_minor)?;
+        println!(
+            "pending `{reference}`: {}; it posts when the payee confirms it (`revshare payment confirm --agreement {id} --reference {reference}`)",
+            entry.description()
+        );
+    }
+    Ok(())
+}
+
+pub fn confirm_payment(args: &StoreArgs, agreement: &str, reference: &str) -> Result<(), Failure> {
+    let id = parse(AgreementId::parse(agreement))?;
+    let entry = open(args, false)?.confirm_payment(&id, reference)?;
+    println!("posted `{reference}`: {}", entry.description());
     Ok(())
 }
 
@@ -71,10 +94,31 @@ pub fn reverse_payment(args: &StoreArgs, reference: &str, new_reference: &str) -
 
 pub fn balances(args: &StoreArgs, currency: Option<&str>) -> Result<(), Failure> {
     let currency = parse(currency.map(Currency::parse).transpose())?;
-    let journal = open(args, false)?.journal()?;
+    let mut store = open(args, false)?;
+    let journal = store.journal()?;
     let balances = parse(Balances::from_entries(&journal))?;
     let currencies = currency.map_or_else(|| balances.currencies(), |c| vec![c]);
     let debts: Vec<_> = currencies.into_iter().flat_map(|c| balances.owed(c)).collect();
+    let pending: Vec<_> = store.pending_payments(None)?.into_iter().filter(|p| currency.is_none_or(|c| p.currency == c)).collect();
+    if !pending.is_empty() {
+        let mut waiting = table(&["currency", "agreement", "from", "reference", "amount"]);
+        for payment in &pending {
+            let from = match payment.from {
+                payments::Payer::Host => "host",
+                payments::Payer::Licensor => "licensor",
+            };
+            let row = [
+                &payment.currency.to_string(),
+                payment.agreement_id.as_str(),
+                from,
+                &payment.reference,
+                &payment.currency.format(payment.amount_minor),
+            ];
+            waiting.add_row(row.iter().map(|cell| revshare_core::text::printable(cell, 200)).collect::<Vec<_>>());
+        }
+        right_align(&mut waiting, 4);
+        println!("pending, in no balance until the payee confirms:\n{waiting}");
+    }
     if debts.is_empty() {
         println!("nobody owes anything{}", currency.map(|c| format!(" in {c}")).unwrap_or_default());
         return Ok(());

@@ -263,7 +263,8 @@ impl SaidWithAmount {
 
 #[derive(Subcommand)]
 enum PaymentCommand {
-    /// Record a payment under an agreement, in the agreement's currency.
+    /// Record a payment under an agreement, in the agreement's currency: as its payer's, it is
+    /// pending until the payee confirms it (`payment confirm`); with --by-payee it posts at once.
     Record {
         #[arg(long)]
         agreement: String,
@@ -276,6 +277,17 @@ enum PaymentCommand {
         /// Who paid: the host (paying what it owes) or the licensor (paying back).
         #[arg(long, value_enum, default_value_t = ledger_cmds::Payer::Host)]
         from: ledger_cmds::Payer,
+        /// Recorded for the payee, who says it was received: posted at once.
+        #[arg(long)]
+        by_payee: bool,
+    },
+    /// Confirm, for the payee, a pending payment: it posts to the journal.
+    Confirm {
+        #[arg(long)]
+        agreement: String,
+        /// The reference the payer recorded it under.
+        #[arg(long)]
+        reference: String,
     },
     /// Undo a recorded payment with a reversing entry; the payment stays in the journal.
     Reverse {
@@ -562,8 +574,11 @@ fn main() -> ExitCode {
             (None, Some(out)) => store_cmds::export_statement(&cli.store, &month.agreement, month.period, sequence, &out),
             (None, None) => Err(Failure::Invalid("error: pass --out FILE or --bundle DIR\n".to_owned())),
         },
-        Command::Payment(PaymentCommand::Record { agreement, amount, reference, from }) => {
-            ledger_cmds::record_payment(&cli.store, &agreement, &amount, &reference, from)
+        Command::Payment(PaymentCommand::Record { agreement, amount, reference, from, by_payee }) => {
+            ledger_cmds::record_payment(&cli.store, &agreement, &amount, &reference, from, by_payee)
+        }
+        Command::Payment(PaymentCommand::Confirm { agreement, reference }) => {
+            ledger_cmds::confirm_payment(&cli.store, &agreement, &reference)
         }
         Command::Payment(PaymentCommand::Reverse { reference, as_reference }) => {
             ledger_cmds::reverse_payment(&cli.store, &reference, &as_reference)

@@ -258,9 +258,12 @@ fn a_late_record_is_carried_into_the_next_month_as_a_restatement() {
 }
 
 /// The row of `revshare balances` for an agreement, or what it printed instead.
+/// The agreement's row of the balances (who owes whom: a host and a licensor), not a pending
+/// payment's (one side only).
 fn balance_row(store: &TestStore, agreement: &str) -> String {
     let out = store.ok(&["balances"]);
-    out.lines().find(|l| l.contains(agreement)).map_or(out.clone(), |l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+    let owed = |l: &&str| l.contains(agreement) && l.contains(" host ") && l.contains(" licensor ");
+    out.lines().find(owed).map_or(out.clone(), |l| l.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
 fn payments_and_balances(store: &TestStore) {
@@ -274,15 +277,43 @@ fn payments_and_balances(store: &TestStore) {
     assert_eq!(balance_row(store, "meridian-northwind"), owes("867.77"));
     assert!(store.ok(&["balances", "--currency", "EUR"]).contains("nobody owes anything in EUR"));
 
+    // Recorded by the payer: pending, shown apart, in no balance until the payee confirms it.
     let paid = store.ok(&["payment", "record", "--agreement", "meridian-northwind", "--amount", "800.00", "--reference", "wire-0042"]);
-    assert!(paid.contains("payment from host northwind to licensor meridian under meridian-northwind: 800.00 USD"), "{paid}");
+    assert!(
+        paid.contains("pending `wire-0042`: payment from host northwind to licensor meridian under meridian-northwind: 800.00 USD"),
+        "{paid}"
+    );
+    assert_eq!(balance_row(store, "meridian-northwind"), owes("867.77"));
+    let balances = store.ok(&["balances"]);
+    assert!(balances.contains("pending, in no balance until the payee confirms") && balances.contains("wire-0042"), "{balances}");
+    let confirmed = store.ok(&["payment", "confirm", "--agreement", "meridian-northwind", "--reference", "wire-0042"]);
+    assert!(confirmed.contains("posted `wire-0042`"), "{confirmed}");
     assert_eq!(balance_row(store, "meridian-northwind"), owes("67.77"));
+    assert!(!store.ok(&["balances"]).contains("pending"), "confirmed once, pending no more");
+    let twice = store.run(&["payment", "confirm", "--agreement", "meridian-northwind", "--reference", "wire-0042"]);
+    assert!(text(&twice.stderr).contains("has no pending payment `wire-0042`"), "{}", text(&twice.stderr));
     let again = store.run(&["payment", "record", "--agreement", "meridian-northwind", "--amount", "800.00", "--reference", "wire-0042"]);
     assert_eq!(again.status.code(), Some(1));
     assert!(text(&again.stderr).contains("entry `wire-0042` is already posted"), "{}", text(&again.stderr));
 
     store.ok(&["payment", "reverse", "--reference", "wire-0042", "--as", "wire-0042-returned"]);
     assert_eq!(balance_row(store, "meridian-northwind"), owes("867.77"));
+    // Recorded for the payee, who says it was received: posted at once.
+    let direct =
+        store.ok(&["payment", "record", "--agreement", "meridian-northwind", "--amount", "7.77", "--reference", "wire-0050", "--by-payee"]);
+    assert!(direct.contains("posted `wire-0050`"), "{direct}");
+    assert_eq!(balance_row(store, "meridian-northwind"), owes("860.00"));
+    let huge = store.run(&[
+        "payment",
+        "record",
+        "--agreement",
+        "meridian-northwind",
+        "--amount",
+        "9223372036854775808.00",
+        "--reference",
+        "wire-0051",
+    ]);
+    assert!(text(&huge.stderr).contains("over the most one payment may be, 1000000000000.00 USD"), "{}", text(&huge.stderr));
 
     let cents = store.run(&["payment", "record", "--agreement", "meridian-northwind", "--amount", "800.001", "--reference", "wire-0043"]);
     assert_eq!(cents.status.code(), Some(1));
@@ -290,7 +321,7 @@ fn payments_and_balances(store: &TestStore) {
         text(&cents.stderr),
         "error: the amount `800.001` has 3 decimal places, but a USD amount has at most 2; write the amount paid with at most 2 decimal places\n"
     );
-    assert_eq!(balance_row(store, "meridian-northwind"), owes("867.77"), "the refused payment changed nothing");
+    assert_eq!(balance_row(store, "meridian-northwind"), owes("860.00"), "the refused payment changed nothing");
     let reversed = store.run(&["payment", "reverse", "--reference", "wire-0043", "--as", "x"]);
     assert!(text(&reversed.stderr).contains("the journal has no entry `wire-0043`"), "{}", text(&reversed.stderr));
 }

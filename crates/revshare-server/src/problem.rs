@@ -190,7 +190,7 @@ impl From<StoreError> for Problem {
             }
             // The server checks proof ranges before asking; what is left is the log failing.
             StoreError::Log(_) => return Problem::internal("the transparency log failed", &error),
-            StoreError::BadRole(_) | StoreError::BadName { .. } | StoreError::BadTokenId(_) => {
+            StoreError::BadRole(_) | StoreError::BadName { .. } | StoreError::BadTokenId(_) | StoreError::PaymentAmount(_) => {
                 (S::BAD_REQUEST, "bad-request", "the request is not valid")
             }
             StoreError::PartyExists { .. }
@@ -202,7 +202,8 @@ impl From<StoreError> for Problem {
             StoreError::UnknownAgreement { .. }
             | StoreError::UnknownToken { .. }
             | StoreError::NoStatement { .. }
-            | StoreError::UnknownDispute { .. } => (S::NOT_FOUND, "not-found", "not found"),
+            | StoreError::UnknownDispute { .. }
+            | StoreError::NoPendingPayment { .. } => (S::NOT_FOUND, "not-found", "not found"),
             StoreError::Dispute(DisputeError::NotAllowed { .. }) => (S::FORBIDDEN, "forbidden", "not allowed to do that"),
             StoreError::Dispute(DisputeError::Transition { .. } | DisputeError::Late { .. } | DisputeError::OutOfOrder { .. }) => {
                 (S::CONFLICT, "dispute-state", "the dispute is not in a state that allows it")

@@ -165,6 +165,20 @@ pub struct Debt {
 #[derive(Serialize, ToSchema)]
 pub struct BalanceList {
     pub balances: Vec<Debt>,
+    /// Payments their payer recorded and the payee has not confirmed: in no balance yet.
+    pub pending: Vec<PendingPaymentView>,
+}
+
+/// A payment waiting for its payee's confirmation (SPEC §10).
+#[derive(Serialize, ToSchema)]
+pub struct PendingPaymentView {
+    pub agreement: String,
+    pub reference: String,
+    /// Who paid: `host` or `licensor`; the other side confirms.
+    pub from: String,
+    /// A decimal string with the currency's minor-unit places.
+    pub amount: String,
+    pub currency: String,
 }
 
 /// The API's routes, and the OpenAPI document generated from the same annotations. Without
@@ -179,6 +193,7 @@ pub(crate) fn api(auth: Option<AppState>) -> (axum::Router<AppState>, utoipa::op
         .routes(routes!(post_agreement))
         .routes(routes!(post_close))
         .routes(routes!(post_payment))
+        .routes(routes!(confirm_payment))
         .routes(routes!(balances))
         .routes(routes!(checkpoint))
         .routes(routes!(inclusion))
@@ -526,10 +541,24 @@ pub(crate) async fn balances(State(state): State<AppState>, Extension(caller): E
                     amount: debt.currency.format(debt.amount_minor),
                 })
                 .collect();
-            Ok(debts)
+            let mut pending = Vec::new();
+            for payment in store.pending_payments(None)? {
+                let agreement = store.agreement(&payment.agreement_id, None)?;
+                if may_read(&caller, agreement.licensor(), agreement.host()) {
+                    pending.push(PendingPaymentView {
+                        agreement: payment.agreement_id.to_string(),
+                        reference: payment.reference,
+                        from: payer_name(payment.from).to_owned(),
+                        amount: payment.currency.format(payment.amount_minor),
+                        currency: payment.currency.to_string(),
+                    });
+                }
+            }
+            Ok((debts, pending))
         })
         .await?;
-    Ok(Json(BalanceList { balances: debts }))
+    let (debts, pending) = debts;
+    Ok(Json(BalanceList { balances: debts, pending }))
 }
 
 /// A registered public key: the deployment's (`party` null) or a party's, with its log leaf.
@@ -799,6 +828,27 @@ pub struct PaymentBody {
 pub struct PaymentRecorded {
     pub reference: String,
     pub description: String,
+    /// `pending` (recorded by the payer: the payee confirms it) or `posted` (recorded or
+    /// confirmed by the payee: in the journal).
+    pub state: String,
+}
+
+/// The payment a payee confirms.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmationBody {
+    #[schema(example = "meridian-northwind")]
+    pub agreement: String,
+    /// The reference the payer recorded it under.
+    #[schema(example = "wire-2026-11-04")]
+    pub reference: String,
+}
+
+fn payer_name(payer: payments::Payer) -> &'static str {
+    match payer {
+        payments::Payer::Host => "host",
+        payments::Payer::Licensor => "licensor",
+    }
 }
 
 /// Countersigns the latest statement of an agreement's month with the host's registered key, as
@@ -1041,21 +1091,22 @@ pub(crate) async fn post_close(
     Ok(Json(summary(&stored)))
 }
 
-/// Records a payment under an agreement as `revshare payment record` does. The paying side must
-/// be the token's party.
+/// Records a payment under an agreement (SPEC §10). Recorded by its payer, it is pending until
+/// the payee confirms it (`POST /v1/payments/confirmations`); recorded by its payee, it posts at
+/// once. Either way the token's party must be a party of the agreement.
 #[utoipa::path(
     post,
     path = "/payments",
     tag = "ledger",
     request_body(content = PaymentBody, content_type = "application/json"),
     responses((status = 415, description = "the body is not sent as application/json", body = ProblemDetails, content_type = "application/problem+json"), 
-        (status = 200, description = "recorded in the journal", body = PaymentRecorded),
-        (status = 400, description = "invalid body or amount", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 200, description = "pending (recorded by the payer) or posted (recorded by the payee)", body = PaymentRecorded),
+        (status = 400, description = "invalid body, or an amount with too many places or over the bound (named)", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 403, description = "the token's party is not the paying side", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "the token's party is neither the host nor the licensor", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "no such agreement that this token can read", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 413, description = "the body is over the limit", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 422, description = "the journal refuses it (a reference already posted, say)", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "the journal refuses it (a reference already recorded, say)", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")
     ),
     security(("bearer" = []))
@@ -1067,23 +1118,89 @@ pub(crate) async fn post_payment(
     request_body: Body,
 ) -> Result<Json<PaymentRecorded>, Problem> {
     let request: PaymentBody = json_body(&state, &headers, request_body).await?;
-    let (role, from) = match request.from {
+    let (payer_role, from) = match request.from {
         PayerBody::Host => (Role::Host, payments::Payer::Host),
         PayerBody::Licensor => (Role::Licensor, payments::Payer::Licensor),
     };
-    caller.require(role, &format!("record a payment from the {role}"))?;
+    if !matches!(caller.role, Role::Host | Role::Licensor) {
+        return Err(Problem::forbidden(format!(
+            "only an agreement's host or licensor records its payments; this token acts for {} {}",
+            caller.role, caller.party
+        )));
+    }
     let id = agreement_id(&request.agreement)?;
     let recorded = state
         .write(move |store, _| {
             let agreement = readable(store, &caller, &id)?;
-            let entry = payments::payment_entry(&agreement, &request.amount, &request.reference, from).map_err(|e| match e {
-                PaymentError::Amount(detail) => Problem::bad_request(detail),
-                PaymentError::Entry(e) => StoreError::from(e).into(),
-            })?;
-            store.post_entry(&entry)?;
-            Ok(PaymentRecorded { reference: request.reference, description: entry.description().to_owned() })
+            let refused = |e: PaymentError| -> Problem {
+                match e {
+                    PaymentError::Amount(detail) => Problem::bad_request(detail),
+                    PaymentError::Entry(e) => StoreError::from(e).into(),
+                }
+            };
+            let amount_minor = payments::parse_amount(agreement.currency(), &request.amount).map_err(refused)?;
+            let entry = payments::entry_of(&agreement, amount_minor, &request.reference, from).map_err(refused)?;
+            let state = if caller.role == payer_role {
+                // Recorded by the payer: pending, in no account, until the payee confirms it.
+                store.record_payment(&entry, from, amount_minor)?;
+                "pending"
+            } else {
+                store.post_entry(&entry)?;
+                "posted"
+            };
+            Ok(PaymentRecorded { reference: request.reference, description: entry.description().to_owned(), state: state.to_owned() })
         })
         .await?;
-    tracing::info!(reference = %recorded.reference, "payment recorded");
+    tracing::info!(reference = %recorded.reference, state = %recorded.state, "payment recorded");
     Ok(Json(recorded))
+}
+
+/// The payee confirms a pending payment: it posts to the journal (SPEC §10).
+#[utoipa::path(
+    post,
+    path = "/payments/confirmations",
+    tag = "ledger",
+    request_body(content = ConfirmationBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "posted", body = PaymentRecorded),
+        (status = 400, description = "invalid body", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "the token's party is the payer, not the payee", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "no such agreement that this token can read, or no payment pending under that reference", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "the body is over the limit", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "another content type", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn confirm_payment(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    request_body: Body,
+) -> Result<Json<PaymentRecorded>, Problem> {
+    let request: ConfirmationBody = json_body(&state, &headers, request_body).await?;
+    let id = agreement_id(&request.agreement)?;
+    let posted = state
+        .write(move |store, _| {
+            readable(store, &caller, &id)?;
+            let not_pending = || Problem::not_found(format!("agreement {id} has no payment pending under `{}`", request.reference));
+            let pending = store.pending_payments(Some(&id))?;
+            let payment = pending.iter().find(|p| p.reference == request.reference).ok_or_else(not_pending)?;
+            let (payer, payee) = match payment.from {
+                payments::Payer::Host => (Role::Host, Role::Licensor),
+                payments::Payer::Licensor => (Role::Licensor, Role::Host),
+            };
+            if caller.role != payee {
+                return Err(Problem::forbidden(format!(
+                    "the {payee} confirms a payment from the {payer}; this token acts for {} {}",
+                    caller.role, caller.party
+                )));
+            }
+            let entry = store.confirm_payment(&id, &request.reference)?;
+            Ok(PaymentRecorded { reference: request.reference, description: entry.description().to_owned(), state: "posted".to_owned() })
+        })
+        .await?;
+    tracing::info!(reference = %posted.reference, "payment confirmed");
+    Ok(Json(posted))
 }

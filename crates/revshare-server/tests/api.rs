@@ -502,16 +502,20 @@ fn refused_calls_change_nothing(db: &dyn TestDb) {
         for token in [&tokens.northwind, &tokens.southwind, &tokens.auditor, &tokens.arbiter] {
             api.post_json("/v1/close", token, &close).await.problem(403);
         }
-        let from_host = json!({"agreement": "meridian-northwind", "amount": "10.00", "reference": "refused-1", "from": "host"});
-        api.post_json("/v1/payments", &tokens.southwind, &from_host).await.problem(404);
-        for token in [&tokens.meridian, &tokens.aurora, &tokens.auditor, &tokens.arbiter] {
-            api.post_json("/v1/payments", token, &from_host).await.problem(403);
+        // A payment is its agreement's parties' to record (the payer's pends, the payee's posts).
+        for from in ["host", "licensor"] {
+            let payment =
+                json!({"agreement": "meridian-northwind", "amount": "10.00", "reference": format!("refused-{from}"), "from": from});
+            for token in [&tokens.southwind, &tokens.aurora] {
+                api.post_json("/v1/payments", token, &payment).await.problem(404);
+            }
+            for token in [&tokens.auditor, &tokens.arbiter] {
+                api.post_json("/v1/payments", token, &payment).await.problem(403);
+            }
         }
-        let from_licensor = json!({"agreement": "meridian-northwind", "amount": "10.00", "reference": "refused-2", "from": "licensor"});
-        api.post_json("/v1/payments", &tokens.aurora, &from_licensor).await.problem(404);
-        for token in [&tokens.northwind, &tokens.southwind, &tokens.auditor, &tokens.arbiter] {
-            api.post_json("/v1/payments", token, &from_licensor).await.problem(403);
-        }
+        let confirmation = json!({"agreement": "meridian-northwind", "reference": "refused-host"});
+        api.post_json("/v1/payments/confirmations", &tokens.southwind, &confirmation).await.problem(404);
+        api.post_json("/v1/payments/confirmations", &tokens.meridian, &confirmation).await.problem(404);
 
         // The registry: parties and models are the licensor's to register (licensors are the
         // operator's), aliases each host's own; another party's is refused, naming the field.
@@ -588,7 +592,7 @@ fn refused_calls_change_nothing(db: &dyn TestDb) {
             (moves, &answer),
             (signatures, &signature),
             ("/v1/close", &close),
-            ("/v1/payments", &from_host),
+            ("/v1/payments", &json!({"agreement": "meridian-northwind", "amount": "10.00", "reference": "refused-1", "from": "host"})),
             ("/v1/parties", &party),
             ("/v1/models", &model),
             ("/v1/aliases", &alias),
@@ -1037,22 +1041,45 @@ fn each_side_records_its_own_payments(db: &dyn TestDb) {
     run(async {
         let api = Api::start(db, 1 << 20).await;
         let payment = |amount: &str, reference: &str, from: &str| json!({"agreement": "meridian-northwind", "amount": amount, "reference": reference, "from": from});
+        let confirm = |reference: &str| json!({"agreement": "meridian-northwind", "reference": reference});
+        // Recorded by the payer: pending, shown apart, in no balance.
         let paid = api.post_json("/v1/payments", &tokens.northwind, &payment("100.00", "wire-1", "host")).await;
         assert_eq!(paid.status, 200, "{}", String::from_utf8_lossy(&paid.bytes));
-        assert_eq!(paid.json()["reference"], "wire-1");
+        assert_eq!((paid.json()["reference"].as_str(), paid.json()["state"].as_str()), (Some("wire-1"), Some("pending")));
+        let balances = api.get("/v1/balances", Some(&tokens.northwind)).await.json();
+        assert_eq!(balances["balances"], json!([]), "{balances}");
+        assert_eq!(balances["pending"][0]["reference"], "wire-1", "{balances}");
+        assert_eq!((balances["pending"][0]["amount"].as_str(), balances["pending"][0]["from"].as_str()), (Some("100.00"), Some("host")));
+        assert_eq!(api.get("/v1/balances", Some(&tokens.southwind)).await.json()["pending"], json!([]), "another host sees none");
+        // The payer cannot confirm its own payment; the payee does, once.
+        let own = api.post_json("/v1/payments/confirmations", &tokens.northwind, &confirm("wire-1")).await.problem(403);
+        assert!(own["detail"].as_str().is_some_and(|d| d.contains("the licensor confirms a payment from the host")), "{own}");
+        let posted = api.post_json("/v1/payments/confirmations", &tokens.meridian, &confirm("wire-1")).await;
+        assert_eq!(posted.status, 200, "{}", String::from_utf8_lossy(&posted.bytes));
+        assert_eq!(posted.json()["state"], "posted");
+        api.post_json("/v1/payments/confirmations", &tokens.meridian, &confirm("wire-1")).await.problem(404);
+        // The licensor pays back; the host confirms.
         let back = api.post_json("/v1/payments", &tokens.meridian, &payment("40.00", "wire-2", "licensor")).await;
-        assert_eq!(back.status, 200, "{}", String::from_utf8_lossy(&back.bytes));
+        assert_eq!(back.json()["state"], "pending");
+        assert_eq!(api.post_json("/v1/payments/confirmations", &tokens.northwind, &confirm("wire-2")).await.status, 200);
+        // Recorded by the payee itself: posted at once.
+        let direct = api.post_json("/v1/payments", &tokens.meridian, &payment("5.00", "wire-3", "host")).await;
+        assert_eq!(direct.json()["state"], "posted");
         let twice = api.post_json("/v1/payments", &tokens.northwind, &payment("100.00", "wire-1", "host")).await;
-        assert_eq!(twice.status, 422, "a reference is posted once: {}", String::from_utf8_lossy(&twice.bytes));
-        let places = api.post_json("/v1/payments", &tokens.northwind, &payment("1.001", "wire-3", "host")).await.problem(400);
+        assert_eq!(twice.status, 422, "a reference is recorded once: {}", String::from_utf8_lossy(&twice.bytes));
+        let places = api.post_json("/v1/payments", &tokens.northwind, &payment("1.001", "wire-4", "host")).await.problem(400);
         assert!(places["detail"].as_str().is_some_and(|d| d.contains("decimal places")), "{places}");
+        let huge =
+            api.post_json("/v1/payments", &tokens.northwind, &payment("9223372036854775808.00", "wire-5", "host")).await.problem(400);
+        assert!(huge["detail"].as_str().is_some_and(|d| d.contains("1000000000000.00 USD")), "the bound is named: {huge}");
         api.post_json("/v1/payments", &tokens.northwind, &json!({"agreement": "meridian-northwind"})).await.problem(400);
         let balances = api.get("/v1/balances", Some(&tokens.auditor)).await.json();
         assert_eq!(balances["balances"][0]["debtor"]["party"], "meridian", "{balances}");
-        assert_eq!(balances["balances"][0]["amount"], "60.00", "{balances}");
+        assert_eq!(balances["balances"][0]["amount"], "65.00", "{balances}");
+        assert_eq!(balances["pending"], json!([]), "{balances}");
         api.stop().await;
     });
-    assert_eq!(open(db).journal().expect("journal").len(), 2);
+    assert_eq!(open(db).journal().expect("journal").len(), 3);
 }
 
 /// The example agreement (`AGREEMENT`) as JSON, at `version` (2: the amendment's minimum).

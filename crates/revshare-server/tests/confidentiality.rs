@@ -239,6 +239,10 @@ fn build(store: &mut dyn Store) -> BTreeMap<&'static str, String> {
         let amount = format!("6{i}0{i}.37");
         let entry = payment_entry(&agreement, &amount, &format!("ref-{id}-1"), Payer::Host).expect("a payment");
         store.post_entry(&entry).expect("the payment is posted");
+        // And one the host recorded that the licensor has not confirmed: pending.
+        let pending = payment_entry(&agreement, &format!("7{i}0{i}.41"), &format!("pending-ref-{id}"), Payer::Host).expect("a payment");
+        let minor = revshare_store::payments::parse_amount(agreement.currency(), &format!("7{i}0{i}.41")).expect("an amount");
+        store.record_payment(&pending, Payer::Host, minor).expect("the payment is pending");
     }
     // The host of mer-one (nimbus) countersigns its statement.
     let statement = store.statement(&aid("mer-one"), october()).expect("read").expect("closed");
@@ -414,6 +418,8 @@ fn learn(store: &mut dyn Store) -> Knowledge {
         secrets.push(Secret::text(format!("{id}'s contribution's evidence"), format!("contrib-evidence-{id}"), &readers, own));
         secrets.push(Secret::text(format!("{id}'s payment reference"), format!("ref-{id}-1"), &readers, own));
         secrets.push(Secret::text(format!("{id}'s payment amount"), format!("6{index}0{index}.37"), &readers, own));
+        secrets.push(Secret::text(format!("{id}'s pending payment reference"), format!("pending-ref-{id}"), &readers, own));
+        secrets.push(Secret::text(format!("{id}'s pending payment amount"), format!("7{index}0{index}.41"), &readers, own));
         for signed in store.statement_signatures(&statement).expect("signatures") {
             secrets.push(Secret::bytes(format!("a signature of {id}'s statement"), &signed.signature, &readers, own));
         }
@@ -731,6 +737,14 @@ fn attempts(route: &str, caller: &'static str, knowledge: &Knowledge) -> Vec<Att
                 for from in ["host", "licensor"] {
                     let body = json!({"agreement": id, "amount": "1.00", "reference": format!("intruder-{from}"), "from": from});
                     out.push((route.to_owned(), body, hide("agreement", id)));
+                }
+            }
+        }
+        "/v1/payments/confirmations" => {
+            // Another agreement's pending payment, and a reference pending nowhere.
+            for id in &foreign {
+                for reference in [format!("pending-ref-{id}"), "no-such-reference".to_owned()] {
+                    out.push((route.to_owned(), json!({"agreement": id, "reference": reference}), hide("agreement", id)));
                 }
             }
         }

@@ -44,6 +44,12 @@ pub enum StoreError {
          cannot rewrite a signed log. Keep this store with the revshare that wrote it, and start a new one with `revshare init`"
     )]
     DisclosingLog { found: i64, leaves: u64 },
+    #[error("{0}")]
+    PaymentAmount(String),
+    #[error(
+        "agreement {agreement} has no pending payment `{reference}`; the payer records it first (`revshare payment record`, `POST /v1/payments`)"
+    )]
+    NoPendingPayment { agreement: String, reference: String },
 
     #[error("`{0}` is not a role; use licensor, host, auditor or arbiter")]
     BadRole(String),
@@ -189,6 +195,15 @@ impl StoreError {
                 None => Some(Fault::Unavailable),
             },
             _ => None,
+        }
+    }
+}
+
+impl From<crate::payments::PaymentError> for StoreError {
+    fn from(error: crate::payments::PaymentError) -> StoreError {
+        match error {
+            crate::payments::PaymentError::Amount(detail) => StoreError::PaymentAmount(detail),
+            crate::payments::PaymentError::Entry(e) => e.into(),
         }
     }
 }

@@ -163,6 +163,13 @@ pub trait Store {
 
     /// Posts a payment, adjustment or reversal, checked against its agreement and the journal.
     fn post_entry(&mut self, entry: &JournalEntry) -> Result<(), StoreError>;
+    /// Keeps a payment its payer recorded (`entry`, built by [`payments::entry_of`]) as pending:
+    /// in no account until its payee confirms it ([`Store::confirm_payment`]).
+    fn record_payment(&mut self, entry: &JournalEntry, from: payments::Payer, amount_minor: i128) -> Result<(), StoreError>;
+    /// Posts the pending payment `reference` of `agreement`, as its payee confirms it; its entry.
+    fn confirm_payment(&mut self, agreement: &AgreementId, reference: &str) -> Result<JournalEntry, StoreError>;
+    /// The payments still pending, of one agreement or (`None`) all.
+    fn pending_payments(&mut self, agreement: Option<&AgreementId>) -> Result<Vec<payments::PendingPayment>, StoreError>;
     /// Every journal entry in posting order, each checked again as it is read.
     fn journal(&mut self) -> Result<Vec<JournalEntry>, StoreError>;
 
@@ -439,6 +446,18 @@ impl<B: Backend> Store for B {
 
     fn post_entry(&mut self, entry: &JournalEntry) -> Result<(), StoreError> {
         transaction(self, Access::Write, |sql| journal::post(sql, entry))
+    }
+
+    fn record_payment(&mut self, entry: &JournalEntry, from: payments::Payer, amount_minor: i128) -> Result<(), StoreError> {
+        transaction(self, Access::Write, |sql| payments::record(sql, entry, from, amount_minor))
+    }
+
+    fn confirm_payment(&mut self, agreement: &AgreementId, reference: &str) -> Result<JournalEntry, StoreError> {
+        transaction(self, Access::Write, |sql| payments::confirm(sql, agreement.as_str(), reference))
+    }
+
+    fn pending_payments(&mut self, agreement: Option<&AgreementId>) -> Result<Vec<payments::PendingPayment>, StoreError> {
+        transaction(self, Access::Read, |sql| payments::pending(sql, agreement.map(AgreementId::as_str)))
     }
 
     fn journal(&mut self) -> Result<Vec<JournalEntry>, StoreError> {

@@ -61,6 +61,10 @@
 //! `record_key`, and `record_digests` holds its records' salted commitments. A store whose log
 //! already has leaves of the old form is refused ([`StoreError::DisclosingLog`]): a signed log
 //! cannot be rewritten, and old leaves cannot be salted after the fact.
+//!
+//! Version 11 adds `pending_payments` (see [`crate::payments`]): payments their payer recorded,
+//! posted to the journal when the payee confirms them (`confirmed` goes from false to true, once;
+//! a trigger refuses every other change, and every deletion).
 
 use crate::error::StoreError;
 use crate::sql::{Access, Backend, Dialect, Param, Sql, first};
@@ -367,6 +371,22 @@ ALTER TABLE log_leaves ADD COLUMN event BLOB;
 ALTER TABLE log_leaves ADD COLUMN salt BLOB CHECK (length(salt) = 32);
 ALTER TABLE batches ADD COLUMN record_key BLOB CHECK (length(record_key) = 16);
 "#,
+    r#"
+CREATE TABLE pending_payments (
+    reference TEXT PRIMARY KEY,
+    agreement_id TEXT NOT NULL,
+    payer TEXT NOT NULL CHECK (payer IN ('host', 'licensor')),
+    amount_minor INTEGER NOT NULL CHECK (amount_minor > 0),
+    confirmed INTEGER NOT NULL CHECK (confirmed IN (0, 1))
+) STRICT;
+CREATE INDEX pending_payments_of_agreement ON pending_payments (agreement_id) WHERE confirmed = 0;
+CREATE TRIGGER pending_payments_only_confirmed BEFORE UPDATE ON pending_payments
+WHEN NEW.reference IS NOT OLD.reference OR NEW.agreement_id IS NOT OLD.agreement_id OR NEW.payer IS NOT OLD.payer
+    OR NEW.amount_minor IS NOT OLD.amount_minor OR (OLD.confirmed = 1)
+BEGIN SELECT RAISE(ABORT, 'a pending payment is never changed, except to confirm it once'); END;
+CREATE TRIGGER pending_payments_are_kept BEFORE DELETE ON pending_payments
+BEGIN SELECT RAISE(ABORT, 'a pending payment is never deleted'); END;
+"#,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -660,6 +680,22 @@ CREATE TABLE bundle_checkpoints (
     r#"
 ALTER TABLE log_leaves ADD COLUMN event BYTEA, ADD COLUMN salt BYTEA CHECK (length(salt) = 32);
 ALTER TABLE batches ADD COLUMN record_key BYTEA CHECK (length(record_key) = 16);
+"#,
+    r#"
+CREATE TABLE pending_payments (
+    reference TEXT PRIMARY KEY,
+    agreement_id TEXT NOT NULL,
+    payer TEXT NOT NULL CHECK (payer IN ('host', 'licensor')),
+    amount_minor BIGINT NOT NULL CHECK (amount_minor > 0),
+    confirmed BOOLEAN NOT NULL
+);
+CREATE INDEX pending_payments_of_agreement ON pending_payments (agreement_id) WHERE NOT confirmed;
+CREATE TRIGGER pending_payments_only_confirmed BEFORE UPDATE ON pending_payments
+FOR EACH ROW WHEN (NEW.reference IS DISTINCT FROM OLD.reference OR NEW.agreement_id IS DISTINCT FROM OLD.agreement_id
+    OR NEW.payer IS DISTINCT FROM OLD.payer OR NEW.amount_minor IS DISTINCT FROM OLD.amount_minor OR OLD.confirmed)
+EXECUTE FUNCTION revshare_refuse('a pending payment is never changed, except to confirm it once');
+CREATE TRIGGER pending_payments_are_kept BEFORE DELETE ON pending_payments
+FOR EACH ROW EXECUTE FUNCTION revshare_refuse('a pending payment is never deleted');
 "#,
 ];
 

@@ -17,6 +17,7 @@ use revshare_core::time::{Instant, Period};
 use revshare_core::transparency::{self, Signed, SignedBatch};
 use revshare_core::usage::{UsageRecord, parse_json_line};
 use revshare_store::close::{CloseError, close_month};
+use revshare_store::payments;
 use revshare_store::{Batch, LogLeaf, batch_digest};
 use revshare_store::{IngestMode, Model, NewStatement, Party, PgStore, ProblemKind, Role, SqliteStore, StatementKind, Store, StoreError};
 use revshare_testdb::PgTestDb;
@@ -110,6 +111,7 @@ conformance!(
     statements_are_immutable,
     statement_and_entry_are_one_transaction,
     payments_are_posted_once,
+    a_payment_posts_when_its_payee_confirms_it,
     reversals_restore_the_balance,
     the_journal_read_back_balances_like_memory,
     a_damaged_posting_is_detected_on_read,
@@ -1348,6 +1350,44 @@ fn statement_and_entry_are_one_transaction(db: &dyn TestDb) {
     let err = store.post_entry(&reversal).expect_err("reversing a statement");
     assert!(matches!(err, StoreError::StatementReversal { .. }), "{err}");
     assert_eq!(store.journal().expect("journal"), vec![entry]);
+}
+
+/// SPEC §10: a payment its payer records is pending, in no account, until the payee confirms
+/// it; then it posts once. Amounts past the bound are refused with the bound named.
+fn a_payment_posts_when_its_payee_confirms_it(db: &dyn TestDb) {
+    let mut store = october_example(db, true);
+    let store = store.as_mut();
+    let before = owed(store);
+    let agreement = store.agreement(&aid("meridian-northwind"), None).expect("the agreement");
+    let entry = payments::payment_entry(&agreement, "800.00", "wire-1", payments::Payer::Host).expect("an entry");
+    store.record_payment(&entry, payments::Payer::Host, 80_000).expect("recorded");
+    assert_eq!(owed(store), before, "a pending payment is in no account");
+    let pending = store.pending_payments(Some(&aid("meridian-northwind"))).expect("pending");
+    assert_eq!(pending.len(), 1);
+    assert_eq!((pending[0].reference.as_str(), pending[0].amount_minor, pending[0].from), ("wire-1", 80_000, payments::Payer::Host));
+    let again = store.record_payment(&entry, payments::Payer::Host, 80_000).expect_err("the same reference again");
+    assert!(again.to_string().contains("is already posted"), "{again}");
+    let e = store.confirm_payment(&aid("meridian-northwind"), "wire-2").expect_err("nothing pending under it");
+    assert!(matches!(e, StoreError::NoPendingPayment { .. }), "{e}");
+    let posted = store.confirm_payment(&aid("meridian-northwind"), "wire-1").expect("the payee confirms");
+    assert_eq!(posted.reference(), "wire-1");
+    assert_eq!(owed(store), owes("67.77"));
+    assert!(store.pending_payments(None).expect("pending").is_empty());
+    assert!(store.confirm_payment(&aid("meridian-northwind"), "wire-1").is_err(), "confirmed once");
+    let e = store.record_payment(&entry, payments::Payer::Host, 80_000).expect_err("posted already");
+    assert!(e.to_string().contains("is already posted"), "{e}");
+    // The bound: a trillion of the currency, named.
+    let e = payments::payment_entry(&agreement, "9223372036854775808.00", "wire-huge", payments::Payer::Host).expect_err("too much");
+    assert!(e.to_string().contains("over the most one payment may be, 1000000000000.00 USD"), "{e}");
+    payments::payment_entry(&agreement, "1000000000000.00", "wire-max", payments::Payer::Host).expect("the bound itself");
+    // Kept as recorded.
+    for (sqlite, postgres) in [
+        ("UPDATE pending_payments SET amount_minor = 1", "UPDATE pending_payments SET amount_minor = 1"),
+        ("DELETE FROM pending_payments", "DELETE FROM pending_payments"),
+    ] {
+        let e = db.raw(sqlite, postgres).expect_err("the database refuses");
+        assert!(e.contains("pending payment is never"), "{e}");
+    }
 }
 
 fn payments_are_posted_once(db: &dyn TestDb) {
