@@ -252,14 +252,14 @@ fn text(bytes: &[u8]) -> String {
 
 fn migrations_are_idempotent(db: &dyn TestDb) {
     let mut store = db.open();
-    assert_eq!(store.schema_version().expect("version"), 10);
+    assert_eq!(store.schema_version().expect("version"), 11);
     store.add_party(&party("meridian", Role::Licensor)).expect("add a party");
     drop(store);
     let mut again = db.open();
-    assert_eq!(again.schema_version().expect("version"), 10, "opening again applies nothing twice");
+    assert_eq!(again.schema_version().expect("version"), 11, "opening again applies nothing twice");
     assert_eq!(again.party(&pid("meridian")).expect("read"), Some(party("meridian", Role::Licensor)), "data survives reopening");
     let mut third = db.open();
-    assert_eq!(third.schema_version().expect("version"), 10);
+    assert_eq!(third.schema_version().expect("version"), 11);
 }
 
 fn parties_register_once(db: &dyn TestDb) {
