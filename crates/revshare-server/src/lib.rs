@@ -118,13 +118,17 @@ pub struct Config {
     pub rate_limit_per_second: u32,
 }
 
+/// How long a connection may sit in the pool before it is checked on checkout.
+const CHECK_IDLE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The shared state of the handlers.
 #[derive(Clone)]
 pub(crate) struct AppState(Arc<Shared>);
 
 pub(crate) struct Shared {
     open: OpenStore,
-    idle: Mutex<Vec<Box<dyn Store + Send>>>,
+    /// Idle connections, each with when it was last returned.
+    idle: Mutex<Vec<(Box<dyn Store + Send>, std::time::Instant)>>,
     permits: Arc<Semaphore>,
     /// Fair (FIFO) turns for writing calls, taken before a connection.
     writers: Arc<Semaphore>,
@@ -149,17 +153,28 @@ impl Shared {
         (self.clock)()
     }
 
+    /// An idle connection, or a new one. A connection idle for longer than [`CHECK_IDLE_AFTER`]
+    /// is asked a trivial question first, and dropped if it cannot answer: a database restarted
+    /// (or a connection cut) while it sat in the pool costs no request.
     fn checkout(&self) -> Result<Box<dyn Store + Send>, Problem> {
-        let idle = self.idle.lock().map_err(|_| Problem::internal("the connection pool failed", &"a thread panicked holding it"))?.pop();
-        match idle {
-            Some(store) => Ok(store),
-            None => (self.open)().map_err(|e| Problem::from(*e)),
+        loop {
+            let idle = self.idle.lock().map_err(|_| Problem::internal("the connection pool failed", &"a thread panicked holding it"))?.pop();
+            let Some((mut store, since)) = idle else {
+                return (self.open)().map_err(|e| Problem::from(*e));
+            };
+            if since.elapsed() < CHECK_IDLE_AFTER {
+                return Ok(store);
+            }
+            match store.schema_version() {
+                Ok(_) => return Ok(store),
+                Err(e) => tracing::info!(%e, "an idle connection no longer answers; it is dropped"),
+            }
         }
     }
 
     fn checkin(&self, store: Box<dyn Store + Send>) {
         if let Ok(mut idle) = self.idle.lock() {
-            idle.push(store);
+            idle.push((store, std::time::Instant::now()));
         }
     }
 

@@ -1398,6 +1398,28 @@ fn disputes_move_by_their_parties_and_others_see_nothing(db: &dyn TestDb) {
     });
 }
 
+/// Pooled connections that the database cut while they sat idle (a restart) cost no request: a
+/// connection idle for a while is checked before use, and a dead one is replaced.
+#[test]
+fn a_connection_cut_while_idle_costs_no_request_postgres() {
+    let db = PgDb::new();
+    let tokens = register(open(&db).as_mut());
+    run(async {
+        let api = Api::start(&db, 1 << 20).await;
+        for _ in 0..3 {
+            assert_eq!(api.get("/v1/balances", Some(&tokens.meridian)).await.status, 200);
+        }
+        let cut = tokio::task::block_in_place(|| db.cut_connections());
+        assert!(cut >= 1, "the server's pooled connection is cut");
+        tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+        for token in [&tokens.meridian, &tokens.northwind] {
+            let reply = api.get("/v1/balances", Some(token)).await;
+            assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.bytes));
+        }
+        api.stop().await;
+    });
+}
+
 /// A store that does not answer (PostgreSQL on a port nothing listens on): `/healthz` says so
 /// with 503 and `Retry-After`, as does every call that needs the store — a fault, not a bug —
 /// while `/livez` still answers for the process.

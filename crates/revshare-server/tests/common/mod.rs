@@ -55,6 +55,19 @@ impl PgDb {
     pub fn new() -> PgDb {
         PgDb(PgTestDb::new("revshare_api_test"))
     }
+
+    /// Cuts every connection to this test's database but the caller's own, as a database restart
+    /// does; returns how many were cut.
+    pub fn cut_connections(&self) -> u64 {
+        let mut client = self.0.config.connect(postgres::NoTls).expect("a connection to the test database");
+        let row = client
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .expect("the connections are cut");
+        u64::try_from(row.get::<_, i64>(0)).expect("a count")
+    }
 }
 
 impl TestDb for PgDb {
