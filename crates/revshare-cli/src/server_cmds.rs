@@ -78,6 +78,7 @@ pub fn serve(args: &StoreArgs, options: &ServeOptions) -> Result<(), Failure> {
         // SQLite has one writer at a time: they queue in the server, in order (see `Config`).
         max_writers: if args.database.is_some() { options.max_connections } else { 1 },
         rate_limit_per_second: options.rate_limit_per_second,
+        timeouts: revshare_server::Timeouts::default(),
     };
     revshare_server::init_tracing(options.log_json);
     // No transparent huge pages for the server: the allocator asks for them, and each first

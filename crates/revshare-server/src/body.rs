@@ -9,6 +9,7 @@
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, StatusCode, header};
+use http_body_util::BodyExt as _;
 use revshare_core::json::{ArraySplitter, JsonValue, parse_object};
 use revshare_core::usage::{RecordProblem, UsageRecord, parse_cloudevent, parse_json_line};
 
@@ -48,7 +49,7 @@ impl Format {
 }
 
 /// Reads a whole body of at most `max` bytes; a longer one is 413.
-pub async fn read(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, Problem> {
+pub async fn read(headers: &HeaderMap, body: Body, max: usize, idle: std::time::Duration) -> Result<Bytes, Problem> {
     let too_large = || {
         Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -61,16 +62,41 @@ pub async fn read(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, 
     if declared.is_some_and(|n| n > u64::try_from(max).unwrap_or(u64::MAX)) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, max).await.map_err(|e| {
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-        while let Some(s) = source {
-            if s.is::<http_body_util::LengthLimitError>() {
-                return too_large();
+    // Read frame by frame, each within `idle`: a client that stops sending mid-body is answered
+    // and let go, not waited for.
+    let mut body = http_body_util::Limited::new(body, max);
+    let mut bytes = Vec::with_capacity(declared.and_then(|n| usize::try_from(n).ok()).unwrap_or(0).min(max));
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => {
+                return Err(Problem::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request-timeout",
+                    "the body stopped arriving",
+                    format!(
+                        "nothing of the body arrived for {} s after {} bytes; nothing was stored; send it again",
+                        idle.as_secs_f64(),
+                        bytes.len()
+                    ),
+                ));
             }
-            source = s.source();
+            Ok(None) => return Ok(Bytes::from(bytes)),
+            Ok(Some(frame)) => frame,
+        };
+        match frame {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    bytes.extend_from_slice(&data);
+                }
+            }
+            Err(e) => {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    return Err(too_large());
+                }
+                return Err(Problem::bad_request(format!("the body could not be read: {e}")));
+            }
         }
-        Problem::bad_request(format!("the body could not be read: {e}"))
-    })
+    }
 }
 
 /// A parsed usage body: its records, their digests, and the line each starts on.

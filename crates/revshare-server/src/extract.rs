@@ -89,7 +89,7 @@ pub(crate) async fn json_bytes(state: &AppState, headers: &HeaderMap, request_bo
             format!("this route takes a JSON body sent as `Content-Type: application/json`, not {sent}"),
         ));
     }
-    body::read(headers, request_body, state.max_body_bytes()).await
+    body::read(headers, request_body, state.max_body_bytes(), state.body_idle()).await
 }
 
 pub(crate) fn period_of(text: &str) -> Result<Period, Problem> {

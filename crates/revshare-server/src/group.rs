@@ -210,6 +210,7 @@ mod tests {
             key: revshare_core::note::SignerKey::from_seed("revshare-test", [7; 32]).expect("a key"),
             clock: || revshare_core::time::Instant::from_parts(1_790_000_000, 0),
             max_body_bytes: 1 << 20,
+            body_idle: std::time::Duration::from_secs(15),
             limiter: crate::limit::RateLimiter::new(1000),
             failures: crate::limit::RateLimiter::new(1000),
             // One batch a group, so each batch below is a group of its own.

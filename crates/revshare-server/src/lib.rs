@@ -116,6 +116,24 @@ pub struct Config {
     pub max_writers: usize,
     /// Requests a second per token (also the burst); more are answered 429. 0: no limit.
     pub rate_limit_per_second: u32,
+    /// How long slow clients are waited for.
+    pub timeouts: Timeouts,
+}
+
+/// How long the server waits for a slow client.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// The longest pause inside a request body; then 408, nothing stored.
+    pub body_idle: std::time::Duration,
+    /// After the shutdown signal, how long requests in flight may still take; then they are cut
+    /// off (a store call already running finishes or rolls back: nothing is half-stored).
+    pub shutdown_grace: std::time::Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts { body_idle: std::time::Duration::from_secs(15), shutdown_grace: std::time::Duration::from_secs(30) }
+    }
 }
 
 /// How long a connection may sit in the pool before it is checked on checkout.
@@ -135,6 +153,7 @@ pub(crate) struct Shared {
     key: SignerKey,
     clock: fn() -> Instant,
     max_body_bytes: usize,
+    body_idle: std::time::Duration,
     pub(crate) limiter: limit::RateLimiter,
     /// Failed authentications per client address, counted before the store is asked.
     pub(crate) failures: limit::RateLimiter,
@@ -158,7 +177,8 @@ impl Shared {
     /// (or a connection cut) while it sat in the pool costs no request.
     fn checkout(&self) -> Result<Box<dyn Store + Send>, Problem> {
         loop {
-            let idle = self.idle.lock().map_err(|_| Problem::internal("the connection pool failed", &"a thread panicked holding it"))?.pop();
+            let idle =
+                self.idle.lock().map_err(|_| Problem::internal("the connection pool failed", &"a thread panicked holding it"))?.pop();
             let Some((mut store, since)) = idle else {
                 return (self.open)().map_err(|e| Problem::from(*e));
             };
@@ -277,6 +297,10 @@ impl AppState {
         self.0.max_body_bytes
     }
 
+    pub(crate) fn body_idle(&self) -> std::time::Duration {
+        self.0.body_idle
+    }
+
     pub(crate) fn limiter(&self) -> &limit::RateLimiter {
         &self.0.limiter
     }
@@ -302,6 +326,7 @@ fn app(config: Config) -> (Router, AppState) {
         key: config.key,
         clock: config.clock,
         max_body_bytes: config.max_body_bytes,
+        body_idle: config.timeouts.body_idle,
         limiter: limit::RateLimiter::new(config.rate_limit_per_second),
         failures: limit::RateLimiter::new(config.rate_limit_per_second),
         ingests: group::Queue::default(),
@@ -411,19 +436,39 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then lets the requests in flight
-/// finish before returning.
+/// finish, for at most [`Timeouts::shutdown_grace`], before returning.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let grace = config.timeouts.shutdown_grace;
     let (router, state) = app(config);
     let passes = tokio::spawn(escalation_passes(state));
+    let signalled = Arc::new(tokio::sync::Notify::new());
+    let signal = {
+        let signalled = Arc::clone(&signalled);
+        async move {
+            shutdown.await;
+            signalled.notify_one();
+        }
+    };
     // Each request knows its client's address: failed authentications are limited by it.
-    let served =
-        axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(shutdown).await;
+    let served = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(signal);
+    // After the signal, requests in flight get `grace` to finish; the rest are cut off.
+    let deadline = async {
+        signalled.notified().await;
+        tokio::time::sleep(grace).await;
+    };
+    let result = tokio::select! {
+        served = served => served,
+        () = deadline => {
+            tracing::warn!(grace_secs = grace.as_secs_f64(), "requests still in flight after the shutdown grace period are cut off");
+            Ok(())
+        }
+    };
     passes.abort();
-    served
+    result
 }
 
 /// How often the writer logs the dispute escalations that deadlines have made due.

@@ -289,6 +289,7 @@ fn signature(headers: &HeaderMap) -> Result<Option<SignedBatch>, Problem> {
         (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 403, description = "not a host token, or records of another host", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 409, description = "records conflict with stored ones; nothing stored", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 408, description = "the body stopped arriving (a pause over the idle timeout); nothing stored", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 413, description = "the body is over the limit", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 415, description = "another content type", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 422, description = "records the registry refuses, or a signature that does not verify", body = ProblemDetails, content_type = "application/problem+json")
@@ -304,7 +305,7 @@ pub(crate) async fn post_usage(
     caller.require(Role::Host, "report usage")?;
     let format = Format::of(&headers)?;
     let signed = signature(&headers)?;
-    let bytes = body::read(&headers, request_body, state.max_body_bytes()).await?;
+    let bytes = body::read(&headers, request_body, state.max_body_bytes(), state.body_idle()).await?;
     let parsed = tokio::task::spawn_blocking(move || body::parse(format, &bytes))
         .await
         .map_err(|e| Problem::internal("reading a batch panicked", &e))?
@@ -957,7 +958,7 @@ pub(crate) async fn post_agreement(
             format!("an agreement is sent as application/toml (its file) or application/json (the same structure), not `{content_type}`"),
         ));
     };
-    let bytes = body::read(&headers, request_body, state.max_body_bytes()).await?;
+    let bytes = body::read(&headers, request_body, state.max_body_bytes(), state.body_idle()).await?;
     let body = String::from_utf8(bytes.to_vec()).map_err(|e| Problem::bad_request(format!("the agreement is not UTF-8: {e}")))?;
     let invalid = |detail: String, errors: Vec<ProblemItem>| {
         Problem::new(StatusCode::BAD_REQUEST, "invalid-agreement", "the agreement is not valid", format!("{detail}; nothing was stored"))

@@ -15,7 +15,7 @@ use revshare_core::settle::{SettlementInput, settle};
 use revshare_core::time::{Instant, Period};
 use revshare_core::transparency::{Salt, Signed, b64, batch_message, commitment, from_b64, receipt_message};
 use revshare_core::usage::{UsageRecord, parse_json_line};
-use revshare_server::{Config, OpenStore, auth};
+use revshare_server::{Config, OpenStore, Timeouts, auth};
 use revshare_store::{IngestMode, Model, NewStatement, Party, PgStore, Role, StatementKind, Store, batch_digest};
 use serde_json::{Value, json};
 
@@ -36,6 +36,7 @@ api_tests!(
     a_party_registers_and_rotates_its_own_keys,
     requests_over_the_rate_limit_are_429,
     shutdown_finishes_the_request_in_flight,
+    slow_clients_are_answered_and_cut_off,
     a_licensor_closes_a_month_once_and_its_host_countersigns,
     a_licensor_registers_its_agreements_and_problems_are_located,
     each_side_records_its_own_payments,
@@ -967,6 +968,69 @@ fn shutdown_finishes_the_request_in_flight(db: &dyn TestDb) {
     assert_eq!(open(db).records(&agreement_id(), october()).expect("records").len(), 6, "what was acknowledged is stored");
 }
 
+/// A client that stops sending mid-body gets 408 after the body's idle timeout (1 s in these
+/// tests), nothing stored; one that keeps trickling its body is cut off once the shutdown's grace
+/// (2 s here) is over, and the server stops; nothing of it is stored.
+fn slow_clients_are_answered_and_cut_off(db: &dyn TestDb) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let tokens = register(open(db).as_mut());
+    let body = northwind_lines();
+    let before = snapshot(open(db).as_mut());
+    run(async {
+        let Api { base, stop, done, .. } = Api::start(db, 1 << 20).await;
+        let address = base.trim_start_matches("http://").to_owned();
+        let head = format!(
+            "POST /v1/usage HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\nContent-Type: application/x-ndjson\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            tokens.northwind,
+            body.len()
+        );
+        // Half a body, then nothing.
+        let mut stalled = tokio::net::TcpStream::connect(&address).await.expect("connect");
+        stalled.write_all(head.as_bytes()).await.expect("the head");
+        stalled.write_all(&body.as_bytes()[..body.len() / 2]).await.expect("half the body");
+        let started = std::time::Instant::now();
+        let mut response = String::new();
+        tokio::time::timeout(std::time::Duration::from_secs(10), stalled.read_to_string(&mut response))
+            .await
+            .expect("answered, not left waiting")
+            .expect("the response");
+        assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+        assert!(response.contains("nothing was stored"), "{response}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "after about the idle timeout: {:?}", started.elapsed());
+
+        // A body trickled a byte at a time, never pausing long enough for the idle timeout.
+        let mut trickling = tokio::net::TcpStream::connect(&address).await.expect("connect");
+        trickling.write_all(head.as_bytes()).await.expect("the head");
+        let bytes = body.clone().into_bytes();
+        let trickle = tokio::spawn(async move {
+            for byte in bytes.iter().take(bytes.len() - 1) {
+                if trickling.write_all(std::slice::from_ref(byte)).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let stopping = std::time::Instant::now();
+        if let Some(stop) = stop {
+            let _ = stop.send(());
+        }
+        if let Some(done) = done {
+            tokio::time::timeout(std::time::Duration::from_secs(10), done)
+                .await
+                .expect("the server stops after its grace period, whatever the client does")
+                .expect("the server task")
+                .expect("served");
+        }
+        let took = stopping.elapsed();
+        assert!(took >= std::time::Duration::from_millis(1_500) && took < std::time::Duration::from_secs(6), "{took:?}");
+        trickle.abort();
+    });
+    assert_eq!(snapshot(open(db).as_mut()), before, "nothing of either is stored");
+}
+
 fn a_licensor_closes_a_month_once_and_its_host_countersigns(db: &dyn TestDb) {
     let tokens = {
         let mut store = open(db);
@@ -1440,6 +1504,7 @@ fn a_store_that_does_not_answer_is_503_and_the_process_lives() {
             max_connections: MAX_CONNECTIONS,
             max_writers: 1,
             rate_limit_per_second: 0,
+            timeouts: Timeouts::default(),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let done = tokio::spawn(revshare_server::serve(listener, config, async {

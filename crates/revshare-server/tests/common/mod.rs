@@ -8,7 +8,7 @@ use std::sync::Arc;
 use revshare_core::ids::PartyId;
 use revshare_core::note::SignerKey;
 use revshare_core::time::Instant;
-use revshare_server::{Config, OpenStore, auth};
+use revshare_server::{Config, OpenStore, Timeouts, auth};
 use revshare_store::{PgStore, Role, SqliteStore, Store};
 use revshare_testdb::PgTestDb;
 use serde_json::Value;
@@ -133,6 +133,7 @@ impl Api {
             max_connections: MAX_CONNECTIONS,
             max_writers: db.max_writers(),
             rate_limit_per_second,
+            timeouts: Timeouts { body_idle: std::time::Duration::from_secs(1), shutdown_grace: std::time::Duration::from_secs(2) },
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let done = tokio::spawn(revshare_server::serve(listener, config, async {
