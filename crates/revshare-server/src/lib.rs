@@ -123,6 +123,9 @@ pub struct Config {
 /// How long the server waits for a slow client.
 #[derive(Clone, Copy, Debug)]
 pub struct Timeouts {
+    /// The longest a request's head (its line and headers) may take to arrive; then the
+    /// connection is closed.
+    pub head: std::time::Duration,
     /// The longest pause inside a request body; then 408, nothing stored.
     pub body_idle: std::time::Duration,
     /// After the shutdown signal, how long requests in flight may still take; then they are cut
@@ -132,7 +135,11 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Timeouts {
-        Timeouts { body_idle: std::time::Duration::from_secs(15), shutdown_grace: std::time::Duration::from_secs(30) }
+        Timeouts {
+            head: std::time::Duration::from_secs(10),
+            body_idle: std::time::Duration::from_secs(15),
+            shutdown_grace: std::time::Duration::from_secs(30),
+        }
     }
 }
 
@@ -442,33 +449,43 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let grace = config.timeouts.shutdown_grace;
+    let Timeouts { head, shutdown_grace: grace, .. } = config.timeouts;
     let (router, state) = app(config);
     let passes = tokio::spawn(escalation_passes(state));
-    let signalled = Arc::new(tokio::sync::Notify::new());
-    let signal = {
-        let signalled = Arc::clone(&signalled);
-        async move {
-            shutdown.await;
-            signalled.notify_one();
-        }
-    };
-    // Each request knows its client's address: failed authentications are limited by it.
-    let served = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(signal);
-    // After the signal, requests in flight get `grace` to finish; the rest are cut off.
-    let deadline = async {
-        signalled.notified().await;
-        tokio::time::sleep(grace).await;
-    };
-    let result = tokio::select! {
-        served = served => served,
-        () = deadline => {
-            tracing::warn!(grace_secs = grace.as_secs_f64(), "requests still in flight after the shutdown grace period are cut off");
-            Ok(())
-        }
-    };
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(head);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, address) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, say: the connection is lost, the server is not.
+                    tracing::warn!(%e, "a connection could not be accepted");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Each request knows its client's address: failed authentications are limited by it.
+        let service = router.clone().layer(axum::Extension(axum::extract::ConnectInfo(address)));
+        let connection = builder
+            .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), hyper_util::service::TowerToHyperService::new(service))
+            .into_owned();
+        tokio::spawn(graceful.watch(connection));
+    }
+    // No new connections; those open finish their requests, for at most `grace`.
+    drop(listener);
     passes.abort();
-    result
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!(grace_secs = grace.as_secs_f64(), "requests still in flight after the shutdown grace period are cut off");
+        }
+    }
+    Ok(())
 }
 
 /// How often the writer logs the dispute escalations that deadlines have made due.

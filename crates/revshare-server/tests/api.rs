@@ -968,8 +968,8 @@ fn shutdown_finishes_the_request_in_flight(db: &dyn TestDb) {
     assert_eq!(open(db).records(&agreement_id(), october()).expect("records").len(), 6, "what was acknowledged is stored");
 }
 
-/// A client that stops sending mid-body gets 408 after the body's idle timeout (1 s in these
-/// tests), nothing stored; one that keeps trickling its body is cut off once the shutdown's grace
+/// A client that stops sending mid-head is let go after the head's timeout, and one that stops
+/// mid-body gets 408 after the body's idle timeout (1 s each in these tests), nothing stored; one that keeps trickling its body is cut off once the shutdown's grace
 /// (2 s here) is over, and the server stops; nothing of it is stored.
 fn slow_clients_are_answered_and_cut_off(db: &dyn TestDb) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -986,6 +986,20 @@ fn slow_clients_are_answered_and_cut_off(db: &dyn TestDb) {
             tokens.northwind,
             body.len()
         );
+        // Half a head, then nothing: the connection is closed after the head's timeout.
+        let mut headless = tokio::net::TcpStream::connect(&address).await.expect("connect");
+        headless
+            .write_all(format!("POST /v1/usage HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bea").as_bytes())
+            .await
+            .expect("half a head");
+        let started = std::time::Instant::now();
+        let mut answer = Vec::new();
+        tokio::time::timeout(std::time::Duration::from_secs(10), headless.read_to_end(&mut answer))
+            .await
+            .expect("let go, not left waiting")
+            .expect("the connection ends");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "after about the head's timeout: {:?}", started.elapsed());
+
         // Half a body, then nothing.
         let mut stalled = tokio::net::TcpStream::connect(&address).await.expect("connect");
         stalled.write_all(head.as_bytes()).await.expect("the head");

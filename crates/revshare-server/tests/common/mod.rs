@@ -133,7 +133,11 @@ impl Api {
             max_connections: MAX_CONNECTIONS,
             max_writers: db.max_writers(),
             rate_limit_per_second,
-            timeouts: Timeouts { body_idle: std::time::Duration::from_secs(1), shutdown_grace: std::time::Duration::from_secs(2) },
+            timeouts: Timeouts {
+                head: std::time::Duration::from_secs(1),
+                body_idle: std::time::Duration::from_secs(1),
+                shutdown_grace: std::time::Duration::from_secs(2),
+            },
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let done = tokio::spawn(revshare_server::serve(listener, config, async {
