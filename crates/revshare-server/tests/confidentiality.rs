@@ -5,7 +5,7 @@
 //!
 //! The world: two licensors (meridian, aurora), three hosts (nimbus with agreements with both, so
 //! one of its usage batches is mixed; stratus with meridian only; cirrus with aurora only), an
-//! auditor and an arbiter; records, a closed month, a payment, a contribution and disputes in
+//! auditor and an arbiter; records, a closed month, payments (one posted, one pending), a contribution and disputes in
 //! every state for each agreement, keys and aliases; every one of them marked with a distinctive
 //! string. Each party's entitlement is written down here, independently of the server's own
 //! checks (`auth.rs`): a host its own agreements' things, a licensor its own agreements' things,
@@ -14,7 +14,9 @@
 //! the readers of its agreements: bundles carry them, to check its countersignatures).
 //!
 //! Then every route of `/openapi.json` is called with every id of the world (and ids that do not
-//! exist) by every token and by none; every write is attempted on others' things. Each answer to
+//! exist) by every token and by none; every write is attempted on others' things; every route of
+//! every method is called with a malformed, an unknown and a revoked token (401, nothing
+//! changed). Each answer to
 //! a token is searched for every marker it must not see — ids, names, amounts, reasons,
 //! references, record fields, the bare SHA-256 of every record's and statement's canonical form
 //! (hex, base64 and raw), salts, record keys and events of log leaves — except what the request
@@ -944,6 +946,42 @@ fn no_answer_discloses_what_a_party_is_not_entitled_to(db: &dyn TestDb) {
             failures.push(format!("refused writes changed the store:\nbefore {before:?}\nafter {after:?}"));
         }
         eprintln!("{reads} reads and {writes} refused writes over {} routes, by {} callers", paths.len() + 3, CALLERS.len());
+
+        // Tokens that are no party's (malformed, unknown, revoked): every route of every method
+        // is 401 problem+json, which names nothing of the route's things, and nothing changes.
+        let revoked = api
+            .with_store(|store| {
+                let token = add_token(store, "nimbus", Role::Host, "revoked for the test");
+                store.revoke_token(&revshare_server::auth::id_of(&revshare_server::auth::hash(&token))).expect("revoked");
+                token
+            })
+            .await;
+        let strangers = [("malformed", "not a token".to_owned()), ("unknown", unknown_token()), ("revoked", revoked)];
+        let before = api.with_store(|store| snapshot(store)).await;
+        let mut denied = 0usize;
+        for (route, item) in paths.iter().filter(|(route, _)| route.starts_with("/v1/")) {
+            let path = route.split('/').map(|part| if part.starts_with('{') { "1" } else { part }).collect::<Vec<_>>().join("/");
+            for method in ["get", "post"].into_iter().filter(|m| item.get(*m).is_some()) {
+                for (kind, stranger) in &strangers {
+                    let (verb, body) =
+                        if method == "get" { (reqwest::Method::GET, Vec::new()) } else { (reqwest::Method::POST, b"{}".to_vec()) };
+                    let reply = api.send(verb, &path, Some(stranger), Some("application/json"), body).await;
+                    let text = String::from_utf8_lossy(&reply.bytes).into_owned();
+                    if reply.status != 401 || reply.content_type != "application/problem+json" {
+                        failures.push(format!("{method} {path} with a {kind} token: {} {text}", reply.status));
+                    }
+                    for leak in leaks(text.as_bytes(), &unseen(&knowledge, NONE), &path) {
+                        failures.push(format!("{method} {path} with a {kind} token shows {leak}"));
+                    }
+                    denied += 1;
+                }
+            }
+        }
+        let after = api.with_store(|store| snapshot(store)).await;
+        if before != after {
+            failures.push(format!("calls with tokens that are no party's changed the store:\nbefore {before:?}\nafter {after:?}"));
+        }
+        eprintln!("{denied} calls with malformed, unknown or revoked tokens, each 401");
 
         // No answer holds what its caller may not see, unless the caller sent it.
         for call in &calls {
