@@ -700,7 +700,8 @@ pub(crate) async fn post_key(
     Ok(Json(entry))
 }
 
-/// A fresh checkpoint of the log (a C2SP signed note), signed by the deployment key and kept.
+/// A fresh checkpoint of the log (a C2SP signed note), signed by the deployment key (not kept: a
+/// read changes nothing).
 #[utoipa::path(
     get,
     path = "/log/checkpoint",
@@ -710,7 +711,7 @@ pub(crate) async fn post_key(
     security(("bearer" = []))
 )]
 pub(crate) async fn checkpoint(State(state): State<AppState>) -> Result<Response, Problem> {
-    let (_, _, note) = state.run(|store, shared| Ok(receipts::checkpoint(store, shared.key(), shared.now())?)).await?;
+    let (_, _, note) = state.run(|store, shared| Ok(receipts::sign_checkpoint(store, shared.key(), shared.now())?)).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response())
 }
 

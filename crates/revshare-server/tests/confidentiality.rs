@@ -44,7 +44,7 @@ use serde_json::{Value, json};
 mod common;
 use common::*;
 
-api_tests!(no_answer_discloses_what_a_party_is_not_entitled_to);
+api_tests!(no_answer_discloses_what_a_party_is_not_entitled_to, random_calls_never_leak_and_reads_never_write);
 
 // ---------------------------------------------------------------------------------------------
 // The world
@@ -1074,4 +1074,96 @@ fn no_answer_discloses_what_a_party_is_not_entitled_to(db: &dyn TestDb) {
 /// A parameter's name as `'static`, for [`Call::hidden`].
 fn names(name: &str) -> &'static str {
     ["agreement", "party", "id", "leaf"].into_iter().find(|n| *n == name).unwrap_or("value")
+}
+
+// ---------------------------------------------------------------------------------------------
+// A property: random sequences of calls
+
+/// One call of a random sequence.
+#[derive(Clone, Debug)]
+enum Action {
+    /// A caller reads one of the GET requests.
+    Read { caller: usize, request: usize },
+    /// An agreement's host reports one more record of its own.
+    Ingest { agreement: usize },
+    /// An agreement's host records a payment (pending until the licensor confirms it).
+    Pay { agreement: usize },
+}
+
+/// Any sequence of calls by any callers — reads of every route with every id, among writes of
+/// the parties' own (usage, payments) — never shows a caller a marker it may not see, and no read
+/// changes the store. The sequences are drawn by proptest; a failure prints the sequence.
+fn random_calls_never_leak_and_reads_never_write(db: &dyn TestDb) {
+    use proptest::strategy::{Strategy, ValueTree};
+    let (tokens, knowledge) = {
+        let mut store = open(db);
+        let tokens = build(store.as_mut());
+        let knowledge = learn(store.as_mut());
+        (tokens, knowledge)
+    };
+    let token = |caller: &str| tokens.get(caller).map(String::as_str);
+    run(async {
+        let api = Api::start(db, 1 << 20).await;
+        let document = api.get("/openapi.json", None).await.json();
+        let log_size = api.with_store(|store| store.log_size().expect("size")).await;
+        let mut gets: Vec<String> = Vec::new();
+        for item in document["paths"].as_object().expect("paths").iter().filter_map(|(route, item)| item.get("get").map(|g| (route, g))) {
+            let (route, get) = item;
+            let parameters = get["parameters"].as_array().cloned().unwrap_or_default();
+            gets.extend(requests(route, &parameters, log_size).into_iter().map(|(path, _)| path));
+        }
+        let action = proptest::prop_oneof![
+            6 => (0..CALLERS.len(), 0..gets.len()).prop_map(|(caller, request)| Action::Read { caller, request }),
+            1 => (0..AGREEMENTS.len()).prop_map(|agreement| Action::Ingest { agreement }),
+            1 => (0..AGREEMENTS.len()).prop_map(|agreement| Action::Pay { agreement }),
+        ];
+        let sequences = proptest::collection::vec(action, 10..30);
+        let mut runner = proptest::test_runner::TestRunner::default();
+        let mut written = 0usize;
+        for _ in 0..6 {
+            let sequence = sequences.new_tree(&mut runner).expect("a sequence").current();
+            for (step, action) in sequence.iter().enumerate() {
+                let at = || format!("step {step} of {sequence:?}");
+                match *action {
+                    Action::Read { caller, request } => {
+                        let caller = CALLERS[caller];
+                        let path = &gets[request];
+                        let before = api.with_store(|store| snapshot(store)).await;
+                        let reply = api.get(path, token(caller)).await;
+                        let mut after = api.with_store(|store| snapshot(store)).await;
+                        if path.ends_with("/bundle") {
+                            // A bundle keeps the checkpoint it is exported under, so that the
+                            // agreement's later bundles prove consistency from it (DECISIONS).
+                            after.checkpoints = before.checkpoints;
+                        }
+                        assert_eq!(before, after, "GET {path} by {caller} changed the store ({})", at());
+                        let mut answer = Vec::new();
+                        for (name, value) in &reply.headers {
+                            answer.extend_from_slice(format!("{name}: ").as_bytes());
+                            answer.extend_from_slice(value);
+                            answer.push(b'\n');
+                        }
+                        answer.extend_from_slice(&reply.bytes);
+                        let leaked = leaks(&answer, &unseen(&knowledge, caller), path);
+                        assert!(leaked.is_empty(), "GET {path} by {caller} shows {leaked:?} ({})", at());
+                    }
+                    Action::Ingest { agreement } => {
+                        written += 1;
+                        let host = AGREEMENTS[agreement].2;
+                        let line = record_line(agreement, 1).replace("\"id\":\"rec-", &format!("\"id\":\"prop{written}-rec-"));
+                        let reply = api.post_usage(token(host).expect("a host's token"), "application/x-ndjson", &line).await;
+                        assert_eq!(reply.status, 200, "{} ({})", String::from_utf8_lossy(&reply.bytes), at());
+                    }
+                    Action::Pay { agreement } => {
+                        written += 1;
+                        let (id, _, host, _) = AGREEMENTS[agreement];
+                        let body = json!({"agreement": id, "amount": "1.00", "reference": format!("prop-pay-{written}"), "from": "host"});
+                        let reply = api.post_json("/v1/payments", token(host).expect("a host's token"), &body).await;
+                        assert_eq!(reply.status, 200, "{} ({})", String::from_utf8_lossy(&reply.bytes), at());
+                    }
+                }
+            }
+        }
+        api.stop().await;
+    });
 }

@@ -12,13 +12,22 @@ use serde_json::{Value, json};
 use crate::{LoggedBatch, Store, StoreError};
 
 /// Signs and keeps a checkpoint of the log as it is now: (size, root, signed note). The note's
-/// one extension line is `time <now>`.
+/// one extension line is `time <now>`. Kept, so that later bundles can carry consistency proofs
+/// from it: what a receipt, a close or a bundle hands out.
 pub fn checkpoint<S: Store + ?Sized>(store: &mut S, key: &SignerKey, now: Instant) -> Result<(u64, Hash, String), StoreError> {
+    let (size, root, note) = sign_checkpoint(store, key, now)?;
+    store.add_checkpoint(size, &note)?;
+    Ok((size, root, note))
+}
+
+/// [`checkpoint`] signed and not kept: what a read hands out (`GET /v1/log/checkpoint`, a proof's
+/// fresh checkpoint), which must change nothing. A party that keeps one fetches a consistency
+/// proof from it when it needs one.
+pub fn sign_checkpoint<S: Store + ?Sized>(store: &mut S, key: &SignerKey, now: Instant) -> Result<(u64, Hash, String), StoreError> {
     let size = store.log_size()?;
     let root = store.log_root(size)?;
     let body = Checkpoint { origin: key.name().to_owned(), size, root, extensions: vec![format!("time {now}")] }.body();
     let note = sign_note(&body, &[key]).map_err(|e| StoreError::Log(format!("the checkpoint cannot be signed: {e}")))?;
-    store.add_checkpoint(size, &note)?;
     Ok((size, root, note))
 }
 
@@ -128,7 +137,7 @@ fn proof_size<S: Store + ?Sized>(
         Some(size) if size > current => Err(ProofError::Range(format!("the log has {current} leaves; there is no tree of {size}"))),
         Some(size) => Ok((size, None)),
         None => {
-            let (size, _, note) = checkpoint(store, key, now)?;
+            let (size, _, note) = sign_checkpoint(store, key, now)?;
             Ok((size, Some(note)))
         }
     }
