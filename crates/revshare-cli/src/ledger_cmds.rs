@@ -103,14 +103,10 @@ pub fn balances(args: &StoreArgs, currency: Option<&str>) -> Result<(), Failure>
     if !pending.is_empty() {
         let mut waiting = table(&["currency", "agreement", "from", "reference", "amount"]);
         for payment in &pending {
-            let from = match payment.from {
-                payments::Payer::Host => "host",
-                payments::Payer::Licensor => "licensor",
-            };
             let row = [
                 &payment.currency.to_string(),
                 payment.agreement_id.as_str(),
-                from,
+                payment.from.as_str(),
                 &payment.reference,
                 &payment.currency.format(payment.amount_minor),
             ];

@@ -549,7 +549,7 @@ pub(crate) async fn balances(State(state): State<AppState>, Extension(caller): E
                     pending.push(PendingPaymentView {
                         agreement: payment.agreement_id.to_string(),
                         reference: payment.reference,
-                        from: payer_name(payment.from).to_owned(),
+                        from: payment.from.as_str().to_owned(),
                         amount: payment.currency.format(payment.amount_minor),
                         currency: payment.currency.to_string(),
                     });
@@ -844,13 +844,6 @@ pub struct ConfirmationBody {
     /// The reference the payer recorded it under.
     #[schema(example = "wire-2026-11-04")]
     pub reference: String,
-}
-
-fn payer_name(payer: payments::Payer) -> &'static str {
-    match payer {
-        payments::Payer::Host => "host",
-        payments::Payer::Licensor => "licensor",
-    }
 }
 
 /// Countersigns the latest statement of an agreement's month with the host's registered key, as

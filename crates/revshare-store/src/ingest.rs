@@ -120,6 +120,9 @@ pub struct LoggedBatch {
     pub digest: String,
     /// Its distinct records.
     pub records: u64,
+    /// Its record-salt key ([`revshare_core::transparency::record_salt`]): the sender's, for its
+    /// receipt.
+    pub record_key: [u8; RECORD_KEY_BYTES],
 }
 
 /// What a stored batch leaves for its group: the changes to rollups and usage sets, written once
@@ -601,5 +604,5 @@ fn log_batch(
         return Err(StoreError::Log(format!("the batch's leaf is {appended}, not {leaf}: another writer appended in between")));
     }
     log::store_batch(sql, leaf, &digest, &commitments, &key)?;
-    Ok(Some(LoggedBatch { leaf, digest, records }))
+    Ok(Some(LoggedBatch { leaf, digest, records, record_key: key }))
 }

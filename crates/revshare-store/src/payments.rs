@@ -27,7 +27,8 @@ pub enum Payer {
 }
 
 impl Payer {
-    fn as_str(self) -> &'static str {
+    /// `host` or `licensor`, as stored and shown.
+    pub fn as_str(self) -> &'static str {
         match self {
             Payer::Host => "host",
             Payer::Licensor => "licensor",

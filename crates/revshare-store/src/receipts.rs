@@ -56,10 +56,9 @@ pub fn receipt_under<S: Store + ?Sized>(
     let size = *size;
     let leaf = store.log_leaf(batch.leaf)?;
     let proof = store.inclusion_proof(batch.leaf, size)?;
-    let record_key = b64(&store.usage_batch(batch.leaf)?.record_key);
     let mut receipt = json!({
         "type": "receipt",
-        "batch": { "digest": batch.digest, "records": batch.records, "record_key": record_key },
+        "batch": { "digest": batch.digest, "records": batch.records, "record_key": b64(&batch.record_key) },
         "leaf": { "index": batch.leaf, "event": String::from_utf8_lossy(&leaf.event), "salt": b64(&leaf.salt) },
         "tree_size": size,
         "inclusion_proof": hashes(&proof),
