@@ -96,10 +96,9 @@ pub(crate) fn may_read_party(store: &mut dyn Store, caller: &Caller, party: &Par
 /// everyone's, a party's key is its own; a usage batch is theirs who may read an agreement
 /// between a host and a licensor it stored records for (its event names no one: its digest is
 /// over salted commitments, so a licensor of part of a mixed batch learns nothing of the rest);
-/// an agreement's
-/// events (its versions, statements, contributions, dispute transitions, journal entries) are
-/// theirs who may read the agreement ([`may_read`]). Anything else, or a leaf that does not read
-/// as one of these, is no one's.
+/// an agreement's events (its versions, statements, contributions, dispute transitions, journal
+/// entries) are theirs who may read the agreement ([`may_read`]). Anything else, or a leaf that
+/// does not read as one of these, is no one's.
 pub(crate) fn may_read_leaf(store: &mut dyn Store, caller: &Caller, index: u64, event: &[u8]) -> Result<bool, Problem> {
     let Some((kind, value)) = read_event(event) else { return Ok(false) };
     let text = |key: &str| value.get(key).and_then(Value::as_str);

@@ -122,7 +122,7 @@ pub(crate) fn rotate(sql: &mut impl Sql, party: Option<&str>, key: &VerifierKey,
             endorsement.key
         )));
     }
-    if first(sql, "SELECT leaf FROM signing_keys WHERE key = $1", &[Param::Text(&text)], |row| row.int(0))?.is_some() {
+    if registered(sql, party, &text)?.is_some() {
         return Err(StoreError::Signature(format!("key {text} is already registered; a rotation brings a new key")));
     }
     append(sql, party, key, KeyOrigin::Rotation(endorsement))
