@@ -8,8 +8,10 @@
 //!   plain decimal with no more places than the currency's minor unit: what was paid is recorded
 //!   exactly, never rounded. Paying more than is owed is recorded as it happened; the licensor
 //!   then owes the excess.
-//! - The reference is the caller's (a bank transfer id, say) and is posted once in the whole
-//!   journal, so recording the same payment twice is refused rather than counted twice.
+//! - The reference is the caller's (a bank transfer id, say) and is posted once per agreement
+//!   (under `payment:<agreement>:<reference>`, `payments::journal_reference`), so recording the
+//!   same payment twice is refused rather than counted twice, and no agreement's references
+//!   collide with another's.
 //! - `payment reverse` undoes a recorded payment with a new entry under a new reference; the
 //!   payment stays in the journal. Only payments are reversed here: a statement is final, and
 //!   corrected by a restatement carried into the next month's statement.
@@ -75,10 +77,25 @@ pub fn confirm_payment(args: &StoreArgs, agreement: &str, reference: &str) -> Re
 pub fn reverse_payment(args: &StoreArgs, reference: &str, new_reference: &str) -> Result<(), Failure> {
     let mut store = open(args, false)?;
     let journal = store.journal()?;
-    let Some(payment) = journal.iter().find(|e| e.reference() == reference) else {
-        return Err(Failure::Invalid(format!(
-            "error: the journal has no entry `{reference}`; give the reference the payment was recorded with\n"
-        )));
+    // The journal reference, or the payer's own when only one agreement has a payment under it.
+    let exact = journal.iter().find(|e| e.reference() == reference);
+    let own: Vec<&JournalEntry> =
+        journal.iter().filter(|e| e.kind() == &EntryKind::Payment && payments::own_reference(e.reference()) == reference).collect();
+    let payment = match (exact, own.as_slice()) {
+        (Some(entry), _) => entry,
+        (None, [entry]) => *entry,
+        (None, []) => {
+            return Err(Failure::Invalid(format!(
+                "error: the journal has no entry `{reference}`; give the reference the payment was recorded with\n"
+            )));
+        }
+        (None, several) => {
+            let names: Vec<&str> = several.iter().map(|e| e.reference()).collect();
+            return Err(Failure::Invalid(format!(
+                "error: payments of several agreements have the reference `{reference}`; give one of {}\n",
+                names.join(", ")
+            )));
+        }
     };
     if payment.kind() != &EntryKind::Payment {
         return Err(Failure::Invalid(format!(

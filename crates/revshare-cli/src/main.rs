@@ -129,6 +129,9 @@ enum Command {
     /// Bearer tokens for the HTTP API.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Auditors' grants: which auditor may read which agreement (SPEC §9); each is logged.
+    #[command(subcommand)]
+    Grant(GrantCommand),
     /// Serve the authenticated HTTP API over the store until ctrl-c or SIGTERM.
     Serve {
         /// The address to listen on (port 0: any free port; the address is printed).
@@ -152,16 +155,42 @@ enum Command {
 
 #[derive(Subcommand)]
 enum TokenCommand {
-    /// Create a token acting for a party in its registered role; it is printed once, and only
-    /// its SHA-256 is stored.
+    /// Create a token acting for a party in its registered role, or for the operator
+    /// (`--operator`: it registers parties, tokens and grants over HTTP); it is printed once, and
+    /// only its SHA-256 is stored.
     Create {
-        #[arg(long)]
-        party: String,
-        #[arg(long)]
-        role: String,
+        #[arg(long, required_unless_present = "operator")]
+        party: Option<String>,
+        #[arg(long, required_unless_present = "operator")]
+        role: Option<String>,
+        #[arg(long, conflicts_with_all = ["party", "role"])]
+        operator: bool,
     },
     /// Revoke a token for good, by the id `token create` printed.
     Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum GrantCommand {
+    /// Grant an auditor reading an agreement (every version); logged, visible to both parties.
+    Add {
+        #[arg(long)]
+        auditor: String,
+        #[arg(long)]
+        agreement: String,
+    },
+    /// Revoke an auditor's grant on an agreement; logged.
+    Revoke {
+        #[arg(long)]
+        auditor: String,
+        #[arg(long)]
+        agreement: String,
+    },
+    /// List grants, in force and revoked.
+    List {
+        #[arg(long)]
+        agreement: Option<String>,
+    },
 }
 
 /// What every dispute transition says.
@@ -585,8 +614,13 @@ fn main() -> ExitCode {
         }
         Command::Dispute(command) => dispute(&cli.store, command),
         Command::Balances { currency } => ledger_cmds::balances(&cli.store, currency.as_deref()),
-        Command::Token(TokenCommand::Create { party, role }) => server_cmds::create_token(&cli.store, &party, &role),
+        Command::Token(TokenCommand::Create { party, role, operator }) => {
+            server_cmds::create_token(&cli.store, party.as_deref(), role.as_deref(), operator)
+        }
         Command::Token(TokenCommand::Revoke { id }) => server_cmds::revoke_token(&cli.store, &id),
+        Command::Grant(GrantCommand::Add { auditor, agreement }) => server_cmds::grant(&cli.store, &auditor, &agreement, true),
+        Command::Grant(GrantCommand::Revoke { auditor, agreement }) => server_cmds::grant(&cli.store, &auditor, &agreement, false),
+        Command::Grant(GrantCommand::List { agreement }) => server_cmds::list_grants(&cli.store, agreement.as_deref()),
         Command::Serve { listen, max_body, max_connections, rate_limit, log_json } => {
             let options = server_cmds::ServeOptions {
                 listen,

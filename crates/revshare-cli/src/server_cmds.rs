@@ -1,4 +1,4 @@
-//! The API's commands: `token create`, `token revoke` and `serve`.
+//! The API's commands: `token create`, `token revoke`, `grant` and `serve`.
 //!
 //! A token is made here from the operating system's random source and printed once, to standard
 //! output alone (so a script can capture it); the store keeps only its SHA-256. Its format, hash
@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use revshare_core::ids::PartyId;
+use revshare_core::ids::{AgreementId, PartyId};
 use revshare_server::auth;
 use revshare_store::{PgStore, RecordIndex, Role, SqliteStore, Store};
 
@@ -19,19 +19,26 @@ use crate::Failure;
 use crate::log_cmds::{deployment_key, now};
 use crate::store_cmds::{STORE_FILE, StoreArgs, open, parse};
 
-/// `revshare token create`: prints a new token once; stores its hash.
-pub fn create_token(args: &StoreArgs, party: &str, role: &str) -> Result<(), Failure> {
-    let party_id = parse(PartyId::parse(party))?;
-    let role = Role::parse(role)?;
-    let mut random = [0u8; 32];
-    getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("the operating system's random source failed: {e}"))?;
-    let token = auth::encode(&random);
-    let hash = auth::hash(&token);
-    let id = auth::id_of(&hash);
+/// `revshare token create`: prints a new token once; stores its hash. `--operator` makes one that
+/// acts as the deployment's operator (SPEC §1), who is no party.
+pub fn create_token(args: &StoreArgs, party: Option<&str>, role: Option<&str>, operator: bool) -> Result<(), Failure> {
+    let (party_id, role) = match (party, role, operator) {
+        (None, None, true) => (parse(PartyId::parse(revshare_store::OPERATOR))?, Role::Operator),
+        (Some(party), Some(role), false) => match Role::parse(role)? {
+            Role::Operator => return Err(revshare_store::StoreError::OperatorIsNoParty.into()),
+            role => (parse(PartyId::parse(party))?, role),
+        },
+        _ => {
+            return Err(Failure::Invalid(
+                "error: give --party and --role for a party's token, or --operator alone for the operator's\n".to_owned(),
+            ));
+        }
+    };
+    let (token, hash, id) = auth::new_token().map_err(|e| anyhow::anyhow!(e))?;
     open(args, false)?.add_token(&id, &party_id, role, &hash)?;
     println!("{token}");
     eprintln!(
-        "token {id} for {party} ({role}) created; it is shown only this once — keep it secret, revoke it with `revshare token revoke {id}`"
+        "token {id} for {party_id} ({role}) created; it is shown only this once — keep it secret, revoke it with `revshare token revoke {id}`"
     );
     Ok(())
 }
@@ -40,6 +47,41 @@ pub fn create_token(args: &StoreArgs, party: &str, role: &str) -> Result<(), Fai
 pub fn revoke_token(args: &StoreArgs, id: &str) -> Result<(), Failure> {
     let token = open(args, false)?.revoke_token(id)?;
     println!("token {} of {} ({}) revoked", token.id, token.party, token.role);
+    Ok(())
+}
+
+/// `revshare grant add` (`give`) and `grant revoke`: the operator's grants, each logged.
+pub fn grant(args: &StoreArgs, auditor: &str, agreement: &str, give: bool) -> Result<(), Failure> {
+    let auditor = parse(PartyId::parse(auditor))?;
+    let agreement = parse(AgreementId::parse(agreement))?;
+    let mut store = open(args, false)?;
+    if give {
+        let grant = store.grant(&auditor, &agreement)?;
+        println!("auditor {} may read agreement {} (log leaf {})", grant.auditor, grant.agreement, grant.granted_leaf);
+    } else {
+        let grant = store.revoke_grant(&auditor, &agreement)?;
+        let leaf = grant.revoked_leaf.map(|l| format!(" (log leaf {l})")).unwrap_or_default();
+        println!("auditor {} may no longer read agreement {}{leaf}", grant.auditor, grant.agreement);
+    }
+    Ok(())
+}
+
+/// `revshare grant list`.
+pub fn list_grants(args: &StoreArgs, agreement: Option<&str>) -> Result<(), Failure> {
+    let agreement = agreement.map(AgreementId::parse).transpose().map_err(|e| Failure::Invalid(format!("error: {e}\n")))?;
+    let grants = open(args, false)?.grants(agreement.as_ref(), None)?;
+    let mut table = comfy_table::Table::new();
+    table.load_style(comfy_table::presets::UTF8_FULL_CONDENSED);
+    table.set_header(["auditor", "agreement", "granted (leaf)", "revoked (leaf)"]);
+    for g in &grants {
+        table.add_row(vec![
+            g.auditor.to_string(),
+            g.agreement.to_string(),
+            g.granted_leaf.to_string(),
+            g.revoked_leaf.map(|l| l.to_string()).unwrap_or_default(),
+        ]);
+    }
+    println!("{table}");
     Ok(())
 }
 

@@ -71,6 +71,18 @@ impl TestStore {
     /// The SPEC's worked example: meridian, its hosts and models, the agreement with northwind,
     /// and the example usage ingested.
     fn register_worked_example(&self) {
+        self.register_agreement_example(&examples().join("agreement.toml").display().to_string());
+    }
+
+    /// The worked example, its agreement naming `arbiter` the arbiter of its disputes.
+    fn register_worked_example_naming(&self, arbiter: &str) {
+        let text = std::fs::read_to_string(examples().join("agreement.toml")).expect("the example agreement");
+        let named = text.replacen("dispute_window_days = 30\n", &format!("dispute_window_days = 30\narbiters = [\"{arbiter}\"]\n"), 1);
+        std::fs::write(self.path("agreement.toml"), named).expect("the agreement is written");
+        self.register_agreement_example(&self.path("agreement.toml"));
+    }
+
+    fn register_agreement_example(&self, agreement: &str) {
         self.ok(&["init"]);
         self.ok(&["party", "add", "meridian", "--name", "Meridian", "--role", "licensor"]);
         for host in ["northwind", "southwind"] {
@@ -79,7 +91,7 @@ impl TestStore {
         for model in ["m-8b", "m-70b"] {
             self.ok(&["model", "add", model, "--owner", "meridian"]);
         }
-        self.ok(&["agreement", "add", &examples().join("agreement.toml").display().to_string()]);
+        self.ok(&["agreement", "add", agreement]);
         let ingested = self.ok(&["ingest", &examples().join("usage.jsonl").display().to_string()]);
         assert!(ingested.contains("accepted 8, duplicates 1, conflicts 0, refused 0"), "{ingested}");
     }
@@ -921,7 +933,7 @@ fn log_proofs_printed_by_the_cli_verify() {
 #[test]
 fn disputes_are_answered_decided_and_carried_into_the_next_statement() {
     let store = TestStore::sqlite();
-    store.register_worked_example();
+    store.register_worked_example_naming("judge");
     store.ok(&["party", "add", "judge", "--name", "Arbitration Ltd", "--role", "arbiter"]);
     store.ok(&["party", "add", "audit", "--name", "Audit LLP", "--role", "auditor"]);
     store.ok(&["close", "--agreement", "meridian-northwind", "--period", "2026-10"]);

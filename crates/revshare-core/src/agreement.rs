@@ -43,6 +43,9 @@ pub struct Agreement {
     /// when the file does not say, which means [`DEFAULT_DISPUTE_RESPONSE_DAYS`].
     pub(crate) dispute_response_days: Option<u32>,
     pub(crate) mau_threshold: Option<u64>,
+    /// The arbiters who decide this agreement's escalated disputes (SPEC §9); empty when the
+    /// file names none (both parties then accept one per dispute).
+    pub(crate) arbiters: Vec<PartyId>,
     pub(crate) pricing: Pricing,
     pub(crate) exclusivity: Vec<Exclusivity>,
     pub(crate) contributions: Option<ContributionTerms>,
@@ -140,6 +143,11 @@ impl Agreement {
     pub fn models(&self) -> &[ModelId] {
         &self.models
     }
+
+    /// The arbiters the agreement names (`arbiters`), in the order written.
+    pub fn arbiters(&self) -> &[PartyId] {
+        &self.arbiters
+    }
     pub fn effective_from(&self) -> Instant {
         self.effective_from
     }
@@ -226,6 +234,9 @@ impl Agreement {
             })),
         });
         // Only when written: an agreement that does not say keeps the digest it always had.
+        if let (false, Some(map)) = (self.arbiters.is_empty(), form.as_object_mut()) {
+            map.insert("arbiters".to_owned(), self.arbiters.iter().map(|a| Value::String(a.as_str().to_owned())).collect());
+        }
         if let (Some(days), Some(map)) = (self.dispute_response_days, form.as_object_mut()) {
             map.insert("dispute_response_days".to_owned(), Value::from(days));
         }
@@ -526,7 +537,11 @@ impl Walk {
                 v.span(),
                 format!("`{key}` is empty"),
                 "empty list",
-                Some(format!("list at least one, or leave `{key}` out to mean all")),
+                Some(if key == "arbiters" {
+                    "name at least one, or leave `arbiters` out and accept an arbiter per dispute".to_owned()
+                } else {
+                    format!("list at least one, or leave `{key}` out to mean all")
+                }),
             );
             return None;
         }
@@ -548,6 +563,7 @@ impl Walk {
             "dispute_window_days",
             "dispute_response_days",
             "mau_threshold",
+            "arbiters",
             "pricing",
             "exclusivity",
             "contributions",
@@ -658,6 +674,10 @@ impl Walk {
             }
         });
         let mau_threshold = self.integer(table, "mau_threshold", "700000000").map(|(m, _)| m);
+        let arbiters = match Self::get(table, "arbiters") {
+            Some(_) => self.id_list(table, "arbiters", PartyId::parse, "[\"arbitration-house\"]").map(|(a, _)| a),
+            None => Some(Vec::new()),
+        };
 
         let pricing = match Self::get(table, "pricing") {
             Some((_, v)) => match v.get_ref() {
@@ -712,6 +732,7 @@ impl Walk {
             dispute_window_days: dispute_window_days?,
             dispute_response_days,
             mau_threshold,
+            arbiters: arbiters?,
             pricing: pricing?,
             exclusivity: exclusivity?,
             contributions: if contributions_ok { contributions } else { None },

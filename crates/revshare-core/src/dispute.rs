@@ -199,6 +199,8 @@ pub struct Terms {
     pub currency: Currency,
     pub window_days: u32,
     pub response_days: u32,
+    /// Who decides an escalated dispute: the arbiters the agreement names.
+    pub arbiters: Vec<PartyId>,
 }
 
 impl Terms {
@@ -209,7 +211,13 @@ impl Terms {
             currency: agreement.currency(),
             window_days: agreement.dispute_window_days(),
             response_days: agreement.dispute_response_days(),
+            arbiters: agreement.arbiters().to_vec(),
         }
+    }
+
+    /// Whether `party` is one of the arbiters who decide this agreement's escalated disputes.
+    pub fn is_arbiter(&self, party: &str) -> bool {
+        self.arbiters.iter().any(|a| a.as_str() == party)
     }
 
     fn party(&self, role: ActorRole) -> Option<&PartyId> {
@@ -429,13 +437,19 @@ impl Dispute {
             (State::Rejected, _) => {
                 (&[ActorRole::Licensor, ActorRole::Host], "only the licensor or the host escalates a rejected dispute".to_owned())
             }
-            (State::Escalated | State::Accepted | State::Decided, _) => {
-                (&[ActorRole::Arbiter], "only an arbiter decides an escalated dispute".to_owned())
-            }
+            (State::Escalated | State::Accepted | State::Decided, _) => (
+                &[ActorRole::Arbiter],
+                if terms.arbiters.is_empty() {
+                    "only an arbiter the agreement names decides an escalated dispute, and it names none".to_owned()
+                } else {
+                    let names: Vec<&str> = terms.arbiters.iter().map(PartyId::as_str).collect();
+                    format!("only an arbiter the agreement names ({}) decides an escalated dispute", names.join(", "))
+                },
+            ),
         };
         let party_ok = match t.actor.role {
             ActorRole::Licensor | ActorRole::Host => terms.party(t.actor.role).is_some_and(|p| p.as_str() == t.actor.party),
-            ActorRole::Arbiter => true,
+            ActorRole::Arbiter => terms.is_arbiter(&t.actor.party),
             ActorRole::Deployment => self.due(terms, t.at).as_ref() == Some(t),
         };
         if !may.contains(&t.actor.role) || !party_ok {
@@ -598,6 +612,7 @@ mod tests {
             currency: Currency::parse("USD").unwrap_or_else(|_| unreachable!()),
             window_days: 30,
             response_days: 14,
+            arbiters: vec![PartyId::parse("arb").unwrap_or_else(|_| unreachable!())],
         }
     }
 
@@ -696,6 +711,11 @@ mod tests {
         let too_much = d.check(&t, &step(State::Decided, "arb", ActorRole::Arbiter, 5, Some(1_001)));
         assert_eq!(too_much.map_err(|e| e.to_string()), Err("`amount` is 10.01; decide an amount from 0 to the 10.00 claimed".to_owned()));
         assert!(d.check(&t, &step(State::Decided, "lic", ActorRole::Licensor, 5, Some(10))).is_err());
+        // An arbiter the agreement does not name decides nothing; nor does anyone when it names none.
+        let stranger = d.check(&t, &step(State::Decided, "arb-2", ActorRole::Arbiter, 5, Some(10))).map_err(|e| e.to_string());
+        assert!(stranger.is_err_and(|e| e.ends_with("only an arbiter the agreement names (arb) decides an escalated dispute")));
+        let unnamed = Terms { arbiters: Vec::new(), ..t.clone() };
+        assert!(d.check(&unnamed, &step(State::Decided, "arb", ActorRole::Arbiter, 5, Some(10))).is_err());
         d.history.push(step(State::Decided, "arb", ActorRole::Arbiter, 5, Some(0)));
         assert_eq!(d.resolution(), None, "decided at zero: no adjustment");
         let after = d.check(&t, &step(State::Escalated, "lic", ActorRole::Licensor, 6, None)).map_err(|e| e.to_string());

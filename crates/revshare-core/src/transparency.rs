@@ -207,6 +207,12 @@ pub fn journal_event(reference: &str, kind: &str, agreement: &str, postings_dige
     }))
 }
 
+/// An auditor's grant to read an agreement (SPEC §9), or its revocation (`action` `grant` or
+/// `revoke`): logged so that both parties of the agreement can see who may read it.
+pub fn grant_event(agreement: &str, auditor: &str, action: &str) -> Result<Vec<u8>, CanonicalError> {
+    canonical::to_canonical(&json!({ "type": "grant", "agreement": agreement, "auditor": auditor, "action": action }))
+}
+
 /// What the key being replaced signs when a key is rotated: whose key (empty for the
 /// deployment's) and the new key's text. A rotation leaf carries this signature, so a verifier
 /// who trusts the old key can follow the chain to the new one, and no one without the old private

@@ -50,7 +50,7 @@ fn unknown_key_at_the_top_level() {
         &[("version = 1\n", "version = 1\nowner = \"meridian\"\n")],
         "agreement.toml:5:1: unknown key `owner` in the agreement
   help: the keys allowed here are: id, version, licensor, host, currency, effective_from, effective_to, models, minimum, cap, \
-dispute_window_days, dispute_response_days, mau_threshold, pricing, exclusivity, contributions
+dispute_window_days, dispute_response_days, mau_threshold, arbiters, pricing, exclusivity, contributions
 ",
     );
 }
@@ -70,6 +70,28 @@ fn a_response_time_is_at_least_a_day_and_only_changes_the_digest_when_written() 
     assert_eq!(written.dispute_response_days(), 14);
     assert_ne!(written.digest(), example.digest(), "saying it is part of what the agreement says");
     assert!(!example.to_canonical_json().to_string().contains("dispute_response_days"), "an agreement that does not say keeps its digest");
+}
+
+#[test]
+fn arbiters_are_party_ids_and_only_change_the_digest_when_named() {
+    check(
+        &[("dispute_window_days = 30\n", "dispute_window_days = 30\narbiters = [\"Arbitration House\"]\n")],
+        "agreement.toml:13:13: `Arbitration House` is not a valid party id: use 1-63 of a-z 0-9 _ - starting with a letter or digit
+",
+    );
+    check(
+        &[("dispute_window_days = 30\n", "dispute_window_days = 30\narbiters = []\n")],
+        "agreement.toml:13:12: `arbiters` is empty
+  help: name at least one, or leave `arbiters` out and accept an arbiter per dispute
+",
+    );
+    let parsed = |text: &str| parse_agreement(FILE, text).map_err(|e| e.render_plain()).unwrap_or_else(|e| panic!("{e}"));
+    let example = parsed(EXAMPLE);
+    assert!(example.arbiters().is_empty());
+    let named = parsed(&edited(&[("dispute_window_days = 30\n", "dispute_window_days = 30\narbiters = [\"arbitration-house\"]\n")]));
+    assert_eq!(named.arbiters().iter().map(|a| a.as_str()).collect::<Vec<_>>(), ["arbitration-house"]);
+    assert_ne!(named.digest(), example.digest(), "naming arbiters is part of what the agreement says");
+    assert!(!example.to_canonical_json().to_string().contains("arbiters"), "an agreement that names none keeps its digest");
 }
 
 #[test]
@@ -277,7 +299,7 @@ fn three_problems_are_reported_at_once_in_file_order() {
             ("dispute_window_days = 30", "dispute_window_days = 30\ndispute_window = 30"),
         ],
         r#"agreement.toml:13:1: unknown key `dispute_window` in the agreement
-  help: the keys allowed here are: id, version, licensor, host, currency, effective_from, effective_to, models, minimum, cap, dispute_window_days, dispute_response_days, mau_threshold, pricing, exclusivity, contributions
+  help: the keys allowed here are: id, version, licensor, host, currency, effective_from, effective_to, models, minimum, cap, dispute_window_days, dispute_response_days, mau_threshold, arbiters, pricing, exclusivity, contributions
 agreement.toml:23:39: `0.15` is a TOML float; binary floats are never used for money or rates
   help: write it as a string: "0.15"
 agreement.toml:33:6: `to` (2026-01-01T00:00:00Z) is not after `from` (2026-10-15T00:00:00Z)

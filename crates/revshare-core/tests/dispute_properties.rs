@@ -19,6 +19,7 @@ fn terms(response_days: u32) -> Terms {
         currency: Currency::parse("EUR").expect("EUR"),
         window_days: 30,
         response_days,
+        arbiters: vec![PartyId::parse("judge").expect("id")],
     }
 }
 

@@ -9,9 +9,11 @@
 //! digits), so it can be printed, logged and revoked without the token itself.
 //!
 //! What a caller may see is [`may_read`]: a host its own agreements, a licensor its own, an
-//! auditor and an arbiter every one; a log leaf's content is [`may_read_leaf`]. Only a host
-//! writes usage, and only its own; the other writes (agreements, closes, countersignatures,
-//! payments) are checked by their handlers.
+//! auditor the ones the operator granted it (read when its token is, so a request sees one set
+//! of grants), an arbiter and the operator none (an arbiter reads the disputes escalated to it:
+//! `disputes.rs`); a log leaf's content is [`may_read_leaf`]. Only a host writes usage, and only
+//! its own; the other writes (agreements, closes, countersignatures, payments, the operator's
+//! registrations and grants) are checked by their handlers.
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
@@ -37,6 +39,17 @@ pub fn encode(random: &[u8; 32]) -> String {
     format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(random))
 }
 
+/// A new token from the operating system's random source: its text (shown once), the hash the
+/// store keeps, and its id.
+pub fn new_token() -> Result<(String, [u8; 32], String), String> {
+    let mut random = [0u8; 32];
+    getrandom::fill(&mut random).map_err(|e| format!("the operating system's random source failed: {e}"))?;
+    let token = encode(&random);
+    let hash = hash(&token);
+    let id = id_of(&hash);
+    Ok((token, hash, id))
+}
+
 /// The SHA-256 of a token's text: what the store keeps.
 pub fn hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
@@ -48,12 +61,13 @@ pub fn id_of(hash: &[u8; 32]) -> String {
     format!("tok-{hex}")
 }
 
-/// Who is calling: the token's party and role.
+/// Who is calling: the token's party and role, and for an auditor the agreements granted to it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
     pub token: String,
     pub party: PartyId,
     pub role: Role,
+    pub granted: std::sync::Arc<std::collections::BTreeSet<AgreementId>>,
 }
 
 impl Caller {
@@ -62,30 +76,48 @@ impl Caller {
         if self.role == role {
             Ok(())
         } else {
-            Err(Problem::forbidden(format!("only a {role} may {action}; this token acts for {} {}", self.role, self.party)))
+            Err(Problem::forbidden(format!("only {} may {action}; this token acts for {} {}", role.with_article(), self.role, self.party)))
         }
     }
 }
 
-/// Whether a caller may read what belongs to an agreement between `licensor` and `host`.
-pub fn may_read(caller: &Caller, licensor: &PartyId, host: &PartyId) -> bool {
+/// Whether a caller may read what belongs to agreement `id` between `licensor` and `host`.
+pub fn may_read(caller: &Caller, id: &AgreementId, licensor: &PartyId, host: &PartyId) -> bool {
     match caller.role {
-        Role::Auditor | Role::Arbiter => true,
+        Role::Auditor => caller.granted.contains(id),
+        Role::Arbiter | Role::Operator => false,
         Role::Host => host == &caller.party,
         Role::Licensor => licensor == &caller.party,
     }
 }
 
+/// Whether a caller may read `agreement` (any version).
+pub fn may_read_agreement(caller: &Caller, agreement: &revshare_core::agreement::Agreement) -> bool {
+    may_read(caller, agreement.id(), agreement.licensor(), agreement.host())
+}
+
 /// Whether a caller may read a party's record (SPEC §9: no answer discloses a party the caller is
 /// not entitled to): its own; for a host, the licensors it has an agreement with; for a licensor,
-/// the hosts it has an agreement with; for an auditor or an arbiter, every party (they read every
-/// agreement, [`may_read`]). A party's keys are shown to itself only (`registry.rs`).
+/// the hosts it has an agreement with; for an auditor, the parties of the agreements granted to
+/// it; for the operator, who registers them, every party; for an arbiter, none but itself. A
+/// party's keys are shown to itself only (`registry.rs`).
 pub(crate) fn may_read_party(store: &mut dyn Store, caller: &Caller, party: &Party) -> Result<bool, Problem> {
-    if caller.party == party.id {
+    if caller.party == party.id && caller.role == party.role {
         return Ok(true);
     }
     Ok(match (caller.role, party.role) {
-        (Role::Auditor | Role::Arbiter, _) => true,
+        (Role::Operator, _) => true,
+        (Role::Auditor, Role::Licensor | Role::Host) => {
+            let mut parties_of = Vec::new();
+            for id in caller.granted.iter() {
+                match store.agreement(id, None) {
+                    Ok(agreement) => parties_of.push([agreement.licensor().clone(), agreement.host().clone()]),
+                    Err(StoreError::UnknownAgreement { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            parties_of.iter().any(|parties| parties.contains(&party.id))
+        }
         (Role::Host, Role::Licensor) => store.agreements_of_licensor(&party.id)?.iter().any(|a| a.host() == &caller.party),
         (Role::Licensor, Role::Host) => store.agreements_of_licensor(&caller.party)?.iter().any(|a| a.host() == &party.id),
         _ => false,
@@ -97,24 +129,39 @@ pub(crate) fn may_read_party(store: &mut dyn Store, caller: &Caller, party: &Par
 /// between a host and a licensor it stored records for (its event names no one: its digest is
 /// over salted commitments, so a licensor of part of a mixed batch learns nothing of the rest);
 /// an agreement's events (its versions, statements, contributions, dispute transitions, journal
-/// entries) are theirs who may read the agreement ([`may_read`]). Anything else, or a leaf that
-/// does not read as one of these, is no one's.
+/// entries, grants) are theirs who may read the agreement ([`may_read`]), and a grant is also its
+/// auditor's. Anything else, or a leaf that does not read as one of these, is no one's.
 pub(crate) fn may_read_leaf(store: &mut dyn Store, caller: &Caller, index: u64, event: &[u8]) -> Result<bool, Problem> {
     let Some((kind, value)) = read_event(event) else { return Ok(false) };
     let text = |key: &str| value.get(key).and_then(Value::as_str);
     Ok(match kind.as_str() {
-        "key" => text("party").is_none_or(|party| party == caller.party.as_str()),
-        "usage_batch" => store.batch_parties(index)?.iter().any(|(host, licensor)| {
-            matches!((PartyId::parse(licensor), PartyId::parse(host)), (Ok(licensor), Ok(host)) if may_read(caller, &licensor, &host))
-        }),
-        "agreement" => match (text("licensor").map(PartyId::parse), text("host").map(PartyId::parse)) {
-            (Some(Ok(licensor)), Some(Ok(host))) => may_read(caller, &licensor, &host),
+        "key" => text("party").is_none_or(|party| party == caller.party.as_str() && caller.role != Role::Operator),
+        "usage_batch" => {
+            for (host, licensor) in store.batch_parties(index)? {
+                let (Ok(host), Ok(licensor)) = (PartyId::parse(&host), PartyId::parse(&licensor)) else { continue };
+                let readable = match caller.role {
+                    Role::Host => host == caller.party,
+                    Role::Licensor => licensor == caller.party,
+                    Role::Auditor => {
+                        store.agreements_of_licensor(&licensor)?.iter().any(|a| a.host() == &host && may_read_agreement(caller, a))
+                    }
+                    Role::Arbiter | Role::Operator => false,
+                };
+                if readable {
+                    return Ok(true);
+                }
+            }
+            false
+        }
+        "agreement" => match (text("id").map(AgreementId::parse), text("licensor").map(PartyId::parse), text("host").map(PartyId::parse)) {
+            (Some(Ok(id)), Some(Ok(licensor)), Some(Ok(host))) => may_read(caller, &id, &licensor, &host),
             _ => false,
         },
-        "statement" | "contribution" | "dispute" | "journal_entry" => {
+        "grant" if caller.role == Role::Auditor && text("auditor") == Some(caller.party.as_str()) => true,
+        "statement" | "contribution" | "dispute" | "journal_entry" | "grant" => {
             let Some(Ok(id)) = text("agreement").map(AgreementId::parse) else { return Ok(false) };
             match store.agreement(&id, None) {
-                Ok(agreement) => may_read(caller, agreement.licensor(), agreement.host()),
+                Ok(agreement) => may_read_agreement(caller, &agreement),
                 Err(StoreError::UnknownAgreement { .. }) => false,
                 Err(e) => return Err(e.into()),
             }
@@ -173,10 +220,16 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, Problem
     match stored {
         Some(stored) if bool::from(stored.hash.ct_eq(&computed)) => {
             if stored.revoked {
-                Err(Problem::unauthorized(format!("token {} is revoked; ask for a new one", stored.id)))
-            } else {
-                Ok(Caller { token: stored.id, party: stored.party, role: stored.role })
+                return Err(Problem::unauthorized(format!("token {} is revoked; ask for a new one", stored.id)));
             }
+            let granted = if stored.role == Role::Auditor {
+                let auditor = stored.party.clone();
+                let grants = state.run(move |store, _| Ok(store.grants(None, Some(&auditor))?)).await?;
+                grants.into_iter().filter(|g| g.revoked_leaf.is_none()).map(|g| g.agreement).collect()
+            } else {
+                std::collections::BTreeSet::new()
+            };
+            Ok(Caller { token: stored.id, party: stored.party, role: stored.role, granted: std::sync::Arc::new(granted) })
         }
         _ => Err(Problem::unauthorized("the bearer token is not known here")),
     }

@@ -14,7 +14,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
 use revshare_core::dispute::{Actor, ActorRole, Request, State as DisputeState};
-use revshare_store::{Store, StoreError, StoredDispute};
+use revshare_store::{Role, Store, StoreError, StoredDispute};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -143,10 +143,20 @@ fn actor(caller: &Caller) -> Result<Actor, Problem> {
 /// A dispute this caller may read, as it stands at `now` (an escalation due is shown, not
 /// written: reads never write; the writer logs it).
 fn readable_dispute(store: &mut dyn Store, caller: &Caller, id: u64, now: revshare_core::time::Instant) -> Result<StoredDispute, Problem> {
-    match store.dispute(id)? {
-        Some(stored) if may_read(caller, &stored.terms.licensor, &stored.terms.host) => Ok(stored.effective(now)),
+    match store.dispute(id)?.map(|stored| stored.effective(now)) {
+        Some(stored) if may_read_dispute(caller, &stored) => Ok(stored),
         _ => Err(Problem::not_found(format!("there is no dispute {id} that this token can read"))),
     }
+}
+
+/// Whether a caller may read a dispute, as it stands (SPEC §9): whoever may read its agreement,
+/// and an arbiter the agreement names once the dispute has been escalated (to it).
+fn may_read_dispute(caller: &Caller, stored: &StoredDispute) -> bool {
+    let terms = &stored.terms;
+    may_read(caller, &stored.dispute.subject.agreement, &terms.licensor, &terms.host)
+        || (caller.role == Role::Arbiter
+            && terms.is_arbiter(caller.party.as_str())
+            && stored.dispute.history.iter().any(|step| step.state == DisputeState::Escalated))
 }
 
 /// Opens a dispute of a finalised statement, as `revshare dispute open` does: the agreement's
@@ -275,8 +285,9 @@ pub(crate) async fn list_disputes(
             store
                 .disputes(agreement.as_ref())?
                 .into_iter()
-                .filter(|d| may_read(&caller, &d.terms.licensor, &d.terms.host))
-                .map(|d| DisputeView::of(&d.effective(now)))
+                .map(|d| d.effective(now))
+                .filter(|d| may_read_dispute(&caller, d))
+                .map(|d| DisputeView::of(&d))
                 .collect::<Result<Vec<_>, _>>()
         })
         .await?;

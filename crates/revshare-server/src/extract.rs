@@ -15,7 +15,7 @@ use revshare_core::time::Period;
 use revshare_store::{Store, StoreError};
 
 use crate::AppState;
-use crate::auth::{Caller, may_read};
+use crate::auth::{Caller, may_read_agreement};
 use crate::body;
 use crate::problem::{Problem, ProblemItem};
 
@@ -48,7 +48,7 @@ pub(crate) fn agreement_id(text: &str) -> Result<AgreementId, Problem> {
 /// The agreement, if the caller may read it: unknown and someone else's are the same 404.
 pub(crate) fn readable(store: &mut dyn Store, caller: &Caller, id: &AgreementId) -> Result<Agreement, Problem> {
     match store.agreement(id, None) {
-        Ok(agreement) if may_read(caller, agreement.licensor(), agreement.host()) => Ok(agreement),
+        Ok(agreement) if may_read_agreement(caller, &agreement) => Ok(agreement),
         Ok(_) | Err(StoreError::UnknownAgreement { .. }) => {
             Err(Problem::not_found(format!("there is no agreement {id} that this token can read")))
         }

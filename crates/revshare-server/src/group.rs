@@ -21,7 +21,7 @@ use std::sync::Mutex;
 
 use revshare_core::transparency::SignedBatch;
 use revshare_core::usage::UsageRecord;
-use revshare_store::{Batch, IngestMode, IngestReport, Store, receipts};
+use revshare_store::{Batch, IngestMode, IngestReport, Store, StoreError, receipts};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -36,10 +36,11 @@ const MAX_GROUP_RECORDS: usize = 64_000;
 /// a close) have theirs.
 const GROUPS_PER_TURN: usize = 8;
 
-/// A committed batch's report and signed receipt.
+/// A committed batch's report and signed receipt, or why its receipt could not be made (the
+/// batch is stored all the same).
 pub(crate) struct Committed {
     pub report: IngestReport,
-    pub receipt: Option<Value>,
+    pub receipt: Result<Option<Value>, String>,
 }
 
 /// A batch waiting for a group.
@@ -130,22 +131,52 @@ fn commit_group(store: &mut dyn Store, shared: &Shared, jobs: Vec<Job>) -> Resul
     };
     drop(batches);
     // The group is committed here; one checkpoint of the log after it signs every receipt.
+    // From here on every batch with a report is stored: a receipt that cannot be made (the
+    // database going away between the commit and the checkpoint, say) is said in the answer,
+    // never turned into a refusal that would read as "nothing was stored".
     let stored = results.iter().any(|r| r.as_ref().is_ok_and(|report| report.stored && report.logged.is_some()));
-    let checkpoint = if stored { Some(receipts::checkpoint(store, shared.key(), shared.now())) } else { None };
+    let mut fault = None;
+    let mut unmade = |e: StoreError| {
+        tracing::warn!(error = %e, "a committed group's receipts could not be made");
+        if e.fault().is_some() {
+            fault = Some(Problem::from(e));
+        }
+    };
+    let checkpoint = if stored {
+        match receipts::checkpoint(store, shared.key(), shared.now()) {
+            Ok(checkpoint) => Some(checkpoint),
+            Err(e) => {
+                unmade(e);
+                None
+            }
+        }
+    } else {
+        None
+    };
     for (job, result) in jobs.into_iter().zip(results) {
-        let answer = result.map_err(Problem::from).and_then(|report| {
+        let answer = result.map_err(Problem::from).map(|report| {
             let receipt = match (&report.logged, report.stored, &checkpoint) {
-                (Some(batch), true, Some(Ok(checkpoint))) => Some(receipts::receipt_under(store, shared.key(), checkpoint, batch)?),
-                (Some(_), true, Some(Err(e))) => {
-                    return Err(Problem::internal("the batch was committed, but its receipt's checkpoint failed", e));
-                }
-                _ => None,
+                (Some(batch), true, Some(checkpoint)) => match receipts::receipt_under(store, shared.key(), checkpoint, batch) {
+                    Ok(receipt) => Ok(Some(receipt)),
+                    Err(e) => {
+                        unmade(e);
+                        Err(batch.leaf)
+                    }
+                },
+                (Some(batch), true, None) => Err(batch.leaf),
+                _ => Ok(None),
             };
-            Ok(Committed { report, receipt })
+            let receipt = receipt.map_err(|leaf| {
+                format!(
+                    "the batch is stored (log leaf {leaf}), but its receipt could not be made now; GET /v1/log/inclusion?leaf={leaf} proves it later, and resending it is answered as duplicates"
+                )
+            });
+            Committed { report, receipt }
         });
         let _ = job.reply.send(answer);
     }
-    Ok(())
+    // A connection that failed after the commit is dropped, as one that failed before.
+    fault.map_or(Ok(()), Err)
 }
 
 #[cfg(test)]

@@ -19,14 +19,20 @@
 //! | `POST /v1/statements/{agreement}/{period}/signatures` | the agreement's host | countersigns the statement |
 //! | `POST /v1/payments` | the paying side | records a payment (`revshare payment record`) |
 //! | `GET /v1/statements/{agreement}/{period}/bundle[?sequence=N]` | readers of the agreement | the statement's bundle as a tar archive (`revshare statement export --bundle`), for `revshare verify` |
-//! | `POST /v1/parties` | a licensor | registers a host, an auditor or an arbiter (`revshare party add`); licensors are the operator's |
-//! | `GET /v1/parties/{party}` | the party itself, its counterparties, auditors, arbiters | the party, and its public keys to itself |
+//! | `POST /v1/parties` | the operator | registers a party (`revshare party add`) |
+//! | `POST /v1/contributions` | the agreement's licensor or host, its own | records a contribution, not accepted (SPEC §5) |
+//! | `POST /v1/contributions/acceptances` | the other party of the agreement | accepts a contribution |
+//! | `GET /v1/contributions?agreement=ID` | readers of the agreement | its contributions |
+//! | `POST /v1/tokens`, `POST /v1/tokens/revocations` | the operator | a party's token, shown once; revoking one (`revshare token`) |
+//! | `POST /v1/grants`, `POST /v1/grants/revocations` | the operator | an auditor's grant of an agreement, logged (`revshare grant`) |
+//! | `GET /v1/grants[?agreement=ID]` | the agreement's parties, the auditor, the operator | grants in force and revoked |
+//! | `GET /v1/parties/{party}` | the party itself, its counterparties, auditors granted their agreement, the operator | the party, and its public keys to itself |
 //! | `POST /v1/models` | a licensor, its own models | registers a model, optionally `derived_from` another (`revshare model add`) |
 //! | `GET /v1/models/{model}` | any token | the model, its owner and what it derives from |
 //! | `POST /v1/aliases` | a host, for itself | maps the host's own model id to a licensed model (`revshare model alias`) |
 //! | `POST /v1/disputes` | the agreement's licensor or host | opens a dispute of a statement or a line (`revshare dispute open`) |
 //! | `POST /v1/disputes/{id}/transitions` | the side whose turn it is; an arbiter decides | accept, reject, counter, escalate, decide |
-//! | `GET /v1/disputes[?agreement=ID]`, `GET /v1/disputes/{id}` | readers of the agreement | disputes, their state, deadlines and history |
+//! | `GET /v1/disputes[?agreement=ID]`, `GET /v1/disputes/{id}` | readers of the agreement; its arbiters once escalated | disputes, their state, deadlines and history |
 //! | `GET /v1/log/checkpoint` | any token | a fresh signed checkpoint (`text/plain`, a C2SP note) |
 //! | `GET /v1/log/inclusion?leaf=N[&size=M]` | any token | a leaf's inclusion proof |
 //! | `GET /v1/log/consistency?from=M[&to=N]` | any token | the proof that the log only grew |
@@ -35,11 +41,13 @@
 //! `Authorization: Bearer rs_…` into the token's party and role, or answers 401. A host reads
 //! and writes only its own records, agreements and statements (it countersigns its statements);
 //! a licensor reads its own agreements, registers them and closes their months; a payment is
-//! recorded by its paying side only; an auditor and an arbiter read everything, and only an
-//! arbiter writes: it decides escalated disputes (`disputes.rs`; the core decides which side
-//! answers what). The registry ([`registry`]): a licensor registers its counterparties (hosts,
-//! auditors, arbiters) and its own models, a host its own model aliases; any token reads a model,
-//! and a party is read by itself, its counterparties, auditors and arbiters (its keys by itself). Something that exists but
+//! recorded by its paying side only; an auditor reads the agreements the operator granted it, and
+//! an arbiter only the disputes escalated to it by an agreement that names it, which it decides
+//! (`disputes.rs`; the core decides which side answers what). The operator (`operator.rs`)
+//! registers parties, tokens and grants. The registry ([`registry`]): a licensor registers its own
+//! models, a host its own model aliases; any token reads a model, and a party is read by itself,
+//! its counterparties, the auditors granted an agreement of its and the operator (its keys by
+//! itself). Something that exists but
 //! belongs to others answers 404 exactly as something that does not exist, so a refusal does not
 //! reveal what is there; a write of another party's records (or registry entries) is 403 naming
 //! each record (or field). A refused call changes nothing: it is refused before the
@@ -64,6 +72,7 @@
 mod agreement_json;
 pub mod auth;
 pub mod body;
+mod contributions;
 mod disputes;
 pub mod export;
 mod extract;
@@ -71,6 +80,7 @@ mod group;
 mod limit;
 mod metrics;
 mod openapi;
+mod operator;
 pub mod problem;
 pub mod registry;
 mod routes;

@@ -116,7 +116,7 @@ impl Problem {
                 status,
                 kind,
                 "the store is unavailable",
-                format!("{what}; nothing was stored; retry in {RETRY_AFTER_SECONDS} s"),
+                format!("{what}; nothing was changed; retry in {RETRY_AFTER_SECONDS} s"),
             )
         }
     }
@@ -190,9 +190,11 @@ impl From<StoreError> for Problem {
             }
             // The server checks proof ranges before asking; what is left is the log failing.
             StoreError::Log(_) => return Problem::internal("the transparency log failed", &error),
-            StoreError::BadRole(_) | StoreError::BadName { .. } | StoreError::BadTokenId(_) | StoreError::PaymentAmount(_) => {
-                (S::BAD_REQUEST, "bad-request", "the request is not valid")
-            }
+            StoreError::BadRole(_)
+            | StoreError::OperatorIsNoParty
+            | StoreError::BadName { .. }
+            | StoreError::BadTokenId(_)
+            | StoreError::PaymentAmount(_) => (S::BAD_REQUEST, "bad-request", "the request is not valid"),
             StoreError::PartyExists { .. }
             | StoreError::ModelExists { .. }
             | StoreError::AliasExists { .. }
@@ -201,6 +203,7 @@ impl From<StoreError> for Problem {
             | StoreError::ContributionConflict { .. } => (S::CONFLICT, "conflict", "conflicts with what is stored"),
             StoreError::UnknownAgreement { .. }
             | StoreError::UnknownToken { .. }
+            | StoreError::NoGrant { .. }
             | StoreError::NoStatement { .. }
             | StoreError::UnknownDispute { .. }
             | StoreError::NoPendingPayment { .. } => (S::NOT_FOUND, "not-found", "not found"),

@@ -19,7 +19,7 @@
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::{Extension, Json};
 use revshare_core::ids::{ModelId, PartyId};
 use revshare_store::{Model, Party, Role, Store, StoreError};
@@ -69,11 +69,12 @@ pub struct AliasView {
     pub model: String,
 }
 
-/// The role a licensor may register a party with.
+/// The role the operator may register a party with.
 #[derive(ToSchema)]
 #[schema(rename_all = "lowercase")]
 #[allow(dead_code, reason = "documents the body; it is read field by field")]
 pub enum RegisteredRole {
+    Licensor,
     Host,
     Auditor,
     Arbiter,
@@ -221,8 +222,8 @@ fn model_view(model: Model) -> ModelView {
     ModelView { id: model.id.to_string(), owner: model.owner.to_string(), derived_from: model.derived_from.map(|d| d.to_string()) }
 }
 
-/// Registers a host, an auditor or an arbiter, as `revshare party add` does. Only a licensor;
-/// the same party again is a no-op.
+/// Registers a party, as `revshare party add` does. Only the operator (SPEC §1); the same party
+/// again is a no-op.
 #[utoipa::path(
     post,
     path = "/parties",
@@ -232,7 +233,7 @@ fn model_view(model: Model) -> ModelView {
         (status = 200, description = "registered (or already registered with these values)", body = PartyView),
         (status = 400, description = "fields that are missing, unknown or not valid: each named", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 403, description = "not a licensor token, or a licensor party", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "not an operator token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 409, description = "the id is registered with other values", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 413, description = "the body is over the limit", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")
@@ -245,51 +246,34 @@ pub(crate) async fn post_party(
     headers: HeaderMap,
     request_body: Body,
 ) -> Result<Json<PartyView>, Problem> {
-    caller.require(Role::Licensor, "register a party")?;
+    caller.require(Role::Operator, "register a party")?;
     let mut fields = Fields::read(&state, &headers, request_body, &["id", "name", "role"]).await?;
     let id = fields.text("id", true, "northwind");
     let id = fields.parse("id", id, PartyId::parse);
     let name = fields.text("name", true, "Northwind Cloud");
     let role = fields.text("role", true, "host");
-    let role = fields.parse("role", role, |text| {
-        Role::parse(text).map_err(|_| format!("`{text}` is not a role; a licensor registers a host, an auditor or an arbiter"))
+    let role = fields.parse("role", role, |text| match Role::parse(text) {
+        Ok(Role::Operator) | Err(_) => Err(format!("`{text}` is not a party's role; use licensor, host, auditor or arbiter")),
+        Ok(role) => Ok(role),
     });
     fields.check()?;
     let (Some(id), Some(name), Some(role)) = (id, name, role) else {
         return Err(Problem::internal("a checked party body lost a field", &"no field was reported"));
     };
-    if role == Role::Licensor {
-        let problem = Problem::forbidden(format!(
-            "a licensor token registers hosts, auditors and arbiters; a new licensor is registered by the operator (`revshare party add`), not by {}",
-            caller.party
-        ));
-        return Err(about(problem, "role"));
-    }
     let party = Party { id, name, role };
-    let by = caller.party.clone();
     let view = state
         .write(move |store, _| {
-            match store.add_party(&party) {
-                Ok(()) => {}
-                // The stored party's role and name are told only to a caller that may read it.
-                Err(StoreError::PartyExists { id, .. })
-                    if !store.party(&party.id)?.map(|existing| may_read_party(store, &caller, &existing)).transpose()?.unwrap_or(false) =>
-                {
-                    let detail = format!("party `{id}` is already registered; use another id for a different party");
-                    return Err(about(Problem::new(StatusCode::CONFLICT, "conflict", "conflicts with what is stored", detail), "id"));
-                }
-                Err(e) => {
-                    return Err(refused(e, |e| match e {
-                        StoreError::BadName { .. } => Some("name"),
-                        StoreError::PartyExists { .. } => Some("id"),
-                        _ => None,
-                    }));
-                }
-            }
+            store.add_party(&party).map_err(|e| {
+                refused(e, |e| match e {
+                    StoreError::BadName { .. } => Some("name"),
+                    StoreError::PartyExists { .. } | StoreError::OperatorIsNoParty => Some("id"),
+                    _ => None,
+                })
+            })?;
             party_view(store, party, &caller)
         })
         .await?;
-    tracing::info!(party = %view.id, role = %view.role, by = %by, "party registered");
+    tracing::info!(party = %view.id, role = %view.role, "party registered by the operator");
     Ok(Json(view))
 }
 

@@ -25,7 +25,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::auth::{Caller, may_read, may_read_leaf};
+use crate::auth::{Caller, may_read, may_read_agreement, may_read_leaf};
 use crate::body::{self, Format, Parsed};
 use crate::extract::{Params, agreement_id, json_body, number, params, period_of, readable, required};
 use crate::group::{self, Committed, Job};
@@ -58,6 +58,9 @@ pub struct IngestResult {
     /// inclusion proof (as `revshare ingest --receipts` writes).
     #[schema(value_type = Option<Object>)]
     pub receipt: Option<Value>,
+    /// Why a stored batch has no receipt (it was committed; the receipt could not be made).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt_unavailable: Option<String>,
 }
 
 /// A usage record (SPEC §3), as one element of a JSON array or one line of JSON Lines. Only
@@ -209,7 +212,15 @@ pub(crate) fn api(auth: Option<AppState>) -> (axum::Router<AppState>, utoipa::op
         // Disputes (`disputes.rs`).
         .routes(routes!(crate::disputes::open_dispute, crate::disputes::list_disputes))
         .routes(routes!(crate::disputes::get_dispute))
-        .routes(routes!(crate::disputes::move_dispute));
+        .routes(routes!(crate::disputes::move_dispute))
+        // Contributions (`contributions.rs`).
+        .routes(routes!(crate::contributions::post_contribution, crate::contributions::list_contributions))
+        .routes(routes!(crate::contributions::accept_contribution))
+        // The operator's tokens and grants (`operator.rs`).
+        .routes(routes!(crate::operator::create_token))
+        .routes(routes!(crate::operator::revoke_token))
+        .routes(routes!(crate::operator::post_grant, crate::operator::list_grants))
+        .routes(routes!(crate::operator::revoke_grant));
     if let Some(state) = auth {
         v1 = v1.route_layer(axum::middleware::from_fn_with_state(state, crate::auth::authenticate));
     }
@@ -225,7 +236,16 @@ pub(crate) fn api(auth: Option<AppState>) -> (axum::Router<AppState>, utoipa::op
     (status = 503, description = "the store does not answer; see Retry-After", body = ProblemDetails, content_type = "application/problem+json"),
     (status = 507, description = "the store has no room left; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")))]
 pub(crate) async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, Problem> {
-    let version = state.run(|store, _| Ok(store.schema_version()?)).await?;
+    // The one dependency is the store's database: say so, rather than what a write would be told.
+    let version = state.run(|store, _| Ok(store.schema_version()?)).await.map_err(|problem| match problem.retry_after {
+        Some(seconds) => Problem {
+            detail: format!(
+                "the database is down: the store does not answer; ask again in {seconds} s (GET /livez: the server itself is up)"
+            ),
+            ..problem
+        },
+        None => problem,
+    })?;
     Ok(Json(Health { status: "ok".to_owned(), schema_version: Some(version) }))
 }
 
@@ -344,9 +364,12 @@ pub(crate) async fn post_usage(
     let answered = tokio::select! {
         biased;
         answered = &mut answer => answered,
-        written = state.write(group::commit_queued) => {
-            written?;
-            answer.await
+        // This batch's own answer, when its group was committed in this turn, stands whatever
+        // failed after it (a later group, the connection).
+        written = state.write(group::commit_queued) => match (written, answer.try_recv()) {
+            (_, Ok(answered)) => Ok(answered),
+            (Err(problem), Err(_)) => return Err(problem),
+            (Ok(()), Err(_)) => answer.await,
         }
     };
     let Committed { report, receipt } = answered.map_err(|e| Problem::internal("the batch's group ended without answering it", &e))??;
@@ -384,7 +407,8 @@ pub(crate) async fn post_usage(
         refused: report.refused,
         unmatched: report.unmatched,
         late: report.late,
-        receipt,
+        receipt: receipt.as_ref().ok().cloned().flatten(),
+        receipt_unavailable: receipt.err(),
     }))
 }
 
@@ -466,7 +490,7 @@ pub(crate) async fn list_statements(
                             Some(may) => *may,
                             None => {
                                 let agreement = store.agreement(&id, None)?;
-                                let may = may_read(&caller, agreement.licensor(), agreement.host());
+                                let may = may_read_agreement(&caller, &agreement);
                                 visible.insert(id, may);
                                 may
                             }
@@ -528,7 +552,7 @@ pub(crate) async fn balances(State(state): State<AppState>, Extension(caller): E
     let debts = state
         .run(move |store, _| {
             let journal = store.journal()?;
-            let visible = journal.iter().filter(|entry| may_read(&caller, entry.licensor(), entry.host()));
+            let visible = journal.iter().filter(|entry| may_read(&caller, entry.agreement(), entry.licensor(), entry.host()));
             let balances = Balances::from_entries(visible).map_err(|e| Problem::internal("the journal does not balance", &e))?;
             let debts: Vec<Debt> = balances
                 .currencies()
@@ -545,7 +569,7 @@ pub(crate) async fn balances(State(state): State<AppState>, Extension(caller): E
             let mut pending = Vec::new();
             for payment in store.pending_payments(None)? {
                 let agreement = store.agreement(&payment.agreement_id, None)?;
-                if may_read(&caller, agreement.licensor(), agreement.host()) {
+                if may_read_agreement(&caller, &agreement) {
                     pending.push(PendingPaymentView {
                         agreement: payment.agreement_id.to_string(),
                         reference: payment.reference,
@@ -1129,7 +1153,7 @@ pub(crate) async fn post_payment(
             let agreement = readable(store, &caller, &id)?;
             let refused = |e: PaymentError| -> Problem {
                 match e {
-                    PaymentError::Amount(detail) => Problem::bad_request(detail),
+                    PaymentError::Amount(detail) | PaymentError::Reference(detail) => Problem::bad_request(detail),
                     PaymentError::Entry(e) => StoreError::from(e).into(),
                 }
             };

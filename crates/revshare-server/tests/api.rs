@@ -16,7 +16,7 @@ use revshare_core::time::{Instant, Period};
 use revshare_core::transparency::{Salt, Signed, b64, batch_message, commitment, from_b64, receipt_message};
 use revshare_core::usage::{UsageRecord, parse_json_line};
 use revshare_server::{Config, OpenStore, Timeouts, auth};
-use revshare_store::{IngestMode, Model, NewStatement, Party, PgStore, Role, StatementKind, Store, batch_digest};
+use revshare_store::{IngestMode, Model, NewStatement, OPERATOR, Party, PgStore, Role, StatementKind, Store, batch_digest};
 use serde_json::{Value, json};
 
 #[macro_use]
@@ -46,12 +46,21 @@ api_tests!(
     the_docs_page_and_its_assets_are_served_offline,
     disputes_move_by_their_parties_and_others_see_nothing,
     reading_an_overdue_dispute_writes_nothing,
+    the_operator_grants_auditors_and_both_parties_see_it,
+    a_party_records_its_contributions_and_the_other_accepts_them,
 );
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
 
-const AGREEMENT: &str = include_str!("../../../examples/agreement.toml");
+/// The repository's example agreement, naming `judge` its arbiter.
+static AGREEMENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    include_str!("../../../examples/agreement.toml").replacen(
+        "dispute_window_days = 30\n",
+        "dispute_window_days = 30\narbiters = [\"judge\"]\n",
+        1,
+    )
+});
 const USAGE: &str = include_str!("../../../examples/usage.jsonl");
 
 fn agreement_id() -> AgreementId {
@@ -86,10 +95,12 @@ struct Tokens {
     aurora: String,
     auditor: String,
     arbiter: String,
+    operator: String,
 }
 
-/// meridian (licensor) and its agreement with northwind; southwind (another host), aurora
-/// (another licensor), an auditor and an arbiter; a token for each.
+/// meridian (licensor) and its agreement with northwind, which names `judge` its arbiter and
+/// which the auditor `ledgerwise` is granted; southwind (another host), aurora (another
+/// licensor); a token for each, and one for the operator.
 fn register(store: &mut dyn Store) -> Tokens {
     for (id, role) in [
         ("meridian", Role::Licensor),
@@ -107,7 +118,8 @@ fn register(store: &mut dyn Store) -> Tokens {
             .expect("add a model");
     }
     store.add_key(None, &deployment_key().verifier()).expect("register the deployment key");
-    store.add_agreement("agreement.toml", AGREEMENT).expect("add the agreement");
+    store.add_agreement("agreement.toml", &AGREEMENT).expect("add the agreement");
+    store.grant(&pid("ledgerwise"), &agreement_id()).expect("grant the auditor the agreement");
     Tokens {
         northwind: add_token(store, "northwind", Role::Host, "northwind"),
         southwind: add_token(store, "southwind", Role::Host, "southwind"),
@@ -115,6 +127,7 @@ fn register(store: &mut dyn Store) -> Tokens {
         aurora: add_token(store, "aurora", Role::Licensor, "aurora"),
         auditor: add_token(store, "ledgerwise", Role::Auditor, "ledgerwise"),
         arbiter: add_token(store, "judge", Role::Arbiter, "judge"),
+        operator: add_token(store, OPERATOR, Role::Operator, "operator"),
     }
 }
 
@@ -464,7 +477,7 @@ fn refused_calls_change_nothing(db: &dyn TestDb) {
             assert!(problem["detail"].as_str().is_some_and(|d| d.contains("`Content-Type: application/json`")), "{problem}");
         }
         let party = json!({"id": "westwind", "name": "W", "role": "host"}).to_string().into_bytes();
-        api.send(reqwest::Method::POST, "/v1/parties", Some(&tokens.meridian), Some("text/plain"), party).await.problem(415);
+        api.send(reqwest::Method::POST, "/v1/parties", Some(&tokens.operator), Some("text/plain"), party).await.problem(415);
 
         // Another party's agreement is not found, exactly like one that does not exist.
         let missing = api.get("/v1/statements/meridian-nowhere/2026-10", Some(&tokens.southwind)).await.problem(404);
@@ -518,20 +531,24 @@ fn refused_calls_change_nothing(db: &dyn TestDb) {
         api.post_json("/v1/payments/confirmations", &tokens.southwind, &confirmation).await.problem(404);
         api.post_json("/v1/payments/confirmations", &tokens.meridian, &confirmation).await.problem(404);
 
-        // The registry: parties and models are the licensor's to register (licensors are the
-        // operator's), aliases each host's own; another party's is refused, naming the field.
+        // The registry: parties are the operator's to register, models each licensor's own,
+        // aliases each host's own; another party's is refused, naming the field. The operator
+        // registers, and changes nothing registered.
         let party = json!({"id": "intruder", "name": "Intruder", "role": "host"});
-        for token in [&tokens.northwind, &tokens.southwind, &tokens.auditor, &tokens.arbiter] {
+        for token in [&tokens.northwind, &tokens.southwind, &tokens.meridian, &tokens.aurora, &tokens.auditor, &tokens.arbiter] {
             api.post_json("/v1/parties", token, &party).await.problem(403);
         }
-        let licensor = json!({"id": "newlicensor", "name": "New Licensor", "role": "licensor"});
-        for token in [&tokens.meridian, &tokens.aurora] {
-            let refused = api.post_json("/v1/parties", token, &licensor).await.problem(403);
-            assert_eq!(refused["errors"][0]["field"], "role", "{refused}");
-            // Another party's record, registered with other values.
-            let changed = json!({"id": "northwind", "name": "Not Northwind", "role": "host"});
-            let conflict = api.post_json("/v1/parties", token, &changed).await.problem(409);
-            assert_eq!(conflict["errors"][0]["field"], "id", "{conflict}");
+        let changed = json!({"id": "northwind", "name": "Not Northwind", "role": "host"});
+        let conflict = api.post_json("/v1/parties", &tokens.operator, &changed).await.problem(409);
+        assert_eq!(conflict["errors"][0]["field"], "id", "{conflict}");
+        // Nor does the operator write anything of an agreement, or read it.
+        for (path, body) in [
+            ("/v1/usage", json!({})),
+            ("/v1/close", json!({"agreement": "meridian-northwind", "period": "2026-10"})),
+            ("/v1/models", json!({"id": "m-ops", "owner": "meridian"})),
+        ] {
+            let reply = api.post_json(path, &tokens.operator, &body).await;
+            assert!(matches!(reply.status, 403 | 404 | 415), "{path}: {}", String::from_utf8_lossy(&reply.bytes));
         }
         let model = json!({"id": "m-foreign", "owner": "meridian"});
         for token in [&tokens.northwind, &tokens.southwind, &tokens.auditor, &tokens.arbiter] {
@@ -584,9 +601,13 @@ fn refused_calls_change_nothing(db: &dyn TestDb) {
         for token in [&tokens.auditor, &tokens.arbiter] {
             api.post_json("/v1/disputes", token, &claim).await.problem(403);
         }
-        for token in [&tokens.northwind, &tokens.auditor, &tokens.arbiter] {
+        for token in [&tokens.northwind, &tokens.auditor] {
             api.post_json(moves, token, &answer).await.problem(403);
         }
+        // The agreement's arbiter sees a dispute only once it is escalated (to it).
+        api.post_json(moves, &tokens.arbiter, &answer).await.problem(404);
+        api.get("/v1/disputes/1", Some(&tokens.arbiter)).await.problem(404);
+        assert_eq!(api.get("/v1/disputes", Some(&tokens.arbiter)).await.json(), json!([]));
 
         for (path, body) in [
             ("/v1/disputes", &claim),
@@ -634,8 +655,13 @@ fn refused_calls_change_nothing(db: &dyn TestDb) {
         let after = api.with_store(|store| snapshot(store)).await;
         assert_eq!(before, after, "refused calls change nothing");
 
-        // The parties of the agreement, the auditor and the arbiter read the statement's bytes.
-        for token in [&tokens.northwind, &tokens.meridian, &tokens.auditor, &tokens.arbiter] {
+        // The parties of the agreement and the auditor granted it read the statement's bytes;
+        // the arbiter (no dispute escalated to it) and the operator do not.
+        for token in [&tokens.arbiter, &tokens.operator] {
+            api.get("/v1/statements/meridian-northwind/2026-10", Some(token)).await.problem(404);
+            assert_eq!(api.get("/v1/balances", Some(token)).await.json()["balances"], json!([]));
+        }
+        for token in [&tokens.northwind, &tokens.meridian, &tokens.auditor] {
             let reply = api.get("/v1/statements/meridian-northwind/2026-10", Some(token)).await;
             assert_eq!((reply.status, reply.content_type.as_str()), (200, "application/json"));
             assert_eq!(reply.bytes, canonical, "the statement's canonical bytes");
@@ -644,7 +670,7 @@ fn refused_calls_change_nothing(db: &dyn TestDb) {
             let balances = api.get("/v1/balances", Some(token)).await.json();
             assert_eq!(balances["balances"][0]["debtor"]["party"], "northwind", "{balances}");
             let agreement = api.get("/v1/agreements/meridian-northwind", Some(token)).await.json();
-            assert_eq!((agreement["version"].as_u64(), agreement["source"].as_str()), (Some(1), Some(AGREEMENT)), "{agreement}");
+            assert_eq!((agreement["version"].as_u64(), agreement["source"].as_str()), (Some(1), Some(AGREEMENT.as_str())), "{agreement}");
         }
         api.stop().await;
     });
@@ -1166,6 +1192,7 @@ fn agreement_json(version: u32) -> Value {
         "id": "meridian-northwind", "version": version, "licensor": "meridian", "host": "northwind", "currency": "USD",
         "effective_from": "2026-01-01", "effective_to": "2027-01-01", "models": ["m-8b", "m-70b"],
         "minimum": if version == 1 { "500.00" } else { "600.00" }, "dispute_window_days": 30, "mau_threshold": 700_000_000,
+        "arbiters": ["judge"],
         "pricing": {
             "basis": "revenue_share", "tier_metric": "tokens", "tier_mode": "graduated", "tier_bounds": ["1000000000", "5000000000"],
             "rates": {
@@ -1182,31 +1209,46 @@ fn the_registry_is_written_by_its_owners_and_read_in_scope(db: &dyn TestDb) {
     let tokens = register(open(db).as_mut());
     run(async {
         let api = Api::start(db, 1 << 20).await;
-        // A licensor registers a host; again with the same values is a no-op.
+        // The operator registers a party; again with the same values is a no-op. No party
+        // registers parties, and no one takes the operator's name.
         let eastwind = json!({"id": "eastwind", "name": "Eastwind Cloud", "role": "host"});
         for _ in 0..2 {
-            let reply = api.post_json("/v1/parties", &tokens.meridian, &eastwind).await;
+            let reply = api.post_json("/v1/parties", &tokens.operator, &eastwind).await;
             assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.bytes));
             assert_eq!(reply.json(), json!({"id": "eastwind", "name": "Eastwind Cloud", "role": "host", "keys": []}));
         }
+        for token in [&tokens.meridian, &tokens.northwind, &tokens.auditor, &tokens.arbiter] {
+            let refused =
+                api.post_json("/v1/parties", token, &json!({"id": "zephyr", "name": "Zephyr", "role": "host"})).await.problem(403);
+            assert!(refused["detail"].as_str().is_some_and(|d| d.contains("only the operator may register a party")), "{refused}");
+        }
+        let licensor = json!({"id": "borealis", "name": "Borealis Labs", "role": "licensor"});
+        assert_eq!(api.post_json("/v1/parties", &tokens.operator, &licensor).await.status, 200, "the operator registers licensors too");
+        let reserved = api.post_json("/v1/parties", &tokens.operator, &json!({"id": "operator", "name": "Ops", "role": "host"})).await;
+        assert_eq!(reserved.problem(400)["errors"][0]["field"], "id");
+        let role = api.post_json("/v1/parties", &tokens.operator, &json!({"id": "ops", "name": "Ops", "role": "operator"})).await;
+        assert_eq!(role.problem(400)["errors"][0]["field"], "role");
         // Every field at fault is named at once.
         let bad = json!({"id": "Not An Id", "role": "king", "colour": "red"});
-        let problem = api.post_json("/v1/parties", &tokens.meridian, &bad).await.problem(400);
+        let problem = api.post_json("/v1/parties", &tokens.operator, &bad).await.problem(400);
         let mut fields: Vec<&str> = problem["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
         fields.sort_unstable();
         assert_eq!(fields, ["colour", "id", "name", "role"], "{problem}");
-        let name = api.post_json("/v1/parties", &tokens.meridian, &json!({"id": "westwind", "name": " ", "role": "auditor"})).await;
+        let name = api.post_json("/v1/parties", &tokens.operator, &json!({"id": "westwind", "name": " ", "role": "auditor"})).await;
         assert_eq!(name.problem(400)["errors"][0]["field"], "name");
-        api.post_json("/v1/parties", &tokens.meridian, &json!(["not", "an", "object"])).await.problem(400);
+        api.post_json("/v1/parties", &tokens.operator, &json!(["not", "an", "object"])).await.problem(400);
 
-        // A party is read by itself, its counterparties, auditors and arbiters; its keys by itself.
+        // A party is read by itself, its counterparties, an auditor granted an agreement of its,
+        // and the operator; its keys by itself. An arbiter reads disputes, not parties.
         api.with_store(|store| store.add_key(Some(&pid("northwind")), &host_key().verifier()).expect("a key")).await;
-        for token in [&tokens.northwind, &tokens.meridian, &tokens.auditor, &tokens.arbiter] {
+        for token in [&tokens.northwind, &tokens.meridian, &tokens.auditor, &tokens.operator] {
             let party = api.get("/v1/parties/northwind", Some(token)).await;
             assert_eq!(party.status, 200, "{}", String::from_utf8_lossy(&party.bytes));
             let keys = if token == &tokens.northwind { json!([host_key().verifier().to_text()]) } else { json!([]) };
             assert_eq!(party.json()["keys"], keys, "a party's keys are its own to see");
         }
+        api.get("/v1/parties/northwind", Some(&tokens.arbiter)).await.problem(404);
+        api.get("/v1/parties/southwind", Some(&tokens.auditor)).await.problem(404);
         assert_eq!(api.get("/v1/parties/meridian", Some(&tokens.northwind)).await.json()["id"], "meridian", "its licensor");
         // A licensor with no agreement with the host, and a host with none with the licensor.
         api.get("/v1/parties/northwind", Some(&tokens.aurora)).await.problem(404);
@@ -1355,8 +1397,12 @@ fn a_bundle_fetched_over_http_verifies_offline(db: &dyn TestDb) {
         let stored = api.with_store(|store| store.statement(&agreement_id(), october()).expect("read").expect("closed")).await;
         assert_eq!(bundle.statement, stored.canonical, "the stored statement");
         // The same archive for every reader of the agreement, and by sequence.
-        for token in [&tokens.meridian, &tokens.auditor, &tokens.arbiter] {
+        for token in [&tokens.meridian, &tokens.auditor] {
             assert_eq!(api.get(&format!("{path}?sequence=1"), Some(token)).await.status, 200);
+        }
+        // An arbiter reads disputes escalated to it, not statements; the operator reads none.
+        for token in [&tokens.arbiter, &tokens.operator] {
+            api.get(path, Some(token)).await.problem(404);
         }
         api.get(&format!("{path}?sequence=2"), Some(&tokens.northwind)).await.problem(404);
         api.get(&format!("{path}?sequence=first"), Some(&tokens.northwind)).await.problem(400);
@@ -1529,7 +1575,12 @@ fn a_store_that_does_not_answer_is_503_and_the_process_lives() {
             let reply = api.get(path, token).await;
             assert_eq!(reply.retry_after.as_deref(), Some("5"), "{path}");
             let problem = reply.problem(503);
-            assert_eq!(problem["detail"], "the store does not answer; nothing was stored; retry in 5 s", "{path}: {problem}");
+            let detail = if path == "/healthz" {
+                "the database is down: the store does not answer; ask again in 5 s (GET /livez: the server itself is up)"
+            } else {
+                "the store does not answer; nothing was changed; retry in 5 s"
+            };
+            assert_eq!(problem["detail"], detail, "{path}: {problem}");
         }
         let alive = api.get("/livez", None).await;
         assert_eq!((alive.status, alive.json()), (200, json!({"status": "alive"})));
@@ -1573,6 +1624,144 @@ fn reading_an_overdue_dispute_writes_nothing(db: &dyn TestDb) {
             .map(|t| t["state"].as_str().unwrap_or_default().to_owned())
             .collect();
         assert_eq!(states, ["open", "escalated", "decided"]);
+        api.stop().await;
+    });
+}
+
+/// The operator registers an auditor, gives it a token and grants it one agreement: it reads that
+/// agreement and nothing else, until the grant is revoked. Grants are logged, listed to both
+/// parties of the agreement (and to no one else), and only the operator makes them.
+fn the_operator_grants_auditors_and_both_parties_see_it(db: &dyn TestDb) {
+    let tokens = register(open(db).as_mut());
+    run(async {
+        let api = Api::start(db, 1 << 20).await;
+        let auditor = json!({"id": "clearsight", "name": "Clearsight Audit", "role": "auditor"});
+        assert_eq!(api.post_json("/v1/parties", &tokens.operator, &auditor).await.status, 200);
+        let created = api.post_json("/v1/tokens", &tokens.operator, &json!({"party": "clearsight"})).await;
+        assert_eq!(created.status, 201, "{}", String::from_utf8_lossy(&created.bytes));
+        let created = created.json();
+        assert_eq!((created["party"].as_str(), created["role"].as_str()), (Some("clearsight"), Some("auditor")));
+        let clearsight = created["token"].as_str().expect("the token, shown once").to_owned();
+        for token in [&tokens.meridian, &tokens.northwind, &tokens.auditor] {
+            api.post_json("/v1/tokens", token, &json!({"party": "clearsight"})).await.problem(403);
+        }
+        api.post_json("/v1/tokens", &tokens.operator, &json!({"party": "nobody"})).await.problem(422);
+
+        // Before a grant: the agreement is not there for it, as for anyone not entitled.
+        let agreement = "/v1/agreements/meridian-northwind";
+        api.get(agreement, Some(&clearsight)).await.problem(404);
+        let grant = json!({"auditor": "clearsight", "agreement": "meridian-northwind"});
+        for token in [&tokens.meridian, &tokens.northwind, &tokens.auditor, &tokens.arbiter] {
+            api.post_json("/v1/grants", token, &grant).await.problem(403);
+        }
+        let to_host =
+            api.post_json("/v1/grants", &tokens.operator, &json!({"auditor": "northwind", "agreement": "meridian-northwind"})).await;
+        assert!(
+            to_host.problem(422)["detail"].as_str().is_some_and(|d| d.ends_with("has role host; it must be an auditor")),
+            "only to an auditor"
+        );
+        api.post_json("/v1/grants", &tokens.operator, &json!({"auditor": "clearsight", "agreement": "meridian-nowhere"}))
+            .await
+            .problem(404);
+        let before = api.with_store(|store| store.log_size().expect("size")).await;
+        let granted = api.post_json("/v1/grants", &tokens.operator, &grant).await;
+        assert_eq!(granted.status, 201, "{}", String::from_utf8_lossy(&granted.bytes));
+        let leaf = granted.json()["granted_leaf"].as_u64().expect("the grant's leaf");
+        assert_eq!(leaf, before, "the grant is the log's next leaf");
+        let again = api.post_json("/v1/grants", &tokens.operator, &grant).await.json();
+        assert_eq!(again["granted_leaf"].as_u64(), Some(leaf), "a grant in force is not made twice");
+        assert_eq!(api.with_store(|store| store.log_size().expect("size")).await, before + 1);
+
+        // With it: the agreement, its statements and disputes; not another licensor's or host's.
+        assert_eq!(api.get(agreement, Some(&clearsight)).await.status, 200);
+        api.get("/v1/parties/southwind", Some(&clearsight)).await.problem(404);
+        assert_eq!(api.get("/v1/parties/northwind", Some(&clearsight)).await.status, 200);
+
+        // Both parties see who may read their agreement, in the list and in the log; others do not.
+        for token in [&tokens.meridian, &tokens.northwind, &clearsight, &tokens.operator] {
+            let listed = api.get("/v1/grants", Some(token)).await.json();
+            let auditors: Vec<&str> = listed.as_array().expect("grants").iter().filter_map(|g| g["auditor"].as_str()).collect();
+            assert!(auditors.contains(&"clearsight"), "{listed}");
+        }
+        for token in [&tokens.southwind, &tokens.aurora, &tokens.arbiter] {
+            assert_eq!(api.get("/v1/grants", Some(token)).await.json(), json!([]));
+            api.get("/v1/grants?agreement=meridian-northwind", Some(token)).await.problem(404);
+        }
+        // The grant's leaf: its event to the agreement's parties and its auditor only.
+        for (token, readable) in
+            [(&tokens.northwind, true), (&tokens.meridian, true), (&clearsight, true), (&tokens.southwind, false), (&tokens.aurora, false)]
+        {
+            let reply = api.get(&format!("/v1/log/inclusion?leaf={leaf}"), Some(token)).await;
+            if readable {
+                let event = reply.json()["event"].as_str().expect("the event").to_owned();
+                assert_eq!(event, r#"{"action":"grant","agreement":"meridian-northwind","auditor":"clearsight","type":"grant"}"#);
+            } else {
+                reply.problem(404);
+            }
+        }
+
+        // Revoked: it reads nothing again; the revocation is logged and listed.
+        let revoked = api.post_json("/v1/grants/revocations", &tokens.operator, &grant).await;
+        assert_eq!(revoked.status, 200, "{}", String::from_utf8_lossy(&revoked.bytes));
+        assert_eq!(revoked.json()["revoked_leaf"].as_u64(), Some(leaf + 1));
+        api.get(agreement, Some(&clearsight)).await.problem(404);
+        api.post_json("/v1/grants/revocations", &tokens.operator, &grant).await.problem(404);
+        let listed = api.get("/v1/grants?agreement=meridian-northwind", Some(&tokens.northwind)).await.json();
+        assert!(
+            listed.as_array().expect("grants").iter().any(|g| g["auditor"] == "clearsight" && g["revoked_leaf"] == leaf + 1),
+            "{listed}"
+        );
+
+        // The operator revokes a token: it is refused from then on.
+        let id = created["id"].as_str().expect("the token's id");
+        assert_eq!(api.post_json("/v1/tokens/revocations", &tokens.operator, &json!({"id": id})).await.json()["revoked"], true);
+        api.get("/v1/grants", Some(&clearsight)).await.problem(401);
+        api.stop().await;
+    });
+}
+
+/// A host records its own contribution over HTTP; it does not count until the licensor accepts
+/// it; neither side records for the other or accepts its own; others see none of it.
+fn a_party_records_its_contributions_and_the_other_accepts_them(db: &dyn TestDb) {
+    let tokens = register(open(db).as_mut());
+    run(async {
+        let api = Api::start(db, 1 << 20).await;
+        let contribution =
+            json!({"id": "c-7", "party": "northwind", "kind": "maintenance", "date": "2026-10-12", "description": "patched the tokenizer"});
+        let body = json!({"agreement": "meridian-northwind", "contribution": contribution});
+        for _ in 0..2 {
+            let recorded = api.post_json("/v1/contributions", &tokens.northwind, &body).await;
+            assert_eq!(recorded.status, 201, "{}", String::from_utf8_lossy(&recorded.bytes));
+            assert_eq!(recorded.json()["accepted"], false);
+        }
+        // Not for the other party, not accepted by its own party, not by anyone else.
+        let theirs = api.post_json("/v1/contributions", &tokens.meridian, &body).await.problem(403);
+        assert_eq!(theirs["errors"][0]["field"], "contribution.party", "{theirs}");
+        let mut accepted = body.clone();
+        accepted["contribution"]["accepted"] = json!(true);
+        api.post_json("/v1/contributions", &tokens.northwind, &accepted).await.problem(422);
+        let mut unknown = body.clone();
+        unknown["contribution"]["kind"] = json!("marketing");
+        assert_eq!(api.post_json("/v1/contributions", &tokens.northwind, &unknown).await.status, 422, "a kind the agreement does not list");
+        let acceptance = json!({"agreement": "meridian-northwind", "id": "c-7"});
+        api.post_json("/v1/contributions/acceptances", &tokens.northwind, &acceptance).await.problem(403);
+        for token in [&tokens.southwind, &tokens.aurora] {
+            api.post_json("/v1/contributions", token, &body).await.problem(404);
+            api.post_json("/v1/contributions/acceptances", token, &acceptance).await.problem(404);
+            api.get("/v1/contributions?agreement=meridian-northwind", Some(token)).await.problem(404);
+        }
+        api.post_json("/v1/contributions/acceptances", &tokens.meridian, &json!({"agreement": "meridian-northwind", "id": "c-9"}))
+            .await
+            .problem(404);
+        // The licensor accepts: it counts from now on.
+        let listed = api.get("/v1/contributions?agreement=meridian-northwind", Some(&tokens.meridian)).await.json();
+        assert_eq!(listed[0]["accepted"], false, "{listed}");
+        let done = api.post_json("/v1/contributions/acceptances", &tokens.meridian, &acceptance).await;
+        assert_eq!(done.status, 200, "{}", String::from_utf8_lossy(&done.bytes));
+        let stored = api.with_store(|store| store.contributions(&agreement_id()).expect("contributions")).await;
+        assert_eq!((stored.len(), stored[0].accepted), (1, true));
+        let listed = api.get("/v1/contributions?agreement=meridian-northwind", Some(&tokens.auditor)).await.json();
+        assert_eq!(listed[0]["accepted"], true, "the granted auditor reads them: {listed}");
         api.stop().await;
     });
 }

@@ -5,13 +5,16 @@
 //!
 //! The world: two licensors (meridian, aurora), three hosts (nimbus with agreements with both, so
 //! one of its usage batches is mixed; stratus with meridian only; cirrus with aurora only), an
-//! auditor and an arbiter; records, a closed month, payments (one posted, one pending), a contribution and disputes in
-//! every state for each agreement, keys and aliases; every one of them marked with a distinctive
-//! string. Each party's entitlement is written down here, independently of the server's own
-//! checks (`auth.rs`): a host its own agreements' things, a licensor its own agreements' things,
-//! the auditor and the arbiter everything (as `may_read` allows today), a party's record to
-//! itself, its counterparties, the auditor and the arbiter, its keys to itself (and a host's to
-//! the readers of its agreements: bundles carry them, to check its countersignatures).
+//! auditor granted one agreement, an arbiter every agreement names, and the operator; records, a
+//! closed month, payments (one posted, one pending), a contribution and disputes in every state for
+//! each agreement, keys and aliases; every one of them marked with a distinctive string. Each
+//! party's entitlement is written down here, independently of the server's own checks
+//! (`auth.rs`): a host its own agreements' things, a licensor its own agreements' things, the
+//! auditor its granted agreement's, the arbiter the disputes escalated to it (and so their
+//! agreements' ids and statement digests), the operator every party and every grant; a party's
+//! record to itself, its counterparties, the auditor and arbiter as above and the operator, its
+//! keys to itself (and a host's to the readers of its agreements: bundles carry them, to check
+//! its countersignatures).
 //!
 //! Then every route of `/openapi.json` is called with every id of the world (and ids that do not
 //! exist) by every token and by none; every write is attempted on others' things; every route of
@@ -53,9 +56,18 @@ const LICENSORS: [&str; 2] = ["meridian", "aurora"];
 const HOSTS: [&str; 3] = ["nimbus", "stratus", "cirrus"];
 const AUDITOR: &str = "ledgerwise";
 const ARBITER: &str = "judge";
-/// Who calls: each party's token, and no token at all.
-const CALLERS: [&str; 8] = ["meridian", "aurora", "nimbus", "stratus", "cirrus", AUDITOR, ARBITER, NONE];
+/// The operator's token (it is no party).
+const OPERATOR: &str = revshare_store::OPERATOR;
+/// Who calls: each party's token, the operator's, and no token at all.
+const CALLERS: [&str; 9] = ["meridian", "aurora", "nimbus", "stratus", "cirrus", AUDITOR, ARBITER, OPERATOR, NONE];
 const NONE: &str = "(no token)";
+/// The one agreement the operator granted the auditor.
+const GRANTED: &str = "mer-two";
+
+/// Whether a caller is a party (not the operator, not the absence of a token).
+fn is_party(caller: &str) -> bool {
+    caller != NONE && caller != OPERATOR
+}
 
 /// (id, licensor, host, licensed model).
 const AGREEMENTS: [(&str, &str, &str, &str); 4] = [
@@ -106,6 +118,7 @@ effective_from = 2026-01-01
 effective_to = 2027-01-01
 models = ["{model}"]
 dispute_window_days = 30
+arbiters = ["{ARBITER}"]
 
 [pricing]
 basis = "revenue_share"
@@ -230,6 +243,8 @@ fn build(store: &mut dyn Store) -> BTreeMap<&'static str, String> {
         };
         store.add_contribution(&aid(id), &contribution).expect("a contribution");
     }
+    store.grant(&pid(AUDITOR), &aid(GRANTED)).expect("the auditor's grant");
+    tokens.insert(OPERATOR, add_token(store, OPERATOR, Role::Operator, "token of the operator"));
     for (_, records) in BATCHES {
         let records: Vec<UsageRecord<'static>> = records.iter().map(|r| record(r)).collect();
         let report = store.ingest(&records, IngestMode::Atomic, None).expect("a batch");
@@ -281,22 +296,52 @@ fn build(store: &mut dyn Store) -> BTreeMap<&'static str, String> {
 // ---------------------------------------------------------------------------------------------
 // Entitlements and the secrets they imply
 
-/// What a token may read of an agreement: its parties, the auditor and the arbiter.
+/// What a token may read of an agreement: its parties, and the auditor if it was granted it.
 fn readers_of_agreement(id: &str) -> BTreeSet<&'static str> {
     let (_, licensor, host, _) = agreement_of(id);
-    BTreeSet::from([licensor, host, AUDITOR, ARBITER])
+    let mut readers = BTreeSet::from([licensor, host]);
+    if id == GRANTED {
+        readers.insert(AUDITOR);
+    }
+    readers
 }
 
-/// Who may read a party's record: itself, its counterparties, the auditor and the arbiter.
+/// Whether an agreement has a dispute escalated to the arbiter (every agreement names it).
+fn arbitrated(id: &str) -> bool {
+    disputes().iter().any(|(agreement, end, _)| *agreement == id && matches!(*end, "escalated" | "decided"))
+}
+
+/// Who may read dispute `number` (from 1): the readers of its agreement, and the arbiter once it
+/// is escalated.
+fn readers_of_dispute(number: usize) -> BTreeSet<&'static str> {
+    let (agreement, end, _) = &disputes()[number - 1];
+    let mut readers = readers_of_agreement(agreement);
+    if matches!(*end, "escalated" | "decided") {
+        readers.insert(ARBITER);
+    }
+    readers
+}
+
+/// Who may read a party's record: itself, its counterparties, the auditor for the parties of
+/// its granted agreement, the arbiter for the parties of the disputes escalated to it, and the
+/// operator, who registers them all.
 fn readers_of_party(party: &str) -> BTreeSet<&'static str> {
-    let mut readers = BTreeSet::from([AUDITOR, ARBITER]);
+    let mut readers = BTreeSet::from([OPERATOR]);
     readers.extend(CALLERS.iter().copied().filter(|c| *c == party));
-    for (_, licensor, host, _) in AGREEMENTS {
+    for (id, licensor, host, _) in AGREEMENTS {
         if licensor == party {
             readers.insert(host);
         }
         if host == party {
             readers.insert(licensor);
+        }
+        if licensor == party || host == party {
+            if id == GRANTED {
+                readers.insert(AUDITOR);
+            }
+            if arbitrated(id) {
+                readers.insert(ARBITER);
+            }
         }
     }
     readers
@@ -396,13 +441,22 @@ fn learn(store: &mut dyn Store) -> Knowledge {
     for (index, (id, ..)) in AGREEMENTS.iter().enumerate() {
         let readers = readers_of_agreement(id);
         let own = Some(*id);
-        secrets.push(Secret::text(format!("agreement {id}"), (*id).to_owned(), &readers, own));
+        // A dispute names its agreement and statement; the grants list names the agreement.
+        let mut named = readers.clone();
+        if arbitrated(id) {
+            named.insert(ARBITER);
+        }
+        let mut id_readers = named.clone();
+        if *id == GRANTED {
+            id_readers.insert(OPERATOR);
+        }
+        secrets.push(Secret::text(format!("agreement {id}"), (*id).to_owned(), &id_readers, own));
         secrets.push(Secret::text(format!("the terms of {id}"), format!("terms-of-{id}"), &readers, own));
         let agreement = store.agreement(&aid(id), None).expect("the agreement");
         secrets.push(Secret::bytes(format!("the digest of agreement {id}"), &digest_bytes(&agreement.digest()), &readers, own));
         let statement = store.statement(&aid(id), october()).expect("read").expect("closed");
-        secrets.push(Secret::bytes(format!("the digest of {id}'s statement"), &digest_bytes(&statement.digest), &readers, own));
-        secrets.push(Secret::bytes(format!("the SHA-256 of {id}'s statement"), &sha256(&statement.canonical), &readers, own));
+        secrets.push(Secret::bytes(format!("the digest of {id}'s statement"), &digest_bytes(&statement.digest), &named, own));
+        secrets.push(Secret::bytes(format!("the SHA-256 of {id}'s statement"), &sha256(&statement.canonical), &named, own));
         secrets.push(Secret::text(format!("{id}'s use case"), format!("uc_{}", id.replace('-', "_")), &readers, own));
         secrets.push(Secret::text(format!("{id}'s region"), format!("rg-{id}"), &readers, own));
         for n in 1..=2 {
@@ -430,6 +484,7 @@ fn learn(store: &mut dyn Store) -> Knowledge {
                 continue;
             }
             let what = format!("dispute {} of {id}", n + 1);
+            let readers = readers_of_dispute(n + 1);
             for (_, state, amount) in steps {
                 let reason = format!("reason-{agreement}-d{}-{state:?}", n + 1).to_lowercase();
                 secrets.push(Secret::text(format!("{what}: evidence"), format!("evidence-{reason}"), &readers, own));
@@ -615,7 +670,7 @@ fn values(name: &str, log_size: u64) -> Vec<String> {
     let mut ids: Vec<String> = match name {
         "agreement" => AGREEMENTS.iter().map(|a| a.0.to_owned()).chain([NO_AGREEMENT.to_owned()]).collect(),
         "period" => vec!["2026-10".to_owned(), "2026-09".to_owned()],
-        "party" => CALLERS.iter().filter(|c| **c != NONE).map(|c| (*c).to_owned()).chain([NO_PARTY.to_owned()]).collect(),
+        "party" => CALLERS.iter().filter(|c| is_party(c)).map(|c| (*c).to_owned()).chain([NO_PARTY.to_owned()]).collect(),
         "model" => vec!["mer-small".to_owned(), "aur-large".to_owned(), "m-nowhere".to_owned()],
         "id" => (1..=disputes().len() as u64).chain([NO_DISPUTE]).map(|n| n.to_string()).collect(),
         "leaf" => (0..log_size).map(|n| n.to_string()).collect(),
@@ -631,12 +686,12 @@ fn values(name: &str, log_size: u64) -> Vec<String> {
 fn hidden(knowledge: &Knowledge, caller: &'static str, name: &str, value: &str) -> bool {
     match name {
         "agreement" => AGREEMENTS.iter().find(|a| a.0 == value).is_none_or(|a| !readers_of_agreement(a.0).contains(caller)),
-        "party" => !CALLERS.contains(&value) || !readers_of_party(value).contains(caller),
+        "party" => !CALLERS.iter().any(|c| *c == value && is_party(c)) || !readers_of_party(value).contains(caller),
         "id" => value
             .parse::<u64>()
             .ok()
-            .and_then(|id| knowledge.disputes.get(&id))
-            .is_none_or(|agreement| !readers_of_agreement(agreement).contains(caller)),
+            .filter(|id| knowledge.disputes.contains_key(id))
+            .is_none_or(|id| !readers_of_dispute(usize::try_from(id).unwrap_or(usize::MAX)).contains(caller)),
         "leaf" => value.parse::<usize>().ok().and_then(|i| knowledge.leaves.get(i)).is_none_or(|readers| !readers.contains(caller)),
         _ => false,
     }
@@ -759,7 +814,7 @@ fn attempts(route: &str, caller: &'static str, knowledge: &Knowledge) -> Vec<Att
             }
         }
         "/v1/parties" => {
-            for party in CALLERS.iter().filter(|c| **c != caller && **c != NONE) {
+            for party in CALLERS.iter().filter(|c| **c != caller && is_party(c)) {
                 let body = json!({"id": party, "name": "An Intruder's Name", "role": "host"});
                 out.push((route.to_owned(), body, Vec::new()));
             }
@@ -782,7 +837,7 @@ fn attempts(route: &str, caller: &'static str, knowledge: &Knowledge) -> Vec<Att
         }
         "/v1/disputes/{id}/transitions" => {
             for (id, agreement) in knowledge.disputes.iter().map(|(id, a)| (*id, *a)).chain([(NO_DISPUTE, NO_AGREEMENT)]) {
-                if agreement != NO_AGREEMENT && readers_of_agreement(agreement).contains(caller) {
+                if agreement != NO_AGREEMENT && readers_of_dispute(usize::try_from(id).unwrap_or(usize::MAX)).contains(caller) {
                     continue;
                 }
                 let body = json!({"action": "accept", "reason": "intruder"});
@@ -803,6 +858,50 @@ fn attempts(route: &str, caller: &'static str, knowledge: &Knowledge) -> Vec<Att
                 let rotation = json!({"key": text, "signature": revshare_core::transparency::b64(&theirs.sign(&message))});
                 out.push((route.to_owned(), json!({"key": fresh.verifier().to_text(), "rotation": rotation}), Vec::new()));
             }
+        }
+        "/v1/contributions" => {
+            let party = if is_party(caller) { caller } else { "nimbus" };
+            for id in &foreign {
+                let contribution =
+                    json!({"id": "intruder-c", "party": party, "kind": "maintenance", "date": "2026-10-05", "description": "intruder"});
+                out.push((route.to_owned(), json!({"agreement": id, "contribution": contribution}), hide("agreement", id)));
+            }
+        }
+        "/v1/contributions/acceptances" => {
+            for id in &foreign {
+                out.push((route.to_owned(), json!({"agreement": id, "id": format!("contrib-{id}")}), hide("agreement", id)));
+            }
+        }
+        // The operator's: refused to every party; the operator's own refusals name what it sent.
+        "/v1/tokens" => {
+            for party in ["nimbus", NO_PARTY].into_iter().filter(|p| caller != OPERATOR || *p == NO_PARTY) {
+                out.push((route.to_owned(), json!({"party": party}), Vec::new()));
+            }
+        }
+        "/v1/tokens/revocations" => {
+            let id = if caller == OPERATOR {
+                "tok-000000000000".to_owned()
+            } else {
+                {
+                    let token = revshare_server::auth::encode(&seed_of("token of nimbus"));
+                    revshare_server::auth::id_of(&revshare_server::auth::hash(&token))
+                }
+            };
+            out.push((route.to_owned(), json!({"id": id}), Vec::new()));
+        }
+        "/v1/grants" => {
+            let grants: Vec<(&str, &str)> = if caller == OPERATOR {
+                vec![("nimbus", "mer-one"), (AUDITOR, NO_AGREEMENT)]
+            } else {
+                AGREEMENTS.iter().map(|a| (AUDITOR, a.0)).collect()
+            };
+            for (auditor, agreement) in grants {
+                out.push((route.to_owned(), json!({"auditor": auditor, "agreement": agreement}), hide("agreement", agreement)));
+            }
+        }
+        "/v1/grants/revocations" => {
+            let agreement = if caller == OPERATOR { "mer-one" } else { GRANTED };
+            out.push((route.to_owned(), json!({"auditor": AUDITOR, "agreement": agreement}), hide("agreement", agreement)));
         }
         other => panic!("route {other} takes writes the suite does not attempt: add them"),
     }
@@ -844,7 +943,7 @@ fn snapshot(store: &mut dyn Store) -> Snapshot {
         journal: store.journal().expect("journal").len(),
         disputes: store.disputes(None).expect("disputes").iter().map(|d| d.to_json()).collect(),
         contributions: agreements.iter().map(|id| store.contributions(id).expect("contributions")).collect(),
-        parties: CALLERS.iter().chain(&[NO_PARTY]).filter(|c| **c != NONE).map(|c| store.party(&pid(c)).expect("a party")).collect(),
+        parties: CALLERS.iter().chain(&[NO_PARTY]).filter(|c| is_party(c)).map(|c| store.party(&pid(c)).expect("a party")).collect(),
         models: ["mer-small", "aur-large"].iter().map(|m| store.model(&ModelId::parse(m).expect("an id")).expect("a model")).collect(),
         aliases: HOSTS.iter().map(|h| store.resolve_model(&pid(h), "intruder-alias").ok().map(|m| m.to_string())).collect(),
         agreements: agreements.iter().map(|id| store.agreement(id, None).expect("an agreement").version()).collect(),

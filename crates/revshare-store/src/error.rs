@@ -53,13 +53,19 @@ pub enum StoreError {
 
     #[error("`{0}` is not a role; use licensor, host, auditor or arbiter")]
     BadRole(String),
+    #[error(
+        "the operator is not a party and `operator` is not a party id: whoever holds the store acts as the operator, and `revshare token create --operator` makes a token that does over HTTP"
+    )]
+    OperatorIsNoParty,
+    #[error("auditor `{auditor}` holds no grant on agreement {agreement}; grants are listed by `revshare grant list`")]
+    NoGrant { auditor: String, agreement: String },
     #[error("party `{id}` needs a display name: 1 to 200 characters, no control characters")]
     BadName { id: String },
     #[error("party `{id}` is already registered as {existing}; use another id for a different party")]
     PartyExists { id: String, existing: String },
     #[error("`{id}`, {purpose}, is not a registered party; register it first")]
     UnknownParty { id: String, purpose: String },
-    #[error("`{id}`, {purpose}, has role {found}; it must be a {expected}")]
+    #[error("`{id}`, {purpose}, has role {found}; it must be {}", expected.with_article())]
     WrongRole { id: String, found: Role, expected: Role, purpose: String },
     #[error("model `{id}` is already registered ({existing}); use another id for a different model")]
     ModelExists { id: String, existing: String },
@@ -202,7 +208,9 @@ impl StoreError {
 impl From<crate::payments::PaymentError> for StoreError {
     fn from(error: crate::payments::PaymentError) -> StoreError {
         match error {
-            crate::payments::PaymentError::Amount(detail) => StoreError::PaymentAmount(detail),
+            crate::payments::PaymentError::Amount(detail) | crate::payments::PaymentError::Reference(detail) => {
+                StoreError::PaymentAmount(detail)
+            }
             crate::payments::PaymentError::Entry(e) => e.into(),
         }
     }

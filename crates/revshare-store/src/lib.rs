@@ -33,7 +33,9 @@
 //! - [`payments`]: a payment's journal entry from its amount text and payer.
 //! - [`receipts`]: signed checkpoints and batch receipts (the caller brings the key and the time).
 //! - [`export`]: a statement's bundle for offline verification (`statement export --bundle`, the API's bundle).
-//! - `tokens.rs`: the API's bearer tokens, kept as SHA-256 hashes, revocable.
+//! - `tokens.rs`: the API's bearer tokens (the parties' and the operator's), kept as SHA-256
+//!   hashes, revocable.
+//! - `grants.rs`: which auditor may read which agreement, granted and revoked in the log.
 //!
 //! The API is synchronous; an async server runs it on a blocking thread.
 
@@ -43,6 +45,7 @@ mod contributions;
 mod disputes;
 mod error;
 pub mod export;
+mod grants;
 mod index;
 mod ingest;
 mod journal;
@@ -76,6 +79,7 @@ use revshare_core::usage_set::UsageSet;
 
 pub use disputes::StoredDispute;
 pub use error::{Fault, StoreError};
+pub use grants::Grant;
 use index::Pending;
 pub use index::{RecordIndex, SharedIndex};
 pub use ingest::{Batch, IngestMode, IngestProblem, IngestReport, LoggedBatch, ProblemKind, batch_digest};
@@ -83,7 +87,7 @@ pub use keys::RegisteredKey;
 pub use log::{LogLeaf, StoredBatch};
 pub use pg::{PgStore, WRITE_LOCK};
 pub use records::SentRecord;
-pub use registry::{Model, Party, Role};
+pub use registry::{Model, OPERATOR, Party, Role};
 pub use sqlite::{BUSY_TIMEOUT, SqliteStore};
 pub use statements::{NewStatement, StatementKind, StoredStatement};
 pub use tokens::StoredToken;
@@ -247,6 +251,14 @@ pub trait Store {
     fn token_by_hash(&mut self, hash: &[u8; 32]) -> Result<Option<StoredToken>, StoreError>;
     /// Revokes a token for good (again: a no-op); returns it.
     fn revoke_token(&mut self, id: &str) -> Result<StoredToken, StoreError>;
+
+    /// Grants a registered auditor reading a registered agreement (SPEC §9) and logs it; a grant
+    /// in force is returned as it is.
+    fn grant(&mut self, auditor: &PartyId, agreement: &AgreementId) -> Result<Grant, StoreError>;
+    /// Revokes the grant in force of `agreement` to `auditor` and logs it.
+    fn revoke_grant(&mut self, auditor: &PartyId, agreement: &AgreementId) -> Result<Grant, StoreError>;
+    /// Grants in force and revoked, in the order granted: of one agreement, of one auditor, or all.
+    fn grants(&mut self, agreement: Option<&AgreementId>, auditor: Option<&PartyId>) -> Result<Vec<Grant>, StoreError>;
 
     /// Opens a dispute of a statement (the latest of the period unless `sequence` says), or of
     /// one of its lines, with the core's rules (`revshare_core::dispute`); logs it.
@@ -453,7 +465,7 @@ impl<B: Backend> Store for B {
     }
 
     fn confirm_payment(&mut self, agreement: &AgreementId, reference: &str) -> Result<JournalEntry, StoreError> {
-        transaction(self, Access::Write, |sql| payments::confirm(sql, agreement.as_str(), reference))
+        transaction(self, Access::Write, |sql| payments::confirm(sql, agreement, reference))
     }
 
     fn pending_payments(&mut self, agreement: Option<&AgreementId>) -> Result<Vec<payments::PendingPayment>, StoreError> {
@@ -621,5 +633,17 @@ impl<B: Backend> Store for B {
 
     fn revoke_token(&mut self, id: &str) -> Result<StoredToken, StoreError> {
         transaction(self, Access::Write, |sql| tokens::revoke(sql, id))
+    }
+
+    fn grant(&mut self, auditor: &PartyId, agreement: &AgreementId) -> Result<Grant, StoreError> {
+        transaction(self, Access::Write, |sql| grants::grant(sql, auditor, agreement))
+    }
+
+    fn revoke_grant(&mut self, auditor: &PartyId, agreement: &AgreementId) -> Result<Grant, StoreError> {
+        transaction(self, Access::Write, |sql| grants::revoke(sql, auditor, agreement))
+    }
+
+    fn grants(&mut self, agreement: Option<&AgreementId>, auditor: Option<&PartyId>) -> Result<Vec<Grant>, StoreError> {
+        transaction(self, Access::Read, |sql| grants::list(sql, agreement, auditor))
     }
 }

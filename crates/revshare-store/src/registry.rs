@@ -17,14 +17,18 @@ use revshare_core::ids::{ModelId, PartyId};
 use crate::error::StoreError;
 use crate::sql::{Columns, Param, Sql, first, rows};
 
-/// What a party does.
+/// What a party does; or, for a token, the deployment's operator (SPEC §1), who is not a party.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Role {
     Licensor,
     Host,
     Auditor,
     Arbiter,
+    Operator,
 }
+
+/// The id an operator token acts as, which no party may take.
+pub const OPERATOR: &str = "operator";
 
 impl Role {
     pub fn parse(text: &str) -> Result<Role, StoreError> {
@@ -33,6 +37,7 @@ impl Role {
             "host" => Ok(Role::Host),
             "auditor" => Ok(Role::Auditor),
             "arbiter" => Ok(Role::Arbiter),
+            "operator" => Ok(Role::Operator),
             _ => Err(StoreError::BadRole(text.to_owned())),
         }
     }
@@ -43,16 +48,28 @@ impl Role {
             Role::Host => "host",
             Role::Auditor => "auditor",
             Role::Arbiter => "arbiter",
+            Role::Operator => "operator",
         }
     }
 
-    /// The capacity a party of this role acts on disputes in; an auditor does not act.
+    /// The role with its article, as a sentence names it: `a host`, `an auditor`, `the operator`.
+    pub fn with_article(&self) -> &'static str {
+        match self {
+            Role::Licensor => "a licensor",
+            Role::Host => "a host",
+            Role::Auditor => "an auditor",
+            Role::Arbiter => "an arbiter",
+            Role::Operator => "the operator",
+        }
+    }
+
+    /// The capacity a party of this role acts on disputes in; an auditor or the operator does not act.
     pub fn dispute_role(&self) -> Option<ActorRole> {
         match self {
             Role::Licensor => Some(ActorRole::Licensor),
             Role::Host => Some(ActorRole::Host),
             Role::Arbiter => Some(ActorRole::Arbiter),
-            Role::Auditor => None,
+            Role::Auditor | Role::Operator => None,
         }
     }
 }
@@ -119,6 +136,9 @@ pub(crate) fn require_role(sql: &mut impl Sql, id: &str, role: Role, purpose: &s
 }
 
 pub(crate) fn add_party(sql: &mut impl Sql, party: &Party) -> Result<(), StoreError> {
+    if party.role == Role::Operator || party.id.as_str() == OPERATOR {
+        return Err(StoreError::OperatorIsNoParty);
+    }
     let name = &party.name;
     if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
         return Err(StoreError::BadName { id: party.id.to_string() });

@@ -65,6 +65,11 @@
 //! Version 11 adds `pending_payments` (see [`crate::payments`]): payments their payer recorded,
 //! posted to the journal when the payee confirms them (`confirmed` goes from false to true, once;
 //! a trigger refuses every other change, and every deletion).
+//!
+//! Version 12 adds the operator's `operator_tokens` (see [`crate::tokens`]; the operator is not a
+//! party, SPEC §1) and auditors' `grants` (see [`crate::grants`]): which auditor may read which
+//! agreement, from the log leaf that granted it until the one that revoked it. A grant in force
+//! is unique per auditor and agreement; only `revoked_leaf` is ever set, once; nothing is deleted.
 
 use crate::error::StoreError;
 use crate::sql::{Access, Backend, Dialect, Param, Sql, first};
@@ -387,6 +392,34 @@ BEGIN SELECT RAISE(ABORT, 'a pending payment is never changed, except to confirm
 CREATE TRIGGER pending_payments_are_kept BEFORE DELETE ON pending_payments
 BEGIN SELECT RAISE(ABORT, 'a pending payment is never deleted'); END;
 "#,
+    r#"
+CREATE TABLE operator_tokens (
+    id TEXT PRIMARY KEY,
+    hash BLOB NOT NULL UNIQUE CHECK (length(hash) = 32),
+    revoked INTEGER NOT NULL DEFAULT 0 CHECK (revoked IN (0, 1))
+) STRICT;
+CREATE TRIGGER operator_tokens_only_revoked BEFORE UPDATE ON operator_tokens
+WHEN NEW.id IS NOT OLD.id OR NEW.hash IS NOT OLD.hash OR NOT (NEW.revoked = OLD.revoked OR (OLD.revoked = 0 AND NEW.revoked = 1))
+BEGIN SELECT RAISE(ABORT, 'a token is never changed, except to revoke it'); END;
+CREATE TRIGGER operator_tokens_are_kept BEFORE DELETE ON operator_tokens
+BEGIN SELECT RAISE(ABORT, 'a token is never deleted; revoke it'); END;
+
+CREATE TABLE grants (
+    auditor TEXT NOT NULL REFERENCES parties (id),
+    agreement_id TEXT NOT NULL,
+    granted_leaf INTEGER NOT NULL,
+    revoked_leaf INTEGER CHECK (revoked_leaf > granted_leaf),
+    PRIMARY KEY (auditor, agreement_id, granted_leaf)
+) STRICT;
+CREATE UNIQUE INDEX grants_in_force ON grants (auditor, agreement_id) WHERE revoked_leaf IS NULL;
+CREATE INDEX grants_of_agreement ON grants (agreement_id, granted_leaf);
+CREATE TRIGGER grants_only_revoked BEFORE UPDATE ON grants
+WHEN NEW.auditor IS NOT OLD.auditor OR NEW.agreement_id IS NOT OLD.agreement_id OR NEW.granted_leaf IS NOT OLD.granted_leaf
+    OR OLD.revoked_leaf IS NOT NULL
+BEGIN SELECT RAISE(ABORT, 'a grant is never changed, except to revoke it once'); END;
+CREATE TRIGGER grants_are_kept BEFORE DELETE ON grants
+BEGIN SELECT RAISE(ABORT, 'a grant is never deleted; revoke it'); END;
+"#,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -696,6 +729,34 @@ FOR EACH ROW WHEN (NEW.reference IS DISTINCT FROM OLD.reference OR NEW.agreement
 EXECUTE FUNCTION revshare_refuse('a pending payment is never changed, except to confirm it once');
 CREATE TRIGGER pending_payments_are_kept BEFORE DELETE ON pending_payments
 FOR EACH ROW EXECUTE FUNCTION revshare_refuse('a pending payment is never deleted');
+"#,
+    r#"
+CREATE TABLE operator_tokens (
+    id TEXT PRIMARY KEY,
+    hash BYTEA NOT NULL UNIQUE CHECK (length(hash) = 32),
+    revoked BOOLEAN NOT NULL DEFAULT false
+);
+CREATE TRIGGER operator_tokens_only_revoked BEFORE UPDATE ON operator_tokens
+FOR EACH ROW WHEN (NEW.id IS DISTINCT FROM OLD.id OR NEW.hash IS DISTINCT FROM OLD.hash OR (OLD.revoked AND NOT NEW.revoked))
+EXECUTE FUNCTION revshare_refuse('a token is never changed, except to revoke it');
+CREATE TRIGGER operator_tokens_are_kept BEFORE DELETE ON operator_tokens
+FOR EACH ROW EXECUTE FUNCTION revshare_refuse('a token is never deleted; revoke it');
+
+CREATE TABLE grants (
+    auditor TEXT NOT NULL REFERENCES parties (id),
+    agreement_id TEXT NOT NULL,
+    granted_leaf BIGINT NOT NULL,
+    revoked_leaf BIGINT CHECK (revoked_leaf > granted_leaf),
+    PRIMARY KEY (auditor, agreement_id, granted_leaf)
+);
+CREATE UNIQUE INDEX grants_in_force ON grants (auditor, agreement_id) WHERE revoked_leaf IS NULL;
+CREATE INDEX grants_of_agreement ON grants (agreement_id, granted_leaf);
+CREATE TRIGGER grants_only_revoked BEFORE UPDATE ON grants
+FOR EACH ROW WHEN (NEW.auditor IS DISTINCT FROM OLD.auditor OR NEW.agreement_id IS DISTINCT FROM OLD.agreement_id
+    OR NEW.granted_leaf IS DISTINCT FROM OLD.granted_leaf OR OLD.revoked_leaf IS NOT NULL)
+EXECUTE FUNCTION revshare_refuse('a grant is never changed, except to revoke it once');
+CREATE TRIGGER grants_are_kept BEFORE DELETE ON grants
+FOR EACH ROW EXECUTE FUNCTION revshare_refuse('a grant is never deleted; revoke it');
 "#,
 ];
 

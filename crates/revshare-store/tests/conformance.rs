@@ -127,6 +127,7 @@ conformance!(
     the_log_is_append_only,
     checkpoints_are_kept_once_per_size,
     tokens_are_found_by_hash_and_revoked,
+    the_operator_has_tokens_and_grants_are_logged,
     disputes_follow_the_process_and_carry_into_the_next_statement,
     unanswered_disputes_escalate_by_themselves,
 );
@@ -252,14 +253,14 @@ fn text(bytes: &[u8]) -> String {
 
 fn migrations_are_idempotent(db: &dyn TestDb) {
     let mut store = db.open();
-    assert_eq!(store.schema_version().expect("version"), 11);
+    assert_eq!(store.schema_version().expect("version"), 12);
     store.add_party(&party("meridian", Role::Licensor)).expect("add a party");
     drop(store);
     let mut again = db.open();
-    assert_eq!(again.schema_version().expect("version"), 11, "opening again applies nothing twice");
+    assert_eq!(again.schema_version().expect("version"), 12, "opening again applies nothing twice");
     assert_eq!(again.party(&pid("meridian")).expect("read"), Some(party("meridian", Role::Licensor)), "data survives reopening");
     let mut third = db.open();
-    assert_eq!(third.schema_version().expect("version"), 11);
+    assert_eq!(third.schema_version().expect("version"), 12);
 }
 
 fn parties_register_once(db: &dyn TestDb) {
@@ -1370,7 +1371,8 @@ fn a_payment_posts_when_its_payee_confirms_it(db: &dyn TestDb) {
     let e = store.confirm_payment(&aid("meridian-northwind"), "wire-2").expect_err("nothing pending under it");
     assert!(matches!(e, StoreError::NoPendingPayment { .. }), "{e}");
     let posted = store.confirm_payment(&aid("meridian-northwind"), "wire-1").expect("the payee confirms");
-    assert_eq!(posted.reference(), "wire-1");
+    assert_eq!(posted.reference(), "payment:meridian-northwind:wire-1", "posted under its agreement");
+    assert_eq!(payments::own_reference(posted.reference()), "wire-1");
     assert_eq!(owed(store), owes("67.77"));
     assert!(store.pending_payments(None).expect("pending").is_empty());
     assert!(store.confirm_payment(&aid("meridian-northwind"), "wire-1").is_err(), "confirmed once");
@@ -1896,6 +1898,54 @@ fn tokens_are_found_by_hash_and_revoked(db: &dyn TestDb) {
     assert!(delete.is_err_and(|e| e.contains("never deleted")), "tokens are never deleted");
 }
 
+/// The operator's tokens act for no party; auditors' grants are logged, listed, revoked once and
+/// never deleted.
+fn the_operator_has_tokens_and_grants_are_logged(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    register_example(store);
+    store.add_party(&party("ledgerwise", Role::Auditor)).expect("add an auditor");
+    let operator = PartyId::parse(revshare_store::OPERATOR).expect("the operator's id");
+    store.add_token("ops", &operator, Role::Operator, &[5u8; 32]).expect("an operator token");
+    let found = store.token_by_hash(&[5u8; 32]).expect("look up").expect("found");
+    assert_eq!((found.party.as_str(), found.role, found.revoked), ("operator", Role::Operator, false));
+    assert!(matches!(store.add_token("ops-2", &pid("northwind"), Role::Operator, &[6u8; 32]), Err(StoreError::OperatorIsNoParty)));
+    assert!(
+        matches!(store.add_token("ops", &pid("northwind"), Role::Host, &[6u8; 32]), Err(StoreError::TokenExists { .. })),
+        "one id space"
+    );
+    assert!(matches!(store.add_party(&party("operator", Role::Host)), Err(StoreError::OperatorIsNoParty)), "no party takes its name");
+    assert!(store.revoke_token("ops").expect("revoke").revoked);
+    assert!(store.token_by_hash(&[5u8; 32]).expect("look up").expect("kept").revoked);
+
+    let agreement = AgreementId::parse("meridian-northwind").expect("an id");
+    let not_auditor = store.grant(&pid("northwind"), &agreement);
+    assert!(matches!(not_auditor, Err(StoreError::WrongRole { .. })), "{not_auditor:?}");
+    let unknown = store.grant(&pid("ledgerwise"), &AgreementId::parse("meridian-nowhere").expect("an id"));
+    assert!(matches!(unknown, Err(StoreError::UnknownAgreement { .. })), "{unknown:?}");
+    let size = store.log_size().expect("size");
+    let grant = store.grant(&pid("ledgerwise"), &agreement).expect("a grant");
+    assert_eq!((grant.granted_leaf, grant.revoked_leaf), (size, None), "logged as the next leaf");
+    assert_eq!(store.grant(&pid("ledgerwise"), &agreement).expect("again"), grant, "a grant in force is not made twice");
+    let leaf = store.log_leaf(size).expect("the leaf");
+    assert_eq!(leaf.kind, "grant");
+    assert_eq!(
+        String::from_utf8_lossy(&leaf.event),
+        r#"{"action":"grant","agreement":"meridian-northwind","auditor":"ledgerwise","type":"grant"}"#
+    );
+    let revoked = store.revoke_grant(&pid("ledgerwise"), &agreement).expect("revoked");
+    assert_eq!(revoked.revoked_leaf, Some(size + 1));
+    assert!(matches!(store.revoke_grant(&pid("ledgerwise"), &agreement), Err(StoreError::NoGrant { .. })));
+    let again = store.grant(&pid("ledgerwise"), &agreement).expect("granted again");
+    assert_eq!(again.granted_leaf, size + 2);
+    assert_eq!(store.grants(Some(&agreement), None).expect("list"), vec![revoked, again.clone()]);
+    assert_eq!(store.grants(None, Some(&pid("northwind"))).expect("list"), Vec::new());
+    let changed = db.raw("UPDATE grants SET agreement_id = 'x'", "UPDATE grants SET agreement_id = 'x'");
+    assert!(changed.is_err_and(|e| e.contains("never changed")), "a grant is only ever revoked");
+    let deleted = db.raw("DELETE FROM grants", "DELETE FROM grants");
+    assert!(deleted.is_err_and(|e| e.contains("never deleted")));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Disputes
 
@@ -1908,8 +1958,11 @@ fn step(state: State, party: &str, role: ActorRole, at: Instant, amount: Option<
 }
 
 /// The example's October, closed on November 2nd.
+/// The example, naming `judge` its arbiter, with October ingested and closed; the deployment's key.
 fn closed_october(store: &mut dyn Store) -> SignerKey {
-    register_example(store);
+    register_example_parties(store);
+    let named = edited(AGREEMENT, &[("dispute_window_days = 30\n", "dispute_window_days = 30\narbiters = [\"judge\"]\n")]);
+    store.add_agreement("agreement.toml", &named).expect("the example, naming its arbiter");
     store.ingest(&parse_records(USAGE), IngestMode::Atomic, None).expect("ingest");
     let key = signer("revshare.example", 9);
     store.add_key(None, &key.verifier()).expect("the deployment key");
