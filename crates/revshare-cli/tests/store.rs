@@ -71,7 +71,7 @@ impl TestStore {
     /// The SPEC's worked example: meridian, its hosts and models, the agreement with northwind,
     /// and the example usage ingested.
     fn register_worked_example(&self) {
-        self.register_agreement_example(&examples().join("agreement.toml").display().to_string());
+        self.register_agreement_example(&examples().join("agreement.toml").display().to_string(), &[]);
     }
 
     /// The worked example, its agreement naming `arbiter` the arbiter of its disputes.
@@ -79,11 +79,14 @@ impl TestStore {
         let text = std::fs::read_to_string(examples().join("agreement.toml")).expect("the example agreement");
         let named = text.replacen("dispute_window_days = 30\n", &format!("dispute_window_days = 30\narbiters = [\"{arbiter}\"]\n"), 1);
         std::fs::write(self.path("agreement.toml"), named).expect("the agreement is written");
-        self.register_agreement_example(&self.path("agreement.toml"));
+        self.register_agreement_example(&self.path("agreement.toml"), &[arbiter]);
     }
 
-    fn register_agreement_example(&self, agreement: &str) {
+    fn register_agreement_example(&self, agreement: &str, arbiters: &[&str]) {
         self.ok(&["init"]);
+        for arbiter in arbiters {
+            self.ok(&["party", "add", arbiter, "--name", "Arbitration Ltd", "--role", "arbiter"]);
+        }
         self.ok(&["party", "add", "meridian", "--name", "Meridian", "--role", "licensor"]);
         for host in ["northwind", "southwind"] {
             self.ok(&["party", "add", host, "--name", host, "--role", "host"]);
@@ -934,7 +937,6 @@ fn log_proofs_printed_by_the_cli_verify() {
 fn disputes_are_answered_decided_and_carried_into_the_next_statement() {
     let store = TestStore::sqlite();
     store.register_worked_example_naming("judge");
-    store.ok(&["party", "add", "judge", "--name", "Arbitration Ltd", "--role", "arbiter"]);
     store.ok(&["party", "add", "audit", "--name", "Audit LLP", "--role", "auditor"]);
     store.ok(&["close", "--agreement", "meridian-northwind", "--period", "2026-10"]);
     let month = ["--agreement", "meridian-northwind", "--period", "2026-10"];

@@ -110,14 +110,15 @@ impl Problem {
     pub fn unavailable(status: StatusCode, kind: &'static str, error: &StoreError) -> Problem {
         tracing::warn!(%error, "the store is unavailable");
         let what = if status == StatusCode::INSUFFICIENT_STORAGE { "the store has no room left" } else { "the store does not answer" };
+        // Only a commit cut short leaves the outcome open; every other fault comes before it.
+        let outcome = if matches!(error, StoreError::CommitInDoubt(_)) {
+            "it stopped while committing, so the change may or may not be stored: send it again, and what is stored is answered as such (a usage batch as duplicates)"
+        } else {
+            "nothing was changed"
+        };
         Problem {
             retry_after: Some(RETRY_AFTER_SECONDS),
-            ..Problem::new(
-                status,
-                kind,
-                "the store is unavailable",
-                format!("{what}; nothing was changed; retry in {RETRY_AFTER_SECONDS} s"),
-            )
+            ..Problem::new(status, kind, "the store is unavailable", format!("{what}; {outcome}; retry in {RETRY_AFTER_SECONDS} s"))
         }
     }
 
@@ -185,7 +186,8 @@ impl From<StoreError> for Problem {
             | StoreError::Corrupt { .. }
             | StoreError::Internal { .. }
             | StoreError::NewerSchema { .. }
-            | StoreError::DisclosingLog { .. } => {
+            | StoreError::DisclosingLog { .. }
+            | StoreError::CommitInDoubt(_) => {
                 return Problem::internal("the store failed", &error);
             }
             // The server checks proof ranges before asking; what is left is the log failing.

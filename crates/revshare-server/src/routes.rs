@@ -672,6 +672,7 @@ pub(crate) async fn keys(State(state): State<AppState>, Extension(caller): Exten
         (status = 200, description = "registered (or already registered for the caller)", body = KeyEntry),
         (status = 400, description = "the body is not a key with exactly one of `proof` and `rotation`", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "an operator token: the operator registers no key of its own", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 413, description = "the body is over the limit", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 415, description = "another content type", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 422, description = "a proof or rotation signature that does not verify, a first key when the party has one, or a key someone else registered", body = ProblemDetails, content_type = "application/problem+json"),
@@ -685,6 +686,11 @@ pub(crate) async fn post_key(
     headers: HeaderMap,
     request_body: Body,
 ) -> Result<Json<KeyEntry>, Problem> {
+    if caller.role == Role::Operator {
+        return Err(Problem::forbidden(
+            "the operator is no party and registers no key of its own; the deployment's key is rotated on the store",
+        ));
+    }
     let new: NewKey = json_body(&state, &headers, request_body).await?;
     let key = VerifierKey::parse(&new.key).map_err(|e| Problem::bad_request(format!("`key`: {e}")))?;
     let signature = |text: &str, member: &str| {

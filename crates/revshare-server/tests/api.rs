@@ -1712,6 +1712,10 @@ fn the_operator_grants_auditors_and_both_parties_see_it(db: &dyn TestDb) {
             "{listed}"
         );
 
+        // The operator is no party: it registers no key of its own.
+        let key = json!({"key": host_key().verifier().to_text(), "proof": "AAAA"});
+        api.post_json("/v1/keys", &tokens.operator, &key).await.problem(403);
+
         // The operator revokes a token: it is refused from then on.
         let id = created["id"].as_str().expect("the token's id");
         assert_eq!(api.post_json("/v1/tokens/revocations", &tokens.operator, &json!({"id": id})).await.json()["revoked"], true);

@@ -171,6 +171,10 @@ pub(crate) fn add(sql: &mut impl Sql, name: &str, text: &str) -> Result<Agreemen
     }
     require_role(sql, licensor, Role::Licensor, &format!("the licensor of agreement {id}"))?;
     require_role(sql, host, Role::Host, &format!("the host of agreement {id}"))?;
+    // An arbiter that is not one would leave the agreement's escalated disputes with no one to decide them.
+    for arbiter in agreement.arbiters() {
+        require_role(sql, arbiter.as_str(), Role::Arbiter, &format!("an arbiter agreement {id} names"))?;
+    }
     for listed in agreement.models() {
         match model(sql, listed.as_str())? {
             None => return Err(StoreError::UnknownModel { id: listed.to_string(), purpose: format!("a model agreement {id} lists") }),

@@ -51,6 +51,10 @@ pub enum StoreError {
     )]
     NoPendingPayment { agreement: String, reference: String },
 
+    /// The store stopped answering while a transaction was being committed: the change may or
+    /// may not be stored (a repeat of a stored one is answered as such: duplicates, a no-op).
+    #[error("the store stopped answering while committing, so the change may or may not be stored: {0}")]
+    CommitInDoubt(Box<StoreError>),
     #[error("`{0}` is not a role; use licensor, host, auditor or arbiter")]
     BadRole(String),
     #[error(
@@ -184,6 +188,7 @@ impl StoreError {
     /// The passing fault this error is, if it is one.
     pub fn fault(&self) -> Option<Fault> {
         match self {
+            StoreError::CommitInDoubt(inner) => inner.fault(),
             StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => match e.code {
                 rusqlite::ErrorCode::DiskFull => Some(Fault::Full),
                 rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked | rusqlite::ErrorCode::CannotOpen => {
@@ -202,6 +207,13 @@ impl StoreError {
             },
             _ => None,
         }
+    }
+}
+
+impl StoreError {
+    /// A commit's failure: a passing fault leaves the change in doubt ([`StoreError::CommitInDoubt`]).
+    pub(crate) fn in_commit(self) -> StoreError {
+        if self.fault().is_some() { StoreError::CommitInDoubt(Box::new(self)) } else { self }
     }
 }
 
@@ -230,7 +242,13 @@ mod tests {
         let refused = postgres::Client::connect("host=127.0.0.1 port=1 user=postgres connect_timeout=2", postgres::NoTls)
             .err()
             .expect("nothing listens on port 1");
-        assert_eq!(StoreError::Postgres(refused).fault(), Some(Fault::Unavailable));
+        let refused = StoreError::Postgres(refused);
+        assert_eq!(refused.fault(), Some(Fault::Unavailable));
+        // A commit cut short by one leaves the change in doubt; a refusal at commit does not.
+        let in_doubt = refused.in_commit();
+        assert!(matches!(in_doubt, StoreError::CommitInDoubt(_)), "{in_doubt}");
+        assert_eq!(in_doubt.fault(), Some(Fault::Unavailable));
+        assert!(matches!(sqlite(rusqlite::ffi::SQLITE_CONSTRAINT).in_commit(), StoreError::Sqlite(_)));
         assert_eq!(StoreError::BadRole("king".to_owned()).fault(), None);
     }
 }

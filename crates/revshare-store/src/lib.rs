@@ -287,7 +287,7 @@ fn transaction<B: Backend, T>(
 ) -> Result<T, StoreError> {
     let mut tx = backend.begin(access)?;
     let value = f(&mut tx)?;
-    tx.commit()?;
+    tx.commit().map_err(StoreError::in_commit)?;
     Ok(value)
 }
 
@@ -394,7 +394,7 @@ impl<B: Backend> Store for B {
         if !stored.is_empty() {
             deltas.write(&mut tx)?;
             let adds: Vec<_> = stored.iter().map(|added| (added.batch, added.keys.as_slice(), added.last_segment)).collect();
-            index.added_while(&adds, || tx.commit())?;
+            index.added_while(&adds, || tx.commit().map_err(StoreError::in_commit))?;
         }
         Ok(results)
     }

@@ -368,6 +368,9 @@ fn agreement_needs_registered_parties_and_models(db: &dyn TestDb) {
     store.add_party(&party("other-lab", Role::Licensor)).expect("add");
     store.add_model(&model("o-1", "other-lab", None)).expect("add");
     let to_southwind = edited(AGREEMENT, &[("host = \"northwind\"", "host = \"southwind\"")]);
+    let arbitrated = edited(&to_southwind, &[("dispute_window_days = 30\n", "dispute_window_days = 30\narbiters = [\"judge\"]\n")]);
+    let err = store.add_agreement("a.toml", &arbitrated).expect_err("an arbiter no one registered");
+    assert_eq!(err.to_string(), "`judge`, an arbiter agreement meridian-northwind names, is not a registered party; register it first");
     let foreign = edited(&to_southwind, &[("models = [\"m-8b\", \"m-70b\"]", "models = [\"m-8b\", \"o-1\"]")]);
     let err = store.add_agreement("a.toml", &foreign).expect_err("another licensor's model");
     assert!(matches!(err, StoreError::ForeignModel { .. }), "{err}");
@@ -1961,6 +1964,7 @@ fn step(state: State, party: &str, role: ActorRole, at: Instant, amount: Option<
 /// The example, naming `judge` its arbiter, with October ingested and closed; the deployment's key.
 fn closed_october(store: &mut dyn Store) -> SignerKey {
     register_example_parties(store);
+    store.add_party(&party("judge", Role::Arbiter)).expect("add the arbiter");
     let named = edited(AGREEMENT, &[("dispute_window_days = 30\n", "dispute_window_days = 30\narbiters = [\"judge\"]\n")]);
     store.add_agreement("agreement.toml", &named).expect("the example, naming its arbiter");
     store.ingest(&parse_records(USAGE), IngestMode::Atomic, None).expect("ingest");
