@@ -27,6 +27,8 @@ pub struct Said {
     pub reason: String,
     pub amount: Option<String>,
     pub evidence: Vec<String>,
+    /// The arbiter an escalation names.
+    pub arbiter: Option<String>,
 }
 
 /// The disputed statement: an agreement's month, which statement of it, which line.
@@ -49,7 +51,15 @@ fn request(store: &mut (dyn Store + Send), state: State, said: Said) -> Result<R
             party.role
         )));
     };
-    Ok(Request { state, actor: Actor { party: id.to_string(), role }, reason: said.reason, amount: said.amount, evidence: said.evidence })
+    let arbiter = said.arbiter.as_deref().map(|a| parse(PartyId::parse(a))).transpose()?;
+    Ok(Request {
+        state,
+        actor: Actor { party: id.to_string(), role },
+        reason: said.reason,
+        amount: said.amount,
+        evidence: said.evidence,
+        arbiter,
+    })
 }
 
 fn print(stored: &StoredDispute, what: &str) {
@@ -58,6 +68,9 @@ fn print(stored: &StoredDispute, what: &str) {
     println!("dispute {} of {}: {what}; it is {}", d.id, d.subject, d.state());
     if let Some(by) = d.respond_by(&stored.terms) {
         println!("  to be answered by {by}");
+    }
+    if let Some(arbiter) = d.accepted_arbiter() {
+        println!("  both sides accepted {arbiter} as its arbiter");
     }
     if let Some(amount) = d.resolution() {
         println!("  adjustment of {} {currency} in the next statement closed", currency.format(amount));
@@ -138,7 +151,10 @@ pub fn show(args: &StoreArgs, id: u64, json: bool) -> Result<(), Failure> {
         t.add_row(vec![
             step.at.to_string(),
             step.state.to_string(),
-            format!("{} ({})", step.actor.party, step.actor.role),
+            match &step.arbiter {
+                Some(arbiter) => format!("{} ({}), naming {arbiter}", step.actor.party, step.actor.role),
+                None => format!("{} ({})", step.actor.party, step.actor.role),
+            },
             step.amount.map(|a| currency.format(a)).unwrap_or_default(),
             // Another party's words: shown, never obeyed by the terminal.
             printable(&step.reason, MAX_SHOWN_CHARS),

@@ -251,11 +251,16 @@ enum DisputeCommand {
         #[command(flatten)]
         said: SaidWithAmount,
     },
-    /// Take a rejected dispute to an arbiter.
+    /// Take a rejected dispute to an arbiter; or, once escalated, name the arbiter this side
+    /// accepts for it (`--arbiter`): once both sides name the same one, it decides the dispute
+    /// beside the arbiters the agreement names.
     Escalate {
         id: u64,
         #[command(flatten)]
         said: Said,
+        /// The arbiter (a party registered as one) this side accepts for the dispute.
+        #[arg(long)]
+        arbiter: Option<String>,
     },
     /// Decide an escalated dispute (an arbiter), from 0 to the amount claimed.
     Decide {
@@ -280,7 +285,7 @@ enum DisputeCommand {
 
 impl Said {
     fn with(self, amount: Option<String>) -> dispute_cmds::Said {
-        dispute_cmds::Said { by: self.by, reason: self.reason, amount, evidence: self.evidence }
+        dispute_cmds::Said { by: self.by, reason: self.reason, amount, evidence: self.evidence, arbiter: None }
     }
 }
 
@@ -543,7 +548,9 @@ fn dispute(store: &store_cmds::StoreArgs, command: DisputeCommand) -> Result<(),
         }
         DisputeCommand::Accept { id, said } => dispute_cmds::move_dispute(store, id, State::Accepted, said.with(None)),
         DisputeCommand::Reject { id, said } => dispute_cmds::move_dispute(store, id, State::Rejected, said.with(None)),
-        DisputeCommand::Escalate { id, said } => dispute_cmds::move_dispute(store, id, State::Escalated, said.with(None)),
+        DisputeCommand::Escalate { id, said, arbiter } => {
+            dispute_cmds::move_dispute(store, id, State::Escalated, dispute_cmds::Said { arbiter, ..said.with(None) })
+        }
         DisputeCommand::Counter { id, said } => dispute_cmds::move_dispute(store, id, State::Countered, said.said()),
         DisputeCommand::Decide { id, said } => dispute_cmds::move_dispute(store, id, State::Decided, said.said()),
         DisputeCommand::List { agreement, format } => dispute_cmds::list(store, agreement.as_deref(), format == Format::Json),

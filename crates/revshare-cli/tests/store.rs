@@ -991,8 +991,24 @@ fn disputes_are_answered_decided_and_carried_into_the_next_statement() {
         "--evidence",
         "https://arb.example/d2",
     ]);
+    // A third is decided by an arbiter the agreement does not name, once both sides named it.
+    store.ok(&["party", "add", "sage", "--name", "Sage Arbitration", "--role", "arbiter"]);
+    assert!(open("northwind", "3.00", &[]).status.success());
+    store.ok(&["dispute", "reject", "3", "--by", "meridian", "--reason", "no"]);
+    store.ok(&["dispute", "escalate", "3", "--by", "northwind", "--reason", "to sage", "--arbiter", "sage"]);
+    let early = store.run(&["dispute", "decide", "3", "--by", "sage", "--amount", "1.00", "--reason", "x"]);
+    assert!(
+        text(&early.stderr).contains("one both sides accepted for the dispute, decides an escalated dispute (judge)"),
+        "{}",
+        text(&early.stderr)
+    );
+    let agreed = store.ok(&["dispute", "escalate", "3", "--by", "meridian", "--reason", "sage is fine", "--arbiter", "sage"]);
+    assert!(agreed.contains("both sides accepted sage as its arbiter"), "{agreed}");
+    store.ok(&["dispute", "decide", "3", "--by", "sage", "--amount", "2.00", "--reason", "mostly right"]);
+    let shown = store.ok(&["dispute", "show", "3"]);
+    assert!(shown.contains("meridian (licensor), naming sage"), "{shown}");
     let listed = store.ok(&["dispute", "list"]);
-    assert!(listed.contains("accepted") && listed.contains("decided") && listed.contains("2 disputes"), "{listed}");
+    assert!(listed.contains("accepted") && listed.contains("decided") && listed.contains("3 disputes"), "{listed}");
     let shown: serde_json::Value = serde_json::from_str(&store.ok(&["dispute", "show", "2", "--format", "json"])).expect("JSON");
     let states: Vec<&str> = shown["history"].as_array().expect("history").iter().filter_map(|t| t["state"].as_str()).collect();
     assert_eq!(states, ["open", "rejected", "escalated", "decided"]);
@@ -1015,15 +1031,15 @@ fn disputes_are_answered_decided_and_carried_into_the_next_statement() {
         .iter()
         .filter_map(|a| Some((a["reference"].as_str()?, a["amount"].as_str()?)))
         .collect();
-    assert_eq!(carried, [("dispute:1", "-4.00"), ("dispute:2", "1.00")]);
-    assert_eq!(november["totals"]["adjustments"], "-3.00");
+    assert_eq!(carried, [("dispute:1", "-4.00"), ("dispute:2", "1.00"), ("dispute:3", "-2.00")]);
+    assert_eq!(november["totals"]["adjustments"], "-5.00");
 
     // November's bundle proves how each amount came about; without a dispute's logged steps it
     // does not verify, naming the adjustment.
     let dir = store.path("november");
     store.ok(&["statement", "export", "--agreement", "meridian-northwind", "--period", "2026-11", "--bundle", &dir]);
     let (ok, output) = verify(Path::new(&dir), &["--trust", &deployment_public(&store)]);
-    assert!(ok && output.contains("2 dispute adjustment(s) resolved as logged"), "{output}");
+    assert!(ok && output.contains("3 dispute adjustment(s) resolved as logged"), "{output}");
     // What the host kept from last month anchors this month's bundle on its own.
     let (ok, output) = verify(Path::new(&dir), &["--since", &kept]);
     assert!(ok && output.contains("before the kept checkpoint"), "{output}");

@@ -160,6 +160,10 @@ impl Actor {
 
 /// One step of a dispute: the state entered, who, when, why, an amount (the claim when opened,
 /// the offer when countered, the amount accepted or decided) and evidence (links or digests).
+///
+/// An escalation by the licensor or the host may name an `arbiter` that side accepts for the
+/// dispute; once both sides name the same one, it decides the dispute beside the arbiters the
+/// agreement names (SPEC §9). An escalated dispute is escalated again only to name one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transition {
     pub state: State,
@@ -168,6 +172,7 @@ pub struct Transition {
     pub reason: String,
     pub amount: Option<i128>,
     pub evidence: Vec<String>,
+    pub arbiter: Option<PartyId>,
 }
 
 /// What a dispute questions: a finalised statement, or one of its lines (its index in `lines`).
@@ -391,6 +396,7 @@ impl Dispute {
             ),
             amount: None,
             evidence: Vec::new(),
+            arbiter: None,
         })
     }
 
@@ -404,10 +410,69 @@ impl Dispute {
         dispute
     }
 
+    /// The arbiter both sides accepted for this dispute: the one the licensor's and the host's
+    /// latest escalations name, when they name the same.
+    pub fn accepted_arbiter(&self) -> Option<&PartyId> {
+        let latest = |role| self.history.iter().rev().filter(|t| t.actor.role == role).find_map(|t| t.arbiter.as_ref());
+        match (latest(ActorRole::Licensor), latest(ActorRole::Host)) {
+            (Some(licensors), Some(hosts)) if licensors == hosts => Some(licensors),
+            _ => None,
+        }
+    }
+
+    /// Whether `party` decides this dispute once it is escalated: an arbiter the agreement
+    /// names, or the one both sides accepted for it.
+    pub fn may_decide(&self, terms: &Terms, party: &str) -> bool {
+        terms.is_arbiter(party) || self.accepted_arbiter().is_some_and(|a| a.as_str() == party)
+    }
+
+    /// Who decides, in words: for a refusal.
+    fn deciders(&self, terms: &Terms) -> String {
+        let mut names: Vec<&str> = terms.arbiters.iter().map(PartyId::as_str).collect();
+        names.extend(self.accepted_arbiter().map(PartyId::as_str).filter(|a| !terms.is_arbiter(a)));
+        let rule = "only an arbiter the agreement names, or one both sides accepted for the dispute, decides an escalated dispute";
+        if names.is_empty() { format!("{rule}, and there is none yet") } else { format!("{rule} ({})", names.join(", ")) }
+    }
+
+    /// Checks the arbiter an escalation names: never a side of the agreement, and named once by
+    /// each side until both sides name the same.
+    fn check_arbiter(&self, terms: &Terms, t: &Transition, arbiter: &PartyId) -> Result<(), DisputeError> {
+        let named = || format!("names {arbiter}");
+        if !matches!(t.actor.role, ActorRole::Licensor | ActorRole::Host) {
+            return Err(field("arbiter", named(), "only the licensor or the host names the arbiter it accepts for a dispute"));
+        }
+        if *arbiter == terms.licensor || *arbiter == terms.host {
+            return Err(field("arbiter", named(), "an arbiter is neither side of the agreement"));
+        }
+        if let Some(accepted) = self.accepted_arbiter() {
+            return Err(field("arbiter", named(), format!("both sides already accepted {accepted} for dispute {}", self.id)));
+        }
+        let mine = self.history.iter().rev().filter(|s| s.actor.role == t.actor.role).find_map(|s| s.arbiter.as_ref());
+        if mine == Some(arbiter) {
+            return Err(field("arbiter", named(), "this side named it already; the other side accepts it by naming it too"));
+        }
+        Ok(())
+    }
+
     /// Checks a transition a party asks for. (Escalations [`Dispute::due`] are applied first.)
     pub fn check(&self, terms: &Terms, t: &Transition) -> Result<(), DisputeError> {
         let state = self.state();
-        if !state.next().contains(&t.state) {
+        if let Some(arbiter) = &t.arbiter {
+            if t.state != State::Escalated {
+                return Err(field("arbiter", format!("names {arbiter}"), "only an escalation names an arbiter"));
+            }
+            self.check_arbiter(terms, t, arbiter)?;
+        }
+        // An escalated dispute is escalated again by a side only to name the arbiter it accepts.
+        let naming = state == State::Escalated && t.state == State::Escalated && t.actor.role != ActorRole::Deployment;
+        if naming && t.arbiter.is_none() {
+            return Err(field(
+                "arbiter",
+                "is missing",
+                "an escalated dispute is escalated again only to name the arbiter a side accepts for it",
+            ));
+        }
+        if !naming && !state.next().contains(&t.state) {
             let next = match state.next() {
                 [] => format!("it is resolved: nothing follows {state}"),
                 next => {
@@ -424,6 +489,10 @@ impl Dispute {
         let opener = self.opener();
         // Who may, and the rule in words.
         let (may, who): (&[ActorRole], String) = match (state, t.state) {
+            (State::Escalated, State::Escalated) => (
+                &[ActorRole::Licensor, ActorRole::Host],
+                "only the licensor or the host names the arbiter it accepts for an escalated dispute".to_owned(),
+            ),
             (State::Open | State::Countered, State::Escalated) => (
                 &[ActorRole::Deployment],
                 format!(
@@ -437,19 +506,11 @@ impl Dispute {
             (State::Rejected, _) => {
                 (&[ActorRole::Licensor, ActorRole::Host], "only the licensor or the host escalates a rejected dispute".to_owned())
             }
-            (State::Escalated | State::Accepted | State::Decided, _) => (
-                &[ActorRole::Arbiter],
-                if terms.arbiters.is_empty() {
-                    "only an arbiter the agreement names decides an escalated dispute, and it names none".to_owned()
-                } else {
-                    let names: Vec<&str> = terms.arbiters.iter().map(PartyId::as_str).collect();
-                    format!("only an arbiter the agreement names ({}) decides an escalated dispute", names.join(", "))
-                },
-            ),
+            (State::Escalated | State::Accepted | State::Decided, _) => (&[ActorRole::Arbiter], self.deciders(terms)),
         };
         let party_ok = match t.actor.role {
             ActorRole::Licensor | ActorRole::Host => terms.party(t.actor.role).is_some_and(|p| p.as_str() == t.actor.party),
-            ActorRole::Arbiter => terms.is_arbiter(&t.actor.party),
+            ActorRole::Arbiter => self.may_decide(terms, &t.actor.party),
             ActorRole::Deployment => self.due(terms, t.at).as_ref() == Some(t),
         };
         if !may.contains(&t.actor.role) || !party_ok {
@@ -535,6 +596,7 @@ impl Dispute {
             "state": self.state().as_str(),
             "respond_by": self.respond_by(terms).map(|t| t.to_string()),
             "adjustment": self.resolution().map(money),
+            "arbiter": self.accepted_arbiter().map(PartyId::as_str),
             "history": self.history.iter().map(|t| transition_json(t, terms.currency)).collect::<Vec<_>>(),
         })
     }
@@ -549,6 +611,8 @@ pub struct Request {
     pub reason: String,
     pub amount: Option<String>,
     pub evidence: Vec<String>,
+    /// For an escalation: the arbiter this side accepts for the dispute.
+    pub arbiter: Option<PartyId>,
 }
 
 impl Request {
@@ -559,7 +623,15 @@ impl Request {
             (None, State::Accepted, Some(d)) => Some(d.on_the_table()),
             (None, _, _) => None,
         };
-        Ok(Transition { state: self.state, actor: self.actor, at, reason: self.reason, amount, evidence: self.evidence })
+        Ok(Transition {
+            state: self.state,
+            actor: self.actor,
+            at,
+            reason: self.reason,
+            amount,
+            evidence: self.evidence,
+            arbiter: self.arbiter,
+        })
     }
 }
 
@@ -572,6 +644,10 @@ pub fn transition_from_json(value: &Value, currency: Currency) -> Option<Transit
         _ => return None,
     };
     let evidence = value.get("evidence")?.as_array()?.iter().map(|e| e.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>()?;
+    let arbiter = match value.get("arbiter") {
+        None => None,
+        Some(named) => Some(PartyId::parse(named.as_str()?).ok()?),
+    };
     Some(Transition {
         state: State::parse(text("state")?)?,
         actor: Actor { party: text("party")?.to_owned(), role: ActorRole::parse(text("role")?)? },
@@ -579,6 +655,7 @@ pub fn transition_from_json(value: &Value, currency: Currency) -> Option<Transit
         reason: text("reason")?.to_owned(),
         amount,
         evidence,
+        arbiter,
     })
 }
 
@@ -588,9 +665,10 @@ pub fn reference(id: u64) -> String {
     format!("dispute:{id}")
 }
 
-/// A transition as JSON: in [`Dispute::to_json`] and in its log leaf.
+/// A transition as JSON: in [`Dispute::to_json`] and in its log leaf. `arbiter` is a member only
+/// when one is named, so the leaves of steps that name none keep their bytes.
 pub fn transition_json(t: &Transition, currency: Currency) -> Value {
-    json!({
+    let mut value = json!({
         "state": t.state.as_str(),
         "party": t.actor.party,
         "role": t.actor.role.as_str(),
@@ -598,7 +676,11 @@ pub fn transition_json(t: &Transition, currency: Currency) -> Value {
         "reason": t.reason,
         "amount": t.amount.map(|a| currency.format(a)),
         "evidence": t.evidence,
-    })
+    });
+    if let (Some(arbiter), Some(members)) = (&t.arbiter, value.as_object_mut()) {
+        members.insert("arbiter".to_owned(), Value::from(arbiter.as_str()));
+    }
+    value
 }
 
 #[cfg(test)]
@@ -628,6 +710,7 @@ mod tests {
             reason: "because".to_owned(),
             amount,
             evidence: vec![],
+            arbiter: None,
         }
     }
 
@@ -713,12 +796,71 @@ mod tests {
         assert!(d.check(&t, &step(State::Decided, "lic", ActorRole::Licensor, 5, Some(10))).is_err());
         // An arbiter the agreement does not name decides nothing; nor does anyone when it names none.
         let stranger = d.check(&t, &step(State::Decided, "arb-2", ActorRole::Arbiter, 5, Some(10))).map_err(|e| e.to_string());
-        assert!(stranger.is_err_and(|e| e.ends_with("only an arbiter the agreement names (arb) decides an escalated dispute")));
+        assert!(stranger.is_err_and(|e| e.ends_with(
+            "only an arbiter the agreement names, or one both sides accepted for the dispute, decides an escalated dispute (arb)"
+        )));
         let unnamed = Terms { arbiters: Vec::new(), ..t.clone() };
         assert!(d.check(&unnamed, &step(State::Decided, "arb", ActorRole::Arbiter, 5, Some(10))).is_err());
         d.history.push(step(State::Decided, "arb", ActorRole::Arbiter, 5, Some(0)));
         assert_eq!(d.resolution(), None, "decided at zero: no adjustment");
         let after = d.check(&t, &step(State::Escalated, "lic", ActorRole::Licensor, 6, None)).map_err(|e| e.to_string());
         assert_eq!(after, Err("dispute 7 is decided, so it cannot be escalated; it is resolved: nothing follows decided".to_owned()));
+    }
+
+    #[test]
+    fn an_arbiter_both_sides_name_decides_the_dispute() {
+        let t = Terms { arbiters: Vec::new(), ..terms() };
+        let named = |state, party: &str, role, day, arbiter: &str| Transition {
+            arbiter: Some(PartyId::parse(arbiter).unwrap_or_else(|_| unreachable!())),
+            ..step(state, party, role, day, None)
+        };
+        let mut d = opened(ActorRole::Host, 1_000);
+        d.history.push(step(State::Rejected, "lic", ActorRole::Licensor, 3, None));
+        let refused = |d: &Dispute, step: &Transition| d.check(&t, step).map_err(|e| e.to_string()).err().unwrap_or_default();
+        assert_eq!(
+            refused(&d, &named(State::Rejected, "lic", ActorRole::Licensor, 4, "judge")),
+            "`arbiter` names judge; only an escalation names an arbiter"
+        );
+        assert!(
+            refused(&d, &named(State::Escalated, "host", ActorRole::Host, 4, "lic"))
+                .ends_with("an arbiter is neither side of the agreement")
+        );
+        let escalation = named(State::Escalated, "host", ActorRole::Host, 4, "judge");
+        assert_eq!(d.check(&t, &escalation), Ok(()));
+        d.history.push(escalation);
+        assert_eq!(d.accepted_arbiter(), None, "one side's word is not enough");
+        assert!(refused(&d, &step(State::Decided, "judge", ActorRole::Arbiter, 5, Some(10))).ends_with("and there is none yet"));
+        assert!(
+            refused(&d, &named(State::Escalated, "host", ActorRole::Host, 5, "judge"))
+                .ends_with("this side named it already; the other side accepts it by naming it too")
+        );
+        assert!(refused(&d, &step(State::Escalated, "lic", ActorRole::Licensor, 5, None)).starts_with("`arbiter` is missing"));
+        assert!(
+            refused(&d, &named(State::Escalated, "host", ActorRole::Licensor, 5, "judge")).starts_with("host (licensor) cannot escalate")
+        );
+        // The licensor first proposes another; the host does not follow; then it names the host's.
+        let other = named(State::Escalated, "lic", ActorRole::Licensor, 5, "sage");
+        assert_eq!(d.check(&t, &other), Ok(()));
+        d.history.push(other);
+        assert_eq!(d.accepted_arbiter(), None);
+        let agreed = named(State::Escalated, "lic", ActorRole::Licensor, 6, "judge");
+        assert_eq!(d.check(&t, &agreed), Ok(()));
+        d.history.push(agreed);
+        assert_eq!(d.accepted_arbiter().map(PartyId::as_str), Some("judge"));
+        assert_eq!(d.state(), State::Escalated);
+        assert!(
+            refused(&d, &named(State::Escalated, "host", ActorRole::Host, 7, "sage"))
+                .ends_with("both sides already accepted judge for dispute 7")
+        );
+        assert!(refused(&d, &step(State::Decided, "sage", ActorRole::Arbiter, 7, Some(10))).ends_with("(judge)"));
+        let decision = step(State::Decided, "judge", ActorRole::Arbiter, 7, Some(400));
+        assert_eq!(d.check(&t, &decision), Ok(()));
+        d.history.push(decision);
+        assert_eq!((d.resolution(), d.to_json(&t)["arbiter"].as_str()), (Some(-400), Some("judge")));
+        // The steps that name an arbiter carry it in their JSON, and read back.
+        let json = transition_json(&d.history[2], t.currency);
+        assert_eq!(json["arbiter"], "judge");
+        assert_eq!(transition_from_json(&json, t.currency).as_ref(), Some(&d.history[2]));
+        assert!(transition_json(&d.history[1], t.currency).get("arbiter").is_none(), "the leaves of other steps keep their bytes");
     }
 }

@@ -69,6 +69,7 @@ proptest! {
             reason: "claim".to_owned(),
             amount: Some(claimed),
             evidence: vec![],
+            arbiter: None,
         };
         let subject = Subject {
             agreement: AgreementId::parse("a1").expect("id"),
@@ -94,6 +95,7 @@ proptest! {
                 reason: "because".to_owned(),
                 amount: amount.or_else(|| (State::ALL[state] == State::Accepted).then(|| dispute.on_the_table())),
                 evidence: vec![],
+                arbiter: None,
             };
             if dispute.check(&terms, &ask).is_ok() {
                 dispute.history.push(ask);

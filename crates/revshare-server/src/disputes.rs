@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::auth::{Caller, may_read};
-use crate::extract::{Params, agreement_id, json_body, params, period_of, readable};
+use crate::extract::{Params, agreement_id, json_body, params, party_id, period_of, readable};
 use crate::problem::{Problem, ProblemDetails};
 
 /// One step of a dispute.
@@ -42,6 +42,10 @@ pub struct TransitionView {
     pub amount: Option<String>,
     /// Links or digests.
     pub evidence: Vec<String>,
+    /// On an escalation by a side: the arbiter that side accepts for the dispute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "arbitra")]
+    pub arbiter: Option<String>,
 }
 
 /// A dispute of a finalised statement (or one of its lines) and its history.
@@ -70,6 +74,9 @@ pub struct DisputeView {
     /// Once accepted or decided: what it changes in what the host owes (negative: credited to
     /// the host), carried as an adjustment line of the next statement closed.
     pub adjustment: Option<String>,
+    /// The arbiter both sides named for this dispute, if they did; it decides the dispute beside
+    /// the arbiters the agreement names.
+    pub arbiter: Option<String>,
     pub history: Vec<TransitionView>,
 }
 
@@ -109,7 +116,8 @@ pub enum Action {
     Reject,
     /// The answering side offers less than claimed (`amount`).
     Counter,
-    /// Either side takes a rejected dispute to an arbiter.
+    /// Either side takes a rejected dispute to an arbiter; either side names the arbiter it
+    /// accepts for the dispute (`arbiter`), when escalating or once escalated.
     Escalate,
     /// An arbiter decides an escalated dispute (`amount`, from 0 to the claim).
     Decide,
@@ -126,6 +134,10 @@ pub struct MoveDispute {
     pub amount: Option<String>,
     #[serde(default)]
     pub evidence: Vec<String>,
+    /// For `escalate`: the arbiter this side accepts for the dispute. Once both sides name the
+    /// same one, it reads and decides the dispute beside the arbiters the agreement names.
+    #[schema(example = "arbitra")]
+    pub arbiter: Option<String>,
 }
 
 fn dispute_id(text: &str) -> Result<u64, Problem> {
@@ -150,12 +162,13 @@ fn readable_dispute(store: &mut dyn Store, caller: &Caller, id: u64, now: revsha
 }
 
 /// Whether a caller may read a dispute, as it stands (SPEC §9): whoever may read its agreement,
-/// and an arbiter the agreement names once the dispute has been escalated (to it).
+/// and, once the dispute has been escalated, an arbiter who decides it (one the agreement names,
+/// or the one both sides named for it). An arbiter only one side named does not.
 fn may_read_dispute(caller: &Caller, stored: &StoredDispute) -> bool {
     let terms = &stored.terms;
     may_read(caller, &stored.dispute.subject.agreement, &terms.licensor, &terms.host)
         || (caller.role == Role::Arbiter
-            && terms.is_arbiter(caller.party.as_str())
+            && stored.dispute.may_decide(terms, caller.party.as_str())
             && stored.dispute.history.iter().any(|step| step.state == DisputeState::Escalated))
 }
 
@@ -194,8 +207,14 @@ pub(crate) async fn open_dispute(
     let view = state
         .write(move |store, shared| {
             let currency = readable(store, &caller, &id)?.currency();
-            let request =
-                Request { state: DisputeState::Open, actor, reason: body.reason, amount: Some(body.amount), evidence: body.evidence };
+            let request = Request {
+                state: DisputeState::Open,
+                actor,
+                reason: body.reason,
+                amount: Some(body.amount),
+                evidence: body.evidence,
+                arbiter: None,
+            };
             let opening = request.transition(shared.now(), currency, None).map_err(StoreError::from)?;
             DisputeView::of(&store.open_dispute(&id, period, body.sequence, body.line, opening)?)
         })
@@ -234,6 +253,7 @@ pub(crate) async fn move_dispute(
     let id = dispute_id(&id)?;
     let body: MoveDispute = json_body(&state, &headers, request_body).await?;
     let actor = actor(&caller)?;
+    let arbiter = body.arbiter.as_deref().map(|a| party_id(a, "arbiter")).transpose()?;
     let to = match body.action {
         Action::Accept => DisputeState::Accepted,
         Action::Reject => DisputeState::Rejected,
@@ -245,7 +265,7 @@ pub(crate) async fn move_dispute(
         .write(move |store, shared| {
             let now = shared.now();
             let stored = readable_dispute(store, &caller, id, now)?;
-            let request = Request { state: to, actor, reason: body.reason, amount: body.amount, evidence: body.evidence };
+            let request = Request { state: to, actor, reason: body.reason, amount: body.amount, evidence: body.evidence, arbiter };
             let transition = request.transition(now, stored.terms.currency, Some(&stored.dispute)).map_err(StoreError::from)?;
             DisputeView::of(&store.dispute_transition(id, transition)?)
         })

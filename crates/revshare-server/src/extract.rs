@@ -10,7 +10,7 @@ use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use revshare_core::agreement::Agreement;
-use revshare_core::ids::AgreementId;
+use revshare_core::ids::{AgreementId, PartyId};
 use revshare_core::time::Period;
 use revshare_store::{Store, StoreError};
 
@@ -43,6 +43,11 @@ pub(crate) fn required(params: &HashMap<String, String>, name: &str) -> Result<u
 /// An agreement id from the path or body, or 400.
 pub(crate) fn agreement_id(text: &str) -> Result<AgreementId, Problem> {
     AgreementId::parse(text).map_err(|e| Problem::bad_request(format!("`{text}` is not an agreement id: {e}")))
+}
+
+/// A party id from the body's `field`, or 400.
+pub(crate) fn party_id(text: &str, field: &str) -> Result<PartyId, Problem> {
+    PartyId::parse(text).map_err(|e| Problem::bad_request(format!("`{field}`: {e}")))
 }
 
 /// The agreement, if the caller may read it: unknown and someone else's are the same 404.

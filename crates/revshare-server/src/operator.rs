@@ -10,14 +10,13 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
-use revshare_core::ids::PartyId;
 use revshare_store::{Grant, Role, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::auth::{Caller, new_token};
-use crate::extract::{Params, agreement_id, json_body, params, readable};
+use crate::extract::{Params, agreement_id, json_body, params, party_id, readable};
 use crate::problem::{Problem, ProblemDetails};
 
 /// A token to create: for a registered party, in its registered role.
@@ -83,10 +82,6 @@ impl GrantView {
             revoked_leaf: grant.revoked_leaf,
         }
     }
-}
-
-fn party_id(text: &str, field: &str) -> Result<PartyId, Problem> {
-    PartyId::parse(text).map_err(|e| Problem::bad_request(format!("`{field}`: {e}")))
 }
 
 /// Creates a token for a registered party, in its registered role, as `revshare token create` does.

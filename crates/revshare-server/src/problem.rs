@@ -216,6 +216,7 @@ impl From<StoreError> for Problem {
             StoreError::Signature(_) => (S::UNPROCESSABLE_ENTITY, "signature-refused", "the signature is refused"),
             StoreError::UnknownParty { .. }
             | StoreError::WrongRole { .. }
+            | StoreError::NotAnArbiter { .. }
             | StoreError::UnknownModel { .. }
             | StoreError::Unresolved { .. }
             | StoreError::Agreement(_)

@@ -48,6 +48,7 @@ api_tests!(
     reading_an_overdue_dispute_writes_nothing,
     the_operator_grants_auditors_and_both_parties_see_it,
     a_party_records_its_contributions_and_the_other_accepts_them,
+    an_arbiter_both_sides_name_reads_and_decides_the_dispute,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -436,6 +437,7 @@ fn host_claim(at: Instant) -> Transition {
         reason: "a test tenant".to_owned(),
         amount: Some(500),
         evidence: vec![],
+        arbiter: None,
     }
 }
 
@@ -1518,6 +1520,61 @@ fn disputes_move_by_their_parties_and_others_see_nothing(db: &dyn TestDb) {
             .filter_map(|a| Some((a["reference"].as_str()?, a["amount"].as_str()?)))
             .collect();
         assert_eq!(carried, [("dispute:1", "-4.00"), ("dispute:2", "1.00")]);
+        api.stop().await;
+    });
+}
+
+/// An arbiter the agreement does not name reads and decides a dispute once both sides named it,
+/// and not before: one side's word is not enough.
+fn an_arbiter_both_sides_name_reads_and_decides_the_dispute(db: &dyn TestDb) {
+    let (tokens, sage) = {
+        let mut store = open(db);
+        let tokens = register(store.as_mut());
+        store.add_party(&Party { id: pid("sage"), name: "Sage Arbitration".to_owned(), role: Role::Arbiter }).expect("add an arbiter");
+        store.ingest(&parse_lines(&northwind_lines()), IngestMode::Atomic, None).expect("ingest");
+        let sage = add_token(store.as_mut(), "sage", Role::Arbiter, "sage");
+        (tokens, sage)
+    };
+    run(async {
+        let api = Api::start(db, 1 << 20).await;
+        let close = json!({"agreement": "meridian-northwind", "period": "2026-10"});
+        assert_eq!(api.post_json("/v1/close", &tokens.meridian, &close).await.status, 200);
+        let claim = json!({"agreement": "meridian-northwind", "period": "2026-10", "amount": "6.00", "reason": "a test tenant"});
+        assert_eq!(api.post_json("/v1/disputes", &tokens.northwind, &claim).await.status, 201);
+        let moves = "/v1/disputes/1/transitions";
+        api.post_json(moves, &tokens.meridian, &json!({"action": "reject", "reason": "the records are right"})).await.json();
+        let naming = |reason: &str, arbiter: &str| json!({"action": "escalate", "reason": reason, "arbiter": arbiter});
+
+        // A party that is not an arbiter is refused alike whether it exists; nothing is logged.
+        let before = api.with_store(|store| store.log_size().expect("size")).await;
+        for stranger in ["southwind", "nobody"] {
+            let problem = api.post_json(moves, &tokens.northwind, &naming("to them", stranger)).await.problem(422);
+            assert_eq!(
+                problem["detail"],
+                format!("`{stranger}` is not a registered arbiter; name a party the operator registered as an arbiter")
+            );
+        }
+        assert_eq!(api.with_store(|store| store.log_size().expect("size")).await, before);
+
+        let escalated = api.post_json(moves, &tokens.northwind, &naming("an independent view", "sage")).await.json();
+        assert_eq!((escalated["state"].as_str(), escalated["arbiter"].as_str()), (Some("escalated"), None));
+        assert_eq!(escalated["history"][2]["arbiter"], "sage");
+        // Named by one side only: sage finds nothing, and decides nothing.
+        api.get("/v1/disputes/1", Some(&sage)).await.problem(404);
+        assert_eq!(api.get("/v1/disputes", Some(&sage)).await.json(), json!([]));
+        let decide = json!({"action": "decide", "amount": "3.00", "reason": "half each"});
+        api.post_json(moves, &sage, &decide).await.problem(404);
+        // The licensor names it too; the auditor cannot.
+        api.post_json(moves, &tokens.auditor, &naming("me too", "sage")).await.problem(403);
+        let agreed = api.post_json(moves, &tokens.meridian, &naming("agreed", "sage")).await.json();
+        assert_eq!((agreed["state"].as_str(), agreed["arbiter"].as_str()), (Some("escalated"), Some("sage")));
+        assert_eq!(api.get("/v1/disputes/1", Some(&sage)).await.json()["arbiter"], "sage");
+        assert_eq!(api.get("/v1/disputes", Some(&sage)).await.json().as_array().map(Vec::len), Some(1));
+        // Nothing else of the agreement opens to it.
+        api.get("/v1/agreements/meridian-northwind", Some(&sage)).await.problem(404);
+        api.get("/v1/statements/meridian-northwind/2026-10", Some(&sage)).await.problem(404);
+        let decided = api.post_json(moves, &sage, &decide).await.json();
+        assert_eq!((decided["state"].as_str(), decided["adjustment"].as_str()), (Some("decided"), Some("-3.00")));
         api.stop().await;
     });
 }

@@ -173,7 +173,15 @@ fn at(seconds: i64) -> Instant {
 
 fn transition(state: State, party: &str, role: ActorRole, seconds: i64, reason: &str, amount: Option<i128>) -> Transition {
     let evidence = vec![format!("evidence-{reason}")];
-    Transition { state, actor: Actor { party: party.to_owned(), role }, at: at(seconds), reason: reason.to_owned(), amount, evidence }
+    Transition {
+        state,
+        actor: Actor { party: party.to_owned(), role },
+        at: at(seconds),
+        reason: reason.to_owned(),
+        amount,
+        evidence,
+        arbiter: None,
+    }
 }
 
 /// A dispute's agreement, final state and steps (who, to which state, amount in cents).

@@ -13,13 +13,14 @@
 //! the same transition; an answer given after its deadline is refused as late.
 
 use revshare_core::dispute::{self, Actor, ActorRole, Dispute, State, Subject, Terms, Transition};
-use revshare_core::ids::AgreementId;
+use revshare_core::ids::{AgreementId, PartyId};
 use revshare_core::time::{Instant, Period};
 use revshare_core::transparency;
 
 use crate::agreements;
 use crate::error::StoreError;
 use crate::log;
+use crate::registry::{self, Role};
 use crate::sql::{Columns, Param, Sql, first, rows, unsigned};
 use crate::statements;
 
@@ -63,6 +64,7 @@ fn read_transition(id: u64, row: &dyn Columns) -> Result<Transition, StoreError>
     let state = row.text(0)?;
     let role = row.text(2)?;
     let evidence = row.text(7)?;
+    let arbiter = row.opt_text(8)?.map(|a| PartyId::parse(&a).map_err(|e| corrupt(format!("arbiter `{a}`: {e}")))).transpose()?;
     Ok(Transition {
         state: State::parse(&state).ok_or_else(|| corrupt(format!("`{state}` is not a state")))?,
         actor: Actor { party: row.text(1)?, role: ActorRole::parse(&role).ok_or_else(|| corrupt(format!("`{role}` is not a role")))? },
@@ -70,6 +72,7 @@ fn read_transition(id: u64, row: &dyn Columns) -> Result<Transition, StoreError>
         reason: row.text(5)?,
         amount: row.opt_int(6)?.map(i128::from),
         evidence: serde_json::from_str(&evidence).map_err(|e| corrupt(format!("evidence `{evidence}`: {e}")))?,
+        arbiter,
     })
 }
 
@@ -88,7 +91,7 @@ fn load(sql: &mut impl Sql, (id, subject, version): (u64, Subject, u32)) -> Resu
     let agreement = agreements::require(sql, subject.agreement.as_str(), Some(version))?;
     let history = rows(
         sql,
-        "SELECT state, party, role, at_secs, at_nanos, reason, amount, evidence FROM dispute_transitions WHERE dispute_id = $1 ORDER BY n",
+        "SELECT state, party, role, at_secs, at_nanos, reason, amount, evidence, arbiter FROM dispute_transitions WHERE dispute_id = $1 ORDER BY n",
         &[Param::Int(int(id, "dispute id")?)],
         |row| read_transition(id, row),
     )?;
@@ -125,8 +128,8 @@ fn append(sql: &mut impl Sql, stored: &mut StoredDispute, t: Transition) -> Resu
         .map_err(|e| StoreError::Corrupt { what: "dispute evidence".to_owned(), detail: e.to_string() })?;
     let n = i64::try_from(d.history.len()).unwrap_or(i64::MAX);
     sql.execute(
-        "INSERT INTO dispute_transitions (dispute_id, n, state, party, role, at_secs, at_nanos, reason, amount, evidence, leaf) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        "INSERT INTO dispute_transitions (dispute_id, n, state, party, role, at_secs, at_nanos, reason, amount, evidence, leaf, arbiter) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         &[
             Param::Int(int(d.id, "dispute id")?),
             Param::Int(n),
@@ -139,6 +142,7 @@ fn append(sql: &mut impl Sql, stored: &mut StoredDispute, t: Transition) -> Resu
             Param::OptInt(amount.transpose()?),
             Param::Text(&evidence),
             Param::Int(int(leaf, "log leaf")?),
+            Param::OptText(t.arbiter.as_ref().map(PartyId::as_str)),
         ],
     )?;
     stored.dispute.history.push(t);
@@ -191,6 +195,12 @@ pub(crate) fn open(
 /// so no escalation is ever due before a transition that is accepted.)
 pub(crate) fn transition(sql: &mut impl Sql, id: u64, t: Transition) -> Result<StoredDispute, StoreError> {
     let mut stored = one(sql, id)?.ok_or(StoreError::UnknownDispute { id })?;
+    // The arbiter a side names must be one, or no one could decide once both sides name it.
+    if let Some(arbiter) = &t.arbiter
+        && registry::party(sql, arbiter.as_str())?.is_none_or(|party| party.role != Role::Arbiter)
+    {
+        return Err(StoreError::NotAnArbiter { id: arbiter.to_string() });
+    }
     // A transition that follows only once the escalation due by its time is logged (an arbiter
     // deciding an overdue dispute) logs that escalation first, in the same transaction; any other
     // is checked as the dispute stands, so a late answer is refused as late.

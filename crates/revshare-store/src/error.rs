@@ -164,6 +164,10 @@ pub enum StoreError {
     NoStatement { agreement: String, period: String, sequence: Option<u32> },
     #[error("there is no dispute {id}; `revshare dispute list` shows the disputes")]
     UnknownDispute { id: u64 },
+    /// Said alike of a party that does not exist and of one in another role, so that naming
+    /// parties does not tell which exist.
+    #[error("`{id}` is not a registered arbiter; name a party the operator registered as an arbiter")]
+    NotAnArbiter { id: String },
     /// A transition the dispute process refuses.
     #[error(transparent)]
     Dispute(#[from] DisputeError),

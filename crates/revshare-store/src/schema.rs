@@ -70,6 +70,9 @@
 //! party, SPEC §1) and auditors' `grants` (see [`crate::grants`]): which auditor may read which
 //! agreement, from the log leaf that granted it until the one that revoked it. A grant in force
 //! is unique per auditor and agreement; only `revoked_leaf` is ever set, once; nothing is deleted.
+//!
+//! Version 13 adds `dispute_transitions.arbiter`: the arbiter an escalation names, which decides
+//! the dispute once both sides named it (SPEC §9).
 
 use crate::error::StoreError;
 use crate::sql::{Access, Backend, Dialect, Param, Sql, first};
@@ -420,6 +423,9 @@ BEGIN SELECT RAISE(ABORT, 'a grant is never changed, except to revoke it once');
 CREATE TRIGGER grants_are_kept BEFORE DELETE ON grants
 BEGIN SELECT RAISE(ABORT, 'a grant is never deleted; revoke it'); END;
 "#,
+    r#"
+ALTER TABLE dispute_transitions ADD COLUMN arbiter TEXT REFERENCES parties (id);
+"#,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -757,6 +763,9 @@ FOR EACH ROW WHEN (NEW.auditor IS DISTINCT FROM OLD.auditor OR NEW.agreement_id 
 EXECUTE FUNCTION revshare_refuse('a grant is never changed, except to revoke it once');
 CREATE TRIGGER grants_are_kept BEFORE DELETE ON grants
 FOR EACH ROW EXECUTE FUNCTION revshare_refuse('a grant is never deleted; revoke it');
+"#,
+    r#"
+ALTER TABLE dispute_transitions ADD COLUMN arbiter TEXT REFERENCES parties (id);
 "#,
 ];
 

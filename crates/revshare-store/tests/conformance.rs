@@ -130,6 +130,7 @@ conformance!(
     the_operator_has_tokens_and_grants_are_logged,
     disputes_follow_the_process_and_carry_into_the_next_statement,
     unanswered_disputes_escalate_by_themselves,
+    both_sides_accept_an_arbiter_for_a_dispute,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -253,14 +254,14 @@ fn text(bytes: &[u8]) -> String {
 
 fn migrations_are_idempotent(db: &dyn TestDb) {
     let mut store = db.open();
-    assert_eq!(store.schema_version().expect("version"), 12);
+    assert_eq!(store.schema_version().expect("version"), 13);
     store.add_party(&party("meridian", Role::Licensor)).expect("add a party");
     drop(store);
     let mut again = db.open();
-    assert_eq!(again.schema_version().expect("version"), 12, "opening again applies nothing twice");
+    assert_eq!(again.schema_version().expect("version"), 13, "opening again applies nothing twice");
     assert_eq!(again.party(&pid("meridian")).expect("read"), Some(party("meridian", Role::Licensor)), "data survives reopening");
     let mut third = db.open();
-    assert_eq!(third.schema_version().expect("version"), 12);
+    assert_eq!(third.schema_version().expect("version"), 13);
 }
 
 fn parties_register_once(db: &dyn TestDb) {
@@ -1957,7 +1958,15 @@ fn day(month: u32, day: u32) -> Instant {
 }
 
 fn step(state: State, party: &str, role: ActorRole, at: Instant, amount: Option<i128>) -> Transition {
-    Transition { state, actor: Actor { party: party.to_owned(), role }, at, reason: format!("{party} says so"), amount, evidence: vec![] }
+    Transition {
+        state,
+        actor: Actor { party: party.to_owned(), role },
+        at,
+        reason: format!("{party} says so"),
+        amount,
+        evidence: vec![],
+        arbiter: None,
+    }
 }
 
 /// The example's October, closed on November 2nd.
@@ -2050,6 +2059,48 @@ fn disputes_follow_the_process_and_carry_into_the_next_statement(db: &dyn TestDb
         "UPDATE dispute_transitions SET amount = 1 WHERE dispute_id = 1",
     );
     assert!(change.is_err_and(|e| e.contains("never changed")), "transitions are append-only");
+}
+
+fn both_sides_accept_an_arbiter_for_a_dispute(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    closed_october(store);
+    store.add_party(&party("sage", Role::Arbiter)).expect("add an arbiter the agreement does not name");
+    let id = aid("meridian-northwind");
+    store
+        .open_dispute(&id, month("2026-10"), None, None, step(State::Open, "northwind", ActorRole::Host, day(11, 3), Some(700)))
+        .expect("open");
+    store.dispute_transition(1, step(State::Rejected, "meridian", ActorRole::Licensor, day(11, 4), None)).expect("reject");
+    let naming = |party: &str, role, at, arbiter: &str| Transition {
+        arbiter: Some(PartyId::parse(arbiter).expect("a party id")),
+        ..step(State::Escalated, party, role, at, None)
+    };
+    // Only a registered arbiter can be named, and a party that is not one is told alike whether it exists.
+    let size = store.log_size().expect("size");
+    for stranger in ["southwind", "nobody"] {
+        let refused = store.dispute_transition(1, naming("northwind", ActorRole::Host, day(11, 5), stranger)).map_err(|e| e.to_string());
+        assert_eq!(
+            refused.err(),
+            Some(format!("`{stranger}` is not a registered arbiter; name a party the operator registered as an arbiter"))
+        );
+    }
+    assert_eq!(store.log_size().expect("size"), size, "refusals log nothing");
+    store.dispute_transition(1, naming("northwind", ActorRole::Host, day(11, 5), "sage")).expect("the host escalates, naming sage");
+    let early = store.dispute_transition(1, step(State::Decided, "sage", ActorRole::Arbiter, day(11, 6), Some(100)));
+    assert!(matches!(early, Err(StoreError::Dispute(DisputeError::NotAllowed { .. }))), "one side's word is not enough: {early:?}");
+    let accepted = store.dispute_transition(1, naming("meridian", ActorRole::Licensor, day(11, 6), "sage")).expect("the licensor agrees");
+    assert_eq!(accepted.dispute.accepted_arbiter().map(PartyId::as_str), Some("sage"));
+    let decided =
+        store.dispute_transition(1, step(State::Decided, "sage", ActorRole::Arbiter, day(11, 7), Some(200))).expect("sage decides");
+    assert_eq!(decided.dispute.resolution(), Some(-200));
+    // The naming is stored and logged as given.
+    assert_eq!(db.open().dispute(1).expect("read").expect("dispute 1"), decided);
+    let leaves = store.log_leaves_of("dispute:1").expect("leaves");
+    let named: Vec<Option<String>> = leaves
+        .iter()
+        .map(|(_, leaf)| transparency::read_event(&leaf.event).and_then(|(_, v)| v["transition"]["arbiter"].as_str().map(str::to_owned)))
+        .collect();
+    assert_eq!(named, [None, None, Some("sage".to_owned()), Some("sage".to_owned()), None]);
 }
 
 fn unanswered_disputes_escalate_by_themselves(db: &dyn TestDb) {
