@@ -5,7 +5,9 @@
 # fresh SQLite store, (2) starts `revshare serve` on another fresh store and posts them in
 # 1,000-record batches from CLIENTS concurrent clients (the compiled load generator
 # crates/revshare-server/examples/load.rs, on the same machine), then (3) reads h1's October
-# statement and its balances at 1,000 requests/s for 10 s.
+# statement and its balances at 1,000 requests/s for 10 s, and (4) with h2's token, which reads
+# none of h1's business, h1's agreement and statement beside ones that do not exist, every
+# answer 404: the two should take the same time.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 shared="$root/../shared/bench"
@@ -48,3 +50,5 @@ url=$(grep -o 'http://[0-9.:]*' "$work/serve.out" | head -1)
 "$load" ingest "$url" "$work/usage.jsonl" "$work/tokens.json" "$clients" 1000
 "$bin" --data "$work/srv" close --agreement bench-h1 --period 2026-10 >/dev/null
 "$load" read "$url" "$(python3 -c "import json;print(json.load(open('$work/tokens.json'))['h1'])")" 10 1000 /v1/statements/bench-h1/2026-10 /v1/balances
+h2=$(python3 -c "import json;print(json.load(open('$work/tokens.json'))['h2'])")
+"$load" absent "$url" "$h2" 10 1000 /v1/agreements/bench-h1 /v1/agreements/bench-h9 /v1/statements/bench-h1/2026-10 /v1/statements/bench-h9/2026-10

@@ -4,6 +4,7 @@
 //! ```text
 //! load ingest URL USAGE.jsonl TOKENS.json CLIENTS BATCH
 //! load read URL TOKEN SECONDS RATE PATH...
+//! load absent URL TOKEN SECONDS RATE PATH...
 //! ```
 //!
 //! `ingest`: the records of USAGE.jsonl, cut into batches of BATCH lines per host, are posted by
@@ -15,6 +16,9 @@
 //! `read`: GETs the PATHs in turn at RATE requests/s for SECONDS seconds, open loop: request `i`
 //! is due at `start + i / RATE` and its latency counts from then, so a slow server cannot hide
 //! behind a load that slows down with it. Prints each path's latency percentiles.
+//!
+//! `absent`: as `read`, for paths the token may not read, each of which must be answered 404: to
+//! compare the latency of what exists but is another party's with that of what does not exist.
 //!
 //! Exits with 1 if any request failed.
 
@@ -35,10 +39,15 @@ async fn main() -> Result<(), Failure> {
     let ok = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["ingest", url, usage, tokens, clients, batch] => ingest(url, usage, tokens, clients.parse()?, batch.parse()?).await?,
         ["read", url, token, seconds, rate, paths @ ..] if !paths.is_empty() => {
-            read(url, token, seconds.parse()?, rate.parse()?, paths).await?
+            read(url, token, seconds.parse()?, rate.parse()?, paths, 200).await?
+        }
+        ["absent", url, token, seconds, rate, paths @ ..] if !paths.is_empty() => {
+            read(url, token, seconds.parse()?, rate.parse()?, paths, 404).await?
         }
         _ => {
-            eprintln!("usage: load ingest URL USAGE.jsonl TOKENS.json CLIENTS BATCH\n       load read URL TOKEN SECONDS RATE PATH...");
+            eprintln!(
+                "usage: load ingest URL USAGE.jsonl TOKENS.json CLIENTS BATCH\n       load read|absent URL TOKEN SECONDS RATE PATH..."
+            );
             std::process::exit(2);
         }
     };
@@ -105,7 +114,7 @@ async fn ingest(url: &str, usage: &str, tokens: &str, clients: usize, batch: usi
                     }
                     Err(_) => 0,
                 };
-                results.lock().await.record(status, sent.elapsed(), batch.records);
+                results.lock().await.record(status == 200, status, sent.elapsed(), batch.records);
             }
         }));
     }
@@ -128,7 +137,8 @@ async fn ingest(url: &str, usage: &str, tokens: &str, clients: usize, batch: usi
     Ok(outcome.report_failures())
 }
 
-async fn read(url: &str, token: &str, seconds: u64, rate: u64, paths: &[&str]) -> Result<bool, Failure> {
+/// GETs `paths` in turn at `rate` requests/s for `seconds`; each must be answered `expected`.
+async fn read(url: &str, token: &str, seconds: u64, rate: u64, paths: &[&str], expected: u16) -> Result<bool, Failure> {
     let client = reqwest::Client::new();
     let total = seconds * rate;
     let mut outcomes: Vec<Arc<Mutex<Outcomes>>> = paths.iter().map(|_| Arc::new(Mutex::new(Outcomes::default()))).collect();
@@ -149,7 +159,7 @@ async fn read(url: &str, token: &str, seconds: u64, rate: u64, paths: &[&str]) -
                 }
                 Err(_) => 0,
             };
-            results.lock().await.record(status, due.elapsed(), 0);
+            results.lock().await.record(status == expected, status, due.elapsed(), 0);
         }));
     }
     for task in tasks {
@@ -180,8 +190,8 @@ struct Outcomes {
 }
 
 impl Outcomes {
-    fn record(&mut self, status: u16, latency: Duration, records: usize) {
-        if status == 200 {
+    fn record(&mut self, answered: bool, status: u16, latency: Duration, records: usize) {
+        if answered {
             self.latencies.push(latency);
             self.records += records;
         } else {

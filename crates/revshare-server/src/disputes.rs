@@ -153,11 +153,21 @@ fn actor(caller: &Caller) -> Result<Actor, Problem> {
 }
 
 /// A dispute this caller may read, as it stands at `now` (an escalation due is shown, not
-/// written: reads never write; the writer logs it).
+/// written: reads never write; the writer logs it). For a party of its agreement, or an auditor,
+/// who may read it is decided from the agreement's parties, read alone, so that another's dispute
+/// takes the work of one that does not exist; an arbiter's reading depends on the dispute's
+/// history, which is read whole.
 fn readable_dispute(store: &mut dyn Store, caller: &Caller, id: u64, now: revshare_core::time::Instant) -> Result<StoredDispute, Problem> {
+    let not_found = || Problem::not_found(format!("there is no dispute {id} that this token can read"));
+    if caller.role != Role::Arbiter {
+        match store.dispute_parties(id)? {
+            Some((agreement, licensor, host)) if may_read(caller, &agreement, &licensor, &host) => {}
+            _ => return Err(not_found()),
+        }
+    }
     match store.dispute(id)?.map(|stored| stored.effective(now)) {
         Some(stored) if may_read_dispute(caller, &stored) => Ok(stored),
-        _ => Err(Problem::not_found(format!("there is no dispute {id} that this token can read"))),
+        _ => Err(not_found()),
     }
 }
 

@@ -12,10 +12,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use revshare_core::agreement::Agreement;
 use revshare_core::ids::{AgreementId, PartyId};
 use revshare_core::time::Period;
-use revshare_store::{Store, StoreError};
+use revshare_store::Store;
 
 use crate::AppState;
-use crate::auth::{Caller, may_read_agreement};
+use crate::auth::{Caller, may_read};
 use crate::body;
 use crate::problem::{Problem, ProblemItem};
 
@@ -50,14 +50,13 @@ pub(crate) fn party_id(text: &str, field: &str) -> Result<PartyId, Problem> {
     PartyId::parse(text).map_err(|e| Problem::bad_request(format!("`{field}`: {e}")))
 }
 
-/// The agreement, if the caller may read it: unknown and someone else's are the same 404.
+/// The agreement, if the caller may read it: unknown and someone else's are the same 404, and
+/// take the same work to answer: who may read it is decided from its parties, read alone, before
+/// its terms are read (and parsed) for a caller who may.
 pub(crate) fn readable(store: &mut dyn Store, caller: &Caller, id: &AgreementId) -> Result<Agreement, Problem> {
-    match store.agreement(id, None) {
-        Ok(agreement) if may_read_agreement(caller, &agreement) => Ok(agreement),
-        Ok(_) | Err(StoreError::UnknownAgreement { .. }) => {
-            Err(Problem::not_found(format!("there is no agreement {id} that this token can read")))
-        }
-        Err(e) => Err(e.into()),
+    match store.agreement_parties(id)? {
+        Some((licensor, host)) if may_read(caller, id, &licensor, &host) => Ok(store.agreement(id, None)?),
+        _ => Err(Problem::not_found(format!("there is no agreement {id} that this token can read"))),
     }
 }
 

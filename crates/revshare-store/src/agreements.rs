@@ -23,6 +23,7 @@
 use std::collections::BTreeMap;
 
 use revshare_core::agreement::{Agreement, parse_agreement};
+use revshare_core::ids::PartyId;
 use revshare_core::time::Period;
 use revshare_core::usage::UsageRecord;
 
@@ -134,6 +135,16 @@ pub(crate) fn stored(sql: &mut impl Sql, id: &str, version: Option<u32>) -> Resu
             read_stored,
         ),
     }
+}
+
+/// The licensor and the host of agreement `id`, if it exists (an amendment keeps them).
+pub(crate) fn parties(sql: &mut impl Sql, id: &str) -> Result<Option<(PartyId, PartyId)>, StoreError> {
+    first(sql, "SELECT licensor, host FROM agreements WHERE id = $1 AND version = 1", &[Param::Text(id)], |row| {
+        let party = |text: String| {
+            PartyId::parse(&text).map_err(|e| StoreError::Corrupt { what: format!("agreement {id}"), detail: e.to_string() })
+        };
+        Ok((party(row.text(0)?)?, party(row.text(1)?)?))
+    })
 }
 
 /// The agreement `id` (a version, or the latest), which must exist.

@@ -108,6 +108,24 @@ pub(crate) fn one(sql: &mut impl Sql, id: u64) -> Result<Option<StoredDispute>, 
     }
 }
 
+/// The agreement of dispute `id`, with its licensor and host.
+pub(crate) fn parties(sql: &mut impl Sql, id: u64) -> Result<Option<(AgreementId, PartyId, PartyId)>, StoreError> {
+    let Ok(key) = i64::try_from(id) else { return Ok(None) };
+    first(
+        sql,
+        "SELECT d.agreement_id, a.licensor, a.host FROM disputes d JOIN agreements a ON a.id = d.agreement_id AND a.version = 1 WHERE d.id = $1",
+        &[Param::Int(key)],
+        |row| {
+            let corrupt = |detail: String| StoreError::Corrupt { what: format!("dispute {id}"), detail };
+            Ok((
+                AgreementId::parse(&row.text(0)?).map_err(|e| corrupt(e.to_string()))?,
+                PartyId::parse(&row.text(1)?).map_err(|e| corrupt(e.to_string()))?,
+                PartyId::parse(&row.text(2)?).map_err(|e| corrupt(e.to_string()))?,
+            ))
+        },
+    )
+}
+
 /// Every dispute, or those of one agreement, by id.
 pub(crate) fn list(sql: &mut impl Sql, agreement: Option<&str>) -> Result<Vec<StoredDispute>, StoreError> {
     let subjects = match agreement {

@@ -116,6 +116,9 @@ pub trait Store {
     fn add_agreement(&mut self, name: &str, text: &str) -> Result<Agreement, StoreError>;
     /// An agreement version, or (`None`) its latest version.
     fn agreement(&mut self, id: &AgreementId, version: Option<u32>) -> Result<Agreement, StoreError>;
+    /// The licensor and the host of an agreement (every version has the same), read without its
+    /// terms: what deciding who may read it needs.
+    fn agreement_parties(&mut self, id: &AgreementId) -> Result<Option<(PartyId, PartyId)>, StoreError>;
     /// The TOML text an agreement version was registered from.
     fn agreement_source(&mut self, id: &AgreementId, version: u32) -> Result<String, StoreError>;
     /// The latest version of every agreement of `licensor`, by id.
@@ -275,6 +278,9 @@ pub trait Store {
     /// Applies every escalation whose deadline is at or before `now`; returns how many.
     fn escalate_disputes(&mut self, now: Instant) -> Result<u64, StoreError>;
     fn dispute(&mut self, id: u64) -> Result<Option<StoredDispute>, StoreError>;
+    /// The agreement of dispute `id` and its licensor and host, read without the dispute: what
+    /// deciding whether a party of an agreement may read it needs.
+    fn dispute_parties(&mut self, id: u64) -> Result<Option<(AgreementId, PartyId, PartyId)>, StoreError>;
     /// Every dispute, or those of one agreement, by id.
     fn disputes(&mut self, agreement: Option<&AgreementId>) -> Result<Vec<StoredDispute>, StoreError>;
 }
@@ -330,6 +336,10 @@ impl<B: Backend> Store for B {
 
     fn agreement(&mut self, id: &AgreementId, version: Option<u32>) -> Result<Agreement, StoreError> {
         transaction(self, Access::Read, |sql| agreements::require(sql, id.as_str(), version))
+    }
+
+    fn agreement_parties(&mut self, id: &AgreementId) -> Result<Option<(PartyId, PartyId)>, StoreError> {
+        transaction(self, Access::Read, |sql| agreements::parties(sql, id.as_str()))
     }
 
     fn agreement_source(&mut self, id: &AgreementId, version: u32) -> Result<String, StoreError> {
@@ -501,6 +511,10 @@ impl<B: Backend> Store for B {
 
     fn dispute(&mut self, id: u64) -> Result<Option<StoredDispute>, StoreError> {
         transaction(self, Access::Read, |sql| disputes::one(sql, id))
+    }
+
+    fn dispute_parties(&mut self, id: u64) -> Result<Option<(AgreementId, PartyId, PartyId)>, StoreError> {
+        transaction(self, Access::Read, |sql| disputes::parties(sql, id))
     }
 
     fn disputes(&mut self, agreement: Option<&AgreementId>) -> Result<Vec<StoredDispute>, StoreError> {

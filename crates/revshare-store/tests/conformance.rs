@@ -336,6 +336,12 @@ fn agreement_versions_and_amendments(db: &dyn TestDb) {
     let amended = store.add_agreement("a.toml", &v2).expect("an amendment");
     assert_eq!(store.agreement(&aid("meridian-northwind"), None).expect("latest"), amended);
     assert_eq!(store.agreement(&aid("meridian-northwind"), Some(1)).expect("version 1 is kept"), v1);
+    assert_eq!(
+        store.agreement_parties(&aid("meridian-northwind")).expect("parties"),
+        Some((pid("meridian"), pid("northwind"))),
+        "read without the terms"
+    );
+    assert_eq!(store.agreement_parties(&aid("no-such-agreement")).expect("parties"), None);
     let err = store.agreement(&aid("meridian-northwind"), Some(3)).expect_err("no version 3");
     assert_eq!(err.to_string(), "agreement meridian-northwind version 3 is not registered");
 
@@ -2035,6 +2041,8 @@ fn disputes_follow_the_process_and_carry_into_the_next_statement(db: &dyn TestDb
     let unknown = store.dispute_transition(9, step(State::Accepted, "meridian", ActorRole::Licensor, day(11, 9), Some(1)));
     assert!(matches!(unknown, Err(StoreError::UnknownDispute { id: 9 })));
     assert_eq!(store.dispute(u64::MAX).expect("an id beyond any stored one is simply unknown"), None);
+    assert_eq!(store.dispute_parties(3).expect("parties"), Some((id.clone(), pid("meridian"), pid("northwind"))));
+    assert_eq!(store.dispute_parties(9).expect("parties"), None);
 
     // Every transition is a leaf, and the stored history reads back as it was given.
     assert_eq!(store.log_leaves_of("dispute:3").expect("leaves").len(), 4);
