@@ -432,6 +432,14 @@ enum StatementCommand {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Show an open month as it would close now (SPEC §10): running totals mid-month; not
+    /// final, not signed, nothing booked or logged.
+    Preview {
+        #[command(flatten)]
+        month: Month,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// List finalised statements.
     List {
         #[arg(long)]
@@ -603,6 +611,9 @@ fn main() -> ExitCode {
         }),
         Command::Statement(StatementCommand::Show { month, format }) => {
             store_cmds::show_statement(&cli.store, &month.agreement, month.period, format == Format::Json)
+        }
+        Command::Statement(StatementCommand::Preview { month, format }) => {
+            store_cmds::preview_statement(&cli.store, &month.agreement, month.period, format == Format::Json)
         }
         Command::Statement(StatementCommand::List { agreement }) => store_cmds::list_statements(&cli.store, agreement.as_deref()),
         Command::Statement(StatementCommand::Export { month, sequence, out, bundle }) => match (bundle, out) {

@@ -253,10 +253,15 @@ pub fn close(args: &StoreArgs, agreement_id: &str, period: Period) -> Result<Sta
     let id = parse(AgreementId::parse(agreement_id))?;
     let key = crate::log_cmds::deployment_key(args)?;
     let mut store = open(args, false)?;
-    match close_month(store.as_mut(), &id, period, &key, crate::log_cmds::now()) {
-        Ok((_, statement)) => Ok(statement),
-        Err(e @ (CloseError::Canonical(_) | CloseError::Corrupt(_))) => Err(Failure::Other(e.into())),
-        Err(e) => Err(Failure::Invalid(format!("error: {e}\n"))),
+    close_month(store.as_mut(), &id, period, &key, crate::log_cmds::now()).map(|(_, statement)| statement).map_err(close_failure)
+}
+
+/// A refused close (or preview) is the caller's to fix; a statement that cannot be encoded or
+/// read back is not.
+fn close_failure(e: CloseError) -> Failure {
+    match e {
+        CloseError::Canonical(_) | CloseError::Corrupt(_) => Failure::Other(e.into()),
+        e => Failure::Invalid(format!("error: {e}\n")),
     }
 }
 
@@ -270,6 +275,25 @@ pub fn show_statement(args: &StoreArgs, agreement: &str, period: Period, json: b
     } else {
         let context = format!("{} statement {} of the month", stored.kind.as_str(), stored.sequence);
         print!("{}", crate::report::statement_table(&stored.canonical, &context));
+    }
+    Ok(())
+}
+
+/// `revshare statement preview`: the open month as it would close now, marked as a preview. As
+/// JSON, `{"preview": true, "as_of", "statement"}`: the statement is what closing now would
+/// finalise, byte for byte.
+pub fn preview_statement(args: &StoreArgs, agreement: &str, period: Period, json: bool) -> Result<(), Failure> {
+    let id = parse(AgreementId::parse(agreement))?;
+    let now = crate::log_cmds::now();
+    let statement = open(args, false)?.preview(&id, period).map_err(close_failure)?;
+    let bytes = statement.to_canonical().map_err(anyhow::Error::from)?;
+    if json {
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(anyhow::Error::from)?;
+        let preview = serde_json::json!({"preview": true, "as_of": now.to_string(), "statement": value});
+        println!("{}", serde_json::to_string_pretty(&preview).map_err(anyhow::Error::from)?);
+    } else {
+        let context = format!("PREVIEW as of {now}: not final, not signed, nothing booked");
+        print!("{}", crate::report::statement_table(&bytes, &context));
     }
     Ok(())
 }

@@ -139,11 +139,22 @@ fn the_worked_example_through_the_store() {
     // The same file again changes nothing: every record is a duplicate.
     let again = store.ok(&["ingest", &examples().join("usage.cloudevents.json").display().to_string()]);
     assert!(again.contains("accepted 0, duplicates 9"), "{again}");
+    // The open month previewed: what the close below finalises, marked, and nothing stored.
+    let month = ["--agreement", "meridian-northwind", "--period", "2026-10"];
+    let preview: serde_json::Value =
+        serde_json::from_str(&store.ok(&[&["statement", "preview"][..], &month, &["--format", "json"]].concat())).expect("JSON");
+    assert_eq!(preview["preview"], true);
+    let table = store.ok(&[&["statement", "preview"][..], &month].concat());
+    assert!(table.contains("PREVIEW as of") && table.contains("not final, not signed, nothing booked"), "{table}");
+    assert!(!store.ok(&["statement", "list"]).contains("meridian-northwind"), "a preview finalises nothing");
     let statement: serde_json::Value =
         serde_json::from_str(&store.ok(&["close", "--agreement", "meridian-northwind", "--period", "2026-10", "--format", "json"]))
             .expect("JSON");
     let amounts: Vec<&str> = statement["lines"].as_array().into_iter().flatten().filter_map(|l| l["amount"].as_str()).collect();
     assert_eq!(amounts, ["183.11", "80.12", "106.94", "445.60", "0.00", "52.00"]);
+    assert_eq!(preview["statement"], statement, "the preview was the close to come");
+    let closed = store.run(&[&["statement", "preview"][..], &month].concat());
+    assert!(text(&closed.stderr).contains("is already closed and its statement is final"), "{}", text(&closed.stderr));
     // Closed is final.
     let twice = store.run(&["close", "--agreement", "meridian-northwind", "--period", "2026-10"]);
     assert_eq!(twice.status.code(), Some(1));

@@ -13,6 +13,7 @@
 //! | `GET /v1/agreements/{agreement}` | readers of the agreement | its latest version and TOML source |
 //! | `GET /v1/statements[?agreement=ID]` | readers of the agreement | the finalised statements |
 //! | `GET /v1/statements/{agreement}/{period}` | readers of the agreement | the latest statement's canonical bytes |
+//! | `GET /v1/statements/{agreement}/{period}/preview` | the agreement's licensor and host | the open month as it would close now, unsigned (`revshare statement preview`) |
 //! | `GET /v1/balances` | readers of each agreement | who owes whom, from the journal |
 //! | `POST /v1/agreements` | the agreement's licensor | registers a version from its TOML (`revshare agreement add`), or from the same structure in JSON, stored as its TOML conversion |
 //! | `POST /v1/close` | the agreement's licensor | closes a month (`revshare close`, the store's `close::close_month`) |

@@ -192,6 +192,7 @@ pub(crate) fn api(auth: Option<AppState>) -> (axum::Router<AppState>, utoipa::op
         .routes(routes!(get_agreement))
         .routes(routes!(list_statements))
         .routes(routes!(get_statement))
+        .routes(routes!(preview_statement))
         .routes(routes!(sign_statement))
         .routes(routes!(post_agreement))
         .routes(routes!(post_close))
@@ -543,6 +544,63 @@ pub(crate) async fn get_statement(
         (HeaderName::from_static("revshare-statement-sequence"), header_value(statement.sequence.to_string())?),
     ];
     Ok((headers, statement.canonical).into_response())
+}
+
+/// An open month as it would close now (SPEC §10).
+#[derive(Serialize, ToSchema)]
+pub struct Preview {
+    /// Always true: this is not a statement of record.
+    pub preview: bool,
+    /// When it was computed.
+    #[schema(example = "2026-10-20T09:30:00Z")]
+    pub as_of: String,
+    /// The statement closing the month now would finalise, byte for byte in its canonical form.
+    pub statement: Value,
+}
+
+/// An open month as `revshare statement preview` shows it: the statement closing it now would
+/// finalise (running totals mid-month), unsigned, marked as a preview; nothing is booked or
+/// logged. For the agreement's licensor and host.
+#[utoipa::path(
+    get,
+    path = "/statements/{agreement}/{period}/preview",
+    tag = "statements",
+    params(("agreement" = String, Path, description = "the agreement id"), ("period" = String, Path, description = "the month, YYYY-MM")),
+    responses(
+        (status = 200, description = "the month as it would close now", body = Preview),
+        (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "an auditor's token: previews are for the agreement's two parties", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "no such agreement that this token can read", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "the month is closed: its statement is final", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "the agreement is not in effect that month", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn preview_statement(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((agreement, period)): Path<(String, String)>,
+) -> Result<Json<Preview>, Problem> {
+    let id = agreement_id(&agreement)?;
+    let period = period_of(&period)?;
+    let preview = state
+        .run(move |store, shared| {
+            readable(store, &caller, &id)?;
+            if !matches!(caller.role, Role::Licensor | Role::Host) {
+                return Err(Problem::forbidden(format!(
+                    "{} is an {}: a preview is for the agreement's licensor and host; the finalised statements are readable",
+                    caller.party, caller.role
+                )));
+            }
+            let as_of = shared.now();
+            let bytes = store.preview(&id, period)?.to_canonical().map_err(|e| Problem::internal("a preview cannot be encoded", &e))?;
+            let statement = serde_json::from_slice(&bytes).map_err(|e| Problem::internal("a preview cannot be read back", &e))?;
+            Ok(Preview { preview: true, as_of: as_of.to_string(), statement })
+        })
+        .await?;
+    Ok(Json(preview))
 }
 
 /// Who owes whom, per currency, under the agreements this token may read, from the journal.

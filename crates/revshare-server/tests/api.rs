@@ -49,6 +49,7 @@ api_tests!(
     the_operator_grants_auditors_and_both_parties_see_it,
     a_party_records_its_contributions_and_the_other_accepts_them,
     an_arbiter_both_sides_name_reads_and_decides_the_dispute,
+    a_preview_is_the_close_to_come_for_the_two_parties,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1575,6 +1576,42 @@ fn an_arbiter_both_sides_name_reads_and_decides_the_dispute(db: &dyn TestDb) {
         api.get("/v1/statements/meridian-northwind/2026-10", Some(&sage)).await.problem(404);
         let decided = api.post_json(moves, &sage, &decide).await.json();
         assert_eq!((decided["state"].as_str(), decided["adjustment"].as_str()), (Some("decided"), Some("-3.00")));
+        api.stop().await;
+    });
+}
+
+/// SPEC §10: either party previews the open month — what closing it now would finalise — and
+/// nothing is written; others find nothing, an auditor is told previews are not for it.
+fn a_preview_is_the_close_to_come_for_the_two_parties(db: &dyn TestDb) {
+    let tokens = {
+        let mut store = open(db);
+        let tokens = register(store.as_mut());
+        store.ingest(&parse_lines(&northwind_lines()), IngestMode::Atomic, None).expect("ingest");
+        tokens
+    };
+    run(async {
+        let api = Api::start(db, 1 << 20).await;
+        let path = "/v1/statements/meridian-northwind/2026-10/preview";
+        let before = api.with_store(|store| (store.log_size().expect("size"), store.journal().expect("journal").len())).await;
+        let licensors = api.get(path, Some(&tokens.meridian)).await.json();
+        let hosts = api.get(path, Some(&tokens.northwind)).await.json();
+        assert_eq!(licensors, hosts, "both parties see the same month");
+        assert_eq!((licensors["preview"].as_bool(), licensors["statement"]["inputs"]["records"].as_u64()), (Some(true), Some(6)));
+        for token in [&tokens.southwind, &tokens.aurora, &tokens.arbiter, &tokens.operator] {
+            api.get(path, Some(token)).await.problem(404);
+        }
+        let auditor = api.get(path, Some(&tokens.auditor)).await.problem(403);
+        assert!(auditor["detail"].as_str().is_some_and(|d| d.contains("a preview is for the agreement's licensor and host")), "{auditor}");
+        let after = api.with_store(|store| (store.log_size().expect("size"), store.journal().expect("journal").len())).await;
+        assert_eq!(after, before, "a preview logs and books nothing");
+        api.get("/v1/statements/meridian-northwind/2026-10", Some(&tokens.meridian)).await.problem(404);
+
+        let close = json!({"agreement": "meridian-northwind", "period": "2026-10"});
+        assert_eq!(api.post_json("/v1/close", &tokens.meridian, &close).await.status, 200);
+        let closed = api.get("/v1/statements/meridian-northwind/2026-10", Some(&tokens.northwind)).await.json();
+        assert_eq!(closed, licensors["statement"], "the preview was the close to come");
+        let refused = api.get(path, Some(&tokens.northwind)).await.problem(409);
+        assert!(refused["detail"].as_str().is_some_and(|d| d.contains("is already closed and its statement is final")), "{refused}");
         api.stop().await;
     });
 }

@@ -143,26 +143,31 @@ pub fn close_month<S: Store + ?Sized>(
     Ok((original, statement))
 }
 
-/// What [`Store::close`] does inside its write transaction.
-pub(crate) fn close_in(sql: &mut impl Sql, id: &AgreementId, period: Period, now: Instant) -> Result<Closed, CloseError> {
-    let agreement = agreements::require(sql, id.as_str(), None)?;
-    let statements = statements::list(sql, Some(id.as_str()))?;
-    if statements.iter().any(|s| s.period == period) {
-        return Err(CloseError::AlreadyClosed { agreement: id.clone(), period });
-    }
-    disputes::escalate_due(sql, now)?;
+/// The earlier months that late records changed: each one's period, restated canonical bytes and
+/// digest.
+type Restated = Vec<(Period, Vec<u8>, String)>;
+
+/// What closing `period` computes from what `sql` reads, writing nothing: the month's statement
+/// and the restatements of the earlier months (`statements`, those finalised) that late records
+/// changed, each difference an adjustment line of the statement.
+fn compute(
+    sql: &mut impl Sql,
+    agreement: &Agreement,
+    period: Period,
+    statements: &[StoredStatement],
+) -> Result<(Statement, Restated), CloseError> {
+    let id = agreement.id();
     let currency = agreement.currency();
     let contributions = contributions::of_agreement(sql, id.as_str())?;
     let mut adjustments = Vec::new();
-    // (period, canonical bytes, digest) of each earlier month that late records changed.
-    let mut restated: Vec<(Period, Vec<u8>, String)> = Vec::new();
+    let mut restated: Restated = Vec::new();
     // The latest statement of each earlier month: the last of its period in the list.
     let latest = statements.iter().filter(|s| s.period < period).fold(BTreeMap::new(), |mut latest, s| {
         latest.insert(s.period, s);
         latest
     });
     for (&earlier, stored) in &latest {
-        let bytes = settle_stored(sql, &agreement, earlier, &contributions, Vec::new())?.to_canonical()?;
+        let bytes = settle_stored(sql, agreement, earlier, &contributions, Vec::new())?.to_canonical()?;
         let (old, new) = (usage_net(&stored.canonical, currency)?, usage_net(&bytes, currency)?);
         if old == new {
             continue;
@@ -176,13 +181,37 @@ pub(crate) fn close_in(sql: &mut impl Sql, id: &AgreementId, period: Period, now
         let digest = canonical::digest(&bytes);
         restated.push((earlier, bytes, digest));
     }
-    let carried = carried_disputes(&statements)?;
+    // Escalations never resolve a dispute, so those due need not be applied to find what is carried.
+    let carried = carried_disputes(statements)?;
     for stored in disputes::list(sql, Some(id.as_str()))? {
         if let Some(adjustment) = stored.dispute.adjustment().filter(|a| !carried.contains(&a.reference)) {
             adjustments.push(adjustment);
         }
     }
-    let statement = settle_stored(sql, &agreement, period, &contributions, adjustments)?;
+    Ok((settle_stored(sql, agreement, period, &contributions, adjustments)?, restated))
+}
+
+/// The agreement and its finalised statements, if `period` is still open.
+fn open_month(sql: &mut impl Sql, id: &AgreementId, period: Period) -> Result<(Agreement, Vec<StoredStatement>), CloseError> {
+    let agreement = agreements::require(sql, id.as_str(), None)?;
+    let statements = statements::list(sql, Some(id.as_str()))?;
+    if statements.iter().any(|s| s.period == period) {
+        return Err(CloseError::AlreadyClosed { agreement: id.clone(), period });
+    }
+    Ok((agreement, statements))
+}
+
+/// What [`Store::preview`] does inside its read transaction: [`compute`], nothing written.
+pub(crate) fn preview_in(sql: &mut impl Sql, id: &AgreementId, period: Period) -> Result<Statement, CloseError> {
+    let (agreement, statements) = open_month(sql, id, period)?;
+    Ok(compute(sql, &agreement, period, &statements)?.0)
+}
+
+/// What [`Store::close`] does inside its write transaction.
+pub(crate) fn close_in(sql: &mut impl Sql, id: &AgreementId, period: Period, now: Instant) -> Result<Closed, CloseError> {
+    let (agreement, statements) = open_month(sql, id, period)?;
+    disputes::escalate_due(sql, now)?;
+    let (statement, restated) = compute(sql, &agreement, period, &statements)?;
     let bytes = statement.to_canonical()?;
     let digest = canonical::digest(&bytes);
     let entry = JournalEntry::for_statement(&statement, agreement.licensor(), agreement.host()).map_err(CloseError::Entry)?;

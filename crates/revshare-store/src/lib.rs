@@ -72,6 +72,7 @@ use revshare_core::ledger::JournalEntry;
 use revshare_core::merkle::Hash;
 use revshare_core::note::VerifierKey;
 use revshare_core::rollup::Rollup;
+use revshare_core::statement::Statement;
 use revshare_core::time::{Instant, Period};
 use revshare_core::transparency::{Signed, SignedBatch};
 use revshare_core::usage::UsageRecord;
@@ -161,6 +162,10 @@ pub trait Store {
     /// difference or dispute carried twice, and every record stored before the statement counted
     /// by it. [`close::close_month`] is this and the deployment's signatures.
     fn close(&mut self, agreement: &AgreementId, period: Period, now: Instant) -> Result<close::Closed, close::CloseError>;
+    /// The statement an open month would close to now (SPEC §10), computed as [`Store::close`]
+    /// computes it, in one read transaction, and written nowhere: not finalised, signed, booked
+    /// or logged. A month already closed has none ([`close::CloseError::AlreadyClosed`]).
+    fn preview(&mut self, agreement: &AgreementId, period: Period) -> Result<Statement, close::CloseError>;
     /// The latest statement of an agreement's month.
     fn statement(&mut self, agreement: &AgreementId, period: Period) -> Result<Option<StoredStatement>, StoreError>;
     /// Every statement (of one agreement, or of all), by agreement, period and sequence.
@@ -452,6 +457,13 @@ impl<B: Backend> Store for B {
         let closed = close::close_in(&mut tx, agreement, period, now)?;
         tx.commit()?;
         Ok(closed)
+    }
+
+    fn preview(&mut self, agreement: &AgreementId, period: Period) -> Result<Statement, close::CloseError> {
+        let mut tx = self.begin(Access::Read)?;
+        let statement = close::preview_in(&mut tx, agreement, period)?;
+        tx.commit().map_err(StoreError::in_commit)?;
+        Ok(statement)
     }
 
     fn statement(&mut self, agreement: &AgreementId, period: Period) -> Result<Option<StoredStatement>, StoreError> {

@@ -107,6 +107,7 @@ conformance!(
     concurrent_writers_end_as_one_sequential_writer,
     registering_an_agreement_places_earlier_records,
     records_of_a_closed_month_are_late,
+    a_preview_is_what_closing_would_finalise_and_writes_nothing,
     a_close_counts_every_record_stored_before_it,
     statements_are_immutable,
     statement_and_entry_are_one_transaction,
@@ -1150,6 +1151,38 @@ fn finalise_original(store: &mut dyn Store, period: Period) -> JournalEntry {
         .finalise_statement(&settled.to_finalise(&aid("meridian-northwind"), StatementKind::Original), Some(&entry))
         .expect("finalise the original");
     entry
+}
+
+/// SPEC §10: a preview is the statement closing the month now would finalise, byte for byte,
+/// with running totals while records keep coming; it finalises, books and logs nothing, and a
+/// closed month has none.
+fn a_preview_is_what_closing_would_finalise_and_writes_nothing(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    register_example(store);
+    let (id, october) = (aid("meridian-northwind"), month("2026-10"));
+    let key = signer("revshare.example", 9);
+    store.add_key(None, &key.verifier()).expect("the deployment key");
+    let records = parse_records(USAGE);
+    store.ingest(&records[..3], IngestMode::Atomic, None).expect("ingest part of the month");
+    let running = store.preview(&id, october).expect("a preview mid-month");
+    assert_eq!(running.inputs.records, 3, "running totals");
+    store.ingest(&records, IngestMode::Atomic, None).expect("ingest the rest");
+    let (size, journal) = (store.log_size().expect("size"), store.journal().expect("journal").len());
+    let preview = store.preview(&id, october).expect("a preview");
+    assert_eq!((preview.inputs.records, store.log_size().expect("size")), (6, size), "a preview logs nothing");
+    assert!(store.statements(Some(&id)).expect("statements").is_empty(), "nor finalises");
+    assert_eq!(store.journal().expect("journal").len(), journal, "nor books");
+    let (_, closed) = close_month(store, &id, october, &key, day(11, 4)).expect("close october");
+    assert_eq!(preview.to_canonical().expect("bytes"), closed.to_canonical().expect("bytes"), "the preview is the close to come");
+    let after = store.preview(&id, october).map(|_| ()).map_err(|e| e.to_string());
+    assert_eq!(
+        after,
+        Err(
+            "meridian-northwind 2026-10 is already closed and its statement is final; late records are carried into the next month's close"
+                .to_owned()
+        )
+    );
 }
 
 fn records_of_a_closed_month_are_late(db: &dyn TestDb) {
