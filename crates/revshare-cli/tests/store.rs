@@ -147,6 +147,16 @@ fn the_worked_example_through_the_store() {
     let table = store.ok(&[&["statement", "preview"][..], &month].concat());
     assert!(table.contains("PREVIEW as of") && table.contains("not final, not signed, nothing booked"), "{table}");
     assert!(!store.ok(&["statement", "list"]).contains("meridian-northwind"), "a preview finalises nothing");
+    // A typo for a month years ahead books nothing: a month closes only once it has ended and
+    // its late reports had time to arrive (this holds until June 2031).
+    let typo = store.run(&["close", "--agreement", "meridian-northwind", "--period", "2031-05"]);
+    assert_eq!(typo.status.code(), Some(1));
+    assert!(
+        text(&typo.stderr)
+            .contains("meridian-northwind 2031-05 can be closed from 2031-06-04T00:00:00Z: the month ends at 2031-06-01T00:00:00Z"),
+        "{}",
+        text(&typo.stderr)
+    );
     let statement: serde_json::Value =
         serde_json::from_str(&store.ok(&["close", "--agreement", "meridian-northwind", "--period", "2026-10", "--format", "json"]))
             .expect("JSON");

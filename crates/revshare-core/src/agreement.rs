@@ -25,6 +25,13 @@ use crate::time::{Instant, Period};
 /// Days to answer a dispute when the agreement does not say (`dispute_response_days`).
 pub const DEFAULT_DISPUTE_RESPONSE_DAYS: u32 = 14;
 
+/// Days after a month ends before it may be closed, when the agreement does not say
+/// (`close_after_days`, SPEC §10): late reports arrive first.
+pub const DEFAULT_CLOSE_AFTER_DAYS: u32 = 3;
+
+/// The most days an agreement may wait after a month ends before it may be closed.
+const MAX_CLOSE_AFTER_DAYS: u64 = 366;
+
 /// A validated agreement between one licensor and one host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Agreement {
@@ -43,6 +50,9 @@ pub struct Agreement {
     /// when the file does not say, which means [`DEFAULT_DISPUTE_RESPONSE_DAYS`].
     pub(crate) dispute_response_days: Option<u32>,
     pub(crate) mau_threshold: Option<u64>,
+    /// Days after a month ends before it may be closed (SPEC §10); `None` when the file does not
+    /// say, which means [`DEFAULT_CLOSE_AFTER_DAYS`].
+    pub(crate) close_after_days: Option<u32>,
     /// The arbiters who decide this agreement's escalated disputes (SPEC §9); empty when the
     /// file names none (both parties then accept one per dispute).
     pub(crate) arbiters: Vec<PartyId>,
@@ -135,6 +145,16 @@ impl Agreement {
     /// Days a party has to answer a dispute (or a counter-offer) before it escalates by itself.
     pub fn dispute_response_days(&self) -> u32 {
         self.dispute_response_days.unwrap_or(DEFAULT_DISPUTE_RESPONSE_DAYS)
+    }
+
+    /// Days after a month ends before it may be closed.
+    pub fn close_after_days(&self) -> u32 {
+        self.close_after_days.unwrap_or(DEFAULT_CLOSE_AFTER_DAYS)
+    }
+
+    /// From when `period` may be closed: its end plus [`Self::close_after_days`].
+    pub fn closes_from(&self, period: Period) -> Instant {
+        period.end_exclusive().plus_days(self.close_after_days())
     }
 
     pub fn currency(&self) -> Currency {
@@ -239,6 +259,9 @@ impl Agreement {
         }
         if let (Some(days), Some(map)) = (self.dispute_response_days, form.as_object_mut()) {
             map.insert("dispute_response_days".to_owned(), Value::from(days));
+        }
+        if let (Some(days), Some(map)) = (self.close_after_days, form.as_object_mut()) {
+            map.insert("close_after_days".to_owned(), Value::from(days));
         }
         form
     }
@@ -562,6 +585,7 @@ impl Walk {
             "cap",
             "dispute_window_days",
             "dispute_response_days",
+            "close_after_days",
             "mau_threshold",
             "arbiters",
             "pricing",
@@ -673,6 +697,18 @@ impl Walk {
                 None
             }
         });
+        let close_after_days = self.integer(table, "close_after_days", "3").and_then(|(d, sp)| match u32::try_from(d) {
+            Ok(d) if u64::from(d) <= MAX_CLOSE_AFTER_DAYS => Some(d),
+            _ => {
+                self.problem(
+                    sp,
+                    format!("`close_after_days` is {d}"),
+                    "out of range",
+                    Some(format!("write a whole number of days from 0 to {MAX_CLOSE_AFTER_DAYS}")),
+                );
+                None
+            }
+        });
         let mau_threshold = self.integer(table, "mau_threshold", "700000000").map(|(m, _)| m);
         let arbiters = match Self::get(table, "arbiters") {
             Some(_) => self.id_list(table, "arbiters", PartyId::parse, "[\"arbitration-house\"]").map(|(a, _)| a),
@@ -731,6 +767,7 @@ impl Walk {
             cap: cap.map(|c| c.0),
             dispute_window_days: dispute_window_days?,
             dispute_response_days,
+            close_after_days,
             mau_threshold,
             arbiters: arbiters?,
             pricing: pricing?,

@@ -41,8 +41,6 @@ pub const MAX_EVIDENCE_CHARS: usize = 1_000;
 /// The longest reason.
 pub const MAX_REASON_CHARS: usize = 4_000;
 
-const DAY_SECS: i64 = 86_400;
-
 /// The state a dispute is in: the state its last transition entered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum State {
@@ -266,13 +264,9 @@ fn article(state: State) -> &'static str {
     if matches!(state, State::Open | State::Accepted | State::Escalated) { "an" } else { "a" }
 }
 
-fn plus_days(t: Instant, days: u32) -> Instant {
-    Instant::from_parts(t.secs().saturating_add(i64::from(days).saturating_mul(DAY_SECS)), t.nanos())
-}
-
 /// When a statement's dispute window closes: `window_days` after it was finalised.
 pub fn window_closes(finalised_at: Instant, terms: &Terms) -> Instant {
-    plus_days(finalised_at, terms.window_days)
+    finalised_at.plus_days(terms.window_days)
 }
 
 fn field(field: &'static str, problem: impl Into<String>, rule: impl Into<String>) -> DisputeError {
@@ -377,7 +371,7 @@ impl Dispute {
     /// other side, a rejection by an escalation. `None` once nothing is awaited.
     pub fn respond_by(&self, terms: &Terms) -> Option<Instant> {
         let last = self.last()?;
-        matches!(last.state, State::Open | State::Countered | State::Rejected).then(|| plus_days(last.at, terms.response_days))
+        matches!(last.state, State::Open | State::Countered | State::Rejected).then(|| last.at.plus_days(terms.response_days))
     }
 
     /// The escalation that a passed deadline makes by itself, if one is due at `now`: an open

@@ -27,7 +27,15 @@ pub enum TimeError {
     Period(String),
 }
 
+/// Seconds in a day (UTC has no leap seconds here).
+const DAY_SECS: i64 = 86_400;
+
 impl Instant {
+    /// `days` whole days later (saturating at the end of time).
+    pub fn plus_days(self, days: u32) -> Instant {
+        Instant::from_parts(self.secs().saturating_add(i64::from(days).saturating_mul(DAY_SECS)), self.nanos())
+    }
+
     pub const fn from_parts(secs: i64, nanos: u32) -> Instant {
         Instant { secs, nanos }
     }

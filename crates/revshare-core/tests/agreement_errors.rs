@@ -50,7 +50,7 @@ fn unknown_key_at_the_top_level() {
         &[("version = 1\n", "version = 1\nowner = \"meridian\"\n")],
         "agreement.toml:5:1: unknown key `owner` in the agreement
   help: the keys allowed here are: id, version, licensor, host, currency, effective_from, effective_to, models, minimum, cap, \
-dispute_window_days, dispute_response_days, mau_threshold, arbiters, pricing, exclusivity, contributions
+dispute_window_days, dispute_response_days, close_after_days, mau_threshold, arbiters, pricing, exclusivity, contributions
 ",
     );
 }
@@ -70,6 +70,25 @@ fn a_response_time_is_at_least_a_day_and_only_changes_the_digest_when_written() 
     assert_eq!(written.dispute_response_days(), 14);
     assert_ne!(written.digest(), example.digest(), "saying it is part of what the agreement says");
     assert!(!example.to_canonical_json().to_string().contains("dispute_response_days"), "an agreement that does not say keeps its digest");
+}
+
+#[test]
+fn a_month_waits_for_late_reports_and_only_changes_the_digest_when_written() {
+    check(
+        &[("dispute_window_days = 30\n", "dispute_window_days = 30\nclose_after_days = 400\n")],
+        "agreement.toml:13:20: `close_after_days` is 400
+  help: write a whole number of days from 0 to 366
+",
+    );
+    let parsed = |text: &str| parse_agreement(FILE, text).map_err(|e| e.render_plain()).unwrap_or_else(|e| panic!("{e}"));
+    let example = parsed(EXAMPLE);
+    let october = revshare_core::time::Period::parse("2026-10").expect("a month");
+    assert_eq!(example.close_after_days(), 3, "the default");
+    assert_eq!(example.closes_from(october).to_string(), "2026-11-04T00:00:00Z");
+    let written = parsed(&edited(&[("dispute_window_days = 30\n", "dispute_window_days = 30\nclose_after_days = 10\n")]));
+    assert_eq!(written.closes_from(october).to_string(), "2026-11-11T00:00:00Z");
+    assert_ne!(written.digest(), example.digest(), "saying it is part of what the agreement says");
+    assert!(!example.to_canonical_json().to_string().contains("close_after_days"), "an agreement that does not say keeps its digest");
 }
 
 #[test]
@@ -299,7 +318,7 @@ fn three_problems_are_reported_at_once_in_file_order() {
             ("dispute_window_days = 30", "dispute_window_days = 30\ndispute_window = 30"),
         ],
         r#"agreement.toml:13:1: unknown key `dispute_window` in the agreement
-  help: the keys allowed here are: id, version, licensor, host, currency, effective_from, effective_to, models, minimum, cap, dispute_window_days, dispute_response_days, mau_threshold, arbiters, pricing, exclusivity, contributions
+  help: the keys allowed here are: id, version, licensor, host, currency, effective_from, effective_to, models, minimum, cap, dispute_window_days, dispute_response_days, close_after_days, mau_threshold, arbiters, pricing, exclusivity, contributions
 agreement.toml:23:39: `0.15` is a TOML float; binary floats are never used for money or rates
   help: write it as a string: "0.15"
 agreement.toml:33:6: `to` (2026-01-01T00:00:00Z) is not after `from` (2026-10-15T00:00:00Z)

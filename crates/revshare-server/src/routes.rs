@@ -1125,6 +1125,9 @@ impl From<CloseError> for Problem {
             e @ CloseError::AlreadyClosed { .. } => {
                 Problem::new(StatusCode::CONFLICT, "already-closed", "the month is already closed", e.to_string())
             }
+            e @ CloseError::TooEarly { .. } => {
+                Problem::new(StatusCode::CONFLICT, "too-early", "the month cannot be closed yet", e.to_string())
+            }
             e @ (CloseError::Settle(_) | CloseError::Entry(_)) => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", "the request cannot be applied", e.to_string())
             }
@@ -1147,7 +1150,7 @@ impl From<CloseError> for Problem {
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 403, description = "not a licensor token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "no such agreement that this token can read", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 409, description = "the month is already closed", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "the month is already closed, or cannot be closed yet (its end plus the agreement's `close_after_days`); the detail says from when", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 413, description = "the body is over the limit", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 422, description = "the month cannot be settled", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")

@@ -1512,7 +1512,27 @@ fn disputes_move_by_their_parties_and_others_see_nothing(db: &dyn TestDb) {
 
         // Both resolutions are carried into November's statement.
         let november = json!({"agreement": "meridian-northwind", "period": "2026-11"});
-        assert_eq!(api.post_json("/v1/close", &tokens.meridian, &november).await.status, 200);
+        let (size, journal) = api.with_store(|store| (store.log_size().expect("size"), store.journal().expect("journal").len())).await;
+        let early = api.post_json("/v1/close", &tokens.meridian, &november).await.problem(409);
+        assert_eq!(
+            early["detail"],
+            "meridian-northwind 2026-11 can be closed from 2026-12-04T00:00:00Z: the month ends at 2026-12-01T00:00:00Z and the agreement leaves 3 days for late reports (`close_after_days`); until then `revshare statement preview` shows it as it stands"
+        );
+        let after = api.with_store(|store| (store.log_size().expect("size"), store.journal().expect("journal").len())).await;
+        assert_eq!(after, (size, journal), "a close refused as early changes nothing");
+        // Closed once allowed, as the licensor would on December 4th.
+        let allowed = Instant::from_date(2026, 12, 4).expect("a date");
+        api.with_store(move |store| {
+            revshare_store::close::close_month(
+                store,
+                &agreement_id(),
+                Period::parse("2026-11").expect("a month"),
+                &deployment_key(),
+                allowed,
+            )
+            .expect("November closes")
+        })
+        .await;
         let statement = api.get("/v1/statements/meridian-northwind/2026-11", Some(&tokens.northwind)).await.json();
         let carried: Vec<(&str, &str)> = statement["adjustments"]
             .as_array()

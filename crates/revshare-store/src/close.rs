@@ -12,6 +12,9 @@
 //! already closed is refused ([`CloseError::AlreadyClosed`]): its statement is final, and late
 //! records are carried into the next month's close.
 //!
+//! A month closes only from its end plus the agreement's `close_after_days` (SPEC §10); an
+//! earlier close is refused with that date ([`CloseError::TooEarly`]) and changes nothing.
+//!
 //! Disputes (SPEC §8): the escalations due at the closing time are applied first; then every
 //! dispute of the agreement accepted or decided with an amount, and not yet carried by an
 //! earlier original statement, becomes an adjustment line (`kind` `dispute`, `reference`
@@ -44,6 +47,10 @@ pub enum CloseError {
     Store(Box<StoreError>),
     #[error("{agreement} {period} is already closed and its statement is final; late records are carried into the next month's close")]
     AlreadyClosed { agreement: AgreementId, period: Period },
+    #[error(
+        "{agreement} {period} can be closed from {from}: the month ends at {end} and the agreement leaves {days} days for late reports (`close_after_days`); until then `revshare statement preview` shows it as it stands"
+    )]
+    TooEarly { agreement: AgreementId, period: Period, from: Instant, end: Instant, days: u32 },
     #[error(transparent)]
     Settle(#[from] SettleError),
     #[error(transparent)]
@@ -210,6 +217,12 @@ pub(crate) fn preview_in(sql: &mut impl Sql, id: &AgreementId, period: Period) -
 /// What [`Store::close`] does inside its write transaction.
 pub(crate) fn close_in(sql: &mut impl Sql, id: &AgreementId, period: Period, now: Instant) -> Result<Closed, CloseError> {
     let (agreement, statements) = open_month(sql, id, period)?;
+    // SPEC §10: not before the month has ended and its late reports had time to arrive.
+    let from = agreement.closes_from(period);
+    if now < from {
+        let (end, days) = (period.end_exclusive(), agreement.close_after_days());
+        return Err(CloseError::TooEarly { agreement: id.clone(), period, from, end, days });
+    }
     disputes::escalate_due(sql, now)?;
     let (statement, restated) = compute(sql, &agreement, period, &statements)?;
     let bytes = statement.to_canonical()?;

@@ -108,6 +108,7 @@ conformance!(
     registering_an_agreement_places_earlier_records,
     records_of_a_closed_month_are_late,
     a_preview_is_what_closing_would_finalise_and_writes_nothing,
+    a_month_closes_only_once_its_late_reports_had_time,
     a_close_counts_every_record_stored_before_it,
     statements_are_immutable,
     statement_and_entry_are_one_transaction,
@@ -1185,6 +1186,40 @@ fn a_preview_is_what_closing_would_finalise_and_writes_nothing(db: &dyn TestDb) 
     );
 }
 
+/// SPEC §10: a month closes from its end plus `close_after_days` (3 unless the agreement says);
+/// an earlier close — a month not ended, a typo for a month years ahead — is refused with the
+/// date it is allowed from, and changes nothing.
+fn a_month_closes_only_once_its_late_reports_had_time(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    register_example(store);
+    let id = aid("meridian-northwind");
+    let key = signer("revshare.example", 9);
+    store.add_key(None, &key.verifier()).expect("the deployment key");
+    store.ingest(&parse_records(USAGE), IngestMode::Atomic, None).expect("ingest");
+    let (size, journal) = (store.log_size().expect("size"), store.journal().expect("journal").len());
+    let too_early = |store: &mut dyn Store, period: &str, at: Instant| {
+        close_month(store, &id, month(period), &key, at).map(|_| ()).map_err(|e| e.to_string()).expect_err("refused")
+    };
+    assert_eq!(
+        too_early(store, "2026-10", Instant::from_parts(day(11, 4).secs() - 1, 0)),
+        "meridian-northwind 2026-10 can be closed from 2026-11-04T00:00:00Z: the month ends at 2026-11-01T00:00:00Z and the agreement leaves 3 days for late reports (`close_after_days`); until then `revshare statement preview` shows it as it stands"
+    );
+    assert!(too_early(store, "2026-12", day(12, 6)).starts_with("meridian-northwind 2026-12 can be closed from 2027-01-04T00:00:00Z"));
+    assert_eq!((store.log_size().expect("size"), store.journal().expect("journal").len()), (size, journal), "nothing changed");
+    assert!(store.statements(Some(&id)).expect("statements").is_empty());
+    close_month(store, &id, month("2026-10"), &key, day(11, 4)).expect("closed the moment it is allowed");
+
+    // An agreement that leaves no days closes as soon as the month has ended.
+    let prompt = edited(
+        AGREEMENT,
+        &[("version = 1\n", "version = 2\n"), ("dispute_window_days = 30\n", "dispute_window_days = 30\nclose_after_days = 0\n")],
+    );
+    let amended = store.add_agreement("amended.toml", &prompt).expect("an amendment");
+    assert_eq!((amended.close_after_days(), amended.closes_from(month("2026-11"))), (0, day(12, 1)));
+    close_month(store, &id, month("2026-11"), &key, day(12, 1)).expect("closed at the month's end");
+}
+
 fn records_of_a_closed_month_are_late(db: &dyn TestDb) {
     let mut store = db.open();
     let store = store.as_mut();
@@ -1242,7 +1277,7 @@ fn a_close_counts_every_record_stored_before_it(db: &dyn TestDb) {
             while sent.load(Ordering::Acquire) < 3 && !writing.is_finished() {
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
-            let closing = close_month(store.as_mut(), &aid("meridian-northwind"), period, &key, day(m + 1, 1));
+            let closing = close_month(store.as_mut(), &aid("meridian-northwind"), period, &key, day(m + 1, 4));
             closed.store(true, Ordering::Release);
             let late = writing.join().expect("the writer");
             (late, closing.expect("close").1)
@@ -1303,7 +1338,7 @@ fn statements_are_immutable(db: &dyn TestDb) {
     let err = store.close(&id, october, day(11, 3)).expect_err("october is closed");
     assert!(matches!(err, CloseError::AlreadyClosed { .. }), "{err}");
     assert_eq!(store.statements(Some(&id)).expect("list"), all, "nothing was saved");
-    let november = store.close(&id, month("2026-11"), day(12, 1)).expect("close november");
+    let november = store.close(&id, month("2026-11"), day(12, 4)).expect("close november");
     assert_eq!((november.original.sequence, november.original.kind), (1, StatementKind::Original));
     assert!(november.restated.is_empty(), "october did not change");
     assert_eq!(november.original.canonical, Settled::of(store, month("2026-11")).bytes);
@@ -2008,7 +2043,6 @@ fn step(state: State, party: &str, role: ActorRole, at: Instant, amount: Option<
     }
 }
 
-/// The example's October, closed on November 2nd.
 /// The example, naming `judge` its arbiter, with October ingested and closed; the deployment's key.
 fn closed_october(store: &mut dyn Store) -> SignerKey {
     register_example_parties(store);
@@ -2018,7 +2052,7 @@ fn closed_october(store: &mut dyn Store) -> SignerKey {
     store.ingest(&parse_records(USAGE), IngestMode::Atomic, None).expect("ingest");
     let key = signer("revshare.example", 9);
     store.add_key(None, &key.verifier()).expect("the deployment key");
-    close_month(store, &aid("meridian-northwind"), month("2026-10"), &key, day(11, 2)).expect("close october");
+    close_month(store, &aid("meridian-northwind"), month("2026-10"), &key, day(11, 4)).expect("close october");
     key
 }
 
@@ -2033,10 +2067,10 @@ fn disputes_follow_the_process_and_carry_into_the_next_statement(db: &dyn TestDb
     let size = store.log_size().expect("size");
     let outsider = store.open_dispute(&id, october, None, None, step(State::Open, "southwind", ActorRole::Host, day(11, 3), Some(100)));
     assert!(matches!(outsider, Err(StoreError::Dispute(DisputeError::NotAllowed { .. }))), "{outsider:?}");
-    let late = store.open_dispute(&id, october, None, None, step(State::Open, "northwind", ActorRole::Host, day(12, 2), Some(100)));
+    let late = store.open_dispute(&id, october, None, None, step(State::Open, "northwind", ActorRole::Host, day(12, 4), Some(100)));
     assert_eq!(
         late.map(|_| ()).map_err(|e| e.to_string()),
-        Err("statement meridian-northwind 2026-10 #1 can no longer be disputed: its dispute window of 30 days closed at 2026-12-02T00:00:00Z".to_owned())
+        Err("statement meridian-northwind 2026-10 #1 can no longer be disputed: its dispute window of 30 days closed at 2026-12-04T00:00:00Z".to_owned())
     );
     let no_line = store.open_dispute(&id, october, None, Some(99), step(State::Open, "northwind", ActorRole::Host, day(11, 3), Some(100)));
     assert!(matches!(no_line, Err(StoreError::Dispute(DisputeError::NoSuchLine { line: 99, .. }))), "{no_line:?}");
@@ -2088,11 +2122,12 @@ fn disputes_follow_the_process_and_carry_into_the_next_statement(db: &dyn TestDb
     assert_eq!(again, decided);
 
     // November's statement carries the three resolutions; December's none of them again.
-    let (_, november) = close_month(store, &id, month("2026-11"), &key, day(12, 1)).expect("close november");
+    let (_, november) = close_month(store, &id, month("2026-11"), &key, day(12, 4)).expect("close november");
     let carried: Vec<(String, i128)> = november.adjustments.iter().map(|a| (a.reference.clone(), a.amount)).collect();
     assert_eq!(carried, [("dispute:1".to_owned(), -1_500), ("dispute:2".to_owned(), 4_000), ("dispute:3".to_owned(), -300)]);
     assert_eq!(november.totals.adjustments, 2_200);
-    let (_, december) = close_month(store, &id, month("2026-12"), &key, day(12, 31)).expect("close december");
+    let (_, december) =
+        close_month(store, &id, month("2026-12"), &key, Instant::from_date(2027, 1, 4).expect("a date")).expect("close december");
     assert!(december.adjustments.is_empty(), "a dispute is carried once");
 
     let change = db.raw(

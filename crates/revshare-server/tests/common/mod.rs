@@ -95,7 +95,8 @@ macro_rules! api_tests {
 
 /// A fixed clock: checkpoints are reproducible.
 pub fn clock() -> Instant {
-    Instant::from_parts(1_793_000_000, 0)
+    // 2026-11-05T00:00:00Z: October can be closed (from November 4th), November cannot.
+    Instant::from_parts(1_793_836_800, 0)
 }
 
 pub fn deployment_key() -> SignerKey {
