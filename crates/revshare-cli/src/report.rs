@@ -64,9 +64,8 @@ pub fn statement_table(canonical: &[u8], context: &str) -> String {
     let _ = writeln!(out, "{context}");
     let _ = writeln!(
         out,
-        "records: {} selected, {} duplicates ignored\nusage digest: {}\nagreement digest: {}\nstatement digest: {}",
+        "records: {} selected\nusage digest: {}\nagreement digest: {}\nstatement digest: {}",
         text(&s["inputs"]["records"]),
-        text(&s["inputs"]["duplicates"]),
         text(&s["inputs"]["usage_digest"]),
         text(&agreement["digest"]),
         revshare_core::canonical::digest(canonical)

@@ -108,7 +108,6 @@ pub fn settle_command(
         agreement: &agreement,
         period,
         rollup: &summary.rollup,
-        duplicates: summary.selected_duplicates,
         usage_digest: summary.counted.digest(),
         contributions: &contributions,
         adjustments: Vec::new(),

@@ -28,8 +28,6 @@ pub struct UsageSummary {
     pub rollup: Rollup,
     /// The usage set of the selected distinct records.
     pub counted: UsageSet,
-    /// Resends of selected records.
-    pub selected_duplicates: u64,
     /// Records read (all hosts), and resends of the agreement host's records (any month).
     pub records_read: u64,
     pub duplicates: u64,
@@ -44,7 +42,6 @@ pub fn read_usage(paths: &[PathBuf], agreement: &Agreement, period: Period, prog
             index: DedupIndex::new(seed),
             rollup: Rollup::new(),
             counted: UsageSet::new(),
-            selected_duplicates: 0,
             duplicates: 0,
             problems: Vec::new(),
         })
@@ -63,11 +60,10 @@ pub fn read_usage(paths: &[PathBuf], agreement: &Agreement, period: Period, prog
         }
         Err(other) => return Err(other),
     };
-    let mut summary = UsageSummary { rollup: Rollup::new(), counted: UsageSet::new(), selected_duplicates: 0, records_read, duplicates: 0 };
+    let mut summary = UsageSummary { rollup: Rollup::new(), counted: UsageSet::new(), records_read, duplicates: 0 };
     for shard in sink.shards {
         summary.rollup.merge(&shard.rollup).map_err(|e| ReadError::Io(e.into()))?;
         summary.counted.union(&shard.counted);
-        summary.selected_duplicates += shard.selected_duplicates;
         summary.duplicates += shard.duplicates;
     }
     Ok(summary)
@@ -101,7 +97,6 @@ struct Shard {
     index: DedupIndex,
     rollup: Rollup,
     counted: UsageSet,
-    selected_duplicates: u64,
     duplicates: u64,
     problems: Vec<InputProblem>,
 }
@@ -246,10 +241,7 @@ impl RecordSink for SettleSink<'_> {
                                 shard.counted.insert(&record.digest);
                             }
                         }
-                        Seen::Duplicate { .. } => {
-                            shard.duplicates += 1;
-                            shard.selected_duplicates += u64::from(key.selected.is_some());
-                        }
+                        Seen::Duplicate { .. } => shard.duplicates += 1,
                         Seen::Conflict { first } => {
                             let (first_file, first_line) = place(names, first);
                             shard.problems.push(problem(format!(

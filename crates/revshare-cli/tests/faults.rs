@@ -616,7 +616,7 @@ fn two_replicas_on_one_database_store_each_batch_once_postgres() {
     assert_eq!(a.0, leaves_before + 2 * BATCHES, "one leaf per batch answered, by either replica");
     let statement = place.close_october();
     assert_eq!(records_of(&statement), BATCHES * RECORDS, "each record stored once: {statement}");
-    assert_eq!(statement["inputs"]["duplicates"].as_u64(), Some(BATCHES * RECORDS), "each record's second copy a duplicate");
+    assert!(statement["inputs"].get("duplicates").is_none(), "resends are no part of a statement: {statement}");
 }
 
 /// The SQLite store's folder is a small tmpfs, mostly taken by a filler file: batches are posted

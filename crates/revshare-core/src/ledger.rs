@@ -941,7 +941,7 @@ mod tests {
             agreement_digest: "sha256:00".to_owned(),
             period: Period::parse(period)?,
             currency: usd()?,
-            inputs: Inputs { records: 0, duplicates: 0, usage_digest: "sha256:00".to_owned() },
+            inputs: Inputs { records: 0, usage_digest: "sha256:00".to_owned() },
             tiers: Tiers { metric: "tokens", mode: "graduated", bounds: vec![], volume: "0".to_owned(), tiers: vec![] },
             lines: vec![],
             adjustments: vec![],

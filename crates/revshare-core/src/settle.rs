@@ -35,8 +35,6 @@ pub struct SettlementInput<'a> {
     pub period: Period,
     /// The sums of the selected distinct records (see [`select`]).
     pub rollup: &'a Rollup,
-    /// Ignored resends of selected records.
-    pub duplicates: u64,
     /// [`UsageSet::digest`] of the selected records.
     pub usage_digest: String,
     pub contributions: &'a [Contribution],
@@ -137,7 +135,6 @@ pub fn settle_records(
     let mut index = crate::dedup::DedupIndex::new(0);
     let mut rollup = Rollup::new();
     let mut counted = UsageSet::new();
-    let mut duplicates = 0;
     for (location, record) in (0u64..).zip(records) {
         let scope = select(agreement, period, record);
         match index.offer(&record.host, &record.id, index.fingerprint(record), location) {
@@ -155,13 +152,13 @@ pub fn settle_records(
                     counted.insert(&record.digest());
                 }
             }
-            crate::dedup::Seen::Duplicate { .. } => duplicates += u64::from(scope.is_some()),
+            crate::dedup::Seen::Duplicate { .. } => {}
             crate::dedup::Seen::Conflict { .. } => {
                 return Err(SettleError::Conflict { host: record.host.to_string(), id: record.id.to_string() });
             }
         }
     }
-    settle(&SettlementInput { agreement, period, rollup: &rollup, duplicates, usage_digest: counted.digest(), contributions, adjustments })
+    settle(&SettlementInput { agreement, period, rollup: &rollup, usage_digest: counted.digest(), contributions, adjustments })
 }
 
 /// Every contribution must be of a kind the agreement lists and by one of its two parties.
@@ -365,7 +362,7 @@ pub fn settle(input: &SettlementInput<'_>) -> Result<Statement, SettleError> {
         agreement_digest: agreement.digest(),
         period: input.period,
         currency,
-        inputs: Inputs { records: input.rollup.records(), duplicates: input.duplicates, usage_digest: input.usage_digest.clone() },
+        inputs: Inputs { records: input.rollup.records(), usage_digest: input.usage_digest.clone() },
         tiers: Tiers {
             metric: metric.name(),
             mode: match pricing.tier_mode {

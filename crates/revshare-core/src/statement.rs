@@ -30,8 +30,6 @@ pub struct Statement {
 pub struct Inputs {
     /// Distinct records selected.
     pub records: u64,
-    /// Resends of selected records that were ignored.
-    pub duplicates: u64,
     /// `sha256:` over the sorted SHA-256 digests of the selected records' canonical forms.
     pub usage_digest: String,
 }
@@ -140,7 +138,7 @@ impl Statement {
             "agreement": {"id": self.agreement_id, "version": self.agreement_version, "digest": self.agreement_digest},
             "period": self.period.to_string(),
             "currency": self.currency.code(),
-            "inputs": {"records": self.inputs.records, "duplicates": self.inputs.duplicates, "usage_digest": self.inputs.usage_digest},
+            "inputs": {"records": self.inputs.records, "usage_digest": self.inputs.usage_digest},
             "tiers": {"metric": self.tiers.metric, "mode": self.tiers.mode, "bounds": self.tiers.bounds, "volume": self.tiers.volume, "tiers": tiers},
             "lines": lines,
             "adjustments": adjustments,

@@ -207,8 +207,6 @@ impl Fixture {
             amount: -500,
         }];
         let mut statement = settle_records(&agreement, period, &counted, &[c1.clone(), c2.clone()], adjustments).unwrap();
-        // The deployment counted one resend; the bundle holds each record once, so this is given.
-        statement.inputs.duplicates = 1;
         tweak(&mut statement);
         let statement = statement.to_canonical().unwrap();
         let digest = revshare_core::canonical::digest(&statement);

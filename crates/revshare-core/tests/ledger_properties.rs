@@ -97,7 +97,7 @@ fn statement(agreement: &str, period: Period, currency: Currency, usage_total: i
         agreement_digest: "sha256:00".to_owned(),
         period,
         currency,
-        inputs: Inputs { records: 0, duplicates: 0, usage_digest: "sha256:00".to_owned() },
+        inputs: Inputs { records: 0, usage_digest: "sha256:00".to_owned() },
         tiers: Tiers { metric: "tokens", mode: "graduated", bounds: vec![], volume: "0".to_owned(), tiers: vec![] },
         lines: vec![],
         adjustments: vec![],

@@ -138,13 +138,12 @@ fn register(store: &mut dyn Store) -> Tokens {
 fn close_october(store: &mut dyn Store) -> Vec<u8> {
     let id = agreement_id();
     let agreement = store.agreement(&id, None).expect("the agreement");
-    let (rollup, duplicates) = store.rollup(&id, october()).expect("the rollup");
+    let (rollup, _) = store.rollup(&id, october()).expect("the rollup");
     let usage_set = store.usage_set(&id, october()).expect("the usage set");
     let statement = settle(&SettlementInput {
         agreement: &agreement,
         period: october(),
         rollup: &rollup,
-        duplicates,
         usage_digest: usage_set.digest(),
         contributions: &[],
         adjustments: Vec::new(),

@@ -78,10 +78,10 @@ fn settle_stored(
     adjustments: Vec<Adjustment>,
 ) -> Result<Statement, CloseError> {
     let month = period.to_string();
-    let (rollup, duplicates) = rollups::of_period(sql, agreement.id().as_str(), &month)?;
+    // The resends the store counted are delivery statistics, no part of the statement (SPEC §6).
+    let (rollup, _resends) = rollups::of_period(sql, agreement.id().as_str(), &month)?;
     let usage_set = rollups::usage_set(sql, agreement.id().as_str(), &month)?;
-    let input =
-        SettlementInput { agreement, period, rollup: &rollup, duplicates, usage_digest: usage_set.digest(), contributions, adjustments };
+    let input = SettlementInput { agreement, period, rollup: &rollup, usage_digest: usage_set.digest(), contributions, adjustments };
     Ok(settle(&input)?)
 }
 

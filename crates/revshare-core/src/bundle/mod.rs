@@ -14,10 +14,10 @@
 //! skipped, their cause already reported.
 //!
 //! What is taken as given, because the bundle cannot prove it: the amounts of restatement
-//! adjustments (the restated month has a bundle of its own) and `inputs.duplicates` (resends
-//! the deployment ignored; the bundle holds each record once). Both are read back from
+//! adjustments (the restated month has a bundle of its own). They are read back from
 //! `statement.json` and fed into the recomputation, so a changed amount still changes the totals
-//! it feeds — and every other member must then agree. A dispute adjustment is not taken as
+//! it feeds — and every other member must then agree. (How often records were resent is no
+//! part of a statement, SPEC §6: the bundle holds each record once, and so does the statement.) A dispute adjustment is not taken as
 //! given: the bundle holds the dispute's logged transitions, which must follow the rules of
 //! [`crate::dispute`] and resolve to exactly the amount carried.
 //!

@@ -233,10 +233,8 @@ impl Run {
 
         let (Some((agreement, period)), Some(value)) = (settling, statement.value.as_ref()) else { return };
         let Some(adjustments) = self.adjustments(value, agreement.currency()) else { return };
-        let duplicates = value.get("inputs").and_then(|i| i.get("duplicates")).and_then(Value::as_u64).unwrap_or(0);
 
-        let input =
-            SettlementInput { agreement, period, rollup: &rollup, duplicates, usage_digest: counted.digest(), contributions, adjustments };
+        let input = SettlementInput { agreement, period, rollup: &rollup, usage_digest: counted.digest(), contributions, adjustments };
         let recomputed = match settle(&input) {
             Ok(recomputed) => recomputed,
             Err(e) => {
