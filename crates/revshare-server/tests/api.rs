@@ -133,6 +133,13 @@ fn register(store: &mut dyn Store) -> Tokens {
     }
 }
 
+/// [`register`], and northwind's October usage ingested.
+fn register_with_october(store: &mut dyn Store) -> Tokens {
+    let tokens = register(store);
+    store.ingest(&parse_lines(&northwind_lines()), IngestMode::Atomic, None).expect("ingest");
+    tokens
+}
+
 /// Closes October of meridian-northwind as `revshare close` does: settle with the core, finalise
 /// the statement with its journal entry.
 fn close_october(store: &mut dyn Store) -> Vec<u8> {
@@ -444,8 +451,7 @@ fn host_claim(at: Instant) -> Transition {
 fn refused_calls_change_nothing(db: &dyn TestDb) {
     let (tokens, canonical, revoked) = {
         let mut store = open(db);
-        let tokens = register(store.as_mut());
-        store.ingest(&parse_lines(&northwind_lines()), IngestMode::Atomic, None).expect("ingest");
+        let tokens = register_with_october(store.as_mut());
         let revoked = add_token(store.as_mut(), "ledgerwise", Role::Auditor, "revoked");
         store.revoke_token(&auth::id_of(&auth::hash(&revoked))).expect("revoke");
         let canonical = close_october(store.as_mut());
@@ -1076,8 +1082,7 @@ fn slow_clients_are_answered_and_cut_off(db: &dyn TestDb) {
 fn a_licensor_closes_a_month_once_and_its_host_countersigns(db: &dyn TestDb) {
     let tokens = {
         let mut store = open(db);
-        let tokens = register(store.as_mut());
-        store.ingest(&parse_lines(&northwind_lines()), IngestMode::Atomic, None).expect("ingest");
+        let tokens = register_with_october(store.as_mut());
         store.add_key(Some(&pid("northwind")), &host_key().verifier()).expect("register the host's key");
         tokens
     };
@@ -1444,12 +1449,7 @@ fn the_docs_page_and_its_assets_are_served_offline(db: &dyn TestDb) {
 }
 
 fn disputes_move_by_their_parties_and_others_see_nothing(db: &dyn TestDb) {
-    let tokens = {
-        let mut store = open(db);
-        let tokens = register(store.as_mut());
-        store.ingest(&parse_lines(&northwind_lines()), IngestMode::Atomic, None).expect("ingest");
-        tokens
-    };
+    let tokens = register_with_october(open(db).as_mut());
     run(async {
         let api = Api::start(db, 1 << 20).await;
         let close = json!({"agreement": "meridian-northwind", "period": "2026-10"});
@@ -1602,12 +1602,7 @@ fn an_arbiter_both_sides_name_reads_and_decides_the_dispute(db: &dyn TestDb) {
 /// SPEC §10: either party previews the open month — what closing it now would finalise — and
 /// nothing is written; others find nothing, an auditor is told previews are not for it.
 fn a_preview_is_the_close_to_come_for_the_two_parties(db: &dyn TestDb) {
-    let tokens = {
-        let mut store = open(db);
-        let tokens = register(store.as_mut());
-        store.ingest(&parse_lines(&northwind_lines()), IngestMode::Atomic, None).expect("ingest");
-        tokens
-    };
+    let tokens = register_with_october(open(db).as_mut());
     run(async {
         let api = Api::start(db, 1 << 20).await;
         let path = "/v1/statements/meridian-northwind/2026-10/preview";
@@ -1706,8 +1701,7 @@ fn a_store_that_does_not_answer_is_503_and_the_process_lives() {
 fn reading_an_overdue_dispute_writes_nothing(db: &dyn TestDb) {
     let tokens = {
         let mut store = open(db);
-        let tokens = register(store.as_mut());
-        store.ingest(&parse_lines(&northwind_lines()), IngestMode::Atomic, None).expect("ingest");
+        let tokens = register_with_october(store.as_mut());
         close_october(store.as_mut());
         let month_ago = Instant::from_parts(clock().secs() - 30 * 86_400, 0);
         store.open_dispute(&agreement_id(), october(), None, None, host_claim(month_ago)).expect("dispute 1");
