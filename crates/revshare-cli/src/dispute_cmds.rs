@@ -72,8 +72,17 @@ fn print(stored: &StoredDispute, what: &str) {
     if let Some(arbiter) = d.accepted_arbiter() {
         println!("  both sides accepted {arbiter} as its arbiter");
     }
-    if let Some(amount) = d.resolution() {
-        println!("  adjustment of {} {currency} in the next statement closed", currency.format(amount));
+    match (d.resolution(), &stored.carried) {
+        (Some(amount), Some(c)) => println!(
+            "  adjustment of {} {currency}, carried by statement {} {} #{} (adjustments[{}])",
+            currency.format(amount),
+            d.subject.agreement,
+            c.period,
+            c.sequence,
+            c.line
+        ),
+        (Some(amount), None) => println!("  adjustment of {} {currency} in the next statement closed", currency.format(amount)),
+        (None, _) => {}
     }
 }
 
@@ -113,7 +122,7 @@ pub fn list(args: &StoreArgs, agreement: Option<&str>, json: bool) -> Result<(),
         println!("{}", serde_json::to_string_pretty(&all).map_err(anyhow::Error::from)?);
         return Ok(());
     }
-    let mut t = table(&["id", "statement", "line", "opened by", "state", "respond by", "claimed", "adjustment"]);
+    let mut t = table(&["id", "statement", "line", "opened by", "state", "respond by", "claimed", "adjustment", "carried by"]);
     for stored in &disputes {
         let (d, currency) = (&stored.dispute, stored.terms.currency);
         let s = &d.subject;
@@ -126,6 +135,7 @@ pub fn list(args: &StoreArgs, agreement: Option<&str>, json: bool) -> Result<(),
             d.respond_by(&stored.terms).map(|t| t.to_string()).unwrap_or_default(),
             format!("{} {currency}", currency.format(d.claimed())),
             d.resolution().map(|a| format!("{} {currency}", currency.format(a))).unwrap_or_default(),
+            stored.carried.as_ref().map(|c| format!("{} #{} [{}]", c.period, c.sequence, c.line)).unwrap_or_default(),
         ]);
     }
     right_align(&mut t, 6);

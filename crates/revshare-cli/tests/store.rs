@@ -1037,6 +1037,9 @@ fn disputes_are_answered_decided_and_carried_into_the_next_statement() {
         .collect();
     assert_eq!(carried, [("dispute:1", "-4.00"), ("dispute:2", "1.00"), ("dispute:3", "-2.00")]);
     assert_eq!(november["totals"]["adjustments"], "-5.00");
+    let shown = store.ok(&["dispute", "show", "3"]);
+    assert!(shown.contains("adjustment of -2.00 USD, carried by statement meridian-northwind 2026-11 #1 (adjustments[2])"), "{shown}");
+    assert!(store.ok(&["dispute", "list"]).contains("2026-11 #1 [1]"), "the list says where each adjustment went");
 
     // November's bundle proves how each amount came about; without a dispute's logged steps it
     // does not verify, naming the adjustment.

@@ -404,11 +404,15 @@ impl Dispute {
         dispute
     }
 
+    /// The arbiter a side's latest escalation naming one names.
+    fn named_by(&self, side: ActorRole) -> Option<&PartyId> {
+        self.history.iter().rev().filter(|t| t.actor.role == side).find_map(|t| t.arbiter.as_ref())
+    }
+
     /// The arbiter both sides accepted for this dispute: the one the licensor's and the host's
     /// latest escalations name, when they name the same.
     pub fn accepted_arbiter(&self) -> Option<&PartyId> {
-        let latest = |role| self.history.iter().rev().filter(|t| t.actor.role == role).find_map(|t| t.arbiter.as_ref());
-        match (latest(ActorRole::Licensor), latest(ActorRole::Host)) {
+        match (self.named_by(ActorRole::Licensor), self.named_by(ActorRole::Host)) {
             (Some(licensors), Some(hosts)) if licensors == hosts => Some(licensors),
             _ => None,
         }
@@ -441,8 +445,7 @@ impl Dispute {
         if let Some(accepted) = self.accepted_arbiter() {
             return Err(field("arbiter", named(), format!("both sides already accepted {accepted} for dispute {}", self.id)));
         }
-        let mine = self.history.iter().rev().filter(|s| s.actor.role == t.actor.role).find_map(|s| s.arbiter.as_ref());
-        if mine == Some(arbiter) {
+        if self.named_by(t.actor.role) == Some(arbiter) {
             return Err(field("arbiter", named(), "this side named it already; the other side accepts it by naming it too"));
         }
         Ok(())

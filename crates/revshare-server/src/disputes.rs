@@ -48,6 +48,17 @@ pub struct TransitionView {
     pub arbiter: Option<String>,
 }
 
+/// The statement line that carries a dispute's adjustment.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct CarriedBy {
+    /// The month of the original statement that carries it.
+    #[schema(example = "2026-11")]
+    pub period: String,
+    pub sequence: u32,
+    /// Its index in that statement's `adjustments`.
+    pub line: usize,
+}
+
 /// A dispute of a finalised statement (or one of its lines) and its history.
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct DisputeView {
@@ -77,6 +88,8 @@ pub struct DisputeView {
     /// The arbiter both sides named for this dispute, if they did; it decides the dispute beside
     /// the arbiters the agreement names.
     pub arbiter: Option<String>,
+    /// Where its adjustment went, once a statement carries it.
+    pub carried_by: Option<CarriedBy>,
     pub history: Vec<TransitionView>,
 }
 

@@ -1540,6 +1540,8 @@ fn disputes_move_by_their_parties_and_others_see_nothing(db: &dyn TestDb) {
             .filter_map(|a| Some((a["reference"].as_str()?, a["amount"].as_str()?)))
             .collect();
         assert_eq!(carried, [("dispute:1", "-4.00"), ("dispute:2", "1.00")]);
+        let second = api.get("/v1/disputes/2", Some(&tokens.northwind)).await.json();
+        assert_eq!(second["carried_by"], json!({"period": "2026-11", "sequence": 1, "line": 1}), "where its adjustment went");
         api.stop().await;
     });
 }

@@ -21,7 +21,7 @@
 //! `dispute:<id>`). Whether a dispute was carried is read from the finalised statements
 //! themselves, so nothing about a dispute changes when it is carried.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use revshare_core::agreement::Agreement;
 use revshare_core::canonical::{self, CanonicalError};
@@ -106,20 +106,6 @@ pub fn sign_stored<S: Store + ?Sized>(store: &mut S, statement: &StoredStatement
     store.sign_statement(statement, &Signed { key: key.verifier().to_text(), signature })
 }
 
-/// The references of the dispute adjustments the original statements carry.
-fn carried_disputes(statements: &[StoredStatement]) -> Result<BTreeSet<String>, CloseError> {
-    let mut carried = BTreeSet::new();
-    for stored in statements.iter().filter(|s| s.kind == StatementKind::Original) {
-        let value: serde_json::Value =
-            serde_json::from_slice(&stored.canonical).map_err(|e| CloseError::Corrupt(format!("a stored statement is not JSON: {e}")))?;
-        let adjustments = value.get("adjustments").and_then(serde_json::Value::as_array).map(Vec::as_slice).unwrap_or_default();
-        for adjustment in adjustments.iter().filter(|a| a["kind"] == "dispute") {
-            carried.insert(adjustment["reference"].as_str().unwrap_or_default().to_owned());
-        }
-    }
-    Ok(carried)
-}
-
 /// A month closed by [`Store::close`]: the original statement as stored and as settled, and the
 /// restatements of earlier months finalised with it.
 #[derive(Debug)]
@@ -189,9 +175,9 @@ fn compute(
         restated.push((earlier, bytes, digest));
     }
     // Escalations never resolve a dispute, so those due need not be applied to find what is carried.
-    let carried = carried_disputes(statements)?;
+    let carried = statements::carried_disputes(statements)?;
     for stored in disputes::list(sql, Some(id.as_str()))? {
-        if let Some(adjustment) = stored.dispute.adjustment().filter(|a| !carried.contains(&a.reference)) {
+        if let Some(adjustment) = stored.dispute.adjustment().filter(|a| !carried.contains_key(&a.reference)) {
             adjustments.push(adjustment);
         }
     }

@@ -12,6 +12,8 @@
 //! disputes and before they close a month. Whoever applies an escalation, and whenever, it is
 //! the same transition; an answer given after its deadline is refused as late.
 
+use std::collections::BTreeMap;
+
 use revshare_core::dispute::{self, Actor, ActorRole, Dispute, State, Subject, Terms, Transition};
 use revshare_core::ids::{AgreementId, PartyId};
 use revshare_core::time::{Instant, Period};
@@ -22,25 +24,34 @@ use crate::error::StoreError;
 use crate::log;
 use crate::registry::{self, Role};
 use crate::sql::{Columns, Param, Sql, first, rows, unsigned};
-use crate::statements;
+use crate::statements::{self, Carried};
 
 /// A stored dispute with the terms of the agreement version its statement applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredDispute {
     pub dispute: Dispute,
     pub terms: Terms,
+    /// Where its adjustment went, once a statement carries it.
+    pub carried: Option<Carried>,
 }
 
 impl StoredDispute {
-    /// The JSON view: [`Dispute::to_json`].
+    /// The JSON view: [`Dispute::to_json`], and `carried_by`: the statement (`period`,
+    /// `sequence`) and the index in its `adjustments` of the line that carries its adjustment.
     pub fn to_json(&self) -> serde_json::Value {
-        self.dispute.to_json(&self.terms)
+        let mut value = self.dispute.to_json(&self.terms);
+        if let Some(members) = value.as_object_mut() {
+            let carried =
+                self.carried.as_ref().map(|c| serde_json::json!({"period": c.period.to_string(), "sequence": c.sequence, "line": c.line}));
+            members.insert("carried_by".to_owned(), carried.unwrap_or(serde_json::Value::Null));
+        }
+        value
     }
 
     /// The dispute as it stands at `now`, with an escalation due by then shown though not yet
     /// logged ([`Dispute::effective`]): what reads show.
     pub fn effective(self, now: Instant) -> StoredDispute {
-        StoredDispute { dispute: self.dispute.effective(&self.terms, now), terms: self.terms }
+        StoredDispute { dispute: self.dispute.effective(&self.terms, now), ..self }
     }
 }
 
@@ -87,7 +98,11 @@ macro_rules! subjects {
     };
 }
 
-fn load(sql: &mut impl Sql, (id, subject, version): (u64, Subject, u32)) -> Result<StoredDispute, StoreError> {
+fn load(
+    sql: &mut impl Sql,
+    (id, subject, version): (u64, Subject, u32),
+    carried: &BTreeMap<String, Carried>,
+) -> Result<StoredDispute, StoreError> {
     let agreement = agreements::require(sql, subject.agreement.as_str(), Some(version))?;
     let history = rows(
         sql,
@@ -95,7 +110,8 @@ fn load(sql: &mut impl Sql, (id, subject, version): (u64, Subject, u32)) -> Resu
         &[Param::Int(int(id, "dispute id")?)],
         |row| read_transition(id, row),
     )?;
-    Ok(StoredDispute { dispute: Dispute { id, subject, history }, terms: Terms::of(&agreement) })
+    let carried = carried.get(&dispute::reference(id)).cloned();
+    Ok(StoredDispute { dispute: Dispute { id, subject, history }, terms: Terms::of(&agreement), carried })
 }
 
 /// One dispute.
@@ -103,7 +119,10 @@ pub(crate) fn one(sql: &mut impl Sql, id: u64) -> Result<Option<StoredDispute>, 
     // An id beyond what a store keeps is one that does not exist.
     let Ok(key) = i64::try_from(id) else { return Ok(None) };
     match first(sql, subjects!("WHERE d.id = $1"), &[Param::Int(key)], read_subject)? {
-        Some(found) => Ok(Some(load(sql, found)?)),
+        Some(found) => {
+            let carried = statements::carried_disputes(&statements::list(sql, Some(found.1.agreement.as_str()))?)?;
+            Ok(Some(load(sql, found, &carried)?))
+        }
         None => Ok(None),
     }
 }
@@ -132,7 +151,8 @@ pub(crate) fn list(sql: &mut impl Sql, agreement: Option<&str>) -> Result<Vec<St
         Some(id) => rows(sql, subjects!("WHERE d.agreement_id = $1 ORDER BY d.id"), &[Param::Text(id)], read_subject)?,
         None => rows(sql, subjects!("ORDER BY d.id"), &[], read_subject)?,
     };
-    subjects.into_iter().map(|s| load(sql, s)).collect()
+    let carried = statements::carried_disputes(&statements::list(sql, agreement)?)?;
+    subjects.into_iter().map(|s| load(sql, s, &carried)).collect()
 }
 
 /// Appends a checked transition and its log leaf.
@@ -204,7 +224,7 @@ pub(crate) fn open(
         ],
     )?;
     let id = unsigned(next, || "dispute id".to_owned())?;
-    let mut stored = StoredDispute { dispute: Dispute { id, subject, history: Vec::new() }, terms };
+    let mut stored = StoredDispute { dispute: Dispute { id, subject, history: Vec::new() }, terms, carried: None };
     append(sql, &mut stored, opening)?;
     Ok(stored)
 }

@@ -90,7 +90,7 @@ pub use pg::{PgStore, WRITE_LOCK};
 pub use records::SentRecord;
 pub use registry::{Model, OPERATOR, Party, Role};
 pub use sqlite::{BUSY_TIMEOUT, SqliteStore};
-pub use statements::{NewStatement, StatementKind, StoredStatement};
+pub use statements::{Carried, NewStatement, StatementKind, StoredStatement};
 pub use tokens::StoredToken;
 
 use rollups::Deltas;

@@ -85,6 +85,34 @@ pub struct StoredStatement {
     pub finalised_at: Option<Instant>,
 }
 
+/// Where an adjustment went: the original statement that carries it and its index in that
+/// statement's `adjustments`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Carried {
+    pub period: Period,
+    pub sequence: u32,
+    pub line: usize,
+}
+
+/// Where each dispute adjustment (by its reference, `dispute:<id>`) the original statements among
+/// `statements` carry went. A dispute is carried once, by the first original closed after it was
+/// resolved.
+pub(crate) fn carried_disputes(statements: &[StoredStatement]) -> Result<std::collections::BTreeMap<String, Carried>, StoreError> {
+    let mut carried = std::collections::BTreeMap::new();
+    for stored in statements.iter().filter(|s| s.kind == StatementKind::Original) {
+        let value: Value = serde_json::from_slice(&stored.canonical).map_err(|e| StoreError::Corrupt {
+            what: format!("statement {} {} #{}", stored.agreement_id, stored.period, stored.sequence),
+            detail: format!("it is not JSON: {e}"),
+        })?;
+        let adjustments = value.get("adjustments").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        for (line, adjustment) in adjustments.iter().enumerate().filter(|(_, a)| a["kind"] == "dispute") {
+            let reference = adjustment["reference"].as_str().unwrap_or_default().to_owned();
+            carried.entry(reference).or_insert(Carried { period: stored.period, sequence: stored.sequence, line });
+        }
+    }
+    Ok(carried)
+}
+
 fn read(row: &dyn Columns) -> Result<StoredStatement, StoreError> {
     let id = row.text(0)?;
     let period = row.text(1)?;

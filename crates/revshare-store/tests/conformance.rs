@@ -2125,6 +2125,15 @@ fn disputes_follow_the_process_and_carry_into_the_next_statement(db: &dyn TestDb
     let carried: Vec<(String, i128)> = november.adjustments.iter().map(|a| (a.reference.clone(), a.amount)).collect();
     assert_eq!(carried, [("dispute:1".to_owned(), -1_500), ("dispute:2".to_owned(), 4_000), ("dispute:3".to_owned(), -300)]);
     assert_eq!(november.totals.adjustments, 2_200);
+    // Each dispute says where its adjustment went: the statement and its line.
+    let carried: Vec<Option<revshare_store::Carried>> =
+        store.disputes(Some(&id)).expect("disputes").into_iter().map(|d| d.carried).collect();
+    let line = |line| Some(revshare_store::Carried { period: month("2026-11"), sequence: 1, line });
+    assert_eq!(carried, [line(0), line(1), line(2)]);
+    assert_eq!(
+        store.dispute(3).expect("read").expect("dispute 3").to_json()["carried_by"],
+        serde_json::json!({"period": "2026-11", "sequence": 1, "line": 2})
+    );
     let (_, december) =
         close_month(store, &id, month("2026-12"), &key, Instant::from_date(2027, 1, 4).expect("a date")).expect("close december");
     assert!(december.adjustments.is_empty(), "a dispute is carried once");
