@@ -12,8 +12,6 @@
 //! disputes and before they close a month. Whoever applies an escalation, and whenever, it is
 //! the same transition; an answer given after its deadline is refused as late.
 
-use std::collections::BTreeMap;
-
 use revshare_core::dispute::{self, Actor, ActorRole, Dispute, State, Subject, Terms, Transition};
 use revshare_core::ids::{AgreementId, PartyId};
 use revshare_core::time::{Instant, Period};
@@ -98,11 +96,7 @@ macro_rules! subjects {
     };
 }
 
-fn load(
-    sql: &mut impl Sql,
-    (id, subject, version): (u64, Subject, u32),
-    carried: &BTreeMap<String, Carried>,
-) -> Result<StoredDispute, StoreError> {
+fn load(sql: &mut impl Sql, (id, subject, version): (u64, Subject, u32)) -> Result<StoredDispute, StoreError> {
     let agreement = agreements::require(sql, subject.agreement.as_str(), Some(version))?;
     let history = rows(
         sql,
@@ -110,8 +104,7 @@ fn load(
         &[Param::Int(int(id, "dispute id")?)],
         |row| read_transition(id, row),
     )?;
-    let carried = carried.get(&dispute::reference(id)).cloned();
-    Ok(StoredDispute { dispute: Dispute { id, subject, history }, terms: Terms::of(&agreement), carried })
+    Ok(StoredDispute { dispute: Dispute { id, subject, history }, terms: Terms::of(&agreement), carried: None })
 }
 
 /// One dispute.
@@ -119,10 +112,7 @@ pub(crate) fn one(sql: &mut impl Sql, id: u64) -> Result<Option<StoredDispute>, 
     // An id beyond what a store keeps is one that does not exist.
     let Ok(key) = i64::try_from(id) else { return Ok(None) };
     match first(sql, subjects!("WHERE d.id = $1"), &[Param::Int(key)], read_subject)? {
-        Some(found) => {
-            let carried = statements::carried_disputes(&statements::list(sql, Some(found.1.agreement.as_str()))?)?;
-            Ok(Some(load(sql, found, &carried)?))
-        }
+        Some(found) => Ok(Some(load(sql, found)?)),
         None => Ok(None),
     }
 }
@@ -151,8 +141,22 @@ pub(crate) fn list(sql: &mut impl Sql, agreement: Option<&str>) -> Result<Vec<St
         Some(id) => rows(sql, subjects!("WHERE d.agreement_id = $1 ORDER BY d.id"), &[Param::Text(id)], read_subject)?,
         None => rows(sql, subjects!("ORDER BY d.id"), &[], read_subject)?,
     };
+    subjects.into_iter().map(|s| load(sql, s)).collect()
+}
+
+/// `disputes` (of `agreement`, or of any) with where each one's adjustment went, read from the
+/// original statements once. Only reads need it: a dispute being moved or escalated is not
+/// carried yet, and a close reads the statements itself.
+pub(crate) fn with_carried(
+    sql: &mut impl Sql,
+    agreement: Option<&str>,
+    mut disputes: Vec<StoredDispute>,
+) -> Result<Vec<StoredDispute>, StoreError> {
     let carried = statements::carried_disputes(&statements::list(sql, agreement)?)?;
-    subjects.into_iter().map(|s| load(sql, s, &carried)).collect()
+    for stored in &mut disputes {
+        stored.carried = carried.get(&stored.dispute.reference()).cloned();
+    }
+    Ok(disputes)
 }
 
 /// Appends a checked transition and its log leaf.

@@ -522,7 +522,13 @@ impl<B: Backend> Store for B {
     }
 
     fn dispute(&mut self, id: u64) -> Result<Option<StoredDispute>, StoreError> {
-        transaction(self, Access::Read, |sql| disputes::one(sql, id))
+        transaction(self, Access::Read, |sql| match disputes::one(sql, id)? {
+            Some(stored) => {
+                let agreement = stored.dispute.subject.agreement.clone();
+                Ok(disputes::with_carried(sql, Some(agreement.as_str()), vec![stored])?.pop())
+            }
+            None => Ok(None),
+        })
     }
 
     fn dispute_parties(&mut self, id: u64) -> Result<Option<(AgreementId, PartyId, PartyId)>, StoreError> {
@@ -530,7 +536,11 @@ impl<B: Backend> Store for B {
     }
 
     fn disputes(&mut self, agreement: Option<&AgreementId>) -> Result<Vec<StoredDispute>, StoreError> {
-        transaction(self, Access::Read, |sql| disputes::list(sql, agreement.map(AgreementId::as_str)))
+        transaction(self, Access::Read, |sql| {
+            let agreement = agreement.map(AgreementId::as_str);
+            let all = disputes::list(sql, agreement)?;
+            disputes::with_carried(sql, agreement, all)
+        })
     }
 
     fn contributions(&mut self, agreement: &AgreementId) -> Result<Vec<Contribution>, StoreError> {
