@@ -39,8 +39,10 @@ pub struct GenArgs {
 /// A fraction in [0, 1) as parts per million.
 fn parse_rate(text: &str) -> Result<u32, String> {
     let d = Decimal::parse(text).map_err(|e| e.to_string())?;
-    let ppm = revshare_core::money::round_half_even(&d.to_rational(), 6).map_err(|e| e.to_string())?;
-    u32::try_from(ppm).ok().filter(|p| *p < 1_000_000).ok_or_else(|| "the rate must be below 1".to_owned())
+    revshare_core::money::round_half_even(&d.to_rational(), 6)
+        .and_then(|ppm| u32::try_from(ppm).ok())
+        .filter(|p| *p < 1_000_000)
+        .ok_or_else(|| "the rate must be below 1".to_owned())
 }
 
 /// ((model, micro-USD per million input tokens, per million output tokens), weight).

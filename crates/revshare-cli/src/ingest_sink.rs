@@ -1,12 +1,23 @@
 //! `revshare ingest`: usage files into the store, in committed batches.
 //!
-//! The files are first read once to validate every record, so a file with a bad line stores
-//! nothing (every problem is listed). Then they are read again and sent to the store in batches
-//! of `--batch-size` records to a committing thread, which stores batch after batch while the
-//! next is read; each batch is one transaction, and its acknowledgement is printed only after it
-//! is committed. A batch the store refuses (in atomic mode, any conflict or unknown
-//! host or model) stores nothing and stops the run; batches acknowledged before stay stored, and
-//! running the same command again completes the ingestion exactly (resends are duplicates).
+//! The files are first read once to validate every record ([`Validate`], on every core), so a file
+//! with a bad record stores nothing (every problem is listed); `--partial` skips this pass. Then
+//! they are read again ([`Ingest`]) and cut into batches of `--batch-size` records for the
+//! [`Committer`], a thread of its own that stores batch after batch while the next is read; each
+//! batch is one transaction, and its acknowledgement is printed only after it is committed. A
+//! batch the store refuses (in atomic mode, any conflict or unknown host or model) stores nothing
+//! and stops the run; batches acknowledged before stay stored, and running the same command again
+//! completes the ingestion exactly (resends are duplicates).
+//!
+//! Where the work runs (`store_cmds::ingest` builds the threads; the reasons and measurements are
+//! in docs/DECISIONS.md): the second pass parses on half the cores, and each record's SHA-256 as
+//! sent is taken there, on the parsing threads, and travels with its batch (`Batch::digests`),
+//! so the committing thread, the one every record waits for, need not hash them. The store's own
+//! parallel steps run on a rayon pool of their own, so they never queue behind parsing. The
+//! hand-over holds one batch, so reading stays at most two batches ahead of the store; stored
+//! batches come back to be freed and their buffers reused off the committing thread. The records
+//! counted by the first pass (or, with `--partial`, estimated from each file's first block) are
+//! announced to the store ([`Store::expect_records`]), so its index makes room for them once.
 
 use revshare_core::note::SignerKey;
 use revshare_core::usage::{RecordProblem, UsageRecord};

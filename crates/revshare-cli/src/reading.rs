@@ -1,14 +1,20 @@
 //! Reading usage files: streaming, parallel, and generic over what is done with the records.
 //!
-//! A JSON Lines file is read in blocks of a few MiB; a reader thread fills the next block while
-//! this one is worked on. Each block is cut into pieces at line ends and the pieces are parsed on
-//! all cores; each parsed record goes to the [`RecordSink`] on the core that parsed it, into the
-//! piece's own state. When the block is done, the sink takes the pieces in line order. A
-//! CloudEvents batch is split into events as it streams in ([`ArraySplitter`]). Memory is one
-//! block plus what the sink keeps: it does not grow with the file.
+//! A JSON Lines file is read in blocks of 8 MiB (`BLOCK`); a reader thread fills the next block
+//! while this one is worked on, so reading overlaps parsing. Each block is cut at line ends into
+//! pieces of about 192 KiB (`PIECE`), parsed on the threads of the calling rayon pool (every core
+//! for `settle`; half of them for `revshare ingest`, whose store has a pool of its own, see
+//! `store_cmds.rs`). Each parsed record goes to the [`RecordSink`] on the thread that parsed it,
+//! into the piece's own state, so nothing is shared while parsing; when the block is done, the
+//! sink takes the pieces in input order ([`RecordSink::take_block`]), so whatever depends on
+//! order (which occurrence of a record is first) is decided there. The pieces' buffers are reused
+//! block after block. A CloudEvents batch is split into events as it streams in
+//! ([`ArraySplitter`]) and parsed on this thread. Memory is one block plus what the sink keeps: it
+//! does not grow with the file.
 //!
-//! Every problem is located here — file, line, column, record id, field — so a sink only says
-//! what is wrong with a record, not where.
+//! Every problem is located here — file, input line number, column, record id, field — so a sink
+//! only says what is wrong with a record, not where. A record's input location travels as one
+//! `u64`: the file's index above [`LINE_BITS`], its line number below.
 
 use std::fs::File;
 use std::io::{self, Read};

@@ -1,11 +1,21 @@
 //! The settle path's use of the records: idempotency, selection and exact sums.
 //!
-//! Each record of the agreement's host gets a compact, borrow-free entry in its piece (so the
-//! piece's buffers serve block after block); records selected for the agreement and month also
-//! carry what the rollup and the usage digest need. Then the `(host, id)` index, sharded by key
-//! hash, takes the block — each shard on its own core, in line order, so the first occurrence of a
-//! record always wins — and selected new records go into the shard's rollup. The shards' rollups
-//! are merged at the end.
+//! Records of other hosts are only validated (the reader does that): the statement does not
+//! depend on them. Each record of the agreement's host gets a compact, borrow-free entry in its
+//! piece (so the piece's buffers serve block after block), with its key's hash and its
+//! fingerprint — the first half of its SHA-256 when it is selected for the agreement and month
+//! (the digest the usage set needs anyway), else the index's keyed hash; identical records are
+//! selected alike, so a resend always meets the same kind of fingerprint. Selected records also
+//! carry what the rollup and the usage digest need. All of this runs on the parsing threads.
+//!
+//! Then the `(host, id)` index takes the block. It is one shard per thread of the pool, each
+//! holding the keys whose hash names it, so each shard sees every occurrence of its keys; the
+//! shards run on every core at once, each in input order, so the first occurrence of a record
+//! always wins. A selected new record goes into its shard's rollup and usage set. The shards are
+//! sized for the whole file at the rate of its first block, so they need not double their way up
+//! (an estimate: they still grow past it). Rollups and usage sets are sums, so merging the
+//! shards' at the end gives the same result however the records were split between shards and
+//! threads. The hasher is seeded at random per run, so crafted ids cannot flood one bucket.
 
 use std::path::PathBuf;
 

@@ -113,6 +113,9 @@ pub struct ContributionTerms {
 }
 
 impl TierMetric {
+    const ALL: [TierMetric; 5] =
+        [TierMetric::Revenue, TierMetric::Requests, TierMetric::InputTokens, TierMetric::OutputTokens, TierMetric::Tokens];
+
     pub fn name(&self) -> &'static str {
         match self {
             TierMetric::Revenue => "revenue",
@@ -121,6 +124,25 @@ impl TierMetric {
             TierMetric::OutputTokens => "output_tokens",
             TierMetric::Tokens => "tokens",
         }
+    }
+
+    /// The metric written `name` (as [`Self::name`] writes it).
+    pub fn from_name(name: &str) -> Option<TierMetric> {
+        TierMetric::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
+
+impl TierMode {
+    pub fn name(&self) -> &'static str {
+        match self {
+            TierMode::Graduated => "graduated",
+            TierMode::Volume => "volume",
+        }
+    }
+
+    /// The mode written `name` (as [`Self::name`] writes it).
+    pub fn from_name(name: &str) -> Option<TierMode> {
+        [TierMode::Graduated, TierMode::Volume].into_iter().find(|m| m.name() == name)
     }
 }
 
@@ -243,7 +265,7 @@ impl Agreement {
                 "basis": match self.pricing.basis { Basis::RevenueShare => "revenue_share", Basis::PerUnit => "per_unit" },
                 "unit": self.pricing.unit.map(|d| d.to_string()),
                 "tier_metric": self.pricing.tier_metric.name(),
-                "tier_mode": match self.pricing.tier_mode { TierMode::Graduated => "graduated", TierMode::Volume => "volume" },
+                "tier_mode": self.pricing.tier_mode.name(),
                 "tier_bounds": decimals(&self.pricing.tier_bounds),
                 "rates": rates,
             },
@@ -796,13 +818,10 @@ impl Walk {
                 None
             }
         });
-        let tier_metric = self.string(table, &at, "tier_metric", ctx, "\"tokens\"").and_then(|(s, sp)| match s {
-            "revenue" => Some(TierMetric::Revenue),
-            "requests" => Some(TierMetric::Requests),
-            "input_tokens" => Some(TierMetric::InputTokens),
-            "output_tokens" => Some(TierMetric::OutputTokens),
-            "tokens" => Some(TierMetric::Tokens),
-            other => {
+        let tier_metric = self.string(table, &at, "tier_metric", ctx, "\"tokens\"").and_then(|(s, sp)| match TierMetric::from_name(s) {
+            Some(metric) => Some(metric),
+            None => {
+                let other = s;
                 self.problem(
                     sp,
                     format!("unknown tier_metric `{other}`"),
@@ -812,10 +831,10 @@ impl Walk {
                 None
             }
         });
-        let tier_mode = self.string(table, &at, "tier_mode", ctx, "\"graduated\"").and_then(|(s, sp)| match s {
-            "graduated" => Some(TierMode::Graduated),
-            "volume" => Some(TierMode::Volume),
-            other => {
+        let tier_mode = self.string(table, &at, "tier_mode", ctx, "\"graduated\"").and_then(|(s, sp)| match TierMode::from_name(s) {
+            Some(mode) => Some(mode),
+            None => {
+                let other = s;
                 self.problem(
                     sp,
                     format!("unknown tier_mode `{other}`"),

@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 use crate::agreement::Agreement;
 use crate::ids::{AgreementId, PartyId};
 use crate::money::Currency;
-use crate::statement::Adjustment;
+use crate::statement::{Adjustment, AdjustmentKind};
 use crate::time::{Instant, Period};
 
 /// The most evidence items a transition carries, and the longest each may be.
@@ -570,7 +570,7 @@ impl Dispute {
     pub fn adjustment(&self) -> Option<Adjustment> {
         let amount = self.resolution()?;
         Some(Adjustment {
-            kind: "dispute".to_owned(),
+            kind: AdjustmentKind::Dispute,
             reference: self.reference(),
             description: format!("dispute {} of {} by the {}, {}", self.id, self.subject, self.opener(), self.state()),
             amount,
@@ -660,6 +660,11 @@ pub fn transition_from_json(value: &Value, currency: Currency) -> Option<Transit
 /// leaves are found by (so a bundle finds a carried dispute's leaves from the adjustment).
 pub fn reference(id: u64) -> String {
     format!("dispute:{id}")
+}
+
+/// The dispute id a [`reference`] names.
+pub fn id_of_reference(reference: &str) -> Option<u64> {
+    reference.strip_prefix("dispute:")?.parse().ok()
 }
 
 /// A transition as JSON: in [`Dispute::to_json`] and in its log leaf. `arbiter` is a member only

@@ -942,7 +942,13 @@ mod tests {
             period: Period::parse(period)?,
             currency: usd()?,
             inputs: Inputs { records: 0, usage_digest: "sha256:00".to_owned() },
-            tiers: Tiers { metric: "tokens", mode: "graduated", bounds: vec![], volume: "0".to_owned(), tiers: vec![] },
+            tiers: Tiers {
+                metric: crate::agreement::TierMetric::Tokens,
+                mode: crate::agreement::TierMode::Graduated,
+                bounds: vec![],
+                volume: "0".to_owned(),
+                tiers: vec![],
+            },
             lines: vec![],
             adjustments: vec![],
             totals: Totals {

@@ -68,6 +68,18 @@ impl Currency {
         i128::try_from(value.mantissa()).ok()?.checked_mul(factor)
     }
 
+    /// Reads an amount exactly as [`Self::format`] writes it (`-12.30`; `1500` in JPY): exactly
+    /// the minor-unit digits, no `+`, no `-0.00`.
+    pub fn read(&self, text: &str) -> Option<i128> {
+        let (negative, digits) = match text.strip_prefix('-') {
+            Some(digits) => (true, digits),
+            None => (false, text),
+        };
+        let minor = self.to_minor(&Decimal::parse(digits).ok()?)?;
+        let minor = if negative { minor.checked_neg()? } else { minor };
+        (self.format(minor) == text).then_some(minor)
+    }
+
     /// Reads an amount written in this currency (`800.00`; `1500` in JPY) as minor units, exactly:
     /// more places than the currency has are refused, never rounded. `what` names the amount in
     /// the message (`the amount paid`).
@@ -84,8 +96,8 @@ impl Currency {
         self.to_minor(&amount).ok_or_else(|| format!("the amount `{text}` is too large to record"))
     }
 
-    /// Rounds an exact value of this currency to minor units, half to even.
-    pub fn round(&self, exact: &BigRational) -> Result<i128, AmountOverflow> {
+    /// Rounds an exact value of this currency to minor units, half to even; `None` past 38 digits.
+    pub fn round(&self, exact: &BigRational) -> Option<i128> {
         round_half_even(exact, u32::from(self.minor_units))
     }
 }
@@ -129,15 +141,41 @@ impl FromStr for Currency {
     }
 }
 
-/// An amount too large for 38 digits; no real statement reaches it.
+/// An amount too large for the 38 digits a statement's amounts hold (`i128` minor units), named
+/// by where it arose (`line 2 (m-70b, search, eu)`, `totals.net_payable`). No real statement
+/// reaches it; settlement refuses rather than wrap or clamp.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("an amount exceeds 38 digits")]
-pub struct AmountOverflow;
+#[error("{at} exceeds 38 digits, the largest amount a statement holds; check the records and adjustments summed there")]
+pub struct AmountOverflow {
+    pub at: String,
+}
 
-/// Rounds `exact × 10^places` to the nearest integer, an exact half to the even neighbour.
-pub fn round_half_even(exact: &BigRational, places: u32) -> Result<i128, AmountOverflow> {
+impl AmountOverflow {
+    pub fn at(at: impl Into<String>) -> AmountOverflow {
+        AmountOverflow { at: at.into() }
+    }
+}
+
+/// Rounds `exact × 10^places` to the nearest integer, an exact half to the even neighbour;
+/// `None` when that does not fit in an `i128`.
+pub fn round_half_even(exact: &BigRational, places: u32) -> Option<i128> {
     let scaled = exact * BigRational::from_integer(pow10(places));
-    round_rational_half_even(&scaled).to_i128().ok_or(AmountOverflow)
+    round_rational_half_even(&scaled).to_i128()
+}
+
+/// `a + b`, or an [`AmountOverflow`] naming `at`.
+pub fn add(a: i128, b: i128, at: impl FnOnce() -> String) -> Result<i128, AmountOverflow> {
+    a.checked_add(b).ok_or_else(|| AmountOverflow::at(at()))
+}
+
+/// `a − b`, or an [`AmountOverflow`] naming `at`.
+pub fn sub(a: i128, b: i128, at: impl FnOnce() -> String) -> Result<i128, AmountOverflow> {
+    a.checked_sub(b).ok_or_else(|| AmountOverflow::at(at()))
+}
+
+/// The sum of `amounts`, or an [`AmountOverflow`] naming `at`.
+pub fn sum(amounts: impl IntoIterator<Item = i128>, at: impl Fn() -> String) -> Result<i128, AmountOverflow> {
+    amounts.into_iter().try_fold(0i128, |total, a| add(total, a, &at))
 }
 
 /// The nearest integer to `value`, an exact half to the even one.
@@ -209,16 +247,16 @@ mod tests {
 
     #[test]
     fn rounds_half_to_even() {
-        assert_eq!(round_half_even(&r(5, 1000), 2), Ok(0)); // 0.005 -> 0.00
-        assert_eq!(round_half_even(&r(15, 1000), 2), Ok(2)); // 0.015 -> 0.02
-        assert_eq!(round_half_even(&r(25, 1000), 2), Ok(2)); // 0.025 -> 0.02
-        assert_eq!(round_half_even(&r(2501, 100_000), 2), Ok(3));
-        assert_eq!(round_half_even(&r(1, 3), 2), Ok(33));
-        assert_eq!(round_half_even(&r(2, 3), 2), Ok(67));
-        assert_eq!(round_half_even(&r(-5, 1000), 2), Ok(0));
-        assert_eq!(round_half_even(&r(-15, 1000), 2), Ok(-2));
-        assert_eq!(round_half_even(&r(5, 10), 0), Ok(0));
-        assert_eq!(round_half_even(&r(15, 10), 0), Ok(2));
+        assert_eq!(round_half_even(&r(5, 1000), 2), Some(0)); // 0.005 -> 0.00
+        assert_eq!(round_half_even(&r(15, 1000), 2), Some(2)); // 0.015 -> 0.02
+        assert_eq!(round_half_even(&r(25, 1000), 2), Some(2)); // 0.025 -> 0.02
+        assert_eq!(round_half_even(&r(2501, 100_000), 2), Some(3));
+        assert_eq!(round_half_even(&r(1, 3), 2), Some(33));
+        assert_eq!(round_half_even(&r(2, 3), 2), Some(67));
+        assert_eq!(round_half_even(&r(-5, 1000), 2), Some(0));
+        assert_eq!(round_half_even(&r(-15, 1000), 2), Some(-2));
+        assert_eq!(round_half_even(&r(5, 10), 0), Some(0));
+        assert_eq!(round_half_even(&r(15, 10), 0), Some(2));
     }
 
     #[test]
@@ -240,5 +278,17 @@ mod tests {
         assert_eq!(minor("500.00"), Some(50_000));
         assert_eq!(minor("0.1"), Some(10));
         assert_eq!(minor("0.001"), None);
+    }
+
+    #[test]
+    fn reads_money_with_exactly_the_minor_digits() {
+        let usd = Currency::parse("USD").ok();
+        let jpy = Currency::parse("JPY").ok();
+        assert_eq!(usd.and_then(|c| c.read("-12.30")), Some(-1230));
+        assert_eq!(usd.and_then(|c| c.read("0.00")), Some(0));
+        assert_eq!(usd.and_then(|c| c.read("12.3")), None);
+        assert_eq!(usd.and_then(|c| c.read("-0.00")), None);
+        assert_eq!(jpy.and_then(|c| c.read("1500")), Some(1500));
+        assert_eq!(jpy.and_then(|c| c.read("1500.0")), None);
     }
 }

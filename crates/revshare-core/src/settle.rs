@@ -12,14 +12,14 @@ use num_rational::BigRational;
 use num_traits::{One, Zero};
 use sha2::{Digest, Sha256};
 
-use crate::agreement::{Agreement, Basis, TierMetric, TierMode};
+use crate::agreement::{Agreement, Basis, Pricing, TierMetric, TierMode};
 use crate::allocate::largest_remainder;
 use crate::canonical;
 use crate::contribution::Contribution;
 use crate::decimal::{Decimal, pow10};
 use crate::ids::{PartyId, same_id};
-use crate::money::{AmountOverflow, format_rational};
-use crate::rollup::{GroupSums, Rollup, RollupOverflow};
+use crate::money::{self, AmountOverflow, format_rational};
+use crate::rollup::{GroupKey, GroupSums, Rollup, RollupOverflow};
 use crate::statement::{Adjustment, Inputs, Line, Statement, TierRow, Tiers, Totals};
 use crate::time::{Instant, Period};
 use crate::usage::UsageRecord;
@@ -183,60 +183,137 @@ fn check_contributions(agreement: &Agreement, contributions: &[Contribution]) ->
 /// (model, use_case, region, exclusive): what a line is of; tuple order is SPEC line order.
 type LineKey<'a> = (&'a str, &'a str, &'a str, bool);
 
-/// Settles one month. Pure: the same input gives the same statement.
+/// The groups of a rollup, in key order.
+type Groups<'a> = [(&'a GroupKey, &'a GroupSums)];
+
+/// Settles one month. Pure: the same input gives the same statement. Each SPEC §4 step is one
+/// function below, in order; every amount they sum is checked ([`AmountOverflow`] names where).
 pub fn settle(input: &SettlementInput<'_>) -> Result<Statement, SettleError> {
     let agreement = input.agreement;
-    let pricing = &agreement.pricing;
     let currency = agreement.currency;
-    if !agreement.covers(input.period) {
-        return Err(SettleError::OutsideEffectiveRange {
-            agreement: agreement.id.to_string(),
-            period: input.period,
-            from: agreement.effective_from,
-            to: agreement.effective_to.map(|t| format!(" until {t}")).unwrap_or_default(),
-        });
-    }
+    check_in_effect(agreement, input.period)?;
     check_contributions(agreement, input.contributions)?;
     let groups = input.rollup.groups();
+    let position = tier_position(&agreement.pricing, &groups);
+    let rates = blended_rates(&agreement.pricing, &position.fractions, &groups)?;
+    let (lines, gross) = price_lines(agreement, &rates, &groups)?;
+    let usage = minimum_and_cap(agreement, &lines)?;
+    let credit = contribution_credit(agreement, input.period, input.contributions, usage.total)?;
+    let adjustments = money::sum(input.adjustments.iter().map(|a| a.amount), || "totals.adjustments".to_owned())?;
+    let net_payable = money::add(money::sub(usage.total, credit.host, net_at)?, adjustments, net_at)?;
 
-    // Step 2: tier position.
-    let metric = pricing.tier_metric;
-    let total_volume: BigRational = groups.iter().map(|(_, s)| metric_volume(metric, s)).fold(BigRational::zero(), |a, b| a + b);
+    let mut flags: Vec<String> = lines.iter().flat_map(|l| l.flags.iter().cloned()).collect();
+    flags.sort();
+    flags.dedup();
+    let pricing = &agreement.pricing;
+    let tier_rows = (0..position.volumes.len())
+        .map(|i| TierRow {
+            from: if i == 0 { "0".to_owned() } else { pricing.tier_bounds[i - 1].to_string() },
+            to: pricing.tier_bounds.get(i).map(Decimal::to_string),
+            volume: decimal_text(&position.volumes[i]),
+            fraction: format_rational(&position.fractions[i], INFO_PLACES),
+        })
+        .collect();
+    Ok(Statement {
+        agreement_id: agreement.id.to_string(),
+        agreement_version: agreement.version,
+        agreement_digest: agreement.digest(),
+        period: input.period,
+        currency,
+        inputs: Inputs { records: input.rollup.records(), usage_digest: input.usage_digest.clone() },
+        tiers: Tiers {
+            metric: pricing.tier_metric,
+            mode: pricing.tier_mode,
+            bounds: pricing.tier_bounds.iter().map(Decimal::to_string).collect(),
+            volume: decimal_text(&position.total),
+            tiers: tier_rows,
+        },
+        lines,
+        adjustments: input.adjustments.clone(),
+        totals: Totals {
+            gross_revenue: currency.round(&gross).ok_or_else(|| AmountOverflow::at("totals.gross_revenue"))?,
+            usage_subtotal: usage.subtotal,
+            minimum_true_up: usage.true_up,
+            cap_reduction: usage.cap_reduction,
+            usage_total: usage.total,
+            contribution_pool: credit.pool,
+            contribution_allocation: credit.allocation,
+            host_credit: credit.host,
+            adjustments,
+            net_payable,
+        },
+        flags,
+    })
+}
+
+fn net_at() -> String {
+    "totals.net_payable".to_owned()
+}
+
+/// Step 1's precondition: the agreement applies somewhere in the month.
+fn check_in_effect(agreement: &Agreement, period: Period) -> Result<(), SettleError> {
+    if agreement.covers(period) {
+        return Ok(());
+    }
+    Err(SettleError::OutsideEffectiveRange {
+        agreement: agreement.id.to_string(),
+        period,
+        from: agreement.effective_from,
+        to: agreement.effective_to.map(|t| format!(" until {t}")).unwrap_or_default(),
+    })
+}
+
+/// Step 2: where the month's volume V falls in the tiers.
+struct TierPosition {
+    /// V.
+    total: BigRational,
+    /// The part of V inside each tier.
+    volumes: Vec<BigRational>,
+    /// fᵢ: the weight of each tier's rate.
+    fractions: Vec<BigRational>,
+}
+
+fn tier_position(pricing: &Pricing, groups: &Groups<'_>) -> TierPosition {
+    let total: BigRational = groups.iter().map(|(_, s)| metric_volume(pricing.tier_metric, s)).fold(BigRational::zero(), |a, b| a + b);
     let bounds: Vec<BigRational> = pricing.tier_bounds.iter().map(Decimal::to_rational).collect();
     let tier_count = bounds.len() + 1;
-    let mut tier_volumes = Vec::with_capacity(tier_count);
+    let mut volumes = Vec::with_capacity(tier_count);
     let mut lower = BigRational::zero();
     for i in 0..tier_count {
-        let above = &total_volume - &lower;
+        let above = &total - &lower;
         let inside = match bounds.get(i) {
             Some(upper) => above.clamp(BigRational::zero(), upper - &lower),
             None => above.max(BigRational::zero()),
         };
-        tier_volumes.push(inside);
+        volumes.push(inside);
         if let Some(upper) = bounds.get(i) {
             lower = upper.clone();
         }
     }
-    let fractions: Vec<BigRational> = match pricing.tier_mode {
-        TierMode::Graduated if total_volume.is_zero() => {
-            (0..tier_count).map(|i| if i == 0 { BigRational::one() } else { BigRational::zero() }).collect()
-        }
-        TierMode::Graduated => tier_volumes.iter().map(|v| v / &total_volume).collect(),
-        TierMode::Volume => {
-            let j = bounds.iter().position(|b| total_volume <= *b).unwrap_or(tier_count - 1);
-            (0..tier_count).map(|i| if i == j { BigRational::one() } else { BigRational::zero() }).collect()
-        }
+    let only = |j: usize| (0..tier_count).map(|i| if i == j { BigRational::one() } else { BigRational::zero() }).collect();
+    let fractions = match pricing.tier_mode {
+        TierMode::Graduated if total.is_zero() => only(0),
+        TierMode::Graduated => volumes.iter().map(|v| v / &total).collect(),
+        TierMode::Volume => only(bounds.iter().position(|b| total <= *b).unwrap_or(tier_count - 1)),
     };
+    TierPosition { total, volumes, fractions }
+}
 
-    // Step 3: lines. Every use case needs a rate.
+/// Step 3a: each use case's blended rate Σ fᵢ·r(u, i). Every use case needs a rate.
+fn blended_rates<'a>(
+    pricing: &Pricing,
+    fractions: &[BigRational],
+    groups: &Groups<'a>,
+) -> Result<BTreeMap<&'a str, BigRational>, SettleError> {
     let mut missing: BTreeMap<String, u64> = BTreeMap::new();
     let mut blended: BTreeMap<&str, BigRational> = BTreeMap::new();
-    for (key, sums) in &groups {
+    for (key, sums) in groups {
         let uc = key.use_case.as_str();
-        if blended.contains_key(uc) || missing.contains_key(uc) {
-            if let Some(n) = missing.get_mut(uc) {
-                *n += sums.records;
-            }
+        if let Some(n) = missing.get_mut(uc) {
+            *n = n.saturating_add(sums.records);
+            continue;
+        }
+        if blended.contains_key(uc) {
             continue;
         }
         let rates = pricing.rates.iter().find(|(k, _)| k.as_str() == uc).map(|(_, r)| r).or(pricing.default_rates.as_ref());
@@ -253,12 +330,22 @@ pub fn settle(input: &SettlementInput<'_>) -> Result<Statement, SettleError> {
     if !missing.is_empty() {
         return Err(SettleError::NoRate(missing.into_iter().collect()));
     }
+    Ok(blended)
+}
 
+/// Step 3b: the lines, each one rounding of its exact amount; and the exact gross revenue.
+fn price_lines(
+    agreement: &Agreement,
+    rates: &BTreeMap<&str, BigRational>,
+    groups: &Groups<'_>,
+) -> Result<(Vec<Line>, BigRational), SettleError> {
+    let pricing = &agreement.pricing;
+    let currency = agreement.currency;
     let unit = pricing.unit.map_or_else(BigRational::one, |u| u.to_rational());
     // A line gathers the groups of one (model, use_case, region, exclusive): several exclusivity
     // scopes (each with its uplift) may feed one exclusive line. BTreeMap order is SPEC order.
     let mut line_groups: BTreeMap<LineKey<'_>, Vec<(Option<usize>, &GroupSums)>> = BTreeMap::new();
-    for (key, sums) in &groups {
+    for (key, sums) in groups {
         line_groups
             .entry((key.model.as_str(), key.use_case.as_str(), key.region.as_str(), key.scope.is_some()))
             .or_default()
@@ -267,15 +354,17 @@ pub fn settle(input: &SettlementInput<'_>) -> Result<Statement, SettleError> {
     let mut lines: Vec<Line> = Vec::with_capacity(line_groups.len());
     let mut gross = BigRational::zero();
     for ((model, use_case, region, exclusive), parts) in line_groups {
-        let rate = blended.get(use_case).cloned().unwrap_or_else(BigRational::zero);
+        let index = lines.len();
+        let at = || format!("line {index} ({model}, {use_case}, {region}{})", if exclusive { ", exclusive" } else { "" });
+        let rate = rates.get(use_case).cloned().unwrap_or_else(BigRational::zero);
         let mut total = GroupSums::default();
         let (mut base_sum, mut uplifted_sum) = (BigRational::zero(), BigRational::zero());
         let mut uplifts: Vec<Decimal> = Vec::new();
         for (scope, sums) in parts {
-            total.merge(sums)?;
+            total.merge(sums).map_err(|_| AmountOverflow::at(at()))?;
             let base = match pricing.basis {
                 Basis::RevenueShare => sums.revenue(),
-                Basis::PerUnit => metric_volume(metric, sums) / &unit,
+                Basis::PerUnit => metric_volume(pricing.tier_metric, sums) / &unit,
             };
             let uplift = scope.and_then(|i| agreement.exclusivity.get(i)).map(|s| s.uplift);
             uplifted_sum += &base * (BigRational::one() + uplift.map_or_else(BigRational::zero, |u| u.to_rational()));
@@ -297,6 +386,10 @@ pub fn settle(input: &SettlementInput<'_>) -> Result<Statement, SettleError> {
         if !agreement.models.iter().any(|m| m.as_str() == model) {
             flags.push("unlicensed_model".to_owned());
         }
+        let (revenue, amount) = match (currency.round(&revenue), currency.round(&exact)) {
+            (Some(revenue), Some(amount)) => (revenue, amount),
+            _ => return Err(AmountOverflow::at(at()).into()),
+        };
         lines.push(Line {
             model: model.to_owned(),
             use_case: use_case.to_owned(),
@@ -306,87 +399,71 @@ pub fn settle(input: &SettlementInput<'_>) -> Result<Statement, SettleError> {
             requests: total.requests,
             input_tokens: total.input_tokens,
             output_tokens: total.output_tokens,
-            revenue: currency.round(&revenue)?,
-            volume: decimal_text(&metric_volume(metric, &total)),
+            revenue,
+            volume: decimal_text(&metric_volume(pricing.tier_metric, &total)),
             blended_rate: format_rational(&rate, INFO_PLACES),
             uplift,
-            amount: currency.round(&exact)?,
+            amount,
             flags,
         });
     }
+    Ok((lines, gross))
+}
 
-    // Step 4: minimum and cap.
-    let subtotal: i128 = lines.iter().map(|l| l.amount).sum();
-    let minimum = agreement.minimum.and_then(|m| currency.to_minor(&m)).unwrap_or(0);
-    let true_up = (minimum - subtotal).max(0);
-    let cap_reduction = agreement.cap.and_then(|c| currency.to_minor(&c)).map_or(0, |cap| (subtotal + true_up - cap).max(0));
-    let usage_total = subtotal + true_up - cap_reduction;
+/// Step 4: the minimum and the cap.
+struct UsageTotals {
+    subtotal: i128,
+    true_up: i128,
+    cap_reduction: i128,
+    total: i128,
+}
 
-    // Step 5: contributions.
-    let counted: Vec<&Contribution> = input.contributions.iter().filter(|c| c.counts_in(input.period)).collect();
-    let (pool, allocation) = match (&agreement.contributions, counted.is_empty()) {
-        (Some(terms), false) => {
-            let pool = currency.round(
-                &(terms.pool.to_rational() * BigRational::from_integer(BigInt::from(usage_total))
-                    / BigRational::from_integer(pow10(u32::from(currency.minor_units())))),
-            )?;
-            let mut points: BTreeMap<PartyId, u64> = BTreeMap::new();
-            for c in &counted {
-                *points.entry(c.party.clone()).or_default() += terms.points.get(&c.kind).copied().unwrap_or(0);
-            }
-            let weights: Vec<(PartyId, u64)> = points.into_iter().collect();
-            (pool, largest_remainder(pool, &weights))
-        }
-        _ => (0, Vec::new()),
+fn minimum_and_cap(agreement: &Agreement, lines: &[Line]) -> Result<UsageTotals, AmountOverflow> {
+    let currency = agreement.currency;
+    let subtotal = money::sum(lines.iter().map(|l| l.amount), || "totals.usage_subtotal".to_owned())?;
+    // Agreement parsing refuses a minimum or cap with more places than the currency has.
+    let in_minor =
+        |value: Option<Decimal>, at: &str| value.map(|v| currency.to_minor(&v).ok_or_else(|| AmountOverflow::at(at))).transpose();
+    let minimum = in_minor(agreement.minimum, "the agreement's minimum")?.unwrap_or(0);
+    let true_up = money::sub(minimum, subtotal, || "totals.minimum_true_up".to_owned())?.max(0);
+    let lifted = money::add(subtotal, true_up, || "totals.usage_total".to_owned())?;
+    let cap_reduction = match in_minor(agreement.cap, "the agreement's cap")? {
+        Some(cap) => money::sub(lifted, cap, || "totals.cap_reduction".to_owned())?.max(0),
+        None => 0,
     };
-    let host_credit = allocation.iter().find(|(p, _)| *p == agreement.host).map_or(0, |(_, a)| *a);
-    let adjustments_total: i128 = input.adjustments.iter().map(|a| a.amount).sum();
-    let net_payable = usage_total - host_credit + adjustments_total;
+    Ok(UsageTotals { subtotal, true_up, cap_reduction, total: lifted - cap_reduction })
+}
 
-    let mut flags: Vec<String> = lines.iter().flat_map(|l| l.flags.iter().cloned()).collect();
-    flags.sort();
-    flags.dedup();
+/// Step 5: the contribution pool, its split by points, and the host's part.
+struct Credit {
+    pool: i128,
+    allocation: Vec<(PartyId, i128)>,
+    host: i128,
+}
 
-    let tier_rows = (0..tier_count)
-        .map(|i| TierRow {
-            from: if i == 0 { "0".to_owned() } else { pricing.tier_bounds[i - 1].to_string() },
-            to: pricing.tier_bounds.get(i).map(Decimal::to_string),
-            volume: decimal_text(&tier_volumes[i]),
-            fraction: format_rational(&fractions[i], INFO_PLACES),
-        })
-        .collect();
-
-    Ok(Statement {
-        agreement_id: agreement.id.to_string(),
-        agreement_version: agreement.version,
-        agreement_digest: agreement.digest(),
-        period: input.period,
-        currency,
-        inputs: Inputs { records: input.rollup.records(), usage_digest: input.usage_digest.clone() },
-        tiers: Tiers {
-            metric: metric.name(),
-            mode: match pricing.tier_mode {
-                TierMode::Graduated => "graduated",
-                TierMode::Volume => "volume",
-            },
-            bounds: pricing.tier_bounds.iter().map(Decimal::to_string).collect(),
-            volume: decimal_text(&total_volume),
-            tiers: tier_rows,
-        },
-        lines,
-        adjustments: input.adjustments.clone(),
-        totals: Totals {
-            gross_revenue: currency.round(&gross)?,
-            usage_subtotal: subtotal,
-            minimum_true_up: true_up,
-            cap_reduction,
-            usage_total,
-            contribution_pool: pool,
-            contribution_allocation: allocation,
-            host_credit,
-            adjustments: adjustments_total,
-            net_payable,
-        },
-        flags,
-    })
+fn contribution_credit(
+    agreement: &Agreement,
+    period: Period,
+    contributions: &[Contribution],
+    usage_total: i128,
+) -> Result<Credit, AmountOverflow> {
+    let currency = agreement.currency;
+    let counted: Vec<&Contribution> = contributions.iter().filter(|c| c.counts_in(period)).collect();
+    let (Some(terms), false) = (&agreement.contributions, counted.is_empty()) else {
+        return Ok(Credit { pool: 0, allocation: Vec::new(), host: 0 });
+    };
+    let exact = terms.pool.to_rational() * BigRational::from_integer(BigInt::from(usage_total))
+        / BigRational::from_integer(pow10(u32::from(currency.minor_units())));
+    let pool = currency.round(&exact).ok_or_else(|| AmountOverflow::at("totals.contribution_pool"))?;
+    let mut points: BTreeMap<PartyId, u64> = BTreeMap::new();
+    for c in &counted {
+        // `check_contributions` found every kind in the terms.
+        let earned = terms.points.get(&c.kind).copied().unwrap_or(0);
+        let slot = points.entry(c.party.clone()).or_default();
+        *slot = slot.checked_add(earned).ok_or_else(|| AmountOverflow::at(format!("the points of {}", c.party)))?;
+    }
+    let weights: Vec<(PartyId, u64)> = points.into_iter().collect();
+    let allocation = largest_remainder(pool, &weights, "totals.contribution_allocation")?;
+    let host = allocation.iter().find(|(p, _)| *p == agreement.host).map_or(0, |(_, a)| *a);
+    Ok(Credit { pool, allocation, host })
 }

@@ -3,12 +3,17 @@
 //! Money is kept in minor units (`i128`) and written as strings with exactly the currency's
 //! minor-unit digits. Counts that may exceed 2^53 (tokens, requests, volumes) are strings, so
 //! the RFC 8785 bytes are exact in every JSON reader. Record counts are numbers.
+//!
+//! A stored or received statement is read back with [`Statement::from_canonical`], which accepts
+//! exactly the bytes [`Statement::to_canonical`] writes; whoever needs a total, an adjustment or a
+//! line reads the type, never a JSON member. The money a restatement carries is [`restatement`].
 
 use serde_json::{Map, Value, json};
 
+use crate::agreement::{TierMetric, TierMode};
 use crate::canonical::{self, CanonicalError};
 use crate::ids::PartyId;
-use crate::money::Currency;
+use crate::money::{self, AmountOverflow, Currency};
 use crate::time::Period;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,8 +41,8 @@ pub struct Inputs {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tiers {
-    pub metric: &'static str,
-    pub mode: &'static str,
+    pub metric: TierMetric,
+    pub mode: TierMode,
     pub bounds: Vec<String>,
     /// V, the exact total of the tier metric.
     pub volume: String,
@@ -80,10 +85,56 @@ pub struct Line {
 /// A correction carried into a statement: a restated month or a resolved dispute.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Adjustment {
-    pub kind: String,
+    pub kind: AdjustmentKind,
+    /// The restated period (`2026-10`), or the dispute (`dispute:7`).
     pub reference: String,
     pub description: String,
     pub amount: i128,
+}
+
+/// What an adjustment line corrects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdjustmentKind {
+    /// An earlier month restated for records received after it closed ([`restatement`]).
+    Restatement,
+    /// A dispute accepted or decided with an amount (`crate::dispute`).
+    Dispute,
+}
+
+impl AdjustmentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdjustmentKind::Restatement => "restatement",
+            AdjustmentKind::Dispute => "dispute",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<AdjustmentKind> {
+        [AdjustmentKind::Restatement, AdjustmentKind::Dispute].into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+impl Adjustment {
+    /// The dispute this line carries, if it is a dispute's.
+    pub fn dispute(&self) -> Option<u64> {
+        (self.kind == AdjustmentKind::Dispute).then(|| crate::dispute::id_of_reference(&self.reference)).flatten()
+    }
+}
+
+/// The adjustment that carries the restatement of `before` (a month's statement as finalised)
+/// by `after` (the same month settled again with the records received since) into the month
+/// being closed: the change in what the host owes for usage, `usage_total − host_credit`; `None`
+/// when that did not change. Adjustments of the restated month are not restated: each was carried
+/// once, where it was booked.
+pub fn restatement(before: &Statement, after: &Statement) -> Result<Option<Adjustment>, AmountOverflow> {
+    let period = after.period;
+    let amount = money::sub(after.usage_net()?, before.usage_net()?, || format!("the restatement of {period}"))?;
+    Ok((amount != 0).then(|| Adjustment {
+        kind: AdjustmentKind::Restatement,
+        reference: period.to_string(),
+        description: format!("{period} restated for records received after it closed"),
+        amount,
+    }))
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,7 +181,7 @@ impl Statement {
         let adjustments: Vec<Value> = self
             .adjustments
             .iter()
-            .map(|a| json!({"kind": a.kind, "reference": a.reference, "description": a.description, "amount": money(a.amount)}))
+            .map(|a| json!({"kind": a.kind.as_str(), "reference": a.reference, "description": a.description, "amount": money(a.amount)}))
             .collect();
         let allocation: Map<String, Value> = self.totals.contribution_allocation.iter().map(|(p, a)| (p.to_string(), money(*a))).collect();
         let t = &self.totals;
@@ -139,7 +190,7 @@ impl Statement {
             "period": self.period.to_string(),
             "currency": self.currency.code(),
             "inputs": {"records": self.inputs.records, "usage_digest": self.inputs.usage_digest},
-            "tiers": {"metric": self.tiers.metric, "mode": self.tiers.mode, "bounds": self.tiers.bounds, "volume": self.tiers.volume, "tiers": tiers},
+            "tiers": {"metric": self.tiers.metric.name(), "mode": self.tiers.mode.name(), "bounds": self.tiers.bounds, "volume": self.tiers.volume, "tiers": tiers},
             "lines": lines,
             "adjustments": adjustments,
             "totals": {
@@ -167,4 +218,202 @@ impl Statement {
     pub fn digest(&self) -> Result<String, CanonicalError> {
         self.to_canonical().map(|b| canonical::digest(&b))
     }
+
+    /// What the host owes for the month's usage: `usage_total − host_credit`.
+    pub fn usage_net(&self) -> Result<i128, AmountOverflow> {
+        money::sub(self.totals.usage_total, self.totals.host_credit, || format!("the usage net of {}", self.period))
+    }
+
+    /// Reads a statement from exactly the bytes [`Self::to_canonical`] writes: every member of
+    /// the right type, amounts with the currency's minor digits, and nothing more or written
+    /// differently (the decoded statement encodes back to the same bytes).
+    pub fn from_canonical(bytes: &[u8]) -> Result<Statement, DecodeError> {
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| DecodeError::at("", "a statement (RFC 8785 JSON)", format!("not JSON: {e}")))?;
+        let statement = decode(&Member { value: &value, path: String::new() })?;
+        match statement.to_canonical() {
+            Ok(again) if again == bytes => Ok(statement),
+            _ => Err(DecodeError::at(
+                "",
+                "a statement's RFC 8785 canonical bytes",
+                "members a statement does not have, or its members written differently",
+            )),
+        }
+    }
+}
+
+/// Why bytes are not a statement: the member (`totals.net_payable`, `lines[2].amount`), what it
+/// should be and what it is.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("statement{}: expected {expected}, found {found}", if .path.is_empty() { String::new() } else { format!(" member `{}`", .path) })]
+pub struct DecodeError {
+    pub path: String,
+    pub expected: String,
+    pub found: String,
+}
+
+impl DecodeError {
+    fn at(path: &str, expected: impl Into<String>, found: impl Into<String>) -> DecodeError {
+        DecodeError { path: path.to_owned(), expected: expected.into(), found: found.into() }
+    }
+}
+
+/// A member of the statement being decoded, with its path for errors.
+struct Member<'a> {
+    value: &'a Value,
+    path: String,
+}
+
+impl<'a> Member<'a> {
+    fn get(&self, key: &str) -> Member<'a> {
+        let path = if self.path.is_empty() { key.to_owned() } else { format!("{}.{key}", self.path) };
+        Member { value: self.value.get(key).unwrap_or(&Value::Null), path }
+    }
+
+    fn wrong<T>(&self, expected: &str) -> Result<T, DecodeError> {
+        let found = match self.value {
+            Value::Null => "nothing".to_owned(),
+            other => crate::text::printable(&other.to_string(), 80),
+        };
+        Err(DecodeError::at(&self.path, expected, found))
+    }
+
+    fn text(&self) -> Result<&'a str, DecodeError> {
+        self.value.as_str().map_or_else(|| self.wrong("a string"), Ok)
+    }
+
+    fn optional_text(&self) -> Result<Option<String>, DecodeError> {
+        if self.value.is_null() { Ok(None) } else { self.text().map(|t| Some(t.to_owned())) }
+    }
+
+    fn number<T: TryFrom<u64>>(&self) -> Result<T, DecodeError> {
+        self.value.as_u64().and_then(|n| T::try_from(n).ok()).map_or_else(|| self.wrong("a whole number"), Ok)
+    }
+
+    /// A count written as a decimal string.
+    fn count(&self) -> Result<u128, DecodeError> {
+        let text = self.text()?;
+        text.parse::<u128>().ok().filter(|n| n.to_string() == text).map_or_else(|| self.wrong("a count as a decimal string"), Ok)
+    }
+
+    fn money(&self, currency: Currency) -> Result<i128, DecodeError> {
+        let expected = || format!("an amount in {currency} with exactly {} decimal places", currency.minor_units());
+        currency.read(self.text()?).map_or_else(|| self.wrong(&expected()), Ok)
+    }
+
+    fn boolean(&self) -> Result<bool, DecodeError> {
+        self.value.as_bool().map_or_else(|| self.wrong("true or false"), Ok)
+    }
+
+    fn items(&self) -> Result<Vec<Member<'a>>, DecodeError> {
+        let Some(items) = self.value.as_array() else { return self.wrong("an array") };
+        Ok(items.iter().enumerate().map(|(i, value)| Member { value, path: format!("{}[{i}]", self.path) }).collect())
+    }
+
+    fn texts(&self) -> Result<Vec<String>, DecodeError> {
+        self.items()?.iter().map(|m| m.text().map(str::to_owned)).collect()
+    }
+}
+
+fn decode(root: &Member<'_>) -> Result<Statement, DecodeError> {
+    let currency_member = root.get("currency");
+    let currency = Currency::parse(currency_member.text()?).map_or_else(|_| currency_member.wrong("an ISO 4217 currency code"), Ok)?;
+    let period_member = root.get("period");
+    let period = Period::parse(period_member.text()?).map_or_else(|_| period_member.wrong("a period like \"2026-10\""), Ok)?;
+    let agreement = root.get("agreement");
+    let inputs = root.get("inputs");
+    let tiers = root.get("tiers");
+    let metric = tiers.get("metric");
+    let mode = tiers.get("mode");
+    let lines = root
+        .get("lines")
+        .items()?
+        .iter()
+        .map(|l| {
+            Ok(Line {
+                model: l.get("model").text()?.to_owned(),
+                use_case: l.get("use_case").text()?.to_owned(),
+                region: l.get("region").text()?.to_owned(),
+                exclusive: l.get("exclusive").boolean()?,
+                records: l.get("records").number()?,
+                requests: l.get("requests").count()?,
+                input_tokens: l.get("input_tokens").count()?,
+                output_tokens: l.get("output_tokens").count()?,
+                revenue: l.get("revenue").money(currency)?,
+                volume: l.get("volume").text()?.to_owned(),
+                blended_rate: l.get("blended_rate").text()?.to_owned(),
+                uplift: l.get("uplift").optional_text()?,
+                amount: l.get("amount").money(currency)?,
+                flags: l.get("flags").texts()?,
+            })
+        })
+        .collect::<Result<_, DecodeError>>()?;
+    let adjustments = root
+        .get("adjustments")
+        .items()?
+        .iter()
+        .map(|a| {
+            let kind = a.get("kind");
+            Ok(Adjustment {
+                kind: AdjustmentKind::parse(kind.text()?).map_or_else(|| kind.wrong("\"restatement\" or \"dispute\""), Ok)?,
+                reference: a.get("reference").text()?.to_owned(),
+                description: a.get("description").text()?.to_owned(),
+                amount: a.get("amount").money(currency)?,
+            })
+        })
+        .collect::<Result<_, DecodeError>>()?;
+    let totals = root.get("totals");
+    let allocation_member = totals.get("contribution_allocation");
+    let Some(allocation) = allocation_member.value.as_object() else { return allocation_member.wrong("an object of party → amount") };
+    let contribution_allocation = allocation
+        .keys()
+        .map(|party| {
+            let part = allocation_member.get(party);
+            let id = PartyId::parse(party).map_or_else(|_| part.wrong("a party id as the key"), Ok)?;
+            Ok((id, part.money(currency)?))
+        })
+        .collect::<Result<_, DecodeError>>()?;
+    let money = |key: &str| totals.get(key).money(currency);
+    Ok(Statement {
+        agreement_id: agreement.get("id").text()?.to_owned(),
+        agreement_version: agreement.get("version").number()?,
+        agreement_digest: agreement.get("digest").text()?.to_owned(),
+        period,
+        currency,
+        inputs: Inputs { records: inputs.get("records").number()?, usage_digest: inputs.get("usage_digest").text()?.to_owned() },
+        tiers: Tiers {
+            metric: TierMetric::from_name(metric.text()?).map_or_else(|| metric.wrong("a tier metric"), Ok)?,
+            mode: TierMode::from_name(mode.text()?).map_or_else(|| mode.wrong("\"graduated\" or \"volume\""), Ok)?,
+            bounds: tiers.get("bounds").texts()?,
+            volume: tiers.get("volume").text()?.to_owned(),
+            tiers: tiers
+                .get("tiers")
+                .items()?
+                .iter()
+                .map(|t| {
+                    Ok(TierRow {
+                        from: t.get("from").text()?.to_owned(),
+                        to: t.get("to").optional_text()?,
+                        volume: t.get("volume").text()?.to_owned(),
+                        fraction: t.get("fraction").text()?.to_owned(),
+                    })
+                })
+                .collect::<Result<_, DecodeError>>()?,
+        },
+        lines,
+        adjustments,
+        totals: Totals {
+            gross_revenue: money("gross_revenue")?,
+            usage_subtotal: money("usage_subtotal")?,
+            minimum_true_up: money("minimum_true_up")?,
+            cap_reduction: money("cap_reduction")?,
+            usage_total: money("usage_total")?,
+            contribution_pool: money("contribution_pool")?,
+            contribution_allocation,
+            host_credit: money("host_credit")?,
+            adjustments: money("adjustments")?,
+            net_payable: money("net_payable")?,
+        },
+        flags: root.get("flags").texts()?,
+    })
 }

@@ -9,7 +9,7 @@ use revshare_core::contribution::{Contribution, parse_contribution_line};
 use revshare_core::merkle::{self, Hash, MemoryCells, leaf_hash};
 use revshare_core::note::{Checkpoint, SignerKey, VerifierKey, sign_note};
 use revshare_core::settle::{settle_records, sorted_digest};
-use revshare_core::statement::{Adjustment, Statement};
+use revshare_core::statement::{Adjustment, AdjustmentKind, Statement};
 use revshare_core::time::Period;
 use revshare_core::transparency::{
     self, KeyOrigin, RECORD_KEY_BYTES, SALT_BYTES, Salt, Signed, b64, batch_message, commitment, record_commitment, record_salt,
@@ -201,7 +201,7 @@ impl Fixture {
         let late =
             contribution(r#"{"id":"c3","party":"meridian","kind":"improvement","date":"2026-10-21","description":"late","accepted":true}"#);
         let adjustments = vec![Adjustment {
-            kind: "restatement".to_owned(),
+            kind: AdjustmentKind::Restatement,
             reference: "meridian-northwind/2026-09/2".to_owned(),
             description: "late records of September".to_owned(),
             amount: -500,

@@ -98,7 +98,13 @@ fn statement(agreement: &str, period: Period, currency: Currency, usage_total: i
         period,
         currency,
         inputs: Inputs { records: 0, usage_digest: "sha256:00".to_owned() },
-        tiers: Tiers { metric: "tokens", mode: "graduated", bounds: vec![], volume: "0".to_owned(), tiers: vec![] },
+        tiers: Tiers {
+            metric: revshare_core::agreement::TierMetric::Tokens,
+            mode: revshare_core::agreement::TierMode::Graduated,
+            bounds: vec![],
+            volume: "0".to_owned(),
+            tiers: vec![],
+        },
         lines: vec![],
         adjustments: vec![],
         totals: Totals {

@@ -19,6 +19,7 @@ use revshare_core::decimal::Decimal;
 use revshare_core::ids::PartyId;
 use revshare_core::money::Currency;
 use revshare_core::settle::settle_records;
+use revshare_core::statement::Statement;
 use revshare_core::time::{Instant, Period};
 use revshare_core::usage::UsageRecord;
 
@@ -323,6 +324,10 @@ proptest! {
         if let Some(m) = t.minimum { prop_assert!(BigInt::from(tt.usage_total) >= minor_of(&m.to_string(), minor) || t.cap.is_some()); }
         if let Some(c) = t.cap { prop_assert!(BigInt::from(tt.usage_total) <= minor_of(&c.to_string(), minor)); }
         prop_assert_eq!(tt.net_payable, tt.usage_total - tt.host_credit + tt.adjustments);
+        // The canonical bytes decode to the same statement.
+        let bytes = s.to_canonical();
+        prop_assert!(bytes.is_ok());
+        prop_assert_eq!(bytes.as_deref().map(Statement::from_canonical).ok(), Some(Ok(s.clone())));
         // The JSON says the same as the values, with exactly the minor digits.
         let json = s.to_json();
         let subtotal = json["totals"]["usage_subtotal"].as_str().unwrap_or_default().to_owned();
@@ -333,7 +338,9 @@ proptest! {
     #[test]
     fn allocation_sums_to_the_pool_and_stays_within_a_unit(total in 0i128..10_000_000, weights in prop::collection::btree_map("[a-z][a-z0-9]{0,5}", 0u64..50, 1..8)) {
         let weights: Vec<(PartyId, u64)> = weights.into_iter().filter_map(|(p, w)| PartyId::parse(&p).ok().map(|p| (p, w))).collect();
-        let parts = largest_remainder(total, &weights);
+        let parts = largest_remainder(total, &weights, "the pool");
+        prop_assert!(parts.is_ok(), "{parts:?}");
+        let parts = parts.unwrap_or_default();
         let sum_w: u64 = weights.iter().map(|(_, w)| w).sum();
         if sum_w == 0 {
             prop_assert!(parts.iter().all(|(_, a)| *a == 0));

@@ -12,6 +12,7 @@ use std::path::Path;
 use revshare_core::agreement::parse_agreement;
 use revshare_core::contribution::parse_contribution_line;
 use revshare_core::settle::{SettleError, settle_records};
+use revshare_core::statement::Statement;
 use revshare_core::time::Period;
 use revshare_core::usage::parse_json_line;
 
@@ -46,7 +47,14 @@ fn check(case_dir: &Path, reverse: bool) -> String {
         .map(|(n, line)| parse_contribution_line(line.as_bytes()).unwrap_or_else(|p| panic!("{case}/contributions.jsonl:{n}: {p:?}")))
         .collect();
     match settle_records(&agreement, period, &records, &contributions, Vec::new()) {
-        Ok(statement) => serde_json::to_string_pretty(&statement.to_json()).expect("a statement serialises"),
+        Ok(statement) => {
+            // Golden round trip: the canonical bytes decode to the statement, and only they do.
+            let bytes = statement.to_canonical().expect("a statement encodes");
+            assert_eq!(Statement::from_canonical(&bytes).as_ref(), Ok(&statement), "{case}: decoding the canonical bytes");
+            let pretty = serde_json::to_string_pretty(&statement.to_json()).expect("a statement serialises");
+            assert!(Statement::from_canonical(pretty.as_bytes()).is_err(), "{case}: pretty JSON is not the canonical bytes");
+            pretty
+        }
         Err(e @ (SettleError::Conflict { .. } | SettleError::Currency { .. })) => panic!("{case}: the fixture is broken: {e}"),
         Err(e) => format!("error: {e}"),
     }

@@ -26,13 +26,11 @@ use std::collections::BTreeMap;
 use revshare_core::agreement::Agreement;
 use revshare_core::canonical::{self, CanonicalError};
 use revshare_core::contribution::Contribution;
-use revshare_core::decimal::Decimal;
 use revshare_core::ids::AgreementId;
 use revshare_core::ledger::{JournalEntry, LedgerError};
-use revshare_core::money::Currency;
 use revshare_core::note::SignerKey;
 use revshare_core::settle::{SettleError, SettlementInput, settle};
-use revshare_core::statement::{Adjustment, Statement};
+use revshare_core::statement::{Adjustment, Statement, restatement};
 use revshare_core::time::{Instant, Period};
 use revshare_core::transparency::{Signed, statement_message};
 
@@ -85,21 +83,6 @@ fn settle_stored(
     Ok(settle(&input)?)
 }
 
-/// `usage_total − host_credit` of a stored statement, in minor units: what a restatement changes.
-/// Both totals are never negative and are written with exactly the currency's minor digits.
-fn usage_net(statement: &[u8], currency: Currency) -> Result<i128, CloseError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(statement).map_err(|e| CloseError::Corrupt(format!("a stored statement is not JSON: {e}")))?;
-    let minor = |key: &str| -> Result<i128, CloseError> {
-        let text = value["totals"][key].as_str().unwrap_or_default();
-        Decimal::parse(text)
-            .ok()
-            .and_then(|d| currency.to_minor(&d))
-            .ok_or_else(|| CloseError::Corrupt(format!("a stored statement's totals.{key} is `{text}`, not an amount in {currency}")))
-    };
-    Ok(minor("usage_total")? - minor("host_credit")?)
-}
-
 /// Signs a stored statement with `key` (the deployment's, or a host's countersignature).
 pub fn sign_stored<S: Store + ?Sized>(store: &mut S, statement: &StoredStatement, key: &SignerKey) -> Result<(), StoreError> {
     let signature = key.sign(&statement_message(&statement.digest));
@@ -150,7 +133,6 @@ fn compute(
     statements: &[StoredStatement],
 ) -> Result<(Statement, Restated), CloseError> {
     let id = agreement.id();
-    let currency = agreement.currency();
     let contributions = contributions::of_agreement(sql, id.as_str())?;
     let mut adjustments = Vec::new();
     let mut restated: Restated = Vec::new();
@@ -160,17 +142,10 @@ fn compute(
         latest
     });
     for (&earlier, stored) in &latest {
-        let bytes = settle_stored(sql, agreement, earlier, &contributions, Vec::new())?.to_canonical()?;
-        let (old, new) = (usage_net(&stored.canonical, currency)?, usage_net(&bytes, currency)?);
-        if old == new {
-            continue;
-        }
-        adjustments.push(Adjustment {
-            kind: "restatement".to_owned(),
-            reference: earlier.to_string(),
-            description: format!("{earlier} restated for records received after it closed"),
-            amount: new - old,
-        });
+        let again = settle_stored(sql, agreement, earlier, &contributions, Vec::new())?;
+        let Some(adjustment) = restatement(&stored.statement()?, &again).map_err(SettleError::from)? else { continue };
+        adjustments.push(adjustment);
+        let bytes = again.to_canonical()?;
         let digest = canonical::digest(&bytes);
         restated.push((earlier, bytes, digest));
     }

@@ -207,10 +207,7 @@ pub(crate) fn open(
     }
     .ok_or_else(|| StoreError::NoStatement { agreement: agreement.to_string(), period: month.clone(), sequence })?;
     let terms = Terms::of(&agreements::require(sql, agreement.as_str(), Some(statement.agreement_version))?);
-    let lines = serde_json::from_slice::<serde_json::Value>(&statement.canonical)
-        .ok()
-        .and_then(|v| v.get("lines").and_then(|l| l.as_array()).map(Vec::len))
-        .unwrap_or(0);
+    let lines = statement.statement()?.lines.len();
     let subject = Subject { agreement: agreement.clone(), period, sequence: statement.sequence, digest: statement.digest.clone(), line };
     // Statements finalised before their time was kept: the window runs from the month's end.
     let finalised_at = statement.finalised_at.unwrap_or_else(|| period.end_exclusive());

@@ -117,10 +117,8 @@ pub fn bundle<S: Store + ?Sized>(
         }
     }
     // The transitions of each dispute the statement carries, as logged before it.
-    let carried: serde_json::Value = serde_json::from_slice(&statement.canonical)?;
-    let references = carried["adjustments"].as_array().map(Vec::as_slice).unwrap_or_default().iter().filter(|a| a["kind"] == "dispute");
-    for reference in references.filter_map(|a| a["reference"].as_str()) {
-        for (index, leaf) in store.log_leaves_of(reference)? {
+    for adjustment in statement.statement()?.adjustments.iter().filter(|a| a.dispute().is_some()) {
+        for (index, leaf) in store.log_leaves_of(&adjustment.reference)? {
             if index < statement_leaf {
                 leaves.insert(index, leaf);
             }

@@ -17,12 +17,18 @@
 //!
 //! The keys are spread over [`SHARDS`] tables by their hash, so a committed batch's keys are
 //! added on every core, each table taking its own keys in batch order; a key is only ever in its
-//! hash's table, so the answer for each key is the one a single table would give. Adding runs
-//! with the write lock held, so it is on every writer's path (beside the commit, which mostly
-//! waits); with the tables growing one at a time, no single addition pays for rehashing the
-//! whole index either. A caller that knows how many records are coming
+//! hash's table, so the answer for each key is the one a single table would give. The hash is
+//! taken once per record, where the batch is placed, and serves the look-up, the repeats inside
+//! the batch and the addition. Adding runs with the write lock held, so it is on every writer's
+//! path; it runs on the other cores while the commit mostly waits (for the disk or the server)
+//! and the writer helps once its commit returns (a batch of fewer than `SHARDED_FROM` new keys is
+//! added on one thread: handing it out would cost more). The tables fill at the same rate, so
+//! after a batch at most one of them starts growing ahead of time ([`DedupIndex::grow_early`]),
+//! and no batch waits for all sixteen to grow at once; a table grows a little on every offer
+//! (`revshare_core::dedup`). A caller that knows how many records are coming
 //! ([`crate::Store::expect_records`]) has the tables sized for them once, before the first
-//! batch, and they do not grow at all.
+//! batch, and they do not grow at all. The connections of one process that write one database
+//! share its index ([`SharedIndex`]).
 //!
 //! A stored record's location in the index is its batch's log leaf, which re-placement keeps,
 //! so the record can be found again (`segments::find`) to name the fields of a conflict.

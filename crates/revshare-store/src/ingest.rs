@@ -1,30 +1,50 @@
-//! Ingestion (SPEC §3): one batch, one transaction.
+//! Ingestion (SPEC §3): one batch, one transaction — or one savepoint of a commit group's.
 //!
-//! Each record is checked in order: its host must be a registered host; its model is resolved
-//! through the host's aliases to a registered model, whose owner is the licensor; the agreement
-//! it falls under is the one in force for that licensor and host at the record time (none is
-//! fine: the record is stored and counted as `unmatched`, and rolled up nowhere); a matched record
-//! must be in the agreement's currency. A model of the licensor that the agreement does not list
-//! is still rolled up under it; the statement flags that line `unlicensed_model`.
+//! Each record is placed: its host must be a registered host; its model is resolved through the
+//! host's aliases to a registered model, whose owner is the licensor; the agreement it falls under
+//! is the one in force for that licensor and host at the record time (none is fine: the record is
+//! stored and counted as `unmatched`, and rolled up nowhere); a matched record must be in the
+//! agreement's currency. Its place is that agreement and the record's month; placing also finds
+//! the exclusivity scope it falls in, and whether it is late: its month already closed for the
+//! agreement (it is stored, rolled up there and counted `late`, and the next close settles the
+//! month again). A model of the licensor that the agreement does not list is still rolled up
+//! under it; the statement flags that line `unlicensed_model`.
 //!
 //! Then each good record's `(host, id)` is looked up in the index of stored records
 //! ([`crate::index`], caught up with every committed segment under the write lock): not there,
-//! it is new; there with the same fingerprint (the stored record's values, compared through the
-//! SHA-256 of their canonical form), it is a duplicate — counted, its resend count raised; there
+//! it is new; there with the same fingerprint (the first half of the SHA-256 of the record's
+//! canonical form, model resolved), it is a duplicate — counted, its resend count raised; there
 //! with another fingerprint, it is a conflict, and the stored record is read to name the fields
 //! that differ, and stays as it is. Duplicates and conflicts inside one batch follow the same
-//! rule, the first occurrence wins: a later occurrence is compared with the first if that one is
-//! new, or with the stored record if not.
+//! rule, in batch order, the first occurrence wins: a later occurrence is compared with the first
+//! if that one is new, or with the stored record if not.
 //!
 //! Atomic mode stores nothing if any record is refused or conflicts; partial mode stores the good
 //! records. Either way every problem is reported (index in the batch, 0-based; record id; why).
 //! The new records are written as one segment per host, licensor, place and lateness
-//! ([`crate::segments`]); rollup and usage-set changes are summed in memory over the stored
-//! batches of a group commit ([`crate::Store::ingest_group`]), and each changed row is written
-//! once, before the commit (storing usage changes neither the registry nor what is closed, which
-//! are read once per group too); the caller commits before returning, adding the new keys to the
-//! index as the commit runs ([`RecordIndex::added_while`]): a report with `stored = true` is
+//! ([`crate::segments`]); the batch's log leaf commits to the distinct records it stored or
+//! repeated, as sent (a batch that did neither is not logged).
+//!
+//! [`crate::Store::ingest_group`] stores a commit group: its batches in one transaction, each in
+//! a savepoint, in arrival order, each seeing the records of those before it (their new keys are
+//! [`Pending`] until the commit). What stays the same across a commit group is done once: the
+//! registry is read before its first batch ([`Registry`]: storing usage changes neither the
+//! registry nor what is closed), and the stored batches' rollup and usage-set changes are summed
+//! in memory and each changed row written once, before the commit. The new keys are added to the
+//! index as the commit runs ([`RecordIndex::added_while`]); a report with `stored = true` is
 //! durable.
+//!
+//! Where the work runs: on the threads of the calling rayon pool (the CLI gives the store a pool
+//! of its own; the server, one per writer), each record's key is hashed once, and the record is
+//! placed (a pure function of the record and the commit group's registry snapshot, read inside the
+//! transaction), its digest taken when the caller did not bring it or the host named the model by
+//! an alias, and its key looked up in the index, a thousand or more records to a task
+//! (`PLACED_PER_TASK`), each task reading the index slots of the keys ahead. Only what depends on
+//! order — first occurrences, duplicates and conflicts inside the batch — is decided on one
+//! thread, in batch order. The new records' rollup and usage-set changes and their segments are
+//! then summed over stretches of the batch on every core (`NEW_PER_TASK`) and merged, the segments
+//! encoded on every core and written in key order, and the log leaf's record commitments computed
+//! and sorted on every core.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -21,8 +21,17 @@
 //!
 //! Beside the sums, `usage_sets` holds one row per (agreement, month): the lattice-hash state
 //! ([`UsageSet`], 2,048 bytes) of the distinct records rolled up there, which is what the
-//! statement's `usage_digest` is taken from. A group commit adds its new records' digests to it
+//! statement's `usage_digest` is taken from. A commit group adds its new records' digests to it
 //! once, so a close reads one row for the digest, as it reads O(groups) rows for the sums.
+//!
+//! How changes are made ([`Deltas`]): ingestion sums a batch's new records into hash maps keyed
+//! by borrowed text, over stretches of the batch on every core, merges them and adds the batch's
+//! resends; a commit group's batches are merged too, and every changed row is written once,
+//! before the commit, in key order (so writers take rows in one order). On SQLite each row is
+//! read, added to and written on its own (cheap in-process); on PostgreSQL, a network round trip
+//! away, the rows of each (agreement, month) touched are read in one query and every changed row
+//! is written in one `UNNEST` upsert. Sums and lattice-hash states are commutative, so
+//! none of this depends on how the records were split or in which order the batches came.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};

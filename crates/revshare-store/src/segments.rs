@@ -1,5 +1,6 @@
 //! Stored usage records, kept as segments: the new records of one batch that share a host, a
-//! licensor and a place (agreement and month, or none) and lateness, in one row.
+//! licensor, a place (agreement and month, or none) and lateness, in one row. The `Place` value
+//! of a segment is that whole key: the batch's log leaf, host, licensor, place and lateness.
 //!
 //! A row per record made SQLite and PostgreSQL spend most of an ingest on their B-trees (a
 //! random `(host, id)` insert per record, measured at most ~400k rows/s on this machine before
@@ -20,6 +21,13 @@
 //! to another place: their segments are then replaced by segments holding the same records of
 //! the same batch, so a record's values and its batch never change. `record_resends` counts the
 //! identical resends acknowledged per record, which rollups are rebuilt with.
+//!
+//! How segments are written and read: ingestion encodes a batch's segments on every core
+//! (`encode`, over the stretches of the batch where their records were gathered, without copying
+//! them into one list) and writes them in key order (`write_encoded`). The index reads only the
+//! `keys` column, of the segments after the last one it has seen (`keys_after`). An agreement
+//! month's records (a bundle's, `Store::records`) are decoded from the segments placed there
+//! (`of_period`); re-placement reads a licensor's records of one host (`of_pair`).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};

@@ -18,9 +18,8 @@ use std::fmt;
 use revshare_core::canonical;
 use revshare_core::ids::AgreementId;
 use revshare_core::ledger::{AccountKind, EntryKind, JournalEntry, Role as LedgerRole};
-use revshare_core::money::Currency;
+use revshare_core::statement::Statement;
 use revshare_core::time::{Instant, Period};
-use serde_json::Value;
 
 use crate::error::StoreError;
 use crate::log;
@@ -100,17 +99,23 @@ pub struct Carried {
 pub(crate) fn carried_disputes(statements: &[StoredStatement]) -> Result<std::collections::BTreeMap<String, Carried>, StoreError> {
     let mut carried = std::collections::BTreeMap::new();
     for stored in statements.iter().filter(|s| s.kind == StatementKind::Original) {
-        let value: Value = serde_json::from_slice(&stored.canonical).map_err(|e| StoreError::Corrupt {
-            what: format!("statement {} {} #{}", stored.agreement_id, stored.period, stored.sequence),
-            detail: format!("it is not JSON: {e}"),
-        })?;
-        let adjustments = value.get("adjustments").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-        for (line, adjustment) in adjustments.iter().enumerate().filter(|(_, a)| a["kind"] == "dispute") {
-            let reference = adjustment["reference"].as_str().unwrap_or_default().to_owned();
-            carried.entry(reference).or_insert(Carried { period: stored.period, sequence: stored.sequence, line });
+        for (line, adjustment) in stored.statement()?.adjustments.into_iter().enumerate() {
+            if adjustment.dispute().is_some() {
+                carried.entry(adjustment.reference).or_insert(Carried { period: stored.period, sequence: stored.sequence, line });
+            }
         }
     }
     Ok(carried)
+}
+
+impl StoredStatement {
+    /// The statement its bytes hold ([`Statement::from_canonical`]).
+    pub fn statement(&self) -> Result<Statement, StoreError> {
+        Statement::from_canonical(&self.canonical).map_err(|e| StoreError::Corrupt {
+            what: format!("statement {} {} #{}", self.agreement_id, self.period, self.sequence),
+            detail: e.to_string(),
+        })
+    }
 }
 
 fn read(row: &dyn Columns) -> Result<StoredStatement, StoreError> {
@@ -146,37 +151,26 @@ pub(crate) fn closed(sql: &mut impl Sql, agreement_id: &str, month: &str) -> Res
     Ok(found.is_some())
 }
 
-/// The bytes must be the statement they are saved as: its agreement, version and period.
-/// Returns them parsed.
-fn check_bytes(new: &NewStatement<'_>) -> Result<Value, StoreError> {
+/// The bytes must be a statement (in its canonical encoding) and the one they are saved as: its
+/// agreement, version and period. Returns it decoded.
+fn check_bytes(new: &NewStatement<'_>) -> Result<Statement, StoreError> {
     let actual = canonical::digest(new.canonical);
     if actual != new.digest {
         return Err(StoreError::StatementDigest { given: new.digest.to_owned(), actual });
     }
-    let json: Value =
-        serde_json::from_slice(new.canonical).map_err(|e| StoreError::StatementMismatch(format!("they are not JSON ({e})")))?;
-    let said = (
-        json.pointer("/agreement/id").and_then(|v| v.as_str()),
-        json.pointer("/agreement/version").and_then(|v| v.as_u64()),
-        json.pointer("/period").and_then(|v| v.as_str()),
-    );
-    let period = new.period.to_string();
-    if said != (Some(new.agreement_id.as_str()), Some(u64::from(new.agreement_version)), Some(period.as_str())) {
+    let statement = Statement::from_canonical(new.canonical).map_err(|e| StoreError::StatementMismatch(e.to_string()))?;
+    let said = (statement.agreement_id.as_str(), statement.agreement_version, statement.period);
+    if said != (new.agreement_id.as_str(), new.agreement_version, new.period) {
         return Err(StoreError::StatementMismatch(format!(
-            "they are of agreement {} version {} for {}, but were saved as agreement {} version {} for {period}",
-            said.0.unwrap_or("?"),
-            said.1.map_or("?".to_owned(), |v| v.to_string()),
-            said.2.unwrap_or("?"),
-            new.agreement_id,
-            new.agreement_version,
+            "they are of agreement {} version {} for {}, but were saved as agreement {} version {} for {}",
+            said.0, said.1, said.2, new.agreement_id, new.agreement_version, new.period,
         )));
     }
-    Ok(json)
+    Ok(statement)
 }
 
-/// The entry of an original must be its statement's (see the module documentation); `json` is
-/// the statement's bytes, parsed.
-fn check_entry(json: &Value, new: &NewStatement<'_>, entry: &JournalEntry) -> Result<(), StoreError> {
+/// The entry of an original must be its statement's (see the module documentation).
+fn check_entry(statement: &Statement, new: &NewStatement<'_>, entry: &JournalEntry) -> Result<(), StoreError> {
     let mismatch = |detail: String| StoreError::StatementEntry { reference: entry.reference().to_owned(), detail };
     // The reference `JournalEntry::for_statement` gives: one statement entry per agreement and month.
     let expected = format!("statement:{}:{}", new.agreement_id, new.period);
@@ -187,32 +181,30 @@ fn check_entry(json: &Value, new: &NewStatement<'_>, entry: &JournalEntry) -> Re
             entry.agreement()
         )));
     }
-    let code = json.pointer("/currency").and_then(Value::as_str).unwrap_or_default();
-    let currency = Currency::parse(code).map_err(|e| StoreError::StatementMismatch(e.to_string()))?;
+    let currency = statement.currency;
     if let Some(p) = entry.postings().iter().find(|p| p.currency != currency) {
         return Err(mismatch(format!("it posts in {}, but the statement is in {currency}", p.currency)));
     }
     // On the host's side usage and adjustments are debits, the credit and the payable credits.
+    let t = &statement.totals;
     let totals = [
-        ("usage_total", AccountKind::Usage, 1),
-        ("host_credit", AccountKind::ContributionCredit, -1),
-        ("adjustments", AccountKind::Adjustments, 1),
-        ("net_payable", AccountKind::Payable, -1),
+        ("usage_total", t.usage_total, AccountKind::Usage, 1),
+        ("host_credit", t.host_credit, AccountKind::ContributionCredit, -1),
+        ("adjustments", t.adjustments, AccountKind::Adjustments, 1),
+        ("net_payable", t.net_payable, AccountKind::Payable, -1),
     ];
-    for (total, kind, sign) in totals {
+    for (total, said, kind, sign) in totals {
         let posted = entry
             .postings()
             .iter()
             .filter(|p| p.account.role() == LedgerRole::Host && p.account.kind() == kind)
             .try_fold(0i128, |sum, p| sum.checked_add(p.amount_minor))
-            .and_then(|net| net.checked_mul(sign))
-            .map(|net| currency.format(net));
-        let said = json.pointer(&format!("/totals/{total}")).and_then(Value::as_str);
-        if posted.as_deref() != said {
+            .and_then(|net| net.checked_mul(sign));
+        if posted != Some(said) {
             return Err(mismatch(format!(
                 "it posts {total} {} {currency}, but the statement says {}",
-                posted.as_deref().unwrap_or("beyond range"),
-                said.unwrap_or("nothing")
+                posted.map_or_else(|| "beyond range".to_owned(), |p| currency.format(p)),
+                currency.format(said)
             )));
         }
     }
@@ -222,12 +214,12 @@ fn check_entry(json: &Value, new: &NewStatement<'_>, entry: &JournalEntry) -> Re
 /// Finalises a statement: saves it and, for an original, posts its entry, in the caller's
 /// transaction.
 pub(crate) fn finalise(sql: &mut impl Sql, new: &NewStatement<'_>, entry: Option<&JournalEntry>) -> Result<StoredStatement, StoreError> {
-    let json = check_bytes(new)?;
+    let statement = check_bytes(new)?;
     let (agreement, period) = (new.agreement_id.to_string(), new.period.to_string());
     match (new.kind, entry) {
         (StatementKind::Original, None) => return Err(StoreError::EntryRequired { agreement, period }),
         (StatementKind::Restatement, Some(_)) => return Err(StoreError::EntryNotAllowed { agreement, period }),
-        (StatementKind::Original, Some(entry)) => check_entry(&json, new, entry)?,
+        (StatementKind::Original, Some(entry)) => check_entry(&statement, new, entry)?,
         (StatementKind::Restatement, None) => {}
     }
     let stored = save(sql, new)?;

@@ -12,7 +12,7 @@ use crate::ids::is_model_id;
 use crate::money::Currency;
 use crate::rollup::Rollup;
 use crate::settle::{SettlementInput, settle};
-use crate::statement::Adjustment;
+use crate::statement::{Adjustment, AdjustmentKind};
 use crate::time::{Instant, Period};
 use crate::transparency::RECORD_SALT_BYTES;
 use crate::usage_set::UsageSet;
@@ -20,7 +20,7 @@ use crate::usage_set::UsageSet;
 use super::batches::BatchDigests;
 use super::log::{Leaf, Leaves};
 use super::records::{PartContext, PartOutcome, RecordKey, count_lines, order_expected, read_part, split_parts};
-use super::statement::{StatementFile, diff_statement, parse_money};
+use super::statement::{StatementFile, diff_statement};
 use super::{Bundle, MAX_FINDINGS_PER_CATEGORY, Run, SALTS_FILE, kind_of, problems_text, shorten, show, str_member};
 
 /// A small map keyed by text, hashed fast (its keys are few: hosts, and their model ids).
@@ -105,14 +105,14 @@ impl Run {
         let Some(statement_leaf) = leaves.statement.as_ref().map(|l| l.index) else { return };
         let terms = Terms::of(agreement);
         let items = statement.get("adjustments").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-        for (i, item) in items.iter().enumerate().filter(|(_, a)| str_member(a, "kind") == Some("dispute")) {
+        for (i, item) in items.iter().enumerate().filter(|(_, a)| str_member(a, "kind") == Some(AdjustmentKind::Dispute.as_str())) {
             let reference = str_member(item, "reference").unwrap_or_default();
             let what = format!("statement.json adjustments[{i}] ({reference})");
-            let Some(id) = reference.strip_prefix("dispute:").and_then(|n| n.parse::<u64>().ok()) else {
+            let Some(id) = crate::dispute::id_of_reference(reference) else {
                 self.find(what, "a reference `dispute:<id>`", reference);
                 continue;
             };
-            let Some(carried) = str_member(item, "amount").and_then(|a| parse_money(a, terms.currency)) else { continue };
+            let Some(carried) = str_member(item, "amount").and_then(|a| terms.currency.read(a)) else { continue };
             let mut logged: Vec<&Leaf> = leaves
                 .disputes
                 .iter()
@@ -189,14 +189,15 @@ impl Run {
         let mut good = true;
         for (i, item) in items.iter().enumerate() {
             let text = |key: &str| str_member(item, key).map(str::to_owned);
-            let amount = str_member(item, "amount").and_then(|a| parse_money(a, currency));
-            match (text("kind"), text("reference"), text("description"), amount) {
+            let amount = str_member(item, "amount").and_then(|a| currency.read(a));
+            let kind = str_member(item, "kind").and_then(AdjustmentKind::parse);
+            match (kind, text("reference"), text("description"), amount) {
                 (Some(kind), Some(reference), Some(description), Some(amount)) => {
                     out.push(Adjustment { kind, reference, description, amount })
                 }
                 _ => {
                     let expected = format!(
-                        r#"{{"kind", "reference", "description": strings, "amount": money in {} with exactly {} decimals}}"#,
+                        r#"{{"kind": "restatement" or "dispute", "reference", "description": strings, "amount": money in {} with exactly {} decimals}}"#,
                         currency.code(),
                         currency.minor_units()
                     );

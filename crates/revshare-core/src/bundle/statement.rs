@@ -7,8 +7,6 @@ use serde_json::{Map, Value};
 
 use crate::agreement::{Agreement, parse_agreement};
 use crate::canonical;
-use crate::decimal::Decimal;
-use crate::money::Currency;
 
 use super::log::{Leaf, Leaves};
 use super::{Run, kind_of, show, str_member};
@@ -102,17 +100,6 @@ impl Run {
         }
         Some(agreement)
     }
-}
-
-/// Reads a money amount with exactly the currency's minor-unit digits, possibly negative.
-pub(super) fn parse_money(text: &str, currency: Currency) -> Option<i128> {
-    let (negative, digits) = match text.strip_prefix('-') {
-        Some(digits) => (true, digits),
-        None => (false, text),
-    };
-    let minor = currency.to_minor(&Decimal::parse(digits).ok()?)?;
-    let minor = if negative { minor.checked_neg()? } else { minor };
-    (currency.format(minor) == text).then_some(minor)
 }
 
 /// Reports every member where the recomputed statement and statement.json differ. Lines are
