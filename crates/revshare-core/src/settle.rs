@@ -161,9 +161,12 @@ pub fn settle_records(
     settle(&SettlementInput { agreement, period, rollup: &rollup, usage_digest: counted.digest(), contributions, adjustments })
 }
 
-/// Every contribution must be of a kind the agreement lists and by one of its two parties.
+/// Every contribution must be of a kind the agreement lists and by one of its two parties. The
+/// first refused in id order is named, so the refusal does not depend on the order given.
 fn check_contributions(agreement: &Agreement, contributions: &[Contribution]) -> Result<(), SettleError> {
-    for c in contributions {
+    let mut in_order: Vec<&Contribution> = contributions.iter().collect();
+    in_order.sort_by(|a, b| (&a.id, &a.kind, &a.party).cmp(&(&b.id, &b.kind, &b.party)));
+    for c in in_order {
         let points = agreement.contributions.as_ref().map(|t| &t.points);
         if !points.is_some_and(|p| p.contains_key(&c.kind)) {
             let allowed = points.map(|p| p.keys().cloned().collect::<Vec<_>>().join(", ")).filter(|s| !s.is_empty());
