@@ -704,7 +704,26 @@ fn bundle_verifies(store: &TestStore) {
     assert!(output.contains("countersigned by the host"), "{output}");
     // The statement in the bundle is the stored one.
     let stored = store.ok(&["statement", "show", "--agreement", AGREEMENT_ID, "--period", "2026-10", "--format", "json"]);
-    assert_eq!(std::fs::read_to_string(bundle.join("statement.json")).expect("read").trim(), stored.trim());
+    let statement = std::fs::read_to_string(bundle.join("statement.json")).expect("read");
+    assert_eq!(statement.trim(), stored.trim());
+    // Its records are usage lines: offline `settle` on them (with the month's contributions)
+    // gives the statement's bytes.
+    let at = |name: &str| bundle.join(name).display().to_string();
+    let contributions = examples().join("contributions.jsonl").display().to_string();
+    let settled = store.ok(&[
+        "settle",
+        "--agreement",
+        &at("agreement.toml"),
+        "--usage",
+        &at("records.jsonl"),
+        "--contributions",
+        &contributions,
+        "--period",
+        "2026-10",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(settled.trim(), statement.trim());
 }
 
 #[test]

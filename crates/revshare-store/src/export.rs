@@ -26,7 +26,6 @@ use revshare_core::note::SignerKey;
 use revshare_core::time::{Instant, Period};
 use revshare_core::transparency::{RECORD_SALT_BYTES, Signed, b64, record_salt};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use crate::receipts::{checkpoint, hashes};
 use crate::{LogLeaf, SentRecord, Store, StoreError};
@@ -147,10 +146,9 @@ pub fn bundle<S: Store + ?Sized>(
     let mut unlogged = 0u64;
     let mut aliases: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for SentRecord { batch, record, model } in &records {
-        let start = lines.len();
-        record.write_canonical(&mut lines);
-        let digest: [u8; 32] = Sha256::digest(&lines[start..]).into();
+        record.write_json_line(&mut lines);
         lines.push(b'\n');
+        let digest = record.digest();
         match batch.and_then(|b| record_keys.get(&b)) {
             Some(key) => salts.extend_from_slice(&record_salt(key, &digest)),
             None => {

@@ -290,9 +290,9 @@ pub(super) struct Read<'a> {
     pub(super) canonical: bool,
 }
 
-/// Reads the record at the start of `rest` and returns it with what follows its line: a
-/// record's canonical form, or else any SPEC §3 JSON line (which is what [`parse_json_line`]
-/// reads; the canonical form's counts are strings, which it refuses). `Err` says what is wrong.
+/// Reads the record at the start of `rest` and returns it with what follows its line: a record
+/// in key order (the bundle's layout, or the canonical form), or else any SPEC §3 JSON line
+/// (which is what [`parse_json_line`] reads). `Err` says what is wrong.
 pub(super) fn read_record(rest: &str) -> (Result<Read<'_>, String>, &str) {
     let canonical = match parse_canonical(rest) {
         Ok((read, next)) => return (Ok(read), next),
@@ -362,15 +362,29 @@ pub(super) fn canonical_member<'a>(rest: &mut &'a str, prefix: &str, field: &str
     Ok(value)
 }
 
-/// A count of a canonical record: a decimal string below 2^63 without leading zeros.
+/// Takes `<prefix><count>` off the front of `rest`: a count written as a JSON integer (a bundle's
+/// records, [`UsageRecord::write_json_line`]) or as a string (the canonical form). Returns its
+/// digits and whether it was quoted.
+pub(super) fn count_member<'a>(rest: &mut &'a str, prefix: &str, field: &str) -> Result<(&'a str, bool), String> {
+    let after = strip_ascii(rest, prefix).ok_or_else(|| format!("no `{prefix}` where a record in key order has field `{field}`"))?;
+    if after.starts_with('"') {
+        *rest = after.get(1..).unwrap_or_default();
+        return canonical_member(rest, "", field).map(|digits| (digits, true));
+    }
+    let end = after.bytes().position(|b| !b.is_ascii_digit()).unwrap_or(after.len());
+    let (digits, next) = after.split_at(end);
+    *rest = next;
+    Ok((digits, false))
+}
+
+/// A count of a record in key order: a decimal integer below 2^63 without leading zeros.
 pub(super) fn canonical_count(text: &str, field: &str) -> Result<u64, String> {
     let b = text.as_bytes();
     let mut n: Option<u64> = (!b.is_empty() && (b.len() == 1 || b[0] != b'0')).then_some(0);
     for &c in b {
         n = n.filter(|_| c.is_ascii_digit()).and_then(|n| n.checked_mul(10)).and_then(|n| n.checked_add(u64::from(c - b'0')));
     }
-    n.filter(|&n| n < 1 << 63)
-        .ok_or_else(|| format!("field `{field}` is \"{}\"; it must be an integer from 0 to 2^63 - 1, as a string", shorten(text, 40)))
+    n.filter(|&n| n < 1 << 63).ok_or_else(|| format!("field `{field}` is {}; it must be an integer from 0 to 2^63 - 1", shorten(text, 40)))
 }
 
 /// Whether decimal text is [`Decimal::write_to`]'s: no leading zeros, no trailing fractional
@@ -391,23 +405,23 @@ pub(super) fn canonical_time(text: &str) -> bool {
     b.len() == 20 && b[10] == b'T' && b[19] == b'Z'
 }
 
-/// Reads exactly the layout [`crate::usage::UsageRecord::write_canonical`] writes, then a newline
-/// or the end, at the start of `text`, checking each value as SPEC §3 does; returns the record
-/// and what follows its line. Faster than the general reader, which refuses counts as strings.
+/// Reads exactly the layout [`UsageRecord::write_json_line`] writes (or, with its counts quoted,
+/// [`UsageRecord::write_canonical`]), then a newline or the end, at the start of `text`, checking
+/// each value as SPEC §3 does; returns the record and what follows its line. Faster than the
+/// general reader, which takes any member order.
 pub(super) fn parse_canonical(text: &str) -> Result<(Read<'_>, &str), String> {
     let mut rest = text;
-    let mut member = |prefix: &str, field: &str| canonical_member(&mut rest, prefix, field);
-    let currency = member("{\"currency\":\"", "currency")?;
-    let host = member(",\"host\":\"", "host")?;
-    let id = member(",\"id\":\"", "id")?;
-    let input_tokens = member(",\"input_tokens\":\"", "input_tokens")?;
-    let model = member(",\"model\":\"", "model")?;
-    let output_tokens = member(",\"output_tokens\":\"", "output_tokens")?;
-    let region = member(",\"region\":\"", "region")?;
-    let requests = member(",\"requests\":\"", "requests")?;
-    let revenue = member(",\"revenue\":\"", "revenue")?;
-    let time = member(",\"time\":\"", "time")?;
-    let use_case = member(",\"use_case\":\"", "use_case")?;
+    let currency = canonical_member(&mut rest, "{\"currency\":\"", "currency")?;
+    let host = canonical_member(&mut rest, ",\"host\":\"", "host")?;
+    let id = canonical_member(&mut rest, ",\"id\":\"", "id")?;
+    let (input_tokens, quoted_input) = count_member(&mut rest, ",\"input_tokens\":", "input_tokens")?;
+    let model = canonical_member(&mut rest, ",\"model\":\"", "model")?;
+    let (output_tokens, quoted_output) = count_member(&mut rest, ",\"output_tokens\":", "output_tokens")?;
+    let region = canonical_member(&mut rest, ",\"region\":\"", "region")?;
+    let (requests, quoted_requests) = count_member(&mut rest, ",\"requests\":", "requests")?;
+    let revenue = canonical_member(&mut rest, ",\"revenue\":\"", "revenue")?;
+    let time = canonical_member(&mut rest, ",\"time\":\"", "time")?;
+    let use_case = canonical_member(&mut rest, ",\"use_case\":\"", "use_case")?;
     let next = match strip_ascii(rest, "}") {
         Some("") => "",
         Some(after) if after.starts_with('\n') => after.get(1..).unwrap_or(""),
@@ -439,8 +453,8 @@ pub(super) fn parse_canonical(text: &str) -> Result<(Read<'_>, &str), String> {
         revenue: Decimal::parse(revenue).map_err(|e| format!("field `revenue`: {e}"))?,
         currency: Currency::parse(currency).map_err(|e| format!("field `currency`: {e}"))?,
     };
-    // The currency, ids and counts are canonical once read; the revenue and time may not be.
-    let canonical = canonical_decimal(revenue) && canonical_time(time);
+    // The currency, ids and quoted counts are canonical once read; the revenue and time may not be.
+    let canonical = quoted_input && quoted_output && quoted_requests && canonical_decimal(revenue) && canonical_time(time);
     Ok((Read { record, line, canonical }, next))
 }
 
@@ -519,6 +533,27 @@ mod tests {
             assert!(parse_canonical(&layout("1", "2026-10-02T10:00:00Z", requests)).is_err(), "{requests}");
         }
         assert!(parse_canonical(&layout("1", "2026-10-02T10:00:00Z", "9223372036854775807")).is_ok());
+    }
+
+    /// A bundle's records are JSON lines in key order, counts as integers: the fast reader takes
+    /// them (not as canonical bytes), and they are what `write_json_line` writes and what the
+    /// general reader (`settle`'s) reads as the same record.
+    #[test]
+    pub(super) fn the_fast_reader_takes_the_bundle_layout() {
+        let line = r#"{"currency":"USD","host":"northwind","id":"r-1","input_tokens":10,"model":"m-70b","output_tokens":0,"region":"eu","requests":9223372036854775807,"revenue":"1.5","time":"2026-10-02T10:00:00Z","use_case":"search"}"#;
+        let read = parse_canonical(line).map(|(read, _)| read);
+        assert!(read.as_ref().is_ok_and(|r| !r.canonical), "{:?}", read.as_ref().err());
+        if let Ok(read) = read {
+            let mut written = Vec::new();
+            read.record.write_json_line(&mut written);
+            assert_eq!(written, line.as_bytes());
+            assert_eq!(parse_json_line(line.as_bytes()).ok().map(|r| r.digest()), Some(read.record.digest()));
+        }
+        for bad in [r#""requests":07,"#, r#""requests":,"#, r#""requests":-1,"#, r#""requests":9223372036854775808,"#, r#""requests":1.0,"#]
+        {
+            let line = line.replace(r#""requests":9223372036854775807,"#, bad);
+            assert!(parse_canonical(&line).is_err(), "{line}");
+        }
     }
 
     #[test]
