@@ -293,6 +293,34 @@ fn a_late_record_is_carried_into_the_next_month_as_a_restatement() {
     assert!(row.ends_with(&format!("┆ {}.{:02} │", owed / 100, owed % 100)), "{row}");
 }
 
+/// After the agreement's last month, a late record closes into a final true-up: adjustments
+/// only, booked, and its bundle verifies like any statement's.
+#[test]
+fn after_the_last_month_a_late_record_closes_into_a_final_true_up() {
+    let store = TestStore::sqlite();
+    let text = std::fs::read_to_string(examples().join("agreement.toml")).expect("the example agreement");
+    let ended = text.replacen("effective_to = 2027-01-01", "effective_to = 2026-11-01", 1);
+    std::fs::write(store.path("agreement.toml"), ended).expect("the agreement is written");
+    store.register_agreement_example(&store.path("agreement.toml"), &[]);
+    let id = "meridian-northwind";
+    store.ok(&["close", "--agreement", id, "--period", "2026-10"]);
+    let nothing = store.run(&["close", "--agreement", id, "--period", "2026-11"]);
+    assert!(!nothing.status.success() && String::from_utf8_lossy(&nothing.stderr).contains("there is nothing to carry"), "{nothing:?}");
+    let late = store.path("late.jsonl");
+    std::fs::write(&late, r#"{"id":"late-1","host":"northwind","model":"m-8b","use_case":"content_moderation","region":"us","time":"2026-10-31T23:00:00Z","requests":1,"input_tokens":1,"output_tokens":1,"revenue":"100","currency":"USD"}"#.to_owned() + "\n").expect("write");
+    assert!(store.ok(&["ingest", &late]).contains("late 1"));
+    let true_up: serde_json::Value =
+        serde_json::from_str(&store.ok(&["close", "--agreement", id, "--period", "2026-11", "--format", "json"])).expect("JSON");
+    assert_eq!(true_up["flags"], serde_json::json!(["final_true_up"]), "{true_up}");
+    assert_eq!(true_up["lines"], serde_json::json!([]));
+    assert_eq!(true_up["adjustments"][0]["reference"], "2026-10");
+    assert_eq!((true_up["totals"]["adjustments"].as_str(), true_up["totals"]["net_payable"].as_str()), (Some("10.00"), Some("10.00")));
+    let dir = store.path("true-up");
+    store.ok(&["statement", "export", "--agreement", id, "--period", "2026-11", "--bundle", &dir]);
+    let (ok, output) = verify(Path::new(&dir), &["--trust", &deployment_public(&store)]);
+    assert!(ok && output.contains("recomputes byte for byte from 0 records"), "{output}");
+}
+
 /// The row of `revshare balances` for an agreement, or what it printed instead.
 /// The agreement's row of the balances (who owes whom: a host and a licensor), not a pending
 /// payment's (one side only).

@@ -45,6 +45,10 @@ pub struct SettlementInput<'a> {
 pub enum SettleError {
     #[error("agreement {agreement} is not in effect in {period}: it applies from {from}{to}")]
     OutsideEffectiveRange { agreement: String, period: Period, from: Instant, to: String },
+    #[error(
+        "agreement {agreement} ended at {end}, so {period} closes only as a final true-up of what came after its months closed (records received late, contributions accepted since, disputes decided since); there is nothing to carry"
+    )]
+    NothingToCarry { agreement: String, period: Period, end: Instant },
     #[error("{}", no_rate_message(.0))]
     NoRate(Vec<(String, u64)>),
     #[error("contribution {id} is of kind `{kind}`, which the agreement does not list; the kinds are: {allowed}")]
@@ -194,6 +198,9 @@ type Groups<'a> = [(&'a GroupKey, &'a GroupSums)];
 pub fn settle(input: &SettlementInput<'_>) -> Result<Statement, SettleError> {
     let agreement = input.agreement;
     let currency = agreement.currency;
+    if let Some(end) = agreement.effective_to.filter(|end| input.period.start() >= *end) {
+        return final_true_up(input, end);
+    }
     check_in_effect(agreement, input.period)?;
     check_contributions(agreement, input.contributions)?;
     let groups = input.rollup.groups();
@@ -208,15 +215,6 @@ pub fn settle(input: &SettlementInput<'_>) -> Result<Statement, SettleError> {
     let mut flags: Vec<String> = lines.iter().flat_map(|l| l.flags.iter().cloned()).collect();
     flags.sort();
     flags.dedup();
-    let pricing = &agreement.pricing;
-    let tier_rows = (0..position.volumes.len())
-        .map(|i| TierRow {
-            from: if i == 0 { "0".to_owned() } else { pricing.tier_bounds[i - 1].to_string() },
-            to: pricing.tier_bounds.get(i).map(Decimal::to_string),
-            volume: decimal_text(&position.volumes[i]),
-            fraction: format_rational(&position.fractions[i], INFO_PLACES),
-        })
-        .collect();
     Ok(Statement {
         agreement_id: agreement.id.to_string(),
         agreement_version: agreement.version,
@@ -224,13 +222,7 @@ pub fn settle(input: &SettlementInput<'_>) -> Result<Statement, SettleError> {
         period: input.period,
         currency,
         inputs: Inputs { records: input.rollup.records(), usage_digest: input.usage_digest.clone() },
-        tiers: Tiers {
-            metric: pricing.tier_metric,
-            mode: pricing.tier_mode,
-            bounds: pricing.tier_bounds.iter().map(Decimal::to_string).collect(),
-            volume: decimal_text(&position.total),
-            tiers: tier_rows,
-        },
+        tiers: tiers(&agreement.pricing, &position),
         lines,
         adjustments: input.adjustments.clone(),
         totals: Totals {
@@ -247,6 +239,66 @@ pub fn settle(input: &SettlementInput<'_>) -> Result<Statement, SettleError> {
         },
         flags,
     })
+}
+
+/// A month after the agreement's end (SPEC §10): what came after its months closed — their
+/// restatements, disputes decided since — carried as adjustment lines of a statement with no
+/// usage, no minimum and no pool, flagged `final_true_up`. Nothing to carry is refused, so a month
+/// after the end is never finalised empty. No record of such a month is selected.
+fn final_true_up(input: &SettlementInput<'_>, end: Instant) -> Result<Statement, SettleError> {
+    let agreement = input.agreement;
+    if input.adjustments.is_empty() || input.rollup.records() != 0 {
+        return Err(SettleError::NothingToCarry { agreement: agreement.id.to_string(), period: input.period, end });
+    }
+    let pricing = &agreement.pricing;
+    let position = tier_position(pricing, &[]);
+    let adjustments = money::sum(input.adjustments.iter().map(|a| a.amount), || "totals.adjustments".to_owned())?;
+    Ok(Statement {
+        agreement_id: agreement.id.to_string(),
+        agreement_version: agreement.version,
+        agreement_digest: agreement.digest(),
+        period: input.period,
+        currency: agreement.currency,
+        inputs: Inputs { records: 0, usage_digest: input.usage_digest.clone() },
+        tiers: tiers(pricing, &position),
+        lines: Vec::new(),
+        adjustments: input.adjustments.clone(),
+        totals: Totals {
+            gross_revenue: 0,
+            usage_subtotal: 0,
+            minimum_true_up: 0,
+            cap_reduction: 0,
+            usage_total: 0,
+            contribution_pool: 0,
+            contribution_allocation: Vec::new(),
+            host_credit: 0,
+            adjustments,
+            net_payable: adjustments,
+        },
+        flags: vec![FINAL_TRUE_UP.to_owned()],
+    })
+}
+
+/// The flag of a [`final_true_up`] statement.
+pub const FINAL_TRUE_UP: &str = "final_true_up";
+
+/// The statement's tier section: the bounds and where V fell.
+fn tiers(pricing: &Pricing, position: &TierPosition) -> Tiers {
+    let rows = (0..position.volumes.len())
+        .map(|i| TierRow {
+            from: if i == 0 { "0".to_owned() } else { pricing.tier_bounds[i - 1].to_string() },
+            to: pricing.tier_bounds.get(i).map(Decimal::to_string),
+            volume: decimal_text(&position.volumes[i]),
+            fraction: format_rational(&position.fractions[i], INFO_PLACES),
+        })
+        .collect();
+    Tiers {
+        metric: pricing.tier_metric,
+        mode: pricing.tier_mode,
+        bounds: pricing.tier_bounds.iter().map(Decimal::to_string).collect(),
+        volume: decimal_text(&position.total),
+        tiers: rows,
+    }
 }
 
 fn net_at() -> String {

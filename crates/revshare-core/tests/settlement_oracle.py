@@ -68,7 +68,10 @@ def oracle(case):
     start, end = month_bounds(period)
     eff_from = instant(a["effective_from"])
     eff_to = instant(a["effective_to"]) if "effective_to" in a else None
-    if not (eff_from < end and (eff_to is None or start < eff_to)):
+    if eff_to is not None and start >= eff_to:
+        # SPEC §10: a month after the end is only a final true-up, and these cases carry nothing.
+        return {"error": "ended"}
+    if not eff_from < end:
         return {"error": "outside"}
     p = a["pricing"]
 
@@ -194,6 +197,8 @@ def compare(case, snap_text, want):
             return [f"expected an error ({want['error']}), snapshot is a statement"]
         if want["error"] == "outside" and "is not in effect" not in body:
             problems.append(f"expected an out-of-range error: {body}")
+        if want["error"] == "ended" and "there is nothing to carry" not in body:
+            problems.append(f"expected a month after the end with nothing to carry: {body}")
         for uc, count in want.get("missing", {}).items():
             if f"`{uc}` ({count} record{'' if count == 1 else 's'})" not in body:
                 problems.append(f"error does not name `{uc}` with {count} records: {body}")

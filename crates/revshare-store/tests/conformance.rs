@@ -12,7 +12,7 @@ use revshare_core::merkle::{self, MemoryCells};
 use revshare_core::money::Currency;
 use revshare_core::note::SignerKey;
 use revshare_core::settle::{SettlementInput, settle, settle_records, sorted_digest};
-use revshare_core::statement::Statement;
+use revshare_core::statement::{AdjustmentKind, Statement};
 use revshare_core::time::{Instant, Period};
 use revshare_core::transparency::{self, Signed, SignedBatch};
 use revshare_core::usage::{UsageRecord, parse_json_line};
@@ -109,6 +109,7 @@ conformance!(
     records_of_a_closed_month_are_late,
     a_preview_is_what_closing_would_finalise_and_writes_nothing,
     a_month_closes_only_once_its_late_reports_had_time,
+    after_the_last_month_a_final_true_up_carries_what_came_late,
     a_close_counts_every_record_stored_before_it,
     statements_are_immutable,
     statement_and_entry_are_one_transaction,
@@ -1217,6 +1218,60 @@ fn a_month_closes_only_once_its_late_reports_had_time(db: &dyn TestDb) {
     let amended = store.add_agreement("amended.toml", &prompt).expect("an amendment");
     assert_eq!((amended.close_after_days(), amended.closes_from(month("2026-11"))), (0, day(12, 1)));
     close_month(store, &id, month("2026-11"), &key, day(12, 1)).expect("closed at the month's end");
+}
+
+/// After an agreement's last month, records of its months received late and disputes decided
+/// later close into a final true-up: a statement of a month after the end holding adjustments
+/// only, booked like any other. A month after the end with nothing to carry is refused, and the
+/// refusal changes nothing.
+fn after_the_last_month_a_final_true_up_carries_what_came_late(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    register_example_parties(store);
+    let ended = edited(AGREEMENT, &[("effective_to = 2027-01-01", "effective_to = 2026-11-01")]);
+    store.add_agreement("agreement.toml", &ended).expect("an agreement whose last month is October");
+    let (id, october, november) = (aid("meridian-northwind"), month("2026-10"), month("2026-11"));
+    let key = signer("revshare.example", 9);
+    store.add_key(None, &key.verifier()).expect("the deployment key");
+    store.ingest(&parse_records(USAGE), IngestMode::Atomic, None).expect("ingest");
+    let (_, closed) = close_month(store, &id, october, &key, day(11, 4)).expect("close october");
+
+    let nothing = "agreement meridian-northwind ended at 2026-11-01T00:00:00Z, so 2026-11 closes only as a final true-up of what came after its months closed (records received late, contributions accepted since, disputes decided since); there is nothing to carry";
+    let (size, journal) = (store.log_size().expect("size"), store.journal().expect("journal").len());
+    let refused = close_month(store, &id, november, &key, day(12, 4)).map(|_| ()).map_err(|e| e.to_string());
+    assert_eq!(refused, Err(nothing.to_owned()));
+    assert_eq!(store.preview(&id, november).map(|_| ()).map_err(|e| e.to_string()), Err(nothing.to_owned()));
+    assert_eq!((store.log_size().expect("size"), store.journal().expect("journal").len()), (size, journal), "nothing changed");
+
+    // A record of October arrives late; the host disputes a line and the licensor accepts.
+    let late = record("late-1", "m-8b", "content_moderation", "us", "2026-10-31T23:00:00Z", "100");
+    assert_eq!(store.ingest(&[late], IngestMode::Atomic, None).expect("ingest").late, 1);
+    store
+        .open_dispute(&id, october, None, Some(0), step(State::Open, "northwind", ActorRole::Host, day(11, 10), Some(1_500)))
+        .expect("open");
+    store.dispute_transition(1, step(State::Accepted, "meridian", ActorRole::Licensor, day(11, 11), Some(1_500))).expect("accept");
+    let preview = store.preview(&id, november).expect("a preview of the true-up");
+    let (stored, true_up) = close_month(store, &id, november, &key, day(12, 4)).expect("a final true-up");
+    assert_eq!(preview.to_canonical().expect("bytes"), true_up.to_canonical().expect("bytes"), "the preview is the close");
+    assert_eq!(stored.kind, StatementKind::Original);
+    assert!(true_up.lines.is_empty() && true_up.inputs.records == 0, "adjustments only");
+    assert_eq!(true_up.flags, ["final_true_up"]);
+    // No minimum after the end: 100.00 of moderation at 0.10 restates October by 10.00, and the
+    // host's accepted claim credits it 15.00.
+    let carried: Vec<(AdjustmentKind, &str, i128)> = true_up.adjustments.iter().map(|a| (a.kind, a.reference.as_str(), a.amount)).collect();
+    assert_eq!(carried, [(AdjustmentKind::Restatement, "2026-10", 1_000), (AdjustmentKind::Dispute, "dispute:1", -1_500)]);
+    assert_eq!((true_up.totals.usage_total, true_up.totals.net_payable), (0, -500));
+    let restated = store.statements(Some(&id)).expect("statements").into_iter().find(|s| s.period == october && s.sequence == 2);
+    let restated = restated.expect("October restated").statement().expect("decoded");
+    assert_eq!(restated.totals.usage_total - closed.totals.usage_total, 1_000);
+    assert_eq!(
+        store.dispute(1).expect("read").expect("dispute 1").carried,
+        Some(revshare_store::Carried { period: november, sequence: 1, line: 1 })
+    );
+    assert_eq!(store.journal().expect("journal").len(), journal + 1, "the true-up is booked");
+    // Carried once: December has nothing left.
+    let december = close_month(store, &id, month("2026-12"), &key, Instant::from_date(2027, 1, 4).expect("a date"));
+    assert!(december.is_err_and(|e| e.to_string().contains("there is nothing to carry")));
 }
 
 fn records_of_a_closed_month_are_late(db: &dyn TestDb) {

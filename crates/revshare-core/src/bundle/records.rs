@@ -175,21 +175,15 @@ impl<'a> PartReader<'a, '_> {
         out.lines += 1;
         out.flagged.push(false);
         let line = out.lines;
-        let Read { mut record, line: text, canonical } = match read {
+        let read = match read {
             Ok(read) => read,
             Err(found) => {
-                out.problem(line, "a usage record (SPEC §3) in its canonical form".to_owned(), found);
+                out.problem(line, "a usage record (SPEC §3) in its canonical key order".to_owned(), found);
                 return;
             }
         };
-        // The digest of the record's canonical form: the line itself when it is that form.
-        let sent: [u8; 32] = if canonical {
-            Sha256::digest(text.as_bytes()).into()
-        } else {
-            self.canonical_form.clear();
-            record.write_canonical(&mut self.canonical_form);
-            Sha256::digest(&self.canonical_form).into()
-        };
+        let sent = read.digest(&mut self.canonical_form);
+        let mut record = read.record;
         let salt = salt_of(self.cx.salts, self.before + line);
         self.sent.push((record_commitment(&salt, &sent), line));
         if let Some((host, id)) = &out.last
@@ -288,6 +282,36 @@ pub(super) struct Read<'a> {
     pub(super) line: &'a str,
     /// Whether the line is exactly the record's canonical form.
     pub(super) canonical: bool,
+    /// Where the line is the canonical form but for its counts written as integers (the bundle's
+    /// layout): the byte ranges of the three counts, in order, to be quoted.
+    pub(super) unquoted: Option<[(usize, usize); 3]>,
+}
+
+impl Read<'_> {
+    /// SHA-256 of the record's canonical form: the line's own bytes when it is that form, or
+    /// with its counts quoted, without writing it out.
+    fn digest(&self, buffer: &mut Vec<u8>) -> [u8; 32] {
+        if self.canonical {
+            return Sha256::digest(self.line.as_bytes()).into();
+        }
+        let Some(counts) = self.unquoted else {
+            buffer.clear();
+            self.record.write_canonical(buffer);
+            return Sha256::digest(buffer.as_slice()).into();
+        };
+        let line = self.line.as_bytes();
+        let mut hasher = Sha256::new();
+        let mut from = 0;
+        for (start, end) in counts {
+            hasher.update(line.get(from..start).unwrap_or_default());
+            hasher.update(b"\"");
+            hasher.update(line.get(start..end).unwrap_or_default());
+            hasher.update(b"\"");
+            from = end;
+        }
+        hasher.update(line.get(from..).unwrap_or_default());
+        hasher.finalize().into()
+    }
 }
 
 /// Reads the record at the start of `rest` and returns it with what follows its line: a record
@@ -303,7 +327,7 @@ pub(super) fn read_record(rest: &str) -> (Result<Read<'_>, String>, &str) {
         return (Err("an empty line".to_owned()), next);
     }
     let read = parse_json_line(line.as_bytes())
-        .map(|record| Read { record, line, canonical: false })
+        .map(|record| Read { record, line, canonical: false, unquoted: None })
         .map_err(|problems| shorten(&if line.starts_with(CANONICAL_START) { canonical } else { problems_text(&problems) }, 400));
     (read, next)
 }
@@ -414,11 +438,16 @@ pub(super) fn parse_canonical(text: &str) -> Result<(Read<'_>, &str), String> {
     let currency = canonical_member(&mut rest, "{\"currency\":\"", "currency")?;
     let host = canonical_member(&mut rest, ",\"host\":\"", "host")?;
     let id = canonical_member(&mut rest, ",\"id\":\"", "id")?;
+    // Where the member just read ends, in `text`.
+    let end = |rest: &str| text.len() - rest.len();
     let (input_tokens, quoted_input) = count_member(&mut rest, ",\"input_tokens\":", "input_tokens")?;
+    let input_end = end(rest);
     let model = canonical_member(&mut rest, ",\"model\":\"", "model")?;
     let (output_tokens, quoted_output) = count_member(&mut rest, ",\"output_tokens\":", "output_tokens")?;
+    let output_end = end(rest);
     let region = canonical_member(&mut rest, ",\"region\":\"", "region")?;
     let (requests, quoted_requests) = count_member(&mut rest, ",\"requests\":", "requests")?;
+    let requests_end = end(rest);
     let revenue = canonical_member(&mut rest, ",\"revenue\":\"", "revenue")?;
     let time = canonical_member(&mut rest, ",\"time\":\"", "time")?;
     let use_case = canonical_member(&mut rest, ",\"use_case\":\"", "use_case")?;
@@ -453,9 +482,15 @@ pub(super) fn parse_canonical(text: &str) -> Result<(Read<'_>, &str), String> {
         revenue: Decimal::parse(revenue).map_err(|e| format!("field `revenue`: {e}"))?,
         currency: Currency::parse(currency).map_err(|e| format!("field `currency`: {e}"))?,
     };
-    // The currency, ids and quoted counts are canonical once read; the revenue and time may not be.
-    let canonical = quoted_input && quoted_output && quoted_requests && canonical_decimal(revenue) && canonical_time(time);
-    Ok((Read { record, line, canonical }, next))
+    // The currency, ids and counts are canonical once read (quoted, or to be quoted); the revenue
+    // and time may not be.
+    let rest_canonical = canonical_decimal(revenue) && canonical_time(time);
+    let unquoted = (rest_canonical && !quoted_input && !quoted_output && !quoted_requests).then(|| {
+        let span = |digits: &str, end: usize| (end - digits.len(), end);
+        [span(input_tokens, input_end), span(output_tokens, output_end), span(requests, requests_end)]
+    });
+    let canonical = rest_canonical && quoted_input && quoted_output && quoted_requests;
+    Ok((Read { record, line, canonical, unquoted }, next))
 }
 
 #[cfg(test)]
@@ -548,6 +583,8 @@ mod tests {
             read.record.write_json_line(&mut written);
             assert_eq!(written, line.as_bytes());
             assert_eq!(parse_json_line(line.as_bytes()).ok().map(|r| r.digest()), Some(read.record.digest()));
+            assert!(read.unquoted.is_some(), "the counts are quoted in place");
+            assert_eq!(read.digest(&mut Vec::new()), read.record.digest());
         }
         for bad in [r#""requests":07,"#, r#""requests":,"#, r#""requests":-1,"#, r#""requests":9223372036854775808,"#, r#""requests":1.0,"#]
         {
