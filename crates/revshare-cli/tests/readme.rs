@@ -80,7 +80,12 @@ fn script(blocks: &[Block], port: u16) -> (String, Vec<usize>) {
     };
     push(&mut script, "set -euo pipefail", 0);
     push(&mut script, "server=", 0);
-    push(&mut script, r#"stop() { if [ -n "$server" ]; then kill -TERM "$server"; wait "$server" || true; fi; }"#, 0);
+    // `$server` is the background block's subshell: the server is its child, stopped first.
+    push(
+        &mut script,
+        r#"stop() { if [ -n "$server" ]; then pkill -TERM -P "$server" || true; kill -TERM "$server" 2>/dev/null || true; wait "$server" || true; fi; }"#,
+        0,
+    );
     push(&mut script, "trap stop EXIT", 0);
     push(&mut script, r#"trap 'echo "FAILED AT SCRIPT LINE $LINENO: $BASH_COMMAND" >&2' ERR"#, 0);
     for block in blocks {

@@ -8,6 +8,7 @@ use std::process::{Command as Process, Output, Stdio};
 use std::time::Duration;
 
 use assert_cmd::cargo::CommandCargoExt;
+use proptest::prelude::*;
 use revshare_testdb::PgTestDb;
 
 fn examples() -> PathBuf {
@@ -497,6 +498,101 @@ fn crash_safety(fresh: impl Fn() -> TestStore) {
     store.ok(&["ingest", &file, "--batch-size", &batch.to_string()]);
     assert_eq!(stored_ids(store).len(), all_ids.len());
     assert!(close_json(store, "2026-10") == sequential, "the interrupted runs settle differently from one uninterrupted run");
+}
+
+/// How one delivery of the file goes in [`any_deliveries_then_a_close_give_the_bytes_of_settle`].
+#[derive(Clone, Debug)]
+enum Delivery {
+    /// Lines `from..to` of the file (a retry, or a part overlapping others), in batches of `batch`.
+    Part { from: usize, to: usize, batch: usize },
+    /// The whole file in batches of `batch`, the ingest killed with SIGKILL after `after_ms`.
+    Killed { batch: usize, after_ms: u64 },
+}
+
+const DELIVERED_LINES: usize = 12_000;
+
+fn delivery() -> impl Strategy<Value = Delivery> {
+    prop_oneof![
+        (0..DELIVERED_LINES, 0..DELIVERED_LINES, 1usize..3_000).prop_map(|(a, b, batch)| Delivery::Part {
+            from: a.min(b),
+            to: a.max(b) + 1,
+            batch
+        }),
+        (1usize..1_000, 0u64..800).prop_map(|(batch, after_ms)| Delivery::Killed { batch, after_ms }),
+    ]
+}
+
+/// The file the deliveries deliver: h1's records (the agreement's host) and h2's, 2% of lines
+/// resending an earlier record.
+fn delivered_file() -> &'static (tempfile::TempDir, String) {
+    static FILE: std::sync::OnceLock<(tempfile::TempDir, String)> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("usage.jsonl").display().to_string();
+        let lines = DELIVERED_LINES.to_string();
+        let generated = TestStore::sqlite().run(&[
+            "gen",
+            "usage",
+            "--records",
+            &lines,
+            "--seed",
+            "11",
+            "--hosts",
+            "h1,h2",
+            "--dup-rate",
+            "0.02",
+            "--out",
+            &path,
+        ]);
+        assert!(generated.status.success(), "{}", text(&generated.stderr));
+        (dir, path)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 5, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// SPEC §6: whatever way a file reaches the store — retried parts, overlapping batches, runs
+    /// killed with SIGKILL mid-ingest and run again — closing the month gives exactly the bytes
+    /// of offline `settle` on the file, and the bundle's records settle to them too.
+    #[test]
+    fn any_deliveries_then_a_close_give_the_bytes_of_settle(deliveries in prop::collection::vec(delivery(), 1..5)) {
+        let (_dir, file) = delivered_file();
+        let lines: Vec<String> = std::fs::read_to_string(file).expect("usage").lines().map(str::to_owned).collect();
+        let store = TestStore::sqlite();
+        store.register();
+        for (n, delivery) in deliveries.iter().enumerate() {
+            match *delivery {
+                Delivery::Part { from, to, batch } => {
+                    let part = store.path(&format!("part-{n}.jsonl"));
+                    std::fs::write(&part, lines[from..to.min(lines.len())].join("\n") + "\n").expect("write");
+                    store.ok(&["ingest", &part, "--batch-size", &batch.to_string()]);
+                }
+                Delivery::Killed { batch, after_ms } => {
+                    let mut child = store
+                        .command(&["ingest", file, "--batch-size", &batch.to_string()])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .expect("spawn");
+                    std::thread::sleep(Duration::from_millis(after_ms));
+                    let _ = child.kill(); // SIGKILL
+                    child.wait().expect("wait");
+                }
+            }
+        }
+        // The host's last delivery: the whole file again, to the end.
+        store.ok(&["ingest", file, "--batch-size", "5000"]);
+        let agreement = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/agreement-h1.toml").display().to_string();
+        let offline = store.ok(&["settle", "--agreement", &agreement, "--usage", file, "--period", "2026-10", "--format", "json"]);
+        let closed = close_json(&store, "2026-10");
+        prop_assert_eq!(&closed, &offline, "the store's statement is not offline settle's");
+        let bundle = store.path("bundle");
+        store.ok(&["statement", "export", "--agreement", "bench-h1", "--period", "2026-10", "--bundle", &bundle]);
+        let records = Path::new(&bundle).join("records.jsonl").display().to_string();
+        let from_bundle = store.ok(&["settle", "--agreement", &agreement, "--usage", &records, "--period", "2026-10", "--format", "json"]);
+        prop_assert_eq!(&from_bundle, &offline, "the bundle's records settle differently");
+    }
 }
 
 #[test]

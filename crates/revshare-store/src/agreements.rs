@@ -279,7 +279,8 @@ fn check_against(agreement: &Agreement, other: &Agreement) -> Result<(), StoreEr
 }
 
 /// Places every stored record of `host` for `licensor`'s models again, under the agreements now
-/// in force, and rebuilds those agreements' rollups and usage sets from the records. A segment
+/// in force, and rebuilds those agreements' rollups and usage sets from the records (their resend
+/// counts, delivery statistics kept per group, start again from zero: a resend is no row). A segment
 /// whose records all keep their place stays; any other is replaced by segments of the same batch
 /// grouped by the new places, so a record's values and batch never change.
 fn replace_records(sql: &mut impl Sql, licensor: &str, host: &str) -> Result<(), StoreError> {
@@ -287,7 +288,6 @@ fn replace_records(sql: &mut impl Sql, licensor: &str, host: &str) -> Result<(),
     for a in &agreements {
         rollups::delete(sql, a.id().as_str())?;
     }
-    let resends = segments::resends_of_host(sql, host)?;
     let segments = segments::of_pair(sql, licensor, host)?;
     // Each record's new place and lateness, and whether its segment changes.
     let mut placements: Vec<(Vec<NewPlace>, bool)> = Vec::with_capacity(segments.len());
@@ -328,7 +328,6 @@ fn replace_records(sql: &mut impl Sql, licensor: &str, host: &str) -> Result<(),
             let digest = record.digest();
             if let Some(m) = now {
                 deltas.record(m, &record.model, record, &digest)?;
-                deltas.duplicates(m, &record.model, record, resends.get(record.id.as_ref()).copied().unwrap_or(0))?;
             }
             let rolled_up = now.as_ref().map(|m| (m.agreement_id, m.month.as_str()));
             moved.entry((rolled_up, *late)).or_default().push(NewRecord {

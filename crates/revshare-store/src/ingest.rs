@@ -13,7 +13,7 @@
 //! Then each good record's `(host, id)` is looked up in the index of stored records
 //! ([`crate::index`], caught up with every committed segment under the write lock): not there,
 //! it is new; there with the same fingerprint (the first half of the SHA-256 of the record's
-//! canonical form, model resolved), it is a duplicate — counted, its resend count raised; there
+//! canonical form, model resolved), it is a duplicate — counted in its group's rollup, no row; there
 //! with another fingerprint, it is a conflict, and the stored record is read to name the fields
 //! that differ, and stays as it is. Duplicates and conflicts inside one batch follow the same
 //! rule, in batch order, the first occurrence wins: a later occurrence is compared with the first
@@ -47,7 +47,7 @@
 //! and sorted on every core.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
 use foldhash::fast::RandomState;
@@ -457,7 +457,6 @@ pub(crate) fn ingest<'b>(
     let mut firsts: HashTable<(u64, usize, First)> = HashTable::with_capacity(batch.len());
     let mut new: Vec<usize> = Vec::with_capacity(batch.len());
     let mut duplicates: Vec<usize> = Vec::new();
-    let mut resends: BTreeMap<(&str, &str), i64> = BTreeMap::new();
     // The SHA-256 digests, as sent, of the records the batch stores or repeats.
     let mut logged: Vec<[u8; 32]> = Vec::with_capacity(batch.len());
     // The hosts of those records, by their place in the registry's.
@@ -503,7 +502,6 @@ pub(crate) fn ingest<'b>(
         if same {
             logged.push(sent_digest);
             report.duplicates += 1;
-            *resends.entry(key).or_default() += 1;
             duplicates.push(i);
             continue;
         }
@@ -578,9 +576,7 @@ pub(crate) fn ingest<'b>(
         };
         last_segment = segments::write_encoded(sql, &place, count, keys, data)?;
     }
-    let resends: Vec<(&str, &str, i64)> = resends.into_iter().map(|((host, id), count)| (host, id, count)).collect();
-    segments::add_resends(sql, &resends)?;
-    report.logged = log_batch(sql, leaf, logged, record_key, signed)?;
+    report.logged = log_batch(sql, leaf, logged, record_key, signed, !new.is_empty())?;
     report.stored = true;
     let mut keys = Vec::with_capacity(new.len());
     keys.extend(new.iter().filter_map(|&i| {
@@ -606,6 +602,7 @@ fn log_batch(
     digests: Vec<[u8; 32]>,
     key: [u8; RECORD_KEY_BYTES],
     signed: Option<&SignedBatch>,
+    stores_records: bool,
 ) -> Result<Option<LoggedBatch>, StoreError> {
     let mut commitments: Vec<[u8; 32]> =
         digests.par_iter().with_min_len(4096).map(|digest| record_commitment(&record_salt(&key, digest), digest)).collect();
@@ -623,6 +620,8 @@ fn log_batch(
     if appended != leaf {
         return Err(StoreError::Log(format!("the batch's leaf is {appended}, not {leaf}: another writer appended in between")));
     }
-    log::store_batch(sql, leaf, &digest, &commitments, &key)?;
+    // A batch that stored no record (resends only) keeps no commitments: no bundle holds a record
+    // of it, so none needs them, and a replay grows nothing but the log.
+    log::store_batch(sql, leaf, &digest, if stores_records { &commitments } else { &[] }, &key)?;
     Ok(Some(LoggedBatch { leaf, digest, records, record_key: key }))
 }

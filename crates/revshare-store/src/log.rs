@@ -339,7 +339,8 @@ pub(crate) fn store_batch(
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredBatch {
     pub digest: String,
-    /// The sorted [`revshare_core::transparency::record_commitment`]s of its distinct records.
+    /// The sorted [`revshare_core::transparency::record_commitment`]s of its distinct records;
+    /// none for a batch that stored no record (resends only), which no bundle holds.
     pub commitments: Vec<[u8; 32]>,
     /// Its record-salt key: a secret that opens every record of the batch.
     pub record_key: [u8; RECORD_KEY_BYTES],

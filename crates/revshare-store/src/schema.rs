@@ -73,6 +73,9 @@
 //!
 //! Version 13 adds `dispute_transitions.arbiter`: the arbiter an escalation names, which decides
 //! the dispute once both sides named it (SPEC §9).
+//!
+//! Version 14 drops `record_resends`: a resend costs no row (SPEC §6 keeps delivery out of the
+//! statement; the rollups' per-group resend counts remain as delivery statistics).
 
 use crate::error::StoreError;
 use crate::sql::{Access, Backend, Dialect, Param, Sql, first};
@@ -426,6 +429,9 @@ BEGIN SELECT RAISE(ABORT, 'a grant is never deleted; revoke it'); END;
     r#"
 ALTER TABLE dispute_transitions ADD COLUMN arbiter TEXT REFERENCES parties (id);
 "#,
+    r#"
+DROP TABLE record_resends;
+"#,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -767,6 +773,9 @@ FOR EACH ROW EXECUTE FUNCTION revshare_refuse('a grant is never deleted; revoke 
     r#"
 ALTER TABLE dispute_transitions ADD COLUMN arbiter TEXT REFERENCES parties (id);
 "#,
+    r#"
+DROP TABLE record_resends;
+"#,
 ];
 
 /// The version that added `usage_sets`, which is filled from the stored records when it is applied.
@@ -916,10 +925,7 @@ mod tests {
         assert_eq!(moved, vec![(r1.clone(), "nw-70b".to_owned(), Some(0), 4), (r2.clone(), "nw-70b".to_owned(), None, -1)]);
         let unmatched = crate::segments::find(&mut sql, "northwind", "r3", 5).expect("reads").expect("r3 is kept");
         assert_eq!((unmatched.0.record, unmatched.1.rolled_up), (r3, None));
-        assert_eq!(
-            crate::segments::resends_of_host(&mut sql, "northwind").expect("resends").into_iter().collect::<Vec<_>>(),
-            [("r1".to_owned(), 2)]
-        );
+        assert!(sql.query("SELECT 1 FROM record_resends", &[], &mut |_| Ok(())).is_err(), "version 14 dropped the resend rows");
         let set = crate::rollups::usage_set(&mut sql, "a1", "2026-10").expect("the usage set");
         assert_eq!(set, of_digests(&[r2.digest(), r1.digest()]), "version 7 filled it from the old rows");
         assert!(sql.query("SELECT 1 FROM records", &[], &mut |_| Ok(())).is_err(), "the old table is gone");

@@ -19,8 +19,8 @@
 //!
 //! A segment is never updated (a trigger refuses it). Registering an agreement may move records
 //! to another place: their segments are then replaced by segments holding the same records of
-//! the same batch, so a record's values and its batch never change. `record_resends` counts the
-//! identical resends acknowledged per record, which rollups are rebuilt with.
+//! the same batch, so a record's values and its batch never change. An identical resend is no
+//! row: the index finds it by its fingerprint, and the rollups count it per group.
 //!
 //! How segments are written and read: ingestion encodes a batch's segments on every core
 //! (`encode`, over the stretches of the batch where their records were gathered, without copying
@@ -39,7 +39,7 @@ use revshare_core::usage::UsageRecord;
 
 use crate::agreements::{Match, MonthText};
 use crate::error::StoreError;
-use crate::sql::{Columns, Dialect, Param, Sql, first, rows};
+use crate::sql::{Columns, Param, Sql, first, rows};
 
 /// Where a segment's records belong; every record of a segment shares it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -409,64 +409,22 @@ pub(crate) fn keys_after(sql: &mut impl Sql, after: i64, each: &mut EachKeys<'_>
     })
 }
 
-/// Adds acknowledged identical resends: `(host, id, count)`, each `(host, id)` once. SQLite,
-/// in-process, takes them row by row; PostgreSQL takes them in one statement, as a round trip
-/// per resend was most of a batch's time there (500 resends a 50,000-record batch of the bench
-/// file: 50–80 ms).
-pub(crate) fn add_resends(sql: &mut impl Sql, resends: &[(&str, &str, i64)]) -> Result<(), StoreError> {
-    match sql.dialect() {
-        Dialect::Sqlite => {
-            for &(host, id, count) in resends {
-                sql.execute(
-                    "INSERT INTO record_resends (host, id, count) VALUES ($1, $2, $3) \
-                     ON CONFLICT (host, id) DO UPDATE SET count = record_resends.count + excluded.count",
-                    &[Param::Text(host), Param::Text(id), Param::Int(count)],
-                )?;
-            }
-        }
-        Dialect::Postgres if !resends.is_empty() => {
-            let hosts: Vec<&str> = resends.iter().map(|r| r.0).collect();
-            let ids: Vec<&str> = resends.iter().map(|r| r.1).collect();
-            let counts: Vec<i64> = resends.iter().map(|r| r.2).collect();
-            sql.execute(
-                "INSERT INTO record_resends (host, id, count) SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[]) \
-                 ON CONFLICT (host, id) DO UPDATE SET count = record_resends.count + excluded.count",
-                &[Param::TextArray(&hosts), Param::TextArray(&ids), Param::IntArray(&counts)],
-            )?;
-        }
-        Dialect::Postgres => {}
-    }
-    Ok(())
-}
-
-/// The resends acknowledged for each of `host`'s records that has any, by id.
-pub(crate) fn resends_of_host(sql: &mut impl Sql, host: &str) -> Result<BTreeMap<String, u64>, StoreError> {
-    let found = rows(sql, "SELECT id, count FROM record_resends WHERE host = $1", &[Param::Text(host)], |row| {
-        let count = row.int(1)?;
-        let count = u64::try_from(count)
-            .map_err(|_| StoreError::Corrupt { what: format!("resends of host {host}"), detail: format!("a count is {count}") })?;
-        Ok((row.text(0)?, count))
-    })?;
-    Ok(found.into_iter().collect())
-}
-
 /// The most records one segment holds when the migration regroups stored records.
 const MOVED_PER_SEGMENT: usize = 100_000;
 
 /// Schema version 8: moves the one-row-per-record `records` table into segments (grouped by
-/// host, licensor, place, lateness and batch, each record keeping its values, scope and batch)
-/// and its resend counts into `record_resends`, then drops it.
+/// host, licensor, place, lateness and batch, each record keeping its values, scope and batch),
+/// then drops it.
 pub(crate) fn move_records(sql: &mut impl Sql) -> Result<(), StoreError> {
     struct Old {
         place: Place,
         stored: StoredRecord,
-        resends: i64,
     }
     let old = rows(
         sql,
         "SELECT r.host, m.owner, r.agreement_id, r.month, r.late, COALESCE(r.batch, -1), r.id, r.model, r.reported_model, \
          r.use_case, r.region, r.time_secs, r.time_nanos, r.requests, r.input_tokens, r.output_tokens, r.revenue, r.currency, \
-         r.scope, r.resends FROM records r JOIN models m ON m.id = r.model ORDER BY r.host, r.id",
+         r.scope FROM records r JOIN models m ON m.id = r.model ORDER BY r.host, r.id",
         &[],
         |row| {
             let (host, id) = (row.text(0)?, row.text(6)?);
@@ -500,7 +458,6 @@ pub(crate) fn move_records(sql: &mut impl Sql) -> Result<(), StoreError> {
             Ok(Old {
                 place: Place { host: host.clone(), licensor: row.text(1)?, rolled_up, late: row.flag(4)?, batch: row.int(5)? },
                 stored: StoredRecord { record, reported_model: row.text(8)?, scope: usize::try_from(scope).ok() },
-                resends: row.int(19)?,
             })
         },
     )?;
@@ -523,9 +480,7 @@ pub(crate) fn move_records(sql: &mut impl Sql) -> Result<(), StoreError> {
             write(sql, place, &new)?;
         }
     }
-    let resends: Vec<(&str, &str, i64)> =
-        old.iter().filter(|o| o.resends > 0).map(|o| (o.place.host.as_str(), o.stored.record.id.as_ref(), o.resends)).collect();
-    add_resends(sql, &resends)?;
+    // The old rows' resend counts are not moved: version 14 keeps no resend per record.
     sql.batch("DROP TABLE records")
 }
 

@@ -256,14 +256,14 @@ fn text(bytes: &[u8]) -> String {
 
 fn migrations_are_idempotent(db: &dyn TestDb) {
     let mut store = db.open();
-    assert_eq!(store.schema_version().expect("version"), 13);
+    assert_eq!(store.schema_version().expect("version"), 14);
     store.add_party(&party("meridian", Role::Licensor)).expect("add a party");
     drop(store);
     let mut again = db.open();
-    assert_eq!(again.schema_version().expect("version"), 13, "opening again applies nothing twice");
+    assert_eq!(again.schema_version().expect("version"), 14, "opening again applies nothing twice");
     assert_eq!(again.party(&pid("meridian")).expect("read"), Some(party("meridian", Role::Licensor)), "data survives reopening");
     let mut third = db.open();
-    assert_eq!(third.schema_version().expect("version"), 13);
+    assert_eq!(third.schema_version().expect("version"), 14);
 }
 
 fn parties_register_once(db: &dyn TestDb) {
@@ -612,13 +612,19 @@ fn duplicates_compare_by_value(db: &dyn TestDb) {
     let report = store.ingest(&[same.clone(), same_again], IngestMode::Atomic, None).expect("ingest");
     assert!(report.stored);
     assert_eq!((report.accepted, report.duplicates, report.conflicts), (0, 2, 0), "{:?}", report.problems);
+    // A batch of resends only is logged (its sender holds a receipt) but keeps no commitment per
+    // record: no bundle holds a record of it.
+    let resent = report.logged.expect("logged").leaf;
+    assert!(store.usage_batch(resent).expect("the batch").commitments.is_empty(), "a resend costs no stored digest");
 
     let fresh = record("d2", "m-70b", "customer_service", "us", "2026-10-03T00:00:00Z", "2");
-    let report = store.ingest(&[fresh.clone(), fresh.clone()], IngestMode::Atomic, None).expect("ingest");
-    assert_eq!((report.accepted, report.duplicates), (1, 1), "a resend inside the batch is a duplicate too");
+    let report = store.ingest(&[fresh.clone(), fresh.clone(), same.clone()], IngestMode::Atomic, None).expect("ingest");
+    assert_eq!((report.accepted, report.duplicates), (1, 2), "a resend inside the batch is a duplicate too");
+    // A batch that stores a record keeps every commitment its logged digest covers.
+    assert_eq!(store.usage_batch(report.logged.expect("logged").leaf).expect("the batch").commitments.len(), 2);
 
     let (rollup, duplicates) = store.rollup(&aid("meridian-northwind"), month("2026-10")).expect("rollup");
-    assert_eq!((rollup.records(), duplicates), (2, 3));
+    assert_eq!((rollup.records(), duplicates), (2, 4));
     let stored = store.records(&aid("meridian-northwind"), month("2026-10")).expect("records");
     assert_eq!(stored, vec![same, fresh], "stored by value: the UTC instant and the normalised revenue");
     assert_eq!(stored[0].time, Instant::parse_rfc3339("2026-10-02T10:00:00Z").expect("time"));
@@ -1101,7 +1107,9 @@ fn registering_an_agreement_places_earlier_records(db: &dyn TestDb) {
     let october = month("2026-10");
     assert_eq!(store.records(&aid("meridian-northwind"), october).expect("records").len(), 6);
     let (rollup, duplicates) = store.rollup(&aid("meridian-northwind"), october).expect("rollup");
-    assert_eq!((rollup.records(), duplicates), (6, 1), "the resend counted before the agreement still counts");
+    // A resend is no row: the one acknowledged before the agreement counted in no rollup, and
+    // re-placing the records does not invent it (delivery statistics, no part of a statement).
+    assert_eq!((rollup.records(), duplicates), (6, 0));
     assert_eq!(
         text(&settle_from_store(store, "meridian-northwind", october, &[])),
         text(&settle_in_memory(store, "meridian-northwind", october, &records, &[]))
