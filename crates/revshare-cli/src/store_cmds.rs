@@ -13,7 +13,7 @@ use revshare_core::ids::{AgreementId, ModelId, PartyId};
 use revshare_core::statement::Statement;
 use revshare_core::time::Period;
 use revshare_store::close::{CloseError, close_month};
-use revshare_store::{IngestMode, Model, Party, PgStore, Role, SqliteStore, Store, StoreError};
+use revshare_store::{Delivery, IngestMode, Model, Party, PgStore, Role, SqliteStore, Store, StoreError};
 
 use crate::Failure;
 use crate::ingest_sink::{Committer, Ingest, Signing, StopReason, Validate};
@@ -267,7 +267,8 @@ fn close_failure(e: CloseError) -> Failure {
 
 pub fn show_statement(args: &StoreArgs, agreement: &str, period: Period, json: bool) -> Result<(), Failure> {
     let id = parse(AgreementId::parse(agreement))?;
-    let Some(stored) = open(args, false)?.statement(&id, period)? else {
+    let mut store = open(args, false)?;
+    let Some(stored) = store.statement(&id, period)? else {
         return Err(Failure::Invalid(format!("error: {id} has no statement for {period}; close the month first (`revshare close`)\n")));
     };
     if json {
@@ -275,25 +276,48 @@ pub fn show_statement(args: &StoreArgs, agreement: &str, period: Period, json: b
     } else {
         let context = format!("{} statement {} of the month", stored.kind.as_str(), stored.sequence);
         print!("{}", crate::report::statement_table(&stored.canonical, &context));
+        print!("{}", delivery_line(&store.delivery(&id, period)?));
     }
     Ok(())
 }
 
+/// The delivery statistics as JSON: `{records, batches, late, resends}`.
+fn delivery_json(d: &Delivery) -> serde_json::Value {
+    serde_json::json!({"records": d.records, "batches": d.batches, "late": d.late, "resends": d.resends})
+}
+
+/// How the month's records arrived, printed under its statement: beside it, never part of it.
+fn delivery_line(d: &Delivery) -> String {
+    format!(
+        "delivery, not part of the statement: {} records stored in {} batch{}, {} of them late; {} identical resend{} acknowledged\n",
+        d.records,
+        d.batches,
+        if d.batches == 1 { "" } else { "es" },
+        d.late,
+        d.resends,
+        if d.resends == 1 { "" } else { "s" }
+    )
+}
+
 /// `revshare statement preview`: the open month as it would close now, marked as a preview. As
-/// JSON, `{"preview": true, "as_of", "statement"}`: the statement is what closing now would
-/// finalise, byte for byte.
+/// JSON, `{"preview": true, "as_of", "statement", "delivery"}`: the statement is what closing
+/// now would finalise, byte for byte; the delivery statistics are beside it.
 pub fn preview_statement(args: &StoreArgs, agreement: &str, period: Period, json: bool) -> Result<(), Failure> {
     let id = parse(AgreementId::parse(agreement))?;
     let now = crate::log_cmds::now();
-    let statement = open(args, false)?.preview(&id, period).map_err(close_failure)?;
+    let mut store = open(args, false)?;
+    let statement = store.preview(&id, period).map_err(close_failure)?;
+    let delivery = store.delivery(&id, period)?;
     let bytes = statement.to_canonical().map_err(anyhow::Error::from)?;
     if json {
         let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(anyhow::Error::from)?;
-        let preview = serde_json::json!({"preview": true, "as_of": now.to_string(), "statement": value});
+        let preview =
+            serde_json::json!({"preview": true, "as_of": now.to_string(), "statement": value, "delivery": delivery_json(&delivery)});
         println!("{}", serde_json::to_string_pretty(&preview).map_err(anyhow::Error::from)?);
     } else {
         let context = format!("PREVIEW as of {now}: not final, not signed, nothing booked");
         print!("{}", crate::report::statement_table(&bytes, &context));
+        print!("{}", delivery_line(&delivery));
     }
     Ok(())
 }

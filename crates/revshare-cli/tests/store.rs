@@ -145,6 +145,7 @@ fn the_worked_example_through_the_store() {
     let preview: serde_json::Value =
         serde_json::from_str(&store.ok(&[&["statement", "preview"][..], &month, &["--format", "json"]].concat())).expect("JSON");
     assert_eq!(preview["preview"], true);
+    assert_eq!(preview["delivery"]["records"], 6, "{preview}");
     let table = store.ok(&[&["statement", "preview"][..], &month].concat());
     assert!(table.contains("PREVIEW as of") && table.contains("not final, not signed, nothing booked"), "{table}");
     assert!(!store.ok(&["statement", "list"]).contains("meridian-northwind"), "a preview finalises nothing");
@@ -172,6 +173,14 @@ fn the_worked_example_through_the_store() {
     assert!(text(&twice.stderr).contains("already closed"), "{}", text(&twice.stderr));
     let shown = store.ok(&["statement", "show", "--agreement", "meridian-northwind", "--period", "2026-10", "--format", "json"]);
     assert_eq!(shown.trim(), serde_json::to_string(&statement).map(|_| shown.trim().to_owned()).unwrap_or_default());
+    // The table says how the records arrived, beside the statement: the example's resend, then
+    // its 7 lines of the agreement's month sent again (the CloudEvents file).
+    let table = store.ok(&["statement", "show", "--agreement", "meridian-northwind", "--period", "2026-10"]);
+    assert!(
+        table
+            .contains("delivery, not part of the statement: 6 records stored in 1 batch, 0 of them late; 8 identical resends acknowledged"),
+        "{table}"
+    );
 }
 
 #[test]

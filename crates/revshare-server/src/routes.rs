@@ -193,6 +193,7 @@ pub(crate) fn api(auth: Option<AppState>) -> (axum::Router<AppState>, utoipa::op
         .routes(routes!(list_statements))
         .routes(routes!(get_statement))
         .routes(routes!(preview_statement))
+        .routes(routes!(statement_delivery))
         .routes(routes!(sign_statement))
         .routes(routes!(post_agreement))
         .routes(routes!(post_close))
@@ -556,6 +557,70 @@ pub struct Preview {
     pub as_of: String,
     /// The statement closing the month now would finalise, byte for byte in its canonical form.
     pub statement: Value,
+    /// How the month's records arrived so far, beside the statement.
+    pub delivery: DeliveryView,
+}
+
+/// How an agreement month's records arrived: delivery statistics, reported beside its statement
+/// and never in it (SPEC §6), so resends and retries change no statement byte.
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryView {
+    pub agreement: String,
+    #[schema(example = "2026-10")]
+    pub period: String,
+    /// Distinct records stored for the month.
+    pub records: u64,
+    /// The batches that stored them.
+    pub batches: u64,
+    /// Those stored after the month closed (carried by a restatement).
+    pub late: u64,
+    /// Identical resends of them acknowledged; they changed nothing.
+    pub resends: u64,
+}
+
+impl DeliveryView {
+    fn of(id: &AgreementId, period: Period, d: revshare_store::Delivery) -> DeliveryView {
+        DeliveryView {
+            agreement: id.to_string(),
+            period: period.to_string(),
+            records: d.records,
+            batches: d.batches,
+            late: d.late,
+            resends: d.resends,
+        }
+    }
+}
+
+/// How an agreement month's records arrived (open or closed): records, batches, late records and
+/// identical resends. For whoever may read the agreement's statements.
+#[utoipa::path(
+    get,
+    path = "/statements/{agreement}/{period}/delivery",
+    tag = "statements",
+    params(("agreement" = String, Path, description = "the agreement id"), ("period" = String, Path, description = "the month, YYYY-MM")),
+    responses(
+        (status = 200, description = "the month's delivery statistics", body = DeliveryView),
+        (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "no such agreement that this token can read", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn statement_delivery(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((agreement, period)): Path<(String, String)>,
+) -> Result<Json<DeliveryView>, Problem> {
+    let id = agreement_id(&agreement)?;
+    let period = period_of(&period)?;
+    let view = state
+        .run(move |store, _| {
+            readable(store, &caller, &id)?;
+            Ok(DeliveryView::of(&id, period, store.delivery(&id, period)?))
+        })
+        .await?;
+    Ok(Json(view))
 }
 
 /// An open month as `revshare statement preview` shows it: the statement closing it now would
@@ -597,7 +662,8 @@ pub(crate) async fn preview_statement(
             let as_of = shared.now();
             let bytes = store.preview(&id, period)?.to_canonical().map_err(|e| Problem::internal("a preview cannot be encoded", &e))?;
             let statement = serde_json::from_slice(&bytes).map_err(|e| Problem::internal("a preview cannot be read back", &e))?;
-            Ok(Preview { preview: true, as_of: as_of.to_string(), statement })
+            let delivery = DeliveryView::of(&id, period, store.delivery(&id, period)?);
+            Ok(Preview { preview: true, as_of: as_of.to_string(), statement, delivery })
         })
         .await?;
     Ok(Json(preview))

@@ -1618,6 +1618,16 @@ fn a_preview_is_the_close_to_come_for_the_two_parties(db: &dyn TestDb) {
         }
         let auditor = api.get(path, Some(&tokens.auditor)).await.problem(403);
         assert!(auditor["detail"].as_str().is_some_and(|d| d.contains("a preview is for the agreement's licensor and host")), "{auditor}");
+        // How the records arrived is beside the statement, never in it: the example's resend.
+        let delivery = json!({"agreement": "meridian-northwind", "period": "2026-10", "records": 6, "batches": 1, "late": 0, "resends": 1});
+        assert_eq!(licensors["delivery"], delivery);
+        let stats = "/v1/statements/meridian-northwind/2026-10/delivery";
+        for token in [&tokens.meridian, &tokens.northwind, &tokens.auditor] {
+            assert_eq!(api.get(stats, Some(token)).await.json(), delivery, "whoever reads the statements reads how records arrived");
+        }
+        for token in [&tokens.southwind, &tokens.aurora, &tokens.arbiter, &tokens.operator] {
+            api.get(stats, Some(token)).await.problem(404);
+        }
         let after = api.with_store(|store| (store.log_size().expect("size"), store.journal().expect("journal").len())).await;
         assert_eq!(after, before, "a preview logs and books nothing");
         api.get("/v1/statements/meridian-northwind/2026-10", Some(&tokens.meridian)).await.problem(404);

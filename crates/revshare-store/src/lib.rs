@@ -89,6 +89,7 @@ pub use log::{LogLeaf, StoredBatch};
 pub use pg::{PgStore, WRITE_LOCK};
 pub use records::SentRecord;
 pub use registry::{Model, OPERATOR, Party, Role};
+pub use segments::Delivery;
 pub use sqlite::{BUSY_TIMEOUT, SqliteStore};
 pub use statements::{Carried, NewStatement, StatementKind, StoredStatement};
 pub use tokens::StoredToken;
@@ -145,6 +146,9 @@ pub trait Store {
 
     /// The rollup of an agreement's month, and the identical resends acknowledged for its records.
     fn rollup(&mut self, agreement: &AgreementId, period: Period) -> Result<(Rollup, u64), StoreError>;
+    /// How an agreement month's records arrived: delivery statistics, reported beside its
+    /// statement and never in it (SPEC §6).
+    fn delivery(&mut self, agreement: &AgreementId, period: Period) -> Result<Delivery, StoreError>;
     /// The usage set of the records of an agreement's month (its digest is the statement's
     /// `usage_digest`), kept current at ingest.
     fn usage_set(&mut self, agreement: &AgreementId, period: Period) -> Result<UsageSet, StoreError>;
@@ -426,6 +430,15 @@ impl<B: Backend> Store for B {
         transaction(self, Access::Read, |sql| {
             agreements::require(sql, agreement.as_str(), None)?;
             rollups::of_period(sql, agreement.as_str(), &period.to_string())
+        })
+    }
+
+    fn delivery(&mut self, agreement: &AgreementId, period: Period) -> Result<Delivery, StoreError> {
+        transaction(self, Access::Read, |sql| {
+            agreements::require(sql, agreement.as_str(), None)?;
+            let month = period.to_string();
+            let (_, resends) = rollups::of_period(sql, agreement.as_str(), &month)?;
+            segments::delivery(sql, agreement.as_str(), &month, resends)
         })
     }
 

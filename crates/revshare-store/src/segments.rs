@@ -39,7 +39,7 @@ use revshare_core::usage::UsageRecord;
 
 use crate::agreements::{Match, MonthText};
 use crate::error::StoreError;
-use crate::sql::{Columns, Param, Sql, first, rows};
+use crate::sql::{Columns, Param, Sql, first, rows, unsigned};
 
 /// Where a segment's records belong; every record of a segment shares it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -407,6 +407,42 @@ pub(crate) fn keys_after(sql: &mut impl Sql, after: i64, each: &mut EachKeys<'_>
     sql.query("SELECT id, host, batch, keys FROM record_segments WHERE id > $1 ORDER BY id", &[Param::Int(after)], &mut |row| {
         each(row.int(0)?, &row.text(1)?, row.int(2)?, &row.bytes(3)?)
     })
+}
+
+/// How an agreement month's records arrived: statistics of delivery, reported beside the month's
+/// statement and never in it (SPEC §6).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Delivery {
+    /// Distinct records stored for the month.
+    pub records: u64,
+    /// The batches that stored them.
+    pub batches: u64,
+    /// Those stored after the month closed (carried by a restatement).
+    pub late: u64,
+    /// Identical resends of them acknowledged (they changed nothing).
+    pub resends: u64,
+}
+
+/// The [`Delivery`] of an agreement month from its segments, with the `resends` its rollups counted.
+pub(crate) fn delivery(sql: &mut impl Sql, agreement_id: &str, month: &str, resends: u64) -> Result<Delivery, StoreError> {
+    let mut delivery = Delivery { resends, ..Delivery::default() };
+    let mut batches = std::collections::BTreeSet::new();
+    let what = || format!("the segments of agreement {agreement_id} in {month}");
+    sql.query(
+        "SELECT batch, late, records FROM record_segments WHERE agreement_id = $1 AND month = $2",
+        &[Param::Text(agreement_id), Param::Text(month)],
+        &mut |row| {
+            batches.insert(row.int(0)?);
+            let records: u64 = unsigned(row.int(2)?, what)?;
+            delivery.records += records;
+            if row.flag(1)? {
+                delivery.late += records;
+            }
+            Ok(())
+        },
+    )?;
+    delivery.batches = u64::try_from(batches.len()).unwrap_or(u64::MAX);
+    Ok(delivery)
 }
 
 /// The most records one segment holds when the migration regroups stored records.

@@ -1253,7 +1253,10 @@ fn after_the_last_month_a_final_true_up_carries_what_came_late(db: &dyn TestDb) 
 
     // A record of October arrives late; the host disputes a line and the licensor accepts.
     let late = record("late-1", "m-8b", "content_moderation", "us", "2026-10-31T23:00:00Z", "100");
-    assert_eq!(store.ingest(&[late], IngestMode::Atomic, None).expect("ingest").late, 1);
+    assert_eq!(store.ingest(&[late.clone(), late], IngestMode::Atomic, None).expect("ingest").late, 1);
+    // How October's records arrived, beside its statements: two batches, the late one, a resend.
+    let delivery = store.delivery(&id, october).expect("delivery");
+    assert_eq!(delivery, revshare_store::Delivery { records: 7, batches: 2, late: 1, resends: 2 });
     store
         .open_dispute(&id, october, None, Some(0), step(State::Open, "northwind", ActorRole::Host, day(11, 10), Some(1_500)))
         .expect("open");
