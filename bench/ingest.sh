@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark: `revshare ingest` and `revshare close` on the embedded SQLite store and on
+# Benchmark: `revshare ingest`, `statement preview` and `close` on the embedded SQLite store and on
 # PostgreSQL, beside the baselines of ../shared/bench (SQLite INSERT OR IGNORE, PostgreSQL
 # COPY + ON CONFLICT), on the same file in the same run.
 # usage: bench/ingest.sh USAGE.jsonl
@@ -29,6 +29,8 @@ cat "$file" >/dev/null
 register --data "$work/sqlite"
 s=$(t "$bin" --data "$work/sqlite" ingest "$file" --batch-size 50000)
 echo "revshare ingest, SQLite (durable, deduplicated, rolled up): $s s, $(rate "$s")"
+v=$( { /usr/bin/time -f "%e" "$bin" --data "$work/sqlite" statement preview --agreement bench-h1 --period 2026-10 --format json >/dev/null; } 2>&1 | tail -1)
+echo "revshare statement preview (the open month), SQLite: $v s (whole command)"
 c=$( { /usr/bin/time -f "%e" "$bin" --data "$work/sqlite" close --agreement bench-h1 --period 2026-10 --format json >/dev/null; } 2>&1 | tail -1)
 echo "revshare close, SQLite: $c s (whole command)"
 b=$(t python3 "$shared/sqlite_ingest.py" "$file" "$work/baseline.db" FULL)
@@ -40,6 +42,8 @@ if psql -X -h 127.0.0.1 -U postgres -d postgres -qc 'select 1' >/dev/null 2>&1; 
   register --database "$url"
   p=$(t "$bin" --database "$url" ingest "$file" --batch-size 50000)
   echo "revshare ingest, PostgreSQL: $p s, $(rate "$p")"
+  v=$( { /usr/bin/time -f "%e" "$bin" --database "$url" statement preview --agreement bench-h1 --period 2026-10 --format json >/dev/null; } 2>&1 | tail -1)
+  echo "revshare statement preview (the open month), PostgreSQL: $v s (whole command)"
   c=$( { /usr/bin/time -f "%e" "$bin" --database "$url" close --agreement bench-h1 --period 2026-10 --format json >/dev/null; } 2>&1 | tail -1)
   echo "revshare close, PostgreSQL: $c s (whole command)"
   psql -X -h 127.0.0.1 -U postgres -d postgres -qc 'drop database if exists revshare_baseline' -c 'create database revshare_baseline' >/dev/null

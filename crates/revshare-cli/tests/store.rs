@@ -129,6 +129,15 @@ fn usage(store: &TestStore, name: &str, records: u64, seed: u64) -> String {
     path
 }
 
+/// Offline `revshare settle` of October, as canonical JSON.
+fn settle_json(store: &TestStore, agreement: &str, usage: &str, contributions: Option<&str>) -> String {
+    let mut args = vec!["settle", "--agreement", agreement, "--usage", usage, "--period", "2026-10", "--format", "json"];
+    if let Some(contributions) = contributions {
+        args.extend(["--contributions", contributions]);
+    }
+    store.ok(&args)
+}
+
 fn close_json(store: &TestStore, period: &str) -> String {
     store.ok(&["close", "--agreement", "bench-h1", "--period", period, "--format", "json"])
 }
@@ -217,19 +226,8 @@ fn the_worked_example_closes_with_its_stored_contributions() {
     assert_eq!(statement["totals"]["net_payable"], "855.37", "{statement}");
     assert_eq!(statement["totals"]["host_credit"], "12.40", "{statement}");
     // The same as settling the files.
-    let from_files = store.ok(&[
-        "settle",
-        "--agreement",
-        &examples().join("agreement.toml").display().to_string(),
-        "--usage",
-        &examples().join("usage.jsonl").display().to_string(),
-        "--contributions",
-        &contributions,
-        "--period",
-        "2026-10",
-        "--format",
-        "json",
-    ]);
+    let agreement = examples().join("agreement.toml").display().to_string();
+    let from_files = settle_json(&store, &agreement, &examples().join("usage.jsonl").display().to_string(), Some(&contributions));
     let from_files: serde_json::Value = serde_json::from_str(&from_files).expect("JSON");
     assert_eq!(statement, from_files);
 }
@@ -593,13 +591,13 @@ proptest! {
         // The host's last delivery: the whole file again, to the end.
         store.ok(&["ingest", file, "--batch-size", "5000"]);
         let agreement = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/agreement-h1.toml").display().to_string();
-        let offline = store.ok(&["settle", "--agreement", &agreement, "--usage", file, "--period", "2026-10", "--format", "json"]);
+        let offline = settle_json(&store, &agreement, file, None);
         let closed = close_json(&store, "2026-10");
         prop_assert_eq!(&closed, &offline, "the store's statement is not offline settle's");
         let bundle = store.path("bundle");
         store.ok(&["statement", "export", "--agreement", "bench-h1", "--period", "2026-10", "--bundle", &bundle]);
         let records = Path::new(&bundle).join("records.jsonl").display().to_string();
-        let from_bundle = store.ok(&["settle", "--agreement", &agreement, "--usage", &records, "--period", "2026-10", "--format", "json"]);
+        let from_bundle = settle_json(&store, &agreement, &records, None);
         prop_assert_eq!(&from_bundle, &offline, "the bundle's records settle differently");
     }
 }
@@ -843,19 +841,7 @@ fn bundle_verifies(store: &TestStore) {
     // gives the statement's bytes.
     let at = |name: &str| bundle.join(name).display().to_string();
     let contributions = examples().join("contributions.jsonl").display().to_string();
-    let settled = store.ok(&[
-        "settle",
-        "--agreement",
-        &at("agreement.toml"),
-        "--usage",
-        &at("records.jsonl"),
-        "--contributions",
-        &contributions,
-        "--period",
-        "2026-10",
-        "--format",
-        "json",
-    ]);
+    let settled = settle_json(store, &at("agreement.toml"), &at("records.jsonl"), Some(&contributions));
     assert_eq!(settled.trim(), statement.trim());
 }
 

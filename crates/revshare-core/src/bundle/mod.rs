@@ -80,9 +80,10 @@ pub struct Bundle {
     /// `agreement.toml`: the TOML text of the agreement version the statement applies.
     pub agreement: String,
     /// `records.jsonl`: the records the statement counted, as their hosts sent them, one per line,
-    /// each in its canonical form ([`crate::usage::UsageRecord::write_canonical`]; a SPEC §3 JSON
-    /// line is read too), sorted by `(host, id)` ascending, each once. A record's digest is always
-    /// that of its canonical form.
+    /// each a SPEC §3 usage line in the canonical form's key order, counts as JSON integers
+    /// ([`crate::usage::UsageRecord::write_json_line`]: what `settle` reads; canonical-form lines
+    /// and any other SPEC §3 line are read too), sorted by `(host, id)` ascending, each once. A
+    /// record's digest is always that of its canonical form.
     pub records: Vec<u8>,
     /// `aliases.json`: `{"<host>": {"<host's model id>": "<licensed model id>"}}`, how reported
     /// model ids map to licensed ones (`{}` if none).

@@ -1,6 +1,7 @@
-//! Reading `records.jsonl` in parts on scoped threads: each line parsed (the canonical form
-//! directly), digested once, its model mapped, selected and summed; its order and batch checked
-//! (its digest committed under its salt from `records.salts`, and found in a batch file).
+//! Reading `records.jsonl` in parts on scoped threads: each line parsed (the bundle's key-order
+//! layout directly), digested once (its canonical form hashed without being written out), its
+//! model mapped, selected and summed; its order and batch checked (its digest committed under its
+//! salt from `records.salts`, and found in a batch file).
 
 use std::borrow::Cow;
 
