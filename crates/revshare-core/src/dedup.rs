@@ -1,8 +1,10 @@
 //! The idempotency index: `(host, id)` identifies a record (SPEC §3).
 //!
 //! The index keeps, per key, the first location the record was seen at and a 128-bit fingerprint
-//! of its content ([`DedupIndex::fingerprint`], a keyed hash of the normalised field values, so
-//! `1.50` and `1.5`, or the same instant at two offsets, agree). A record seen again is a
+//! of its content, given by the caller: [`DedupIndex::fingerprint`] (a keyed hash of the
+//! normalised field values, so `1.50` and `1.5`, or the same instant at two offsets, agree), or,
+//! where the record's SHA-256 is computed anyway (`settle`'s selected records, the store), the
+//! first half of that digest. A record seen again is a
 //! duplicate when the fingerprints agree and a conflict otherwise. The fingerprint is not a
 //! cryptographic digest: its key is secret to the process, and a stored system of record (which
 //! must never merge two different records) compares the stored fields instead.

@@ -6,8 +6,10 @@
 //! disputed statement's agreement open disputes and answer them (the core decides which side
 //! answers what); an arbiter decides escalated disputes; an auditor reads and does not act. A
 //! dispute is read by whoever may read its agreement; for anyone else it is not found, exactly as
-//! one that does not exist. Before anything is read or moved, the escalations whose deadlines
-//! have passed are applied, so every answer shows the process as it stands.
+//! one that does not exist. Every answer shows the process as it stands: a read shows the
+//! escalations whose deadlines have passed as applied (`StoredDispute::effective`) without
+//! writing them; a move applies them first (`escalate_disputes`), and `serve`'s scheduled pass logs
+//! them.
 
 use axum::body::Body;
 use axum::extract::{Path, State};
