@@ -459,7 +459,6 @@ pub(crate) fn ingest<'b>(
     let mut duplicates: Vec<usize> = Vec::new();
     // The SHA-256 digests, as sent, of the records the batch stores or repeats.
     let mut logged: Vec<[u8; 32]> = Vec::with_capacity(batch.len());
-    // The hosts of those records, by their place in the registry's.
     for (i, record) in batch.iter().enumerate() {
         let problem = |kind, reason| IngestProblem { index: i, host: record.host.to_string(), id: record.id.to_string(), kind, reason };
         let good = match &checked[i] {
