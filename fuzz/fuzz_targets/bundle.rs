@@ -5,13 +5,14 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use revshare_core::bundle::{Bundle, MAX_FINDING_CHARS, VerifyOptions, verify};
+use revshare_core::bundle::{Bundle, MAX_FINDING_CHARS, RestatedMonth, VerifyOptions, verify};
 use revshare_core::note::SignerKey;
 
 fuzz_target!(|data: &[u8]| {
     // The files, separated by 0xFF (which UTF-8 never holds): statement, agreement, records,
-    // the records' salts in hex, aliases, log, keys, signatures, then two batch files in hex
-    // (binary salts and commitments would hold the separator).
+    // the records' salts in hex, aliases, log, keys, signatures, two batch files in hex (binary
+    // salts and commitments would hold the separator), a restated month's period and its two
+    // statements, then a checkpoint note the verifier holds.
     let mut parts = data.split(|&b| b == 0xFF);
     let mut next = || parts.next().unwrap_or_default().to_vec();
     let bundle = Bundle {
@@ -24,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
         keys: next(),
         signatures: next(),
         batches: (0u64..).zip(std::iter::from_fn(|| Some(from_hex(&next()))).take(2)).collect(),
+        restated: vec![RestatedMonth { period: String::from_utf8_lossy(&next()).into_owned(), before: next(), after: next() }],
     };
     let alone = verify(&bundle, &VerifyOptions::default());
     assert!(!alone.ok(), "nothing held, nothing anchored");

@@ -10,7 +10,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use revshare_core::bundle::{Anchor, BATCHES_DIR, Bundle, VerifyOptions, verify};
+use revshare_core::bundle::{Anchor, BATCHES_DIR, Bundle, RESTATED_DIR, RestatedMonth, VerifyOptions, verify};
 use revshare_core::merkle::Hash;
 use revshare_core::note::{SignerKey, VerifierKey};
 use revshare_core::time::{Instant, Period};
@@ -252,6 +252,9 @@ pub fn export_bundle(args: &StoreArgs, agreement: &str, period: Period, sequence
     std::fs::create_dir_all(dir.join(BATCHES_DIR)).with_context(|| format!("cannot create {}", dir.display()))?;
     for (name, bytes) in bundle.files() {
         let path = dir.join(&name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        }
         std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
     }
     println!(
@@ -285,6 +288,21 @@ fn read_bundle(dir: &Path) -> Result<Bundle, Failure> {
         }
     }
     batches.sort_by_key(|(leaf, _)| *leaf);
+    let mut restated = Vec::new();
+    let restated_dir = dir.join(RESTATED_DIR);
+    if restated_dir.exists() {
+        for entry in std::fs::read_dir(&restated_dir).with_context(|| format!("cannot list {}", restated_dir.display()))? {
+            let month = entry.context("cannot list the bundle's restated months")?.path();
+            let period = month.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let read_month = |name: &str| {
+                let path = month.join(name);
+                std::fs::read(&path)
+                    .with_context(|| format!("cannot read {}: a restated month holds before.json and after.json", path.display()))
+            };
+            restated.push(RestatedMonth { before: read_month("before.json")?, after: read_month("after.json")?, period });
+        }
+    }
+    restated.sort_by(|a, b| a.period.cmp(&b.period));
     let agreement = String::from_utf8(read("agreement.toml")?)
         .map_err(|e| Failure::Invalid(format!("error: agreement.toml in the bundle is not UTF-8 ({e})\n")))?;
     Ok(Bundle {
@@ -297,6 +315,7 @@ fn read_bundle(dir: &Path) -> Result<Bundle, Failure> {
         keys: read("keys.json")?,
         signatures: read("signatures.json")?,
         batches,
+        restated,
     })
 }
 
@@ -313,12 +332,14 @@ pub fn verify_bundle(dir: &Path, since: Option<&Path>, trust: &[PathBuf], consis
     let c = &report.checked;
     let summary = format!(
         "the statement recomputes byte for byte from {} records in {} logged batches ({} signed by the host); \
-         {} log leaves proven under the checkpoint; {} dispute adjustment(s) resolved as logged; {} statement signature(s){}",
+         {} log leaves proven under the checkpoint; {} dispute adjustment(s) resolved as logged; {} restatement(s) equal to \
+         their month's logged statements' difference; {} statement signature(s){}",
         c.records,
         c.batches,
         c.signed_batches,
         c.leaves,
         c.disputes,
+        c.restatements,
         c.signatures,
         if c.countersigned { ", countersigned by the host" } else { ", not countersigned by the host" }
     );

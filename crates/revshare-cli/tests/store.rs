@@ -294,6 +294,17 @@ fn a_late_record_is_carried_into_the_next_month_as_a_restatement() {
         let (ok, output) = verify(Path::new(&dir), &["--trust", &deployment_public(&store)]);
         assert!(ok, "statement #{sequence}: {output}");
     }
+    // November's bundle holds October's two statements, and its adjustment is their difference.
+    let dir = store.path("bundle-november");
+    store.ok(&["statement", "export", "--agreement", "bench-h1", "--period", "2026-11", "--bundle", &dir]);
+    for (file, sequence) in [("before.json", "1"), ("after.json", "2")] {
+        let out = store.path(&format!("october-{sequence}.json"));
+        store.ok(&["statement", "export", "--agreement", "bench-h1", "--period", "2026-10", "--sequence", sequence, "--out", &out]);
+        let bundled = std::fs::read(Path::new(&dir).join("restated/2026-10").join(file)).expect(file);
+        assert_eq!(bundled, std::fs::read(&out).expect("the exported statement"), "{file} is October's statement #{sequence}");
+    }
+    let (ok, output) = verify(Path::new(&dir), &["--trust", &deployment_public(&store)]);
+    assert!(ok && output.contains("1 restatement(s) equal to their month's logged statements' difference"), "{output}");
     // The restatement posted nothing; November's entry carries the difference, so the ledger
     // holds October as first closed plus November.
     let owed = minor(&closed["totals"]["net_payable"]) + minor(&november["totals"]["net_payable"]);

@@ -4,12 +4,12 @@
 //! verifier holds: forged bundles that agree with themselves are refused, each saying why.
 
 use revshare_core::agreement::parse_agreement;
-use revshare_core::bundle::{Anchor, Bundle, Finding, Report, VerifyOptions, verify};
+use revshare_core::bundle::{Anchor, Bundle, Finding, Report, RestatedMonth, VerifyOptions, verify};
 use revshare_core::contribution::{Contribution, parse_contribution_line};
 use revshare_core::merkle::{self, Hash, MemoryCells, leaf_hash};
 use revshare_core::note::{Checkpoint, SignerKey, VerifierKey, sign_note};
 use revshare_core::settle::{settle_records, sorted_digest};
-use revshare_core::statement::{Adjustment, AdjustmentKind, Statement};
+use revshare_core::statement::{Statement, restatement};
 use revshare_core::time::Period;
 use revshare_core::transparency::{
     self, KeyOrigin, RECORD_KEY_BYTES, SALT_BYTES, Salt, Signed, b64, batch_message, commitment, record_commitment, record_salt,
@@ -66,7 +66,8 @@ const RECORDS: [&str; 5] = [
 ];
 
 /// A record of September, in the first batch but not counted by October's statement.
-const SEPTEMBER: &str = r#"{"id":"r-0","host":"northwind","model":"m-70b","use_case":"search","region":"us","time":"2026-09-30T23:00:00Z","requests":1,"input_tokens":1,"output_tokens":1,"revenue":"1","currency":"USD"}"#;
+/// It came late: September, closed without it, was restated, and October carries the difference.
+const SEPTEMBER: &str = r#"{"id":"r-0","host":"northwind","model":"m-70b","use_case":"search","region":"us","time":"2026-09-30T23:00:00Z","requests":1,"input_tokens":1,"output_tokens":1,"revenue":"500","currency":"USD"}"#;
 
 const ALIASES: &str = r#"{"northwind":{"nw-llama-70b":"m-70b"}}"#;
 
@@ -98,14 +99,17 @@ struct Fixture {
     keys: Value,
     signatures: Vec<Signed>,
     batches: Vec<(u64, Vec<u8>)>,
+    restated: Vec<RestatedMonth>,
 }
 
 /// The size of the earlier checkpoint.
 const EARLIER: u64 = 6;
-/// The leaf indexes of the two batches and the statement.
+/// The leaf indexes of the two batches, September's two statements and the statement.
 const BATCH_A: u64 = 3;
 const BATCH_B: u64 = 8;
-const STATEMENT_LEAF: u64 = 9;
+const SEPTEMBER_BEFORE: u64 = 9;
+const SEPTEMBER_AFTER: u64 = 10;
+const STATEMENT_LEAF: u64 = 11;
 
 fn signer(name: &str, seed: u8) -> SignerKey {
     SignerKey::from_seed(name, [seed; 32]).unwrap()
@@ -200,19 +204,25 @@ impl Fixture {
             contribution(r#"{"id":"c9","party":"meridian","kind":"update","date":"2026-10-20","description":"other","accepted":true}"#);
         let late =
             contribution(r#"{"id":"c3","party":"meridian","kind":"improvement","date":"2026-10-21","description":"late","accepted":true}"#);
-        let adjustments = vec![Adjustment {
-            kind: AdjustmentKind::Restatement,
-            reference: "meridian-northwind/2026-09/2".to_owned(),
-            description: "late records of September".to_owned(),
-            amount: -500,
+        // September as it closed (no record: the minimum), and restated with its late record.
+        let september = parse_json_line(SEPTEMBER.as_bytes()).unwrap();
+        let september_period = Period::parse("2026-09").unwrap();
+        let before = settle_records(&agreement, september_period, &[], &[], Vec::new()).unwrap();
+        let after = settle_records(&agreement, september_period, std::slice::from_ref(&september), &[], Vec::new()).unwrap();
+        let adjustments = vec![restatement(&before, &after).unwrap().expect("September changed")];
+        let restated = vec![RestatedMonth {
+            period: "2026-09".to_owned(),
+            before: before.to_canonical().unwrap(),
+            after: after.to_canonical().unwrap(),
         }];
+        let digest_of = revshare_core::canonical::digest;
+        let restated_digests = (digest_of(&restated[0].before), digest_of(&restated[0].after));
         let mut statement = settle_records(&agreement, period, &counted, &[c1.clone(), c2.clone()], adjustments).unwrap();
         tweak(&mut statement);
         let statement = statement.to_canonical().unwrap();
         let digest = revshare_core::canonical::digest(&statement);
 
-        // Two batches: the first also holds a September record, the second is signed by the host.
-        let september = parse_json_line(SEPTEMBER.as_bytes()).unwrap();
+        // Two batches: the first also holds the September record, the second is signed by the host.
         let half = sent.len().div_ceil(2);
         let first: Vec<&UsageRecord<'_>> = sent[..half].iter().chain([&september]).collect();
         let second: Vec<&UsageRecord<'_>> = sent[half..].iter().collect();
@@ -243,6 +253,8 @@ impl Fixture {
             transparency::contribution_event(AGREEMENT_ID, &c2).unwrap(),
             transparency::contribution_event("meridian-westwind", &other).unwrap(),
             transparency::batch_event(&digest_b, count_b, Some(&signed_b)).unwrap(),
+            transparency::statement_event(AGREEMENT_ID, "2026-09", 1, "original", &restated_digests.0).unwrap(),
+            transparency::statement_event(AGREEMENT_ID, "2026-09", 2, "restatement", &restated_digests.1).unwrap(),
             transparency::statement_event(AGREEMENT_ID, PERIOD, 1, "original", &digest).unwrap(),
             transparency::contribution_event(AGREEMENT_ID, &late).unwrap(),
             transparency::journal_event("statement:meridian-northwind/2026-10/1", "statement", AGREEMENT_ID, "sha256:00").unwrap(),
@@ -281,6 +293,7 @@ impl Fixture {
             keys,
             signatures,
             batches: vec![(BATCH_A, file_a), (BATCH_B, file_b)],
+            restated,
             trusted: deployment.verifier(),
             deployment,
             host,
@@ -313,6 +326,7 @@ impl Fixture {
             keys: serde_json::to_vec(&self.keys).unwrap(),
             signatures: serde_json::to_vec(&self.signatures.iter().map(Signed::to_json).collect::<Vec<_>>()).unwrap(),
             batches: self.batches.clone(),
+            restated: self.restated.clone(),
         }
     }
 
@@ -352,14 +366,15 @@ fn a_built_bundle_verifies_clean() {
     assert_eq!(checked.records, 5);
     assert_eq!(checked.batches, 2);
     assert_eq!(checked.signed_batches, 1);
-    assert_eq!(checked.leaves, 11);
+    assert_eq!(checked.leaves, 13);
     assert_eq!(checked.signatures, 2);
     assert!(checked.countersigned);
     // c1 (its accepted state) and c2; the other agreement's and the later one are not counted.
     assert_eq!(checked.contributions, 2);
     assert_eq!(checked.consistency, 1);
-    assert_eq!(checked.log_size, Some(12));
+    assert_eq!(checked.log_size, Some(14));
     assert!(checked.recomputed);
+    assert_eq!(checked.restatements, 1);
 }
 
 #[test]
@@ -599,22 +614,70 @@ fn a_wrong_amount_signed_and_logged_is_found_by_recomputation() {
 }
 
 #[test]
-fn adjustments_are_taken_as_given() {
-    // An adjustment the statement carries changes its totals; the recomputation takes it as given.
-    let fixture = Fixture::build(&RECORDS.iter().map(|l| parse_json_line(l.as_bytes()).unwrap()).collect::<Vec<_>>(), |s| {
+fn a_restatement_must_be_its_months_difference() {
+    let records: Vec<UsageRecord<'_>> = RECORDS.iter().map(|l| parse_json_line(l.as_bytes()).unwrap()).collect();
+    let fixture = Fixture::new();
+    assert_eq!(fixture.verify().checked.restatements, 1);
+    let right: Value = serde_json::from_slice(&fixture.statement).unwrap();
+    let right = right["adjustments"][0]["amount"].as_str().unwrap().to_owned();
+    let what = "statement.json adjustments[0] (2026-09)";
+
+    // Another amount, its totals following from it, signed and logged by the deployment: the
+    // recomputation agrees with the totals, but not the restated month.
+    let fixture = Fixture::build(&records, |s| {
         s.adjustments[0].amount = -1234;
         s.totals.adjustments = -1234;
         s.totals.net_payable = s.totals.usage_total - s.totals.host_credit - 1234;
     });
     let report = fixture.verify();
-    assert!(report.ok(), "{:#?}", report.findings);
+    assert_eq!(
+        report.findings,
+        [Finding {
+            what: format!("{what} amount"),
+            expected: format!("{right} (restated/2026-09: after.json's usage less before.json's)"),
+            found: "-12.34".to_owned(),
+        }]
+    );
+    assert_eq!(report.checked.restatements, 0);
 
-    // But totals must follow from it.
-    let fixture = Fixture::build(&RECORDS.iter().map(|l| parse_json_line(l.as_bytes()).unwrap()).collect::<Vec<_>>(), |s| {
-        s.adjustments[0].amount = -1234;
-    });
-    let report = fixture.verify();
-    assert_eq!(whats(&report), ["totals.adjustments", "totals.net_payable"], "{:#?}", report.findings);
+    // Totals must follow from the amount too.
+    let fixture = Fixture::build(&records, |s| s.adjustments[0].amount = -1234);
+    assert_eq!(whats(&fixture.verify()), ["totals.adjustments", "totals.net_payable", &format!("{what} amount")]);
+
+    // The restated month left out: the adjustment has nothing to be checked against, and the
+    // month's leaves are there for nothing.
+    let fixture = Fixture::new();
+    let mut bundle = fixture.bundle();
+    bundle.restated.clear();
+    let report = verify(&bundle, &fixture.trusting());
+    let (before_leaf, after_leaf) =
+        (format!("log.json leaf {SEPTEMBER_BEFORE} (statement)"), format!("log.json leaf {SEPTEMBER_AFTER} (statement)"));
+    assert_eq!(whats(&report), [what, &before_leaf, &after_leaf], "{:#?}", report.findings);
+    assert_eq!(report.findings[0].expected, "the statements it compares, in restated/2026-09/before.json and after.json");
+
+    // The two statements swapped: the later is not the restatement logged after the earlier.
+    let mut bundle = fixture.bundle();
+    let month = &mut bundle.restated[0];
+    std::mem::swap(&mut month.before, &mut month.after);
+    let report = verify(&bundle, &fixture.trusting());
+    assert_eq!(whats(&report), [format!("restated/2026-09/after.json ({before_leaf})")], "{:#?}", report.findings);
+
+    // A statement the log does not hold (September's restated usage made larger): named, and
+    // the leaf it should have matched is unused.
+    let mut bundle = fixture.bundle();
+    let mut after = Statement::from_canonical(&bundle.restated[0].after).unwrap();
+    after.totals.usage_total += 100;
+    bundle.restated[0].after = after.to_canonical().unwrap();
+    let report = verify(&bundle, &fixture.trusting());
+    assert_eq!(whats(&report), ["restated/2026-09/after.json", &after_leaf], "{:#?}", report.findings);
+    assert!(report.findings[0].found.ends_with("in no statement leaf of log.json"), "{}", report.findings[0]);
+
+    // A month the statement does not restate: named.
+    let mut bundle = fixture.bundle();
+    bundle.restated.push(RestatedMonth { period: "2026-08".to_owned(), ..bundle.restated[0].clone() });
+    let report = verify(&bundle, &fixture.trusting());
+    assert_eq!(whats(&report), ["restated"], "{:#?}", report.findings);
+    assert_eq!(report.findings[0].found, "restated/2026-08/");
 }
 
 #[test]
@@ -667,7 +730,7 @@ fn missing_leaves_are_named() {
     fixture.listed.retain(|(i, _)| *i != STATEMENT_LEAF && *i != 2);
     let report = fixture.verify();
     let findings: Vec<String> = report.findings.iter().map(Finding::to_string).collect();
-    assert!(findings.contains(&"log.json: expected exactly one statement leaf, found none".to_owned()), "{findings:#?}");
+    assert!(findings.contains(&"log.json: expected the statement's leaf (a statement of 2026-10), found none".to_owned()), "{findings:#?}");
     assert!(findings.contains(&"log.json: expected exactly one agreement leaf, found none".to_owned()), "{findings:#?}");
     // The host key's leaf cannot be matched to the agreement's host without the agreement leaf,
     // but it is still found.
@@ -878,10 +941,10 @@ fn a_self_registered_deployment_key_is_refused() {
     let report = verify(&bundle, &VerifyOptions { since: Some(&genuine), ..VerifyOptions::default() });
     let finding = checkpoint_finding(&report);
     assert!(finding.found.starts_with(&format!("signed by {}", forger.verifier().to_text())), "{finding}");
-    assert!(finding.found.contains("leaf 12 registers it as a first key"), "{finding}");
+    assert!(finding.found.contains("leaf 14 registers it as a first key"), "{finding}");
     // A trusted key: the forger's key is no rotation of it.
     let report = verify(&bundle, &fixture.trusting());
-    assert!(checkpoint_finding(&report).found.contains("leaf 12 registers it as a first key"), "{:#?}", report.findings);
+    assert!(checkpoint_finding(&report).found.contains("leaf 14 registers it as a first key"), "{:#?}", report.findings);
     // Without either, the forgery agrees with itself, and that is all that is said for it.
     let report = verify(&bundle, &VerifyOptions::default());
     assert!(report.findings.is_empty() && !report.ok(), "{:#?}", report.findings);
@@ -919,7 +982,7 @@ fn a_chain_of_signed_rotations_is_followed() {
     }
     let report = fixture.verify();
     assert!(report.ok(), "{:#?}", report.findings);
-    let how = format!("rotated to at leaf 13, signed by {}", second.verifier().to_text());
+    let how = format!("rotated to at leaf 15, signed by {}", second.verifier().to_text());
     assert_eq!(report.anchor, Anchor::Anchored { key: third.verifier().to_text(), how });
     // From a kept checkpoint: the first key is in the log before it, and the chain follows.
     let report = verify(&fixture.bundle(), &VerifyOptions { since: Some(&genuine), ..VerifyOptions::default() });
@@ -949,7 +1012,7 @@ fn a_checkpoint_of_another_log_or_a_split_view_anchors_nothing() {
     let split = checkpoint_note(&fixture.deployment, &MemoryCells::from_leaves(&leaves));
     let report = verify(&bundle, &VerifyOptions { since: Some(&split), ..VerifyOptions::default() });
     assert_eq!(whats(&report)[0], "since checkpoint", "{:#?}", report.findings);
-    assert!(report.findings[0].expected.contains("at the same size 12"), "{}", report.findings[0]);
+    assert!(report.findings[0].expected.contains("at the same size 14"), "{}", report.findings[0]);
     checkpoint_finding(&report);
 }
 
@@ -996,7 +1059,7 @@ fn host_keys_follow_their_chain() {
     let leaf = transparency::key_event(Some("northwind"), &stranger.verifier().to_text(), KeyOrigin::Operator).unwrap();
     fixture.extend(vec![leaf], &deployment);
     let report = fixture.verify();
-    let finding = report.findings.iter().find(|f| f.what == "log.json leaf 12 (key)").expect("the unsigned key is named");
+    let finding = report.findings.iter().find(|f| f.what == "log.json leaf 14 (key)").expect("the unsigned key is named");
     assert_eq!(finding.found, "a second first key");
     assert!(finding.expected.contains("signed by the key it replaces"), "{finding}");
 
@@ -1017,7 +1080,7 @@ fn host_keys_follow_their_chain() {
     let leaf = transparency::key_event(Some("northwind"), &next.verifier().to_text(), KeyOrigin::Rotation(&forged)).unwrap();
     fixture.extend(vec![leaf], &deployment);
     let report = fixture.verify();
-    let finding = report.findings.iter().find(|f| f.what == "log.json leaf 12 (key)").expect("the forged rotation is named");
+    let finding = report.findings.iter().find(|f| f.what == "log.json leaf 14 (key)").expect("the forged rotation is named");
     assert_eq!(finding.found, "a signature that does not verify with that key");
 }
 

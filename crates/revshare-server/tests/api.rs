@@ -1370,6 +1370,17 @@ fn unpack_bundle(archive: &[u8], dir: &std::path::Path) -> revshare_core::bundle
         })
         .collect();
     batches.sort_by_key(|(leaf, _)| *leaf);
+    let restated = match std::fs::read_dir(dir.join("restated")) {
+        Ok(months) => months
+            .map(|entry| {
+                let month = entry.expect("an entry").path();
+                let read = |name: &str| std::fs::read(month.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+                let period = month.file_name().and_then(|n| n.to_str()).expect("a period").to_owned();
+                revshare_core::bundle::RestatedMonth { period, before: read("before.json"), after: read("after.json") }
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
     revshare_core::bundle::Bundle {
         statement: read("statement.json"),
         agreement: String::from_utf8(read("agreement.toml")).expect("UTF-8"),
@@ -1380,6 +1391,7 @@ fn unpack_bundle(archive: &[u8], dir: &std::path::Path) -> revshare_core::bundle
         keys: read("keys.json"),
         signatures: read("signatures.json"),
         batches,
+        restated,
     }
 }
 

@@ -5,8 +5,8 @@
 //! [`bundle`] signs and keeps a fresh checkpoint (the caller brings the key and the time, as for
 //! [`crate::receipts`]) and proves every leaf the bundle relies on under it: the statement, its
 //! agreement version, the contributions logged before it, the usage batches of the records it
-//! counted, and the keys. Every leaf is shown as its event and salt, from which the verifier
-//! recomputes its commitment; each record comes with its salt in its batch, and each batch's file
+//! counted, the two statements of each month it restates, and the keys. Every leaf is shown as
+//! its event and salt, from which the verifier recomputes its commitment; each record comes with its salt in its batch, and each batch's file
 //! holds its records' commitments, never their bare digests (SPEC §7: the log commits, it does
 //! not disclose). The records are those of the month stored before the statement was
 //! finalised (a record's batch leaf comes before the statement's leaf; the log orders every
@@ -20,15 +20,16 @@
 
 use std::collections::BTreeMap;
 
-use revshare_core::bundle::Bundle;
+use revshare_core::bundle::{Bundle, RestatedMonth};
 use revshare_core::ids::AgreementId;
 use revshare_core::note::SignerKey;
+use revshare_core::statement::AdjustmentKind;
 use revshare_core::time::{Instant, Period};
 use revshare_core::transparency::{RECORD_SALT_BYTES, Signed, b64, record_salt};
 use serde_json::{Value, json};
 
 use crate::receipts::{checkpoint, hashes};
-use crate::{LogLeaf, SentRecord, Store, StoreError};
+use crate::{LogLeaf, SentRecord, Store, StoreError, StoredStatement};
 
 /// Why a bundle could not be assembled.
 #[derive(Debug, thiserror::Error)]
@@ -116,12 +117,32 @@ pub fn bundle<S: Store + ?Sized>(
         }
     }
     // The transitions of each dispute the statement carries, as logged before it.
-    for adjustment in statement.statement()?.adjustments.iter().filter(|a| a.dispute().is_some()) {
+    let adjustments = statement.statement()?.adjustments;
+    for adjustment in adjustments.iter().filter(|a| a.dispute().is_some()) {
         for (index, leaf) in store.log_leaves_of(&adjustment.reference)? {
             if index < statement_leaf {
                 leaves.insert(index, leaf);
             }
         }
+    }
+    // The two statements each restatement adjustment compares: the restatement finalised with
+    // the statement (the month's last logged before it) and the one it replaced. A month whose
+    // statements predate the log has none to prove; `verify` says so.
+    let mut restated = Vec::new();
+    let finalised = store.statements(Some(&id))?;
+    for adjustment in adjustments.iter().filter(|a| a.kind == AdjustmentKind::Restatement) {
+        let month = |s: &&StoredStatement| s.period.to_string() == adjustment.reference;
+        let after = finalised.iter().filter(month).filter(|s| s.leaf.is_some_and(|l| l < statement_leaf)).max_by_key(|s| s.sequence);
+        let before = after.and_then(|after| finalised.iter().filter(month).find(|s| s.sequence + 1 == after.sequence));
+        let (Some(before), Some(after)) = (before, after) else { continue };
+        for leaf in [before.leaf, after.leaf].into_iter().flatten() {
+            leaves.insert(leaf, store.log_leaf(leaf)?);
+        }
+        restated.push(RestatedMonth {
+            period: adjustment.reference.clone(),
+            before: before.canonical.clone(),
+            after: after.canonical.clone(),
+        });
     }
     let agreement_text = store.agreement_source(&id, version)?;
 
@@ -215,6 +236,7 @@ pub fn bundle<S: Store + ?Sized>(
         keys: pretty(&json!({ "deployment": deployment_keys, "host": host_keys }))?,
         signatures: pretty(&Value::Array(signatures))?,
         batches: batch_files,
+        restated,
     };
     Ok((bundle, summary))
 }

@@ -190,7 +190,10 @@ impl Leaf {
 
 #[derive(Default)]
 pub(super) struct Leaves {
+    /// The bundle's statement: the last statement leaf of statement.json's month.
     pub(super) statement: Option<Leaf>,
+    /// Every other statement leaf: the restated months' statements ([`super::restated`]).
+    pub(super) earlier_statements: Vec<Leaf>,
     pub(super) agreement: Option<Leaf>,
     pub(super) batches: BTreeMap<u64, Leaf>,
     pub(super) contributions: Vec<Leaf>,
@@ -201,7 +204,8 @@ pub(super) struct Leaves {
 }
 
 impl Run {
-    pub(super) fn leaves(&mut self, log: Option<&LogJson>, checkpoint: Option<&Checkpoint>) -> Leaves {
+    /// Reads every leaf and checks its proof; `period` is statement.json's month, when readable.
+    pub(super) fn leaves(&mut self, log: Option<&LogJson>, checkpoint: Option<&Checkpoint>, period: Option<&str>) -> Leaves {
         let mut leaves = Leaves::default();
         let (mut statements, mut agreements) = (Vec::new(), Vec::new());
         for raw in log.map_or(&[][..], |l| l.leaves.as_slice()) {
@@ -241,14 +245,25 @@ impl Run {
                 _ => {}
             }
         }
-        for (kind, list, slot) in [("statement", statements, &mut leaves.statement), ("agreement", agreements, &mut leaves.agreement)] {
-            if list.len() != 1 {
-                let found = list.iter().map(|l| l.index.to_string()).collect::<Vec<_>>().join(", ");
-                let found = if found.is_empty() { "none".to_owned() } else { format!("{} (leaves {found})", list.len()) };
-                self.find("log.json", format!("exactly one {kind} leaf"), found);
-            }
-            *slot = list.into_iter().next();
+        // The statement's leaf is its month's last (a restated month's statements are of earlier
+        // months); without a readable month in statement.json, the last statement leaf.
+        statements.sort_by_key(|l| l.index);
+        let main = statements.iter().rposition(|l| period.is_none_or(|p| l.str("period") == Some(p)));
+        leaves.statement = main.map(|at| statements.remove(at));
+        if leaves.statement.is_none() {
+            self.find(
+                "log.json",
+                format!("the statement's leaf{}", period.map(|p| format!(" (a statement of {p})")).unwrap_or_default()),
+                "none",
+            );
         }
+        leaves.earlier_statements = statements;
+        if agreements.len() != 1 {
+            let found = agreements.iter().map(|l| l.index.to_string()).collect::<Vec<_>>().join(", ");
+            let found = if found.is_empty() { "none".to_owned() } else { format!("{} (leaves {found})", agreements.len()) };
+            self.find("log.json", "exactly one agreement leaf", found);
+        }
+        leaves.agreement = agreements.into_iter().next();
         leaves
     }
 }

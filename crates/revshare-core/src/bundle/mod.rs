@@ -5,21 +5,22 @@
 //! agreement it applies, the records it counted as their hosts sent them with their salts, the
 //! host's model aliases, the log's events that commit the deployment to all of these (each with
 //! its salt and its proof under a signed checkpoint), the keys, the statement's signatures, and
-//! the record commitments of every usage batch a counted record was accepted in. [`verify`] checks every digest, signature and proof and
-//! recomputes the statement from the records, byte for byte.
+//! the record commitments of every usage batch a counted record was accepted in, and the
+//! statements of every month it restates. [`verify`] checks every digest, signature and proof
+//! and recomputes the statement from the records, byte for byte.
 //!
 //! It does not stop at the first problem: every check that can still run on what is left runs,
 //! and each problem becomes a [`Finding`] saying where it is, what was expected and what was
 //! found. Checks whose input is missing (no checkpoint, an agreement that does not parse) are
 //! skipped, their cause already reported.
 //!
-//! What is taken as given, because the bundle cannot prove it: the amounts of restatement
-//! adjustments (the restated month has a bundle of its own). They are read back from
-//! `statement.json` and fed into the recomputation, so a changed amount still changes the totals
-//! it feeds — and every other member must then agree. (How often records were resent is no
-//! part of a statement, SPEC §6: the bundle holds each record once, and so does the statement.) A dispute adjustment is not taken as
-//! given: the bundle holds the dispute's logged transitions, which must follow the rules of
-//! [`crate::dispute`] and resolve to exactly the amount carried.
+//! Adjustments are checked, not taken as given. A restatement adjustment must be
+//! [`crate::statement::restatement`] of the restated month's two statements, which the bundle
+//! holds in `restated/<period>/` with their log leaves (`restated`); how the later of them follows
+//! from its records is its own bundle's to prove. A dispute adjustment must be what the dispute's
+//! logged transitions, which the bundle holds, resolve to under the rules of [`crate::dispute`].
+//! (How often records were resent is no part of a statement, SPEC §6: the bundle holds each
+//! record once, and so does the statement.)
 //!
 //! Records are read once. `records.jsonl` is cut at line ends into parts of a few megabytes,
 //! each read on its own scoped thread: every line is parsed (its canonical form directly, any
@@ -41,7 +42,8 @@
 //! (earlier checkpoints), `anchor` (which deployment keys the verifier's own trust reaches),
 //! `statement` (the statement and agreement against their leaves, and the recomputed statement
 //! compared with the bundle's), `batches` (batch digest files and signatures), `records` (reading
-//! records.jsonl in parts) and `recompute` (aliases, contributions, disputes, the recomputation).
+//! records.jsonl in parts), `recompute` (aliases, contributions, disputes, the recomputation) and
+//! `restated` (restatement adjustments against the restated months' statements).
 
 mod anchor;
 mod batches;
@@ -50,6 +52,7 @@ mod keys;
 mod log;
 mod recompute;
 mod records;
+mod restated;
 mod statement;
 
 use std::collections::BTreeMap;
@@ -106,6 +109,21 @@ pub struct Bundle {
     /// [`crate::transparency::record_commitment`]s of the batch's distinct records as sent, sorted
     /// ascending: the other records of a mixed batch are there only as salted commitments.
     pub batches: Vec<(u64, Vec<u8>)>,
+    /// `restated/<period>/before.json` and `after.json`: for each restatement adjustment of the
+    /// statement, the restated month's statement as it stood before and the restatement that
+    /// replaced it (canonical bytes, each logged in a statement leaf of log.json), by period.
+    pub restated: Vec<RestatedMonth>,
+}
+
+/// A restated month's two statements, as a restatement adjustment compares them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RestatedMonth {
+    /// The month, `2026-10`: the adjustment's reference and the folder's name.
+    pub period: String,
+    /// `before.json`: the month's statement as it stood when the statement's month closed.
+    pub before: Vec<u8>,
+    /// `after.json`: the restatement finalised with the statement.
+    pub after: Vec<u8>,
 }
 
 impl Bundle {
@@ -124,6 +142,10 @@ impl Bundle {
             ("signatures.json".to_owned(), &self.signatures),
         ];
         files.extend(self.batches.iter().map(|(leaf, digests)| (format!("{BATCHES_DIR}/{leaf}.digests"), digests.as_slice())));
+        for month in &self.restated {
+            files.push((format!("{RESTATED_DIR}/{}/before.json", month.period), month.before.as_slice()));
+            files.push((format!("{RESTATED_DIR}/{}/after.json", month.period), month.after.as_slice()));
+        }
         files
     }
 }
@@ -133,6 +155,9 @@ pub const SALTS_FILE: &str = "records.salts";
 
 /// The folder of a bundle that holds `<leaf>.digests` files.
 pub const BATCHES_DIR: &str = "batches";
+
+/// The folder of a bundle that holds a `<period>/` folder per restated month.
+pub const RESTATED_DIR: &str = "restated";
 
 /// What [`verify`] is told besides the bundle: what the verifier holds, which anchors the bundle
 /// to the real deployment (SPEC §7, [`anchor`]). Nothing in the bundle can stand in for these.
@@ -183,6 +208,8 @@ pub struct Checked {
     pub contributions: u64,
     /// Dispute adjustments whose logged transitions follow the rules and resolve to the amount carried.
     pub disputes: u64,
+    /// Restatement adjustments equal to the difference of their month's two logged statements.
+    pub restatements: u64,
     /// Consistency proofs in `log.json` that verified.
     pub consistency: u64,
     /// The checkpoint's tree size, when the checkpoint opened.
@@ -217,13 +244,15 @@ impl Report {
 /// Verifies a statement bundle offline. Pure: the same bundle and options give the same report.
 ///
 /// The checks, in order: the keys; the checkpoint's signature by a key the bundle lists or the
-/// verifier trusts; every leaf's inclusion proof, with exactly one statement and one agreement
-/// leaf; every consistency proof, and the log's consistency with [`VerifyOptions::since`]; the
+/// verifier trusts; every leaf's inclusion proof, with one agreement leaf and the statement's
+/// (its month's last statement leaf); every consistency proof, and the log's consistency with [`VerifyOptions::since`]; the
 /// anchor (the checkpoint's signer among the keys the verifier's trust reaches, [`anchor`]); the
 /// statement's digest and its agreement and period against those leaves; the statement
 /// signatures (at least one by a trusted deployment key); the agreement's digest; every batch
 /// digest file against its leaf and every batch signature; every record (it parses, is in order,
-/// is in a batch, is counted) and the recomputed statement against `statement.json`.
+/// is in a batch, is counted) and the recomputed statement against `statement.json`; each
+/// dispute adjustment against the dispute's logged transitions, each restatement adjustment
+/// against its month's two logged statements.
 pub fn verify(bundle: &Bundle, options: &VerifyOptions<'_>) -> Report {
     let mut run = Run::default();
     // 1. Keys, as the bundle lists them: claims, until the anchor says which are trusted.
@@ -234,7 +263,8 @@ pub fn verify(bundle: &Bundle, options: &VerifyOptions<'_>) -> Report {
     let (checkpoint, signers) = opened.map_or((None, None), |(checkpoint, signers)| (Some(checkpoint), Some(signers)));
     run.checked.log_size = checkpoint.as_ref().map(|c| c.size);
     // 3. Leaves.
-    let leaves = run.leaves(log.as_ref(), checkpoint.as_ref());
+    let period = serde_json::from_slice::<Value>(&bundle.statement).ok().and_then(|s| str_member(&s, "period").map(str::to_owned));
+    let leaves = run.leaves(log.as_ref(), checkpoint.as_ref(), period.as_deref());
     run.key_leaves(&listed, &leaves);
     // 4. Consistency with earlier checkpoints, the kept one among them; then the anchor.
     let since = log.as_ref().and_then(|log| run.consistency(log, checkpoint.as_ref(), &listed, options));
@@ -256,6 +286,10 @@ pub fn verify(bundle: &Bundle, options: &VerifyOptions<'_>) -> Report {
     // 9b. Each dispute adjustment against the dispute's logged transitions.
     if let (Some(value), Some(agreement)) = (&statement.value, &agreement) {
         run.disputes(value, &leaves, agreement);
+    }
+    // 9c. Each restatement adjustment against the restated month's two statements.
+    if let Some(value) = &statement.value {
+        run.restatements(value, &bundle.restated, &leaves);
     }
     run.finish(anchor)
 }

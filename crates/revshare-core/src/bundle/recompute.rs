@@ -179,7 +179,8 @@ impl Run {
         }
     }
 
-    /// Reads the statement's adjustments back (their amounts are taken as given).
+    /// Reads the statement's adjustments back, for the recomputation (each is checked on its own:
+    /// [`Self::disputes`], [`Self::restatements`]).
     pub(super) fn adjustments(&mut self, statement: &Value, currency: Currency) -> Option<Vec<Adjustment>> {
         let Some(items) = statement.get("adjustments").and_then(Value::as_array) else {
             self.find("statement.json adjustments", "an array of adjustments", statement.get("adjustments").map_or("none", kind_of));
