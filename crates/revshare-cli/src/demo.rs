@@ -3,12 +3,13 @@
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use revshare_core::time::Period;
 
 use crate::Failure;
-use crate::generate::{GenArgs, generate};
+use crate::generate::{GenArgs, Profile, generate};
 use crate::settle_files::settle_command;
 
 /// One demo agreement: its file name and text, and its contributions file, if it has one.
@@ -54,10 +55,12 @@ pub fn run(records: u64, dir: Option<PathBuf>) -> Result<(), Failure> {
         out: usage.clone(),
         period,
         hosts: vec!["northwind".into(), "eastwater".into(), "westfield".into()],
+        agreement: None,
         dup_rate: 5_000,
     };
     let mut out = BufWriter::new(File::create(&usage).context("cannot create usage.jsonl")?);
-    generate(&args, &mut out, &|_| {}).context("cannot write usage.jsonl")?;
+    let profile = Profile::of_hosts(&args.hosts);
+    generate(&args, &profile, &mut out, &|_| {}, &AtomicBool::new(false)).context("cannot write usage.jsonl")?;
     drop(out);
     println!("revshare demo: licensor meridian, hosts northwind, eastwater and westfield, {records} usage lines for {period}");
     let d = dir.display();

@@ -539,6 +539,8 @@ fn parse_period(text: &str) -> Result<Period, String> {
 pub enum Failure {
     Invalid(String),
     Other(anyhow::Error),
+    /// Stopped by Ctrl-C; what was left undone (exit status 130, as the shell's).
+    Interrupted(String),
 }
 
 impl From<anyhow::Error> for Failure {
@@ -654,7 +656,7 @@ fn main() -> ExitCode {
                 Format::Json => report::print_json(&statement),
                 Format::Table => print!("{}", report::settled_table(&agreement, &statement, &summary)),
             }),
-        Command::Gen(GenCommand::Usage(args)) => generate::run(&args).map_err(Failure::from),
+        Command::Gen(GenCommand::Usage(args)) => generate::run(&args),
         Command::Demo(args) => demo::run(args.records, args.dir),
     };
     match result {
@@ -666,6 +668,10 @@ fn main() -> ExitCode {
         Err(Failure::Other(e)) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
+        }
+        Err(Failure::Interrupted(text)) => {
+            eprint!("{text}");
+            ExitCode::from(130)
         }
     }
 }

@@ -231,3 +231,90 @@ fn the_demo_prints_three_statements() {
     assert_eq!(totals("westfield", "usage total"), "3500.00");
     assert_ne!(totals("northwind", "host credit"), "0.00");
 }
+
+#[test]
+fn the_generator_writes_an_agreements_records_whole_or_not_at_all() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let agreement = examples().join("agreement.toml").display().to_string();
+    let generate = |period: &str, seed: &str, name: &str| {
+        let path = dir.path().join(name).display().to_string();
+        let args = ["gen", "usage", "--records", "3000", "--agreement", &agreement, "--period", period, "--seed", seed, "--out", &path];
+        (revshare(&args), path)
+    };
+    let (out, october) = generate("2026-10", "42", "october.jsonl");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Off a terminal, one summary line.
+    let summary = text(&out.stdout);
+    assert!(
+        summary.starts_with("wrote 3000 records (") && summary.ends_with(&format!("of northwind in 2026-10 to {october}\n")),
+        "{summary}"
+    );
+    let lines = std::fs::read(&october).expect("the file");
+    let records: Vec<_> = lines
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| revshare_core::usage::parse_json_line(l).expect("a record"))
+        .collect();
+    assert_eq!(records.len(), 3000);
+    for r in &records {
+        assert_eq!((r.host.as_ref(), r.currency.code()), ("northwind", "USD"));
+        assert!(["m-8b", "m-70b"].contains(&r.model.as_ref()), "{}", r.model);
+    }
+    // The exclusive region is drawn too, and a use case billed at the default rate.
+    assert!(records.iter().any(|r| r.region == "eu" && r.use_case == "search"));
+    assert!(records.iter().any(|r| r.use_case == "recommendations"));
+    // Settled under the agreement, every distinct record counts.
+    let ids: std::collections::BTreeSet<&str> = records.iter().map(|r| r.id.as_ref()).collect();
+    let settled = revshare(&["settle", "--agreement", &agreement, "--usage", &october, "--period", "2026-10", "--format", "json"]);
+    assert!(settled.status.success(), "{}", text(&settled.stderr));
+    let statement: serde_json::Value = serde_json::from_slice(&settled.stdout).expect("JSON");
+    let counted: u64 = statement["lines"].as_array().expect("lines").iter().map(|l| l["records"].as_u64().expect("records")).sum();
+    assert_eq!(counted, u64::try_from(ids.len()).expect("count"));
+    // Another month or another seed shares no id with it.
+    for (period, seed, name) in [("2026-11", "42", "november.jsonl"), ("2026-10", "43", "other-seed.jsonl")] {
+        let (out, path) = generate(period, seed, name);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let other = std::fs::read(&path).expect("the file");
+        let shared = other
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .filter(|l| ids.contains(revshare_core::usage::parse_json_line(l).expect("a record").id.as_ref()))
+            .count();
+        assert_eq!(shared, 0, "{name}");
+    }
+    // A month the agreement does not cover is refused, and writes nothing.
+    let (out, path) = generate("2027-02", "42", "after.jsonl");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "error: agreement meridian-northwind is not in effect in 2027-02 (from 2026-01-01T00:00:00Z until 2027-01-01T00:00:00Z); pass --period with a month it covers\n"
+    );
+    assert!(!Path::new(&path).exists());
+    assert_eq!(std::fs::read_dir(dir.path()).expect("the folder").count(), 3, "no file left behind");
+}
+
+#[test]
+fn an_interrupted_generator_leaves_no_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("big.jsonl");
+    let bin = assert_cmd::cargo::cargo_bin("revshare");
+    let child = std::process::Command::new(bin)
+        .args(["gen", "usage", "--records", "1000000000", "--out", &path.display().to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("revshare runs");
+    // Once the temporary file beside it is growing, Ctrl-C.
+    let growing = || std::fs::read_dir(dir.path()).expect("the folder").flatten().any(|e| e.metadata().is_ok_and(|m| m.len() > 0));
+    let waited = std::time::Instant::now();
+    while !growing() {
+        assert!(waited.elapsed() < std::time::Duration::from_secs(60), "the generator never started writing");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().expect("kill runs").success());
+    let out = child.wait_with_output().expect("it ends");
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), format!("interrupted: {} was not written\n", path.display()));
+    assert_eq!(std::fs::read_dir(dir.path()).expect("the folder").count(), 0, "no partial or temporary file");
+}

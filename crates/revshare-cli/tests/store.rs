@@ -246,7 +246,7 @@ fn a_conflicting_resend_is_refused_and_the_stored_record_untouched() {
     let out = store.run(&["ingest", &conflict]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.contains("conflict.jsonl:1:1: record h1-0000000000:") && err.contains("requests"), "{err}");
+    assert!(err.contains("conflict.jsonl:1:1: record h1-2026-10-1-0000000000:") && err.contains("requests"), "{err}");
     // The month still settles to what the first file says.
     let expected = {
         let fresh = TestStore::sqlite();

@@ -199,6 +199,14 @@ impl Agreement {
     pub fn exclusivity(&self) -> &[Exclusivity] {
         &self.exclusivity
     }
+    /// The use cases the pricing names a rate for, sorted.
+    pub fn rated_use_cases(&self) -> impl Iterator<Item = &str> {
+        self.pricing.rates.keys().map(UseCase::as_str)
+    }
+    /// Whether use cases the pricing does not name are priced (`default` rates), or refused.
+    pub fn has_default_rates(&self) -> bool {
+        self.pricing.default_rates.is_some()
+    }
     pub fn tier_metric(&self) -> TierMetric {
         self.pricing.tier_metric
     }
@@ -296,6 +304,11 @@ impl Agreement {
 }
 
 impl Exclusivity {
+    /// The regions the scope names (`None`: every region).
+    pub fn regions(&self) -> Option<impl Iterator<Item = &str>> {
+        self.regions.as_ref().map(|r| r.iter().map(Region::as_str))
+    }
+
     pub fn contains(&self, model: &str, use_case: &str, region: &str, time: Instant) -> bool {
         self.use_case.as_str() == use_case
             && self.from <= time
