@@ -14,7 +14,6 @@
 
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
@@ -244,8 +243,7 @@ pub fn run(args: &GenArgs) -> Result<(), Failure> {
         }
     };
     // Ctrl-C sets the flag; the generator stops at its next check and the file is not written.
-    let stop = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop)).context("cannot watch for Ctrl-C")?;
+    let stop = crate::ctrl_c()?;
     let dir = match args.out.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),

@@ -18,6 +18,11 @@
 //! batches come back to be freed and their buffers reused off the committing thread. The records
 //! counted by the first pass (or, with `--partial`, estimated from each file's first block) are
 //! announced to the store ([`Store::expect_records`]), so its index makes room for them once.
+//!
+//! Ctrl-C stops the reading ([`RecordSink::keep_reading`]) instead of the process: in the first
+//! pass nothing was stored; in the second, the batches already handed over are committed and
+//! acknowledged, the one being filled is dropped, and the command says what is stored and that
+//! running it again resumes (exit 130).
 
 use revshare_core::note::SignerKey;
 use revshare_core::usage::{RecordProblem, UsageRecord};
@@ -29,10 +34,13 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
 
 use crate::reading::{InputProblem, LINE_BITS, Piece, RecordSink, estimate, place};
 
-/// Only validates: every record is parsed and checked, and counted; nothing is kept.
-pub struct Validate;
+/// Only validates: every record is parsed and checked, and counted; nothing is kept. Stops
+/// reading once `interrupted` (Ctrl-C) is set.
+pub struct Validate<'s> {
+    pub interrupted: &'s AtomicBool,
+}
 
-impl RecordSink for Validate {
+impl RecordSink for Validate<'_> {
     /// The valid records of the piece.
     type Piece = u64;
 
@@ -47,6 +55,10 @@ impl RecordSink for Validate {
 
     fn take_block(&mut self, _file: u64, pieces: &mut [Piece<u64>], _problems: &mut Vec<InputProblem>) -> u64 {
         pieces.iter().map(|piece| piece.state).sum()
+    }
+
+    fn keep_reading(&self) -> bool {
+        !self.interrupted.load(Ordering::Relaxed)
     }
 }
 
@@ -77,6 +89,8 @@ pub struct Ingest<'s> {
     spent: Mutex<Receiver<Batch>>,
     /// Set by the committer when it stops: nothing more is sent.
     stopped: &'s AtomicBool,
+    /// Set by Ctrl-C: nothing more is read or sent; what was handed over is still stored.
+    interrupted: &'s AtomicBool,
     /// Sets of batch buffers made so far (at most [`BUFFERS`] while the committer runs).
     buffers: usize,
     /// Where the records each file is estimated to hold are added, from its first block, for
@@ -90,6 +104,7 @@ impl<'s> Ingest<'s> {
         to_store: SyncSender<Batch>,
         spent: Receiver<Batch>,
         stopped: &'s AtomicBool,
+        interrupted: &'s AtomicBool,
         estimates: Option<&'s AtomicU64>,
     ) -> Ingest<'s> {
         let batch_size = batch_size.max(1);
@@ -102,13 +117,14 @@ impl<'s> Ingest<'s> {
             to_store,
             spent: Mutex::new(spent),
             stopped,
+            interrupted,
             estimates,
         }
     }
 
     /// Hands the pending records over as one batch.
     pub fn flush(&mut self) {
-        if self.pending.is_empty() || self.stopped.load(Ordering::Acquire) {
+        if self.pending.is_empty() || !self.keep_reading() {
             self.pending.clear();
             self.digests.clear();
             self.locations.clear();
@@ -349,6 +365,11 @@ impl RecordSink for Ingest<'_> {
             estimates.fetch_add(estimate(records, block_bytes, file_bytes), Ordering::Relaxed);
         }
     }
+
+    /// Not once the committer stopped (the rest would go nowhere) or Ctrl-C was pressed.
+    fn keep_reading(&self) -> bool {
+        !self.stopped.load(Ordering::Acquire) && !self.interrupted.load(Ordering::Relaxed)
+    }
 }
 
 #[cfg(test)]
@@ -359,13 +380,13 @@ mod tests {
     /// Reads `path` into an ingest sink, each batch handed back as it comes, as the committer
     /// does; returns the records read.
     fn read(path: &std::path::Path, estimates: Option<&AtomicU64>) -> u64 {
-        let stop = AtomicBool::new(false);
+        let (stop, interrupted) = (AtomicBool::new(false), AtomicBool::new(false));
         let (to_store, batches) = std::sync::mpsc::sync_channel(1);
         let (spent, back) = std::sync::mpsc::channel();
         let names = vec![path.display().to_string()];
         std::thread::scope(|scope| {
             scope.spawn(move || batches.into_iter().for_each(|batch| drop(spent.send(batch))));
-            let mut sink = Ingest::new(10_000, to_store, back, &stop, estimates);
+            let mut sink = Ingest::new(10_000, to_store, back, &stop, &interrupted, estimates);
             let read = read_files(&[path.to_path_buf()], &names, &mut sink, &indicatif::ProgressBar::hidden());
             sink.flush();
             read.ok().expect("the file reads")

@@ -536,6 +536,15 @@ fn parse_period(text: &str) -> Result<Period, String> {
 }
 
 /// How a command failed: invalid input (every problem, rendered) or another error.
+/// A flag Ctrl-C sets, for a batch command to stop cleanly and say what it left undone (instead
+/// of the process ending wherever it is).
+pub fn ctrl_c() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, std::sync::Arc::clone(&flag))
+        .map_err(|e| anyhow::anyhow!("cannot watch for Ctrl-C: {e}"))?;
+    Ok(flag)
+}
+
 pub enum Failure {
     Invalid(String),
     Other(anyhow::Error),

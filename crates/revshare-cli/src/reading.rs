@@ -93,6 +93,12 @@ pub trait RecordSink: Sync {
     /// Called after the first block of a file whose size is known, to size what the sink keeps
     /// ([`estimate`]).
     fn first_block(&mut self, _records: u64, _block_bytes: usize, _file_bytes: u64) {}
+
+    /// Whether to read on, asked before each block: a sink whose consumer stopped, or whose user
+    /// pressed Ctrl-C, says no, and the reader returns what it took so far.
+    fn keep_reading(&self) -> bool {
+        true
+    }
 }
 
 /// The records a file of `file_bytes` holds at the rate of its first block: a hint for sizing,
@@ -124,6 +130,9 @@ pub fn read_files<S: RecordSink>(paths: &[PathBuf], names: &[String], sink: &mut
     let mut records = 0u64;
     let mut pool: Vec<Piece<S::Piece>> = Vec::new();
     for (file_index, path) in paths.iter().enumerate() {
+        if !sink.keep_reading() {
+            break;
+        }
         let mut reader = open(path).map_err(ReadError::Io)?;
         let file_bytes = std::fs::metadata(path).ok().filter(|m| m.is_file()).map(|m| m.len());
         let mut file = FileReader { file_index: u64::try_from(file_index).unwrap_or(0), file_bytes, names, progress, pool: &mut pool };
@@ -250,6 +259,9 @@ impl<P: Default + Send + Sync> FileReader<'_, P> {
             let mut next_line = 1u64;
             let mut records = 0u64;
             loop {
+                if !sink.keep_reading() {
+                    return Ok(records);
+                }
                 let (buf, eof) = current;
                 // Up to the last complete line, or everything at the end of the file.
                 let cut = if eof { buf.len() } else { memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1) };
@@ -341,6 +353,9 @@ impl<P: Default + Send + Sync> FileReader<'_, P> {
         let mut records = 0u64;
         let mut ranges: Vec<Range<usize>> = Vec::new();
         loop {
+            if !sink.keep_reading() {
+                return Ok(records);
+            }
             let fed_result = splitter.feed(&buf[fed..], &mut ranges);
             fed = buf.len();
             let mut pieces = std::mem::take(self.pool);

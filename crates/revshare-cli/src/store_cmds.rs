@@ -6,7 +6,7 @@
 //! month being closed, so its entry carries it).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::Context;
 use revshare_core::ids::{AgreementId, ModelId, PartyId};
@@ -131,12 +131,19 @@ pub fn ingest(args: &StoreArgs, paths: &[PathBuf], partial: bool, batch_size: us
         None => paths.to_vec(),
     };
     let total: Option<u64> = paths.iter().map(|p| std::fs::metadata(p).ok().map(|m| m.len())).sum();
+    // Ctrl-C stops the reading; what was handed to the store is stored, and the user is told.
+    let interrupted = crate::ctrl_c()?;
     // Pass 1 (atomic mode): every record valid, or nothing is stored. In partial mode the good
     // records are stored and every bad one is reported at the end.
     let counted = if partial {
         None
     } else {
-        Some(read_files(&paths, &names, &mut Validate, &progress_bar(total, "checking")).map_err(|e| read_failure(e, partial))?)
+        let mut validate = Validate { interrupted: &interrupted };
+        let counted = read_files(&paths, &names, &mut validate, &progress_bar(total, "checking")).map_err(|e| read_failure(e, partial))?;
+        if interrupted.load(Ordering::Relaxed) {
+            return Err(Failure::Interrupted("interrupted while checking the input: nothing was stored\n".to_owned()));
+        }
+        Some(counted)
     };
     let mut store = open(args, false)?;
     // What the store's index makes room for before the first batch: the records counted, or (in
@@ -173,7 +180,7 @@ pub fn ingest(args: &StoreArgs, paths: &[PathBuf], partial: bool, batch_size: us
         .context("cannot start the parsing threads")?;
     let (read, committed) = std::thread::scope(|scope| {
         let committing = scope.spawn(move || store_threads.install(|| committer.run(from_reader)));
-        let mut sink = Ingest::new(batch_size, to_store, back, &stop, partial.then_some(&announced));
+        let mut sink = Ingest::new(batch_size, to_store, back, &stop, &interrupted, partial.then_some(&announced));
         let read = reading_threads.install(|| read_files(&paths, &names, &mut sink, &progress_bar(total, "ingesting")));
         sink.flush();
         // Dropping the sink closes the hand-over, so the committer ends after the last batch.
@@ -197,6 +204,9 @@ pub fn ingest(args: &StoreArgs, paths: &[PathBuf], partial: bool, batch_size: us
         t.unmatched
     );
     match sink.stopped.take() {
+        None if interrupted.load(Ordering::Relaxed) => Err(Failure::Interrupted(format!(
+            "{summary}\ninterrupted: the batches counted above are stored, the rest of the input was not read; run the same command again to resume (what is stored comes back as duplicates)\n"
+        ))),
         None => {
             println!("{summary}");
             Ok(())

@@ -439,6 +439,42 @@ fn acknowledged(stdout: &str) -> u64 {
     stdout.lines().filter(|l| l.starts_with("batch ")).map(|line| accepted(line).unwrap_or(0)).sum()
 }
 
+/// Ctrl-C during an ingest: it stops reading, what it handed to the store is stored, it says
+/// so and how to resume (exit 130), and the same command run again stores exactly the rest.
+#[test]
+fn ctrl_c_during_ingest_says_what_is_stored_and_a_rerun_resumes() {
+    use std::io::BufRead as _;
+    let store = TestStore::sqlite();
+    store.register();
+    let total = 100_000u64;
+    let file = usage(&store, "big.jsonl", total, 5);
+    let mut child =
+        store.command(&["ingest", &file, "--batch-size", "500"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    // The first acknowledgement: the second pass is storing; then Ctrl-C.
+    let first = lines.next().expect("a line").expect("text");
+    assert!(first.starts_with("batch 1 committed"), "{first}");
+    let pid = child.id().to_string();
+    assert!(Process::new("kill").args(["-INT", &pid]).status().expect("kill runs").success());
+    let acknowledged = 1 + lines.map_while(Result::ok).filter(|l| l.starts_with("batch ")).count();
+    let out = child.wait_with_output().expect("it ends");
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains(
+            "interrupted: the batches counted above are stored, the rest of the input was not read; run the same command again to resume"
+        ),
+        "{err}"
+    );
+    let summary = err.lines().next().expect("the summary");
+    let accepted: u64 = summary.split("accepted ").nth(1).and_then(|r| r.split(',').next()).and_then(|n| n.parse().ok()).expect("a count");
+    assert!(summary.starts_with(&format!("ingested {acknowledged} batches: accepted {accepted},")), "{summary}");
+    assert!(accepted < total, "stopped before the end: {summary}");
+    // Run again: the rest is stored, what was stored comes back as duplicates.
+    let again = store.ok(&["ingest", &file]);
+    assert!(again.contains(&format!("accepted {}, duplicates {accepted},", total - accepted)), "{again}");
+}
+
 /// `fresh` makes a store of the kind under test: the uninterrupted run that times the kills runs
 /// on one of the same kind, so the kills fall within that store's own timing.
 fn crash_safety(fresh: impl Fn() -> TestStore) {
