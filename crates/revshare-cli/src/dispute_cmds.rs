@@ -62,10 +62,11 @@ fn request(store: &mut (dyn Store + Send), state: State, said: Said) -> Result<R
     })
 }
 
-fn print(stored: &StoredDispute, what: &str) {
+/// `dispute 3 of …: countered`, and what else there is to say (`open, claiming 12.00 USD`).
+fn print(stored: &StoredDispute, more: Option<&str>) {
     let d = &stored.dispute;
     let currency = stored.terms.currency;
-    println!("dispute {} of {}: {what}; it is {}", d.id, d.subject, d.state());
+    println!("dispute {} of {}: {}{}", d.id, d.subject, d.state(), more.map(|m| format!(", {m}")).unwrap_or_default());
     if let Some(by) = d.respond_by(&stored.terms) {
         println!("  to be answered by {by}");
     }
@@ -93,7 +94,7 @@ pub fn open_dispute(args: &StoreArgs, questioned: &Questioned<'_>, said: Said) -
     let currency = store.agreement(&agreement, None)?.currency();
     let opening = parse(request(store.as_mut(), State::Open, said)?.transition(now(), currency, None))?;
     let stored = store.open_dispute(&agreement, questioned.period, questioned.sequence, questioned.line, opening)?;
-    print(&stored, &format!("opened, claiming {} {currency}", currency.format(stored.dispute.claimed())));
+    print(&stored, Some(&format!("claiming {} {currency}", currency.format(stored.dispute.claimed()))));
     Ok(())
 }
 
@@ -107,7 +108,7 @@ pub fn move_dispute(args: &StoreArgs, id: u64, state: State, said: Said) -> Resu
     };
     let transition = parse(request(store.as_mut(), state, said)?.transition(at, stored.terms.currency, Some(&stored.dispute)))?;
     let stored = store.dispute_transition(id, transition)?;
-    print(&stored, state.as_str());
+    print(&stored, None);
     Ok(())
 }
 
@@ -155,7 +156,7 @@ pub fn show(args: &StoreArgs, id: u64, json: bool) -> Result<(), Failure> {
         return Ok(());
     }
     let currency = stored.terms.currency;
-    print(&stored, &format!("claims {} {currency}", currency.format(stored.dispute.claimed())));
+    print(&stored, Some(&format!("claims {} {currency}", currency.format(stored.dispute.claimed()))));
     let mut t = table(&["when", "state", "by", "amount", "reason", "evidence"]);
     for step in &stored.dispute.history {
         t.add_row(vec![

@@ -273,9 +273,9 @@ pub fn run(args: &GenArgs) -> Result<(), Failure> {
     file.persist(&args.out).map_err(|e| anyhow::Error::from(e.error).context(format!("cannot write {}", args.out.display())))?;
     let hosts: Vec<&str> = profile.hosts.iter().map(|(h, _)| h.as_str()).collect();
     println!(
-        "wrote {} records ({} resends) of {} in {} to {}",
-        written.records,
-        written.resends,
+        "wrote {} ({}) of {} in {} to {}",
+        crate::report::counted(written.records, "record"),
+        crate::report::counted(written.resends, "resend"),
         hosts.join(", "),
         args.period,
         args.out.display()

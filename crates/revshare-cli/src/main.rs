@@ -134,8 +134,9 @@ enum Command {
     Grant(GrantCommand),
     /// Serve the authenticated HTTP API over the store until ctrl-c or SIGTERM.
     Serve {
-        /// The address to listen on (port 0: any free port; the address is printed).
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        /// The address to listen on: a port on this machine only (8080), or an address and port
+        /// (0.0.0.0:8080, [::]:8080); port 0 takes any free port (the address is printed).
+        #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_listen)]
         listen: std::net::SocketAddr,
         /// The largest request body accepted, in bytes (a larger one is answered 413).
         #[arg(long, default_value_t = revshare_server::DEFAULT_MAX_BODY_BYTES)]
@@ -535,7 +536,18 @@ fn parse_period(text: &str) -> Result<Period, String> {
     Period::parse(text).map_err(|e| e.to_string())
 }
 
-/// How a command failed: invalid input (every problem, rendered) or another error.
+/// `8080` (this machine only: 127.0.0.1) or an address and port.
+fn parse_listen(text: &str) -> Result<std::net::SocketAddr, String> {
+    match text.parse::<u16>() {
+        Ok(port) => Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port))),
+        Err(_) => text.parse().map_err(|_| {
+            format!(
+                "`{text}` is not a port or an address to listen on: write a port (8080) or an address and port (0.0.0.0:8080, [::]:8080)"
+            )
+        }),
+    }
+}
+
 /// A flag Ctrl-C sets, for a batch command to stop cleanly and say what it left undone (instead
 /// of the process ending wherever it is).
 pub fn ctrl_c() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
@@ -545,6 +557,8 @@ pub fn ctrl_c() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>>
     Ok(flag)
 }
 
+/// How a command failed: invalid input (every problem, rendered), an interruption, or another
+/// error.
 pub enum Failure {
     Invalid(String),
     Other(anyhow::Error),
@@ -682,5 +696,24 @@ fn main() -> ExitCode {
             eprint!("{text}");
             ExitCode::from(130)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn listen_takes_a_port_or_an_address() {
+        let address = |text: &str| text.parse::<std::net::SocketAddr>().expect("an address");
+        assert_eq!(super::parse_listen("8081"), Ok(address("127.0.0.1:8081")));
+        assert_eq!(super::parse_listen("0.0.0.0:9000"), Ok(address("0.0.0.0:9000")));
+        assert_eq!(super::parse_listen("[::1]:9000"), Ok(address("[::1]:9000")));
+        let refused = super::parse_listen("localhost").expect_err("not an address");
+        assert!(refused.starts_with("`localhost` is not a port or an address to listen on: write a port (8080)"), "{refused}");
+    }
+
+    #[test]
+    fn counts_name_their_noun() {
+        use crate::report::counted;
+        assert_eq!([counted(0, "resend"), counted(1, "resend"), counted(2, "record")], ["0 resends", "1 resend", "2 records"]);
     }
 }

@@ -114,7 +114,12 @@ pub fn statement_table(canonical: &[u8], context: &str) -> String {
     }
     row("host credit", &t["host_credit"]);
     for a in s["adjustments"].as_array().into_iter().flatten() {
-        row(&format!("  adjustment {} {}", text(&a["kind"]), text(&a["reference"])), &a["amount"]);
+        let origin = match (a["kind"].as_str(), a["reference"].as_str()) {
+            (Some("dispute"), Some(reference)) => format!("dispute {}", reference.trim_start_matches("dispute:")),
+            (Some("restatement"), Some(period)) => format!("{period} restated"),
+            _ => format!("{} {}", text(&a["kind"]), text(&a["reference"])),
+        };
+        row(&format!("  adjustment: {origin}"), &a["amount"]);
     }
     row("adjustments", &t["adjustments"]);
     row("net payable", &t["net_payable"]);
@@ -128,15 +133,20 @@ pub fn statement_table(canonical: &[u8], context: &str) -> String {
 /// The table of a statement settled from files.
 pub fn settled_table(agreement: &Agreement, s: &Statement, summary: &UsageSummary) -> String {
     let context = format!(
-        "{} and {}; {} records read from all hosts, {} resends of {}'s records in any month",
+        "{} and {}; {} read from all hosts, {} of {}'s records in any month",
         agreement.licensor(),
         agreement.host(),
-        summary.records_read,
-        summary.duplicates,
+        counted(summary.records_read, "record"),
+        counted(summary.duplicates, "resend"),
         agreement.host()
     );
     match s.to_canonical() {
         Ok(bytes) => statement_table(&bytes, &context),
         Err(e) => format!("error: {e}\n"),
     }
+}
+
+/// `1 record`, `2 records`: a count and its noun (plural with an s).
+pub fn counted(n: u64, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }

@@ -18,7 +18,8 @@ use crate::settle_sink::{UsageSummary, read_usage};
 
 /// Renders agreement problems with snippets and carets (colour only on a terminal).
 fn render_agreement_errors(errors: &AgreementErrors) -> String {
-    let theme = if std::io::stderr().is_terminal() { miette::GraphicalTheme::unicode() } else { miette::GraphicalTheme::unicode_nocolor() };
+    let theme =
+        if revshare_server::stderr_in_colour() { miette::GraphicalTheme::unicode() } else { miette::GraphicalTheme::unicode_nocolor() };
     let mut out = String::new();
     let _ = miette::GraphicalReportHandler::new_themed(theme).with_context_lines(1).render_report(&mut out, errors);
     out

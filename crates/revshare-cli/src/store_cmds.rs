@@ -234,9 +234,10 @@ pub fn add_contributions(args: &StoreArgs, agreement: &str, file: &Path) -> Resu
     for (done, c) in contributions.iter().enumerate() {
         store.add_contribution(&id, c).map_err(|e| {
             Failure::Invalid(format!(
-                "error: {}: {e}\n{done} contribution{} before it recorded; adding them again changes nothing\n",
+                "error: {}: {e}\n{} before it {} recorded; adding them again changes nothing\n",
                 file.display(),
-                if done == 1 { " was" } else { "s were" }
+                crate::report::counted(u64::try_from(done).unwrap_or(u64::MAX), "contribution"),
+                if done == 1 { "was" } else { "were" }
             ))
         })?;
     }

@@ -318,3 +318,16 @@ fn an_interrupted_generator_leaves_no_file() {
     assert_eq!(text(&out.stderr), format!("interrupted: {} was not written\n", path.display()));
     assert_eq!(std::fs::read_dir(dir.path()).expect("the folder").count(), 0, "no partial or temporary file");
 }
+
+#[test]
+fn a_database_that_cannot_be_reached_is_named_without_its_password() {
+    let refused = revshare(&["--database", "postgres://alice:s3cret@127.0.0.1:1/ledger?connect_timeout=2", "balances"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let said = text(&refused.stderr);
+    assert!(said.starts_with("error: cannot connect to PostgreSQL at 127.0.0.1:1, database ledger, user alice: "), "{said}");
+    assert!(!said.contains("s3cret"), "{said}");
+    let unparsable = revshare(&["--database", "http://s3cret@somewhere", "balances"]);
+    let said = text(&unparsable.stderr);
+    assert!(said.starts_with("error: the database setting is not a PostgreSQL connection string ("), "{said}");
+    assert!(said.contains("write postgres://USER@HOST:PORT/DATABASE") && !said.contains("s3cret"), "{said}");
+}

@@ -497,6 +497,9 @@ fn postgres_restarted_during_ingest_loses_nothing_postgres() {
     let problem = health.json();
     assert_eq!(problem["type"], "urn:revshare:problem:unavailable", "{health}");
     assert!(problem["detail"].as_str().is_some_and(|d| d.starts_with("the database is down")), "{health}");
+    // The outage is logged, in plain text: the log is a file, so no colour codes.
+    wait_until("the outage in the log", Duration::from_secs(10), || server.log().contains("the store is unavailable"));
+    assert!(!server.log().contains('\u{1b}'), "escape codes in a redirected log:\n{}", server.log());
     let live = get(&server, "/livez", None);
     assert_eq!((live.status, live.json()["status"].as_str()), (200, Some("alive")), "{live}");
     wait_until("batches refused during the outage", Duration::from_secs(20), || {

@@ -1149,12 +1149,14 @@ fn disputes_are_answered_decided_and_carried_into_the_next_statement() {
     let opened = open("northwind", "10.00", &["--line", "0"]);
     assert!(
         opened.status.success()
-            && text(&opened.stdout).contains("dispute 1 of statement meridian-northwind 2026-10 #1 line 0: opened, claiming 10.00 USD"),
+            && text(&opened.stdout).contains("dispute 1 of statement meridian-northwind 2026-10 #1 line 0: open, claiming 10.00 USD"),
         "{}{}",
         text(&opened.stdout),
         text(&opened.stderr)
     );
-    store.ok(&["dispute", "counter", "1", "--by", "meridian", "--amount", "4.00", "--reason", "only part of it was a test tenant"]);
+    let countered =
+        store.ok(&["dispute", "counter", "1", "--by", "meridian", "--amount", "4.00", "--reason", "only part of it was a test tenant"]);
+    assert!(countered.starts_with("dispute 1 of statement meridian-northwind 2026-10 #1 line 0: countered\n"), "{countered}");
     let accepted = store.ok(&["dispute", "accept", "1", "--by", "northwind", "--reason", "fair"]);
     assert!(accepted.contains("adjustment of -4.00 USD in the next statement closed"), "{accepted}");
     assert!(open("meridian", "2.50", &[]).status.success());

@@ -97,5 +97,5 @@ pub(crate) async fn json_bytes(state: &AppState, headers: &HeaderMap, request_bo
 }
 
 pub(crate) fn period_of(text: &str) -> Result<Period, Problem> {
-    Period::parse(text).map_err(|e| Problem::bad_request(format!("`{text}` is not a month (YYYY-MM): {e}")))
+    Period::parse(text).map_err(|e| Problem::bad_request(e.to_string()))
 }

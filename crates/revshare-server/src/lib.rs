@@ -543,11 +543,18 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down: finishing the requests in flight");
 }
 
-/// Structured logs to standard error: JSON objects, or compact lines; `RUST_LOG` filters them
-/// (default `info`).
+/// Whether what goes to standard error may be coloured: only on a terminal, and not when
+/// `NO_COLOR` is set to anything (no-color.org), so a redirected log holds no escape codes.
+pub fn stderr_in_colour() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Structured logs to standard error: JSON objects, or compact lines, coloured only when
+/// [`stderr_in_colour`]; `RUST_LOG` filters them (default `info`).
 pub fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(stderr_in_colour());
     // A second initialisation (tests) keeps the first subscriber.
     let _ = if json { builder.json().try_init() } else { builder.compact().try_init() };
 }

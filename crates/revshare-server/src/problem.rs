@@ -183,6 +183,8 @@ impl From<StoreError> for Problem {
         let (status, kind, title) = match &error {
             StoreError::Sqlite(_)
             | StoreError::Postgres(_)
+            | StoreError::Connect { .. }
+            | StoreError::DatabaseSetting { .. }
             | StoreError::Corrupt { .. }
             | StoreError::Internal { .. }
             | StoreError::NewerSchema { .. }

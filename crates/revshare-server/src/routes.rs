@@ -530,7 +530,7 @@ pub(crate) async fn get_statement(
     Path((agreement, period)): Path<(String, String)>,
 ) -> Result<Response, Problem> {
     let id = agreement_id(&agreement)?;
-    let period = Period::parse(&period).map_err(|e| Problem::bad_request(format!("`{period}` is not a month (YYYY-MM): {e}")))?;
+    let period = Period::parse(&period).map_err(|e| Problem::bad_request(e.to_string()))?;
     let statement = state
         .run(move |store, _| {
             readable(store, &caller, &id)?;

@@ -12,7 +12,7 @@ use crate::schema::COMMITTED_LOG;
 
 /// An error and its causes, `: `-separated: the PostgreSQL driver puts the server's message
 /// (or why a connection failed) in the cause, not in its own text.
-fn with_causes(error: &dyn std::error::Error) -> String {
+pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut cause = error.source();
     while let Some(c) = cause {
@@ -29,6 +29,15 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("the PostgreSQL store failed: {}", with_causes(.0))]
     Postgres(#[from] postgres::Error),
+    /// The database setting does not parse (the setting itself is not repeated: it may hold a
+    /// password).
+    #[error(
+        "the database setting is not a PostgreSQL connection string ({detail}); write postgres://USER@HOST:PORT/DATABASE, or settings like `host=127.0.0.1 port=5432 user=postgres dbname=revshare`"
+    )]
+    DatabaseSetting { detail: String },
+    /// The connection failed; `target` names what was tried (host and port, database, user).
+    #[error("cannot connect to PostgreSQL at {target}: {}", with_causes(.source))]
+    Connect { target: String, source: postgres::Error },
     #[error(
         "the database holds a {what} that revshare cannot read ({detail}); it was changed outside revshare or is damaged — restore it from a backup"
     )]
@@ -200,7 +209,7 @@ impl StoreError {
                 }
                 _ => None,
             },
-            StoreError::Postgres(e) => match e.code().map(|state| state.code()) {
+            StoreError::Postgres(e) | StoreError::Connect { source: e, .. } => match e.code().map(|state| state.code()) {
                 // Class 53: insufficient resources (53100 disk full, 53200 out of memory, …).
                 Some(code) if code.starts_with("53") => Some(Fault::Full),
                 // Class 08: connection exceptions; 57P01–57P03: shut down or not accepting yet.

@@ -33,12 +33,15 @@ impl PgStore {
     /// Connects with a URL (`postgres://user@host/db`) or `key=value` settings, and brings the
     /// schema up to date.
     pub fn connect(url: &str) -> Result<PgStore, StoreError> {
-        PgStore::connect_with(&url.parse::<Config>()?)
+        let config = url.parse::<Config>().map_err(|e| StoreError::DatabaseSetting { detail: crate::error::with_causes(&e) })?;
+        PgStore::connect_with(&config)
     }
 
-    /// Connects with parsed settings, and brings the schema up to date.
+    /// Connects with parsed settings, and brings the schema up to date. A failed connection
+    /// names what was tried.
     pub fn connect_with(config: &Config) -> Result<PgStore, StoreError> {
-        let mut store = PgStore { client: config.connect(NoTls)?, prepared: HashMap::new(), index: RecordIndex::shared() };
+        let client = config.connect(NoTls).map_err(|source| StoreError::Connect { target: target(config), source })?;
+        let mut store = PgStore { client, prepared: HashMap::new(), index: RecordIndex::shared() };
         schema::migrate(&mut store)?;
         Ok(store)
     }
@@ -48,6 +51,28 @@ impl PgStore {
     pub fn with_index(self, index: SharedIndex) -> PgStore {
         PgStore { index, ..self }
     }
+}
+
+/// What a connection tries, for its error: `127.0.0.1:5432, database revshare, user postgres`
+/// (never the password).
+fn target(config: &Config) -> String {
+    use postgres::config::Host;
+    let ports = config.get_ports();
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            match host {
+                Host::Tcp(name) => format!("{name}:{port}"),
+                Host::Unix(path) => format!("{} (port {port})", path.display()),
+            }
+        })
+        .collect();
+    let hosts = if hosts.is_empty() { "the default host (localhost:5432)".to_owned() } else { hosts.join(", ") };
+    let user = config.get_user().unwrap_or("(the default)");
+    format!("{hosts}, database {}, user {user}", config.get_dbname().unwrap_or("(the user's)"))
 }
 
 /// An open PostgreSQL transaction.
