@@ -55,13 +55,48 @@ impl std::fmt::Display for InputProblem {
     }
 }
 
-/// Every problem on its own line, in file and line order, then `closing`.
+/// How many problems of one kind (same file, field and message) are listed one by one; the
+/// rest are counted in one line.
+pub const SAME_PROBLEM_LISTED: usize = 3;
+
+/// Every problem on its own line, in file and line order, then `closing`. A problem repeated
+/// across records (an unregistered host, a currency the agreement is not in) is listed
+/// [`SAME_PROBLEM_LISTED`] times, and the rest counted in one line with the lines they are on.
 pub fn report(mut problems: Vec<InputProblem>, closing: &str) -> String {
+    use std::collections::HashMap;
     use std::fmt::Write as _;
     problems.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    // A kind of problem: file, field, message.
+    type Kind<'p> = (&'p str, Option<&'p str>, &'p str);
+    // For each kind: how many, and the lines of those not listed.
+    let mut kinds: HashMap<Kind<'_>, (usize, u64, u64)> = HashMap::new();
     let mut text = String::new();
+    let mut more: Vec<Kind<'_>> = Vec::new();
     for p in &problems {
-        let _ = writeln!(text, "{p}");
+        let key = (p.file.as_str(), p.field.as_deref(), p.message.as_str());
+        let (seen, first, last) = kinds.entry(key).or_insert((0, p.line, p.line));
+        *seen += 1;
+        match *seen {
+            n if n <= SAME_PROBLEM_LISTED => {
+                let _ = writeln!(text, "{p}");
+            }
+            n => {
+                if n == SAME_PROBLEM_LISTED + 1 {
+                    *first = p.line;
+                    more.push(key);
+                }
+                *last = p.line;
+            }
+        }
+    }
+    for key @ (file, _, message) in more {
+        let (seen, first, last) = kinds[&key];
+        let hidden = seen - SAME_PROBLEM_LISTED;
+        let _ = writeln!(
+            text,
+            "{file}:{first}-{last}: {hidden} more record{} with the same problem: {message}",
+            if hidden == 1 { "" } else { "s" }
+        );
     }
     let _ = writeln!(text, "{closing}");
     text

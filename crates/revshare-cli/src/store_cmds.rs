@@ -218,7 +218,7 @@ pub fn ingest(args: &StoreArgs, paths: &[PathBuf], partial: bool, batch_size: us
         Some(StopReason::Refused(problems)) => Err(Failure::Invalid(report(
             problems,
             &format!(
-                "{summary}\nthe batch holding them was refused whole and nothing of it was stored; fix the records above (or pass --partial) and run the command again"
+                "{summary}\nthe batch holding them was refused whole: nothing of it, and nothing of the input after it, was stored; fix the records above (or pass --partial) and run the command again (batches stored before it come back as duplicates)"
             ),
         ))),
     }

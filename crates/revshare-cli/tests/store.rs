@@ -439,6 +439,28 @@ fn acknowledged(stdout: &str) -> u64 {
     stdout.lines().filter(|l| l.starts_with("batch ")).map(|line| accepted(line).unwrap_or(0)).sum()
 }
 
+/// A problem every record of a batch has is listed a few times and counted, not repeated
+/// thousands of times; the closing says what was not stored.
+#[test]
+fn a_problem_of_every_record_is_listed_once_and_counted() {
+    let store = TestStore::sqlite();
+    store.register();
+    let path = store.path("stranger.jsonl");
+    store.ok(&["gen", "usage", "--records", "3000", "--hosts", "stranger", "--dup-rate", "0", "--out", &path]);
+    let out = store.run(&["ingest", &path, "--batch-size", "1000"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    let problem = "`stranger`, the host of the record, is not a registered party; register it first";
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 6, "{err}");
+    for (i, line) in lines[..3].iter().enumerate() {
+        assert_eq!(*line, format!("{path}:{}:1: record stranger-2026-10-42-{i:010}: {problem}", i + 1));
+    }
+    assert_eq!(lines[3], format!("{path}:4-1000: 997 more records with the same problem: {problem}"));
+    assert!(lines[4].starts_with("ingested 1 batch: accepted 0,"), "{err}");
+    assert!(lines[5].contains("nothing of it, and nothing of the input after it, was stored"), "{err}");
+}
+
 /// Ctrl-C during an ingest: it stops reading, what it handed to the store is stored, it says
 /// so and how to resume (exit 130), and the same command run again stores exactly the rest.
 #[test]
@@ -755,7 +777,10 @@ fn each_bad_input_gets_its_own_clear_error_and_stores_nothing() {
     let store_refusals = [("currency_mismatch.jsonl", "EUR"), ("unknown_host.jsonl", "h9"), ("unknown_model.jsonl", "m-999b")];
     for (file, named) in store_refusals {
         let err = text(&store.run(&["ingest", &corpus.join(file).display().to_string()]).stderr);
-        assert!(err.contains(named) && err.contains("refused whole and nothing of it was stored"), "{file}: {err}");
+        assert!(
+            err.contains(named) && err.contains("refused whole: nothing of it, and nothing of the input after it, was stored"),
+            "{file}: {err}"
+        );
     }
 }
 
