@@ -5,6 +5,7 @@ mod dispute_cmds;
 mod generate;
 mod ingest_sink;
 mod ledger_cmds;
+mod list_cmds;
 mod log_cmds;
 mod reading;
 mod report;
@@ -120,6 +121,12 @@ enum Command {
     /// Dispute a finalised statement, answer, escalate and decide disputes (SPEC §8).
     #[command(subcommand)]
     Dispute(DisputeCommand),
+    /// The double-entry journal, in posting order: every entry and its postings.
+    Journal {
+        /// `table` for people, `json` for programs.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Show who owes whom, per currency, from the journal.
     Balances {
         /// Only this currency (an ISO 4217 code).
@@ -401,10 +408,22 @@ enum PartyCommand {
         #[arg(long, value_name = "KEY")]
         rotate_with: Option<PathBuf>,
     },
+    /// List the registered parties, by id.
+    List {
+        /// `table` for people, `json` for programs.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
 }
 
 #[derive(Subcommand)]
 enum ModelCommand {
+    /// List the registered models, by id, with their owners and what they derive from.
+    List {
+        /// `table` for people, `json` for programs.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Register a licensor's model.
     Add {
         id: String,
@@ -479,6 +498,12 @@ enum AgreementCommand {
     },
     /// Register an agreement (a new version of an existing id is an amendment).
     Add { file: PathBuf },
+    /// List the registered agreements (the latest version of each), by id.
+    List {
+        /// `table` for people, `json` for programs.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
 }
 
 #[derive(clap::Args)]
@@ -602,6 +627,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Agreement(AgreementCommand::Check { files }) => settle_files::check_agreements(&files),
         Command::Agreement(AgreementCommand::Add { file }) => store_cmds::add_agreement(&cli.store, &file),
+        Command::Agreement(AgreementCommand::List { format }) => list_cmds::agreements(&cli.store, format == Format::Json),
+        Command::Party(PartyCommand::List { format }) => list_cmds::parties(&cli.store, format == Format::Json),
+        Command::Model(ModelCommand::List { format }) => list_cmds::models(&cli.store, format == Format::Json),
+        Command::Journal { format } => list_cmds::journal(&cli.store, format == Format::Json),
         Command::Init { origin } => store_cmds::init(&cli.store, &origin),
         Command::Keys(KeysCommand::Generate { name, out }) => log_cmds::generate_key(&name, &out),
         Command::Keys(KeysCommand::Rotate) => log_cmds::rotate(&cli.store),
@@ -715,5 +744,6 @@ mod tests {
     fn counts_name_their_noun() {
         use crate::report::counted;
         assert_eq!([counted(0, "resend"), counted(1, "resend"), counted(2, "record")], ["0 resends", "1 resend", "2 records"]);
+        assert_eq!([counted(2, "party"), counted(1, "entry"), counted(3, "key")], ["2 parties", "1 entry", "3 keys"]);
     }
 }

@@ -146,7 +146,14 @@ pub fn settled_table(agreement: &Agreement, s: &Statement, summary: &UsageSummar
     }
 }
 
-/// `1 record`, `2 records`: a count and its noun (plural with an s).
+/// `1 record`, `2 records`, `3 parties`: a count and its noun (English plurals of the regular
+/// kinds only).
 pub fn counted(n: u64, noun: &str) -> String {
-    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+    if n == 1 {
+        return format!("{n} {noun}");
+    }
+    match noun.strip_suffix('y').filter(|stem| !stem.ends_with(['a', 'e', 'o', 'u'])) {
+        Some(stem) => format!("{n} {stem}ies"),
+        None => format!("{n} {noun}s"),
+    }
 }

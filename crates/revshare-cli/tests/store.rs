@@ -439,6 +439,43 @@ fn acknowledged(stdout: &str) -> u64 {
     stdout.lines().filter(|l| l.starts_with("batch ")).map(|line| accepted(line).unwrap_or(0)).sum()
 }
 
+/// The registry and the journal, listed: tables for people, JSON for programs.
+#[test]
+fn parties_models_agreements_and_the_journal_are_listed() {
+    let store = TestStore::sqlite();
+    store.register();
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut args = args.to_vec();
+        args.extend(["--format", "json"]);
+        serde_json::from_str(&store.ok(&args)).expect("JSON")
+    };
+    let parties = json(&["party", "list"]);
+    let ids: Vec<&str> = parties.as_array().expect("an array").iter().filter_map(|p| p["id"].as_str()).collect();
+    assert_eq!(ids, ["h1", "h2", "h3", "lic", "northwind", "southwind"]);
+    assert_eq!(parties[3], serde_json::json!({"id": "lic", "name": "Licensor", "role": "licensor"}));
+    let table = store.ok(&["party", "list"]);
+    assert!(table.contains("Licensor") && table.ends_with("6 parties\n"), "{table}");
+    let models = json(&["model", "list"]);
+    assert_eq!(models[0], serde_json::json!({"id": "m-405b", "owner": "lic", "derived_from": null}));
+    let agreements = json(&["agreement", "list"]);
+    assert_eq!((agreements[0]["id"].as_str(), agreements[0]["version"].as_u64()), (Some("bench-h1"), Some(1)), "{agreements}");
+    assert!(store.ok(&["agreement", "list"]).contains("bench-h1"));
+    assert_eq!(store.ok(&["journal"]), "0 entries, each balanced\n");
+    // A closed month posts one entry, whose postings balance.
+    let october = usage(&store, "oct.jsonl", 200, 4);
+    store.ok(&["ingest", &october]);
+    close_json(&store, "2026-10");
+    let journal = json(&["journal"]);
+    let entries = journal.as_array().expect("an array");
+    assert_eq!(entries.len(), 1, "{journal}");
+    assert_eq!(entries[0]["agreement"], "bench-h1");
+    let minor = |v: &serde_json::Value| -> i64 { v.as_str().unwrap_or("0").replace('.', "").parse().unwrap_or(0) };
+    let postings = entries[0]["postings"].as_array().expect("postings");
+    assert!(postings.len() >= 2 && postings.iter().map(|p| minor(&p["amount"])).sum::<i64>() == 0, "{journal}");
+    let table = store.ok(&["journal"]);
+    assert!(table.contains("bench-h1") && table.ends_with("1 entry, each balanced\n"), "{table}");
+}
+
 /// A problem every record of a batch has is listed a few times and counted, not repeated
 /// thousands of times; the closing says what was not stored.
 #[test]

@@ -152,15 +152,24 @@ pub(crate) fn require(sql: &mut impl Sql, id: &str, version: Option<u32>) -> Res
     stored(sql, id, version)?.ok_or_else(|| StoreError::UnknownAgreement { id: id.to_owned(), version })
 }
 
-/// The latest version of every agreement of a licensor.
-pub(crate) fn latest_of_licensor(sql: &mut impl Sql, licensor: &str) -> Result<Vec<Agreement>, StoreError> {
-    rows(
-        sql,
-        "SELECT a.id, a.version, a.source FROM agreements a WHERE a.licensor = $1 \
-         AND a.version = (SELECT MAX(b.version) FROM agreements b WHERE b.id = a.id) ORDER BY a.id",
-        &[Param::Text(licensor)],
-        read_stored,
-    )
+/// The latest version of every agreement of a licensor, or (`None`) of every agreement, by id.
+pub(crate) fn latest(sql: &mut impl Sql, licensor: Option<&str>) -> Result<Vec<Agreement>, StoreError> {
+    match licensor {
+        Some(licensor) => rows(
+            sql,
+            "SELECT a.id, a.version, a.source FROM agreements a WHERE a.licensor = $1 \
+             AND a.version = (SELECT MAX(b.version) FROM agreements b WHERE b.id = a.id) ORDER BY a.id",
+            &[Param::Text(licensor)],
+            read_stored,
+        ),
+        None => rows(
+            sql,
+            "SELECT a.id, a.version, a.source FROM agreements a \
+             WHERE a.version = (SELECT MAX(b.version) FROM agreements b WHERE b.id = a.id) ORDER BY a.id",
+            &[],
+            read_stored,
+        ),
+    }
 }
 
 /// Registers an agreement version (SPEC §2). `name` is how parse errors name the text.
@@ -226,7 +235,7 @@ pub(crate) fn add(sql: &mut impl Sql, name: &str, text: &str) -> Result<Agreemen
         }
         Some(_) => {}
     }
-    for other in latest_of_licensor(sql, licensor)?.iter().filter(|o| o.id() != agreement.id()) {
+    for other in latest(sql, Some(licensor))?.iter().filter(|o| o.id() != agreement.id()) {
         check_against(&agreement, other)?;
     }
     sql.execute(
@@ -284,7 +293,7 @@ fn check_against(agreement: &Agreement, other: &Agreement) -> Result<(), StoreEr
 /// whose records all keep their place stays; any other is replaced by segments of the same batch
 /// grouped by the new places, so a record's values and batch never change.
 fn replace_records(sql: &mut impl Sql, licensor: &str, host: &str) -> Result<(), StoreError> {
-    let agreements: Vec<Agreement> = latest_of_licensor(sql, licensor)?.into_iter().filter(|a| a.host().as_str() == host).collect();
+    let agreements: Vec<Agreement> = latest(sql, Some(licensor))?.into_iter().filter(|a| a.host().as_str() == host).collect();
     for a in &agreements {
         rollups::delete(sql, a.id().as_str())?;
     }

@@ -60,7 +60,7 @@ use revshare_core::settle::{digest_order, sorted_digest};
 use revshare_core::transparency::{RECORD_KEY_BYTES, SignedBatch, batch_event, batch_message, record_commitment, record_salt};
 use revshare_core::usage::UsageRecord;
 
-use crate::agreements::{Match, latest_of_licensor, place};
+use crate::agreements::{Match, latest, place};
 use crate::error::StoreError;
 use crate::index::{NewKey, Pending, RecordIndex, WARM_AHEAD};
 use crate::log::{self, LogLeaf};
@@ -232,7 +232,7 @@ impl<'b> Registry<'b> {
                 for (agreement_id, month) in closed_of_licensor(sql, model.owner.as_str())? {
                     registry.closed.entry(agreement_id).or_default().push(month);
                 }
-                registry.agreements.insert(model.owner.to_string(), latest_of_licensor(sql, model.owner.as_str())?);
+                registry.agreements.insert(model.owner.to_string(), latest(sql, Some(model.owner.as_str()))?);
             }
             registry.models.insert((host, reported), model);
         }

@@ -125,6 +125,12 @@ pub trait Store {
     fn agreement_source(&mut self, id: &AgreementId, version: u32) -> Result<String, StoreError>;
     /// The latest version of every agreement of `licensor`, by id.
     fn agreements_of_licensor(&mut self, licensor: &PartyId) -> Result<Vec<Agreement>, StoreError>;
+    /// The latest version of every agreement, by id.
+    fn agreements(&mut self) -> Result<Vec<Agreement>, StoreError>;
+    /// Every registered party, by id.
+    fn parties(&mut self) -> Result<Vec<Party>, StoreError>;
+    /// Every registered model, by id.
+    fn models(&mut self) -> Result<Vec<Model>, StoreError>;
 
     /// Stores a batch of records in one transaction, with its leaf in the log; see
     /// [`IngestReport`] for what it did. A batch signed by its host (`signed`, over
@@ -356,7 +362,19 @@ impl<B: Backend> Store for B {
     }
 
     fn agreements_of_licensor(&mut self, licensor: &PartyId) -> Result<Vec<Agreement>, StoreError> {
-        transaction(self, Access::Read, |sql| agreements::latest_of_licensor(sql, licensor.as_str()))
+        transaction(self, Access::Read, |sql| agreements::latest(sql, Some(licensor.as_str())))
+    }
+
+    fn agreements(&mut self) -> Result<Vec<Agreement>, StoreError> {
+        transaction(self, Access::Read, |sql| agreements::latest(sql, None))
+    }
+
+    fn parties(&mut self) -> Result<Vec<Party>, StoreError> {
+        transaction(self, Access::Read, |sql| registry::parties(sql))
+    }
+
+    fn models(&mut self) -> Result<Vec<Model>, StoreError> {
+        transaction(self, Access::Read, |sql| registry::models(sql))
     }
 
     fn ingest(&mut self, records: &[UsageRecord<'_>], mode: IngestMode, signed: Option<&SignedBatch>) -> Result<IngestReport, StoreError> {

@@ -120,6 +120,16 @@ fn read_model(row: &dyn Columns) -> Result<Model, StoreError> {
     })
 }
 
+/// Every registered party, by id.
+pub(crate) fn parties(sql: &mut impl Sql) -> Result<Vec<Party>, StoreError> {
+    rows(sql, "SELECT id, name, role FROM parties ORDER BY id", &[], read_party)
+}
+
+/// Every registered model, by id.
+pub(crate) fn models(sql: &mut impl Sql) -> Result<Vec<Model>, StoreError> {
+    rows(sql, "SELECT id, owner, derived_from FROM models ORDER BY id", &[], read_model)
+}
+
 pub(crate) fn party(sql: &mut impl Sql, id: &str) -> Result<Option<Party>, StoreError> {
     first(sql, "SELECT id, name, role FROM parties WHERE id = $1", &[Param::Text(id)], read_party)
 }

@@ -89,6 +89,7 @@ conformance!(
     migrations_are_idempotent,
     parties_register_once,
     models_and_aliases,
+    the_registry_lists_by_id,
     agreement_versions_and_amendments,
     agreement_needs_registered_parties_and_models,
     exclusivity_conflict_names_the_other_agreement,
@@ -279,6 +280,24 @@ fn parties_register_once(db: &dyn TestDb) {
     assert_eq!(store.party(&pid("acme")).expect("read"), None);
     assert!(matches!(Role::parse("admin"), Err(StoreError::BadRole(_))));
     assert_eq!(Role::parse("arbiter").expect("a role"), Role::Arbiter);
+}
+
+fn the_registry_lists_by_id(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    assert!(store.parties().expect("parties").is_empty() && store.models().expect("models").is_empty());
+    register_example(store);
+    store.add_model(&model("m-70b-ft", "meridian", Some("m-70b"))).expect("a derived model");
+    let parties: Vec<Party> = store.parties().expect("parties");
+    assert_eq!(parties, [party("meridian", Role::Licensor), party("northwind", Role::Host), party("southwind", Role::Host)]);
+    let models = store.models().expect("models");
+    assert_eq!(models, [model("m-70b", "meridian", None), model("m-70b-ft", "meridian", Some("m-70b")), model("m-8b", "meridian", None)]);
+    // The latest version of each agreement.
+    store.add_agreement("v2.toml", &edited(AGREEMENT, &[("version = 1", "version = 2")])).expect("an amendment");
+    let agreements = store.agreements().expect("agreements");
+    assert_eq!(agreements.iter().map(|a| (a.id().as_str(), a.version())).collect::<Vec<_>>(), [("meridian-northwind", 2)]);
+    assert_eq!(store.agreements_of_licensor(&pid("meridian")).expect("of meridian"), agreements);
+    assert!(store.agreements_of_licensor(&pid("northwind")).expect("of a host").is_empty());
 }
 
 fn models_and_aliases(db: &dyn TestDb) {
