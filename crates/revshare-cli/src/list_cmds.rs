@@ -1,7 +1,11 @@
-//! What the store holds, listed: `party list`, `model list`, `agreement list` and `journal`,
-//! each a table for people or (`--format json`) one JSON array for programs.
+//! What the store holds, listed: `party list`, `model list`, `agreement list`, `payment list`
+//! and `journal`, each a table for people or (`--format json`) one JSON array for programs.
 
-use revshare_core::ledger::JournalEntry;
+use std::collections::BTreeSet;
+
+use revshare_core::ids::AgreementId;
+use revshare_core::ledger::{AccountKind, EntryKind, JournalEntry, Role as LedgerRole};
+use revshare_core::money::Currency;
 use revshare_core::text::printable;
 use serde_json::{Value, json};
 
@@ -132,5 +136,72 @@ pub fn journal(args: &StoreArgs, json: bool) -> Result<(), Failure> {
         println!("{t}");
     }
     println!("{}, each balanced", counted(u64::try_from(entries.len()).unwrap_or(u64::MAX), "entry"));
+    Ok(())
+}
+
+/// A payment as listed.
+struct Payment {
+    agreement: String,
+    reference: String,
+    /// `host` or `licensor`.
+    from: &'static str,
+    amount_minor: i128,
+    currency: Currency,
+    state: &'static str,
+}
+
+/// Pending payments first, then the journal's payment entries in posting order, each confirmed
+/// or (when a later entry reverses it) reversed. Who paid is read from the host's payable
+/// posting: it falls when the host pays.
+pub fn payments(args: &StoreArgs, agreement: Option<&str>, json: bool) -> Result<(), Failure> {
+    let agreement = agreement.map(AgreementId::parse).transpose().map_err(|e| Failure::Invalid(format!("error: {e}\n")))?;
+    let mut store = open(args, false)?;
+    let mut payments: Vec<Payment> = store
+        .pending_payments(agreement.as_ref())?
+        .into_iter()
+        .map(|p| Payment {
+            agreement: p.agreement_id.to_string(),
+            reference: p.reference,
+            from: p.from.as_str(),
+            amount_minor: p.amount_minor,
+            currency: p.currency,
+            state: "pending",
+        })
+        .collect();
+    let journal = store.journal()?;
+    let reversed: BTreeSet<&str> = journal.iter().filter_map(|e| e.kind().reverses()).collect();
+    for entry in journal.iter().filter(|e| *e.kind() == EntryKind::Payment && agreement.as_ref().is_none_or(|a| e.agreement() == a)) {
+        let payable = entry.postings().iter().find(|p| p.account.role() == LedgerRole::Host && p.account.kind() == AccountKind::Payable);
+        let Some(payable) = payable else { continue };
+        payments.push(Payment {
+            agreement: entry.agreement().to_string(),
+            reference: revshare_store::payments::own_reference(entry.reference()).to_owned(),
+            from: if payable.amount_minor > 0 { "host" } else { "licensor" },
+            amount_minor: payable.amount_minor.abs(),
+            currency: payable.currency,
+            state: if reversed.contains(entry.reference()) { "reversed" } else { "confirmed" },
+        });
+    }
+    print_list(
+        &payments,
+        json,
+        &["agreement", "reference", "from", "amount", "state"],
+        |p| {
+            vec![
+                p.agreement.clone(),
+                p.reference.clone(),
+                p.from.to_owned(),
+                format!("{} {}", p.currency.format(p.amount_minor), p.currency),
+                p.state.to_owned(),
+            ]
+        },
+        |p| {
+            json!({
+                "agreement": p.agreement, "reference": p.reference, "from": p.from,
+                "amount": p.currency.format(p.amount_minor), "currency": p.currency.code(), "state": p.state,
+            })
+        },
+        "payment",
+    );
     Ok(())
 }

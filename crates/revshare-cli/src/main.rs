@@ -340,6 +340,16 @@ enum PaymentCommand {
         #[arg(long = "as", value_name = "NEW_REF")]
         as_reference: String,
     },
+    /// List payments: pending (recorded by the payer, not yet confirmed), confirmed (posted) and
+    /// reversed, in posting order after the pending ones.
+    List {
+        /// Only this agreement's.
+        #[arg(long)]
+        agreement: Option<String>,
+        /// `table` for people, `json` for programs.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
 }
 
 #[derive(Subcommand)]
@@ -677,6 +687,9 @@ fn main() -> ExitCode {
         },
         Command::Payment(PaymentCommand::Record { agreement, amount, reference, from, by_payee }) => {
             ledger_cmds::record_payment(&cli.store, &agreement, &amount, &reference, from, by_payee)
+        }
+        Command::Payment(PaymentCommand::List { agreement, format }) => {
+            list_cmds::payments(&cli.store, agreement.as_deref(), format == Format::Json)
         }
         Command::Payment(PaymentCommand::Confirm { agreement, reference }) => {
             ledger_cmds::confirm_payment(&cli.store, &agreement, &reference)

@@ -474,6 +474,32 @@ fn parties_models_agreements_and_the_journal_are_listed() {
     assert!(postings.len() >= 2 && postings.iter().map(|p| minor(&p["amount"])).sum::<i64>() == 0, "{journal}");
     let table = store.ok(&["journal"]);
     assert!(table.contains("bench-h1") && table.ends_with("1 entry, each balanced\n"), "{table}");
+    // Payments: pending, then posted in order, a reversed one marked.
+    store.ok(&["payment", "record", "--agreement", "bench-h1", "--amount", "10.00", "--reference", "p-1"]);
+    store.ok(&["payment", "record", "--agreement", "bench-h1", "--amount", "5.00", "--reference", "p-2", "--by-payee"]);
+    store.ok(&["payment", "reverse", "--reference", "p-2", "--as", "r-2"]);
+    let states = |listed: serde_json::Value| -> Vec<(String, String, String)> {
+        listed
+            .as_array()
+            .expect("an array")
+            .iter()
+            .map(|p| {
+                (
+                    p["reference"].as_str().unwrap_or("").to_owned(),
+                    p["amount"].as_str().unwrap_or("").to_owned(),
+                    p["state"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect()
+    };
+    let owned =
+        |rows: &[(&str, &str, &str)]| rows.iter().map(|(a, b, c)| ((*a).to_owned(), (*b).to_owned(), (*c).to_owned())).collect::<Vec<_>>();
+    assert_eq!(states(json(&["payment", "list"])), owned(&[("p-1", "10.00", "pending"), ("p-2", "5.00", "reversed")]));
+    store.ok(&["payment", "confirm", "--agreement", "bench-h1", "--reference", "p-1"]);
+    let listed = json(&["payment", "list", "--agreement", "bench-h1"]);
+    assert_eq!(states(listed.clone()), owned(&[("p-2", "5.00", "reversed"), ("p-1", "10.00", "confirmed")]));
+    assert_eq!(listed[1]["from"], "host");
+    assert_eq!(store.ok(&["payment", "list", "--agreement", "other-agreement"]), "0 payments\n");
 }
 
 /// A problem every record of a batch has is listed a few times and counted, not repeated
