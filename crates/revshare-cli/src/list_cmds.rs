@@ -1,5 +1,7 @@
 //! What the store holds, listed: `party list`, `model list`, `agreement list`, `payment list`
-//! and `journal`, each a table for people or (`--format json`) one JSON array for programs.
+//! and `journal`, each a table for people, or for programs one JSON array (`--format json`) or
+//! CSV (`--format csv`, RFC 4180 with a header row: the JSON members as columns, the same
+//! values as text, `null` as an empty field).
 
 use std::collections::BTreeSet;
 
@@ -9,18 +11,36 @@ use revshare_core::money::Currency;
 use revshare_core::text::printable;
 use serde_json::{Value, json};
 
-use crate::Failure;
 use crate::report::{counted, right_align, table};
 use crate::store_cmds::{StoreArgs, open};
+use crate::{Failure, ListFormat};
 
-/// Prints `items` as a JSON array, or as a table of `header` and `row`s with a closing count of
-/// `noun`s. Text from the store is made printable before it reaches the terminal.
-fn print_list<T>(items: &[T], json: bool, header: &[&str], row: impl Fn(&T) -> Vec<String>, to_json: impl Fn(&T) -> Value, noun: &str) {
-    if json {
-        println!("{}", Value::Array(items.iter().map(to_json).collect()));
-        return;
+/// A list's columns: the table's headings for people, and the JSON members (the CSV columns).
+struct Columns<'a> {
+    headings: &'a [&'a str],
+    members: &'a [&'a str],
+}
+
+/// Prints `items` as a JSON array, as CSV of `columns.members`, or as a table of `row`s under
+/// the headings with a closing count of `noun`s. Text from the store is made printable before it
+/// reaches the terminal; JSON and CSV carry it as stored, quoted by their rules.
+fn print_list<T>(
+    items: &[T],
+    format: ListFormat,
+    columns: &Columns<'_>,
+    row: impl Fn(&T) -> Vec<String>,
+    to_json: impl Fn(&T) -> Value,
+    noun: &str,
+) -> Result<(), Failure> {
+    match format {
+        ListFormat::Json => {
+            println!("{}", Value::Array(items.iter().map(to_json).collect()));
+            return Ok(());
+        }
+        ListFormat::Csv => return write_csv(columns.members, items.iter().map(to_json)),
+        ListFormat::Table => {}
     }
-    let mut t = table(header);
+    let mut t = table(columns.headings);
     for item in items {
         t.add_row(row(item).iter().map(|cell| printable(cell, 200)).collect::<Vec<_>>());
     }
@@ -28,36 +48,51 @@ fn print_list<T>(items: &[T], json: bool, header: &[&str], row: impl Fn(&T) -> V
         println!("{t}");
     }
     println!("{}", counted(u64::try_from(items.len()).unwrap_or(u64::MAX), noun));
+    Ok(())
 }
 
-pub fn parties(args: &StoreArgs, json: bool) -> Result<(), Failure> {
+/// Writes `rows` (JSON objects) to standard output as CSV with the `members` as columns.
+fn write_csv(members: &[&str], rows: impl Iterator<Item = Value>) -> Result<(), Failure> {
+    let mut out = csv::Writer::from_writer(std::io::stdout().lock());
+    let failed = |e: csv::Error| Failure::Other(anyhow::anyhow!("cannot write CSV: {e}"));
+    out.write_record(members).map_err(failed)?;
+    for row in rows {
+        out.write_record(members.iter().map(|m| match &row[*m] {
+            Value::Null => String::new(),
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }))
+        .map_err(failed)?;
+    }
+    out.flush().map_err(|e| Failure::Other(anyhow::anyhow!("cannot write CSV: {e}")))
+}
+
+pub fn parties(args: &StoreArgs, format: ListFormat) -> Result<(), Failure> {
     let parties = open(args, false)?.parties()?;
     print_list(
         &parties,
-        json,
-        &["id", "name", "role"],
+        format,
+        &Columns { headings: &["id", "name", "role"], members: &["id", "name", "role"] },
         |p| vec![p.id.to_string(), p.name.clone(), p.role.to_string()],
         |p| json!({"id": p.id.as_str(), "name": p.name, "role": p.role.as_str()}),
         "party",
-    );
-    Ok(())
+    )
 }
 
-pub fn models(args: &StoreArgs, json: bool) -> Result<(), Failure> {
+pub fn models(args: &StoreArgs, format: ListFormat) -> Result<(), Failure> {
     let models = open(args, false)?.models()?;
     print_list(
         &models,
-        json,
-        &["id", "owner", "derived from"],
+        format,
+        &Columns { headings: &["id", "owner", "derived from"], members: &["id", "owner", "derived_from"] },
         |m| vec![m.id.to_string(), m.owner.to_string(), m.derived_from.as_ref().map_or_else(String::new, ToString::to_string)],
         |m| json!({"id": m.id.as_str(), "owner": m.owner.as_str(), "derived_from": m.derived_from.as_ref().map(|d| d.as_str())}),
         "model",
-    );
-    Ok(())
+    )
 }
 
 /// The latest version of every agreement.
-pub fn agreements(args: &StoreArgs, json: bool) -> Result<(), Failure> {
+pub fn agreements(args: &StoreArgs, format: ListFormat) -> Result<(), Failure> {
     let agreements = open(args, false)?.agreements()?;
     let effective = |a: &revshare_core::agreement::Agreement| {
         let from = a.effective_from().to_string();
@@ -69,8 +104,11 @@ pub fn agreements(args: &StoreArgs, json: bool) -> Result<(), Failure> {
     };
     print_list(
         &agreements,
-        json,
-        &["id", "version", "licensor", "host", "currency", "in effect"],
+        format,
+        &Columns {
+            headings: &["id", "version", "licensor", "host", "currency", "in effect"],
+            members: &["id", "version", "licensor", "host", "currency", "effective_from", "effective_to", "digest"],
+        },
         |a| {
             vec![
                 a.id().to_string(),
@@ -89,12 +127,12 @@ pub fn agreements(args: &StoreArgs, json: bool) -> Result<(), Failure> {
             })
         },
         "agreement",
-    );
-    Ok(())
+    )
 }
 
-/// Every journal entry in posting order, each posting on its own row.
-pub fn journal(args: &StoreArgs, json: bool) -> Result<(), Failure> {
+/// Every journal entry in posting order, each posting on its own row (in CSV too, with its
+/// entry's members).
+pub fn journal(args: &StoreArgs, format: ListFormat) -> Result<(), Failure> {
     let entries = open(args, false)?.journal()?;
     let postings = |e: &JournalEntry| -> Vec<Value> {
         e.postings()
@@ -102,18 +140,30 @@ pub fn journal(args: &StoreArgs, json: bool) -> Result<(), Failure> {
             .map(|p| json!({"account": p.account.to_string(), "currency": p.currency.code(), "amount": p.currency.format(p.amount_minor)}))
             .collect()
     };
-    if json {
-        let entries: Vec<Value> = entries
-            .iter()
-            .map(|e| {
-                json!({
-                    "reference": e.reference(), "kind": e.kind().to_string(), "agreement": e.agreement().as_str(),
-                    "description": e.description(), "postings": postings(e),
+    let entry_json = |e: &JournalEntry| {
+        json!({
+            "reference": e.reference(), "kind": e.kind().to_string(), "agreement": e.agreement().as_str(),
+            "description": e.description(), "postings": postings(e),
+        })
+    };
+    match format {
+        ListFormat::Json => {
+            println!("{}", Value::Array(entries.iter().map(entry_json).collect()));
+            return Ok(());
+        }
+        ListFormat::Csv => {
+            let rows = entries.iter().flat_map(|e| {
+                let entry = entry_json(e);
+                postings(e).into_iter().map(move |mut posting| {
+                    for member in ["reference", "kind", "agreement", "description"] {
+                        posting[member] = entry[member].clone();
+                    }
+                    posting
                 })
-            })
-            .collect();
-        println!("{}", Value::Array(entries));
-        return Ok(());
+            });
+            return write_csv(&["reference", "kind", "agreement", "description", "account", "currency", "amount"], rows);
+        }
+        ListFormat::Table => {}
     }
     let mut t = table(&["#", "entry", "kind", "agreement", "account", "amount"]);
     for (n, e) in entries.iter().enumerate() {
@@ -153,7 +203,7 @@ struct Payment {
 /// Pending payments first, then the journal's payment entries in posting order, each confirmed
 /// or (when a later entry reverses it) reversed. Who paid is read from the host's payable
 /// posting: it falls when the host pays.
-pub fn payments(args: &StoreArgs, agreement: Option<&str>, json: bool) -> Result<(), Failure> {
+pub fn payments(args: &StoreArgs, agreement: Option<&str>, format: ListFormat) -> Result<(), Failure> {
     let agreement = agreement.map(AgreementId::parse).transpose().map_err(|e| Failure::Invalid(format!("error: {e}\n")))?;
     let mut store = open(args, false)?;
     let mut payments: Vec<Payment> = store
@@ -184,8 +234,11 @@ pub fn payments(args: &StoreArgs, agreement: Option<&str>, json: bool) -> Result
     }
     print_list(
         &payments,
-        json,
-        &["agreement", "reference", "from", "amount", "state"],
+        format,
+        &Columns {
+            headings: &["agreement", "reference", "from", "amount", "state"],
+            members: &["agreement", "reference", "from", "amount", "currency", "state"],
+        },
         |p| {
             vec![
                 p.agreement.clone(),
@@ -202,6 +255,5 @@ pub fn payments(args: &StoreArgs, agreement: Option<&str>, json: bool) -> Result
             })
         },
         "payment",
-    );
-    Ok(())
+    )
 }

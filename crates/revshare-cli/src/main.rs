@@ -123,9 +123,9 @@ enum Command {
     Dispute(DisputeCommand),
     /// The double-entry journal, in posting order: every entry and its postings.
     Journal {
-        /// `table` for people, `json` for programs.
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
+        /// `table` for people, `json` or `csv` (RFC 4180, a row per posting) for programs.
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
     },
     /// Show who owes whom, per currency, from the journal.
     Balances {
@@ -346,9 +346,9 @@ enum PaymentCommand {
         /// Only this agreement's.
         #[arg(long)]
         agreement: Option<String>,
-        /// `table` for people, `json` for programs.
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
+        /// `table` for people, `json` or `csv` (RFC 4180) for programs.
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
     },
 }
 
@@ -420,9 +420,9 @@ enum PartyCommand {
     },
     /// List the registered parties, by id.
     List {
-        /// `table` for people, `json` for programs.
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
+        /// `table` for people, `json` or `csv` (RFC 4180) for programs.
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
     },
 }
 
@@ -430,9 +430,9 @@ enum PartyCommand {
 enum ModelCommand {
     /// List the registered models, by id, with their owners and what they derive from.
     List {
-        /// `table` for people, `json` for programs.
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
+        /// `table` for people, `json` or `csv` (RFC 4180) for programs.
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
     },
     /// Register a licensor's model.
     Add {
@@ -510,9 +510,9 @@ enum AgreementCommand {
     Add { file: PathBuf },
     /// List the registered agreements (the latest version of each), by id.
     List {
-        /// `table` for people, `json` for programs.
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
+        /// `table` for people, `json` or `csv` (RFC 4180) for programs.
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
     },
 }
 
@@ -549,6 +549,14 @@ struct Month {
 enum Format {
     Table,
     Json,
+}
+
+/// How a list is printed: a table for people, JSON or CSV (RFC 4180, a header row) for programs.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Json,
+    Csv,
 }
 
 #[derive(Subcommand)]
@@ -637,10 +645,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Agreement(AgreementCommand::Check { files }) => settle_files::check_agreements(&files),
         Command::Agreement(AgreementCommand::Add { file }) => store_cmds::add_agreement(&cli.store, &file),
-        Command::Agreement(AgreementCommand::List { format }) => list_cmds::agreements(&cli.store, format == Format::Json),
-        Command::Party(PartyCommand::List { format }) => list_cmds::parties(&cli.store, format == Format::Json),
-        Command::Model(ModelCommand::List { format }) => list_cmds::models(&cli.store, format == Format::Json),
-        Command::Journal { format } => list_cmds::journal(&cli.store, format == Format::Json),
+        Command::Agreement(AgreementCommand::List { format }) => list_cmds::agreements(&cli.store, format),
+        Command::Party(PartyCommand::List { format }) => list_cmds::parties(&cli.store, format),
+        Command::Model(ModelCommand::List { format }) => list_cmds::models(&cli.store, format),
+        Command::Journal { format } => list_cmds::journal(&cli.store, format),
         Command::Init { origin } => store_cmds::init(&cli.store, &origin),
         Command::Keys(KeysCommand::Generate { name, out }) => log_cmds::generate_key(&name, &out),
         Command::Keys(KeysCommand::Rotate) => log_cmds::rotate(&cli.store),
@@ -688,9 +696,7 @@ fn main() -> ExitCode {
         Command::Payment(PaymentCommand::Record { agreement, amount, reference, from, by_payee }) => {
             ledger_cmds::record_payment(&cli.store, &agreement, &amount, &reference, from, by_payee)
         }
-        Command::Payment(PaymentCommand::List { agreement, format }) => {
-            list_cmds::payments(&cli.store, agreement.as_deref(), format == Format::Json)
-        }
+        Command::Payment(PaymentCommand::List { agreement, format }) => list_cmds::payments(&cli.store, agreement.as_deref(), format),
         Command::Payment(PaymentCommand::Confirm { agreement, reference }) => {
             ledger_cmds::confirm_payment(&cli.store, &agreement, &reference)
         }

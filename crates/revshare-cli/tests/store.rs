@@ -500,6 +500,40 @@ fn parties_models_agreements_and_the_journal_are_listed() {
     assert_eq!(states(listed.clone()), owned(&[("p-2", "5.00", "reversed"), ("p-1", "10.00", "confirmed")]));
     assert_eq!(listed[1]["from"], "host");
     assert_eq!(store.ok(&["payment", "list", "--agreement", "other-agreement"]), "0 payments\n");
+    // CSV (RFC 4180, a header row) read back is the JSON: its members as columns, as text.
+    for list in [&["party", "list"][..], &["model", "list"], &["agreement", "list"], &["payment", "list"]] {
+        let rows = json(list);
+        let csv = {
+            let mut args = list.to_vec();
+            args.extend(["--format", "csv"]);
+            store.ok(&args)
+        };
+        let mut reader = csv::Reader::from_reader(csv.as_bytes());
+        let columns: Vec<String> = reader.headers().expect("a header").iter().map(str::to_owned).collect();
+        let read: Vec<Vec<String>> = reader.records().map(|r| r.expect("a record").iter().map(str::to_owned).collect()).collect();
+        let expected: Vec<Vec<String>> = rows
+            .as_array()
+            .expect("an array")
+            .iter()
+            .map(|row| {
+                assert_eq!(row.as_object().expect("an object").len(), columns.len(), "{list:?}: every member is a column");
+                columns
+                    .iter()
+                    .map(|c| match &row[c] {
+                        serde_json::Value::Null => String::new(),
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect()
+            })
+            .collect();
+        assert!(!read.is_empty(), "{list:?}");
+        assert_eq!(read, expected, "{list:?}");
+    }
+    let journal_csv = store.ok(&["journal", "--format", "csv"]);
+    let postings: usize =
+        json(&["journal"]).as_array().expect("entries").iter().map(|e| e["postings"].as_array().map_or(0, Vec::len)).sum();
+    assert_eq!(csv::Reader::from_reader(journal_csv.as_bytes()).records().count(), postings, "{journal_csv}");
 }
 
 /// A problem every record of a batch has is listed a few times and counted, not repeated
