@@ -1,9 +1,9 @@
-//! What the store holds, listed: `party list`, `model list`, `agreement list`, `payment list`
-//! and `journal`, each a table for people, or for programs one JSON array (`--format json`) or
+//! What the store holds, listed: `party list`, `model list`, `agreement list`, `statement list`,
+//! `payment list` and `journal`, each a table for people, or for programs one JSON array (`--format json`) or
 //! CSV (`--format csv`, RFC 4180 with a header row: the JSON members as columns, the same
 //! values as text, `null` as an empty field).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use revshare_core::ids::AgreementId;
 use revshare_core::ledger::{AccountKind, EntryKind, JournalEntry, Role as LedgerRole};
@@ -255,5 +255,124 @@ pub fn payments(args: &StoreArgs, agreement: Option<&str>, format: ListFormat) -
             })
         },
         "payment",
+    )
+}
+
+/// A statement as listed, with its money.
+struct Listed {
+    agreement: String,
+    version: u32,
+    period: String,
+    sequence: u32,
+    kind: &'static str,
+    currency: Currency,
+    net_payable: i128,
+    /// For an original (the statements booked): what the agreement's payments cover of it, and
+    /// what is left; `None` for a restatement (its difference is carried by a later original).
+    paid: Option<(i128, i128)>,
+    countersigned: bool,
+    closed_on: Option<String>,
+    digest: String,
+}
+
+/// Each statement with its net payable, what is paid and outstanding, whether the host
+/// countersigned it and when it closed. Payments are applied to an agreement's originals
+/// oldest month first (open-item style): what the host paid, less what the licensor paid back,
+/// covers the earliest amounts owed first; a statement in the host's favour (negative) is shown
+/// as outstanding whole.
+pub fn statements(args: &StoreArgs, agreement: Option<&str>, format: ListFormat) -> Result<(), Failure> {
+    let id = agreement.map(AgreementId::parse).transpose().map_err(|e| Failure::Invalid(format!("error: {e}\n")))?;
+    let mut store = open(args, false)?;
+    let stored = store.statements(id.as_ref())?;
+    let journal = store.journal()?;
+    let keys = store.keys()?;
+    // What each agreement's host paid, net of what was paid back and of reversed payments.
+    let reversed: BTreeSet<&str> = journal.iter().filter_map(|e| e.kind().reverses()).collect();
+    let mut paid: BTreeMap<String, i128> = BTreeMap::new();
+    for entry in journal.iter().filter(|e| *e.kind() == EntryKind::Payment && !reversed.contains(e.reference())) {
+        let payable = entry.postings().iter().filter(|p| p.account.role() == LedgerRole::Host && p.account.kind() == AccountKind::Payable);
+        *paid.entry(entry.agreement().to_string()).or_default() += payable.map(|p| p.amount_minor).sum::<i128>();
+    }
+    let mut hosts: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut listed = Vec::with_capacity(stored.len());
+    for s in &stored {
+        let statement = s.statement()?;
+        let agreement = s.agreement_id.to_string();
+        let host = match hosts.get(&agreement) {
+            Some(host) => host.clone(),
+            None => {
+                let host = store.agreement_parties(&s.agreement_id)?.map(|(_, host)| host.to_string());
+                hosts.insert(agreement.clone(), host.clone());
+                host
+            }
+        };
+        let host_keys: BTreeSet<String> = keys.iter().filter(|k| k.party.is_some() && k.party == host).map(|k| k.key.to_text()).collect();
+        let countersigned = store.statement_signatures(s)?.iter().any(|signed| host_keys.contains(&signed.key));
+        let net = statement.totals.net_payable;
+        let paid = (s.kind == revshare_store::StatementKind::Original).then(|| {
+            let left = paid.entry(agreement.clone()).or_default();
+            let covered = if net > 0 { net.min((*left).max(0)) } else { 0 };
+            *left -= covered;
+            (covered, net - covered)
+        });
+        listed.push(Listed {
+            agreement,
+            version: s.agreement_version,
+            period: s.period.to_string(),
+            sequence: s.sequence,
+            kind: s.kind.as_str(),
+            currency: statement.currency,
+            net_payable: net,
+            paid,
+            countersigned,
+            closed_on: s.finalised_at.map(|t| t.to_string().get(..10).unwrap_or_default().to_owned()),
+            digest: s.digest.clone(),
+        });
+    }
+    let money = |l: &Listed, minor: i128| format!("{} {}", l.currency.format(minor), l.currency);
+    print_list(
+        &listed,
+        format,
+        &Columns {
+            headings: &["agreement", "period", "#", "kind", "net payable", "paid", "outstanding", "countersigned", "closed on", "digest"],
+            members: &[
+                "agreement",
+                "version",
+                "period",
+                "sequence",
+                "kind",
+                "currency",
+                "net_payable",
+                "paid",
+                "outstanding",
+                "countersigned",
+                "closed_on",
+                "digest",
+            ],
+        },
+        |l| {
+            vec![
+                l.agreement.clone(),
+                l.period.clone(),
+                l.sequence.to_string(),
+                l.kind.to_owned(),
+                money(l, l.net_payable),
+                l.paid.map_or_else(String::new, |(paid, _)| money(l, paid)),
+                l.paid.map_or_else(|| "carried by a later statement".to_owned(), |(_, left)| money(l, left)),
+                if l.countersigned { "yes" } else { "no" }.to_owned(),
+                l.closed_on.clone().unwrap_or_default(),
+                format!("{}…", l.digest.get(..19).unwrap_or(&l.digest)),
+            ]
+        },
+        |l| {
+            json!({
+                "agreement": l.agreement, "version": l.version, "period": l.period, "sequence": l.sequence, "kind": l.kind,
+                "currency": l.currency.code(), "net_payable": l.currency.format(l.net_payable),
+                "paid": l.paid.map(|(paid, _)| l.currency.format(paid)),
+                "outstanding": l.paid.map(|(_, left)| l.currency.format(left)),
+                "countersigned": l.countersigned, "closed_on": l.closed_on, "digest": l.digest,
+            })
+        },
+        "statement",
     )
 }

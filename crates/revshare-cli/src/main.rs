@@ -470,10 +470,15 @@ enum StatementCommand {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
-    /// List finalised statements.
+    /// List finalised statements with their money: net payable, paid (payments applied to the
+    /// oldest month first), outstanding, countersigned, closed on.
     List {
+        /// Only this agreement's.
         #[arg(long)]
         agreement: Option<String>,
+        /// `table` for people, `json` or `csv` (RFC 4180) for programs.
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
     },
     /// Write the latest statement of a month (its canonical bytes) to a file, or (`--bundle`)
     /// everything needed to verify it offline to a folder.
@@ -687,7 +692,7 @@ fn main() -> ExitCode {
         Command::Statement(StatementCommand::Preview { month, format }) => {
             store_cmds::preview_statement(&cli.store, &month.agreement, month.period, format == Format::Json)
         }
-        Command::Statement(StatementCommand::List { agreement }) => store_cmds::list_statements(&cli.store, agreement.as_deref()),
+        Command::Statement(StatementCommand::List { agreement, format }) => list_cmds::statements(&cli.store, agreement.as_deref(), format),
         Command::Statement(StatementCommand::Export { month, sequence, out, bundle }) => match (bundle, out) {
             (Some(dir), _) => log_cmds::export_bundle(&cli.store, &month.agreement, month.period, sequence, &dir),
             (None, Some(out)) => store_cmds::export_statement(&cli.store, &month.agreement, month.period, sequence, &out),

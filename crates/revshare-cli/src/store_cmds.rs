@@ -333,26 +333,6 @@ pub fn preview_statement(args: &StoreArgs, agreement: &str, period: Period, json
     Ok(())
 }
 
-pub fn list_statements(args: &StoreArgs, agreement: Option<&str>) -> Result<(), Failure> {
-    let id = agreement.map(AgreementId::parse).transpose().map_err(|e| Failure::Invalid(format!("error: {e}\n")))?;
-    let statements = open(args, false)?.statements(id.as_ref())?;
-    let mut table = comfy_table::Table::new();
-    table.load_style(comfy_table::presets::UTF8_FULL_CONDENSED);
-    table.set_header(["agreement", "version", "period", "#", "kind", "digest"]);
-    for s in &statements {
-        table.add_row(vec![
-            s.agreement_id.to_string(),
-            s.agreement_version.to_string(),
-            s.period.to_string(),
-            s.sequence.to_string(),
-            s.kind.as_str().to_owned(),
-            s.digest.clone(),
-        ]);
-    }
-    println!("{table}");
-    Ok(())
-}
-
 pub fn export_statement(args: &StoreArgs, agreement: &str, period: Period, sequence: Option<u32>, out: &Path) -> Result<(), Failure> {
     let stored = crate::log_cmds::find_statement(open(args, false)?.as_mut(), agreement, period, sequence)?;
     std::fs::write(out, &stored.canonical).with_context(|| format!("cannot write {}", out.display()))?;

@@ -500,8 +500,21 @@ fn parties_models_agreements_and_the_journal_are_listed() {
     assert_eq!(states(listed.clone()), owned(&[("p-2", "5.00", "reversed"), ("p-1", "10.00", "confirmed")]));
     assert_eq!(listed[1]["from"], "host");
     assert_eq!(store.ok(&["payment", "list", "--agreement", "other-agreement"]), "0 payments\n");
+    // October's statement: what the confirmed payment (not the reversed one) covers of it.
+    let statements = json(&["statement", "list"]);
+    let october = &statements[0];
+    let net = minor(&october["net_payable"]);
+    assert!(net > 1_000, "{october}");
+    assert_eq!((minor(&october["paid"]), minor(&october["outstanding"])), (1_000, net - 1_000), "{october}");
+    assert_eq!((october["kind"].as_str(), october["countersigned"].as_bool()), (Some("original"), Some(false)), "{october}");
+    assert!(october["closed_on"].as_str().is_some_and(|d| d.len() == 10), "{october}");
+    let table = store.ok(&["statement", "list"]);
+    assert!(
+        table.contains(&format!("{}.{:02} USD", (net - 1_000) / 100, (net - 1_000) % 100)) && table.ends_with("1 statement\n"),
+        "{table}"
+    );
     // CSV (RFC 4180, a header row) read back is the JSON: its members as columns, as text.
-    for list in [&["party", "list"][..], &["model", "list"], &["agreement", "list"], &["payment", "list"]] {
+    for list in [&["party", "list"][..], &["model", "list"], &["agreement", "list"], &["payment", "list"], &["statement", "list"]] {
         let rows = json(list);
         let csv = {
             let mut args = list.to_vec();
