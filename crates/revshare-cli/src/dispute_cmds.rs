@@ -13,10 +13,11 @@ use revshare_core::text::printable;
 use revshare_core::time::Period;
 use revshare_store::{Store, StoredDispute};
 
-use crate::Failure;
+use crate::list_cmds::{Columns, print_list};
 use crate::log_cmds::now;
 use crate::report::{right_align, table};
 use crate::store_cmds::{StoreArgs, open, parse};
+use crate::{Failure, ListFormat};
 
 /// The most characters of another party's reason or evidence a table shows.
 const MAX_SHOWN_CHARS: usize = 500;
@@ -113,15 +114,47 @@ pub fn move_dispute(args: &StoreArgs, id: u64, state: State, said: Said) -> Resu
 }
 
 /// `revshare dispute list`: one row per dispute.
-pub fn list(args: &StoreArgs, agreement: Option<&str>, json: bool) -> Result<(), Failure> {
+pub fn list(args: &StoreArgs, agreement: Option<&str>, format: ListFormat) -> Result<(), Failure> {
     let agreement = agreement.map(|a| parse(AgreementId::parse(a))).transpose()?;
     let mut store = open(args, false)?;
     let at = now();
     let disputes: Vec<StoredDispute> = store.disputes(agreement.as_ref())?.into_iter().map(|d| d.effective(at)).collect();
-    if json {
-        let all: Vec<_> = disputes.iter().map(StoredDispute::to_json).collect();
-        println!("{}", serde_json::to_string_pretty(&all).map_err(anyhow::Error::from)?);
-        return Ok(());
+    match format {
+        ListFormat::Json => {
+            let all: Vec<_> = disputes.iter().map(StoredDispute::to_json).collect();
+            println!("{}", serde_json::to_string_pretty(&all).map_err(anyhow::Error::from)?);
+            return Ok(());
+        }
+        // One row a dispute, its history left to `dispute show`.
+        ListFormat::Csv => {
+            let columns = [
+                "id",
+                "agreement",
+                "period",
+                "sequence",
+                "line",
+                "opened_by",
+                "state",
+                "respond_by",
+                "currency",
+                "claimed",
+                "adjustment",
+                "carried_by",
+            ];
+            let row = |stored: &StoredDispute| {
+                let (d, currency) = (&stored.dispute, stored.terms.currency);
+                serde_json::json!({
+                    "id": d.id, "agreement": d.subject.agreement.as_str(), "period": d.subject.period.to_string(),
+                    "sequence": d.subject.sequence, "line": d.subject.line, "opened_by": d.opener().to_string(),
+                    "state": d.state().to_string(), "respond_by": d.respond_by(&stored.terms).map(|t| t.to_string()),
+                    "currency": currency.code(), "claimed": currency.format(d.claimed()),
+                    "adjustment": d.resolution().map(|a| currency.format(a)),
+                    "carried_by": stored.carried.as_ref().map(|c| format!("{} #{} adjustments[{}]", c.period, c.sequence, c.line)),
+                })
+            };
+            return print_list(&disputes, format, &Columns { headings: &columns, members: &columns }, |_| Vec::new(), row, "dispute");
+        }
+        ListFormat::Table => {}
     }
     let mut t = table(&["id", "statement", "line", "opened by", "state", "respond by", "claimed", "adjustment", "carried by"]);
     for stored in &disputes {
@@ -141,7 +174,7 @@ pub fn list(args: &StoreArgs, agreement: Option<&str>, json: bool) -> Result<(),
     }
     right_align(&mut t, 6);
     println!("{t}");
-    println!("{} dispute{}", disputes.len(), if disputes.len() == 1 { "" } else { "s" });
+    println!("{}", crate::report::counted(u64::try_from(disputes.len()).unwrap_or(u64::MAX), "dispute"));
     Ok(())
 }
 

@@ -24,9 +24,10 @@ use revshare_core::ledger::{Balances, EntryKind, JournalEntry};
 use revshare_core::money::Currency;
 use revshare_store::payments;
 
-use crate::Failure;
+use crate::list_cmds::{Columns, print_list};
 use crate::report::{right_align, table};
 use crate::store_cmds::{StoreArgs, open, parse};
+use crate::{Failure, ListFormat};
 
 /// Who paid.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -109,13 +110,25 @@ pub fn reverse_payment(args: &StoreArgs, reference: &str, new_reference: &str) -
     Ok(())
 }
 
-pub fn balances(args: &StoreArgs, currency: Option<&str>) -> Result<(), Failure> {
+/// Who owes whom: a table (with the pending payments above it), or for programs the debts as
+/// JSON or CSV (pending payments are in `payment list`).
+pub fn balances(args: &StoreArgs, currency: Option<&str>, format: ListFormat) -> Result<(), Failure> {
     let currency = parse(currency.map(Currency::parse).transpose())?;
     let mut store = open(args, false)?;
     let journal = store.journal()?;
     let balances = parse(Balances::from_entries(&journal))?;
     let currencies = currency.map_or_else(|| balances.currencies(), |c| vec![c]);
     let debts: Vec<_> = currencies.into_iter().flat_map(|c| balances.owed(c)).collect();
+    if format != ListFormat::Table {
+        let columns = ["currency", "debtor", "creditor", "agreement", "amount"];
+        let to_json = |d: &revshare_core::ledger::Debt| {
+            serde_json::json!({
+                "currency": d.currency.code(), "debtor": d.debtor.to_string(), "creditor": d.creditor.to_string(),
+                "agreement": d.agreement.as_str(), "amount": d.currency.format(d.amount_minor),
+            })
+        };
+        return print_list(&debts, format, &Columns { headings: &columns, members: &columns }, |_| Vec::new(), to_json, "debt");
+    }
     let pending: Vec<_> = store.pending_payments(None)?.into_iter().filter(|p| currency.is_none_or(|c| p.currency == c)).collect();
     if !pending.is_empty() {
         let mut waiting = table(&["currency", "agreement", "from", "reference", "amount"]);

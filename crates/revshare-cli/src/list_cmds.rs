@@ -16,15 +16,15 @@ use crate::store_cmds::{StoreArgs, open};
 use crate::{Failure, ListFormat};
 
 /// A list's columns: the table's headings for people, and the JSON members (the CSV columns).
-struct Columns<'a> {
-    headings: &'a [&'a str],
-    members: &'a [&'a str],
+pub(crate) struct Columns<'a> {
+    pub(crate) headings: &'a [&'a str],
+    pub(crate) members: &'a [&'a str],
 }
 
 /// Prints `items` as a JSON array, as CSV of `columns.members`, or as a table of `row`s under
 /// the headings with a closing count of `noun`s. Text from the store is made printable before it
 /// reaches the terminal; JSON and CSV carry it as stored, quoted by their rules.
-fn print_list<T>(
+pub(crate) fn print_list<T>(
     items: &[T],
     format: ListFormat,
     columns: &Columns<'_>,

@@ -132,6 +132,9 @@ enum Command {
         /// Only this currency (an ISO 4217 code).
         #[arg(long)]
         currency: Option<String>,
+        /// `table` for people (pending payments too), `json` or `csv` (RFC 4180) of the debts.
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
     },
     /// Bearer tokens for the HTTP API.
     #[command(subcommand)]
@@ -278,10 +281,13 @@ enum DisputeCommand {
     },
     /// List disputes.
     List {
+        /// Only this agreement's.
         #[arg(long)]
         agreement: Option<String>,
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
+        /// `table` for people, `json` (with each history) or `csv` (RFC 4180, a row a dispute)
+        /// for programs.
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
     },
     /// Show a dispute and its history.
     Show {
@@ -634,7 +640,7 @@ fn dispute(store: &store_cmds::StoreArgs, command: DisputeCommand) -> Result<(),
         }
         DisputeCommand::Counter { id, said } => dispute_cmds::move_dispute(store, id, State::Countered, said.said()),
         DisputeCommand::Decide { id, said } => dispute_cmds::move_dispute(store, id, State::Decided, said.said()),
-        DisputeCommand::List { agreement, format } => dispute_cmds::list(store, agreement.as_deref(), format == Format::Json),
+        DisputeCommand::List { agreement, format } => dispute_cmds::list(store, agreement.as_deref(), format),
         DisputeCommand::Show { id, format } => dispute_cmds::show(store, id, format == Format::Json),
     }
 }
@@ -709,7 +715,7 @@ fn main() -> ExitCode {
             ledger_cmds::reverse_payment(&cli.store, &reference, &as_reference)
         }
         Command::Dispute(command) => dispute(&cli.store, command),
-        Command::Balances { currency } => ledger_cmds::balances(&cli.store, currency.as_deref()),
+        Command::Balances { currency, format } => ledger_cmds::balances(&cli.store, currency.as_deref(), format),
         Command::Token(TokenCommand::Create { party, role, operator }) => {
             server_cmds::create_token(&cli.store, party.as_deref(), role.as_deref(), operator)
         }

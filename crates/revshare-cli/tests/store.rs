@@ -514,7 +514,12 @@ fn parties_models_agreements_and_the_journal_are_listed() {
         "{table}"
     );
     // CSV (RFC 4180, a header row) read back is the JSON: its members as columns, as text.
-    for list in [&["party", "list"][..], &["model", "list"], &["agreement", "list"], &["payment", "list"], &["statement", "list"]] {
+    let owed = json(&["balances"]);
+    assert_eq!((owed[0]["debtor"].as_str(), owed[0]["creditor"].as_str()), (Some("host h1"), Some("licensor lic")), "{owed}");
+    assert_eq!(minor(&owed[0]["amount"]), net - 1_000, "{owed}");
+    let lists: [&[&str]; 6] =
+        [&["party", "list"], &["model", "list"], &["agreement", "list"], &["payment", "list"], &["statement", "list"], &["balances"]];
+    for list in lists {
         let rows = json(list);
         let csv = {
             let mut args = list.to_vec();
@@ -1335,6 +1340,23 @@ fn disputes_are_answered_decided_and_carried_into_the_next_statement() {
     assert!(shown.contains("meridian (licensor), naming sage"), "{shown}");
     let listed = store.ok(&["dispute", "list"]);
     assert!(listed.contains("accepted") && listed.contains("decided") && listed.contains("3 disputes"), "{listed}");
+    // As CSV, a row a dispute: the states and amounts of the JSON list.
+    let as_json: serde_json::Value = serde_json::from_str(&store.ok(&["dispute", "list", "--format", "json"])).expect("JSON");
+    let csv = store.ok(&["dispute", "list", "--format", "csv"]);
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let header = reader.headers().expect("a header").clone();
+    let (state, adjustment) =
+        (header.iter().position(|h| h == "state").expect("state"), header.iter().position(|h| h == "adjustment").expect("adjustment"));
+    let rows: Vec<(String, String)> =
+        reader.records().map(|r| r.expect("a row")).map(|r| (r[state].to_owned(), r[adjustment].to_owned())).collect();
+    let expected: Vec<(String, String)> = as_json
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|d| (d["state"].as_str().unwrap_or("").to_owned(), d["adjustment"].as_str().unwrap_or("").to_owned()))
+        .collect();
+    assert_eq!(rows, expected, "{csv}");
+    assert_eq!(rows.len(), 3);
     let shown: serde_json::Value = serde_json::from_str(&store.ok(&["dispute", "show", "2", "--format", "json"])).expect("JSON");
     let states: Vec<&str> = shown["history"].as_array().expect("history").iter().filter_map(|t| t["state"].as_str()).collect();
     assert_eq!(states, ["open", "rejected", "escalated", "decided"]);
