@@ -87,6 +87,7 @@ enum Command {
     Model(ModelCommand),
     /// Store usage files (JSON Lines or CloudEvents batches; `-` for standard input).
     Ingest {
+        /// Usage files: JSON Lines or CloudEvents batches; `-` reads standard input.
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Store the good records of a batch and report each bad one, instead of refusing it.
@@ -109,6 +110,7 @@ enum Command {
     Close {
         #[command(flatten)]
         month: Month,
+        /// `table` for people, `json` for programs.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -170,35 +172,46 @@ enum TokenCommand {
     /// (`--operator`: it registers parties, tokens and grants over HTTP); it is printed once, and
     /// only its SHA-256 is stored.
     Create {
+        /// The party the token acts for (a registered party id).
         #[arg(long, required_unless_present = "operator")]
         party: Option<String>,
+        /// The party's registered role: licensor, host, auditor or arbiter.
         #[arg(long, required_unless_present = "operator")]
         role: Option<String>,
+        /// A token for the operator instead: it registers parties, tokens and grants.
         #[arg(long, conflicts_with_all = ["party", "role"])]
         operator: bool,
     },
     /// Revoke a token for good, by the id `token create` printed.
-    Revoke { id: String },
+    Revoke {
+        /// The token's id, as `token create` printed it.
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
 enum GrantCommand {
     /// Grant an auditor reading an agreement (every version); logged, visible to both parties.
     Add {
+        /// The auditor's party id.
         #[arg(long)]
         auditor: String,
+        /// The agreement's id, like meridian-northwind.
         #[arg(long)]
         agreement: String,
     },
     /// Revoke an auditor's grant on an agreement; logged.
     Revoke {
+        /// The auditor's party id.
         #[arg(long)]
         auditor: String,
+        /// The agreement's id, like meridian-northwind.
         #[arg(long)]
         agreement: String,
     },
     /// List grants, in force and revoked.
     List {
+        /// The agreement's id, like meridian-northwind.
         #[arg(long)]
         agreement: Option<String>,
     },
@@ -246,18 +259,21 @@ enum DisputeCommand {
     },
     /// Accept the amount on the table: the claim, or the counter-offer.
     Accept {
+        /// The dispute's id, as `dispute list` shows it.
         id: u64,
         #[command(flatten)]
         said: Said,
     },
     /// Reject the claim, or the counter-offer.
     Reject {
+        /// The dispute's id, as `dispute list` shows it.
         id: u64,
         #[command(flatten)]
         said: Said,
     },
     /// Offer a smaller amount than claimed.
     Counter {
+        /// The dispute's id, as `dispute list` shows it.
         id: u64,
         #[command(flatten)]
         said: SaidWithAmount,
@@ -266,6 +282,7 @@ enum DisputeCommand {
     /// accepts for it (`--arbiter`): once both sides name the same one, it decides the dispute
     /// beside the arbiters the agreement names.
     Escalate {
+        /// The dispute's id, as `dispute list` shows it.
         id: u64,
         #[command(flatten)]
         said: Said,
@@ -275,6 +292,7 @@ enum DisputeCommand {
     },
     /// Decide an escalated dispute (an arbiter), from 0 to the amount claimed.
     Decide {
+        /// The dispute's id, as `dispute list` shows it.
         id: u64,
         #[command(flatten)]
         said: SaidWithAmount,
@@ -291,7 +309,9 @@ enum DisputeCommand {
     },
     /// Show a dispute and its history.
     Show {
+        /// The dispute's id, as `dispute list` shows it.
         id: u64,
+        /// `table` for people, `json` for programs.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -314,6 +334,7 @@ enum PaymentCommand {
     /// Record a payment under an agreement, in the agreement's currency: as its payer's, it is
     /// pending until the payee confirms it (`payment confirm`); with --by-payee it posts at once.
     Record {
+        /// The agreement's id, like meridian-northwind.
         #[arg(long)]
         agreement: String,
         /// The amount paid, with at most the currency's decimal places (800.00 in USD).
@@ -331,6 +352,7 @@ enum PaymentCommand {
     },
     /// Confirm, for the payee, a pending payment: it posts to the journal.
     Confirm {
+        /// The agreement's id, like meridian-northwind.
         #[arg(long)]
         agreement: String,
         /// The reference the payer recorded it under.
@@ -366,6 +388,7 @@ enum KeysCommand {
         /// The key's name (a party id, say).
         #[arg(long)]
         name: String,
+        /// Where to write the private key (FILE); the public key goes to FILE.pub.
         #[arg(long)]
         out: PathBuf,
     },
@@ -379,15 +402,19 @@ enum LogCommand {
     Checkpoint,
     /// Print a leaf and its inclusion proof (at SIZE, or at a new checkpoint).
     Prove {
+        /// The leaf's index in the log, from 0.
         #[arg(long)]
         leaf: u64,
+        /// The log size to prove it at (default: a new checkpoint of the log as it is now).
         #[arg(long)]
         size: Option<u64>,
     },
     /// Print the consistency proof from an earlier size to a later one (or a new checkpoint).
     Consistency {
+        /// The earlier size: that of a checkpoint you kept.
         #[arg(long)]
         from: u64,
+        /// The later size (default: a new checkpoint of the log as it is now).
         #[arg(long)]
         to: Option<u64>,
     },
@@ -398,8 +425,10 @@ enum ContributionCommand {
     /// Record contributions (JSON Lines, as in examples/contributions.jsonl); adding one again
     /// with `"accepted": true` records its acceptance.
     Add {
+        /// The agreement's id, like meridian-northwind.
         #[arg(long)]
         agreement: String,
+        /// The contributions file (JSON Lines).
         file: PathBuf,
     },
 }
@@ -408,17 +437,22 @@ enum ContributionCommand {
 enum PartyCommand {
     /// Register a party: a licensor, host, auditor or arbiter.
     Add {
+        /// The party's id: 1-63 of a-z 0-9 _ -.
         id: String,
+        /// The party's display name.
         #[arg(long)]
         name: String,
+        /// The party's role: licensor, host, auditor or arbiter.
         #[arg(long)]
         role: String,
     },
     /// Register a party's public key (a `.pub` file from `revshare keys generate`): its first, as
     /// the operator; a later one only as a rotation signed with its current private key.
     Key {
+        /// The party (a registered party id).
         #[arg(long)]
         party: String,
+        /// The party's public key file (`.pub`, from `revshare keys generate`).
         file: PathBuf,
         /// The party's current private key, which signs the rotation to the new key.
         #[arg(long, value_name = "KEY")]
@@ -442,18 +476,24 @@ enum ModelCommand {
     },
     /// Register a licensor's model.
     Add {
+        /// The model's id, like m-70b.
         id: String,
+        /// The licensor that owns the model (a registered party id).
         #[arg(long)]
         owner: String,
+        /// The model it derives from (fine-tuned, quantised, distilled), if any.
         #[arg(long)]
         derived_from: Option<String>,
     },
     /// Map a host's own model id to a licensed model.
     Alias {
+        /// The host (a registered party id).
         #[arg(long)]
         host: String,
+        /// The host's own id for the model, as its records name it.
         #[arg(long)]
         host_model: String,
+        /// The licensed model it means.
         #[arg(long)]
         model: String,
     },
@@ -465,6 +505,7 @@ enum StatementCommand {
     Show {
         #[command(flatten)]
         month: Month,
+        /// `table` for people, `json` for programs.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -473,6 +514,7 @@ enum StatementCommand {
     Preview {
         #[command(flatten)]
         month: Month,
+        /// `table` for people, `json` for programs.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -494,8 +536,10 @@ enum StatementCommand {
         /// Which statement of the month (1 is the original; default the latest).
         #[arg(long)]
         sequence: Option<u32>,
+        /// Write the statement's canonical bytes (JSON) to this file.
         #[arg(long, required_unless_present = "bundle", conflicts_with = "bundle")]
         out: Option<PathBuf>,
+        /// Write everything `revshare verify` needs to this folder instead.
         #[arg(long, value_name = "DIR")]
         bundle: Option<PathBuf>,
     },
@@ -503,8 +547,10 @@ enum StatementCommand {
     Sign {
         #[command(flatten)]
         month: Month,
+        /// Which statement of the month (1 is the original; default the latest).
         #[arg(long)]
         sequence: Option<u32>,
+        /// The signing party's private key file (from `revshare keys generate`).
         #[arg(long, value_name = "KEY_FILE")]
         key: PathBuf,
     },
@@ -514,11 +560,15 @@ enum StatementCommand {
 enum AgreementCommand {
     /// Check agreement files and list every problem, with its line and column.
     Check {
+        /// Agreement files (TOML) to check.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
     /// Register an agreement (a new version of an existing id is an amendment).
-    Add { file: PathBuf },
+    Add {
+        /// The agreement file (TOML).
+        file: PathBuf,
+    },
     /// List the registered agreements (the latest version of each), by id.
     List {
         /// `table` for people, `json` or `csv` (RFC 4180) for programs.
@@ -549,6 +599,7 @@ struct SettleArgs {
 /// One agreement's month in the store.
 #[derive(clap::Args)]
 struct Month {
+    /// The agreement's id, like meridian-northwind.
     #[arg(long)]
     agreement: String,
     /// YYYY-MM (UTC).
@@ -768,6 +819,26 @@ mod tests {
         assert_eq!(super::parse_listen("[::1]:9000"), Ok(address("[::1]:9000")));
         let refused = super::parse_listen("localhost").expect_err("not an address");
         assert!(refused.starts_with("`localhost` is not a port or an address to listen on: write a port (8080)"), "{refused}");
+    }
+
+    /// Every argument of every command says what it is (`--help`), so no one has to guess.
+    #[test]
+    fn every_argument_has_help() {
+        use clap::CommandFactory as _;
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if !matches!(id, "help" | "version") && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "revshare", &mut missing);
+        assert!(missing.is_empty(), "arguments without help:\n{}", missing.join("\n"));
     }
 
     #[test]
