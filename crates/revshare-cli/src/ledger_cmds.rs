@@ -25,7 +25,7 @@ use revshare_core::money::Currency;
 use revshare_store::payments;
 
 use crate::list_cmds::{Columns, print_list};
-use crate::report::{right_align, table};
+use crate::report::{grouped, right_align, table};
 use crate::store_cmds::{StoreArgs, open, parse};
 use crate::{Failure, ListFormat};
 
@@ -138,7 +138,7 @@ pub fn balances(args: &StoreArgs, currency: Option<&str>, format: ListFormat) ->
                 payment.agreement_id.as_str(),
                 payment.from.as_str(),
                 &payment.reference,
-                &payment.currency.format(payment.amount_minor),
+                &grouped(&payment.currency.format(payment.amount_minor)),
             ];
             waiting.add_row(row.iter().map(|cell| revshare_core::text::printable(cell, 200)).collect::<Vec<_>>());
         }
@@ -156,7 +156,7 @@ pub fn balances(args: &StoreArgs, currency: Option<&str>, format: ListFormat) ->
             debt.debtor.to_string(),
             debt.creditor.to_string(),
             debt.agreement.to_string(),
-            debt.currency.format(debt.amount_minor),
+            grouped(&debt.currency.format(debt.amount_minor)),
         ]);
     }
     right_align(&mut owed, 4);

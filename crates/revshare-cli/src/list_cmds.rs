@@ -11,7 +11,7 @@ use revshare_core::money::Currency;
 use revshare_core::text::printable;
 use serde_json::{Value, json};
 
-use crate::report::{counted, right_align, table};
+use crate::report::{counted, grouped, right_align, table};
 use crate::store_cmds::{StoreArgs, open};
 use crate::{Failure, ListFormat};
 
@@ -176,7 +176,7 @@ pub fn journal(args: &StoreArgs, format: ListFormat) -> Result<(), Failure> {
                 cell(e.kind().to_string()),
                 cell(e.agreement().to_string()),
                 p.account.to_string(),
-                format!("{} {}", p.currency.format(p.amount_minor), p.currency),
+                format!("{} {}", grouped(&p.currency.format(p.amount_minor)), p.currency),
             ];
             t.add_row(row.iter().map(|c| printable(c, 200)).collect::<Vec<_>>());
         }
@@ -244,7 +244,7 @@ pub fn payments(args: &StoreArgs, agreement: Option<&str>, format: ListFormat) -
                 p.agreement.clone(),
                 p.reference.clone(),
                 p.from.to_owned(),
-                format!("{} {}", p.currency.format(p.amount_minor), p.currency),
+                format!("{} {}", grouped(&p.currency.format(p.amount_minor)), p.currency),
                 p.state.to_owned(),
             ]
         },
@@ -329,7 +329,7 @@ pub fn statements(args: &StoreArgs, agreement: Option<&str>, format: ListFormat)
             digest: s.digest.clone(),
         });
     }
-    let money = |l: &Listed, minor: i128| format!("{} {}", l.currency.format(minor), l.currency);
+    let money = |l: &Listed, minor: i128| format!("{} {}", grouped(&l.currency.format(minor)), l.currency);
     print_list(
         &listed,
         format,

@@ -847,4 +847,17 @@ mod tests {
         assert_eq!([counted(0, "resend"), counted(1, "resend"), counted(2, "record")], ["0 resends", "1 resend", "2 records"]);
         assert_eq!([counted(2, "party"), counted(1, "entry"), counted(3, "key")], ["2 parties", "1 entry", "3 keys"]);
     }
+
+    #[test]
+    fn table_numbers_are_grouped_by_thousands() {
+        use crate::report::grouped;
+        let cases =
+            [("3917107.48", "3,917,107.48"), ("-1200", "-1,200"), ("999", "999"), ("1000.000001", "1,000.000001"), ("0.25", "0.25")];
+        for (plain, shown) in cases {
+            assert_eq!(grouped(plain), shown);
+        }
+        for untouched in ["", "-", "1.", "∞", "1e5", "12a", "sha256:12345"] {
+            assert_eq!(grouped(untouched), untouched);
+        }
+    }
 }

@@ -65,17 +65,18 @@ pub fn statement_table(canonical: &[u8], context: &str) -> String {
     let _ = writeln!(
         out,
         "records: {} selected\nusage digest: {}\nagreement digest: {}\nstatement digest: {}",
-        text(&s["inputs"]["records"]),
+        grouped(&text(&s["inputs"]["records"])),
         text(&s["inputs"]["usage_digest"]),
         text(&agreement["digest"]),
         revshare_core::canonical::digest(canonical)
     );
     let tiers_of = &s["tiers"];
-    let _ = writeln!(out, "\nTiers ({}, {}), V = {}", text(&tiers_of["metric"]), text(&tiers_of["mode"]), text(&tiers_of["volume"]));
+    let _ =
+        writeln!(out, "\nTiers ({}, {}), V = {}", text(&tiers_of["metric"]), text(&tiers_of["mode"]), grouped(&text(&tiers_of["volume"])));
     let mut tiers = table(&["tier", "from", "to", "volume", "fraction"]);
     for (i, t) in tiers_of["tiers"].as_array().into_iter().flatten().enumerate() {
-        let to = if t["to"].is_null() { "∞".to_owned() } else { text(&t["to"]) };
-        tiers.add_row(vec![(i + 1).to_string(), text(&t["from"]), to, text(&t["volume"]), text(&t["fraction"])]);
+        let to = if t["to"].is_null() { "∞".to_owned() } else { grouped(&text(&t["to"])) };
+        tiers.add_row(vec![(i + 1).to_string(), grouped(&text(&t["from"])), to, grouped(&text(&t["volume"])), text(&t["fraction"])]);
     }
     right_align(&mut tiers, 1);
     let _ = writeln!(out, "{tiers}");
@@ -87,12 +88,12 @@ pub fn statement_table(canonical: &[u8], context: &str) -> String {
             text(&l["use_case"]),
             text(&l["region"]),
             exclusive.to_owned(),
-            text(&l["records"]),
-            text(&l["revenue"]),
-            text(&l["volume"]),
+            grouped(&text(&l["records"])),
+            grouped(&text(&l["revenue"])),
+            grouped(&text(&l["volume"])),
             text(&l["blended_rate"]),
             text(&l["uplift"]),
-            text(&l["amount"]),
+            grouped(&text(&l["amount"])),
             list(&l["flags"]),
         ]);
     }
@@ -101,7 +102,7 @@ pub fn statement_table(canonical: &[u8], context: &str) -> String {
     let t = &s["totals"];
     let mut totals = table(&["total", &text(&s["currency"])]);
     let mut row = |name: &str, amount: &Value| {
-        totals.add_row(vec![name.to_owned(), text(amount)]);
+        totals.add_row(vec![name.to_owned(), grouped(&text(amount))]);
     };
     row("gross revenue", &t["gross_revenue"]);
     row("usage subtotal", &t["usage_subtotal"]);
@@ -156,4 +157,29 @@ pub fn counted(n: u64, noun: &str) -> String {
         Some(stem) => format!("{n} {stem}ies"),
         None => format!("{n} {noun}s"),
     }
+}
+
+/// A number as a table shows it, its integer part in groups of three: `3917107.48` →
+/// `3,917,107.48`, `-1200` → `-1,200`. Anything that is not a plain decimal is left as it is.
+/// Tables only: JSON and CSV carry numbers as the statement writes them.
+pub fn grouped(number: &str) -> String {
+    let (sign, rest) = number.strip_prefix('-').map_or(("", number), |rest| ("-", rest));
+    let (whole, fraction) = rest.split_once('.').map_or((rest, None), |(w, f)| (w, Some(f)));
+    let plain = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    if !plain(whole) || fraction.is_some_and(|f| !plain(f)) {
+        return number.to_owned();
+    }
+    let mut out = String::with_capacity(number.len() + whole.len() / 3);
+    out.push_str(sign);
+    for (i, digit) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    if let Some(fraction) = fraction {
+        out.push('.');
+        out.push_str(fraction);
+    }
+    out
 }

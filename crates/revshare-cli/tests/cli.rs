@@ -228,7 +228,7 @@ fn the_demo_prints_three_statements() {
         line.split('┆').nth(1).map(|v| v.trim_matches(|c: char| c == '│' || c.is_whitespace()).to_owned()).unwrap_or_default()
     };
     assert_ne!(totals("eastwater", "minimum true-up"), "0.00");
-    assert_eq!(totals("westfield", "usage total"), "3500.00");
+    assert_eq!(totals("westfield", "usage total"), "3,500.00");
     assert_ne!(totals("northwind", "host credit"), "0.00");
 }
 
