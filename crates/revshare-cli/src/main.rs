@@ -39,14 +39,17 @@ enum Command {
     #[command(subcommand)]
     Agreement(AgreementCommand),
     /// Settle one agreement for one month from files, and print the statement.
+    #[command(after_help = "Example:\n  revshare settle --agreement examples/agreement.toml --usage examples/usage.jsonl --period 2026-10")]
     Settle(SettleArgs),
     /// Generate test data.
     #[command(subcommand)]
     Gen(GenCommand),
     /// Generate a month for a licensor and three hosts, and print each statement.
+    #[command(after_help = "Example:\n  revshare demo --dir demo-data")]
     Demo(DemoArgs),
     /// Create the store (the data folder's SQLite file, or the PostgreSQL schema) and the
     /// deployment's signing key.
+    #[command(after_help = "Example:\n  revshare init")]
     Init {
         /// The log's origin, which names the deployment key (a new key only).
         #[arg(long, default_value = log_cmds::DEFAULT_ORIGIN)]
@@ -61,6 +64,7 @@ enum Command {
     /// Check a statement bundle offline (no store): recompute the statement from its agreement
     /// and records, and check every digest, signature and proof. It passes only when anchored to
     /// something you hold (--trust or --since), never to keys the bundle brings.
+    #[command(after_help = "Example:\n  revshare verify bundle-2026-10 --trust deployment.key.pub")]
     Verify {
         /// The bundle folder (`revshare statement export --bundle DIR`).
         bundle: PathBuf,
@@ -86,6 +90,7 @@ enum Command {
     #[command(subcommand)]
     Model(ModelCommand),
     /// Store usage files (JSON Lines or CloudEvents batches; `-` for standard input).
+    #[command(after_help = "Example:\n  revshare ingest examples/usage.jsonl --receipts receipts.jsonl")]
     Ingest {
         /// Usage files: JSON Lines or CloudEvents batches; `-` reads standard input.
         #[arg(required = true)]
@@ -107,6 +112,7 @@ enum Command {
     #[command(subcommand)]
     Contribution(ContributionCommand),
     /// Settle a month from the store and finalise its statement.
+    #[command(after_help = "Example:\n  revshare close --agreement meridian-northwind --period 2026-10")]
     Close {
         #[command(flatten)]
         month: Month,
@@ -124,12 +130,14 @@ enum Command {
     #[command(subcommand)]
     Dispute(DisputeCommand),
     /// The double-entry journal, in posting order: every entry and its postings.
+    #[command(after_help = "Example:\n  revshare journal --format csv")]
     Journal {
         /// `table` for people, `json` or `csv` (RFC 4180, a row per posting) for programs.
         #[arg(long, value_enum, default_value_t = ListFormat::Table)]
         format: ListFormat,
     },
     /// Show who owes whom, per currency, from the journal.
+    #[command(after_help = "Example:\n  revshare balances --currency USD")]
     Balances {
         /// Only this currency (an ISO 4217 code).
         #[arg(long)]
@@ -145,6 +153,7 @@ enum Command {
     #[command(subcommand)]
     Grant(GrantCommand),
     /// Serve the authenticated HTTP API over the store until ctrl-c or SIGTERM.
+    #[command(after_help = "Example:\n  revshare serve --listen 8080")]
     Serve {
         /// The address to listen on: a port on this machine only (8080), or an address and port
         /// (0.0.0.0:8080, [::]:8080); port 0 takes any free port (the address is printed).
@@ -171,6 +180,7 @@ enum TokenCommand {
     /// Create a token acting for a party in its registered role, or for the operator
     /// (`--operator`: it registers parties, tokens and grants over HTTP); it is printed once, and
     /// only its SHA-256 is stored.
+    #[command(after_help = "Example:\n  revshare token create --party northwind --role host")]
     Create {
         /// The party the token acts for (a registered party id).
         #[arg(long, required_unless_present = "operator")]
@@ -183,6 +193,7 @@ enum TokenCommand {
         operator: bool,
     },
     /// Revoke a token for good, by the id `token create` printed.
+    #[command(after_help = "Example:\n  revshare token revoke 3f2a9c")]
     Revoke {
         /// The token's id, as `token create` printed it.
         id: String,
@@ -192,6 +203,7 @@ enum TokenCommand {
 #[derive(Subcommand)]
 enum GrantCommand {
     /// Grant an auditor reading an agreement (every version); logged, visible to both parties.
+    #[command(after_help = "Example:\n  revshare grant add --auditor audit-co --agreement meridian-northwind")]
     Add {
         /// The auditor's party id.
         #[arg(long)]
@@ -201,6 +213,7 @@ enum GrantCommand {
         agreement: String,
     },
     /// Revoke an auditor's grant on an agreement; logged.
+    #[command(after_help = "Example:\n  revshare grant revoke --auditor audit-co --agreement meridian-northwind")]
     Revoke {
         /// The auditor's party id.
         #[arg(long)]
@@ -210,6 +223,7 @@ enum GrantCommand {
         agreement: String,
     },
     /// List grants, in force and revoked.
+    #[command(after_help = "Example:\n  revshare grant list --agreement meridian-northwind")]
     List {
         /// The agreement's id, like meridian-northwind.
         #[arg(long)]
@@ -245,6 +259,9 @@ struct SaidWithAmount {
 enum DisputeCommand {
     /// Dispute a finalised statement, or one of its lines, claiming an amount: a licensor's claim
     /// is owed by the host, a host's is credited to it.
+    #[command(
+        after_help = "Example:\n  revshare dispute open --agreement meridian-northwind --period 2026-10 --line 0 --by northwind --amount 12.50 --reason \"a test tenant was billed\""
+    )]
     Open {
         #[command(flatten)]
         month: Month,
@@ -258,6 +275,7 @@ enum DisputeCommand {
         said: SaidWithAmount,
     },
     /// Accept the amount on the table: the claim, or the counter-offer.
+    #[command(after_help = "Example:\n  revshare dispute accept 1 --by northwind --reason fair")]
     Accept {
         /// The dispute's id, as `dispute list` shows it.
         id: u64,
@@ -265,6 +283,7 @@ enum DisputeCommand {
         said: Said,
     },
     /// Reject the claim, or the counter-offer.
+    #[command(after_help = "Example:\n  revshare dispute reject 2 --by northwind --reason \"our logs agree\"")]
     Reject {
         /// The dispute's id, as `dispute list` shows it.
         id: u64,
@@ -272,6 +291,7 @@ enum DisputeCommand {
         said: Said,
     },
     /// Offer a smaller amount than claimed.
+    #[command(after_help = "Example:\n  revshare dispute counter 1 --by meridian --amount 5.00 --reason \"part of it\"")]
     Counter {
         /// The dispute's id, as `dispute list` shows it.
         id: u64,
@@ -281,6 +301,7 @@ enum DisputeCommand {
     /// Take a rejected dispute to an arbiter; or, once escalated, name the arbiter this side
     /// accepts for it (`--arbiter`): once both sides name the same one, it decides the dispute
     /// beside the arbiters the agreement names.
+    #[command(after_help = "Example:\n  revshare dispute escalate 2 --by meridian --reason \"to the arbiter\"")]
     Escalate {
         /// The dispute's id, as `dispute list` shows it.
         id: u64,
@@ -291,6 +312,7 @@ enum DisputeCommand {
         arbiter: Option<String>,
     },
     /// Decide an escalated dispute (an arbiter), from 0 to the amount claimed.
+    #[command(after_help = "Example:\n  revshare dispute decide 2 --by judge --amount 10.00 --reason \"partly undercounted\"")]
     Decide {
         /// The dispute's id, as `dispute list` shows it.
         id: u64,
@@ -298,6 +320,7 @@ enum DisputeCommand {
         said: SaidWithAmount,
     },
     /// List disputes.
+    #[command(after_help = "Example:\n  revshare dispute list --agreement meridian-northwind --format csv")]
     List {
         /// Only this agreement's.
         #[arg(long)]
@@ -308,6 +331,7 @@ enum DisputeCommand {
         format: ListFormat,
     },
     /// Show a dispute and its history.
+    #[command(after_help = "Example:\n  revshare dispute show 1")]
     Show {
         /// The dispute's id, as `dispute list` shows it.
         id: u64,
@@ -333,6 +357,7 @@ impl SaidWithAmount {
 enum PaymentCommand {
     /// Record a payment under an agreement, in the agreement's currency: as its payer's, it is
     /// pending until the payee confirms it (`payment confirm`); with --by-payee it posts at once.
+    #[command(after_help = "Example:\n  revshare payment record --agreement meridian-northwind --amount 800.00 --reference wire-0042")]
     Record {
         /// The agreement's id, like meridian-northwind.
         #[arg(long)]
@@ -351,6 +376,7 @@ enum PaymentCommand {
         by_payee: bool,
     },
     /// Confirm, for the payee, a pending payment: it posts to the journal.
+    #[command(after_help = "Example:\n  revshare payment confirm --agreement meridian-northwind --reference wire-0042")]
     Confirm {
         /// The agreement's id, like meridian-northwind.
         #[arg(long)]
@@ -360,6 +386,7 @@ enum PaymentCommand {
         reference: String,
     },
     /// Undo a recorded payment with a reversing entry; the payment stays in the journal.
+    #[command(after_help = "Example:\n  revshare payment reverse --reference wire-0042 --as wire-0042-undo")]
     Reverse {
         /// The reference the payment was recorded with.
         #[arg(long)]
@@ -370,6 +397,7 @@ enum PaymentCommand {
     },
     /// List payments: pending (recorded by the payer, not yet confirmed), confirmed (posted) and
     /// reversed, in posting order after the pending ones.
+    #[command(after_help = "Example:\n  revshare payment list --format csv")]
     List {
         /// Only this agreement's.
         #[arg(long)]
@@ -384,6 +412,7 @@ enum PaymentCommand {
 enum KeysCommand {
     /// Generate an Ed25519 key pair: the private key to FILE (mode 0600), the public key to
     /// FILE.pub and standard output.
+    #[command(after_help = "Example:\n  revshare keys generate --name northwind --out northwind.key")]
     Generate {
         /// The key's name (a party id, say).
         #[arg(long)]
@@ -393,14 +422,17 @@ enum KeysCommand {
         out: PathBuf,
     },
     /// Replace the deployment's signing key with a new one; the rotation is logged.
+    #[command(after_help = "Example:\n  revshare keys rotate")]
     Rotate,
 }
 
 #[derive(Subcommand)]
 enum LogCommand {
     /// Sign and print a checkpoint of the log as it is now (a C2SP signed note).
+    #[command(after_help = "Example:\n  revshare log checkpoint")]
     Checkpoint,
     /// Print a leaf and its inclusion proof (at SIZE, or at a new checkpoint).
+    #[command(after_help = "Example:\n  revshare log prove --leaf 3")]
     Prove {
         /// The leaf's index in the log, from 0.
         #[arg(long)]
@@ -410,6 +442,7 @@ enum LogCommand {
         size: Option<u64>,
     },
     /// Print the consistency proof from an earlier size to a later one (or a new checkpoint).
+    #[command(after_help = "Example:\n  revshare log consistency --from 12")]
     Consistency {
         /// The earlier size: that of a checkpoint you kept.
         #[arg(long)]
@@ -424,6 +457,7 @@ enum LogCommand {
 enum ContributionCommand {
     /// Record contributions (JSON Lines, as in examples/contributions.jsonl); adding one again
     /// with `"accepted": true` records its acceptance.
+    #[command(after_help = "Example:\n  revshare contribution add --agreement meridian-northwind examples/contributions.jsonl")]
     Add {
         /// The agreement's id, like meridian-northwind.
         #[arg(long)]
@@ -436,6 +470,7 @@ enum ContributionCommand {
 #[derive(Subcommand)]
 enum PartyCommand {
     /// Register a party: a licensor, host, auditor or arbiter.
+    #[command(after_help = "Example:\n  revshare party add northwind --name \"Northwind Cloud\" --role host")]
     Add {
         /// The party's id: 1-63 of a-z 0-9 _ -.
         id: String,
@@ -448,6 +483,7 @@ enum PartyCommand {
     },
     /// Register a party's public key (a `.pub` file from `revshare keys generate`): its first, as
     /// the operator; a later one only as a rotation signed with its current private key.
+    #[command(after_help = "Example:\n  revshare party key --party northwind northwind.key.pub")]
     Key {
         /// The party (a registered party id).
         #[arg(long)]
@@ -459,6 +495,7 @@ enum PartyCommand {
         rotate_with: Option<PathBuf>,
     },
     /// List the registered parties, by id.
+    #[command(after_help = "Example:\n  revshare party list")]
     List {
         /// `table` for people, `json` or `csv` (RFC 4180) for programs.
         #[arg(long, value_enum, default_value_t = ListFormat::Table)]
@@ -469,12 +506,14 @@ enum PartyCommand {
 #[derive(Subcommand)]
 enum ModelCommand {
     /// List the registered models, by id, with their owners and what they derive from.
+    #[command(after_help = "Example:\n  revshare model list")]
     List {
         /// `table` for people, `json` or `csv` (RFC 4180) for programs.
         #[arg(long, value_enum, default_value_t = ListFormat::Table)]
         format: ListFormat,
     },
     /// Register a licensor's model.
+    #[command(after_help = "Example:\n  revshare model add m-70b --owner meridian")]
     Add {
         /// The model's id, like m-70b.
         id: String,
@@ -486,6 +525,7 @@ enum ModelCommand {
         derived_from: Option<String>,
     },
     /// Map a host's own model id to a licensed model.
+    #[command(after_help = "Example:\n  revshare model alias --host northwind --host-model nw-llama-70b --model m-70b")]
     Alias {
         /// The host (a registered party id).
         #[arg(long)]
@@ -502,6 +542,7 @@ enum ModelCommand {
 #[derive(Subcommand)]
 enum StatementCommand {
     /// Show the latest statement of a month.
+    #[command(after_help = "Example:\n  revshare statement show --agreement meridian-northwind --period 2026-10")]
     Show {
         #[command(flatten)]
         month: Month,
@@ -511,6 +552,7 @@ enum StatementCommand {
     },
     /// Show an open month as it would close now (SPEC §10): running totals mid-month; not
     /// final, not signed, nothing booked or logged.
+    #[command(after_help = "Example:\n  revshare statement preview --agreement meridian-northwind --period 2026-11")]
     Preview {
         #[command(flatten)]
         month: Month,
@@ -520,6 +562,7 @@ enum StatementCommand {
     },
     /// List finalised statements with their money: net payable, paid (payments applied to the
     /// oldest month first), outstanding, countersigned, closed on.
+    #[command(after_help = "Example:\n  revshare statement list --agreement meridian-northwind")]
     List {
         /// Only this agreement's.
         #[arg(long)]
@@ -530,6 +573,7 @@ enum StatementCommand {
     },
     /// Write the latest statement of a month (its canonical bytes) to a file, or (`--bundle`)
     /// everything needed to verify it offline to a folder.
+    #[command(after_help = "Example:\n  revshare statement export --agreement meridian-northwind --period 2026-10 --bundle bundle-2026-10")]
     Export {
         #[command(flatten)]
         month: Month,
@@ -544,6 +588,7 @@ enum StatementCommand {
         bundle: Option<PathBuf>,
     },
     /// Sign a finalised statement with a party's private key (the host's countersignature).
+    #[command(after_help = "Example:\n  revshare statement sign --agreement meridian-northwind --period 2026-10 --key northwind.key")]
     Sign {
         #[command(flatten)]
         month: Month,
@@ -559,17 +604,20 @@ enum StatementCommand {
 #[derive(Subcommand)]
 enum AgreementCommand {
     /// Check agreement files and list every problem, with its line and column.
+    #[command(after_help = "Example:\n  revshare agreement check examples/agreement.toml")]
     Check {
         /// Agreement files (TOML) to check.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
     /// Register an agreement (a new version of an existing id is an amendment).
+    #[command(after_help = "Example:\n  revshare agreement add examples/agreement.toml")]
     Add {
         /// The agreement file (TOML).
         file: PathBuf,
     },
     /// List the registered agreements (the latest version of each), by id.
+    #[command(after_help = "Example:\n  revshare agreement list --format json")]
     List {
         /// `table` for people, `json` or `csv` (RFC 4180) for programs.
         #[arg(long, value_enum, default_value_t = ListFormat::Table)]
@@ -624,6 +672,7 @@ pub enum ListFormat {
 #[derive(Subcommand)]
 enum GenCommand {
     /// Write a deterministic, realistic month of usage records (JSON Lines).
+    #[command(after_help = "Example:\n  revshare gen usage --agreement examples/agreement.toml --records 100000 --out usage.jsonl")]
     Usage(generate::GenArgs),
 }
 
@@ -839,6 +888,47 @@ mod tests {
         let mut missing = Vec::new();
         walk(&super::Cli::command(), "revshare", &mut missing);
         assert!(missing.is_empty(), "arguments without help:\n{}", missing.join("\n"));
+    }
+
+    /// Every command that runs shows an example in its `--help`, and the example is a command
+    /// line `revshare` accepts.
+    #[test]
+    fn every_command_has_an_example_that_parses() {
+        use clap::{CommandFactory as _, Parser as _};
+        fn leaves<'c>(command: &'c clap::Command, path: String, out: &mut Vec<(String, &'c clap::Command)>) {
+            for sub in command.get_subcommands() {
+                leaves(sub, format!("{path} {}", sub.get_name()), out);
+            }
+            if command.get_subcommands().next().is_none() {
+                out.push((path, command));
+            }
+        }
+        /// Splits a shell line at spaces, keeping double-quoted parts whole.
+        fn words(line: &str) -> Vec<String> {
+            let (mut words, mut word, mut quoted) = (Vec::new(), String::new(), false);
+            for c in line.chars() {
+                match c {
+                    '"' => quoted = !quoted,
+                    ' ' if !quoted => words.extend((!word.is_empty()).then(|| std::mem::take(&mut word))),
+                    c => word.push(c),
+                }
+            }
+            words.extend((!word.is_empty()).then_some(word));
+            words
+        }
+        let root = super::Cli::command();
+        let mut all = Vec::new();
+        leaves(&root, "revshare".to_owned(), &mut all);
+        assert!(all.len() > 40, "{} commands", all.len());
+        for (path, command) in all {
+            let help = command.get_after_help().map(ToString::to_string).unwrap_or_default();
+            let example = help.lines().find_map(|l| l.trim().strip_prefix("revshare ").map(|rest| format!("revshare {rest}")));
+            let Some(example) = example else { panic!("`{path}` has no example in its help") };
+            assert!(example.starts_with(&path), "`{path}`'s example is of another command: {example}");
+            if let Err(e) = super::Cli::try_parse_from(words(&example)) {
+                panic!("`{path}`'s example does not parse: {example}\n{e}");
+            }
+        }
     }
 
     #[test]
