@@ -70,9 +70,7 @@ pub fn grant(args: &StoreArgs, auditor: &str, agreement: &str, give: bool) -> Re
 pub fn list_grants(args: &StoreArgs, agreement: Option<&str>) -> Result<(), Failure> {
     let agreement = agreement.map(AgreementId::parse).transpose().map_err(|e| Failure::Invalid(format!("error: {e}\n")))?;
     let grants = open(args, false)?.grants(agreement.as_ref(), None)?;
-    let mut table = comfy_table::Table::new();
-    table.load_style(comfy_table::presets::UTF8_FULL_CONDENSED);
-    table.set_header(["auditor", "agreement", "granted (leaf)", "revoked (leaf)"]);
+    let mut table = crate::report::table(&["auditor", "agreement", "granted (leaf)", "revoked (leaf)"]);
     for g in &grants {
         table.add_row(vec![
             g.auditor.to_string(),
