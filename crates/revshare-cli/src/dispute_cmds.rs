@@ -13,10 +13,10 @@ use revshare_core::text::printable;
 use revshare_core::time::Period;
 use revshare_store::{Store, StoredDispute};
 
+use crate::access::{StoreArgs, open, parse};
 use crate::list_cmds::{Columns, print_list};
 use crate::log_cmds::now;
 use crate::report::{right_align, table};
-use crate::store_cmds::{StoreArgs, open, parse};
 use crate::{Failure, ListFormat};
 
 /// The most characters of another party's reason or evidence a table shows.

@@ -24,9 +24,9 @@ use revshare_core::ledger::{Balances, EntryKind, JournalEntry};
 use revshare_core::money::Currency;
 use revshare_store::payments;
 
+use crate::access::{StoreArgs, open, parse};
 use crate::list_cmds::{Columns, print_list};
 use crate::report::{grouped, right_align, table};
-use crate::store_cmds::{StoreArgs, open, parse};
 use crate::{Failure, ListFormat};
 
 /// Who paid.

@@ -11,8 +11,8 @@ use revshare_core::money::Currency;
 use revshare_core::text::printable;
 use serde_json::{Value, json};
 
+use crate::access::{StoreArgs, open};
 use crate::report::{counted, grouped, right_align, table};
-use crate::store_cmds::{StoreArgs, open};
 use crate::{Failure, ListFormat};
 
 /// A list's columns: the table's headings for people, and the JSON members (the CSV columns).

@@ -21,7 +21,7 @@ use revshare_store::receipts::{self, ProofError};
 use revshare_store::{Store, StoredStatement};
 
 use crate::Failure;
-use crate::store_cmds::{StoreArgs, open, parse};
+use crate::access::{StoreArgs, open, parse};
 
 /// The default name of the deployment key, and so the log's origin.
 pub const DEFAULT_ORIGIN: &str = "revshare.local/log";

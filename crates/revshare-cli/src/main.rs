@@ -1,5 +1,6 @@
 //! `revshare`: the command line. Thin glue: it reads files, calls the core, prints results.
 
+mod access;
 mod demo;
 mod dispute_cmds;
 mod generate;
@@ -28,7 +29,7 @@ use revshare_core::time::Period;
 )]
 struct Cli {
     #[command(flatten)]
-    store: store_cmds::StoreArgs,
+    store: access::StoreArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -726,7 +727,7 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
-fn dispute(store: &store_cmds::StoreArgs, command: DisputeCommand) -> Result<(), Failure> {
+fn dispute(store: &access::StoreArgs, command: DisputeCommand) -> Result<(), Failure> {
     use revshare_core::dispute::State;
     match command {
         DisputeCommand::Open { month, sequence, line, said } => {

@@ -16,8 +16,8 @@ use revshare_server::auth;
 use revshare_store::{PgStore, RecordIndex, Role, SqliteStore, Store};
 
 use crate::Failure;
+use crate::access::{STORE_FILE, StoreArgs, open, parse};
 use crate::log_cmds::{deployment_key, now};
-use crate::store_cmds::{STORE_FILE, StoreArgs, open, parse};
 
 /// `revshare token create`: prints a new token once; stores its hash. `--operator` makes one that
 /// acts as the deployment's operator (SPEC §1), who is no party.

@@ -1,6 +1,6 @@
-//! The commands on the system of record: `init`, `party`, `model`, `agreement add`, `ingest`,
-//! `contribution add`, `close` and `statement`. Each opens the store (the data folder's SQLite file, or PostgreSQL
-//! when `--database` / `REVSHARE_DATABASE_URL` is set), does one thing, and says what it did.
+//! The commands on the system of record: `init`, `party add`, `model add`, `agreement add`,
+//! `ingest`, `contribution add`, `close` and `statement show / preview / export`. Each opens the
+//! store (`crate::access`), does one thing, and says what it did.
 //! `close` finalises the month's statement and posts its journal entry in one transaction;
 //! restatements it saves on the way post none (their difference is an adjustment line of the
 //! month being closed, so its entry carries it).
@@ -13,51 +13,13 @@ use revshare_core::ids::{AgreementId, ModelId, PartyId};
 use revshare_core::statement::Statement;
 use revshare_core::time::Period;
 use revshare_store::close::{CloseError, close_month};
-use revshare_store::{Delivery, IngestMode, Model, Party, PgStore, Role, SqliteStore, Store, StoreError};
+use revshare_store::{Delivery, IngestMode, Model, Party, Role};
 
 use crate::Failure;
+use crate::access::{STORE_FILE, StoreArgs, open, parse};
 use crate::ingest_sink::{Committer, Ingest, Signing, StopReason, Validate};
 use crate::reading::{ReadError, display_names, read_files, report};
 use crate::settle_files::{load_contributions, progress_bar};
-
-/// Where the store is.
-#[derive(clap::Args, Clone)]
-pub struct StoreArgs {
-    /// The data folder of the embedded store.
-    #[arg(long, global = true, env = "REVSHARE_DATA", default_value = "revshare-data")]
-    pub data: PathBuf,
-    /// A PostgreSQL URL (`postgres://user@host/db`); when set, it is the store.
-    #[arg(long, global = true, env = "REVSHARE_DATABASE_URL")]
-    pub database: Option<String>,
-    /// The deployment's private signing key (default: DATA/deployment.key, created by `init`).
-    #[arg(long, global = true, env = "REVSHARE_SIGNING_KEY")]
-    pub signing_key: Option<PathBuf>,
-}
-
-/// The SQLite file inside a data folder.
-pub const STORE_FILE: &str = "revshare.db";
-
-impl From<StoreError> for Failure {
-    fn from(e: StoreError) -> Self {
-        Failure::Invalid(format!("error: {e}\n"))
-    }
-}
-
-/// Opens the store; only `init` creates one.
-pub fn open(args: &StoreArgs, create: bool) -> Result<Box<dyn Store + Send>, Failure> {
-    if let Some(url) = &args.database {
-        return Ok(Box::new(PgStore::connect(url)?));
-    }
-    let file = args.data.join(STORE_FILE);
-    if !create && !file.exists() {
-        return Err(Failure::Invalid(format!(
-            "error: there is no store in {}; run `revshare init` there first, or pass --data DIR\n",
-            args.data.display()
-        )));
-    }
-    std::fs::create_dir_all(&args.data).with_context(|| format!("cannot create the data folder {}", args.data.display()))?;
-    Ok(Box::new(SqliteStore::open(&file)?))
-}
 
 pub fn init(args: &StoreArgs, origin: &str) -> Result<(), Failure> {
     let mut store = open(args, true)?;
@@ -68,11 +30,6 @@ pub fn init(args: &StoreArgs, origin: &str) -> Result<(), Failure> {
         None => println!("store ready in {} (schema version {version})", args.data.join(STORE_FILE).display()),
     }
     Ok(())
-}
-
-/// A parse or validation result, its error as invalid input.
-pub(crate) fn parse<T, E: std::fmt::Display>(parsed: Result<T, E>) -> Result<T, Failure> {
-    parsed.map_err(|e| Failure::Invalid(format!("error: {e}\n")))
 }
 
 pub fn add_party(args: &StoreArgs, id: &str, name: &str, role: &str) -> Result<(), Failure> {
