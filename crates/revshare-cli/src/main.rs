@@ -269,7 +269,8 @@ enum DisputeCommand {
         /// Which statement of the month (1 is the original; default the latest).
         #[arg(long)]
         sequence: Option<u32>,
-        /// One line of the statement, by its index from 0 (default: the whole statement).
+        /// One line of the statement, by its number in the `line` column of `statement show`
+        /// (from 0; default: the whole statement).
         #[arg(long)]
         line: Option<u32>,
         #[command(flatten)]

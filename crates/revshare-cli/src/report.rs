@@ -80,10 +80,13 @@ pub fn statement_table(canonical: &[u8], context: &str) -> String {
     }
     right_align(&mut tiers, 1);
     let _ = writeln!(out, "{tiers}");
-    let mut lines = table(&["model", "use case", "region", "excl.", "records", "revenue", "volume", "rate", "uplift", "amount", "flags"]);
-    for l in s["lines"].as_array().into_iter().flatten() {
+    // Each line's number is its index, as `dispute open --line` and the API name it.
+    let mut lines =
+        table(&["line", "model", "use case", "region", "excl.", "records", "revenue", "volume", "rate", "uplift", "amount", "flags"]);
+    for (n, l) in s["lines"].as_array().into_iter().flatten().enumerate() {
         let exclusive = if l["exclusive"] == Value::Bool(true) { "yes" } else { "" };
         lines.add_row(vec![
+            n.to_string(),
             text(&l["model"]),
             text(&l["use_case"]),
             text(&l["region"]),
@@ -97,8 +100,8 @@ pub fn statement_table(canonical: &[u8], context: &str) -> String {
             list(&l["flags"]),
         ]);
     }
-    right_align(&mut lines, 4);
-    let _ = writeln!(out, "\nLines\n{lines}");
+    right_align(&mut lines, 5);
+    let _ = writeln!(out, "\nLines (`dispute open --line N` names one by its number)\n{lines}");
     let t = &s["totals"];
     let mut totals = table(&["total", &text(&s["currency"])]);
     let mut row = |name: &str, amount: &Value| {

@@ -229,6 +229,15 @@ fn the_demo_prints_three_statements() {
     };
     assert_ne!(totals("eastwater", "minimum true-up"), "0.00");
     assert_eq!(totals("westfield", "usage total"), "3,500.00");
+    // Lines are numbered as `dispute open --line` names them, from 0.
+    let numbers: Vec<&str> = shown
+        .lines()
+        .skip_while(|l| !l.starts_with("Lines ("))
+        .filter(|l| l.starts_with('│') && !l.contains("model"))
+        .map_while(|l| l.trim_start_matches('│').split('┆').next().map(str::trim))
+        .take(3)
+        .collect();
+    assert_eq!(numbers, ["0", "1", "2"], "{shown}");
     assert_ne!(totals("northwind", "host credit"), "0.00");
 }
 
