@@ -6,9 +6,9 @@
 //! [`crate::receipts`]) and proves every leaf the bundle relies on under it: the statement, its
 //! agreement version, the contributions logged before it, the usage batches of the records it
 //! counted, the two statements of each month it restates, and the keys. Every leaf is shown as
-//! its event and salt, from which the verifier recomputes its commitment; each record comes with its salt in its batch, and each batch's file
-//! holds its records' commitments, never their bare digests (SPEC §7: the log commits, it does
-//! not disclose). The records are those of the month stored before the statement was
+//! its event and salt, from which the verifier recomputes its commitment; each record comes with
+//! its salt in its batch, and each batch's file holds its records' commitments, never their bare
+//! digests (SPEC §7: the log commits, it does not disclose). The records are those of the month stored before the statement was
 //! finalised (a record's batch leaf comes before the statement's leaf; the log orders every
 //! write); later ones are late records, which a restatement counts. Consistency is proven from
 //! the checkpoints its parties may hold: each batch's receipt carries the first checkpoint that
