@@ -178,17 +178,39 @@ pub fn list(args: &StoreArgs, agreement: Option<&str>, format: ListFormat) -> Re
     Ok(())
 }
 
-/// `revshare dispute show ID`: the dispute and its history.
-pub fn show(args: &StoreArgs, id: u64, json: bool) -> Result<(), Failure> {
+/// `revshare dispute show ID`: the dispute and its history (as CSV: the history, a row a step).
+pub fn show(args: &StoreArgs, id: u64, format: crate::Format) -> Result<(), Failure> {
     let mut store = open(args, false)?;
     let Some(stored) = store.dispute(id)?.map(|d| d.effective(now())) else {
         return Err(Failure::Invalid(format!("error: there is no dispute {id}; `revshare dispute list` shows the disputes\n")));
     };
-    if json {
-        println!("{}", serde_json::to_string_pretty(&stored.to_json()).map_err(anyhow::Error::from)?);
-        return Ok(());
-    }
     let currency = stored.terms.currency;
+    match format {
+        crate::Format::Json => {
+            println!("{}", serde_json::to_string_pretty(&stored.to_json()).map_err(anyhow::Error::from)?);
+            return Ok(());
+        }
+        crate::Format::Csv => {
+            let columns = ["at", "state", "party", "role", "arbiter", "amount", "currency", "reason", "evidence"];
+            let step_json = |step: &revshare_core::dispute::Transition| {
+                serde_json::json!({
+                    "at": step.at.to_string(), "state": step.state.to_string(), "party": step.actor.party.to_string(),
+                    "role": step.actor.role.to_string(), "arbiter": step.arbiter.as_ref().map(ToString::to_string), "amount": step.amount.map(|a| currency.format(a)),
+                    "currency": currency.code(), "reason": step.reason, "evidence": step.evidence.join(" "),
+                })
+            };
+            let history = &stored.dispute.history;
+            return print_list(
+                history,
+                ListFormat::Csv,
+                &Columns { headings: &columns, members: &columns },
+                |_| Vec::new(),
+                step_json,
+                "step",
+            );
+        }
+        crate::Format::Table => {}
+    }
     print(&stored, Some(&format!("claims {} {currency}", currency.format(stored.dispute.claimed()))));
     let mut t = table(&["when", "state", "by", "amount", "reason", "evidence"]);
     for step in &stored.dispute.history {

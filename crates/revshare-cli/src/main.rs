@@ -117,7 +117,7 @@ enum Command {
     Close {
         #[command(flatten)]
         month: Month,
-        /// `table` for people, `json` for programs.
+        /// `table` for people, `json` for the canonical statement, `csv` (RFC 4180) of its lines.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -337,7 +337,7 @@ enum DisputeCommand {
     Show {
         /// The dispute's id, as `dispute list` shows it.
         id: u64,
-        /// `table` for people, `json` for programs.
+        /// `table` for people, `json` for programs, `csv` (RFC 4180) of its history.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -548,7 +548,7 @@ enum StatementCommand {
     Show {
         #[command(flatten)]
         month: Month,
-        /// `table` for people, `json` for programs.
+        /// `table` for people, `json` for the canonical statement, `csv` (RFC 4180) of its lines.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -558,7 +558,7 @@ enum StatementCommand {
     Preview {
         #[command(flatten)]
         month: Month,
-        /// `table` for people, `json` for programs.
+        /// `table` for people, `json` for the canonical statement, `csv` (RFC 4180) of its lines.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -641,7 +641,7 @@ struct SettleArgs {
     /// The month to settle, YYYY-MM (UTC).
     #[arg(long, value_parser = parse_period)]
     period: Period,
-    /// `table` for people, `json` for the canonical statement.
+    /// `table` for people, `json` for the canonical statement, `csv` (RFC 4180) of its lines.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
 }
@@ -657,10 +657,13 @@ struct Month {
     period: Period,
 }
 
+/// How a statement is printed: tables for people; its canonical JSON; or its lines as CSV (RFC
+/// 4180, a header row, one row a line), for a spreadsheet.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Format {
+pub(crate) enum Format {
     Table,
     Json,
+    Csv,
 }
 
 /// How a list is printed: a table for people, JSON or CSV (RFC 4180, a header row) for programs.
@@ -743,7 +746,7 @@ fn dispute(store: &access::StoreArgs, command: DisputeCommand) -> Result<(), Fai
         DisputeCommand::Counter { id, said } => dispute_cmds::move_dispute(store, id, State::Countered, said.said()),
         DisputeCommand::Decide { id, said } => dispute_cmds::move_dispute(store, id, State::Decided, said.said()),
         DisputeCommand::List { agreement, format } => dispute_cmds::list(store, agreement.as_deref(), format),
-        DisputeCommand::Show { id, format } => dispute_cmds::show(store, id, format == Format::Json),
+        DisputeCommand::Show { id, format } => dispute_cmds::show(store, id, format),
     }
 }
 
@@ -787,18 +790,17 @@ fn main() -> ExitCode {
             let signing = store_cmds::IngestSigning { sign: sign.as_deref(), receipts: receipts.as_deref() };
             store_cmds::ingest(&cli.store, &files, partial, batch_size, &signing)
         }
-        Command::Close { month, format } => store_cmds::close(&cli.store, &month.agreement, month.period).map(|statement| match format {
-            Format::Json => report::print_json(&statement),
-            Format::Table => match statement.to_canonical() {
-                Ok(bytes) => print!("{}", report::statement_table(&bytes, "closed and finalised")),
-                Err(e) => eprintln!("error: {e}"),
-            },
+        Command::Close { month, format } => store_cmds::close(&cli.store, &month.agreement, month.period).and_then(|statement| {
+            report::print_statement(&statement, format, || {
+                let bytes = statement.to_canonical().map_err(|e| Failure::Other(e.into()))?;
+                Ok(report::statement_table(&bytes, "closed and finalised"))
+            })
         }),
         Command::Statement(StatementCommand::Show { month, format }) => {
-            store_cmds::show_statement(&cli.store, &month.agreement, month.period, format == Format::Json)
+            store_cmds::show_statement(&cli.store, &month.agreement, month.period, format)
         }
         Command::Statement(StatementCommand::Preview { month, format }) => {
-            store_cmds::preview_statement(&cli.store, &month.agreement, month.period, format == Format::Json)
+            store_cmds::preview_statement(&cli.store, &month.agreement, month.period, format)
         }
         Command::Statement(StatementCommand::List { agreement, format }) => list_cmds::statements(&cli.store, agreement.as_deref(), format),
         Command::Statement(StatementCommand::Export { month, sequence, out, bundle }) => match (bundle, out) {
@@ -836,9 +838,8 @@ fn main() -> ExitCode {
             server_cmds::serve(&cli.store, &options)
         }
         Command::Settle(args) => settle_files::settle_command(&args.agreement, &args.usage, args.contributions.as_deref(), args.period)
-            .map(|(agreement, statement, summary)| match args.format {
-                Format::Json => report::print_json(&statement),
-                Format::Table => print!("{}", report::settled_table(&agreement, &statement, &summary)),
+            .and_then(|(agreement, statement, summary)| {
+                report::print_statement(&statement, args.format, || Ok(report::settled_table(&agreement, &statement, &summary)))
             }),
         Command::Gen(GenCommand::Usage(args)) => generate::run(&args),
         Command::Demo(args) => demo::run(args.records, args.dir),

@@ -11,15 +11,24 @@ use serde_json::Value;
 
 use crate::settle_sink::UsageSummary;
 
-/// Writes the statement's canonical RFC 8785 bytes and a newline.
-pub fn print_json(statement: &Statement) {
-    match statement.to_canonical() {
-        Ok(bytes) => {
+/// Prints a statement: its canonical RFC 8785 bytes and a newline, its lines as CSV, or the
+/// tables `table` writes.
+pub fn print_statement(
+    statement: &Statement,
+    format: crate::Format,
+    table: impl FnOnce() -> Result<String, crate::Failure>,
+) -> Result<(), crate::Failure> {
+    match format {
+        crate::Format::Json => {
+            let bytes = statement.to_canonical().map_err(|e| crate::Failure::Other(e.into()))?;
             let mut out = std::io::stdout().lock();
-            let _ = out.write_all(&bytes);
-            let _ = out.write_all(b"\n");
+            out.write_all(&bytes).and_then(|()| out.write_all(b"\n")).map_err(|e| crate::Failure::Other(e.into()))
         }
-        Err(e) => eprintln!("error: {e}"),
+        crate::Format::Csv => print_lines_csv(statement),
+        crate::Format::Table => {
+            print!("{}", table()?);
+            Ok(())
+        }
     }
 }
 
@@ -185,4 +194,40 @@ pub fn grouped(number: &str) -> String {
         out.push_str(fraction);
     }
     out
+}
+
+/// A statement's lines as CSV (RFC 4180, a header row): each line's number (as `dispute open
+/// --line` takes it) and members as the statement writes them; flags joined with `;`.
+pub fn print_lines_csv(statement: &Statement) -> Result<(), crate::Failure> {
+    const COLUMNS: [&str; 15] = [
+        "model",
+        "use_case",
+        "region",
+        "exclusive",
+        "records",
+        "requests",
+        "input_tokens",
+        "output_tokens",
+        "revenue",
+        "volume",
+        "blended_rate",
+        "uplift",
+        "amount",
+        "flags",
+        "currency",
+    ];
+    let failed = |e: csv::Error| crate::Failure::Other(anyhow::anyhow!("cannot write CSV: {e}"));
+    let value = statement.to_json();
+    let mut out = csv::Writer::from_writer(std::io::stdout().lock());
+    out.write_record(std::iter::once("line").chain(COLUMNS)).map_err(failed)?;
+    for (n, line) in value["lines"].as_array().into_iter().flatten().enumerate() {
+        let field = |member: &str| match (member, &line[member]) {
+            ("currency", _) => statement.currency.code().to_owned(),
+            (_, Value::Array(flags)) => flags.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(";"),
+            (_, Value::String(s)) => s.clone(),
+            (_, other) => other.to_string(),
+        };
+        out.write_record(std::iter::once(n.to_string()).chain(COLUMNS.iter().map(|m| field(m)))).map_err(failed)?;
+    }
+    out.flush().map_err(|e| crate::Failure::Other(anyhow::anyhow!("cannot write CSV: {e}")))
 }

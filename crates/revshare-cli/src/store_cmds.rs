@@ -233,18 +233,20 @@ fn close_failure(e: CloseError) -> Failure {
     }
 }
 
-pub fn show_statement(args: &StoreArgs, agreement: &str, period: Period, json: bool) -> Result<(), Failure> {
+pub fn show_statement(args: &StoreArgs, agreement: &str, period: Period, format: crate::Format) -> Result<(), Failure> {
     let id = parse(AgreementId::parse(agreement))?;
     let mut store = open(args, false)?;
     let Some(stored) = store.statement(&id, period)? else {
         return Err(Failure::Invalid(format!("error: {id} has no statement for {period}; close the month first (`revshare close`)\n")));
     };
-    if json {
-        println!("{}", String::from_utf8_lossy(&stored.canonical));
-    } else {
-        let context = format!("{} statement {} of the month", stored.kind.as_str(), stored.sequence);
-        print!("{}", crate::report::statement_table(&stored.canonical, &context));
-        print!("{}", delivery_line(&store.delivery(&id, period)?));
+    match format {
+        crate::Format::Json => println!("{}", String::from_utf8_lossy(&stored.canonical)),
+        crate::Format::Csv => crate::report::print_lines_csv(&stored.statement()?)?,
+        crate::Format::Table => {
+            let context = format!("{} statement {} of the month", stored.kind.as_str(), stored.sequence);
+            print!("{}", crate::report::statement_table(&stored.canonical, &context));
+            print!("{}", delivery_line(&store.delivery(&id, period)?));
+        }
     }
     Ok(())
 }
@@ -270,14 +272,17 @@ fn delivery_line(d: &Delivery) -> String {
 /// `revshare statement preview`: the open month as it would close now, marked as a preview. As
 /// JSON, `{"preview": true, "as_of", "statement", "delivery"}`: the statement is what closing
 /// now would finalise, byte for byte; the delivery statistics are beside it.
-pub fn preview_statement(args: &StoreArgs, agreement: &str, period: Period, json: bool) -> Result<(), Failure> {
+pub fn preview_statement(args: &StoreArgs, agreement: &str, period: Period, format: crate::Format) -> Result<(), Failure> {
     let id = parse(AgreementId::parse(agreement))?;
     let now = crate::log_cmds::now();
     let mut store = open(args, false)?;
     let statement = store.preview(&id, period).map_err(close_failure)?;
     let delivery = store.delivery(&id, period)?;
     let bytes = statement.to_canonical().map_err(anyhow::Error::from)?;
-    if json {
+    if format == crate::Format::Csv {
+        return crate::report::print_lines_csv(&statement);
+    }
+    if format == crate::Format::Json {
         let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(anyhow::Error::from)?;
         let preview =
             serde_json::json!({"preview": true, "as_of": now.to_string(), "statement": value, "delivery": delivery_json(&delivery)});

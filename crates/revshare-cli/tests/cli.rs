@@ -340,3 +340,29 @@ fn a_database_that_cannot_be_reached_is_named_without_its_password() {
     assert!(said.starts_with("error: the database setting is not a PostgreSQL connection string ("), "{said}");
     assert!(said.contains("write postgres://USER@HOST:PORT/DATABASE") && !said.contains("s3cret"), "{said}");
 }
+
+/// A statement's lines as CSV: one row a line, numbered, with the members the JSON has.
+#[test]
+fn a_statements_lines_as_csv() {
+    let ex = examples();
+    let (agreement, usage) = (ex.join("agreement.toml").display().to_string(), ex.join("usage.jsonl").display().to_string());
+    let settle =
+        |format: &str| revshare(&["settle", "--agreement", &agreement, "--usage", &usage, "--period", "2026-10", "--format", format]);
+    let statement: serde_json::Value = serde_json::from_slice(&settle("json").stdout).expect("JSON");
+    let csv = settle("csv");
+    assert!(csv.status.success(), "{}", text(&csv.stderr));
+    let mut reader = csv::Reader::from_reader(csv.stdout.as_slice());
+    let header: Vec<String> = reader.headers().expect("a header").iter().map(str::to_owned).collect();
+    assert_eq!(&header[..4], ["line", "model", "use_case", "region"]);
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("a row")).collect();
+    let lines = statement["lines"].as_array().expect("lines");
+    assert_eq!(rows.len(), lines.len());
+    let column = |name: &str| header.iter().position(|h| h == name).expect("a column");
+    for (n, (row, line)) in rows.iter().zip(lines).enumerate() {
+        assert_eq!(row[column("line")], n.to_string());
+        for member in ["model", "use_case", "region", "revenue", "amount", "volume", "blended_rate"] {
+            assert_eq!(Some(&row[column(member)]), line[member].as_str(), "line {n} {member}");
+        }
+        assert_eq!(row[column("currency")], *"USD");
+    }
+}

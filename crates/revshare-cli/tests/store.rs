@@ -1357,6 +1357,11 @@ fn disputes_are_answered_decided_and_carried_into_the_next_statement() {
         .collect();
     assert_eq!(rows, expected, "{csv}");
     assert_eq!(rows.len(), 3);
+    // A dispute's history as CSV: a row a step, with its reason as written.
+    let history = store.ok(&["dispute", "show", "1", "--format", "csv"]);
+    let steps: Vec<csv::StringRecord> = csv::Reader::from_reader(history.as_bytes()).records().map(|r| r.expect("a step")).collect();
+    assert_eq!(steps.iter().map(|s| s[1].to_owned()).collect::<Vec<_>>(), ["open", "countered", "accepted"], "{history}");
+    assert_eq!(&steps[1][7], "only part of it was a test tenant");
     let shown: serde_json::Value = serde_json::from_str(&store.ok(&["dispute", "show", "2", "--format", "json"])).expect("JSON");
     let states: Vec<&str> = shown["history"].as_array().expect("history").iter().filter_map(|t| t["state"].as_str()).collect();
     assert_eq!(states, ["open", "rejected", "escalated", "decided"]);
