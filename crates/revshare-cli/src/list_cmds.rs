@@ -51,6 +51,14 @@ pub(crate) fn print_list<T>(
     Ok(())
 }
 
+/// Text as a CSV field a spreadsheet will not run: another party's words that start like a
+/// formula (`=`, `+`, `-`, `@`, a tab or a carriage return) get a leading `'`, as OWASP advises;
+/// numbers (a negative amount) are left as they are.
+fn spreadsheet_safe(text: &str) -> String {
+    let number = text.strip_prefix('-').is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit() || b == b'.'));
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) && !number { format!("'{text}") } else { text.to_owned() }
+}
+
 /// Writes `rows` (JSON objects) to standard output as CSV with the `members` as columns.
 fn write_csv(members: &[&str], rows: impl Iterator<Item = Value>) -> Result<(), Failure> {
     let mut out = csv::Writer::from_writer(std::io::stdout().lock());
@@ -59,7 +67,7 @@ fn write_csv(members: &[&str], rows: impl Iterator<Item = Value>) -> Result<(), 
     for row in rows {
         out.write_record(members.iter().map(|m| match &row[*m] {
             Value::Null => String::new(),
-            Value::String(s) => s.clone(),
+            Value::String(s) => spreadsheet_safe(s),
             other => other.to_string(),
         }))
         .map_err(failed)?;

@@ -1442,4 +1442,10 @@ fn another_partys_words_are_shown_escaped() {
     let shown = store.ok(&["dispute", "show", "1"]);
     assert!(!shown.contains('\u{1b}') && !shown.contains('\u{202e}'), "{shown:?}");
     assert!(shown.contains("\\u{1b}[2J\\u{1b}[1;32m all settled \\u{202e}"), "{shown}");
+    // In a CSV export, words that a spreadsheet would run as a formula are not run.
+    store.ok(&["dispute", "counter", "1", "--by", "meridian", "--amount", "0.50", "--reason", "=HYPERLINK(\"http://x\",\"ok\")"]);
+    let history = store.ok(&["dispute", "show", "1", "--format", "csv"]);
+    let reasons: Vec<String> = csv::Reader::from_reader(history.as_bytes()).records().map(|r| r.expect("a step")[7].to_owned()).collect();
+    assert_eq!(reasons[1], "'=HYPERLINK(\"http://x\",\"ok\")", "{history}");
+    assert_eq!(reasons[0], reason, "CSV carries other words as written");
 }
