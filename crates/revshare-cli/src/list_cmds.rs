@@ -11,8 +11,8 @@ use revshare_core::money::Currency;
 use revshare_core::text::printable;
 use serde_json::{Value, json};
 
-use crate::access::{StoreArgs, open};
-use crate::report::{counted, grouped, right_align, table};
+use crate::access::{StoreArgs, open, parse};
+use crate::report::{counted, grouped, right_align, table, write_csv};
 use crate::{Failure, ListFormat};
 
 /// A list's columns: the table's headings for people, and the JSON members (the CSV columns).
@@ -49,30 +49,6 @@ pub(crate) fn print_list<T>(
     }
     println!("{}", counted(u64::try_from(items.len()).unwrap_or(u64::MAX), noun));
     Ok(())
-}
-
-/// Text as a CSV field a spreadsheet will not run: another party's words that start like a
-/// formula (`=`, `+`, `-`, `@`, a tab or a carriage return) get a leading `'`, as OWASP advises;
-/// numbers (a negative amount) are left as they are.
-fn spreadsheet_safe(text: &str) -> String {
-    let number = text.strip_prefix('-').is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit() || b == b'.'));
-    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) && !number { format!("'{text}") } else { text.to_owned() }
-}
-
-/// Writes `rows` (JSON objects) to standard output as CSV with the `members` as columns.
-fn write_csv(members: &[&str], rows: impl Iterator<Item = Value>) -> Result<(), Failure> {
-    let mut out = csv::Writer::from_writer(std::io::stdout().lock());
-    let failed = |e: csv::Error| Failure::Other(anyhow::anyhow!("cannot write CSV: {e}"));
-    out.write_record(members).map_err(failed)?;
-    for row in rows {
-        out.write_record(members.iter().map(|m| match &row[*m] {
-            Value::Null => String::new(),
-            Value::String(s) => spreadsheet_safe(s),
-            other => other.to_string(),
-        }))
-        .map_err(failed)?;
-    }
-    out.flush().map_err(|e| Failure::Other(anyhow::anyhow!("cannot write CSV: {e}")))
 }
 
 pub fn parties(args: &StoreArgs, format: ListFormat) -> Result<(), Failure> {
@@ -197,6 +173,25 @@ pub fn journal(args: &StoreArgs, format: ListFormat) -> Result<(), Failure> {
     Ok(())
 }
 
+/// A payment entry of the journal: what the host paid by it (negative: what the licensor paid
+/// back, read from the host's payable posting, which falls when the host pays), and whether a
+/// later entry reverses it.
+struct Posted<'j> {
+    entry: &'j JournalEntry,
+    by_host: i128,
+    currency: Currency,
+    reversed: bool,
+}
+
+/// The journal's payment entries, in posting order.
+fn posted_payments(journal: &[JournalEntry]) -> impl Iterator<Item = Posted<'_>> {
+    let reversed: BTreeSet<&str> = journal.iter().filter_map(|e| e.kind().reverses()).collect();
+    journal.iter().filter(|e| *e.kind() == EntryKind::Payment).filter_map(move |entry| {
+        let payable = entry.postings().iter().find(|p| p.account.role() == LedgerRole::Host && p.account.kind() == AccountKind::Payable)?;
+        Some(Posted { entry, by_host: payable.amount_minor, currency: payable.currency, reversed: reversed.contains(entry.reference()) })
+    })
+}
+
 /// A payment as listed.
 struct Payment {
     agreement: String,
@@ -212,7 +207,7 @@ struct Payment {
 /// or (when a later entry reverses it) reversed. Who paid is read from the host's payable
 /// posting: it falls when the host pays.
 pub fn payments(args: &StoreArgs, agreement: Option<&str>, format: ListFormat) -> Result<(), Failure> {
-    let agreement = agreement.map(AgreementId::parse).transpose().map_err(|e| Failure::Invalid(format!("error: {e}\n")))?;
+    let agreement = parse(agreement.map(AgreementId::parse).transpose())?;
     let mut store = open(args, false)?;
     let mut payments: Vec<Payment> = store
         .pending_payments(agreement.as_ref())?
@@ -227,17 +222,14 @@ pub fn payments(args: &StoreArgs, agreement: Option<&str>, format: ListFormat) -
         })
         .collect();
     let journal = store.journal()?;
-    let reversed: BTreeSet<&str> = journal.iter().filter_map(|e| e.kind().reverses()).collect();
-    for entry in journal.iter().filter(|e| *e.kind() == EntryKind::Payment && agreement.as_ref().is_none_or(|a| e.agreement() == a)) {
-        let payable = entry.postings().iter().find(|p| p.account.role() == LedgerRole::Host && p.account.kind() == AccountKind::Payable);
-        let Some(payable) = payable else { continue };
+    for posted in posted_payments(&journal).filter(|p| agreement.as_ref().is_none_or(|a| p.entry.agreement() == a)) {
         payments.push(Payment {
-            agreement: entry.agreement().to_string(),
-            reference: revshare_store::payments::own_reference(entry.reference()).to_owned(),
-            from: if payable.amount_minor > 0 { "host" } else { "licensor" },
-            amount_minor: payable.amount_minor.abs(),
-            currency: payable.currency,
-            state: if reversed.contains(entry.reference()) { "reversed" } else { "confirmed" },
+            agreement: posted.entry.agreement().to_string(),
+            reference: revshare_store::payments::own_reference(posted.entry.reference()).to_owned(),
+            from: if posted.by_host > 0 { "host" } else { "licensor" },
+            amount_minor: posted.by_host.abs(),
+            currency: posted.currency,
+            state: if posted.reversed { "reversed" } else { "confirmed" },
         });
     }
     print_list(
@@ -289,33 +281,28 @@ struct Listed {
 /// covers the earliest amounts owed first; a statement in the host's favour (negative) is shown
 /// as outstanding whole.
 pub fn statements(args: &StoreArgs, agreement: Option<&str>, format: ListFormat) -> Result<(), Failure> {
-    let id = agreement.map(AgreementId::parse).transpose().map_err(|e| Failure::Invalid(format!("error: {e}\n")))?;
+    let id = parse(agreement.map(AgreementId::parse).transpose())?;
     let mut store = open(args, false)?;
     let stored = store.statements(id.as_ref())?;
     let journal = store.journal()?;
     let keys = store.keys()?;
     // What each agreement's host paid, net of what was paid back and of reversed payments.
-    let reversed: BTreeSet<&str> = journal.iter().filter_map(|e| e.kind().reverses()).collect();
     let mut paid: BTreeMap<String, i128> = BTreeMap::new();
-    for entry in journal.iter().filter(|e| *e.kind() == EntryKind::Payment && !reversed.contains(e.reference())) {
-        let payable = entry.postings().iter().filter(|p| p.account.role() == LedgerRole::Host && p.account.kind() == AccountKind::Payable);
-        *paid.entry(entry.agreement().to_string()).or_default() += payable.map(|p| p.amount_minor).sum::<i128>();
+    for posted in posted_payments(&journal).filter(|p| !p.reversed) {
+        *paid.entry(posted.entry.agreement().to_string()).or_default() += posted.by_host;
     }
-    let mut hosts: BTreeMap<String, Option<String>> = BTreeMap::new();
+    // The keys registered to each agreement's host, looked up once per agreement.
+    let mut host_keys: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut listed = Vec::with_capacity(stored.len());
     for s in &stored {
         let statement = s.statement()?;
         let agreement = s.agreement_id.to_string();
-        let host = match hosts.get(&agreement) {
-            Some(host) => host.clone(),
-            None => {
-                let host = store.agreement_parties(&s.agreement_id)?.map(|(_, host)| host.to_string());
-                hosts.insert(agreement.clone(), host.clone());
-                host
-            }
-        };
-        let host_keys: BTreeSet<String> = keys.iter().filter(|k| k.party.is_some() && k.party == host).map(|k| k.key.to_text()).collect();
-        let countersigned = store.statement_signatures(s)?.iter().any(|signed| host_keys.contains(&signed.key));
+        if !host_keys.contains_key(&agreement) {
+            let host = store.agreement_parties(&s.agreement_id)?.map(|(_, host)| host.to_string());
+            let of_host = keys.iter().filter(|k| host.is_some() && k.party == host).map(|k| k.key.to_text()).collect();
+            host_keys.insert(agreement.clone(), of_host);
+        }
+        let countersigned = store.statement_signatures(s)?.iter().any(|signed| host_keys[&agreement].contains(&signed.key));
         let net = statement.totals.net_payable;
         let paid = (s.kind == revshare_store::StatementKind::Original).then(|| {
             let left = paid.entry(agreement.clone()).or_default();

@@ -91,12 +91,8 @@ pub fn report(mut problems: Vec<InputProblem>, closing: &str) -> String {
     }
     for key @ (file, _, message) in more {
         let (seen, first, last) = kinds[&key];
-        let hidden = seen - SAME_PROBLEM_LISTED;
-        let _ = writeln!(
-            text,
-            "{file}:{first}-{last}: {hidden} more record{} with the same problem: {message}",
-            if hidden == 1 { "" } else { "s" }
-        );
+        let hidden = crate::report::counted(u64::try_from(seen - SAME_PROBLEM_LISTED).unwrap_or(u64::MAX), "more record");
+        let _ = writeln!(text, "{file}:{first}-{last}: {hidden} with the same problem: {message}");
     }
     let _ = writeln!(text, "{closing}");
     text

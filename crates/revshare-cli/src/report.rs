@@ -199,7 +199,8 @@ pub fn grouped(number: &str) -> String {
 /// A statement's lines as CSV (RFC 4180, a header row): each line's number (as `dispute open
 /// --line` takes it) and members as the statement writes them; flags joined with `;`.
 pub fn print_lines_csv(statement: &Statement) -> Result<(), crate::Failure> {
-    const COLUMNS: [&str; 15] = [
+    const COLUMNS: [&str; 16] = [
+        "line",
         "model",
         "use_case",
         "region",
@@ -216,18 +217,38 @@ pub fn print_lines_csv(statement: &Statement) -> Result<(), crate::Failure> {
         "flags",
         "currency",
     ];
-    let failed = |e: csv::Error| crate::Failure::Other(anyhow::anyhow!("cannot write CSV: {e}"));
     let value = statement.to_json();
+    let rows = value["lines"].as_array().into_iter().flatten().enumerate().map(|(n, line)| {
+        let mut row = line.clone();
+        let flags = line["flags"].as_array().into_iter().flatten().filter_map(Value::as_str).collect::<Vec<_>>().join(";");
+        row["line"] = Value::from(n);
+        row["flags"] = Value::from(flags);
+        row["currency"] = Value::from(statement.currency.code());
+        row
+    });
+    write_csv(&COLUMNS, rows)
+}
+
+/// Text as a CSV field a spreadsheet will not run: another party's words that start like a
+/// formula (`=`, `+`, `-`, `@`, a tab or a carriage return) get a leading `'`, as OWASP advises;
+/// numbers (a negative amount) are left as they are.
+fn spreadsheet_safe(text: &str) -> String {
+    let number = text.strip_prefix('-').is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit() || b == b'.'));
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) && !number { format!("'{text}") } else { text.to_owned() }
+}
+
+/// Writes `rows` (JSON objects) to standard output as CSV with the `members` as columns.
+pub fn write_csv(members: &[&str], rows: impl Iterator<Item = Value>) -> Result<(), crate::Failure> {
     let mut out = csv::Writer::from_writer(std::io::stdout().lock());
-    out.write_record(std::iter::once("line").chain(COLUMNS)).map_err(failed)?;
-    for (n, line) in value["lines"].as_array().into_iter().flatten().enumerate() {
-        let field = |member: &str| match (member, &line[member]) {
-            ("currency", _) => statement.currency.code().to_owned(),
-            (_, Value::Array(flags)) => flags.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(";"),
-            (_, Value::String(s)) => s.clone(),
-            (_, other) => other.to_string(),
-        };
-        out.write_record(std::iter::once(n.to_string()).chain(COLUMNS.iter().map(|m| field(m)))).map_err(failed)?;
+    let failed = |e: csv::Error| crate::Failure::Other(anyhow::anyhow!("cannot write CSV: {e}"));
+    out.write_record(members).map_err(failed)?;
+    for row in rows {
+        out.write_record(members.iter().map(|m| match &row[*m] {
+            Value::Null => String::new(),
+            Value::String(s) => spreadsheet_safe(s),
+            other => other.to_string(),
+        }))
+        .map_err(failed)?;
     }
     out.flush().map_err(|e| crate::Failure::Other(anyhow::anyhow!("cannot write CSV: {e}")))
 }
