@@ -19,6 +19,12 @@
 //! The exclusivity scope column is the index of the agreement's `[[exclusivity]]` entry, `-1`
 //! for none (a primary key column cannot be NULL in PostgreSQL).
 //!
+//! `daily_rollups` holds the same sums per day (UTC) instead of per scope: one row per
+//! (agreement, month, model, use case, region, day of the month, scale). Closing never reads them;
+//! they are what usage over time is drawn from ([`daily`]), open month included, in O(days ×
+//! groups) rows whatever the number of records. They are written beside the monthly rows, by the
+//! same code, in the same transaction.
+//!
 //! Beside the sums, `usage_sets` holds one row per (agreement, month): the lattice-hash state
 //! ([`UsageSet`], 2,048 bytes) of the distinct records rolled up there, which is what the
 //! statement's `usage_digest` is taken from. A commit group adds its new records' digests to it
@@ -65,9 +71,80 @@ struct RollupKey<'k> {
     model: Cow<'k, str>,
     use_case: Cow<'k, str>,
     region: Cow<'k, str>,
-    scope: i64,
+    /// The exclusivity scope column in `rollups`, the day of the month in `daily_rollups`.
+    part: i64,
     scale: i64,
 }
+
+/// One of the two rollup tables (they differ in name and in their [`RollupKey::part`] column):
+/// its statements, written out in full because statements are prepared and cached by their text.
+#[derive(Clone, Copy)]
+struct Table {
+    name: &'static str,
+    /// One row's sums, by its key.
+    select_row: &'static str,
+    /// The rows of an agreement's month.
+    select_month: &'static str,
+    /// One row, inserted or replaced.
+    put: &'static str,
+    /// Rows bound as arrays (PostgreSQL), inserted or replaced.
+    put_all: &'static str,
+}
+
+macro_rules! table {
+    ($name:literal, $part:literal) => {
+        Table {
+            name: $name,
+            select_row: concat!(
+                "SELECT record_count, duplicates, CAST(requests AS TEXT), CAST(input_tokens AS TEXT), \
+                 CAST(output_tokens AS TEXT), CAST(revenue AS TEXT) FROM ",
+                $name,
+                " WHERE agreement_id = $1 AND month = $2 AND model = $3 AND use_case = $4 AND region = $5 AND ",
+                $part,
+                " = $6 AND scale = $7"
+            ),
+            select_month: concat!(
+                "SELECT model, use_case, region, ",
+                $part,
+                ", scale, record_count, duplicates, CAST(requests AS TEXT), \
+                 CAST(input_tokens AS TEXT), CAST(output_tokens AS TEXT), CAST(revenue AS TEXT) FROM ",
+                $name,
+                " WHERE agreement_id = $1 AND month = $2"
+            ),
+            put: concat!(
+                "INSERT INTO ",
+                $name,
+                " (agreement_id, month, model, use_case, region, ",
+                $part,
+                ", scale, record_count, duplicates, requests, input_tokens, output_tokens, revenue) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                 ON CONFLICT (agreement_id, month, model, use_case, region, ",
+                $part,
+                ", scale) DO UPDATE SET \
+                 record_count = excluded.record_count, duplicates = excluded.duplicates, requests = excluded.requests, \
+                 input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens, revenue = excluded.revenue"
+            ),
+            put_all: concat!(
+                "INSERT INTO ",
+                $name,
+                " (agreement_id, month, model, use_case, region, ",
+                $part,
+                ", scale, record_count, duplicates, requests, input_tokens, output_tokens, revenue) \
+                 SELECT a, m, mo, u, r, s, sc, n, d, CAST(rq AS NUMERIC), CAST(it AS NUMERIC), CAST(ot AS NUMERIC), CAST(rv AS NUMERIC) \
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], \
+                 $9::bigint[], $10::text[], $11::text[], $12::text[], $13::text[]) AS t (a, m, mo, u, r, s, sc, n, d, rq, it, ot, rv) \
+                 ON CONFLICT (agreement_id, month, model, use_case, region, ",
+                $part,
+                ", scale) DO UPDATE SET \
+                 record_count = excluded.record_count, duplicates = excluded.duplicates, requests = excluded.requests, \
+                 input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens, revenue = excluded.revenue"
+            ),
+        }
+    };
+}
+
+const MONTHLY: Table = table!("rollups", "scope");
+const DAILY: Table = table!("daily_rollups", "day");
 
 impl RollupKey<'_> {
     /// The key as the seven parameters `$1`…`$7` of the rollup statements.
@@ -78,7 +155,7 @@ impl RollupKey<'_> {
             Param::Text(&self.model),
             Param::Text(&self.use_case),
             Param::Text(&self.region),
-            Param::Int(self.scope),
+            Param::Int(self.part),
             Param::Int(self.scale),
         ]
     }
@@ -95,6 +172,18 @@ struct Sums {
 }
 
 impl Sums {
+    /// One distinct record's sums.
+    fn of(record: &UsageRecord<'_>) -> Sums {
+        Sums {
+            records: 1,
+            duplicates: 0,
+            requests: u128::from(record.requests),
+            input_tokens: u128::from(record.input_tokens),
+            output_tokens: u128::from(record.output_tokens),
+            revenue: record.revenue.mantissa(),
+        }
+    }
+
     fn merge(&mut self, other: &Sums) -> Result<(), RollupOverflow> {
         self.records = self.records.checked_add(other.records).ok_or(RollupOverflow)?;
         self.duplicates = self.duplicates.checked_add(other.duplicates).ok_or(RollupOverflow)?;
@@ -128,6 +217,7 @@ impl Sums {
 #[derive(Default)]
 pub(crate) struct Deltas<'k> {
     sums: HashMap<RollupKey<'k>, Sums, FixedState>,
+    daily: HashMap<RollupKey<'k>, Sums, FixedState>,
     sets: HashMap<(Cow<'k, str>, Cow<'k, str>), UsageSet, FixedState>,
 }
 
@@ -139,9 +229,11 @@ impl<'k> Deltas<'k> {
             model: Cow::Borrowed(model),
             use_case: Cow::Borrowed(&record.use_case),
             region: Cow::Borrowed(&record.region),
-            scope: scope_column(placed.scope),
+            part: scope_column(placed.scope),
             scale: i64::from(record.revenue.scale()),
         };
+        let day = RollupKey { part: i64::from(record.time.date().2), ..key.clone() };
+        self.daily.entry(day).or_default().merge(sums)?;
         Ok(self.sums.entry(key).or_default().merge(sums)?)
     }
 
@@ -155,14 +247,7 @@ impl<'k> Deltas<'k> {
         record: &'k UsageRecord<'_>,
         digest: &[u8; 32],
     ) -> Result<(), StoreError> {
-        let sums = Sums {
-            records: 1,
-            duplicates: 0,
-            requests: u128::from(record.requests),
-            input_tokens: u128::from(record.input_tokens),
-            output_tokens: u128::from(record.output_tokens),
-            revenue: record.revenue.mantissa(),
-        };
+        let sums = Sums::of(record);
         self.sets.entry((Cow::Borrowed(placed.agreement_id), Cow::Borrowed(placed.month.as_str()))).or_default().insert(digest);
         self.add(placed, model, record, &sums)
     }
@@ -171,24 +256,26 @@ impl<'k> Deltas<'k> {
     /// (their records are gone by then) and written once.
     pub fn into_owned(self) -> Deltas<'static> {
         let owned = |text: Cow<'_, str>| Cow::Owned(text.into_owned());
-        Deltas {
-            sums: self
-                .sums
-                .into_iter()
+        let owned_keys = |sums: HashMap<RollupKey<'_>, Sums, FixedState>| {
+            sums.into_iter()
                 .map(|(key, sums)| {
-                    let RollupKey { agreement_id, month, model, use_case, region, scope, scale } = key;
+                    let RollupKey { agreement_id, month, model, use_case, region, part, scale } = key;
                     let key = RollupKey {
                         agreement_id: owned(agreement_id),
                         month: owned(month),
                         model: owned(model),
                         use_case: owned(use_case),
                         region: owned(region),
-                        scope,
+                        part,
                         scale,
                     };
                     (key, sums)
                 })
-                .collect(),
+                .collect()
+        };
+        Deltas {
+            sums: owned_keys(self.sums),
+            daily: owned_keys(self.daily),
             sets: self.sets.into_iter().map(|((agreement_id, month), set)| ((owned(agreement_id), owned(month)), set)).collect(),
         }
     }
@@ -197,6 +284,9 @@ impl<'k> Deltas<'k> {
     pub fn merge(&mut self, other: Deltas<'k>) -> Result<(), StoreError> {
         for (key, sums) in other.sums {
             self.sums.entry(key).or_default().merge(&sums)?;
+        }
+        for (key, sums) in other.daily {
+            self.daily.entry(key).or_default().merge(&sums)?;
         }
         for (key, set) in other.sets {
             self.sets.entry(key).or_default().union(&set);
@@ -228,43 +318,42 @@ impl<'k> Deltas<'k> {
                 &[Param::Text(&agreement_id), Param::Text(&month), Param::Bytes(&set.to_bytes())],
             )?;
         }
-        let mut sums: Vec<(RollupKey<'k>, Sums)> = self.sums.into_iter().collect();
-        sums.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        match sql.dialect() {
-            Dialect::Sqlite => {
-                for (key, delta) in &sums {
-                    let what = || format!("rollup of agreement {} in {}", key.agreement_id, key.month);
-                    let stored = first(
-                        sql,
-                        "SELECT record_count, duplicates, CAST(requests AS TEXT), CAST(input_tokens AS TEXT), \
-                         CAST(output_tokens AS TEXT), CAST(revenue AS TEXT) FROM rollups \
-                         WHERE agreement_id = $1 AND month = $2 AND model = $3 AND use_case = $4 AND region = $5 AND scope = $6 AND scale = $7",
-                        &key.params(),
-                        |row| Sums::read(row, 0, what),
-                    )?;
-                    let mut total = stored.unwrap_or_default();
-                    total.merge(delta)?;
-                    put(sql, key, &total)?;
-                }
-                Ok(())
+        write_table(sql, MONTHLY, self.sums)?;
+        write_table(sql, DAILY, self.daily)
+    }
+}
+
+/// Adds the changed sums of one table to its stored rows.
+fn write_table(sql: &mut impl Sql, table: Table, changed: HashMap<RollupKey<'_>, Sums, FixedState>) -> Result<(), StoreError> {
+    let mut sums: Vec<(RollupKey<'_>, Sums)> = changed.into_iter().collect();
+    sums.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    match sql.dialect() {
+        Dialect::Sqlite => {
+            for (key, delta) in &sums {
+                let what = || format!("{} of agreement {} in {}", table.name, key.agreement_id, key.month);
+                let stored = first(sql, table.select_row, &key.params(), |row| Sums::read(row, 0, what))?;
+                let mut total = stored.unwrap_or_default();
+                total.merge(delta)?;
+                put(sql, table, key, &total)?;
             }
-            Dialect::Postgres => {
-                add_stored(sql, &mut sums)?;
-                put_all(sql, &sums)
-            }
+            Ok(())
+        }
+        Dialect::Postgres => {
+            add_stored(sql, table, &mut sums)?;
+            put_all(sql, table, &sums)
         }
     }
 }
 
 /// Adds the stored sums to `sums` (sorted by key), reading the rows of each (agreement, month)
 /// once.
-fn add_stored(sql: &mut impl Sql, sums: &mut [(RollupKey<'_>, Sums)]) -> Result<(), StoreError> {
+fn add_stored(sql: &mut impl Sql, table: Table, sums: &mut [(RollupKey<'_>, Sums)]) -> Result<(), StoreError> {
     let mut stored = HashMap::<StoredKey, Sums, FixedState>::default();
     let mut months: Vec<(&str, &str)> = sums.iter().map(|(key, _)| (&*key.agreement_id, &*key.month)).collect();
     months.dedup();
     for (agreement_id, month) in months {
-        for ((model, use_case, region, scope, scale), sums) in month_rows(sql, agreement_id, month)? {
-            stored.insert((agreement_id.to_owned(), month.to_owned(), model, use_case, region, scope, scale), sums);
+        for ((model, use_case, region, part, scale), sums) in month_rows(sql, table, agreement_id, month)? {
+            stored.insert((agreement_id.to_owned(), month.to_owned(), model, use_case, region, part, scale), sums);
         }
     }
     for (key, delta) in sums {
@@ -274,7 +363,7 @@ fn add_stored(sql: &mut impl Sql, sums: &mut [(RollupKey<'_>, Sums)]) -> Result<
             key.model.to_string(),
             key.use_case.to_string(),
             key.region.to_string(),
-            key.scope,
+            key.part,
             key.scale,
         );
         if let Some(mut total) = stored.remove(&key) {
@@ -285,23 +374,19 @@ fn add_stored(sql: &mut impl Sql, sums: &mut [(RollupKey<'_>, Sums)]) -> Result<
     Ok(())
 }
 
-/// A rollup row's key as read back: agreement, month, model, use case, region, scope, scale.
+/// A rollup row's key as read back: agreement, month, model, use case, region, part, scale.
 type StoredKey = (String, String, String, String, String, i64, i64);
 
-/// A rollup row's key within its month, as stored: model, use case, region, scope, scale.
+/// A rollup row's key within its month, as stored: model, use case, region, part (scope or day),
+/// scale.
 type MonthKey = (String, String, String, i64, i64);
 
-/// The rollup rows of an agreement's month, as stored.
-fn month_rows(sql: &mut impl Sql, agreement_id: &str, month: &str) -> Result<Vec<(MonthKey, Sums)>, StoreError> {
-    let what = || format!("rollup of agreement {agreement_id} in {month}");
-    rows(
-        sql,
-        "SELECT model, use_case, region, scope, scale, record_count, duplicates, CAST(requests AS TEXT), \
-         CAST(input_tokens AS TEXT), CAST(output_tokens AS TEXT), CAST(revenue AS TEXT) \
-         FROM rollups WHERE agreement_id = $1 AND month = $2",
-        &[Param::Text(agreement_id), Param::Text(month)],
-        |row| Ok(((row.text(0)?, row.text(1)?, row.text(2)?, row.int(3)?, row.int(4)?), Sums::read(row, 5, what)?)),
-    )
+/// The rows of an agreement's month in one of the rollup tables, as stored.
+fn month_rows(sql: &mut impl Sql, table: Table, agreement_id: &str, month: &str) -> Result<Vec<(MonthKey, Sums)>, StoreError> {
+    let what = || format!("{} of agreement {agreement_id} in {month}", table.name);
+    rows(sql, table.select_month, &[Param::Text(agreement_id), Param::Text(month)], |row| {
+        Ok(((row.text(0)?, row.text(1)?, row.text(2)?, row.int(3)?, row.int(4)?), Sums::read(row, 5, what)?))
+    })
 }
 
 fn count(n: u64) -> Result<i64, RollupOverflow> {
@@ -309,15 +394,11 @@ fn count(n: u64) -> Result<i64, RollupOverflow> {
 }
 
 /// One rollup row, inserted or replaced (SQLite: in-process, one statement a row costs little).
-fn put(sql: &mut impl Sql, key: &RollupKey<'_>, sums: &Sums) -> Result<(), StoreError> {
+fn put(sql: &mut impl Sql, table: Table, key: &RollupKey<'_>, sums: &Sums) -> Result<(), StoreError> {
     let (requests, input_tokens, output_tokens, revenue) =
         (sums.requests.to_string(), sums.input_tokens.to_string(), sums.output_tokens.to_string(), sums.revenue.to_string());
     sql.execute(
-        "INSERT INTO rollups (agreement_id, month, model, use_case, region, scope, scale, record_count, duplicates, \
-         requests, input_tokens, output_tokens, revenue) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-         ON CONFLICT (agreement_id, month, model, use_case, region, scope, scale) DO UPDATE SET \
-         record_count = excluded.record_count, duplicates = excluded.duplicates, requests = excluded.requests, \
-         input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens, revenue = excluded.revenue",
+        table.put,
         &[
             key.params().as_slice(),
             &[
@@ -336,14 +417,14 @@ fn put(sql: &mut impl Sql, key: &RollupKey<'_>, sums: &Sums) -> Result<(), Store
 
 /// Every row in one statement, each column bound as an array (PostgreSQL only). The keys are
 /// distinct, as `ON CONFLICT DO UPDATE` requires of one statement's rows.
-fn put_all<'k>(sql: &mut impl Sql, changed: &[(RollupKey<'k>, Sums)]) -> Result<(), StoreError> {
+fn put_all<'k>(sql: &mut impl Sql, table: Table, changed: &[(RollupKey<'k>, Sums)]) -> Result<(), StoreError> {
     if changed.is_empty() {
         return Ok(());
     }
     let texts = |f: for<'a> fn(&'a RollupKey<'k>) -> &'a str| -> Vec<&str> { changed.iter().map(|(key, _)| f(key)).collect() };
     let (agreement_ids, months, models, use_cases, regions) =
         (texts(|k| &k.agreement_id), texts(|k| &k.month), texts(|k| &k.model), texts(|k| &k.use_case), texts(|k| &k.region));
-    let scopes: Vec<i64> = changed.iter().map(|(key, _)| key.scope).collect();
+    let parts: Vec<i64> = changed.iter().map(|(key, _)| key.part).collect();
     let scales: Vec<i64> = changed.iter().map(|(key, _)| key.scale).collect();
     let records = changed.iter().map(|(_, sums)| count(sums.records)).collect::<Result<Vec<_>, _>>()?;
     let duplicates = changed.iter().map(|(_, sums)| count(sums.duplicates)).collect::<Result<Vec<_>, _>>()?;
@@ -354,21 +435,14 @@ fn put_all<'k>(sql: &mut impl Sql, changed: &[(RollupKey<'k>, Sums)]) -> Result<
         column.iter().map(String::as_str).collect()
     }
     sql.execute(
-        "INSERT INTO rollups (agreement_id, month, model, use_case, region, scope, scale, record_count, duplicates, \
-         requests, input_tokens, output_tokens, revenue) \
-         SELECT a, m, mo, u, r, s, sc, n, d, CAST(rq AS NUMERIC), CAST(it AS NUMERIC), CAST(ot AS NUMERIC), CAST(rv AS NUMERIC) \
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], \
-         $9::bigint[], $10::text[], $11::text[], $12::text[], $13::text[]) AS t (a, m, mo, u, r, s, sc, n, d, rq, it, ot, rv) \
-         ON CONFLICT (agreement_id, month, model, use_case, region, scope, scale) DO UPDATE SET \
-         record_count = excluded.record_count, duplicates = excluded.duplicates, requests = excluded.requests, \
-         input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens, revenue = excluded.revenue",
+        table.put_all,
         &[
             Param::TextArray(&agreement_ids),
             Param::TextArray(&months),
             Param::TextArray(&models),
             Param::TextArray(&use_cases),
             Param::TextArray(&regions),
-            Param::IntArray(&scopes),
+            Param::IntArray(&parts),
             Param::IntArray(&scales),
             Param::IntArray(&records),
             Param::IntArray(&duplicates),
@@ -384,6 +458,7 @@ fn put_all<'k>(sql: &mut impl Sql, changed: &[(RollupKey<'k>, Sums)]) -> Result<
 /// Forgets an agreement's rollups and usage sets (before they are rebuilt from its records).
 pub(crate) fn delete(sql: &mut impl Sql, agreement_id: &str) -> Result<(), StoreError> {
     sql.execute("DELETE FROM rollups WHERE agreement_id = $1", &[Param::Text(agreement_id)])?;
+    sql.execute("DELETE FROM daily_rollups WHERE agreement_id = $1", &[Param::Text(agreement_id)])?;
     sql.execute("DELETE FROM usage_sets WHERE agreement_id = $1", &[Param::Text(agreement_id)])?;
     Ok(())
 }
@@ -429,7 +504,7 @@ pub(crate) fn of_period(sql: &mut impl Sql, agreement_id: &str, month: &str) -> 
     let what = || format!("rollup of agreement {agreement_id} in {month}");
     let mut rollup = Rollup::new();
     let mut duplicates: u64 = 0;
-    for ((model, use_case, region, scope, scale), sums) in month_rows(sql, agreement_id, month)? {
+    for ((model, use_case, region, scope, scale), sums) in month_rows(sql, MONTHLY, agreement_id, month)? {
         let key = GroupKey { model, use_case, region, scope: scope_from_column(scope, what)? };
         let scale: usize = unsigned(scale, what)?;
         let mut by_scale = [0u128; SCALES];
@@ -443,4 +518,129 @@ pub(crate) fn of_period(sql: &mut impl Sql, agreement_id: &str, month: &str) -> 
         duplicates = duplicates.checked_add(sums.duplicates).ok_or(RollupOverflow)?;
     }
     Ok((rollup, duplicates))
+}
+
+/// Fills `daily_rollups` from the stored records (schema version 15, which added it): each
+/// agreement month's segments are read once. Resend counts start at zero there (a resend is no
+/// row, only a count in the monthly rollup).
+pub(crate) fn fill_daily(sql: &mut impl Sql) -> Result<(), StoreError> {
+    let months = rows(
+        sql,
+        "SELECT DISTINCT agreement_id, month FROM record_segments WHERE agreement_id IS NOT NULL ORDER BY agreement_id, month",
+        &[],
+        |row| Ok((row.text(0)?, row.text(1)?)),
+    )?;
+    for (agreement_id, month) in months {
+        let segments = crate::segments::of_period(sql, &agreement_id, &month)?;
+        let mut deltas = Deltas::default();
+        for segment in &segments {
+            for stored in &segment.records {
+                if let Some(placed) = stored.placed(&segment.place)? {
+                    let record = &stored.record;
+                    let key = RollupKey {
+                        agreement_id: Cow::Borrowed(placed.agreement_id),
+                        month: Cow::Owned(placed.month.as_str().to_owned()),
+                        model: Cow::Borrowed(&record.model),
+                        use_case: Cow::Borrowed(&record.use_case),
+                        region: Cow::Borrowed(&record.region),
+                        part: i64::from(record.time.date().2),
+                        scale: i64::from(record.revenue.scale()),
+                    };
+                    deltas.daily.entry(key).or_default().merge(&Sums::of(record))?;
+                }
+            }
+        }
+        write_table(sql, DAILY, deltas.daily)?;
+    }
+    Ok(())
+}
+
+/// One day's usage of a model for a use case in a region under an agreement: what the dashboard's
+/// usage over time is drawn from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DailyUsage {
+    /// The day, `YYYY-MM-DD` (UTC).
+    pub day: String,
+    pub model: String,
+    pub use_case: String,
+    pub region: String,
+    /// Distinct records.
+    pub records: u64,
+    pub requests: u128,
+    pub input_tokens: u128,
+    pub output_tokens: u128,
+    /// The revenue reported, exact: `revenue × 10^-scale` (rows of several scales are summed at
+    /// the largest).
+    pub revenue: u128,
+    pub scale: u8,
+}
+
+impl DailyUsage {
+    /// The revenue as decimal text, exact (`12.50` for 1250 at scale 2).
+    pub fn revenue_text(&self) -> String {
+        let digits = self.revenue.to_string();
+        let scale = usize::from(self.scale);
+        if scale == 0 {
+            return digits;
+        }
+        let padded = format!("{digits:0>width$}", width = scale + 1);
+        let (units, fraction) = padded.split_at(padded.len() - scale);
+        format!("{units}.{fraction}")
+    }
+
+    /// The revenue at `scale` places (at least its own), for comparing and summing days; `None`
+    /// when it does not fit.
+    pub fn revenue_at(&self, scale: u8) -> Option<u128> {
+        let up = u32::from(scale.checked_sub(self.scale)?);
+        self.revenue.checked_mul(10u128.checked_pow(up)?)
+    }
+}
+
+/// The daily usage of an agreement from month `first` to month `last` (both included), by day,
+/// model, use case and region.
+pub(crate) fn daily(sql: &mut impl Sql, agreement_id: &str, first: &str, last: &str) -> Result<Vec<DailyUsage>, StoreError> {
+    let what = || format!("daily rollup of agreement {agreement_id}");
+    let found = rows(
+        sql,
+        "SELECT month, day, model, use_case, region, scale, record_count, duplicates, CAST(requests AS TEXT), \
+         CAST(input_tokens AS TEXT), CAST(output_tokens AS TEXT), CAST(revenue AS TEXT) \
+         FROM daily_rollups WHERE agreement_id = $1 AND month >= $2 AND month <= $3 \
+         ORDER BY month, day, model, use_case, region, scale",
+        &[Param::Text(agreement_id), Param::Text(first), Param::Text(last)],
+        |row| Ok((row.text(0)?, row.int(1)?, row.text(2)?, row.text(3)?, row.text(4)?, row.int(5)?, Sums::read(row, 6, what)?)),
+    )?;
+    let mut out: Vec<DailyUsage> = Vec::new();
+    for (month, day, model, use_case, region, scale, sums) in found {
+        let scale = u8::try_from(scale).ok().filter(|s| usize::from(*s) < SCALES).ok_or_else(|| StoreError::Corrupt {
+            what: what(),
+            detail: format!("a revenue scale of {month}-{day:02} is {scale}, not 0 to 28"),
+        })?;
+        let day = format!("{month}-{day:02}");
+        match out.last_mut() {
+            Some(last) if last.day == day && last.model == model && last.use_case == use_case && last.region == region => {
+                last.records = last.records.checked_add(sums.records).ok_or(RollupOverflow)?;
+                last.requests = last.requests.checked_add(sums.requests).ok_or(RollupOverflow)?;
+                last.input_tokens = last.input_tokens.checked_add(sums.input_tokens).ok_or(RollupOverflow)?;
+                last.output_tokens = last.output_tokens.checked_add(sums.output_tokens).ok_or(RollupOverflow)?;
+                let at = last.scale.max(scale);
+                let this = DailyUsage { revenue: sums.revenue, scale, ..last.clone() };
+                let (Some(a), Some(b)) = (last.revenue_at(at), this.revenue_at(at)) else { return Err(RollupOverflow.into()) };
+                last.revenue = a.checked_add(b).ok_or(RollupOverflow)?;
+                last.scale = at;
+            }
+            _ => out.push(DailyUsage {
+                day,
+                model,
+                use_case,
+                region,
+                records: sums.records,
+                requests: sums.requests,
+                input_tokens: sums.input_tokens,
+                output_tokens: sums.output_tokens,
+                revenue: sums.revenue,
+                scale,
+            }),
+        }
+    }
+    Ok(out)
 }

@@ -432,6 +432,24 @@ ALTER TABLE dispute_transitions ADD COLUMN arbiter TEXT REFERENCES parties (id);
     r#"
 DROP TABLE record_resends;
 "#,
+    r#"
+CREATE TABLE daily_rollups (
+    agreement_id TEXT NOT NULL,
+    month TEXT NOT NULL,
+    model TEXT NOT NULL,
+    use_case TEXT NOT NULL,
+    region TEXT NOT NULL,
+    day INTEGER NOT NULL CHECK (day BETWEEN 1 AND 31),
+    scale INTEGER NOT NULL CHECK (scale BETWEEN 0 AND 28),
+    record_count INTEGER NOT NULL CHECK (record_count >= 0),
+    duplicates INTEGER NOT NULL CHECK (duplicates >= 0),
+    requests TEXT NOT NULL,
+    input_tokens TEXT NOT NULL,
+    output_tokens TEXT NOT NULL,
+    revenue TEXT NOT NULL,
+    PRIMARY KEY (agreement_id, month, model, use_case, region, day, scale)
+) STRICT, WITHOUT ROWID;
+"#,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -776,10 +794,30 @@ ALTER TABLE dispute_transitions ADD COLUMN arbiter TEXT REFERENCES parties (id);
     r#"
 DROP TABLE record_resends;
 "#,
+    r#"
+CREATE TABLE daily_rollups (
+    agreement_id TEXT NOT NULL,
+    month TEXT NOT NULL,
+    model TEXT NOT NULL,
+    use_case TEXT NOT NULL,
+    region TEXT NOT NULL,
+    day BIGINT NOT NULL CHECK (day BETWEEN 1 AND 31),
+    scale BIGINT NOT NULL CHECK (scale BETWEEN 0 AND 28),
+    record_count BIGINT NOT NULL CHECK (record_count >= 0),
+    duplicates BIGINT NOT NULL CHECK (duplicates >= 0),
+    requests NUMERIC(39,0) NOT NULL,
+    input_tokens NUMERIC(39,0) NOT NULL,
+    output_tokens NUMERIC(39,0) NOT NULL,
+    revenue NUMERIC(39,0) NOT NULL,
+    PRIMARY KEY (agreement_id, month, model, use_case, region, day, scale)
+);
+"#,
 ];
 
 /// The version that added `usage_sets`, which is filled from the stored records when it is applied.
 const USAGE_SETS: i64 = 7;
+/// The version that added `daily_rollups`, filled from the stored records when it is applied.
+const DAILY_ROLLUPS: i64 = 15;
 /// The version whose log commits to its events (salted): a log of an earlier version that has
 /// leaves is refused.
 pub(crate) const COMMITTED_LOG: i64 = 10;
@@ -839,6 +877,9 @@ fn migrate_to<B: Backend>(backend: &mut B, target: i64) -> Result<i64, StoreErro
         }
         if version == SEGMENTS {
             crate::segments::move_records(&mut sql)?;
+        }
+        if version == DAILY_ROLLUPS {
+            crate::rollups::fill_daily(&mut sql)?;
         }
         sql.execute("INSERT INTO schema_version (version) VALUES ($1)", &[Param::Int(version)])?;
     }
@@ -928,6 +969,9 @@ mod tests {
         assert!(sql.query("SELECT 1 FROM record_resends", &[], &mut |_| Ok(())).is_err(), "version 14 dropped the resend rows");
         let set = crate::rollups::usage_set(&mut sql, "a1", "2026-10").expect("the usage set");
         assert_eq!(set, of_digests(&[r2.digest(), r1.digest()]), "version 7 filled it from the old rows");
+        let days = crate::rollups::daily(&mut sql, "a1", "2026-10", "2026-10").expect("daily rollups");
+        let filled: Vec<(&str, u64, String)> = days.iter().map(|d| (d.day.as_str(), d.records, d.revenue_text())).collect();
+        assert_eq!(filled, vec![("2026-10-03", 2, "12.75".to_owned())], "version 15 filled them from the segments");
         assert!(sql.query("SELECT 1 FROM records", &[], &mut |_| Ok(())).is_err(), "the old table is gone");
     }
 

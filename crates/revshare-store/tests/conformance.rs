@@ -103,6 +103,7 @@ conformance!(
     conflicts_leave_the_stored_record_untouched,
     currency_must_match_the_agreement,
     aliases_roll_up_under_the_licensed_model,
+    daily_usage_sums_each_day,
     store_settles_the_worked_example_like_the_core,
     store_settles_generated_usage_like_the_core,
     concurrent_writers_end_as_one_sequential_writer,
@@ -257,14 +258,14 @@ fn text(bytes: &[u8]) -> String {
 
 fn migrations_are_idempotent(db: &dyn TestDb) {
     let mut store = db.open();
-    assert_eq!(store.schema_version().expect("version"), 14);
+    assert_eq!(store.schema_version().expect("version"), 15);
     store.add_party(&party("meridian", Role::Licensor)).expect("add a party");
     drop(store);
     let mut again = db.open();
-    assert_eq!(again.schema_version().expect("version"), 14, "opening again applies nothing twice");
+    assert_eq!(again.schema_version().expect("version"), 15, "opening again applies nothing twice");
     assert_eq!(again.party(&pid("meridian")).expect("read"), Some(party("meridian", Role::Licensor)), "data survives reopening");
     let mut third = db.open();
-    assert_eq!(third.schema_version().expect("version"), 14);
+    assert_eq!(third.schema_version().expect("version"), 15);
 }
 
 fn parties_register_once(db: &dyn TestDb) {
@@ -758,6 +759,55 @@ fn aliases_roll_up_under_the_licensed_model(db: &dyn TestDb) {
     assert_eq!(models, vec![("nw-70b", "m-70b")]);
 }
 
+fn daily_usage_sums_each_day(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    register_example(store);
+    let records = [
+        record("d1", "m-8b", "search", "us", "2026-10-02T00:00:00Z", "1.5"),
+        record("d2", "m-8b", "search", "us", "2026-10-02T23:59:59.999Z", "2.25"),
+        record("d3", "m-8b", "search", "us", "2026-10-03T00:00:00Z", "7"),
+        record("d4", "m-70b", "search", "us", "2026-10-03T12:00:00Z", "0.1"),
+        record("d5", "m-8b", "search", "us", "2026-11-01T00:00:00Z", "3"),
+    ];
+    let report = store.ingest(&records, IngestMode::Atomic, None).expect("ingest");
+    assert_eq!(report.accepted, 5);
+    // A resend adds nothing to the sums.
+    let report = store.ingest(&records[..1], IngestMode::Atomic, None).expect("resend");
+    assert_eq!(report.duplicates, 1);
+    let days = store.daily_usage(&aid("meridian-northwind"), month("2026-10"), month("2026-10")).expect("daily usage");
+    let seen: Vec<(&str, &str, u64, u128, String)> =
+        days.iter().map(|d| (d.day.as_str(), d.model.as_str(), d.records, d.requests, d.revenue_text())).collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("2026-10-02", "m-8b", 2, 20, "3.75".to_owned()),
+            ("2026-10-03", "m-70b", 1, 10, "0.1".to_owned()),
+            ("2026-10-03", "m-8b", 1, 10, "7".to_owned()),
+        ],
+        "scales 1 and 2 on one day sum at the larger; the day is UTC"
+    );
+    let both = store.daily_usage(&aid("meridian-northwind"), month("2026-10"), month("2026-11")).expect("two months");
+    assert_eq!(both.last().map(|d| (d.day.as_str(), d.records)), Some(("2026-11-01", 1)), "the open month is included");
+    assert!(matches!(
+        store.daily_usage(&aid("meridian-nobody"), month("2026-10"), month("2026-10")),
+        Err(StoreError::UnknownAgreement { .. })
+    ));
+}
+
+/// The daily rollups of an agreement's month, summed: what its monthly rollup holds.
+fn assert_days_sum_to_the_month(store: &mut dyn Store, id: &str, period: Period) {
+    let days = store.daily_usage(&aid(id), period, period).expect("daily usage");
+    let (rollup, _) = store.rollup(&aid(id), period).expect("rollup");
+    let by_day =
+        days.iter().fold((0u64, 0u128, 0u128), |(n, r, t), d| (n + d.records, r + d.requests, t + d.input_tokens + d.output_tokens));
+    let by_group = rollup
+        .groups()
+        .iter()
+        .fold((0u64, 0u128, 0u128), |(n, r, t), (_, g)| (n + g.records, r + g.requests, t + g.input_tokens + g.output_tokens));
+    assert_eq!(by_day, by_group, "{id} {period}: the days sum to the month");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Settling from the store
 
@@ -1053,6 +1103,7 @@ fn store_settles_generated_usage_like_the_core(db: &dyn TestDb) {
                 text(&settle_in_memory(store, "lab-h1", m, &sent, &[])),
                 "seed {seed:#x}, {m}"
             );
+            assert_days_sum_to_the_month(store, "lab-h1", m);
         }
     }
     // An amendment moves the scopes and rates: the rollups are rebuilt under the new terms.
@@ -1073,6 +1124,7 @@ fn store_settles_generated_usage_like_the_core(db: &dyn TestDb) {
             text(&settle_in_memory(store, "lab-h1", m, &sent, &[])),
             "after the amendment, {m}"
         );
+        assert_days_sum_to_the_month(store, "lab-h1", m);
     }
 }
 
