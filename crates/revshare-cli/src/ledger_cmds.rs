@@ -26,8 +26,9 @@ use revshare_store::payments;
 
 use crate::access::{StoreArgs, open, parse};
 use crate::list_cmds::{Columns, print_list};
-use crate::report::{grouped, right_align, table};
+use crate::report::{right_align, table};
 use crate::{Failure, ListFormat};
+use revshare_core::text::grouped;
 
 /// Who paid.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

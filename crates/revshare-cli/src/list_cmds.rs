@@ -3,17 +3,16 @@
 //! CSV (`--format csv`, RFC 4180 with a header row: the JSON members as columns, the same
 //! values as text, `null` as an empty field).
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use revshare_core::ids::AgreementId;
-use revshare_core::ledger::{AccountKind, EntryKind, JournalEntry, Role as LedgerRole};
-use revshare_core::money::Currency;
+use revshare_core::ledger::JournalEntry;
 use revshare_core::text::printable;
+use revshare_store::accounts::{self, StatementRow};
 use serde_json::{Value, json};
 
 use crate::access::{StoreArgs, open, parse};
-use crate::report::{counted, grouped, right_align, table, write_csv};
+use crate::report::{counted, right_align, table, write_csv};
 use crate::{Failure, ListFormat};
+use revshare_core::text::grouped;
 
 /// A list's columns: the table's headings for people, and the JSON members (the CSV columns).
 pub(crate) struct Columns<'a> {
@@ -173,65 +172,12 @@ pub fn journal(args: &StoreArgs, format: ListFormat) -> Result<(), Failure> {
     Ok(())
 }
 
-/// A payment entry of the journal: what the host paid by it (negative: what the licensor paid
-/// back, read from the host's payable posting, which falls when the host pays), and whether a
-/// later entry reverses it.
-struct Posted<'j> {
-    entry: &'j JournalEntry,
-    by_host: i128,
-    currency: Currency,
-    reversed: bool,
-}
-
-/// The journal's payment entries, in posting order.
-fn posted_payments(journal: &[JournalEntry]) -> impl Iterator<Item = Posted<'_>> {
-    let reversed: BTreeSet<&str> = journal.iter().filter_map(|e| e.kind().reverses()).collect();
-    journal.iter().filter(|e| *e.kind() == EntryKind::Payment).filter_map(move |entry| {
-        let payable = entry.postings().iter().find(|p| p.account.role() == LedgerRole::Host && p.account.kind() == AccountKind::Payable)?;
-        Some(Posted { entry, by_host: payable.amount_minor, currency: payable.currency, reversed: reversed.contains(entry.reference()) })
-    })
-}
-
-/// A payment as listed.
-struct Payment {
-    agreement: String,
-    reference: String,
-    /// `host` or `licensor`.
-    from: &'static str,
-    amount_minor: i128,
-    currency: Currency,
-    state: &'static str,
-}
-
 /// Pending payments first, then the journal's payment entries in posting order, each confirmed
-/// or (when a later entry reverses it) reversed. Who paid is read from the host's payable
-/// posting: it falls when the host pays.
+/// or (when a later entry reverses it) reversed (`revshare_store::accounts`).
 pub fn payments(args: &StoreArgs, agreement: Option<&str>, format: ListFormat) -> Result<(), Failure> {
     let agreement = parse(agreement.map(AgreementId::parse).transpose())?;
     let mut store = open(args, false)?;
-    let mut payments: Vec<Payment> = store
-        .pending_payments(agreement.as_ref())?
-        .into_iter()
-        .map(|p| Payment {
-            agreement: p.agreement_id.to_string(),
-            reference: p.reference,
-            from: p.from.as_str(),
-            amount_minor: p.amount_minor,
-            currency: p.currency,
-            state: "pending",
-        })
-        .collect();
-    let journal = store.journal()?;
-    for posted in posted_payments(&journal).filter(|p| agreement.as_ref().is_none_or(|a| p.entry.agreement() == a)) {
-        payments.push(Payment {
-            agreement: posted.entry.agreement().to_string(),
-            reference: revshare_store::payments::own_reference(posted.entry.reference()).to_owned(),
-            from: if posted.by_host > 0 { "host" } else { "licensor" },
-            amount_minor: posted.by_host.abs(),
-            currency: posted.currency,
-            state: if posted.reversed { "reversed" } else { "confirmed" },
-        });
-    }
+    let payments = accounts::payments(store.as_mut(), agreement.as_ref())?;
     print_list(
         &payments,
         format,
@@ -241,90 +187,30 @@ pub fn payments(args: &StoreArgs, agreement: Option<&str>, format: ListFormat) -
         },
         |p| {
             vec![
-                p.agreement.clone(),
+                p.agreement.to_string(),
                 p.reference.clone(),
-                p.from.to_owned(),
+                p.from.as_str().to_owned(),
                 format!("{} {}", grouped(&p.currency.format(p.amount_minor)), p.currency),
-                p.state.to_owned(),
+                p.state.as_str().to_owned(),
             ]
         },
         |p| {
             json!({
-                "agreement": p.agreement, "reference": p.reference, "from": p.from,
-                "amount": p.currency.format(p.amount_minor), "currency": p.currency.code(), "state": p.state,
+                "agreement": p.agreement.as_str(), "reference": p.reference, "from": p.from.as_str(),
+                "amount": p.currency.format(p.amount_minor), "currency": p.currency.code(), "state": p.state.as_str(),
             })
         },
         "payment",
     )
 }
 
-/// A statement as listed, with its money.
-struct Listed {
-    agreement: String,
-    version: u32,
-    period: String,
-    sequence: u32,
-    kind: &'static str,
-    currency: Currency,
-    net_payable: i128,
-    /// For an original (the statements booked): what the agreement's payments cover of it, and
-    /// what is left; `None` for a restatement (its difference is carried by a later original).
-    paid: Option<(i128, i128)>,
-    countersigned: bool,
-    closed_on: Option<String>,
-    digest: String,
-}
-
-/// Each statement with its net payable, what is paid and outstanding, whether the host
-/// countersigned it and when it closed. Payments are applied to an agreement's originals
-/// oldest month first (open-item style): what the host paid, less what the licensor paid back,
-/// covers the earliest amounts owed first; a statement in the host's favour (negative) is shown
-/// as outstanding whole.
+/// Each statement with its net payable, what is paid and outstanding (payments applied oldest
+/// month first, `revshare_store::accounts`), whether the host countersigned it and when it closed.
 pub fn statements(args: &StoreArgs, agreement: Option<&str>, format: ListFormat) -> Result<(), Failure> {
     let id = parse(agreement.map(AgreementId::parse).transpose())?;
     let mut store = open(args, false)?;
-    let stored = store.statements(id.as_ref())?;
-    let journal = store.journal()?;
-    let keys = store.keys()?;
-    // What each agreement's host paid, net of what was paid back and of reversed payments.
-    let mut paid: BTreeMap<String, i128> = BTreeMap::new();
-    for posted in posted_payments(&journal).filter(|p| !p.reversed) {
-        *paid.entry(posted.entry.agreement().to_string()).or_default() += posted.by_host;
-    }
-    // The keys registered to each agreement's host, looked up once per agreement.
-    let mut host_keys: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut listed = Vec::with_capacity(stored.len());
-    for s in &stored {
-        let statement = s.statement()?;
-        let agreement = s.agreement_id.to_string();
-        if !host_keys.contains_key(&agreement) {
-            let host = store.agreement_parties(&s.agreement_id)?.map(|(_, host)| host.to_string());
-            let of_host = keys.iter().filter(|k| host.is_some() && k.party == host).map(|k| k.key.to_text()).collect();
-            host_keys.insert(agreement.clone(), of_host);
-        }
-        let countersigned = store.statement_signatures(s)?.iter().any(|signed| host_keys[&agreement].contains(&signed.key));
-        let net = statement.totals.net_payable;
-        let paid = (s.kind == revshare_store::StatementKind::Original).then(|| {
-            let left = paid.entry(agreement.clone()).or_default();
-            let covered = if net > 0 { net.min((*left).max(0)) } else { 0 };
-            *left -= covered;
-            (covered, net - covered)
-        });
-        listed.push(Listed {
-            agreement,
-            version: s.agreement_version,
-            period: s.period.to_string(),
-            sequence: s.sequence,
-            kind: s.kind.as_str(),
-            currency: statement.currency,
-            net_payable: net,
-            paid,
-            countersigned,
-            closed_on: s.finalised_at.map(|t| t.to_string().get(..10).unwrap_or_default().to_owned()),
-            digest: s.digest.clone(),
-        });
-    }
-    let money = |l: &Listed, minor: i128| format!("{} {}", grouped(&l.currency.format(minor)), l.currency);
+    let listed = accounts::statements(store.as_mut(), id.as_ref())?;
+    let money = |l: &StatementRow, minor: i128| format!("{} {}", grouped(&l.currency.format(minor)), l.currency);
     print_list(
         &listed,
         format,
@@ -346,26 +232,29 @@ pub fn statements(args: &StoreArgs, agreement: Option<&str>, format: ListFormat)
             ],
         },
         |l| {
+            let s = &l.stored;
             vec![
-                l.agreement.clone(),
-                l.period.clone(),
-                l.sequence.to_string(),
-                l.kind.to_owned(),
+                s.agreement_id.to_string(),
+                s.period.to_string(),
+                s.sequence.to_string(),
+                s.kind.as_str().to_owned(),
                 money(l, l.net_payable),
                 l.paid.map_or_else(String::new, |(paid, _)| money(l, paid)),
                 l.paid.map_or_else(|| "carried by a later statement".to_owned(), |(_, left)| money(l, left)),
                 if l.countersigned { "yes" } else { "no" }.to_owned(),
                 l.closed_on.clone().unwrap_or_default(),
-                format!("{}…", l.digest.get(..19).unwrap_or(&l.digest)),
+                format!("{}…", s.digest.get(..19).unwrap_or(&s.digest)),
             ]
         },
         |l| {
+            let s = &l.stored;
             json!({
-                "agreement": l.agreement, "version": l.version, "period": l.period, "sequence": l.sequence, "kind": l.kind,
+                "agreement": s.agreement_id.as_str(), "version": s.agreement_version, "period": s.period.to_string(),
+                "sequence": s.sequence, "kind": s.kind.as_str(),
                 "currency": l.currency.code(), "net_payable": l.currency.format(l.net_payable),
                 "paid": l.paid.map(|(paid, _)| l.currency.format(paid)),
                 "outstanding": l.paid.map(|(_, left)| l.currency.format(left)),
-                "countersigned": l.countersigned, "closed_on": l.closed_on, "digest": l.digest,
+                "countersigned": l.countersigned, "closed_on": l.closed_on, "digest": s.digest,
             })
         },
         "statement",

@@ -7,6 +7,7 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{CellAlignment, Table};
 use revshare_core::agreement::Agreement;
 use revshare_core::statement::Statement;
+use revshare_core::text::grouped;
 use serde_json::Value;
 
 use crate::settle_sink::UsageSummary;
@@ -169,31 +170,6 @@ pub fn counted(n: u64, noun: &str) -> String {
         Some(stem) => format!("{n} {stem}ies"),
         None => format!("{n} {noun}s"),
     }
-}
-
-/// A number as a table shows it, its integer part in groups of three: `3917107.48` →
-/// `3,917,107.48`, `-1200` → `-1,200`. Anything that is not a plain decimal is left as it is.
-/// Tables only: JSON and CSV carry numbers as the statement writes them.
-pub fn grouped(number: &str) -> String {
-    let (sign, rest) = number.strip_prefix('-').map_or(("", number), |rest| ("-", rest));
-    let (whole, fraction) = rest.split_once('.').map_or((rest, None), |(w, f)| (w, Some(f)));
-    let plain = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
-    if !plain(whole) || fraction.is_some_and(|f| !plain(f)) {
-        return number.to_owned();
-    }
-    let mut out = String::with_capacity(number.len() + whole.len() / 3);
-    out.push_str(sign);
-    for (i, digit) in whole.chars().enumerate() {
-        if i > 0 && (whole.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    if let Some(fraction) = fraction {
-        out.push('.');
-        out.push_str(fraction);
-    }
-    out
 }
 
 /// A statement's lines as CSV (RFC 4180, a header row): each line's number (as `dispute open

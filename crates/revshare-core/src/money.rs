@@ -202,6 +202,12 @@ pub fn format_scaled(value: i128, places: u32) -> String {
     with_point(value < 0, value.unsigned_abs().to_string(), places)
 }
 
+/// Formats `value × 10^-places` (a sum of magnitudes, up to `u128`) with exactly `places`
+/// fraction digits.
+pub fn format_unsigned_scaled(value: u128, places: u32) -> String {
+    with_point(false, value.to_string(), places)
+}
+
 /// Formats an exact rational with `places` fraction digits, rounded half to even; used for
 /// information only (blended rates, fractions), never for amounts.
 pub fn format_rational(value: &BigRational, places: u32) -> String {

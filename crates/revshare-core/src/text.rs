@@ -36,6 +36,31 @@ pub fn printable(text: &str, max: usize) -> String {
     out
 }
 
+/// A number as a table shows it, its integer part in groups of three: `3917107.48` →
+/// `3,917,107.48`, `-1200` → `-1,200`. Anything that is not a plain decimal is left as it is.
+/// For people (tables, pages); JSON and CSV carry numbers as the statement writes them.
+pub fn grouped(number: &str) -> String {
+    let (sign, rest) = number.strip_prefix('-').map_or(("", number), |rest| ("-", rest));
+    let (whole, fraction) = rest.split_once('.').map_or((rest, None), |(w, f)| (w, Some(f)));
+    let plain = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    if !plain(whole) || fraction.is_some_and(|f| !plain(f)) {
+        return number.to_owned();
+    }
+    let mut out = String::with_capacity(number.len() + whole.len() / 3);
+    out.push_str(sign);
+    for (i, digit) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    if let Some(fraction) = fraction {
+        out.push('.');
+        out.push_str(fraction);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,5 +72,17 @@ mod tests {
         assert_eq!(printable("plain, ünïcode ✓", 100), "plain, ünïcode ✓");
         assert_eq!(printable(&"x".repeat(10), 4), "xxxx…");
         assert_eq!(printable("ab\u{1b}cd", 3), "ab\\u{1b}…");
+    }
+
+    #[test]
+    fn table_numbers_are_grouped_by_thousands() {
+        let cases =
+            [("3917107.48", "3,917,107.48"), ("-1200", "-1,200"), ("999", "999"), ("1000.000001", "1,000.000001"), ("0.25", "0.25")];
+        for (plain, shown) in cases {
+            assert_eq!(grouped(plain), shown);
+        }
+        for untouched in ["", "-", "1.", "∞", "1e5", "12a", "sha256:12345"] {
+            assert_eq!(grouped(untouched), untouched);
+        }
     }
 }

@@ -215,7 +215,12 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, Problem
     if !token.starts_with(TOKEN_PREFIX) {
         return Err(Problem::unauthorized(format!("the bearer token is not a revshare token (they start with `{TOKEN_PREFIX}`)")));
     }
-    let computed = hash(token);
+    caller_of(state, hash(token)).await
+}
+
+/// The caller a token's hash stands for (a bearer token's, or a dashboard session's), or 401 for
+/// an unknown or revoked token.
+pub(crate) async fn caller_of(state: &AppState, computed: [u8; 32]) -> Result<Caller, Problem> {
     let stored = state.run(move |store, _| Ok(store.token_by_hash(&computed)?)).await?;
     match stored {
         Some(stored) if bool::from(stored.hash.ct_eq(&computed)) => {

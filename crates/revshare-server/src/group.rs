@@ -247,6 +247,7 @@ mod tests {
             // One batch a group, so each batch below is a group of its own.
             ingests: Queue::new(1),
             writer_threads: Mutex::new(Vec::new()),
+            sessions: crate::dashboard::session::Sessions::default(),
         };
         let groups = GROUPS_PER_TURN + 2;
         let mut answers = Vec::new();

@@ -9,6 +9,7 @@
 //! | `GET /openapi.json` | anyone | the OpenAPI 3.1 document, generated from the handlers |
 //! | `GET /docs/` | anyone | Swagger UI over `/openapi.json`, built into the binary (no network needed) |
 //! | `GET /metrics` | anyone | Prometheus counters and latencies (no party data), see `metrics.rs` |
+//! | `GET /`, `/signin`, `/statements`, `/usage`, `/disputes`, `/payments`, `/contributions` | a signed-in party | the dashboard's pages and forms (`dashboard`): HTML, over the same handlers |
 //! | `POST /v1/usage` | a host, its own records | stores a batch (JSON Lines, a JSON array, or a CloudEvents batch) in one transaction; a signed receipt |
 //! | `GET /v1/agreements/{agreement}` | readers of the agreement | its latest version and TOML source |
 //! | `GET /v1/statements[?agreement=ID]` | readers of the agreement | the finalised statements |
@@ -74,6 +75,7 @@ mod agreement_json;
 pub mod auth;
 pub mod body;
 mod contributions;
+mod dashboard;
 mod disputes;
 pub mod export;
 mod extract;
@@ -179,6 +181,8 @@ pub(crate) struct Shared {
     pub(crate) ingests: group::Queue,
     /// Thread pools of writers, idle: a writing call runs on one of its own ([`Shared::writer_threads`]).
     writer_threads: Mutex<Vec<rayon::ThreadPool>>,
+    /// The dashboard's signed-in browsers.
+    sessions: dashboard::session::Sessions,
 }
 
 impl Shared {
@@ -326,6 +330,10 @@ impl AppState {
     pub(crate) fn failures(&self) -> &limit::RateLimiter {
         &self.0.failures
     }
+
+    pub(crate) fn sessions(&self) -> &dashboard::session::Sessions {
+        &self.0.sessions
+    }
 }
 
 /// The API's routes, ready to serve.
@@ -349,6 +357,7 @@ fn app(config: Config) -> (Router, AppState) {
         failures: limit::RateLimiter::new(config.rate_limit_per_second),
         ingests: group::Queue::default(),
         writer_threads: Mutex::new(Vec::new()),
+        sessions: dashboard::session::Sessions::default(),
     }));
     let (api, document) = routes::api(Some(state.clone()));
     let allowed = Arc::new(allowed_methods(&document));
@@ -359,6 +368,7 @@ fn app(config: Config) -> (Router, AppState) {
         utoipa_swagger_ui::SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::new(["/openapi.json"])).into();
     let router = api
         .merge(docs)
+        .merge(dashboard::routes())
         .route("/metrics", get(metrics::render))
         .route(
             "/openapi.json",
@@ -396,7 +406,10 @@ async fn protect(
     let method = request.method().clone();
     let route = request.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_owned());
     let mut response = next.run(request).await;
-    let problem_json = response.headers().get(header::CONTENT_TYPE).is_some_and(|t| t.as_bytes().starts_with(b"application/problem+json"));
+    let content_type = response.headers().get(header::CONTENT_TYPE);
+    let problem_json = content_type.is_some_and(|t| t.as_bytes().starts_with(b"application/problem+json"));
+    // The dashboard's refusals are pages of their own (`dashboard::error_page`).
+    let page = content_type.is_some_and(|t| t.as_bytes().starts_with(b"text/html"));
     let status = response.status();
     if status == StatusCode::METHOD_NOT_ALLOWED && !problem_json {
         let allow = route.and_then(|route| allowed.get(&route).cloned()).unwrap_or_default();
@@ -405,7 +418,7 @@ async fn protect(
         if let Ok(value) = HeaderValue::from_str(&allow) {
             response.headers_mut().insert(header::ALLOW, value);
         }
-    } else if status.is_client_error() && !problem_json {
+    } else if status.is_client_error() && !problem_json && !page {
         // An extractor's own refusal (a path or query that does not decode): its plain text,
         // escaped, as the detail of a problem like every other.
         let text = axum::body::to_bytes(response.into_body(), 4096).await.unwrap_or_default();

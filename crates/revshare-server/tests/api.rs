@@ -32,6 +32,7 @@ api_tests!(
     bad_records_are_listed_with_line_field_and_record,
     an_oversized_body_is_413,
     tokens_must_be_known_and_unrevoked,
+    the_dashboard_signs_in_and_its_forms_do_what_the_api_does,
     signed_batches_are_checked,
     a_party_registers_and_rotates_its_own_keys,
     requests_over_the_rate_limit_are_429,
@@ -1193,6 +1194,96 @@ fn each_side_records_its_own_payments(db: &dyn TestDb) {
     assert_eq!(open(db).journal().expect("journal").len(), 3);
 }
 
+fn the_dashboard_signs_in_and_its_forms_do_what_the_api_does(db: &dyn TestDb) {
+    let tokens = register_with_october(open(db).as_mut());
+    close_october(open(db).as_mut());
+    let statement = open(db).statement(&agreement_id(), october()).expect("read").expect("October's statement");
+    let net = statement.statement().expect("decodes").totals.net_payable;
+    let shown = revshare_core::text::grouped(&revshare_core::money::Currency::parse("USD").expect("USD").format(net));
+    run(async {
+        let api = Api::start(db, 1 << 20).await;
+        let text = |reply: &Reply| String::from_utf8_lossy(&reply.bytes).into_owned();
+        let location =
+            |reply: &Reply| reply.headers.iter().find(|(n, _)| n == "location").map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+        // Signed out, every page sends to the sign-in form.
+        let signed_out = api.page("/statements", None).await;
+        assert_eq!((signed_out.status, location(&signed_out).as_deref()), (303, Some("/signin")));
+        // The sign-in form: its own token, then a known, unrevoked bearer token.
+        let form = api.page("/signin", None).await;
+        let (cookie, csrf) = (form.cookie("rs_signin").expect("a cookie"), form.csrf().expect("a form token"));
+        let set = form.headers.iter().find(|(n, _)| n == "set-cookie").map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+        assert!(set.is_some_and(|c| c.contains("HttpOnly") && c.contains("SameSite=Strict")));
+        let signin_cookie = format!("rs_signin={cookie}");
+        let forged = api.form("/signin", &signin_cookie, &[("token", &tokens.northwind)], None).await;
+        assert_eq!(forged.status, 403, "no form token: {}", text(&forged));
+        let unknown = api.form("/signin", &signin_cookie, &[("csrf", &csrf), ("token", &unknown_token())], None).await;
+        assert_eq!(unknown.status, 401);
+        assert!(text(&unknown).contains("not known here") && unknown.cookie("rs_session").is_none());
+        let host = api.sign_in(&tokens.northwind).await;
+        let licensor = api.sign_in(&tokens.meridian).await;
+
+        // Pages show the caller's own: October's statement with its money, its lines, its usage.
+        let statements = api.page("/statements", Some(&host)).await;
+        assert_eq!(statements.status, 200, "{}", text(&statements));
+        assert!(text(&statements).contains(&format!("{shown} USD")), "the net payable {shown} is listed");
+        let page = api.page("/statements/meridian-northwind/2026-10", Some(&host)).await;
+        assert!(page.status == 200 && text(&page).contains("<svg role=\"img\"") && text(&page).contains("Net payable"), "{}", text(&page));
+        assert!(page.headers.iter().any(|(n, v)| n == "content-security-policy" && v.starts_with(b"default-src 'none'")));
+        let usage = api.page("/usage?agreement=meridian-northwind&from=2026-10&to=2026-10", Some(&host)).await;
+        assert!(usage.status == 200 && text(&usage).contains("2026-10-"), "{}", text(&usage));
+        for path in ["/", "/disputes", "/payments", "/contributions"] {
+            assert_eq!(api.page(path, Some(&licensor)).await.status, 200, "{path}");
+        }
+        let southwind = api.sign_in(&tokens.southwind).await;
+        assert_eq!(api.page("/statements/meridian-northwind/2026-10", Some(&southwind)).await.status, 404);
+        assert!(!text(&api.page("/statements", Some(&southwind)).await).contains("meridian-northwind"));
+
+        // A form without its token, with another session's, or from another site: refused, nothing changes.
+        let host_csrf = api.page("/payments", Some(&host)).await.csrf().expect("the page's form token");
+        let licensor_csrf = api.page("/payments", Some(&licensor)).await.csrf().expect("the page's form token");
+        let payment = [("agreement", "meridian-northwind"), ("amount", "12.50"), ("reference", "wire-9"), ("from", "host")];
+        let before = api.with_store(|store| snapshot(store)).await;
+        for (fields, origin) in [
+            (payment.to_vec(), None),
+            ([payment.as_slice(), &[("csrf", licensor_csrf.as_str())]].concat(), None),
+            ([payment.as_slice(), &[("csrf", host_csrf.as_str())]].concat(), Some("http://evil.example")),
+        ] {
+            assert_eq!(api.form("/payments", &host, &fields, origin).await.status, 403);
+        }
+        assert_eq!(api.with_store(|store| snapshot(store)).await, before, "refused forms change nothing");
+
+        // The host records a payment, the licensor confirms it: as the API would.
+        let recorded = api.form("/payments", &host, &[payment.as_slice(), &[("csrf", host_csrf.as_str())]].concat(), None).await;
+        assert_eq!((recorded.status, location(&recorded).as_deref()), (303, Some("/payments?done=payment-recorded")));
+        let listed = text(&api.page("/payments?done=payment-recorded", Some(&host)).await);
+        assert!(listed.contains("The payment is recorded.") && listed.contains("wire-9"), "{listed}");
+        let twice = api.form("/payments", &host, &[payment.as_slice(), &[("csrf", host_csrf.as_str())]].concat(), None).await;
+        assert_eq!(twice.status, 422, "the API's refusal, as a page");
+        assert!(text(&twice).contains("already"), "{}", text(&twice));
+        let confirm = [("agreement", "meridian-northwind"), ("reference", "wire-9"), ("csrf", licensor_csrf.as_str())];
+        let own = api
+            .form(
+                "/payments/confirm",
+                &host,
+                &[("agreement", "meridian-northwind"), ("reference", "wire-9"), ("csrf", host_csrf.as_str())],
+                None,
+            )
+            .await;
+        assert_eq!(own.status, 403, "the payer does not confirm its own payment");
+        assert_eq!(api.form("/payments/confirm", &licensor, &confirm, None).await.status, 303);
+        let balances = api.get("/v1/balances", Some(&tokens.meridian)).await.json();
+        assert_eq!(balances["pending"], json!([]), "{balances}");
+
+        // Signing out ends the session; a revoked token ends its sessions.
+        assert_eq!(api.form("/signout", &host, &[("csrf", host_csrf.as_str())], None).await.status, 303);
+        assert_eq!(api.page("/payments", Some(&host)).await.status, 303);
+        let meridian = auth::id_of(&auth::hash(&tokens.meridian));
+        api.with_store(move |store| store.revoke_token(&meridian).map(|_| ()).map_err(|e| e.to_string())).await.expect("revoked");
+        assert_eq!(api.page("/payments", Some(&licensor)).await.status, 303);
+        api.stop().await;
+    });
+}
+
 /// The example agreement (`AGREEMENT`) as JSON, at `version` (2: the amendment's minimum).
 fn agreement_json(version: u32) -> Value {
     json!({
@@ -1702,7 +1793,8 @@ fn a_store_that_does_not_answer_is_503_and_the_process_lives() {
         let done = tokio::spawn(revshare_server::serve(listener, config, async {
             let _ = stopped.await;
         }));
-        let api = Api { base, client: reqwest::Client::new(), stop: Some(stop), done: Some(done), open: SqliteDb::new().opener() };
+        let pages = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("a client");
+        let api = Api { base, client: reqwest::Client::new(), pages, stop: Some(stop), done: Some(done), open: SqliteDb::new().opener() };
         for (path, token) in [("/healthz", None), ("/v1/balances", Some("rs_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"))] {
             let reply = api.get(path, token).await;
             assert_eq!(reply.retry_after.as_deref(), Some("5"), "{path}");

@@ -16,8 +16,9 @@
 //! keys to itself (and a host's to the readers of its agreements: bundles carry them, to check
 //! its countersignatures).
 //!
-//! Then every route of `/openapi.json` is called with every id of the world (and ids that do not
-//! exist) by every token and by none; every write is attempted on others' things; every route of
+//! Then every route of `/openapi.json`, and every page of the dashboard (signed in with each
+//! token, and signed out), is called with every id of the world (and ids that do not exist) by
+//! every token and by none; every write is attempted on others' things; every route of
 //! every method is called with a malformed, an unknown and a revoked token (401, nothing
 //! changed). Each answer to
 //! a token is searched for every marker it must not see — ids, names, amounts, reasons,
@@ -63,6 +64,19 @@ const CALLERS: [&str; 9] = ["meridian", "aurora", "nimbus", "stratus", "cirrus",
 const NONE: &str = "(no token)";
 /// The one agreement the operator granted the auditor.
 const GRANTED: &str = "mer-two";
+
+/// The dashboard's pages (`revshare_server::dashboard`), each with its parameters (name, where).
+const DASHBOARD: [(&str, &[(&str, &str)]); 9] = [
+    ("/", &[]),
+    ("/statements", &[]),
+    ("/statements/{agreement}/{period}", &[("agreement", "path"), ("period", "path")]),
+    ("/statements/{agreement}/{period}/bundle", &[("agreement", "path"), ("period", "path")]),
+    ("/usage", &[("agreement", "query")]),
+    ("/disputes", &[]),
+    ("/disputes/{id}", &[("id", "path")]),
+    ("/payments", &[]),
+    ("/contributions", &[]),
+];
 
 /// Whether a caller is a party (not the operator, not the absence of a token).
 fn is_party(caller: &str) -> bool {
@@ -1035,6 +1049,42 @@ fn no_answer_discloses_what_a_party_is_not_entitled_to(db: &dyn TestDb) {
                     .map(|(name, value)| (names(name), value.clone()))
                     .collect();
                 calls.push(Call { caller, method: "GET", route: route.to_owned(), path: path.to_owned(), body: Vec::new(), reply, hidden });
+            }
+        }
+        // Every dashboard page, signed in as each caller with a token (and signed out), with
+        // every id: the pages show what the API shows, no more.
+        let mut sessions: BTreeMap<&str, Option<String>> = BTreeMap::new();
+        for caller in CALLERS {
+            let cookie = match token(caller) {
+                Some(token) => Some(api.sign_in(token).await),
+                None => None,
+            };
+            sessions.insert(caller, cookie);
+        }
+        for (route, parameters) in DASHBOARD {
+            let parameters: Vec<Value> =
+                parameters.iter().map(|(name, place)| json!({"name": name, "in": place, "required": *place == "path"})).collect();
+            for (path, used) in requests(route, &parameters, log_size) {
+                for caller in CALLERS {
+                    let cookie = sessions[caller].as_deref();
+                    let reply = api.page(&path, cookie).await;
+                    let expected = match cookie {
+                        None => Some(303),
+                        Some(_) if used.iter().any(|(_, value)| value == "2026-09") => None,
+                        Some(_) if used.iter().all(|(name, value)| !hidden(&knowledge, caller, name, value)) => Some(200),
+                        Some(_) => None,
+                    };
+                    if expected.is_some_and(|status| status != reply.status) {
+                        failures.push(format!("dashboard {path} as {caller}: {} {}", reply.status, String::from_utf8_lossy(&reply.bytes)));
+                    }
+                    let hidden = used
+                        .iter()
+                        .filter(|(name, value)| hidden(&knowledge, caller, name, value))
+                        .map(|(name, value)| (names(name), value.clone()))
+                        .collect();
+                    let route = format!("dashboard {route}");
+                    calls.push(Call { caller, method: "GET", route, path: path.clone(), body: Vec::new(), reply, hidden });
+                }
             }
         }
         let reads = calls.len();

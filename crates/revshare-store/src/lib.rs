@@ -39,6 +39,7 @@
 //!
 //! The API is synchronous; an async server runs it on a blocking thread.
 
+pub mod accounts;
 mod agreements;
 pub mod close;
 mod contributions;

@@ -578,14 +578,7 @@ pub struct DailyUsage {
 impl DailyUsage {
     /// The revenue as decimal text, exact (`12.50` for 1250 at scale 2).
     pub fn revenue_text(&self) -> String {
-        let digits = self.revenue.to_string();
-        let scale = usize::from(self.scale);
-        if scale == 0 {
-            return digits;
-        }
-        let padded = format!("{digits:0>width$}", width = scale + 1);
-        let (units, fraction) = padded.split_at(padded.len() - scale);
-        format!("{units}.{fraction}")
+        revshare_core::money::format_unsigned_scaled(self.revenue, u32::from(self.scale))
     }
 
     /// The revenue at `scale` places (at least its own), for comparing and summing days; `None`

@@ -113,6 +113,9 @@ pub fn run<T>(future: impl std::future::Future<Output = T>) -> T {
 pub struct Api {
     pub base: String,
     pub client: reqwest::Client,
+    /// A client that does not follow redirects, as the dashboard's tests need (its cookies are
+    /// sent by hand).
+    pub pages: reqwest::Client,
     pub stop: Option<tokio::sync::oneshot::Sender<()>>,
     pub done: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     pub open: OpenStore,
@@ -144,7 +147,8 @@ impl Api {
         let done = tokio::spawn(revshare_server::serve(listener, config, async {
             let _ = stopped.await;
         }));
-        Api { base, client: reqwest::Client::new(), stop: Some(stop), done: Some(done), open: db.opener() }
+        let pages = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("a client");
+        Api { base, client: reqwest::Client::new(), pages, stop: Some(stop), done: Some(done), open: db.opener() }
     }
 
     /// Stops the server gracefully and waits for it.
@@ -158,9 +162,23 @@ impl Api {
     }
 
     pub async fn send(&self, method: reqwest::Method, path: &str, token: Option<&str>, content_type: Option<&str>, body: Vec<u8>) -> Reply {
-        let mut request = self.client.request(method, format!("{}{path}", self.base));
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
+        let authorization = token.map(|token| ("authorization", format!("Bearer {token}")));
+        self.send_with(&self.client, method, path, authorization.as_slice(), content_type, body).await
+    }
+
+    /// A request with headers of its own (a dashboard session's cookie, an origin), by `client`.
+    pub async fn send_with(
+        &self,
+        client: &reqwest::Client,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&str, String)],
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Reply {
+        let mut request = client.request(method, format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, value);
         }
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
@@ -245,7 +263,52 @@ pub fn seed_of(text: &str) -> [u8; 32] {
     seed
 }
 
+impl Reply {
+    /// The value of the cookie `name` this answer sets.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.headers.iter().filter(|(n, _)| n == "set-cookie").find_map(|(_, value)| {
+            let text = String::from_utf8_lossy(value);
+            let (pair, _) = text.split_once(';').unwrap_or((&text, ""));
+            pair.strip_prefix(&format!("{name}=")).map(str::to_owned)
+        })
+    }
+
+    /// The value of the first hidden `csrf` field of a page.
+    pub fn csrf(&self) -> Option<String> {
+        let text = String::from_utf8_lossy(&self.bytes);
+        let at = text.find("name=\"csrf\" value=\"")? + "name=\"csrf\" value=\"".len();
+        text[at..].split('"').next().map(str::to_owned)
+    }
+}
+
 impl Api {
+    /// Signs in to the dashboard with `token` through its form; the session's `Cookie` header.
+    pub async fn sign_in(&self, token: &str) -> String {
+        let form = self.get("/signin", None).await;
+        let (cookie, csrf) = (form.cookie("rs_signin").expect("the sign-in cookie"), form.csrf().expect("the form's token"));
+        let body = serde_urlencoded::to_string([("csrf", csrf.as_str()), ("token", token)]).expect("a form");
+        let headers = [("cookie", format!("rs_signin={cookie}"))];
+        let form_type = Some("application/x-www-form-urlencoded");
+        let reply = self.send_with(&self.pages, reqwest::Method::POST, "/signin", &headers, form_type, body.into_bytes()).await;
+        assert_eq!(reply.status, 303, "signed in: {}", String::from_utf8_lossy(&reply.bytes));
+        format!("rs_session={}", reply.cookie("rs_session").expect("the session cookie"))
+    }
+
+    /// A dashboard page with a session's cookie (none: signed out).
+    pub async fn page(&self, path: &str, cookie: Option<&str>) -> Reply {
+        let headers: Vec<(&str, String)> = cookie.map(|c| ("cookie", c.to_owned())).into_iter().collect();
+        self.send_with(&self.pages, reqwest::Method::GET, path, &headers, None, Vec::new()).await
+    }
+
+    /// A dashboard form, sent with a session's cookie and the given fields.
+    pub async fn form(&self, path: &str, cookie: &str, fields: &[(&str, &str)], origin: Option<&str>) -> Reply {
+        let body = serde_urlencoded::to_string(fields).expect("a form");
+        let mut headers = vec![("cookie", cookie.to_owned())];
+        headers.extend(origin.map(|o| ("origin", o.to_owned())));
+        self.send_with(&self.pages, reqwest::Method::POST, path, &headers, Some("application/x-www-form-urlencoded"), body.into_bytes())
+            .await
+    }
+
     pub async fn post_json(&self, path: &str, token: &str, body: &Value) -> Reply {
         self.send(reqwest::Method::POST, path, Some(token), Some("application/json"), body.to_string().into_bytes()).await
     }
