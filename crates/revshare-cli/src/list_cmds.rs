@@ -6,7 +6,9 @@
 use revshare_core::ids::AgreementId;
 use revshare_core::ledger::JournalEntry;
 use revshare_core::text::printable;
-use revshare_store::accounts::{self, StatementRow};
+use revshare_core::time::Period;
+use revshare_store::DailyUsage;
+use revshare_store::accounts::{self, PaymentRow, StatementRow};
 use serde_json::{Value, json};
 
 use crate::access::{StoreArgs, open, parse};
@@ -181,10 +183,7 @@ pub fn payments(args: &StoreArgs, agreement: Option<&str>, format: ListFormat) -
     print_list(
         &payments,
         format,
-        &Columns {
-            headings: &["agreement", "reference", "from", "amount", "state"],
-            members: &["agreement", "reference", "from", "amount", "currency", "state"],
-        },
+        &Columns { headings: &["agreement", "reference", "from", "amount", "state"], members: &PaymentRow::COLUMNS },
         |p| {
             vec![
                 p.agreement.to_string(),
@@ -194,12 +193,7 @@ pub fn payments(args: &StoreArgs, agreement: Option<&str>, format: ListFormat) -
                 p.state.as_str().to_owned(),
             ]
         },
-        |p| {
-            json!({
-                "agreement": p.agreement.as_str(), "reference": p.reference, "from": p.from.as_str(),
-                "amount": p.currency.format(p.amount_minor), "currency": p.currency.code(), "state": p.state.as_str(),
-            })
-        },
+        PaymentRow::to_json,
         "payment",
     )
 }
@@ -216,20 +210,7 @@ pub fn statements(args: &StoreArgs, agreement: Option<&str>, format: ListFormat)
         format,
         &Columns {
             headings: &["agreement", "period", "#", "kind", "net payable", "paid", "outstanding", "countersigned", "closed on", "digest"],
-            members: &[
-                "agreement",
-                "version",
-                "period",
-                "sequence",
-                "kind",
-                "currency",
-                "net_payable",
-                "paid",
-                "outstanding",
-                "countersigned",
-                "closed_on",
-                "digest",
-            ],
+            members: &StatementRow::COLUMNS,
         },
         |l| {
             let s = &l.stored;
@@ -246,17 +227,41 @@ pub fn statements(args: &StoreArgs, agreement: Option<&str>, format: ListFormat)
                 format!("{}…", s.digest.get(..19).unwrap_or(&s.digest)),
             ]
         },
-        |l| {
-            let s = &l.stored;
-            json!({
-                "agreement": s.agreement_id.as_str(), "version": s.agreement_version, "period": s.period.to_string(),
-                "sequence": s.sequence, "kind": s.kind.as_str(),
-                "currency": l.currency.code(), "net_payable": l.currency.format(l.net_payable),
-                "paid": l.paid.map(|(paid, _)| l.currency.format(paid)),
-                "outstanding": l.paid.map(|(_, left)| l.currency.format(left)),
-                "countersigned": l.countersigned, "closed_on": l.closed_on, "digest": s.digest,
-            })
-        },
+        StatementRow::to_json,
         "statement",
+    )
+}
+
+/// An agreement's daily usage from `from` to `to` (months): a row per day, model, use case and
+/// region, revenue exact in the agreement's currency.
+pub fn usage(args: &StoreArgs, agreement: &str, from: Period, to: Period, format: ListFormat) -> Result<(), Failure> {
+    let id = parse(AgreementId::parse(agreement))?;
+    if from > to {
+        return Err(Failure::Invalid(format!("error: the range starts ({from}) after it ends ({to}); give --from up to --to\n")));
+    }
+    let mut store = open(args, false)?;
+    let currency = store.agreement(&id, None)?.currency();
+    let days = store.daily_usage(&id, from, to)?;
+    print_list(
+        &days,
+        format,
+        &Columns {
+            headings: &["day", "model", "use case", "region", "records", "requests", "tokens", "revenue"],
+            members: &DailyUsage::COLUMNS,
+        },
+        |d| {
+            vec![
+                d.day.clone(),
+                d.model.clone(),
+                d.use_case.clone(),
+                d.region.clone(),
+                grouped(&d.records.to_string()),
+                grouped(&d.requests.to_string()),
+                grouped(&d.input_tokens.saturating_add(d.output_tokens).to_string()),
+                format!("{} {currency}", grouped(&d.revenue_text())),
+            ]
+        },
+        |d| d.to_json(currency),
+        "row",
     )
 }

@@ -130,6 +130,23 @@ enum Command {
     /// Dispute a finalised statement, answer, escalate and decide disputes (SPEC §8).
     #[command(subcommand)]
     Dispute(DisputeCommand),
+    /// An agreement's usage per day, model, use case and region, from the store's daily rollups
+    /// (the open month included).
+    #[command(after_help = "Example:\n  revshare usage --agreement meridian-northwind --from 2026-10 --to 2026-11 --format csv")]
+    Usage {
+        /// The agreement.
+        #[arg(long)]
+        agreement: String,
+        /// The first month (YYYY-MM).
+        #[arg(long, value_parser = parse_period)]
+        from: Period,
+        /// The last month (YYYY-MM) [default: the first].
+        #[arg(long, value_parser = parse_period)]
+        to: Option<Period>,
+        /// `table` for people, `json` or `csv` (RFC 4180) for programs.
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+    },
     /// The double-entry journal, in posting order: every entry and its postings.
     #[command(after_help = "Example:\n  revshare journal --format csv")]
     Journal {
@@ -820,6 +837,7 @@ fn main() -> ExitCode {
             ledger_cmds::record_payment(&cli.store, &agreement, &amount, &reference, from, by_payee)
         }
         Command::Payment(PaymentCommand::List { agreement, format }) => list_cmds::payments(&cli.store, agreement.as_deref(), format),
+        Command::Usage { agreement, from, to, format } => list_cmds::usage(&cli.store, &agreement, from, to.unwrap_or(from), format),
         Command::Payment(PaymentCommand::Confirm { agreement, reference }) => {
             ledger_cmds::confirm_payment(&cli.store, &agreement, &reference)
         }

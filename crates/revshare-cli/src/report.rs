@@ -172,59 +172,16 @@ pub fn counted(n: u64, noun: &str) -> String {
     }
 }
 
-/// A statement's lines as CSV (RFC 4180, a header row): each line's number (as `dispute open
-/// --line` takes it) and members as the statement writes them; flags joined with `;`.
+/// A statement's lines as CSV (`revshare_core::spreadsheet::statement_lines`).
 pub fn print_lines_csv(statement: &Statement) -> Result<(), crate::Failure> {
-    const COLUMNS: [&str; 16] = [
-        "line",
-        "model",
-        "use_case",
-        "region",
-        "exclusive",
-        "records",
-        "requests",
-        "input_tokens",
-        "output_tokens",
-        "revenue",
-        "volume",
-        "blended_rate",
-        "uplift",
-        "amount",
-        "flags",
-        "currency",
-    ];
-    let value = statement.to_json();
-    let rows = value["lines"].as_array().into_iter().flatten().enumerate().map(|(n, line)| {
-        let mut row = line.clone();
-        let flags = line["flags"].as_array().into_iter().flatten().filter_map(Value::as_str).collect::<Vec<_>>().join(";");
-        row["line"] = Value::from(n);
-        row["flags"] = Value::from(flags);
-        row["currency"] = Value::from(statement.currency.code());
-        row
-    });
-    write_csv(&COLUMNS, rows)
+    let bytes = revshare_core::spreadsheet::statement_lines(statement).map_err(|e| anyhow::anyhow!("cannot write CSV: {e}"))?;
+    std::io::stdout().write_all(&bytes).map_err(|e| crate::Failure::Other(anyhow::anyhow!("cannot write CSV: {e}")))
 }
 
-/// Text as a CSV field a spreadsheet will not run: another party's words that start like a
-/// formula (`=`, `+`, `-`, `@`, a tab or a carriage return) get a leading `'`, as OWASP advises;
-/// numbers (a negative amount) are left as they are.
-fn spreadsheet_safe(text: &str) -> String {
-    let number = text.strip_prefix('-').is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit() || b == b'.'));
-    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) && !number { format!("'{text}") } else { text.to_owned() }
-}
-
-/// Writes `rows` (JSON objects) to standard output as CSV with the `members` as columns.
+/// Writes `rows` (JSON objects) to standard output as CSV with the `members` as columns
+/// (`revshare_core::spreadsheet::csv`).
 pub fn write_csv(members: &[&str], rows: impl Iterator<Item = Value>) -> Result<(), crate::Failure> {
-    let mut out = csv::Writer::from_writer(std::io::stdout().lock());
-    let failed = |e: csv::Error| crate::Failure::Other(anyhow::anyhow!("cannot write CSV: {e}"));
-    out.write_record(members).map_err(failed)?;
-    for row in rows {
-        out.write_record(members.iter().map(|m| match &row[*m] {
-            Value::Null => String::new(),
-            Value::String(s) => spreadsheet_safe(s),
-            other => other.to_string(),
-        }))
-        .map_err(failed)?;
-    }
-    out.flush().map_err(|e| crate::Failure::Other(anyhow::anyhow!("cannot write CSV: {e}")))
+    let failed = |e: std::io::Error| crate::Failure::Other(anyhow::anyhow!("cannot write CSV: {e}"));
+    let bytes = revshare_core::spreadsheet::csv(members, rows).map_err(failed)?;
+    std::io::stdout().write_all(&bytes).map_err(failed)
 }

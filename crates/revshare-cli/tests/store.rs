@@ -517,8 +517,21 @@ fn parties_models_agreements_and_the_journal_are_listed() {
     let owed = json(&["balances"]);
     assert_eq!((owed[0]["debtor"].as_str(), owed[0]["creditor"].as_str()), (Some("host h1"), Some("licensor lic")), "{owed}");
     assert_eq!(minor(&owed[0]["amount"]), net - 1_000, "{owed}");
-    let lists: [&[&str]; 6] =
-        [&["party", "list"], &["model", "list"], &["agreement", "list"], &["payment", "list"], &["statement", "list"], &["balances"]];
+    let usage: &[&str] = &["usage", "--agreement", "bench-h1", "--from", "2026-10"];
+    let days = json(usage);
+    let records: u64 = days.as_array().expect("rows").iter().map(|d| d["records"].as_u64().expect("a count")).sum();
+    let closed = json(&["statement", "show", "--agreement", "bench-h1", "--period", "2026-10"]);
+    assert_eq!(Some(records), closed["inputs"]["records"].as_u64(), "the days hold the month's records");
+    assert!(store.ok(usage).contains("2026-10-"), "a table of days");
+    let lists: [&[&str]; 7] = [
+        &["party", "list"],
+        &["model", "list"],
+        &["agreement", "list"],
+        &["payment", "list"],
+        &["statement", "list"],
+        &["balances"],
+        usage,
+    ];
     for list in lists {
         let rows = json(list);
         let csv = {

@@ -40,6 +40,7 @@ pub mod money;
 pub mod note;
 pub mod rollup;
 pub mod settle;
+pub mod spreadsheet;
 pub mod statement;
 pub mod text;
 pub mod time;

@@ -182,7 +182,7 @@ pub(crate) async fn accept_contribution(
     tag = "contributions",
     params(("agreement" = String, Query, description = "the agreement")),
     responses(
-        (status = 200, description = "the contributions, by id", body = Vec<Object>),
+        (status = 200, description = "the contributions, by id; as CSV with `Accept: text/csv`", content((Vec<Object> = "application/json"), (String = "text/csv"))),
         (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "no such agreement that this token can read", body = ProblemDetails, content_type = "application/problem+json"),
@@ -193,15 +193,17 @@ pub(crate) async fn accept_contribution(
 pub(crate) async fn list_contributions(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     query: Params,
-) -> Result<Json<Vec<Value>>, Problem> {
+) -> Result<axum::response::Response, Problem> {
     let params = params(query)?;
     let id = agreement_id(params.get("agreement").ok_or_else(|| Problem::bad_request("the query needs `agreement`"))?)?;
     let listed = state
         .run(move |store, _| {
             readable(store, &caller, &id)?;
-            Ok(store.contributions(&id)?.iter().map(Contribution::to_json).collect())
+            Ok(store.contributions(&id)?.iter().map(Contribution::to_json).collect::<Vec<Value>>())
         })
         .await?;
-    Ok(Json(listed))
+    let columns = ["id", "party", "kind", "date", "description", "evidence", "accepted"];
+    crate::csv_answer::json_or_rows(&headers, &listed, &columns, &listed)
 }

@@ -14,6 +14,7 @@
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use axum::{Extension, Json};
 use revshare_core::dispute::{Actor, ActorRole, Request, State as DisputeState};
 use revshare_store::{Role, Store, StoreError, StoredDispute};
@@ -306,7 +307,7 @@ pub(crate) async fn move_dispute(
     tag = "disputes",
     params(("agreement" = Option<String>, Query, description = "only this agreement's disputes")),
     responses(
-        (status = 200, body = Vec<DisputeView>),
+        (status = 200, description = "the disputes; one row each as CSV with `Accept: text/csv`", content((Vec<DisputeView> = "application/json"), (String = "text/csv"))),
         (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "no such agreement that this token can read", body = ProblemDetails, content_type = "application/problem+json"),
@@ -317,11 +318,32 @@ pub(crate) async fn move_dispute(
 pub(crate) async fn list_disputes(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     query: Params,
-) -> Result<Json<Vec<DisputeView>>, Problem> {
+) -> Result<Response, Problem> {
+    let views = disputes_of(&state, caller, query).await?;
+    let columns = [
+        "id",
+        "agreement",
+        "period",
+        "sequence",
+        "line",
+        "opened_by",
+        "state",
+        "respond_by",
+        "currency",
+        "claimed",
+        "adjustment",
+        "arbiter",
+    ];
+    crate::csv_answer::json_or_rows(&headers, &views, &columns, &views)
+}
+
+/// The disputes `caller` may read (of one agreement, with `agreement` in the query).
+pub(crate) async fn disputes_of(state: &AppState, caller: Caller, query: Params) -> Result<Vec<DisputeView>, Problem> {
     let params = params(query)?;
     let agreement = params.get("agreement").map(|a| agreement_id(a)).transpose()?;
-    let views = state
+    state
         .run(move |store, shared| {
             if let Some(id) = &agreement {
                 readable(store, &caller, id)?;
@@ -335,8 +357,7 @@ pub(crate) async fn list_disputes(
                 .map(|d| DisputeView::of(&d))
                 .collect::<Result<Vec<_>, _>>()
         })
-        .await?;
-    Ok(Json(views))
+        .await
 }
 
 /// One dispute and its history.
@@ -346,7 +367,7 @@ pub(crate) async fn list_disputes(
     tag = "disputes",
     params(("id" = u64, Path, description = "the dispute id")),
     responses(
-        (status = 200, body = DisputeView),
+        (status = 200, description = "the dispute; its history, a row a step, as CSV with `Accept: text/csv`", content((DisputeView = "application/json"), (String = "text/csv"))),
         (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "no such dispute that this token can read", body = ProblemDetails, content_type = "application/problem+json"),
@@ -357,9 +378,27 @@ pub(crate) async fn list_disputes(
 pub(crate) async fn get_dispute(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<DisputeView>, Problem> {
-    let id = dispute_id(&id)?;
-    let view = state.run(move |store, shared| DisputeView::of(&readable_dispute(store, &caller, id, shared.now())?)).await?;
-    Ok(Json(view))
+) -> Result<Response, Problem> {
+    let view = dispute_of(&state, caller, &id).await?;
+    let history: Vec<serde_json::Value> = view
+        .history
+        .iter()
+        .map(|step| {
+            serde_json::to_value(step).map(|mut row| {
+                row["currency"] = serde_json::Value::from(view.currency.as_str());
+                row
+            })
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|e| Problem::internal("a dispute's history cannot be written", &e))?;
+    let columns = ["at", "state", "party", "role", "arbiter", "amount", "currency", "reason", "evidence"];
+    crate::csv_answer::json_or_rows(&headers, &view, &columns, &history)
+}
+
+/// The dispute `id` names, as `caller` may read it.
+pub(crate) async fn dispute_of(state: &AppState, caller: Caller, id: &str) -> Result<DisputeView, Problem> {
+    let id = dispute_id(id)?;
+    state.run(move |store, shared| DisputeView::of(&readable_dispute(store, &caller, id, shared.now())?)).await
 }

@@ -75,6 +75,7 @@ mod agreement_json;
 pub mod auth;
 pub mod body;
 mod contributions;
+mod csv_answer;
 mod dashboard;
 mod disputes;
 pub mod export;

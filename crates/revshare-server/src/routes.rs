@@ -466,15 +466,16 @@ fn summary(statement: &StoredStatement) -> StatementSummary {
     path = "/statements",
     tag = "statements",
     params(("agreement" = Option<String>, Query, description = "only this agreement's")),
-    responses((status = 200, body = StatementList), (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"), (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+    responses((status = 200, description = "the statements; as CSV with `Accept: text/csv`", content((StatementList = "application/json"), (String = "text/csv"))), (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"), (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json"), (status = 404, description = "no such agreement or statement that this token can read", body = ProblemDetails, content_type = "application/problem+json")),
     security(("bearer" = []))
 )]
 pub(crate) async fn list_statements(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     query: Params,
-) -> Result<Json<StatementList>, Problem> {
+) -> Result<Response, Problem> {
     let agreement = params(query)?.get("agreement").map(|text| agreement_id(text)).transpose()?;
     let listed = state
         .run(move |store, _| {
@@ -507,7 +508,9 @@ pub(crate) async fn list_statements(
             Ok(statements.iter().map(summary).collect::<Vec<_>>())
         })
         .await?;
-    Ok(Json(StatementList { statements: listed }))
+    let list = StatementList { statements: listed };
+    let columns = ["agreement", "agreement_version", "period", "sequence", "kind", "digest", "leaf"];
+    crate::csv_answer::json_or_rows(&headers, &list, &columns, &list.statements)
 }
 
 /// The latest statement of an agreement's month: its canonical bytes (RFC 8785), with its digest
@@ -518,7 +521,7 @@ pub(crate) async fn list_statements(
     tag = "statements",
     params(("agreement" = String, Path, description = "the agreement id"), ("period" = String, Path, description = "the month, YYYY-MM")),
     responses(
-        (status = 200, description = "the statement's canonical JSON", body = Object, content_type = "application/json"),
+        (status = 200, description = "the statement's canonical JSON; its lines as CSV with `Accept: text/csv`", content((Object = "application/json"), (String = "text/csv"))),
         (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"), (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json"), (status = 404, description = "no such agreement or statement that this token can read", body = ProblemDetails, content_type = "application/problem+json")
     ),
@@ -527,6 +530,7 @@ pub(crate) async fn list_statements(
 pub(crate) async fn get_statement(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    request_headers: HeaderMap,
     Path((agreement, period)): Path<(String, String)>,
 ) -> Result<Response, Problem> {
     let id = agreement_id(&agreement)?;
@@ -539,6 +543,12 @@ pub(crate) async fn get_statement(
         .await?;
     let header_value =
         |text: String| HeaderValue::from_str(&text).map_err(|e| Problem::internal("a statement header cannot be written", &e));
+    if crate::csv_answer::wanted(&request_headers) {
+        let mut answer = crate::csv_answer::answer(revshare_core::spreadsheet::statement_lines(&statement.statement()?))?;
+        answer.headers_mut().insert(HeaderName::from_static("revshare-statement-digest"), header_value(statement.digest.clone())?);
+        answer.headers_mut().insert(HeaderName::from_static("revshare-statement-sequence"), header_value(statement.sequence.to_string())?);
+        return Ok(answer);
+    }
     let headers = [
         (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
         (HeaderName::from_static("revshare-statement-digest"), header_value(statement.digest.clone())?),
@@ -670,9 +680,20 @@ pub(crate) async fn preview_statement(
 }
 
 /// Who owes whom, per currency, under the agreements this token may read, from the journal.
-#[utoipa::path(get, path = "/balances", tag = "ledger", responses((status = 200, body = BalanceList), (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+#[utoipa::path(get, path = "/balances", tag = "ledger", responses((status = 200, description = "who owes whom; the balances (not the pending payments) as CSV with `Accept: text/csv`", content((BalanceList = "application/json"), (String = "text/csv"))), (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub(crate) async fn balances(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<Json<BalanceList>, Problem> {
+pub(crate) async fn balances(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let list = balances_of(&state, caller).await?;
+    let columns = ["agreement", "currency", "debtor.party", "debtor.role", "creditor.party", "creditor.role", "amount"];
+    crate::csv_answer::json_or_rows(&headers, &list, &columns, &list.balances)
+}
+
+/// Who owes whom under the agreements `caller` may read, and the payments pending.
+pub(crate) async fn balances_of(state: &AppState, caller: Caller) -> Result<BalanceList, Problem> {
     let debts = state
         .run(move |store, _| {
             let journal = store.journal()?;
@@ -707,7 +728,7 @@ pub(crate) async fn balances(State(state): State<AppState>, Extension(caller): E
         })
         .await?;
     let (debts, pending) = debts;
-    Ok(Json(BalanceList { balances: debts, pending }))
+    Ok(BalanceList { balances: debts, pending })
 }
 
 /// A registered public key: the deployment's (`party` null) or a party's, with its log leaf.

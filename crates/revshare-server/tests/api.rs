@@ -33,6 +33,7 @@ api_tests!(
     an_oversized_body_is_413,
     tokens_must_be_known_and_unrevoked,
     the_dashboard_signs_in_and_its_forms_do_what_the_api_does,
+    csv_answers_read_back_as_their_json,
     signed_batches_are_checked,
     a_party_registers_and_rotates_its_own_keys,
     requests_over_the_rate_limit_are_429,
@@ -1234,7 +1235,21 @@ fn the_dashboard_signs_in_and_its_forms_do_what_the_api_does(db: &dyn TestDb) {
         for path in ["/", "/disputes", "/payments", "/contributions"] {
             assert_eq!(api.page(path, Some(&licensor)).await.status, 200, "{path}");
         }
+        // The same as CSV downloads: the statements with their money, the lines, the daily usage.
+        let listed = csv_rows(&api.page("/statements?format=csv", Some(&host)).await);
+        assert_eq!(
+            listed.iter().map(|r| (r["agreement"].as_str(), r["period"].as_str())).collect::<Vec<_>>(),
+            [("meridian-northwind", "2026-10")]
+        );
+        assert_eq!(listed[0]["net_payable"], revshare_core::money::Currency::parse("USD").expect("USD").format(net));
+        let lines = csv_rows(&api.page("/statements/meridian-northwind/2026-10?format=csv", Some(&host)).await);
+        assert_eq!(lines.len(), statement.statement().expect("decodes").lines.len());
+        let days = csv_rows(&api.page("/usage?agreement=meridian-northwind&from=2026-10&to=2026-10&format=csv", Some(&host)).await);
+        let records: u64 = days.iter().map(|d| d["records"].parse::<u64>().expect("a count")).sum();
+        assert_eq!(records, statement.statement().expect("decodes").inputs.records, "the days hold the month's records");
+        assert!(days.iter().all(|d| d["day"].starts_with("2026-10-") && d["currency"] == "USD"));
         let southwind = api.sign_in(&tokens.southwind).await;
+        assert_eq!(api.page("/usage?agreement=meridian-northwind&format=csv", Some(&southwind)).await.status, 404);
         assert_eq!(api.page("/statements/meridian-northwind/2026-10", Some(&southwind)).await.status, 404);
         assert!(!text(&api.page("/statements", Some(&southwind)).await).contains("meridian-northwind"));
 
@@ -1280,6 +1295,95 @@ fn the_dashboard_signs_in_and_its_forms_do_what_the_api_does(db: &dyn TestDb) {
         let meridian = auth::id_of(&auth::hash(&tokens.meridian));
         api.with_store(move |store| store.revoke_token(&meridian).map(|_| ()).map_err(|e| e.to_string())).await.expect("revoked");
         assert_eq!(api.page("/payments", Some(&licensor)).await.status, 303);
+        api.stop().await;
+    });
+}
+
+/// A CSV answer's rows, each a map from column to field.
+fn csv_rows(reply: &Reply) -> Vec<std::collections::BTreeMap<String, String>> {
+    assert!(reply.content_type.starts_with("text/csv"), "{} {}", reply.content_type, String::from_utf8_lossy(&reply.bytes));
+    let mut reader = csv::Reader::from_reader(reply.bytes.as_slice());
+    let columns: Vec<String> = reader.headers().expect("a header row").iter().map(str::to_owned).collect();
+    reader.records().map(|record| columns.iter().cloned().zip(record.expect("a row").iter().map(str::to_owned)).collect()).collect()
+}
+
+/// A JSON value as its CSV field.
+fn field(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned)).collect::<Vec<_>>().join(";"),
+        other => other.to_string(),
+    }
+}
+
+/// Each CSV row equals the JSON item at the same place, column by column (`a.b` nested).
+fn assert_csv_is_json(csv: &[std::collections::BTreeMap<String, String>], json: &[Value], what: &str) {
+    assert_eq!(csv.len(), json.len(), "{what}: as many rows as items");
+    assert!(!json.is_empty(), "{what}: something to compare");
+    for (row, item) in csv.iter().zip(json) {
+        for (column, text) in row {
+            let value = column.split('.').fold(item, |v, name| &v[name]);
+            assert_eq!(text, &field(value), "{what}: {column} of {item}");
+        }
+    }
+}
+
+fn csv_answers_read_back_as_their_json(db: &dyn TestDb) {
+    let tokens = register_with_october(open(db).as_mut());
+    run(async {
+        let api = Api::start(db, 1 << 20).await;
+        let close = json!({"agreement": "meridian-northwind", "period": "2026-10"});
+        assert_eq!(api.post_json("/v1/close", &tokens.meridian, &close).await.status, 200);
+        let claim = json!({"agreement": "meridian-northwind", "period": "2026-10", "line": 0, "amount": "10.00", "reason": "=1+1 a formula", "evidence": ["sha256:ab"]});
+        assert_eq!(api.post_json("/v1/disputes", &tokens.northwind, &claim).await.status, 201);
+        let contribution = json!({"agreement": "meridian-northwind", "contribution": {"id": "c-9", "party": "northwind", "kind": "maintenance", "date": "2026-10-12", "description": "patched, \"quoted\""}});
+        assert_eq!(api.post_json("/v1/contributions", &tokens.northwind, &contribution).await.status, 201);
+        let paid = json!({"agreement": "meridian-northwind", "amount": "1.00", "reference": "w-1", "from": "host"});
+        assert_eq!(api.post_json("/v1/payments", &tokens.meridian, &paid).await.status, 200);
+        let as_csv = |path: &'static str, token: &str| {
+            let headers = [("authorization", format!("Bearer {token}")), ("accept", "text/csv".to_owned())];
+            let api = &api;
+            async move { api.send_with(&api.client, reqwest::Method::GET, path, &headers, None, Vec::new()).await }
+        };
+        for (path, list) in [
+            ("/v1/statements", Some("statements")),
+            ("/v1/balances", Some("balances")),
+            ("/v1/disputes", None),
+            ("/v1/contributions?agreement=meridian-northwind", None),
+        ] {
+            let json = api.get(path, Some(&tokens.northwind)).await.json();
+            let items = list.map_or(&json, |member| &json[member]).as_array().cloned().unwrap_or_default();
+            assert_csv_is_json(&csv_rows(&as_csv(path, &tokens.northwind).await), &items, path);
+        }
+        // A statement's lines, numbered, with the statement's digest; a dispute's history.
+        let statement = api.get("/v1/statements/meridian-northwind/2026-10", Some(&tokens.northwind)).await;
+        let lines = as_csv("/v1/statements/meridian-northwind/2026-10", &tokens.northwind).await;
+        assert_eq!(
+            lines.headers.iter().find(|(n, _)| n == "revshare-statement-digest"),
+            statement.headers.iter().find(|(n, _)| n == "revshare-statement-digest")
+        );
+        let json_lines: Vec<Value> = statement.json()["lines"].as_array().expect("lines").clone();
+        let rows = csv_rows(&lines);
+        assert_eq!(
+            rows.iter().map(|r| r["line"].clone()).collect::<Vec<_>>(),
+            (0..json_lines.len()).map(|n| n.to_string()).collect::<Vec<_>>()
+        );
+        let members: Vec<Vec<(String, String)>> = rows
+            .iter()
+            .map(|r| r.iter().filter(|(c, _)| *c != "line" && *c != "currency").map(|(c, v)| (c.clone(), v.clone())).collect())
+            .collect();
+        for (row, line) in members.iter().zip(&json_lines) {
+            for (column, text) in row {
+                assert_eq!(text, &field(&line[column]), "line member {column}");
+            }
+        }
+        let history = csv_rows(&as_csv("/v1/disputes/1", &tokens.northwind).await);
+        assert_eq!(history.len(), 1);
+        assert_eq!((history[0]["state"].as_str(), history[0]["reason"].as_str()), ("open", "'=1+1 a formula"), "a formula is not run");
+        // Without the header, JSON; another host's CSV is the same refusal as its JSON.
+        assert!(api.get("/v1/disputes/1", Some(&tokens.northwind)).await.content_type.starts_with("application/json"));
+        as_csv("/v1/disputes/1", &tokens.southwind).await.problem(404);
         api.stop().await;
     });
 }

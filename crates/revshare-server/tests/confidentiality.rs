@@ -66,15 +66,16 @@ const NONE: &str = "(no token)";
 const GRANTED: &str = "mer-two";
 
 /// The dashboard's pages (`revshare_server::dashboard`), each with its parameters (name, where).
+/// `format` (`csv`, or left out) asks for a page's CSV download.
 const DASHBOARD: [(&str, &[(&str, &str)]); 9] = [
     ("/", &[]),
-    ("/statements", &[]),
-    ("/statements/{agreement}/{period}", &[("agreement", "path"), ("period", "path")]),
+    ("/statements", &[("format", "query")]),
+    ("/statements/{agreement}/{period}", &[("agreement", "path"), ("period", "path"), ("format", "query")]),
     ("/statements/{agreement}/{period}/bundle", &[("agreement", "path"), ("period", "path")]),
-    ("/usage", &[("agreement", "query")]),
+    ("/usage", &[("agreement", "query"), ("format", "query")]),
     ("/disputes", &[]),
     ("/disputes/{id}", &[("id", "path")]),
-    ("/payments", &[]),
+    ("/payments", &[("format", "query")]),
     ("/contributions", &[]),
 ];
 
@@ -698,6 +699,7 @@ fn values(name: &str, log_size: u64) -> Vec<String> {
         "leaf" => (0..log_size).map(|n| n.to_string()).collect(),
         "from" => vec!["1".to_owned(), (log_size / 2).to_string(), log_size.to_string()],
         "sequence" => vec!["1".to_owned()],
+        "format" => vec!["csv".to_owned()],
         _ => Vec::new(),
     };
     ids.dedup();
@@ -1071,6 +1073,8 @@ fn no_answer_discloses_what_a_party_is_not_entitled_to(db: &dyn TestDb) {
                     let expected = match cookie {
                         None => Some(303),
                         Some(_) if used.iter().any(|(_, value)| value == "2026-09") => None,
+                        // A usage download without an agreement is of the caller's first, if it has one.
+                        Some(_) if route == "/usage" && !used.iter().any(|(name, _)| name == "agreement") => None,
                         Some(_) if used.iter().all(|(name, value)| !hidden(&knowledge, caller, name, value)) => Some(200),
                         Some(_) => None,
                     };

@@ -67,6 +67,19 @@ pub struct PaymentRow {
     pub state: PaymentState,
 }
 
+impl PaymentRow {
+    /// The members of its JSON, in order: the columns of its CSV.
+    pub const COLUMNS: [&str; 6] = ["agreement", "reference", "from", "amount", "currency", "state"];
+
+    /// As the CLI's `payment list --format json` and the dashboard's download give it.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "agreement": self.agreement.as_str(), "reference": self.reference, "from": self.from.as_str(),
+            "amount": self.currency.format(self.amount_minor), "currency": self.currency.code(), "state": self.state.as_str(),
+        })
+    }
+}
+
 /// Pending payments first, then the journal's payment entries in posting order (of one agreement,
 /// with `agreement`).
 pub fn payments(store: &mut dyn Store, agreement: Option<&AgreementId>) -> Result<Vec<PaymentRow>, StoreError> {
@@ -109,6 +122,35 @@ pub struct StatementRow {
     pub countersigned: bool,
     /// When it was finalised, `YYYY-MM-DD`.
     pub closed_on: Option<String>,
+}
+
+impl StatementRow {
+    /// The members of its JSON, in order: the columns of its CSV.
+    pub const COLUMNS: [&str; 12] = [
+        "agreement",
+        "version",
+        "period",
+        "sequence",
+        "kind",
+        "currency",
+        "net_payable",
+        "paid",
+        "outstanding",
+        "countersigned",
+        "closed_on",
+        "digest",
+    ];
+
+    /// As the CLI's `statement list --format json` and the dashboard's download give it.
+    pub fn to_json(&self) -> serde_json::Value {
+        let (s, c) = (&self.stored, self.currency);
+        serde_json::json!({
+            "agreement": s.agreement_id.as_str(), "version": s.agreement_version, "period": s.period.to_string(),
+            "sequence": s.sequence, "kind": s.kind.as_str(), "currency": c.code(), "net_payable": c.format(self.net_payable),
+            "paid": self.paid.map(|(paid, _)| c.format(paid)), "outstanding": self.paid.map(|(_, left)| c.format(left)),
+            "countersigned": self.countersigned, "closed_on": self.closed_on, "digest": s.digest,
+        })
+    }
 }
 
 /// Each finalised statement (of one agreement, with `agreement`), oldest month first per

@@ -576,6 +576,20 @@ pub struct DailyUsage {
 }
 
 impl DailyUsage {
+    /// The members of its JSON, in order: the columns of its CSV.
+    pub const COLUMNS: [&str; 10] =
+        ["day", "model", "use_case", "region", "records", "requests", "input_tokens", "output_tokens", "revenue", "currency"];
+
+    /// As the CLI's `usage --format json` and the dashboard's download give it, with the
+    /// agreement's `currency` (the sums are text: they may pass 2^53).
+    pub fn to_json(&self, currency: revshare_core::money::Currency) -> serde_json::Value {
+        serde_json::json!({
+            "day": self.day, "model": self.model, "use_case": self.use_case, "region": self.region, "records": self.records,
+            "requests": self.requests.to_string(), "input_tokens": self.input_tokens.to_string(),
+            "output_tokens": self.output_tokens.to_string(), "revenue": self.revenue_text(), "currency": currency.code(),
+        })
+    }
+
     /// The revenue as decimal text, exact (`12.50` for 1250 at scale 2).
     pub fn revenue_text(&self) -> String {
         revshare_core::money::format_unsigned_scaled(self.revenue, u32::from(self.scale))

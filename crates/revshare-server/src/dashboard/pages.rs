@@ -4,17 +4,17 @@
 use std::collections::{BTreeMap, HashMap};
 
 use askama::Template;
+use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use axum::{Extension, Json};
 use revshare_core::agreement::Agreement;
 use revshare_core::ids::AgreementId;
 use revshare_core::money::Currency;
 use revshare_core::statement::Statement;
 use revshare_core::text::grouped;
 use revshare_core::time::Period;
-use revshare_store::accounts::{self, PaymentState, StatementRow};
+use revshare_store::accounts::{self, PaymentRow, PaymentState, StatementRow};
 use revshare_store::payments::Payer;
 use revshare_store::{DailyUsage, Role, Store};
 
@@ -54,6 +54,31 @@ where
         Ok(page) => html(&page),
         Err(problem) => error_page(Some(layout), &problem),
     }
+}
+
+/// A CSV download (`?format=csv` on a page): `read` gives its file name and bytes.
+async fn download<F>(state: &AppState, headers: &HeaderMap, read: F) -> Response
+where
+    F: FnOnce(&mut dyn Store, &crate::Shared, Signed) -> Result<(String, std::io::Result<Vec<u8>>), Problem> + Send + 'static,
+{
+    let signed = match signed_in(state, headers).await {
+        Ok(signed) => signed,
+        Err(response) => return response,
+    };
+    let layout = Layout::of(&signed, "", None);
+    let answer = state.run(move |store, shared| read(store, shared, signed)).await.and_then(|(name, bytes)| {
+        let mut answer = crate::csv_answer::answer(bytes)?;
+        let disposition = axum::http::HeaderValue::from_str(&format!("attachment; filename=\"{name}\""))
+            .map_err(|e| Problem::internal("a file name cannot be written", &e))?;
+        answer.headers_mut().insert(axum::http::header::CONTENT_DISPOSITION, disposition);
+        Ok(answer)
+    });
+    answer.unwrap_or_else(|problem| error_page(Some(layout), &problem))
+}
+
+/// Whether a page is asked for as CSV (`?format=csv`).
+fn as_csv(query: &HashMap<String, String>) -> bool {
+    query.get("format").is_some_and(|f| f == "csv")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -129,9 +154,9 @@ pub(crate) async fn overview(State(state): State<AppState>, headers: HeaderMap) 
     let layout = Layout::of(&signed, "overview", None);
     let caller = signed.caller.clone();
     // The API's own answers: balances and disputes, as this caller reads them.
-    let balances = crate::routes::balances(State(state.clone()), Extension(caller.clone())).await;
-    let disputes = crate::disputes::list_disputes(State(state.clone()), Extension(caller.clone()), Ok(Query(HashMap::new()))).await;
-    let (Json(BalanceList { mut balances, mut pending }), Json(disputes)) = match (balances, disputes) {
+    let balances = crate::routes::balances_of(&state, caller.clone()).await;
+    let disputes = crate::disputes::disputes_of(&state, caller.clone(), Ok(Query(HashMap::new()))).await;
+    let (BalanceList { mut balances, mut pending }, disputes) = match (balances, disputes) {
         (Ok(b), Ok(d)) => (b, d),
         (Err(problem), _) | (_, Err(problem)) => return error_page(Some(layout), &problem),
     };
@@ -275,7 +300,23 @@ pub(crate) struct StatementsPage {
     statements: Vec<ListedStatement>,
 }
 
-pub(crate) async fn statements(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(crate) async fn statements(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if as_csv(&query) {
+        return download(&state, &headers, |store, _, signed| {
+            let agreements = readable_agreements(store, &signed.caller)?;
+            let rows: Vec<serde_json::Value> = accounts::statements(store, None)?
+                .iter()
+                .filter(|r| agreements.iter().any(|a| a.id() == &r.stored.agreement_id))
+                .map(StatementRow::to_json)
+                .collect();
+            Ok(("statements.csv".to_owned(), revshare_core::spreadsheet::csv(&StatementRow::COLUMNS, rows)))
+        })
+        .await;
+    }
     page(&state, &headers, |store, _, signed| {
         let agreements = readable_agreements(store, &signed.caller)?;
         let mut rows: Vec<ListedStatement> = accounts::statements(store, None)?
@@ -366,7 +407,19 @@ pub(crate) async fn statement(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((agreement, period)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Response {
+    if as_csv(&query) {
+        return download(&state, &headers, move |store, _, signed| {
+            let id = agreement_id(&agreement)?;
+            let period = period_of(&period)?;
+            readable(store, &signed.caller, &id)?;
+            let stored =
+                store.statement(&id, period)?.ok_or_else(|| Problem::not_found(format!("agreement {id} has no statement for {period}")))?;
+            Ok((format!("{id}-{period}-lines.csv"), revshare_core::spreadsheet::statement_lines(&stored.statement()?)))
+        })
+        .await;
+    }
     page(&state, &headers, move |store, _, signed| {
         let id = agreement_id(&agreement)?;
         let period = period_of(&period)?;
@@ -542,7 +595,37 @@ fn revenue_text(revenue: u128, scale: u8) -> String {
     grouped(&revshare_core::money::format_unsigned_scaled(revenue, u32::from(scale)))
 }
 
+/// The range a usage page or download asks for: `from` and `to` months, by default the month
+/// before the current one to the current one; at most 12 months.
+fn usage_range(query: &HashMap<String, String>, now: Period) -> Result<(Period, Period), Problem> {
+    let to = query.get("to").filter(|t| !t.is_empty()).map(|t| period_of(t)).transpose()?.unwrap_or(now);
+    let from = query.get("from").filter(|t| !t.is_empty()).map(|t| period_of(t)).transpose()?.unwrap_or_else(|| to.previous());
+    if from > to {
+        return Err(Problem::bad_request(format!("the range starts ({from}) after it ends ({to}); choose `from` up to `to`")));
+    }
+    if (to.year() - from.year()) * 12 + i32::try_from(to.month()).unwrap_or(0) - i32::try_from(from.month()).unwrap_or(0) >= 12 {
+        return Err(Problem::bad_request(format!("{from} to {to} is more than 12 months; choose a shorter range")));
+    }
+    Ok((from, to))
+}
+
 pub(crate) async fn usage(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<HashMap<String, String>>) -> Response {
+    if as_csv(&query) {
+        return download(&state, &headers, move |store, shared, signed| {
+            let id = match query.get("agreement").filter(|a| !a.is_empty()) {
+                Some(text) => agreement_id(text)?,
+                None => readable_agreements(store, &signed.caller)?
+                    .first()
+                    .map(|a| a.id().clone())
+                    .ok_or_else(|| Problem::not_found("there is no agreement whose usage this token can read"))?,
+            };
+            let terms = readable(store, &signed.caller, &id)?;
+            let (from, to) = usage_range(&query, Period::of(shared.now()))?;
+            let rows: Vec<serde_json::Value> = store.daily_usage(&id, from, to)?.iter().map(|d| d.to_json(terms.currency())).collect();
+            Ok((format!("{id}-usage-{from}-{to}.csv"), revshare_core::spreadsheet::csv(&DailyUsage::COLUMNS, rows)))
+        })
+        .await;
+    }
     page(&state, &headers, move |store, shared, signed| {
         let agreements = readable_agreements(store, &signed.caller)?;
         let ids: Vec<String> = agreements.iter().map(|a| a.id().to_string()).collect();
@@ -567,15 +650,7 @@ pub(crate) async fn usage(State(state): State<AppState>, headers: HeaderMap, Que
             },
         };
         let terms = readable(store, &signed.caller, &chosen)?;
-        let now = Period::of(shared.now());
-        let to = query.get("to").filter(|t| !t.is_empty()).map(|t| period_of(t)).transpose()?.unwrap_or(now);
-        let from = query.get("from").filter(|t| !t.is_empty()).map(|t| period_of(t)).transpose()?.unwrap_or_else(|| to.previous());
-        if from > to {
-            return Err(Problem::bad_request(format!("the range starts ({from}) after it ends ({to}); choose `from` up to `to`")));
-        }
-        if (to.year() - from.year()) * 12 + i32::try_from(to.month()).unwrap_or(0) - i32::try_from(from.month()).unwrap_or(0) >= 12 {
-            return Err(Problem::bad_request(format!("{from} to {to} is more than 12 months; choose a shorter range")));
-        }
+        let (from, to) = usage_range(&query, Period::of(shared.now()))?;
         let rows = store.daily_usage(&chosen, from, to)?;
         let scale = rows.iter().map(|d| d.scale).max().unwrap_or(0).max(terms.currency().minor_units());
         let mut by_day: BTreeMap<&str, Totals> = BTreeMap::new();
@@ -661,8 +736,8 @@ pub(crate) async fn disputes(State(state): State<AppState>, headers: HeaderMap, 
         Err(response) => return response,
     };
     let layout = Layout::of(&signed, "disputes", notice(query.get("done")));
-    match crate::disputes::list_disputes(State(state), Extension(signed.caller), Ok(Query(HashMap::new()))).await {
-        Ok(Json(mut disputes)) => {
+    match crate::disputes::disputes_of(&state, signed.caller, Ok(Query(HashMap::new()))).await {
+        Ok(mut disputes) => {
             disputes.reverse();
             html(&DisputesPage { layout: Some(layout), disputes })
         }
@@ -707,8 +782,8 @@ pub(crate) async fn dispute(
         Err(response) => return response,
     };
     let layout = Layout::of(&signed, "disputes", notice(query.get("done")));
-    match crate::disputes::get_dispute(State(state), Extension(signed.caller.clone()), Path(id)).await {
-        Ok(Json(dispute)) => {
+    match crate::disputes::dispute_of(&state, signed.caller.clone(), &id).await {
+        Ok(dispute) => {
             let actions = actions(&signed.caller, &dispute);
             html(&DisputePage { layout: Some(layout), dispute, actions })
         }
@@ -740,6 +815,18 @@ pub(crate) struct PaymentsPage {
 }
 
 pub(crate) async fn payments(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<HashMap<String, String>>) -> Response {
+    if as_csv(&query) {
+        return download(&state, &headers, |store, _, signed| {
+            let agreements = readable_agreements(store, &signed.caller)?;
+            let rows: Vec<serde_json::Value> = accounts::payments(store, None)?
+                .iter()
+                .filter(|p| agreements.iter().any(|a| a.id() == &p.agreement))
+                .map(PaymentRow::to_json)
+                .collect();
+            Ok(("payments.csv".to_owned(), revshare_core::spreadsheet::csv(&PaymentRow::COLUMNS, rows)))
+        })
+        .await;
+    }
     page(&state, &headers, move |store, _, signed| {
         let agreements = readable_agreements(store, &signed.caller)?;
         let my_side = match signed.caller.role {
