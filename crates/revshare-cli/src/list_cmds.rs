@@ -265,3 +265,32 @@ pub fn usage(args: &StoreArgs, agreement: &str, from: Period, to: Period, format
         "row",
     )
 }
+
+/// Auditors' grants, in force and revoked, with the log leaves that granted and revoked them.
+pub fn grants(args: &StoreArgs, agreement: Option<&str>, format: ListFormat) -> Result<(), Failure> {
+    let agreement = parse(agreement.map(AgreementId::parse).transpose())?;
+    let grants = open(args, false)?.grants(agreement.as_ref(), None)?;
+    print_list(
+        &grants,
+        format,
+        &Columns {
+            headings: &["auditor", "agreement", "granted (leaf)", "revoked (leaf)"],
+            members: &["auditor", "agreement", "granted_leaf", "revoked_leaf"],
+        },
+        |g| {
+            vec![
+                g.auditor.to_string(),
+                g.agreement.to_string(),
+                g.granted_leaf.to_string(),
+                g.revoked_leaf.map(|l| l.to_string()).unwrap_or_default(),
+            ]
+        },
+        |g| {
+            json!({
+                "auditor": g.auditor.as_str(), "agreement": g.agreement.as_str(),
+                "granted_leaf": g.granted_leaf, "revoked_leaf": g.revoked_leaf,
+            })
+        },
+        "grant",
+    )
+}

@@ -246,6 +246,9 @@ enum GrantCommand {
         /// The agreement's id, like meridian-northwind.
         #[arg(long)]
         agreement: Option<String>,
+        /// `table` for people, `json` or `csv` (RFC 4180) for programs.
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
     },
 }
 
@@ -852,7 +855,7 @@ fn main() -> ExitCode {
         Command::Token(TokenCommand::Revoke { id }) => server_cmds::revoke_token(&cli.store, &id),
         Command::Grant(GrantCommand::Add { auditor, agreement }) => server_cmds::grant(&cli.store, &auditor, &agreement, true),
         Command::Grant(GrantCommand::Revoke { auditor, agreement }) => server_cmds::grant(&cli.store, &auditor, &agreement, false),
-        Command::Grant(GrantCommand::List { agreement }) => server_cmds::list_grants(&cli.store, agreement.as_deref()),
+        Command::Grant(GrantCommand::List { agreement, format }) => list_cmds::grants(&cli.store, agreement.as_deref(), format),
         Command::Serve { listen, max_body, max_connections, rate_limit, log_json } => {
             let options = server_cmds::ServeOptions {
                 listen,

@@ -50,6 +50,13 @@ pub fn right_align(t: &mut Table, from: usize) {
     }
 }
 
+/// A rate written with more places, rounded half to even to `places` for a table; text that is
+/// not a decimal is left as it is.
+fn rate_places(rate: &str, places: u32) -> String {
+    revshare_core::decimal::Decimal::parse(rate)
+        .map_or_else(|_| rate.to_owned(), |d| revshare_core::money::format_rational(&d.to_rational(), places))
+}
+
 /// The statement as tables — inputs, tiers, lines, totals, flags — from its canonical bytes, so
 /// a statement settled now and one read back from the store print alike. `context` is printed
 /// under the title (who the parties are, what was read).
@@ -90,27 +97,46 @@ pub fn statement_table(canonical: &[u8], context: &str) -> String {
     }
     right_align(&mut tiers, 1);
     let _ = writeln!(out, "{tiers}");
-    // Each line's number is its index, as `dispute open --line` and the API name it.
-    let mut lines =
-        table(&["line", "model", "use case", "region", "excl.", "records", "revenue", "volume", "rate", "uplift", "amount", "flags"]);
-    for (n, l) in s["lines"].as_array().into_iter().flatten().enumerate() {
-        let exclusive = if l["exclusive"] == Value::Bool(true) { "yes" } else { "" };
-        lines.add_row(vec![
+    // Each line's number is its index, as `dispute open --line` and the API name it. To fit 100
+    // columns the table leaves out each line's tier volume (the JSON and CSV have it), shows an
+    // exclusive line's uplift in its `excl.` column and the blended rate to four places, and has
+    // a flags column only when a line has flags.
+    let rows: Vec<&Value> = s["lines"].as_array().into_iter().flatten().collect();
+    let flagged = rows.iter().any(|l| l["flags"].as_array().is_some_and(|f| !f.is_empty()));
+    let mut headings = vec!["line", "model", "use case", "region", "excl.", "records", "revenue", "rate", "amount"];
+    if flagged {
+        headings.push("flags");
+    }
+    let mut lines = table(&headings);
+    for (n, l) in rows.iter().enumerate() {
+        let exclusive = match (&l["exclusive"], &l["uplift"]) {
+            (Value::Bool(true), Value::String(uplift)) => format!("+{uplift}"),
+            (Value::Bool(true), _) => "yes".to_owned(),
+            _ => String::new(),
+        };
+        let mut row = vec![
             n.to_string(),
             text(&l["model"]),
             text(&l["use_case"]),
             text(&l["region"]),
-            exclusive.to_owned(),
+            exclusive,
             grouped(&text(&l["records"])),
             grouped(&text(&l["revenue"])),
-            grouped(&text(&l["volume"])),
-            text(&l["blended_rate"]),
-            text(&l["uplift"]),
+            rate_places(&text(&l["blended_rate"]), 4),
             grouped(&text(&l["amount"])),
-            list(&l["flags"]),
-        ]);
+        ];
+        if flagged {
+            row.push(list(&l["flags"]));
+        }
+        lines.add_row(row);
     }
     right_align(&mut lines, 5);
+    if flagged {
+        // The flags are words, not figures.
+        if let Some(c) = lines.column_mut(9) {
+            c.set_cell_alignment(CellAlignment::Left);
+        }
+    }
     let _ = writeln!(out, "\nLines (`dispute open --line N` names one by its number)\n{lines}");
     let t = &s["totals"];
     let mut totals = table(&["total", &text(&s["currency"])]);

@@ -67,22 +67,6 @@ pub fn grant(args: &StoreArgs, auditor: &str, agreement: &str, give: bool) -> Re
 }
 
 /// `revshare grant list`.
-pub fn list_grants(args: &StoreArgs, agreement: Option<&str>) -> Result<(), Failure> {
-    let agreement = agreement.map(AgreementId::parse).transpose().map_err(|e| Failure::Invalid(format!("error: {e}\n")))?;
-    let grants = open(args, false)?.grants(agreement.as_ref(), None)?;
-    let mut table = crate::report::table(&["auditor", "agreement", "granted (leaf)", "revoked (leaf)"]);
-    for g in &grants {
-        table.add_row(vec![
-            g.auditor.to_string(),
-            g.agreement.to_string(),
-            g.granted_leaf.to_string(),
-            g.revoked_leaf.map(|l| l.to_string()).unwrap_or_default(),
-        ]);
-    }
-    println!("{table}");
-    Ok(())
-}
-
 /// How `serve` listens and logs.
 pub struct ServeOptions {
     pub listen: SocketAddr,
