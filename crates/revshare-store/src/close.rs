@@ -175,6 +175,14 @@ pub(crate) fn preview_in(sql: &mut impl Sql, id: &AgreementId, period: Period) -
     Ok(compute(sql, &agreement, period, &statements)?.0)
 }
 
+/// What [`Store::running_totals`] does inside its read transaction: the open month settled with
+/// its contributions and no adjustments.
+pub(crate) fn running_in(sql: &mut impl Sql, id: &AgreementId, period: Period) -> Result<Statement, CloseError> {
+    let (agreement, _) = open_month(sql, id, period)?;
+    let contributions = contributions::of_agreement(sql, id.as_str())?;
+    settle_stored(sql, &agreement, period, &contributions, Vec::new())
+}
+
 /// What [`Store::close`] does inside its write transaction.
 pub(crate) fn close_in(sql: &mut impl Sql, id: &AgreementId, period: Period, now: Instant) -> Result<Closed, CloseError> {
     let (agreement, statements) = open_month(sql, id, period)?;

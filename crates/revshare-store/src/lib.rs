@@ -181,6 +181,11 @@ pub trait Store {
     /// computes it, in one read transaction, and written nowhere: not finalised, signed, booked
     /// or logged. A month already closed has none ([`close::CloseError::AlreadyClosed`]).
     fn preview(&mut self, agreement: &AgreementId, period: Period) -> Result<Statement, close::CloseError>;
+    /// An open month's usage settled so far, with its accepted contributions and without the
+    /// adjustments a close would carry (restatements of earlier months, disputes): the running
+    /// totals of the dashboard's overview, from the month's rollups alone (one settlement, where
+    /// [`Store::preview`] settles every earlier month again).
+    fn running_totals(&mut self, agreement: &AgreementId, period: Period) -> Result<Statement, close::CloseError>;
     /// The latest statement of an agreement's month.
     fn statement(&mut self, agreement: &AgreementId, period: Period) -> Result<Option<StoredStatement>, StoreError>;
     /// Every statement (of one agreement, or of all), by agreement, period and sequence.
@@ -505,6 +510,13 @@ impl<B: Backend> Store for B {
     fn preview(&mut self, agreement: &AgreementId, period: Period) -> Result<Statement, close::CloseError> {
         let mut tx = self.begin(Access::Read)?;
         let statement = close::preview_in(&mut tx, agreement, period)?;
+        tx.commit().map_err(StoreError::in_commit)?;
+        Ok(statement)
+    }
+
+    fn running_totals(&mut self, agreement: &AgreementId, period: Period) -> Result<Statement, close::CloseError> {
+        let mut tx = self.begin(Access::Read)?;
+        let statement = close::running_in(&mut tx, agreement, period)?;
         tx.commit().map_err(StoreError::in_commit)?;
         Ok(statement)
     }

@@ -1251,6 +1251,8 @@ fn a_preview_is_what_closing_would_finalise_and_writes_nothing(db: &dyn TestDb) 
     let (size, journal) = (store.log_size().expect("size"), store.journal().expect("journal").len());
     let preview = store.preview(&id, october).expect("a preview");
     assert_eq!((preview.inputs.records, store.log_size().expect("size")), (6, size), "a preview logs nothing");
+    let totals = store.running_totals(&id, october).expect("running totals");
+    assert_eq!(totals.to_canonical().expect("bytes"), preview.to_canonical().expect("bytes"), "with nothing to adjust, the preview");
     assert!(store.statements(Some(&id)).expect("statements").is_empty(), "nor finalises");
     assert_eq!(store.journal().expect("journal").len(), journal, "nor books");
     let (_, closed) = close_month(store, &id, october, &key, day(11, 4)).expect("close october");

@@ -90,8 +90,8 @@ pub(crate) struct MonthRow {
     period: String,
     records: String,
     gross: String,
-    net: String,
-    last_net: String,
+    usage: String,
+    last_usage: String,
     change: String,
 }
 
@@ -197,23 +197,28 @@ pub(crate) async fn overview(State(state): State<AppState>, headers: HeaderMap) 
                 }
             }
             let outstanding = outstanding.into_values().map(|(c, minor)| (c.to_string(), money(c, minor))).collect();
-            // This month so far (a preview: for the agreement's two parties) against last month's statement.
+            // This month's usage so far (settled from its rollups, before the adjustments a close
+            // carries), for the agreement's two parties, against last month's statement.
             let this = Period::of(shared.now());
             let previews = matches!(caller.role, Role::Licensor | Role::Host);
             let mut months = Vec::new();
             for agreement in agreements.iter().filter(|_| previews) {
-                let Ok(preview) = store.preview(agreement.id(), this) else { continue };
+                let Ok(running) = store.running_totals(agreement.id(), this) else { continue };
                 let last = rows.iter().rfind(|r| r.stored.agreement_id == *agreement.id() && r.stored.period == this.previous());
-                let currency = preview.currency;
-                let net = preview.totals.net_payable;
+                let last_usage = match last {
+                    Some(row) => Some(row.stored.statement()?.totals.usage_total),
+                    None => None,
+                };
+                let currency = running.currency;
+                let usage = running.totals.usage_total;
                 months.push(MonthRow {
                     agreement: agreement.id().to_string(),
                     period: this.to_string(),
-                    records: grouped(&preview.inputs.records.to_string()),
-                    gross: money(currency, preview.totals.gross_revenue),
-                    net: money(currency, net),
-                    last_net: last.map_or_else(|| "—".to_owned(), |r| money(r.currency, r.net_payable)),
-                    change: last.and_then(|r| percent_change(net, r.net_payable)).unwrap_or_else(|| "—".to_owned()),
+                    records: grouped(&running.inputs.records.to_string()),
+                    gross: money(currency, running.totals.gross_revenue),
+                    usage: money(currency, usage),
+                    last_usage: last_usage.map_or_else(|| "—".to_owned(), |u| money(currency, u)),
+                    change: last_usage.and_then(|u| percent_change(usage, u)).unwrap_or_else(|| "—".to_owned()),
                 });
             }
             // Net payable per month (the latest statement of each), in the first currency.
