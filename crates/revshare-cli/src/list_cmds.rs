@@ -7,8 +7,8 @@ use revshare_core::ids::AgreementId;
 use revshare_core::ledger::JournalEntry;
 use revshare_core::text::printable;
 use revshare_core::time::Period;
-use revshare_store::DailyUsage;
 use revshare_store::accounts::{self, PaymentRow, StatementRow};
+use revshare_store::{Grain, UsageRow};
 use serde_json::{Value, json};
 
 use crate::access::{StoreArgs, open, parse};
@@ -241,17 +241,17 @@ pub fn usage(args: &StoreArgs, agreement: &str, from: Period, to: Period, format
     }
     let mut store = open(args, false)?;
     let currency = store.agreement(&id, None)?.currency();
-    let days = store.daily_usage(&id, from, to)?;
+    let days = store.usage(&id, from, to, Grain::Day)?;
     print_list(
         &days,
         format,
         &Columns {
             headings: &["day", "model", "use case", "region", "records", "requests", "tokens", "revenue"],
-            members: &DailyUsage::COLUMNS,
+            members: &UsageRow::COLUMNS,
         },
         |d| {
             vec![
-                d.day.clone(),
+                d.date.clone(),
                 d.model.clone(),
                 d.use_case.clone(),
                 d.region.clone(),

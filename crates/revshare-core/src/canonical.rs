@@ -48,9 +48,8 @@ fn write_value(value: &Value, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
             out.push(b']');
         }
         Value::Object(members) => {
-            // RFC 8785 §3.2.3: members sorted by the UTF-16 code units of their names.
             let mut sorted: Vec<(&String, &Value)> = members.iter().collect();
-            sorted.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+            sorted.sort_by(|a, b| member_order(a.0, b.0));
             out.push(b'{');
             for (i, (key, item)) in sorted.into_iter().enumerate() {
                 if i > 0 {
@@ -66,9 +65,141 @@ fn write_value(value: &Value, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
     Ok(())
 }
 
+/// RFC 8785 §3.2.3: members are sorted by the UTF-16 code units of their names.
+fn member_order(a: &str, b: &str) -> std::cmp::Ordering {
+    a.encode_utf16().cmp(b.encode_utf16())
+}
+
+/// Writes RFC 8785 bytes straight from typed values, for a document written and checked often
+/// (a statement): no `Value` is built. The caller gives each object's members in their sorted
+/// order; the document's tests check its bytes against [`to_canonical`] of the same bytes parsed.
+pub struct Writer {
+    out: Vec<u8>,
+    /// Whether the next value or member opens its array or object (takes no comma).
+    first: bool,
+}
+
+impl Default for Writer {
+    fn default() -> Writer {
+        Writer { out: Vec::with_capacity(1024), first: true }
+    }
+}
+
+impl Writer {
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.out
+    }
+
+    fn separate(&mut self) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+    }
+
+    /// An object whose members `members` writes, each [`Self::key`] then its value.
+    pub fn object(&mut self, members: impl FnOnce(&mut Writer) -> Result<(), CanonicalError>) -> Result<(), CanonicalError> {
+        self.enclosed(b'{', b'}', members)
+    }
+
+    /// An array whose items `items` writes.
+    pub fn array(&mut self, items: impl FnOnce(&mut Writer) -> Result<(), CanonicalError>) -> Result<(), CanonicalError> {
+        self.enclosed(b'[', b']', items)
+    }
+
+    fn enclosed(
+        &mut self,
+        open: u8,
+        close: u8,
+        inside: impl FnOnce(&mut Writer) -> Result<(), CanonicalError>,
+    ) -> Result<(), CanonicalError> {
+        self.separate();
+        self.out.push(open);
+        self.first = true;
+        inside(self)?;
+        self.out.push(close);
+        self.first = false;
+        Ok(())
+    }
+
+    /// A member's name; its value follows.
+    pub fn key(&mut self, name: &str) {
+        self.separate();
+        write_string(name, &mut self.out);
+        self.out.push(b':');
+        self.first = true;
+    }
+
+    pub fn string(&mut self, text: &str) {
+        self.separate();
+        write_string(text, &mut self.out);
+    }
+
+    pub fn strings(&mut self, texts: &[String]) -> Result<(), CanonicalError> {
+        self.array(|w| {
+            texts.iter().for_each(|t| w.string(t));
+            Ok(())
+        })
+    }
+
+    /// A string, or `null` for `None`.
+    pub fn optional_string(&mut self, text: Option<&str>) {
+        match text {
+            Some(text) => self.string(text),
+            None => {
+                self.separate();
+                self.out.extend_from_slice(b"null");
+            }
+        }
+    }
+
+    /// A count that may pass 2^53, as a decimal string.
+    pub fn count(&mut self, n: u128) {
+        self.separate();
+        self.out.push(b'"');
+        push_uint(&mut self.out, n);
+        self.out.push(b'"');
+    }
+
+    pub fn boolean(&mut self, value: bool) {
+        self.separate();
+        self.out.extend_from_slice(if value { b"true" } else { b"false" });
+    }
+
+    /// A whole number, below 2^53 as every JSON reader holds it exactly.
+    pub fn integer(&mut self, n: u64) -> Result<(), CanonicalError> {
+        if n > MAX_SAFE_INTEGER {
+            return Err(CanonicalError(n.to_string()));
+        }
+        self.separate();
+        push_uint(&mut self.out, u128::from(n));
+        Ok(())
+    }
+
+    /// Members named by arbitrary text (not fixed names in their order), sorted as RFC 8785
+    /// §3.2.3 sorts them.
+    pub fn sorted_members<'m>(&mut self, members: impl IntoIterator<Item = (&'m str, String)>) -> Result<(), CanonicalError> {
+        let mut members: Vec<(&str, String)> = members.into_iter().collect();
+        members.sort_by(|a, b| member_order(a.0, b.0));
+        self.object(|w| {
+            for (name, value) in &members {
+                w.key(name);
+                w.string(value);
+            }
+            Ok(())
+        })
+    }
+}
+
 /// RFC 8785 §3.2.2.2: the ECMAScript JSON.stringify escaping.
 fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
+    // Nearly every string (ids, amounts, digests) needs no escape: copied whole.
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.extend_from_slice(b"\\\""),

@@ -59,7 +59,7 @@ pub const LINE_COLUMNS: [&str; 16] = [
 /// A statement's lines as CSV: each line's number (its index, as a dispute of one line names it)
 /// and members as the statement writes them; flags joined with `;`; the currency on each row.
 pub fn statement_lines(statement: &Statement) -> std::io::Result<Vec<u8>> {
-    let value = statement.to_json();
+    let value = statement.to_json().map_err(std::io::Error::other)?;
     let rows = value["lines"].as_array().into_iter().flatten().enumerate().map(|(n, line)| {
         let mut row = line.clone();
         row["line"] = Value::from(n);

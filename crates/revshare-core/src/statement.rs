@@ -8,10 +8,10 @@
 //! exactly the bytes [`Statement::to_canonical`] writes; whoever needs a total, an adjustment or a
 //! line reads the type, never a JSON member. The money a restatement carries is [`restatement`].
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use crate::agreement::{TierMetric, TierMode};
-use crate::canonical::{self, CanonicalError};
+use crate::canonical::{self, CanonicalError, Writer};
 use crate::ids::PartyId;
 use crate::money::{self, AmountOverflow, Currency};
 use crate::time::Period;
@@ -152,66 +152,64 @@ pub struct Totals {
 }
 
 impl Statement {
-    pub fn to_json(&self) -> Value {
-        let money = |minor: i128| Value::String(self.currency.format(minor));
-        let lines: Vec<Value> = self
-            .lines
-            .iter()
-            .map(|l| {
-                json!({
-                    "model": l.model,
-                    "use_case": l.use_case,
-                    "region": l.region,
-                    "exclusive": l.exclusive,
-                    "records": l.records,
-                    "requests": l.requests.to_string(),
-                    "input_tokens": l.input_tokens.to_string(),
-                    "output_tokens": l.output_tokens.to_string(),
-                    "revenue": money(l.revenue),
-                    "volume": l.volume,
-                    "blended_rate": l.blended_rate,
-                    "uplift": l.uplift,
-                    "amount": money(l.amount),
-                    "flags": l.flags,
-                })
-            })
-            .collect();
-        let tiers: Vec<Value> =
-            self.tiers.tiers.iter().map(|t| json!({"from": t.from, "to": t.to, "volume": t.volume, "fraction": t.fraction})).collect();
-        let adjustments: Vec<Value> = self
-            .adjustments
-            .iter()
-            .map(|a| json!({"kind": a.kind.as_str(), "reference": a.reference, "description": a.description, "amount": money(a.amount)}))
-            .collect();
-        let allocation: Map<String, Value> = self.totals.contribution_allocation.iter().map(|(p, a)| (p.to_string(), money(*a))).collect();
-        let t = &self.totals;
-        json!({
-            "agreement": {"id": self.agreement_id, "version": self.agreement_version, "digest": self.agreement_digest},
-            "period": self.period.to_string(),
-            "currency": self.currency.code(),
-            "inputs": {"records": self.inputs.records, "usage_digest": self.inputs.usage_digest},
-            "tiers": {"metric": self.tiers.metric.name(), "mode": self.tiers.mode.name(), "bounds": self.tiers.bounds, "volume": self.tiers.volume, "tiers": tiers},
-            "lines": lines,
-            "adjustments": adjustments,
-            "totals": {
-                "gross_revenue": money(t.gross_revenue),
-                "usage_subtotal": money(t.usage_subtotal),
-                "minimum_true_up": money(t.minimum_true_up),
-                "cap_reduction": money(t.cap_reduction),
-                "usage_total": money(t.usage_total),
-                "contribution_pool": money(t.contribution_pool),
-                "contribution_allocation": allocation,
-                "host_credit": money(t.host_credit),
-                "adjustments": money(t.adjustments),
-                "net_payable": money(t.net_payable),
-            },
-            "flags": self.flags,
-        })
+    /// The statement as JSON: its canonical bytes read back, so there is one encoding.
+    pub fn to_json(&self) -> Result<Value, CanonicalError> {
+        serde_json::from_slice(&self.to_canonical()?).map_err(|e| CanonicalError(e.to_string()))
     }
 
-    /// The statement's RFC 8785 bytes: the same inputs give the same bytes.
+    /// The statement's RFC 8785 bytes: the same inputs give the same bytes. Written member by
+    /// member in their sorted order, with no `Value` in between (a page lists many statements).
     pub fn to_canonical(&self) -> Result<Vec<u8>, CanonicalError> {
-        canonical::to_canonical(&self.to_json())
+        let money = |w: &mut Writer, minor: i128| w.string(&self.currency.format(minor));
+        let mut w = Writer::default();
+        w.object(|w| {
+            w.key("adjustments");
+            w.array(|w| {
+                self.adjustments.iter().try_for_each(|a| {
+                    w.object(|w| {
+                        w.key("amount");
+                        money(w, a.amount);
+                        w.key("description");
+                        w.string(&a.description);
+                        w.key("kind");
+                        w.string(a.kind.as_str());
+                        w.key("reference");
+                        w.string(&a.reference);
+                        Ok(())
+                    })
+                })
+            })?;
+            w.key("agreement");
+            w.object(|w| {
+                w.key("digest");
+                w.string(&self.agreement_digest);
+                w.key("id");
+                w.string(&self.agreement_id);
+                w.key("version");
+                w.integer(u64::from(self.agreement_version))
+            })?;
+            w.key("currency");
+            w.string(self.currency.code());
+            w.key("flags");
+            w.strings(&self.flags)?;
+            w.key("inputs");
+            w.object(|w| {
+                w.key("records");
+                w.integer(self.inputs.records)?;
+                w.key("usage_digest");
+                w.string(&self.inputs.usage_digest);
+                Ok(())
+            })?;
+            w.key("lines");
+            w.array(|w| self.lines.iter().try_for_each(|l| l.write(w, &money)))?;
+            w.key("period");
+            w.string(&self.period.to_string());
+            w.key("tiers");
+            self.tiers.write(w)?;
+            w.key("totals");
+            self.totals.write(w, &money, self.currency)
+        })?;
+        Ok(w.into_bytes())
     }
 
     /// `sha256:` of the canonical bytes.
@@ -230,7 +228,7 @@ impl Statement {
     pub fn from_canonical(bytes: &[u8]) -> Result<Statement, DecodeError> {
         let value: Value =
             serde_json::from_slice(bytes).map_err(|e| DecodeError::at("", "a statement (RFC 8785 JSON)", format!("not JSON: {e}")))?;
-        let statement = decode(&Member { value: &value, path: String::new() })?;
+        let statement = decode(&Member::root(&value))?;
         match statement.to_canonical() {
             Ok(again) if again == bytes => Ok(statement),
             _ => Err(DecodeError::at(
@@ -239,6 +237,102 @@ impl Statement {
                 "members a statement does not have, or its members written differently",
             )),
         }
+    }
+}
+
+impl Line {
+    fn write(&self, w: &mut Writer, money: &impl Fn(&mut Writer, i128)) -> Result<(), CanonicalError> {
+        w.object(|w| {
+            w.key("amount");
+            money(w, self.amount);
+            w.key("blended_rate");
+            w.string(&self.blended_rate);
+            w.key("exclusive");
+            w.boolean(self.exclusive);
+            w.key("flags");
+            w.strings(&self.flags)?;
+            w.key("input_tokens");
+            w.count(self.input_tokens);
+            w.key("model");
+            w.string(&self.model);
+            w.key("output_tokens");
+            w.count(self.output_tokens);
+            w.key("records");
+            w.integer(self.records)?;
+            w.key("region");
+            w.string(&self.region);
+            w.key("requests");
+            w.count(self.requests);
+            w.key("revenue");
+            money(w, self.revenue);
+            w.key("uplift");
+            w.optional_string(self.uplift.as_deref());
+            w.key("use_case");
+            w.string(&self.use_case);
+            w.key("volume");
+            w.string(&self.volume);
+            Ok(())
+        })
+    }
+}
+
+impl Tiers {
+    fn write(&self, w: &mut Writer) -> Result<(), CanonicalError> {
+        w.object(|w| {
+            w.key("bounds");
+            w.strings(&self.bounds)?;
+            w.key("metric");
+            w.string(self.metric.name());
+            w.key("mode");
+            w.string(self.mode.name());
+            w.key("tiers");
+            w.array(|w| {
+                self.tiers.iter().try_for_each(|row| {
+                    w.object(|w| {
+                        w.key("fraction");
+                        w.string(&row.fraction);
+                        w.key("from");
+                        w.string(&row.from);
+                        w.key("to");
+                        w.optional_string(row.to.as_deref());
+                        w.key("volume");
+                        w.string(&row.volume);
+                        Ok(())
+                    })
+                })
+            })?;
+            w.key("volume");
+            w.string(&self.volume);
+            Ok(())
+        })
+    }
+}
+
+impl Totals {
+    fn write(&self, w: &mut Writer, money: &impl Fn(&mut Writer, i128), currency: Currency) -> Result<(), CanonicalError> {
+        w.object(|w| {
+            w.key("adjustments");
+            money(w, self.adjustments);
+            w.key("cap_reduction");
+            money(w, self.cap_reduction);
+            w.key("contribution_allocation");
+            w.sorted_members(self.contribution_allocation.iter().map(|(p, a)| (p.as_str(), currency.format(*a))))?;
+            w.key("contribution_pool");
+            money(w, self.contribution_pool);
+            w.key("gross_revenue");
+            money(w, self.gross_revenue);
+            w.key("host_credit");
+            money(w, self.host_credit);
+            w.key("minimum_true_up");
+            money(w, self.minimum_true_up);
+            w.key("net_payable");
+            money(w, self.net_payable);
+            w.key("usage_subtotal");
+            money(w, self.usage_subtotal);
+            w.key("usage_total");
+            money(w, self.usage_total);
+            Ok(())
+        })
     }
 }
 
@@ -258,16 +352,40 @@ impl DecodeError {
     }
 }
 
-/// A member of the statement being decoded, with its path for errors.
-struct Member<'a> {
+/// A member of the statement being decoded. Its path (`lines[2].amount`) is spelled out only
+/// for an error: a page decodes many statements.
+struct Member<'a, 'p> {
     value: &'a Value,
-    path: String,
+    parent: Option<(&'p Member<'a, 'p>, Step<'p>)>,
 }
 
-impl<'a> Member<'a> {
-    fn get(&self, key: &str) -> Member<'a> {
-        let path = if self.path.is_empty() { key.to_owned() } else { format!("{}.{key}", self.path) };
-        Member { value: self.value.get(key).unwrap_or(&Value::Null), path }
+/// How a member is reached from its parent.
+enum Step<'p> {
+    Key(&'p str),
+    Index(usize),
+}
+
+impl<'a, 'p> Member<'a, 'p> {
+    fn root(value: &'a Value) -> Member<'a, 'p> {
+        Member { value, parent: None }
+    }
+
+    fn get<'s>(&'s self, key: &'s str) -> Member<'a, 's> {
+        Member { value: self.value.get(key).unwrap_or(&Value::Null), parent: Some((self, Step::Key(key))) }
+    }
+
+    fn path(&self) -> String {
+        let Some((parent, step)) = &self.parent else { return String::new() };
+        let mut path = parent.path();
+        match step {
+            Step::Key(key) if path.is_empty() => path.push_str(key),
+            Step::Key(key) => {
+                path.push('.');
+                path.push_str(key);
+            }
+            Step::Index(i) => path.push_str(&format!("[{i}]")),
+        }
+        path
     }
 
     fn wrong<T>(&self, expected: &str) -> Result<T, DecodeError> {
@@ -275,7 +393,7 @@ impl<'a> Member<'a> {
             Value::Null => "nothing".to_owned(),
             other => crate::text::printable(&other.to_string(), 80),
         };
-        Err(DecodeError::at(&self.path, expected, found))
+        Err(DecodeError::at(&self.path(), expected, found))
     }
 
     fn text(&self) -> Result<&'a str, DecodeError> {
@@ -305,9 +423,9 @@ impl<'a> Member<'a> {
         self.value.as_bool().map_or_else(|| self.wrong("true or false"), Ok)
     }
 
-    fn items(&self) -> Result<Vec<Member<'a>>, DecodeError> {
+    fn items(&self) -> Result<Vec<Member<'a, '_>>, DecodeError> {
         let Some(items) = self.value.as_array() else { return self.wrong("an array") };
-        Ok(items.iter().enumerate().map(|(i, value)| Member { value, path: format!("{}[{i}]", self.path) }).collect())
+        Ok(items.iter().enumerate().map(|(i, value)| Member { value, parent: Some((self, Step::Index(i))) }).collect())
     }
 
     fn texts(&self) -> Result<Vec<String>, DecodeError> {
@@ -315,7 +433,7 @@ impl<'a> Member<'a> {
     }
 }
 
-fn decode(root: &Member<'_>) -> Result<Statement, DecodeError> {
+fn decode(root: &Member<'_, '_>) -> Result<Statement, DecodeError> {
     let currency_member = root.get("currency");
     let currency = Currency::parse(currency_member.text()?).map_or_else(|_| currency_member.wrong("an ISO 4217 currency code"), Ok)?;
     let period_member = root.get("period");

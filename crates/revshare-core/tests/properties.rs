@@ -15,6 +15,7 @@ use num_traits::{One, Zero};
 use proptest::prelude::*;
 use revshare_core::agreement::{Agreement, parse_agreement};
 use revshare_core::allocate::largest_remainder;
+use revshare_core::canonical;
 use revshare_core::decimal::Decimal;
 use revshare_core::ids::PartyId;
 use revshare_core::money::Currency;
@@ -328,8 +329,10 @@ proptest! {
         let bytes = s.to_canonical();
         prop_assert!(bytes.is_ok());
         prop_assert_eq!(bytes.as_deref().map(Statement::from_canonical).ok(), Some(Ok(s.clone())));
+        // The bytes written member by member are RFC 8785's: the same once re-canonicalised.
+        let json = s.to_json().unwrap_or_default();
+        prop_assert_eq!(canonical::to_canonical(&json).ok(), bytes.ok());
         // The JSON says the same as the values, with exactly the minor digits.
-        let json = s.to_json();
         let subtotal = json["totals"]["usage_subtotal"].as_str().unwrap_or_default().to_owned();
         prop_assert_eq!(subtotal.split('.').nth(1).map_or(0, str::len), usize::from(minor));
         prop_assert_eq!(minor_of(&subtotal, minor), BigInt::from(tt.usage_subtotal));

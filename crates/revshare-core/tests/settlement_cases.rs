@@ -51,7 +51,7 @@ fn check(case_dir: &Path, reverse: bool) -> String {
             // Golden round trip: the canonical bytes decode to the statement, and only they do.
             let bytes = statement.to_canonical().expect("a statement encodes");
             assert_eq!(Statement::from_canonical(&bytes).as_ref(), Ok(&statement), "{case}: decoding the canonical bytes");
-            let pretty = serde_json::to_string_pretty(&statement.to_json()).expect("a statement serialises");
+            let pretty = serde_json::to_string_pretty(&statement.to_json().expect("a statement encodes")).expect("a statement serialises");
             assert!(Statement::from_canonical(pretty.as_bytes()).is_err(), "{case}: pretty JSON is not the canonical bytes");
             pretty
         }

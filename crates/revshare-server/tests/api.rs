@@ -1247,7 +1247,7 @@ fn the_dashboard_signs_in_and_its_forms_do_what_the_api_does(db: &dyn TestDb) {
         let days = csv_rows(&api.page("/usage?agreement=meridian-northwind&from=2026-10&to=2026-10&format=csv", Some(&host)).await);
         let records: u64 = days.iter().map(|d| d["records"].parse::<u64>().expect("a count")).sum();
         assert_eq!(records, statement.statement().expect("decodes").inputs.records, "the days hold the month's records");
-        assert!(days.iter().all(|d| d["day"].starts_with("2026-10-") && d["currency"] == "USD"));
+        assert!(days.iter().all(|d| d["date"].starts_with("2026-10-") && d["currency"] == "USD"));
         let southwind = api.sign_in(&tokens.southwind).await;
         assert_eq!(api.page("/usage?agreement=meridian-northwind&format=csv", Some(&southwind)).await.status, 404);
         assert_eq!(api.page("/statements/meridian-northwind/2026-10", Some(&southwind)).await.status, 404);

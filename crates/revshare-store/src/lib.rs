@@ -90,7 +90,7 @@ pub use log::{LogLeaf, StoredBatch};
 pub use pg::{PgStore, WRITE_LOCK};
 pub use records::SentRecord;
 pub use registry::{Model, OPERATOR, Party, Role};
-pub use rollups::DailyUsage;
+pub use rollups::{Grain, UsageRow};
 pub use segments::Delivery;
 pub use sqlite::{BUSY_TIMEOUT, SqliteStore};
 pub use statements::{Carried, NewStatement, StatementKind, StoredStatement};
@@ -157,9 +157,9 @@ pub trait Store {
     /// How an agreement month's records arrived: delivery statistics, reported beside its
     /// statement and never in it (SPEC §6).
     fn delivery(&mut self, agreement: &AgreementId, period: Period) -> Result<Delivery, StoreError>;
-    /// An agreement's usage per day, model, use case and region, from month `first` to month
-    /// `last` (both included, the open month too), from the daily rollups kept at ingest.
-    fn daily_usage(&mut self, agreement: &AgreementId, first: Period, last: Period) -> Result<Vec<DailyUsage>, StoreError>;
+    /// An agreement's usage from month `first` to month `last` (both included, the open month
+    /// too) at a [`Grain`], from the rollups kept at ingest (never its records).
+    fn usage(&mut self, agreement: &AgreementId, first: Period, last: Period, grain: Grain) -> Result<Vec<UsageRow>, StoreError>;
     /// The usage set of the records of an agreement's month (its digest is the statement's
     /// `usage_digest`), kept current at ingest.
     fn usage_set(&mut self, agreement: &AgreementId, period: Period) -> Result<UsageSet, StoreError>;
@@ -470,10 +470,10 @@ impl<B: Backend> Store for B {
         })
     }
 
-    fn daily_usage(&mut self, agreement: &AgreementId, first: Period, last: Period) -> Result<Vec<DailyUsage>, StoreError> {
+    fn usage(&mut self, agreement: &AgreementId, first: Period, last: Period, grain: Grain) -> Result<Vec<UsageRow>, StoreError> {
         transaction(self, Access::Read, |sql| {
             agreements::require(sql, agreement.as_str(), None)?;
-            rollups::daily(sql, agreement.as_str(), &first.to_string(), &last.to_string())
+            rollups::usage(sql, agreement.as_str(), &first.to_string(), &last.to_string(), grain)
         })
     }
 

@@ -22,8 +22,11 @@
 //! `daily_rollups` holds the same sums per day (UTC) instead of per scope: one row per
 //! (agreement, month, model, use case, region, day of the month, scale). Closing never reads them;
 //! they are what usage over time is drawn from ([`daily`]), open month included, in O(days ×
-//! groups) rows whatever the number of records. They are written beside the monthly rows, by the
-//! same code, in the same transaction.
+//! groups) rows whatever the number of records. `daily_totals` holds each day's sums over every
+//! model, use case and region (those columns empty), summed from the daily changes as they are
+//! written: a year by day is a few hundred rows there, tens of thousands in `daily_rollups`
+//! ([`Grain`]). Both are written beside the monthly rows, by the same code, in the same
+//! transaction.
 //!
 //! Beside the sums, `usage_sets` holds one row per (agreement, month): the lattice-hash state
 //! ([`UsageSet`], 2,048 bytes) of the distinct records rolled up there, which is what the
@@ -89,6 +92,8 @@ struct Table {
     put: &'static str,
     /// Rows bound as arrays (PostgreSQL), inserted or replaced.
     put_all: &'static str,
+    /// The rows of an agreement's months `$2` to `$3`, in key order (the primary key's: no sort).
+    select_range: &'static str,
 }
 
 macro_rules! table {
@@ -139,12 +144,25 @@ macro_rules! table {
                  record_count = excluded.record_count, duplicates = excluded.duplicates, requests = excluded.requests, \
                  input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens, revenue = excluded.revenue"
             ),
+            select_range: concat!(
+                "SELECT month, model, use_case, region, ",
+                $part,
+                ", scale, record_count, duplicates, CAST(requests AS TEXT), CAST(input_tokens AS TEXT), \
+                 CAST(output_tokens AS TEXT), CAST(revenue AS TEXT) FROM ",
+                $name,
+                " WHERE agreement_id = $1 AND month >= $2 AND month <= $3 ORDER BY month, model, use_case, region, ",
+                $part,
+                ", scale"
+            ),
         }
     };
 }
 
 const MONTHLY: Table = table!("rollups", "scope");
 const DAILY: Table = table!("daily_rollups", "day");
+/// Each day's sums over every model, use case and region (those columns are empty): a year by
+/// day is a few hundred rows, where `daily_rollups` holds tens of thousands.
+const DAY_TOTALS: Table = table!("daily_totals", "day");
 
 impl RollupKey<'_> {
     /// The key as the seven parameters `$1`…`$7` of the rollup statements.
@@ -319,8 +337,27 @@ impl<'k> Deltas<'k> {
             )?;
         }
         write_table(sql, MONTHLY, self.sums)?;
+        write_table(sql, DAY_TOTALS, day_totals(&self.daily)?)?;
         write_table(sql, DAILY, self.daily)
     }
+}
+
+/// The daily sums over every model, use case and region: keys with those left empty.
+fn day_totals<'d>(daily: &'d HashMap<RollupKey<'_>, Sums, FixedState>) -> Result<HashMap<RollupKey<'d>, Sums, FixedState>, StoreError> {
+    let mut totals = HashMap::<RollupKey<'d>, Sums, FixedState>::default();
+    for (key, sums) in daily {
+        let total = RollupKey {
+            agreement_id: Cow::Borrowed(&key.agreement_id),
+            month: Cow::Borrowed(&key.month),
+            model: Cow::Borrowed(""),
+            use_case: Cow::Borrowed(""),
+            region: Cow::Borrowed(""),
+            part: key.part,
+            scale: key.scale,
+        };
+        totals.entry(total).or_default().merge(sums)?;
+    }
+    Ok(totals)
 }
 
 /// Adds the changed sums of one table to its stored rows.
@@ -459,6 +496,7 @@ fn put_all<'k>(sql: &mut impl Sql, table: Table, changed: &[(RollupKey<'k>, Sums
 pub(crate) fn delete(sql: &mut impl Sql, agreement_id: &str) -> Result<(), StoreError> {
     sql.execute("DELETE FROM rollups WHERE agreement_id = $1", &[Param::Text(agreement_id)])?;
     sql.execute("DELETE FROM daily_rollups WHERE agreement_id = $1", &[Param::Text(agreement_id)])?;
+    sql.execute("DELETE FROM daily_totals WHERE agreement_id = $1", &[Param::Text(agreement_id)])?;
     sql.execute("DELETE FROM usage_sets WHERE agreement_id = $1", &[Param::Text(agreement_id)])?;
     Ok(())
 }
@@ -555,12 +593,36 @@ pub(crate) fn fill_daily(sql: &mut impl Sql) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// One day's usage of a model for a use case in a region under an agreement: what the dashboard's
-/// usage over time is drawn from.
+/// Fills `daily_totals` from `daily_rollups` (when the version adding it is applied).
+pub(crate) fn fill_day_totals(sql: &mut impl Sql) -> Result<(), StoreError> {
+    let months = rows(sql, "SELECT DISTINCT agreement_id, month FROM daily_rollups ORDER BY agreement_id, month", &[], |row| {
+        Ok((row.text(0)?, row.text(1)?))
+    })?;
+    for (agreement_id, month) in months {
+        let mut daily = HashMap::<RollupKey<'_>, Sums, FixedState>::default();
+        for ((model, use_case, region, day, scale), sums) in month_rows(sql, DAILY, &agreement_id, &month)? {
+            let key = RollupKey {
+                agreement_id: Cow::Borrowed(&agreement_id),
+                month: Cow::Borrowed(&month),
+                model: Cow::Owned(model),
+                use_case: Cow::Owned(use_case),
+                region: Cow::Owned(region),
+                part: day,
+                scale,
+            };
+            daily.insert(key, sums);
+        }
+        write_table(sql, DAY_TOTALS, day_totals(&daily)?)?;
+    }
+    Ok(())
+}
+
+/// An agreement's usage on a day or in a month, of a model for a use case in a region (or, at
+/// [`Grain::DayTotal`], of all of them): what usage over time is drawn from.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DailyUsage {
-    /// The day, `YYYY-MM-DD` (UTC).
-    pub day: String,
+pub struct UsageRow {
+    /// The day, `YYYY-MM-DD` (UTC), or the month, `YYYY-MM`, at [`Grain::Month`].
+    pub date: String,
     pub model: String,
     pub use_case: String,
     pub region: String,
@@ -575,16 +637,16 @@ pub struct DailyUsage {
     pub scale: u8,
 }
 
-impl DailyUsage {
+impl UsageRow {
     /// The members of its JSON, in order: the columns of its CSV.
     pub const COLUMNS: [&str; 10] =
-        ["day", "model", "use_case", "region", "records", "requests", "input_tokens", "output_tokens", "revenue", "currency"];
+        ["date", "model", "use_case", "region", "records", "requests", "input_tokens", "output_tokens", "revenue", "currency"];
 
     /// As the CLI's `usage --format json` and the dashboard's download give it, with the
     /// agreement's `currency` (the sums are text: they may pass 2^53).
     pub fn to_json(&self, currency: revshare_core::money::Currency) -> serde_json::Value {
         serde_json::json!({
-            "day": self.day, "model": self.model, "use_case": self.use_case, "region": self.region, "records": self.records,
+            "date": self.date, "model": self.model, "use_case": self.use_case, "region": self.region, "records": self.records,
             "requests": self.requests.to_string(), "input_tokens": self.input_tokens.to_string(),
             "output_tokens": self.output_tokens.to_string(), "revenue": self.revenue_text(), "currency": currency.code(),
         })
@@ -595,48 +657,61 @@ impl DailyUsage {
         revshare_core::money::format_unsigned_scaled(self.revenue, u32::from(self.scale))
     }
 
-    /// The revenue at `scale` places (at least its own), for comparing and summing days; `None`
+    /// The revenue at `scale` places (at least its own), for comparing and summing rows; `None`
     /// when it does not fit.
     pub fn revenue_at(&self, scale: u8) -> Option<u128> {
-        let up = u32::from(scale.checked_sub(self.scale)?);
-        self.revenue.checked_mul(10u128.checked_pow(up)?)
+        scaled(self.revenue, self.scale, scale)
     }
 }
 
-/// The daily usage of an agreement from month `first` to month `last` (both included), by day,
-/// model, use case and region.
-pub(crate) fn daily(sql: &mut impl Sql, agreement_id: &str, first: &str, last: &str) -> Result<Vec<DailyUsage>, StoreError> {
-    let what = || format!("daily rollup of agreement {agreement_id}");
-    let found = rows(
-        sql,
-        "SELECT month, day, model, use_case, region, scale, record_count, duplicates, CAST(requests AS TEXT), \
-         CAST(input_tokens AS TEXT), CAST(output_tokens AS TEXT), CAST(revenue AS TEXT) \
-         FROM daily_rollups WHERE agreement_id = $1 AND month >= $2 AND month <= $3 \
-         ORDER BY month, day, model, use_case, region, scale",
-        &[Param::Text(agreement_id), Param::Text(first), Param::Text(last)],
-        |row| Ok((row.text(0)?, row.int(1)?, row.text(2)?, row.text(3)?, row.text(4)?, row.int(5)?, Sums::read(row, 6, what)?)),
-    )?;
-    let mut out: Vec<DailyUsage> = Vec::new();
-    for (month, day, model, use_case, region, scale, sums) in found {
-        let scale = u8::try_from(scale).ok().filter(|s| usize::from(*s) < SCALES).ok_or_else(|| StoreError::Corrupt {
-            what: what(),
-            detail: format!("a revenue scale of {month}-{day:02} is {scale}, not 0 to 28"),
-        })?;
-        let day = format!("{month}-{day:02}");
+/// How usage is read back ([`usage`]): per day or per month, by model, use case and region or
+/// over all of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grain {
+    /// Per day, model, use case and region (`daily_rollups`).
+    Day,
+    /// Per day, over every model, use case and region (`daily_totals`; the names are empty).
+    DayTotal,
+    /// Per month, model, use case and region (`rollups`, exclusivity scopes merged).
+    Month,
+}
+
+/// The usage of an agreement from month `first` to month `last` (both included, the open month
+/// too) at a grain, ordered by date, model, use case and region: rows of several revenue scales
+/// (and, per month, of several exclusivity scopes) merged into one.
+pub(crate) fn usage(sql: &mut impl Sql, agreement_id: &str, first: &str, last: &str, grain: Grain) -> Result<Vec<UsageRow>, StoreError> {
+    let table = match grain {
+        Grain::Day => DAILY,
+        Grain::DayTotal => DAY_TOTALS,
+        Grain::Month => MONTHLY,
+    };
+    let what = || format!("{} of agreement {agreement_id}", table.name);
+    let found = rows(sql, table.select_range, &[Param::Text(agreement_id), Param::Text(first), Param::Text(last)], |row| {
+        Ok((row.text(0)?, row.text(1)?, row.text(2)?, row.text(3)?, row.int(4)?, row.int(5)?, Sums::read(row, 6, what)?))
+    })?;
+    let mut out: Vec<UsageRow> = Vec::new();
+    for (month, model, use_case, region, part, scale, sums) in found {
+        let scale = u8::try_from(scale)
+            .ok()
+            .filter(|s| usize::from(*s) < SCALES)
+            .ok_or_else(|| StoreError::Corrupt { what: what(), detail: format!("a revenue scale of {month} is {scale}, not 0 to 28") })?;
+        let date = if grain == Grain::Month { month } else { format!("{month}-{part:02}") };
         match out.last_mut() {
-            Some(last) if last.day == day && last.model == model && last.use_case == use_case && last.region == region => {
+            // Key order puts the rows to merge next to each other.
+            Some(last) if last.date == date && last.model == model && last.use_case == use_case && last.region == region => {
                 last.records = last.records.checked_add(sums.records).ok_or(RollupOverflow)?;
                 last.requests = last.requests.checked_add(sums.requests).ok_or(RollupOverflow)?;
                 last.input_tokens = last.input_tokens.checked_add(sums.input_tokens).ok_or(RollupOverflow)?;
                 last.output_tokens = last.output_tokens.checked_add(sums.output_tokens).ok_or(RollupOverflow)?;
                 let at = last.scale.max(scale);
-                let this = DailyUsage { revenue: sums.revenue, scale, ..last.clone() };
-                let (Some(a), Some(b)) = (last.revenue_at(at), this.revenue_at(at)) else { return Err(RollupOverflow.into()) };
+                let (Some(a), Some(b)) = (scaled(last.revenue, last.scale, at), scaled(sums.revenue, scale, at)) else {
+                    return Err(RollupOverflow.into());
+                };
                 last.revenue = a.checked_add(b).ok_or(RollupOverflow)?;
                 last.scale = at;
             }
-            _ => out.push(DailyUsage {
-                day,
+            _ => out.push(UsageRow {
+                date,
                 model,
                 use_case,
                 region,
@@ -649,5 +724,15 @@ pub(crate) fn daily(sql: &mut impl Sql, agreement_id: &str, first: &str, last: &
             }),
         }
     }
+    if grain == Grain::Day {
+        // Stored by model first, then day.
+        out.sort_by(|a, b| (&a.date, &a.model, &a.use_case, &a.region).cmp(&(&b.date, &b.model, &b.use_case, &b.region)));
+    }
     Ok(out)
+}
+
+/// `revenue` at `scale` places written at `to` places (at least `scale`); `None` when it does
+/// not fit.
+fn scaled(revenue: u128, scale: u8, to: u8) -> Option<u128> {
+    revenue.checked_mul(10u128.checked_pow(u32::from(to.checked_sub(scale)?))?)
 }

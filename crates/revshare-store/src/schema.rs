@@ -450,6 +450,24 @@ CREATE TABLE daily_rollups (
     PRIMARY KEY (agreement_id, month, model, use_case, region, day, scale)
 ) STRICT, WITHOUT ROWID;
 "#,
+    r#"
+CREATE TABLE daily_totals (
+    agreement_id TEXT NOT NULL,
+    month TEXT NOT NULL,
+    model TEXT NOT NULL CHECK (model = ''),
+    use_case TEXT NOT NULL CHECK (use_case = ''),
+    region TEXT NOT NULL CHECK (region = ''),
+    day INTEGER NOT NULL CHECK (day BETWEEN 1 AND 31),
+    scale INTEGER NOT NULL CHECK (scale BETWEEN 0 AND 28),
+    record_count INTEGER NOT NULL CHECK (record_count >= 0),
+    duplicates INTEGER NOT NULL CHECK (duplicates >= 0),
+    requests TEXT NOT NULL,
+    input_tokens TEXT NOT NULL,
+    output_tokens TEXT NOT NULL,
+    revenue TEXT NOT NULL,
+    PRIMARY KEY (agreement_id, month, model, use_case, region, day, scale)
+) STRICT, WITHOUT ROWID;
+"#,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -812,12 +830,32 @@ CREATE TABLE daily_rollups (
     PRIMARY KEY (agreement_id, month, model, use_case, region, day, scale)
 );
 "#,
+    r#"
+CREATE TABLE daily_totals (
+    agreement_id TEXT NOT NULL,
+    month TEXT NOT NULL,
+    model TEXT NOT NULL CHECK (model = ''),
+    use_case TEXT NOT NULL CHECK (use_case = ''),
+    region TEXT NOT NULL CHECK (region = ''),
+    day BIGINT NOT NULL CHECK (day BETWEEN 1 AND 31),
+    scale BIGINT NOT NULL CHECK (scale BETWEEN 0 AND 28),
+    record_count BIGINT NOT NULL CHECK (record_count >= 0),
+    duplicates BIGINT NOT NULL CHECK (duplicates >= 0),
+    requests NUMERIC(39,0) NOT NULL,
+    input_tokens NUMERIC(39,0) NOT NULL,
+    output_tokens NUMERIC(39,0) NOT NULL,
+    revenue NUMERIC(39,0) NOT NULL,
+    PRIMARY KEY (agreement_id, month, model, use_case, region, day, scale)
+);
+"#,
 ];
 
 /// The version that added `usage_sets`, which is filled from the stored records when it is applied.
 const USAGE_SETS: i64 = 7;
 /// The version that added `daily_rollups`, filled from the stored records when it is applied.
 const DAILY_ROLLUPS: i64 = 15;
+/// The version that added `daily_totals`, filled from `daily_rollups` when it is applied.
+const DAILY_TOTALS: i64 = 16;
 /// The version whose log commits to its events (salted): a log of an earlier version that has
 /// leaves is refused.
 pub(crate) const COMMITTED_LOG: i64 = 10;
@@ -881,6 +919,9 @@ fn migrate_to<B: Backend>(backend: &mut B, target: i64) -> Result<i64, StoreErro
         if version == DAILY_ROLLUPS {
             crate::rollups::fill_daily(&mut sql)?;
         }
+        if version == DAILY_TOTALS {
+            crate::rollups::fill_day_totals(&mut sql)?;
+        }
         sql.execute("INSERT INTO schema_version (version) VALUES ($1)", &[Param::Int(version)])?;
     }
     sql.commit()?;
@@ -898,6 +939,7 @@ mod tests {
     use revshare_core::usage_set::of_digests;
 
     use super::*;
+    use crate::rollups::Grain;
     use crate::sqlite::SqliteStore;
 
     fn record(id: &str, secs: i64, revenue: &str) -> UsageRecord<'static> {
@@ -969,9 +1011,13 @@ mod tests {
         assert!(sql.query("SELECT 1 FROM record_resends", &[], &mut |_| Ok(())).is_err(), "version 14 dropped the resend rows");
         let set = crate::rollups::usage_set(&mut sql, "a1", "2026-10").expect("the usage set");
         assert_eq!(set, of_digests(&[r2.digest(), r1.digest()]), "version 7 filled it from the old rows");
-        let days = crate::rollups::daily(&mut sql, "a1", "2026-10", "2026-10").expect("daily rollups");
-        let filled: Vec<(&str, u64, String)> = days.iter().map(|d| (d.day.as_str(), d.records, d.revenue_text())).collect();
-        assert_eq!(filled, vec![("2026-10-03", 2, "12.75".to_owned())], "version 15 filled them from the segments");
+        let mut filled = |grain| {
+            let days = crate::rollups::usage(&mut sql, "a1", "2026-10", "2026-10", grain).expect("daily rollups");
+            days.iter().map(|d| (d.date.clone(), d.model.clone(), d.records, d.revenue_text())).collect::<Vec<_>>()
+        };
+        let day = |model: &str| vec![("2026-10-03".to_owned(), model.to_owned(), 2, "12.75".to_owned())];
+        assert_eq!(filled(Grain::Day), day("m-70b"), "version 15 filled them from the segments");
+        assert_eq!(filled(Grain::DayTotal), day(""), "version 16 filled them from the daily rollups");
         assert!(sql.query("SELECT 1 FROM records", &[], &mut |_| Ok(())).is_err(), "the old table is gone");
     }
 

@@ -19,7 +19,9 @@ use revshare_core::usage::{UsageRecord, parse_json_line};
 use revshare_store::close::{CloseError, close_month};
 use revshare_store::payments;
 use revshare_store::{Batch, LogLeaf, batch_digest};
-use revshare_store::{IngestMode, Model, NewStatement, Party, PgStore, ProblemKind, Role, SqliteStore, StatementKind, Store, StoreError};
+use revshare_store::{
+    Grain, IngestMode, Model, NewStatement, Party, PgStore, ProblemKind, Role, SqliteStore, StatementKind, Store, StoreError,
+};
 use revshare_testdb::PgTestDb;
 
 // ---------------------------------------------------------------------------------------------
@@ -258,14 +260,14 @@ fn text(bytes: &[u8]) -> String {
 
 fn migrations_are_idempotent(db: &dyn TestDb) {
     let mut store = db.open();
-    assert_eq!(store.schema_version().expect("version"), 15);
+    assert_eq!(store.schema_version().expect("version"), 16);
     store.add_party(&party("meridian", Role::Licensor)).expect("add a party");
     drop(store);
     let mut again = db.open();
-    assert_eq!(again.schema_version().expect("version"), 15, "opening again applies nothing twice");
+    assert_eq!(again.schema_version().expect("version"), 16, "opening again applies nothing twice");
     assert_eq!(again.party(&pid("meridian")).expect("read"), Some(party("meridian", Role::Licensor)), "data survives reopening");
     let mut third = db.open();
-    assert_eq!(third.schema_version().expect("version"), 15);
+    assert_eq!(third.schema_version().expect("version"), 16);
 }
 
 fn parties_register_once(db: &dyn TestDb) {
@@ -775,32 +777,46 @@ fn daily_usage_sums_each_day(db: &dyn TestDb) {
     // A resend adds nothing to the sums.
     let report = store.ingest(&records[..1], IngestMode::Atomic, None).expect("resend");
     assert_eq!(report.duplicates, 1);
-    let days = store.daily_usage(&aid("meridian-northwind"), month("2026-10"), month("2026-10")).expect("daily usage");
-    let seen: Vec<(&str, &str, u64, u128, String)> =
-        days.iter().map(|d| (d.day.as_str(), d.model.as_str(), d.records, d.requests, d.revenue_text())).collect();
+    let october = |store: &mut dyn Store, grain| {
+        let rows = store.usage(&aid("meridian-northwind"), month("2026-10"), month("2026-10"), grain).expect("usage");
+        rows.iter().map(|d| (d.date.clone(), d.model.clone(), d.records, d.requests, d.revenue_text())).collect::<Vec<_>>()
+    };
+    let row = |date: &str, model: &str, records, requests, revenue: &str| {
+        (date.to_owned(), model.to_owned(), records, requests, revenue.to_owned())
+    };
     assert_eq!(
-        seen,
-        vec![
-            ("2026-10-02", "m-8b", 2, 20, "3.75".to_owned()),
-            ("2026-10-03", "m-70b", 1, 10, "0.1".to_owned()),
-            ("2026-10-03", "m-8b", 1, 10, "7".to_owned()),
-        ],
+        october(store, Grain::Day),
+        vec![row("2026-10-02", "m-8b", 2, 20, "3.75"), row("2026-10-03", "m-70b", 1, 10, "0.1"), row("2026-10-03", "m-8b", 1, 10, "7")],
         "scales 1 and 2 on one day sum at the larger; the day is UTC"
     );
-    let both = store.daily_usage(&aid("meridian-northwind"), month("2026-10"), month("2026-11")).expect("two months");
-    assert_eq!(both.last().map(|d| (d.day.as_str(), d.records)), Some(("2026-11-01", 1)), "the open month is included");
+    assert_eq!(
+        october(store, Grain::DayTotal),
+        vec![row("2026-10-02", "", 2, 20, "3.75"), row("2026-10-03", "", 2, 20, "7.1")],
+        "each day over every model, use case and region"
+    );
+    assert_eq!(
+        october(store, Grain::Month),
+        vec![row("2026-10", "m-70b", 1, 10, "0.1"), row("2026-10", "m-8b", 3, 30, "10.75")],
+        "the month per model, use case and region"
+    );
+    let both = store.usage(&aid("meridian-northwind"), month("2026-10"), month("2026-11"), Grain::Day).expect("two months");
+    assert_eq!(both.last().map(|d| (d.date.as_str(), d.records)), Some(("2026-11-01", 1)), "the open month is included");
     assert!(matches!(
-        store.daily_usage(&aid("meridian-nobody"), month("2026-10"), month("2026-10")),
+        store.usage(&aid("meridian-nobody"), month("2026-10"), month("2026-10"), Grain::DayTotal),
         Err(StoreError::UnknownAgreement { .. })
     ));
 }
 
 /// The daily rollups of an agreement's month, summed: what its monthly rollup holds.
 fn assert_days_sum_to_the_month(store: &mut dyn Store, id: &str, period: Period) {
-    let days = store.daily_usage(&aid(id), period, period).expect("daily usage");
     let (rollup, _) = store.rollup(&aid(id), period).expect("rollup");
-    let by_day =
-        days.iter().fold((0u64, 0u128, 0u128), |(n, r, t), d| (n + d.records, r + d.requests, t + d.input_tokens + d.output_tokens));
+    let mut sum = |grain| {
+        let rows = store.usage(&aid(id), period, period, grain).expect("usage");
+        rows.iter().fold((0u64, 0u128, 0u128), |(n, r, t), d| (n + d.records, r + d.requests, t + d.input_tokens + d.output_tokens))
+    };
+    let by_day = sum(Grain::Day);
+    assert_eq!(by_day, sum(Grain::DayTotal), "{id} {period}: the day totals are the days summed");
+    assert_eq!(by_day, sum(Grain::Month), "{id} {period}: the monthly rows are the days summed");
     let by_group = rollup
         .groups()
         .iter()

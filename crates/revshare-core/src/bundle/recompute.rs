@@ -248,7 +248,9 @@ impl Run {
             Ok(bytes) if bytes == bundle.statement => self.checked.recomputed = true,
             Ok(_) => {
                 let before = self.findings.len();
-                diff_statement(self, &recomputed.to_json(), value);
+                if let Ok(json) = recomputed.to_json() {
+                    diff_statement(self, &json, value);
+                }
                 if self.findings.len() == before {
                     self.find("statement.json", "the statement's RFC 8785 canonical bytes", "the same members written differently");
                 }

@@ -16,7 +16,7 @@ use revshare_core::text::grouped;
 use revshare_core::time::Period;
 use revshare_store::accounts::{self, PaymentRow, PaymentState, StatementRow};
 use revshare_store::payments::Payer;
-use revshare_store::{DailyUsage, Role, Store};
+use revshare_store::{Grain, Role, Store, UsageRow};
 
 use super::chart::{self, Chart, Point};
 use super::{Layout, Signed, error_page, html, notice, signed_in};
@@ -585,7 +585,7 @@ struct Totals {
 }
 
 impl Totals {
-    fn add(&mut self, d: &DailyUsage, scale: u8) -> Result<(), Problem> {
+    fn add(&mut self, d: &UsageRow, scale: u8) -> Result<(), Problem> {
         let overflow = || Problem::internal("usage sums overflow", &"a range too large to sum in 128 bits");
         self.records = self.records.checked_add(d.records).ok_or_else(overflow)?;
         self.requests = self.requests.checked_add(d.requests).ok_or_else(overflow)?;
@@ -626,8 +626,9 @@ pub(crate) async fn usage(State(state): State<AppState>, headers: HeaderMap, Que
             };
             let terms = readable(store, &signed.caller, &id)?;
             let (from, to) = usage_range(&query, Period::of(shared.now()))?;
-            let rows: Vec<serde_json::Value> = store.daily_usage(&id, from, to)?.iter().map(|d| d.to_json(terms.currency())).collect();
-            Ok((format!("{id}-usage-{from}-{to}.csv"), revshare_core::spreadsheet::csv(&DailyUsage::COLUMNS, rows)))
+            let rows: Vec<serde_json::Value> =
+                store.usage(&id, from, to, Grain::Day)?.iter().map(|d| d.to_json(terms.currency())).collect();
+            Ok((format!("{id}-usage-{from}-{to}.csv"), revshare_core::spreadsheet::csv(&UsageRow::COLUMNS, rows)))
         })
         .await;
     }
@@ -656,15 +657,20 @@ pub(crate) async fn usage(State(state): State<AppState>, headers: HeaderMap, Que
         };
         let terms = readable(store, &signed.caller, &chosen)?;
         let (from, to) = usage_range(&query, Period::of(shared.now()))?;
-        let rows = store.daily_usage(&chosen, from, to)?;
-        let scale = rows.iter().map(|d| d.scale).max().unwrap_or(0).max(terms.currency().minor_units());
+        // Each day's totals (a few hundred rows for a year), and the range per model, use case
+        // and region from the monthly rows: never the tens of thousands of rows per day and name.
+        let days = store.usage(&chosen, from, to, Grain::DayTotal)?;
+        let months = store.usage(&chosen, from, to, Grain::Month)?;
+        let scale = days.iter().chain(&months).map(|d| d.scale).max().unwrap_or(0).max(terms.currency().minor_units());
         let mut by_day: BTreeMap<&str, Totals> = BTreeMap::new();
+        for d in &days {
+            by_day.entry(&d.date).or_default().add(d, scale)?;
+        }
         let mut by_name: [BTreeMap<&str, Totals>; 3] = Default::default();
-        for d in &rows {
-            by_day.entry(&d.day).or_default().add(d, scale)?;
-            by_name[0].entry(&d.model).or_default().add(d, scale)?;
-            by_name[1].entry(&d.use_case).or_default().add(d, scale)?;
-            by_name[2].entry(&d.region).or_default().add(d, scale)?;
+        for m in &months {
+            by_name[0].entry(&m.model).or_default().add(m, scale)?;
+            by_name[1].entry(&m.use_case).or_default().add(m, scale)?;
+            by_name[2].entry(&m.region).or_default().add(m, scale)?;
         }
         let series = |what: fn(&Totals) -> u128, text: &dyn Fn(u128) -> String| -> Vec<Point> {
             by_day
