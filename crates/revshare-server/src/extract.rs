@@ -27,6 +27,35 @@ pub(crate) fn params(query: Params) -> Result<HashMap<String, String>, Problem> 
     query.map(|Query(map)| map).map_err(|e| Problem::bad_request(format!("the query string cannot be read: {e}")))
 }
 
+/// 400 for a parameter the route does not take (a misspelt filter would otherwise be ignored),
+/// naming the ones it takes.
+pub(crate) fn only(params: &HashMap<String, String>, takes: &[&str]) -> Result<(), Problem> {
+    let mut unknown: Vec<&str> = params.keys().map(String::as_str).filter(|name| !takes.contains(name)).collect();
+    unknown.sort_unstable();
+    match unknown.first() {
+        None => Ok(()),
+        Some(name) => Err(Problem::bad_request(format!(
+            "this route takes no parameter `{}`; it takes {}",
+            revshare_core::text::printable(name, 40),
+            takes.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+/// The months a usage range asks for: `from` and `to` (`YYYY-MM`), by default the month before
+/// `now`'s to `now`'s; at most 12 months.
+pub(crate) fn month_range(params: &HashMap<String, String>, now: Period) -> Result<(Period, Period), Problem> {
+    let to = params.get("to").filter(|t| !t.is_empty()).map(|t| period_of(t)).transpose()?.unwrap_or(now);
+    let from = params.get("from").filter(|t| !t.is_empty()).map(|t| period_of(t)).transpose()?.unwrap_or_else(|| to.previous());
+    if from > to {
+        return Err(Problem::bad_request(format!("the range starts ({from}) after it ends ({to}); choose `from` up to `to`")));
+    }
+    if (to.year() - from.year()) * 12 + i32::try_from(to.month()).unwrap_or(0) - i32::try_from(from.month()).unwrap_or(0) >= 12 {
+        return Err(Problem::bad_request(format!("{from} to {to} is more than 12 months; choose a shorter range")));
+    }
+    Ok((from, to))
+}
+
 /// A non-negative integer parameter; `None` when absent.
 pub(crate) fn number(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, Problem> {
     params

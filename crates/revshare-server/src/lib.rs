@@ -88,6 +88,7 @@ mod operator;
 pub mod problem;
 pub mod registry;
 mod routes;
+mod usage;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -232,7 +232,7 @@ pub(crate) async fn revoke_grant(
     tag = "operator",
     params(("agreement" = Option<String>, Query, description = "only this agreement's grants")),
     responses(
-        (status = 200, body = Vec<GrantView>),
+        (status = 200, description = "the grants this token may see", body = Vec<GrantView>),
         (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "no such agreement that this token can read", body = ProblemDetails, content_type = "application/problem+json"),

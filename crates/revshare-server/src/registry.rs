@@ -286,7 +286,7 @@ pub(crate) async fn post_party(
     tag = "registry",
     params(("party" = String, Path, description = "the party id")),
     responses(
-        (status = 200, body = PartyView),
+        (status = 200, description = "the party", body = PartyView),
         (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "no such party that this token can read", body = ProblemDetails, content_type = "application/problem+json"),
@@ -376,7 +376,7 @@ pub(crate) async fn post_model(
     tag = "registry",
     params(("model" = String, Path, description = "the model id")),
     responses(
-        (status = 200, body = ModelView),
+        (status = 200, description = "the model, its owner and aliases", body = ModelView),
         (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "no such model", body = ProblemDetails, content_type = "application/problem+json"),

@@ -215,6 +215,8 @@ pub(crate) fn api(auth: Option<AppState>) -> (axum::Router<AppState>, utoipa::op
         .routes(routes!(crate::disputes::open_dispute, crate::disputes::list_disputes))
         .routes(routes!(crate::disputes::get_dispute))
         .routes(routes!(crate::disputes::move_dispute))
+        // Usage so far (`usage.rs`).
+        .routes(routes!(crate::usage::summary))
         // Contributions (`contributions.rs`).
         .routes(routes!(crate::contributions::post_contribution, crate::contributions::list_contributions))
         .routes(routes!(crate::contributions::accept_contribution))
@@ -234,7 +236,7 @@ pub(crate) fn api(auth: Option<AppState>) -> (axum::Router<AppState>, utoipa::op
 }
 
 /// Whether the server and its store answer: 503 (or 507, full) naming the store when it does not.
-#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health),
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "the server and its store answer", body = Health),
     (status = 503, description = "the store does not answer; see Retry-After", body = ProblemDetails, content_type = "application/problem+json"),
     (status = 507, description = "the store has no room left; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")))]
 pub(crate) async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, Problem> {
@@ -253,7 +255,7 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> Result<Json<Health
 
 /// Whether the server process answers, store or not: for a supervisor deciding to restart it
 /// (a store that is down is not cured by a restart; `/healthz` says that one).
-#[utoipa::path(get, path = "/livez", tag = "health", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/livez", tag = "health", responses((status = 200, description = "the process answers", body = Health)))]
 pub(crate) async fn livez() -> Json<Health> {
     Json(Health { status: "alive".to_owned(), schema_version: None })
 }
@@ -420,7 +422,7 @@ pub(crate) async fn post_usage(
     path = "/agreements/{agreement}",
     tag = "agreements",
     params(("agreement" = String, Path, description = "the agreement id")),
-    responses((status = 200, body = AgreementView), (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"), (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+    responses((status = 200, description = "the agreement's terms at the version asked for", body = AgreementView), (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"), (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json"), (status = 404, description = "no such agreement or statement that this token can read", body = ProblemDetails, content_type = "application/problem+json")),
     security(("bearer" = []))
 )]
@@ -776,7 +778,7 @@ pub struct KeyList {
 
 /// The deployment's key history and the caller's own keys. Other parties' keys are theirs to
 /// show. A verifier should still obtain its first trusted key by a channel of its own.
-#[utoipa::path(get, path = "/keys", tag = "log", responses((status = 200, body = KeyList), (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+#[utoipa::path(get, path = "/keys", tag = "log", responses((status = 200, description = "the deployment's and the parties' keys, with their history", body = KeyList), (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn keys(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<Json<KeyList>, Problem> {
     let keys = state
@@ -897,7 +899,7 @@ pub(crate) async fn checkpoint(State(state): State<AppState>) -> Result<Response
     path = "/log/inclusion",
     tag = "log",
     params(("leaf" = u64, Query, description = "the leaf index"), ("size" = Option<u64>, Query, description = "the tree size")),
-    responses((status = 200, body = InclusionProof), (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"),
+    responses((status = 200, description = "the leaf's inclusion proof in the checkpoint", body = InclusionProof), (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "no leaf of that index that this token may read", body = ProblemDetails, content_type = "application/problem+json"), (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")),
     security(("bearer" = []))
@@ -933,7 +935,7 @@ pub(crate) async fn inclusion(
     path = "/log/consistency",
     tag = "log",
     params(("from" = u64, Query, description = "the earlier tree size (at least 1)"), ("to" = Option<u64>, Query, description = "the later tree size")),
-    responses((status = 200, body = ConsistencyProof), (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"), (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+    responses((status = 200, description = "the proof that the later checkpoint extends the earlier", body = ConsistencyProof), (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"), (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")),
     security(("bearer" = []))
 )]

@@ -52,6 +52,7 @@ api_tests!(
     a_party_records_its_contributions_and_the_other_accepts_them,
     an_arbiter_both_sides_name_reads_and_decides_the_dispute,
     a_preview_is_the_close_to_come_for_the_two_parties,
+    the_usage_summary_is_what_the_preview_bills,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1845,6 +1846,72 @@ fn a_preview_is_the_close_to_come_for_the_two_parties(db: &dyn TestDb) {
         assert_eq!(closed, licensors["statement"], "the preview was the close to come");
         let refused = api.get(path, Some(&tokens.northwind)).await.problem(409);
         assert!(refused["detail"].as_str().is_some_and(|d| d.contains("is already closed and its statement is final")), "{refused}");
+        api.stop().await;
+    });
+}
+
+fn the_usage_summary_is_what_the_preview_bills(db: &dyn TestDb) {
+    let tokens = register_with_october(open(db).as_mut());
+    run(async {
+        let api = Api::start(db, 1 << 20).await;
+        let preview = api.get("/v1/statements/meridian-northwind/2026-10/preview", Some(&tokens.northwind)).await.json();
+        let statement = &preview["statement"];
+        let summary = |query: &str, token: &str| {
+            let path = format!("/v1/usage/summary?agreement=meridian-northwind&from=2026-10&to=2026-10{query}");
+            let api = &api;
+            let token = token.to_owned();
+            async move { api.get(&path, Some(&token)).await }
+        };
+        let count = |v: &Value, member: &str| v[member].as_str().and_then(|t| t.parse::<u128>().ok()).expect("a count as text");
+        // The month in total, and per day: the preview's records and requests.
+        let month = summary("&interval=month", &tokens.northwind).await.json();
+        assert_eq!((month["currency"].as_str(), month["interval"].as_str()), (Some("USD"), Some("month")));
+        let items = month["items"].as_array().expect("items");
+        assert_eq!(items.len(), 1, "{month}");
+        assert_eq!((items[0]["date"].as_str(), items[0]["records"].as_u64()), (Some("2026-10"), statement["inputs"]["records"].as_u64()));
+        assert!(items[0].get("model").is_none(), "not grouped by model: {month}");
+        let lines = statement["lines"].as_array().expect("lines");
+        let billed: u128 = lines.iter().map(|l| count(l, "requests")).sum();
+        assert_eq!(count(&items[0], "requests"), billed);
+        let days = summary("", &tokens.northwind).await.json();
+        let day_items = days["items"].as_array().expect("items");
+        assert!(day_items.len() > 1 && day_items.iter().all(|d| d["date"].as_str().is_some_and(|t| t.starts_with("2026-10-"))), "{days}");
+        assert_eq!(
+            day_items.iter().map(|d| d["records"].as_u64().unwrap_or(0)).sum::<u64>(),
+            statement["inputs"]["records"].as_u64().unwrap_or(0)
+        );
+        // By model, use case and region: the preview's lines, summed over exclusivity.
+        let grouped = summary("&interval=month&group_by=model,use_case,region", &tokens.meridian).await.json();
+        let mut by_line: std::collections::BTreeMap<(String, String, String), u128> = std::collections::BTreeMap::new();
+        for line in lines {
+            let key = (field(&line["model"]), field(&line["use_case"]), field(&line["region"]));
+            *by_line.entry(key).or_default() += count(line, "input_tokens");
+        }
+        let by_item: std::collections::BTreeMap<(String, String, String), u128> = grouped["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|i| ((field(&i["model"]), field(&i["use_case"]), field(&i["region"])), count(i, "input_tokens")))
+            .collect();
+        assert_eq!(by_item, by_line);
+        assert_eq!(grouped["group_by"], json!(["model", "use_case", "region"]));
+        // Whoever reads the agreement reads its usage; CSV says what JSON says.
+        assert_eq!(summary("&interval=month", &tokens.auditor).await.json(), month);
+        for token in [&tokens.southwind, &tokens.aurora, &tokens.arbiter, &tokens.operator] {
+            summary("", token).await.problem(404);
+        }
+        let headers = [("authorization", format!("Bearer {}", tokens.northwind)), ("accept", "text/csv".to_owned())];
+        let path = "/v1/usage/summary?agreement=meridian-northwind&from=2026-10&to=2026-10&group_by=region";
+        let csv = api.send_with(&api.client, reqwest::Method::GET, path, &headers, None, Vec::new()).await;
+        let json = api.get(path, Some(&tokens.northwind)).await.json();
+        assert_csv_is_json(&csv_rows(&csv), json["items"].as_array().expect("items"), "usage by region");
+        // Unknown parameters, names and intervals are refused, naming them.
+        for (query, named) in [("&limit=1", "`limit`"), ("&group_by=customer", "`customer`"), ("&interval=week", "`week`")] {
+            let refused = summary(query, &tokens.northwind).await.problem(400);
+            assert!(refused["detail"].as_str().is_some_and(|d| d.contains(named)), "{query}: {refused}");
+        }
+        let long = api.get("/v1/usage/summary?agreement=meridian-northwind&from=2025-01&to=2026-10", Some(&tokens.northwind)).await;
+        assert!(long.problem(400)["detail"].as_str().is_some_and(|d| d.contains("more than 12 months")));
         api.stop().await;
     });
 }

@@ -90,7 +90,7 @@ pub use log::{LogLeaf, StoredBatch};
 pub use pg::{PgStore, WRITE_LOCK};
 pub use records::SentRecord;
 pub use registry::{Model, OPERATOR, Party, Role};
-pub use rollups::{Grain, UsageRow};
+pub use rollups::{Grain, GroupBy, UsageRow, regroup};
 pub use segments::Delivery;
 pub use sqlite::{BUSY_TIMEOUT, SqliteStore};
 pub use statements::{Carried, NewStatement, StatementKind, StoredStatement};

@@ -657,6 +657,23 @@ impl UsageRow {
         revshare_core::money::format_unsigned_scaled(self.revenue, u32::from(self.scale))
     }
 
+    fn key(&self) -> (&str, &str, &str, &str) {
+        (&self.date, &self.model, &self.use_case, &self.region)
+    }
+
+    /// Adds another row's sums to this one's (revenue at the larger scale of the two).
+    pub fn add(&mut self, other: &UsageRow) -> Result<(), RollupOverflow> {
+        self.records = self.records.checked_add(other.records).ok_or(RollupOverflow)?;
+        self.requests = self.requests.checked_add(other.requests).ok_or(RollupOverflow)?;
+        self.input_tokens = self.input_tokens.checked_add(other.input_tokens).ok_or(RollupOverflow)?;
+        self.output_tokens = self.output_tokens.checked_add(other.output_tokens).ok_or(RollupOverflow)?;
+        let at = self.scale.max(other.scale);
+        let (Some(a), Some(b)) = (self.revenue_at(at), other.revenue_at(at)) else { return Err(RollupOverflow) };
+        self.revenue = a.checked_add(b).ok_or(RollupOverflow)?;
+        self.scale = at;
+        Ok(())
+    }
+
     /// The revenue at `scale` places (at least its own), for comparing and summing rows; `None`
     /// when it does not fit.
     pub fn revenue_at(&self, scale: u8) -> Option<u128> {
@@ -696,39 +713,56 @@ pub(crate) fn usage(sql: &mut impl Sql, agreement_id: &str, first: &str, last: &
             .filter(|s| usize::from(*s) < SCALES)
             .ok_or_else(|| StoreError::Corrupt { what: what(), detail: format!("a revenue scale of {month} is {scale}, not 0 to 28") })?;
         let date = if grain == Grain::Month { month } else { format!("{month}-{part:02}") };
+        let row = UsageRow {
+            date,
+            model,
+            use_case,
+            region,
+            records: sums.records,
+            requests: sums.requests,
+            input_tokens: sums.input_tokens,
+            output_tokens: sums.output_tokens,
+            revenue: sums.revenue,
+            scale,
+        };
         match out.last_mut() {
             // Key order puts the rows to merge next to each other.
-            Some(last) if last.date == date && last.model == model && last.use_case == use_case && last.region == region => {
-                last.records = last.records.checked_add(sums.records).ok_or(RollupOverflow)?;
-                last.requests = last.requests.checked_add(sums.requests).ok_or(RollupOverflow)?;
-                last.input_tokens = last.input_tokens.checked_add(sums.input_tokens).ok_or(RollupOverflow)?;
-                last.output_tokens = last.output_tokens.checked_add(sums.output_tokens).ok_or(RollupOverflow)?;
-                let at = last.scale.max(scale);
-                let (Some(a), Some(b)) = (scaled(last.revenue, last.scale, at), scaled(sums.revenue, scale, at)) else {
-                    return Err(RollupOverflow.into());
-                };
-                last.revenue = a.checked_add(b).ok_or(RollupOverflow)?;
-                last.scale = at;
-            }
-            _ => out.push(UsageRow {
-                date,
-                model,
-                use_case,
-                region,
-                records: sums.records,
-                requests: sums.requests,
-                input_tokens: sums.input_tokens,
-                output_tokens: sums.output_tokens,
-                revenue: sums.revenue,
-                scale,
-            }),
+            Some(last) if last.key() == row.key() => last.add(&row)?,
+            _ => out.push(row),
         }
     }
     if grain == Grain::Day {
         // Stored by model first, then day.
-        out.sort_by(|a, b| (&a.date, &a.model, &a.use_case, &a.region).cmp(&(&b.date, &b.model, &b.use_case, &b.region)));
+        out.sort_by(|a, b| a.key().cmp(&b.key()));
     }
     Ok(out)
+}
+
+/// Which names rows are told apart by ([`regroup`]); the others are summed over.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GroupBy {
+    pub model: bool,
+    pub use_case: bool,
+    pub region: bool,
+}
+
+/// The rows summed per date and the names `by` keeps (the others left empty), in order.
+pub fn regroup(rows: Vec<UsageRow>, by: GroupBy) -> Result<Vec<UsageRow>, RollupOverflow> {
+    let mut grouped: BTreeMap<(String, String, String, String), UsageRow> = BTreeMap::new();
+    for mut row in rows {
+        let keep = |name: String, kept: bool| if kept { name } else { String::new() };
+        row.model = keep(std::mem::take(&mut row.model), by.model);
+        row.use_case = keep(std::mem::take(&mut row.use_case), by.use_case);
+        row.region = keep(std::mem::take(&mut row.region), by.region);
+        let key = (row.date.clone(), row.model.clone(), row.use_case.clone(), row.region.clone());
+        match grouped.get_mut(&key) {
+            Some(sum) => sum.add(&row)?,
+            None => {
+                grouped.insert(key, row);
+            }
+        }
+    }
+    Ok(grouped.into_values().collect())
 }
 
 /// `revenue` at `scale` places written at `to` places (at least `scale`); `None` when it does

@@ -23,7 +23,7 @@ use super::{Layout, Signed, error_page, html, notice, signed_in};
 use crate::AppState;
 use crate::auth::{Caller, may_read_agreement};
 use crate::disputes::DisputeView;
-use crate::extract::{agreement_id, period_of, readable};
+use crate::extract::{agreement_id, month_range, period_of, readable};
 use crate::problem::Problem;
 use crate::routes::{BalanceList, Debt, PendingPaymentView};
 
@@ -600,20 +600,6 @@ fn revenue_text(revenue: u128, scale: u8) -> String {
     grouped(&revshare_core::money::format_unsigned_scaled(revenue, u32::from(scale)))
 }
 
-/// The range a usage page or download asks for: `from` and `to` months, by default the month
-/// before the current one to the current one; at most 12 months.
-fn usage_range(query: &HashMap<String, String>, now: Period) -> Result<(Period, Period), Problem> {
-    let to = query.get("to").filter(|t| !t.is_empty()).map(|t| period_of(t)).transpose()?.unwrap_or(now);
-    let from = query.get("from").filter(|t| !t.is_empty()).map(|t| period_of(t)).transpose()?.unwrap_or_else(|| to.previous());
-    if from > to {
-        return Err(Problem::bad_request(format!("the range starts ({from}) after it ends ({to}); choose `from` up to `to`")));
-    }
-    if (to.year() - from.year()) * 12 + i32::try_from(to.month()).unwrap_or(0) - i32::try_from(from.month()).unwrap_or(0) >= 12 {
-        return Err(Problem::bad_request(format!("{from} to {to} is more than 12 months; choose a shorter range")));
-    }
-    Ok((from, to))
-}
-
 pub(crate) async fn usage(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<HashMap<String, String>>) -> Response {
     if as_csv(&query) {
         return download(&state, &headers, move |store, shared, signed| {
@@ -625,7 +611,7 @@ pub(crate) async fn usage(State(state): State<AppState>, headers: HeaderMap, Que
                     .ok_or_else(|| Problem::not_found("there is no agreement whose usage this token can read"))?,
             };
             let terms = readable(store, &signed.caller, &id)?;
-            let (from, to) = usage_range(&query, Period::of(shared.now()))?;
+            let (from, to) = month_range(&query, Period::of(shared.now()))?;
             let rows: Vec<serde_json::Value> =
                 store.usage(&id, from, to, Grain::Day)?.iter().map(|d| d.to_json(terms.currency())).collect();
             Ok((format!("{id}-usage-{from}-{to}.csv"), revshare_core::spreadsheet::csv(&UsageRow::COLUMNS, rows)))
@@ -656,7 +642,7 @@ pub(crate) async fn usage(State(state): State<AppState>, headers: HeaderMap, Que
             },
         };
         let terms = readable(store, &signed.caller, &chosen)?;
-        let (from, to) = usage_range(&query, Period::of(shared.now()))?;
+        let (from, to) = month_range(&query, Period::of(shared.now()))?;
         // Each day's totals (a few hundred rows for a year), and the range per model, use case
         // and region from the monthly rows: never the tens of thousands of rows per day and name.
         let days = store.usage(&chosen, from, to, Grain::DayTotal)?;
