@@ -368,7 +368,7 @@ pub fn verify_bundle(dir: &Path, since: Option<&Path>, trust: &[PathBuf], consis
 }
 
 /// The records of a batch as the host would sign them, under a fresh record-salt key: used by
-/// `ingest --sign`.
+/// `ingest --sign` and `batch sign`.
 pub fn sign_batch(key: &SignerKey, records: &[UsageRecord<'_>]) -> Result<SignedBatch, String> {
     let mut record_key = [0u8; revshare_core::transparency::RECORD_KEY_BYTES];
     getrandom::fill(&mut record_key).map_err(|e| format!("the operating system's random source failed: {e}"))?;

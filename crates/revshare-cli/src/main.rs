@@ -1,6 +1,7 @@
 //! `revshare`: the command line. Thin glue: it reads files, calls the core, prints results.
 
 mod access;
+mod batch_cmds;
 mod demo;
 mod dispute_cmds;
 mod generate;
@@ -62,6 +63,9 @@ enum Command {
     /// The transparency log: checkpoints and proofs.
     #[command(subcommand)]
     Log(LogCommand),
+    /// A host's usage batches, offline: sign one to send over the API.
+    #[command(subcommand)]
+    Batch(BatchCommand),
     /// Check a statement bundle offline (no store): recompute the statement from its agreement
     /// and records, and check every digest, signature and proof. It passes only when anchored to
     /// something you hold (--trust or --since), never to keys the bundle brings.
@@ -449,6 +453,32 @@ enum KeysCommand {
 }
 
 #[derive(Subcommand)]
+enum BatchCommand {
+    /// Sign a usage file as one batch with the host's private key, on the host's machine (no
+    /// store): prints the Revshare-Signature and Revshare-Record-Key headers to send it with, as
+    /// one POST /v1/usage, unchanged.
+    #[command(
+        after_help = "Example:\n  revshare batch sign october.jsonl --key northwind.key > headers\n  curl -H @headers -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/x-ndjson' --data-binary @october.jsonl http://127.0.0.1:8080/v1/usage"
+    )]
+    Sign {
+        /// The usage file: one host's records, as the API reads them.
+        file: PathBuf,
+        /// The host's private key file (from `revshare keys generate`, registered with `revshare party key`).
+        #[arg(long)]
+        key: PathBuf,
+        /// How the file is written: application/x-ndjson (JSON Lines), application/json (an array of
+        /// records) or application/cloudevents-batch+json [default: application/json for a .json file,
+        /// else application/x-ndjson]
+        #[arg(long)]
+        content_type: Option<String>,
+        /// Print a JSON object (the headers' values, the batch digest, the host and record count)
+        /// instead of the two header lines.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum LogCommand {
     /// Sign and print a checkpoint of the log as it is now (a C2SP signed note).
     #[command(after_help = "Example:\n  revshare log checkpoint")]
@@ -798,6 +828,9 @@ fn main() -> ExitCode {
         Command::Keys(KeysCommand::Rotate) => log_cmds::rotate(&cli.store),
         Command::Party(PartyCommand::Key { party, file, rotate_with }) => {
             log_cmds::add_party_key(&cli.store, &party, &file, rotate_with.as_deref())
+        }
+        Command::Batch(BatchCommand::Sign { file, key, content_type, json }) => {
+            batch_cmds::sign(&file, &key, content_type.as_deref(), json)
         }
         Command::Log(LogCommand::Checkpoint) => log_cmds::print_checkpoint(&cli.store),
         Command::Log(LogCommand::Prove { leaf, size }) => log_cmds::prove(&cli.store, leaf, size),

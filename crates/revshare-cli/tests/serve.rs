@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command as Process, Output, Stdio};
+use std::process::{Child, ChildStdout, Command as Process, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
@@ -28,10 +28,19 @@ fn ok(output: &Output) -> String {
 
 /// One HTTP/1.1 request; the status code and the body.
 fn request(address: &str, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    send(address, method, path, token, &[], &[])
+}
+
+/// One HTTP/1.1 request with header lines (`Name: value`) and a body.
+fn send(address: &str, method: &str, path: &str, token: Option<&str>, headers: &[&str], body: &[u8]) -> (u16, String) {
     let mut stream = TcpStream::connect(address).expect("the server accepts connections");
     stream.set_read_timeout(Some(Duration::from_secs(30))).expect("a read timeout");
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n").expect("send");
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    let length = body.len();
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{auth}{extra}Content-Length: {length}\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    stream.write_all(body).expect("send the body");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read the response");
     let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -47,6 +56,27 @@ impl Drop for Server {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// `revshare serve` on a free port over `data`: the server, its address and its standard output.
+fn start(data: &Path) -> (Server, String, BufReader<ChildStdout>) {
+    let mut child = Process::cargo_bin("revshare")
+        .expect("the revshare binary")
+        .arg("--data")
+        .arg(data)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("REVSHARE_DATABASE_URL")
+        .env_remove("REVSHARE_SIGNING_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("revshare serve starts");
+    let mut stdout = BufReader::new(child.stdout.take().expect("standard output"));
+    let server = Server(child);
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("the first line");
+    let address = first.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("the address is printed: {first}")).to_owned();
+    (server, address, stdout)
 }
 
 #[test]
@@ -69,22 +99,7 @@ fn tokens_are_printed_once_and_the_server_stops_on_sigterm() {
     assert!(!wrong.status.success());
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("has role host"), "{}", String::from_utf8_lossy(&wrong.stderr));
 
-    let mut child = Process::cargo_bin("revshare")
-        .expect("the revshare binary")
-        .arg("--data")
-        .arg(&data)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env_remove("REVSHARE_DATABASE_URL")
-        .env_remove("REVSHARE_SIGNING_KEY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("revshare serve starts");
-    let mut stdout = BufReader::new(child.stdout.take().expect("standard output"));
-    let mut server = Server(child);
-    let mut first = String::new();
-    stdout.read_line(&mut first).expect("the first line");
-    let address = first.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("the address is printed: {first}")).to_owned();
+    let (mut server, address, mut stdout) = start(&data);
     assert!(!address.ends_with(":0"), "the real port is printed: {address}");
     // The server runs without transparent huge pages (their zeroing lengthened batch latency).
     if cfg!(target_os = "linux") {
@@ -118,4 +133,67 @@ fn tokens_are_printed_once_and_the_server_stops_on_sigterm() {
     let mut rest = String::new();
     stdout.read_to_string(&mut rest).expect("the rest of the output");
     assert_eq!(rest.trim(), "stopped");
+}
+
+/// A host signs a batch on its own machine with `revshare batch sign`; the server takes the file
+/// with the two headers printed, and refuses them on a file changed after signing.
+#[test]
+fn a_batch_signed_offline_is_accepted_and_a_changed_one_is_not() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let data = dir.path().join("data");
+    ok(&revshare(&data, &["init"]));
+    ok(&revshare(&data, &["party", "add", "meridian", "--name", "Meridian AI", "--role", "licensor"]));
+    ok(&revshare(&data, &["party", "add", "northwind", "--name", "Northwind Cloud", "--role", "host"]));
+    for model in ["m-8b", "m-70b"] {
+        ok(&revshare(&data, &["model", "add", model, "--owner", "meridian"]));
+    }
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    ok(&revshare(&data, &["agreement", "add", examples.join("agreement.toml").to_str().expect("UTF-8")]));
+    let key = dir.path().join("northwind.key");
+    ok(&revshare(&data, &["keys", "generate", "--name", "northwind", "--out", key.to_str().expect("UTF-8")]));
+    ok(&revshare(&data, &["party", "key", "--party", "northwind", &format!("{}.pub", key.display())]));
+    let token = ok(&revshare(&data, &["token", "create", "--party", "northwind", "--role", "host"])).trim().to_owned();
+    // Northwind's records of the example, as its own file.
+    let usage = std::fs::read_to_string(examples.join("usage.jsonl")).expect("the example usage");
+    let lines: String = usage.lines().filter(|l| l.contains("\"host\":\"northwind\"")).map(|l| format!("{l}\n")).collect();
+    let file = dir.path().join("october.jsonl");
+    std::fs::write(&file, &lines).expect("write the batch");
+
+    // Signed with no store at all: the command reads only the file and the key.
+    let nowhere = dir.path().join("no-store");
+    let signed = revshare(&nowhere, &["batch", "sign", file.to_str().expect("UTF-8"), "--key", key.to_str().expect("UTF-8")]);
+    let headers = ok(&signed);
+    assert!(!nowhere.exists(), "signing opens no store");
+    let headers: Vec<&str> = headers.lines().collect();
+    assert!(
+        headers.len() == 2 && headers[0].starts_with("Revshare-Signature: ") && headers[1].starts_with("Revshare-Record-Key: "),
+        "{headers:?}"
+    );
+    let notice = String::from_utf8_lossy(&signed.stderr).into_owned();
+    assert!(notice.contains("signed 8 records of northwind") && notice.contains("sha256:"), "{notice}");
+    let json = ok(&revshare(&nowhere, &["batch", "sign", file.to_str().expect("UTF-8"), "--key", key.to_str().expect("UTF-8"), "--json"]));
+    let json: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!((json["host"].as_str(), json["records"].as_u64()), (Some("northwind"), Some(8)));
+    assert!(json["batch_digest"].as_str().is_some_and(|d| d.starts_with("sha256:")), "{json}");
+
+    let (_server, address, _stdout) = start(&data);
+    let mut with: Vec<&str> = headers.clone();
+    with.push("Content-Type: application/x-ndjson");
+    // The same headers on a file changed after signing: refused, nothing stored.
+    let changed = lines.replacen("\"requests\":120000", "\"requests\":1", 1);
+    assert_ne!(changed, lines);
+    let (status, problem) = send(&address, "POST", "/v1/usage", Some(&token), &with, changed.as_bytes());
+    assert!(status == 422 && problem.contains("signature"), "{status} {problem}");
+    let (status, answer) = send(&address, "POST", "/v1/usage", Some(&token), &with, lines.as_bytes());
+    assert_eq!(status, 200, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).expect("JSON");
+    assert_eq!((answer["accepted"].as_u64(), answer["duplicates"].as_u64()), (Some(7), Some(1)), "the example resends one: {answer}");
+
+    // A file of two hosts is not one batch, and says which record is the other's.
+    let both = dir.path().join("both.jsonl");
+    std::fs::write(&both, &usage).expect("write");
+    let refused = revshare(&nowhere, &["batch", "sign", both.to_str().expect("UTF-8"), "--key", key.to_str().expect("UTF-8")]);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert!(said.contains("is of host southwind") && said.contains("one host's"), "{said}");
 }

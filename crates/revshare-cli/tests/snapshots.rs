@@ -27,6 +27,7 @@ fn help_pages() {
         &["usage", "--help"],
         &["demo", "--help"],
         &["ingest", "--help"],
+        &["batch", "sign", "--help"],
     ] {
         let name = command.iter().filter(|a| !a.starts_with('-')).copied().collect::<Vec<_>>().join("-");
         insta::assert_snapshot!(format!("help-{}", if name.is_empty() { "revshare" } else { &name }), stdout(command));

@@ -38,12 +38,16 @@ impl Format {
         };
         let Some(value) = headers.get(header::CONTENT_TYPE) else { return Err(unsupported("a body without Content-Type")) };
         let text = value.to_str().map_err(|_| unsupported("a Content-Type that is not ASCII"))?;
-        let essence = text.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        match essence.as_str() {
-            "application/x-ndjson" | "application/jsonl" | "application/json-lines" => Ok(Format::JsonLines),
-            "application/json" => Ok(Format::JsonArray),
-            "application/cloudevents-batch+json" => Ok(Format::CloudEvents),
-            _ => Err(unsupported(&format!("`{text}`"))),
+        Format::of_media(text).ok_or_else(|| unsupported(&format!("`{text}`")))
+    }
+
+    /// The format a media type (`application/x-ndjson; charset=utf-8`) names.
+    pub fn of_media(media: &str) -> Option<Format> {
+        match media.split(';').next().unwrap_or("").trim().to_ascii_lowercase().as_str() {
+            "application/x-ndjson" | "application/jsonl" | "application/json-lines" => Some(Format::JsonLines),
+            "application/json" => Some(Format::JsonArray),
+            "application/cloudevents-batch+json" => Some(Format::CloudEvents),
+            _ => None,
         }
     }
 }
