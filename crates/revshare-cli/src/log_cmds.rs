@@ -321,7 +321,7 @@ fn read_bundle(dir: &Path) -> Result<Bundle, Failure> {
 
 /// `revshare verify BUNDLE`: offline; exit 0 when everything checks and the checkpoint is signed
 /// by a key the caller's own trust reaches, 1 otherwise, with every finding.
-pub fn verify_bundle(dir: &Path, since: Option<&Path>, trust: &[PathBuf], consistency: Option<&Path>) -> Result<(), Failure> {
+pub fn verify_bundle(dir: &Path, since: Option<&Path>, trust: &[PathBuf], consistency: Option<&Path>) -> Result<Bundle, Failure> {
     let bundle = read_bundle(dir)?;
     let read = |p: &Path, what: &str| std::fs::read_to_string(p).with_context(|| format!("cannot read the {what} {}", p.display()));
     let since = since.map(|p| read(p, "checkpoint")).transpose()?;
@@ -346,7 +346,7 @@ pub fn verify_bundle(dir: &Path, since: Option<&Path>, trust: &[PathBuf], consis
     match (&report.anchor, report.findings.is_empty()) {
         (Anchor::Anchored { key, how }, true) => {
             println!("verified {}: {summary}; anchored to {key} ({how})", dir.display());
-            Ok(())
+            Ok(bundle)
         }
         (Anchor::NotAnchored, true) => Err(Failure::Invalid(format!(
             "{}: everything in the bundle agrees with itself ({summary}), but it is not anchored: its keys are the bundle's own, \
@@ -365,6 +365,33 @@ pub fn verify_bundle(dir: &Path, since: Option<&Path>, trust: &[PathBuf], consis
             Err(Failure::Invalid(text))
         }
     }
+}
+
+/// `revshare statement countersign`: the bundle verified and anchored first, then the host's
+/// signature of its statement written to `out` as the body `POST …/signatures` takes.
+pub fn countersign(
+    dir: &Path,
+    key_file: &Path,
+    out: &Path,
+    since: Option<&Path>,
+    trust: &[PathBuf],
+    consistency: Option<&Path>,
+) -> Result<(), Failure> {
+    let key = read_signer(key_file)?;
+    let bundle = verify_bundle(dir, since, trust, consistency)?;
+    let statement = revshare_core::statement::Statement::from_canonical(&bundle.statement)
+        .map_err(|e| Failure::Invalid(format!("error: {}: statement.json: {e}\n", dir.display())))?;
+    let digest = revshare_core::canonical::digest(&bundle.statement);
+    let signature = key.sign(&revshare_core::transparency::statement_message(&digest));
+    let body = serde_json::json!({"key": key.verifier().to_text(), "signature": revshare_core::transparency::b64(&signature)});
+    std::fs::write(out, format!("{body}\n")).with_context(|| format!("cannot write {}", out.display()))?;
+    let (agreement, period) = (&statement.agreement_id, statement.period);
+    println!(
+        "countersigned {agreement} {period} ({digest}) with {}: send {} as POST /v1/statements/{agreement}/{period}/signatures",
+        key.verifier().to_text(),
+        out.display()
+    );
+    Ok(())
 }
 
 /// The records of a batch as the host would sign them, under a fresh record-salt key: used by

@@ -73,20 +73,8 @@ enum Command {
     Verify {
         /// The bundle folder (`revshare statement export --bundle DIR`).
         bundle: PathBuf,
-        /// A checkpoint you kept (from an earlier bundle, `revshare log checkpoint` or GET
-        /// /v1/log/checkpoint): the bundle's log must extend it, and the deployment keys logged
-        /// before it are trusted.
-        #[arg(long, value_name = "CHECKPOINT")]
-        since: Option<PathBuf>,
-        /// A deployment public key file you obtained on your own (`DATA/deployment.key.pub`, GET
-        /// /v1/keys); repeatable. Keys it rotated to, by signed rotation leaves, are trusted too.
-        #[arg(long, value_name = "KEY_FILE")]
-        trust: Vec<PathBuf>,
-        /// A consistency proof from the --since checkpoint to the bundle's checkpoint
-        /// (`revshare log consistency --from M --to N` or GET /v1/log/consistency), when the
-        /// bundle carries none from that size.
-        #[arg(long, value_name = "PROOF_FILE", requires = "since")]
-        consistency: Option<PathBuf>,
+        #[command(flatten)]
+        anchors: Anchors,
     },
     /// Register parties.
     #[command(subcommand)]
@@ -452,6 +440,25 @@ enum KeysCommand {
     Rotate,
 }
 
+/// What a bundle is checked against: what the verifier holds, never what the bundle brings.
+#[derive(clap::Args)]
+struct Anchors {
+    /// A checkpoint you kept (from an earlier bundle, `revshare log checkpoint` or GET
+    /// /v1/log/checkpoint): the bundle's log must extend it, and the deployment keys logged
+    /// before it are trusted.
+    #[arg(long, value_name = "CHECKPOINT")]
+    since: Option<PathBuf>,
+    /// A deployment public key file you obtained on your own (`DATA/deployment.key.pub`, GET
+    /// /v1/keys); repeatable. Keys it rotated to, by signed rotation leaves, are trusted too.
+    #[arg(long, value_name = "KEY_FILE")]
+    trust: Vec<PathBuf>,
+    /// A consistency proof from the --since checkpoint to the bundle's checkpoint
+    /// (`revshare log consistency --from M --to N` or GET /v1/log/consistency), when the
+    /// bundle carries none from that size.
+    #[arg(long, value_name = "PROOF_FILE", requires = "since")]
+    consistency: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum BatchCommand {
     /// Sign a usage file as one batch with the host's private key, on the host's machine (no
@@ -638,6 +645,24 @@ enum StatementCommand {
         /// Write everything `revshare verify` needs to this folder instead.
         #[arg(long, value_name = "DIR")]
         bundle: Option<PathBuf>,
+    },
+    /// Countersign a statement bundle on the host's machine (no store): verify it as `revshare
+    /// verify` does, anchored to what you hold, and only then write the countersignature to send
+    /// as POST /v1/statements/{agreement}/{period}/signatures.
+    #[command(
+        after_help = "Example:\n  revshare statement countersign bundle-2026-10 --key northwind.key --trust deployment.key.pub --out countersignature.json\n  curl -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' --data-binary @countersignature.json http://127.0.0.1:8080/v1/statements/meridian-northwind/2026-10/signatures"
+    )]
+    Countersign {
+        /// The bundle folder (`revshare statement export --bundle DIR`, or GET …/bundle unpacked).
+        bundle: PathBuf,
+        /// The host's private key file (from `revshare keys generate`, registered with `revshare party key`).
+        #[arg(long)]
+        key: PathBuf,
+        /// Where to write the countersignature (the JSON body of the POST).
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        anchors: Anchors,
     },
     /// Sign a finalised statement with a party's private key (the host's countersignature).
     #[command(after_help = "Example:\n  revshare statement sign --agreement meridian-northwind --period 2026-10 --key northwind.key")]
@@ -835,8 +860,11 @@ fn main() -> ExitCode {
         Command::Log(LogCommand::Checkpoint) => log_cmds::print_checkpoint(&cli.store),
         Command::Log(LogCommand::Prove { leaf, size }) => log_cmds::prove(&cli.store, leaf, size),
         Command::Log(LogCommand::Consistency { from, to }) => log_cmds::consistency(&cli.store, from, to),
-        Command::Verify { bundle, since, trust, consistency } => {
-            log_cmds::verify_bundle(&bundle, since.as_deref(), &trust, consistency.as_deref())
+        Command::Verify { bundle, anchors } => {
+            log_cmds::verify_bundle(&bundle, anchors.since.as_deref(), &anchors.trust, anchors.consistency.as_deref()).map(|_| ())
+        }
+        Command::Statement(StatementCommand::Countersign { bundle, key, out, anchors }) => {
+            log_cmds::countersign(&bundle, &key, &out, anchors.since.as_deref(), &anchors.trust, anchors.consistency.as_deref())
         }
         Command::Statement(StatementCommand::Sign { month, sequence, key }) => {
             log_cmds::sign_statement(&cli.store, &month.agreement, month.period, sequence, &key)

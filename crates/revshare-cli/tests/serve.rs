@@ -197,3 +197,85 @@ fn a_batch_signed_offline_is_accepted_and_a_changed_one_is_not() {
     let said = String::from_utf8_lossy(&refused.stderr).into_owned();
     assert!(said.contains("is of host southwind") && said.contains("one host's"), "{said}");
 }
+
+/// A host countersigns on its own machine only what it verified against an anchor it holds; the
+/// server takes the countersignature, and the next bundle shows it.
+#[test]
+fn a_host_countersigns_offline_what_it_verified() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let data = dir.path().join("data");
+    let path = |name: &str| dir.path().join(name).to_str().expect("UTF-8").to_owned();
+    ok(&revshare(&data, &["init"]));
+    ok(&revshare(&data, &["party", "add", "meridian", "--name", "Meridian AI", "--role", "licensor"]));
+    ok(&revshare(&data, &["party", "add", "northwind", "--name", "Northwind Cloud", "--role", "host"]));
+    ok(&revshare(&data, &["party", "add", "southwind", "--name", "Southwind Compute", "--role", "host"]));
+    for model in ["m-8b", "m-70b"] {
+        ok(&revshare(&data, &["model", "add", model, "--owner", "meridian"]));
+    }
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let example = |name: &str| examples.join(name).to_str().expect("UTF-8").to_owned();
+    ok(&revshare(&data, &["agreement", "add", &example("agreement.toml")]));
+    ok(&revshare(&data, &["keys", "generate", "--name", "northwind", "--out", &path("northwind.key")]));
+    ok(&revshare(&data, &["party", "key", "--party", "northwind", &path("northwind.key.pub")]));
+    let token = ok(&revshare(&data, &["token", "create", "--party", "northwind", "--role", "host"])).trim().to_owned();
+    ok(&revshare(&data, &["ingest", &example("usage.jsonl")]));
+    ok(&revshare(&data, &["close", "--agreement", "meridian-northwind", "--period", "2026-10"]));
+    let month = ["--agreement", "meridian-northwind", "--period", "2026-10"];
+    ok(&revshare(&data, &[&["statement", "export"][..], &month, &["--bundle", &path("bundle")]].concat()));
+    let countersign = |bundle: &str, anchors: &[&str]| {
+        let nowhere = dir.path().join("no-store");
+        let (key, out) = (path("northwind.key"), path("signature.json"));
+        let args = [&["statement", "countersign", bundle, "--key", &key, "--out", &out][..], anchors].concat();
+        revshare(&nowhere, &args)
+    };
+
+    // Not anchored, or not what the log says: nothing is signed.
+    let unanchored = countersign(&path("bundle"), &[]);
+    assert!(!unanchored.status.success() && String::from_utf8_lossy(&unanchored.stderr).contains("not anchored"));
+    assert!(!dir.path().join("signature.json").exists(), "nothing is written unless it verifies");
+    let trust = ["--trust", data.join("deployment.key.pub").to_str().expect("UTF-8")].map(str::to_owned);
+    let trust: Vec<&str> = trust.iter().map(String::as_str).collect();
+    let forged = dir.path().join("forged");
+    std::fs::create_dir_all(&forged).expect("a folder");
+    for entry in walk(&dir.path().join("bundle")) {
+        let relative = entry.strip_prefix(dir.path().join("bundle")).expect("inside");
+        let target = forged.join(relative);
+        std::fs::create_dir_all(target.parent().expect("a parent")).expect("folders");
+        std::fs::copy(&entry, &target).expect("copy");
+    }
+    let statement = std::fs::read_to_string(forged.join("statement.json")).expect("the statement");
+    let lowered = statement.replacen("\"net_payable\":\"", "\"net_payable\":\"1", 1);
+    std::fs::write(forged.join("statement.json"), lowered).expect("forge");
+    let refused = countersign(forged.to_str().expect("UTF-8"), &trust);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("does not verify"), "a changed statement is not countersigned");
+    assert!(!dir.path().join("signature.json").exists());
+
+    let signed = countersign(&path("bundle"), &trust);
+    let said = ok(&signed);
+    assert!(said.starts_with("verified ") && said.contains("countersigned meridian-northwind 2026-10"), "{said}");
+    let body = std::fs::read(dir.path().join("signature.json")).expect("the countersignature");
+
+    let (_server, address, _stdout) = start(&data);
+    let (status, answer) = send(
+        &address,
+        "POST",
+        "/v1/statements/meridian-northwind/2026-10/signatures",
+        Some(&token),
+        &["Content-Type: application/json"],
+        &body,
+    );
+    assert_eq!(status, 200, "{answer}");
+    ok(&revshare(&data, &[&["statement", "export"][..], &month, &["--bundle", &path("again")]].concat()));
+    let verified = ok(&revshare(&data, &[&["verify", &path("again")][..], &trust].concat()));
+    assert!(verified.contains(", countersigned by the host"), "{verified}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("a folder") {
+        let path = entry.expect("an entry").path();
+        if path.is_dir() { files.extend(walk(&path)) } else { files.push(path) }
+    }
+    files
+}

@@ -963,7 +963,7 @@ pub struct StatementSignature {
 #[derive(Deserialize, ToSchema)]
 #[allow(dead_code, reason = "documents the body; it is read by the core's `Signed::from_json`")]
 pub struct SignatureBody {
-    /// The host's verifier key text, registered for it (`revshare keys add`).
+    /// The host's verifier key text, registered for it (`revshare party key`, or `POST /v1/keys`).
     #[schema(example = "northwind+1a2b3c4d+AbCd…")]
     key: String,
     /// The 64-byte Ed25519 signature of `revshare statement v1\n<digest>\n`, in base64.
