@@ -999,7 +999,10 @@ pub struct PaymentBody {
     /// The payer's reference (a bank transfer id, say); posted once in the whole journal.
     #[schema(example = "wire-2026-11-04")]
     pub reference: String,
-    pub from: PayerBody,
+    /// Who paid; by default the caller (a host's token records what the host paid). The payee
+    /// names the payer to record a payment it received: posted at once.
+    #[serde(default)]
+    pub from: Option<PayerBody>,
 }
 
 /// A recorded payment.
@@ -1293,16 +1296,20 @@ pub(crate) async fn post_payment(
     request_body: Body,
 ) -> Result<Json<PaymentRecorded>, Problem> {
     let request: PaymentBody = json_body(&state, &headers, request_body).await?;
-    let (payer_role, from) = match request.from {
+    let caller_pays = match caller.role {
+        Role::Host => PayerBody::Host,
+        Role::Licensor => PayerBody::Licensor,
+        _ => {
+            return Err(Problem::forbidden(format!(
+                "only an agreement's host or licensor records its payments; this token acts for {} {}",
+                caller.role, caller.party
+            )));
+        }
+    };
+    let (payer_role, from) = match request.from.unwrap_or(caller_pays) {
         PayerBody::Host => (Role::Host, payments::Payer::Host),
         PayerBody::Licensor => (Role::Licensor, payments::Payer::Licensor),
     };
-    if !matches!(caller.role, Role::Host | Role::Licensor) {
-        return Err(Problem::forbidden(format!(
-            "only an agreement's host or licensor records its payments; this token acts for {} {}",
-            caller.role, caller.party
-        )));
-    }
     let id = agreement_id(&request.agreement)?;
     let recorded = state
         .write(move |store, _| {

@@ -1156,8 +1156,10 @@ fn each_side_records_its_own_payments(db: &dyn TestDb) {
         let api = Api::start(db, 1 << 20).await;
         let payment = |amount: &str, reference: &str, from: &str| json!({"agreement": "meridian-northwind", "amount": amount, "reference": reference, "from": from});
         let confirm = |reference: &str| json!({"agreement": "meridian-northwind", "reference": reference});
-        // Recorded by the payer: pending, shown apart, in no balance.
-        let paid = api.post_json("/v1/payments", &tokens.northwind, &payment("100.00", "wire-1", "host")).await;
+        // Recorded by the payer: pending, shown apart, in no balance. The payer is the token's
+        // party unless the body names another.
+        let by_token = json!({"agreement": "meridian-northwind", "amount": "100.00", "reference": "wire-1"});
+        let paid = api.post_json("/v1/payments", &tokens.northwind, &by_token).await;
         assert_eq!(paid.status, 200, "{}", String::from_utf8_lossy(&paid.bytes));
         assert_eq!((paid.json()["reference"].as_str(), paid.json()["state"].as_str()), (Some("wire-1"), Some("pending")));
         let balances = api.get("/v1/balances", Some(&tokens.northwind)).await.json();
@@ -1173,7 +1175,13 @@ fn each_side_records_its_own_payments(db: &dyn TestDb) {
         assert_eq!(posted.json()["state"], "posted");
         api.post_json("/v1/payments/confirmations", &tokens.meridian, &confirm("wire-1")).await.problem(404);
         // The licensor pays back; the host confirms.
-        let back = api.post_json("/v1/payments", &tokens.meridian, &payment("40.00", "wire-2", "licensor")).await;
+        let back = api
+            .post_json(
+                "/v1/payments",
+                &tokens.meridian,
+                &json!({"agreement": "meridian-northwind", "amount": "40.00", "reference": "wire-2"}),
+            )
+            .await;
         assert_eq!(back.json()["state"], "pending");
         assert_eq!(api.post_json("/v1/payments/confirmations", &tokens.northwind, &confirm("wire-2")).await.status, 200);
         // Recorded by the payee itself: posted at once.
