@@ -13,7 +13,7 @@
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use axum::response::Response;
 use axum::{Extension, Json};
 use revshare_core::dispute::{Actor, ActorRole, Request, State as DisputeState};
@@ -206,7 +206,8 @@ fn may_read_dispute(caller: &Caller, stored: &StoredDispute) -> bool {
     tag = "disputes",
     request_body(content = OpenDispute, content_type = "application/json"),
     responses((status = 415, description = "the body is not sent as application/json", body = ProblemDetails, content_type = "application/problem+json"), 
-        (status = 201, description = "opened and logged", body = DisputeView),
+        (status = 201, description = "opened and logged", body = DisputeView,
+            headers(("Location" = String, description = "the dispute: `/v1/disputes/{id}`"))),
         (status = 400, description = "a body that is not valid", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 403, description = "an auditor or arbiter token, which do not open disputes", body = ProblemDetails, content_type = "application/problem+json"),
@@ -222,7 +223,7 @@ pub(crate) async fn open_dispute(
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     request_body: Body,
-) -> Result<(StatusCode, Json<DisputeView>), Problem> {
+) -> Result<(StatusCode, [(HeaderName, String); 1], Json<DisputeView>), Problem> {
     let body: OpenDispute = json_body(&state, &headers, request_body).await?;
     let id = agreement_id(&body.agreement)?;
     let period = period_of(&body.period)?;
@@ -246,7 +247,7 @@ pub(crate) async fn open_dispute(
         })
         .await?;
     tracing::info!(dispute = view.id, agreement = %view.agreement, period = %view.period, "dispute opened");
-    Ok((StatusCode::CREATED, Json(view)))
+    Ok((StatusCode::CREATED, [(header::LOCATION, format!("/v1/disputes/{}", view.id))], Json(view)))
 }
 
 /// Answers, escalates or decides a dispute, as `revshare dispute accept|reject|counter|escalate|decide` do.

@@ -248,6 +248,7 @@ mod tests {
             ingests: Queue::new(1),
             writer_threads: Mutex::new(Vec::new()),
             sessions: crate::dashboard::session::Sessions::default(),
+            in_flight: crate::idempotency::InFlight::default(),
         };
         let groups = GROUPS_PER_TURN + 2;
         let mut answers = Vec::new();

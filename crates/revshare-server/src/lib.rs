@@ -81,6 +81,7 @@ mod disputes;
 pub mod export;
 mod extract;
 mod group;
+mod idempotency;
 mod limit;
 mod metrics;
 mod openapi;
@@ -185,6 +186,8 @@ pub(crate) struct Shared {
     writer_threads: Mutex<Vec<rayon::ThreadPool>>,
     /// The dashboard's signed-in browsers.
     sessions: dashboard::session::Sessions,
+    /// `Idempotency-Key`s whose first request is being answered.
+    in_flight: idempotency::InFlight,
 }
 
 impl Shared {
@@ -336,6 +339,10 @@ impl AppState {
     pub(crate) fn sessions(&self) -> &dashboard::session::Sessions {
         &self.0.sessions
     }
+
+    pub(crate) fn in_flight(&self) -> &idempotency::InFlight {
+        &self.0.in_flight
+    }
 }
 
 /// The API's routes, ready to serve.
@@ -360,6 +367,7 @@ fn app(config: Config) -> (Router, AppState) {
         ingests: group::Queue::default(),
         writer_threads: Mutex::new(Vec::new()),
         sessions: dashboard::session::Sessions::default(),
+        in_flight: idempotency::InFlight::default(),
     }));
     let (api, document) = routes::api(Some(state.clone()));
     let allowed = Arc::new(allowed_methods(&document));

@@ -31,3 +31,36 @@ impl Modify for BearerToken {
         );
     }
 }
+
+/// Documents `Idempotency-Key` (`idempotency.rs`) on every POST of `/v1`: the header, and the 409
+/// a key used with another request is answered. Applied to the document once its routes are in.
+pub(crate) fn document_idempotency_keys(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::{Content, ObjectBuilder, Ref, RefOr, Required, ResponseBuilder, Type};
+    const CONFLICT: &str = "the Idempotency-Key was sent with another request, or its first request is still being answered";
+    let posts = openapi.paths.paths.iter_mut().filter(|(path, _)| path.starts_with("/v1/")).filter_map(|(_, item)| item.post.as_mut());
+    for post in posts {
+        let key = ParameterBuilder::new()
+            .name("Idempotency-Key")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(
+                "1 to 255 visible ASCII characters (a UUID, say): the same key with the same request replays the first answer \
+                 (with `Idempotent-Replayed: true`) and changes nothing; with another request it is 409",
+            ))
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(255))))
+            .build();
+        post.parameters.get_or_insert_with(Vec::new).push(key.into());
+        match post.responses.responses.get_mut("409") {
+            // A route that answers 409 of its own keeps its description, extended.
+            Some(RefOr::T(own)) => own.description = format!("{}; or {CONFLICT}", own.description),
+            _ => {
+                let conflict = ResponseBuilder::new()
+                    .description(CONFLICT)
+                    .content("application/problem+json", Content::new(Some(Ref::from_schema_name("ProblemDetails"))))
+                    .build();
+                post.responses.responses.insert("409".to_owned(), conflict.into());
+            }
+        }
+    }
+}

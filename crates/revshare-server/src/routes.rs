@@ -226,13 +226,18 @@ pub(crate) fn api(auth: Option<AppState>) -> (axum::Router<AppState>, utoipa::op
         .routes(routes!(crate::operator::post_grant, crate::operator::list_grants))
         .routes(routes!(crate::operator::revoke_grant));
     if let Some(state) = auth {
-        v1 = v1.route_layer(axum::middleware::from_fn_with_state(state, crate::auth::authenticate));
+        // Authentication runs first (the outer layer), so a kept answer is the caller's own.
+        v1 = v1
+            .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::idempotency::replay))
+            .route_layer(axum::middleware::from_fn_with_state(state, crate::auth::authenticate));
     }
-    OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+    let (router, mut document) = OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
         .routes(routes!(healthz))
         .routes(routes!(livez))
         .nest("/v1", v1)
-        .split_for_parts()
+        .split_for_parts();
+    crate::openapi::document_idempotency_keys(&mut document);
+    (router, document)
 }
 
 /// Whether the server and its store answer: 503 (or 507, full) naming the store when it does not.

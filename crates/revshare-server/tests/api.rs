@@ -53,6 +53,7 @@ api_tests!(
     an_arbiter_both_sides_name_reads_and_decides_the_dispute,
     a_preview_is_the_close_to_come_for_the_two_parties,
     the_usage_summary_is_what_the_preview_bills,
+    an_idempotency_key_replays_the_first_answer,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1920,6 +1921,62 @@ fn the_usage_summary_is_what_the_preview_bills(db: &dyn TestDb) {
         }
         let long = api.get("/v1/usage/summary?agreement=meridian-northwind&from=2025-01&to=2026-10", Some(&tokens.northwind)).await;
         assert!(long.problem(400)["detail"].as_str().is_some_and(|d| d.contains("more than 12 months")));
+        api.stop().await;
+    });
+}
+
+fn an_idempotency_key_replays_the_first_answer(db: &dyn TestDb) {
+    let tokens = register_with_october(open(db).as_mut());
+    run(async {
+        let api = Api::start(db, 1 << 20).await;
+        let post = |path: &'static str, token: &str, key: &str, content_type: &'static str, body: Vec<u8>| {
+            let headers = [("authorization", format!("Bearer {token}")), ("idempotency-key", key.to_owned())];
+            let api = &api;
+            async move { api.send_with(&api.client, reqwest::Method::POST, path, &headers, Some(content_type), body).await }
+        };
+        let json_body = |value: Value| serde_json::to_vec(&value).expect("JSON");
+        let replayed = |reply: &Reply| reply.headers.iter().any(|(n, v)| n == "idempotent-replayed" && v == b"true");
+        let payment = json!({"agreement": "meridian-northwind", "amount": "100.00", "reference": "wire-1"});
+        // A payment retried with its key: the first answer again, one payment recorded.
+        let first = post("/v1/payments", &tokens.northwind, "pay-1", "application/json", json_body(payment.clone())).await;
+        assert_eq!(first.status, 200, "{}", String::from_utf8_lossy(&first.bytes));
+        let again = post("/v1/payments", &tokens.northwind, "pay-1", "application/json", json_body(payment.clone())).await;
+        assert_eq!((again.status, &again.bytes, &again.content_type), (first.status, &first.bytes, &first.content_type));
+        assert!(replayed(&again) && !replayed(&first));
+        assert_eq!(api.get("/v1/balances", Some(&tokens.northwind)).await.json()["pending"].as_array().map(Vec::len), Some(1));
+        // Without the key the same body is a second request: refused as a reference posted once.
+        let unkeyed = api.post_json("/v1/payments", &tokens.northwind, &payment).await;
+        assert_eq!(unkeyed.status, 422, "{}", String::from_utf8_lossy(&unkeyed.bytes));
+        // The same key with another body, or on another route: 409, nothing changes.
+        let other = json!({"agreement": "meridian-northwind", "amount": "5.00", "reference": "wire-2"});
+        let conflict = post("/v1/payments", &tokens.northwind, "pay-1", "application/json", json_body(other.clone())).await.problem(409);
+        assert!(conflict["detail"].as_str().is_some_and(|d| d.contains("another request")), "{conflict}");
+        let elsewhere =
+            json!({"agreement": "meridian-northwind", "period": "2026-10", "line": 0, "amount": "1.00", "reason": "r", "evidence": []});
+        post("/v1/disputes", &tokens.northwind, "pay-1", "application/json", json_body(elsewhere)).await.problem(409);
+        // A key is its party's own: another party's same key is a request of its own.
+        let theirs = post("/v1/payments", &tokens.meridian, "pay-1", "application/json", json_body(other)).await;
+        assert!(theirs.status == 200 && !replayed(&theirs), "{}", String::from_utf8_lossy(&theirs.bytes));
+        // A usage batch: the receipt replayed, not a batch of duplicates.
+        let usage = northwind_lines().into_bytes();
+        let stored = post("/v1/usage", &tokens.northwind, "batch-7", "application/x-ndjson", usage.clone()).await;
+        assert_eq!(stored.status, 200, "{}", String::from_utf8_lossy(&stored.bytes));
+        let retried = post("/v1/usage", &tokens.northwind, "batch-7", "application/x-ndjson", usage).await;
+        assert_eq!((retried.status, &retried.bytes), (200, &stored.bytes));
+        assert_eq!(retried.json()["duplicates"], stored.json()["duplicates"], "the first answer, not a second batch's");
+        // A created dispute: 201 and its Location again.
+        let claim = json!({"agreement": "meridian-northwind", "period": "2026-10", "line": 0, "amount": "1.00", "reason": "r", "evidence": ["sha256:ab"]});
+        let close = json!({"agreement": "meridian-northwind", "period": "2026-10"});
+        assert_eq!(api.post_json("/v1/close", &tokens.meridian, &close).await.status, 200);
+        let opened = post("/v1/disputes", &tokens.northwind, "claim-1", "application/json", json_body(claim.clone())).await;
+        let reopened = post("/v1/disputes", &tokens.northwind, "claim-1", "application/json", json_body(claim)).await;
+        assert_eq!((opened.status, reopened.status, &reopened.bytes), (201, 201, &opened.bytes));
+        let location = |reply: &Reply| reply.headers.iter().find(|(n, _)| n == "location").map(|(_, v)| v.clone());
+        assert_eq!(location(&opened), Some(format!("/v1/disputes/{}", opened.json()["id"]).into_bytes()), "201 names what it made");
+        assert_eq!(location(&reopened), location(&opened));
+        assert_eq!(api.get("/v1/disputes", Some(&tokens.northwind)).await.json().as_array().map(Vec::len), Some(1), "one dispute");
+        // A key that is not one is refused before anything runs.
+        post("/v1/payments", &tokens.northwind, "two words", "application/json", json_body(payment)).await.problem(400);
         api.stop().await;
     });
 }

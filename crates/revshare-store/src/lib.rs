@@ -47,6 +47,7 @@ mod disputes;
 mod error;
 pub mod export;
 mod grants;
+mod idempotency;
 mod index;
 mod ingest;
 mod journal;
@@ -82,6 +83,7 @@ use revshare_core::usage_set::UsageSet;
 pub use disputes::StoredDispute;
 pub use error::{Fault, StoreError};
 pub use grants::Grant;
+pub use idempotency::KeptAnswer;
 use index::Pending;
 pub use index::{RecordIndex, SharedIndex};
 pub use ingest::{Batch, IngestMode, IngestProblem, IngestReport, LoggedBatch, ProblemKind, batch_digest};
@@ -274,6 +276,11 @@ pub trait Store {
 
     /// Registers an API bearer token by its SHA-256: it acts for `party`, whose registered role
     /// must be `role`. The id and the hash must both be new.
+    /// The answer kept for a party's `Idempotency-Key`, if one is.
+    fn kept_answer(&mut self, party: &PartyId, key: &str) -> Result<Option<KeptAnswer>, StoreError>;
+    /// Keeps the answer to a party's request sent with an `Idempotency-Key`; false, keeping the
+    /// first, when one is kept for that key already.
+    fn keep_answer(&mut self, party: &PartyId, key: &str, answer: &KeptAnswer, at: Instant) -> Result<bool, StoreError>;
     fn add_token(&mut self, id: &str, party: &PartyId, role: Role, hash: &[u8; 32]) -> Result<(), StoreError>;
     /// The token whose SHA-256 is `hash`, revoked or not.
     fn token_by_hash(&mut self, hash: &[u8; 32]) -> Result<Option<StoredToken>, StoreError>;
@@ -712,6 +719,14 @@ impl<B: Backend> Store for B {
 
     fn statement_signatures(&mut self, statement: &StoredStatement) -> Result<Vec<Signed>, StoreError> {
         transaction(self, Access::Read, |sql| statements::signatures(sql, statement))
+    }
+
+    fn kept_answer(&mut self, party: &PartyId, key: &str) -> Result<Option<KeptAnswer>, StoreError> {
+        transaction(self, Access::Read, |sql| idempotency::find(sql, party, key))
+    }
+
+    fn keep_answer(&mut self, party: &PartyId, key: &str, answer: &KeptAnswer, at: Instant) -> Result<bool, StoreError> {
+        transaction(self, Access::Write, |sql| idempotency::keep(sql, party, key, answer, at))
     }
 
     fn add_token(&mut self, id: &str, party: &PartyId, role: Role, hash: &[u8; 32]) -> Result<(), StoreError> {

@@ -468,6 +468,18 @@ CREATE TABLE daily_totals (
     PRIMARY KEY (agreement_id, month, model, use_case, region, day, scale)
 ) STRICT, WITHOUT ROWID;
 "#,
+    r#"
+CREATE TABLE idempotency_keys (
+    party TEXT NOT NULL,
+    key TEXT NOT NULL,
+    request_digest BLOB NOT NULL CHECK (length(request_digest) = 32),
+    status INTEGER NOT NULL CHECK (status BETWEEN 100 AND 599),
+    headers TEXT NOT NULL,
+    body BLOB NOT NULL,
+    kept_secs INTEGER NOT NULL,
+    PRIMARY KEY (party, key)
+) STRICT;
+"#,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -846,6 +858,18 @@ CREATE TABLE daily_totals (
     output_tokens NUMERIC(39,0) NOT NULL,
     revenue NUMERIC(39,0) NOT NULL,
     PRIMARY KEY (agreement_id, month, model, use_case, region, day, scale)
+);
+"#,
+    r#"
+CREATE TABLE idempotency_keys (
+    party TEXT NOT NULL,
+    key TEXT NOT NULL,
+    request_digest BYTEA NOT NULL CHECK (length(request_digest) = 32),
+    status BIGINT NOT NULL CHECK (status BETWEEN 100 AND 599),
+    headers TEXT NOT NULL,
+    body BYTEA NOT NULL,
+    kept_secs BIGINT NOT NULL,
+    PRIMARY KEY (party, key)
 );
 "#,
 ];

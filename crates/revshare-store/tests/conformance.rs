@@ -20,7 +20,7 @@ use revshare_store::close::{CloseError, close_month};
 use revshare_store::payments;
 use revshare_store::{Batch, LogLeaf, batch_digest};
 use revshare_store::{
-    Grain, IngestMode, Model, NewStatement, Party, PgStore, ProblemKind, Role, SqliteStore, StatementKind, Store, StoreError,
+    Grain, IngestMode, KeptAnswer, Model, NewStatement, Party, PgStore, ProblemKind, Role, SqliteStore, StatementKind, Store, StoreError,
 };
 use revshare_testdb::PgTestDb;
 
@@ -106,6 +106,7 @@ conformance!(
     currency_must_match_the_agreement,
     aliases_roll_up_under_the_licensed_model,
     daily_usage_sums_each_day,
+    idempotent_answers_are_kept_once_per_party,
     store_settles_the_worked_example_like_the_core,
     store_settles_generated_usage_like_the_core,
     concurrent_writers_end_as_one_sequential_writer,
@@ -260,14 +261,14 @@ fn text(bytes: &[u8]) -> String {
 
 fn migrations_are_idempotent(db: &dyn TestDb) {
     let mut store = db.open();
-    assert_eq!(store.schema_version().expect("version"), 16);
+    assert_eq!(store.schema_version().expect("version"), 17);
     store.add_party(&party("meridian", Role::Licensor)).expect("add a party");
     drop(store);
     let mut again = db.open();
-    assert_eq!(again.schema_version().expect("version"), 16, "opening again applies nothing twice");
+    assert_eq!(again.schema_version().expect("version"), 17, "opening again applies nothing twice");
     assert_eq!(again.party(&pid("meridian")).expect("read"), Some(party("meridian", Role::Licensor)), "data survives reopening");
     let mut third = db.open();
-    assert_eq!(third.schema_version().expect("version"), 16);
+    assert_eq!(third.schema_version().expect("version"), 17);
 }
 
 fn parties_register_once(db: &dyn TestDb) {
@@ -759,6 +760,25 @@ fn aliases_roll_up_under_the_licensed_model(db: &dyn TestDb) {
     let sent = store.sent_records(&aid("meridian-northwind"), month("2026-10")).expect("sent records");
     let models: Vec<(&str, &str)> = sent.iter().map(|s| (s.record.model.as_ref(), s.model.as_str())).collect();
     assert_eq!(models, vec![("nw-70b", "m-70b")]);
+}
+
+fn idempotent_answers_are_kept_once_per_party(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    let at = Instant::parse_rfc3339("2026-11-04T10:00:00Z").expect("an instant");
+    let answer = |status: u16, body: &str| KeptAnswer {
+        request_digest: [status.to_le_bytes()[0]; 32],
+        status,
+        headers: vec![("content-type".to_owned(), "application/json".to_owned()), ("location".to_owned(), "/v1/disputes/7".to_owned())],
+        body: body.as_bytes().to_vec(),
+    };
+    assert_eq!(store.kept_answer(&pid("northwind"), "k-1").expect("read"), None);
+    assert!(store.keep_answer(&pid("northwind"), "k-1", &answer(201, "{\"id\":7}"), at).expect("keep"));
+    assert!(!store.keep_answer(&pid("northwind"), "k-1", &answer(422, "later"), at).expect("keep"), "the first answer stays");
+    assert_eq!(store.kept_answer(&pid("northwind"), "k-1").expect("read"), Some(answer(201, "{\"id\":7}")));
+    assert_eq!(store.kept_answer(&pid("southwind"), "k-1").expect("read"), None, "a key is its party's own");
+    assert!(store.keep_answer(&pid("southwind"), "k-1", &answer(200, "theirs"), at).expect("keep"));
+    assert_eq!(store.kept_answer(&pid("northwind"), "k-1").expect("read").map(|a| a.status), Some(201));
 }
 
 fn daily_usage_sums_each_day(db: &dyn TestDb) {

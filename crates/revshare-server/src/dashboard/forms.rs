@@ -192,7 +192,7 @@ pub(crate) async fn open_dispute(State(state): State<AppState>, headers: HeaderM
         "reason": field(&form, "reason").unwrap_or_default(),
     });
     let result = crate::disputes::open_dispute(State(state), Extension(signed.caller.clone()), json_headers(), json_body(&body)).await;
-    after(&signed, result, |(_, axum::Json(view))| format!("/disputes/{}?done=dispute-opened", view.id))
+    after(&signed, result, |(_, _, axum::Json(view))| format!("/disputes/{}?done=dispute-opened", view.id))
 }
 
 /// Answers, escalates or decides a dispute (`POST /v1/disputes/{id}/transitions`).
