@@ -465,7 +465,7 @@ enum BatchCommand {
     /// store): prints the Revshare-Signature and Revshare-Record-Key headers to send it with, as
     /// one POST /v1/usage, unchanged.
     #[command(
-        after_help = "Example:\n  revshare batch sign october.jsonl --key northwind.key > headers\n  curl -H @headers -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/x-ndjson' --data-binary @october.jsonl http://127.0.0.1:8080/v1/usage"
+        after_help = "Example:\n  revshare batch sign october.jsonl --key northwind.key\n\nTo send it, keep the two lines in a file (`> headers`) and:\n  curl -H @headers -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/x-ndjson' --data-binary @october.jsonl http://127.0.0.1:8080/v1/usage"
     )]
     Sign {
         /// The usage file: one host's records, as the API reads them.
