@@ -135,24 +135,37 @@ fn tokens_are_printed_once_and_the_server_stops_on_sigterm() {
     assert_eq!(rest.trim(), "stopped");
 }
 
+/// The repository's examples folder.
+fn examples() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+/// A store in `dir/data` with the example's parties, models and agreement, and northwind's key
+/// (`dir/northwind.key`, registered) and host token: the store, the key file and the token.
+fn registered(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, String) {
+    let data = dir.join("data");
+    ok(&revshare(&data, &["init"]));
+    ok(&revshare(&data, &["party", "add", "meridian", "--name", "Meridian AI", "--role", "licensor"]));
+    ok(&revshare(&data, &["party", "add", "northwind", "--name", "Northwind Cloud", "--role", "host"]));
+    ok(&revshare(&data, &["party", "add", "southwind", "--name", "Southwind Compute", "--role", "host"]));
+    for model in ["m-8b", "m-70b"] {
+        ok(&revshare(&data, &["model", "add", model, "--owner", "meridian"]));
+    }
+    ok(&revshare(&data, &["agreement", "add", examples().join("agreement.toml").to_str().expect("UTF-8")]));
+    let key = dir.join("northwind.key");
+    ok(&revshare(&data, &["keys", "generate", "--name", "northwind", "--out", key.to_str().expect("UTF-8")]));
+    ok(&revshare(&data, &["party", "key", "--party", "northwind", &format!("{}.pub", key.display())]));
+    let token = ok(&revshare(&data, &["token", "create", "--party", "northwind", "--role", "host"])).trim().to_owned();
+    (data, key, token)
+}
+
 /// A host signs a batch on its own machine with `revshare batch sign`; the server takes the file
 /// with the two headers printed, and refuses them on a file changed after signing.
 #[test]
 fn a_batch_signed_offline_is_accepted_and_a_changed_one_is_not() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let data = dir.path().join("data");
-    ok(&revshare(&data, &["init"]));
-    ok(&revshare(&data, &["party", "add", "meridian", "--name", "Meridian AI", "--role", "licensor"]));
-    ok(&revshare(&data, &["party", "add", "northwind", "--name", "Northwind Cloud", "--role", "host"]));
-    for model in ["m-8b", "m-70b"] {
-        ok(&revshare(&data, &["model", "add", model, "--owner", "meridian"]));
-    }
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
-    ok(&revshare(&data, &["agreement", "add", examples.join("agreement.toml").to_str().expect("UTF-8")]));
-    let key = dir.path().join("northwind.key");
-    ok(&revshare(&data, &["keys", "generate", "--name", "northwind", "--out", key.to_str().expect("UTF-8")]));
-    ok(&revshare(&data, &["party", "key", "--party", "northwind", &format!("{}.pub", key.display())]));
-    let token = ok(&revshare(&data, &["token", "create", "--party", "northwind", "--role", "host"])).trim().to_owned();
+    let (data, key, token) = registered(dir.path());
+    let examples = examples();
     // Northwind's records of the example, as its own file.
     let usage = std::fs::read_to_string(examples.join("usage.jsonl")).expect("the example usage");
     let lines: String = usage.lines().filter(|l| l.contains("\"host\":\"northwind\"")).map(|l| format!("{l}\n")).collect();
@@ -203,21 +216,10 @@ fn a_batch_signed_offline_is_accepted_and_a_changed_one_is_not() {
 #[test]
 fn a_host_countersigns_offline_what_it_verified() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let data = dir.path().join("data");
     let path = |name: &str| dir.path().join(name).to_str().expect("UTF-8").to_owned();
-    ok(&revshare(&data, &["init"]));
-    ok(&revshare(&data, &["party", "add", "meridian", "--name", "Meridian AI", "--role", "licensor"]));
-    ok(&revshare(&data, &["party", "add", "northwind", "--name", "Northwind Cloud", "--role", "host"]));
-    ok(&revshare(&data, &["party", "add", "southwind", "--name", "Southwind Compute", "--role", "host"]));
-    for model in ["m-8b", "m-70b"] {
-        ok(&revshare(&data, &["model", "add", model, "--owner", "meridian"]));
-    }
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let (data, _, token) = registered(dir.path());
+    let examples = examples();
     let example = |name: &str| examples.join(name).to_str().expect("UTF-8").to_owned();
-    ok(&revshare(&data, &["agreement", "add", &example("agreement.toml")]));
-    ok(&revshare(&data, &["keys", "generate", "--name", "northwind", "--out", &path("northwind.key")]));
-    ok(&revshare(&data, &["party", "key", "--party", "northwind", &path("northwind.key.pub")]));
-    let token = ok(&revshare(&data, &["token", "create", "--party", "northwind", "--role", "host"])).trim().to_owned();
     ok(&revshare(&data, &["ingest", &example("usage.jsonl")]));
     ok(&revshare(&data, &["close", "--agreement", "meridian-northwind", "--period", "2026-10"]));
     let month = ["--agreement", "meridian-northwind", "--period", "2026-10"];
