@@ -8,18 +8,22 @@
 //! no-op (the store's rule), so a client may resend.
 
 use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::Response;
 use axum::{Extension, Json};
 use revshare_core::contribution::{Contribution, parse_contribution_line};
+use revshare_core::ids::AgreementId;
+use revshare_core::time::Period;
 use revshare_store::Role;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::extract::{Params, agreement_id, json_body, params, readable};
+use crate::extract::{Months, Params, agreement_id, choice, json_body, only, params, readable, visible_agreements};
+use crate::page::{Page, Paging, created, key_of};
 use crate::problem::{Problem, ProblemDetails, ProblemItem};
 
 /// A contribution to record: its agreement and the SPEC §5 object (`id`, `party`, `kind`,
@@ -43,6 +47,50 @@ pub struct AcceptanceBody {
     pub id: String,
 }
 
+/// A contribution (SPEC §5) and its agreement.
+#[derive(Serialize, ToSchema)]
+pub struct ContributionView {
+    #[schema(example = "meridian-northwind")]
+    pub agreement: String,
+    #[schema(example = "c-7")]
+    pub id: String,
+    /// The party that made it: the licensor or the host.
+    #[schema(example = "northwind")]
+    pub party: String,
+    /// One of the agreement's `[contributions]` kinds.
+    #[schema(example = "maintenance")]
+    pub kind: String,
+    /// When it was made (RFC 3339, UTC); it counts in the month it falls in.
+    #[schema(example = "2026-10-12T00:00:00Z")]
+    pub date: String,
+    #[schema(example = "patched the tokenizer")]
+    pub description: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
+    /// Whether the other party accepted it: only then does it count.
+    pub accepted: bool,
+}
+
+impl ContributionView {
+    fn of(agreement: &AgreementId, c: &Contribution) -> ContributionView {
+        ContributionView {
+            agreement: agreement.to_string(),
+            id: c.id.clone(),
+            party: c.party.to_string(),
+            kind: c.kind.clone(),
+            date: c.date.to_string(),
+            description: c.description.clone(),
+            evidence: c.evidence.clone(),
+            accepted: c.accepted,
+        }
+    }
+
+    /// Where it is read.
+    fn location(&self) -> String {
+        format!("/v1/contributions/{}/{}", self.agreement, self.id)
+    }
+}
+
 fn only_parties(caller: &Caller, action: &str) -> Result<(), Problem> {
     if matches!(caller.role, Role::Host | Role::Licensor) {
         Ok(())
@@ -61,7 +109,8 @@ fn only_parties(caller: &Caller, action: &str) -> Result<(), Problem> {
     tag = "contributions",
     request_body(content = ContributionBody, content_type = "application/json"),
     responses(
-        (status = 201, description = "recorded and logged (or recorded before with the same content)", body = Object),
+        (status = 201, description = "recorded and logged (or recorded before with the same content); `Location` names it", body = ContributionView,
+            headers(("Location" = String, description = "the contribution: `/v1/contributions/{agreement}/{contribution}`"))),
         (status = 400, description = "a body or contribution that is not valid, each field named", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 403, description = "not a party of the agreement, or another party's contribution", body = ProblemDetails, content_type = "application/problem+json"),
@@ -79,7 +128,7 @@ pub(crate) async fn post_contribution(
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     request_body: Body,
-) -> Result<(StatusCode, Json<Value>), Problem> {
+) -> Result<Response, Problem> {
     only_parties(&caller, "record a contribution")?;
     let mut body: ContributionBody = json_body(&state, &headers, request_body).await?;
     let id = agreement_id(&body.agreement)?;
@@ -117,10 +166,10 @@ pub(crate) async fn post_contribution(
                 ));
             }
             store.add_contribution(&id, &contribution)?;
-            Ok(contribution.to_json())
+            Ok(ContributionView::of(&id, &contribution))
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(recorded)))
+    Ok(created(&recorded.location(), Json(recorded)))
 }
 
 /// Accepts a contribution the other party of the agreement recorded: it counts from the
@@ -131,7 +180,7 @@ pub(crate) async fn post_contribution(
     tag = "contributions",
     request_body(content = AcceptanceBody, content_type = "application/json"),
     responses(
-        (status = 200, description = "accepted and logged (or accepted before)", body = Object),
+        (status = 200, description = "accepted and logged (or accepted before)", body = ContributionView),
         (status = 400, description = "invalid body", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 403, description = "the contribution is the caller's own", body = ProblemDetails, content_type = "application/problem+json"),
@@ -147,7 +196,7 @@ pub(crate) async fn accept_contribution(
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     request_body: Body,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<ContributionView>, Problem> {
     only_parties(&caller, "accept a contribution")?;
     let body: AcceptanceBody = json_body(&state, &headers, request_body).await?;
     let id = agreement_id(&body.agreement)?;
@@ -169,20 +218,28 @@ pub(crate) async fn accept_contribution(
             }
             let accepted = Contribution { accepted: true, ..contribution };
             store.add_contribution(&id, &accepted)?;
-            Ok(accepted.to_json())
+            Ok(ContributionView::of(&id, &accepted))
         })
         .await?;
     Ok(Json(accepted))
 }
 
-/// An agreement's contributions, by id, accepted or not.
+/// The contributions of the agreements this token may read, by agreement and id, accepted or
+/// not; filtered by agreement, the month they were made in and state.
 #[utoipa::path(
     get,
     path = "/contributions",
     tag = "contributions",
-    params(("agreement" = String, Query, description = "the agreement")),
+    params(
+        ("agreement" = Option<String>, Query, description = "only this agreement's"),
+        ("from" = Option<String>, Query, description = "only those made in months from this one (`YYYY-MM`)"),
+        ("to" = Option<String>, Query, description = "only those made in months up to this one (`YYYY-MM`)"),
+        ("state" = Option<String>, Query, description = "only `recorded` (not yet accepted) or only `accepted` ones"),
+        ("limit" = Option<u32>, Query, description = "items on a page, 1 to 1000 (default 100)"),
+        ("cursor" = Option<String>, Query, description = "the previous page's `next_cursor`"),
+    ),
     responses(
-        (status = 200, description = "the contributions, by id; as CSV with `Accept: text/csv`", content((Vec<Object> = "application/json"), (String = "text/csv"))),
+        (status = 200, description = "a page of the contributions; as CSV with `Accept: text/csv`; the next page in `Link`", content((Page<ContributionView> = "application/json"), (String = "text/csv"))),
         (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "no such agreement that this token can read", body = ProblemDetails, content_type = "application/problem+json"),
@@ -194,16 +251,62 @@ pub(crate) async fn list_contributions(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
+    uri: Uri,
     query: Params,
-) -> Result<axum::response::Response, Problem> {
+) -> Result<Response, Problem> {
     let params = params(query)?;
-    let id = agreement_id(params.get("agreement").ok_or_else(|| Problem::bad_request("the query needs `agreement`"))?)?;
-    let listed = state
+    only(&params, &["agreement", "from", "to", "state", "limit", "cursor"])?;
+    let paging = Paging::of(&params)?;
+    let months = Months::of(&params)?;
+    let accepted = choice(&params, "state", &["recorded", "accepted"])?.map(|s| s == "accepted");
+    let agreement = params.get("agreement").map(|a| agreement_id(a)).transpose()?;
+    let page = state
         .run(move |store, _| {
-            readable(store, &caller, &id)?;
-            Ok(store.contributions(&id)?.iter().map(Contribution::to_json).collect::<Vec<Value>>())
+            let mut items = Vec::new();
+            for id in visible_agreements(store, &caller, agreement.as_ref())? {
+                let kept = store
+                    .contributions(&id)?
+                    .into_iter()
+                    .filter(|c| accepted.is_none_or(|a| c.accepted == a) && months.contains(Period::of(c.date)))
+                    .map(|c| ContributionView::of(&id, &c));
+                items.extend(kept);
+            }
+            Ok(paging.page(items, |c: &ContributionView| key_of(&[&c.agreement, &c.id])))
         })
         .await?;
-    let columns = ["id", "party", "kind", "date", "description", "evidence", "accepted"];
-    crate::csv_answer::json_or_rows(&headers, &listed, &columns, &listed)
+    let columns = ["agreement", "id", "party", "kind", "date", "description", "evidence", "accepted"];
+    crate::page::answer(&headers, &uri, &page, &columns)
+}
+
+/// One contribution.
+#[utoipa::path(
+    get,
+    path = "/contributions/{agreement}/{contribution}",
+    tag = "contributions",
+    params(("agreement" = String, Path, description = "the agreement"), ("contribution" = String, Path, description = "the contribution's id")),
+    responses(
+        (status = 200, description = "the contribution", body = ContributionView),
+        (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "no such agreement or contribution that this token can read", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn get_contribution(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((agreement, contribution)): Path<(String, String)>,
+) -> Result<Json<ContributionView>, Problem> {
+    let id = agreement_id(&agreement)?;
+    let view = state
+        .run(move |store, _| {
+            readable(store, &caller, &id)?;
+            let found = store.contributions(&id)?.into_iter().find(|c| c.id == contribution);
+            found.map(|c| ContributionView::of(&id, &c)).ok_or_else(|| {
+                Problem::not_found(format!("agreement {id} has no contribution `{}`", revshare_core::text::printable(&contribution, 130)))
+            })
+        })
+        .await?;
+    Ok(Json(view))
 }

@@ -13,7 +13,7 @@
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderName, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, StatusCode, Uri, header};
 use axum::response::Response;
 use axum::{Extension, Json};
 use revshare_core::dispute::{Actor, ActorRole, Request, State as DisputeState};
@@ -23,8 +23,11 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::auth::{Caller, may_read};
-use crate::extract::{Params, agreement_id, json_body, params, party_id, period_of, readable};
+use crate::extract::{Months, Params, agreement_id, choice, json_body, only, params, party_id, period_of, readable};
+use crate::page::{Page, Paging, number_key};
 use crate::problem::{Problem, ProblemDetails};
+use revshare_core::ids::AgreementId;
+use revshare_core::time::Period;
 
 /// One step of a dispute.
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -301,14 +304,22 @@ pub(crate) async fn move_dispute(
     Ok(Json(view))
 }
 
-/// The disputes this token may read, by id; `agreement` narrows them to one agreement.
+/// The disputes this token may read, by number; filtered by agreement, the disputed statement's
+/// month and state.
 #[utoipa::path(
     get,
     path = "/disputes",
     tag = "disputes",
-    params(("agreement" = Option<String>, Query, description = "only this agreement's disputes")),
+    params(
+        ("agreement" = Option<String>, Query, description = "only this agreement's disputes"),
+        ("from" = Option<String>, Query, description = "only disputes of statements of months from this one (`YYYY-MM`)"),
+        ("to" = Option<String>, Query, description = "only disputes of statements of months up to this one (`YYYY-MM`)"),
+        ("state" = Option<String>, Query, description = "only disputes in this state: `open`, `countered`, `accepted`, `rejected`, `escalated` or `decided`"),
+        ("limit" = Option<u32>, Query, description = "items on a page, 1 to 1000 (default 100)"),
+        ("cursor" = Option<String>, Query, description = "the previous page's `next_cursor`"),
+    ),
     responses(
-        (status = 200, description = "the disputes; one row each as CSV with `Accept: text/csv`", content((Vec<DisputeView> = "application/json"), (String = "text/csv"))),
+        (status = 200, description = "a page of the disputes; one row each as CSV with `Accept: text/csv`; the next page in `Link`", content((Page<DisputeView> = "application/json"), (String = "text/csv"))),
         (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "no such agreement that this token can read", body = ProblemDetails, content_type = "application/problem+json"),
@@ -320,9 +331,23 @@ pub(crate) async fn list_disputes(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
+    uri: Uri,
     query: Params,
 ) -> Result<Response, Problem> {
-    let views = disputes_of(&state, caller, query).await?;
+    let params = params(query)?;
+    only(&params, &["agreement", "from", "to", "state", "limit", "cursor"])?;
+    let paging = Paging::of(&params)?;
+    let months = Months::of(&params)?;
+    let states: Vec<&str> = DisputeState::ALL.iter().map(DisputeState::as_str).collect();
+    let wanted = choice(&params, "state", &states)?.map(str::to_owned);
+    let agreement = params.get("agreement").map(|a| agreement_id(a)).transpose()?;
+    let views = disputes_of(&state, caller, agreement).await?;
+    let kept = views
+        .into_iter()
+        .filter(|d| wanted.as_deref().is_none_or(|s| d.state == s))
+        .filter(|d| Period::parse(&d.period).is_ok_and(|p| months.contains(p)))
+        .collect();
+    let page = paging.page(kept, |d: &DisputeView| number_key(d.id));
     let columns = [
         "id",
         "agreement",
@@ -337,13 +362,11 @@ pub(crate) async fn list_disputes(
         "adjustment",
         "arbiter",
     ];
-    crate::csv_answer::json_or_rows(&headers, &views, &columns, &views)
+    crate::page::answer(&headers, &uri, &page, &columns)
 }
 
-/// The disputes `caller` may read (of one agreement, with `agreement` in the query).
-pub(crate) async fn disputes_of(state: &AppState, caller: Caller, query: Params) -> Result<Vec<DisputeView>, Problem> {
-    let params = params(query)?;
-    let agreement = params.get("agreement").map(|a| agreement_id(a)).transpose()?;
+/// The disputes `caller` may read (of one agreement, with `agreement`).
+pub(crate) async fn disputes_of(state: &AppState, caller: Caller, agreement: Option<AgreementId>) -> Result<Vec<DisputeView>, Problem> {
     state
         .run(move |store, shared| {
             if let Some(id) = &agreement {

@@ -15,7 +15,7 @@ use revshare_core::time::Period;
 use revshare_store::Store;
 
 use crate::AppState;
-use crate::auth::{Caller, may_read};
+use crate::auth::{Caller, may_read, may_read_agreement};
 use crate::body;
 use crate::problem::{Problem, ProblemItem};
 
@@ -54,6 +54,61 @@ pub(crate) fn month_range(params: &HashMap<String, String>, now: Period) -> Resu
         return Err(Problem::bad_request(format!("{from} to {to} is more than 12 months; choose a shorter range")));
     }
     Ok((from, to))
+}
+
+/// A list's `from` and `to` months (`YYYY-MM`, both optional, both included).
+#[derive(Clone, Copy)]
+pub(crate) struct Months {
+    from: Option<Period>,
+    to: Option<Period>,
+}
+
+impl Months {
+    pub(crate) fn of(params: &HashMap<String, String>) -> Result<Months, Problem> {
+        let month = |name: &str| {
+            params.get(name).map(|text| Period::parse(text).map_err(|e| Problem::bad_request(format!("`{name}`: {e}")))).transpose()
+        };
+        let (from, to) = (month("from")?, month("to")?);
+        if let (Some(from), Some(to)) = (from, to)
+            && from > to
+        {
+            return Err(Problem::bad_request(format!("the range starts ({from}) after it ends ({to}); choose `from` up to `to`")));
+        }
+        Ok(Months { from, to })
+    }
+
+    pub(crate) fn contains(&self, period: Period) -> bool {
+        self.from.is_none_or(|from| period >= from) && self.to.is_none_or(|to| period <= to)
+    }
+}
+
+/// A parameter that takes one of a few words, if given; 400 naming them otherwise.
+pub(crate) fn choice<'p>(params: &'p HashMap<String, String>, name: &str, words: &[&str]) -> Result<Option<&'p str>, Problem> {
+    match params.get(name) {
+        None => Ok(None),
+        Some(text) if words.contains(&text.as_str()) => Ok(Some(text)),
+        Some(text) => Err(Problem::bad_request(format!(
+            "`{name}` is one of {}, not `{}`",
+            words.iter().map(|w| format!("`{w}`")).collect::<Vec<_>>().join(", "),
+            revshare_core::text::printable(text, 40)
+        ))),
+    }
+}
+
+/// The agreements a list shows to `caller`: the one it names, if the caller may read it (404
+/// otherwise, as for one that does not exist), or every agreement the caller may read.
+pub(crate) fn visible_agreements(
+    store: &mut dyn Store,
+    caller: &Caller,
+    named: Option<&AgreementId>,
+) -> Result<std::collections::BTreeSet<AgreementId>, Problem> {
+    match named {
+        Some(id) => {
+            readable(store, caller, id)?;
+            Ok(std::iter::once(id.clone()).collect())
+        }
+        None => Ok(store.agreements()?.iter().filter(|a| may_read_agreement(caller, a)).map(|a| a.id().clone()).collect()),
+    }
 }
 
 /// A non-negative integer parameter; `None` when absent.

@@ -12,7 +12,7 @@
 //! | `GET /`, `/signin`, `/statements`, `/usage`, `/disputes`, `/payments`, `/contributions` | a signed-in party | the dashboard's pages and forms (`dashboard`): HTML, over the same handlers |
 //! | `POST /v1/usage` | a host, its own records | stores a batch (JSON Lines, a JSON array, or a CloudEvents batch) in one transaction; a signed receipt |
 //! | `GET /v1/agreements/{agreement}` | readers of the agreement | its latest version and TOML source |
-//! | `GET /v1/statements[?agreement=ID]` | readers of the agreement | the finalised statements |
+//! | `GET /v1/agreements`, `/v1/statements`, `/v1/payments`, `/v1/contributions`, `/v1/disputes`, `/v1/keys` | readers of each item | lists, paged by `limit` and `cursor` and filtered (`page`): `{"items", "next_cursor"}` |
 //! | `GET /v1/statements/{agreement}/{period}` | readers of the agreement | the latest statement's canonical bytes |
 //! | `GET /v1/statements/{agreement}/{period}/preview` | the agreement's licensor and host | the open month as it would close now, unsigned (`revshare statement preview`) |
 //! | `GET /v1/balances` | readers of each agreement | who owes whom, from the journal |
@@ -20,11 +20,12 @@
 //! | `POST /v1/close` | the agreement's licensor | closes a month (`revshare close`, the store's `close::close_month`) |
 //! | `POST /v1/statements/{agreement}/{period}/signatures` | the agreement's host | countersigns the statement |
 //! | `POST /v1/payments` | the paying side | records a payment (`revshare payment record`) |
+//! | `GET /v1/payments/{agreement}/{reference}` | readers of the agreement | a payment and where it stands |
 //! | `GET /v1/statements/{agreement}/{period}/bundle[?sequence=N]` | readers of the agreement | the statement's bundle as a tar archive (`revshare statement export --bundle`), for `revshare verify` |
 //! | `POST /v1/parties` | the operator | registers a party (`revshare party add`) |
 //! | `POST /v1/contributions` | the agreement's licensor or host, its own | records a contribution, not accepted (SPEC §5) |
 //! | `POST /v1/contributions/acceptances` | the other party of the agreement | accepts a contribution |
-//! | `GET /v1/contributions?agreement=ID` | readers of the agreement | its contributions |
+//! | `GET /v1/contributions/{agreement}/{contribution}` | readers of the agreement | one contribution |
 //! | `POST /v1/tokens`, `POST /v1/tokens/revocations` | the operator | a party's token, shown once; revoking one (`revshare token`) |
 //! | `POST /v1/grants`, `POST /v1/grants/revocations` | the operator | an auditor's grant of an agreement, logged (`revshare grant`) |
 //! | `GET /v1/grants[?agreement=ID]` | the agreement's parties, the auditor, the operator | grants in force and revoked |
@@ -34,7 +35,7 @@
 //! | `POST /v1/aliases` | a host, for itself | maps the host's own model id to a licensed model (`revshare model alias`) |
 //! | `POST /v1/disputes` | the agreement's licensor or host | opens a dispute of a statement or a line (`revshare dispute open`) |
 //! | `POST /v1/disputes/{id}/transitions` | the side whose turn it is; an arbiter decides | accept, reject, counter, escalate, decide |
-//! | `GET /v1/disputes[?agreement=ID]`, `GET /v1/disputes/{id}` | readers of the agreement; its arbiters once escalated | disputes, their state, deadlines and history |
+//! | `GET /v1/disputes/{id}` | readers of the agreement; its arbiters once escalated | disputes, their state, deadlines and history |
 //! | `GET /v1/log/checkpoint` | any token | a fresh signed checkpoint (`text/plain`, a C2SP note) |
 //! | `GET /v1/log/inclusion?leaf=N[&size=M]` | any token | a leaf's inclusion proof |
 //! | `GET /v1/log/consistency?from=M[&to=N]` | any token | the proof that the log only grew |
@@ -86,6 +87,7 @@ mod limit;
 mod metrics;
 mod openapi;
 mod operator;
+mod page;
 pub mod problem;
 pub mod registry;
 mod routes;

@@ -1,11 +1,9 @@
 //! The handlers: each checks who may call it, reads its input, makes the CLI's store and core
 //! calls on a blocking thread, and turns the result into JSON (or a problem).
 
-use std::collections::HashMap;
-
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use revshare_core::agreement::{line_column, parse_agreement};
@@ -27,8 +25,11 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::auth::{Caller, may_read, may_read_agreement, may_read_leaf};
 use crate::body::{self, Format, Parsed};
-use crate::extract::{Params, agreement_id, json_body, number, params, period_of, readable, required};
+use crate::extract::{
+    Months, Params, agreement_id, choice, json_body, number, only, params, period_of, readable, required, visible_agreements,
+};
 use crate::group::{self, Committed, Job};
+use crate::page::{self, Page, Paging, created, key_of, number_key};
 use crate::problem::{Problem, ProblemDetails, ProblemItem};
 
 /// `GET /healthz`.
@@ -128,13 +129,16 @@ pub struct AgreementView {
 /// A finalised statement, without its bytes.
 #[derive(Serialize, ToSchema)]
 pub struct StatementSummary {
+    #[schema(example = "meridian-northwind")]
     pub agreement: String,
     pub agreement_version: u32,
     /// YYYY-MM.
+    #[schema(example = "2026-10")]
     pub period: String,
     /// 1 for the original, then 2, 3, … for restatements.
     pub sequence: u32,
     /// `original` or `restatement`.
+    #[schema(example = "original")]
     pub kind: String,
     /// `sha256:` of the canonical bytes.
     pub digest: String,
@@ -142,9 +146,26 @@ pub struct StatementSummary {
     pub leaf: Option<u64>,
 }
 
+/// A finalised statement in a list: its summary and where its money stands.
 #[derive(Serialize, ToSchema)]
-pub struct StatementList {
-    pub statements: Vec<StatementSummary>,
+pub struct StatementItem {
+    #[serde(flatten)]
+    pub statement: StatementSummary,
+    #[schema(example = "USD")]
+    pub currency: String,
+    /// What the host owes for the month (negative: is owed), with the currency's minor-unit places.
+    #[schema(example = "4620.50")]
+    pub net_payable: String,
+    /// For an original: what the agreement's confirmed payments cover of it (oldest month first);
+    /// null for a restatement, whose difference a later original carries.
+    pub paid: Option<String>,
+    /// For an original: what is left to pay.
+    pub outstanding: Option<String>,
+    /// Whether a key registered to the agreement's host signed it.
+    pub countersigned: bool,
+    /// When it was finalised, `YYYY-MM-DD`.
+    #[schema(example = "2026-11-04")]
+    pub closed_on: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -195,9 +216,10 @@ pub(crate) fn api(auth: Option<AppState>) -> (axum::Router<AppState>, utoipa::op
         .routes(routes!(preview_statement))
         .routes(routes!(statement_delivery))
         .routes(routes!(sign_statement))
-        .routes(routes!(post_agreement))
+        .routes(routes!(list_agreements, post_agreement))
         .routes(routes!(post_close))
-        .routes(routes!(post_payment))
+        .routes(routes!(list_payments, post_payment))
+        .routes(routes!(get_payment))
         .routes(routes!(confirm_payment))
         .routes(routes!(balances))
         .routes(routes!(checkpoint))
@@ -220,6 +242,7 @@ pub(crate) fn api(auth: Option<AppState>) -> (axum::Router<AppState>, utoipa::op
         // Contributions (`contributions.rs`).
         .routes(routes!(crate::contributions::post_contribution, crate::contributions::list_contributions))
         .routes(routes!(crate::contributions::accept_contribution))
+        .routes(routes!(crate::contributions::get_contribution))
         // The operator's tokens and grants (`operator.rs`).
         .routes(routes!(crate::operator::create_token))
         .routes(routes!(crate::operator::revoke_token))
@@ -455,6 +478,73 @@ pub(crate) async fn get_agreement(
     Ok(Json(view))
 }
 
+/// An agreement's latest version, without its source.
+#[derive(Serialize, ToSchema)]
+pub struct AgreementItem {
+    #[schema(example = "meridian-northwind")]
+    pub id: String,
+    pub version: u32,
+    #[schema(example = "meridian")]
+    pub licensor: String,
+    #[schema(example = "northwind")]
+    pub host: String,
+    #[schema(example = "USD")]
+    pub currency: String,
+    /// `sha256:` of the validated agreement's canonical form.
+    pub digest: String,
+}
+
+/// The agreements this token may read (their latest versions), by id; filtered by licensor or
+/// host.
+#[utoipa::path(
+    get,
+    path = "/agreements",
+    tag = "agreements",
+    params(
+        ("licensor" = Option<String>, Query, description = "only this licensor's"),
+        ("host" = Option<String>, Query, description = "only this host's"),
+        ("limit" = Option<u32>, Query, description = "items on a page, 1 to 1000 (default 100)"),
+        ("cursor" = Option<String>, Query, description = "the previous page's `next_cursor`"),
+    ),
+    responses((status = 200, description = "a page of the agreements; as CSV with `Accept: text/csv`; the next page in `Link`", content((Page<AgreementItem> = "application/json"), (String = "text/csv"))), (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"), (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
+pub(crate) async fn list_agreements(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    uri: Uri,
+    query: Params,
+) -> Result<Response, Problem> {
+    let params = params(query)?;
+    only(&params, &["licensor", "host", "limit", "cursor"])?;
+    let paging = Paging::of(&params)?;
+    let (licensor, host) = (params.get("licensor").cloned(), params.get("host").cloned());
+    let page = state
+        .run(move |store, _| {
+            let items = store
+                .agreements()?
+                .into_iter()
+                .filter(|a| may_read_agreement(&caller, a))
+                .filter(|a| {
+                    licensor.as_deref().is_none_or(|l| a.licensor().as_str() == l) && host.as_deref().is_none_or(|h| a.host().as_str() == h)
+                })
+                .map(|a| AgreementItem {
+                    id: a.id().to_string(),
+                    version: a.version(),
+                    licensor: a.licensor().to_string(),
+                    host: a.host().to_string(),
+                    currency: a.currency().to_string(),
+                    digest: a.digest(),
+                })
+                .collect();
+            Ok(paging.page(items, |a: &AgreementItem| a.id.clone()))
+        })
+        .await?;
+    page::answer(&headers, &uri, &page, &["id", "version", "licensor", "host", "currency", "digest"])
+}
+
 fn summary(statement: &StoredStatement) -> StatementSummary {
     StatementSummary {
         agreement: statement.agreement_id.to_string(),
@@ -467,57 +557,80 @@ fn summary(statement: &StoredStatement) -> StatementSummary {
     }
 }
 
-/// The finalised statements of the agreements this token may read (of one, with `agreement`).
+/// The finalised statements of the agreements this token may read, by agreement, month and
+/// sequence; filtered by agreement, months and kind.
 #[utoipa::path(
     get,
     path = "/statements",
     tag = "statements",
-    params(("agreement" = Option<String>, Query, description = "only this agreement's")),
-    responses((status = 200, description = "the statements; as CSV with `Accept: text/csv`", content((StatementList = "application/json"), (String = "text/csv"))), (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"), (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json"), (status = 404, description = "no such agreement or statement that this token can read", body = ProblemDetails, content_type = "application/problem+json")),
+    params(
+        ("agreement" = Option<String>, Query, description = "only this agreement's"),
+        ("from" = Option<String>, Query, description = "only months from this one (`YYYY-MM`)"),
+        ("to" = Option<String>, Query, description = "only months up to this one (`YYYY-MM`)"),
+        ("kind" = Option<String>, Query, description = "only `original` or only `restatement` statements"),
+        ("limit" = Option<u32>, Query, description = "items on a page, 1 to 1000 (default 100)"),
+        ("cursor" = Option<String>, Query, description = "the previous page's `next_cursor`"),
+    ),
+    responses((status = 200, description = "a page of the statements; as CSV with `Accept: text/csv`; the next page in `Link`", content((Page<StatementItem> = "application/json"), (String = "text/csv"))), (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"), (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json"), (status = 404, description = "no such agreement that this token can read", body = ProblemDetails, content_type = "application/problem+json")),
     security(("bearer" = []))
 )]
 pub(crate) async fn list_statements(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
+    uri: Uri,
     query: Params,
 ) -> Result<Response, Problem> {
-    let agreement = params(query)?.get("agreement").map(|text| agreement_id(text)).transpose()?;
-    let listed = state
+    let params = params(query)?;
+    only(&params, &["agreement", "from", "to", "kind", "limit", "cursor"])?;
+    let paging = Paging::of(&params)?;
+    let months = Months::of(&params)?;
+    let kind = choice(&params, "kind", &["original", "restatement"])?.map(str::to_owned);
+    let agreement = params.get("agreement").map(|text| agreement_id(text)).transpose()?;
+    let page = state
         .run(move |store, _| {
-            let statements = match &agreement {
-                Some(id) => {
-                    readable(store, &caller, id)?;
-                    store.statements(Some(id))?
-                }
-                None => {
-                    let mut visible: HashMap<AgreementId, bool> = HashMap::new();
-                    let mut kept = Vec::new();
-                    for statement in store.statements(None)? {
-                        let id = statement.agreement_id.clone();
-                        let may = match visible.get(&id) {
-                            Some(may) => *may,
-                            None => {
-                                let agreement = store.agreement(&id, None)?;
-                                let may = may_read_agreement(&caller, &agreement);
-                                visible.insert(id, may);
-                                may
-                            }
-                        };
-                        if may {
-                            kept.push(statement);
-                        }
+            let visible = visible_agreements(store, &caller, agreement.as_ref())?;
+            let rows = revshare_store::accounts::statements(store, agreement.as_ref())?;
+            let items = rows
+                .into_iter()
+                .filter(|row| visible.contains(&row.stored.agreement_id))
+                .filter(|row| months.contains(row.stored.period) && kind.as_deref().is_none_or(|k| row.stored.kind.as_str() == k))
+                .map(|row| {
+                    let c = row.currency;
+                    StatementItem {
+                        statement: summary(&row.stored),
+                        currency: c.code().to_owned(),
+                        net_payable: c.format(row.net_payable),
+                        paid: row.paid.map(|(paid, _)| c.format(paid)),
+                        outstanding: row.paid.map(|(_, left)| c.format(left)),
+                        countersigned: row.countersigned,
+                        closed_on: row.closed_on,
                     }
-                    kept
-                }
-            };
-            Ok(statements.iter().map(summary).collect::<Vec<_>>())
+                })
+                .collect();
+            Ok(paging.page(items, |s: &StatementItem| {
+                let s = &s.statement;
+                key_of(&[&s.agreement, &s.period, &number_key(u64::from(s.sequence))])
+            }))
         })
         .await?;
-    let list = StatementList { statements: listed };
-    let columns = ["agreement", "agreement_version", "period", "sequence", "kind", "digest", "leaf"];
-    crate::csv_answer::json_or_rows(&headers, &list, &columns, &list.statements)
+    let columns = [
+        "agreement",
+        "agreement_version",
+        "period",
+        "sequence",
+        "kind",
+        "currency",
+        "net_payable",
+        "paid",
+        "outstanding",
+        "countersigned",
+        "closed_on",
+        "digest",
+        "leaf",
+    ];
+    page::answer(&headers, &uri, &page, &columns)
 }
 
 /// The latest statement of an agreement's month: its canonical bytes (RFC 8785), with its digest
@@ -775,42 +888,49 @@ pub struct RotationSignature {
     pub signature: String,
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct KeyList {
-    /// The deployment's keys oldest first (the last signs now), then the caller's own keys.
-    pub keys: Vec<KeyEntry>,
-}
-
-/// The deployment's key history and the caller's own keys. Other parties' keys are theirs to
-/// show. A verifier should still obtain its first trusted key by a channel of its own.
-#[utoipa::path(get, path = "/keys", tag = "log", responses((status = 200, description = "the deployment's and the parties' keys, with their history", body = KeyList), (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+/// The deployment's key history and the caller's own keys, by leaf (the deployment's last key
+/// signs now). Other parties' keys are theirs to show. A verifier should still obtain its first
+/// trusted key by a channel of its own.
+#[utoipa::path(get, path = "/keys", tag = "log",
+    params(
+        ("limit" = Option<u32>, Query, description = "items on a page, 1 to 1000 (default 100)"),
+        ("cursor" = Option<String>, Query, description = "the previous page's `next_cursor`"),
+    ),
+    responses((status = 200, description = "a page of the deployment's keys and the caller's, with their history; the next page in `Link`", body = Page<KeyEntry>), (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"), (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub(crate) async fn keys(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<Json<KeyList>, Problem> {
-    let keys = state
+pub(crate) async fn keys(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    uri: Uri,
+    query: Params,
+) -> Result<Response, Problem> {
+    let params = params(query)?;
+    only(&params, &["limit", "cursor"])?;
+    let paging = Paging::of(&params)?;
+    let page = state
         .run(move |store, _| {
             let registered = store.keys()?;
             let (mut previous, mut previous_own): (Option<String>, Option<String>) = (None, None);
-            let mut deployment = Vec::new();
-            let mut own = Vec::new();
+            let mut listed = Vec::new();
             for key in registered {
                 let text = key.key.to_text();
                 match key.party {
                     None => {
                         let replaces = previous.replace(text.clone());
-                        deployment.push(KeyEntry { party: None, key: text, leaf: key.leaf, replaces });
+                        listed.push(KeyEntry { party: None, key: text, leaf: key.leaf, replaces });
                     }
                     Some(party) if party == caller.party.as_str() => {
                         let replaces = previous_own.replace(text.clone());
-                        own.push(KeyEntry { party: Some(party), key: text, leaf: key.leaf, replaces });
+                        listed.push(KeyEntry { party: Some(party), key: text, leaf: key.leaf, replaces });
                     }
                     Some(_) => {}
                 }
             }
-            deployment.extend(own);
-            Ok(deployment)
+            Ok(paging.page(listed, |k: &KeyEntry| number_key(k.leaf)))
         })
         .await?;
-    Ok(Json(KeyList { keys }))
+    page::answer(&headers, &uri, &page, &["party", "key", "leaf", "replaces"])
 }
 
 /// Registers a key for the caller's party (SPEC §7): its first with a proof of possession, or a
@@ -1013,6 +1133,8 @@ pub struct PaymentBody {
 /// A recorded payment.
 #[derive(Serialize, ToSchema)]
 pub struct PaymentRecorded {
+    #[schema(example = "meridian-northwind")]
+    pub agreement: String,
     pub reference: String,
     pub description: String,
     /// `pending` (recorded by the payer: the payee confirms it) or `posted` (recorded or
@@ -1283,7 +1405,8 @@ pub(crate) async fn post_close(
     tag = "ledger",
     request_body(content = PaymentBody, content_type = "application/json"),
     responses((status = 415, description = "the body is not sent as application/json", body = ProblemDetails, content_type = "application/problem+json"), 
-        (status = 200, description = "pending (recorded by the payer) or posted (recorded by the payee)", body = PaymentRecorded),
+        (status = 201, description = "pending (recorded by the payer) or posted (recorded by the payee); `Location` names it", body = PaymentRecorded,
+            headers(("Location" = String, description = "the payment: `/v1/payments/{agreement}/{reference}`"))),
         (status = 400, description = "invalid body, or an amount with too many places or over the bound (named)", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 403, description = "the token's party is neither the host nor the licensor", body = ProblemDetails, content_type = "application/problem+json"),
@@ -1299,7 +1422,7 @@ pub(crate) async fn post_payment(
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     request_body: Body,
-) -> Result<Json<PaymentRecorded>, Problem> {
+) -> Result<Response, Problem> {
     let request: PaymentBody = json_body(&state, &headers, request_body).await?;
     let caller_pays = match caller.role {
         Role::Host => PayerBody::Host,
@@ -1335,11 +1458,122 @@ pub(crate) async fn post_payment(
                 store.post_entry(&entry)?;
                 "posted"
             };
-            Ok(PaymentRecorded { reference: request.reference, description: entry.description().to_owned(), state: state.to_owned() })
+            Ok(PaymentRecorded {
+                agreement: id.to_string(),
+                reference: request.reference,
+                description: entry.description().to_owned(),
+                state: state.to_owned(),
+            })
         })
         .await?;
     tracing::info!(reference = %recorded.reference, state = %recorded.state, "payment recorded");
-    Ok(Json(recorded))
+    Ok(created(&format!("/v1/payments/{}/{}", recorded.agreement, recorded.reference), Json(recorded)))
+}
+
+/// A payment and where it stands.
+#[derive(Serialize, ToSchema)]
+pub struct PaymentView {
+    #[schema(example = "meridian-northwind")]
+    pub agreement: String,
+    /// The payer's own reference, unique within the agreement.
+    #[schema(example = "wire-2026-11-05")]
+    pub reference: String,
+    /// Who paid: `host` or `licensor`.
+    #[schema(example = "host")]
+    pub from: String,
+    /// A decimal string with the currency's minor-unit places.
+    #[schema(example = "4620.50")]
+    pub amount: String,
+    #[schema(example = "USD")]
+    pub currency: String,
+    /// `pending` (the payee has not confirmed it), `confirmed`, or `reversed`.
+    #[schema(example = "confirmed")]
+    pub state: String,
+}
+
+impl PaymentView {
+    fn of(row: &revshare_store::accounts::PaymentRow) -> PaymentView {
+        PaymentView {
+            agreement: row.agreement.to_string(),
+            reference: row.reference.clone(),
+            from: row.from.as_str().to_owned(),
+            amount: row.currency.format(row.amount_minor),
+            currency: row.currency.code().to_owned(),
+            state: row.state.as_str().to_owned(),
+        }
+    }
+}
+
+/// The payments of the agreements this token may read, by agreement and reference; filtered by
+/// agreement and state.
+#[utoipa::path(
+    get,
+    path = "/payments",
+    tag = "ledger",
+    params(
+        ("agreement" = Option<String>, Query, description = "only this agreement's"),
+        ("state" = Option<String>, Query, description = "only `pending`, `confirmed` or `reversed` payments"),
+        ("limit" = Option<u32>, Query, description = "items on a page, 1 to 1000 (default 100)"),
+        ("cursor" = Option<String>, Query, description = "the previous page's `next_cursor`"),
+    ),
+    responses((status = 200, description = "a page of the payments; as CSV with `Accept: text/csv`; the next page in `Link`", content((Page<PaymentView> = "application/json"), (String = "text/csv"))), (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"), (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "no such agreement that this token can read", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
+pub(crate) async fn list_payments(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    uri: Uri,
+    query: Params,
+) -> Result<Response, Problem> {
+    let params = params(query)?;
+    only(&params, &["agreement", "state", "limit", "cursor"])?;
+    let paging = Paging::of(&params)?;
+    let wanted = choice(&params, "state", &["pending", "confirmed", "reversed"])?.map(str::to_owned);
+    let agreement = params.get("agreement").map(|text| agreement_id(text)).transpose()?;
+    let page = state
+        .run(move |store, _| {
+            let visible = visible_agreements(store, &caller, agreement.as_ref())?;
+            let items = revshare_store::accounts::payments(store, agreement.as_ref())?
+                .iter()
+                .filter(|row| visible.contains(&row.agreement) && wanted.as_deref().is_none_or(|s| row.state.as_str() == s))
+                .map(PaymentView::of)
+                .collect();
+            Ok(paging.page(items, |p: &PaymentView| key_of(&[&p.agreement, &p.reference])))
+        })
+        .await?;
+    page::answer(&headers, &uri, &page, &revshare_store::accounts::PaymentRow::COLUMNS)
+}
+
+/// One payment and where it stands.
+#[utoipa::path(
+    get,
+    path = "/payments/{agreement}/{reference}",
+    tag = "ledger",
+    params(("agreement" = String, Path, description = "the agreement"), ("reference" = String, Path, description = "the payer's reference")),
+    responses((status = 200, description = "the payment", body = PaymentView), (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"), (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "no such agreement or payment that this token can read", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
+pub(crate) async fn get_payment(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((agreement, reference)): Path<(String, String)>,
+) -> Result<Json<PaymentView>, Problem> {
+    let id = agreement_id(&agreement)?;
+    let view = state
+        .run(move |store, _| {
+            readable(store, &caller, &id)?;
+            let rows = revshare_store::accounts::payments(store, Some(&id))?;
+            rows.iter().find(|row| row.reference == reference).map(PaymentView::of).ok_or_else(|| {
+                Problem::not_found(format!("agreement {id} has no payment `{}`", revshare_core::text::printable(&reference, 130)))
+            })
+        })
+        .await?;
+    Ok(Json(view))
 }
 
 /// The payee confirms a pending payment: it posts to the journal (SPEC §10).
@@ -1385,7 +1619,12 @@ pub(crate) async fn confirm_payment(
                 )));
             }
             let entry = store.confirm_payment(&id, &request.reference)?;
-            Ok(PaymentRecorded { reference: request.reference, description: entry.description().to_owned(), state: "posted".to_owned() })
+            Ok(PaymentRecorded {
+                agreement: id.to_string(),
+                reference: request.reference,
+                description: entry.description().to_owned(),
+                state: "posted".to_owned(),
+            })
         })
         .await?;
     tracing::info!(reference = %posted.reference, "payment confirmed");

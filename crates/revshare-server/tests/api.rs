@@ -54,6 +54,7 @@ api_tests!(
     a_preview_is_the_close_to_come_for_the_two_parties,
     the_usage_summary_is_what_the_preview_bills,
     an_idempotency_key_replays_the_first_answer,
+    lists_page_filter_and_stay_in_scope,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -503,7 +504,7 @@ fn refused_calls_change_nothing(db: &dyn TestDb) {
             api.get("/v1/statements?agreement=meridian-northwind", Some(token)).await.problem(404);
             api.get("/v1/agreements/meridian-northwind", Some(token)).await.problem(404);
             let listed = api.get("/v1/statements", Some(token)).await.json();
-            assert_eq!(listed["statements"], json!([]), "no statement of others is listed");
+            assert_eq!(listed, json!({"items": [], "next_cursor": null}), "no statement of others is listed");
             let balances = api.get("/v1/balances", Some(token)).await.json();
             assert_eq!(balances["balances"], json!([]), "no balance of others is shown");
         }
@@ -608,7 +609,7 @@ fn refused_calls_change_nothing(db: &dyn TestDb) {
             api.post_json(moves, token, &answer).await.problem(404);
             api.get("/v1/disputes/1", Some(token)).await.problem(404);
             api.get("/v1/disputes?agreement=meridian-northwind", Some(token)).await.problem(404);
-            assert_eq!(api.get("/v1/disputes", Some(token)).await.json(), json!([]), "no dispute of others is listed");
+            assert_eq!(api.get("/v1/disputes", Some(token)).await.json()["items"], json!([]), "no dispute of others is listed");
         }
         for token in [&tokens.auditor, &tokens.arbiter] {
             api.post_json("/v1/disputes", token, &claim).await.problem(403);
@@ -619,7 +620,7 @@ fn refused_calls_change_nothing(db: &dyn TestDb) {
         // The agreement's arbiter sees a dispute only once it is escalated (to it).
         api.post_json(moves, &tokens.arbiter, &answer).await.problem(404);
         api.get("/v1/disputes/1", Some(&tokens.arbiter)).await.problem(404);
-        assert_eq!(api.get("/v1/disputes", Some(&tokens.arbiter)).await.json(), json!([]));
+        assert_eq!(api.get("/v1/disputes", Some(&tokens.arbiter)).await.json()["items"], json!([]));
 
         for (path, body) in [
             ("/v1/disputes", &claim),
@@ -678,7 +679,7 @@ fn refused_calls_change_nothing(db: &dyn TestDb) {
             assert_eq!((reply.status, reply.content_type.as_str()), (200, "application/json"));
             assert_eq!(reply.bytes, canonical, "the statement's canonical bytes");
             let listed = api.get("/v1/statements?agreement=meridian-northwind", Some(token)).await.json();
-            assert_eq!(listed["statements"][0]["period"], "2026-10", "{listed}");
+            assert_eq!(listed["items"][0]["period"], "2026-10", "{listed}");
             let balances = api.get("/v1/balances", Some(token)).await.json();
             assert_eq!(balances["balances"][0]["debtor"]["party"], "northwind", "{balances}");
             let agreement = api.get("/v1/agreements/meridian-northwind", Some(token)).await.json();
@@ -909,7 +910,7 @@ fn a_party_registers_and_rotates_its_own_keys(db: &dyn TestDb) {
         assert!(!text.contains("northwind"), "{text}");
         // The host's own key history; the other host sees none of it.
         let own = api.get("/v1/keys", Some(&tokens.northwind)).await.json();
-        let mine: Vec<&Value> = own["keys"].as_array().expect("keys").iter().filter(|k| k["party"] == "northwind").collect();
+        let mine: Vec<&Value> = own["items"].as_array().expect("keys").iter().filter(|k| k["party"] == "northwind").collect();
         assert_eq!(mine.len(), 2);
         assert_eq!(mine[1]["replaces"], first_text.as_str());
         let theirs = api.get("/v1/keys", Some(&tokens.southwind)).await;
@@ -1161,7 +1162,8 @@ fn each_side_records_its_own_payments(db: &dyn TestDb) {
         // party unless the body names another.
         let by_token = json!({"agreement": "meridian-northwind", "amount": "100.00", "reference": "wire-1"});
         let paid = api.post_json("/v1/payments", &tokens.northwind, &by_token).await;
-        assert_eq!(paid.status, 200, "{}", String::from_utf8_lossy(&paid.bytes));
+        assert_eq!(paid.status, 201, "{}", String::from_utf8_lossy(&paid.bytes));
+        assert_eq!(paid.header("location"), Some("/v1/payments/meridian-northwind/wire-1"));
         assert_eq!((paid.json()["reference"].as_str(), paid.json()["state"].as_str()), (Some("wire-1"), Some("pending")));
         let balances = api.get("/v1/balances", Some(&tokens.northwind)).await.json();
         assert_eq!(balances["balances"], json!([]), "{balances}");
@@ -1350,17 +1352,20 @@ fn csv_answers_read_back_as_their_json(db: &dyn TestDb) {
         let contribution = json!({"agreement": "meridian-northwind", "contribution": {"id": "c-9", "party": "northwind", "kind": "maintenance", "date": "2026-10-12", "description": "patched, \"quoted\""}});
         assert_eq!(api.post_json("/v1/contributions", &tokens.northwind, &contribution).await.status, 201);
         let paid = json!({"agreement": "meridian-northwind", "amount": "1.00", "reference": "w-1", "from": "host"});
-        assert_eq!(api.post_json("/v1/payments", &tokens.meridian, &paid).await.status, 200);
+        assert_eq!(api.post_json("/v1/payments", &tokens.meridian, &paid).await.status, 201);
         let as_csv = |path: &'static str, token: &str| {
             let headers = [("authorization", format!("Bearer {token}")), ("accept", "text/csv".to_owned())];
             let api = &api;
             async move { api.send_with(&api.client, reqwest::Method::GET, path, &headers, None, Vec::new()).await }
         };
         for (path, list) in [
-            ("/v1/statements", Some("statements")),
+            ("/v1/statements", Some("items")),
             ("/v1/balances", Some("balances")),
-            ("/v1/disputes", None),
-            ("/v1/contributions?agreement=meridian-northwind", None),
+            ("/v1/disputes", Some("items")),
+            ("/v1/contributions?agreement=meridian-northwind", Some("items")),
+            ("/v1/payments", Some("items")),
+            ("/v1/agreements", Some("items")),
+            ("/v1/keys", Some("items")),
         ] {
             let json = api.get(path, Some(&tokens.northwind)).await.json();
             let items = list.map_or(&json, |member| &json[member]).as_array().cloned().unwrap_or_default();
@@ -1467,12 +1472,12 @@ fn the_registry_is_written_by_its_owners_and_read_in_scope(db: &dyn TestDb) {
         api.get("/v1/parties/aurora", Some(&tokens.northwind)).await.problem(404);
         // The key history: the deployment's keys for everyone, each party's own keys to itself.
         let keys_of = |listed: Value| -> Vec<String> {
-            listed["keys"].as_array().expect("keys").iter().map(|k| k["key"].as_str().expect("a key").to_owned()).collect()
+            listed["items"].as_array().expect("keys").iter().map(|k| k["key"].as_str().expect("a key").to_owned()).collect()
         };
         let deployment = deployment_key().verifier().to_text();
         let own = api.get("/v1/keys", Some(&tokens.northwind)).await.json();
         assert_eq!(keys_of(own.clone()), [deployment.clone(), host_key().verifier().to_text()], "{own}");
-        assert_eq!(own["keys"][0]["party"], Value::Null);
+        assert_eq!(own["items"][0]["party"], Value::Null);
         let other = api.get("/v1/keys", Some(&tokens.southwind)).await;
         assert_eq!(keys_of(other.json()), [deployment]);
         assert!(!String::from_utf8_lossy(&other.bytes).contains("northwind"), "another host's key is not shown");
@@ -1700,7 +1705,7 @@ fn disputes_move_by_their_parties_and_others_see_nothing(db: &dyn TestDb) {
         api.get("/v1/disputes/1", Some(&tokens.southwind)).await.problem(404);
         api.get("/v1/disputes/1", Some(&tokens.aurora)).await.problem(404);
         assert_eq!(api.get("/v1/disputes/1", Some(&tokens.auditor)).await.status, 200);
-        assert_eq!(api.get("/v1/disputes", Some(&tokens.southwind)).await.json(), json!([]));
+        assert_eq!(api.get("/v1/disputes", Some(&tokens.southwind)).await.json()["items"], json!([]));
         api.get("/v1/disputes?agreement=meridian-northwind", Some(&tokens.southwind)).await.problem(404);
         let moves = "/v1/disputes/1/transitions";
         let own = api.post_json(moves, &tokens.northwind, &json!({"action": "accept", "reason": "mine"})).await.problem(403);
@@ -1724,7 +1729,7 @@ fn disputes_move_by_their_parties_and_others_see_nothing(db: &dyn TestDb) {
         let decided =
             api.post_json(moves, &tokens.arbiter, &json!({"action": "decide", "amount": "1.00", "reason": "half-way"})).await.json();
         assert_eq!((decided["state"].as_str(), decided["adjustment"].as_str()), (Some("decided"), Some("1.00")));
-        assert_eq!(api.get("/v1/disputes", Some(&tokens.meridian)).await.json().as_array().map(Vec::len), Some(2));
+        assert_eq!(api.get("/v1/disputes", Some(&tokens.meridian)).await.json()["items"].as_array().map(Vec::len), Some(2));
 
         // Both resolutions are carried into November's statement.
         let november = json!({"agreement": "meridian-northwind", "period": "2026-11"});
@@ -1800,7 +1805,7 @@ fn an_arbiter_both_sides_name_reads_and_decides_the_dispute(db: &dyn TestDb) {
         assert_eq!(escalated["history"][2]["arbiter"], "sage");
         // Named by one side only: sage finds nothing, and decides nothing.
         api.get("/v1/disputes/1", Some(&sage)).await.problem(404);
-        assert_eq!(api.get("/v1/disputes", Some(&sage)).await.json(), json!([]));
+        assert_eq!(api.get("/v1/disputes", Some(&sage)).await.json()["items"], json!([]));
         let decide = json!({"action": "decide", "amount": "3.00", "reason": "half each"});
         api.post_json(moves, &sage, &decide).await.problem(404);
         // The licensor names it too; the auditor cannot.
@@ -1808,7 +1813,7 @@ fn an_arbiter_both_sides_name_reads_and_decides_the_dispute(db: &dyn TestDb) {
         let agreed = api.post_json(moves, &tokens.meridian, &naming("agreed", "sage")).await.json();
         assert_eq!((agreed["state"].as_str(), agreed["arbiter"].as_str()), (Some("escalated"), Some("sage")));
         assert_eq!(api.get("/v1/disputes/1", Some(&sage)).await.json()["arbiter"], "sage");
-        assert_eq!(api.get("/v1/disputes", Some(&sage)).await.json().as_array().map(Vec::len), Some(1));
+        assert_eq!(api.get("/v1/disputes", Some(&sage)).await.json()["items"].as_array().map(Vec::len), Some(1));
         // Nothing else of the agreement opens to it.
         api.get("/v1/agreements/meridian-northwind", Some(&sage)).await.problem(404);
         api.get("/v1/statements/meridian-northwind/2026-10", Some(&sage)).await.problem(404);
@@ -1939,7 +1944,7 @@ fn an_idempotency_key_replays_the_first_answer(db: &dyn TestDb) {
         let payment = json!({"agreement": "meridian-northwind", "amount": "100.00", "reference": "wire-1"});
         // A payment retried with its key: the first answer again, one payment recorded.
         let first = post("/v1/payments", &tokens.northwind, "pay-1", "application/json", json_body(payment.clone())).await;
-        assert_eq!(first.status, 200, "{}", String::from_utf8_lossy(&first.bytes));
+        assert_eq!(first.status, 201, "{}", String::from_utf8_lossy(&first.bytes));
         let again = post("/v1/payments", &tokens.northwind, "pay-1", "application/json", json_body(payment.clone())).await;
         assert_eq!((again.status, &again.bytes, &again.content_type), (first.status, &first.bytes, &first.content_type));
         assert!(replayed(&again) && !replayed(&first));
@@ -1956,7 +1961,7 @@ fn an_idempotency_key_replays_the_first_answer(db: &dyn TestDb) {
         post("/v1/disputes", &tokens.northwind, "pay-1", "application/json", json_body(elsewhere)).await.problem(409);
         // A key is its party's own: another party's same key is a request of its own.
         let theirs = post("/v1/payments", &tokens.meridian, "pay-1", "application/json", json_body(other)).await;
-        assert!(theirs.status == 200 && !replayed(&theirs), "{}", String::from_utf8_lossy(&theirs.bytes));
+        assert!(theirs.status == 201 && !replayed(&theirs), "{}", String::from_utf8_lossy(&theirs.bytes));
         // A usage batch: the receipt replayed, not a batch of duplicates.
         let usage = northwind_lines().into_bytes();
         let stored = post("/v1/usage", &tokens.northwind, "batch-7", "application/x-ndjson", usage.clone()).await;
@@ -1974,7 +1979,7 @@ fn an_idempotency_key_replays_the_first_answer(db: &dyn TestDb) {
         let location = |reply: &Reply| reply.headers.iter().find(|(n, _)| n == "location").map(|(_, v)| v.clone());
         assert_eq!(location(&opened), Some(format!("/v1/disputes/{}", opened.json()["id"]).into_bytes()), "201 names what it made");
         assert_eq!(location(&reopened), location(&opened));
-        assert_eq!(api.get("/v1/disputes", Some(&tokens.northwind)).await.json().as_array().map(Vec::len), Some(1), "one dispute");
+        assert_eq!(api.get("/v1/disputes", Some(&tokens.northwind)).await.json()["items"].as_array().map(Vec::len), Some(1), "one dispute");
         // A key that is not one is refused before anything runs.
         post("/v1/payments", &tokens.northwind, "two words", "application/json", json_body(payment)).await.problem(400);
         api.stop().await;
@@ -2064,11 +2069,11 @@ fn reading_an_overdue_dispute_writes_nothing(db: &dyn TestDb) {
         let before = api.with_store(|store| snapshot(store)).await;
         for token in [&tokens.southwind, &tokens.aurora] {
             api.get("/v1/disputes/1", Some(token)).await.problem(404);
-            assert_eq!(api.get("/v1/disputes", Some(token)).await.json(), json!([]));
+            assert_eq!(api.get("/v1/disputes", Some(token)).await.json()["items"], json!([]));
         }
         for token in [&tokens.northwind, &tokens.meridian] {
             assert_eq!(api.get("/v1/disputes/1", Some(token)).await.json()["state"], "escalated");
-            assert_eq!(api.get("/v1/disputes", Some(token)).await.json()[0]["state"], "escalated");
+            assert_eq!(api.get("/v1/disputes", Some(token)).await.json()["items"][0]["state"], "escalated");
         }
         assert_eq!(api.with_store(|store| snapshot(store)).await, before, "no read wrote anything");
         assert_eq!(api.with_store(|store| store.dispute(1).expect("read").expect("dispute").dispute.state()).await, State::Open);
@@ -2218,13 +2223,118 @@ fn a_party_records_its_contributions_and_the_other_accepts_them(db: &dyn TestDb)
             .problem(404);
         // The licensor accepts: it counts from now on.
         let listed = api.get("/v1/contributions?agreement=meridian-northwind", Some(&tokens.meridian)).await.json();
-        assert_eq!(listed[0]["accepted"], false, "{listed}");
+        assert_eq!(listed["items"][0]["accepted"], false, "{listed}");
         let done = api.post_json("/v1/contributions/acceptances", &tokens.meridian, &acceptance).await;
         assert_eq!(done.status, 200, "{}", String::from_utf8_lossy(&done.bytes));
         let stored = api.with_store(|store| store.contributions(&agreement_id()).expect("contributions")).await;
         assert_eq!((stored.len(), stored[0].accepted), (1, true));
         let listed = api.get("/v1/contributions?agreement=meridian-northwind", Some(&tokens.auditor)).await.json();
-        assert_eq!(listed[0]["accepted"], true, "the granted auditor reads them: {listed}");
+        assert_eq!(listed["items"][0]["accepted"], true, "the granted auditor reads them: {listed}");
+        api.stop().await;
+    });
+}
+
+/// Every list: one envelope, pages that follow one another by cursor (and `Link`), filters,
+/// unknown parameters and bad values refused by name, and nothing of another party's listed.
+fn lists_page_filter_and_stay_in_scope(db: &dyn TestDb) {
+    let tokens = register_with_october(open(db).as_mut());
+    close_october(open(db).as_mut());
+    run(async {
+        let api = Api::start(db, 1 << 20).await;
+        for n in 1..=5 {
+            let paid = json!({"agreement": "meridian-northwind", "amount": format!("{n}.00"), "reference": format!("wire-{n}")});
+            let reply = api.post_json("/v1/payments", &tokens.northwind, &paid).await;
+            assert_eq!(reply.status, 201, "{}", String::from_utf8_lossy(&reply.bytes));
+            let location = reply.header("location").expect("a Location").to_owned();
+            assert_eq!(api.get(&location, Some(&tokens.northwind)).await.json()["amount"], format!("{n}.00"));
+            api.get(&location, Some(&tokens.southwind)).await.problem(404);
+        }
+        let contribution = json!({"agreement": "meridian-northwind", "contribution": {"id": "c-1", "party": "northwind", "kind": "maintenance", "date": "2026-10-12", "description": "patched"}});
+        let made = api.post_json("/v1/contributions", &tokens.northwind, &contribution).await;
+        assert_eq!(made.header("location"), Some("/v1/contributions/meridian-northwind/c-1"));
+        assert_eq!(api.get("/v1/contributions/meridian-northwind/c-1", Some(&tokens.meridian)).await.json()["party"], "northwind");
+        api.get("/v1/contributions/meridian-northwind/c-1", Some(&tokens.southwind)).await.problem(404);
+        api.get("/v1/contributions/meridian-northwind/c-2", Some(&tokens.meridian)).await.problem(404);
+
+        // Pages of two follow one another to the end, by reference, and make up the whole list.
+        let whole = api.get("/v1/payments", Some(&tokens.northwind)).await.json();
+        assert_eq!(whole["next_cursor"], Value::Null);
+        let references: Vec<&str> =
+            whole["items"].as_array().expect("items").iter().map(|p| p["reference"].as_str().expect("a reference")).collect();
+        assert_eq!(references, ["wire-1", "wire-2", "wire-3", "wire-4", "wire-5"]);
+        let mut path = "/v1/payments?limit=2&state=pending".to_owned();
+        let mut paged = Vec::new();
+        loop {
+            let reply = api.get(&path, Some(&tokens.northwind)).await;
+            let page = reply.json();
+            paged.extend(page["items"].as_array().expect("items").iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(cursor) => {
+                    let link = reply.header("link").expect("a Link to the next page");
+                    assert!(
+                        link.contains(&format!("cursor={cursor}")) && link.contains("state=pending") && link.ends_with("rel=\"next\""),
+                        "{link}"
+                    );
+                    path = format!("/v1/payments?limit=2&state=pending&cursor={cursor}");
+                }
+                None => {
+                    assert_eq!(reply.header("link"), None, "the last page links nowhere");
+                    break;
+                }
+            }
+        }
+        assert_eq!(paged, whole["items"].as_array().expect("items").clone());
+        assert_eq!(api.get("/v1/payments?state=confirmed", Some(&tokens.northwind)).await.json()["items"], json!([]));
+
+        // Filters.
+        let statements = |query: &'static str| {
+            let api = &api;
+            let token = tokens.northwind.clone();
+            async move { api.get(&format!("/v1/statements{query}"), Some(&token)).await.json()["items"].as_array().expect("items").len() }
+        };
+        assert_eq!(statements("").await, 1);
+        assert_eq!(statements("?from=2026-10&to=2026-10&kind=original").await, 1);
+        assert_eq!(statements("?from=2026-11").await, 0);
+        assert_eq!(statements("?kind=restatement").await, 0);
+        let october = api.get("/v1/statements", Some(&tokens.northwind)).await.json()["items"][0].clone();
+        assert_eq!((october["net_payable"].is_string(), october["outstanding"].is_string()), (true, true), "{october}");
+        assert_eq!(api.get("/v1/contributions?state=recorded&from=2026-10", Some(&tokens.meridian)).await.json()["items"][0]["id"], "c-1");
+        assert_eq!(api.get("/v1/contributions?state=accepted", Some(&tokens.meridian)).await.json()["items"], json!([]));
+        let agreements = api.get("/v1/agreements?host=northwind", Some(&tokens.meridian)).await.json();
+        assert_eq!(agreements["items"][0]["id"], "meridian-northwind", "{agreements}");
+        assert_eq!(api.get("/v1/agreements?host=southwind", Some(&tokens.northwind)).await.json()["items"], json!([]));
+
+        // Refused by name, with what is right.
+        let refused = |path: &'static str| {
+            let api = &api;
+            let token = tokens.northwind.clone();
+            async move { api.get(path, Some(&token)).await.problem(400)["detail"].as_str().expect("a detail").to_owned() }
+        };
+        assert!(refused("/v1/payments?limit=1&period=2026-10").await.contains("no parameter `period`"));
+        assert!(refused("/v1/statements?limit=0").await.contains("from 1 to 1000"));
+        assert!(refused("/v1/disputes?state=closed").await.contains("`open`"));
+        assert!(refused("/v1/contributions?cursor=abc").await.contains("next_cursor"));
+        assert!(refused("/v1/statements?from=2026-11&to=2026-10").await.contains("after it ends"));
+        assert!(refused("/v1/keys?agreement=meridian-northwind").await.contains("`limit`, `cursor`"));
+
+        // Another host's lists are empty, and naming the agreement is the same 404 as one that
+        // does not exist.
+        for list in ["/v1/payments", "/v1/statements", "/v1/contributions", "/v1/disputes", "/v1/agreements"] {
+            let theirs = api.get(list, Some(&tokens.southwind)).await;
+            assert_eq!(theirs.json(), json!({"items": [], "next_cursor": null}), "{list}");
+            let named = api.get(&format!("{list}?agreement=meridian-northwind"), Some(&tokens.southwind)).await;
+            let unknown = api.get(&format!("{list}?agreement=nowhere-at-all"), Some(&tokens.southwind)).await;
+            if list == "/v1/agreements" {
+                assert_eq!((named.status, unknown.status), (400, 400), "the agreements list is filtered by party");
+                continue;
+            }
+            let (named, unknown) = (named.problem(404), unknown.problem(404));
+            assert_eq!(
+                named["detail"].as_str().map(|d| d.replace("meridian-northwind", "X")),
+                unknown["detail"].as_str().map(|d| d.replace("nowhere-at-all", "X")),
+                "{list}"
+            );
+        }
         api.stop().await;
     });
 }

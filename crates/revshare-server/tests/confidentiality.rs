@@ -699,6 +699,12 @@ fn values(name: &str, log_size: u64) -> Vec<String> {
         "leaf" => (0..log_size).map(|n| n.to_string()).collect(),
         "from" => vec!["1".to_owned(), (log_size / 2).to_string(), log_size.to_string()],
         "sequence" => vec!["1".to_owned()],
+        "contribution" => AGREEMENTS.iter().map(|a| format!("contrib-{}", a.0)).chain(["contrib-nowhere".to_owned()]).collect(),
+        "reference" => AGREEMENTS
+            .iter()
+            .flat_map(|a| [format!("ref-{}-1", a.0), format!("pending-ref-{}", a.0)])
+            .chain(["ref-nowhere".to_owned()])
+            .collect(),
         "format" => vec!["csv".to_owned()],
         _ => Vec::new(),
     };
@@ -1316,7 +1322,7 @@ fn random_calls_never_leak_and_reads_never_write(db: &dyn TestDb) {
                         let (id, _, host, _) = AGREEMENTS[agreement];
                         let body = json!({"agreement": id, "amount": "1.00", "reference": format!("prop-pay-{written}"), "from": "host"});
                         let reply = api.post_json("/v1/payments", token(host).expect("a host's token"), &body).await;
-                        assert_eq!(reply.status, 200, "{} ({})", String::from_utf8_lossy(&reply.bytes), at());
+                        assert_eq!(reply.status, 201, "{} ({})", String::from_utf8_lossy(&reply.bytes), at());
                     }
                 }
             }

@@ -155,7 +155,7 @@ pub(crate) async fn overview(State(state): State<AppState>, headers: HeaderMap) 
     let caller = signed.caller.clone();
     // The API's own answers: balances and disputes, as this caller reads them.
     let balances = crate::routes::balances_of(&state, caller.clone()).await;
-    let disputes = crate::disputes::disputes_of(&state, caller.clone(), Ok(Query(HashMap::new()))).await;
+    let disputes = crate::disputes::disputes_of(&state, caller.clone(), None).await;
     let (BalanceList { mut balances, mut pending }, disputes) = match (balances, disputes) {
         (Ok(b), Ok(d)) => (b, d),
         (Err(problem), _) | (_, Err(problem)) => return error_page(Some(layout), &problem),
@@ -733,7 +733,7 @@ pub(crate) async fn disputes(State(state): State<AppState>, headers: HeaderMap, 
         Err(response) => return response,
     };
     let layout = Layout::of(&signed, "disputes", notice(query.get("done")));
-    match crate::disputes::disputes_of(&state, signed.caller, Ok(Query(HashMap::new()))).await {
+    match crate::disputes::disputes_of(&state, signed.caller, None).await {
         Ok(mut disputes) => {
             disputes.reverse();
             html(&DisputesPage { layout: Some(layout), disputes })
