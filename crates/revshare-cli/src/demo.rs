@@ -120,6 +120,7 @@ pub fn serve(records_per_month: u64, dir: Option<PathBuf>, listen: std::net::Soc
             max_body_bytes: revshare_server::DEFAULT_MAX_BODY_BYTES,
             max_connections: 8,
             rate_limit_per_second: 0,
+            webhook_hosts: Vec::new(),
             log_json: false,
         },
     )

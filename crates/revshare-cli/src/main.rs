@@ -179,6 +179,10 @@ enum Command {
         /// per client address; more are answered 429. 0: no limit.
         #[arg(long, default_value_t = 100)]
         rate_limit: u32,
+        /// A host (`HOST` or `HOST:PORT`) webhook endpoints may name besides loopback addresses,
+        /// such as an egress relay; repeat it for more.
+        #[arg(long = "webhook-allow", value_name = "HOST[:PORT]")]
+        webhook_allow: Vec<String>,
         /// Log JSON objects instead of compact lines (standard error; RUST_LOG filters).
         #[arg(long)]
         log_json: bool,
@@ -917,12 +921,13 @@ fn main() -> ExitCode {
         Command::Grant(GrantCommand::Add { auditor, agreement }) => server_cmds::grant(&cli.store, &auditor, &agreement, true),
         Command::Grant(GrantCommand::Revoke { auditor, agreement }) => server_cmds::grant(&cli.store, &auditor, &agreement, false),
         Command::Grant(GrantCommand::List { agreement, format }) => list_cmds::grants(&cli.store, agreement.as_deref(), format),
-        Command::Serve { listen, max_body, max_connections, rate_limit, log_json } => {
+        Command::Serve { listen, max_body, max_connections, rate_limit, webhook_allow, log_json } => {
             let options = server_cmds::ServeOptions {
                 listen,
                 max_body_bytes: max_body,
                 max_connections,
                 rate_limit_per_second: rate_limit,
+                webhook_hosts: webhook_allow,
                 log_json,
             };
             server_cmds::serve(&cli.store, &options)

@@ -73,6 +73,8 @@ pub struct ServeOptions {
     pub max_body_bytes: usize,
     pub max_connections: usize,
     pub rate_limit_per_second: u32,
+    /// Hosts webhook endpoints may name besides loopback addresses.
+    pub webhook_hosts: Vec<String>,
     pub log_json: bool,
 }
 
@@ -103,6 +105,7 @@ pub fn serve(args: &StoreArgs, options: &ServeOptions) -> Result<(), Failure> {
         max_writers: if args.database.is_some() { options.max_connections } else { 1 },
         rate_limit_per_second: options.rate_limit_per_second,
         timeouts: revshare_server::Timeouts::default(),
+        webhooks: revshare_server::webhooks::WebhookConfig { allowed_hosts: options.webhook_hosts.clone(), ..Default::default() },
     };
     revshare_server::init_tracing(options.log_json);
     // No transparent huge pages for the server: the allocator asks for them, and each first

@@ -249,6 +249,7 @@ mod tests {
             writer_threads: Mutex::new(Vec::new()),
             sessions: crate::dashboard::session::Sessions::default(),
             in_flight: crate::idempotency::InFlight::default(),
+            webhooks: crate::webhooks::WebhookConfig::default(),
         };
         let groups = GROUPS_PER_TURN + 2;
         let mut answers = Vec::new();

@@ -36,6 +36,7 @@
 //! | `POST /v1/disputes` | the agreement's licensor or host | opens a dispute of a statement or a line (`revshare dispute open`) |
 //! | `POST /v1/disputes/{id}/transitions` | the side whose turn it is; an arbiter decides | accept, reject, counter, escalate, decide |
 //! | `GET /v1/disputes/{id}` | readers of the agreement; its arbiters once escalated | disputes, their state, deadlines and history |
+//! | `POST`, `GET /v1/webhooks`; `GET`, `DELETE /v1/webhooks/{id}`; `GET /v1/webhooks/{id}/deliveries` | a party, its own endpoints | webhook endpoints and their delivery log (`webhooks`) |
 //! | `GET /v1/log/checkpoint` | any token | a fresh signed checkpoint (`text/plain`, a C2SP note) |
 //! | `GET /v1/log/inclusion?leaf=N[&size=M]` | any token | a leaf's inclusion proof |
 //! | `GET /v1/log/consistency?from=M[&to=N]` | any token | the proof that the log only grew |
@@ -92,6 +93,7 @@ pub mod problem;
 pub mod registry;
 mod routes;
 mod usage;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -136,6 +138,8 @@ pub struct Config {
     pub rate_limit_per_second: u32,
     /// How long slow clients are waited for.
     pub timeouts: Timeouts,
+    /// Where webhook deliveries may go, and how often they are tried.
+    pub webhooks: webhooks::WebhookConfig,
 }
 
 /// How long the server waits for a slow client.
@@ -190,6 +194,7 @@ pub(crate) struct Shared {
     sessions: dashboard::session::Sessions,
     /// `Idempotency-Key`s whose first request is being answered.
     in_flight: idempotency::InFlight,
+    webhooks: webhooks::WebhookConfig,
 }
 
 impl Shared {
@@ -345,6 +350,10 @@ impl AppState {
     pub(crate) fn in_flight(&self) -> &idempotency::InFlight {
         &self.0.in_flight
     }
+
+    pub(crate) fn webhooks(&self) -> &webhooks::WebhookConfig {
+        &self.0.webhooks
+    }
 }
 
 /// The API's routes, ready to serve.
@@ -370,6 +379,7 @@ fn app(config: Config) -> (Router, AppState) {
         writer_threads: Mutex::new(Vec::new()),
         sessions: dashboard::session::Sessions::default(),
         in_flight: idempotency::InFlight::default(),
+        webhooks: config.webhooks,
     }));
     let (api, document) = routes::api(Some(state.clone()));
     let allowed = Arc::new(allowed_methods(&document));
@@ -487,7 +497,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let Timeouts { head, shutdown_grace: grace, .. } = config.timeouts;
     let (router, state) = app(config);
-    let passes = tokio::spawn(escalation_passes(state));
+    let passes = tokio::spawn(escalation_passes(state.clone()));
+    let deliveries = tokio::spawn(webhooks::passes(state));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
     builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(head);
@@ -515,6 +526,7 @@ pub async fn serve(
     // No new connections; those open finish their requests, for at most `grace`.
     drop(listener);
     passes.abort();
+    deliveries.abort();
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(grace) => {

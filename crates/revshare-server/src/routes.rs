@@ -239,6 +239,9 @@ pub(crate) fn api(auth: Option<AppState>) -> (axum::Router<AppState>, utoipa::op
         .routes(routes!(crate::disputes::move_dispute))
         // Usage so far (`usage.rs`).
         .routes(routes!(crate::usage::summary))
+        .routes(routes!(crate::webhooks::post_webhook, crate::webhooks::list_webhooks))
+        .routes(routes!(crate::webhooks::get_webhook, crate::webhooks::delete_webhook))
+        .routes(routes!(crate::webhooks::list_deliveries))
         // Contributions (`contributions.rs`).
         .routes(routes!(crate::contributions::post_contribution, crate::contributions::list_contributions))
         .routes(routes!(crate::contributions::accept_contribution))

@@ -55,6 +55,7 @@ api_tests!(
     the_usage_summary_is_what_the_preview_bills,
     an_idempotency_key_replays_the_first_answer,
     lists_page_filter_and_stay_in_scope,
+    webhooks_are_signed_retried_and_survive_a_restart,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -2029,6 +2030,7 @@ fn a_store_that_does_not_answer_is_503_and_the_process_lives() {
             max_writers: 1,
             rate_limit_per_second: 0,
             timeouts: Timeouts::default(),
+            webhooks: revshare_server::webhooks::WebhookConfig::default(),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let done = tokio::spawn(revshare_server::serve(listener, config, async {
@@ -2335,6 +2337,120 @@ fn lists_page_filter_and_stay_in_scope(db: &dyn TestDb) {
                 "{list}"
             );
         }
+        api.stop().await;
+    });
+}
+
+/// The receiver's check, as docs/INTEGRATING.md writes it: HMAC-SHA256 under the secret of
+/// `<t>.<body>`, in hex, is the header's `v1`.
+fn signed_by(secret: &str, received: &Received) -> bool {
+    use hmac::{KeyInit as _, Mac as _};
+    let header = received.headers.get("revshare-signature").expect("a signature header");
+    let part = |name: &str| header.split(',').find_map(|p| p.strip_prefix(&format!("{name}="))).expect("a part").to_owned();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("a key");
+    mac.update(format!("{}.", part("t")).as_bytes());
+    mac.update(&received.body);
+    let expected: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    expected == part("v1")
+}
+
+/// Webhooks: subscribed by a party for itself (loopback or allowed targets only), told only what
+/// the party may read, signed, retried until the receiver takes them, and delivered after a
+/// restart of the server from the outbox.
+fn webhooks_are_signed_retried_and_survive_a_restart(db: &dyn TestDb) {
+    let tokens = register_with_october(open(db).as_mut());
+    run(async {
+        let (northwind_hook, southwind_hook) = (Receiver::start().await, Receiver::start().await);
+        let api = Api::start(db, 1 << 20).await;
+        let subscribe = |url: &str, events: &[&str]| json!({"url": url, "events": events});
+        let outside =
+            api.post_json("/v1/webhooks", &tokens.northwind, &subscribe("http://10.1.2.3/in", &["statement.closed"])).await.problem(422);
+        assert!(outside["detail"].as_str().is_some_and(|d| d.contains("--webhook-allow")), "{outside}");
+        let unknown =
+            api.post_json("/v1/webhooks", &tokens.northwind, &subscribe(&northwind_hook.url, &["statement.closd"])).await.problem(400);
+        assert!(unknown["detail"].as_str().is_some_and(|d| d.contains("statement.closed")), "{unknown}");
+        api.post_json("/v1/webhooks", &tokens.operator, &subscribe(&northwind_hook.url, &["statement.closed"])).await.problem(403);
+        let events = ["statement.closed", "payment.confirmed", "dispute.opened"];
+        let made = api.post_json("/v1/webhooks", &tokens.northwind, &subscribe(&northwind_hook.url, &events)).await;
+        assert_eq!(made.status, 201, "{}", String::from_utf8_lossy(&made.bytes));
+        let location = made.header("location").expect("a Location").to_owned();
+        let secret = made.json()["secret"].as_str().expect("the secret, once").to_owned();
+        assert!(secret.starts_with("whsec_"));
+        let read = api.get(&location, Some(&tokens.northwind)).await.json();
+        assert_eq!((read.get("secret"), read["url"].as_str()), (None, Some(northwind_hook.url.as_str())), "the secret is shown once");
+        api.get(&location, Some(&tokens.southwind)).await.problem(404);
+        let theirs = api.post_json("/v1/webhooks", &tokens.southwind, &subscribe(&southwind_hook.url, &events)).await;
+        assert_eq!(theirs.status, 201);
+
+        // A month closed: its host is told, signed, within seconds; the other host is not.
+        let close = json!({"agreement": "meridian-northwind", "period": "2026-10"});
+        assert_eq!(api.post_json("/v1/close", &tokens.meridian, &close).await.status, 200);
+        let closed = northwind_hook.delivered("statement.closed", std::time::Duration::from_secs(5)).await;
+        assert!(signed_by(&secret, &closed), "the signature checks out: {:?}", closed.headers);
+        assert!(!signed_by("whsec_another", &closed));
+        let event = closed.json();
+        assert_eq!(
+            (event["type"].as_str(), event["data"]["agreement"].as_str(), event["data"]["period"].as_str()),
+            (Some("statement.closed"), Some("meridian-northwind"), Some("2026-10")),
+            "{event}"
+        );
+        assert_eq!(closed.headers.get("revshare-event-id").map(String::as_str), event["id"].as_str());
+
+        // The receiver fails twice: the same event comes again until it is taken.
+        northwind_hook.fail_next(2);
+        let paid = json!({"agreement": "meridian-northwind", "amount": "5.00", "reference": "wire-9", "from": "host"});
+        assert_eq!(api.post_json("/v1/payments", &tokens.meridian, &paid).await.status, 201);
+        let payment = northwind_hook.delivered("payment.confirmed", std::time::Duration::from_secs(5)).await;
+        assert_eq!(payment.json()["data"], json!({"agreement": "meridian-northwind", "reference": "wire-9"}));
+        let tries: Vec<Received> = northwind_hook
+            .got()
+            .into_iter()
+            .filter(|r| r.headers.get("revshare-event-type").map(String::as_str) == Some("payment.confirmed"))
+            .collect();
+        assert_eq!(tries.iter().map(|r| r.status).collect::<Vec<_>>(), [500, 500, 204]);
+        assert!(tries.iter().all(|r| r.body == payment.body), "every attempt is the same event, byte for byte");
+        let log = api.get(&format!("{location}/deliveries"), Some(&tokens.northwind)).await.json();
+        let logged = log["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .find(|d| d["event_type"] == "payment.confirmed")
+            .expect("the payment's delivery")
+            .clone();
+        assert_eq!(
+            (logged["attempts"].as_u64(), logged["state"].as_str(), logged["last_status"].as_u64()),
+            (Some(3), Some("delivered"), Some(204)),
+            "{logged}"
+        );
+        api.get(&format!("{location}/deliveries"), Some(&tokens.southwind)).await.problem(404);
+
+        // Down while the event happens, the server restarts, the receiver comes back: delivered.
+        northwind_hook.fail_next(u32::MAX);
+        let claim =
+            json!({"agreement": "meridian-northwind", "period": "2026-10", "amount": "1.00", "reason": "check", "evidence": ["sha256:ab"]});
+        assert_eq!(api.post_json("/v1/disputes", &tokens.northwind, &claim).await.status, 201);
+        let start = std::time::Instant::now();
+        while !northwind_hook.got().iter().any(|r| r.headers.get("revshare-event-type").map(String::as_str) == Some("dispute.opened")) {
+            assert!(start.elapsed() < std::time::Duration::from_secs(5), "no attempt at the dispute's event");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        api.stop().await;
+        northwind_hook.fail_next(0);
+        let api = Api::start(db, 1 << 20).await;
+        let opened = northwind_hook.delivered("dispute.opened", std::time::Duration::from_secs(5)).await;
+        assert!(signed_by(&secret, &opened));
+        assert!(southwind_hook.got().is_empty(), "another host is told nothing of this agreement: {:?}", southwind_hook.got());
+
+        // Removed: nothing more is delivered; the log stays.
+        api.send(reqwest::Method::DELETE, &location, Some(&tokens.southwind), None, Vec::new()).await.problem(404);
+        let removed = api.send(reqwest::Method::DELETE, &location, Some(&tokens.northwind), None, Vec::new()).await;
+        assert_eq!((removed.status, removed.json()["disabled"].as_bool()), (200, Some(true)));
+        let before = northwind_hook.got().len();
+        let more = json!({"agreement": "meridian-northwind", "amount": "1.00", "reference": "wire-10", "from": "host"});
+        assert_eq!(api.post_json("/v1/payments", &tokens.meridian, &more).await.status, 201);
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        assert_eq!(northwind_hook.got().len(), before);
+        assert_eq!(api.get("/v1/webhooks", Some(&tokens.northwind)).await.json()["items"][0]["disabled"], true);
         api.stop().await;
     });
 }

@@ -933,6 +933,10 @@ fn attempts(route: &str, caller: &'static str, knowledge: &Knowledge) -> Vec<Att
             let agreement = if caller == OPERATOR { "mer-one" } else { GRANTED };
             out.push((route.to_owned(), json!({"auditor": AUDITOR, "agreement": agreement}), hide("agreement", agreement)));
         }
+        // An endpoint is its party's own; one the deployment does not deliver to is refused.
+        "/v1/webhooks" => {
+            out.push((route.to_owned(), json!({"url": "http://10.9.9.9/in", "events": ["statement.closed"]}), Vec::new()));
+        }
         other => panic!("route {other} takes writes the suite does not attempt: add them"),
     }
     out

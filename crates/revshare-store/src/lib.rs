@@ -36,6 +36,7 @@
 //! - `tokens.rs`: the API's bearer tokens (the parties' and the operator's), kept as SHA-256
 //!   hashes, revocable.
 //! - `grants.rs`: which auditor may read which agreement, granted and revoked in the log.
+//! - `webhooks.rs`: the parties' webhook endpoints and the outbox of their deliveries.
 //!
 //! The API is synchronous; an async server runs it on a blocking thread.
 
@@ -65,6 +66,7 @@ mod sql;
 mod sqlite;
 mod statements;
 mod tokens;
+pub mod webhooks;
 
 use revshare_core::agreement::Agreement;
 use revshare_core::contribution::Contribution;
@@ -97,6 +99,7 @@ pub use segments::Delivery;
 pub use sqlite::{BUSY_TIMEOUT, SqliteStore};
 pub use statements::{Carried, NewStatement, StatementKind, StoredStatement};
 pub use tokens::StoredToken;
+pub use webhooks::{Attempt, NewDelivery, WebhookDelivery, WebhookEndpoint};
 
 use rollups::Deltas;
 use sql::{Access, Backend, Sql};
@@ -281,6 +284,34 @@ pub trait Store {
     /// Keeps the answer to a party's request sent with an `Idempotency-Key`; false, keeping the
     /// first, when one is kept for that key already.
     fn keep_answer(&mut self, party: &PartyId, key: &str, answer: &KeptAnswer, at: Instant) -> Result<bool, StoreError>;
+    /// Subscribes `party`'s endpoint to `events` from the current end of the log on.
+    fn add_webhook(
+        &mut self,
+        party: &PartyId,
+        url: &str,
+        events: &[String],
+        secret: &str,
+        at: Instant,
+    ) -> Result<WebhookEndpoint, StoreError>;
+    /// `party`'s endpoints, removed ones too; without `party`, every endpoint in service.
+    fn webhooks(&mut self, party: Option<&PartyId>) -> Result<Vec<WebhookEndpoint>, StoreError>;
+    /// Removes `party`'s endpoint: nothing more is queued or delivered to it.
+    fn disable_webhook(&mut self, party: &PartyId, id: u64) -> Result<Option<WebhookEndpoint>, StoreError>;
+    /// Queues deliveries for an endpoint and moves its `next_leaf` from `from` to `to`, or does
+    /// nothing (false) when another pass moved it first.
+    fn queue_webhook_deliveries(
+        &mut self,
+        id: u64,
+        from: u64,
+        to: u64,
+        deliveries: &[NewDelivery],
+        at: Instant,
+    ) -> Result<bool, StoreError>;
+    /// Deliveries due at `now_ms`, each held until `hold_ms` while it is tried.
+    fn take_due_deliveries(&mut self, now_ms: i64, hold_ms: i64, limit: u32) -> Result<Vec<WebhookDelivery>, StoreError>;
+    fn record_delivery_attempt(&mut self, endpoint: u64, event_id: &str, attempt: &Attempt) -> Result<(), StoreError>;
+    /// An endpoint's deliveries, oldest first.
+    fn webhook_deliveries(&mut self, id: u64) -> Result<Vec<WebhookDelivery>, StoreError>;
     fn add_token(&mut self, id: &str, party: &PartyId, role: Role, hash: &[u8; 32]) -> Result<(), StoreError>;
     /// The token whose SHA-256 is `hash`, revoked or not.
     fn token_by_hash(&mut self, hash: &[u8; 32]) -> Result<Option<StoredToken>, StoreError>;
@@ -727,6 +758,48 @@ impl<B: Backend> Store for B {
 
     fn keep_answer(&mut self, party: &PartyId, key: &str, answer: &KeptAnswer, at: Instant) -> Result<bool, StoreError> {
         transaction(self, Access::Write, |sql| idempotency::keep(sql, party, key, answer, at))
+    }
+
+    fn add_webhook(
+        &mut self,
+        party: &PartyId,
+        url: &str,
+        events: &[String],
+        secret: &str,
+        at: Instant,
+    ) -> Result<WebhookEndpoint, StoreError> {
+        transaction(self, Access::Write, |sql| webhooks::add(sql, party, url, events, secret, at))
+    }
+
+    fn webhooks(&mut self, party: Option<&PartyId>) -> Result<Vec<WebhookEndpoint>, StoreError> {
+        transaction(self, Access::Read, |sql| webhooks::list(sql, party))
+    }
+
+    fn disable_webhook(&mut self, party: &PartyId, id: u64) -> Result<Option<WebhookEndpoint>, StoreError> {
+        transaction(self, Access::Write, |sql| webhooks::disable(sql, party, id))
+    }
+
+    fn queue_webhook_deliveries(
+        &mut self,
+        id: u64,
+        from: u64,
+        to: u64,
+        deliveries: &[NewDelivery],
+        at: Instant,
+    ) -> Result<bool, StoreError> {
+        transaction(self, Access::Write, |sql| webhooks::queue(sql, id, from, to, deliveries, at))
+    }
+
+    fn take_due_deliveries(&mut self, now_ms: i64, hold_ms: i64, limit: u32) -> Result<Vec<WebhookDelivery>, StoreError> {
+        transaction(self, Access::Write, |sql| webhooks::take_due(sql, now_ms, hold_ms, limit))
+    }
+
+    fn record_delivery_attempt(&mut self, endpoint: u64, event_id: &str, attempt: &Attempt) -> Result<(), StoreError> {
+        transaction(self, Access::Write, |sql| webhooks::attempted(sql, endpoint, event_id, attempt))
+    }
+
+    fn webhook_deliveries(&mut self, id: u64) -> Result<Vec<WebhookDelivery>, StoreError> {
+        transaction(self, Access::Read, |sql| webhooks::deliveries(sql, id))
     }
 
     fn add_token(&mut self, id: &str, party: &PartyId, role: Role, hash: &[u8; 32]) -> Result<(), StoreError> {

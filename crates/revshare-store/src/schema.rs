@@ -76,6 +76,9 @@
 //!
 //! Version 14 drops `record_resends`: a resend costs no row (SPEC §6 keeps delivery out of the
 //! statement; the rollups' per-group resend counts remain as delivery statistics).
+//!
+//! Version 18 adds `webhook_endpoints` and their outbox, `webhook_deliveries` (see
+//! [`crate::webhooks`]).
 
 use crate::error::StoreError;
 use crate::sql::{Access, Backend, Dialect, Param, Sql, first};
@@ -480,6 +483,33 @@ CREATE TABLE idempotency_keys (
     PRIMARY KEY (party, key)
 ) STRICT;
 "#,
+    r#"
+CREATE TABLE webhook_endpoints (
+    id INTEGER PRIMARY KEY,
+    party TEXT NOT NULL REFERENCES parties (id),
+    url TEXT NOT NULL,
+    events TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    created_secs INTEGER NOT NULL,
+    next_leaf INTEGER NOT NULL,
+    disabled INTEGER NOT NULL CHECK (disabled IN (0, 1))
+) STRICT;
+CREATE INDEX webhook_endpoints_of_party ON webhook_endpoints (party, id);
+CREATE TABLE webhook_deliveries (
+    endpoint INTEGER NOT NULL REFERENCES webhook_endpoints (id),
+    event_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    created_secs INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    next_attempt_ms INTEGER,
+    delivered_secs INTEGER,
+    last_status INTEGER,
+    last_error TEXT,
+    PRIMARY KEY (endpoint, event_id)
+) STRICT;
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_ms) WHERE next_attempt_ms IS NOT NULL;
+"#,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -871,6 +901,33 @@ CREATE TABLE idempotency_keys (
     kept_secs BIGINT NOT NULL,
     PRIMARY KEY (party, key)
 );
+"#,
+    r#"
+CREATE TABLE webhook_endpoints (
+    id BIGINT PRIMARY KEY,
+    party TEXT NOT NULL REFERENCES parties (id),
+    url TEXT NOT NULL,
+    events TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    created_secs BIGINT NOT NULL,
+    next_leaf BIGINT NOT NULL,
+    disabled BOOLEAN NOT NULL
+);
+CREATE INDEX webhook_endpoints_of_party ON webhook_endpoints (party, id);
+CREATE TABLE webhook_deliveries (
+    endpoint BIGINT NOT NULL REFERENCES webhook_endpoints (id),
+    event_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    payload BYTEA NOT NULL,
+    created_secs BIGINT NOT NULL,
+    attempts BIGINT NOT NULL,
+    next_attempt_ms BIGINT,
+    delivered_secs BIGINT,
+    last_status BIGINT,
+    last_error TEXT,
+    PRIMARY KEY (endpoint, event_id)
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_ms) WHERE next_attempt_ms IS NOT NULL;
 "#,
 ];
 

@@ -18,10 +18,11 @@ use revshare_core::transparency::{self, Signed, SignedBatch};
 use revshare_core::usage::{UsageRecord, parse_json_line};
 use revshare_store::close::{CloseError, close_month};
 use revshare_store::payments;
-use revshare_store::{Batch, LogLeaf, batch_digest};
 use revshare_store::{
-    Grain, IngestMode, KeptAnswer, Model, NewStatement, Party, PgStore, ProblemKind, Role, SqliteStore, StatementKind, Store, StoreError,
+    Attempt, Grain, IngestMode, KeptAnswer, Model, NewDelivery, NewStatement, Party, PgStore, ProblemKind, Role, SqliteStore,
+    StatementKind, Store, StoreError,
 };
+use revshare_store::{Batch, LogLeaf, batch_digest};
 use revshare_testdb::PgTestDb;
 
 // ---------------------------------------------------------------------------------------------
@@ -107,6 +108,7 @@ conformance!(
     aliases_roll_up_under_the_licensed_model,
     daily_usage_sums_each_day,
     idempotent_answers_are_kept_once_per_party,
+    webhook_deliveries_are_queued_once_and_kept_until_delivered,
     store_settles_the_worked_example_like_the_core,
     store_settles_generated_usage_like_the_core,
     concurrent_writers_end_as_one_sequential_writer,
@@ -261,14 +263,14 @@ fn text(bytes: &[u8]) -> String {
 
 fn migrations_are_idempotent(db: &dyn TestDb) {
     let mut store = db.open();
-    assert_eq!(store.schema_version().expect("version"), 17);
+    assert_eq!(store.schema_version().expect("version"), 18);
     store.add_party(&party("meridian", Role::Licensor)).expect("add a party");
     drop(store);
     let mut again = db.open();
-    assert_eq!(again.schema_version().expect("version"), 17, "opening again applies nothing twice");
+    assert_eq!(again.schema_version().expect("version"), 18, "opening again applies nothing twice");
     assert_eq!(again.party(&pid("meridian")).expect("read"), Some(party("meridian", Role::Licensor)), "data survives reopening");
     let mut third = db.open();
-    assert_eq!(third.schema_version().expect("version"), 17);
+    assert_eq!(third.schema_version().expect("version"), 18);
 }
 
 fn parties_register_once(db: &dyn TestDb) {
@@ -779,6 +781,52 @@ fn idempotent_answers_are_kept_once_per_party(db: &dyn TestDb) {
     assert_eq!(store.kept_answer(&pid("southwind"), "k-1").expect("read"), None, "a key is its party's own");
     assert!(store.keep_answer(&pid("southwind"), "k-1", &answer(200, "theirs"), at).expect("keep"));
     assert_eq!(store.kept_answer(&pid("northwind"), "k-1").expect("read").map(|a| a.status), Some(201));
+}
+
+fn webhook_deliveries_are_queued_once_and_kept_until_delivered(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    register_example(store);
+    let at = Instant::parse_rfc3339("2026-11-04T10:00:00Z").expect("an instant");
+    let now_ms = at.secs() * 1000;
+    let events = vec!["statement.closed".to_owned(), "dispute.opened".to_owned()];
+    let endpoint = store.add_webhook(&pid("northwind"), "http://127.0.0.1:9/hook", &events, "whsec_x", at).expect("an endpoint");
+    assert_eq!((endpoint.events.clone(), endpoint.next_leaf, endpoint.disabled), (events, store.log_size().expect("size"), false));
+    let second = store.add_webhook(&pid("northwind"), "http://127.0.0.1:9/other", &[], "whsec_y", at).expect("another");
+    assert_eq!(second.id, endpoint.id + 1);
+    assert_eq!(store.webhooks(Some(&pid("southwind"))).expect("list"), vec![], "endpoints are their party's own");
+
+    let delivery =
+        |id: &str| NewDelivery { event_id: id.to_owned(), event_type: "statement.closed".to_owned(), payload: id.as_bytes().to_vec() };
+    let from = endpoint.next_leaf;
+    assert!(store.queue_webhook_deliveries(endpoint.id, from, from + 2, &[delivery("evt_1"), delivery("evt_2")], at).expect("queue"));
+    // Another pass that read the same leaves queues nothing twice.
+    assert!(!store.queue_webhook_deliveries(endpoint.id, from, from + 2, &[delivery("evt_1")], at).expect("queue"));
+    let due = store.take_due_deliveries(now_ms, now_ms + 30_000, 10).expect("due");
+    assert_eq!(due.iter().map(|d| d.event_id.as_str()).collect::<Vec<_>>(), ["evt_1", "evt_2"]);
+    assert_eq!(store.take_due_deliveries(now_ms, now_ms + 30_000, 10).expect("due"), vec![], "held while being tried");
+    let failed = Attempt {
+        at,
+        status: Some(500),
+        error: Some("the receiver answered 500".to_owned()),
+        delivered: false,
+        next_attempt_ms: Some(now_ms + 1000),
+    };
+    store.record_delivery_attempt(endpoint.id, "evt_1", &failed).expect("an attempt");
+    let delivered = Attempt { at, status: Some(204), error: None, delivered: true, next_attempt_ms: None };
+    store.record_delivery_attempt(endpoint.id, "evt_2", &delivered).expect("an attempt");
+    assert_eq!(store.take_due_deliveries(now_ms + 1000, now_ms + 31_000, 10).expect("due").len(), 1, "the failed one again");
+    let log = store.webhook_deliveries(endpoint.id).expect("deliveries");
+    assert_eq!(
+        log.iter().map(|d| (d.event_id.as_str(), d.attempts, d.last_status, d.delivered_secs.is_some())).collect::<Vec<_>>(),
+        [("evt_1", 1, Some(500), false), ("evt_2", 1, Some(204), true)]
+    );
+    // Removed: only by its party; nothing more is due or queued.
+    assert_eq!(store.disable_webhook(&pid("southwind"), endpoint.id).expect("disable"), None);
+    assert!(store.disable_webhook(&pid("northwind"), endpoint.id).expect("disable").is_some_and(|e| e.disabled));
+    assert_eq!(store.take_due_deliveries(i64::MAX, i64::MAX, 10).expect("due"), vec![]);
+    assert!(!store.queue_webhook_deliveries(endpoint.id, from + 2, from + 3, &[delivery("evt_3")], at).expect("queue"));
+    assert_eq!(store.webhooks(None).expect("in service").iter().map(|e| e.id).collect::<Vec<_>>(), [second.id]);
 }
 
 fn daily_usage_sums_each_day(db: &dyn TestDb) {

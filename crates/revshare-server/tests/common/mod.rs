@@ -142,6 +142,11 @@ impl Api {
                 body_idle: std::time::Duration::from_secs(1),
                 shutdown_grace: std::time::Duration::from_secs(2),
             },
+            webhooks: revshare_server::webhooks::WebhookConfig {
+                allowed_hosts: Vec::new(),
+                retry_base: std::time::Duration::from_millis(100),
+                pass_every: std::time::Duration::from_millis(50),
+            },
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let done = tokio::spawn(revshare_server::serve(listener, config, async {
@@ -316,5 +321,91 @@ impl Api {
 
     pub async fn post_json(&self, path: &str, token: &str, body: &Value) -> Reply {
         self.send(reqwest::Method::POST, path, Some(token), Some("application/json"), body.to_string().into_bytes()).await
+    }
+}
+
+/// A webhook receiver on 127.0.0.1 port 0: it keeps every request with the status it answered,
+/// and answers 500 to as many as it is told to fail.
+pub struct Receiver {
+    pub url: String,
+    state: std::sync::Arc<std::sync::Mutex<ReceiverState>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    /// Requests still to be answered 500.
+    fail: u32,
+    got: Vec<Received>,
+}
+
+/// One request a receiver got.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub status: u16,
+    pub headers: std::collections::BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("a JSON event")
+    }
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        use axum::extract::State;
+        let state = std::sync::Arc::new(std::sync::Mutex::new(ReceiverState::default()));
+        let take = |State(state): State<std::sync::Arc<std::sync::Mutex<ReceiverState>>>,
+                    headers: axum::http::HeaderMap,
+                    body: axum::body::Bytes| async move {
+            let mut state = state.lock().expect("the receiver's state");
+            let status = if state.fail > 0 {
+                state.fail -= 1;
+                500
+            } else {
+                204
+            };
+            let headers = headers.iter().map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned())).collect();
+            state.got.push(Received { status, headers, body: body.to_vec() });
+            axum::http::StatusCode::from_u16(status).expect("a status")
+        };
+        let router = axum::Router::new().route("/hook", axum::routing::post(take)).with_state(std::sync::Arc::clone(&state));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let url = format!("http://{}/hook", listener.local_addr().expect("the bound address"));
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Receiver { url, state, task }
+    }
+
+    /// Answers the next `n` requests 500.
+    pub fn fail_next(&self, n: u32) {
+        self.state.lock().expect("the receiver's state").fail = n;
+    }
+
+    pub fn got(&self) -> Vec<Received> {
+        self.state.lock().expect("the receiver's state").got.clone()
+    }
+
+    /// Waits up to `within` for a request of event type `event` that was answered 2xx.
+    pub async fn delivered(&self, event: &str, within: std::time::Duration) -> Received {
+        let start = std::time::Instant::now();
+        loop {
+            let found =
+                self.got().into_iter().find(|r| r.status < 300 && r.headers.get("revshare-event-type").map(String::as_str) == Some(event));
+            if let Some(found) = found {
+                return found;
+            }
+            assert!(start.elapsed() < within, "no {event} delivered within {within:?}; got {:?}", self.got());
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
