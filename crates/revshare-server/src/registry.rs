@@ -20,6 +20,7 @@
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
+use axum::response::Response;
 use axum::{Extension, Json};
 use revshare_core::ids::{ModelId, PartyId};
 use revshare_store::{Model, Party, Role, Store, StoreError};
@@ -29,6 +30,7 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::auth::{Caller, may_read_party};
+use crate::page::created;
 use crate::problem::{Problem, ProblemDetails, ProblemItem};
 
 /// A party (SPEC §1) and its registered public keys.
@@ -230,7 +232,7 @@ fn model_view(model: Model) -> ModelView {
     tag = "registry",
     request_body(content = PartyBody, content_type = "application/json"),
     responses((status = 415, description = "the body is not sent as application/json", body = ProblemDetails, content_type = "application/problem+json"), 
-        (status = 200, description = "registered (or already registered with these values)", body = PartyView),
+        (status = 201, description = "registered (or already registered with these values); `Location` is the party", body = PartyView, headers(("Location" = String, description = "`/v1/parties/{party}`"))),
         (status = 400, description = "fields that are missing, unknown or not valid: each named", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 403, description = "not an operator token", body = ProblemDetails, content_type = "application/problem+json"),
@@ -245,7 +247,7 @@ pub(crate) async fn post_party(
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     request_body: Body,
-) -> Result<Json<PartyView>, Problem> {
+) -> Result<Response, Problem> {
     caller.require(Role::Operator, "register a party")?;
     let mut fields = Fields::read(&state, &headers, request_body, &["id", "name", "role"]).await?;
     let id = fields.text("id", true, "northwind");
@@ -274,7 +276,7 @@ pub(crate) async fn post_party(
         })
         .await?;
     tracing::info!(party = %view.id, role = %view.role, "party registered by the operator");
-    Ok(Json(view))
+    Ok(created(&format!("/v1/parties/{}", view.id), Json(view)))
 }
 
 /// A party: to itself, its counterparties (the licensors a host has agreements with, the hosts a
@@ -317,7 +319,7 @@ pub(crate) async fn get_party(
     tag = "registry",
     request_body(content = ModelBody, content_type = "application/json"),
     responses((status = 415, description = "the body is not sent as application/json", body = ProblemDetails, content_type = "application/problem+json"), 
-        (status = 200, description = "registered (or already registered with these values)", body = ModelView),
+        (status = 201, description = "registered (or already registered with these values); `Location` is the model", body = ModelView, headers(("Location" = String, description = "`/v1/models/{model}`"))),
         (status = 400, description = "fields that are missing, unknown or not valid: each named", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 403, description = "not a licensor token, or another owner", body = ProblemDetails, content_type = "application/problem+json"),
@@ -333,7 +335,7 @@ pub(crate) async fn post_model(
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     request_body: Body,
-) -> Result<Json<ModelView>, Problem> {
+) -> Result<Response, Problem> {
     caller.require(Role::Licensor, "register a model")?;
     let mut fields = Fields::read(&state, &headers, request_body, &["id", "owner", "derived_from"]).await?;
     let id = fields.text("id", true, "m-70b-chat");
@@ -366,7 +368,7 @@ pub(crate) async fn post_model(
         })
         .await?;
     tracing::info!(model = %view.id, owner = %view.owner, "model registered");
-    Ok(Json(view))
+    Ok(created(&format!("/v1/models/{}", view.id), Json(view)))
 }
 
 /// A model: any token may read it.

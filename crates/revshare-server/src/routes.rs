@@ -1229,7 +1229,7 @@ enum AgreementFormat {
         content((String = "application/toml"), (Object = "application/json"))
     ),
     responses(
-        (status = 200, description = "registered", body = AgreementView),
+        (status = 201, description = "registered; `Location` is the agreement", body = AgreementView, headers(("Location" = String, description = "`/v1/agreements/{id}`"))),
         (status = 400, description = "the agreement does not parse or validate: every problem, with line and column (and, for JSON, the field)", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 403, description = "not the agreement's licensor", body = ProblemDetails, content_type = "application/problem+json"),
@@ -1246,7 +1246,7 @@ pub(crate) async fn post_agreement(
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     request_body: Body,
-) -> Result<Json<AgreementView>, Problem> {
+) -> Result<Response, Problem> {
     caller.require(Role::Licensor, "register an agreement")?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let media = content_type.split(';').next().unwrap_or("").trim();
@@ -1337,7 +1337,7 @@ pub(crate) async fn post_agreement(
         })
         .await?;
     tracing::info!(agreement = %view.id, version = view.version, "agreement registered");
-    Ok(Json(view))
+    Ok(created(&format!("/v1/agreements/{}", view.id), Json(view)))
 }
 
 impl From<CloseError> for Problem {
@@ -1367,7 +1367,7 @@ impl From<CloseError> for Problem {
     tag = "statements",
     request_body(content = CloseBody, content_type = "application/json"),
     responses((status = 415, description = "the body is not sent as application/json", body = ProblemDetails, content_type = "application/problem+json"), 
-        (status = 200, description = "the month's statement, finalised and signed", body = StatementSummary),
+        (status = 201, description = "the month's statement, finalised and signed; `Location` is the statement", body = StatementSummary, headers(("Location" = String, description = "`/v1/statements/{agreement}/{period}`"))),
         (status = 400, description = "invalid body", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 403, description = "not a licensor token", body = ProblemDetails, content_type = "application/problem+json"),
@@ -1384,7 +1384,7 @@ pub(crate) async fn post_close(
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     request_body: Body,
-) -> Result<Json<StatementSummary>, Problem> {
+) -> Result<Response, Problem> {
     caller.require(Role::Licensor, "close a month")?;
     let request: CloseBody = json_body(&state, &headers, request_body).await?;
     let id = agreement_id(&request.agreement)?;
@@ -1396,7 +1396,7 @@ pub(crate) async fn post_close(
         })
         .await?;
     tracing::info!(agreement = %stored.agreement_id, period = %stored.period, "month closed");
-    Ok(Json(summary(&stored)))
+    Ok(created(&format!("/v1/statements/{}/{}", stored.agreement_id, stored.period), Json(summary(&stored))))
 }
 
 /// Records a payment under an agreement (SPEC §10). Recorded by its payer, it is pending until

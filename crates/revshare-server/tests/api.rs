@@ -1096,7 +1096,8 @@ fn a_licensor_closes_a_month_once_and_its_host_countersigns(db: &dyn TestDb) {
         let api = Api::start(db, 1 << 20).await;
         let close = json!({"agreement": "meridian-northwind", "period": "2026-10"});
         let reply = api.post_json("/v1/close", &tokens.meridian, &close).await;
-        assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.bytes));
+        assert_eq!(reply.status, 201, "{}", String::from_utf8_lossy(&reply.bytes));
+        assert_eq!(reply.header("location"), Some("/v1/statements/meridian-northwind/2026-10"));
         let closed = reply.json();
         assert_eq!(
             (closed["period"].as_str(), closed["sequence"].as_u64(), closed["kind"].as_str()),
@@ -1136,7 +1137,8 @@ fn a_licensor_registers_its_agreements_and_problems_are_located(db: &dyn TestDb)
             api.send(reqwest::Method::POST, "/v1/agreements", Some(&tokens.meridian), Some(content_type), text.into_bytes())
         };
         let registered = post(amendment(), "application/toml").await;
-        assert_eq!(registered.status, 200, "{}", String::from_utf8_lossy(&registered.bytes));
+        assert_eq!(registered.status, 201, "{}", String::from_utf8_lossy(&registered.bytes));
+        assert_eq!(registered.header("location"), Some("/v1/agreements/meridian-northwind"));
         let view = registered.json();
         assert_eq!((view["id"].as_str(), view["version"].as_u64()), (Some("meridian-northwind"), Some(2)), "{view}");
         assert_eq!(view["source"].as_str(), Some(amendment().as_str()));
@@ -1347,7 +1349,7 @@ fn csv_answers_read_back_as_their_json(db: &dyn TestDb) {
     run(async {
         let api = Api::start(db, 1 << 20).await;
         let close = json!({"agreement": "meridian-northwind", "period": "2026-10"});
-        assert_eq!(api.post_json("/v1/close", &tokens.meridian, &close).await.status, 200);
+        assert_eq!(api.post_json("/v1/close", &tokens.meridian, &close).await.status, 201);
         let claim = json!({"agreement": "meridian-northwind", "period": "2026-10", "line": 0, "amount": "10.00", "reason": "=1+1 a formula", "evidence": ["sha256:ab"]});
         assert_eq!(api.post_json("/v1/disputes", &tokens.northwind, &claim).await.status, 201);
         let contribution = json!({"agreement": "meridian-northwind", "contribution": {"id": "c-9", "party": "northwind", "kind": "maintenance", "date": "2026-10-12", "description": "patched, \"quoted\""}});
@@ -1432,7 +1434,12 @@ fn the_registry_is_written_by_its_owners_and_read_in_scope(db: &dyn TestDb) {
         let eastwind = json!({"id": "eastwind", "name": "Eastwind Cloud", "role": "host"});
         for _ in 0..2 {
             let reply = api.post_json("/v1/parties", &tokens.operator, &eastwind).await;
-            assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.bytes));
+            assert_eq!(
+                (reply.status, reply.header("location")),
+                (201, Some("/v1/parties/eastwind")),
+                "{}",
+                String::from_utf8_lossy(&reply.bytes)
+            );
             assert_eq!(reply.json(), json!({"id": "eastwind", "name": "Eastwind Cloud", "role": "host", "keys": []}));
         }
         for token in [&tokens.meridian, &tokens.northwind, &tokens.auditor, &tokens.arbiter] {
@@ -1441,7 +1448,7 @@ fn the_registry_is_written_by_its_owners_and_read_in_scope(db: &dyn TestDb) {
             assert!(refused["detail"].as_str().is_some_and(|d| d.contains("only the operator may register a party")), "{refused}");
         }
         let licensor = json!({"id": "borealis", "name": "Borealis Labs", "role": "licensor"});
-        assert_eq!(api.post_json("/v1/parties", &tokens.operator, &licensor).await.status, 200, "the operator registers licensors too");
+        assert_eq!(api.post_json("/v1/parties", &tokens.operator, &licensor).await.status, 201, "the operator registers licensors too");
         let reserved = api.post_json("/v1/parties", &tokens.operator, &json!({"id": "operator", "name": "Ops", "role": "host"})).await;
         assert_eq!(reserved.problem(400)["errors"][0]["field"], "id");
         let role = api.post_json("/v1/parties", &tokens.operator, &json!({"id": "ops", "name": "Ops", "role": "operator"})).await;
@@ -1488,7 +1495,12 @@ fn the_registry_is_written_by_its_owners_and_read_in_scope(db: &dyn TestDb) {
         // A licensor registers its own models, derived or not; any token reads them.
         let model = json!({"id": "m-8b-chat", "derived_from": "m-8b"});
         let registered = api.post_json("/v1/models", &tokens.meridian, &model).await;
-        assert_eq!(registered.status, 200, "{}", String::from_utf8_lossy(&registered.bytes));
+        assert_eq!(
+            (registered.status, registered.header("location")),
+            (201, Some("/v1/models/m-8b-chat")),
+            "{}",
+            String::from_utf8_lossy(&registered.bytes)
+        );
         let expected = json!({"id": "m-8b-chat", "owner": "meridian", "derived_from": "m-8b"});
         assert_eq!(registered.json(), expected);
         for token in [&tokens.southwind, &tokens.aurora, &tokens.auditor] {
@@ -1547,7 +1559,7 @@ fn a_licensor_registers_agreements_as_json_and_problems_name_the_field(db: &dyn 
 
         // The amendment as JSON is the amendment as TOML: same digest; what is stored is TOML.
         let registered = post(agreement_json(2)).await;
-        assert_eq!(registered.status, 200, "{}", String::from_utf8_lossy(&registered.bytes));
+        assert_eq!(registered.status, 201, "{}", String::from_utf8_lossy(&registered.bytes));
         let view = registered.json();
         let toml = revshare_core::agreement::parse_agreement("amendment.toml", &amendment()).expect("the amendment parses");
         assert_eq!((view["version"].as_u64(), view["digest"].as_str()), (Some(2), Some(toml.digest().as_str())), "{view}");
@@ -1613,7 +1625,7 @@ fn a_bundle_fetched_over_http_verifies_offline(db: &dyn TestDb) {
         let api = Api::start(db, 1 << 20).await;
         assert_eq!(api.post_usage(&tokens.northwind, "application/x-ndjson", &northwind_lines()).await.status, 200);
         let close = json!({"agreement": "meridian-northwind", "period": "2026-10"});
-        assert_eq!(api.post_json("/v1/close", &tokens.meridian, &close).await.status, 200);
+        assert_eq!(api.post_json("/v1/close", &tokens.meridian, &close).await.status, 201);
         let path = "/v1/statements/meridian-northwind/2026-10/bundle";
 
         let reply = api.get(path, Some(&tokens.northwind)).await;
@@ -1676,7 +1688,7 @@ fn disputes_move_by_their_parties_and_others_see_nothing(db: &dyn TestDb) {
     run(async {
         let api = Api::start(db, 1 << 20).await;
         let close = json!({"agreement": "meridian-northwind", "period": "2026-10"});
-        assert_eq!(api.post_json("/v1/close", &tokens.meridian, &close).await.status, 200);
+        assert_eq!(api.post_json("/v1/close", &tokens.meridian, &close).await.status, 201);
         let claim = json!({"agreement": "meridian-northwind", "period": "2026-10", "line": 0, "amount": "10.00", "reason": "a test tenant", "evidence": ["sha256:ab"]});
 
         // Refused, and nothing changes: another host or licensor finds nothing; an auditor or an
@@ -1783,7 +1795,7 @@ fn an_arbiter_both_sides_name_reads_and_decides_the_dispute(db: &dyn TestDb) {
     run(async {
         let api = Api::start(db, 1 << 20).await;
         let close = json!({"agreement": "meridian-northwind", "period": "2026-10"});
-        assert_eq!(api.post_json("/v1/close", &tokens.meridian, &close).await.status, 200);
+        assert_eq!(api.post_json("/v1/close", &tokens.meridian, &close).await.status, 201);
         let claim = json!({"agreement": "meridian-northwind", "period": "2026-10", "amount": "6.00", "reason": "a test tenant"});
         assert_eq!(api.post_json("/v1/disputes", &tokens.northwind, &claim).await.status, 201);
         let moves = "/v1/disputes/1/transitions";
@@ -1856,7 +1868,7 @@ fn a_preview_is_the_close_to_come_for_the_two_parties(db: &dyn TestDb) {
         api.get("/v1/statements/meridian-northwind/2026-10", Some(&tokens.meridian)).await.problem(404);
 
         let close = json!({"agreement": "meridian-northwind", "period": "2026-10"});
-        assert_eq!(api.post_json("/v1/close", &tokens.meridian, &close).await.status, 200);
+        assert_eq!(api.post_json("/v1/close", &tokens.meridian, &close).await.status, 201);
         let closed = api.get("/v1/statements/meridian-northwind/2026-10", Some(&tokens.northwind)).await.json();
         assert_eq!(closed, licensors["statement"], "the preview was the close to come");
         let refused = api.get(path, Some(&tokens.northwind)).await.problem(409);
@@ -1973,7 +1985,7 @@ fn an_idempotency_key_replays_the_first_answer(db: &dyn TestDb) {
         // A created dispute: 201 and its Location again.
         let claim = json!({"agreement": "meridian-northwind", "period": "2026-10", "line": 0, "amount": "1.00", "reason": "r", "evidence": ["sha256:ab"]});
         let close = json!({"agreement": "meridian-northwind", "period": "2026-10"});
-        assert_eq!(api.post_json("/v1/close", &tokens.meridian, &close).await.status, 200);
+        assert_eq!(api.post_json("/v1/close", &tokens.meridian, &close).await.status, 201);
         let opened = post("/v1/disputes", &tokens.northwind, "claim-1", "application/json", json_body(claim.clone())).await;
         let reopened = post("/v1/disputes", &tokens.northwind, "claim-1", "application/json", json_body(claim)).await;
         assert_eq!((opened.status, reopened.status, &reopened.bytes), (201, 201, &opened.bytes));
@@ -2102,7 +2114,7 @@ fn the_operator_grants_auditors_and_both_parties_see_it(db: &dyn TestDb) {
     run(async {
         let api = Api::start(db, 1 << 20).await;
         let auditor = json!({"id": "clearsight", "name": "Clearsight Audit", "role": "auditor"});
-        assert_eq!(api.post_json("/v1/parties", &tokens.operator, &auditor).await.status, 200);
+        assert_eq!(api.post_json("/v1/parties", &tokens.operator, &auditor).await.status, 201);
         let created = api.post_json("/v1/tokens", &tokens.operator, &json!({"party": "clearsight"})).await;
         assert_eq!(created.status, 201, "{}", String::from_utf8_lossy(&created.bytes));
         let created = created.json();
@@ -2384,7 +2396,7 @@ fn webhooks_are_signed_retried_and_survive_a_restart(db: &dyn TestDb) {
 
         // A month closed: its host is told, signed, within seconds; the other host is not.
         let close = json!({"agreement": "meridian-northwind", "period": "2026-10"});
-        assert_eq!(api.post_json("/v1/close", &tokens.meridian, &close).await.status, 200);
+        assert_eq!(api.post_json("/v1/close", &tokens.meridian, &close).await.status, 201);
         let closed = northwind_hook.delivered("statement.closed", std::time::Duration::from_secs(5)).await;
         assert!(signed_by(&secret, &closed), "the signature checks out: {:?}", closed.headers);
         assert!(!signed_by("whsec_another", &closed));
