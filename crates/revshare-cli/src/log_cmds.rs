@@ -115,6 +115,30 @@ pub fn generate_key(name: &str, out: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `revshare keys registration`: the JSON body of `POST /v1/keys` for `party`'s key in `key`:
+/// with the key's proof of possession, or with the rotation `current` signs. No store.
+pub fn registration(key: &Path, party: &str, current: Option<&Path>) -> Result<(), Failure> {
+    let party = revshare_core::ids::PartyId::parse(party).map_err(|e| Failure::Invalid(format!("error: --party: {e}\n")))?;
+    let new = read_signer(key)?;
+    let text = new.verifier().to_text();
+    let body = match current {
+        None => {
+            let proof = new.sign(&revshare_core::transparency::registration_message(party.as_str(), &text));
+            serde_json::json!({ "key": text, "proof": revshare_core::transparency::b64(&proof) })
+        }
+        Some(current) => {
+            let current = read_signer(current)?;
+            let signature = current.sign(&revshare_core::transparency::rotation_message(Some(party.as_str()), &text));
+            serde_json::json!({
+                "key": text,
+                "rotation": { "key": current.verifier().to_text(), "signature": revshare_core::transparency::b64(&signature) },
+            })
+        }
+    };
+    println!("{body}");
+    Ok(())
+}
+
 /// `revshare keys rotate`: a new deployment key replaces the current one; the rotation is a
 /// leaf of the log and the old key file is kept, renamed, so old signatures stay checkable.
 pub fn rotate(args: &StoreArgs) -> Result<(), Failure> {

@@ -442,6 +442,21 @@ enum KeysCommand {
     /// Replace the deployment's signing key with a new one; the rotation is logged.
     #[command(after_help = "Example:\n  revshare keys rotate")]
     Rotate,
+    /// Print the body of POST /v1/keys that registers a party's key over the API, on the party's
+    /// machine (no store): its first key with a proof that it holds it, or a later one signed by
+    /// its current key (`--rotate-with`).
+    #[command(after_help = "Example:\n  revshare keys registration --key northwind.key --party northwind")]
+    Registration {
+        /// The private key to register (its public half is what the server keeps).
+        #[arg(long)]
+        key: PathBuf,
+        /// The party it is for: the token's.
+        #[arg(long)]
+        party: String,
+        /// The party's current private key, which signs the rotation to the new one.
+        #[arg(long, value_name = "CURRENT_KEY")]
+        rotate_with: Option<PathBuf>,
+    },
 }
 
 /// What a bundle is checked against: what the verifier holds, never what the bundle brings.
@@ -855,6 +870,9 @@ fn main() -> ExitCode {
         Command::Init { origin } => store_cmds::init(&cli.store, &origin),
         Command::Keys(KeysCommand::Generate { name, out }) => log_cmds::generate_key(&name, &out),
         Command::Keys(KeysCommand::Rotate) => log_cmds::rotate(&cli.store),
+        Command::Keys(KeysCommand::Registration { key, party, rotate_with }) => {
+            log_cmds::registration(&key, &party, rotate_with.as_deref())
+        }
         Command::Party(PartyCommand::Key { party, file, rotate_with }) => {
             log_cmds::add_party_key(&cli.store, &party, &file, rotate_with.as_deref())
         }

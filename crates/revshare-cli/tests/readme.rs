@@ -1,7 +1,7 @@
-//! The README's walkthrough, run as a new user pastes it: every ```` ```sh ```` block of
-//! `README.md`, in order, in one `bash` session, in a fresh folder holding only a copy of the
+//! The README's walkthrough and `docs/INTEGRATING.md`, each run as a new user pastes it: every
+//! ```` ```sh ```` block of the file, in order, in one `bash` session, in a fresh folder holding only a copy of the
 //! repository's `examples/`, with the built `revshare` first on the PATH. The first command that
-//! fails fails the test, named by its README line.
+//! fails fails the test, named by its line in the document.
 //!
 //! A block's info string says how it runs:
 //! - ```` ```sh ````: every command must succeed;
@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
-/// How a README block runs.
+/// How a shell block runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Run,
@@ -26,15 +26,15 @@ enum Kind {
     Server,
 }
 
-/// One ```` ```sh ```` block: how it runs, the README line of its first command, its lines.
+/// One ```` ```sh ```` block: how it runs, the line of its first command, its lines.
 struct Block {
     kind: Kind,
     first_line: usize,
     lines: Vec<String>,
 }
 
-/// The README's shell blocks; an unknown `sh` marker is an error, so a typo cannot skip a block.
-fn shell_blocks(readme: &str) -> Vec<Block> {
+/// A document's shell blocks; an unknown `sh` marker is an error, so a typo cannot skip a block.
+fn shell_blocks(name: &str, readme: &str) -> Vec<Block> {
     let mut blocks = Vec::new();
     let mut open: Option<Block> = None;
     for (n, line) in readme.lines().enumerate() {
@@ -54,12 +54,12 @@ fn shell_blocks(readme: &str) -> Vec<Block> {
             None => Kind::Run,
             Some("fails") => Kind::Fails,
             Some("server") => Kind::Server,
-            Some(other) => panic!("README.md:{number}: unknown block marker `sh {other}` (use `sh`, `sh fails` or `sh server`)"),
+            Some(other) => panic!("{name}:{number}: unknown block marker `sh {other}` (use `sh`, `sh fails` or `sh server`)"),
         };
         // A block that is not run is still skipped to its end; `first_line` 0 marks it.
         open = Some(Block { kind, first_line: if runs { number + 1 } else { 0 }, lines: Vec::new() });
     }
-    assert!(open.is_none(), "README.md: a code block is never closed");
+    assert!(open.is_none(), "{name}: a code block is never closed");
     blocks
 }
 
@@ -68,7 +68,7 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
 }
 
-/// The bash script that runs the blocks, and for each of its lines the README line it came from.
+/// The bash script that runs the blocks, and for each of its lines the document line it came from.
 fn script(blocks: &[Block], port: u16) -> (String, Vec<usize>) {
     let address = format!("127.0.0.1:{port}");
     let mut script = String::new();
@@ -133,11 +133,22 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn the_readme_walkthrough_runs_as_written() {
+    runs_as_written("README.md");
+}
+
+#[test]
+fn the_integrating_guide_runs_as_written() {
+    runs_as_written("docs/INTEGRATING.md");
+}
+
+/// Runs the document's shell blocks in a fresh folder; the first command that fails fails the
+/// test, named by its line in the document.
+fn runs_as_written(name: &str) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
-    let blocks = shell_blocks(&readme);
-    assert!(blocks.iter().filter(|b| b.kind == Kind::Run).count() >= 5, "the README's walkthrough blocks were not found");
-    assert!(blocks.iter().any(|b| b.kind == Kind::Server), "the README's serve block was not found");
+    let readme = std::fs::read_to_string(root.join(name)).expect("the document");
+    let blocks = shell_blocks(name, &readme);
+    assert!(blocks.iter().filter(|b| b.kind == Kind::Run).count() >= 5, "{name}: the walkthrough blocks were not found");
+    assert!(blocks.iter().any(|b| b.kind == Kind::Server), "{name}: the serve block was not found");
 
     let folder = tempfile::tempdir().expect("a fresh folder");
     copy_dir(&root.join("examples"), &folder.path().join("examples"));
@@ -164,8 +175,8 @@ fn the_readme_walkthrough_runs_as_written() {
             .filter_map(|l| l.split(':').next()?.parse::<usize>().ok())
             .next_back();
         match failed_at.and_then(|n| origin.get(n.checked_sub(1)?)) {
-            Some(&line) if line > 0 => writeln!(report, "README.md:{line}: this command failed").expect("write"),
-            _ => writeln!(report, "the README walkthrough failed").expect("write"),
+            Some(&line) if line > 0 => writeln!(report, "{name}:{line}: this command failed").expect("write"),
+            _ => writeln!(report, "the {name} walkthrough failed").expect("write"),
         }
         writeln!(report, "--- stdout\n{}\n--- stderr\n{stderr}", String::from_utf8_lossy(&out.stdout)).expect("write");
         panic!("{report}");
@@ -175,7 +186,7 @@ fn the_readme_walkthrough_runs_as_written() {
 #[test]
 fn blocks_are_read_with_their_markers() {
     let readme = "text\n```sh\na\nb\n```\n```toml\nx = 1\n```\n```sh fails\nc\n```\n```sh server\nd\n```\n";
-    let blocks = shell_blocks(readme);
+    let blocks = shell_blocks("test", readme);
     let seen: Vec<(Kind, usize, Vec<String>)> = blocks.into_iter().map(|b| (b.kind, b.first_line, b.lines)).collect();
     assert_eq!(
         seen,

@@ -265,6 +265,28 @@ pub fn read_event(data: &[u8]) -> Option<(String, Value)> {
 mod tests {
     use super::*;
 
+    /// docs/INTEGRATING.md's worked example of a batch digest, step by step.
+    #[test]
+    fn the_documented_batch_digest_example_holds() {
+        let line = br#"{"id":"e1","host":"northwind","model":"m-70b","use_case":"customer_service","region":"us","time":"2026-10-02T10:00:00Z","requests":120000,"input_tokens":900000000,"output_tokens":300000000,"revenue":"1080.000000","currency":"USD"}"#;
+        let parsed = crate::usage::parse_json_line(line);
+        assert!(parsed.is_ok(), "the example record parses");
+        let Ok(record) = parsed else { return };
+        let mut canonical = Vec::new();
+        record.write_canonical(&mut canonical);
+        assert_eq!(
+            String::from_utf8_lossy(&canonical),
+            r#"{"currency":"USD","host":"northwind","id":"e1","input_tokens":"900000000","model":"m-70b","output_tokens":"300000000","region":"us","requests":"120000","revenue":"1080","time":"2026-10-02T10:00:00Z","use_case":"customer_service"}"#
+        );
+        let digest = record.digest();
+        assert_eq!(canonical::hex(&digest), "60c3993cb580d09d9a891092a4d9cc6876ddb1a63a8a3c4aa0467c446ca9690e");
+        let key: [u8; RECORD_KEY_BYTES] = std::array::from_fn(|i| u8::try_from(i).unwrap_or(0));
+        let salt = record_salt(&key, &digest);
+        assert_eq!(canonical::hex(&salt), "f71ea8647e1e23361ae1a958c2903142");
+        assert_eq!(canonical::hex(&record_commitment(&salt, &digest)), "2b8804ea19082d3d0f2065b2e363fb6e3e69b020ef06f41d4ed1e765bedcc99c");
+        assert_eq!(batch_digest(&key, &[digest]), "sha256:bbe31b5c00fbb4b02ec259d7fdc1e528a4fa4a9e063f1354c8828fa76d9d0943");
+    }
+
     #[test]
     fn leaves_are_canonical_and_typed() {
         let event = batch_event("sha256:ab", 3, None).unwrap_or_default();

@@ -92,6 +92,7 @@ mod page;
 pub mod problem;
 pub mod registry;
 mod routes;
+mod schemas;
 mod usage;
 pub mod webhooks;
 

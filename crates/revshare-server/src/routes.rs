@@ -57,7 +57,7 @@ pub struct IngestResult {
     pub late: u64,
     /// The deployment's signed receipt: the batch digest, its leaf, a checkpoint and the leaf's
     /// inclusion proof (as `revshare ingest --receipts` writes).
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<crate::schemas::ReceiptSchema>)]
     pub receipt: Option<Value>,
     /// Why a stored batch has no receipt (it was committed; the receipt could not be made).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -644,7 +644,7 @@ pub(crate) async fn list_statements(
     tag = "statements",
     params(("agreement" = String, Path, description = "the agreement id"), ("period" = String, Path, description = "the month, YYYY-MM")),
     responses(
-        (status = 200, description = "the statement's canonical JSON; its lines as CSV with `Accept: text/csv`", content((Object = "application/json"), (String = "text/csv"))),
+        (status = 200, description = "the statement's canonical JSON; its lines as CSV with `Accept: text/csv`", content((crate::schemas::StatementSchema = "application/json"), (String = "text/csv"))),
         (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"), (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json"), (status = 404, description = "no such agreement or statement that this token can read", body = ProblemDetails, content_type = "application/problem+json")
     ),
@@ -689,6 +689,7 @@ pub struct Preview {
     #[schema(example = "2026-10-20T09:30:00Z")]
     pub as_of: String,
     /// The statement closing the month now would finalise, byte for byte in its canonical form.
+    #[schema(value_type = crate::schemas::StatementSchema)]
     pub statement: Value,
     /// How the month's records arrived so far, beside the statement.
     pub delivery: DeliveryView,

@@ -92,7 +92,7 @@ impl Default for WebhookConfig {
 /// An endpoint to subscribe.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct NewEndpoint {
+pub struct NewWebhookEndpoint {
     /// `http://` on a loopback address or an allowed host.
     #[schema(example = "http://127.0.0.1:9000/revshare")]
     pub url: String,
@@ -105,7 +105,7 @@ pub struct NewEndpoint {
 
 /// A subscribed endpoint.
 #[derive(Serialize, ToSchema)]
-pub struct EndpointView {
+pub struct WebhookEndpointView {
     pub id: u64,
     pub url: String,
     pub events: Vec<String>,
@@ -119,9 +119,9 @@ pub struct EndpointView {
     pub secret: Option<String>,
 }
 
-impl EndpointView {
-    fn of(endpoint: &WebhookEndpoint, with_secret: bool) -> EndpointView {
-        EndpointView {
+impl WebhookEndpointView {
+    fn of(endpoint: &WebhookEndpoint, with_secret: bool) -> WebhookEndpointView {
+        WebhookEndpointView {
             id: endpoint.id,
             url: endpoint.url.clone(),
             events: endpoint.events.clone(),
@@ -134,7 +134,7 @@ impl EndpointView {
 
 /// One event's delivery to an endpoint.
 #[derive(Serialize, ToSchema)]
-pub struct DeliveryView {
+pub struct WebhookDeliveryView {
     #[schema(example = "evt_42")]
     pub event_id: String,
     #[schema(example = "statement.closed")]
@@ -154,8 +154,8 @@ pub struct DeliveryView {
     pub last_error: Option<String>,
 }
 
-impl DeliveryView {
-    fn of(d: &WebhookDelivery) -> DeliveryView {
+impl WebhookDeliveryView {
+    fn of(d: &WebhookDelivery) -> WebhookDeliveryView {
         let state = match (d.delivered_secs, d.next_attempt_ms, d.attempts) {
             (Some(_), _, _) => "delivered",
             (None, None, _) => "failed",
@@ -163,7 +163,7 @@ impl DeliveryView {
             (None, Some(_), _) => "retrying",
         };
         let at_ms = |ms: i64| Instant::from_parts(ms.div_euclid(1000), 0).to_string();
-        DeliveryView {
+        WebhookDeliveryView {
             event_id: d.event_id.clone(),
             event_type: d.event_type.clone(),
             created: Instant::from_parts(d.created_secs, 0).to_string(),
@@ -236,9 +236,9 @@ fn secret() -> Result<String, Problem> {
     post,
     path = "/webhooks",
     tag = "webhooks",
-    request_body(content = NewEndpoint, content_type = "application/json"),
+    request_body(content = NewWebhookEndpoint, content_type = "application/json"),
     responses(
-        (status = 201, description = "subscribed from now on; the secret is in this answer only", body = EndpointView,
+        (status = 201, description = "subscribed from now on; the secret is in this answer only", body = WebhookEndpointView,
             headers(("Location" = String, description = "the endpoint: `/v1/webhooks/{id}`"))),
         (status = 400, description = "a body that is not an endpoint, or an event type that does not exist (named)", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
@@ -257,7 +257,7 @@ pub(crate) async fn post_webhook(
     request_body: axum::body::Body,
 ) -> Result<Response, Problem> {
     only_parties(&caller)?;
-    let body: NewEndpoint = json_body(&state, &headers, request_body).await?;
+    let body: NewWebhookEndpoint = json_body(&state, &headers, request_body).await?;
     let known: Vec<&str> = EVENT_TYPES.iter().map(|(name, _)| *name).collect();
     if body.events.is_empty() {
         return Err(Problem::bad_request(format!("`events` is empty; name one or more of {}", known.join(", "))));
@@ -278,7 +278,7 @@ pub(crate) async fn post_webhook(
     let endpoint =
         state.write(move |store, shared| Ok(store.add_webhook(&caller.party, &body.url, &events, &secret, shared.now())?)).await?;
     tracing::info!(endpoint = endpoint.id, party = %endpoint.party, "webhook endpoint subscribed");
-    Ok(created(&format!("/v1/webhooks/{}", endpoint.id), Json(EndpointView::of(&endpoint, true))))
+    Ok(created(&format!("/v1/webhooks/{}", endpoint.id), Json(WebhookEndpointView::of(&endpoint, true))))
 }
 
 /// The caller's endpoints, removed ones too, by id.
@@ -291,7 +291,7 @@ pub(crate) async fn post_webhook(
         ("cursor" = Option<String>, Query, description = "the previous page's `next_cursor`"),
     ),
     responses(
-        (status = 200, description = "a page of the caller's endpoints (without their secrets); the next page in `Link`", body = Page<EndpointView>),
+        (status = 200, description = "a page of the caller's endpoints (without their secrets); the next page in `Link`", body = Page<WebhookEndpointView>),
         (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")
@@ -310,8 +310,8 @@ pub(crate) async fn list_webhooks(
     let paging = Paging::of(&params)?;
     let page = state
         .run(move |store, _| {
-            let items = store.webhooks(Some(&caller.party))?.iter().map(|e| EndpointView::of(e, false)).collect();
-            Ok(paging.page(items, |e: &EndpointView| number_key(e.id)))
+            let items = store.webhooks(Some(&caller.party))?.iter().map(|e| WebhookEndpointView::of(e, false)).collect();
+            Ok(paging.page(items, |e: &WebhookEndpointView| number_key(e.id)))
         })
         .await?;
     crate::page::answer(&headers, &uri, &page, &["id", "url", "events", "created", "disabled"])
@@ -333,7 +333,7 @@ fn own_endpoint(store: &mut dyn Store, caller: &Caller, id: u64) -> Result<Webho
     tag = "webhooks",
     params(("id" = u64, Path, description = "the endpoint")),
     responses(
-        (status = 200, description = "the endpoint (without its secret)", body = EndpointView),
+        (status = 200, description = "the endpoint (without its secret)", body = WebhookEndpointView),
         (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "no such endpoint of the caller's", body = ProblemDetails, content_type = "application/problem+json"),
@@ -345,9 +345,9 @@ pub(crate) async fn get_webhook(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<u64>,
-) -> Result<Json<EndpointView>, Problem> {
+) -> Result<Json<WebhookEndpointView>, Problem> {
     let endpoint = state.run(move |store, _| own_endpoint(store, &caller, id)).await?;
-    Ok(Json(EndpointView::of(&endpoint, false)))
+    Ok(Json(WebhookEndpointView::of(&endpoint, false)))
 }
 
 /// Removes one of the caller's endpoints: nothing more is queued or delivered to it; its
@@ -358,7 +358,7 @@ pub(crate) async fn get_webhook(
     tag = "webhooks",
     params(("id" = u64, Path, description = "the endpoint")),
     responses(
-        (status = 200, description = "removed (or removed before)", body = EndpointView),
+        (status = 200, description = "removed (or removed before)", body = WebhookEndpointView),
         (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "no such endpoint of the caller's", body = ProblemDetails, content_type = "application/problem+json"),
@@ -370,14 +370,14 @@ pub(crate) async fn delete_webhook(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<u64>,
-) -> Result<Json<EndpointView>, Problem> {
+) -> Result<Json<WebhookEndpointView>, Problem> {
     let endpoint = state
         .write(move |store, _| {
             own_endpoint(store, &caller, id)?;
             store.disable_webhook(&caller.party, id)?.ok_or_else(|| Problem::not_found(format!("there is no webhook endpoint {id}")))
         })
         .await?;
-    Ok(Json(EndpointView::of(&endpoint, false)))
+    Ok(Json(WebhookEndpointView::of(&endpoint, false)))
 }
 
 /// An endpoint's delivery log, oldest first.
@@ -391,7 +391,7 @@ pub(crate) async fn delete_webhook(
         ("cursor" = Option<String>, Query, description = "the previous page's `next_cursor`"),
     ),
     responses(
-        (status = 200, description = "a page of the endpoint's deliveries; the next page in `Link`", body = Page<DeliveryView>),
+        (status = 200, description = "a page of the endpoint's deliveries; the next page in `Link`", body = Page<WebhookDeliveryView>),
         (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "no such endpoint of the caller's", body = ProblemDetails, content_type = "application/problem+json"),
@@ -414,8 +414,8 @@ pub(crate) async fn list_deliveries(
         .run(move |store, _| {
             own_endpoint(store, &caller, id)?;
             let deliveries = store.webhook_deliveries(id)?;
-            let items = deliveries.iter().map(DeliveryView::of).collect();
-            Ok(paging.page(items, |d: &DeliveryView| key_of(&[&d.created, &d.event_id])))
+            let items = deliveries.iter().map(WebhookDeliveryView::of).collect();
+            Ok(paging.page(items, |d: &WebhookDeliveryView| key_of(&[&d.created, &d.event_id])))
         })
         .await?;
     let columns = ["event_id", "event_type", "created", "attempts", "state", "next_attempt", "delivered", "last_status", "last_error"];
