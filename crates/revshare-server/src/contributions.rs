@@ -22,8 +22,8 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::extract::{Months, Params, agreement_id, choice, json_body, only, params, readable, visible_agreements};
-use crate::page::{Page, Paging, created, key_of};
+use crate::extract::{Months, Params, agreement_id, choice, json_body, readable, visible_agreements};
+use crate::page::{Page, PageParams, Paging, created, key_of};
 use crate::problem::{Problem, ProblemDetails, ProblemItem};
 
 /// A contribution to record: its agreement and the SPEC §5 object (`id`, `party`, `kind`,
@@ -231,12 +231,11 @@ pub(crate) async fn accept_contribution(
     path = "/contributions",
     tag = "contributions",
     params(
+        PageParams,
         ("agreement" = Option<String>, Query, description = "only this agreement's"),
         ("from" = Option<String>, Query, description = "only those made in months from this one (`YYYY-MM`)"),
         ("to" = Option<String>, Query, description = "only those made in months up to this one (`YYYY-MM`)"),
         ("state" = Option<String>, Query, description = "only `recorded` (not yet accepted) or only `accepted` ones"),
-        ("limit" = Option<u32>, Query, description = "items on a page, 1 to 1000 (default 100)"),
-        ("cursor" = Option<String>, Query, description = "the previous page's `next_cursor`"),
     ),
     responses(
         (status = 200, description = "a page of the contributions; as CSV with `Accept: text/csv`; the next page in `Link`", content((Page<ContributionView> = "application/json"), (String = "text/csv"))),
@@ -254,9 +253,7 @@ pub(crate) async fn list_contributions(
     uri: Uri,
     query: Params,
 ) -> Result<Response, Problem> {
-    let params = params(query)?;
-    only(&params, &["agreement", "from", "to", "state", "limit", "cursor"])?;
-    let paging = Paging::of(&params)?;
+    let (params, paging) = Paging::read(query, &["agreement", "from", "to", "state"])?;
     let months = Months::of(&params)?;
     let accepted = choice(&params, "state", &["recorded", "accepted"])?.map(|s| s == "accepted");
     let agreement = params.get("agreement").map(|a| agreement_id(a)).transpose()?;

@@ -23,8 +23,8 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::auth::{Caller, may_read};
-use crate::extract::{Months, Params, agreement_id, choice, json_body, only, params, party_id, period_of, readable};
-use crate::page::{Page, Paging, number_key};
+use crate::extract::{Months, Params, agreement_id, choice, json_body, party_id, period_of, readable};
+use crate::page::{Page, PageParams, Paging, number_key};
 use crate::problem::{Problem, ProblemDetails};
 use revshare_core::ids::AgreementId;
 use revshare_core::time::Period;
@@ -193,7 +193,7 @@ fn readable_dispute(store: &mut dyn Store, caller: &Caller, id: u64, now: revsha
 /// Whether a caller may read a dispute, as it stands (SPEC §9): whoever may read its agreement,
 /// and, once the dispute has been escalated, an arbiter who decides it (one the agreement names,
 /// or the one both sides named for it). An arbiter only one side named does not.
-fn may_read_dispute(caller: &Caller, stored: &StoredDispute) -> bool {
+pub(crate) fn may_read_dispute(caller: &Caller, stored: &StoredDispute) -> bool {
     let terms = &stored.terms;
     may_read(caller, &stored.dispute.subject.agreement, &terms.licensor, &terms.host)
         || (caller.role == Role::Arbiter
@@ -311,12 +311,11 @@ pub(crate) async fn move_dispute(
     path = "/disputes",
     tag = "disputes",
     params(
+        PageParams,
         ("agreement" = Option<String>, Query, description = "only this agreement's disputes"),
         ("from" = Option<String>, Query, description = "only disputes of statements of months from this one (`YYYY-MM`)"),
         ("to" = Option<String>, Query, description = "only disputes of statements of months up to this one (`YYYY-MM`)"),
         ("state" = Option<String>, Query, description = "only disputes in this state: `open`, `countered`, `accepted`, `rejected`, `escalated` or `decided`"),
-        ("limit" = Option<u32>, Query, description = "items on a page, 1 to 1000 (default 100)"),
-        ("cursor" = Option<String>, Query, description = "the previous page's `next_cursor`"),
     ),
     responses(
         (status = 200, description = "a page of the disputes; one row each as CSV with `Accept: text/csv`; the next page in `Link`", content((Page<DisputeView> = "application/json"), (String = "text/csv"))),
@@ -334,9 +333,7 @@ pub(crate) async fn list_disputes(
     uri: Uri,
     query: Params,
 ) -> Result<Response, Problem> {
-    let params = params(query)?;
-    only(&params, &["agreement", "from", "to", "state", "limit", "cursor"])?;
-    let paging = Paging::of(&params)?;
+    let (params, paging) = Paging::read(query, &["agreement", "from", "to", "state"])?;
     let months = Months::of(&params)?;
     let states: Vec<&str> = DisputeState::ALL.iter().map(DisputeState::as_str).collect();
     let wanted = choice(&params, "state", &states)?.map(str::to_owned);

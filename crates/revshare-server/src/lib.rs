@@ -12,6 +12,7 @@
 //! | `GET /`, `/signin`, `/statements`, `/usage`, `/disputes`, `/payments`, `/contributions` | a signed-in party | the dashboard's pages and forms (`dashboard`): HTML, over the same handlers |
 //! | `POST /v1/usage` | a host, its own records | stores a batch (JSON Lines, a JSON array, or a CloudEvents batch) in one transaction; a signed receipt |
 //! | `GET /v1/agreements/{agreement}` | readers of the agreement | its latest version and TOML source |
+//! | `GET /v1/usage/batches`, `GET /v1/usage/batches/{leaf}` | a host, its own | its usage batches (paged by the store), each batch's receipt |
 //! | `GET /v1/agreements`, `/v1/statements`, `/v1/payments`, `/v1/contributions`, `/v1/disputes`, `/v1/keys` | readers of each item | lists, paged by `limit` and `cursor` and filtered (`page`): `{"items", "next_cursor"}` |
 //! | `GET /v1/statements/{agreement}/{period}` | readers of the agreement | the latest statement's canonical bytes |
 //! | `GET /v1/statements/{agreement}/{period}/preview` | the agreement's licensor and host | the open month as it would close now, unsigned (`revshare statement preview`) |

@@ -19,6 +19,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::extract::{Params, only, params};
 use crate::problem::Problem;
 
 /// Items on a page when the request names no `limit`.
@@ -35,6 +36,19 @@ pub struct Page<T: ToSchema> {
     pub next_cursor: Option<String>,
 }
 
+/// `limit` and `cursor`, the parameters every list takes, as the OpenAPI document shows them
+/// (`params(PageParams, …)`); [`Paging::read`] reads them.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code, reason = "documents the parameters; `Paging::read` reads them")]
+pub(crate) struct PageParams {
+    /// Items on a page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+    /// The previous page's `next_cursor`.
+    cursor: Option<String>,
+}
+
 /// Where a page starts and how long it is.
 pub(crate) struct Paging {
     limit: usize,
@@ -43,8 +57,18 @@ pub(crate) struct Paging {
 }
 
 impl Paging {
+    /// A list's query: its filters (`filters` names them; any other parameter but `limit` and
+    /// `cursor` is 400) and where the page starts.
+    pub(crate) fn read(query: Params, filters: &[&str]) -> Result<(HashMap<String, String>, Paging), Problem> {
+        let params = params(query)?;
+        let takes: Vec<&str> = filters.iter().copied().chain(["limit", "cursor"]).collect();
+        only(&params, &takes)?;
+        let paging = Paging::of(&params)?;
+        Ok((params, paging))
+    }
+
     /// `limit` (1 to [`MAX_LIMIT`], default [`DEFAULT_LIMIT`]) and `cursor` of a query, or 400.
-    pub(crate) fn of(params: &HashMap<String, String>) -> Result<Paging, Problem> {
+    fn of(params: &HashMap<String, String>) -> Result<Paging, Problem> {
         let limit = match params.get("limit") {
             None => DEFAULT_LIMIT,
             Some(text) => text.parse::<usize>().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| {
@@ -58,15 +82,38 @@ impl Paging {
         Ok(Paging { limit, after })
     }
 
+    /// The cursor's key as a number, for a list whose keys are [`number_key`]s and which the
+    /// store pages itself; 400 for a cursor of another list.
+    pub(crate) fn after_number(&self) -> Result<Option<u64>, Problem> {
+        self.after
+            .as_deref()
+            .map(|key| {
+                key.parse::<u64>().map_err(|_| Problem::bad_request("`cursor` is not one of this list's: pass its `next_cursor` unchanged"))
+            })
+            .transpose()
+    }
+
+    /// How many items a page holds.
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// The page of `items` a keyset query of the store read: up to [`Self::limit`] + 1 items after
+    /// the cursor, in `key` order (one more than the page says there is a next page).
+    pub(crate) fn page_read<T: ToSchema>(&self, mut items: Vec<T>, key: impl Fn(&T) -> String) -> Page<T> {
+        let more = items.len() > self.limit;
+        items.truncate(self.limit);
+        let next_cursor = if more { items.last().map(|item| encode(&key(item))) } else { None };
+        Page { items, next_cursor }
+    }
+
     /// The page of `items` (in any order) after the cursor, ordered by `key`.
-    pub(crate) fn page<T: ToSchema>(&self, mut items: Vec<T>, key: impl Fn(&T) -> String) -> Page<T> {
-        let mut keyed: Vec<(String, T)> = items.drain(..).map(|item| (key(&item), item)).collect();
+    pub(crate) fn page<T: ToSchema>(&self, items: Vec<T>, key: impl Fn(&T) -> String) -> Page<T> {
+        let mut keyed: Vec<(String, T)> = items.into_iter().map(|item| (key(&item), item)).collect();
         keyed.sort_by(|a, b| a.0.cmp(&b.0));
         let start = self.after.as_ref().map_or(0, |after| keyed.partition_point(|(k, _)| k <= after));
-        let more = keyed.len() > start + self.limit;
-        let mut items: Vec<(String, T)> = keyed.into_iter().skip(start).take(self.limit).collect();
-        let next_cursor = if more { items.last().map(|(k, _)| encode(k)) } else { None };
-        Page { items: items.drain(..).map(|(_, item)| item).collect(), next_cursor }
+        let read = keyed.into_iter().skip(start).take(self.limit + 1).map(|(_, item)| item).collect();
+        self.page_read(read, key)
     }
 }
 

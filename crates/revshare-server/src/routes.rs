@@ -25,11 +25,9 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::auth::{Caller, may_read, may_read_agreement, may_read_leaf};
 use crate::body::{self, Format, Parsed};
-use crate::extract::{
-    Months, Params, agreement_id, choice, json_body, number, only, params, period_of, readable, required, visible_agreements,
-};
+use crate::extract::{Months, Params, agreement_id, choice, json_body, number, params, period_of, readable, required, visible_agreements};
 use crate::group::{self, Committed, Job};
-use crate::page::{self, Page, Paging, created, key_of, number_key};
+use crate::page::{self, Page, PageParams, Paging, created, key_of, number_key};
 use crate::problem::{Problem, ProblemDetails, ProblemItem};
 
 /// `GET /healthz`.
@@ -239,6 +237,8 @@ pub(crate) fn api(auth: Option<AppState>) -> (axum::Router<AppState>, utoipa::op
         .routes(routes!(crate::disputes::move_dispute))
         // Usage so far (`usage.rs`).
         .routes(routes!(crate::usage::summary))
+        .routes(routes!(crate::usage::list_batches))
+        .routes(routes!(crate::usage::get_batch))
         .routes(routes!(crate::webhooks::post_webhook, crate::webhooks::list_webhooks))
         .routes(routes!(crate::webhooks::get_webhook, crate::webhooks::delete_webhook))
         .routes(routes!(crate::webhooks::list_deliveries))
@@ -504,10 +504,9 @@ pub struct AgreementItem {
     path = "/agreements",
     tag = "agreements",
     params(
+        PageParams,
         ("licensor" = Option<String>, Query, description = "only this licensor's"),
         ("host" = Option<String>, Query, description = "only this host's"),
-        ("limit" = Option<u32>, Query, description = "items on a page, 1 to 1000 (default 100)"),
-        ("cursor" = Option<String>, Query, description = "the previous page's `next_cursor`"),
     ),
     responses((status = 200, description = "a page of the agreements; as CSV with `Accept: text/csv`; the next page in `Link`", content((Page<AgreementItem> = "application/json"), (String = "text/csv"))), (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"), (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")),
@@ -520,9 +519,7 @@ pub(crate) async fn list_agreements(
     uri: Uri,
     query: Params,
 ) -> Result<Response, Problem> {
-    let params = params(query)?;
-    only(&params, &["licensor", "host", "limit", "cursor"])?;
-    let paging = Paging::of(&params)?;
+    let (params, paging) = Paging::read(query, &["licensor", "host"])?;
     let (licensor, host) = (params.get("licensor").cloned(), params.get("host").cloned());
     let page = state
         .run(move |store, _| {
@@ -567,12 +564,11 @@ fn summary(statement: &StoredStatement) -> StatementSummary {
     path = "/statements",
     tag = "statements",
     params(
+        PageParams,
         ("agreement" = Option<String>, Query, description = "only this agreement's"),
         ("from" = Option<String>, Query, description = "only months from this one (`YYYY-MM`)"),
         ("to" = Option<String>, Query, description = "only months up to this one (`YYYY-MM`)"),
         ("kind" = Option<String>, Query, description = "only `original` or only `restatement` statements"),
-        ("limit" = Option<u32>, Query, description = "items on a page, 1 to 1000 (default 100)"),
-        ("cursor" = Option<String>, Query, description = "the previous page's `next_cursor`"),
     ),
     responses((status = 200, description = "a page of the statements; as CSV with `Accept: text/csv`; the next page in `Link`", content((Page<StatementItem> = "application/json"), (String = "text/csv"))), (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"), (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json"), (status = 404, description = "no such agreement that this token can read", body = ProblemDetails, content_type = "application/problem+json")),
@@ -585,9 +581,7 @@ pub(crate) async fn list_statements(
     uri: Uri,
     query: Params,
 ) -> Result<Response, Problem> {
-    let params = params(query)?;
-    only(&params, &["agreement", "from", "to", "kind", "limit", "cursor"])?;
-    let paging = Paging::of(&params)?;
+    let (params, paging) = Paging::read(query, &["agreement", "from", "to", "kind"])?;
     let months = Months::of(&params)?;
     let kind = choice(&params, "kind", &["original", "restatement"])?.map(str::to_owned);
     let agreement = params.get("agreement").map(|text| agreement_id(text)).transpose()?;
@@ -896,10 +890,7 @@ pub struct RotationSignature {
 /// signs now). Other parties' keys are theirs to show. A verifier should still obtain its first
 /// trusted key by a channel of its own.
 #[utoipa::path(get, path = "/keys", tag = "log",
-    params(
-        ("limit" = Option<u32>, Query, description = "items on a page, 1 to 1000 (default 100)"),
-        ("cursor" = Option<String>, Query, description = "the previous page's `next_cursor`"),
-    ),
+    params(PageParams),
     responses((status = 200, description = "a page of the deployment's keys and the caller's, with their history; the next page in `Link`", body = Page<KeyEntry>), (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"), (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn keys(
@@ -909,9 +900,7 @@ pub(crate) async fn keys(
     uri: Uri,
     query: Params,
 ) -> Result<Response, Problem> {
-    let params = params(query)?;
-    only(&params, &["limit", "cursor"])?;
-    let paging = Paging::of(&params)?;
+    let (_, paging) = Paging::read(query, &[])?;
     let page = state
         .run(move |store, _| {
             let registered = store.keys()?;
@@ -1515,10 +1504,9 @@ impl PaymentView {
     path = "/payments",
     tag = "ledger",
     params(
+        PageParams,
         ("agreement" = Option<String>, Query, description = "only this agreement's"),
         ("state" = Option<String>, Query, description = "only `pending`, `confirmed` or `reversed` payments"),
-        ("limit" = Option<u32>, Query, description = "items on a page, 1 to 1000 (default 100)"),
-        ("cursor" = Option<String>, Query, description = "the previous page's `next_cursor`"),
     ),
     responses((status = 200, description = "a page of the payments; as CSV with `Accept: text/csv`; the next page in `Link`", content((Page<PaymentView> = "application/json"), (String = "text/csv"))), (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"), (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "no such agreement that this token can read", body = ProblemDetails, content_type = "application/problem+json"),
@@ -1532,9 +1520,7 @@ pub(crate) async fn list_payments(
     uri: Uri,
     query: Params,
 ) -> Result<Response, Problem> {
-    let params = params(query)?;
-    only(&params, &["agreement", "state", "limit", "cursor"])?;
-    let paging = Paging::of(&params)?;
+    let (params, paging) = Paging::read(query, &["agreement", "state"])?;
     let wanted = choice(&params, "state", &["pending", "confirmed", "reversed"])?.map(str::to_owned);
     let agreement = params.get("agreement").map(|text| agreement_id(text)).transpose()?;
     let page = state

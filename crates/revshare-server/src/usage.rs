@@ -1,12 +1,16 @@
 //! `GET /v1/usage/summary`: an agreement's usage so far, per day or month, in total or by model,
 //! use case and region, from the rollups the store keeps at ingest (never its records), the open
-//! month included: what its preview will bill, as it arrives.
+//! month included: what its preview will bill, as it arrives. And a host's own usage batches,
+//! each with its receipt (`GET /v1/usage/batches`, `…/{leaf}`).
 
-use axum::Extension;
-use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
+use axum::{Extension, Json};
 use revshare_core::time::Period;
+use revshare_core::transparency::read_event;
+use revshare_store::LoggedBatch;
+use revshare_store::receipts;
 use revshare_store::{Grain, GroupBy, UsageRow, regroup};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -14,7 +18,8 @@ use utoipa::ToSchema;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::extract::{Params, agreement_id, month_range, only, params, readable};
-use crate::problem::Problem;
+use crate::page::{Page, PageParams, Paging, number_key};
+use crate::problem::{Problem, ProblemDetails};
 
 /// An agreement's usage over a range of months.
 #[derive(Serialize, ToSchema)]
@@ -183,4 +188,110 @@ mod tests {
         assert_eq!(group_by(None).map_err(|p| p.detail), Ok(GroupBy::default()));
         assert!(by("model,customer").is_err_and(|e| e.contains("`customer`") && e.contains("`use_case`")));
     }
+}
+
+/// A usage batch a host sent and the store kept.
+#[derive(Serialize, ToSchema)]
+pub struct BatchView {
+    /// Its leaf in the log.
+    pub leaf: u64,
+    /// The batch digest (over its records' salted commitments).
+    pub digest: String,
+    /// Its distinct records.
+    pub records: u64,
+    /// The host key that signed it, for a signed batch.
+    pub signed_by: Option<String>,
+    /// Where its receipt is: `/v1/usage/batches/{leaf}`.
+    pub receipt: String,
+}
+
+fn only_hosts(caller: &Caller) -> Result<(), Problem> {
+    caller.require(revshare_store::Role::Host, "list usage batches: a batch and its receipt are the host's that sent it")
+}
+
+/// The caller's usage batches that stored records, by leaf (oldest first).
+#[utoipa::path(
+    get,
+    path = "/usage/batches",
+    tag = "usage",
+    params(PageParams),
+    responses(
+        (status = 200, description = "a page of the host's batches; the next page in `Link`", body = Page<BatchView>),
+        (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "not a host's token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn list_batches(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    uri: Uri,
+    query: Params,
+) -> Result<Response, Problem> {
+    only_hosts(&caller)?;
+    let (_, paging) = Paging::read(query, &[])?;
+    let after = paging.after_number()?;
+    let page = state
+        .run(move |store, _| {
+            let limit = u32::try_from(paging.limit() + 1).unwrap_or(u32::MAX);
+            let mut items = Vec::new();
+            for leaf in store.host_batches(&caller.party, after, limit)? {
+                let batch = store.usage_batch(leaf)?;
+                let event = store.log_leaf(leaf)?.event;
+                let signed_by = read_event(&event).and_then(|(_, v)| v.pointer("/signed/key").and_then(|k| k.as_str()).map(str::to_owned));
+                items.push(BatchView {
+                    leaf,
+                    digest: batch.digest,
+                    records: batch.commitments.len() as u64,
+                    signed_by,
+                    receipt: format!("/v1/usage/batches/{leaf}"),
+                });
+            }
+            Ok(paging.page_read(items, |b: &BatchView| number_key(b.leaf)))
+        })
+        .await?;
+    crate::page::answer(&headers, &uri, &page, &["leaf", "digest", "records", "signed_by", "receipt"])
+}
+
+/// One of the caller's usage batches: its receipt, signed under a fresh checkpoint, as the
+/// answer to its `POST /v1/usage` gave it (the record-salt key too: the host's own).
+#[utoipa::path(
+    get,
+    path = "/usage/batches/{leaf}",
+    tag = "usage",
+    params(("leaf" = u64, Path, description = "the batch's leaf")),
+    responses(
+        (status = 200, description = "the batch's receipt", body = crate::schemas::ReceiptSchema),
+        (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "not a host's token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "no batch of the caller's at that leaf", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn get_batch(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(leaf): Path<u64>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    only_hosts(&caller)?;
+    let receipt = state
+        .run(move |store, shared| {
+            let size = store.log_size()?;
+            let own = leaf < size && store.batch_parties(leaf)?.iter().any(|(host, _)| host == caller.party.as_str());
+            if !own {
+                return Err(Problem::not_found(format!("there is no usage batch of {} at leaf {leaf}", caller.party)));
+            }
+            let stored = store.usage_batch(leaf)?;
+            let batch =
+                LoggedBatch { leaf, digest: stored.digest, records: stored.commitments.len() as u64, record_key: stored.record_key };
+            let checkpoint = receipts::sign_checkpoint(store, shared.key(), shared.now())?;
+            Ok(receipts::receipt_under(store, shared.key(), &checkpoint, &batch)?)
+        })
+        .await?;
+    Ok(Json(receipt))
 }

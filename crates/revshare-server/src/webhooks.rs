@@ -8,7 +8,11 @@
 //! delivery pass ([`passes`], every [`WebhookConfig::pass_every`]) turns the leaves after it
 //! into deliveries for the endpoint's party — only those the party may read by the log's own rule
 //! (`may_read_leaf`), so a webhook tells a party nothing `GET /v1/log/inclusion` would not —
-//! and queues them with the endpoint's new position in one transaction. Then it sends what is
+//! and queues them with the endpoint's new position in one transaction. Every
+//! [`STATE_EVERY_PASSES`]th pass also offers the events of the state of things, which no leaf
+//! marks: a payment its payer recorded and its payee has not confirmed (`payment.recorded`), a
+//! dispute whose next answer is due within a day (`dispute.deadline_near`, once per step), each
+//! under an id of its own, so finding it again queues nothing. Then it sends what is
 //! due: a 2xx answer delivers; anything else is tried again after `retry_base × 4^(n−1)` (capped
 //! at six hours), [`MAX_ATTEMPTS`] times in all. A restart loses nothing: the deliveries and the
 //! positions are rows.
@@ -31,6 +35,7 @@ use axum::response::Response;
 use axum::{Extension, Json};
 use base64::Engine as _;
 use hmac::{KeyInit as _, Mac as _};
+use revshare_core::ids::PartyId;
 use revshare_core::time::Instant;
 use revshare_core::transparency::read_event;
 use revshare_store::{Attempt, NewDelivery, Role, Store, WebhookDelivery, WebhookEndpoint};
@@ -39,18 +44,20 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use crate::auth::{Caller, may_read_leaf};
-use crate::extract::{Params, json_body, only, params};
-use crate::page::{Page, Paging, created, key_of, number_key};
+use crate::extract::{Params, json_body};
+use crate::page::{Page, PageParams, Paging, created, key_of, number_key};
 use crate::problem::{Problem, ProblemDetails};
 use crate::{AppState, Shared};
 
 /// The events an endpoint may subscribe to, and when each is sent.
-pub const EVENT_TYPES: [(&str, &str); 9] = [
+pub const EVENT_TYPES: [(&str, &str); 11] = [
     ("statement.closed", "a month's statement (an original or a restatement) is finalised and logged"),
     ("dispute.opened", "a dispute of a statement or a line is opened"),
     ("dispute.answered", "a dispute is countered, accepted or rejected"),
     ("dispute.escalated", "a dispute goes to an arbiter (by a side, or when a deadline passes)"),
     ("dispute.decided", "an arbiter decides a dispute"),
+    ("dispute.deadline_near", "a dispute's next answer is due within a day"),
+    ("payment.recorded", "a payer recorded a payment its payee has not confirmed yet"),
     ("payment.confirmed", "a payment is in the journal: its payee confirmed it, or recorded it"),
     ("contribution.recorded", "a party records a contribution to the agreement"),
     ("contribution.accepted", "the other party accepts a contribution"),
@@ -63,6 +70,10 @@ pub const MAX_ATTEMPTS: u32 = 12;
 const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
 /// How long a receiver may take to answer.
 const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How close a dispute's deadline is when `dispute.deadline_near` is sent.
+const DEADLINE_NEAR_SECS: i64 = 24 * 3600;
+/// Every how many passes the state of things is looked at (payments waiting, deadlines near).
+const STATE_EVERY_PASSES: u32 = 4;
 /// Leaves looked at per endpoint and pass.
 const LEAVES_PER_PASS: u64 = 1000;
 /// Deliveries sent per pass.
@@ -97,8 +108,9 @@ pub struct NewWebhookEndpoint {
     #[schema(example = "http://127.0.0.1:9000/revshare")]
     pub url: String,
     /// Event types, from `statement.closed`, `dispute.opened`, `dispute.answered`,
-    /// `dispute.escalated`, `dispute.decided`, `payment.confirmed`, `contribution.recorded`,
-    /// `contribution.accepted`, `agreement.registered`.
+    /// `dispute.escalated`, `dispute.decided`, `dispute.deadline_near`, `payment.recorded`,
+    /// `payment.confirmed`, `contribution.recorded`, `contribution.accepted`,
+    /// `agreement.registered`.
     #[schema(example = json!(["statement.closed", "dispute.opened"]))]
     pub events: Vec<String>,
 }
@@ -286,10 +298,7 @@ pub(crate) async fn post_webhook(
     get,
     path = "/webhooks",
     tag = "webhooks",
-    params(
-        ("limit" = Option<u32>, Query, description = "items on a page, 1 to 1000 (default 100)"),
-        ("cursor" = Option<String>, Query, description = "the previous page's `next_cursor`"),
-    ),
+    params(PageParams),
     responses(
         (status = 200, description = "a page of the caller's endpoints (without their secrets); the next page in `Link`", body = Page<WebhookEndpointView>),
         (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"),
@@ -305,9 +314,7 @@ pub(crate) async fn list_webhooks(
     uri: Uri,
     query: Params,
 ) -> Result<Response, Problem> {
-    let params = params(query)?;
-    only(&params, &["limit", "cursor"])?;
-    let paging = Paging::of(&params)?;
+    let (_, paging) = Paging::read(query, &[])?;
     let page = state
         .run(move |store, _| {
             let items = store.webhooks(Some(&caller.party))?.iter().map(|e| WebhookEndpointView::of(e, false)).collect();
@@ -386,9 +393,8 @@ pub(crate) async fn delete_webhook(
     path = "/webhooks/{id}/deliveries",
     tag = "webhooks",
     params(
+        PageParams,
         ("id" = u64, Path, description = "the endpoint"),
-        ("limit" = Option<u32>, Query, description = "items on a page, 1 to 1000 (default 100)"),
-        ("cursor" = Option<String>, Query, description = "the previous page's `next_cursor`"),
     ),
     responses(
         (status = 200, description = "a page of the endpoint's deliveries; the next page in `Link`", body = Page<WebhookDeliveryView>),
@@ -407,9 +413,7 @@ pub(crate) async fn list_deliveries(
     uri: Uri,
     query: Params,
 ) -> Result<Response, Problem> {
-    let params = params(query)?;
-    only(&params, &["limit", "cursor"])?;
-    let paging = Paging::of(&params)?;
+    let (_, paging) = Paging::read(query, &[])?;
     let page = state
         .run(move |store, _| {
             own_endpoint(store, &caller, id)?;
@@ -471,6 +475,88 @@ fn caller_of_party(store: &mut dyn Store, endpoint: &WebhookEndpoint) -> Result<
     }))
 }
 
+/// What the events of the state of things are read from, once a pass for every endpoint.
+struct StateOfThings {
+    /// Payments waiting for their payee, with their agreement's licensor and host.
+    pending: Vec<(revshare_store::payments::PendingPayment, PartyId, PartyId)>,
+    /// Disputes as they stand now.
+    disputes: Vec<revshare_store::StoredDispute>,
+}
+
+impl StateOfThings {
+    fn read(store: &mut dyn Store, now: Instant) -> Result<StateOfThings, Problem> {
+        let mut pending = Vec::new();
+        for p in store.pending_payments(None)? {
+            if let Some((licensor, host)) = store.agreement_parties(&p.agreement_id)? {
+                pending.push((p, licensor, host));
+            }
+        }
+        let disputes = store.disputes(None)?.into_iter().map(|d| d.effective(now)).collect();
+        Ok(StateOfThings { pending, disputes })
+    }
+
+    /// The events `caller` may read that `endpoint` subscribed to: payments waiting for their
+    /// payee, disputes whose next answer is due within a day.
+    fn events(&self, endpoint: &WebhookEndpoint, caller: &Caller, now: Instant) -> Vec<(String, &'static str, Value)> {
+        let wants = |kind: &str| endpoint.events.iter().any(|e| e == kind);
+        let mut events = Vec::new();
+        if wants("payment.recorded") {
+            for (p, _, _) in
+                self.pending.iter().filter(|(p, licensor, host)| crate::auth::may_read(caller, &p.agreement_id, licensor, host))
+            {
+                let data = json!({
+                    "agreement": p.agreement_id.as_str(), "reference": p.reference, "from": p.from.as_str(),
+                    "amount": p.currency.format(p.amount_minor), "currency": p.currency.code(),
+                });
+                events.push((format!("evt_payment_{}_{}", p.agreement_id, p.reference), "payment.recorded", data));
+            }
+        }
+        if wants("dispute.deadline_near") {
+            for stored in self.disputes.iter().filter(|d| crate::disputes::may_read_dispute(caller, d)) {
+                let Some(by) = stored.dispute.respond_by(&stored.terms) else { continue };
+                let left = by.secs() - now.secs();
+                if left <= 0 || left > DEADLINE_NEAR_SECS {
+                    continue;
+                }
+                let (id, step) = (stored.dispute.id, stored.dispute.history.len());
+                let state = stored.dispute.history.last().map(|s| s.state.as_str()).unwrap_or_default();
+                let data = json!({
+                    "dispute": id, "agreement": stored.dispute.subject.agreement.as_str(), "state": state, "respond_by": by.to_string(),
+                });
+                events.push((format!("evt_dispute_{id}_{step}_deadline"), "dispute.deadline_near", data));
+            }
+        }
+        events
+    }
+}
+
+/// The delivery of an event: its body, as every attempt sends it.
+fn delivery(id: String, kind: &str, data: Value, now: Instant) -> Result<NewDelivery, Problem> {
+    let event = WebhookEvent { id, kind: kind.to_owned(), created: now.to_string(), data };
+    let payload = serde_json::to_vec(&event).map_err(|e| Problem::internal("an event cannot be written", &e))?;
+    Ok(NewDelivery { event_id: event.id, event_type: event.kind, payload })
+}
+
+/// Offers each endpoint the events of the state of things it may read.
+fn offer_state(store: &mut dyn Store, shared: &Shared) -> Result<(), Problem> {
+    let now = shared.now();
+    let endpoints = store.webhooks(None)?;
+    let wanted = ["payment.recorded", "dispute.deadline_near"];
+    if !endpoints.iter().any(|e| e.events.iter().any(|kind| wanted.contains(&kind.as_str()))) {
+        return Ok(());
+    }
+    let state = StateOfThings::read(store, now)?;
+    for endpoint in endpoints {
+        let Some(caller) = caller_of_party(store, &endpoint)? else { continue };
+        let events = state.events(&endpoint, &caller, now);
+        if !events.is_empty() {
+            let deliveries = events.into_iter().map(|(id, kind, data)| delivery(id, kind, data, now)).collect::<Result<Vec<_>, _>>()?;
+            store.offer_webhook_deliveries(endpoint.id, &deliveries, now)?;
+        }
+    }
+    Ok(())
+}
+
 /// Queues, for each endpoint behind the log, the events of the leaves after its position.
 fn queue_new(store: &mut dyn Store, shared: &Shared) -> Result<u64, Problem> {
     let size = store.log_size()?;
@@ -487,9 +573,7 @@ fn queue_new(store: &mut dyn Store, shared: &Shared) -> Result<u64, Problem> {
                 if !endpoint.events.iter().any(|e| e == event_type) || !may_read_leaf(store, &caller, index, &leaf.event)? {
                     continue;
                 }
-                let event = WebhookEvent { id: format!("evt_{index}"), kind: event_type.to_owned(), created: now.to_string(), data };
-                let payload = serde_json::to_vec(&event).map_err(|e| Problem::internal("an event cannot be written", &e))?;
-                deliveries.push(NewDelivery { event_id: event.id, event_type: event.kind, payload });
+                deliveries.push(delivery(format!("evt_{index}"), event_type, data, now)?);
             }
         }
         queued += deliveries.len() as u64;
@@ -549,13 +633,17 @@ async fn send(
 }
 
 /// One delivery pass: queue what the log added, then send what is due.
-async fn pass(state: &AppState, client: &reqwest::Client) -> Result<(), Problem> {
-    let behind = state
+async fn pass(state: &AppState, client: &reqwest::Client, look_at_state: bool) -> Result<(), Problem> {
+    let (any, behind) = state
         .run(|store, _| {
             let size = store.log_size()?;
-            Ok(store.webhooks(None)?.iter().any(|e| e.next_leaf < size))
+            let endpoints = store.webhooks(None)?;
+            Ok((!endpoints.is_empty(), endpoints.iter().any(|e| e.next_leaf < size)))
         })
         .await?;
+    if look_at_state && any {
+        state.write(offer_state).await?;
+    }
     if behind {
         let queued = state.write(queue_new).await?;
         if queued > 0 {
@@ -613,11 +701,13 @@ pub(crate) async fn passes(state: AppState) {
     };
     let mut every = tokio::time::interval(state.webhooks().pass_every);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut n: u32 = 0;
     loop {
         every.tick().await;
-        if let Err(problem) = pass(&state, &client).await {
+        if let Err(problem) = pass(&state, &client, n.is_multiple_of(STATE_EVERY_PASSES)).await {
             tracing::warn!(detail = %problem.detail, "the webhook pass failed");
         }
+        n = n.wrapping_add(1);
     }
 }
 

@@ -56,6 +56,8 @@ api_tests!(
     an_idempotency_key_replays_the_first_answer,
     lists_page_filter_and_stay_in_scope,
     webhooks_are_signed_retried_and_survive_a_restart,
+    a_host_lists_its_batches_and_their_receipts,
+    payments_waiting_and_deadlines_near_are_told_once,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -2463,6 +2465,78 @@ fn webhooks_are_signed_retried_and_survive_a_restart(db: &dyn TestDb) {
         tokio::time::sleep(std::time::Duration::from_millis(400)).await;
         assert_eq!(northwind_hook.got().len(), before);
         assert_eq!(api.get("/v1/webhooks", Some(&tokens.northwind)).await.json()["items"][0]["disabled"], true);
+        api.stop().await;
+    });
+}
+
+/// A host's usage batches, paged by leaf, each with its receipt; no one else's, and nothing to
+/// anyone else.
+fn a_host_lists_its_batches_and_their_receipts(db: &dyn TestDb) {
+    let tokens = register_with_october(open(db).as_mut());
+    run(async {
+        let api = Api::start(db, 1 << 20).await;
+        let line = northwind_lines().lines().next().expect("a record").replace(r#""id":"e1""#, r#""id":"late-1""#);
+        let sent = api.post_usage(&tokens.northwind, "application/x-ndjson", &line).await;
+        assert_eq!(sent.status, 200, "{}", String::from_utf8_lossy(&sent.bytes));
+        let whole = api.get("/v1/usage/batches", Some(&tokens.northwind)).await.json();
+        let items = whole["items"].as_array().expect("items").clone();
+        assert_eq!(items.len(), 2, "the batch stored before and the one just sent: {whole}");
+        assert_eq!(items[1]["digest"], sent.json()["receipt"]["batch"]["digest"]);
+        let first = api.get("/v1/usage/batches?limit=1", Some(&tokens.northwind)).await.json();
+        assert_eq!(first["items"], json!([items[0]]));
+        let cursor = first["next_cursor"].as_str().expect("a next page");
+        let second = api.get(&format!("/v1/usage/batches?limit=1&cursor={cursor}"), Some(&tokens.northwind)).await.json();
+        assert_eq!((second["items"].clone(), second["next_cursor"].clone()), (json!([items[1]]), Value::Null));
+        let receipt_path = items[1]["receipt"].as_str().expect("a receipt link").to_owned();
+        let receipt = api.get(&receipt_path, Some(&tokens.northwind)).await.json();
+        assert_eq!((receipt["type"].as_str(), &receipt["batch"]), (Some("receipt"), &sent.json()["receipt"]["batch"]), "{receipt}");
+        // Another host: no batch listed, and this one's receipt is not found; others may not ask.
+        assert_eq!(api.get("/v1/usage/batches", Some(&tokens.southwind)).await.json()["items"], json!([]));
+        let theirs = api.get(&receipt_path, Some(&tokens.southwind)).await.problem(404);
+        let nowhere = api.get("/v1/usage/batches/99999", Some(&tokens.southwind)).await.problem(404);
+        assert_eq!(
+            theirs["detail"].as_str().map(|d| d.replace(&receipt_path["/v1/usage/batches/".len()..], "N")),
+            nowhere["detail"].as_str().map(|d| d.replace("99999", "N"))
+        );
+        for token in [&tokens.meridian, &tokens.auditor] {
+            api.get("/v1/usage/batches", Some(token)).await.problem(403);
+            api.get(&receipt_path, Some(token)).await.problem(403);
+        }
+        api.get("/v1/usage/batches?cursor=djE6eA", Some(&tokens.northwind)).await.problem(400);
+        api.stop().await;
+    });
+}
+
+/// Events no leaf marks: a payment waiting for its payee, a dispute whose answer is due within a
+/// day; each told once, however many passes find it.
+fn payments_waiting_and_deadlines_near_are_told_once(db: &dyn TestDb) {
+    let tokens = {
+        let mut store = open(db);
+        let tokens = register_with_october(store.as_mut());
+        close_october(store.as_mut());
+        let days = store.agreement(&agreement_id(), None).expect("the agreement").dispute_response_days();
+        // Opened so long ago that its answer is due in an hour.
+        let at = Instant::from_parts(clock().secs() - i64::from(days) * 86_400 + 3_600, 0);
+        store.open_dispute(&agreement_id(), october(), None, None, host_claim(at)).expect("dispute 1");
+        tokens
+    };
+    run(async {
+        let hook = Receiver::start().await;
+        let api = Api::start(db, 1 << 20).await;
+        let subscribe = json!({"url": hook.url, "events": ["payment.recorded", "dispute.deadline_near"]});
+        assert_eq!(api.post_json("/v1/webhooks", &tokens.meridian, &subscribe).await.status, 201);
+        let pay = json!({"agreement": "meridian-northwind", "amount": "7.00", "reference": "wire-p"});
+        assert_eq!(api.post_json("/v1/payments", &tokens.northwind, &pay).await.status, 201);
+        let waiting = hook.delivered("payment.recorded", std::time::Duration::from_secs(5)).await.json();
+        assert_eq!(
+            waiting["data"],
+            json!({"agreement": "meridian-northwind", "reference": "wire-p", "from": "host", "amount": "7.00", "currency": "USD"})
+        );
+        let near = hook.delivered("dispute.deadline_near", std::time::Duration::from_secs(5)).await.json();
+        assert_eq!((near["data"]["dispute"].as_u64(), near["data"]["state"].as_str()), (Some(1), Some("open")), "{near}");
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        let kinds: Vec<String> = hook.got().iter().filter_map(|r| r.headers.get("revshare-event-type").cloned()).collect();
+        assert_eq!(kinds.len(), 2, "each told once: {kinds:?}");
         api.stop().await;
     });
 }

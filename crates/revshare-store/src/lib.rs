@@ -262,6 +262,9 @@ pub trait Store {
     /// The (host, licensor) pairs of the records a usage batch stored (none for a batch of
     /// resends only), by host then licensor: whose the batch is to read.
     fn batch_parties(&mut self, leaf: u64) -> Result<Vec<(String, String)>, StoreError>;
+    /// The leaves of `host`'s usage batches that stored records, after leaf `after`, at most
+    /// `limit`, oldest first.
+    fn host_batches(&mut self, host: &PartyId, after: Option<u64>, limit: u32) -> Result<Vec<u64>, StoreError>;
     /// The records of an agreement's month as sent (each host's own model id), by host and id,
     /// with the licensed model each resolved to and the leaf of the batch that stored it.
     fn sent_records(&mut self, agreement: &AgreementId, period: Period) -> Result<Vec<SentRecord>, StoreError>;
@@ -307,6 +310,8 @@ pub trait Store {
         deliveries: &[NewDelivery],
         at: Instant,
     ) -> Result<bool, StoreError>;
+    /// Queues deliveries for an endpoint; an event queued before for it is left as it is.
+    fn offer_webhook_deliveries(&mut self, id: u64, deliveries: &[NewDelivery], at: Instant) -> Result<(), StoreError>;
     /// Deliveries due at `now_ms`, each held until `hold_ms` while it is tried.
     fn take_due_deliveries(&mut self, now_ms: i64, hold_ms: i64, limit: u32) -> Result<Vec<WebhookDelivery>, StoreError>;
     fn record_delivery_attempt(&mut self, endpoint: u64, event_id: &str, attempt: &Attempt) -> Result<(), StoreError>;
@@ -711,6 +716,12 @@ impl<B: Backend> Store for B {
         transaction(self, Access::Read, |sql| log::batch(sql, leaf))
     }
 
+    fn host_batches(&mut self, host: &PartyId, after: Option<u64>, limit: u32) -> Result<Vec<u64>, StoreError> {
+        let after = after.map_or(Ok(-1), i64::try_from).map_err(|_| StoreError::Log("a leaf past the log's range".to_owned()))?;
+        let leaves = transaction(self, Access::Read, |sql| segments::batches_of_host(sql, host.as_str(), after, i64::from(limit)))?;
+        leaves.into_iter().map(|leaf| sql::unsigned(leaf, || "a batch's leaf".to_owned())).collect()
+    }
+
     fn batch_parties(&mut self, leaf: u64) -> Result<Vec<(String, String)>, StoreError> {
         let batch = i64::try_from(leaf).map_err(|_| StoreError::Log(format!("there is no log leaf {leaf}")))?;
         transaction(self, Access::Read, |sql| segments::parties_of_batch(sql, batch))
@@ -788,6 +799,10 @@ impl<B: Backend> Store for B {
         at: Instant,
     ) -> Result<bool, StoreError> {
         transaction(self, Access::Write, |sql| webhooks::queue(sql, id, from, to, deliveries, at))
+    }
+
+    fn offer_webhook_deliveries(&mut self, id: u64, deliveries: &[NewDelivery], at: Instant) -> Result<(), StoreError> {
+        transaction(self, Access::Write, |sql| webhooks::offer(sql, id, deliveries, at))
     }
 
     fn take_due_deliveries(&mut self, now_ms: i64, hold_ms: i64, limit: u32) -> Result<Vec<WebhookDelivery>, StoreError> {

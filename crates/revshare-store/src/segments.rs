@@ -396,6 +396,16 @@ pub(crate) fn parties_of_batch(sql: &mut impl Sql, batch: i64) -> Result<Vec<(St
     })
 }
 
+/// The leaves of `host`'s batches that stored records, after `after`, at most `limit`, in order.
+pub(crate) fn batches_of_host(sql: &mut impl Sql, host: &str, after: i64, limit: i64) -> Result<Vec<i64>, StoreError> {
+    rows(
+        sql,
+        "SELECT DISTINCT batch FROM record_segments WHERE host = $1 AND batch > $2 ORDER BY batch LIMIT $3",
+        &[Param::Text(host), Param::Int(after), Param::Int(limit)],
+        |row| row.int(0),
+    )
+}
+
 pub(crate) fn delete(sql: &mut impl Sql, segment: i64) -> Result<(), StoreError> {
     sql.execute("DELETE FROM record_segments WHERE id = $1", &[Param::Int(segment)])?;
     Ok(())

@@ -4,7 +4,9 @@
 //! every change writes in the change's own transaction, so nothing that happened can be missed:
 //! each endpoint keeps `next_leaf`, the first leaf not yet looked at, and the server's delivery
 //! pass turns the leaves after it into deliveries ([`queue`]), advancing `next_leaf` in the same
-//! transaction. A delivery is a row until it is delivered or given up: it survives a restart, and
+//! transaction. Events of the state of things (a payment waiting for its payee, a deadline near)
+//! are offered by the pass as it finds them ([`offer`]), each under an id of its own, so finding
+//! one again queues nothing. A delivery is a row until it is delivered or given up: it survives a restart, and
 //! is tried again from its `next_attempt_ms`. The store decides nothing about who may see an
 //! event; the server does, by the rule of the log (`may_read_leaf`).
 
@@ -189,6 +191,13 @@ pub(crate) fn queue(sql: &mut impl Sql, id: u64, from: u64, to: u64, deliveries:
     if moved == 0 {
         return Ok(false);
     }
+    offer(sql, id, deliveries, at)?;
+    Ok(true)
+}
+
+/// Queues `deliveries` for endpoint `id`, due at once; one queued before (the same event id) is
+/// left as it is.
+pub(crate) fn offer(sql: &mut impl Sql, id: u64, deliveries: &[NewDelivery], at: Instant) -> Result<(), StoreError> {
     let due = at.secs().saturating_mul(1000);
     for d in deliveries {
         sql.execute(
@@ -204,7 +213,7 @@ pub(crate) fn queue(sql: &mut impl Sql, id: u64, from: u64, to: u64, deliveries:
             ],
         )?;
     }
-    Ok(true)
+    Ok(())
 }
 
 /// Up to `limit` deliveries due at `now_ms`, oldest first, each put off to `hold_ms` so that no
