@@ -11,7 +11,9 @@
 //! and queues them with the endpoint's new position in one transaction. Every
 //! [`STATE_EVERY_PASSES`]th pass also offers the events of the state of things, which no leaf
 //! marks: a payment its payer recorded and its payee has not confirmed (`payment.recorded`), a
-//! dispute whose next answer is due within a day (`dispute.deadline_near`, once per step), each
+//! dispute whose next answer is due within a day (`dispute.deadline_near`, once per step), the
+//! open month's preview reaching an endpoint's threshold (`preview.threshold_crossed`, once a
+//! month per agreement and threshold; each preview computed once a pass), each
 //! under an id of its own, so finding it again queues nothing. Then it sends what is
 //! due: a 2xx answer delivers; anything else is tried again after `retry_base × 4^(n−1)` (capped
 //! at six hours), [`MAX_ATTEMPTS`] times in all. A restart loses nothing: the deliveries and the
@@ -36,9 +38,9 @@ use axum::{Extension, Json};
 use base64::Engine as _;
 use hmac::{KeyInit as _, Mac as _};
 use revshare_core::ids::PartyId;
-use revshare_core::time::Instant;
+use revshare_core::time::{Instant, Period};
 use revshare_core::transparency::read_event;
-use revshare_store::{Attempt, NewDelivery, Role, Store, WebhookDelivery, WebhookEndpoint};
+use revshare_store::{Attempt, NewDelivery, NewEndpoint, Role, Store, WebhookDelivery, WebhookEndpoint};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -50,7 +52,7 @@ use crate::problem::{Problem, ProblemDetails};
 use crate::{AppState, Shared};
 
 /// The events an endpoint may subscribe to, and when each is sent.
-pub const EVENT_TYPES: [(&str, &str); 11] = [
+pub const EVENT_TYPES: [(&str, &str); 12] = [
     ("statement.closed", "a month's statement (an original or a restatement) is finalised and logged"),
     ("dispute.opened", "a dispute of a statement or a line is opened"),
     ("dispute.answered", "a dispute is countered, accepted or rejected"),
@@ -62,6 +64,10 @@ pub const EVENT_TYPES: [(&str, &str); 11] = [
     ("contribution.recorded", "a party records a contribution to the agreement"),
     ("contribution.accepted", "the other party accepts a contribution"),
     ("agreement.registered", "a version of an agreement is registered"),
+    (
+        "preview.threshold_crossed",
+        "the open month's preview reaches the endpoint's `preview_threshold` of net payable; once a month per agreement",
+    ),
 ];
 
 /// Attempts in all before a delivery is given up.
@@ -110,9 +116,13 @@ pub struct NewWebhookEndpoint {
     /// Event types, from `statement.closed`, `dispute.opened`, `dispute.answered`,
     /// `dispute.escalated`, `dispute.decided`, `dispute.deadline_near`, `payment.recorded`,
     /// `payment.confirmed`, `contribution.recorded`, `contribution.accepted`,
-    /// `agreement.registered`.
+    /// `agreement.registered`, `preview.threshold_crossed`.
     #[schema(example = json!(["statement.closed", "dispute.opened"]))]
     pub events: Vec<String>,
+    /// For `preview.threshold_crossed`: the net payable (a decimal, in each agreement's currency)
+    /// the open month's preview must reach.
+    #[schema(example = "10000.00")]
+    pub preview_threshold: Option<String>,
 }
 
 /// A subscribed endpoint.
@@ -125,6 +135,7 @@ pub struct WebhookEndpointView {
     pub created: String,
     /// Removed: nothing more is delivered.
     pub disabled: bool,
+    pub preview_threshold: Option<String>,
     /// `whsec_…`, the key of the deliveries' signatures: only in the answer that creates the
     /// endpoint. Keep it; it is never shown again.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -139,6 +150,7 @@ impl WebhookEndpointView {
             events: endpoint.events.clone(),
             created: Instant::from_parts(endpoint.created_secs, 0).to_string(),
             disabled: endpoint.disabled,
+            preview_threshold: endpoint.preview_threshold.clone(),
             secret: with_secret.then(|| endpoint.secret.clone()),
         }
     }
@@ -281,14 +293,41 @@ pub(crate) async fn post_webhook(
             known.join(", ")
         )));
     }
+    let wants_threshold = body.events.iter().any(|e| e == "preview.threshold_crossed");
+    match (&body.preview_threshold, wants_threshold) {
+        (None, true) => {
+            return Err(Problem::bad_request(
+                "`preview.threshold_crossed` needs `preview_threshold`: the net payable to be told of, such as \"10000.00\"",
+            ));
+        }
+        (Some(_), false) => {
+            return Err(Problem::bad_request(
+                "`preview_threshold` is for `preview.threshold_crossed`; add that event, or leave the threshold out",
+            ));
+        }
+        (Some(text), true) => {
+            revshare_core::decimal::Decimal::parse(text).map_err(|e| Problem::bad_request(format!("`preview_threshold`: {e}")))?;
+        }
+        (None, false) => {}
+    }
     check_target(&body.url, &state.webhooks().allowed_hosts)
         .map_err(|detail| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", "the request cannot be applied", detail))?;
     let mut events = body.events;
     events.sort_unstable();
     events.dedup();
     let secret = secret()?;
-    let endpoint =
-        state.write(move |store, shared| Ok(store.add_webhook(&caller.party, &body.url, &events, &secret, shared.now())?)).await?;
+    let endpoint = state
+        .write(move |store, shared| {
+            let new = NewEndpoint {
+                party: &caller.party,
+                url: &body.url,
+                events: &events,
+                secret: &secret,
+                preview_threshold: body.preview_threshold.as_deref(),
+            };
+            Ok(store.add_webhook(&new, shared.now())?)
+        })
+        .await?;
     tracing::info!(endpoint = endpoint.id, party = %endpoint.party, "webhook endpoint subscribed");
     Ok(created(&format!("/v1/webhooks/{}", endpoint.id), Json(WebhookEndpointView::of(&endpoint, true))))
 }
@@ -541,20 +580,63 @@ fn delivery(id: String, kind: &str, data: Value, now: Instant) -> Result<NewDeli
 fn offer_state(store: &mut dyn Store, shared: &Shared) -> Result<(), Problem> {
     let now = shared.now();
     let endpoints = store.webhooks(None)?;
-    let wanted = ["payment.recorded", "dispute.deadline_near"];
-    if !endpoints.iter().any(|e| e.events.iter().any(|kind| wanted.contains(&kind.as_str()))) {
+    let of_state = ["payment.recorded", "dispute.deadline_near", "preview.threshold_crossed"];
+    if !endpoints.iter().any(|e| e.events.iter().any(|kind| of_state.contains(&kind.as_str()))) {
         return Ok(());
     }
     let state = StateOfThings::read(store, now)?;
+    let mut previews = Previews::default();
     for endpoint in endpoints {
         let Some(caller) = caller_of_party(store, &endpoint)? else { continue };
-        let events = state.events(&endpoint, &caller, now);
+        let mut events = state.events(&endpoint, &caller, now);
+        events.extend(previews.crossed(store, &endpoint, &caller, Period::of(now))?);
         if !events.is_empty() {
             let deliveries = events.into_iter().map(|(id, kind, data)| delivery(id, kind, data, now)).collect::<Result<Vec<_>, _>>()?;
             store.offer_webhook_deliveries(endpoint.id, &deliveries, now)?;
         }
     }
     Ok(())
+}
+
+/// The open month's previews, each computed once a pass whatever the number of endpoints.
+#[derive(Default)]
+struct Previews(BTreeMap<revshare_core::ids::AgreementId, Option<(revshare_core::money::Currency, i128)>>);
+
+impl Previews {
+    /// `preview.threshold_crossed` for the agreements `caller` may read whose open month's net
+    /// payable reached `endpoint`'s threshold.
+    fn crossed(
+        &mut self,
+        store: &mut dyn Store,
+        endpoint: &WebhookEndpoint,
+        caller: &Caller,
+        period: revshare_core::time::Period,
+    ) -> Result<Vec<(String, &'static str, Value)>, Problem> {
+        let Some(threshold) =
+            endpoint.preview_threshold.as_deref().filter(|_| endpoint.events.iter().any(|e| e == "preview.threshold_crossed"))
+        else {
+            return Ok(Vec::new());
+        };
+        let mut events = Vec::new();
+        for agreement in store.agreements()?.iter().filter(|a| crate::auth::may_read_agreement(caller, a)) {
+            let id = agreement.id().clone();
+            if !self.0.contains_key(&id) {
+                // A month the agreement does not cover, or cannot preview, has nothing to cross.
+                let net = store.preview(&id, period).ok().map(|statement| (statement.currency, statement.totals.net_payable));
+                self.0.insert(id.clone(), net);
+            }
+            let Some(Some((currency, net))) = self.0.get(&id) else { continue };
+            let Ok(bound) = currency.parse_amount(threshold, "the threshold") else { continue };
+            if *net >= bound {
+                let data = json!({
+                    "agreement": id.as_str(), "period": period.to_string(), "net_payable": currency.format(*net),
+                    "threshold": currency.format(bound), "currency": currency.code(),
+                });
+                events.push((format!("evt_preview_{id}_{period}_{}", currency.format(bound)), "preview.threshold_crossed", data));
+            }
+        }
+        Ok(events)
+    }
 }
 
 /// Queues, for each endpoint behind the log, the events of the leaves after its position.

@@ -2508,7 +2508,7 @@ fn a_host_lists_its_batches_and_their_receipts(db: &dyn TestDb) {
 }
 
 /// Events no leaf marks: a payment waiting for its payee, a dispute whose answer is due within a
-/// day; each told once, however many passes find it.
+/// day, the open month's preview over a threshold; each told once, however many passes find it.
 fn payments_waiting_and_deadlines_near_are_told_once(db: &dyn TestDb) {
     let tokens = {
         let mut store = open(db);
@@ -2534,9 +2534,28 @@ fn payments_waiting_and_deadlines_near_are_told_once(db: &dyn TestDb) {
         );
         let near = hook.delivered("dispute.deadline_near", std::time::Duration::from_secs(5)).await.json();
         assert_eq!((near["data"]["dispute"].as_u64(), near["data"]["state"].as_str()), (Some(1), Some("open")), "{near}");
+        // The open month's preview (November, its minimum alone) against two thresholds.
+        let (low, high) = (Receiver::start().await, Receiver::start().await);
+        let threshold = |url: &str, amount: &str| json!({"url": url, "events": ["preview.threshold_crossed"], "preview_threshold": amount});
+        assert_eq!(api.post_json("/v1/webhooks", &tokens.northwind, &threshold(&low.url, "100.00")).await.status, 201);
+        assert_eq!(api.post_json("/v1/webhooks", &tokens.northwind, &threshold(&high.url, "1000000.00")).await.status, 201);
+        let crossed = low.delivered("preview.threshold_crossed", std::time::Duration::from_secs(5)).await.json();
+        assert_eq!(
+            (crossed["data"]["period"].as_str(), crossed["data"]["threshold"].as_str(), crossed["data"]["agreement"].as_str()),
+            (Some("2026-11"), Some("100.00"), Some("meridian-northwind")),
+            "{crossed}"
+        );
+        let missing = json!({"url": low.url, "events": ["preview.threshold_crossed"]});
+        api.post_json("/v1/webhooks", &tokens.northwind, &missing).await.problem(400);
+        let stray = json!({"url": low.url, "events": ["statement.closed"], "preview_threshold": "5.00"});
+        api.post_json("/v1/webhooks", &tokens.northwind, &stray).await.problem(400);
+        api.post_json("/v1/webhooks", &tokens.northwind, &threshold(&low.url, "a lot")).await.problem(400);
+
         tokio::time::sleep(std::time::Duration::from_millis(600)).await;
         let kinds: Vec<String> = hook.got().iter().filter_map(|r| r.headers.get("revshare-event-type").cloned()).collect();
         assert_eq!(kinds.len(), 2, "each told once: {kinds:?}");
+        assert_eq!(low.got().len(), 1, "a month's crossing is told once");
+        assert!(high.got().is_empty(), "a threshold not reached is not told");
         api.stop().await;
     });
 }

@@ -99,7 +99,7 @@ pub use segments::Delivery;
 pub use sqlite::{BUSY_TIMEOUT, SqliteStore};
 pub use statements::{Carried, NewStatement, StatementKind, StoredStatement};
 pub use tokens::StoredToken;
-pub use webhooks::{Attempt, NewDelivery, WebhookDelivery, WebhookEndpoint};
+pub use webhooks::{Attempt, NewDelivery, NewEndpoint, WebhookDelivery, WebhookEndpoint};
 
 use rollups::Deltas;
 use sql::{Access, Backend, Sql};
@@ -288,14 +288,7 @@ pub trait Store {
     /// first, when one is kept for that key already.
     fn keep_answer(&mut self, party: &PartyId, key: &str, answer: &KeptAnswer, at: Instant) -> Result<bool, StoreError>;
     /// Subscribes `party`'s endpoint to `events` from the current end of the log on.
-    fn add_webhook(
-        &mut self,
-        party: &PartyId,
-        url: &str,
-        events: &[String],
-        secret: &str,
-        at: Instant,
-    ) -> Result<WebhookEndpoint, StoreError>;
+    fn add_webhook(&mut self, endpoint: &NewEndpoint<'_>, at: Instant) -> Result<WebhookEndpoint, StoreError>;
     /// `party`'s endpoints, removed ones too; without `party`, every endpoint in service.
     fn webhooks(&mut self, party: Option<&PartyId>) -> Result<Vec<WebhookEndpoint>, StoreError>;
     /// Removes `party`'s endpoint: nothing more is queued or delivered to it.
@@ -771,15 +764,8 @@ impl<B: Backend> Store for B {
         transaction(self, Access::Write, |sql| idempotency::keep(sql, party, key, answer, at))
     }
 
-    fn add_webhook(
-        &mut self,
-        party: &PartyId,
-        url: &str,
-        events: &[String],
-        secret: &str,
-        at: Instant,
-    ) -> Result<WebhookEndpoint, StoreError> {
-        transaction(self, Access::Write, |sql| webhooks::add(sql, party, url, events, secret, at))
+    fn add_webhook(&mut self, endpoint: &NewEndpoint<'_>, at: Instant) -> Result<WebhookEndpoint, StoreError> {
+        transaction(self, Access::Write, |sql| webhooks::add(sql, endpoint, at))
     }
 
     fn webhooks(&mut self, party: Option<&PartyId>) -> Result<Vec<WebhookEndpoint>, StoreError> {

@@ -78,7 +78,7 @@
 //! statement; the rollups' per-group resend counts remain as delivery statistics).
 //!
 //! Version 18 adds `webhook_endpoints` and their outbox, `webhook_deliveries` (see
-//! [`crate::webhooks`]).
+//! [`crate::webhooks`]); version 19 an endpoint's `preview_threshold`.
 
 use crate::error::StoreError;
 use crate::sql::{Access, Backend, Dialect, Param, Sql, first};
@@ -510,6 +510,9 @@ CREATE TABLE webhook_deliveries (
 ) STRICT;
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_ms) WHERE next_attempt_ms IS NOT NULL;
 "#,
+    r#"
+ALTER TABLE webhook_endpoints ADD COLUMN preview_threshold TEXT;
+"#,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -928,6 +931,9 @@ CREATE TABLE webhook_deliveries (
     PRIMARY KEY (endpoint, event_id)
 );
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_ms) WHERE next_attempt_ms IS NOT NULL;
+"#,
+    r#"
+ALTER TABLE webhook_endpoints ADD COLUMN preview_threshold TEXT;
 "#,
 ];
 

@@ -32,6 +32,20 @@ pub struct WebhookEndpoint {
     pub next_leaf: u64,
     /// Removed by its party: nothing more is queued or delivered.
     pub disabled: bool,
+    /// The open month's net payable (a decimal, in each agreement's currency) from which
+    /// `preview.threshold_crossed` is sent.
+    pub preview_threshold: Option<String>,
+}
+
+/// An endpoint to subscribe.
+#[derive(Clone, Copy, Debug)]
+pub struct NewEndpoint<'a> {
+    pub party: &'a PartyId,
+    pub url: &'a str,
+    pub events: &'a [String],
+    /// The signing secret.
+    pub secret: &'a str,
+    pub preview_threshold: Option<&'a str>,
 }
 
 /// An event to deliver to an endpoint.
@@ -87,6 +101,7 @@ fn endpoint(row: &dyn Columns) -> Result<WebhookEndpoint, StoreError> {
         created_secs: row.int(5)?,
         next_leaf: unsigned(row.int(6)?, what)?,
         disabled: row.flag(7)?,
+        preview_threshold: row.opt_text(8)?,
     })
 }
 
@@ -113,19 +128,13 @@ fn int(n: u64) -> Result<i64, StoreError> {
 }
 
 /// Subscribes `party`'s endpoint from the current end of the log on.
-pub(crate) fn add(
-    sql: &mut impl Sql,
-    party: &PartyId,
-    url: &str,
-    events: &[String],
-    secret: &str,
-    at: Instant,
-) -> Result<WebhookEndpoint, StoreError> {
+pub(crate) fn add(sql: &mut impl Sql, endpoint: &NewEndpoint<'_>, at: Instant) -> Result<WebhookEndpoint, StoreError> {
+    let NewEndpoint { party, url, events, secret, preview_threshold } = *endpoint;
     let next_leaf = crate::log::size(sql)?;
     let id = first(sql, "SELECT COALESCE(MAX(id), 0) + 1 FROM webhook_endpoints", &[], |row| row.int(0))?.unwrap_or(1);
     sql.execute(
-        "INSERT INTO webhook_endpoints (id, party, url, events, secret, created_secs, next_leaf, disabled) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, FALSE)",
+        "INSERT INTO webhook_endpoints (id, party, url, events, secret, created_secs, next_leaf, disabled, preview_threshold) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, FALSE, $8)",
         &[
             Param::Int(id),
             Param::Text(party.as_str()),
@@ -134,6 +143,7 @@ pub(crate) fn add(
             Param::Text(secret),
             Param::Int(at.secs()),
             Param::Int(int(next_leaf)?),
+            Param::OptText(preview_threshold),
         ],
     )?;
     by_id(sql, unsigned(id, || "a new webhook endpoint's id".to_owned())?)?
@@ -143,7 +153,7 @@ pub(crate) fn add(
 pub(crate) fn by_id(sql: &mut impl Sql, id: u64) -> Result<Option<WebhookEndpoint>, StoreError> {
     first(
         sql,
-        "SELECT id, party, url, events, secret, created_secs, next_leaf, disabled FROM webhook_endpoints WHERE id = $1",
+        "SELECT id, party, url, events, secret, created_secs, next_leaf, disabled, preview_threshold FROM webhook_endpoints WHERE id = $1",
         &[Param::Int(int(id)?)],
         endpoint,
     )
@@ -154,13 +164,13 @@ pub(crate) fn list(sql: &mut impl Sql, party: Option<&PartyId>) -> Result<Vec<We
     match party {
         Some(party) => rows(
             sql,
-            "SELECT id, party, url, events, secret, created_secs, next_leaf, disabled FROM webhook_endpoints WHERE party = $1 ORDER BY id",
+            "SELECT id, party, url, events, secret, created_secs, next_leaf, disabled, preview_threshold FROM webhook_endpoints WHERE party = $1 ORDER BY id",
             &[Param::Text(party.as_str())],
             endpoint,
         ),
         None => rows(
             sql,
-            "SELECT id, party, url, events, secret, created_secs, next_leaf, disabled FROM webhook_endpoints WHERE NOT disabled ORDER BY id",
+            "SELECT id, party, url, events, secret, created_secs, next_leaf, disabled, preview_threshold FROM webhook_endpoints WHERE NOT disabled ORDER BY id",
             &[],
             endpoint,
         ),

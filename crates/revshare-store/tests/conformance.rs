@@ -19,7 +19,7 @@ use revshare_core::usage::{UsageRecord, parse_json_line};
 use revshare_store::close::{CloseError, close_month};
 use revshare_store::payments;
 use revshare_store::{
-    Attempt, Grain, IngestMode, KeptAnswer, Model, NewDelivery, NewStatement, Party, PgStore, ProblemKind, Role, SqliteStore,
+    Attempt, Grain, IngestMode, KeptAnswer, Model, NewDelivery, NewEndpoint, NewStatement, Party, PgStore, ProblemKind, Role, SqliteStore,
     StatementKind, Store, StoreError,
 };
 use revshare_store::{Batch, LogLeaf, batch_digest};
@@ -263,14 +263,14 @@ fn text(bytes: &[u8]) -> String {
 
 fn migrations_are_idempotent(db: &dyn TestDb) {
     let mut store = db.open();
-    assert_eq!(store.schema_version().expect("version"), 18);
+    assert_eq!(store.schema_version().expect("version"), 19);
     store.add_party(&party("meridian", Role::Licensor)).expect("add a party");
     drop(store);
     let mut again = db.open();
-    assert_eq!(again.schema_version().expect("version"), 18, "opening again applies nothing twice");
+    assert_eq!(again.schema_version().expect("version"), 19, "opening again applies nothing twice");
     assert_eq!(again.party(&pid("meridian")).expect("read"), Some(party("meridian", Role::Licensor)), "data survives reopening");
     let mut third = db.open();
-    assert_eq!(third.schema_version().expect("version"), 18);
+    assert_eq!(third.schema_version().expect("version"), 19);
 }
 
 fn parties_register_once(db: &dyn TestDb) {
@@ -790,9 +790,11 @@ fn webhook_deliveries_are_queued_once_and_kept_until_delivered(db: &dyn TestDb) 
     let at = Instant::parse_rfc3339("2026-11-04T10:00:00Z").expect("an instant");
     let now_ms = at.secs() * 1000;
     let events = vec!["statement.closed".to_owned(), "dispute.opened".to_owned()];
-    let endpoint = store.add_webhook(&pid("northwind"), "http://127.0.0.1:9/hook", &events, "whsec_x", at).expect("an endpoint");
-    assert_eq!((endpoint.events.clone(), endpoint.next_leaf, endpoint.disabled), (events, store.log_size().expect("size"), false));
-    let second = store.add_webhook(&pid("northwind"), "http://127.0.0.1:9/other", &[], "whsec_y", at).expect("another");
+    let northwind = pid("northwind");
+    let new = |url, events, secret| NewEndpoint { party: &northwind, url, events, secret, preview_threshold: None };
+    let endpoint = store.add_webhook(&new("http://127.0.0.1:9/hook", &events, "whsec_x"), at).expect("an endpoint");
+    assert_eq!((endpoint.events.clone(), endpoint.next_leaf, endpoint.disabled), (events.clone(), store.log_size().expect("size"), false));
+    let second = store.add_webhook(&new("http://127.0.0.1:9/other", &[], "whsec_y"), at).expect("another");
     assert_eq!(second.id, endpoint.id + 1);
     assert_eq!(store.webhooks(Some(&pid("southwind"))).expect("list"), vec![], "endpoints are their party's own");
 
