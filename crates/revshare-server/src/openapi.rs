@@ -64,3 +64,49 @@ pub(crate) fn document_idempotency_keys(openapi: &mut utoipa::openapi::OpenApi) 
         }
     }
 }
+
+/// What each create's answer links to (OpenAPI links: `operationId` and its parameters from the
+/// answer's body): where the created thing is read, and the list it is in. Clients and
+/// schemathesis's stateful phase follow them (create → read → list).
+/// A link: the create's path, the link's name, the operation it leads to, and each of that
+/// operation's parameters with the member of the answer it takes.
+type CreateLink = (&'static str, &'static str, &'static str, &'static [(&'static str, &'static str)]);
+
+const LINKS: [CreateLink; 14] = [
+    ("/v1/agreements", "GetAgreement", "get_agreement", &[("agreement", "$response.body#/id")]),
+    ("/v1/agreements", "ListAgreements", "list_agreements", &[]),
+    ("/v1/close", "GetStatement", "get_statement", &[("agreement", "$response.body#/agreement"), ("period", "$response.body#/period")]),
+    ("/v1/close", "ListStatements", "list_statements", &[("agreement", "$response.body#/agreement")]),
+    ("/v1/disputes", "GetDispute", "get_dispute", &[("id", "$response.body#/id")]),
+    ("/v1/disputes", "ListDisputes", "list_disputes", &[("agreement", "$response.body#/agreement")]),
+    (
+        "/v1/payments",
+        "GetPayment",
+        "get_payment",
+        &[("agreement", "$response.body#/agreement"), ("reference", "$response.body#/reference")],
+    ),
+    ("/v1/payments", "ListPayments", "list_payments", &[("agreement", "$response.body#/agreement")]),
+    (
+        "/v1/contributions",
+        "GetContribution",
+        "get_contribution",
+        &[("agreement", "$response.body#/agreement"), ("contribution", "$response.body#/id")],
+    ),
+    ("/v1/contributions", "ListContributions", "list_contributions", &[("agreement", "$response.body#/agreement")]),
+    ("/v1/webhooks", "GetWebhook", "get_webhook", &[("id", "$response.body#/id")]),
+    ("/v1/webhooks", "ListDeliveries", "list_deliveries", &[("id", "$response.body#/id")]),
+    ("/v1/models", "GetModel", "get_model", &[("model", "$response.body#/id")]),
+    ("/v1/parties", "GetParty", "get_party", &[("party", "$response.body#/id")]),
+];
+
+/// Adds [`LINKS`] to the 201 answers of the creates.
+pub(crate) fn document_links(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::link::LinkBuilder;
+    for (path, name, operation, parameters) in LINKS {
+        let Some(post) = openapi.paths.paths.get_mut(path).and_then(|item| item.post.as_mut()) else { continue };
+        let Some(RefOr::T(created)) = post.responses.responses.get_mut("201") else { continue };
+        let link = parameters.iter().fold(LinkBuilder::new().operation_id(operation), |link, (name, value)| link.parameter(*name, *value));
+        created.links.insert(name.to_owned(), RefOr::T(link.build()));
+    }
+}

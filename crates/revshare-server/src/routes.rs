@@ -263,6 +263,7 @@ pub(crate) fn api(auth: Option<AppState>) -> (axum::Router<AppState>, utoipa::op
         .nest("/v1", v1)
         .split_for_parts();
     crate::openapi::document_idempotency_keys(&mut document);
+    crate::openapi::document_links(&mut document);
     (router, document)
 }
 

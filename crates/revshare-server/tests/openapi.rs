@@ -69,3 +69,32 @@ fn every_response_is_described() {
     }
     assert!(bare.is_empty(), "responses without a description: {bare:?}");
 }
+
+/// Every link of a create's answer names an operation of the document, only parameters that
+/// operation takes, and members the answer has: a renamed route or field cannot leave a link
+/// that goes nowhere.
+#[test]
+fn links_lead_to_operations_with_the_answers_members() {
+    let document: serde_json::Value = serde_json::from_str(&revshare_server::openapi().to_json().expect("JSON")).expect("a JSON document");
+    let operations: Vec<&serde_json::Value> =
+        document["paths"].as_object().expect("paths").values().flat_map(|item| item.as_object().expect("operations").values()).collect();
+    let schema_of = |reference: &str| &document["components"]["schemas"][reference.trim_start_matches("#/components/schemas/")];
+    let mut links = 0;
+    for (path, item) in document["paths"].as_object().expect("paths") {
+        let created = &item["post"]["responses"]["201"];
+        let body = schema_of(created["content"]["application/json"]["schema"]["$ref"].as_str().unwrap_or_default());
+        for (name, link) in created["links"].as_object().into_iter().flatten() {
+            links += 1;
+            let target = link["operationId"].as_str().expect("an operationId");
+            let operation =
+                operations.iter().find(|op| op["operationId"] == target).unwrap_or_else(|| panic!("{path} {name}: no operation {target}"));
+            let takes: Vec<&str> = operation["parameters"].as_array().into_iter().flatten().filter_map(|p| p["name"].as_str()).collect();
+            for (parameter, value) in link["parameters"].as_object().into_iter().flatten() {
+                assert!(takes.contains(&parameter.as_str()), "{path} {name}: {target} takes no `{parameter}`");
+                let member = value.as_str().and_then(|v| v.strip_prefix("$response.body#/")).expect("a body pointer");
+                assert!(body["properties"][member].is_object(), "{path} {name}: the answer has no `{member}`: {body}");
+            }
+        }
+    }
+    assert!(links >= 14, "the creates' links are in the document ({links})");
+}
