@@ -714,8 +714,24 @@ async fn send(
     Attempt { at, status, error, delivered, next_attempt_ms }
 }
 
-/// One delivery pass: queue what the log added, then send what is due.
-async fn pass(state: &AppState, client: &reqwest::Client, look_at_state: bool) -> Result<(), Problem> {
+/// Deliveries being sent to each endpoint at most at once: a receiver is not flooded.
+const SENDS_PER_ENDPOINT: usize = 8;
+
+/// Each endpoint's turns to be sent to, kept across passes.
+#[derive(Default)]
+struct Turns(std::sync::Mutex<BTreeMap<u64, std::sync::Arc<tokio::sync::Semaphore>>>);
+
+impl Turns {
+    fn of(&self, endpoint: u64) -> std::sync::Arc<tokio::sync::Semaphore> {
+        let mut turns = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::sync::Arc::clone(turns.entry(endpoint).or_insert_with(|| std::sync::Arc::new(tokio::sync::Semaphore::new(SENDS_PER_ENDPOINT))))
+    }
+}
+
+/// One delivery pass: queue what the log added, then start sending what is due. Each delivery is
+/// sent and its attempt recorded by a task of its own, so a slow receiver holds up neither the
+/// next pass nor another endpoint; a delivery being sent is held in the store meanwhile.
+async fn pass(state: &AppState, client: &reqwest::Client, turns: &std::sync::Arc<Turns>, look_at_state: bool) -> Result<(), Problem> {
     let (any, behind) = state
         .run(|store, _| {
             let size = store.log_size()?;
@@ -742,33 +758,26 @@ async fn pass(state: &AppState, client: &reqwest::Client, look_at_state: bool) -
         state.run(|store, _| Ok(store.webhooks(None)?)).await?.into_iter().map(|e| (e.id, e)).collect();
     let at = state.0.now();
     let retry_base = state.webhooks().retry_base;
-    let mut sending = tokio::task::JoinSet::new();
     for delivery in due {
         let Some(endpoint) = endpoints.get(&delivery.endpoint).cloned() else { continue };
-        let client = client.clone();
-        sending.spawn(async move {
-            let attempt = send(&client, &endpoint, &delivery, retry_base, at).await;
-            (delivery, attempt)
+        let (client, state, turn) = (client.clone(), state.clone(), turns.of(endpoint.id));
+        tokio::spawn(async move {
+            let attempt = {
+                let _turn = turn.acquire_owned().await;
+                send(&client, &endpoint, &delivery, retry_base, at).await
+            };
+            match &attempt.error {
+                None => tracing::info!(endpoint = delivery.endpoint, event = %delivery.event_id, "webhook delivered"),
+                Some(error) => tracing::info!(endpoint = delivery.endpoint, event = %delivery.event_id, %error, "webhook delivery failed"),
+            }
+            let recorded =
+                state.write(move |store, _| Ok(store.record_delivery_attempt(delivery.endpoint, &delivery.event_id, &attempt)?)).await;
+            if let Err(problem) = recorded {
+                tracing::warn!(detail = %problem.detail, "a webhook attempt could not be recorded; it is tried again when its hold ends");
+            }
         });
     }
-    let mut outcomes = Vec::new();
-    while let Some(joined) = sending.join_next().await {
-        outcomes.push(joined.map_err(|e| Problem::internal("a delivery task failed", &e))?);
-    }
-    for (delivery, attempt) in &outcomes {
-        match &attempt.error {
-            None => tracing::info!(endpoint = delivery.endpoint, event = %delivery.event_id, "webhook delivered"),
-            Some(error) => tracing::info!(endpoint = delivery.endpoint, event = %delivery.event_id, %error, "webhook delivery failed"),
-        }
-    }
-    state
-        .write(move |store, _| {
-            for (delivery, attempt) in &outcomes {
-                store.record_delivery_attempt(delivery.endpoint, &delivery.event_id, attempt)?;
-            }
-            Ok(())
-        })
-        .await
+    Ok(())
 }
 
 /// The delivery passes of `serve`, every [`WebhookConfig::pass_every`]; a failed pass is logged
@@ -783,10 +792,11 @@ pub(crate) async fn passes(state: AppState) {
     };
     let mut every = tokio::time::interval(state.webhooks().pass_every);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let turns = std::sync::Arc::new(Turns::default());
     let mut n: u32 = 0;
     loop {
         every.tick().await;
-        if let Err(problem) = pass(&state, &client, n.is_multiple_of(STATE_EVERY_PASSES)).await {
+        if let Err(problem) = pass(&state, &client, &turns, n.is_multiple_of(STATE_EVERY_PASSES)).await {
             tracing::warn!(detail = %problem.detail, "the webhook pass failed");
         }
         n = n.wrapping_add(1);
