@@ -20,7 +20,7 @@ for m in m-8b m-70b; do r model add "$m" --owner meridian >/dev/null; done
 r agreement add "$root/examples/agreement.toml" >/dev/null
 host=$(r token create --party northwind --role host 2>/dev/null)
 licensor=$(r token create --party meridian --role licensor 2>/dev/null)
-"$bin" --data "$work/data" serve --listen 127.0.0.1:0 --rate-limit 0 >"$work/serve.out" 2>"$work/serve.err" &
+"$bin" --data "$work/data" serve --listen 127.0.0.1:0 --rate-limit 0 --webhook-allow loopback >"$work/serve.out" 2>"$work/serve.err" &
 server=$!
 trap 'kill -TERM "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
 for _ in $(seq 100); do grep -q 'listening on' "$work/serve.out" && break; sleep 0.1; done

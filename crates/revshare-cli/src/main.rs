@@ -179,8 +179,8 @@ enum Command {
         /// per client address; more are answered 429. 0: no limit.
         #[arg(long, default_value_t = 100)]
         rate_limit: u32,
-        /// A host (`HOST` or `HOST:PORT`) webhook endpoints may name besides loopback addresses,
-        /// such as an egress relay; repeat it for more.
+        /// A host (`HOST` or `HOST:PORT`) webhook endpoints may name, such as an egress relay, or
+        /// `loopback` for this machine's loopback addresses; repeat it for more. None by default.
         #[arg(long = "webhook-allow", value_name = "HOST[:PORT]")]
         webhook_allow: Vec<String>,
         /// Log JSON objects instead of compact lines (standard error; RUST_LOG filters).

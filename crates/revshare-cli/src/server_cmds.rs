@@ -73,7 +73,7 @@ pub struct ServeOptions {
     pub max_body_bytes: usize,
     pub max_connections: usize,
     pub rate_limit_per_second: u32,
-    /// Hosts webhook endpoints may name besides loopback addresses.
+    /// Hosts webhook endpoints may name (`loopback`: the loopback addresses).
     pub webhook_hosts: Vec<String>,
     pub log_json: bool,
 }

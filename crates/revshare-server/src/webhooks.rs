@@ -24,9 +24,10 @@
 //! endpoint's secret>`, as Stripe signs; the receiver checks it and that `t` is recent, and
 //! deduplicates by the event id, which is the same on every attempt and for every endpoint.
 //!
-//! Targets: `http://` URLs on a loopback address, or on a host the deployment allowed
-//! (`revshare serve --webhook-allow HOST[:PORT]`); nothing else, so a token cannot make the
-//! server call into the network behind it. This build sends plain HTTP (no TLS client): a
+//! Targets: `http://` URLs on the hosts the deployment allowed (`revshare serve --webhook-allow
+//! HOST[:PORT]`, or `loopback` for any loopback address); nothing else, by default nothing at all,
+//! so a token cannot make the server call into the network behind it, nor into the services of
+//! its own machine unless the operator says so. This build sends plain HTTP (no TLS client): a
 //! deployment delivers to the world through an egress proxy it allows.
 
 use std::collections::BTreeMap;
@@ -88,7 +89,8 @@ const DELIVERIES_PER_PASS: u32 = 64;
 /// Where deliveries may go and how often they are tried.
 #[derive(Clone, Debug)]
 pub struct WebhookConfig {
-    /// Hosts (`host` or `host:port`) beside loopback addresses that endpoints may name.
+    /// Hosts (`host` or `host:port`) endpoints may name; `loopback` allows every loopback
+    /// address. None by default.
     pub allowed_hosts: Vec<String>,
     /// The wait after a first failed attempt; each later one waits four times longer.
     pub retry_base: std::time::Duration,
@@ -110,7 +112,7 @@ impl Default for WebhookConfig {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewWebhookEndpoint {
-    /// `http://` on a loopback address or an allowed host.
+    /// `http://` on a host the deployment allows.
     #[schema(example = "http://127.0.0.1:9000/revshare")]
     pub url: String,
     /// Event types, from `statement.closed`, `dispute.opened`, `dispute.answered`,
@@ -239,12 +241,14 @@ fn check_target(url: &str, allowed: &[String]) -> Result<(), String> {
     }
     let host = authority.host().trim_start_matches('[').trim_end_matches(']');
     let loopback = host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    let listed = allowed.iter().any(|a| a.eq_ignore_ascii_case(authority.as_str()) || a.eq_ignore_ascii_case(host));
-    if loopback || listed {
+    let listed = allowed.iter().any(|a| {
+        a.eq_ignore_ascii_case(authority.as_str()) || a.eq_ignore_ascii_case(host) || (loopback && a.eq_ignore_ascii_case("loopback"))
+    });
+    if listed {
         Ok(())
     } else {
         Err(format!(
-            "`{shown}`: endpoints are on a loopback address or a host the deployment allows (`revshare serve --webhook-allow HOST[:PORT]`)"
+            "`{shown}`: endpoints are on the hosts this deployment allows (the operator's `revshare serve --webhook-allow HOST[:PORT]`, or `loopback`)"
         ))
     }
 }
@@ -808,16 +812,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_loopback_and_allowed_hosts_are_targets() {
-        let allowed = vec!["relay.internal:8443".to_owned(), "hooks.example".to_owned()];
+    fn only_allowed_hosts_are_targets() {
+        let allowed = vec!["relay.internal:8443".to_owned(), "hooks.example".to_owned(), "loopback".to_owned()];
         for ok in
             ["http://127.0.0.1:9000/x", "http://localhost/x", "http://[::1]:80/", "http://relay.internal:8443/in", "http://hooks.example/a"]
         {
             assert_eq!(check_target(ok, &allowed), Ok(()), "{ok}");
         }
         for (refused, because) in [
-            ("http://10.0.0.8/x", "loopback"),
-            ("http://relay.internal:9999/in", "loopback"),
+            ("http://10.0.0.8/x", "--webhook-allow"),
+            ("http://relay.internal:9999/in", "--webhook-allow"),
             ("https://127.0.0.1/x", "http://"),
             ("http://user:pw@127.0.0.1/x", "user name"),
             ("not a url", "not a URL"),
@@ -825,6 +829,9 @@ mod tests {
             let error = check_target(refused, &allowed).expect_err(refused);
             assert!(error.contains(because), "{refused}: {error}");
         }
+        // By default nothing, loopback included: the machine's own services are not targets.
+        assert!(check_target("http://127.0.0.1:5432/", &[]).is_err());
+        assert!(check_target("http://127.0.0.1:5432/", &["hooks.example".to_owned()]).is_err());
     }
 
     #[test]

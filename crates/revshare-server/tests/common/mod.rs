@@ -143,7 +143,7 @@ impl Api {
                 shutdown_grace: std::time::Duration::from_secs(2),
             },
             webhooks: revshare_server::webhooks::WebhookConfig {
-                allowed_hosts: Vec::new(),
+                allowed_hosts: vec!["loopback".to_owned()],
                 retry_base: std::time::Duration::from_millis(100),
                 pass_every: std::time::Duration::from_millis(50),
             },
