@@ -58,6 +58,7 @@ api_tests!(
     webhooks_are_signed_retried_and_survive_a_restart,
     a_host_lists_its_batches_and_their_receipts,
     payments_waiting_and_deadlines_near_are_told_once,
+    every_post_replays_its_first_answer_and_refuses_another_request,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -2556,6 +2557,65 @@ fn payments_waiting_and_deadlines_near_are_told_once(db: &dyn TestDb) {
         assert_eq!(kinds.len(), 2, "each told once: {kinds:?}");
         assert_eq!(low.got().len(), 1, "a month's crossing is told once");
         assert!(high.got().is_empty(), "a threshold not reached is not told");
+        api.stop().await;
+    });
+}
+
+/// `Idempotency-Key` on every POST the document lists: the same key and request answer the first
+/// answer again (a refusal too: it is final), marked replayed; the same key with another body is
+/// 409. Each route is called by a party that may use it, with a body it refuses, so nothing is
+/// created and the test needs no fixture per route.
+fn every_post_replays_its_first_answer_and_refuses_another_request(db: &dyn TestDb) {
+    let tokens = register_with_october(open(db).as_mut());
+    let document: Value = serde_json::from_str(&revshare_server::openapi().to_json().expect("JSON")).expect("the document");
+    run(async {
+        let api = Api::start(db, 1 << 20).await;
+        let mut routes = 0;
+        for (path, item) in document["paths"].as_object().expect("paths") {
+            if item.get("post").is_none() || !path.starts_with("/v1/") {
+                continue;
+            }
+            routes += 1;
+            let concrete = path.replace("{agreement}", "meridian-northwind").replace("{period}", "2026-10").replace("{id}", "1");
+            let token = if ["/v1/tokens", "/v1/tokens/revocations", "/v1/grants", "/v1/grants/revocations", "/v1/parties"]
+                .contains(&path.as_str())
+            {
+                &tokens.operator
+            } else {
+                &tokens.northwind
+            };
+            // A key names one request of its party, whatever the route: one key per route here.
+            let key = format!("key-{routes}");
+            let send = |body: &'static str| {
+                let headers = [("authorization", format!("Bearer {token}")), ("idempotency-key", key.clone())];
+                let (api, concrete) = (&api, concrete.clone());
+                async move {
+                    api.send_with(
+                        &api.client,
+                        reqwest::Method::POST,
+                        &concrete,
+                        &headers,
+                        Some("application/json"),
+                        body.as_bytes().to_vec(),
+                    )
+                    .await
+                }
+            };
+            let first = send(r#"{"refused": true}"#).await;
+            assert!(
+                (400..500).contains(&first.status) && first.status != 409 && first.status != 429,
+                "POST {path}: {} {}",
+                first.status,
+                String::from_utf8_lossy(&first.bytes)
+            );
+            let again = send(r#"{"refused": true}"#).await;
+            assert_eq!((again.status, &again.bytes), (first.status, &first.bytes), "POST {path}: the first answer again");
+            assert_eq!(again.header("idempotent-replayed"), Some("true"), "POST {path}");
+            assert_eq!(first.header("idempotent-replayed"), None, "POST {path}");
+            let other = send(r#"{"refused": "another"}"#).await;
+            assert_eq!(other.status, 409, "POST {path}: another request with the key: {}", String::from_utf8_lossy(&other.bytes));
+        }
+        assert!(routes >= 19, "every POST of the document is tried ({routes})");
         api.stop().await;
     });
 }
