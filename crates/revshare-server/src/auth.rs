@@ -170,6 +170,14 @@ pub(crate) fn may_read_leaf(store: &mut dyn Store, caller: &Caller, index: u64, 
     })
 }
 
+/// The agreements granted to `party` and in force, if it is an auditor (nobody else is granted any).
+pub(crate) fn granted(store: &mut dyn Store, party: &PartyId, role: Role) -> Result<std::collections::BTreeSet<AgreementId>, Problem> {
+    if role != Role::Auditor {
+        return Ok(std::collections::BTreeSet::new());
+    }
+    Ok(store.grants(None, Some(party))?.into_iter().filter(|g| g.revoked_leaf.is_none()).map(|g| g.agreement).collect())
+}
+
 /// The middleware in front of every `/v1` route: finds the caller, or answers 401.
 pub(crate) async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     // Failed authentications are limited per client address, and checked before the store is
@@ -227,13 +235,8 @@ pub(crate) async fn caller_of(state: &AppState, computed: [u8; 32]) -> Result<Ca
             if stored.revoked {
                 return Err(Problem::unauthorized(format!("token {} is revoked; ask for a new one", stored.id)));
             }
-            let granted = if stored.role == Role::Auditor {
-                let auditor = stored.party.clone();
-                let grants = state.run(move |store, _| Ok(store.grants(None, Some(&auditor))?)).await?;
-                grants.into_iter().filter(|g| g.revoked_leaf.is_none()).map(|g| g.agreement).collect()
-            } else {
-                std::collections::BTreeSet::new()
-            };
+            let (party, role) = (stored.party.clone(), stored.role);
+            let granted = state.run(move |store, _| granted(store, &party, role)).await?;
             Ok(Caller { token: stored.id, party: stored.party, role: stored.role, granted: std::sync::Arc::new(granted) })
         }
         _ => Err(Problem::unauthorized("the bearer token is not known here")),

@@ -505,11 +505,7 @@ fn event_of(kind: &str, mut value: Value) -> Option<(&'static str, Value)> {
 /// The caller an endpoint's party is, for deciding what it may be told.
 fn caller_of_party(store: &mut dyn Store, endpoint: &WebhookEndpoint) -> Result<Option<Caller>, Problem> {
     let Some(party) = store.party(&endpoint.party)? else { return Ok(None) };
-    let granted = if party.role == Role::Auditor {
-        store.grants(None, Some(&party.id))?.into_iter().filter(|g| g.revoked_leaf.is_none()).map(|g| g.agreement).collect()
-    } else {
-        std::collections::BTreeSet::new()
-    };
+    let granted = crate::auth::granted(store, &party.id, party.role)?;
     Ok(Some(Caller {
         token: format!("webhook endpoint {}", endpoint.id),
         party: party.id,
@@ -736,14 +732,9 @@ impl Turns {
 /// sent and its attempt recorded by a task of its own, so a slow receiver holds up neither the
 /// next pass nor another endpoint; a delivery being sent is held in the store meanwhile.
 async fn pass(state: &AppState, client: &reqwest::Client, turns: &std::sync::Arc<Turns>, look_at_state: bool) -> Result<(), Problem> {
-    let (any, behind) = state
-        .run(|store, _| {
-            let size = store.log_size()?;
-            let endpoints = store.webhooks(None)?;
-            Ok((!endpoints.is_empty(), endpoints.iter().any(|e| e.next_leaf < size)))
-        })
-        .await?;
-    if look_at_state && any {
+    let (endpoints, size) = state.run(|store, _| Ok((store.webhooks(None)?, store.log_size()?))).await?;
+    let behind = endpoints.iter().any(|e| e.next_leaf < size);
+    if look_at_state && !endpoints.is_empty() {
         state.write(offer_state).await?;
     }
     if behind {
@@ -758,8 +749,11 @@ async fn pass(state: &AppState, client: &reqwest::Client, turns: &std::sync::Arc
     if due.is_empty() {
         return Ok(());
     }
-    let endpoints: BTreeMap<u64, WebhookEndpoint> =
-        state.run(|store, _| Ok(store.webhooks(None)?)).await?.into_iter().map(|e| (e.id, e)).collect();
+    // The endpoints read above, read again only for one subscribed since.
+    let mut endpoints: BTreeMap<u64, WebhookEndpoint> = endpoints.into_iter().map(|e| (e.id, e)).collect();
+    if due.iter().any(|d| !endpoints.contains_key(&d.endpoint)) {
+        endpoints = state.run(|store, _| Ok(store.webhooks(None)?)).await?.into_iter().map(|e| (e.id, e)).collect();
+    }
     let at = state.0.now();
     let retry_base = state.webhooks().retry_base;
     for delivery in due {
