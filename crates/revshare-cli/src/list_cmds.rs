@@ -174,8 +174,8 @@ pub fn journal(args: &StoreArgs, format: ListFormat) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Pending payments first, then the journal's payment entries in posting order, each confirmed
-/// or (when a later entry reverses it) reversed (`revshare_store::accounts`).
+/// Pending payments and the journal's payment entries, by agreement and reference, each pending,
+/// confirmed or (when a later entry reverses it) reversed (`revshare_store::accounts`).
 pub fn payments(args: &StoreArgs, agreement: Option<&str>, format: ListFormat) -> Result<(), Failure> {
     let agreement = parse(agreement.map(AgreementId::parse).transpose())?;
     let mut store = open(args, false)?;
@@ -213,7 +213,7 @@ pub fn statements(args: &StoreArgs, agreement: Option<&str>, format: ListFormat)
             members: &StatementRow::COLUMNS,
         },
         |l| {
-            let s = &l.stored;
+            let s = &l.head;
             vec![
                 s.agreement_id.to_string(),
                 s.period.to_string(),

@@ -414,7 +414,7 @@ enum PaymentCommand {
         as_reference: String,
     },
     /// List payments: pending (recorded by the payer, not yet confirmed), confirmed (posted) and
-    /// reversed, in posting order after the pending ones.
+    /// reversed, by agreement and reference.
     #[command(after_help = "Example:\n  revshare payment list --format csv")]
     List {
         /// Only this agreement's.

@@ -497,8 +497,8 @@ fn parties_models_agreements_and_the_journal_are_listed() {
     assert_eq!(states(json(&["payment", "list"])), owned(&[("p-1", "10.00", "pending"), ("p-2", "5.00", "reversed")]));
     store.ok(&["payment", "confirm", "--agreement", "bench-h1", "--reference", "p-1"]);
     let listed = json(&["payment", "list", "--agreement", "bench-h1"]);
-    assert_eq!(states(listed.clone()), owned(&[("p-2", "5.00", "reversed"), ("p-1", "10.00", "confirmed")]));
-    assert_eq!(listed[1]["from"], "host");
+    assert_eq!(states(listed.clone()), owned(&[("p-1", "10.00", "confirmed"), ("p-2", "5.00", "reversed")]), "by reference");
+    assert_eq!(listed[0]["from"], "host");
     assert_eq!(store.ok(&["payment", "list", "--agreement", "other-agreement"]), "0 payments\n");
     // October's statement: what the confirmed payment (not the reversed one) covers of it.
     let statements = json(&["statement", "list"]);

@@ -15,7 +15,7 @@ use revshare_core::time::Period;
 use revshare_store::Store;
 
 use crate::AppState;
-use crate::auth::{Caller, may_read, may_read_agreement};
+use crate::auth::{Caller, may_read};
 use crate::body;
 use crate::problem::{Problem, ProblemItem};
 
@@ -77,6 +77,11 @@ impl Months {
         Ok(Months { from, to })
     }
 
+    /// The first and the last month, where given.
+    pub(crate) fn range(&self) -> (Option<Period>, Option<Period>) {
+        (self.from, self.to)
+    }
+
     pub(crate) fn contains(&self, period: Period) -> bool {
         self.from.is_none_or(|from| period >= from) && self.to.is_none_or(|to| period <= to)
     }
@@ -107,7 +112,12 @@ pub(crate) fn visible_agreements(
             readable(store, caller, id)?;
             Ok(std::iter::once(id.clone()).collect())
         }
-        None => Ok(store.agreements()?.iter().filter(|a| may_read_agreement(caller, a)).map(|a| a.id().clone()).collect()),
+        None => Ok(store
+            .agreement_index()?
+            .into_iter()
+            .filter(|(id, licensor, host)| may_read(caller, id, licensor, host))
+            .map(|(id, _, _)| id)
+            .collect()),
     }
 }
 

@@ -85,10 +85,17 @@ impl Paging {
     /// The cursor's key as a number, for a list whose keys are [`number_key`]s and which the
     /// store pages itself; 400 for a cursor of another list.
     pub(crate) fn after_number(&self) -> Result<Option<u64>, Problem> {
+        self.after.as_deref().map(|key| key.parse::<u64>().map_err(|_| stale_cursor())).transpose()
+    }
+
+    /// The cursor's key as the parts [`key_of`] joined, for a list the store pages itself by a
+    /// key of `parts` parts; 400 for a cursor of another list.
+    pub(crate) fn after_parts(&self, parts: usize) -> Result<Option<Vec<&str>>, Problem> {
         self.after
             .as_deref()
             .map(|key| {
-                key.parse::<u64>().map_err(|_| Problem::bad_request("`cursor` is not one of this list's: pass its `next_cursor` unchanged"))
+                let split: Vec<&str> = key.split('\u{0}').collect();
+                if split.len() == parts { Ok(split) } else { Err(stale_cursor()) }
             })
             .transpose()
     }
@@ -100,11 +107,17 @@ impl Paging {
 
     /// The page of `items` a keyset query of the store read: up to [`Self::limit`] + 1 items after
     /// the cursor, in `key` order (one more than the page says there is a next page).
-    pub(crate) fn page_read<T: ToSchema>(&self, mut items: Vec<T>, key: impl Fn(&T) -> String) -> Page<T> {
-        let more = items.len() > self.limit;
-        items.truncate(self.limit);
-        let next_cursor = if more { items.last().map(|item| encode(&key(item))) } else { None };
-        Page { items, next_cursor }
+    pub(crate) fn page_read<T: ToSchema>(&self, items: Vec<T>, key: impl Fn(&T) -> String) -> Page<T> {
+        self.page_keyed(items.into_iter().map(|item| (key(&item), item)).collect())
+    }
+
+    /// [`Self::page_read`] of items read with their keys, for a list ordered by a key its items
+    /// do not show.
+    pub(crate) fn page_keyed<T: ToSchema>(&self, mut keyed: Vec<(String, T)>) -> Page<T> {
+        let more = keyed.len() > self.limit;
+        keyed.truncate(self.limit);
+        let next_cursor = if more { keyed.last().map(|(key, _)| encode(key)) } else { None };
+        Page { items: keyed.into_iter().map(|(_, item)| item).collect(), next_cursor }
     }
 
     /// The page of `items` (in any order) after the cursor, ordered by `key`.
@@ -115,6 +128,11 @@ impl Paging {
         let read = keyed.into_iter().skip(start).take(self.limit + 1).map(|(_, item)| item).collect();
         self.page_read(read, key)
     }
+}
+
+/// A cursor that decodes but is not one of the list's.
+pub(crate) fn stale_cursor() -> Problem {
+    Problem::bad_request("`cursor` is not one of this list's: pass its `next_cursor` unchanged")
 }
 
 fn encode(key: &str) -> String {

@@ -12,10 +12,11 @@ use revshare_core::ledger::Balances;
 use revshare_core::note::VerifierKey;
 use revshare_core::time::Period;
 use revshare_core::transparency::{RECORD_KEY_BYTES, Signed, SignedBatch, from_b64};
+use revshare_store::accounts::{PaymentQuery, PaymentState, StatementQuery};
 use revshare_store::close::{CloseError, close_month};
 use revshare_store::payments::{self, PaymentError};
 use revshare_store::receipts::{self, ConsistencyProof, InclusionProof};
-use revshare_store::{Role, StoreError, StoredStatement};
+use revshare_store::{Role, StatementHead, StatementKind, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{OpenApi as _, ToSchema};
@@ -27,7 +28,7 @@ use crate::auth::{Caller, may_read, may_read_agreement, may_read_leaf};
 use crate::body::{self, Format, Parsed};
 use crate::extract::{Months, Params, agreement_id, choice, json_body, number, params, period_of, readable, required, visible_agreements};
 use crate::group::{self, Committed, Job};
-use crate::page::{self, Page, PageParams, Paging, created, key_of, number_key};
+use crate::page::{self, Page, PageParams, Paging, created, key_of, number_key, stale_cursor};
 use crate::problem::{Problem, ProblemDetails, ProblemItem};
 
 /// `GET /healthz`.
@@ -546,7 +547,7 @@ pub(crate) async fn list_agreements(
     page::answer(&headers, &uri, &page, &["id", "version", "licensor", "host", "currency", "digest"])
 }
 
-fn summary(statement: &StoredStatement) -> StatementSummary {
+fn summary(statement: &StatementHead) -> StatementSummary {
     StatementSummary {
         agreement: statement.agreement_id.to_string(),
         agreement_version: statement.agreement_version,
@@ -584,20 +585,32 @@ pub(crate) async fn list_statements(
 ) -> Result<Response, Problem> {
     let (params, paging) = Paging::read(query, &["agreement", "from", "to", "kind"])?;
     let months = Months::of(&params)?;
-    let kind = choice(&params, "kind", &["original", "restatement"])?.map(str::to_owned);
+    let kind = match choice(&params, "kind", &["original", "restatement"])? {
+        Some("original") => Some(StatementKind::Original),
+        Some(_) => Some(StatementKind::Restatement),
+        None => None,
+    };
     let agreement = params.get("agreement").map(|text| agreement_id(text)).transpose()?;
+    let after = match paging.after_parts(3)?.as_deref() {
+        Some([agreement, period, sequence]) => Some((
+            AgreementId::parse(agreement).map_err(|_| stale_cursor())?,
+            Period::parse(period).map_err(|_| stale_cursor())?,
+            sequence.parse::<u32>().map_err(|_| stale_cursor())?,
+        )),
+        _ => None,
+    };
     let page = state
         .run(move |store, _| {
-            let visible = visible_agreements(store, &caller, agreement.as_ref())?;
-            let rows = revshare_store::accounts::statements(store, agreement.as_ref())?;
-            let items = rows
+            let visible: Vec<AgreementId> = visible_agreements(store, &caller, agreement.as_ref())?.into_iter().collect();
+            let (from, to) = months.range();
+            let query = StatementQuery { agreements: &visible, from, to, kind, after, limit: paging.limit() + 1 };
+            let items = store
+                .statement_rows(&query)?
                 .into_iter()
-                .filter(|row| visible.contains(&row.stored.agreement_id))
-                .filter(|row| months.contains(row.stored.period) && kind.as_deref().is_none_or(|k| row.stored.kind.as_str() == k))
                 .map(|row| {
                     let c = row.currency;
                     StatementItem {
-                        statement: summary(&row.stored),
+                        statement: summary(&row.head),
                         currency: c.code().to_owned(),
                         net_payable: c.format(row.net_payable),
                         paid: row.paid.map(|(paid, _)| c.format(paid)),
@@ -607,9 +620,9 @@ pub(crate) async fn list_statements(
                     }
                 })
                 .collect();
-            Ok(paging.page(items, |s: &StatementItem| {
+            Ok(paging.page_read(items, |s: &StatementItem| {
                 let s = &s.statement;
-                key_of(&[&s.agreement, &s.period, &number_key(u64::from(s.sequence))])
+                key_of(&[&s.agreement, &s.period, &s.sequence.to_string()])
             }))
         })
         .await?;
@@ -1387,7 +1400,7 @@ pub(crate) async fn post_close(
         })
         .await?;
     tracing::info!(agreement = %stored.agreement_id, period = %stored.period, "month closed");
-    Ok(created(&format!("/v1/statements/{}/{}", stored.agreement_id, stored.period), Json(summary(&stored))))
+    Ok(created(&format!("/v1/statements/{}/{}", stored.agreement_id, stored.period), Json(summary(&stored.head()))))
 }
 
 /// Records a payment under an agreement (SPEC §10). Recorded by its payer, it is pending until
@@ -1522,17 +1535,29 @@ pub(crate) async fn list_payments(
     query: Params,
 ) -> Result<Response, Problem> {
     let (params, paging) = Paging::read(query, &["agreement", "state"])?;
-    let wanted = choice(&params, "state", &["pending", "confirmed", "reversed"])?.map(str::to_owned);
+    let wanted = match choice(&params, "state", &["pending", "confirmed", "reversed"])? {
+        Some("pending") => Some(PaymentState::Pending),
+        Some("confirmed") => Some(PaymentState::Confirmed),
+        Some(_) => Some(PaymentState::Reversed),
+        None => None,
+    };
     let agreement = params.get("agreement").map(|text| agreement_id(text)).transpose()?;
+    let after = match paging.after_parts(2)?.as_deref() {
+        Some([agreement, reference]) => Some((AgreementId::parse(agreement).map_err(|_| stale_cursor())?, (*reference).to_owned())),
+        _ => None,
+    };
     let page = state
         .run(move |store, _| {
-            let visible = visible_agreements(store, &caller, agreement.as_ref())?;
-            let items = revshare_store::accounts::payments(store, agreement.as_ref())?
+            let visible: Vec<AgreementId> = visible_agreements(store, &caller, agreement.as_ref())?.into_iter().collect();
+            let query = PaymentQuery { agreements: &visible, state: wanted, after, limit: paging.limit() + 1 };
+            // The list is ordered by the reference each payment is kept under; an item shows the
+            // payer's own.
+            let keyed = store
+                .payment_rows(&query)?
                 .iter()
-                .filter(|row| visible.contains(&row.agreement) && wanted.as_deref().is_none_or(|s| row.state.as_str() == s))
-                .map(PaymentView::of)
+                .map(|row| (key_of(&[row.agreement.as_str(), &row.stored_reference]), PaymentView::of(row)))
                 .collect();
-            Ok(paging.page(items, |p: &PaymentView| key_of(&[&p.agreement, &p.reference])))
+            Ok(paging.page_keyed(keyed))
         })
         .await?;
     page::answer(&headers, &uri, &page, &revshare_store::accounts::PaymentRow::COLUMNS)

@@ -23,7 +23,7 @@
 use std::collections::BTreeMap;
 
 use revshare_core::agreement::{Agreement, parse_agreement};
-use revshare_core::ids::PartyId;
+use revshare_core::ids::{AgreementId, PartyId};
 use revshare_core::time::Period;
 use revshare_core::usage::UsageRecord;
 
@@ -144,6 +144,16 @@ pub(crate) fn parties(sql: &mut impl Sql, id: &str) -> Result<Option<(PartyId, P
             PartyId::parse(&text).map_err(|e| StoreError::Corrupt { what: format!("agreement {id}"), detail: e.to_string() })
         };
         Ok((party(row.text(0)?)?, party(row.text(1)?)?))
+    })
+}
+
+/// Every agreement's id, licensor and host (every version has the same), by id.
+pub(crate) fn index(sql: &mut impl Sql) -> Result<Vec<(AgreementId, PartyId, PartyId)>, StoreError> {
+    rows(sql, "SELECT id, licensor, host FROM agreements WHERE version = 1 ORDER BY id", &[], |row| {
+        let id = row.text(0)?;
+        let corrupt = |e: String| StoreError::Corrupt { what: format!("agreement {id}"), detail: e };
+        let party = |text: String| PartyId::parse(&text).map_err(|e| corrupt(e.to_string()));
+        Ok((AgreementId::parse(&id).map_err(|e| corrupt(e.to_string()))?, party(row.text(1)?)?, party(row.text(2)?)?))
     })
 }
 

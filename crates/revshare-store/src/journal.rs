@@ -31,9 +31,9 @@
 use revshare_core::ledger::{Account, Balances, EntryKind, JournalEntry, LedgerError, Posting};
 use revshare_core::money::Currency;
 
-use crate::agreements;
 use crate::error::StoreError;
 use crate::sql::{Dialect, Param, Sql, first};
+use crate::{accounts, agreements};
 
 const ALL: &str = "SELECT e.seq, e.reference, e.kind, e.reverses, e.description, e.agreement_id, \
      p.account, p.currency, CAST(p.amount_minor AS TEXT) \
@@ -167,7 +167,53 @@ pub(crate) fn append(sql: &mut impl Sql, entry: &JournalEntry) -> Result<(), Sto
         return Err(StoreError::StatementReversal { reference: reference.to_owned(), original: of.clone() });
     }
     balances(&so_far, || format!("journal of agreement {id}"))?.post(entry)?;
-    write(sql, entry)
+    write(sql, entry)?;
+    // A payment, or the reversal of one, changes what the host paid.
+    let pays = match entry.kind() {
+        EntryKind::Payment => true,
+        EntryKind::Reversal { of } => so_far.iter().any(|e| e.reference() == of && e.kind() == &EntryKind::Payment),
+        _ => false,
+    };
+    match accounts::host_payable(entry) {
+        Some((amount, _)) if pays => add_paid_by_host(sql, id, amount, reference),
+        _ => Ok(()),
+    }
+}
+
+/// Adds `amount`, posted by entry `reference`, to what the host of agreement `id` paid
+/// (`paid_by_host`, schema version 20).
+fn add_paid_by_host(sql: &mut impl Sql, id: &str, amount: i128, reference: &str) -> Result<(), StoreError> {
+    let so_far =
+        match first(sql, "SELECT CAST(amount_minor AS TEXT) FROM paid_by_host WHERE agreement_id = $1", &[Param::Text(id)], |row| {
+            row.text(0)
+        })? {
+            Some(text) => text.parse::<i128>().map_err(|_| StoreError::Corrupt {
+                what: format!("what the host of agreement {id} paid"),
+                detail: format!("`{text}` is not an amount in minor units"),
+            })?,
+            None => 0,
+        };
+    let total = so_far.checked_add(amount).ok_or_else(|| LedgerError::Overflow { reference: reference.to_owned() })?;
+    let query = match sql.dialect() {
+        Dialect::Sqlite => {
+            "INSERT INTO paid_by_host (agreement_id, amount_minor) VALUES ($1, $2) \
+             ON CONFLICT (agreement_id) DO UPDATE SET amount_minor = excluded.amount_minor"
+        }
+        Dialect::Postgres => {
+            "INSERT INTO paid_by_host (agreement_id, amount_minor) VALUES ($1, CAST(CAST($2 AS TEXT) AS NUMERIC)) \
+             ON CONFLICT (agreement_id) DO UPDATE SET amount_minor = excluded.amount_minor"
+        }
+    };
+    sql.execute(query, &[Param::Text(id), Param::Text(&total.to_string())])?;
+    Ok(())
+}
+
+/// Fills `paid_by_host` from the journal posted before it existed (schema version 20).
+pub(crate) fn fill_paid_by_host(sql: &mut impl Sql) -> Result<(), StoreError> {
+    for (agreement, amount) in accounts::paid_by_host(&all(sql)?)? {
+        add_paid_by_host(sql, agreement.as_str(), amount, "the payments posted before schema version 20")?;
+    }
+    Ok(())
 }
 
 fn write(sql: &mut impl Sql, entry: &JournalEntry) -> Result<(), StoreError> {

@@ -97,7 +97,7 @@ pub use registry::{Model, OPERATOR, Party, Role};
 pub use rollups::{Grain, GroupBy, UsageRow, regroup};
 pub use segments::Delivery;
 pub use sqlite::{BUSY_TIMEOUT, SqliteStore};
-pub use statements::{Carried, NewStatement, StatementKind, StoredStatement};
+pub use statements::{Carried, NewStatement, StatementHead, StatementKind, StoredStatement};
 pub use tokens::StoredToken;
 pub use webhooks::{Attempt, NewDelivery, NewEndpoint, WebhookDelivery, WebhookEndpoint};
 
@@ -128,6 +128,9 @@ pub trait Store {
     /// The licensor and the host of an agreement (every version has the same), read without its
     /// terms: what deciding who may read it needs.
     fn agreement_parties(&mut self, id: &AgreementId) -> Result<Option<(PartyId, PartyId)>, StoreError>;
+    /// Every agreement's id, licensor and host, by id, read without its terms: what deciding which
+    /// agreements a caller may read needs.
+    fn agreement_index(&mut self) -> Result<Vec<(AgreementId, PartyId, PartyId)>, StoreError>;
     /// The TOML text an agreement version was registered from.
     fn agreement_source(&mut self, id: &AgreementId, version: u32) -> Result<String, StoreError>;
     /// The latest version of every agreement of `licensor`, by id.
@@ -207,6 +210,10 @@ pub trait Store {
     fn confirm_payment(&mut self, agreement: &AgreementId, reference: &str) -> Result<JournalEntry, StoreError>;
     /// The payments still pending, of one agreement or (`None`) all.
     fn pending_payments(&mut self, agreement: Option<&AgreementId>) -> Result<Vec<payments::PendingPayment>, StoreError>;
+    /// A page of the payment list ([`accounts::PaymentQuery`]), each with where it stands.
+    fn payment_rows(&mut self, query: &accounts::PaymentQuery<'_>) -> Result<Vec<accounts::PaymentRow>, StoreError>;
+    /// A page of the statement list ([`accounts::StatementQuery`]), each with its money.
+    fn statement_rows(&mut self, query: &accounts::StatementQuery<'_>) -> Result<Vec<accounts::StatementRow>, StoreError>;
     /// Every journal entry in posting order, each checked again as it is read.
     fn journal(&mut self) -> Result<Vec<JournalEntry>, StoreError>;
 
@@ -403,6 +410,10 @@ impl<B: Backend> Store for B {
         transaction(self, Access::Read, |sql| agreements::parties(sql, id.as_str()))
     }
 
+    fn agreement_index(&mut self) -> Result<Vec<(AgreementId, PartyId, PartyId)>, StoreError> {
+        transaction(self, Access::Read, |sql| agreements::index(sql))
+    }
+
     fn agreement_source(&mut self, id: &AgreementId, version: u32) -> Result<String, StoreError> {
         transaction(self, Access::Read, |sql| agreements::source(sql, id.as_str(), version))
     }
@@ -583,6 +594,14 @@ impl<B: Backend> Store for B {
 
     fn pending_payments(&mut self, agreement: Option<&AgreementId>) -> Result<Vec<payments::PendingPayment>, StoreError> {
         transaction(self, Access::Read, |sql| payments::pending(sql, agreement.map(AgreementId::as_str)))
+    }
+
+    fn payment_rows(&mut self, query: &accounts::PaymentQuery<'_>) -> Result<Vec<accounts::PaymentRow>, StoreError> {
+        transaction(self, Access::Read, |sql| accounts::payment_page(sql, query))
+    }
+
+    fn statement_rows(&mut self, query: &accounts::StatementQuery<'_>) -> Result<Vec<accounts::StatementRow>, StoreError> {
+        transaction(self, Access::Read, |sql| accounts::statement_page(sql, query))
     }
 
     fn journal(&mut self) -> Result<Vec<JournalEntry>, StoreError> {

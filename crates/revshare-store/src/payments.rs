@@ -40,7 +40,7 @@ impl Payer {
         }
     }
 
-    fn parse(text: &str) -> Option<Payer> {
+    pub(crate) fn parse(text: &str) -> Option<Payer> {
         match text {
             "host" => Some(Payer::Host),
             "licensor" => Some(Payer::Licensor),

@@ -79,6 +79,12 @@
 //!
 //! Version 18 adds `webhook_endpoints` and their outbox, `webhook_deliveries` (see
 //! [`crate::webhooks`]); version 19 an endpoint's `preview_threshold`.
+//!
+//! Version 20 keeps what the statement and payment lists page through without reading a
+//! statement's bytes or the whole journal: `statement_amounts` (each statement's currency and net
+//! payable, written with it) and `paid_by_host` (per agreement, what its host paid net of what was
+//! paid back and of reversed payments, kept current as payments post), both filled when the
+//! migration is applied; and indexes of the payments of an agreement by reference.
 
 use crate::error::StoreError;
 use crate::sql::{Access, Backend, Dialect, Param, Sql, first};
@@ -513,6 +519,23 @@ CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_ms) WHER
     r#"
 ALTER TABLE webhook_endpoints ADD COLUMN preview_threshold TEXT;
 "#,
+    r#"
+CREATE TABLE statement_amounts (
+    agreement_id TEXT NOT NULL,
+    period TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    currency TEXT NOT NULL CHECK (length(currency) = 3),
+    net_payable_minor TEXT NOT NULL,
+    PRIMARY KEY (agreement_id, period, seq),
+    FOREIGN KEY (agreement_id, period, seq) REFERENCES statements (agreement_id, period, seq)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE paid_by_host (
+    agreement_id TEXT PRIMARY KEY,
+    amount_minor TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX journal_payments ON journal_entries (agreement_id, reference) WHERE kind = 'payment';
+CREATE INDEX pending_payments_listed ON pending_payments (agreement_id, reference) WHERE NOT confirmed;
+"#,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -935,6 +958,23 @@ CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_ms) WHER
     r#"
 ALTER TABLE webhook_endpoints ADD COLUMN preview_threshold TEXT;
 "#,
+    r#"
+CREATE TABLE statement_amounts (
+    agreement_id TEXT NOT NULL,
+    period TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    currency TEXT NOT NULL CHECK (length(currency) = 3),
+    net_payable_minor NUMERIC(39, 0) NOT NULL,
+    PRIMARY KEY (agreement_id, period, seq),
+    FOREIGN KEY (agreement_id, period, seq) REFERENCES statements (agreement_id, period, seq)
+);
+CREATE TABLE paid_by_host (
+    agreement_id TEXT PRIMARY KEY,
+    amount_minor NUMERIC(39, 0) NOT NULL
+);
+CREATE INDEX journal_payments ON journal_entries (agreement_id, reference) WHERE kind = 'payment';
+CREATE INDEX pending_payments_listed ON pending_payments (agreement_id, reference) WHERE NOT confirmed;
+"#,
 ];
 
 /// The version that added `usage_sets`, which is filled from the stored records when it is applied.
@@ -943,6 +983,9 @@ const USAGE_SETS: i64 = 7;
 const DAILY_ROLLUPS: i64 = 15;
 /// The version that added `daily_totals`, filled from `daily_rollups` when it is applied.
 const DAILY_TOTALS: i64 = 16;
+/// The version that added `statement_amounts` and `paid_by_host`, filled from the statements and
+/// the journal when it is applied.
+const LIST_AMOUNTS: i64 = 20;
 /// The version whose log commits to its events (salted): a log of an earlier version that has
 /// leaves is refused.
 pub(crate) const COMMITTED_LOG: i64 = 10;
@@ -1008,6 +1051,10 @@ fn migrate_to<B: Backend>(backend: &mut B, target: i64) -> Result<i64, StoreErro
         }
         if version == DAILY_TOTALS {
             crate::rollups::fill_day_totals(&mut sql)?;
+        }
+        if version == LIST_AMOUNTS {
+            crate::statements::fill_amounts(&mut sql)?;
+            crate::journal::fill_paid_by_host(&mut sql)?;
         }
         sql.execute("INSERT INTO schema_version (version) VALUES ($1)", &[Param::Int(version)])?;
     }

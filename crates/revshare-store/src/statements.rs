@@ -23,7 +23,7 @@ use revshare_core::time::{Instant, Period};
 
 use crate::error::StoreError;
 use crate::log;
-use crate::sql::{Columns, Param, Sql, first, rows, unsigned};
+use crate::sql::{Columns, Dialect, Param, Sql, first, rows, unsigned};
 use crate::{agreements, journal, keys};
 use revshare_core::note::VerifierKey;
 use revshare_core::transparency;
@@ -42,6 +42,15 @@ impl StatementKind {
         match self {
             StatementKind::Original => "original",
             StatementKind::Restatement => "restatement",
+        }
+    }
+
+    /// The kind a stored word names.
+    pub(crate) fn parse(text: &str) -> Result<StatementKind, String> {
+        match text {
+            "original" => Ok(StatementKind::Original),
+            "restatement" => Ok(StatementKind::Restatement),
+            other => Err(format!("`{other}` is not a statement kind")),
         }
     }
 }
@@ -84,6 +93,19 @@ pub struct StoredStatement {
     pub finalised_at: Option<Instant>,
 }
 
+/// A finalised statement without its bytes: what a list shows of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatementHead {
+    pub agreement_id: AgreementId,
+    pub agreement_version: u32,
+    pub period: Period,
+    pub sequence: u32,
+    pub kind: StatementKind,
+    pub digest: String,
+    pub leaf: Option<u64>,
+    pub finalised_at: Option<Instant>,
+}
+
 /// Where an adjustment went: the original statement that carries it and its index in that
 /// statement's `adjustments`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,6 +131,20 @@ pub(crate) fn carried_disputes(statements: &[StoredStatement]) -> Result<std::co
 }
 
 impl StoredStatement {
+    /// What a list shows of it.
+    pub fn head(&self) -> StatementHead {
+        StatementHead {
+            agreement_id: self.agreement_id.clone(),
+            agreement_version: self.agreement_version,
+            period: self.period,
+            sequence: self.sequence,
+            kind: self.kind,
+            digest: self.digest.clone(),
+            leaf: self.leaf,
+            finalised_at: self.finalised_at,
+        }
+    }
+
     /// The statement its bytes hold ([`Statement::from_canonical`]).
     pub fn statement(&self) -> Result<Statement, StoreError> {
         Statement::from_canonical(&self.canonical).map_err(|e| StoreError::Corrupt {
@@ -127,11 +163,7 @@ fn read(row: &dyn Columns) -> Result<StoredStatement, StoreError> {
         agreement_id: AgreementId::parse(&id).map_err(|e| corrupt(e.to_string()))?,
         period: Period::parse(&period).map_err(|e| corrupt(e.to_string()))?,
         sequence: unsigned(row.int(2)?, what)?,
-        kind: match row.text(3)?.as_str() {
-            "original" => StatementKind::Original,
-            "restatement" => StatementKind::Restatement,
-            other => return Err(corrupt(format!("`{other}` is not a statement kind"))),
-        },
+        kind: StatementKind::parse(&row.text(3)?).map_err(corrupt)?,
         agreement_version: unsigned(row.int(4)?, what)?,
         digest: row.text(5)?,
         canonical: row.bytes(6)?,
@@ -222,7 +254,7 @@ pub(crate) fn finalise(sql: &mut impl Sql, new: &NewStatement<'_>, entry: Option
         (StatementKind::Original, Some(entry)) => check_entry(&statement, new, entry)?,
         (StatementKind::Restatement, None) => {}
     }
-    let stored = save(sql, new)?;
+    let stored = save(sql, new, &statement)?;
     if let Some(entry) = entry {
         journal::append(sql, entry)?;
     }
@@ -230,7 +262,7 @@ pub(crate) fn finalise(sql: &mut impl Sql, new: &NewStatement<'_>, entry: Option
 }
 
 /// Saves checked statement bytes with the next sequence number of their period.
-fn save(sql: &mut impl Sql, new: &NewStatement<'_>) -> Result<StoredStatement, StoreError> {
+fn save(sql: &mut impl Sql, new: &NewStatement<'_>, statement: &Statement) -> Result<StoredStatement, StoreError> {
     let id = new.agreement_id.as_str();
     agreements::require(sql, id, Some(new.agreement_version))?;
     let period = new.period.to_string();
@@ -260,6 +292,7 @@ fn save(sql: &mut impl Sql, new: &NewStatement<'_>) -> Result<StoredStatement, S
             Param::Int(new.finalised_at.secs()),
         ],
     )?;
+    keep_amounts(sql, id, &period, sequence, statement)?;
     Ok(StoredStatement {
         agreement_id: new.agreement_id.clone(),
         agreement_version: new.agreement_version,
@@ -271,6 +304,34 @@ fn save(sql: &mut impl Sql, new: &NewStatement<'_>) -> Result<StoredStatement, S
         leaf: u64::try_from(leaf).ok(),
         finalised_at: Some(Instant::from_parts(new.finalised_at.secs(), 0)),
     })
+}
+
+/// Keeps a statement's currency and net payable beside it, for the lists ([`crate::accounts`]).
+fn keep_amounts(sql: &mut impl Sql, id: &str, period: &str, sequence: u32, statement: &Statement) -> Result<(), StoreError> {
+    let net = statement.totals.net_payable.to_string();
+    let query = match sql.dialect() {
+        Dialect::Sqlite => {
+            "INSERT INTO statement_amounts (agreement_id, period, seq, currency, net_payable_minor) VALUES ($1, $2, $3, $4, $5)"
+        }
+        Dialect::Postgres => {
+            "INSERT INTO statement_amounts (agreement_id, period, seq, currency, net_payable_minor) \
+             VALUES ($1, $2, $3, $4, CAST(CAST($5 AS TEXT) AS NUMERIC))"
+        }
+    };
+    sql.execute(
+        query,
+        &[Param::Text(id), Param::Text(period), Param::Int(i64::from(sequence)), Param::Text(statement.currency.code()), Param::Text(&net)],
+    )?;
+    Ok(())
+}
+
+/// Fills `statement_amounts` from the statements saved before it existed (schema version 20).
+pub(crate) fn fill_amounts(sql: &mut impl Sql) -> Result<(), StoreError> {
+    for stored in list(sql, None)? {
+        let statement = stored.statement()?;
+        keep_amounts(sql, stored.agreement_id.as_str(), &stored.period.to_string(), stored.sequence, &statement)?;
+    }
+    Ok(())
 }
 
 /// The latest statement of an agreement's period.

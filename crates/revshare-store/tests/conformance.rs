@@ -16,6 +16,7 @@ use revshare_core::statement::{AdjustmentKind, Statement};
 use revshare_core::time::{Instant, Period};
 use revshare_core::transparency::{self, Signed, SignedBatch};
 use revshare_core::usage::{UsageRecord, parse_json_line};
+use revshare_store::accounts::{self, PaymentQuery, PaymentState, StatementQuery};
 use revshare_store::close::{CloseError, close_month};
 use revshare_store::payments;
 use revshare_store::{
@@ -123,6 +124,7 @@ conformance!(
     payments_are_posted_once,
     a_payment_posts_when_its_payee_confirms_it,
     reversals_restore_the_balance,
+    lists_page_through_statements_and_payments,
     the_journal_read_back_balances_like_memory,
     a_damaged_posting_is_detected_on_read,
     contributions_are_kept_per_agreement,
@@ -263,14 +265,14 @@ fn text(bytes: &[u8]) -> String {
 
 fn migrations_are_idempotent(db: &dyn TestDb) {
     let mut store = db.open();
-    assert_eq!(store.schema_version().expect("version"), 19);
+    assert_eq!(store.schema_version().expect("version"), 20);
     store.add_party(&party("meridian", Role::Licensor)).expect("add a party");
     drop(store);
     let mut again = db.open();
-    assert_eq!(again.schema_version().expect("version"), 19, "opening again applies nothing twice");
+    assert_eq!(again.schema_version().expect("version"), 20, "opening again applies nothing twice");
     assert_eq!(again.party(&pid("meridian")).expect("read"), Some(party("meridian", Role::Licensor)), "data survives reopening");
     let mut third = db.open();
-    assert_eq!(third.schema_version().expect("version"), 19);
+    assert_eq!(third.schema_version().expect("version"), 20);
 }
 
 fn parties_register_once(db: &dyn TestDb) {
@@ -1739,6 +1741,90 @@ fn payments_are_posted_once(db: &dyn TestDb) {
         ["statement:meridian-northwind:2026-10", "pay-1", "refund-1"]
     );
     assert_eq!(&journal[1..], [pay, refund]);
+}
+
+/// The statement and payment lists, read a page at a time from what the store keeps beside the
+/// statements and the journal, say what applying the journal's payments to the originals oldest
+/// month first says; pages of one item each end as the whole list.
+fn lists_page_through_statements_and_payments(db: &dyn TestDb) {
+    let mut store = october_example(db, true);
+    let store = store.as_mut();
+    let id = aid("meridian-northwind");
+    finalise_original(store, month("2026-11"));
+    store.post_entry(&payment(80_000, "pay-1", false)).expect("a payment");
+    let second = payment(10_000, "pay-2", false);
+    store.post_entry(&second).expect("a payment");
+    store.post_entry(&JournalEntry::reversal(&second, "pay-2-reversed").expect("a reversal")).expect("reversed");
+    store.post_entry(&payment(1_000, "refund-1", true)).expect("a refund");
+    let agreement = store.agreement(&id, None).expect("the agreement");
+    let pending = payments::payment_entry(&agreement, "50.00", "wire-1", payments::Payer::Host).expect("an entry");
+    store.record_payment(&pending, payments::Payer::Host, 5_000).expect("recorded");
+
+    // The oracle: the journal's payments not reversed, applied one original at a time.
+    let journal = store.journal().expect("the journal");
+    let reversed: Vec<&str> = journal.iter().filter_map(|e| e.kind().reverses()).collect();
+    let mut left: i128 = journal
+        .iter()
+        .filter(|e| e.kind().as_str() == "payment" && !reversed.contains(&e.reference()))
+        .flat_map(|e| e.postings().iter().filter(|p| p.account.key().starts_with("host:") && p.account.key().contains(":payable:")))
+        .map(|p| p.amount_minor)
+        .sum();
+    assert_eq!(left, 79_000, "paid 800.00 and 100.00 (reversed), paid back 10.00");
+    let rows = accounts::statements(store, None).expect("the statements");
+    assert_eq!(rows.len(), 2);
+    for row in &rows {
+        let covered = if row.net_payable > 0 { row.net_payable.min(left.max(0)) } else { 0 };
+        left -= covered;
+        assert_eq!(row.paid, Some((covered, row.net_payable - covered)), "{}", row.head.period);
+    }
+    assert_eq!(rows[0].paid, Some((79_000, 7_777)), "October's 867.77, 790.00 of it paid");
+
+    let agreements = [id.clone()];
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let query = StatementQuery { agreements: &agreements, from: None, to: None, kind: None, after: after.clone(), limit: 1 };
+        let page = store.statement_rows(&query).expect("a page");
+        let Some(last) = page.last() else { break };
+        after = Some((last.head.agreement_id.clone(), last.head.period, last.head.sequence));
+        paged.extend(page.into_iter().map(|row| (row.head, row.paid, row.net_payable)));
+    }
+    let whole: Vec<_> = rows.iter().map(|row| (row.head.clone(), row.paid, row.net_payable)).collect();
+    assert_eq!(paged, whole, "pages of one end as the whole list");
+    let november = StatementQuery { agreements: &agreements, from: Some(month("2026-11")), to: None, kind: None, after: None, limit: 10 };
+    let page = store.statement_rows(&november).expect("from November");
+    assert_eq!(page.iter().map(|row| (row.head.period, row.paid)).collect::<Vec<_>>(), [(month("2026-11"), rows[1].paid)]);
+
+    let whole = accounts::payments(store, None).expect("the payments");
+    let seen: Vec<(&str, &str, i128, &str)> =
+        whole.iter().map(|p| (p.reference.as_str(), p.from.as_str(), p.amount_minor, p.state.as_str())).collect();
+    assert_eq!(
+        seen,
+        [
+            ("pay-1", "host", 80_000, "confirmed"),
+            ("pay-2", "host", 10_000, "reversed"),
+            ("wire-1", "host", 5_000, "pending"),
+            ("refund-1", "licensor", 1_000, "confirmed")
+        ],
+        "by the reference each is kept under"
+    );
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page =
+            store.payment_rows(&PaymentQuery { agreements: &agreements, state: None, after: after.clone(), limit: 1 }).expect("a page");
+        let Some(last) = page.last() else { break };
+        after = Some((last.agreement.clone(), last.stored_reference.clone()));
+        paged.extend(page);
+    }
+    assert_eq!(paged, whole, "pages of one end as the whole list");
+    for (state, reference) in [(PaymentState::Pending, "wire-1"), (PaymentState::Reversed, "pay-2")] {
+        let page =
+            store.payment_rows(&PaymentQuery { agreements: &agreements, state: Some(state), after: None, limit: 10 }).expect("a page");
+        assert_eq!(page.iter().map(|p| p.reference.as_str()).collect::<Vec<_>>(), [reference], "{}", state.as_str());
+    }
+    let other = [aid("other")];
+    assert!(store.payment_rows(&PaymentQuery { agreements: &other, state: None, after: None, limit: 10 }).expect("none").is_empty());
 }
 
 fn reversals_restore_the_balance(db: &dyn TestDb) {

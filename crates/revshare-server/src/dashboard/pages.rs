@@ -188,7 +188,7 @@ pub(crate) async fn overview(State(state): State<AppState>, headers: HeaderMap) 
             let agreements = readable_agreements(store, &caller)?;
             let rows: Vec<StatementRow> = accounts::statements(store, None)?
                 .into_iter()
-                .filter(|r| agreements.iter().any(|a| a.id() == &r.stored.agreement_id))
+                .filter(|r| agreements.iter().any(|a| a.id() == &r.head.agreement_id))
                 .collect();
             let mut outstanding: BTreeMap<String, (Currency, i128)> = BTreeMap::new();
             for row in &rows {
@@ -204,9 +204,8 @@ pub(crate) async fn overview(State(state): State<AppState>, headers: HeaderMap) 
             let mut months = Vec::new();
             for agreement in agreements.iter().filter(|_| previews) {
                 let Ok(running) = store.running_totals(agreement.id(), this) else { continue };
-                let last = rows.iter().rfind(|r| r.stored.agreement_id == *agreement.id() && r.stored.period == this.previous());
-                let last_usage = match last {
-                    Some(row) => Some(row.stored.statement()?.totals.usage_total),
+                let last_usage = match store.statement(agreement.id(), this.previous())? {
+                    Some(last) => Some(last.statement()?.totals.usage_total),
                     None => None,
                 };
                 let currency = running.currency;
@@ -226,7 +225,7 @@ pub(crate) async fn overview(State(state): State<AppState>, headers: HeaderMap) 
                 let mut by_month: BTreeMap<String, i128> = BTreeMap::new();
                 let mut latest: BTreeMap<(&AgreementId, Period), &StatementRow> = BTreeMap::new();
                 for row in rows.iter().filter(|r| r.currency == currency) {
-                    latest.insert((&row.stored.agreement_id, row.stored.period), row);
+                    latest.insert((&row.head.agreement_id, row.head.period), row);
                 }
                 for ((_, period), row) in latest {
                     *by_month.entry(period.to_string()).or_default() += row.net_payable;
@@ -283,7 +282,7 @@ pub(crate) struct ListedStatement {
 
 impl ListedStatement {
     fn of(row: &StatementRow) -> ListedStatement {
-        let s = &row.stored;
+        let s = &row.head;
         ListedStatement {
             agreement: s.agreement_id.to_string(),
             period: s.period.to_string(),
@@ -315,7 +314,7 @@ pub(crate) async fn statements(
             let agreements = readable_agreements(store, &signed.caller)?;
             let rows: Vec<serde_json::Value> = accounts::statements(store, None)?
                 .iter()
-                .filter(|r| agreements.iter().any(|a| a.id() == &r.stored.agreement_id))
+                .filter(|r| agreements.iter().any(|a| a.id() == &r.head.agreement_id))
                 .map(StatementRow::to_json)
                 .collect();
             Ok(("statements.csv".to_owned(), revshare_core::spreadsheet::csv(&StatementRow::COLUMNS, rows)))
@@ -326,7 +325,7 @@ pub(crate) async fn statements(
         let agreements = readable_agreements(store, &signed.caller)?;
         let mut rows: Vec<ListedStatement> = accounts::statements(store, None)?
             .iter()
-            .filter(|r| agreements.iter().any(|a| a.id() == &r.stored.agreement_id))
+            .filter(|r| agreements.iter().any(|a| a.id() == &r.head.agreement_id))
             .map(ListedStatement::of)
             .collect();
         // Newest month first.
@@ -431,13 +430,16 @@ pub(crate) async fn statement(
         let terms = readable(store, &signed.caller, &id)?;
         let row = accounts::statements(store, Some(&id))?
             .into_iter()
-            .rfind(|r| r.stored.period == period)
+            .rfind(|r| r.head.period == period)
             .ok_or_else(|| Problem::not_found(format!("agreement {id} has no statement for {period}")))?;
-        let s: Statement = row.stored.statement()?;
+        let s: Statement = store
+            .statement(&id, period)?
+            .ok_or_else(|| Problem::not_found(format!("agreement {id} has no statement for {period}")))?
+            .statement()?;
         let c = s.currency;
         let t = &s.totals;
         let due_by = row
-            .stored
+            .head
             .finalised_at
             .map(|at| at.plus_days(terms.dispute_window_days()).to_string().get(..10).unwrap_or_default().to_owned())
             .unwrap_or_default();
@@ -455,9 +457,9 @@ pub(crate) async fn statement(
             layout: Some(Layout::of(&signed, "statements", None)),
             agreement: id.to_string(),
             period: period.to_string(),
-            sequence: row.stored.sequence,
-            kind: row.stored.kind.as_str(),
-            version: row.stored.agreement_version,
+            sequence: row.head.sequence,
+            kind: row.head.kind.as_str(),
+            version: row.head.agreement_version,
             licensor: terms.licensor().to_string(),
             host: terms.host().to_string(),
             currency: c.to_string(),
@@ -466,7 +468,7 @@ pub(crate) async fn statement(
             countersigned: row.countersigned,
             paid: row.paid.map_or_else(String::new, |(paid, _)| money(c, paid)),
             outstanding: row.paid.map_or_else(|| "carried by a later statement".to_owned(), |(_, left)| money(c, left)),
-            digest: row.stored.digest.clone(),
+            digest: row.head.digest.clone(),
             usage_digest: s.inputs.usage_digest.clone(),
             records: grouped(&s.inputs.records.to_string()),
             tier_summary: format!("{}, {}, V = {}", s.tiers.metric.name(), s.tiers.mode.name(), grouped(&s.tiers.volume)),
