@@ -256,7 +256,12 @@ pub fn sign_statement(args: &StoreArgs, agreement: &str, period: Period, sequenc
     let mut store = open(args, false)?;
     let statement = find_statement(store.as_mut(), agreement, period, sequence)?;
     sign_stored(store.as_mut(), &statement, &key)?;
-    println!("statement {agreement} {period} #{} ({}) signed by {}", statement.sequence, statement.digest, key.verifier().to_text());
+    println!(
+        "statement {agreement} {period} #{} ({}) signed by {}",
+        statement.head.sequence,
+        statement.head.digest,
+        key.verifier().to_text()
+    );
     Ok(())
 }
 

@@ -243,7 +243,7 @@ pub fn show_statement(args: &StoreArgs, agreement: &str, period: Period, format:
         crate::Format::Json => println!("{}", String::from_utf8_lossy(&stored.canonical)),
         crate::Format::Csv => crate::report::print_lines_csv(&stored.statement()?)?,
         crate::Format::Table => {
-            let context = format!("{} statement {} of the month", stored.kind.as_str(), stored.sequence);
+            let context = format!("{} statement {} of the month", stored.head.kind.as_str(), stored.head.sequence);
             print!("{}", crate::report::statement_table(&stored.canonical, &context));
             print!("{}", delivery_line(&store.delivery(&id, period)?));
         }
@@ -298,6 +298,6 @@ pub fn preview_statement(args: &StoreArgs, agreement: &str, period: Period, form
 pub fn export_statement(args: &StoreArgs, agreement: &str, period: Period, sequence: Option<u32>, out: &Path) -> Result<(), Failure> {
     let stored = crate::log_cmds::find_statement(open(args, false)?.as_mut(), agreement, period, sequence)?;
     std::fs::write(out, &stored.canonical).with_context(|| format!("cannot write {}", out.display()))?;
-    println!("wrote {} ({})", out.display(), stored.digest);
+    println!("wrote {} ({})", out.display(), stored.head.digest);
     Ok(())
 }

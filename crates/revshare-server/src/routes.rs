@@ -676,14 +676,16 @@ pub(crate) async fn get_statement(
         |text: String| HeaderValue::from_str(&text).map_err(|e| Problem::internal("a statement header cannot be written", &e));
     if crate::csv_answer::wanted(&request_headers) {
         let mut answer = crate::csv_answer::answer(revshare_core::spreadsheet::statement_lines(&statement.statement()?))?;
-        answer.headers_mut().insert(HeaderName::from_static("revshare-statement-digest"), header_value(statement.digest.clone())?);
-        answer.headers_mut().insert(HeaderName::from_static("revshare-statement-sequence"), header_value(statement.sequence.to_string())?);
+        answer.headers_mut().insert(HeaderName::from_static("revshare-statement-digest"), header_value(statement.head.digest.clone())?);
+        answer
+            .headers_mut()
+            .insert(HeaderName::from_static("revshare-statement-sequence"), header_value(statement.head.sequence.to_string())?);
         return Ok(answer);
     }
     let headers = [
         (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
-        (HeaderName::from_static("revshare-statement-digest"), header_value(statement.digest.clone())?),
-        (HeaderName::from_static("revshare-statement-sequence"), header_value(statement.sequence.to_string())?),
+        (HeaderName::from_static("revshare-statement-digest"), header_value(statement.head.digest.clone())?),
+        (HeaderName::from_static("revshare-statement-sequence"), header_value(statement.head.sequence.to_string())?),
     ];
     Ok((headers, statement.canonical).into_response())
 }
@@ -1203,8 +1205,8 @@ pub(crate) async fn sign_statement(
             Ok(StatementSignature {
                 agreement: id.to_string(),
                 period: period.to_string(),
-                sequence: statement.sequence,
-                digest: statement.digest,
+                sequence: statement.head.sequence,
+                digest: statement.head.digest,
                 key: signed.key,
             })
         })
@@ -1399,8 +1401,8 @@ pub(crate) async fn post_close(
             Ok(close_month(store, &id, period, shared.key(), shared.now())?.0)
         })
         .await?;
-    tracing::info!(agreement = %stored.agreement_id, period = %stored.period, "month closed");
-    Ok(created(&format!("/v1/statements/{}/{}", stored.agreement_id, stored.period), Json(summary(&stored.head()))))
+    tracing::info!(agreement = %stored.head.agreement_id, period = %stored.head.period, "month closed");
+    Ok(created(&format!("/v1/statements/{}/{}", stored.head.agreement_id, stored.head.period), Json(summary(&stored.head))))
 }
 
 /// Records a payment under an agreement (SPEC §10). Recorded by its payer, it is pending until

@@ -228,7 +228,12 @@ fn snapshot(store: &mut dyn Store) -> Snapshot {
         log_size,
         root: store.log_root(log_size).expect("log root"),
         records: store.records(&agreement_id(), october()).expect("records"),
-        statements: store.statements(None).expect("statements").into_iter().map(|s| (s.period.to_string(), s.sequence, s.digest)).collect(),
+        statements: store
+            .statements(None)
+            .expect("statements")
+            .into_iter()
+            .map(|s| (s.head.period.to_string(), s.head.sequence, s.head.digest))
+            .collect(),
         journal: store.journal().expect("journal").len(),
         checkpoints: store.checkpoints().expect("checkpoints"),
         signatures: store
@@ -515,7 +520,7 @@ fn refused_calls_change_nothing(db: &dyn TestDb) {
 
         // The writes of the CLI: each refused for every role but the one party allowed, on another
         // party's agreement (a foreign agreement is not found, as for the reads).
-        let digest = api.with_store(|store| store.statement(&agreement_id(), october()).expect("read").expect("closed").digest).await;
+        let digest = api.with_store(|store| store.statement(&agreement_id(), october()).expect("read").expect("closed").head.digest).await;
         let foreign_key = SignerKey::from_seed("southwind", [8; 32]).expect("a key");
         let signature = countersignature(&foreign_key, &digest);
         let signatures = "/v1/statements/meridian-northwind/2026-10/signatures";

@@ -286,7 +286,7 @@ fn build(store: &mut dyn Store) -> BTreeMap<&'static str, String> {
     }
     // The host of mer-one (nimbus) countersigns its statement.
     let statement = store.statement(&aid("mer-one"), october()).expect("read").expect("closed");
-    let signature = key_of("nimbus").sign(&statement_message(&statement.digest));
+    let signature = key_of("nimbus").sign(&statement_message(&statement.head.digest));
     store.sign_statement(&statement, &Signed { key: key_of("nimbus").verifier().to_text(), signature }).expect("countersigned");
     let mut seconds = 10;
     for (n, (agreement, end, steps)) in disputes().into_iter().enumerate() {
@@ -478,7 +478,7 @@ fn learn(store: &mut dyn Store) -> Knowledge {
         let agreement = store.agreement(&aid(id), None).expect("the agreement");
         secrets.push(Secret::bytes(format!("the digest of agreement {id}"), &digest_bytes(&agreement.digest()), &readers, own));
         let statement = store.statement(&aid(id), october()).expect("read").expect("closed");
-        secrets.push(Secret::bytes(format!("the digest of {id}'s statement"), &digest_bytes(&statement.digest), &named, own));
+        secrets.push(Secret::bytes(format!("the digest of {id}'s statement"), &digest_bytes(&statement.head.digest), &named, own));
         secrets.push(Secret::bytes(format!("the SHA-256 of {id}'s statement"), &sha256(&statement.canonical), &named, own));
         secrets.push(Secret::text(format!("{id}'s use case"), format!("uc_{}", id.replace('-', "_")), &readers, own));
         secrets.push(Secret::text(format!("{id}'s region"), format!("rg-{id}"), &readers, own));
@@ -972,7 +972,14 @@ fn snapshot(store: &mut dyn Store) -> Snapshot {
             .statements(None)
             .expect("statements")
             .iter()
-            .map(|s| (s.agreement_id.to_string(), s.sequence, s.digest.clone(), store.statement_signatures(s).expect("signatures").len()))
+            .map(|s| {
+                (
+                    s.head.agreement_id.to_string(),
+                    s.head.sequence,
+                    s.head.digest.clone(),
+                    store.statement_signatures(s).expect("signatures").len(),
+                )
+            })
             .collect(),
         journal: store.journal().expect("journal").len(),
         disputes: store.disputes(None).expect("disputes").iter().map(|d| d.to_json()).collect(),

@@ -18,11 +18,11 @@ use std::collections::BTreeMap;
 use revshare_core::ids::AgreementId;
 use revshare_core::ledger::{Account, AccountKind, EntryKind, JournalEntry, Role as LedgerRole};
 use revshare_core::money::Currency;
-use revshare_core::time::{Instant, Period};
+use revshare_core::time::Period;
 
 use crate::payments::{Payer, own_reference};
-use crate::sql::{Dialect, Param, Sql, first, rows, unsigned};
-use crate::statements::StatementHead;
+use crate::sql::{Dialect, Param, Sql, first, rows};
+use crate::statements::{StatementHead, read_head};
 use crate::{StatementKind, Store, StoreError, agreements};
 
 /// An entry's posting on its host's payable account: by a payment, what the host paid (negative:
@@ -318,21 +318,11 @@ pub(crate) fn statement_page(sql: &mut impl Sql, query: &StatementQuery<'_>) -> 
             Param::Int(i64::try_from(left).unwrap_or(i64::MAX)),
         ];
         let found = rows(sql, STATEMENTS, &params, |row| {
-            let period = row.text(0)?;
-            let corrupt = |detail: String| StoreError::Corrupt { what: what(&period), detail };
-            let head = StatementHead {
-                agreement_id: id.clone(),
-                period: Period::parse(&period).map_err(|e| corrupt(e.to_string()))?,
-                sequence: unsigned(row.int(1)?, || what(&period))?,
-                kind: StatementKind::parse(&row.text(2)?).map_err(corrupt)?,
-                agreement_version: unsigned(row.int(3)?, || what(&period))?,
-                digest: row.text(4)?,
-                leaf: u64::try_from(row.int(5)?).ok(),
-                finalised_at: row.opt_int(6)?.map(|secs| Instant::from_parts(secs, 0)),
-            };
-            let currency = Currency::parse(&row.text(7)?).map_err(|e| corrupt(e.to_string()))?;
-            let net = amount(&row.text(8)?).map_err(corrupt)?;
-            Ok((head, currency, net, row.flag(9)?))
+            let head = read_head(row)?;
+            let corrupt = |detail: String| StoreError::Corrupt { what: what(&head.period.to_string()), detail };
+            let currency = Currency::parse(&row.text(8)?).map_err(|e| corrupt(e.to_string()))?;
+            let net = amount(&row.text(9)?).map_err(corrupt)?;
+            Ok((head, currency, net, row.flag(10)?))
         })?;
         let Some(last) = found.last().map(|(head, ..)| head.period.to_string()) else { continue };
         let paid = match first(
@@ -375,7 +365,8 @@ pub(crate) fn statement_page(sql: &mut impl Sql, query: &StatementQuery<'_>) -> 
 /// An agreement's (`$2`) statements after a month and sequence, within months `$5`–`$6`, of kind
 /// `$7` (or any), in order; with their amounts and whether a key of the host (`$1`) signed each.
 /// (SQLite numbers `$n` parameters in the order they first appear: they appear in order.)
-const STATEMENTS: &str = "SELECT s.period, s.seq, s.kind, s.agreement_version, s.digest, COALESCE(s.leaf, -1), s.finalised_secs, \
+const STATEMENTS: &str = "SELECT s.agreement_id, s.period, s.seq, s.kind, s.agreement_version, s.digest, COALESCE(s.leaf, -1), \
+     s.finalised_secs, \
      a.currency, CAST(a.net_payable_minor AS TEXT), \
      EXISTS (SELECT 1 FROM statement_signatures g JOIN signing_keys k ON k.key = g.key \
              WHERE g.agreement_id = s.agreement_id AND g.period = s.period AND g.seq = s.seq AND k.party = $1) \

@@ -85,7 +85,7 @@ fn settle_stored(
 
 /// Signs a stored statement with `key` (the deployment's, or a host's countersignature).
 pub fn sign_stored<S: Store + ?Sized>(store: &mut S, statement: &StoredStatement, key: &SignerKey) -> Result<(), StoreError> {
-    let signature = key.sign(&statement_message(&statement.digest));
+    let signature = key.sign(&statement_message(&statement.head.digest));
     store.sign_statement(statement, &Signed { key: key.verifier().to_text(), signature })
 }
 
@@ -137,8 +137,8 @@ fn compute(
     let mut adjustments = Vec::new();
     let mut restated: Restated = Vec::new();
     // The latest statement of each earlier month: the last of its period in the list.
-    let latest = statements.iter().filter(|s| s.period < period).fold(BTreeMap::new(), |mut latest, s| {
-        latest.insert(s.period, s);
+    let latest = statements.iter().filter(|s| s.head.period < period).fold(BTreeMap::new(), |mut latest, s| {
+        latest.insert(s.head.period, s);
         latest
     });
     for (&earlier, stored) in &latest {
@@ -163,7 +163,7 @@ fn compute(
 fn open_month(sql: &mut impl Sql, id: &AgreementId, period: Period) -> Result<(Agreement, Vec<StoredStatement>), CloseError> {
     let agreement = agreements::require(sql, id.as_str(), None)?;
     let statements = statements::list(sql, Some(id.as_str()))?;
-    if statements.iter().any(|s| s.period == period) {
+    if statements.iter().any(|s| s.head.period == period) {
         return Err(CloseError::AlreadyClosed { agreement: id.clone(), period });
     }
     Ok((agreement, statements))

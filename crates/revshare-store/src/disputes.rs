@@ -206,11 +206,12 @@ pub(crate) fn open(
         None => statements::latest(sql, agreement.as_str(), &month)?,
     }
     .ok_or_else(|| StoreError::NoStatement { agreement: agreement.to_string(), period: month.clone(), sequence })?;
-    let terms = Terms::of(&agreements::require(sql, agreement.as_str(), Some(statement.agreement_version))?);
+    let terms = Terms::of(&agreements::require(sql, agreement.as_str(), Some(statement.head.agreement_version))?);
     let lines = statement.statement()?.lines.len();
-    let subject = Subject { agreement: agreement.clone(), period, sequence: statement.sequence, digest: statement.digest.clone(), line };
+    let subject =
+        Subject { agreement: agreement.clone(), period, sequence: statement.head.sequence, digest: statement.head.digest.clone(), line };
     // Statements finalised before their time was kept: the window runs from the month's end.
-    let finalised_at = statement.finalised_at.unwrap_or_else(|| period.end_exclusive());
+    let finalised_at = statement.head.finalised_at.unwrap_or_else(|| period.end_exclusive());
     dispute::check_open(&terms, &subject, finalised_at, lines, &opening)?;
     let next = first(sql, "SELECT COALESCE(MAX(id), 0) + 1 FROM disputes", &[], |row| row.int(0))?.unwrap_or(1);
     sql.execute(
@@ -219,8 +220,8 @@ pub(crate) fn open(
             Param::Int(next),
             Param::Text(agreement.as_str()),
             Param::Text(&month),
-            Param::Int(i64::from(statement.sequence)),
-            Param::Text(&statement.digest),
+            Param::Int(i64::from(statement.head.sequence)),
+            Param::Text(&statement.head.digest),
             Param::OptInt(line.map(i64::from)),
         ],
     )?;

@@ -94,11 +94,11 @@ pub fn bundle<S: Store + ?Sized>(
         None => store.statement(agreement, period)?,
     };
     let statement = found.ok_or_else(|| ExportError::NoStatement { agreement: agreement.clone(), period, sequence })?;
-    let Some(statement_leaf) = statement.leaf else {
-        return Err(ExportError::StatementNotLogged { agreement: agreement.clone(), period, sequence: statement.sequence });
+    let Some(statement_leaf) = statement.head.leaf else {
+        return Err(ExportError::StatementNotLogged { agreement: agreement.clone(), period, sequence: statement.head.sequence });
     };
-    let id = statement.agreement_id.clone();
-    let version = statement.agreement_version;
+    let id = statement.head.agreement_id.clone();
+    let version = statement.head.agreement_version;
     let (size, _, note) = checkpoint(store, key, now)?;
     store.add_bundle_checkpoint(&id, size)?;
 
@@ -131,11 +131,12 @@ pub fn bundle<S: Store + ?Sized>(
     let mut restated = Vec::new();
     let finalised = store.statements(Some(&id))?;
     for adjustment in adjustments.iter().filter(|a| a.kind == AdjustmentKind::Restatement) {
-        let month = |s: &&StoredStatement| s.period.to_string() == adjustment.reference;
-        let after = finalised.iter().filter(month).filter(|s| s.leaf.is_some_and(|l| l < statement_leaf)).max_by_key(|s| s.sequence);
-        let before = after.and_then(|after| finalised.iter().filter(month).find(|s| s.sequence + 1 == after.sequence));
+        let month = |s: &&StoredStatement| s.head.period.to_string() == adjustment.reference;
+        let after =
+            finalised.iter().filter(month).filter(|s| s.head.leaf.is_some_and(|l| l < statement_leaf)).max_by_key(|s| s.head.sequence);
+        let before = after.and_then(|after| finalised.iter().filter(month).find(|s| s.head.sequence + 1 == after.head.sequence));
         let (Some(before), Some(after)) = (before, after) else { continue };
-        for leaf in [before.leaf, after.leaf].into_iter().flatten() {
+        for leaf in [before.head.leaf, after.head.leaf].into_iter().flatten() {
             leaves.insert(leaf, store.log_leaf(leaf)?);
         }
         restated.push(RestatedMonth {
@@ -218,8 +219,8 @@ pub fn bundle<S: Store + ?Sized>(
     let summary = BundleSummary {
         agreement: id,
         period,
-        sequence: statement.sequence,
-        digest: statement.digest.clone(),
+        sequence: statement.head.sequence,
+        digest: statement.head.digest.clone(),
         records: records.len(),
         batches: batches.len(),
         leaves: leaves.len(),

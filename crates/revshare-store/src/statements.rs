@@ -76,21 +76,11 @@ pub struct NewStatement<'a> {
     pub finalised_at: Instant,
 }
 
-/// A finalised statement.
+/// A finalised statement: what identifies it, and its bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredStatement {
-    pub agreement_id: AgreementId,
-    pub agreement_version: u32,
-    pub period: Period,
-    /// 1 for the original, then 2, 3, … for restatements.
-    pub sequence: u32,
-    pub kind: StatementKind,
-    pub digest: String,
+    pub head: StatementHead,
     pub canonical: Vec<u8>,
-    /// Its leaf in the transparency log (`None` if finalised before the log existed).
-    pub leaf: Option<u64>,
-    /// When it was finalised, to the second (`None` if finalised before the store kept it).
-    pub finalised_at: Option<Instant>,
 }
 
 /// A finalised statement without its bytes: what a list shows of it.
@@ -99,10 +89,13 @@ pub struct StatementHead {
     pub agreement_id: AgreementId,
     pub agreement_version: u32,
     pub period: Period,
+    /// 1 for the original, then 2, 3, … for restatements.
     pub sequence: u32,
     pub kind: StatementKind,
     pub digest: String,
+    /// Its leaf in the transparency log (`None` if finalised before the log existed).
     pub leaf: Option<u64>,
+    /// When it was finalised, to the second (`None` if finalised before the store kept it).
     pub finalised_at: Option<Instant>,
 }
 
@@ -120,10 +113,10 @@ pub struct Carried {
 /// resolved.
 pub(crate) fn carried_disputes(statements: &[StoredStatement]) -> Result<std::collections::BTreeMap<String, Carried>, StoreError> {
     let mut carried = std::collections::BTreeMap::new();
-    for stored in statements.iter().filter(|s| s.kind == StatementKind::Original) {
+    for stored in statements.iter().filter(|s| s.head.kind == StatementKind::Original) {
         for (line, adjustment) in stored.statement()?.adjustments.into_iter().enumerate() {
             if adjustment.dispute().is_some() {
-                carried.entry(adjustment.reference).or_insert(Carried { period: stored.period, sequence: stored.sequence, line });
+                carried.entry(adjustment.reference).or_insert(Carried { period: stored.head.period, sequence: stored.head.sequence, line });
             }
         }
     }
@@ -131,44 +124,36 @@ pub(crate) fn carried_disputes(statements: &[StoredStatement]) -> Result<std::co
 }
 
 impl StoredStatement {
-    /// What a list shows of it.
-    pub fn head(&self) -> StatementHead {
-        StatementHead {
-            agreement_id: self.agreement_id.clone(),
-            agreement_version: self.agreement_version,
-            period: self.period,
-            sequence: self.sequence,
-            kind: self.kind,
-            digest: self.digest.clone(),
-            leaf: self.leaf,
-            finalised_at: self.finalised_at,
-        }
-    }
-
     /// The statement its bytes hold ([`Statement::from_canonical`]).
     pub fn statement(&self) -> Result<Statement, StoreError> {
         Statement::from_canonical(&self.canonical).map_err(|e| StoreError::Corrupt {
-            what: format!("statement {} {} #{}", self.agreement_id, self.period, self.sequence),
+            what: format!("statement {} {} #{}", self.head.agreement_id, self.head.period, self.head.sequence),
             detail: e.to_string(),
         })
     }
 }
 
+/// A statement row: its head ([`read_head`]) and then its bytes.
 fn read(row: &dyn Columns) -> Result<StoredStatement, StoreError> {
+    Ok(StoredStatement { head: read_head(row)?, canonical: row.bytes(8)? })
+}
+
+/// A statement's head from the first columns of a row: agreement, period, sequence, kind,
+/// agreement version, digest, leaf (or -1) and when it was finalised.
+pub(crate) fn read_head(row: &dyn Columns) -> Result<StatementHead, StoreError> {
     let id = row.text(0)?;
     let period = row.text(1)?;
     let what = || format!("statement of agreement {id} for {period}");
     let corrupt = |detail: String| StoreError::Corrupt { what: what(), detail };
-    Ok(StoredStatement {
+    Ok(StatementHead {
         agreement_id: AgreementId::parse(&id).map_err(|e| corrupt(e.to_string()))?,
         period: Period::parse(&period).map_err(|e| corrupt(e.to_string()))?,
         sequence: unsigned(row.int(2)?, what)?,
         kind: StatementKind::parse(&row.text(3)?).map_err(corrupt)?,
         agreement_version: unsigned(row.int(4)?, what)?,
         digest: row.text(5)?,
-        canonical: row.bytes(6)?,
-        leaf: u64::try_from(row.int(7)?).ok(),
-        finalised_at: row.opt_int(8)?.map(|secs| Instant::from_parts(secs, 0)),
+        leaf: u64::try_from(row.int(6)?).ok(),
+        finalised_at: row.opt_int(7)?.map(|secs| Instant::from_parts(secs, 0)),
     })
 }
 
@@ -270,9 +255,9 @@ fn save(sql: &mut impl Sql, new: &NewStatement<'_>, statement: &Statement) -> Re
         (None, StatementKind::Original) => 1,
         (None, StatementKind::Restatement) => return Err(StoreError::NothingToRestate { agreement: id.to_owned(), period }),
         (Some(last), StatementKind::Original) => {
-            return Err(StoreError::StatementExists { agreement: id.to_owned(), period, sequence: last.sequence });
+            return Err(StoreError::StatementExists { agreement: id.to_owned(), period, sequence: last.head.sequence });
         }
-        (Some(last), StatementKind::Restatement) => last.sequence + 1,
+        (Some(last), StatementKind::Restatement) => last.head.sequence + 1,
     };
     let leaf = transparency::statement_event(id, &period, sequence, new.kind.as_str(), new.digest);
     let leaf = log::record(sql, "statement", log::statement_subject(id, &period, sequence), leaf)?;
@@ -294,15 +279,17 @@ fn save(sql: &mut impl Sql, new: &NewStatement<'_>, statement: &Statement) -> Re
     )?;
     keep_amounts(sql, id, &period, sequence, statement)?;
     Ok(StoredStatement {
-        agreement_id: new.agreement_id.clone(),
-        agreement_version: new.agreement_version,
-        period: new.period,
-        sequence,
-        kind: new.kind,
-        digest: new.digest.to_owned(),
+        head: StatementHead {
+            agreement_id: new.agreement_id.clone(),
+            agreement_version: new.agreement_version,
+            period: new.period,
+            sequence,
+            kind: new.kind,
+            digest: new.digest.to_owned(),
+            leaf: u64::try_from(leaf).ok(),
+            finalised_at: Some(Instant::from_parts(new.finalised_at.secs(), 0)),
+        },
         canonical: new.canonical.to_vec(),
-        leaf: u64::try_from(leaf).ok(),
-        finalised_at: Some(Instant::from_parts(new.finalised_at.secs(), 0)),
     })
 }
 
@@ -329,7 +316,7 @@ fn keep_amounts(sql: &mut impl Sql, id: &str, period: &str, sequence: u32, state
 pub(crate) fn fill_amounts(sql: &mut impl Sql) -> Result<(), StoreError> {
     for stored in list(sql, None)? {
         let statement = stored.statement()?;
-        keep_amounts(sql, stored.agreement_id.as_str(), &stored.period.to_string(), stored.sequence, &statement)?;
+        keep_amounts(sql, stored.head.agreement_id.as_str(), &stored.head.period.to_string(), stored.head.sequence, &statement)?;
     }
     Ok(())
 }
@@ -338,7 +325,7 @@ pub(crate) fn fill_amounts(sql: &mut impl Sql) -> Result<(), StoreError> {
 pub(crate) fn latest(sql: &mut impl Sql, agreement_id: &str, period: &str) -> Result<Option<StoredStatement>, StoreError> {
     first(
         sql,
-        "SELECT agreement_id, period, seq, kind, agreement_version, digest, body, COALESCE(leaf, -1), finalised_secs FROM statements \
+        "SELECT agreement_id, period, seq, kind, agreement_version, digest, COALESCE(leaf, -1), finalised_secs, body FROM statements \
          WHERE agreement_id = $1 AND period = $2 ORDER BY seq DESC LIMIT 1",
         &[Param::Text(agreement_id), Param::Text(period)],
         read,
@@ -354,7 +341,7 @@ pub(crate) fn by_sequence(
 ) -> Result<Option<StoredStatement>, StoreError> {
     first(
         sql,
-        "SELECT agreement_id, period, seq, kind, agreement_version, digest, body, COALESCE(leaf, -1), finalised_secs FROM statements \
+        "SELECT agreement_id, period, seq, kind, agreement_version, digest, COALESCE(leaf, -1), finalised_secs, body FROM statements \
          WHERE agreement_id = $1 AND period = $2 AND seq = $3",
         &[Param::Text(agreement_id), Param::Text(period), Param::Int(i64::from(sequence))],
         read,
@@ -365,9 +352,9 @@ pub(crate) fn by_sequence(
 /// must be registered to one of them and the signature must verify over the statement's digest;
 /// the same signature again is a no-op.
 pub(crate) fn sign(sql: &mut impl Sql, statement: &StoredStatement, signed: &Signed) -> Result<(), StoreError> {
-    let what = format!("statement {} {} #{}", statement.agreement_id, statement.period, statement.sequence);
+    let what = format!("statement {} {} #{}", statement.head.agreement_id, statement.head.period, statement.head.sequence);
     let key = VerifierKey::parse(&signed.key).map_err(|e| StoreError::Signature(format!("the key signing {what}: {e}")))?;
-    let agreement = agreements::require(sql, statement.agreement_id.as_str(), Some(statement.agreement_version))?;
+    let agreement = agreements::require(sql, statement.head.agreement_id.as_str(), Some(statement.head.agreement_version))?;
     let deployment = keys::deployment(sql)?.into_iter().map(|k| k.key);
     let host = keys::of_party(sql, agreement.host().as_str())?;
     if host.contains(&key) {
@@ -381,17 +368,21 @@ pub(crate) fn sign(sql: &mut impl Sql, statement: &StoredStatement, signed: &Sig
             agreement.host()
         )));
     }
-    key.verify(&transparency::statement_message(&statement.digest), &signed.signature).map_err(|e| {
-        StoreError::Signature(format!("the signature by {} is not a signature of {what} (digest {}): {e}", key.name(), statement.digest))
+    key.verify(&transparency::statement_message(&statement.head.digest), &signed.signature).map_err(|e| {
+        StoreError::Signature(format!(
+            "the signature by {} is not a signature of {what} (digest {}): {e}",
+            key.name(),
+            statement.head.digest
+        ))
     })?;
-    let period = statement.period.to_string();
+    let period = statement.head.period.to_string();
     sql.execute(
         "INSERT INTO statement_signatures (agreement_id, period, seq, key, signature) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (agreement_id, period, seq, key) DO NOTHING",
         &[
-            Param::Text(statement.agreement_id.as_str()),
+            Param::Text(statement.head.agreement_id.as_str()),
             Param::Text(&period),
-            Param::Int(i64::from(statement.sequence)),
+            Param::Int(i64::from(statement.head.sequence)),
             Param::Text(&signed.key),
             Param::Bytes(&signed.signature),
         ],
@@ -401,11 +392,11 @@ pub(crate) fn sign(sql: &mut impl Sql, statement: &StoredStatement, signed: &Sig
 
 /// A statement's signatures, by key.
 pub(crate) fn signatures(sql: &mut impl Sql, statement: &StoredStatement) -> Result<Vec<Signed>, StoreError> {
-    let period = statement.period.to_string();
+    let period = statement.head.period.to_string();
     rows(
         sql,
         "SELECT key, signature FROM statement_signatures WHERE agreement_id = $1 AND period = $2 AND seq = $3 ORDER BY key",
-        &[Param::Text(statement.agreement_id.as_str()), Param::Text(&period), Param::Int(i64::from(statement.sequence))],
+        &[Param::Text(statement.head.agreement_id.as_str()), Param::Text(&period), Param::Int(i64::from(statement.head.sequence))],
         |row| {
             let key = row.text(0)?;
             let bytes = row.bytes(1)?;
@@ -423,14 +414,14 @@ pub(crate) fn list(sql: &mut impl Sql, agreement_id: Option<&str>) -> Result<Vec
     match agreement_id {
         Some(id) => rows(
             sql,
-            "SELECT agreement_id, period, seq, kind, agreement_version, digest, body, COALESCE(leaf, -1), finalised_secs FROM statements \
+            "SELECT agreement_id, period, seq, kind, agreement_version, digest, COALESCE(leaf, -1), finalised_secs, body FROM statements \
              WHERE agreement_id = $1 ORDER BY agreement_id, period, seq",
             &[Param::Text(id)],
             read,
         ),
         None => rows(
             sql,
-            "SELECT agreement_id, period, seq, kind, agreement_version, digest, body, COALESCE(leaf, -1), finalised_secs FROM statements ORDER BY agreement_id, period, seq",
+            "SELECT agreement_id, period, seq, kind, agreement_version, digest, COALESCE(leaf, -1), finalised_secs, body FROM statements ORDER BY agreement_id, period, seq",
             &[],
             read,
         ),

@@ -1425,7 +1425,7 @@ fn after_the_last_month_a_final_true_up_carries_what_came_late(db: &dyn TestDb) 
     let preview = store.preview(&id, november).expect("a preview of the true-up");
     let (stored, true_up) = close_month(store, &id, november, &key, day(12, 4)).expect("a final true-up");
     assert_eq!(preview.to_canonical().expect("bytes"), true_up.to_canonical().expect("bytes"), "the preview is the close");
-    assert_eq!(stored.kind, StatementKind::Original);
+    assert_eq!(stored.head.kind, StatementKind::Original);
     assert!(true_up.lines.is_empty() && true_up.inputs.records == 0, "adjustments only");
     assert_eq!(true_up.flags, ["final_true_up"]);
     // No minimum after the end: 100.00 of moderation at 0.10 restates October by 10.00, and the
@@ -1433,7 +1433,7 @@ fn after_the_last_month_a_final_true_up_carries_what_came_late(db: &dyn TestDb) 
     let carried: Vec<(AdjustmentKind, &str, i128)> = true_up.adjustments.iter().map(|a| (a.kind, a.reference.as_str(), a.amount)).collect();
     assert_eq!(carried, [(AdjustmentKind::Restatement, "2026-10", 1_000), (AdjustmentKind::Dispute, "dispute:1", -1_500)]);
     assert_eq!((true_up.totals.usage_total, true_up.totals.net_payable), (0, -500));
-    let restated = store.statements(Some(&id)).expect("statements").into_iter().find(|s| s.period == october && s.sequence == 2);
+    let restated = store.statements(Some(&id)).expect("statements").into_iter().find(|s| s.head.period == october && s.head.sequence == 2);
     let restated = restated.expect("October restated").statement().expect("decoded");
     assert_eq!(restated.totals.usage_total - closed.totals.usage_total, 1_000);
     assert_eq!(
@@ -1533,7 +1533,7 @@ fn statements_are_immutable(db: &dyn TestDb) {
     let err = store.finalise_statement(&new(StatementKind::Restatement), None).expect_err("nothing to restate");
     assert!(matches!(err, StoreError::NothingToRestate { .. }), "{err}");
     let saved = store.finalise_statement(&new(StatementKind::Original), Some(&entry)).expect("the original");
-    assert_eq!((saved.sequence, saved.kind), (1, StatementKind::Original));
+    assert_eq!((saved.head.sequence, saved.head.kind), (1, StatementKind::Original));
     let err = store.finalise_statement(&new(StatementKind::Original), Some(&entry)).expect_err("a second original");
     assert!(matches!(err, StoreError::StatementExists { sequence: 1, .. }), "{err}");
     assert!(err.to_string().contains("save a restatement instead"), "{err}");
@@ -1547,13 +1547,13 @@ fn statements_are_immutable(db: &dyn TestDb) {
     assert!(matches!(store.finalise_statement(&other_version, None), Err(StoreError::StatementMismatch(_))));
 
     let restated = store.finalise_statement(&new(StatementKind::Restatement), None).expect("a restatement");
-    assert_eq!((restated.sequence, restated.kind), (2, StatementKind::Restatement));
+    assert_eq!((restated.head.sequence, restated.head.kind), (2, StatementKind::Restatement));
     let latest = store.statement(&id, october).expect("read").expect("a statement");
     assert_eq!(latest, restated);
     assert_eq!(latest.canonical, settled.bytes);
     assert_eq!(store.statement(&id, month("2026-11")).expect("read"), None);
     let all = store.statements(None).expect("list");
-    assert_eq!(all.iter().map(|s| (s.period, s.sequence)).collect::<Vec<_>>(), vec![(october, 1), (october, 2)]);
+    assert_eq!(all.iter().map(|s| (s.head.period, s.head.sequence)).collect::<Vec<_>>(), vec![(october, 1), (october, 2)]);
     assert_eq!(store.statements(Some(&id)).expect("list"), all);
     assert_eq!(store.statements(Some(&aid("other"))).expect("list"), vec![]);
     assert_eq!(store.closed_periods(&id).expect("closed"), vec![october]);
@@ -1565,7 +1565,7 @@ fn statements_are_immutable(db: &dyn TestDb) {
     assert!(matches!(err, CloseError::AlreadyClosed { .. }), "{err}");
     assert_eq!(store.statements(Some(&id)).expect("list"), all, "nothing was saved");
     let november = store.close(&id, month("2026-11"), day(12, 4)).expect("close november");
-    assert_eq!((november.original.sequence, november.original.kind), (1, StatementKind::Original));
+    assert_eq!((november.original.head.sequence, november.original.head.kind), (1, StatementKind::Original));
     assert!(november.restated.is_empty(), "october did not change");
     assert_eq!(november.original.canonical, Settled::of(store, month("2026-11")).bytes);
     let november_entry = JournalEntry::for_statement(&november.statement, &pid("meridian"), &pid("northwind")).expect("an entry");
@@ -2100,22 +2100,22 @@ fn statements_are_signed_by_known_keys(db: &dyn TestDb) {
     store.ingest(&parse_records(USAGE), IngestMode::Atomic, None).expect("ingest");
     finalise_original(store, month("2026-10"));
     let statement = store.statement(&aid("meridian-northwind"), month("2026-10")).expect("read").expect("the statement");
-    let leaf = statement.leaf.expect("a statement has a leaf");
+    let leaf = statement.head.leaf.expect("a statement has a leaf");
     let (_, value) = transparency::read_event(&store.log_leaf(leaf).expect("leaf").event).expect("typed");
-    assert_eq!(value["digest"], statement.digest.as_str());
+    assert_eq!(value["digest"], statement.head.digest.as_str());
 
     let sign = |key: &SignerKey, digest: &str| Signed {
         key: key.verifier().to_text(),
         signature: key.sign(&transparency::statement_message(digest)),
     };
-    let e = store.sign_statement(&statement, &sign(&licensor, &statement.digest)).expect_err("not the deployment's nor the host's");
+    let e = store.sign_statement(&statement, &sign(&licensor, &statement.head.digest)).expect_err("not the deployment's nor the host's");
     assert!(e.to_string().contains("neither the deployment's nor registered for host northwind"), "{e}");
     let e = store.sign_statement(&statement, &sign(&host, "sha256:00")).expect_err("another statement's signature");
     assert!(e.to_string().contains("is not a signature of"), "{e}");
     assert!(store.statement_signatures(&statement).expect("signatures").is_empty());
-    store.sign_statement(&statement, &sign(&deployment, &statement.digest)).expect("the deployment signs");
-    store.sign_statement(&statement, &sign(&host, &statement.digest)).expect("the host countersigns");
-    store.sign_statement(&statement, &sign(&host, &statement.digest)).expect("again: a no-op");
+    store.sign_statement(&statement, &sign(&deployment, &statement.head.digest)).expect("the deployment signs");
+    store.sign_statement(&statement, &sign(&host, &statement.head.digest)).expect("the host countersigns");
+    store.sign_statement(&statement, &sign(&host, &statement.head.digest)).expect("again: a no-op");
     let signatures = store.statement_signatures(&statement).expect("signatures");
     assert_eq!(signatures.len(), 2);
 }
