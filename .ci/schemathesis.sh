@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # schemathesis (PyPI) against a real `revshare serve` on a fresh SQLite store, bounded in examples:
 # every documented operation, called as a host and as an auditor, must never answer 5xx and every
-# response must match the OpenAPI document the server serves.
+# response must match the OpenAPI document the server serves; and as the host, the stateful phase
+# must follow the document's links from its creates to their reads and lists (hooks:
+# .ci/schemathesis_hooks.py).
 # usage: .ci/schemathesis.sh REVSHARE_BINARY [MAX_EXAMPLES]
 set -euo pipefail
 bin=$(realpath "${1:?usage: .ci/schemathesis.sh REVSHARE_BINARY [MAX_EXAMPLES]}")
@@ -28,7 +30,7 @@ host=$(r token create --party northwind --role host 2>/dev/null)
 auditor=$(r token create --party audit --role auditor 2>/dev/null)
 # The binary itself in the background (not the `r` function, whose subshell would take the
 # SIGTERM and leave the server running).
-"$bin" --data "$work/data" serve --listen 127.0.0.1:0 --rate-limit 0 >"$work/serve.out" 2>"$work/serve.err" &
+"$bin" --data "$work/data" serve --listen 127.0.0.1:0 --rate-limit 0 --webhook-allow loopback >"$work/serve.out" 2>"$work/serve.err" &
 server=$!
 for _ in $(seq 100); do grep -q 'listening on' "$work/serve.out" && break; sleep 0.1; done
 url=$(grep -o 'http://[0-9.:]*' "$work/serve.out" | head -1)
@@ -40,3 +42,13 @@ for token in "$host" "$auditor"; do
     --max-examples "$examples" --generation-deterministic \
     --checks not_a_server_error,response_schema_conformance,content_type_conformance
 done
+# The host's creates (payments, disputes, webhooks, contributions) succeed with the hooks'
+# realistic requests, and the stateful phase must then follow their links: create → read → list.
+# Scenarios are cheap (a few requests each): more of them than the other phases' examples, and
+# seeded rather than deterministic (which draws too few to reach most links).
+python3 -m schemathesis.cli run "$url/openapi.json" --url "$url" -H "Authorization: Bearer $host" \
+  --phases stateful --max-examples $((examples * 8)) --seed 1 \
+  --checks not_a_server_error,response_schema_conformance,content_type_conformance | tee "$work/stateful.out"
+covered=$(grep -o 'API Links: *[0-9]* covered' "$work/stateful.out" | grep -o '[0-9]*' | head -1)
+echo "stateful links followed as the host: ${covered:-none}"
+[ "${covered:-0}" -ge 12 ] || { echo "schemathesis followed ${covered:-no} links from the host's creates; expected at least 12 (18 of 28 on 2026-12-07)" >&2; exit 1; }
