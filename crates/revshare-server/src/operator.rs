@@ -48,8 +48,11 @@ pub struct RevokeTokenBody {
 /// A token as it now is.
 #[derive(Serialize, ToSchema)]
 pub struct TokenView {
+    #[schema(example = "northwind-billing")]
     pub id: String,
+    #[schema(example = "northwind")]
     pub party: String,
+    #[schema(example = "host")]
     pub role: String,
     pub revoked: bool,
 }
@@ -67,7 +70,9 @@ pub struct GrantBody {
 /// A grant: the leaves of the log that made it and, once revoked, that revoked it.
 #[derive(Serialize, ToSchema)]
 pub struct GrantView {
+    #[schema(example = "ledgerlight")]
     pub auditor: String,
+    #[schema(example = "meridian-northwind")]
     pub agreement: String,
     pub granted_leaf: u64,
     pub revoked_leaf: Option<u64>,

@@ -35,6 +35,7 @@ use crate::problem::{Problem, ProblemDetails, ProblemItem};
 #[derive(Serialize, ToSchema)]
 pub struct Health {
     /// `ok` (the store answers) or `alive` (the process answers: `/livez`).
+    #[schema(example = "ok")]
     pub status: String,
     /// The store's schema version; absent from `/livez`, which does not ask the store.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -45,6 +46,7 @@ pub struct Health {
 #[derive(Serialize, ToSchema)]
 pub struct IngestResult {
     /// New records stored.
+    #[schema(example = 50000)]
     pub accepted: u64,
     /// Identical resends of stored records: acknowledged, nothing changed.
     pub duplicates: u64,
@@ -114,10 +116,15 @@ pub struct UsageEventSchema {
 /// The latest version of an agreement, with the TOML it was registered from.
 #[derive(Serialize, ToSchema)]
 pub struct AgreementView {
+    #[schema(example = "meridian-northwind")]
     pub id: String,
+    #[schema(example = 1)]
     pub version: u32,
+    #[schema(example = "meridian")]
     pub licensor: String,
+    #[schema(example = "northwind")]
     pub host: String,
+    #[schema(example = "USD")]
     pub currency: String,
     /// `sha256:` of the validated agreement's canonical form.
     pub digest: String,
@@ -169,6 +176,7 @@ pub struct StatementItem {
 
 #[derive(Serialize, ToSchema)]
 pub struct PartyRef {
+    #[schema(example = "northwind")]
     pub party: String,
     /// `licensor` or `host`.
     pub role: String,
@@ -182,6 +190,7 @@ pub struct Debt {
     pub debtor: PartyRef,
     pub creditor: PartyRef,
     /// A decimal string with the currency's minor-unit places.
+    #[schema(example = "4620.50")]
     pub amount: String,
 }
 
@@ -869,8 +878,10 @@ pub(crate) async fn balances_of(state: &AppState, caller: Caller) -> Result<Bala
 #[derive(Serialize, ToSchema)]
 pub struct KeyEntry {
     /// The owner; null for the deployment's signing keys.
+    #[schema(example = "northwind")]
     pub party: Option<String>,
     /// The verifier key (`<name>+<key id>+<base64>`), as `revshare verify --trust` reads it.
+    #[schema(example = "northwind+8c1f2d3a+AdT4wlrQ3vS6rJZqY0m2pGk1h8eCwF6xk3oV9bN7uYtI")]
     pub key: String,
     /// The key's leaf in the log: a rotation's leaf carries the replaced key's signature.
     pub leaf: u64,
@@ -1083,8 +1094,10 @@ pub(crate) async fn consistency(State(state): State<AppState>, query: Params) ->
 /// A signature added to a statement.
 #[derive(Serialize, ToSchema)]
 pub struct StatementSignature {
+    #[schema(example = "meridian-northwind")]
     pub agreement: String,
     /// YYYY-MM.
+    #[schema(example = "2026-10")]
     pub period: String,
     pub sequence: u32,
     /// `sha256:` of the canonical bytes: what was signed (`revshare statement v1\n<digest>\n`).

@@ -194,10 +194,12 @@ mod tests {
 #[derive(Serialize, ToSchema)]
 pub struct BatchView {
     /// Its leaf in the log.
+    #[schema(example = 3)]
     pub leaf: u64,
     /// The batch digest (over its records' salted commitments).
     pub digest: String,
     /// Its distinct records.
+    #[schema(example = 50000)]
     pub records: u64,
     /// The host key that signed it, for a signed batch.
     pub signed_by: Option<String>,

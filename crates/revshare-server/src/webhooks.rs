@@ -130,10 +130,14 @@ pub struct NewWebhookEndpoint {
 /// A subscribed endpoint.
 #[derive(Serialize, ToSchema)]
 pub struct WebhookEndpointView {
+    #[schema(example = 1)]
     pub id: u64,
+    #[schema(example = "https://billing.northwind.example/revshare")]
     pub url: String,
+    #[schema(example = json!(["statement.closed", "dispute.opened"]))]
     pub events: Vec<String>,
     /// RFC 3339.
+    #[schema(example = "2026-11-04T09:00:00Z")]
     pub created: String,
     /// Removed: nothing more is delivered.
     pub disabled: bool,

@@ -70,6 +70,43 @@ fn every_response_is_described() {
     assert!(bare.is_empty(), "responses without a description: {bare:?}");
 }
 
+/// Whether a schema, or one of its members, items or alternatives (following references, a page's
+/// items' members at most), shows an example.
+fn shows_example(document: &serde_json::Value, schema: &serde_json::Value, depth: usize) -> bool {
+    if depth > 8 {
+        return false;
+    }
+    if schema.get("example").is_some() || schema.get("examples").is_some() {
+        return true;
+    }
+    if let Some(name) = schema["$ref"].as_str().and_then(|r| r.strip_prefix("#/components/schemas/")) {
+        return shows_example(document, &document["components"]["schemas"][name], depth + 1);
+    }
+    let members = schema["properties"].as_object().into_iter().flat_map(|m| m.values());
+    let alternatives = ["allOf", "oneOf", "anyOf"].into_iter().flat_map(|k| schema[k].as_array().into_iter().flatten());
+    members.chain(alternatives).chain(std::iter::once(&schema["items"])).any(|s| shows_example(document, s, depth + 1))
+}
+
+/// Every successful JSON answer shows what it looks like: an integrator reads the example before
+/// the schema.
+#[test]
+fn every_json_answer_has_an_example() {
+    let document: serde_json::Value = serde_json::from_str(&revshare_server::openapi().to_json().expect("JSON")).expect("a JSON document");
+    let mut bare = Vec::new();
+    for (path, operations) in document["paths"].as_object().expect("paths") {
+        for (method, operation) in operations.as_object().expect("operations") {
+            for (status, response) in operation["responses"].as_object().into_iter().flatten().filter(|(s, _)| s.starts_with('2')) {
+                for (media, content) in response["content"].as_object().into_iter().flatten().filter(|(m, _)| m.contains("json")) {
+                    if content.get("example").is_none() && !shows_example(&document, &content["schema"], 0) {
+                        bare.push(format!("{method} {path} {status} {media}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(bare.is_empty(), "JSON answers without an example: {bare:?}");
+}
+
 /// Every link of a create's answer names an operation of the document, only parameters that
 /// operation takes, and members the answer has: a renamed route or field cannot leave a link
 /// that goes nowhere.

@@ -77,7 +77,9 @@ pub fn receipt_under<S: Store + ?Sized>(
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InclusionProof {
+    #[cfg_attr(feature = "openapi", schema(example = 5))]
     pub index: u64,
+    #[cfg_attr(feature = "openapi", schema(example = 12))]
     pub tree_size: u64,
     pub root: String,
     pub kind: String,
@@ -97,7 +99,9 @@ pub struct InclusionProof {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConsistencyProof {
+    #[cfg_attr(feature = "openapi", schema(example = 8))]
     pub from: u64,
+    #[cfg_attr(feature = "openapi", schema(example = 12))]
     pub to: u64,
     pub from_root: String,
     pub to_root: String,
