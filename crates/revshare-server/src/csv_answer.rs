@@ -11,9 +11,14 @@ use crate::problem::Problem;
 
 /// Whether the caller asked for CSV: `text/csv` among the media types it accepts.
 pub(crate) fn wanted(headers: &HeaderMap) -> bool {
+    accepts(headers, "text/csv")
+}
+
+/// Whether `media` is among the media types the caller names in `Accept` (not with `q=0`).
+pub(crate) fn accepts(headers: &HeaderMap, wanted: &str) -> bool {
     headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|media| {
         let mut parts = media.split(';').map(str::trim);
-        let named = parts.next().is_some_and(|m| m.eq_ignore_ascii_case("text/csv"));
+        let named = parts.next().is_some_and(|m| m.eq_ignore_ascii_case(wanted));
         // `q=0` is "not acceptable".
         named && !parts.any(|p| p.replace(' ', "").eq_ignore_ascii_case("q=0"))
     })

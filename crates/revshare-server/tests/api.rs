@@ -1646,6 +1646,37 @@ fn a_bundle_fetched_over_http_verifies_offline(db: &dyn TestDb) {
         assert_eq!(report.checked.records, 6, "October's records");
         let stored = api.with_store(|store| store.statement(&agreement_id(), october()).expect("read").expect("closed")).await;
         assert_eq!(bundle.statement, stored.canonical, "the stored statement");
+        // Its index: each file of the archive, with its size and SHA-256.
+        let headers = [("authorization", format!("Bearer {}", tokens.northwind)), ("accept", "application/json".to_owned())];
+        let index = api.send_with(&api.client, reqwest::Method::GET, path, &headers, None, Vec::new()).await.json();
+        assert_eq!(index["statement_digest"].as_str(), Some(stored.head.digest.as_str()));
+        assert_eq!((index["records"].as_u64(), index["sequence"].as_u64()), (Some(6), Some(1)));
+        let files: Vec<(String, u64, String)> = index["files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .map(|f| {
+                (
+                    f["path"].as_str().unwrap_or("").to_owned(),
+                    f["bytes"].as_u64().unwrap_or(0),
+                    f["sha256"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect();
+        let unpacked: Vec<(String, u64, String)> = bundle
+            .files()
+            .into_iter()
+            .map(|(path, bytes)| (path, u64::try_from(bytes.len()).expect("a size"), revshare_core::canonical::digest(bytes)))
+            .filter(|(path, ..)| path != "log.json")
+            .collect();
+        let listed: Vec<(String, u64, String)> = files.iter().filter(|(path, ..)| path != "log.json").cloned().collect();
+        assert_eq!(listed, unpacked, "the index lists the archive's files (the log's checkpoint is signed afresh per request)");
+        assert!(files.iter().any(|(path, ..)| path == "log.json"), "and the log");
+        assert_eq!(
+            files.iter().find(|(p, ..)| p == "statement.json").map(|f| f.2.clone()),
+            Some(stored.head.digest.clone()),
+            "statement.json is the statement"
+        );
         // The same archive for every reader of the agreement, and by sequence.
         for token in [&tokens.meridian, &tokens.auditor] {
             assert_eq!(api.get(&format!("{path}?sequence=1"), Some(token)).await.status, 200);

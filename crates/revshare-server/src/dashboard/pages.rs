@@ -541,7 +541,7 @@ pub(crate) async fn bundle(
         Err(response) => return response,
     };
     let layout = Layout::of(&signed, "statements", None);
-    match crate::export::get_bundle(State(state), Extension(signed.caller), Path(path), query).await {
+    match crate::export::get_bundle(State(state), Extension(signed.caller), Path(path), axum::http::HeaderMap::new(), query).await {
         Ok(response) => response,
         Err(problem) => error_page(Some(layout), &problem),
     }
