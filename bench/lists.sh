@@ -31,11 +31,13 @@ data="$work/data"
 for m in m-8b m-70b m-405b; do "$bin" --data "$data" model add "$m" --owner lic >/dev/null; done
 for i in $(seq "$agreements"); do
   "$bin" --data "$data" party add "h$i" --name "h$i" --role host >/dev/null
-  sed -e "s/^id = \"bench-h1\"/id = \"bench-h$i\"/" -e "s/^host = \"h1\"/host = \"h$i\"/" "$shared/agreement-h1.toml" >"$work/agreement.toml"
+  # One host's exclusivity at a time: the others' agreements leave it out.
+  sed -e "s/^id = \"bench-h1\"/id = \"bench-h$i\"/" -e "s/^host = \"h1\"/host = \"h$i\"/" \
+    -e "$([ "$i" = 1 ] || echo '/^\[\[exclusivity\]\]/,/^$/d')" "$shared/agreement-h1.toml" >"$work/agreement.toml"
   "$bin" --data "$data" agreement add "$work/agreement.toml" >/dev/null
 done
 start=$(date +%s)
-python3 - "$data/revshare.sqlite" "$agreements" "$months" "$payments" <<'PY'
+python3 - "$data/revshare.db" "$agreements" "$months" "$payments" <<'PY'
 import hashlib, sqlite3, sys
 db, agreements, months, payments = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 c = sqlite3.connect(db)
