@@ -27,12 +27,12 @@ use crate::{StatementKind, Store, StoreError, agreements};
 
 /// An entry's posting on its host's payable account: by a payment, what the host paid (negative:
 /// what the licensor paid back); by the reversal of one, the opposite.
-pub(crate) fn host_payable(entry: &JournalEntry) -> Option<(i128, Currency)> {
+pub(crate) fn host_payable(entry: &JournalEntry) -> Option<i128> {
     entry
         .postings()
         .iter()
         .find(|p| p.account.role() == LedgerRole::Host && p.account.kind() == AccountKind::Payable)
-        .map(|p| (p.amount_minor, p.currency))
+        .map(|p| p.amount_minor)
 }
 
 /// What each agreement's host paid by the journal's payments that are not reversed, net of what
@@ -41,7 +41,7 @@ pub(crate) fn paid_by_host(journal: &[JournalEntry]) -> Result<BTreeMap<Agreemen
     let reversed: std::collections::BTreeSet<&str> = journal.iter().filter_map(|e| e.kind().reverses()).collect();
     let mut paid: BTreeMap<AgreementId, i128> = BTreeMap::new();
     for entry in journal.iter().filter(|e| *e.kind() == EntryKind::Payment && !reversed.contains(e.reference())) {
-        if let Some((amount, _)) = host_payable(entry) {
+        if let Some(amount) = host_payable(entry) {
             let sum = paid.entry(entry.agreement().clone()).or_default();
             *sum = sum
                 .checked_add(amount)

@@ -175,7 +175,7 @@ pub(crate) fn append(sql: &mut impl Sql, entry: &JournalEntry) -> Result<(), Sto
         _ => false,
     };
     match accounts::host_payable(entry) {
-        Some((amount, _)) if pays => add_paid_by_host(sql, id, amount, reference),
+        Some(amount) if pays => add_paid_by_host(sql, id, amount, reference),
         _ => Ok(()),
     }
 }
