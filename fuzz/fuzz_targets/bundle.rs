@@ -26,6 +26,8 @@ fuzz_target!(|data: &[u8]| {
         signatures: next(),
         batches: (0u64..).zip(std::iter::from_fn(|| Some(from_hex(&next()))).take(2)).collect(),
         restated: vec![RestatedMonth { period: String::from_utf8_lossy(&next()).into_owned(), before: next(), after: next() }],
+        // Last, so the seeds written before it keep their meaning; none is no lineage.
+        models: Some(next()).filter(|m| !m.is_empty()).unwrap_or_else(|| b"[]".to_vec()),
     };
     let alone = verify(&bundle, &VerifyOptions::default());
     assert!(!alone.ok(), "nothing held, nothing anchored");

@@ -16,12 +16,14 @@ use revshare_core::agreement::parse_agreement;
 use revshare_core::contribution::parse_contribution_line;
 use revshare_core::decimal::Decimal;
 use revshare_core::money::Currency;
+use revshare_core::ids::ModelId;
+use revshare_core::licence::Lineage;
 use revshare_core::settle::{SettleError, settle_records};
 use revshare_core::statement::Statement;
 use revshare_core::time::{Instant, Period};
 use revshare_core::usage::UsageRecord;
 
-const MODELS: [&str; 3] = ["m-8b", "m-70b", "x-unlicensed"];
+const MODELS: [&str; 4] = ["m-8b", "m-70b", "x-unlicensed", "m-70b-ft"];
 const USE_CASES: [&str; 3] = ["search", "customer_service", "moderation"];
 const REGIONS: [&str; 2] = ["eu", "us"];
 const KINDS: [&str; 3] = ["maintenance", "update", "improvement"];
@@ -93,6 +95,9 @@ fn agreement_text(b: &mut Bytes<'_>) -> String {
     if flags & 64 == 64 {
         text += &format!("[contributions]\npool = \"{}\"\npoints = {{ maintenance = 1, update = 2, improvement = 5 }}\n", rate(b.byte()));
     }
+    if flags & 128 == 128 {
+        text += &format!("[derivatives]\nrate_factor = \"{}\"\nname_prefix = \"m-8b\"\n", rate(b.byte()));
+    }
     text
 }
 
@@ -126,7 +131,7 @@ fuzz_target!(|data: &[u8]| {
         records.push(UsageRecord {
             id: Cow::Owned(format!("r{}", kind % 16)),
             host: Cow::Borrowed(if kind & 0x80 == 0 { "h" } else { "other" }),
-            model: Cow::Borrowed(MODELS[usize::from(b.byte() % 3)]),
+            model: Cow::Borrowed(MODELS[usize::from(b.byte() % 4)]),
             use_case: Cow::Borrowed(USE_CASES[usize::from(b.byte() % 3)]),
             region: Cow::Borrowed(REGIONS[usize::from(b.byte() % 2)]),
             // Mostly in October, some either side of it.
@@ -138,10 +143,13 @@ fuzz_target!(|data: &[u8]| {
             currency: usd,
         });
     }
-    let forward = settle_records(&agreement, period, &records, &contributions, Vec::new());
+    // m-70b-ft is a fine-tune of m-70b.
+    let (Ok(fine_tune), Ok(base)) = (ModelId::parse("m-70b-ft"), ModelId::parse("m-70b")) else { return };
+    let Ok(lineage) = Lineage::new([(fine_tune, base)]) else { return };
+    let forward = settle_records(&agreement, period, &records, &contributions, Vec::new(), &lineage);
     records.reverse();
     contributions.reverse();
-    let backward = settle_records(&agreement, period, &records, &contributions, Vec::new());
+    let backward = settle_records(&agreement, period, &records, &contributions, Vec::new(), &lineage);
     let statement = match (forward, backward) {
         (Ok(a), Ok(b)) => {
             assert_eq!(a.to_canonical().ok(), b.to_canonical().ok(), "the order of the records changed the statement");
@@ -161,6 +169,11 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(t.usage_total, t.usage_subtotal + t.minimum_true_up - t.cap_reduction);
     assert_eq!(t.net_payable, t.usage_total - t.host_credit + t.adjustments);
     assert_eq!(statement.lines.iter().map(|l| l.amount).sum::<i128>(), t.usage_subtotal);
+    for line in &statement.lines {
+        let derived = line.model == "m-70b-ft";
+        assert_eq!(line.derived_from.as_deref(), derived.then_some("m-70b"), "the derived line names its base, and only it");
+        assert_eq!(line.flags.iter().any(|f| f == "naming_violation"), derived && text.contains("name_prefix"), "the naming rule");
+    }
     let bytes = statement.to_canonical().unwrap_or_default();
     assert_eq!(Statement::from_canonical(&bytes).as_ref(), Ok(&statement), "the canonical bytes do not decode to the statement");
 });

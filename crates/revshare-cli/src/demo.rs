@@ -80,7 +80,7 @@ pub fn run(records: u64, dir: Option<PathBuf>) -> Result<(), Failure> {
     for DemoAgreement { file: name, contributions, .. } in AGREEMENTS {
         let contributions = contributions.map(|(file, _)| dir.join(file));
         let (agreement, statement, summary) =
-            settle_command(&dir.join(name), std::slice::from_ref(&usage), contributions.as_deref(), period)?;
+            settle_command(&dir.join(name), std::slice::from_ref(&usage), (contributions.as_deref(), None), period)?;
         println!("{}", crate::report::settled_table(&agreement, &statement, &summary));
     }
     Ok(())
@@ -135,7 +135,12 @@ fn fill(args: &StoreArgs, records_per_month: u64, now: Instant) -> Result<Vec<(S
         store.add_party(&Party { id: parse(PartyId::parse(id))?, name: name.to_owned(), role })?;
     }
     for model in ["m-8b", "m-70b", "m-405b"] {
-        store.add_model(&Model { id: parse(ModelId::parse(model))?, owner: parse(PartyId::parse("meridian"))?, derived_from: None })?;
+        store.add_model(&Model {
+            id: parse(ModelId::parse(model))?,
+            owner: parse(PartyId::parse("meridian"))?,
+            derived_from: None,
+            registered_by: None,
+        })?;
     }
     let mut agreements = Vec::new();
     for DemoAgreement { file, text, contributions } in AGREEMENTS {

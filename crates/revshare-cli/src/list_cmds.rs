@@ -3,12 +3,12 @@
 //! CSV (`--format csv`, RFC 4180 with a header row: the JSON members as columns, the same
 //! values as text, `null` as an empty field).
 
-use revshare_core::ids::AgreementId;
+use revshare_core::ids::{AgreementId, ModelId, PartyId};
 use revshare_core::ledger::JournalEntry;
 use revshare_core::text::printable;
 use revshare_core::time::Period;
 use revshare_store::accounts::{self, PaymentRow, StatementRow};
-use revshare_store::{Grain, UsageRow};
+use revshare_store::{Grain, Role, UsageRow, compliance};
 use serde_json::{Value, json};
 
 use crate::access::{StoreArgs, open, parse};
@@ -52,6 +52,40 @@ pub(crate) fn print_list<T>(
     Ok(())
 }
 
+/// `revshare compliance report`: the licensor's findings of the month ([`compliance::report`]).
+pub fn compliance(args: &StoreArgs, licensor: &str, period: Period, format: ListFormat) -> Result<(), Failure> {
+    let licensor = parse(PartyId::parse(licensor))?;
+    let mut store = open(args, false)?;
+    store.party(&licensor)?.filter(|p| p.role == Role::Licensor).ok_or_else(|| {
+        Failure::Invalid(format!("error: `{licensor}` is not a registered licensor; `revshare party list` shows the parties\n"))
+    })?;
+    let report = compliance::report(store.as_mut(), &licensor, period).map_err(crate::store_cmds::close_failure)?;
+    print_list(
+        &report.findings,
+        format,
+        &Columns {
+            headings: &["flags", "agreement", "host", "model", "use case", "region", "month", "records", "revenue", "amount"],
+            members: compliance::FINDING_MEMBERS,
+        },
+        |f| {
+            vec![
+                f.flags.join(", "),
+                f.agreement.clone().unwrap_or_else(|| "(none)".to_owned()),
+                f.host.clone(),
+                f.model.clone(),
+                f.use_case.clone(),
+                f.region.clone(),
+                f.standing.unwrap_or_default().to_owned(),
+                grouped(&f.records.to_string()),
+                format!("{} {}", f.revenue, f.currency),
+                f.amount.as_ref().map(|a| format!("{a} {}", f.currency)).unwrap_or_default(),
+            ]
+        },
+        |f| serde_json::to_value(f).unwrap_or(Value::Null),
+        "finding",
+    )
+}
+
 pub fn parties(args: &StoreArgs, format: ListFormat) -> Result<(), Failure> {
     let parties = open(args, false)?.parties()?;
     print_list(
@@ -69,9 +103,23 @@ pub fn models(args: &StoreArgs, format: ListFormat) -> Result<(), Failure> {
     print_list(
         &models,
         format,
-        &Columns { headings: &["id", "owner", "derived from"], members: &["id", "owner", "derived_from"] },
-        |m| vec![m.id.to_string(), m.owner.to_string(), m.derived_from.as_ref().map_or_else(String::new, ToString::to_string)],
-        |m| json!({"id": m.id.as_str(), "owner": m.owner.as_str(), "derived_from": m.derived_from.as_ref().map(|d| d.as_str())}),
+        &Columns {
+            headings: &["id", "owner", "derived from", "registered by"],
+            members: &["id", "owner", "derived_from", "registered_by"],
+        },
+        |m| {
+            let derived_from = m.derived_from.as_ref().map_or("", ModelId::as_str);
+            let registered_by = m.registered_by.as_ref().map_or("", PartyId::as_str);
+            vec![m.id.to_string(), m.owner.to_string(), derived_from.to_owned(), registered_by.to_owned()]
+        },
+        |m| {
+            json!({
+                "id": m.id.as_str(),
+                "owner": m.owner.as_str(),
+                "derived_from": m.derived_from.as_ref().map(ModelId::as_str),
+                "registered_by": m.registered_by.as_ref().map(PartyId::as_str),
+            })
+        },
         "model",
     )
 }

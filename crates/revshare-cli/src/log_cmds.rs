@@ -340,6 +340,8 @@ fn read_bundle(dir: &Path) -> Result<Bundle, Failure> {
         records: read("records.jsonl")?,
         salts: read(revshare_core::bundle::SALTS_FILE)?,
         aliases: read("aliases.json")?,
+        // Bundles exported before derived models were priced have none: no lineage.
+        models: if dir.join("models.json").exists() { read("models.json")? } else { b"[]".to_vec() },
         log: read("log.json")?,
         keys: read("keys.json")?,
         signatures: read("signatures.json")?,

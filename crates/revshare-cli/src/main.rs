@@ -146,6 +146,9 @@ enum Command {
         #[arg(long, value_enum, default_value_t = ListFormat::Table)]
         format: ListFormat,
     },
+    /// A licensor's compliance report (SPEC §11).
+    #[command(subcommand)]
+    Compliance(ComplianceCommand),
     /// Show who owes whom, per currency, from the journal.
     #[command(after_help = "Example:\n  revshare balances --currency USD")]
     Balances {
@@ -590,17 +593,25 @@ enum ModelCommand {
         #[arg(long, value_enum, default_value_t = ListFormat::Table)]
         format: ListFormat,
     },
-    /// Register a licensor's model.
-    #[command(after_help = "Example:\n  revshare model add m-70b --owner meridian")]
+    /// Register a licensor's model, or a model derived from one (a fine-tune or distillation,
+    /// SPEC §11), which belongs to its base model's licensor; with `--host`, the host registers
+    /// it, and only that host's records may name it.
+    #[command(
+        after_help = "Examples:\n  revshare model add m-70b --owner meridian\n  revshare model add m-70b-nw-support --derived-from m-70b --host northwind"
+    )]
     Add {
         /// The model's id, like m-70b.
         id: String,
-        /// The licensor that owns the model (a registered party id).
-        #[arg(long)]
-        owner: String,
+        /// The licensor that owns the model (a registered party id); a derived model's is its
+        /// base model's.
+        #[arg(long, required_unless_present = "derived_from")]
+        owner: Option<String>,
         /// The model it derives from (fine-tuned, quantised, distilled), if any.
         #[arg(long)]
         derived_from: Option<String>,
+        /// The host registering a derived model it made (a registered party id).
+        #[arg(long, requires = "derived_from")]
+        host: Option<String>,
     },
     /// Map a host's own model id to a licensed model.
     #[command(after_help = "Example:\n  revshare model alias --host northwind --host-model nw-llama-70b --model m-70b")]
@@ -614,6 +625,25 @@ enum ModelCommand {
         /// The licensed model it means.
         #[arg(long)]
         model: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ComplianceCommand {
+    /// What a licensor's hosts did with its models in a month outside what their agreements
+    /// allow: usage no agreement covered, and statement lines flagged `unlicensed_model`,
+    /// `naming_violation` or `prohibited_use` (the final statement, or the open month so far).
+    #[command(after_help = "Example:\n  revshare compliance report --licensor meridian --period 2026-10 --format csv")]
+    Report {
+        /// The licensor (a registered party id).
+        #[arg(long)]
+        licensor: String,
+        /// YYYY-MM (UTC).
+        #[arg(long, value_parser = parse_period)]
+        period: Period,
+        /// `table` for people, `json` or `csv` (RFC 4180) for programs.
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
     },
 }
 
@@ -732,6 +762,10 @@ struct SettleArgs {
     /// Contributions (JSON Lines, with their final `accepted` state).
     #[arg(long)]
     contributions: Option<PathBuf>,
+    /// The derived models' lineage (SPEC §11): a JSON array of {"id", "derived_from"}, as
+    /// `revshare model list --format json` prints and a bundle's models.json holds.
+    #[arg(long)]
+    models: Option<PathBuf>,
     /// The month to settle, YYYY-MM (UTC).
     #[arg(long, value_parser = parse_period)]
     period: Period,
@@ -892,8 +926,8 @@ fn main() -> ExitCode {
             log_cmds::sign_statement(&cli.store, &month.agreement, month.period, sequence, &key)
         }
         Command::Party(PartyCommand::Add { id, name, role }) => store_cmds::add_party(&cli.store, &id, &name, &role),
-        Command::Model(ModelCommand::Add { id, owner, derived_from }) => {
-            store_cmds::add_model(&cli.store, &id, &owner, derived_from.as_deref())
+        Command::Model(ModelCommand::Add { id, owner, derived_from, host }) => {
+            store_cmds::add_model(&cli.store, &id, owner.as_deref(), derived_from.as_deref(), host.as_deref())
         }
         Command::Model(ModelCommand::Alias { host, host_model, model }) => store_cmds::add_alias(&cli.store, &host, &host_model, &model),
         Command::Contribution(ContributionCommand::Add { agreement, file }) => store_cmds::add_contributions(&cli.store, &agreement, &file),
@@ -931,6 +965,9 @@ fn main() -> ExitCode {
             ledger_cmds::reverse_payment(&cli.store, &reference, &as_reference)
         }
         Command::Dispute(command) => dispute(&cli.store, command),
+        Command::Compliance(ComplianceCommand::Report { licensor, period, format }) => {
+            list_cmds::compliance(&cli.store, &licensor, period, format)
+        }
         Command::Balances { currency, format } => ledger_cmds::balances(&cli.store, currency.as_deref(), format),
         Command::Token(TokenCommand::Create { party, role, operator }) => {
             server_cmds::create_token(&cli.store, party.as_deref(), role.as_deref(), operator)
@@ -950,10 +987,12 @@ fn main() -> ExitCode {
             };
             server_cmds::serve(&cli.store, &options)
         }
-        Command::Settle(args) => settle_files::settle_command(&args.agreement, &args.usage, args.contributions.as_deref(), args.period)
-            .and_then(|(agreement, statement, summary)| {
-                report::print_statement(&statement, args.format, || Ok(report::settled_table(&agreement, &statement, &summary)))
-            }),
+        Command::Settle(args) => {
+            settle_files::settle_command(&args.agreement, &args.usage, (args.contributions.as_deref(), args.models.as_deref()), args.period)
+                .and_then(|(agreement, statement, summary)| {
+                    report::print_statement(&statement, args.format, || Ok(report::settled_table(&agreement, &statement, &summary)))
+                })
+        }
         Command::Gen(GenCommand::Usage(args)) => generate::run(&args),
         Command::Demo(args) if args.serve => demo::serve(args.records.unwrap_or(5_000), args.dir, args.listen),
         Command::Demo(args) => demo::run(args.records.unwrap_or(200_000), args.dir),

@@ -8,6 +8,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use revshare_core::agreement::{Agreement, AgreementErrors, parse_agreement};
 use revshare_core::contribution::{Contribution, parse_contribution_line};
+use revshare_core::licence::Lineage;
 use revshare_core::settle::{SettlementInput, settle};
 use revshare_core::statement::Statement;
 use revshare_core::time::Period;
@@ -85,15 +86,24 @@ pub fn progress_bar(total: Option<u64>, what: &str) -> ProgressBar {
     bar
 }
 
-/// Reads everything and settles; returns the statement and what was read.
+/// Reads everything and settles; returns the statement and what was read. `given` names the
+/// optional contributions and models (lineage) files.
 pub fn settle_command(
     agreement: &Path,
     usage: &[PathBuf],
-    contributions: Option<&Path>,
+    given: (Option<&Path>, Option<&Path>),
     period: Period,
 ) -> Result<(Agreement, Statement, UsageSummary), Failure> {
+    let (contributions, models) = given;
     let agreement = load_agreement(agreement)?;
     let contributions = contributions.map(load_contributions).transpose()?.unwrap_or_default();
+    let lineage = match models {
+        Some(path) => {
+            let bytes = std::fs::read(path).with_context(|| format!("cannot read models {}", path.display()))?;
+            Lineage::from_json(&path.display().to_string(), &bytes).map_err(|e| Failure::Invalid(format!("error: {e}\n")))?
+        }
+        None => Lineage::default(),
+    };
     let total: Option<u64> = usage.iter().map(|p| std::fs::metadata(p).ok().filter(|m| m.is_file()).map(|m| m.len())).sum();
     let progress = progress_bar(total, "reading usage");
     let summary = match read_usage(usage, &agreement, period, &progress) {
@@ -112,6 +122,7 @@ pub fn settle_command(
         usage_digest: summary.counted.digest(),
         contributions: &contributions,
         adjustments: Vec::new(),
+        lineage: &lineage,
     };
     let statement = settle(&input).map_err(|e| Failure::Invalid(format!("error: {e}\n")))?;
     Ok((agreement, statement, summary))

@@ -13,7 +13,7 @@ use revshare_core::ids::{AgreementId, ModelId, PartyId};
 use revshare_core::statement::Statement;
 use revshare_core::time::Period;
 use revshare_store::close::{CloseError, close_month};
-use revshare_store::{Delivery, IngestMode, Model, Party, Role};
+use revshare_store::{Delivery, IngestMode, Model, Party, Role, StoreError};
 
 use crate::Failure;
 use crate::access::{STORE_FILE, StoreArgs, open, parse};
@@ -39,14 +39,26 @@ pub fn add_party(args: &StoreArgs, id: &str, name: &str, role: &str) -> Result<(
     Ok(())
 }
 
-pub fn add_model(args: &StoreArgs, id: &str, owner: &str, derived_from: Option<&str>) -> Result<(), Failure> {
-    let model = Model {
-        id: parse(ModelId::parse(id))?,
-        owner: parse(PartyId::parse(owner))?,
-        derived_from: derived_from.map(ModelId::parse).transpose().map_err(|e| Failure::Invalid(format!("error: {e}\n")))?,
+/// `revshare model add`: without `--owner`, a derived model's owner is its base model's.
+pub fn add_model(args: &StoreArgs, id: &str, owner: Option<&str>, derived_from: Option<&str>, host: Option<&str>) -> Result<(), Failure> {
+    let id = parse(ModelId::parse(id))?;
+    let derived_from = derived_from.map(ModelId::parse).transpose().map_err(|e| Failure::Invalid(format!("error: {e}\n")))?;
+    let registered_by = host.map(PartyId::parse).transpose().map_err(|e| Failure::Invalid(format!("error: {e}\n")))?;
+    let mut store = open(args, false)?;
+    let owner = match (owner, &derived_from) {
+        (Some(owner), _) => parse(PartyId::parse(owner))?,
+        (None, Some(base)) => match store.model(base)? {
+            Some(base) => base.owner,
+            None => {
+                return Err(StoreError::UnknownModel { id: base.to_string(), purpose: format!("the model {id} derives from") }.into());
+            }
+        },
+        (None, None) => return Err(Failure::Invalid("error: a model that derives from none needs --owner\n".to_owned())),
     };
-    open(args, false)?.add_model(&model)?;
-    println!("model {id} of {owner} registered");
+    let model = Model { id, owner, derived_from, registered_by };
+    store.add_model(&model)?;
+    let by = model.registered_by.as_ref().map(|h| format!(", registered by {h}")).unwrap_or_default();
+    println!("model {} of {} registered{by}", model.id, model.owner);
     Ok(())
 }
 
@@ -226,7 +238,7 @@ pub fn close(args: &StoreArgs, agreement_id: &str, period: Period) -> Result<Sta
 
 /// A refused close (or preview) is the caller's to fix; a statement that cannot be encoded or
 /// read back is not.
-fn close_failure(e: CloseError) -> Failure {
+pub(crate) fn close_failure(e: CloseError) -> Failure {
     match e {
         CloseError::Canonical(_) | CloseError::Corrupt(_) => Failure::Other(e.into()),
         e => Failure::Invalid(format!("error: {e}\n")),

@@ -456,7 +456,7 @@ fn parties_models_agreements_and_the_journal_are_listed() {
     let table = store.ok(&["party", "list"]);
     assert!(table.contains("Licensor") && table.ends_with("6 parties\n"), "{table}");
     let models = json(&["model", "list"]);
-    assert_eq!(models[0], serde_json::json!({"id": "m-405b", "owner": "lic", "derived_from": null}));
+    assert_eq!(models[0], serde_json::json!({"id": "m-405b", "owner": "lic", "derived_from": null, "registered_by": null}));
     let agreements = json(&["agreement", "list"]);
     assert_eq!((agreements[0]["id"].as_str(), agreements[0]["version"].as_u64()), (Some("bench-h1"), Some(1)), "{agreements}");
     assert!(store.ok(&["agreement", "list"]).contains("bench-h1"));
@@ -1053,6 +1053,95 @@ fn a_bundle_verifies_offline_sqlite() {
 #[test]
 fn a_bundle_verifies_offline_postgres() {
     bundle_verifies(&TestStore::postgres("bundle"));
+}
+
+/// SPEC §11 end to end: a host registers a fine-tune of a licensed model; its usage closes as its
+/// own line under the agreement covering the base, at the agreement's rates for derivatives; the
+/// bundle carries the lineage, verifies, and settles offline to the same bytes; another host can
+/// neither report usage of it nor see it in the list of models.
+#[test]
+fn a_hosts_fine_tune_settles_under_the_base_models_agreement() {
+    let store = TestStore::sqlite();
+    store.ok(&["init"]);
+    store.ok(&["party", "add", "meridian", "--name", "Meridian", "--role", "licensor"]);
+    for host in ["northwind", "southwind"] {
+        store.ok(&["party", "add", host, "--name", host, "--role", "host"]);
+    }
+    for model in ["m-8b", "m-70b"] {
+        store.ok(&["model", "add", model, "--owner", "meridian"]);
+    }
+    let registered = store.ok(&["model", "add", "m-70b-nw-support", "--derived-from", "m-70b", "--host", "northwind"]);
+    assert_eq!(registered.trim(), "model m-70b-nw-support of meridian registered, registered by northwind");
+    let refused = store.run(&["model", "add", "sw-tune", "--derived-from", "m-70b-nw-support", "--host", "southwind"]);
+    assert!(
+        !refused.status.success()
+            && text(&refused.stderr).contains("`m-70b-nw-support`, the model sw-tune derives from, is not a registered model"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let example = std::fs::read_to_string(examples().join("agreement.toml")).expect("the example agreement");
+    let tail = "points = { maintenance = 1, update = 2, improvement = 5 }\n";
+    let terms = example.replacen(tail, &format!("{tail}\n[derivatives]\nrate_factor = \"0.5\"\nname_prefix = \"m-70b\"\n"), 1);
+    std::fs::write(store.path("agreement.toml"), terms).expect("write");
+    store.ok(&["agreement", "add", &store.path("agreement.toml")]);
+    let usage = concat!(
+        r#"{"id":"f-1","host":"northwind","model":"m-70b","use_case":"search","region":"us","time":"2026-10-03T00:00:00Z","requests":1,"input_tokens":100,"output_tokens":100,"revenue":"1000.00","currency":"USD"}"#,
+        "\n",
+        r#"{"id":"f-2","host":"northwind","model":"m-70b-nw-support","use_case":"search","region":"us","time":"2026-10-04T00:00:00Z","requests":1,"input_tokens":100,"output_tokens":100,"revenue":"1000.00","currency":"USD"}"#,
+        "\n",
+    );
+    std::fs::write(store.path("usage.jsonl"), usage).expect("write");
+    store.ok(&["ingest", &store.path("usage.jsonl")]);
+    let theirs = r#"{"id":"s-1","host":"southwind","model":"m-70b-nw-support","use_case":"search","region":"us","time":"2026-10-04T00:00:00Z","requests":1,"input_tokens":1,"output_tokens":1,"revenue":"1.00","currency":"USD"}"#;
+    std::fs::write(store.path("southwind.jsonl"), format!("{theirs}\n")).expect("write");
+    let refused = store.run(&["ingest", &store.path("southwind.jsonl")]);
+    assert!(
+        !refused.status.success() && text(&refused.stderr).contains("neither a registered model nor an alias of host `southwind`"),
+        "{}",
+        text(&refused.stderr)
+    );
+
+    store.ok(&["close", "--agreement", AGREEMENT_ID, "--period", "2026-10"]);
+    let statement: serde_json::Value =
+        serde_json::from_str(&store.ok(&["statement", "show", "--agreement", AGREEMENT_ID, "--period", "2026-10", "--format", "json"]))
+            .expect("JSON");
+    let lines: Vec<(&str, Option<&str>, &str)> = statement["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .map(|l| (l["model"].as_str().expect("model"), l["derived_from"].as_str(), l["amount"].as_str().expect("amount")))
+        .collect();
+    assert_eq!(lines, [("m-70b", None, "220.00"), ("m-70b-nw-support", Some("m-70b"), "110.00")], "half the base rate");
+
+    let bundle = store.dir.path().join("bundle");
+    store.ok(&["statement", "export", "--agreement", AGREEMENT_ID, "--period", "2026-10", "--bundle", &bundle.display().to_string()]);
+    let lineage: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("models.json")).expect("models.json")).expect("JSON");
+    assert_eq!(lineage, serde_json::json!([{"id": "m-70b-nw-support", "derived_from": "m-70b"}]));
+    let (ok, output) = verify(&bundle, &["--trust", &deployment_public(&store)]);
+    assert!(ok && output.contains("recomputes byte for byte"), "{output}");
+    let at = |name: &str| bundle.join(name).display().to_string();
+    let offline = store.ok(&[
+        "settle",
+        "--agreement",
+        &at("agreement.toml"),
+        "--usage",
+        &at("records.jsonl"),
+        "--models",
+        &at("models.json"),
+        "--period",
+        "2026-10",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(offline.trim(), std::fs::read_to_string(bundle.join("statement.json")).expect("read").trim());
+    // Without the lineage the fine-tune is a model the agreement does not cover.
+    let unaware = settle_json(&store, &at("agreement.toml"), &at("records.jsonl"), None);
+    assert!(unaware.contains("unlicensed_model"), "{unaware}");
+    // A lineage the statement was not priced by is found out.
+    std::fs::write(bundle.join("models.json"), "[]").expect("write");
+    let (ok, output) = verify(&bundle, &["--trust", &deployment_public(&store)]);
+    assert!(!ok && output.contains("(m-70b-nw-support search us) derived_from"), "{output}");
 }
 
 #[test]

@@ -59,6 +59,70 @@ pub struct Agreement {
     pub(crate) pricing: Pricing,
     pub(crate) exclusivity: Vec<Exclusivity>,
     pub(crate) contributions: Option<ContributionTerms>,
+    /// How derived models are priced (SPEC §11); `None` when the file has no `[derivatives]`,
+    /// which means at the base model's rates, with no naming rule.
+    pub(crate) derivatives: Option<Derivatives>,
+    /// Use cases the agreement prohibits (SPEC §11), anywhere and at any time.
+    pub(crate) prohibited_use_cases: Vec<UseCase>,
+    /// `[[restrictions]]`: the scopes the agreement prohibits.
+    pub(crate) restrictions: Vec<Restriction>,
+}
+
+/// Where a record falls among the agreement's scopes, as one index ([`Agreement::scopes`]): what
+/// rollups and stored records keep. `None`: in no exclusivity scope and not restricted;
+/// `Some(i)` below this: in exclusivity scope `i`; from this on: restricted, and in exclusivity
+/// scope `k − RESTRICTED − 1` (or none, at `k = RESTRICTED`). An index written before
+/// restrictions existed reads the same.
+pub const RESTRICTED: usize = 1 << 16;
+
+/// The most `[[exclusivity]]` scopes an agreement may have, so that [`RESTRICTED`] stays above them.
+const MAX_EXCLUSIVITY_SCOPES: usize = 1000;
+
+/// The scopes a record lies in ([`Agreement::scopes`]), read back from their index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scopes {
+    /// The exclusivity scope it lies in.
+    pub exclusive: Option<usize>,
+    /// Whether it lies in a prohibited scope (`prohibited_use`).
+    pub restricted: bool,
+}
+
+impl Scopes {
+    pub fn from_index(index: Option<usize>) -> Scopes {
+        match index {
+            None => Scopes { exclusive: None, restricted: false },
+            Some(i) if i < RESTRICTED => Scopes { exclusive: Some(i), restricted: false },
+            Some(i) => Scopes { exclusive: (i - RESTRICTED).checked_sub(1), restricted: true },
+        }
+    }
+
+    pub fn index(self) -> Option<usize> {
+        match (self.exclusive, self.restricted) {
+            (exclusive, false) => exclusive,
+            (exclusive, true) => Some(RESTRICTED + exclusive.map_or(0, |i| i + 1)),
+        }
+    }
+}
+
+/// A prohibited scope (SPEC §11): usage inside it is settled and flagged `prohibited_use`.
+/// `None` lists mean "all"; `from` and `to` bound it in time (half-open), each optional.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Restriction {
+    pub(crate) use_cases: Option<Vec<UseCase>>,
+    pub(crate) regions: Option<Vec<Region>>,
+    pub(crate) models: Option<Vec<ModelId>>,
+    pub(crate) from: Option<Instant>,
+    pub(crate) to: Option<Instant>,
+}
+
+impl Restriction {
+    pub fn contains(&self, model: &str, use_case: &str, region: &str, time: Instant) -> bool {
+        self.use_cases.as_ref().is_none_or(|u| u.iter().any(|x| x.as_str() == use_case))
+            && self.regions.as_ref().is_none_or(|r| r.iter().any(|x| x.as_str() == region))
+            && self.models.as_ref().is_none_or(|m| m.iter().any(|x| x.as_str() == model))
+            && self.from.is_none_or(|from| from <= time)
+            && self.to.is_none_or(|to| time < to)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,6 +168,26 @@ pub struct Exclusivity {
     pub(crate) from: Instant,
     pub(crate) to: Instant,
     pub(crate) uplift: Decimal,
+}
+
+/// `[derivatives]`: the rates of models derived from the agreement's models (SPEC §11).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Derivatives {
+    /// Multiplies the base rates; `None` with rates of their own, or neither (factor 1).
+    pub(crate) rate_factor: Option<Decimal>,
+    /// `[derivatives.rates]`; a use case it does not list (and no `default` in it) keeps the
+    /// base rates.
+    pub(crate) rates: BTreeMap<UseCase, Vec<Decimal>>,
+    pub(crate) default_rates: Option<Vec<Decimal>>,
+    /// The prefix a derived model's id must start with.
+    pub(crate) name_prefix: Option<String>,
+}
+
+/// A parsed table of rates per use case, and `default`.
+#[derive(Default)]
+struct RateTable {
+    rates: BTreeMap<UseCase, Vec<Decimal>>,
+    default_rates: Option<Vec<Decimal>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -227,8 +311,13 @@ impl Agreement {
     }
 
     /// The index of the exclusivity scope holding a record, if any (scopes never overlap).
-    pub fn exclusive_scope(&self, model: &str, use_case: &str, region: &str, time: Instant) -> Option<usize> {
-        self.exclusivity.iter().position(|s| s.contains(model, use_case, region, time))
+    /// Where a record falls: the exclusivity scope it lies in, and whether it is restricted
+    /// (SPEC §11), as one index ([`Scopes`]).
+    pub fn scopes(&self, model: &str, use_case: &str, region: &str, time: Instant) -> Option<usize> {
+        let exclusive = self.exclusivity.iter().position(|s| s.contains(model, use_case, region, time));
+        let restricted = self.prohibited_use_cases.iter().any(|u| u.as_str() == use_case)
+            || self.restrictions.iter().any(|r| r.contains(model, use_case, region, time));
+        Scopes { exclusive, restricted }.index()
     }
 
     /// The canonical JSON form of the agreement: what its digest is taken over, so that the
@@ -292,6 +381,40 @@ impl Agreement {
         }
         if let (Some(days), Some(map)) = (self.close_after_days, form.as_object_mut()) {
             map.insert("close_after_days".to_owned(), Value::from(days));
+        }
+        if let (Some(d), Some(map)) = (&self.derivatives, form.as_object_mut()) {
+            let rates: serde_json::Map<String, Value> = d
+                .rates
+                .iter()
+                .map(|(k, v)| (k.to_string(), Value::Array(decimals(v))))
+                .chain(d.default_rates.iter().map(|v| ("default".to_owned(), Value::Array(decimals(v)))))
+                .collect();
+            let derivatives = json!({
+                "rate_factor": d.rate_factor.map(|f| f.to_string()),
+                "rates": rates,
+                "name_prefix": d.name_prefix.as_deref(),
+            });
+            map.insert("derivatives".to_owned(), derivatives);
+        }
+        if let (false, Some(map)) = (self.prohibited_use_cases.is_empty(), form.as_object_mut()) {
+            map.insert("prohibited_use_cases".to_owned(), self.prohibited_use_cases.iter().map(|u| Value::String(u.to_string())).collect());
+        }
+        if let (false, Some(map)) = (self.restrictions.is_empty(), form.as_object_mut()) {
+            let names = |list: Option<Vec<&str>>| list.map(|l| l.into_iter().map(|x| Value::String(x.to_owned())).collect::<Vec<_>>());
+            let restrictions: Vec<Value> = self
+                .restrictions
+                .iter()
+                .map(|r| {
+                    json!({
+                        "use_cases": names(r.use_cases.as_ref().map(|l| l.iter().map(UseCase::as_str).collect())),
+                        "regions": names(r.regions.as_ref().map(|l| l.iter().map(Region::as_str).collect())),
+                        "models": names(r.models.as_ref().map(|l| l.iter().map(ModelId::as_str).collect())),
+                        "from": r.from.map(|t| t.to_string()),
+                        "to": r.to.map(|t| t.to_string()),
+                    })
+                })
+                .collect();
+            map.insert("restrictions".to_owned(), Value::Array(restrictions));
         }
         form
     }
@@ -556,6 +679,20 @@ impl Walk {
     }
 
     /// A list of ids.
+    /// An optional list of ids: `Some(None)` when absent (all), `None` when it is wrong.
+    fn optional_ids<T>(
+        &mut self,
+        table: &DeTable<'_>,
+        key: &str,
+        parse: fn(&str) -> Result<T, IdError>,
+        example: &str,
+    ) -> Option<Option<Vec<T>>> {
+        match Self::get(table, key) {
+            Some(_) => self.id_list(table, key, parse, example).map(|(ids, _)| Some(ids)),
+            None => Some(None),
+        }
+    }
+
     fn id_list<T>(
         &mut self,
         table: &DeTable<'_>,
@@ -626,6 +763,9 @@ impl Walk {
             "pricing",
             "exclusivity",
             "contributions",
+            "derivatives",
+            "prohibited_use_cases",
+            "restrictions",
         ];
         let at = root.span();
         let table = root.get_ref();
@@ -785,6 +925,8 @@ impl Walk {
             None => None,
         };
         let contributions_ok = Self::get(table, "contributions").is_none() || contributions.is_some();
+        let derivatives = self.derivatives(table, pricing.as_ref());
+        let restrictions = self.restrictions(table);
 
         Some(Agreement {
             id: id?,
@@ -808,6 +950,9 @@ impl Walk {
             pricing: pricing?,
             exclusivity: exclusivity?,
             contributions: if contributions_ok { contributions } else { None },
+            derivatives: derivatives?,
+            prohibited_use_cases: restrictions.as_ref()?.0.clone(),
+            restrictions: restrictions?.1,
         })
     }
 
@@ -935,97 +1080,17 @@ impl Walk {
             self.missing(&at, "tier_bounds", ctx, "[] (one tier) or [\"1000000000\"] (two tiers)");
             bounds_ok = false;
         }
-        let tiers = tier_bounds.len() + 1;
 
         // Rates: one per tier for each use case, in [0, 1] for revenue_share.
-        let mut rates = BTreeMap::new();
-        let mut default_rates = None;
-        let mut rates_ok = true;
-        match Self::get(table, "rates") {
+        let rate_table = match Self::get(table, "rates") {
             None => {
                 self.missing(&at, "rates", ctx, "{ customer_service = [\"0.20\"] } (a [pricing.rates] section)");
-                rates_ok = false;
+                None
             }
-            Some((_, v)) => {
-                match v.get_ref() {
-                    DeValue::Table(t) => {
-                        for (key, value) in t.iter() {
-                            let name = key.get_ref().as_ref();
-                            if name != "default" && !is_use_case(name) {
-                                rates_ok = false;
-                                self.problem(key.span(), format!("`{name}` is not a valid use case name"), "invalid use case", Some("use a-z 0-9 _ starting with a letter, like customer_service; or `default` for use cases not listed".to_owned()));
-                                continue;
-                            }
-                            let DeValue::Array(items) = value.get_ref() else {
-                                rates_ok = false;
-                                self.wrong_type(key, value, "a list of rates, one per tier", "[\"0.20\", \"0.17\"]");
-                                continue;
-                            };
-                            let mut list = Vec::new();
-                            for item in items {
-                                match self.decimal_value(key, item, "[\"0.20\"]") {
-                                    Some(r) => {
-                                        if basis == Some(Basis::RevenueShare) && r > Decimal::ONE {
-                                            rates_ok = false;
-                                            self.problem(
-                                                item.span(),
-                                                format!("rate {r} of `{name}` is outside [0, 1]"),
-                                                "above 1",
-                                                Some("a revenue_share rate is a fraction of revenue: \"0.15\" means 15%".to_owned()),
-                                            );
-                                        }
-                                        list.push(r);
-                                    }
-                                    None => rates_ok = false,
-                                }
-                            }
-                            if bounds_ok && list.len() != tiers && items.len() == list.len() {
-                                rates_ok = false;
-                                self.problem(
-                                    value.span(),
-                                    format!(
-                                        "`{name}` has {} rate{} but the agreement has {tiers} tier{}",
-                                        list.len(),
-                                        if list.len() == 1 { "" } else { "s" },
-                                        if tiers == 1 { "" } else { "s" }
-                                    ),
-                                    "wrong number of rates",
-                                    Some(format!(
-                                        "give one rate per tier: tier_bounds has {} bound{}, so {tiers} rate{}",
-                                        tiers - 1,
-                                        if tiers == 2 { "" } else { "s" },
-                                        if tiers == 1 { "" } else { "s" }
-                                    )),
-                                );
-                            }
-                            if name == "default" {
-                                default_rates = Some(list);
-                            } else if let Ok(uc) = UseCase::parse(name) {
-                                rates.insert(uc, list);
-                            }
-                        }
-                        if t.is_empty() {
-                            rates_ok = false;
-                            self.problem(
-                                v.span(),
-                                "[pricing.rates] lists no use case".to_owned(),
-                                "no rates",
-                                Some("add at least one, like customer_service = [\"0.20\"], or default = [...]".to_owned()),
-                            );
-                        }
-                    }
-                    _ => {
-                        rates_ok = false;
-                        self.problem(
-                            v.span(),
-                            "`rates` must be a table".to_owned(),
-                            "not a table",
-                            Some("write it as a [pricing.rates] section".to_owned()),
-                        );
-                    }
-                }
-            }
-        }
+            Some((_, v)) => self.rate_table(v, "[pricing.rates]", basis, bounds_ok.then_some(tier_bounds.len() + 1)),
+        };
+        let rates_ok = rate_table.is_some();
+        let RateTable { rates, default_rates } = rate_table.unwrap_or_default();
         if !(bounds_ok && rates_ok) {
             return None;
         }
@@ -1040,31 +1105,205 @@ impl Walk {
         })
     }
 
-    fn exclusivity(&mut self, root: &DeTable<'_>, pricing: Option<&Pricing>) -> Option<Vec<Exclusivity>> {
-        const KEYS: &[&str] = &["use_case", "regions", "models", "from", "to", "uplift"];
-        let Some((k, v)) = Self::get(root, "exclusivity") else {
-            return Some(Vec::new());
-        };
-        let DeValue::Array(items) = v.get_ref() else {
-            self.wrong_type(k, v, "a list of [[exclusivity]] tables", "[[exclusivity]]");
+    /// A table of rates (`[pricing.rates]`, `[derivatives.rates]`): for each use case (or
+    /// `default`), one rate per tier (`tiers`, when the bounds parsed), in [0, 1] for
+    /// revenue_share. `None` when anything in it is wrong, each problem reported.
+    fn rate_table(&mut self, v: &Spanned<DeValue<'_>>, section: &str, basis: Option<Basis>, tiers: Option<usize>) -> Option<RateTable> {
+        let DeValue::Table(t) = v.get_ref() else {
+            self.problem(v.span(), "`rates` must be a table".to_owned(), "not a table", Some(format!("write it as a {section} section")));
             return None;
         };
-        let mut scopes: Vec<(Exclusivity, Range<usize>)> = Vec::new();
+        let mut table = RateTable::default();
         let mut ok = true;
-        for (n, item) in items.iter().enumerate() {
-            let DeValue::Table(t) = item.get_ref() else {
+        for (key, value) in t.iter() {
+            let name = key.get_ref().as_ref();
+            if name != "default" && !is_use_case(name) {
                 ok = false;
                 self.problem(
+                    key.span(),
+                    format!("`{name}` is not a valid use case name"),
+                    "invalid use case",
+                    Some("use a-z 0-9 _ starting with a letter, like customer_service; or `default` for use cases not listed".to_owned()),
+                );
+                continue;
+            }
+            let DeValue::Array(items) = value.get_ref() else {
+                ok = false;
+                self.wrong_type(key, value, "a list of rates, one per tier", "[\"0.20\", \"0.17\"]");
+                continue;
+            };
+            let mut list = Vec::new();
+            for item in items {
+                match self.decimal_value(key, item, "[\"0.20\"]") {
+                    Some(r) => {
+                        if basis == Some(Basis::RevenueShare) && r > Decimal::ONE {
+                            ok = false;
+                            self.problem(
+                                item.span(),
+                                format!("rate {r} of `{name}` is outside [0, 1]"),
+                                "above 1",
+                                Some("a revenue_share rate is a fraction of revenue: \"0.15\" means 15%".to_owned()),
+                            );
+                        }
+                        list.push(r);
+                    }
+                    None => ok = false,
+                }
+            }
+            if let Some(tiers) = tiers.filter(|tiers| list.len() != *tiers && items.len() == list.len()) {
+                ok = false;
+                let plural = |n: usize| if n == 1 { "" } else { "s" };
+                self.problem(
+                    value.span(),
+                    format!("`{name}` has {} rate{} but the agreement has {tiers} tier{}", list.len(), plural(list.len()), plural(tiers)),
+                    "wrong number of rates",
+                    Some(format!(
+                        "give one rate per tier: tier_bounds has {} bound{}, so {tiers} rate{}",
+                        tiers - 1,
+                        plural(tiers - 1),
+                        plural(tiers)
+                    )),
+                );
+            }
+            if name == "default" {
+                table.default_rates = Some(list);
+            } else if let Ok(uc) = UseCase::parse(name) {
+                table.rates.insert(uc, list);
+            }
+        }
+        if t.is_empty() {
+            ok = false;
+            self.problem(
+                v.span(),
+                format!("{section} lists no use case"),
+                "no rates",
+                Some("add at least one, like customer_service = [\"0.20\"], or default = [...]".to_owned()),
+            );
+        }
+        ok.then_some(table)
+    }
+
+    /// `[derivatives]` (SPEC §11): how models derived from the agreement's models are priced —
+    /// a `rate_factor` on the base rates or `rates` of their own (not both) — and the prefix
+    /// their ids must start with.
+    fn derivatives(&mut self, root: &DeTable<'_>, pricing: Option<&Pricing>) -> Option<Option<Derivatives>> {
+        const KEYS: &[&str] = &["rate_factor", "rates", "name_prefix"];
+        let ctx = "[derivatives]";
+        let Some((k, v)) = Self::get(root, "derivatives") else { return Some(None) };
+        let DeValue::Table(table) = v.get_ref() else {
+            self.wrong_type(k, v, "a table", "{ rate_factor = \"0.8\" } (a [derivatives] section)");
+            return None;
+        };
+        self.known_keys(table, KEYS, ctx);
+        let rate_factor = self.decimal(table, "rate_factor", "\"0.8\"");
+        let mut ok = Self::get(table, "rate_factor").is_none() || rate_factor.is_some();
+        let rates = Self::get(table, "rates").map(|(_, v)| {
+            let tiers = pricing.map(|p| p.tier_bounds.len() + 1);
+            self.rate_table(v, "[derivatives.rates]", pricing.map(|p| p.basis), tiers)
+        });
+        if let (Some((_, sp)), Some(_)) = (&rate_factor, &rates) {
+            ok = false;
+            self.problem(
+                sp.clone(),
+                "[derivatives] has both `rate_factor` and `rates`".to_owned(),
+                "choose one",
+                Some("give a rate_factor that multiplies the base rates, or [derivatives.rates] of their own, not both".to_owned()),
+            );
+        }
+        let name_prefix = match Self::get(table, "name_prefix") {
+            None => None,
+            Some((key, value)) => match value.get_ref() {
+                DeValue::String(text) if ModelId::parse(text).is_ok() => Some(text.to_string()),
+                DeValue::String(text) => {
+                    ok = false;
+                    self.problem(
+                        value.span(),
+                        format!("`name_prefix` \"{text}\" cannot start a model id"),
+                        "not a model id prefix",
+                        Some("a model id is a-z 0-9 _ - . starting with a letter or digit: for example name_prefix = \"llama\"".to_owned()),
+                    );
+                    None
+                }
+                _ => {
+                    ok = false;
+                    self.wrong_type(key, value, "a string", "\"llama\"");
+                    None
+                }
+            },
+        };
+        let RateTable { rates, default_rates } = match rates {
+            Some(table) => table?,
+            None => RateTable::default(),
+        };
+        if !ok {
+            return None;
+        }
+        Some(Some(Derivatives { rate_factor: rate_factor.map(|(f, _)| f), rates, default_rates, name_prefix }))
+    }
+
+    /// The tables of an array of tables (`[[exclusivity]]`): each with its number (from 1), the
+    /// name problems call it by (`{noun} {n}`), the table and its span; its keys checked against
+    /// `keys`. No key is no tables; `None` when the key is not a list. An item that is not a table
+    /// is reported and left out, and clears `ok`.
+    #[allow(clippy::type_complexity, reason = "one use of the shape, named in the doc")]
+    fn tables<'t, 'i>(
+        &mut self,
+        root: &'t DeTable<'i>,
+        key: &str,
+        noun: &str,
+        keys: &[&str],
+        ok: &mut bool,
+    ) -> Option<Vec<(usize, String, &'t DeTable<'i>, Range<usize>)>> {
+        let Some((k, v)) = Self::get(root, key) else { return Some(Vec::new()) };
+        let DeValue::Array(items) = v.get_ref() else {
+            self.wrong_type(k, v, &format!("a list of [[{key}]] tables"), &format!("[[{key}]]"));
+            return None;
+        };
+        let mut tables = Vec::with_capacity(items.len());
+        for (n, item) in (1..).zip(items.iter()) {
+            let DeValue::Table(t) = item.get_ref() else {
+                *ok = false;
+                self.problem(
                     item.span(),
-                    "each exclusivity scope must be a table".to_owned(),
+                    format!("each {noun} must be a table"),
                     "not a table",
-                    Some("write each scope as an [[exclusivity]] section".to_owned()),
+                    Some(format!("write each {noun} as a [[{key}]] section")),
                 );
                 continue;
             };
-            let at = item.span();
-            let ctx = format!("exclusivity scope {}", n + 1);
-            self.known_keys(t, KEYS, &ctx);
+            let ctx = format!("{noun} {n}");
+            self.known_keys(t, keys, &ctx);
+            tables.push((n, ctx, t, item.span()));
+        }
+        Some(tables)
+    }
+
+    /// Whether `[from, to)` is an interval (either may be absent); if not, the problem is reported
+    /// at `to` with `help`.
+    fn half_open(&mut self, from: &Option<(Instant, Range<usize>)>, to: &Option<(Instant, Range<usize>)>, help: &str) -> bool {
+        let (Some((from, _)), Some((to, at))) = (from, to) else { return true };
+        if to > from {
+            return true;
+        }
+        self.problem(at.clone(), format!("`to` ({to}) is not after `from` ({from})"), "not after from", Some(help.to_owned()));
+        false
+    }
+
+    fn exclusivity(&mut self, root: &DeTable<'_>, pricing: Option<&Pricing>) -> Option<Vec<Exclusivity>> {
+        const KEYS: &[&str] = &["use_case", "regions", "models", "from", "to", "uplift"];
+        let mut ok = true;
+        let tables = self.tables(root, "exclusivity", "exclusivity scope", KEYS, &mut ok)?;
+        if tables.len() > MAX_EXCLUSIVITY_SCOPES {
+            ok = false;
+            self.problem(
+                Self::get(root, "exclusivity").map_or(0..0, |(_, v)| v.span()),
+                format!("{} exclusivity scopes; an agreement has at most {MAX_EXCLUSIVITY_SCOPES}", tables.len()),
+                "too many scopes",
+                Some("merge scopes that share a use case: a scope may name several regions and models".to_owned()),
+            );
+        }
+        let mut scopes: Vec<(Exclusivity, Range<usize>)> = Vec::new();
+        for (n, ctx, t, at) in tables {
             let use_case = self.string(t, &at, "use_case", &ctx, "\"search\"").and_then(|(s, sp)| {
                 let uc = self.id(UseCase::parse(s), sp.clone())?;
                 if let Some(p) = pricing
@@ -1081,14 +1320,8 @@ impl Walk {
                 }
                 Some(uc)
             });
-            let regions = match Self::get(t, "regions") {
-                Some(_) => self.id_list(t, "regions", Region::parse, "[\"eu\"]").map(|(r, _)| Some(r)),
-                None => Some(None),
-            };
-            let models = match Self::get(t, "models") {
-                Some(_) => self.id_list(t, "models", ModelId::parse, "[\"m-70b\"]").map(|(m, _)| Some(m)),
-                None => Some(None),
-            };
+            let regions = self.optional_ids(t, "regions", Region::parse, "[\"eu\"]");
+            let models = self.optional_ids(t, "models", ModelId::parse, "[\"m-70b\"]");
             let from = self.instant(t, "from");
             let to = self.instant(t, "to");
             for (key, value) in [("from", &from), ("to", &to)] {
@@ -1096,17 +1329,7 @@ impl Walk {
                     self.missing(&at, key, &ctx, "2026-10-15");
                 }
             }
-            if let (Some((f, _)), Some((t_, sp))) = (&from, &to)
-                && t_ <= f
-            {
-                ok = false;
-                self.problem(
-                    sp.clone(),
-                    format!("`to` ({t_}) is not after `from` ({f})"),
-                    "not after from",
-                    Some("a scope is the half-open interval [from, to)".to_owned()),
-                );
-            }
+            ok &= self.half_open(&from, &to, "a scope is the half-open interval [from, to)");
             let uplift = self.decimal(t, "uplift", "\"0.25\"");
             if uplift.is_none() && Self::get(t, "uplift").is_none() {
                 self.missing(&at, "uplift", &ctx, "\"0.25\"");
@@ -1120,7 +1343,7 @@ impl Walk {
                             at.clone(),
                             format!(
                                 "exclusivity scope {} overlaps scope {} (same use case, and regions, models and time meet)",
-                                n + 1,
+                                n,
                                 other + 1
                             ),
                             "overlapping scope",
@@ -1133,6 +1356,45 @@ impl Walk {
             }
         }
         ok.then(|| scopes.into_iter().map(|(s, _)| s).collect())
+    }
+
+    /// `prohibited_use_cases` and `[[restrictions]]` (SPEC §11): scopes whose usage is settled
+    /// and flagged `prohibited_use`. A restriction names at least one of use cases, regions and
+    /// models (absent: all); `from` and `to` (each optional) bound it in time, half-open.
+    fn restrictions(&mut self, root: &DeTable<'_>) -> Option<(Vec<UseCase>, Vec<Restriction>)> {
+        const KEYS: &[&str] = &["use_cases", "regions", "models", "from", "to"];
+        let prohibited =
+            self.optional_ids(root, "prohibited_use_cases", UseCase::parse, "[\"surveillance\"]").map(Option::unwrap_or_default);
+        let mut ok = true;
+        let mut restrictions = Vec::new();
+        for (_, ctx, t, at) in self.tables(root, "restrictions", "restriction", KEYS, &mut ok)? {
+            let use_cases = self.optional_ids(t, "use_cases", UseCase::parse, "[\"surveillance\"]");
+            let regions = self.optional_ids(t, "regions", Region::parse, "[\"eu\"]");
+            let models = self.optional_ids(t, "models", ModelId::parse, "[\"m-70b\"]");
+            let from = self.instant(t, "from");
+            let to = self.instant(t, "to");
+            let times_ok = (Self::get(t, "from").is_none() || from.is_some()) && (Self::get(t, "to").is_none() || to.is_some());
+            ok &= self.half_open(&from, &to, "a restriction applies in the half-open interval [from, to)");
+            if ["use_cases", "regions", "models"].iter().all(|key| Self::get(t, key).is_none()) {
+                ok = false;
+                self.problem(
+                    at.clone(),
+                    format!("{ctx} names no use case, region or model, so it would restrict everything"),
+                    "restricts everything",
+                    Some("name the use_cases, regions or models it restricts, for example use_cases = [\"surveillance\"]".to_owned()),
+                );
+            }
+            match (use_cases, regions, models, times_ok) {
+                (Some(use_cases), Some(regions), Some(models), true) => {
+                    restrictions.push(Restriction { use_cases, regions, models, from: from.map(|(f, _)| f), to: to.map(|(t, _)| t) })
+                }
+                _ => ok = false,
+            }
+        }
+        match (prohibited, ok) {
+            (Some(prohibited), true) => Some((prohibited, restrictions)),
+            _ => None,
+        }
     }
 
     fn contributions(&mut self, table: &DeTable<'_>, at: Range<usize>) -> Option<ContributionTerms> {

@@ -14,6 +14,7 @@
 //! - [`contribution`], [`allocate`]: contribution credits and the largest-remainder split.
 //! - [`dispute`]: the dispute process (SPEC §8): which transitions are allowed, deadlines, and
 //!   the adjustment a resolved dispute carries into the next statement.
+//! - [`licence`]: the licence rules settlement applies (SPEC §11): derived models' lineage.
 //! - [`settle`]: the SPEC §4 arithmetic, producing a [`statement::Statement`].
 //! - [`statement`]: the statement (SPEC §6) and its canonical encoding.
 //! - [`ledger`]: the double-entry ledger: journal entries, balances, who owes whom.
@@ -35,6 +36,7 @@ pub mod dispute;
 pub mod ids;
 pub mod json;
 pub mod ledger;
+pub mod licence;
 pub mod merkle;
 pub mod money;
 pub mod note;

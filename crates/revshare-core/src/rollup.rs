@@ -1,10 +1,11 @@
 //! Exact per-group sums: what settlement needs from the records, in O(groups) space.
 //!
-//! Records are grouped by (model, use case, region, exclusivity scope). Counts are summed as
-//! `u128` (each below 2^63). Revenue is summed without any rounding and without big integers on
-//! the hot path: a revenue is `mantissa × 10^-scale` with a mantissa below 10^28 < 2^94 and a scale
-//! of at most 28, so the rollup keeps one `u128` sum per scale — 2^34 records per group and scale
-//! before any overflow, which is checked. Only settlement turns the sums into rationals.
+//! Records are grouped by (model, use case, region, and scopes: exclusivity scope and restriction).
+//! Counts are summed as `u128` (each below 2^63). Revenue is summed without any rounding and
+//! without big integers on the hot path: a revenue is `mantissa × 10^-scale` with a mantissa
+//! below 10^28 < 2^94 and a scale of at most 28, so the rollup keeps one `u128` sum per scale —
+//! 2^34 records per group and scale before any overflow, which is checked. Only settlement turns
+//! the sums into rationals.
 //!
 //! Sums are commutative, so the rollup of a set of records does not depend on their order, and
 //! two rollups of disjoint record sets merge into the rollup of their union.
@@ -21,13 +22,14 @@ use crate::usage::UsageRecord;
 pub const SCALES: usize = 29;
 const _: () = assert!(SCALES == 29 && MAX_DIGITS == 28);
 
-/// The group of a record: its line key plus the exclusivity scope it lies in.
+/// The group of a record: its line key plus its place among the agreement's scopes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct GroupKey {
     pub model: String,
     pub use_case: String,
     pub region: String,
-    /// Index of the agreement's exclusivity scope holding the records, if any.
+    /// The records' place among the agreement's scopes (exclusivity, restriction:
+    /// [`crate::agreement::Scopes`]).
     pub scope: Option<usize>,
 }
 

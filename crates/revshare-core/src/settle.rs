@@ -12,12 +12,13 @@ use num_rational::BigRational;
 use num_traits::{One, Zero};
 use sha2::{Digest, Sha256};
 
-use crate::agreement::{Agreement, Basis, Pricing, TierMetric, TierMode};
+use crate::agreement::{Agreement, Basis, Pricing, Scopes, TierMetric, TierMode};
 use crate::allocate::largest_remainder;
 use crate::canonical;
 use crate::contribution::Contribution;
 use crate::decimal::{Decimal, pow10};
 use crate::ids::{PartyId, same_id};
+use crate::licence::Lineage;
 use crate::money::{self, AmountOverflow, format_rational};
 use crate::rollup::{GroupKey, GroupSums, Rollup, RollupOverflow};
 use crate::statement::{Adjustment, Inputs, Line, Statement, TierRow, Tiers, Totals};
@@ -39,6 +40,9 @@ pub struct SettlementInput<'a> {
     pub usage_digest: String,
     pub contributions: &'a [Contribution],
     pub adjustments: Vec<Adjustment>,
+    /// Which models derive from which (SPEC §11): a model derived from one the agreement lists is
+    /// priced at the agreement's rates for derivatives.
+    pub lineage: &'a Lineage,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -75,10 +79,10 @@ fn no_rate_message(missing: &[(String, u64)]) -> String {
 }
 
 /// Whether a record is selected for the agreement and month (SPEC §4 step 1), and if so, the
-/// exclusivity scope it lies in.
+/// agreement's scopes it lies in, as one index ([`Agreement::scopes`]: exclusivity, restriction).
 pub fn select(agreement: &Agreement, period: Period, record: &UsageRecord<'_>) -> Option<Option<usize>> {
     (same_id(&record.host, agreement.host.as_str()) && period.contains(record.time) && agreement.in_effect_at(record.time))
-        .then(|| agreement.exclusive_scope(&record.model, &record.use_case, &record.region, record.time))
+        .then(|| agreement.scopes(&record.model, &record.use_case, &record.region, record.time))
 }
 
 /// The digest of a batch of records (what a host signs and a batch leaf names): SHA-256 over
@@ -135,6 +139,7 @@ pub fn settle_records(
     records: &[UsageRecord<'_>],
     contributions: &[Contribution],
     adjustments: Vec<Adjustment>,
+    lineage: &Lineage,
 ) -> Result<Statement, SettleError> {
     let mut index = crate::dedup::DedupIndex::new(0);
     let mut rollup = Rollup::new();
@@ -162,7 +167,7 @@ pub fn settle_records(
             }
         }
     }
-    settle(&SettlementInput { agreement, period, rollup: &rollup, usage_digest: counted.digest(), contributions, adjustments })
+    settle(&SettlementInput { agreement, period, rollup: &rollup, usage_digest: counted.digest(), contributions, adjustments, lineage })
 }
 
 /// Every contribution must be of a kind the agreement lists and by one of its two parties. The
@@ -205,8 +210,8 @@ pub fn settle(input: &SettlementInput<'_>) -> Result<Statement, SettleError> {
     check_contributions(agreement, input.contributions)?;
     let groups = input.rollup.groups();
     let position = tier_position(&agreement.pricing, &groups);
-    let rates = blended_rates(&agreement.pricing, &position.fractions, &groups)?;
-    let (lines, gross) = price_lines(agreement, &rates, &groups)?;
+    let rates = blended_rates(agreement, input.lineage, &position.fractions, &groups)?;
+    let (lines, gross) = price_lines(agreement, input.lineage, &rates, &groups)?;
     let usage = minimum_and_cap(agreement, &lines)?;
     let credit = contribution_credit(agreement, input.period, input.contributions, usage.total)?;
     let adjustments = money::sum(input.adjustments.iter().map(|a| a.amount), || "totals.adjustments".to_owned())?;
@@ -282,6 +287,15 @@ fn final_true_up(input: &SettlementInput<'_>, end: Instant) -> Result<Statement,
 /// The flag of a [`final_true_up`] statement.
 pub const FINAL_TRUE_UP: &str = "final_true_up";
 
+/// The flag of a line whose model neither the agreement lists nor derives from one it lists.
+pub const UNLICENSED_MODEL: &str = "unlicensed_model";
+
+/// The flag of a derived model's line whose id lacks the agreement's `name_prefix`.
+pub const NAMING_VIOLATION: &str = "naming_violation";
+
+/// The flag of a line with usage inside a scope the agreement prohibits (SPEC §11).
+pub const PROHIBITED_USE: &str = "prohibited_use";
+
 /// The statement's tier section: the bounds and where V fell.
 fn tiers(pricing: &Pricing, position: &TierPosition) -> Tiers {
     let rows = (0..position.volumes.len())
@@ -354,28 +368,62 @@ fn tier_position(pricing: &Pricing, groups: &Groups<'_>) -> TierPosition {
     TierPosition { total, volumes, fractions }
 }
 
-/// Step 3a: each use case's blended rate Σ fᵢ·r(u, i). Every use case needs a rate.
+/// What covers a line's model (SPEC §11): the agreement lists it, it derives from a model the
+/// agreement lists, or neither (`unlicensed_model`, priced at the base rates).
+#[derive(Clone, Copy)]
+enum Coverage<'a> {
+    Listed,
+    Derived(&'a str),
+    Unlicensed,
+}
+
+fn coverage<'a>(agreement: &'a Agreement, lineage: &Lineage, model: &str) -> Coverage<'a> {
+    if agreement.models.iter().any(|m| m.as_str() == model) {
+        return Coverage::Listed;
+    }
+    lineage.base_among(model, &agreement.models).map_or(Coverage::Unlicensed, |base| Coverage::Derived(base.as_str()))
+}
+
+/// The rates of a use case, one per tier, and the factor on them: for a derived model, its own
+/// (`[derivatives.rates]`: the use case, else its `default`) or, where those do not say, the base
+/// rates times `rate_factor` (1 when absent); otherwise `[pricing.rates]`: the use case, else
+/// `default`.
+fn tier_rates<'a>(agreement: &'a Agreement, use_case: &str, derived: bool) -> Option<(&'a [Decimal], Option<Decimal>)> {
+    let pricing = &agreement.pricing;
+    let find = |rates: &'a BTreeMap<crate::ids::UseCase, Vec<Decimal>>, default: &'a Option<Vec<Decimal>>| {
+        rates.iter().find(|(k, _)| k.as_str() == use_case).map(|(_, r)| r.as_slice()).or(default.as_deref())
+    };
+    let base = || find(&pricing.rates, &pricing.default_rates);
+    match agreement.derivatives.as_ref().filter(|_| derived) {
+        Some(d) => find(&d.rates, &d.default_rates).map(|own| (own, None)).or_else(|| base().map(|r| (r, d.rate_factor))),
+        None => base().map(|r| (r, None)),
+    }
+}
+
+/// Step 3a: each use case's blended rate Σ fᵢ·r(u, i), for base and for derived models. Every
+/// use case needs a rate.
 fn blended_rates<'a>(
-    pricing: &Pricing,
+    agreement: &Agreement,
+    lineage: &Lineage,
     fractions: &[BigRational],
     groups: &Groups<'a>,
-) -> Result<BTreeMap<&'a str, BigRational>, SettleError> {
+) -> Result<BTreeMap<(&'a str, bool), BigRational>, SettleError> {
     let mut missing: BTreeMap<String, u64> = BTreeMap::new();
-    let mut blended: BTreeMap<&str, BigRational> = BTreeMap::new();
+    let mut blended: BTreeMap<(&str, bool), BigRational> = BTreeMap::new();
     for (key, sums) in groups {
         let uc = key.use_case.as_str();
+        let derived = matches!(coverage(agreement, lineage, &key.model), Coverage::Derived(_));
         if let Some(n) = missing.get_mut(uc) {
             *n = n.saturating_add(sums.records);
             continue;
         }
-        if blended.contains_key(uc) {
+        if blended.contains_key(&(uc, derived)) {
             continue;
         }
-        let rates = pricing.rates.iter().find(|(k, _)| k.as_str() == uc).map(|(_, r)| r).or(pricing.default_rates.as_ref());
-        match rates {
-            Some(rates) => {
+        match tier_rates(agreement, uc, derived) {
+            Some((rates, factor)) => {
                 let rate = fractions.iter().zip(rates).fold(BigRational::zero(), |acc, (f, r)| acc + f * r.to_rational());
-                blended.insert(uc, rate);
+                blended.insert((uc, derived), factor.map_or_else(|| rate.clone(), |k| &rate * k.to_rational()));
             }
             None => {
                 missing.insert(uc.to_owned(), sums.records);
@@ -391,37 +439,47 @@ fn blended_rates<'a>(
 /// Step 3b: the lines, each one rounding of its exact amount; and the exact gross revenue.
 fn price_lines(
     agreement: &Agreement,
-    rates: &BTreeMap<&str, BigRational>,
+    lineage: &Lineage,
+    rates: &BTreeMap<(&str, bool), BigRational>,
     groups: &Groups<'_>,
 ) -> Result<(Vec<Line>, BigRational), SettleError> {
     let pricing = &agreement.pricing;
     let currency = agreement.currency;
     let unit = pricing.unit.map_or_else(BigRational::one, |u| u.to_rational());
     // A line gathers the groups of one (model, use_case, region, exclusive): several exclusivity
-    // scopes (each with its uplift) may feed one exclusive line. BTreeMap order is SPEC order.
-    let mut line_groups: BTreeMap<LineKey<'_>, Vec<(Option<usize>, &GroupSums)>> = BTreeMap::new();
+    // scopes (each with its uplift) may feed one exclusive line, restricted records or not.
+    // BTreeMap order is SPEC order.
+    let mut line_groups: BTreeMap<LineKey<'_>, Vec<(Scopes, &GroupSums)>> = BTreeMap::new();
     for (key, sums) in groups {
+        let scopes = Scopes::from_index(key.scope);
         line_groups
-            .entry((key.model.as_str(), key.use_case.as_str(), key.region.as_str(), key.scope.is_some()))
+            .entry((key.model.as_str(), key.use_case.as_str(), key.region.as_str(), scopes.exclusive.is_some()))
             .or_default()
-            .push((key.scope, sums));
+            .push((scopes, sums));
     }
     let mut lines: Vec<Line> = Vec::with_capacity(line_groups.len());
     let mut gross = BigRational::zero();
     for ((model, use_case, region, exclusive), parts) in line_groups {
         let index = lines.len();
         let at = || format!("line {index} ({model}, {use_case}, {region}{})", if exclusive { ", exclusive" } else { "" });
-        let rate = rates.get(use_case).cloned().unwrap_or_else(BigRational::zero);
+        let coverage = coverage(agreement, lineage, model);
+        let derived_from = match coverage {
+            Coverage::Derived(base) => Some(base.to_owned()),
+            Coverage::Listed | Coverage::Unlicensed => None,
+        };
+        // `blended_rates` priced every use case of the groups, or refused.
+        let rate = rates.get(&(use_case, derived_from.is_some())).cloned().unwrap_or_else(BigRational::zero);
         let mut total = GroupSums::default();
         let (mut base_sum, mut uplifted_sum) = (BigRational::zero(), BigRational::zero());
         let mut uplifts: Vec<Decimal> = Vec::new();
-        for (scope, sums) in parts {
+        let restricted = parts.iter().any(|(scopes, _)| scopes.restricted);
+        for (scopes, sums) in parts {
             total.merge(sums).map_err(|_| AmountOverflow::at(at()))?;
             let base = match pricing.basis {
                 Basis::RevenueShare => sums.revenue(),
                 Basis::PerUnit => metric_volume(pricing.tier_metric, sums) / &unit,
             };
-            let uplift = scope.and_then(|i| agreement.exclusivity.get(i)).map(|s| s.uplift);
+            let uplift = scopes.exclusive.and_then(|i| agreement.exclusivity.get(i)).map(|s| s.uplift);
             uplifted_sum += &base * (BigRational::one() + uplift.map_or_else(BigRational::zero, |u| u.to_rational()));
             base_sum += base;
             if let Some(u) = uplift.filter(|u| !uplifts.contains(u)) {
@@ -438,8 +496,18 @@ fn price_lines(
             _ => format_rational(&(&uplifted_sum / &base_sum - BigRational::one()), INFO_PLACES),
         });
         let mut flags = Vec::new();
-        if !agreement.models.iter().any(|m| m.as_str() == model) {
-            flags.push("unlicensed_model".to_owned());
+        match coverage {
+            Coverage::Unlicensed => flags.push(UNLICENSED_MODEL.to_owned()),
+            Coverage::Derived(_) => {
+                let prefix = agreement.derivatives.as_ref().and_then(|d| d.name_prefix.as_deref());
+                if prefix.is_some_and(|p| !model.starts_with(p)) {
+                    flags.push(NAMING_VIOLATION.to_owned());
+                }
+            }
+            Coverage::Listed => {}
+        }
+        if restricted {
+            flags.push(PROHIBITED_USE.to_owned());
         }
         let (revenue, amount) = match (currency.round(&revenue), currency.round(&exact)) {
             (Some(revenue), Some(amount)) => (revenue, amount),
@@ -450,6 +518,7 @@ fn price_lines(
             use_case: use_case.to_owned(),
             region: region.to_owned(),
             exclusive,
+            derived_from,
             records: total.records,
             requests: total.requests,
             input_tokens: total.input_tokens,

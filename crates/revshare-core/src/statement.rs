@@ -66,6 +66,9 @@ pub struct Line {
     pub use_case: String,
     pub region: String,
     pub exclusive: bool,
+    /// The agreement's model that the line's model derives from (SPEC §11); `None` for a model
+    /// the agreement lists (or that derives from none of them). Written only when present.
+    pub derived_from: Option<String>,
     pub records: u64,
     pub requests: u128,
     pub input_tokens: u128,
@@ -247,6 +250,10 @@ impl Line {
             money(w, self.amount);
             w.key("blended_rate");
             w.string(&self.blended_rate);
+            if let Some(base) = &self.derived_from {
+                w.key("derived_from");
+                w.string(base);
+            }
             w.key("exclusive");
             w.boolean(self.exclusive);
             w.key("flags");
@@ -453,6 +460,7 @@ fn decode(root: &Member<'_, '_>) -> Result<Statement, DecodeError> {
                 use_case: l.get("use_case").text()?.to_owned(),
                 region: l.get("region").text()?.to_owned(),
                 exclusive: l.get("exclusive").boolean()?,
+                derived_from: l.get("derived_from").optional_text()?,
                 records: l.get("records").number()?,
                 requests: l.get("requests").count()?,
                 input_tokens: l.get("input_tokens").count()?,

@@ -50,7 +50,8 @@ fn unknown_key_at_the_top_level() {
         &[("version = 1\n", "version = 1\nowner = \"meridian\"\n")],
         "agreement.toml:5:1: unknown key `owner` in the agreement
   help: the keys allowed here are: id, version, licensor, host, currency, effective_from, effective_to, models, minimum, cap, \
-dispute_window_days, dispute_response_days, close_after_days, mau_threshold, arbiters, pricing, exclusivity, contributions
+dispute_window_days, dispute_response_days, close_after_days, mau_threshold, arbiters, pricing, exclusivity, contributions, \
+derivatives, prohibited_use_cases, restrictions
 ",
     );
 }
@@ -161,6 +162,67 @@ fn tier_bounds_must_increase() {
   help: tier_bounds must be strictly increasing upper bounds
 ",
     );
+}
+
+#[test]
+fn derivatives_take_a_factor_or_rates_of_their_own_and_only_change_the_digest_when_written() {
+    let tail = "points = { maintenance = 1, update = 2, improvement = 5 }\n";
+    check(
+        &[(tail, &format!("{tail}\n[derivatives]\nname_prefix = \"Llama\"\n\n[derivatives.rates]\nsearch = [\"0.1\"]\n"))],
+        "agreement.toml:40:15: `name_prefix` \"Llama\" cannot start a model id
+  help: a model id is a-z 0-9 _ - . starting with a letter or digit: for example name_prefix = \"llama\"
+agreement.toml:43:10: `search` has 1 rate but the agreement has 3 tiers
+  help: give one rate per tier: tier_bounds has 2 bounds, so 3 rates
+",
+    );
+    check(
+        &[(
+            tail,
+            &format!(
+                "{tail}\n[derivatives]\nrate_factor = \"0.8\"\nmodels = [\"m-8b\"]\n\n[derivatives.rates]\nsearch = [\"0.1\", \"0.1\", \"0.1\"]\n"
+            ),
+        )],
+        "agreement.toml:40:15: [derivatives] has both `rate_factor` and `rates`
+  help: give a rate_factor that multiplies the base rates, or [derivatives.rates] of their own, not both
+agreement.toml:41:1: unknown key `models` in [derivatives]
+  help: the keys allowed here are: rate_factor, rates, name_prefix
+",
+    );
+    let parsed = |text: &str| parse_agreement(FILE, text).map_err(|e| e.render_plain()).unwrap_or_else(|e| panic!("{e}"));
+    let example = parsed(EXAMPLE);
+    let written = parsed(&edited(&[(tail, &format!("{tail}\n[derivatives]\nrate_factor = \"0.8\"\nname_prefix = \"m-70b\"\n"))]));
+    assert_ne!(written.digest(), example.digest(), "saying it is part of what the agreement says");
+    assert!(!example.to_canonical_json().to_string().contains("derivatives"), "an agreement that does not say keeps its digest");
+}
+
+#[test]
+fn restrictions_name_what_they_restrict_and_only_change_the_digest_when_written() {
+    let tail = "points = { maintenance = 1, update = 2, improvement = 5 }\n";
+    check(
+        &[
+            ("dispute_window_days = 30\n", "dispute_window_days = 30\nprohibited_use_cases = [\"Surveillance\"]\n"),
+            (
+                tail,
+                &format!(
+                    "{tail}\n[[restrictions]]\nfrom = 2026-11-01\nto = 2026-10-01\n\n[[restrictions]]\nregions = [\"cn\"]\nuntil = 2027-01-01\n"
+                ),
+            ),
+        ],
+        "agreement.toml:13:25: `Surveillance` is not a valid use case: use a-z 0-9 _ starting with a letter, like \"customer_service\"
+agreement.toml:40:1: restriction 1 names no use case, region or model, so it would restrict everything
+  help: name the use_cases, regions or models it restricts, for example use_cases = [\"surveillance\"]
+agreement.toml:42:6: `to` (2026-10-01T00:00:00Z) is not after `from` (2026-11-01T00:00:00Z)
+  help: a restriction applies in the half-open interval [from, to)
+agreement.toml:46:1: unknown key `until` in restriction 2
+  help: the keys allowed here are: use_cases, regions, models, from, to
+",
+    );
+    let parsed = |text: &str| parse_agreement(FILE, text).map_err(|e| e.render_plain()).unwrap_or_else(|e| panic!("{e}"));
+    let example = parsed(EXAMPLE);
+    let written = parsed(&edited(&[(tail, &format!("{tail}\n[[restrictions]]\nuse_cases = [\"search\"]\nregions = [\"cn\"]\n"))]));
+    assert_ne!(written.digest(), example.digest(), "saying it is part of what the agreement says");
+    let canonical = example.to_canonical_json().to_string();
+    assert!(!canonical.contains("restrictions") && !canonical.contains("prohibited"), "an agreement that does not say keeps its digest");
 }
 
 #[test]
@@ -318,7 +380,7 @@ fn three_problems_are_reported_at_once_in_file_order() {
             ("dispute_window_days = 30", "dispute_window_days = 30\ndispute_window = 30"),
         ],
         r#"agreement.toml:13:1: unknown key `dispute_window` in the agreement
-  help: the keys allowed here are: id, version, licensor, host, currency, effective_from, effective_to, models, minimum, cap, dispute_window_days, dispute_response_days, close_after_days, mau_threshold, arbiters, pricing, exclusivity, contributions
+  help: the keys allowed here are: id, version, licensor, host, currency, effective_from, effective_to, models, minimum, cap, dispute_window_days, dispute_response_days, close_after_days, mau_threshold, arbiters, pricing, exclusivity, contributions, derivatives, prohibited_use_cases, restrictions
 agreement.toml:23:39: `0.15` is a TOML float; binary floats are never used for money or rates
   help: write it as a string: "0.15"
 agreement.toml:33:6: `to` (2026-01-01T00:00:00Z) is not after `from` (2026-10-15T00:00:00Z)

@@ -6,6 +6,7 @@
 use revshare_core::agreement::parse_agreement;
 use revshare_core::bundle::{Anchor, Bundle, Finding, Report, RestatedMonth, VerifyOptions, verify};
 use revshare_core::contribution::{Contribution, parse_contribution_line};
+use revshare_core::licence::Lineage;
 use revshare_core::merkle::{self, Hash, MemoryCells, leaf_hash};
 use revshare_core::note::{Checkpoint, SignerKey, VerifierKey, sign_note};
 use revshare_core::settle::{settle_records, sorted_digest};
@@ -207,8 +208,9 @@ impl Fixture {
         // September as it closed (no record: the minimum), and restated with its late record.
         let september = parse_json_line(SEPTEMBER.as_bytes()).unwrap();
         let september_period = Period::parse("2026-09").unwrap();
-        let before = settle_records(&agreement, september_period, &[], &[], Vec::new()).unwrap();
-        let after = settle_records(&agreement, september_period, std::slice::from_ref(&september), &[], Vec::new()).unwrap();
+        let before = settle_records(&agreement, september_period, &[], &[], Vec::new(), &Lineage::default()).unwrap();
+        let after =
+            settle_records(&agreement, september_period, std::slice::from_ref(&september), &[], Vec::new(), &Lineage::default()).unwrap();
         let adjustments = vec![restatement(&before, &after).unwrap().expect("September changed")];
         let restated = vec![RestatedMonth {
             period: "2026-09".to_owned(),
@@ -217,7 +219,8 @@ impl Fixture {
         }];
         let digest_of = revshare_core::canonical::digest;
         let restated_digests = (digest_of(&restated[0].before), digest_of(&restated[0].after));
-        let mut statement = settle_records(&agreement, period, &counted, &[c1.clone(), c2.clone()], adjustments).unwrap();
+        let mut statement =
+            settle_records(&agreement, period, &counted, &[c1.clone(), c2.clone()], adjustments, &Lineage::default()).unwrap();
         tweak(&mut statement);
         let statement = statement.to_canonical().unwrap();
         let digest = revshare_core::canonical::digest(&statement);
@@ -322,6 +325,7 @@ impl Fixture {
             records: self.records.clone(),
             salts: self.salts.clone(),
             aliases: self.aliases.clone(),
+            models: b"[]".to_vec(),
             log: self.log_json(),
             keys: serde_json::to_vec(&self.keys).unwrap(),
             signatures: serde_json::to_vec(&self.signatures.iter().map(Signed::to_json).collect::<Vec<_>>()).unwrap(),
@@ -438,6 +442,16 @@ fn a_changed_record_is_named() {
     assert_names(&report, "line 1 (m-70b customer_service us)");
     assert_names(&report, "inputs.usage_digest");
     assert_eq!(report.checked.records, 4);
+}
+
+#[test]
+fn a_broken_lineage_is_named() {
+    let fixture = Fixture::new();
+    let mut bundle = fixture.bundle();
+    bundle.models = br#"[{"id": "m-70b", "derived_from": "m-70b"}]"#.to_vec();
+    let report = verify(&bundle, &fixture.trusting());
+    assert_names(&report, "models.json");
+    assert!(report.findings.iter().any(|f| f.what == "models.json" && f.found.contains("derives from itself")), "{report:?}");
 }
 
 #[test]

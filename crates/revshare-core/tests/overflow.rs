@@ -3,6 +3,7 @@
 //! holds are refused with the place they arose, never wrapped or clamped; sums below it are exact.
 
 use revshare_core::agreement::parse_agreement;
+use revshare_core::licence::Lineage;
 use revshare_core::money::AmountOverflow;
 use revshare_core::settle::{SettleError, settle_records};
 use revshare_core::statement::Statement;
@@ -36,7 +37,7 @@ fn settle(agreement: &str, lines: &[String]) -> Result<Statement, SettleError> {
     let records: Vec<UsageRecord<'_>> =
         lines.iter().map(|l| parse_json_line(l.as_bytes()).unwrap_or_else(|p| panic!("{l}: {p:?}"))).collect();
     let october = Period::parse("2026-10").unwrap_or_else(|e| panic!("{e}"));
-    settle_records(&agreement, october, &records, &[], Vec::new())
+    settle_records(&agreement, october, &records, &[], Vec::new(), &Lineage::default())
 }
 
 #[test]

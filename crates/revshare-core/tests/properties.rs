@@ -18,6 +18,7 @@ use revshare_core::allocate::largest_remainder;
 use revshare_core::canonical;
 use revshare_core::decimal::Decimal;
 use revshare_core::ids::PartyId;
+use revshare_core::licence::Lineage;
 use revshare_core::money::Currency;
 use revshare_core::settle::settle_records;
 use revshare_core::statement::Statement;
@@ -269,7 +270,7 @@ proptest! {
     #[test]
     fn amounts_equal_the_exact_oracle(t in terms(), recs in prop::collection::vec(rec(), 0..40)) {
         let (agreement, records) = setup(&t, &recs);
-        let statement = settle_records(&agreement, october(), &records, &[], Vec::new()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let statement = settle_records(&agreement, october(), &records, &[], Vec::new(), &Lineage::default()).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let minor = agreement.currency().minor_units();
         let got: BTreeMap<_, _> = statement.lines.iter().map(|l| ((l.model.clone(), l.use_case.clone(), l.region.clone(), l.exclusive), BigInt::from(l.amount))).collect();
         prop_assert_eq!(got, oracle(&t, &records, minor));
@@ -282,7 +283,7 @@ proptest! {
         let bound = t.bounds[pick.index(t.bounds.len())];
         let on_bound = Rec { other_host: false, model: 0, use_case: 0, region: 0, offset: 3_600, requests: bound, input_tokens: 5, output_tokens: 5, revenue_mantissa: revenue, revenue_scale: 2 };
         let (agreement, records) = setup(&t, &[on_bound]);
-        let statement = settle_records(&agreement, october(), &records, &[], Vec::new()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let statement = settle_records(&agreement, october(), &records, &[], Vec::new(), &Lineage::default()).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let got: BTreeMap<_, _> = statement.lines.iter().map(|l| ((l.model.clone(), l.use_case.clone(), l.region.clone(), l.exclusive), BigInt::from(l.amount))).collect();
         prop_assert_eq!(got, oracle(&t, &records, agreement.currency().minor_units()));
     }
@@ -297,8 +298,8 @@ proptest! {
             state ^= state << 13; state ^= state >> 7; state ^= state << 17;
             shuffled.swap(i, usize::try_from(state % (i as u64 + 1)).unwrap_or(0));
         }
-        let a = settle_records(&agreement, october(), &records, &[], Vec::new()).map(|s| s.to_canonical());
-        let b = settle_records(&agreement, october(), &shuffled, &[], Vec::new()).map(|s| s.to_canonical());
+        let a = settle_records(&agreement, october(), &records, &[], Vec::new(), &Lineage::default()).map(|s| s.to_canonical());
+        let b = settle_records(&agreement, october(), &shuffled, &[], Vec::new(), &Lineage::default()).map(|s| s.to_canonical());
         prop_assert_eq!(a, b);
     }
 
@@ -308,15 +309,15 @@ proptest! {
         let (agreement, records) = setup(&t, &recs);
         let mut with_resends = records.clone();
         with_resends.extend(picks.iter().map(|pick| records[pick.index(records.len())].clone()));
-        let a = settle_records(&agreement, october(), &records, &[], Vec::new()).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let b = settle_records(&agreement, october(), &with_resends, &[], Vec::new()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let a = settle_records(&agreement, october(), &records, &[], Vec::new(), &Lineage::default()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let b = settle_records(&agreement, october(), &with_resends, &[], Vec::new(), &Lineage::default()).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(a.to_canonical().ok(), b.to_canonical().ok());
     }
 
     #[test]
     fn totals_add_up(t in terms(), recs in prop::collection::vec(rec(), 0..40)) {
         let (agreement, records) = setup(&t, &recs);
-        let s = settle_records(&agreement, october(), &records, &[], Vec::new()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let s = settle_records(&agreement, october(), &records, &[], Vec::new(), &Lineage::default()).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let minor = agreement.currency().minor_units();
         let tt = &s.totals;
         prop_assert_eq!(s.lines.iter().map(|l| l.amount).sum::<i128>(), tt.usage_subtotal);
@@ -390,7 +391,7 @@ fn the_oracle_agrees_on_an_exact_half() {
     };
     let recs = [sale.clone(), Rec { model: 1, revenue_mantissa: 35, ..sale }];
     let (agreement, records) = setup(&t, &recs);
-    let s = settle_records(&agreement, october(), &records, &[], Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+    let s = settle_records(&agreement, october(), &records, &[], Vec::new(), &Lineage::default()).unwrap_or_else(|e| panic!("{e}"));
     let amounts: Vec<i128> = s.lines.iter().map(|l| l.amount).collect();
     assert_eq!(amounts, vec![4, 2]); // m-70b (0.035 → 0.04), then m-8b (0.025 → 0.02)
 }

@@ -1,7 +1,8 @@
 //! Data-driven settlement snapshots (SPEC §4–§6).
 //!
 //! Each folder `tests/cases/<name>/` is one case: `agreement.toml` (its first line says what the
-//! case checks), `usage.jsonl`, an optional `contributions.jsonl` and `period.txt` (`YYYY-MM`).
+//! case checks), `usage.jsonl`, an optional `contributions.jsonl`, an optional `models.json` (the
+//! derived models' lineage, SPEC §11) and `period.txt` (`YYYY-MM`).
 //! The snapshot is the statement as pretty JSON, or `error: …` when settlement refuses the case.
 //! A fixture that does not parse, a conflicting resend or a selected record in another currency
 //! fails the test instead: only settlement errors are expected results. `tests/settlement_oracle.py` recomputes every case from SPEC with
@@ -11,6 +12,7 @@ use std::path::Path;
 
 use revshare_core::agreement::parse_agreement;
 use revshare_core::contribution::parse_contribution_line;
+use revshare_core::licence::Lineage;
 use revshare_core::settle::{SettleError, settle_records};
 use revshare_core::statement::Statement;
 use revshare_core::time::Period;
@@ -46,7 +48,11 @@ fn check(case_dir: &Path, reverse: bool) -> String {
         .into_iter()
         .map(|(n, line)| parse_contribution_line(line.as_bytes()).unwrap_or_else(|p| panic!("{case}/contributions.jsonl:{n}: {p:?}")))
         .collect();
-    match settle_records(&agreement, period, &records, &contributions, Vec::new()) {
+    let lineage = match read_optional("models.json") {
+        text if text.is_empty() => Lineage::default(),
+        text => Lineage::from_json("models.json", text.as_bytes()).unwrap_or_else(|e| panic!("{case}/{e}")),
+    };
+    match settle_records(&agreement, period, &records, &contributions, Vec::new(), &lineage) {
         Ok(statement) => {
             // Golden round trip: the canonical bytes decode to the statement, and only they do.
             let bytes = statement.to_canonical().expect("a statement encodes");

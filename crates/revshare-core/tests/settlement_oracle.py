@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""An independent reading of SPEC §4 for the settlement snapshot cases.
+"""An independent reading of SPEC §4 (and §11's derived models) for the settlement snapshot cases.
 
 Recomputes every case in tests/cases/ with exact fractions, straight from the SPEC text and
 without any code of revshare-core, and compares the result with the accepted snapshot in
@@ -111,15 +111,51 @@ def oracle(case):
         j = next((i for i, b in enumerate(bounds) if lows[i] < V <= b), 0 if V == 0 else n - 1)
         f = [F(int(i == j)) for i in range(n)]
 
-    # Step 3: lines.
-    rates = p["rates"]
+    # Step 3: lines. A model the agreement does not list but derives from one it lists (through
+    # models.json, at any depth) is priced at the rates for derivatives (DECISIONS: derived models).
+    parents = {}
+    if (case / "models.json").exists():
+        parents = {m["id"]: m["derived_from"] for m in json.loads((case / "models.json").read_text()) if m.get("derived_from")}
+
+    def base_of(model):
+        if model in a["models"]:
+            return None
+        at = parents.get(model)
+        while at is not None and at not in a["models"]:
+            at = parents.get(at)
+        return at
+
+    derivatives = a.get("derivatives")
+
+    def rates_of(r):
+        """(rates per tier, factor) for the record's use case and model, or None."""
+        uc = r["use_case"]
+        base = p["rates"].get(uc, p["rates"].get("default"))
+        if derivatives is None or base_of(r["model"]) is None:
+            return None if base is None else (base, F(1))
+        own = derivatives.get("rates", {})
+        if uc in own or "default" in own:
+            return own.get(uc, own.get("default")), F(1)
+        return None if base is None else (base, F(derivatives.get("rate_factor", "1")))
+
     missing = {}
     for r in selected:
-        if r["use_case"] not in rates and "default" not in rates:
+        if rates_of(r) is None:
             missing[r["use_case"]] = missing.get(r["use_case"], 0) + 1
     if missing:
         return {"error": "no_rate", "missing": missing}
     scopes = a.get("exclusivity", [])
+
+    def restricted(r):
+        """SPEC §11: inside a prohibited use case or a [[restrictions]] scope (absent keys: all)."""
+        if r["use_case"] in a.get("prohibited_use_cases", []):
+            return True
+        for x in a.get("restrictions", []):
+            if (r["use_case"] in x.get("use_cases", [r["use_case"]]) and r["region"] in x.get("regions", [r["region"]])
+                    and r["model"] in x.get("models", [r["model"]])
+                    and ("from" not in x or instant(x["from"]) <= r["t"]) and ("to" not in x or r["t"] < instant(x["to"]))):
+                return True
+        return False
 
     def scope_of(r):
         for s in scopes:
@@ -133,23 +169,35 @@ def oracle(case):
     for r in selected:
         s = scope_of(r)
         key = (r["model"], r["use_case"], r["region"], s is not None)
-        l = lines.setdefault(key, {"records": 0, "requests": 0, "input_tokens": 0, "output_tokens": 0, "revenue": F(0), "volume": F(0), "exact": F(0)})
+        l = lines.setdefault(key, {"records": 0, "requests": 0, "input_tokens": 0, "output_tokens": 0, "revenue": F(0), "volume": F(0), "exact": F(0), "restricted": False})
+        l["restricted"] = l["restricted"] or restricted(r)
         for k in ("requests", "input_tokens", "output_tokens", "revenue"):
             l[k] += r[k]
         l["records"] += 1
         l["volume"] += metric(r)
         base = r["revenue"] if p["basis"] == "revenue_share" else F(metric(r)) / unit
-        rate = sum((fi * F(ri) for fi, ri in zip(f, rates.get(r["use_case"], rates.get("default")))), F(0))
+        tier_rates, factor = rates_of(r)
+        rate = sum((fi * F(ri) for fi, ri in zip(f, tier_rates)), F(0)) * factor
         l["exact"] += base * rate * (1 + (F(s["uplift"]) if s else 0))
     out_lines = []
     for key in sorted(lines, key=lambda k: (k[0].encode(), k[1].encode(), k[2].encode(), k[3])):
         l = lines[key]
+        derived_from = base_of(key[0])
+        prefix = (derivatives or {}).get("name_prefix")
+        if key[0] not in a["models"] and derived_from is None:
+            flags = ["unlicensed_model"]
+        elif derived_from is not None and prefix is not None and not key[0].startswith(prefix):
+            flags = ["naming_violation"]
+        else:
+            flags = []
+        if l["restricted"]:
+            flags.append("prohibited_use")
         out_lines.append({
             "model": key[0], "use_case": key[1], "region": key[2], "exclusive": key[3], "records": l["records"],
             "requests": str(l["requests"]), "input_tokens": str(l["input_tokens"]), "output_tokens": str(l["output_tokens"]),
             "revenue": money(round_half_even(l["revenue"], places), places), "volume": l["volume"],
             "amount": money(round_half_even(l["exact"], places), places),
-            "flags": [] if key[0] in a["models"] else ["unlicensed_model"],
+            "flags": flags, "derived_from": derived_from,
         })
 
     # Steps 4-6, in minor units.
@@ -216,9 +264,9 @@ def compare(case, snap_text, want):
         problems.append(f"{len(got['lines'])} lines != {len(want['lines'])}")
     for g, w in zip(got["lines"], want["lines"]):
         for k, v in w.items():
-            gv = F(g[k]) if k == "volume" else g[k]
+            gv = F(g[k]) if k == "volume" else g.get(k)
             if gv != v:
-                problems.append(f"line {w['model']}/{w['use_case']}/{w['region']}/{w['exclusive']}: {k} {g[k]} != {v}")
+                problems.append(f"line {w['model']}/{w['use_case']}/{w['region']}/{w['exclusive']}: {k} {g.get(k)} != {v}")
     for k, v in want["totals"].items():
         if got["totals"][k] != v:
             problems.append(f"totals.{k} {got['totals'][k]} != {v}")

@@ -230,7 +230,12 @@ mod tests {
         store.add_party(&party("northwind", Role::Host)).expect("the host");
         let model = ModelId::parse("m-8b").expect("a model id");
         store
-            .add_model(&Model { id: model, owner: PartyId::parse("meridian").expect("a party id"), derived_from: None })
+            .add_model(&Model {
+                id: model,
+                owner: PartyId::parse("meridian").expect("a party id"),
+                derived_from: None,
+                registered_by: None,
+            })
             .expect("the model");
         let open_path = path.clone();
         let shared = Shared {

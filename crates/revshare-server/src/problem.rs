@@ -220,6 +220,8 @@ impl From<StoreError> for Problem {
             | StoreError::WrongRole { .. }
             | StoreError::NotAnArbiter { .. }
             | StoreError::UnknownModel { .. }
+            | StoreError::DerivedOwner { .. }
+            | StoreError::HostModelNotDerived { .. }
             | StoreError::Unresolved { .. }
             | StoreError::Agreement(_)
             | StoreError::AgreementVersion { .. }

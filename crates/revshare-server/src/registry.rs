@@ -4,9 +4,12 @@
 //!
 //! Who may do what: a licensor registers the parties it deals with (hosts, auditors, arbiters;
 //! a new licensor is the operator's, with `revshare party add`, as tokens are) and its own models
-//! (`owner` is the token's party; `derived_from` may be any registered model, as in the CLI); a
-//! host registers aliases for itself only; auditors and arbiters read only. Any token reads a
-//! model (records name them; they are not secret). A party is read by itself, by its
+//! (`owner` is the token's party; `derived_from` one of its models); a host registers aliases for
+//! itself only, and models derived from a model it may name (SPEC §11: the model belongs to the
+//! base model's licensor, and only this host's records may name it); auditors and arbiters read
+//! only. Any token reads a model a licensor registered (records name them; they are not secret);
+//! a model a host registered is read by that host and its licensor, and is not found for anyone
+//! else. A party is read by itself, by its
 //! counterparties (a licensor and a host with an agreement between them), by auditors and by
 //! arbiters; for anyone else it is not found, exactly as a party that does not exist. Its keys are
 //! shown to itself only. Registering what is registered with the same values is a no-op (the
@@ -102,10 +105,11 @@ pub struct ModelBody {
     /// `[a-z0-9][a-z0-9_.-]{0,62}`.
     #[schema(example = "m-70b-chat")]
     id: String,
-    /// The token's party (the default); no other.
+    /// A licensor's token: itself (the default), no other. A host's token: the base model's
+    /// licensor (the default), no other.
     #[schema(example = "meridian")]
     owner: Option<String>,
-    /// A registered model it is a fine-tune or distillation of.
+    /// A registered model it is a fine-tune or distillation of; required from a host.
     #[schema(example = "m-70b")]
     derived_from: Option<String>,
 }
@@ -311,8 +315,8 @@ pub(crate) async fn get_party(
     Ok(Json(view))
 }
 
-/// Registers one of the licensor's models, as `revshare model add` does. Only a licensor, for
-/// itself; the same model again is a no-op.
+/// Registers one of the licensor's models, or a host's model derived from one, as `revshare model
+/// add` does; the same model again is a no-op.
 #[utoipa::path(
     post,
     path = "/models",
@@ -322,10 +326,10 @@ pub(crate) async fn get_party(
         (status = 201, description = "registered (or already registered with these values); `Location` is the model", body = ModelView, headers(("Location" = String, description = "`/v1/models/{model}`"))),
         (status = 400, description = "fields that are missing, unknown or not valid: each named", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 403, description = "not a licensor token, or another owner", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "not a licensor or host token, or a licensor naming another owner", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 409, description = "the id is registered with other values", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 413, description = "the body is over the limit", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 422, description = "`derived_from` is not a registered model", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "`derived_from` is not a model this token may name, is missing from a host, or belongs to another licensor", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")
     ),
     security(("bearer" = []))
@@ -336,34 +340,59 @@ pub(crate) async fn post_model(
     headers: HeaderMap,
     request_body: Body,
 ) -> Result<Response, Problem> {
-    caller.require(Role::Licensor, "register a model")?;
+    // A host registers a model derived from one it may name (SPEC §11): the model is then its own.
+    let registering_host = match caller.role {
+        Role::Licensor => None,
+        Role::Host => Some(caller.party.clone()),
+        _ => {
+            return Err(Problem::forbidden(format!(
+                "only a licensor, or a host for a model derived from a registered one, may register a model; this token acts for {} {}",
+                caller.role, caller.party
+            )));
+        }
+    };
     let mut fields = Fields::read(&state, &headers, request_body, &["id", "owner", "derived_from"]).await?;
     let id = fields.text("id", true, "m-70b-chat");
     let id = fields.parse("id", id, ModelId::parse);
     let owner = fields.text("owner", false, caller.party.as_str());
     let owner = fields.parse("owner", owner, PartyId::parse);
-    let base = fields.text("derived_from", false, "m-70b");
+    let base = fields.text("derived_from", registering_host.is_some(), "m-70b");
     let base = fields.parse("derived_from", base, ModelId::parse);
     fields.check()?;
     let Some(id) = id else {
         return Err(Problem::internal("a checked model body lost a field", &"no field was reported"));
     };
-    if let Some(owner) = owner.as_ref().filter(|owner| **owner != caller.party) {
+    if let Some(owner) = owner.as_ref().filter(|owner| registering_host.is_none() && **owner != caller.party) {
         let problem =
             Problem::forbidden(format!("model {id} would be {owner}'s; a token of {} registers only its own models", caller.party));
         return Err(about(problem, "owner"));
     }
-    let model = Model { id, owner: caller.party.clone(), derived_from: base };
     let view = state
         .write(move |store, _| {
-            store.add_model(&model).map_err(|e| {
+            let refuse = |e: StoreError| {
                 refused(e, |e| match e {
                     StoreError::ModelExists { .. } => Some("id"),
-                    StoreError::UnknownModel { .. } => Some("derived_from"),
-                    StoreError::UnknownParty { .. } | StoreError::WrongRole { .. } => Some("owner"),
+                    StoreError::UnknownModel { .. } | StoreError::HostModelNotDerived { .. } => Some("derived_from"),
+                    StoreError::UnknownParty { .. } | StoreError::WrongRole { .. } | StoreError::DerivedOwner { .. } => Some("owner"),
                     _ => None,
                 })
-            })?;
+            };
+            // A host's derived model belongs to its base model's licensor, unless the body names
+            // another owner (which the store refuses, naming the right one).
+            let owner = match (&registering_host, owner, &base) {
+                (None, _, _) => caller.party.clone(),
+                (Some(_), Some(owner), _) => owner,
+                (Some(host), None, Some(base_id)) => match store.model(base_id)?.filter(|m| m.named_by(host.as_str())) {
+                    Some(found) => found.owner,
+                    None => {
+                        let purpose = format!("the model {id} derives from");
+                        return Err(refuse(StoreError::UnknownModel { id: base_id.to_string(), purpose }));
+                    }
+                },
+                (Some(_), None, None) => return Err(refuse(StoreError::HostModelNotDerived { id: id.to_string() })),
+            };
+            let model = Model { id, owner, derived_from: base, registered_by: registering_host };
+            store.add_model(&model).map_err(refuse)?;
             Ok(model_view(model))
         })
         .await?;
@@ -381,14 +410,26 @@ pub(crate) async fn post_model(
         (status = 200, description = "the model, its owner and aliases", body = ModelView),
         (status = 400, description = "invalid parameters", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "no valid bearer token", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 404, description = "no such model", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "no such model that this token may read", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 429, description = "over the token's rate limit; see Retry-After", body = ProblemDetails, content_type = "application/problem+json")
     ),
     security(("bearer" = []))
 )]
-pub(crate) async fn get_model(State(state): State<AppState>, Path(model): Path<String>) -> Result<Json<ModelView>, Problem> {
+pub(crate) async fn get_model(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(model): Path<String>,
+) -> Result<Json<ModelView>, Problem> {
     let id = ModelId::parse(&model).map_err(|e| Problem::bad_request(format!("`{model}` is not a model id: {e}")))?;
-    let found = state.run(move |store, _| store.model(&id)?.ok_or_else(|| Problem::not_found(format!("there is no model {id}")))).await?;
+    // A model a host registered is that host's and its licensor's: to anyone else, not found.
+    let found = state
+        .run(move |store, _| {
+            store
+                .model(&id)?
+                .filter(|m| m.named_by(caller.party.as_str()))
+                .ok_or_else(|| Problem::not_found(format!("there is no model {id}")))
+        })
+        .await?;
     Ok(Json(model_view(found)))
 }
 

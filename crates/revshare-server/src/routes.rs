@@ -245,8 +245,9 @@ pub(crate) fn api(auth: Option<AppState>) -> (axum::Router<AppState>, utoipa::op
         .routes(routes!(crate::disputes::open_dispute, crate::disputes::list_disputes))
         .routes(routes!(crate::disputes::get_dispute))
         .routes(routes!(crate::disputes::move_dispute))
-        // Usage so far (`usage.rs`).
+        // Usage so far (`usage.rs`), and a licensor's compliance report (`compliance.rs`).
         .routes(routes!(crate::usage::summary))
+        .routes(routes!(crate::compliance::report))
         .routes(routes!(crate::usage::list_batches))
         .routes(routes!(crate::usage::get_batch))
         .routes(routes!(crate::webhooks::post_webhook, crate::webhooks::list_webhooks))

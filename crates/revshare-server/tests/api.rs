@@ -9,6 +9,7 @@ use revshare_core::canonical;
 use revshare_core::dispute::{Actor, ActorRole, State, Transition};
 use revshare_core::ids::{AgreementId, ModelId};
 use revshare_core::ledger::JournalEntry;
+use revshare_core::licence::Lineage;
 use revshare_core::merkle::{self, Hash};
 use revshare_core::note::{Checkpoint, SignerKey, open_note};
 use revshare_core::settle::{SettlementInput, settle};
@@ -57,6 +58,7 @@ api_tests!(
     lists_page_filter_and_stay_in_scope,
     webhooks_are_signed_retried_and_survive_a_restart,
     a_host_lists_its_batches_and_their_receipts,
+    a_licensor_reads_its_compliance_report_and_no_one_else_does,
     payments_waiting_and_deadlines_near_are_told_once,
     every_post_replays_its_first_answer_and_refuses_another_request,
 );
@@ -125,7 +127,12 @@ fn register(store: &mut dyn Store) -> Tokens {
     }
     for id in ["m-8b", "m-70b"] {
         store
-            .add_model(&Model { id: ModelId::parse(id).expect("a model id"), owner: pid("meridian"), derived_from: None })
+            .add_model(&Model {
+                id: ModelId::parse(id).expect("a model id"),
+                owner: pid("meridian"),
+                derived_from: None,
+                registered_by: None,
+            })
             .expect("add a model");
     }
     store.add_key(None, &deployment_key().verifier()).expect("register the deployment key");
@@ -163,6 +170,7 @@ fn close_october(store: &mut dyn Store) -> Vec<u8> {
         usage_digest: usage_set.digest(),
         contributions: &[],
         adjustments: Vec::new(),
+        lineage: &Lineage::default(),
     })
     .expect("settles");
     let bytes = statement.to_canonical().expect("canonical bytes");
@@ -573,15 +581,49 @@ fn refused_calls_change_nothing(db: &dyn TestDb) {
             assert!(matches!(reply.status, 403 | 404 | 415), "{path}: {}", String::from_utf8_lossy(&reply.bytes));
         }
         let model = json!({"id": "m-foreign", "owner": "meridian"});
-        for token in [&tokens.northwind, &tokens.southwind, &tokens.auditor, &tokens.arbiter] {
+        for token in [&tokens.auditor, &tokens.arbiter] {
             api.post_json("/v1/models", token, &model).await.problem(403);
+        }
+        for token in [&tokens.northwind, &tokens.southwind] {
+            let underived = api.post_json("/v1/models", token, &model).await.problem(400);
+            assert_eq!(underived["errors"][0]["field"], "derived_from", "a host registers derived models only: {underived}");
         }
         let foreign = api.post_json("/v1/models", &tokens.aurora, &model).await.problem(403);
         assert_eq!(foreign["errors"][0]["field"], "owner", "{foreign}");
         let changed = api.post_json("/v1/models", &tokens.aurora, &json!({"id": "m-8b", "derived_from": "m-70b"})).await.problem(409);
         assert_eq!(changed["errors"][0]["field"], "id", "another licensor's model is not changed: {changed}");
         let derived = api.post_json("/v1/models", &tokens.meridian, &json!({"id": "m-8b-ft", "derived_from": "m-nowhere"})).await;
-        assert_eq!(derived.problem(422)["errors"][0]["field"], "derived_from");
+        let nowhere = derived.problem(422);
+        assert_eq!(nowhere["errors"][0]["field"], "derived_from");
+        let foreign = api.post_json("/v1/models", &tokens.aurora, &json!({"id": "a-ft", "derived_from": "m-70b"})).await.problem(422);
+        assert_eq!(foreign["errors"][0]["field"], "owner", "a licensor derives from its own models only: {foreign}");
+        // SPEC §11: a host registers its fine-tune; it is meridian's, and northwind's alone to name.
+        let tune = json!({"id": "m-70b-nw", "derived_from": "m-70b"});
+        let created = api.post_json("/v1/models", &tokens.northwind, &tune).await;
+        assert_eq!(created.status, 201, "{}", String::from_utf8_lossy(&created.bytes));
+        assert_eq!(created.json(), json!({"id": "m-70b-nw", "owner": "meridian", "derived_from": "m-70b"}));
+        for token in [&tokens.northwind, &tokens.meridian] {
+            assert_eq!(api.get("/v1/models/m-70b-nw", Some(token)).await.json()["owner"], "meridian");
+        }
+        let no_model = api.get("/v1/models/m-nowhere", Some(&tokens.southwind)).await.problem(404);
+        for token in [&tokens.southwind, &tokens.aurora] {
+            let hidden = api.get("/v1/models/m-70b-nw", Some(token)).await.problem(404);
+            assert_eq!(
+                hidden["detail"].as_str().map(|d| d.replace("m-70b-nw", "X")),
+                no_model["detail"].as_str().map(|d| d.replace("m-nowhere", "X"))
+            );
+        }
+        let theirs = api.post_json("/v1/models", &tokens.southwind, &json!({"id": "sw-ft", "derived_from": "m-70b-nw"})).await.problem(422);
+        let unknown =
+            api.post_json("/v1/models", &tokens.southwind, &json!({"id": "sw-ft", "derived_from": "m-nowhere"})).await.problem(422);
+        assert_eq!(
+            theirs["detail"].as_str().map(|d| d.replace("m-70b-nw", "X")),
+            unknown["detail"].as_str().map(|d| d.replace("m-nowhere", "X"))
+        );
+        let taken = api.post_json("/v1/models", &tokens.southwind, &tune).await.problem(409);
+        assert!(!taken.to_string().contains("northwind"), "another host's model is not described: {taken}");
+        let alias = json!({"host_model": "sw-70b", "model": "m-70b-nw"});
+        assert_eq!(api.post_json("/v1/aliases", &tokens.southwind, &alias).await.problem(422)["errors"][0]["field"], "model");
         let alias = json!({"host": "northwind", "host_model": "nw-8b", "model": "m-8b"});
         for token in [&tokens.meridian, &tokens.aurora, &tokens.auditor, &tokens.arbiter] {
             api.post_json("/v1/aliases", token, &alias).await.problem(403);
@@ -1352,6 +1394,42 @@ fn assert_csv_is_json(csv: &[std::collections::BTreeMap<String, String>], json: 
     }
 }
 
+/// SPEC §11: `GET /v1/compliance` answers a licensor its own findings (the southwind record no
+/// agreement covers), as JSON or CSV; any other token is refused, and another licensor sees none
+/// of them.
+fn a_licensor_reads_its_compliance_report_and_no_one_else_does(db: &dyn TestDb) {
+    let tokens = {
+        let mut store = open(db);
+        let tokens = register_with_october(store.as_mut());
+        let southwind: String = USAGE.lines().filter(|l| l.contains("\"host\":\"southwind\"")).map(|l| format!("{l}\n")).collect();
+        let report = store.as_mut().ingest(&parse_lines(&southwind), IngestMode::Atomic, None).expect("ingest");
+        assert_eq!(report.unmatched, 1, "{report:?}");
+        tokens
+    };
+    run(async {
+        let api = Api::start(db, 1 << 20).await;
+        let report = api.get("/v1/compliance?period=2026-10", Some(&tokens.meridian)).await.json();
+        assert_eq!(report["licensor"], "meridian");
+        let findings = report["findings"].as_array().expect("findings");
+        assert_eq!(findings.len(), 1, "{report}");
+        assert_eq!(findings[0]["flags"], json!(["unlicensed_model"]));
+        assert_eq!((findings[0]["host"].as_str(), findings[0]["agreement"].is_null()), (Some("southwind"), true));
+        let headers = [("authorization", format!("Bearer {}", tokens.meridian)), ("accept", "text/csv".to_owned())];
+        let csv = api.send_with(&api.client, reqwest::Method::GET, "/v1/compliance?period=2026-10", &headers, None, Vec::new()).await;
+        let text = String::from_utf8_lossy(&csv.bytes).into_owned();
+        assert!(text.starts_with("flags,agreement,host,model,use_case,region,standing,currency,records,"), "{text}");
+        assert!(text.contains("unlicensed_model,,southwind,"), "{text}");
+        for token in [&tokens.northwind, &tokens.southwind, &tokens.auditor, &tokens.arbiter, &tokens.operator] {
+            api.get("/v1/compliance?period=2026-10", Some(token)).await.problem(403);
+        }
+        let others = api.get("/v1/compliance?period=2026-10", Some(&tokens.aurora)).await.json();
+        assert_eq!(others["findings"], json!([]), "another licensor learns nothing of meridian's hosts: {others}");
+        api.get("/v1/compliance?period=2026-10&host=southwind", Some(&tokens.meridian)).await.problem(400);
+        api.get("/v1/compliance", Some(&tokens.meridian)).await.problem(400);
+        api.get("/v1/compliance?period=2026-13", Some(&tokens.meridian)).await.problem(400);
+    });
+}
+
 fn csv_answers_read_back_as_their_json(db: &dyn TestDb) {
     let tokens = register_with_october(open(db).as_mut());
     run(async {
@@ -1618,6 +1696,7 @@ fn unpack_bundle(archive: &[u8], dir: &std::path::Path) -> revshare_core::bundle
         records: read("records.jsonl"),
         salts: read("records.salts"),
         aliases: read("aliases.json"),
+        models: read("models.json"),
         log: read("log.json"),
         keys: read("keys.json"),
         signatures: read("signatures.json"),

@@ -247,7 +247,9 @@ fn build(store: &mut dyn Store) -> BTreeMap<&'static str, String> {
         }
     }
     for (id, owner) in [("mer-small", "meridian"), ("aur-large", "aurora")] {
-        store.add_model(&Model { id: ModelId::parse(id).expect("a model id"), owner: pid(owner), derived_from: None }).expect("a model");
+        store
+            .add_model(&Model { id: ModelId::parse(id).expect("a model id"), owner: pid(owner), derived_from: None, registered_by: None })
+            .expect("a model");
     }
     for (host, alias, model, _) in ALIASES {
         let (alias, model) = (ModelId::parse(alias).expect("an alias"), ModelId::parse(model).expect("a model"));

@@ -39,8 +39,9 @@ use crate::sql::{Columns, Param, Sql, first, rows};
 use crate::statements::closed;
 use revshare_core::transparency;
 
-/// Where a record is rolled up: its agreement, month and exclusivity scope. Borrowed and held
-/// inline, so placing a record (every record of every batch) allocates nothing.
+/// Where a record is rolled up: its agreement, month and scopes (exclusivity scope, restriction:
+/// `revshare_core::agreement::Scopes`). Borrowed and held inline, so placing a record (every
+/// record of every batch) allocates nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Match<'a> {
     pub agreement_id: &'a str,
@@ -101,7 +102,7 @@ impl MonthText {
 /// that a record with a resolved model falls under, and its place in the rollups.
 pub(crate) fn place<'a>(agreements: &'a [Agreement], record: &UsageRecord<'_>) -> Option<(&'a Agreement, Match<'a>)> {
     let agreement = agreements.iter().find(|a| a.host().as_str() == record.host && a.in_effect_at(record.time))?;
-    let scope = agreement.exclusive_scope(&record.model, &record.use_case, &record.region, record.time);
+    let scope = agreement.scopes(&record.model, &record.use_case, &record.region, record.time);
     let month = MonthText::of(Period::of(record.time));
     Some((agreement, Match { agreement_id: agreement.id().as_str(), month, scope }))
 }

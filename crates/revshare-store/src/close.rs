@@ -35,7 +35,9 @@ use revshare_core::time::{Instant, Period};
 use revshare_core::transparency::{Signed, statement_message};
 
 use crate::sql::Sql;
-use crate::{NewStatement, StatementKind, Store, StoreError, StoredStatement, agreements, contributions, disputes, rollups, statements};
+use crate::{
+    NewStatement, StatementKind, Store, StoreError, StoredStatement, agreements, contributions, disputes, registry, rollups, statements,
+};
 
 /// Why a month could not be closed.
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +81,16 @@ fn settle_stored(
     // The resends the store counted are delivery statistics, no part of the statement (SPEC §6).
     let (rollup, _resends) = rollups::of_period(sql, agreement.id().as_str(), &month)?;
     let usage_set = rollups::usage_set(sql, agreement.id().as_str(), &month)?;
-    let input = SettlementInput { agreement, period, rollup: &rollup, usage_digest: usage_set.digest(), contributions, adjustments };
+    let lineage = registry::lineage(sql)?;
+    let input = SettlementInput {
+        agreement,
+        period,
+        rollup: &rollup,
+        usage_digest: usage_set.digest(),
+        contributions,
+        adjustments,
+        lineage: &lineage,
+    };
     Ok(settle(&input)?)
 }
 

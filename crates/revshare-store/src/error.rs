@@ -84,6 +84,13 @@ pub enum StoreError {
     ModelExists { id: String, existing: String },
     #[error("`{id}`, {purpose}, is not a registered model; register it first")]
     UnknownModel { id: String, purpose: String },
+    #[error(
+        "model `{id}` derives from `{base}`, which belongs to `{base_owner}`: a derived model belongs to its base model's licensor (SPEC §11), so it cannot be registered for `{owner}`{}",
+        if base_owner == owner { String::new() } else { format!("; `{owner}` registers derivatives of its own models only") }
+    )]
+    DerivedOwner { id: String, base: String, base_owner: String, owner: String },
+    #[error("a host registers models derived from a registered model only (`derived_from`); `{id}` names none")]
+    HostModelNotDerived { id: String },
     #[error("host `{host}` already maps its model `{host_model}` to `{existing}`; an alias cannot be changed to point elsewhere")]
     AliasExists { host: String, host_model: String, existing: String },
     #[error(

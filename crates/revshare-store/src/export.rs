@@ -183,6 +183,8 @@ pub fn bundle<S: Store + ?Sized>(
         }
     }
 
+    // The lineage of the derived models the records name: what their lines were priced by.
+    let lineage = store.lineage()?.chains_of(records.iter().map(|r| r.model.as_str()));
     let host = store.agreement(&id, Some(version))?.host().clone();
     let mut deployment_keys = Vec::new();
     let mut host_keys = Vec::new();
@@ -233,6 +235,7 @@ pub fn bundle<S: Store + ?Sized>(
         records: lines,
         salts,
         aliases: pretty(&json!(aliases))?,
+        models: pretty(&lineage.to_json())?,
         log: pretty(&json!({ "checkpoint": note, "leaves": proven, "consistency": consistency }))?,
         keys: pretty(&json!({ "deployment": deployment_keys, "host": host_keys }))?,
         signatures: pretty(&Value::Array(signatures))?,

@@ -43,6 +43,7 @@
 pub mod accounts;
 mod agreements;
 pub mod close;
+pub mod compliance;
 mod contributions;
 mod disputes;
 mod error;
@@ -73,6 +74,7 @@ use revshare_core::contribution::Contribution;
 use revshare_core::dispute::Transition;
 use revshare_core::ids::{AgreementId, ModelId, PartyId};
 use revshare_core::ledger::JournalEntry;
+use revshare_core::licence::Lineage;
 use revshare_core::merkle::Hash;
 use revshare_core::note::VerifierKey;
 use revshare_core::rollup::Rollup;
@@ -141,6 +143,11 @@ pub trait Store {
     fn parties(&mut self) -> Result<Vec<Party>, StoreError>;
     /// Every registered model, by id.
     fn models(&mut self) -> Result<Vec<Model>, StoreError>;
+    /// Which registered model derives from which (SPEC §11).
+    fn lineage(&mut self) -> Result<Lineage, StoreError>;
+    /// The records of `licensor`'s models in `period` that no agreement covered, summed per host,
+    /// model, use case, region and currency ([`compliance`]).
+    fn unlicensed_usage(&mut self, licensor: &PartyId, period: Period) -> Result<Vec<compliance::Finding>, StoreError>;
 
     /// Stores a batch of records in one transaction, with its leaf in the log; see
     /// [`IngestReport`] for what it did. A batch signed by its host (`signed`, over
@@ -432,6 +439,17 @@ impl<B: Backend> Store for B {
 
     fn models(&mut self) -> Result<Vec<Model>, StoreError> {
         transaction(self, Access::Read, |sql| registry::models(sql))
+    }
+
+    fn lineage(&mut self) -> Result<Lineage, StoreError> {
+        transaction(self, Access::Read, |sql| registry::lineage(sql))
+    }
+
+    fn unlicensed_usage(&mut self, licensor: &PartyId, period: Period) -> Result<Vec<compliance::Finding>, StoreError> {
+        transaction(self, Access::Read, |sql| {
+            let segments = segments::unmatched_of_licensor(sql, licensor.as_str())?;
+            compliance::unlicensed(segments.iter().flat_map(|s| s.records.iter().map(|r| &r.record)), period)
+        })
     }
 
     fn ingest(&mut self, records: &[UsageRecord<'_>], mode: IngestMode, signed: Option<&SignedBatch>) -> Result<IngestReport, StoreError> {

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use revshare_core::ids::{ModelId, PartyId};
+use revshare_core::licence::Lineage;
 
 use crate::error::StoreError;
 use crate::sql::{Columns, Param, Sql, first, rows};
@@ -88,12 +89,24 @@ pub struct Party {
     pub role: Role,
 }
 
-/// A model, owned by a licensor, possibly derived from another model (SPEC §1).
+/// A model, owned by a licensor, possibly derived from another model (SPEC §1). A derived model
+/// belongs to its base model's licensor; a host may register one (SPEC §11), and then only that
+/// host's records may name it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Model {
     pub id: ModelId,
     pub owner: PartyId,
     pub derived_from: Option<ModelId>,
+    /// The host that registered it; `None` when its licensor did.
+    pub registered_by: Option<PartyId>,
+}
+
+impl Model {
+    /// Whether `party`'s records and requests may name the model: a model a host registered is
+    /// that host's (and its licensor's); any other model is everyone's to name.
+    pub fn named_by(&self, party: &str) -> bool {
+        self.registered_by.as_ref().is_none_or(|host| host.as_str() == party) || self.owner.as_str() == party
+    }
 }
 
 fn corrupt(what: String, detail: impl fmt::Display) -> StoreError {
@@ -117,6 +130,7 @@ fn read_model(row: &dyn Columns) -> Result<Model, StoreError> {
         id: ModelId::parse(&id).map_err(|e| corrupt(what(), e))?,
         owner: PartyId::parse(&row.text(1)?).map_err(|e| corrupt(what(), e))?,
         derived_from: row.opt_text(2)?.map(|d| ModelId::parse(&d)).transpose().map_err(|e| corrupt(what(), e))?,
+        registered_by: row.opt_text(3)?.map(|h| PartyId::parse(&h)).transpose().map_err(|e| corrupt(what(), e))?,
     })
 }
 
@@ -127,7 +141,17 @@ pub(crate) fn parties(sql: &mut impl Sql) -> Result<Vec<Party>, StoreError> {
 
 /// Every registered model, by id.
 pub(crate) fn models(sql: &mut impl Sql) -> Result<Vec<Model>, StoreError> {
-    rows(sql, "SELECT id, owner, derived_from FROM models ORDER BY id", &[], read_model)
+    rows(sql, "SELECT id, owner, derived_from, registered_by FROM models ORDER BY id", &[], read_model)
+}
+
+/// Which registered model derives from which (SPEC §11): what settlement prices derived models by.
+pub(crate) fn lineage(sql: &mut impl Sql) -> Result<Lineage, StoreError> {
+    let pairs = rows(sql, "SELECT id, derived_from FROM models WHERE derived_from IS NOT NULL ORDER BY id", &[], |row| {
+        let id = row.text(0)?;
+        let parse = |text: &str| ModelId::parse(text).map_err(|e| corrupt(format!("model `{id}`"), e));
+        Ok((parse(&id)?, parse(&row.text(1)?)?))
+    })?;
+    Lineage::new(pairs).map_err(|e| corrupt("the registered models".to_owned(), e))
 }
 
 pub(crate) fn party(sql: &mut impl Sql, id: &str) -> Result<Option<Party>, StoreError> {
@@ -169,38 +193,66 @@ pub(crate) fn add_party(sql: &mut impl Sql, party: &Party) -> Result<(), StoreEr
 }
 
 pub(crate) fn model(sql: &mut impl Sql, id: &str) -> Result<Option<Model>, StoreError> {
-    first(sql, "SELECT id, owner, derived_from FROM models WHERE id = $1", &[Param::Text(id)], read_model)
+    first(sql, "SELECT id, owner, derived_from, registered_by FROM models WHERE id = $1", &[Param::Text(id)], read_model)
 }
 
+/// Registers a model (SPEC §1, §11): its owner is a licensor; a derived model's base must be
+/// registered (and, for a host, one its records may name), and it belongs to the base's owner.
+/// Since a base exists before what derives from it, and a model's base never changes, no chain of
+/// derivations can come back to where it started.
 pub(crate) fn add_model(sql: &mut impl Sql, new: &Model) -> Result<(), StoreError> {
     require_role(sql, new.owner.as_str(), Role::Licensor, &format!("the owner of model {}", new.id))?;
-    if let Some(base) = &new.derived_from
-        && model(sql, base.as_str())?.is_none()
-    {
-        return Err(StoreError::UnknownModel { id: base.to_string(), purpose: format!("the model {} derives from", new.id) });
-    }
-    match model(sql, new.id.as_str())? {
-        Some(existing) if existing == *new => Ok(()),
-        Some(existing) => Err(StoreError::ModelExists {
-            id: new.id.to_string(),
-            existing: format!(
-                "owned by `{}`{}",
-                existing.owner,
-                existing.derived_from.map(|d| format!(", derived from `{d}`")).unwrap_or_default()
-            ),
-        }),
-        None => {
-            sql.execute(
-                "INSERT INTO models (id, owner, derived_from) VALUES ($1, $2, $3)",
-                &[
-                    Param::Text(new.id.as_str()),
-                    Param::Text(new.owner.as_str()),
-                    Param::OptText(new.derived_from.as_ref().map(ModelId::as_str)),
-                ],
-            )?;
-            Ok(())
+    if let Some(host) = &new.registered_by {
+        require_role(sql, host.as_str(), Role::Host, &format!("the host registering model {}", new.id))?;
+        if new.derived_from.is_none() {
+            return Err(StoreError::HostModelNotDerived { id: new.id.to_string() });
         }
     }
+    // What is registered is not changed: the same again is a no-op, anything else a conflict.
+    match model(sql, new.id.as_str())? {
+        Some(existing) if existing == *new => return Ok(()),
+        // Another host's model: its id is taken, and nothing more is said about it.
+        Some(existing) if new.registered_by.as_ref().is_some_and(|host| !existing.named_by(host.as_str())) => {
+            return Err(StoreError::ModelExists { id: new.id.to_string(), existing: "by another party".to_owned() });
+        }
+        Some(existing) => {
+            return Err(StoreError::ModelExists {
+                id: new.id.to_string(),
+                existing: format!(
+                    "owned by `{}`{}",
+                    existing.owner,
+                    existing.derived_from.map(|d| format!(", derived from `{d}`")).unwrap_or_default()
+                ),
+            });
+        }
+        None => {}
+    }
+    if let Some(base_id) = &new.derived_from {
+        let unknown = || StoreError::UnknownModel { id: base_id.to_string(), purpose: format!("the model {} derives from", new.id) };
+        let base = model(sql, base_id.as_str())?.ok_or_else(unknown)?;
+        // Another host's model is, to this host, not registered.
+        if new.registered_by.as_ref().is_some_and(|host| !base.named_by(host.as_str())) {
+            return Err(unknown());
+        }
+        if base.owner != new.owner {
+            return Err(StoreError::DerivedOwner {
+                id: new.id.to_string(),
+                base: base.id.to_string(),
+                base_owner: base.owner.to_string(),
+                owner: new.owner.to_string(),
+            });
+        }
+    }
+    sql.execute(
+        "INSERT INTO models (id, owner, derived_from, registered_by) VALUES ($1, $2, $3, $4)",
+        &[
+            Param::Text(new.id.as_str()),
+            Param::Text(new.owner.as_str()),
+            Param::OptText(new.derived_from.as_ref().map(ModelId::as_str)),
+            Param::OptText(new.registered_by.as_ref().map(PartyId::as_str)),
+        ],
+    )?;
+    Ok(())
 }
 
 fn alias(sql: &mut impl Sql, host: &str, host_model: &str) -> Result<Option<String>, StoreError> {
@@ -214,7 +266,7 @@ fn alias(sql: &mut impl Sql, host: &str, host_model: &str) -> Result<Option<Stri
 
 pub(crate) fn add_alias(sql: &mut impl Sql, host: &PartyId, host_model: &ModelId, target: &ModelId) -> Result<(), StoreError> {
     require_role(sql, host.as_str(), Role::Host, "the host of an alias")?;
-    if model(sql, target.as_str())?.is_none() {
+    if !model(sql, target.as_str())?.is_some_and(|m| m.named_by(host.as_str())) {
         return Err(StoreError::UnknownModel { id: target.to_string(), purpose: format!("the target of alias {host_model}") });
     }
     match alias(sql, host.as_str(), host_model.as_str())? {
@@ -263,6 +315,8 @@ impl Resolver {
             }
         };
         match (found, target) {
+            // A model another host registered is, to this host, not registered.
+            (Some(m), _) if !m.named_by(host) => Ok(None),
             (Some(m), _) => Ok(Some(m)),
             (None, Some(target)) => {
                 Err(corrupt(format!("alias `{name}` of host `{host}`"), format_args!("its target `{target}` is not a model")))

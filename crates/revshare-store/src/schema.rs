@@ -85,6 +85,9 @@
 //! payable, written with it) and `paid_by_host` (per agreement, what its host paid net of what was
 //! paid back and of reversed payments, kept current as payments post), both filled when the
 //! migration is applied; and indexes of the payments of an agreement by reference.
+//!
+//! Version 21 adds `models.registered_by`: the host that registered a derived model (SPEC §11),
+//! which only that host's records may name; empty for a model its licensor registered.
 
 use crate::error::StoreError;
 use crate::sql::{Access, Backend, Dialect, Param, Sql, first};
@@ -536,6 +539,9 @@ CREATE TABLE paid_by_host (
 CREATE INDEX journal_payments ON journal_entries (agreement_id, reference) WHERE kind = 'payment';
 CREATE INDEX pending_payments_listed ON pending_payments (agreement_id, reference) WHERE NOT confirmed;
 "#,
+    r#"
+ALTER TABLE models ADD COLUMN registered_by TEXT REFERENCES parties (id);
+"#,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -974,6 +980,9 @@ CREATE TABLE paid_by_host (
 );
 CREATE INDEX journal_payments ON journal_entries (agreement_id, reference) WHERE kind = 'payment';
 CREATE INDEX pending_payments_listed ON pending_payments (agreement_id, reference) WHERE NOT confirmed;
+"#,
+    r#"
+ALTER TABLE models ADD COLUMN registered_by TEXT REFERENCES parties (id);
 "#,
 ];
 

@@ -374,6 +374,16 @@ pub(crate) fn of_pair(sql: &mut impl Sql, licensor: &str, host: &str) -> Result<
     )
 }
 
+/// The segments of records of `licensor`'s models that no agreement covered (`unmatched`).
+pub(crate) fn unmatched_of_licensor(sql: &mut impl Sql, licensor: &str) -> Result<Vec<Segment>, StoreError> {
+    rows(
+        sql,
+        concat!("SELECT ", segment_columns!(), " FROM record_segments WHERE licensor = $1 AND agreement_id IS NULL ORDER BY id"),
+        &[Param::Text(licensor)],
+        read_row,
+    )
+}
+
 /// The stored record `(host, id)` of batch `batch` (where the index says it is), with its place.
 pub(crate) fn find(sql: &mut impl Sql, host: &str, id: &str, batch: i64) -> Result<Option<(StoredRecord, Place)>, StoreError> {
     let segments = rows(

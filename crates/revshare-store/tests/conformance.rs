@@ -8,6 +8,7 @@ use revshare_core::contribution::{Contribution, parse_contribution_line};
 use revshare_core::dispute::{Actor, ActorRole, DisputeError, State, Transition};
 use revshare_core::ids::{AgreementId, ModelId, PartyId};
 use revshare_core::ledger::{Balances, JournalEntry, LedgerError, Party as LedgerParty};
+use revshare_core::licence::Lineage;
 use revshare_core::merkle::{self, MemoryCells};
 use revshare_core::money::Currency;
 use revshare_core::note::SignerKey;
@@ -93,6 +94,9 @@ conformance!(
     migrations_are_idempotent,
     parties_register_once,
     models_and_aliases,
+    derived_models_belong_to_their_base_and_settle_under_its_agreement,
+    restricted_use_is_settled_and_flagged_also_after_an_amendment,
+    the_compliance_report_shows_a_licensor_its_own_findings,
     the_registry_lists_by_id,
     agreement_versions_and_amendments,
     agreement_needs_registered_parties_and_models,
@@ -161,6 +165,7 @@ fn model(id: &str, owner: &str, derived_from: Option<&str>) -> Model {
         id: ModelId::parse(id).expect("a model id"),
         owner: PartyId::parse(owner).expect("a party id"),
         derived_from: derived_from.map(|d| ModelId::parse(d).expect("a model id")),
+        registered_by: None,
     }
 }
 
@@ -232,6 +237,7 @@ fn settle_statement(store: &mut dyn Store, id: &str, period: Period, contributio
     let agreement = store.agreement(&aid(id), None).expect("the agreement");
     let (rollup, _) = store.rollup(&aid(id), period).expect("the rollup");
     let usage_set = store.usage_set(&aid(id), period).expect("the usage set");
+    let lineage = store.lineage().expect("the lineage");
     settle(&SettlementInput {
         agreement: &agreement,
         period,
@@ -239,6 +245,7 @@ fn settle_statement(store: &mut dyn Store, id: &str, period: Period, contributio
         usage_digest: usage_set.digest(),
         contributions,
         adjustments: Vec::new(),
+        lineage: &lineage,
     })
     .expect("settles from the store")
 }
@@ -252,7 +259,8 @@ fn settle_in_memory(
     contributions: &[Contribution],
 ) -> Vec<u8> {
     let agreement = store.agreement(&aid(id), None).expect("the agreement");
-    let statement = settle_records(&agreement, period, records, contributions, Vec::new()).expect("settles in memory");
+    let lineage = store.lineage().expect("the lineage");
+    let statement = settle_records(&agreement, period, records, contributions, Vec::new(), &lineage).expect("settles in memory");
     statement.to_canonical().expect("canonical bytes")
 }
 
@@ -265,14 +273,14 @@ fn text(bytes: &[u8]) -> String {
 
 fn migrations_are_idempotent(db: &dyn TestDb) {
     let mut store = db.open();
-    assert_eq!(store.schema_version().expect("version"), 20);
+    assert_eq!(store.schema_version().expect("version"), 21);
     store.add_party(&party("meridian", Role::Licensor)).expect("add a party");
     drop(store);
     let mut again = db.open();
-    assert_eq!(again.schema_version().expect("version"), 20, "opening again applies nothing twice");
+    assert_eq!(again.schema_version().expect("version"), 21, "opening again applies nothing twice");
     assert_eq!(again.party(&pid("meridian")).expect("read"), Some(party("meridian", Role::Licensor)), "data survives reopening");
     let mut third = db.open();
-    assert_eq!(third.schema_version().expect("version"), 20);
+    assert_eq!(third.schema_version().expect("version"), 21);
 }
 
 fn parties_register_once(db: &dyn TestDb) {
@@ -339,6 +347,175 @@ fn models_and_aliases(db: &dyn TestDb) {
     let err = store.resolve_model(&pid("southwind"), "nw-llama").expect_err("another host's alias");
     assert!(matches!(err, StoreError::Unresolved { .. }), "{err}");
     assert!(err.to_string().contains("neither a registered model nor an alias of host `southwind`"), "{err}");
+}
+
+fn host_model(id: &str, base: &str, host: &str) -> Model {
+    Model { registered_by: Some(pid(host)), ..model(id, "meridian", Some(base)) }
+}
+
+/// SPEC §11: a derived model belongs to its base model's licensor at any depth; a host registers
+/// its own (and only its records, aliases and derivations may name it); no chain comes back to
+/// where it started; the agreement covering the base settles the derived usage on its own line.
+fn derived_models_belong_to_their_base_and_settle_under_its_agreement(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    register_example_parties(store);
+    store.add_party(&party("aurora", Role::Licensor)).expect("another licensor");
+    store.add_party(&party("audit-co", Role::Auditor)).expect("an auditor");
+    store.add_model(&model("m-70b-ft", "meridian", Some("m-70b"))).expect("the licensor's fine-tune");
+    store.add_model(&host_model("m-70b-nw", "m-70b-ft", "northwind")).expect("a host's distillation of it, depth 2");
+    store.add_model(&host_model("m-70b-nw", "m-70b-ft", "northwind")).expect("the same again is a no-op");
+
+    // Another licensor's model, for another owner, from a host or a licensor.
+    let err = store.add_model(&model("a-ft", "aurora", Some("m-70b"))).expect_err("aurora deriving from meridian's model");
+    assert!(matches!(err, StoreError::DerivedOwner { .. }), "{err}");
+    assert!(err.to_string().contains("`aurora` registers derivatives of its own models only"), "{err}");
+    let err = store
+        .add_model(&Model { owner: pid("aurora"), ..host_model("x-ft", "m-70b", "northwind") })
+        .expect_err("a host naming another owner");
+    assert!(err.to_string().contains("belongs to `meridian`"), "{err}");
+    // No cycle: a base exists before what derives from it, and a model's base never changes.
+    let err = store.add_model(&model("m-loop", "meridian", Some("m-loop"))).expect_err("deriving from itself");
+    assert!(matches!(err, StoreError::UnknownModel { .. }), "{err}");
+    let err = store.add_model(&model("m-70b", "meridian", Some("m-70b-nw"))).expect_err("a base deriving from its derivative");
+    assert!(matches!(err, StoreError::ModelExists { .. }), "{err}");
+    // A host registers derived models, for itself: another host's model is, to it, not there.
+    let err = store.add_model(&Model { registered_by: Some(pid("southwind")), ..model("x-1", "meridian", None) }).expect_err("not derived");
+    assert!(matches!(err, StoreError::HostModelNotDerived { .. }), "{err}");
+    let err = store.add_model(&host_model("x-2", "m-70b", "audit-co")).expect_err("an auditor registers nothing");
+    assert!(matches!(err, StoreError::WrongRole { .. }), "{err}");
+    let err = store.add_model(&host_model("sw-ft", "m-70b-nw", "southwind")).expect_err("deriving from northwind's model");
+    assert_eq!(err.to_string(), "`m-70b-nw`, the model sw-ft derives from, is not a registered model; register it first");
+    let err = store.add_model(&host_model("m-70b-nw", "m-70b", "southwind")).expect_err("northwind's id");
+    assert_eq!(err.to_string(), "model `m-70b-nw` is already registered (by another party); use another id for a different model");
+    let err = store.add_alias(&pid("southwind"), &mid("sw-70b"), &mid("m-70b-nw")).expect_err("an alias to northwind's model");
+    assert!(matches!(err, StoreError::UnknownModel { .. }), "{err}");
+    assert!(matches!(store.resolve_model(&pid("southwind"), "m-70b-nw"), Err(StoreError::Unresolved { .. })));
+    assert_eq!(store.resolve_model(&pid("northwind"), "m-70b-nw").expect("its own"), mid("m-70b-nw"));
+    let pairs = [(mid("m-70b-ft"), mid("m-70b")), (mid("m-70b-nw"), mid("m-70b-ft"))];
+    assert_eq!(store.lineage().expect("the lineage"), Lineage::new(pairs).expect("no cycle"));
+
+    // The example agreement, with derivatives at half the rates named m-70b…
+    let tail = "points = { maintenance = 1, update = 2, improvement = 5 }\n";
+    let terms = format!("{tail}\n[derivatives]\nrate_factor = \"0.5\"\nname_prefix = \"m-70b\"\n");
+    store.add_agreement("agreement.toml", &edited(AGREEMENT, &[(tail, &terms)])).expect("the agreement");
+    let records = vec![
+        record("d-1", "m-70b", "customer_service", "us", "2026-10-05T00:00:00Z", "100.00"),
+        record("d-2", "m-70b-nw", "customer_service", "us", "2026-10-06T00:00:00Z", "100.00"),
+        record("d-3", "m-70b-ft", "search", "us", "2026-10-07T00:00:00Z", "40.00"),
+    ];
+    let report = store.ingest(&records, IngestMode::Atomic, None).expect("ingest");
+    assert!(report.stored && report.unmatched == 0, "{report:?}");
+    let theirs = with_host(record("s-1", "m-70b-nw", "search", "us", "2026-10-06T00:00:00Z", "5.00"), "southwind");
+    let refused = store.ingest(std::slice::from_ref(&theirs), IngestMode::Partial, None).expect("ingest");
+    assert_eq!(refused.refused, 1, "{refused:?}");
+    assert!(refused.problems[0].reason.contains("`m-70b-nw` is neither a registered model"), "{:?}", refused.problems);
+
+    let october = month("2026-10");
+    let statement = store.preview(&aid("meridian-northwind"), october).expect("a preview");
+    let lines: Vec<(&str, Option<&str>, &str)> =
+        statement.lines.iter().map(|l| (l.model.as_str(), l.derived_from.as_deref(), l.blended_rate.as_str())).collect();
+    assert_eq!(
+        lines,
+        [("m-70b", None, "0.2000000000"), ("m-70b-ft", Some("m-70b"), "0.1100000000"), ("m-70b-nw", Some("m-70b"), "0.1000000000"),],
+        "each derived model its own line, at half the base rates"
+    );
+    assert_eq!(
+        text(&settle_from_store(store, "meridian-northwind", october, &[])),
+        text(&settle_in_memory(store, "meridian-northwind", october, &records, &[]))
+    );
+}
+
+/// SPEC §11: usage inside a prohibited scope is settled and flagged `prohibited_use`; the records
+/// stored before an amendment that restricts them are placed again under the terms now in force.
+fn restricted_use_is_settled_and_flagged_also_after_an_amendment(db: &dyn TestDb) {
+    let mut store = db.open();
+    let store = store.as_mut();
+    register_example(store);
+    let records = vec![
+        record("p-1", "m-70b", "customer_service", "us", "2026-10-05T00:00:00Z", "100.00"),
+        record("p-2", "m-70b", "customer_service", "us", "2026-10-25T00:00:00Z", "100.00"),
+        record("p-3", "m-8b", "search", "eu", "2026-10-25T00:00:00Z", "10.00"),
+    ];
+    store.ingest(&records, IngestMode::Atomic, None).expect("ingest");
+    let (id, october) = (aid("meridian-northwind"), month("2026-10"));
+    assert!(store.preview(&id, october).expect("a preview").flags.is_empty());
+    let restricted = edited(
+        AGREEMENT,
+        &[
+            ("version = 1", "version = 2"),
+            ("dispute_window_days = 30\n", "dispute_window_days = 30\nprohibited_use_cases = [\"surveillance\"]\n"),
+            ("[contributions]", "[[restrictions]]\nuse_cases = [\"customer_service\"]\nfrom = 2026-10-20\n\n[contributions]"),
+        ],
+    );
+    store.add_agreement("v2.toml", &restricted).expect("the amendment");
+    let preview = store.preview(&id, october).expect("a preview");
+    let flagged: Vec<(&str, &str, u64, &[String])> =
+        preview.lines.iter().map(|l| (l.model.as_str(), l.use_case.as_str(), l.records, l.flags.as_slice())).collect();
+    assert_eq!(
+        flagged,
+        [("m-70b", "customer_service", 2, &["prohibited_use".to_owned()][..]), ("m-8b", "search", 1, &[][..])],
+        "one of the line's records is inside the restriction: the line is flagged, and both are settled"
+    );
+    assert_eq!(preview.flags, ["prohibited_use"]);
+    assert_eq!(
+        text(&settle_from_store(store, "meridian-northwind", october, &[])),
+        text(&settle_in_memory(store, "meridian-northwind", october, &records, &[]))
+    );
+}
+
+/// SPEC §11: a licensor's report lists its models' usage that no agreement covered (stored, never
+/// dropped) and its statements' flagged lines, open or final; another licensor's findings are not
+/// in it.
+fn the_compliance_report_shows_a_licensor_its_own_findings(db: &dyn TestDb) {
+    use revshare_store::compliance::report;
+    let mut store = db.open();
+    let store = store.as_mut();
+    register_example_parties(store);
+    store.add_party(&party("aurora", Role::Licensor)).expect("another licensor");
+    store.add_model(&model("a-1", "aurora", None)).expect("aurora's model");
+    let prohibiting =
+        edited(AGREEMENT, &[("dispute_window_days = 30\n", "dispute_window_days = 30\nprohibited_use_cases = [\"surveillance\"]\n")]);
+    store.add_agreement("agreement.toml", &prohibiting).expect("the agreement");
+    let records = vec![
+        record("c-1", "m-70b", "surveillance", "us", "2026-10-05T00:00:00Z", "100.00"),
+        record("c-2", "m-70b", "search", "us", "2026-10-05T00:00:00Z", "50.00"),
+        with_host(record("c-3", "m-8b", "search", "eu", "2026-10-06T00:00:00Z", "7.005"), "southwind"),
+        with_host(record("c-4", "m-8b", "search", "eu", "2026-10-07T00:00:00Z", "1.00"), "southwind"),
+        with_host(record("c-5", "m-8b", "search", "eu", "2026-11-07T00:00:00Z", "1.00"), "southwind"),
+        record("c-6", "a-1", "search", "us", "2026-10-05T00:00:00Z", "9.00"),
+    ];
+    let report_of = store.ingest(&records, IngestMode::Atomic, None).expect("ingest");
+    assert_eq!(report_of.unmatched, 4, "southwind's three and northwind's a-1 have no agreement: {report_of:?}");
+    let (meridian, october) = (pid("meridian"), month("2026-10"));
+
+    let open = report(store, &meridian, october).expect("the report");
+    let rows: Vec<String> = open
+        .findings
+        .iter()
+        .map(|f| {
+            let agreement = f.agreement.as_deref().unwrap_or("-");
+            let standing = f.standing.unwrap_or("-");
+            format!("{} {agreement} {} {} {} {} {} {standing}", f.flags.join(","), f.host, f.model, f.use_case, f.records, f.revenue)
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "unlicensed_model - southwind m-8b search 2 8.00 -",
+            "prohibited_use meridian-northwind northwind m-70b surveillance 1 100.00 open"
+        ],
+        "October's unlicensed use (revenue 8.005 rounded once, half to even) and the flagged line; not November's, not aurora's"
+    );
+    let aurora = report(store, &pid("aurora"), october).expect("aurora's report");
+    assert_eq!(aurora.findings.iter().map(|f| (f.host.as_str(), f.model.as_str())).collect::<Vec<_>>(), [("northwind", "a-1")]);
+
+    let key = signer("revshare.example", 9);
+    store.add_key(None, &key.verifier()).expect("the deployment key");
+    close_month(store, &aid("meridian-northwind"), october, &key, day(11, 4)).expect("close october");
+    let closed = report(store, &meridian, october).expect("the report");
+    assert_eq!(closed.findings[1].standing, Some("final"));
+    assert_eq!(closed.findings.len(), 2);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@
 //! (earlier checkpoints), `anchor` (which deployment keys the verifier's own trust reaches),
 //! `statement` (the statement and agreement against their leaves, and the recomputed statement
 //! compared with the bundle's), `batches` (batch digest files and signatures), `records` (reading
-//! records.jsonl in parts), `recompute` (aliases, contributions, disputes, the recomputation) and
+//! records.jsonl in parts), `recompute` (aliases, models, contributions, disputes, the recomputation) and
 //! `restated` (restatement adjustments against the restated months' statements).
 
 mod anchor;
@@ -66,6 +66,7 @@ use crate::usage::RecordProblem;
 
 pub use self::anchor::Anchor;
 use self::keys::Keys;
+use self::recompute::Recompute;
 pub use self::records::PART_BYTES;
 
 /// How many findings of one category are listed (the records' problems, the log's, the
@@ -91,6 +92,9 @@ pub struct Bundle {
     /// `aliases.json`: `{"<host>": {"<host's model id>": "<licensed model id>"}}`, how reported
     /// model ids map to licensed ones (`{}` if none).
     pub aliases: Vec<u8>,
+    /// `models.json`: the lineage of the derived models the statement's lines name, as
+    /// [`crate::licence::Lineage::to_json`] writes it (`[]` if none).
+    pub models: Vec<u8>,
     /// `records.salts`: each record's salt in its batch ([`crate::transparency::record_salt`]),
     /// [`crate::transparency::RECORD_SALT_BYTES`] bytes per line of records.jsonl, in its order.
     pub salts: Vec<u8>,
@@ -137,6 +141,7 @@ impl Bundle {
             ("records.jsonl".to_owned(), &self.records),
             (SALTS_FILE.to_owned(), &self.salts),
             ("aliases.json".to_owned(), &self.aliases),
+            ("models.json".to_owned(), &self.models),
             ("log.json".to_owned(), &self.log),
             ("keys.json".to_owned(), &self.keys),
             ("signatures.json".to_owned(), &self.signatures),
@@ -281,8 +286,15 @@ pub fn verify(bundle: &Bundle, options: &VerifyOptions<'_>) -> Report {
     let batches = run.batches(&bundle.batches, &leaves, &keys);
     // 9. Records and the recomputed statement.
     let aliases = run.aliases(&bundle.aliases);
+    let lineage = run.lineage(&bundle.models);
     let contributions = run.contributions(&leaves);
-    run.records_and_recompute(bundle, &batches, &aliases, agreement.as_ref(), &statement, &contributions);
+    run.records_and_recompute(
+        bundle,
+        &batches,
+        &Recompute { aliases: &aliases, lineage: &lineage, contributions: &contributions },
+        agreement.as_ref(),
+        &statement,
+    );
     // 9b. Each dispute adjustment against the dispute's logged transitions.
     if let (Some(value), Some(agreement)) = (&statement.value, &agreement) {
         run.disputes(value, &leaves, agreement);

@@ -9,6 +9,7 @@ use crate::agreement::Agreement;
 use crate::contribution::{Contribution, parse_contribution_line};
 use crate::dispute::{Dispute, State, Subject, Terms, transition_from_json};
 use crate::ids::is_model_id;
+use crate::licence::Lineage;
 use crate::money::Currency;
 use crate::rollup::Rollup;
 use crate::settle::{SettlementInput, settle};
@@ -32,7 +33,24 @@ pub(super) type Aliases = TextMap<ModelAliases>;
 
 pub(super) const ALIASES_SHAPE: &str = r#"a JSON object {"<host>": {"<host's model id>": "<licensed model id>"}}"#;
 
+/// What the recomputation takes from the bundle besides its records: the hosts' aliases, the
+/// derived models' lineage and the agreement's contributions.
+pub(super) struct Recompute<'a> {
+    pub(super) aliases: &'a Aliases,
+    pub(super) lineage: &'a Lineage,
+    pub(super) contributions: &'a [Contribution],
+}
+
 impl Run {
+    /// `models.json`: the lineage the statement's derived lines were priced by; a problem is a
+    /// finding, and the recomputation then goes on without it.
+    pub(super) fn lineage(&mut self, bytes: &[u8]) -> Lineage {
+        Lineage::from_json("models.json", bytes).unwrap_or_else(|e| {
+            self.find("models.json", "the lineage of the statement's derived models", e.to_string());
+            Lineage::default()
+        })
+    }
+
     pub(super) fn aliases(&mut self, bytes: &[u8]) -> Aliases {
         let mut aliases = Aliases::default();
         let members = match serde_json::from_slice::<Value>(bytes) {
@@ -214,11 +232,11 @@ impl Run {
         &mut self,
         bundle: &Bundle,
         batches: &BatchDigests,
-        aliases: &Aliases,
+        given: &Recompute<'_>,
         agreement: Option<&Agreement>,
         statement: &StatementFile,
-        contributions: &[Contribution],
     ) {
+        let Recompute { aliases, lineage, contributions } = *given;
         let period = statement.value.as_ref().map(|s| match str_member(s, "period").map(Period::parse) {
             Some(Ok(period)) => Some(period),
             other => {
@@ -236,7 +254,8 @@ impl Run {
         let (Some((agreement, period)), Some(value)) = (settling, statement.value.as_ref()) else { return };
         let Some(adjustments) = self.adjustments(value, agreement.currency()) else { return };
 
-        let input = SettlementInput { agreement, period, rollup: &rollup, usage_digest: counted.digest(), contributions, adjustments };
+        let input =
+            SettlementInput { agreement, period, rollup: &rollup, usage_digest: counted.digest(), contributions, adjustments, lineage };
         let recomputed = match settle(&input) {
             Ok(recomputed) => recomputed,
             Err(e) => {
