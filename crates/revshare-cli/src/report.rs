@@ -114,9 +114,14 @@ pub fn statement_table(canonical: &[u8], context: &str) -> String {
             (Value::Bool(true), _) => "yes".to_owned(),
             _ => String::new(),
         };
+        // A derived model's line names the agreement's model it was priced under (SPEC §11).
+        let model = match &l["derived_from"] {
+            Value::String(base) => format!("{} (of {base})", text(&l["model"])),
+            _ => text(&l["model"]),
+        };
         let mut row = vec![
             n.to_string(),
-            text(&l["model"]),
+            model,
             text(&l["use_case"]),
             text(&l["region"]),
             exclusive,

@@ -1112,6 +1112,8 @@ fn a_hosts_fine_tune_settles_under_the_base_models_agreement() {
         .map(|l| (l["model"].as_str().expect("model"), l["derived_from"].as_str(), l["amount"].as_str().expect("amount")))
         .collect();
     assert_eq!(lines, [("m-70b", None, "220.00"), ("m-70b-nw-support", Some("m-70b"), "110.00")], "half the base rate");
+    let table = store.ok(&["statement", "show", "--agreement", AGREEMENT_ID, "--period", "2026-10"]);
+    assert!(table.contains("m-70b-nw-support (of m-70b)"), "the table names the base:\n{table}");
 
     let bundle = store.dir.path().join("bundle");
     store.ok(&["statement", "export", "--agreement", AGREEMENT_ID, "--period", "2026-10", "--bundle", &bundle.display().to_string()]);

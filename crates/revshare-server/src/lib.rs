@@ -32,7 +32,7 @@
 //! | `GET /v1/grants[?agreement=ID]` | the agreement's parties, the auditor, the operator | grants in force and revoked |
 //! | `GET /v1/parties/{party}` | the party itself, its counterparties, auditors granted their agreement, the operator | the party, and its public keys to itself |
 //! | `POST /v1/models` | a licensor, its own models; a host, a model derived from one it may name | registers a model, optionally `derived_from` another (`revshare model add`) |
-//! | `GET /v1/models/{model}` | any token; a host's model, that host and its licensor | the model, its owner and what it derives from |
+//! | `GET /v1/models/{model}` | any token; a host's model, that host, its licensor and the operator | the model, its owner and what it derives from |
 //! | `GET /v1/compliance?period=P` | a licensor, its own | usage no agreement covered and flagged statement lines (`revshare compliance report`) |
 //! | `POST /v1/aliases` | a host, for itself | maps the host's own model id to a licensed model (`revshare model alias`) |
 //! | `POST /v1/disputes` | the agreement's licensor or host | opens a dispute of a statement or a line (`revshare dispute open`) |

@@ -8,8 +8,8 @@
 //! itself only, and models derived from a model it may name (SPEC §11: the model belongs to the
 //! base model's licensor, and only this host's records may name it); auditors and arbiters read
 //! only. Any token reads a model a licensor registered (records name them; they are not secret);
-//! a model a host registered is read by that host and its licensor, and is not found for anyone
-//! else. A party is read by itself, by its
+//! a model a host registered is read by that host, its licensor and the operator, and is not
+//! found for anyone else. A party is read by itself, by its
 //! counterparties (a licensor and a host with an agreement between them), by auditors and by
 //! arbiters; for anyone else it is not found, exactly as a party that does not exist. Its keys are
 //! shown to itself only. Registering what is registered with the same values is a no-op (the
@@ -421,12 +421,13 @@ pub(crate) async fn get_model(
     Path(model): Path<String>,
 ) -> Result<Json<ModelView>, Problem> {
     let id = ModelId::parse(&model).map_err(|e| Problem::bad_request(format!("`{model}` is not a model id: {e}")))?;
-    // A model a host registered is that host's and its licensor's: to anyone else, not found.
+    // A model a host registered is that host's, its licensor's and the operator's: to anyone
+    // else, not found.
     let found = state
         .run(move |store, _| {
             store
                 .model(&id)?
-                .filter(|m| m.named_by(caller.party.as_str()))
+                .filter(|m| caller.role == Role::Operator || m.named_by(caller.party.as_str()))
                 .ok_or_else(|| Problem::not_found(format!("there is no model {id}")))
         })
         .await?;

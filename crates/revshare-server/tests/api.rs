@@ -602,7 +602,7 @@ fn refused_calls_change_nothing(db: &dyn TestDb) {
         let created = api.post_json("/v1/models", &tokens.northwind, &tune).await;
         assert_eq!(created.status, 201, "{}", String::from_utf8_lossy(&created.bytes));
         assert_eq!(created.json(), json!({"id": "m-70b-nw", "owner": "meridian", "derived_from": "m-70b"}));
-        for token in [&tokens.northwind, &tokens.meridian] {
+        for token in [&tokens.northwind, &tokens.meridian, &tokens.operator] {
             assert_eq!(api.get("/v1/models/m-70b-nw", Some(token)).await.json()["owner"], "meridian");
         }
         let no_model = api.get("/v1/models/m-nowhere", Some(&tokens.southwind)).await.problem(404);

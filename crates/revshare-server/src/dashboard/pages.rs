@@ -486,7 +486,8 @@ pub(crate) async fn statement(
                 .enumerate()
                 .map(|(number, l)| LineRow {
                     number,
-                    model: l.model.clone(),
+                    // A derived model's line names the agreement's model it was priced under.
+                    model: l.derived_from.as_ref().map_or_else(|| l.model.clone(), |base| format!("{} (of {base})", l.model)),
                     use_case: l.use_case.clone(),
                     region: l.region.clone(),
                     exclusive: l.exclusive,
