@@ -83,17 +83,23 @@ impl TestStore {
         self.register_agreement_example(&self.path("agreement.toml"), &[arbiter]);
     }
 
-    fn register_agreement_example(&self, agreement: &str, arbiters: &[&str]) {
+    /// A fresh store with meridian (licensor) and its models m-8b and m-70b, and the hosts
+    /// northwind and southwind.
+    fn register_meridian(&self) {
         self.ok(&["init"]);
-        for arbiter in arbiters {
-            self.ok(&["party", "add", arbiter, "--name", "Arbitration Ltd", "--role", "arbiter"]);
-        }
         self.ok(&["party", "add", "meridian", "--name", "Meridian", "--role", "licensor"]);
         for host in ["northwind", "southwind"] {
             self.ok(&["party", "add", host, "--name", host, "--role", "host"]);
         }
         for model in ["m-8b", "m-70b"] {
             self.ok(&["model", "add", model, "--owner", "meridian"]);
+        }
+    }
+
+    fn register_agreement_example(&self, agreement: &str, arbiters: &[&str]) {
+        self.register_meridian();
+        for arbiter in arbiters {
+            self.ok(&["party", "add", arbiter, "--name", "Arbitration Ltd", "--role", "arbiter"]);
         }
         self.ok(&["agreement", "add", agreement]);
         let ingested = self.ok(&["ingest", &examples().join("usage.jsonl").display().to_string()]);
@@ -962,14 +968,7 @@ const AGREEMENT_ID: &str = "meridian-northwind";
 /// The worked example with northwind's records sent signed by northwind's registered key and
 /// their receipts kept, the month closed and countersigned, and its bundle exported to `bundle`.
 fn signed_example(store: &TestStore) -> PathBuf {
-    store.ok(&["init"]);
-    store.ok(&["party", "add", "meridian", "--name", "Meridian", "--role", "licensor"]);
-    for host in ["northwind", "southwind"] {
-        store.ok(&["party", "add", host, "--name", host, "--role", "host"]);
-    }
-    for model in ["m-8b", "m-70b"] {
-        store.ok(&["model", "add", model, "--owner", "meridian"]);
-    }
+    store.register_meridian();
     store.ok(&["agreement", "add", &examples().join("agreement.toml").display().to_string()]);
     let key = store.path("northwind.key");
     let public = store.ok(&["keys", "generate", "--name", "northwind", "--out", &key]);
@@ -1062,14 +1061,7 @@ fn a_bundle_verifies_offline_postgres() {
 #[test]
 fn a_hosts_fine_tune_settles_under_the_base_models_agreement() {
     let store = TestStore::sqlite();
-    store.ok(&["init"]);
-    store.ok(&["party", "add", "meridian", "--name", "Meridian", "--role", "licensor"]);
-    for host in ["northwind", "southwind"] {
-        store.ok(&["party", "add", host, "--name", host, "--role", "host"]);
-    }
-    for model in ["m-8b", "m-70b"] {
-        store.ok(&["model", "add", model, "--owner", "meridian"]);
-    }
+    store.register_meridian();
     let registered = store.ok(&["model", "add", "m-70b-nw-support", "--derived-from", "m-70b", "--host", "northwind"]);
     assert_eq!(registered.trim(), "model m-70b-nw-support of meridian registered, registered by northwind");
     let refused = store.run(&["model", "add", "sw-tune", "--derived-from", "m-70b-nw-support", "--host", "southwind"]);

@@ -678,7 +678,6 @@ impl Walk {
         parsed.map(|i| (i, v.span())).map_err(|m| self.problem(v.span(), m, "bad date", help)).ok()
     }
 
-    /// A list of ids.
     /// An optional list of ids: `Some(None)` when absent (all), `None` when it is wrong.
     fn optional_ids<T>(
         &mut self,
@@ -693,6 +692,7 @@ impl Walk {
         }
     }
 
+    /// A list of ids.
     fn id_list<T>(
         &mut self,
         table: &DeTable<'_>,
